@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Installs what irb's build and tests need, idempotently and quickly when it is there:
+# Debian packages, Node >= 22.19 (Node 24 from the npm registry when the machine's is
+# older), pnpm, the workspace's node modules and a Linux kernel for boot tests.
+# Source it (`. scripts/ensure-env.sh`) so PATH changes reach the caller.
+set -euo pipefail
+
+IRB_NODE_PREFIX=${IRB_NODE_PREFIX:-/opt/node24}
+IRB_PNPM_VERSION=12.4.2
+IRB_APT_PACKAGES=(docker-registry skopeo umoci qemu-system-x86 busybox-static cpio libarchive-tools pigz zstd
+  debootstrap apache2-utils ca-certificates python3 make g++)
+
+_irb_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+_irb_sudo() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+_irb_log() { printf '[ensure-env] %s\n' "$*" >&2; }
+
+_irb_node_ok() {
+  command -v node >/dev/null 2>&1 &&
+    node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=19)?0:1)'
+}
+
+_irb_ensure_apt() {
+  local missing=() p
+  for p in "${IRB_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    _irb_log "installing Debian packages: ${missing[*]}"
+    _irb_sudo apt-get update -qq
+    _irb_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+_irb_ensure_node() {
+  if [ -x "$IRB_NODE_PREFIX/bin/node" ]; then export PATH="$IRB_NODE_PREFIX/bin:$PATH"; fi
+  if ! _irb_node_ok; then
+    _irb_log "Node $(node --version 2>/dev/null || echo none) is older than 22.19: installing Node 24 into $IRB_NODE_PREFIX"
+    _irb_sudo npm i -g --silent --prefix "$IRB_NODE_PREFIX" node@24 >/dev/null
+    export PATH="$IRB_NODE_PREFIX/bin:$PATH"
+  fi
+  if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$IRB_PNPM_VERSION" ]; then
+    _irb_log "installing pnpm $IRB_PNPM_VERSION"
+    local prefix=$IRB_NODE_PREFIX
+    [ -w "$(dirname "$prefix")" ] || [ -d "$prefix" ] || prefix=$HOME/.local
+    _irb_sudo npm i -g --silent --prefix "$prefix" "pnpm@$IRB_PNPM_VERSION" >/dev/null
+    export PATH="$prefix/bin:$PATH"
+  fi
+}
+
+_irb_ensure_modules() {
+  # zstd-napi builds with node-gyp, which cannot download Node headers offline;
+  # the distribution's headers serve any Node version (N-API).
+  if [ -f /usr/include/node/node.h ] && [ -z "${npm_config_nodedir:-}" ]; then export npm_config_nodedir=/usr; fi
+  local stamp="$_irb_root/node_modules/.irb-install-stamp"
+  local sum
+  sum=$(cat "$_irb_root/pnpm-lock.yaml" "$_irb_root"/package.json "$_irb_root"/packages/*/package.json \
+    "$_irb_root"/apps/*/package.json 2>/dev/null | sha256sum | cut -c1-64)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
+    _irb_log "installing node modules"
+    (cd "$_irb_root" && pnpm install --frozen-lockfile --reporter=silent)
+    echo "$sum" >"$stamp"
+  fi
+}
+
+# A Debian kernel for boot tests, unpacked (not installed) into the cache.
+_irb_ensure_kernel() {
+  local dir=${XDG_CACHE_HOME:-$HOME/.cache}/irb/kernel
+  export IRB_TEST_KERNEL_DIR=$dir
+  if ls /boot/vmlinuz-* >/dev/null 2>&1 || ls "$dir"/boot/vmlinuz-* >/dev/null 2>&1; then return; fi
+  _irb_log "unpacking a Debian kernel into $dir"
+  local tmp pkg
+  tmp=$(mktemp -d)
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+  if [ -z "$pkg" ]; then _irb_sudo apt-get update -qq; pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}'); fi
+  (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null 2>&1 || { chmod 777 "$tmp"; _irb_sudo apt-get download -qq "$pkg" >/dev/null; })
+  mkdir -p "$dir"
+  dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -C "$dir" --wildcards './boot/vmlinuz-*'
+  rm -rf "$tmp"
+}
+
+_irb_ensure_apt
+_irb_ensure_node
+_irb_ensure_modules
+_irb_ensure_kernel
