@@ -1,1 +1,2 @@
-export {};
+export type { EnvAuthEntry, EnvKeychainOptions } from './keychain.ts';
+export { createEnvKeychain, envHostSuffix } from './keychain.ts';
