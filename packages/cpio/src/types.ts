@@ -37,6 +37,13 @@ export interface CpioFileEntry extends CpioEntryBase {
    * (the GNU cpio convention, which the kernel and bsdtar also accept).
    */
   links?: readonly CpioPath[];
+  /**
+   * The 070702 checksum of the body (sum of its bytes mod 2^32), if already known. Only used
+   * with `format: 'crc'`, where the check field precedes the data: with it a streamed body is
+   * read once and verified; without it a function body is opened twice (sum, then data) and a
+   * plain AsyncIterable body is held in memory. Ignored for `newc`.
+   */
+  checksum?: number;
 }
 
 /** A directory. */

@@ -1,0 +1,423 @@
+import { cpioChecksum } from './checksum.ts';
+import { IrbError } from './errors.ts';
+import {
+  CPIO_HEADER_SIZE,
+  CPIO_TRAILER_NAME,
+  type CpioHeader,
+  padded4,
+  parseCpioHeader,
+  typeFromMode,
+} from './newc.ts';
+import type { CpioEntryType } from './types.ts';
+
+/** One entry of an archive as {@link readCpio} found it: every header field plus the decoded parts. */
+export interface CpioReadEntry extends CpioHeader {
+  /** Which archive of a concatenation the entry came from, counting from 0 (each ends at a `TRAILER!!!`). */
+  member: number;
+  /** Byte offset of the entry's header in the input stream. */
+  offset: number;
+  /** Kind derived from the type bits of `mode`, or `unknown` for type bits no kind uses. */
+  type: CpioEntryType | 'unknown';
+  /** `mode & 0o7777`: permission bits including setuid, setgid and sticky. */
+  permissions: number;
+  /** The name decoded as UTF-8 (invalid sequences become U+FFFD; `nameBytes` has the exact bytes). */
+  name: string;
+  /** The exact name bytes, without the terminating NUL. */
+  nameBytes: Uint8Array;
+  /** For symlinks: the target decoded as UTF-8. */
+  target?: string;
+  /** For symlinks: the exact target bytes (the body). */
+  targetBytes?: Uint8Array;
+  /**
+   * The body, streamed from the input. Read it before asking for the next entry; an unread
+   * (or partly read) body is skipped automatically. It can be iterated once (symlinks: any time).
+   */
+  body: AsyncIterable<Uint8Array>;
+  /** Collects the whole body into one array (same rules as `body`). */
+  bytes(): Promise<Uint8Array>;
+}
+
+/** Where one archive of the input ended, reported through {@link ReadCpioOptions.onMemberEnd}. */
+export interface CpioMemberInfo {
+  /** Index of the archive in the input, from 0. */
+  member: number;
+  /** Offset of its first header. */
+  start: number;
+  /** Offset just past its `TRAILER!!!` record (including the record's padding to 4). */
+  end: number;
+  /** Entries it held, not counting the trailer. */
+  entries: number;
+}
+
+/** How far {@link readCpio} read, reported through {@link ReadCpioOptions.onEnd}. */
+export interface CpioReadEnd {
+  /** Archives read completely. */
+  members: number;
+  /** Bytes of the input consumed: with `members: 'one'` exactly up to the end of the first trailer record. */
+  bytesConsumed: number;
+  /**
+   * Bytes already pulled from the input but not consumed (the rest of the last chunk). Only
+   * non-empty with `members: 'one'`; the data after it is still unread in the source iterator.
+   */
+  rest: Uint8Array;
+}
+
+/** Options of {@link readCpio}. */
+export interface ReadCpioOptions {
+  /**
+   * `all` (default): read archives one after another as the Linux kernel does — NUL bytes may
+   * separate them, each must start 4-byte aligned and end with `TRAILER!!!`.
+   * `one`: stop right after the first `TRAILER!!!` record and leave the source iterator open
+   * (not returned), so a caller can go on with what follows (e.g. a compressed member);
+   * {@link ReadCpioOptions.onEnd} tells how many bytes belonged to the archive.
+   */
+  members?: 'all' | 'one';
+  /** Check the 070702 sum of regular files (as GNU cpio and the kernel do). Default `true`. */
+  verifyChecksum?: boolean;
+  /** Largest accepted name size including the NUL. Default 65536; Linux itself takes at most 4096. */
+  maxNameSize?: number;
+  /** Largest symlink target that is read into memory. Default 65536; Linux itself takes at most 4095. */
+  maxTargetSize?: number;
+  /** Stops reading: the iterator throws `signal.reason`. */
+  signal?: AbortSignal;
+  /** Called at the end of each archive. */
+  onMemberEnd?: (info: CpioMemberInfo) => void;
+  /** Called once when reading stopped without error. */
+  onEnd?: (info: CpioReadEnd) => void;
+}
+
+const EMPTY = new Uint8Array(0);
+const decoder = new TextDecoder('utf-8', { fatal: false });
+const TRAILER = new TextEncoder().encode(CPIO_TRAILER_NAME);
+
+/** Pulls chunks from the source on demand and hands out bytes by count, copying only when a request spans chunks. */
+class ByteSource {
+  private readonly it: AsyncIterator<Uint8Array>;
+  private cur: Uint8Array = EMPTY;
+  private pos = 0;
+  /** Absolute offset of the next unconsumed byte. */
+  offset = 0;
+  private ended = false;
+  private readonly signal: AbortSignal | undefined;
+
+  constructor(source: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined) {
+    this.it = source[Symbol.asyncIterator]();
+    this.signal = signal;
+  }
+
+  /** Makes at least one byte available; false at the end of the input. */
+  async fill(): Promise<boolean> {
+    while (this.pos >= this.cur.length) {
+      if (this.ended) return false;
+      this.signal?.throwIfAborted();
+      const r = await this.it.next();
+      if (r.done) {
+        this.ended = true;
+        this.cur = EMPTY;
+        this.pos = 0;
+        return false;
+      }
+      const chunk: unknown = r.value;
+      if (!(chunk instanceof Uint8Array)) {
+        throw new IrbError(
+          'IRB_CPIO_INVALID_INPUT',
+          `cpio input yielded a ${typeof chunk}; it must yield Uint8Array chunks (do not set an encoding on the stream)`,
+        );
+      }
+      this.cur = chunk;
+      this.pos = 0;
+    }
+    return true;
+  }
+
+  peek(): number {
+    return this.cur[this.pos]!;
+  }
+
+  /** Exactly `n` contiguous bytes, or null when the input ends first (then `got` tells how many were there). */
+  async read(n: number): Promise<Uint8Array | null> {
+    if (this.cur.length - this.pos >= n) {
+      const out = this.cur.subarray(this.pos, this.pos + n);
+      this.pos += n;
+      this.offset += n;
+      return out;
+    }
+    const out = new Uint8Array(n);
+    let have = 0;
+    while (have < n) {
+      if (!(await this.fill())) return null;
+      const take = Math.min(n - have, this.cur.length - this.pos);
+      out.set(this.cur.subarray(this.pos, this.pos + take), have);
+      this.pos += take;
+      this.offset += take;
+      have += take;
+    }
+    return out;
+  }
+
+  /** Up to `max` bytes from the current chunk without copying; empty at the end of the input. */
+  async chunk(max: number): Promise<Uint8Array> {
+    if (!(await this.fill())) return EMPTY;
+    const take = Math.min(max, this.cur.length - this.pos);
+    const out = this.cur.subarray(this.pos, this.pos + take);
+    this.pos += take;
+    this.offset += take;
+    return out;
+  }
+
+  /** Skips NUL bytes; returns false at the end of the input. */
+  async skipZeros(): Promise<boolean> {
+    while (await this.fill()) {
+      const { cur } = this;
+      let p = this.pos;
+      while (p < cur.length && cur[p] === 0) p++;
+      this.offset += p - this.pos;
+      this.pos = p;
+      if (p < cur.length) return true;
+    }
+    return false;
+  }
+
+  rest(): Uint8Array {
+    return this.cur.subarray(this.pos);
+  }
+
+  async close(): Promise<void> {
+    if (!this.ended) {
+      this.ended = true;
+      await this.it.return?.();
+    }
+  }
+}
+
+function truncated(what: string, offset: number): IrbError {
+  return new IrbError(
+    'IRB_CPIO_TRUNCATED',
+    `cpio input ends inside ${what} (at byte ${offset}); the archive is truncated — download or decompress it again`,
+  );
+}
+
+function isTrailer(name: Uint8Array): boolean {
+  if (name.length !== TRAILER.length) return false;
+  for (let i = 0; i < name.length; i++) if (name[i] !== TRAILER[i]) return false;
+  return true;
+}
+
+type BodyState = 'unread' | 'reading' | 'done' | 'gone';
+
+/**
+ * Reads CPIO newc archives (070701 and 070702) from a byte stream, entry by entry.
+ *
+ * By default it reads a concatenation of uncompressed archives like the Linux kernel:
+ * each ends with `TRAILER!!!`, NUL padding may separate them, and every entry reports its
+ * `member`. Bodies stream from the input and are skipped when not read. Compressed
+ * members must be decompressed first (see `@irb/compress`); with `members: 'one'` and
+ * `onEnd` a caller finds where a plain archive ends inside a mixed initramfs.
+ *
+ * @throws IrbError `IRB_CPIO_BAD_MAGIC`, `IRB_CPIO_BAD_HEX`, `IRB_CPIO_BAD_HEADER`, `IRB_CPIO_TRUNCATED`,
+ *   `IRB_CPIO_CHECKSUM_MISMATCH`, `IRB_CPIO_TRAILING_DATA`, `IRB_CPIO_INVALID_INPUT`, `IRB_CPIO_BODY_UNAVAILABLE`.
+ */
+export async function* readCpio(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  options: ReadCpioOptions = {},
+): AsyncGenerator<CpioReadEntry, void, undefined> {
+  const { signal } = options;
+  const verify = options.verifyChecksum ?? true;
+  const maxNameSize = options.maxNameSize ?? 65536;
+  const maxTargetSize = options.maxTargetSize ?? 65536;
+  const one = options.members === 'one';
+  const iterable: AsyncIterable<Uint8Array> =
+    Symbol.asyncIterator in source
+      ? source
+      : (async function* () {
+          yield* source;
+        })();
+  const src = new ByteSource(iterable, signal);
+  let member = 0;
+  let inMember = false;
+  let memberStart = 0;
+  let memberEntries = 0;
+  let keepOpen = false;
+
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      if (!inMember) {
+        if (!(await src.skipZeros())) break;
+        const at = src.offset;
+        if (src.peek() !== 0x30 && member > 0) {
+          throw new IrbError(
+            'IRB_CPIO_TRAILING_DATA',
+            `unexpected byte 0x${src.peek().toString(16).padStart(2, '0')} at ${at} after archive ${member - 1}; only NUL padding or another newc archive may follow (decompress compressed members first, e.g. with @irb/compress)`,
+          );
+        }
+        if (at % 4 !== 0) {
+          throw new IrbError(
+            'IRB_CPIO_BAD_HEADER',
+            `cpio archive at byte ${at} does not start on a 4-byte boundary; the kernel rejects this, pad the preceding data with NULs to a multiple of 4`,
+          );
+        }
+        inMember = true;
+        memberStart = at;
+        memberEntries = 0;
+      }
+
+      const offset = src.offset;
+      const head = await src.read(CPIO_HEADER_SIZE);
+      if (head === null) throw truncated(`the header at byte ${offset}`, src.offset);
+      const h = parseCpioHeader(head, 0, offset);
+      if (h.nameSize === 0 || h.nameSize > maxNameSize) {
+        throw new IrbError(
+          'IRB_CPIO_BAD_HEADER',
+          `cpio header at byte ${offset} has namesize ${h.nameSize}; it must be 1 to ${maxNameSize} — the archive is corrupt`,
+        );
+      }
+      const nameField = await src.read(padded4(CPIO_HEADER_SIZE + h.nameSize) - CPIO_HEADER_SIZE);
+      if (nameField === null) throw truncated(`the name of the entry at byte ${offset}`, src.offset);
+      if (nameField[h.nameSize - 1] !== 0) {
+        throw new IrbError(
+          'IRB_CPIO_BAD_HEADER',
+          `name of the cpio entry at byte ${offset} is not NUL-terminated; the archive is corrupt`,
+        );
+      }
+      const nameBytes = nameField.slice(0, h.nameSize - 1);
+      const bodyLen = h.fileSize;
+      const padLen = padded4(bodyLen) - bodyLen;
+
+      if (isTrailer(nameBytes)) {
+        await skipBytes(bodyLen + padLen, 'the trailer');
+        options.onMemberEnd?.({ member, start: memberStart, end: src.offset, entries: memberEntries });
+        member++;
+        inMember = false;
+        if (one) {
+          keepOpen = true;
+          break;
+        }
+        continue;
+      }
+
+      const type = typeFromMode(h.mode) ?? 'unknown';
+      const name = decoder.decode(nameBytes);
+      const entryMember = member;
+      memberEntries++;
+
+      if (type === 'symlink') {
+        if (bodyLen > maxTargetSize) {
+          throw new IrbError(
+            'IRB_CPIO_BAD_HEADER',
+            `symlink ${JSON.stringify(name)} at byte ${offset} has a ${bodyLen}-byte target, more than ${maxTargetSize}; the archive is corrupt or raise maxTargetSize`,
+          );
+        }
+        const t = await src.read(bodyLen + padLen);
+        if (t === null) throw truncated(`the symlink target of ${JSON.stringify(name)}`, src.offset);
+        const targetBytes = t.slice(0, bodyLen);
+        const entry: CpioReadEntry = {
+          ...h,
+          member: entryMember,
+          offset,
+          type,
+          permissions: h.mode & 0o7777,
+          name,
+          nameBytes,
+          target: decoder.decode(targetBytes),
+          targetBytes,
+          body: {
+            async *[Symbol.asyncIterator]() {
+              if (targetBytes.length > 0) yield targetBytes;
+            },
+          },
+          bytes: async () => targetBytes.slice(),
+        };
+        yield entry;
+        continue;
+      }
+
+      const sumIt = verify && h.format === 'crc' && type === 'file';
+      let remaining = bodyLen;
+      let sum = 0;
+      let state: BodyState = bodyLen === 0 ? 'done' : 'unread';
+      const finish = () => {
+        if (sumIt && sum !== h.check) {
+          throw new IrbError(
+            'IRB_CPIO_CHECKSUM_MISMATCH',
+            `checksum of ${JSON.stringify(name)} (entry at byte ${offset}) is ${sum} but its 070702 header says ${h.check}; the archive is corrupt`,
+          );
+        }
+      };
+      const pull = async (): Promise<Uint8Array> => {
+        const c = await src.chunk(remaining);
+        if (c.length === 0) throw truncated(`the body of ${JSON.stringify(name)}`, src.offset);
+        remaining -= c.length;
+        if (sumIt) sum = cpioChecksum(c, sum);
+        return c;
+      };
+      const unavailable = () =>
+        new IrbError(
+          'IRB_CPIO_BODY_UNAVAILABLE',
+          `body of ${JSON.stringify(name)} was already read or the reader moved past it; read each body once, before asking for the next entry`,
+        );
+      async function* body(): AsyncGenerator<Uint8Array, void, undefined> {
+        if (state === 'done' && bodyLen === 0) return;
+        if (state !== 'unread') throw unavailable();
+        state = 'reading';
+        while (remaining > 0) {
+          if ((state as BodyState) === 'gone') throw unavailable();
+          yield await pull();
+        }
+        state = 'done';
+        finish();
+      }
+      const entry: CpioReadEntry = {
+        ...h,
+        member: entryMember,
+        offset,
+        type,
+        permissions: h.mode & 0o7777,
+        name,
+        nameBytes,
+        body: { [Symbol.asyncIterator]: body },
+        bytes: async () => {
+          const out = new Uint8Array(bodyLen);
+          let n = 0;
+          for await (const c of body()) {
+            out.set(c, n);
+            n += c.length;
+          }
+          return out;
+        },
+      };
+      yield entry;
+      // The consumer asked for the next entry: whatever it left of this body is skipped.
+      const finished = state === 'done';
+      state = 'gone';
+      if (!finished) {
+        if (sumIt) {
+          while (remaining > 0) await pull();
+          finish();
+        } else {
+          await skipBytes(remaining, `the body of ${JSON.stringify(name)}`);
+          remaining = 0;
+        }
+      }
+      await skipBytes(padLen, `the padding after ${JSON.stringify(name)}`);
+    }
+    if (inMember) {
+      throw new IrbError(
+        'IRB_CPIO_TRUNCATED',
+        `cpio archive ${member} (from byte ${memberStart}) ends without TRAILER!!!; the archive is truncated — download or decompress it again`,
+      );
+    }
+    options.onEnd?.({ members: member, bytesConsumed: src.offset, rest: keepOpen ? src.rest() : EMPTY });
+  } finally {
+    if (!keepOpen) await src.close();
+  }
+
+  async function skipBytes(n: number, what: string): Promise<void> {
+    let left = n;
+    while (left > 0) {
+      const c = await src.chunk(left);
+      if (c.length === 0) throw truncated(what, src.offset);
+      left -= c.length;
+    }
+  }
+}
