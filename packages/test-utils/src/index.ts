@@ -1,1 +1,2 @@
+export * from './debian-image.ts';
 export * from './tar.ts';
