@@ -1,0 +1,109 @@
+import { isUtf8 } from 'node:buffer';
+import type { CpioPath } from '@irb/cpio';
+
+/*
+ * Paths inside the rootfs model are "keys": the exact name bytes decoded as latin1, so every
+ * byte maps to one UTF-16 code unit. Keys compare in byte order with plain `<`, names that are
+ * not UTF-8 survive untouched, and a key converts back to its bytes losslessly.
+ */
+
+const latin1 = new TextDecoder('latin1');
+const utf8 = new TextEncoder();
+
+/** Bytes → key. */
+export function keyOf(bytes: Uint8Array): string {
+  return latin1.decode(bytes);
+}
+
+/** Key → bytes. */
+export function bytesOfKey(key: string): Uint8Array {
+  return new Uint8Array(Buffer.from(key, 'latin1'));
+}
+
+/** A user-supplied path (UTF-8 text, or exact bytes) → key. */
+export function keyOfInput(path: string | Uint8Array): string {
+  return keyOf(typeof path === 'string' ? utf8.encode(path) : path);
+}
+
+/** Key → the path type @irb/cpio takes: text when the bytes are UTF-8, else the bytes. */
+export function cpioPathOfKey(key: string): CpioPath {
+  const bytes = Buffer.from(key, 'latin1');
+  return isUtf8(bytes) ? bytes.toString('utf8') : new Uint8Array(bytes);
+}
+
+/** Key → text for messages (invalid UTF-8 shown as U+FFFD). */
+export function displayKey(key: string): string {
+  const text = `/${Buffer.from(key, 'latin1').toString('utf8')}`;
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+}
+
+/** Result of {@link splitKey}. */
+export interface NormalizedPath {
+  /** Components, each non-empty, never `.` or `..`. */
+  components: string[];
+  /** True when a `..` tried to climb above the root and was dropped. */
+  clamped: boolean;
+}
+
+/**
+ * Normalizes a tar name (as a key) inside the root: `./`, empty components and a leading `/`
+ * vanish, `..` removes the previous component and stops at the root (`../x` → `x`), the way
+ * containerd and umoci clean names. Nothing can name a place outside the root.
+ */
+export function splitKey(key: string): NormalizedPath {
+  const components: string[] = [];
+  let clamped = false;
+  for (const part of key.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (components.length === 0) clamped = true;
+      else components.pop();
+      continue;
+    }
+    components.push(part);
+  }
+  return { components, clamped };
+}
+
+/**
+ * Compiles an exclude glob anchored at the root (leading `/` optional): `*` matches within one
+ * component, `**` any number of components (also none), `?` one byte other than `/`. A trailing
+ * `/` is ignored. Everything else is literal.
+ */
+export function compileGlob(pattern: string): RegExp {
+  let text = keyOfInput(pattern);
+  text = text.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
+  let source = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] as string;
+    if (c === '*') {
+      if (text[i + 1] === '*') {
+        const atStart = i === 0 || text[i - 1] === '/';
+        const atEnd = i + 2 === text.length || text[i + 2] === '/';
+        if (atStart && atEnd) {
+          if (i + 2 === text.length) {
+            // `a/**` matches everything below a (and a itself, which excludes the same).
+            source += '.*';
+          } else {
+            // `**/` matches zero or more whole components.
+            source += '(?:[^/]*/)*';
+            i++;
+          }
+          i++;
+          continue;
+        }
+        source += '[^/]*';
+        i++;
+        continue;
+      }
+      source += '[^/]*';
+    } else if (c === '?') {
+      source += '[^/]';
+    } else {
+      source += c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    }
+  }
+  // `a/**` compiled to `a/.*` must also match `a` itself.
+  source = source.replace(/\\\/\.\*$/, '(?:/.*)?');
+  return new RegExp(`^${source}$`, 's');
+}

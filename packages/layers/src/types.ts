@@ -1,0 +1,116 @@
+import type { CpioPath } from '@irb/cpio';
+
+/**
+ * One layer blob. Structurally the `Layer` of `@irb/registry`, so registry, OCI-layout and
+ * docker-archive layers pass straight in; anything else that can open the blob works too.
+ */
+export interface LayerSource {
+  /** Digest of the blob as stored; names the layer in messages. */
+  readonly digest: string;
+  /** Digest of the uncompressed tar, when known (informational). */
+  readonly diffId?: string;
+  /** Media type; tells gzip/zstd/plain when it names one, else the first bytes decide. */
+  readonly mediaType: string;
+  /** Size of the blob in bytes (informational, for progress). */
+  readonly size: number;
+  /** A NEW stream of the blob's bytes (compressed as stored) on every call. */
+  open(options?: { signal?: AbortSignal }): AsyncIterable<Uint8Array>;
+}
+
+/** Progress of {@link indexLayers} and {@link Rootfs.entries}. */
+export interface LayersProgress {
+  /** `index` while reading headers, `emit` while streaming bodies out of a layer. */
+  phase: 'index' | 'emit';
+  /** Position of the layer, base layer = 0. */
+  layer: number;
+  /** Number of layers. */
+  layers: number;
+  digest: string;
+  /** Tar members of this layer read so far. */
+  entries: number;
+  /** True on the last event of this layer in this phase. */
+  done: boolean;
+}
+
+/** Options of {@link indexLayers}. */
+export interface IndexLayersOptions {
+  /**
+   * Globs of paths to leave out, anchored at the root, with or without a leading `/`:
+   * `*` and `?` stay inside one component, `**` spans any number. Excluding a directory
+   * excludes everything below it. Default: none.
+   */
+  exclude?: readonly string[];
+  /** Aborts reading; the pending promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /**
+   * SOURCE_DATE_EPOCH: mtimes later than this (seconds) are lowered to it, and injected or
+   * synthesized entries get it. Default: mtimes as in the layers, synthesized entries 0.
+   */
+  sourceDateEpoch?: number;
+  /** Called as layers are read (and later streamed by `entries()`). */
+  onProgress?: (event: LayersProgress) => void;
+}
+
+/** Kinds of node in the root filesystem. */
+export type RootfsNodeType = 'file' | 'directory' | 'symlink' | 'char' | 'block' | 'fifo';
+
+/** What {@link Rootfs.lookup} tells about a path after all layers and injections. */
+export interface RootfsNodeInfo {
+  type: RootfsNodeType;
+  /** Permission bits incl. setuid/setgid/sticky. */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch, after clamping. */
+  mtime: number;
+  /** File size in bytes (0 for everything but files). */
+  size: number;
+  /** Symlink target, as stored. */
+  target?: CpioPath;
+  /** Device numbers of char/block devices. */
+  rdevMajor?: number;
+  rdevMinor?: number;
+  /** Names of this inode (hard links); 1 for everything but hard-linked files. */
+  nlink: number;
+  /** Where the node sits, parent symlinks resolved (no leading `/`; `.` is the root). */
+  path: CpioPath;
+  /** Extended attributes the layers carried for it (they cannot be stored in newc). */
+  xattrs: string[];
+}
+
+/** Contents of an injected file: bytes in memory, or a host file streamed at emit time. */
+export type InjectSource = { bytes: Uint8Array } | { hostPath: string };
+
+/** Metadata of an injected file. */
+export interface InjectOptions {
+  /** Permission bits. Default 0o755. */
+  mode?: number;
+  /** Default 0. */
+  uid?: number;
+  /** Default 0. */
+  gid?: number;
+  /** Seconds since the epoch. Default `sourceDateEpoch`, else 0. */
+  mtime?: number;
+}
+
+/** Counts describing the root filesystem as it will be emitted. */
+export interface RootfsStats {
+  /** Archive records `entries()` will produce: every path, hard-link names included, and the root. */
+  entries: number;
+  /** Regular files, counted once per inode. */
+  files: number;
+  /** Directories, including the root and synthesized parents. */
+  directories: number;
+  /** Extra names of hard-linked files (a file with 3 names adds 2). */
+  hardlinks: number;
+  /** Paths removed by `exclude` globs (a directory counts with everything that was below it). */
+  excluded: number;
+  /** Total file body bytes, each inode once. */
+  uncompressedBytes: number;
+  /** Paths that carried extended attributes, which a newc archive cannot hold. */
+  lostXattrs: Array<{ path: string; keys: string[] }>;
+  /** Tar names and hard-link targets whose `..` tried to leave the root and were clamped. */
+  clampedPaths: number;
+  /** Entries whose mtime was lowered to `sourceDateEpoch` or into the 0 … 2^32-1 range. */
+  clampedMtimes: number;
+}
