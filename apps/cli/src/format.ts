@@ -1,0 +1,74 @@
+/** Human sizes in binary units, as ls -h prints them. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+
+/** A rate such as `12.3 MiB/s`. */
+export function formatRate(bytes: number, ms: number): string {
+  if (ms <= 0) return '—';
+  return `${formatBytes(Math.round((bytes * 1000) / ms))}/s`;
+}
+
+/** Seconds with one decimal. */
+export function formatDuration(ms: number): string {
+  return ms < 60_000
+    ? `${(ms / 1000).toFixed(1)} s`
+    : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+const TYPE_CHAR: Record<string, string> = {
+  file: '-',
+  directory: 'd',
+  symlink: 'l',
+  char: 'c',
+  block: 'b',
+  fifo: 'p',
+  socket: 's',
+};
+
+/** `ls -l` style permission string, e.g. `-rwsr-xr-x`. */
+export function formatMode(type: string, mode: number): string {
+  const bits = ['r', 'w', 'x'];
+  let out = TYPE_CHAR[type] ?? '?';
+  for (let shift = 6; shift >= 0; shift -= 3) {
+    for (let i = 0; i < 3; i++) out += mode & (1 << (shift + 2 - i)) ? bits[i] : '-';
+  }
+  const chars = out.split('');
+  const special = (pos: number, bit: number, on: string, off: string) => {
+    if (mode & bit) chars[pos] = chars[pos] === 'x' ? on : off;
+  };
+  special(3, 0o4000, 's', 'S');
+  special(6, 0o2000, 's', 'S');
+  special(9, 0o1000, 't', 'T');
+  return chars.join('');
+}
+
+/** A date as `YYYY-MM-DD HH:MM` in UTC, stable across machines. */
+export function formatTime(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().slice(0, 16).replace('T', ' ');
+}
+
+/** Pads columns: each row is a list of cells, right-aligned where `right[i]`. */
+export function table(rows: string[][], right: boolean[] = []): string[] {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, cell.length);
+    });
+  }
+  return rows.map((row) =>
+    row
+      .map((cell, i) =>
+        i === row.length - 1 ? cell : right[i] ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!),
+      )
+      .join('  '),
+  );
+}

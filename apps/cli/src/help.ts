@@ -1,0 +1,74 @@
+/** Help texts, one per command; kept beside the parser so flags and docs stay in step. */
+export const HELP: Record<string, string> = {
+  main: `irb — turn an OCI/Docker image into a bootable Linux initramfs
+
+Usage:
+  irb build IMAGE [options]      build an initramfs from an image
+  irb inspect IMAGE              show an image's digest, platforms, config and layers
+  irb list-layers IMAGE          list an image's layers with digests and sizes
+  irb ls ARCHIVE                 list an initramfs (compressed, concatenated members too)
+  irb boot ARCHIVE [-- ARGS]     boot an initramfs in QEMU and stream the console
+
+IMAGE is a registry reference (alpine, host:5000/app:1, name@sha256:…),
+oci:DIR[:TAG] (an OCI image layout) or docker-archive:FILE (a docker save tarball).
+
+Options:
+  -h, --help      help for irb or a command (irb build --help)
+  -v, --version   print the version
+
+Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.`,
+  build: `Usage: irb build IMAGE [options]
+
+Pulls IMAGE (no Docker daemon needed), applies its layers, adds an /init and
+injected files, and writes a compressed CPIO newc archive the kernel boots.
+
+Output:
+  -o, --output FILE            default initramfs.cpio.gz (.zst for zstd, .cpio for none)
+  -c, --compression NAME       gzip (default), zstd or none
+      --level N                gzip 1-9 (default 6), zstd 1-19 (default 3)
+      --threads N              compression threads (default: all cores)
+Image:
+      --platform OS/ARCH[/V]   platform of a multi-platform image (default linux/amd64)
+      --insecure-registry HOST use plain HTTP for HOST (localhost always may); repeatable
+      --cache-dir DIR          blob cache (default $IRB_CACHE_DIR or ~/.cache/irb/blobs)
+      --no-cache               do not read or write the blob cache
+Contents:
+      --inject SRC:DEST        copy host file or directory SRC to DEST in the image; repeatable
+      --exclude GLOB           leave out paths matching GLOB (*, **, ?; anchored at /); repeatable
+      --init FILE              use FILE as /init instead of the generated one
+      --replace-init           replace an /init the image already has
+      --keep-init              boot the image's own /init (no /init is generated)
+Output control:
+      --json                   print the summary as JSON on stdout
+  -q, --quiet                  no progress and no summary
+      --verbose                more detail; with errors, the cause chain and stack
+
+Without --init, irb generates a POSIX sh /init that mounts /proc, /sys, /dev
+(+ /dev/pts, /dev/shm), /run and /tmp, sets the config's Env, WorkingDir and User,
+runs Entrypoint + Cmd, prints "irb: exit status N" and powers the VM off.`,
+  inspect: `Usage: irb inspect IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--json]
+
+Shows the manifest digest, the platforms of a multi-platform image, the config
+(Entrypoint, Cmd, Env, WorkingDir, User) and the layers with their sizes.`,
+  'list-layers': `Usage: irb list-layers IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--json]
+
+Lists the layers of IMAGE, base first: digest, media type, size, diff id.`,
+  ls: `Usage: irb ls ARCHIVE [--json]
+
+Lists an initramfs like lsinitramfs -l: mode, owner, size, mtime, name and link
+target, over gzip/zstd/plain members concatenated in one file.`,
+  boot: `Usage: irb boot ARCHIVE [options] [-- KERNEL_ARGS...]
+
+Boots ARCHIVE in QEMU (microvm with KVM when usable, otherwise software emulation
+on the pc machine) and streams the console to stdout.
+
+  --kernel PATH      kernel image (default: newest /boot/vmlinuz-*, then $IRB_KERNEL)
+  -m, --memory MB    guest RAM (default: what the archive needs to unpack, at least 256)
+  --timeout S        give up after S seconds (default 120)
+  --expect TEXT      succeed as soon as TEXT appears on the console; fail if it never does
+  -q, --quiet        do not stream the console
+  --verbose          also print the QEMU command line
+
+Exits 0 when the guest powered off cleanly (or TEXT appeared), 1 on a kernel panic,
+a timeout, a missing TEXT or a non-zero "irb: exit status N" from a generated /init.`,
+};

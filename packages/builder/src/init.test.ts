@@ -1,0 +1,233 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { isIrbError } from '@irb/cpio';
+import type { ContainerConfig } from '@irb/registry';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_PATH, type InitRootfsView, planInit, renderRunSection } from './init.ts';
+import { shellJoin, shellQuote } from './shell.ts';
+
+const run = promisify(execFile);
+
+type Node = { type: 'file' | 'directory'; text?: string } | { type: 'symlink'; target: string };
+
+/** An in-memory rootfs with symlink resolution, standing in for @irb/layers' Rootfs. */
+function fakeRootfs(nodes: Record<string, Node>): InitRootfsView {
+  const resolve = (path: string, depth = 0): { path: string; node: Node } | undefined => {
+    if (depth > 40) return undefined;
+    const parts = path.split('/').filter(Boolean);
+    let cur = '';
+    for (let i = 0; i < parts.length; i++) {
+      const next = `${cur}/${parts[i]}`;
+      const node = nodes[next];
+      if (!node) return undefined;
+      if (node.type === 'symlink') {
+        const base = node.target.startsWith('/') ? node.target : `${cur}/${node.target}`;
+        const r = resolve(`${base}/${parts.slice(i + 1).join('/')}`, depth + 1);
+        return r;
+      }
+      cur = next;
+    }
+    const node = nodes[cur] ?? { type: 'directory' };
+    return { path: cur || '/', node };
+  };
+  return {
+    async stat(path) {
+      const r = resolve(path);
+      return r ? { type: r.node.type === 'symlink' ? 'symlink' : r.node.type, path: r.path } : undefined;
+    },
+    async readText(path) {
+      const r = resolve(path);
+      return r?.node.type === 'file' ? (r.node.text ?? '') : undefined;
+    },
+  };
+}
+
+const busyboxTree: Record<string, Node> = {
+  '/bin': { type: 'directory' },
+  '/bin/busybox': { type: 'file' },
+  '/bin/sh': { type: 'symlink', target: 'busybox' },
+  '/bin/mount': { type: 'symlink', target: '/bin/busybox' },
+  '/bin/mkdir': { type: 'symlink', target: 'busybox' },
+  '/bin/setpriv': { type: 'symlink', target: 'busybox' },
+  '/etc': { type: 'directory' },
+  '/etc/passwd': {
+    type: 'file',
+    text: 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\n',
+  },
+  '/etc/group': { type: 'file', text: 'root:x:0:\napp:x:1000:\nvideo:x:44:app,other\naudio:x:29:app\n' },
+};
+
+describe('shellQuote', () => {
+  it('round-trips awkward words through a real shell', async () => {
+    const words = ['plain', '', 'two words', "it's", '$HOME `id` $(id)', 'a\nb', '*', '\\', '"q"', '-n', 'é'];
+    const { stdout } = await run('busybox', ['sh', '-c', `printf '%s\\0' ${shellJoin(words)}`]);
+    expect(stdout.split('\0').slice(0, -1)).toEqual(words);
+    expect(shellQuote('a b')).toBe("'a b'");
+  });
+});
+
+describe('planInit', () => {
+  it('refuses an image without /bin/sh and names --init', async () => {
+    const err = await planInit(fakeRootfs({ '/app': { type: 'file' } }), { Cmd: ['/app'] }).catch((e) => e);
+    expect(isIrbError(err) && err.code).toBe('IRB_NO_SHELL');
+    expect(String(err.message)).toContain('--init FILE');
+  });
+
+  it('refuses a dangling /bin/sh symlink', async () => {
+    const err = await planInit(
+      fakeRootfs({ '/bin': { type: 'directory' }, '/bin/sh': { type: 'symlink', target: 'dash' } }),
+      {
+        Cmd: ['x'],
+      },
+    ).catch((e) => e);
+    expect(err.code).toBe('IRB_NO_SHELL');
+  });
+
+  it('refuses an image without a command', async () => {
+    const err = await planInit(fakeRootfs(busyboxTree), {}).catch((e) => e);
+    expect(err.code).toBe('IRB_NO_COMMAND');
+  });
+
+  it('uses the busybox applet when mount is only inside busybox', async () => {
+    const tree = { ...busyboxTree };
+    delete tree['/bin/mount'];
+    const plan = await planInit(fakeRootfs(tree), { Cmd: ['true'] });
+    expect(plan.script).toContain('/bin/busybox mount -t');
+  });
+
+  it('needs a real user switch tool: busybox setpriv cannot change uid', async () => {
+    const err = await planInit(fakeRootfs(busyboxTree), { Cmd: ['id'], User: 'app' }).catch((e) => e);
+    expect(err.code).toBe('IRB_NO_USER_SWITCH');
+    const withSetpriv = {
+      ...busyboxTree,
+      '/usr': { type: 'directory' },
+      '/usr/bin': { type: 'directory' },
+    } as Record<string, Node>;
+    withSetpriv['/usr/bin/setpriv'] = { type: 'file' };
+    delete withSetpriv['/bin/setpriv'];
+    const plan = await planInit(fakeRootfs(withSetpriv), { Cmd: ['id'], User: 'app' });
+    expect(plan.userSwitch?.argv).toEqual([
+      '/usr/bin/setpriv',
+      '--reuid=1000',
+      '--regid=1000',
+      '--groups=29,44',
+      '--',
+    ]);
+    expect(plan.env).toContain('HOME=/home/app');
+  });
+
+  it('switches with su-exec using ids resolved from the image at build time', async () => {
+    const tree = {
+      ...busyboxTree,
+      '/sbin': { type: 'directory' },
+      '/sbin/su-exec': { type: 'file' },
+    } as Record<string, Node>;
+    const plan = await planInit(fakeRootfs(tree), { Cmd: ['id'], User: 'app:video' });
+    expect(plan.userSwitch?.argv).toEqual(['/sbin/su-exec', '1000:44']);
+    const numeric = await planInit(fakeRootfs(tree), { Cmd: ['id'], User: '4242' });
+    expect(numeric.userSwitch?.argv).toEqual(['/sbin/su-exec', '4242:0']);
+    expect(numeric.env).toContain('HOME=/');
+  });
+
+  it('fails clearly for a user name the image does not know', async () => {
+    const err = await planInit(fakeRootfs(busyboxTree), { Cmd: ['id'], User: 'nobody2' }).catch((e) => e);
+    expect(err.code).toBe('IRB_USER_UNKNOWN');
+    expect(err.message).toContain('nobody2');
+  });
+
+  it('lists the mount points and WorkingDir the image lacks, parents first', async () => {
+    const plan = await planInit(fakeRootfs(busyboxTree), { Cmd: ['true'], WorkingDir: '/srv/app/./data' });
+    expect(plan.directories).toEqual([
+      '/proc',
+      '/sys',
+      '/dev',
+      '/run',
+      '/tmp',
+      '/srv',
+      '/srv/app',
+      '/srv/app/data',
+    ]);
+    expect(plan.workingDir).toBe('/srv/app/./data');
+  });
+
+  it('produces a script busybox sh and dash parse', async () => {
+    const plan = await planInit(fakeRootfs(busyboxTree), {
+      Entrypoint: ['/bin/echo', "it's"],
+      Cmd: ['$(reboot)'],
+      Env: ['A=1'],
+    });
+    expect(plan.script.startsWith('#!/bin/sh\n')).toBe(true);
+    await run('busybox', ['sh', '-n', '-c', plan.script]);
+    await run('sh', ['-n', '-c', plan.script]);
+  });
+});
+
+describe('the generated program section under a real shell', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'irb-init-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function runSection(config: ContainerConfig): Promise<{ stdout: string; stderr: string }> {
+    const plan = await planInit(fakeRootfs(busyboxTree), config);
+    const section = renderRunSection({
+      exports: plan.env.filter((kv) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(kv)),
+      workingDir: plan.workingDir,
+      runArgv: plan.argv,
+    });
+    // HOME and TERM stand for what the kernel passes to init; they must not leak into the program.
+    return run('busybox', ['sh', '-c', section], {
+      env: { HOME: '/', TERM: 'linux', PATH: process.env.PATH },
+    });
+  }
+
+  it("runs Entrypoint + Cmd with exactly the config's Env, in WorkingDir, and reports the exit status", async () => {
+    const prog = join(dir, 'prog');
+    await writeFile(
+      prog,
+      '#!/bin/sh\nprintf "cwd=%s\\n" "$(pwd)"\nfor a in "$@"; do printf "arg=[%s]\\n" "$a"; done\nenv | LC_ALL=C sort | sed "s/^/env:/"\nexit 7\n',
+      { mode: 0o755 },
+    );
+    const { stdout } = await runSection({
+      Entrypoint: [prog, 'first arg'],
+      Cmd: ["it's", '$(echo no)', 'a\nb', ''],
+      Env: ['PATH=/usr/bin:/bin', 'GREETING=hello world', "QUOTE=it's", 'EMPTY=', 'GREETING=later wins'],
+      WorkingDir: dir,
+    });
+    expect(stdout).toContain(`cwd=${dir}\n`);
+    expect(stdout).toContain("arg=[first arg]\narg=[it's]\narg=[$(echo no)]\narg=[a\nb]\narg=[]\n");
+    const env = stdout
+      .split('\n')
+      .filter((l) => l.startsWith('env:'))
+      .map((l) => l.slice(4))
+      .filter((l) => l !== 'PWD=' + dir && !l.startsWith('SHLVL=') && !l.startsWith('_='));
+    expect(env).toEqual([
+      'EMPTY=',
+      'GREETING=later wins',
+      'HOME=/root',
+      'HOSTNAME=irb',
+      'PATH=/usr/bin:/bin',
+      "QUOTE=it's",
+    ]);
+    expect(stdout.trimEnd().endsWith('irb: exit status 7')).toBe(true);
+  });
+
+  it('defaults PATH, keeps exec semantics for builtins, and reports a missing program as 127', async () => {
+    const { stdout } = await runSection({ Cmd: ['printenv', 'PATH'] });
+    expect(stdout).toBe(`${DEFAULT_PATH}\nirb: exit status 0\n`);
+    const missing = await runSection({ Cmd: ['/no/such/program'] });
+    expect(missing.stdout).toBe('irb: exit status 127\n');
+  });
+
+  it('reports a WorkingDir it cannot enter', async () => {
+    const out = await runSection({ Cmd: ['true'], WorkingDir: join(dir, 'missing') });
+    expect(out.stdout).toBe('irb: exit status 126\n');
+    expect(out.stderr).toContain('cannot change to WorkingDir');
+  });
+});

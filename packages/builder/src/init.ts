@@ -1,0 +1,347 @@
+import type { CpioEntryType } from '@irb/cpio';
+import { IrbError } from '@irb/cpio';
+import type { ContainerConfig } from '@irb/registry';
+import { isShellName, shellJoin, shellQuote } from './shell.ts';
+import { parseGroup, parsePasswd, type ResolvedUser, resolveUser } from './user.ts';
+
+/** What init planning needs to know about the image's root filesystem. */
+export interface InitRootfsView {
+  /** Follows symlinks inside the rootfs; `path` is the final, absolute path. `undefined` when missing or dangling. */
+  stat(path: string): Promise<{ type: CpioEntryType; path: string } | undefined>;
+  /** The text of a regular file (following symlinks), or `undefined` when missing. */
+  readText(path: string): Promise<string | undefined>;
+}
+
+/** Options for {@link planInit}. */
+export interface PlanInitOptions {
+  /** Hostname the guest gets. Default `irb`. */
+  hostname?: string;
+  /** Image name for the script's header comment (never a credential). */
+  imageName?: string;
+}
+
+/** A user switch: how the generated /init becomes the image's `User`. */
+export interface UserSwitch {
+  user: ResolvedUser;
+  /** Absolute path of the tool found in the image (setpriv, su-exec, gosu, chpst or su). */
+  tool: string;
+  /** The argv prefix that runs the program as `user`. */
+  argv: string[];
+}
+
+/** The result of {@link planInit}: the script and what the archive must also contain for it to work. */
+export interface InitPlan {
+  /** The `/init` shell script. */
+  script: string;
+  /** Directories the script needs that the image lacks (absolute, parents first); the builder adds them 0755 root. */
+  directories: string[];
+  /** The program's argv (Entrypoint + Cmd). */
+  argv: string[];
+  /** The program's environment, in order, as `NAME=value` (PATH defaulted, HOSTNAME and HOME added). */
+  env: string[];
+  /** Working directory of the program. */
+  workingDir: string;
+  /** Present when the program runs as a user other than root. */
+  userSwitch?: UserSwitch;
+}
+
+/** The PATH container runtimes set when the image has none. */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+const TOOL_DIRS = DEFAULT_PATH.split(':');
+
+/** Mount points the generated /init mounts on the rootfs itself (the /dev ones live inside devtmpfs). */
+const ROOT_MOUNTS = ['/proc', '/sys', '/dev', '/run', '/tmp'];
+
+async function findTool(
+  view: InitRootfsView,
+  name: string,
+): Promise<{ path: string; real: string } | undefined> {
+  for (const dir of TOOL_DIRS) {
+    const path = `${dir}/${name}`;
+    const st = await view.stat(path);
+    if (st?.type === 'file') return { path, real: st.path };
+  }
+  return undefined;
+}
+
+/** Busybox's applets differ from the real tools (its setpriv cannot change uid), so busybox is told apart. */
+function isBusybox(real: string): boolean {
+  return /(^|\/)busybox[^/]*$/.test(real);
+}
+
+async function findBusybox(view: InitRootfsView): Promise<string | undefined> {
+  return (await findTool(view, 'busybox'))?.path;
+}
+
+/** A tool as argv words: the image's own binary, or the busybox applet when only busybox is there. */
+async function toolArgv(view: InitRootfsView, name: string): Promise<string[] | undefined> {
+  const found = await findTool(view, name);
+  if (found) return [found.path];
+  const busybox = await findBusybox(view);
+  return busybox ? [busybox, name] : undefined;
+}
+
+async function planUserSwitch(
+  view: InitRootfsView,
+  user: ResolvedUser,
+  spec: string,
+): Promise<UserSwitch | undefined> {
+  if (user.uid === 0 && user.gid === 0) return undefined;
+  const ids = `${user.uid}:${user.gid}`;
+  const setpriv = await findTool(view, 'setpriv');
+  if (setpriv && !isBusybox(setpriv.real)) {
+    const groups = user.groups.length > 0 ? `--groups=${user.groups.join(',')}` : '--clear-groups';
+    return {
+      user,
+      tool: setpriv.path,
+      argv: [setpriv.path, `--reuid=${user.uid}`, `--regid=${user.gid}`, groups, '--'],
+    };
+  }
+  for (const name of ['su-exec', 'gosu']) {
+    const tool = await findTool(view, name);
+    if (tool) return { user, tool: tool.path, argv: [tool.path, ids] };
+  }
+  const chpst = await findTool(view, 'chpst');
+  if (chpst && !isBusybox(chpst.real)) {
+    const all = [user.gid, ...user.groups].join(':');
+    return { user, tool: chpst.path, argv: [chpst.path, '-u', `:${user.uid}:${all}`] };
+  }
+  // su can only switch to a named user with that user's own primary group.
+  const su = await findTool(view, 'su');
+  if (su && user.name !== undefined) {
+    return { user, tool: su.path, argv: [su.path, '-p', '-s', '/bin/sh', user.name, '-c', 'exec "$0" "$@"'] };
+  }
+  throw new IrbError(
+    'IRB_NO_USER_SWITCH',
+    `the image runs as User "${spec}" but has no tool to switch to it (setpriv, su-exec, gosu, chpst or su); ` +
+      'add one to the image, or pass --init FILE with your own /init',
+  );
+}
+
+/**
+ * Plans the generated `/init` for an image: checks at build time that the image has what the script
+ * needs (a shell, mount, a user switch tool when `User` is set), resolves `User` through the image's
+ * own `/etc/passwd` and `/etc/group`, and renders a POSIX sh script that does what a container runtime
+ * does, then prints `irb: exit status N` and powers the VM off.
+ *
+ * Throws an `IrbError` naming the fix (usually `--init FILE`) when the image cannot run it.
+ */
+export async function planInit(
+  view: InitRootfsView,
+  config: ContainerConfig | undefined,
+  options: PlanInitOptions = {},
+): Promise<InitPlan> {
+  const sh = await view.stat('/bin/sh');
+  if (sh?.type !== 'file') {
+    throw new IrbError(
+      'IRB_NO_SHELL',
+      'the image has no /bin/sh, which the generated /init needs; pass --init FILE with a static init program',
+    );
+  }
+  const mount = await toolArgv(view, 'mount');
+  if (!mount) {
+    throw new IrbError(
+      'IRB_NO_MOUNT',
+      'the image has no mount command, which the generated /init needs; pass --init FILE with your own /init',
+    );
+  }
+  const argv = [...(config?.Entrypoint ?? []), ...(config?.Cmd ?? [])];
+  if (argv.length === 0) {
+    throw new IrbError(
+      'IRB_NO_COMMAND',
+      'the image config has neither Entrypoint nor Cmd, so there is nothing to run; pass --init FILE',
+    );
+  }
+  const hostname = options.hostname ?? 'irb';
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(hostname)) {
+    throw new IrbError(
+      'IRB_BAD_HOSTNAME',
+      `"${hostname}" is not a valid hostname; use letters, digits, . and -`,
+    );
+  }
+
+  const passwd = parsePasswd((await view.readText('/etc/passwd')) ?? '');
+  const group = parseGroup((await view.readText('/etc/group')) ?? '');
+  const userSpec = config?.User ?? '';
+  const user = resolveUser(userSpec, passwd, group);
+  const userSwitch = await planUserSwitch(view, user, userSpec);
+
+  // The environment a runtime gives the program: the config's Env in order (later wins), PATH
+  // defaulted, HOSTNAME set, HOME from passwd unless the image sets it.
+  const env: string[] = [];
+  const names = new Set<string>();
+  for (const kv of config?.Env ?? []) {
+    const eq = kv.indexOf('=');
+    const name = eq < 0 ? kv : kv.slice(0, eq);
+    if (name === '') continue;
+    env.push(eq < 0 ? `${kv}=` : kv);
+    names.add(name);
+  }
+  if (!names.has('PATH')) env.unshift(`PATH=${DEFAULT_PATH}`);
+  if (!names.has('HOSTNAME')) env.push(`HOSTNAME=${hostname}`);
+  if (!names.has('HOME')) env.push(`HOME=${user.home}`);
+
+  const odd = env.filter((kv) => !isShellName(kv.slice(0, kv.indexOf('='))));
+  let envPrefix: string[] = [];
+  if (odd.length > 0) {
+    const envTool = await toolArgv(view, 'env');
+    if (!envTool) {
+      throw new IrbError(
+        'IRB_BAD_ENV_NAME',
+        `the image's Env has names sh cannot export (${odd.map((kv) => kv.split('=')[0]).join(', ')}) and no env command to pass them; ` +
+          'fix the image config or pass --init FILE',
+      );
+    }
+    envPrefix = [...envTool, ...odd];
+  }
+
+  const workingDir = config?.WorkingDir || '/';
+  if (!workingDir.startsWith('/')) {
+    throw new IrbError(
+      'IRB_BAD_WORKDIR',
+      `the image's WorkingDir "${workingDir}" is not absolute; fix the image config or pass --init FILE`,
+    );
+  }
+
+  const directories: string[] = [];
+  const wanted = [...ROOT_MOUNTS];
+  const wd = normalizeAbs(workingDir);
+  let acc = '';
+  for (const part of wd.split('/').filter(Boolean)) {
+    acc += `/${part}`;
+    wanted.push(acc);
+  }
+  for (const dir of wanted) {
+    if (directories.includes(dir)) continue;
+    const st = await view.stat(dir);
+    if (st === undefined) directories.push(dir);
+    else if (st.type !== 'directory' && dir === wd) {
+      throw new IrbError(
+        'IRB_BAD_WORKDIR',
+        `the image's WorkingDir "${workingDir}" is not a directory; fix the image config or pass --init FILE`,
+      );
+    }
+  }
+
+  const mkdir = await toolArgv(view, 'mkdir');
+  const ln = await toolArgv(view, 'ln');
+  const ip = await toolArgv(view, 'ip');
+  const poweroff = await toolArgv(view, 'poweroff');
+  const sleep = await toolArgv(view, 'sleep');
+
+  const runArgv = [...envPrefix, ...(userSwitch?.argv ?? []), ...argv];
+  const script = renderInitScript({
+    imageName: options.imageName,
+    hostname,
+    mount,
+    mkdir,
+    ln,
+    ip,
+    poweroff,
+    sleep,
+    exports: env.filter((kv) => isShellName(kv.slice(0, kv.indexOf('=')))),
+    workingDir,
+    runArgv,
+  });
+  const plan: InitPlan = { script, directories, argv, env, workingDir };
+  if (userSwitch) plan.userSwitch = userSwitch;
+  return plan;
+}
+
+function normalizeAbs(path: string): string {
+  const parts: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') parts.pop();
+    else parts.push(part);
+  }
+  return `/${parts.join('/')}`;
+}
+
+/** Inputs of {@link renderInitScript}; tool argv prefixes are absolute paths inside the image. */
+export interface InitScriptParts {
+  imageName?: string | undefined;
+  hostname: string;
+  mount: string[];
+  mkdir?: string[] | undefined;
+  ln?: string[] | undefined;
+  ip?: string[] | undefined;
+  poweroff?: string[] | undefined;
+  sleep?: string[] | undefined;
+  /** `NAME=value` pairs exported in order. */
+  exports: string[];
+  workingDir: string;
+  /** The full argv run with exec semantics (env / user switch prefixes included). */
+  runArgv: string[];
+}
+
+/** The program-running part of the script, separate so tests can run it under a host shell. */
+export function renderRunSection(parts: Pick<InitScriptParts, 'exports' | 'workingDir' | 'runArgv'>): string {
+  const lines: string[] = [];
+  // The kernel hands init HOME=/ and TERM=linux; a container's program sees only its config's Env.
+  lines.push('unset HOME TERM');
+  for (const kv of parts.exports) {
+    const eq = kv.indexOf('=');
+    lines.push(`export ${kv.slice(0, eq)}=${shellQuote(kv.slice(eq + 1))}`);
+  }
+  lines.push(
+    `if cd ${shellQuote(parts.workingDir)}; then`,
+    '  unset OLDPWD',
+    // A subshell that execs keeps exec semantics (PATH lookup, no shell builtins) and lets init wait.
+    `  (exec ${shellJoin(parts.runArgv)})`,
+    '  irb_status=$?',
+    'else',
+    `  echo ${shellQuote(`irb: cannot change to WorkingDir ${parts.workingDir}`)} >&2`,
+    '  irb_status=126',
+    'fi',
+    'echo "irb: exit status $irb_status"',
+  );
+  return lines.join('\n');
+}
+
+/** Renders the whole generated `/init`. */
+export function renderInitScript(parts: InitScriptParts): string {
+  const mount = shellJoin(parts.mount);
+  const mkdir = parts.mkdir ? shellJoin(parts.mkdir) : undefined;
+  const lines = [
+    '#!/bin/sh',
+    `# /init generated by irb${parts.imageName ? ` for ${parts.imageName.replace(/[\r\n]/g, ' ')}` : ''}.`,
+    '# It prepares the VM as a container runtime prepares a container, runs the image',
+    "# config's Entrypoint + Cmd, prints its exit status and powers the VM off.",
+    '# Replace it with `irb build --init FILE`.',
+    `PATH=${DEFAULT_PATH}`,
+    'irb_mount() {',
+    mkdir ? `  [ -d "$3" ] || ${mkdir} -p "$3" 2>/dev/null` : '  :',
+    `  ${mount} -t "$1" -o "$4" "$2" "$3" || echo "irb: warning: could not mount $1 on $3" >&2`,
+    '}',
+    'irb_mount proc proc /proc nosuid,nodev,noexec',
+    'irb_mount sysfs sysfs /sys nosuid,nodev,noexec',
+    'irb_mount devtmpfs devtmpfs /dev nosuid,mode=0755',
+    'irb_mount devpts devpts /dev/pts nosuid,noexec,mode=0620,ptmxmode=0666',
+    'irb_mount tmpfs shm /dev/shm nosuid,nodev,mode=1777',
+    'irb_mount tmpfs tmpfs /run nosuid,nodev,mode=0755',
+    'irb_mount tmpfs tmpfs /tmp nosuid,nodev,mode=1777',
+  ];
+  if (parts.ln) {
+    const ln = shellJoin(parts.ln);
+    lines.push(
+      `[ -e /dev/fd ] || ${ln} -s /proc/self/fd /dev/fd`,
+      `[ -e /dev/stdin ] || ${ln} -s /proc/self/fd/0 /dev/stdin`,
+      `[ -e /dev/stdout ] || ${ln} -s /proc/self/fd/1 /dev/stdout`,
+      `[ -e /dev/stderr ] || ${ln} -s /proc/self/fd/2 /dev/stderr`,
+    );
+  }
+  lines.push(`echo ${shellQuote(parts.hostname)} > /proc/sys/kernel/hostname`);
+  if (parts.ip) lines.push(`${shellJoin(parts.ip)} link set lo up 2>/dev/null`);
+  lines.push(renderRunSection(parts));
+  // sysrq 'o' powers off asynchronously, so init must stay alive until it happens:
+  // PID 1 exiting would panic the kernel instead.
+  lines.push('echo o > /proc/sysrq-trigger 2>/dev/null');
+  if (parts.poweroff) lines.push(`${shellJoin(parts.poweroff)} -f 2>/dev/null`);
+  lines.push(
+    parts.sleep ? `while :; do ${shellJoin(parts.sleep)} 1 2>/dev/null || :; done` : 'while :; do :; done',
+    '',
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,104 @@
+import type { Keychain } from '@irb/registry';
+
+/** Compression of the archive. */
+export type InitramfsCompression = 'gzip' | 'zstd' | 'none';
+
+/** Options of {@link InitramfsBuilder}. Only `image` is required. */
+export interface InitramfsBuilderOptions {
+  /** A registry reference (`alpine`, `host:5000/app:1`, `name@sha256:…`), `oci:DIR[:TAG]` or `docker-archive:FILE`. */
+  image: string;
+  /** `os/arch[/variant]` of a multi-platform image. Default `linux/amd64`. */
+  platform?: string;
+  /** Default `gzip`. */
+  compression?: InitramfsCompression;
+  /** gzip 1–9 (default 6), zstd 1–19 (default 3). */
+  level?: number;
+  /** Compression threads. Default: all cores. The output does not depend on it. */
+  threads?: number;
+  /** Globs of paths to leave out, anchored at the root (`*`, `**`, `?`). */
+  exclude?: readonly string[];
+  /** Host files or directories to add, as `SRC:DEST` (files 0755, parents created, replacing what the image had). */
+  inject?: readonly string[];
+  /** A host file to use as `/init` instead of the generated one. */
+  init?: string;
+  /** Replace an `/init` the image already has. Default `false`: such an image is refused unless `init` or `keepImageInit` is given. */
+  replaceImageInit?: boolean;
+  /** Boot the image's own `/init`: generate none. Default `false`. */
+  keepImageInit?: boolean;
+  /** Hostname the generated `/init` sets. Default `irb`. */
+  hostname?: string;
+  /** Where credentials come from, asked in order. Default: Docker/Podman config, then `IRB_AUTH_*` variables. */
+  keychains?: readonly Keychain[];
+  /** Blob cache directory. Default `$IRB_CACHE_DIR`, else the XDG cache dir. */
+  cacheDir?: string;
+  /** `false` turns the blob cache off. Default `true`. */
+  cache?: boolean;
+  /** Registries (`host[:port]`) reached over plain HTTP. localhost and 127.0.0.1 always may. */
+  insecureRegistries?: readonly string[];
+  /** Mirrors tried before a registry: `{ 'docker.io': ['mirror.example:5000'] }`. */
+  mirrors?: Readonly<Record<string, readonly string[]>>;
+  /** Clamp mtimes to this (seconds since the epoch). Default `$SOURCE_DATE_EPOCH` when set. */
+  sourceDateEpoch?: number;
+  /** Cancels the build; the output file is not created. */
+  signal?: AbortSignal;
+  /** Progress events (see {@link BuildProgressEvent}). */
+  onProgress?: (event: BuildProgressEvent) => void;
+}
+
+/** One layer as reported in progress and inspection. */
+export interface LayerInfo {
+  digest: string;
+  diffId: string;
+  mediaType: string;
+  /** Blob size (compressed, as stored). */
+  size: number;
+}
+
+/** Progress of a build, in order: resolve, resolved, blob…, index…, pack/compress…, done. */
+export type BuildProgressEvent =
+  | { type: 'resolve'; image: string }
+  | { type: 'resolved'; image: string; digest: string; platform: string; layers: LayerInfo[] }
+  | { type: 'blob'; digest: string; done: number; total: number; phase: 'network' | 'cache' | 'done' }
+  | { type: 'index'; layer: number; layers: number; entries: number }
+  | { type: 'pack'; entries: number; bytes: number; totalBytes: number }
+  | { type: 'compress'; inputBytes: number; bytes: number }
+  | { type: 'done'; summary: BuildSummary };
+
+/** A file that lost extended attributes newc cannot carry. */
+export interface LostXattr {
+  path: string;
+  names: string[];
+}
+
+/** What {@link InitramfsBuilder.build} returns: what a user wants to log. */
+export interface BuildSummary {
+  /** The output file. */
+  output: string;
+  /** The image as given. */
+  image: string;
+  /** Digest of the platform manifest used. */
+  manifestDigest: string;
+  /** Digest of the image config. */
+  configDigest: string;
+  /** `os/arch[/variant]` of the image used. */
+  platform: string;
+  compression: InitramfsCompression;
+  /** Entries in the archive (a hard-linked file counts once). */
+  entries: number;
+  /** Entries left out by `exclude`. */
+  excluded: number;
+  /** Bytes of the CPIO archive before compression. */
+  uncompressedBytes: number;
+  /** Bytes of the output file. */
+  compressedBytes: number;
+  /** Bytes the files take once unpacked in the guest's tmpfs (each file rounded up to 4 KiB pages). */
+  unpackedBytes: number;
+  /** Guest RAM (MiB) needed to unpack the archive: see `recommendGuestMemory`. Pass it as `mem=`/`-m`. */
+  recommendedMemoryMiB: number;
+  /** Files whose extended attributes (e.g. `security.capability`) newc could not keep. */
+  lostXattrs: LostXattr[];
+  /** Where `/init` came from. */
+  init: 'generated' | 'file' | 'image';
+  /** Wall time of the build in milliseconds. */
+  durationMs: number;
+}
