@@ -1,5 +1,10 @@
+export * from './auth.ts';
+export * from './cache.ts';
+export * from './client.ts';
 export * from './digest.ts';
+export { backoffDelay, parseRetryAfter, type RetryOptions } from './http.ts';
 export * from './media-types.ts';
 export * from './platform.ts';
+export * from './redact.ts';
 export * from './reference.ts';
 export type * from './types.ts';

@@ -1,2 +1,6 @@
 export * from './debian-image.ts';
 export * from './tar.ts';
+export * from './registry-server.ts';
+export * from './token-server.ts';
+export * from './fault-proxy.ts';
+export * from './push.ts';

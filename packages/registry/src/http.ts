@@ -1,0 +1,289 @@
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
+import { IrbError } from '@irb/cpio';
+import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
+import { redactUrl } from './redact.ts';
+
+/** Retry policy for transient failures (connection errors, 408, 429, 5xx). */
+export interface RetryOptions {
+  /** Retries after the first attempt. Default 4. */
+  retries?: number;
+  /** First backoff delay; doubles each retry, with ±50% jitter. Default 250 ms. */
+  baseDelayMs?: number;
+  /** Longest wait between attempts, also the cap for `Retry-After`. Default 20 s. */
+  maxDelayMs?: number;
+}
+
+/** A response whose body must be consumed or dumped by the caller. */
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData['body'];
+  /** The URL that answered (after redirects). */
+  url: URL;
+}
+
+/** One HTTP request. */
+export interface HttpRequest {
+  url: URL;
+  method: 'GET' | 'HEAD' | 'POST';
+  headers: Record<string, string>;
+  body?: string;
+  signal?: AbortSignal | undefined;
+}
+
+interface TransportOptions {
+  userAgent: string;
+  connections: number;
+  ca: string[] | undefined;
+}
+
+const MAX_REDIRECTS = 10;
+
+/** First value of a header. */
+export function header(headers: HttpResponse['headers'], name: string): string | undefined {
+  const value = headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * The CA list to trust, or `undefined` for Node's default store. Node already adds
+ * `NODE_EXTRA_CA_CERTS` to its default store at startup, and undici uses that store when
+ * given no `ca`; we read the file ourselves too so that setting the variable later (or
+ * passing `ca`) still works, and add it to — never replace — the default roots.
+ */
+export function resolveCa(extra: readonly string[] | undefined): string[] | undefined {
+  const fromEnv = process.env.NODE_EXTRA_CA_CERTS;
+  const added: string[] = [...(extra ?? [])];
+  if (fromEnv) {
+    try {
+      added.push(readFileSync(fromEnv, 'utf8'));
+    } catch (error) {
+      throw new IrbError(
+        'IRB_INVALID_OPTION',
+        `NODE_EXTRA_CA_CERTS points to ${fromEnv}, which cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'}); fix or unset it`,
+        { cause: error },
+      );
+    }
+  }
+  if (added.length === 0) return undefined;
+  const defaults =
+    typeof tls.getCACertificates === 'function'
+      ? tls.getCACertificates('default')
+      : [...tls.rootCertificates];
+  return [...defaults, ...added];
+}
+
+/** True when any proxy variable is set (upper or lower case). */
+function proxyFromEnv(): boolean {
+  return Boolean(
+    process.env.HTTPS_PROXY || process.env.https_proxy || process.env.HTTP_PROXY || process.env.http_proxy,
+  );
+}
+
+/**
+ * HTTP plumbing: connection pools (one verified, one for registries marked insecure), proxies
+ * from the environment, and redirect following that drops `Authorization` when the origin changes.
+ */
+export class Transport {
+  readonly #options: TransportOptions;
+  #verified: Dispatcher | undefined;
+  #unverified: Dispatcher | undefined;
+
+  constructor(options: TransportOptions) {
+    this.#options = options;
+  }
+
+  #dispatcher(skipTlsVerify: boolean): Dispatcher {
+    if (skipTlsVerify) {
+      this.#unverified ??= this.#make(false);
+      return this.#unverified;
+    }
+    this.#verified ??= this.#make(true);
+    return this.#verified;
+  }
+
+  #make(verify: boolean): Dispatcher {
+    const tlsOptions = { ca: this.#options.ca, rejectUnauthorized: verify };
+    const base = { connections: this.#options.connections, keepAliveTimeout: 10_000 };
+    if (proxyFromEnv()) {
+      // EnvHttpProxyAgent honours HTTP_PROXY/HTTPS_PROXY/NO_PROXY; TLS to the registry goes in `requestTls`.
+      return new EnvHttpProxyAgent({
+        ...base,
+        connect: tlsOptions,
+        requestTls: tlsOptions,
+        proxyTls: { ca: this.#options.ca },
+      } as ConstructorParameters<typeof EnvHttpProxyAgent>[0]);
+    }
+    return new Agent({ ...base, connect: tlsOptions });
+  }
+
+  /** Sends one request, following redirects (dropping credentials when leaving the origin). */
+  async send(req: HttpRequest, options: { skipTlsVerify?: boolean } = {}): Promise<HttpResponse> {
+    let url = req.url;
+    let method = req.method;
+    let body = req.body;
+    const headers: Record<string, string> = { 'user-agent': this.#options.userAgent, ...req.headers };
+    const origin = url.origin;
+    for (let hop = 0; ; hop++) {
+      const res = await request(url, {
+        method,
+        headers,
+        body,
+        signal: req.signal,
+        dispatcher: this.#dispatcher(options.skipTlsVerify === true),
+      });
+      const location = header(res.headers, 'location');
+      if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && location) {
+        await res.body.dump().catch(() => undefined);
+        if (hop >= MAX_REDIRECTS) {
+          throw new IrbError('IRB_REGISTRY_ERROR', `too many redirects fetching ${redactUrl(req.url)}`);
+        }
+        const next = new URL(location, url);
+        if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+          throw new IrbError('IRB_REGISTRY_ERROR', `redirect to an unsupported URL scheme ${next.protocol}`);
+        }
+        if (url.protocol === 'https:' && next.protocol === 'http:' && next.origin !== origin) {
+          throw new IrbError(
+            'IRB_INSECURE_REFUSED',
+            `${redactUrl(url)} redirected to plain HTTP (${redactUrl(next)}); refusing to download over an unencrypted connection`,
+          );
+        }
+        if (next.origin !== origin) {
+          // Blob storage (S3, GCS, a CDN) authorizes with the signed URL; our token must never leak there.
+          delete headers.authorization;
+        }
+        if (
+          res.statusCode === 303 ||
+          ((res.statusCode === 301 || res.statusCode === 302) && method === 'POST')
+        ) {
+          method = 'GET';
+          body = undefined;
+          delete headers['content-type'];
+        }
+        url = next;
+        continue;
+      }
+      return { status: res.statusCode, headers: res.headers, body: res.body, url };
+    }
+  }
+
+  /** Closes every pooled connection. */
+  async close(): Promise<void> {
+    await Promise.all([this.#verified?.close(), this.#unverified?.close()]);
+  }
+
+  /** Destroys every connection at once (used on abort). */
+  async destroy(): Promise<void> {
+    await Promise.all([this.#verified?.destroy(), this.#unverified?.destroy()]);
+  }
+}
+
+const RETRYABLE_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_RESPONSE_STATUS_CODE',
+  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+]);
+
+/** The `code` of an error or of one of its causes. */
+export function errorCode(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** True for connection-level failures worth another attempt. */
+export function isRetryableNetworkError(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && RETRYABLE_CODES.has(code)) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** True for TLS failures that mean "the server speaks plain HTTP". */
+export function isPlainHttpAnswer(error: unknown): boolean {
+  const code = errorCode(error) ?? '';
+  const message = String((error as Error)?.message ?? '');
+  return (
+    code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
+    code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' ||
+    code === 'ERR_SSL_HTTP_REQUEST' ||
+    /wrong version number|packet length too long|http request/i.test(message)
+  );
+}
+
+/** True for certificate verification failures. */
+export function isCertificateError(error: unknown): boolean {
+  const code = errorCode(error) ?? '';
+  return (
+    code.startsWith('ERR_TLS_CERT') ||
+    code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
+    code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
+    code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' ||
+    code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' ||
+    code === 'CERT_HAS_EXPIRED'
+  );
+}
+
+/** True for statuses worth another attempt: 408, 429 and 5xx except 501/505. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || (status >= 500 && status !== 501 && status !== 505);
+}
+
+/** Parses `Retry-After` (seconds or an HTTP date) into milliseconds from now. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - now);
+}
+
+/** Exponential backoff with ±50% jitter; `retryAfterMs` (when given) wins, both capped at `maxDelayMs`. */
+export function backoffDelay(attempt: number, retry: Required<RetryOptions>, retryAfterMs?: number): number {
+  if (retryAfterMs !== undefined) return Math.min(retryAfterMs, retry.maxDelayMs);
+  const base = retry.baseDelayMs * 2 ** attempt;
+  const jittered = base * (0.5 + Math.random());
+  return Math.min(jittered, retry.maxDelayMs);
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason when aborted first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
