@@ -4,3 +4,4 @@ export * from './registry-server.ts';
 export * from './token-server.ts';
 export * from './fault-proxy.ts';
 export * from './push.ts';
+export * from './oci-layout.ts';

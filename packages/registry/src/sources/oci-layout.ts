@@ -1,0 +1,228 @@
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { IrbError } from '@irb/cpio';
+import { parseDigest } from '../digest.ts';
+import { selectManifest } from '../platform.ts';
+import { parseReference } from '../reference.ts';
+import type { Descriptor, Image, ImageIndex, OpenOptions, Platform } from '../types.ts';
+import {
+  type BlobReader,
+  checkPlatform,
+  createImage,
+  isObject,
+  manifestKind,
+  parseJson,
+  resolveManifest,
+  wantedPlatform,
+} from './common.ts';
+
+/** Options of {@link openOciLayout}. */
+export interface OciLayoutOptions {
+  /**
+   * The image to open, matched against `org.opencontainers.image.ref.name` (or containerd's
+   * `io.containerd.image.name`). Default: the only image in the layout.
+   */
+  tag?: string;
+  /** `os/arch[/variant]` or a {@link Platform}. Default: `linux/amd64`. */
+  platform?: string | Platform;
+  signal?: AbortSignal;
+}
+
+/** The annotation the OCI image layout uses to name index.json entries. */
+export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
+const CONTAINERD_NAME_ANNOTATION = 'io.containerd.image.name';
+
+/** Reads blobs from `<dir>/blobs/<algorithm>/<hex>`. */
+export function ociLayoutBlobReader(dir: string): BlobReader {
+  return {
+    stream(descriptor, options) {
+      const { algorithm, hex } = parseDigest(descriptor.digest);
+      return readBlobFile(join(dir, 'blobs', algorithm, hex), dir, descriptor.digest, options);
+    },
+  };
+}
+
+async function* readBlobFile(
+  path: string,
+  dir: string,
+  digest: string,
+  options?: OpenOptions,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const stream = createReadStream(path, {
+    highWaterMark: 1 << 20,
+    ...(options?.signal && { signal: options.signal }),
+  });
+  try {
+    for await (const chunk of stream) yield chunk as Uint8Array;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new IrbError(
+        'IRB_BLOB_NOT_FOUND',
+        `OCI layout ${dir} has no blob ${digest} (expected at ${path}); the layout is incomplete — copy the image into it again`,
+        { cause: error },
+      );
+    }
+    throw error;
+  } finally {
+    stream.destroy();
+  }
+}
+
+/**
+ * Opens an image from an OCI image layout directory (`oci:DIR[:TAG]`): picks the index.json
+ * entry by tag, follows nested indexes to the manifest for the platform, and verifies every
+ * blob against its digest when it is read.
+ */
+export async function openOciLayout(dir: string, options: OciLayoutOptions = {}): Promise<Image> {
+  const name = `oci:${dir}${options.tag ? `:${options.tag}` : ''}`;
+  const platform = wantedPlatform(options.platform);
+  options.signal?.throwIfAborted();
+  await checkLayout(dir);
+  const index = await readIndex(dir);
+  const entry = pickEntry(index, options.tag, dir);
+  const reader = ociLayoutBlobReader(dir);
+  const resolved =
+    'manifests' in entry
+      ? await resolveManifest(
+          reader,
+          // A synthetic index of same-tag entries: choose by platform, then follow the pick.
+          selectManifest(entry, platform, name),
+          platform,
+          name,
+          options.signal,
+          true,
+        )
+      : await resolveManifest(reader, entry, platform, name, options.signal);
+  const image = createImage({
+    reader,
+    manifestDigest: resolved.descriptor.digest,
+    manifest: resolved.manifest,
+    name,
+  });
+  await checkPlatform(image, resolved, platform, name);
+  return image;
+}
+
+async function checkLayout(dir: string): Promise<void> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'oci-layout'), 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const exists = await stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (!exists) {
+      throw new IrbError(
+        'IRB_SOURCE_NOT_FOUND',
+        `OCI layout directory ${dir} does not exist; check the path after oci:`,
+        {
+          cause: error,
+        },
+      );
+    }
+    throw new IrbError(
+      'IRB_INVALID_LAYOUT',
+      `${dir} is not an OCI image layout (${code === 'ENOENT' ? 'no oci-layout file' : `cannot read oci-layout: ${code}`}); create one with skopeo copy ... oci:${dir}:TAG`,
+      { cause: error },
+    );
+  }
+  const doc = parseJson(text, `${dir}/oci-layout`);
+  const version = isObject(doc) ? doc.imageLayoutVersion : undefined;
+  if (typeof version !== 'string' || !version.startsWith('1.')) {
+    throw new IrbError(
+      'IRB_INVALID_LAYOUT',
+      `${dir}/oci-layout declares image layout version ${String(version)}; irb reads version 1.x`,
+    );
+  }
+}
+
+async function readIndex(dir: string): Promise<ImageIndex> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'index.json'), 'utf8');
+  } catch (error) {
+    throw new IrbError(
+      'IRB_INVALID_LAYOUT',
+      `OCI layout ${dir} has no readable index.json (${(error as NodeJS.ErrnoException).code}); the layout is incomplete`,
+      { cause: error },
+    );
+  }
+  const doc = parseJson(text, `${dir}/index.json`);
+  manifestKind(doc, undefined, `${dir}/index.json`);
+  if (!isObject(doc) || !Array.isArray(doc.manifests)) {
+    throw new IrbError('IRB_INVALID_LAYOUT', `${dir}/index.json is not an image index (no manifests list)`);
+  }
+  return doc as unknown as ImageIndex;
+}
+
+/** The names an index.json entry answers to. */
+function entryNames(descriptor: Descriptor): string[] {
+  const names: string[] = [];
+  const ref = descriptor.annotations?.[REF_NAME_ANNOTATION];
+  const containerd = descriptor.annotations?.[CONTAINERD_NAME_ANNOTATION];
+  if (ref) names.push(ref);
+  if (containerd && containerd !== ref) names.push(containerd);
+  return names;
+}
+
+/** True when `wanted` names the entry: the exact ref name, or the same image reference written another way. */
+function matchesTag(descriptor: Descriptor, wanted: string): boolean {
+  const names = entryNames(descriptor);
+  if (names.includes(wanted)) return true;
+  const want = tryParse(wanted);
+  if (!want) return false;
+  return names.some((n) => {
+    const have = tryParse(n);
+    return (
+      have !== undefined &&
+      have.registry === want.registry &&
+      have.repository === want.repository &&
+      have.tag === want.tag
+    );
+  });
+}
+
+function tryParse(text: string) {
+  if (!/[/:]/.test(text)) return undefined;
+  try {
+    return parseReference(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Chooses what the layout's index.json offers for the tag: one descriptor, or (when several
+ * entries share the tag, or an untagged layout lists one entry per platform) a synthetic index
+ * to choose from by platform.
+ */
+function pickEntry(index: ImageIndex, tag: string | undefined, dir: string): Descriptor | ImageIndex {
+  const manifests = index.manifests;
+  const tags = [...new Set(manifests.flatMap((d) => entryNames(d).slice(0, 1)))];
+  if (manifests.length === 0) {
+    throw new IrbError('IRB_TAG_NOT_FOUND', `OCI layout ${dir} is empty (index.json lists no images)`);
+  }
+  if (tag !== undefined) {
+    const matches = manifests.filter((d) => matchesTag(d, tag));
+    if (matches.length === 0) {
+      throw new IrbError(
+        'IRB_TAG_NOT_FOUND',
+        `OCI layout ${dir} has no image tagged "${tag}"; ${
+          tags.length ? `it has: ${tags.join(', ')}` : 'its images carry no tags (open it without a tag)'
+        }`,
+      );
+    }
+    return matches.length === 1 ? (matches[0] as Descriptor) : { schemaVersion: 2, manifests: matches };
+  }
+  if (manifests.length === 1) return manifests[0] as Descriptor;
+  if (tags.length <= 1 && manifests.every((d) => d.platform)) return { schemaVersion: 2, manifests };
+  throw new IrbError(
+    'IRB_TAG_REQUIRED',
+    `OCI layout ${dir} holds ${manifests.length} images; name one as oci:${dir}:TAG${
+      tags.length ? ` (tags: ${tags.join(', ')})` : ''
+    }`,
+  );
+}
