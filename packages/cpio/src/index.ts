@@ -21,5 +21,6 @@ export {
   type ReadCpioOptions,
   readCpio,
 } from './reader.ts';
+export { fromReadableStream, toReadableStream } from './streams.ts';
 export type * from './types.ts';
 export { type PackCpioOptions, type PackCpioSummary, packCpio } from './writer.ts';

@@ -197,6 +197,13 @@ function truncated(what: string, offset: number): IrbError {
   );
 }
 
+/** A fresh plain Uint8Array (Buffer#slice would return a view that keeps the whole input chunk alive). */
+function copyBytes(from: Uint8Array, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  out.set(from.subarray(0, length));
+  return out;
+}
+
 function isTrailer(name: Uint8Array): boolean {
   if (name.length !== TRAILER.length) return false;
   for (let i = 0; i < name.length; i++) if (name[i] !== TRAILER[i]) return false;
@@ -280,7 +287,7 @@ export async function* readCpio(
           `name of the cpio entry at byte ${offset} is not NUL-terminated; the archive is corrupt`,
         );
       }
-      const nameBytes = nameField.slice(0, h.nameSize - 1);
+      const nameBytes = copyBytes(nameField, h.nameSize - 1);
       const bodyLen = h.fileSize;
       const padLen = padded4(bodyLen) - bodyLen;
 
@@ -310,7 +317,7 @@ export async function* readCpio(
         }
         const t = await src.read(bodyLen + padLen);
         if (t === null) throw truncated(`the symlink target of ${JSON.stringify(name)}`, src.offset);
-        const targetBytes = t.slice(0, bodyLen);
+        const targetBytes = copyBytes(t, bodyLen);
         const entry: CpioReadEntry = {
           ...h,
           member: entryMember,
@@ -326,7 +333,7 @@ export async function* readCpio(
               if (targetBytes.length > 0) yield targetBytes;
             },
           },
-          bytes: async () => targetBytes.slice(),
+          bytes: async () => copyBytes(targetBytes, bodyLen),
         };
         yield entry;
         continue;

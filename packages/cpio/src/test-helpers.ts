@@ -24,7 +24,7 @@ export type ReadBack = Omit<CpioReadEntry, 'body' | 'bytes'> & { data: Uint8Arra
 
 /** Reads every entry of an archive, collecting bodies. */
 export async function readBack(
-  archive: Uint8Array | AsyncIterable<Uint8Array>,
+  archive: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   options?: ReadCpioOptions,
 ): Promise<ReadBack[]> {
   const out: ReadBack[] = [];
