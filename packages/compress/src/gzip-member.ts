@@ -1,0 +1,107 @@
+import { crc32, createInflateRaw } from 'node:zlib';
+import { IrbError } from '@irb/cpio';
+import { gzipError } from './gunzip.ts';
+import type { ByteReader } from './reader.ts';
+
+// Input handed to zlib per write. Bounds the output held at once to about 1 032 × this
+// (deflate's best ratio) even for a pathological member.
+const WRITE_SIZE = 16 * 1024;
+
+const FHCRC = 0x02;
+const FEXTRA = 0x04;
+const FNAME = 0x08;
+const FCOMMENT = 0x10;
+
+function truncated(label: string, what: string): IrbError {
+  return new IrbError(
+    'IRB_GZIP_TRUNCATED',
+    `gzip member in ${label} ends too early (in its ${what}); the data is truncated — fetch or build it again`,
+  );
+}
+
+function corrupt(label: string, what: string): IrbError {
+  return new IrbError(
+    'IRB_GZIP_CORRUPT',
+    `corrupt gzip member in ${label}: ${what}; the data is damaged — fetch or build it again`,
+  );
+}
+
+async function readExactly(reader: ByteReader, n: number, label: string, what: string): Promise<Uint8Array> {
+  const bytes = await reader.read(n);
+  if (bytes.length < n) throw truncated(label, what);
+  return bytes;
+}
+
+async function skipZeroTerminated(reader: ByteReader, label: string, what: string): Promise<void> {
+  for (;;) {
+    const chunk = await reader.next();
+    if (chunk === undefined) throw truncated(label, what);
+    const nul = chunk.indexOf(0);
+    if (nul >= 0) {
+      reader.unshift(chunk.subarray(nul + 1));
+      return;
+    }
+  }
+}
+
+/**
+ * Decodes exactly one gzip member from `reader` and leaves the reader just past its
+ * trailer, so whatever follows (another member of any kind, NUL padding) is still there.
+ * Streams: the deflate body goes through node:zlib's raw inflater in small writes, and
+ * zlib's count of consumed input tells where the body ended. CRC-32 and length are checked.
+ */
+export async function* gunzipMember(reader: ByteReader, label: string): AsyncGenerator<Uint8Array> {
+  const header = await readExactly(reader, 10, label, 'header');
+  if (header[0] !== 0x1f || header[1] !== 0x8b) throw corrupt(label, 'no gzip magic');
+  if (header[2] !== 8) throw corrupt(label, `compression method ${header[2]} is not deflate`);
+  const flags = header[3]!;
+  if ((flags & 0xe0) !== 0) throw corrupt(label, 'reserved header flags are set');
+  if (flags & FEXTRA) {
+    const xlen = await readExactly(reader, 2, label, 'extra field');
+    await readExactly(reader, xlen[0]! | (xlen[1]! << 8), label, 'extra field');
+  }
+  if (flags & FNAME) await skipZeroTerminated(reader, label, 'file name');
+  if (flags & FCOMMENT) await skipZeroTerminated(reader, label, 'comment');
+  if (flags & FHCRC) await readExactly(reader, 2, label, 'header CRC');
+
+  const inflate = createInflateRaw();
+  const output: Uint8Array[] = [];
+  let failure: unknown;
+  inflate.on('data', (chunk: Buffer) => output.push(chunk));
+  inflate.on('error', (error) => {
+    failure ??= error;
+  });
+  let crc = 0;
+  let size = 0;
+  let fed = 0;
+  try {
+    for (;;) {
+      const chunk = await reader.next();
+      if (chunk === undefined) throw truncated(label, 'compressed data');
+      const slice = chunk.subarray(0, WRITE_SIZE);
+      reader.unshift(chunk.subarray(slice.length));
+      const before = inflate.bytesWritten;
+      const writeError = await new Promise<unknown>((resolve) => inflate.write(slice, resolve));
+      failure ??= writeError ?? undefined;
+      if (failure !== undefined) throw gzipError(failure, label);
+      for (const out of output.splice(0)) {
+        crc = crc32(out, crc);
+        size += out.length;
+        yield new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+      }
+      fed += slice.length;
+      // zlib stops consuming at the end of the deflate stream: the unconsumed rest of this
+      // write belongs to the trailer and whatever follows the member.
+      if (inflate.bytesWritten < fed) {
+        reader.unshift(slice.subarray(inflate.bytesWritten - before));
+        break;
+      }
+    }
+  } finally {
+    inflate.destroy();
+  }
+  const trailer = await readExactly(reader, 8, label, 'trailer');
+  const view = new DataView(trailer.buffer, trailer.byteOffset, 8);
+  if (view.getUint32(0, true) !== crc >>> 0) throw corrupt(label, 'CRC-32 mismatch');
+  if (view.getUint32(4, true) !== size % 2 ** 32) throw corrupt(label, 'length mismatch');
+}

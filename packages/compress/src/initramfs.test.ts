@@ -1,0 +1,134 @@
+import { gzipSync } from 'node:zlib';
+import { type CpioEntry, packCpio, readCpio } from '@irb/cpio';
+import { describe, expect, it } from 'vitest';
+import { chunked, collect, run } from '../test/helpers.ts';
+import { compress, decodeInitramfs, type InitramfsMember } from './index.ts';
+
+function entries(prefix: string, count: number): CpioEntry[] {
+  const list: CpioEntry[] = [{ type: 'directory', path: prefix, mode: 0o755 }];
+  for (let i = 0; i < count; i++) {
+    const body = Buffer.from(`${prefix} file ${i} `.repeat(1 + ((i * 37) % 400)));
+    list.push({ type: 'file', path: `${prefix}/f${i}`, mode: 0o644, uid: i, size: body.length, body });
+  }
+  list.push({ type: 'char', path: `${prefix}/console`, mode: 0o600, rdevMajor: 5, rdevMinor: 1 });
+  return list;
+}
+
+const cpioOf = async (list: CpioEntry[]): Promise<Buffer> => collect(packCpio(list));
+
+async function names(bytes: Uint8Array, chunk = 4096, members?: InitramfsMember[]): Promise<string[]> {
+  const out: string[] = [];
+  const decoded = decodeInitramfs(chunked(bytes, chunk), members ? { onMember: (m) => members.push(m) } : {});
+  for await (const entry of readCpio(decoded)) {
+    out.push(`${entry.member}:${entry.name}:${(await entry.bytes()).length}`);
+  }
+  return out;
+}
+
+async function failure(bytes: Uint8Array): Promise<{ code: string; message: string }> {
+  try {
+    await names(bytes);
+  } catch (error) {
+    return { code: (error as { code: string }).code, message: (error as Error).message };
+  }
+  throw new Error('expected a failure');
+}
+
+describe('decodeInitramfs', () => {
+  it('walks plain, gzip and zstd members with NUL padding, as the kernel does', async () => {
+    const a = await cpioOf(entries('a', 30));
+    const b = await cpioOf(entries('b', 20));
+    const c = await cpioOf(entries('c', 10));
+    const d = await cpioOf(entries('d', 5));
+    const gz = await collect(compress(chunked(b), { format: 'gzip', threads: 2 }));
+    const zst = await collect(compress(chunked(c), { format: 'zstd' }));
+    // A gzip member holding two archives with NUL padding, written by gzip(1) with a file name.
+    const gz2 = (await run('gzip', ['-c'], Buffer.concat([d, Buffer.alloc(512), a]))).stdout;
+    const pad = (n: number) => Buffer.alloc(n);
+    const file = Buffer.concat([a, pad(8), gz, pad(3), zst, gz2, pad(1), zst]);
+    const padTo4 = (4 - (file.length % 4)) % 4;
+    const all = Buffer.concat([file, pad(padTo4), d, pad(100)]);
+
+    const expected = await names(a);
+    for (const chunk of [1, 7, 4096, 1 << 20]) {
+      const members: InitramfsMember[] = [];
+      const listed = await names(all, chunk, members);
+      expect(listed.filter((n) => n.startsWith('0:'))).toEqual(expected);
+      expect(listed.map((n) => n.split(':')[1]!.split('/')[0])).toEqual([
+        ...Array(32).fill('a'),
+        ...Array(22).fill('b'),
+        ...Array(12).fill('c'),
+        ...Array(7).fill('d'),
+        ...Array(32).fill('a'),
+        ...Array(12).fill('c'),
+        ...Array(7).fill('d'),
+      ]);
+      expect(members.map((m) => m.format)).toEqual(['none', 'gzip', 'zstd', 'gzip', 'zstd', 'none']);
+      expect(members[0]).toEqual({ index: 0, format: 'none', start: 0, end: a.length });
+      expect(members[1]!.start).toBe(a.length + 8);
+      expect(members[1]!.end).toBe(a.length + 8 + gz.length);
+    }
+  });
+
+  it('reads what GNU cpio wrote (512-byte NUL padding) inside gzip', async () => {
+    const list = (await names(await cpioOf(entries('x', 3)))).length;
+    const dir = await import('node:fs/promises').then((fs) => fs.mkdtemp('/tmp/irb-initramfs-'));
+    const { writeFile, rm } = await import('node:fs/promises');
+    try {
+      await writeFile(`${dir}/one`, 'one');
+      await writeFile(`${dir}/two`, 'two two');
+      const cpio = await new Promise<Buffer>((resolve, reject) => {
+        import('node:child_process').then(({ spawn }) => {
+          const child = spawn('cpio', ['-o', '-H', 'newc', '--quiet'], { cwd: dir });
+          const out: Buffer[] = [];
+          child.stdout.on('data', (d: Buffer) => out.push(d));
+          child.on('error', reject);
+          child.on('close', () => resolve(Buffer.concat(out)));
+          child.stdin.end('one\ntwo\n');
+        });
+      });
+      expect(cpio.length % 512).toBe(0);
+      const gz = gzipSync(cpio);
+      // The kernel wants a plain archive 4-byte aligned in the file: NULs fill the gap.
+      const listed = await names(Buffer.concat([gz, Buffer.alloc((4 - (gz.length % 4)) % 4), cpio]));
+      expect(listed).toEqual(['0:one:3', '0:two:7', '1:one:3', '1:two:7']);
+      expect(list).toBe(5);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports junk, misaligned archives, truncated and unsupported members', async () => {
+    const a = await cpioOf(entries('a', 3));
+    const gz = await collect(compress(chunked(a), { format: 'gzip' }));
+    const junk = await failure(Buffer.concat([a, Buffer.from('junk')]));
+    expect(junk.code).toBe('IRB_INITRAMFS_CORRUPT');
+    expect(junk.message).toContain(`${a.length}`);
+    // A gzip member whose length is not a multiple of 4, followed directly by a plain archive.
+    let odd = gzipSync(a);
+    for (let k = 1; odd.length % 4 === 0; k++) odd = gzipSync(Buffer.concat([a, Buffer.alloc(k)]));
+    const misaligned = await failure(Buffer.concat([odd, a]));
+    expect(misaligned.code).toBe('IRB_INITRAMFS_CORRUPT');
+    expect(misaligned.message).toContain('4-byte aligned');
+    expect((await failure(gz.subarray(0, gz.length - 3))).code).toBe('IRB_GZIP_TRUNCATED');
+    expect((await failure(gz.subarray(0, gz.length / 2))).code).toBe('IRB_GZIP_TRUNCATED');
+    const badCrc = Buffer.from(gz);
+    badCrc[badCrc.length - 8]! ^= 1;
+    expect((await failure(badCrc)).code).toBe('IRB_GZIP_CORRUPT');
+    // A compressed member must end on a trailer.
+    const noTrailer = await collect(packCpio(entries('n', 2), { trailer: false }));
+    const cut = await failure(Buffer.concat([gzipSync(noTrailer), a]));
+    expect(cut.code).toBe('IRB_INITRAMFS_CORRUPT');
+    expect(cut.message).toContain('gzip member at byte 0');
+    // Junk inside a compressed member.
+    expect((await failure(gzipSync(Buffer.concat([a, Buffer.from('xx')])))).code).toBe(
+      'IRB_INITRAMFS_CORRUPT',
+    );
+    const zst = await collect(compress(chunked(a), { format: 'zstd' }));
+    expect((await failure(zst.subarray(0, zst.length - 5))).code).toBe('IRB_ZSTD_TRUNCATED');
+    const xz = Uint8Array.of(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 0);
+    const unsupported = await failure(Buffer.concat([a, xz]));
+    expect(unsupported.code).toBe('IRB_UNSUPPORTED_COMPRESSION');
+    expect(unsupported.message).toContain(`member at byte ${a.length}`);
+  });
+});
