@@ -45,12 +45,12 @@ export function readBlob(
   });
 }
 
-/** Parses JSON, turning a syntax error into an `IRB_INVALID_IMAGE` naming what was parsed. */
+/** Parses JSON, turning a syntax error into an `IRB_MANIFEST_INVALID` naming what was parsed. */
 export function parseJson(bytes: Uint8Array | string, what: string): unknown {
   try {
     return JSON.parse(typeof bytes === 'string' ? bytes : new TextDecoder().decode(bytes));
   } catch (error) {
-    throw new IrbError('IRB_INVALID_IMAGE', `${what} is not valid JSON; the image is damaged`, {
+    throw new IrbError('IRB_MANIFEST_INVALID', `${what} is not valid JSON; the image is damaged`, {
       cause: error,
     });
   }
@@ -70,24 +70,24 @@ export function manifestKind(
     (isObject(doc) && doc.schemaVersion === 1)
   ) {
     throw new IrbError(
-      'IRB_UNSUPPORTED_MANIFEST',
+      'IRB_MANIFEST_UNSUPPORTED',
       `${what} is a Docker schema 1 manifest, which irb does not read; convert it (e.g. skopeo copy --format v2s2) first`,
     );
   }
-  if (!isObject(doc)) throw new IrbError('IRB_INVALID_IMAGE', `${what} is not a JSON object`);
+  if (!isObject(doc)) throw new IrbError('IRB_MANIFEST_INVALID', `${what} is not a JSON object`);
   if (isIndexMediaType(mediaType) || (mediaType === undefined && Array.isArray(doc.manifests))) {
     if (!Array.isArray(doc.manifests))
-      throw new IrbError('IRB_INVALID_IMAGE', `${what} is an index without manifests`);
+      throw new IrbError('IRB_MANIFEST_INVALID', `${what} is an index without manifests`);
     return 'index';
   }
   if (isImageManifestMediaType(mediaType) || (mediaType === undefined && isObject(doc.config))) {
     if (!isObject(doc.config) || !Array.isArray(doc.layers)) {
-      throw new IrbError('IRB_INVALID_IMAGE', `${what} is a manifest without config or layers`);
+      throw new IrbError('IRB_MANIFEST_INVALID', `${what} is a manifest without config or layers`);
     }
     return 'manifest';
   }
   throw new IrbError(
-    'IRB_UNSUPPORTED_MANIFEST',
+    'IRB_MANIFEST_UNSUPPORTED',
     `${what} has media type ${mediaType ?? '(none)'}, which is not an OCI/Docker image manifest or index`,
   );
 }
@@ -114,7 +114,10 @@ export async function resolveManifest(
   depth = 0,
 ): Promise<ResolvedManifest> {
   if (depth > 8) {
-    throw new IrbError('IRB_INVALID_IMAGE', `${name} nests indexes more than 8 deep; the image is malformed`);
+    throw new IrbError(
+      'IRB_MANIFEST_INVALID',
+      `${name} nests indexes more than 8 deep; the image is malformed`,
+    );
   }
   const what = `${name} (${descriptor.digest})`;
   const bytes = await readBlob(reader, descriptor, what, signal);
@@ -143,7 +146,7 @@ export function createImage(options: CreateImageOptions): Image {
   const configMediaType = manifest.config.mediaType;
   if (configMediaType !== OCI_CONFIG && configMediaType !== DOCKER_CONFIG) {
     throw new IrbError(
-      'IRB_UNSUPPORTED_MANIFEST',
+      'IRB_MANIFEST_UNSUPPORTED',
       `${name} is not a container image (config media type ${configMediaType}); it may be an artifact such as a Helm chart or signature`,
     );
   }
@@ -175,7 +178,10 @@ export function createImage(options: CreateImageOptions): Image {
 export function parseConfig(bytes: Uint8Array, name: string): ImageConfigFile {
   const doc = parseJson(bytes, `${name} config`);
   if (!isObject(doc) || !isObject(doc.rootfs) || !Array.isArray(doc.rootfs.diff_ids)) {
-    throw new IrbError('IRB_INVALID_IMAGE', `${name} config has no rootfs.diff_ids; the image is malformed`);
+    throw new IrbError(
+      'IRB_MANIFEST_INVALID',
+      `${name} config has no rootfs.diff_ids; the image is malformed`,
+    );
   }
   return doc as unknown as ImageConfigFile;
 }
@@ -190,7 +196,7 @@ export function buildLayers(
   const diffIds = config.rootfs.diff_ids;
   if (diffIds.length !== descriptors.length) {
     throw new IrbError(
-      'IRB_INVALID_IMAGE',
+      'IRB_MANIFEST_INVALID',
       `${name} lists ${descriptors.length} layers but its config has ${diffIds.length} diff_ids; the image is malformed`,
     );
   }

@@ -100,10 +100,10 @@ describe('openDockerArchive on skopeo output (legacy docker save layout)', () =>
       await expect(openDockerArchive(skopeoArchive, { tag })).resolves.toBeDefined();
     }
     const error = await openDockerArchive(skopeoArchive, { tag: 'example/app:v2' }).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'IRB_TAG_NOT_FOUND' });
+    expect(error).toMatchObject({ code: 'IRB_NOT_FOUND' });
     expect((error as Error).message).toContain('docker.io/example/app:v1');
     await expect(openDockerArchive(skopeoArchive, { tag: '@1' })).rejects.toMatchObject({
-      code: 'IRB_TAG_NOT_FOUND',
+      code: 'IRB_NOT_FOUND',
     });
   });
 

@@ -62,7 +62,7 @@ export async function openDockerArchive(file: string, options: DockerArchiveOpti
   checkConfigPlatform(config, platform, name);
   if (config.rootfs.diff_ids.length !== entry.Layers.length) {
     throw new IrbError(
-      'IRB_INVALID_IMAGE',
+      'IRB_MANIFEST_INVALID',
       `${name} lists ${entry.Layers.length} layers but its config has ${config.rootfs.diff_ids.length} diff_ids; the archive is damaged`,
     );
   }
@@ -231,13 +231,13 @@ function pickEntry(entries: ArchiveEntry[], tag: string | undefined, file: strin
     const entry = entries[Number(index[1])];
     if (entry) return entry;
     throw new IrbError(
-      'IRB_TAG_NOT_FOUND',
+      'IRB_NOT_FOUND',
       `docker archive ${file} has no image ${tag}; it holds ${entries.length} (@0 to @${entries.length - 1})`,
     );
   }
   const found = entries.find((e) => (e.RepoTags ?? []).some((t) => sameImage(t, tag)));
   if (found) return found;
-  throw new IrbError('IRB_TAG_NOT_FOUND', `docker archive ${file} has no image tagged "${tag}"; ${listing}`);
+  throw new IrbError('IRB_NOT_FOUND', `docker archive ${file} has no image tagged "${tag}"; ${listing}`);
 }
 
 function member(tar: TarIndex, path: string, file: string, what: string): TarMember {

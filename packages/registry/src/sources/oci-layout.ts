@@ -203,13 +203,13 @@ function pickEntry(index: ImageIndex, tag: string | undefined, dir: string): Des
   const manifests = index.manifests;
   const tags = [...new Set(manifests.flatMap((d) => entryNames(d).slice(0, 1)))];
   if (manifests.length === 0) {
-    throw new IrbError('IRB_TAG_NOT_FOUND', `OCI layout ${dir} is empty (index.json lists no images)`);
+    throw new IrbError('IRB_NOT_FOUND', `OCI layout ${dir} is empty (index.json lists no images)`);
   }
   if (tag !== undefined) {
     const matches = manifests.filter((d) => matchesTag(d, tag));
     if (matches.length === 0) {
       throw new IrbError(
-        'IRB_TAG_NOT_FOUND',
+        'IRB_NOT_FOUND',
         `OCI layout ${dir} has no image tagged "${tag}"; ${
           tags.length ? `it has: ${tags.join(', ')}` : 'its images carry no tags (open it without a tag)'
         }`,
