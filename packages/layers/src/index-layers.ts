@@ -90,6 +90,8 @@ export async function indexLayers(
         const { components, clamped } = splitKey(keyOf(entry.name));
         if (clamped) rootfs.noteClampedPath();
         const last = components[components.length - 1];
+        // AUFS keeps hard-link sources and bookkeeping below `.wh..wh.*` directories: not content.
+        if (components.slice(0, -1).some((part) => part.startsWith(META_PREFIX))) continue;
         for (let i = 0; i < components.length - 1; i++) {
           if ((components[i] as string).startsWith(WHITEOUT_PREFIX)) {
             throw new IrbError(

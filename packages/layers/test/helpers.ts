@@ -12,7 +12,11 @@ export const MEDIA = {
 } as const;
 
 /** A layer whose blob is `bytes`, handed out in `chunkSize` pieces to exercise chunk boundaries. */
-export function layerOf(bytes: Uint8Array, mediaType: string = MEDIA.tar, chunkSize = 1000): LayerSource & {
+export function layerOf(
+  bytes: Uint8Array,
+  mediaType: string = MEDIA.tar,
+  chunkSize = 1000,
+): LayerSource & {
   opens: number;
 } {
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -58,7 +62,8 @@ export async function emit(rootfs: Rootfs): Promise<Emitted[]> {
         for await (const chunk of iterable) chunks.push(Buffer.from(chunk));
       }
       item.body = Buffer.concat(chunks);
-      if (item.body.byteLength !== entry.size) throw new Error(`body of ${item.path} has ${item.body.byteLength} bytes, size says ${entry.size}`);
+      if (item.body.byteLength !== entry.size)
+        throw new Error(`body of ${item.path} has ${item.body.byteLength} bytes, size says ${entry.size}`);
     }
     out.push(item);
     const names = [entry.path, ...(entry.type === 'file' ? (entry.links ?? []) : [])];
@@ -70,7 +75,8 @@ export async function emit(rootfs: Rootfs): Promise<Emitted[]> {
         if (text.startsWith('/') || parts.some((p) => p === '' || p === '.' || p === '..')) {
           throw new Error(`${text} is not a clean path inside the root`);
         }
-        if (parts.some((p) => p.startsWith('.wh.'))) throw new Error(`whiteout marker ${text} reached the output`);
+        if (parts.some((p) => p.startsWith('.wh.')))
+          throw new Error(`whiteout marker ${text} reached the output`);
         const parent = parts.slice(0, -1).join('/') || '.';
         if (!seen.has(parent)) throw new Error(`${text} comes before its parent ${parent}`);
       }

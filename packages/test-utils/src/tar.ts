@@ -206,6 +206,9 @@ function linkTarget(spec: TarSpec): Uint8Array | undefined {
 function packCanWrite(spec: Exclude<TarSpec, { type: 'raw' }>): boolean {
   if (spec.type === 'sparse' || spec.longNames === 'gnu') return false;
   if (spec.mode === 0) return false;
+  // tar-stream writes uid/gid in 6 octal digits and the mtime through a 32-bit `| 0`.
+  if ((spec.uid ?? 0) > 0o777777 || (spec.gid ?? 0) > 0o777777) return false;
+  if ((spec.mtime ?? 0) < 0 || (spec.mtime ?? 0) > 0x7fff_ffff) return false;
   if (!isUtf8(bytesOf(spec.path))) return false;
   const target = linkTarget(spec);
   if (target && !isUtf8(target)) return false;
