@@ -17,6 +17,8 @@ export type Fault =
   | { kind: 'truncate'; afterBytes?: number }
   /** Forward with the byte at offset `at` (default: the middle) XOR 0xff. */
   | { kind: 'flip'; at?: number }
+  /** Forward, send the headers and `afterBytes` of the body (default half), then hang until the client leaves. */
+  | { kind: 'stall'; afterBytes?: number }
   /** Answer 307 pointing at the same path on the second origin (the "blob store"). */
   | { kind: 'redirect' }
   /** Answer with a synthetic response. */
@@ -54,6 +56,8 @@ export interface StartedFaultProxy {
   add(rule: FaultRule): void;
   /** Removes all rules. */
   clear(): void;
+  /** Connections currently open to the proxy (to check a client left none behind). */
+  openConnections(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -67,8 +71,8 @@ function matches(rule: FaultRule, method: string, path: string): boolean {
   return typeof rule.path === 'string' ? path.includes(rule.path) : rule.path.test(path);
 }
 
-async function listen(server: Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+async function listen(server: Server, host = '127.0.0.1'): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
@@ -76,6 +80,8 @@ async function listen(server: Server): Promise<string> {
 export interface FaultProxyOptions {
   /** Authorization the blob store sends upstream (as a presigned URL would authorize). */
   blobStoreUpstreamAuthorization?: () => Promise<string | undefined>;
+  /** Address the proxy listens on. Default `127.0.0.1` (use `0.0.0.0` to reach it by a LAN address). */
+  listenHost?: string;
 }
 
 /** Starts a fault-injecting proxy in front of `target` (`http://host:port`). */
@@ -190,7 +196,10 @@ export async function startFaultProxy(
       }
       res.writeHead(answer.statusCode ?? 200, answer.headers);
       let offset = 0;
-      const cut = fault.kind === 'reset' ? (fault.afterBytes ?? half) : Number.POSITIVE_INFINITY;
+      const cut =
+        fault.kind === 'reset' || fault.kind === 'stall'
+          ? (fault.afterBytes ?? half)
+          : Number.POSITIVE_INFINITY;
       const flipAt = fault.kind === 'flip' ? (fault.at ?? half) : -1;
       for await (const chunk of answer as AsyncIterable<Buffer>) {
         let out = Buffer.from(chunk);
@@ -201,6 +210,7 @@ export async function startFaultProxy(
           out = out.subarray(0, cut - offset);
           await new Promise<void>((resolve) => res.write(out, () => resolve()));
           answer.destroy();
+          if (fault.kind === 'stall') return; // keep the socket open; the client must give up on its own
           res.socket?.destroy();
           return;
         }
@@ -210,7 +220,7 @@ export async function startFaultProxy(
       res.end();
     })().catch(() => res.destroy());
   });
-  const url = await listen(proxy);
+  const url = await listen(proxy, options.listenHost);
   return {
     url,
     host: new URL(url).host,
@@ -222,6 +232,10 @@ export async function startFaultProxy(
     clear: () => {
       live.length = 0;
     },
+    openConnections: () =>
+      new Promise<number>((resolve, reject) =>
+        proxy.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+      ),
     stop: async () => {
       for (const server of [proxy, store]) {
         server.closeAllConnections();
