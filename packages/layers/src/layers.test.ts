@@ -402,7 +402,7 @@ describe('output shape', () => {
     const files = emitted.filter((item) => item.entry.type === 'file');
     expect(files).toHaveLength(1);
     expect(files[0]?.path).toBe('a');
-    expect((files[0]?.entry as CpioFileEntry).links).toEqual(['b', 'c']);
+    expect((files[0]!.entry as CpioFileEntry).links).toEqual(['b', 'c']);
     expect(files[0]?.body?.toString()).toBe('payload');
     expect(rootfs.stats).toMatchObject({ files: 1, hardlinks: 2, uncompressedBytes: 7 });
   });
