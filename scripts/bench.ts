@@ -1,0 +1,690 @@
+#!/usr/bin/env node
+/**
+ * `pnpm bench`: irb against the classic `skopeo | umoci | find | sort | cpio | gzip` pipeline and
+ * against the floor (the compressor alone over the same uncompressed cpio), side by side, in one
+ * run on this machine. Prints a markdown table; `--out FILE` also writes it into FILE between
+ * `<!-- bench:start -->` and `<!-- bench:end -->` (hand-written text around the markers is kept).
+ *
+ * Usage: pnpm bench [--runs N] [--quick] [--only gzip|zstd] [--big-size BYTES] [--skip-big]
+ *                   [--cli dist|source] [--no-build] [--profile DIR] [--out FILE]
+ *
+ * Measured, never asserted: the targets of issue 6 are printed next to the results as PASS/MISS.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  ensureDebianPythonImage,
+  ensureSyntheticImage,
+  pushOciLayout,
+} from '../packages/test-utils/src/debian-image.ts';
+import { type StartedRegistry, startRegistry } from '../packages/test-utils/src/registry-server.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const TIME = '/usr/bin/time';
+
+type Compression = 'gzip' | 'zstd';
+
+interface Options {
+  runs: number;
+  only: Compression[];
+  bigSize: number;
+  skipBig: boolean;
+  cli: 'dist' | 'source';
+  build: boolean;
+  profileDir?: string;
+  out?: string;
+  quick: boolean;
+  /** Only the classic and floor rows (when the CLI does not work yet). */
+  noIrb: boolean;
+}
+
+function usage(message: string): never {
+  process.stderr.write(
+    `bench: ${message}\nusage: pnpm bench [--runs N] [--quick] [--only gzip|zstd] [--big-size BYTES] [--skip-big]\n` +
+      '                  [--cli dist|source] [--no-build] [--profile DIR] [--out FILE]\n',
+  );
+  process.exit(2);
+}
+
+function parseOptions(argv: string[]): Options {
+  let v: Record<string, string | boolean | undefined>;
+  try {
+    v = parseArgs({
+      args: argv,
+      options: {
+        runs: { type: 'string' },
+        quick: { type: 'boolean' },
+        only: { type: 'string' },
+        'big-size': { type: 'string' },
+        'skip-big': { type: 'boolean' },
+        cli: { type: 'string' },
+        'no-build': { type: 'boolean' },
+        'no-irb': { type: 'boolean' },
+        profile: { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (error) {
+    usage((error as Error).message);
+  }
+  if (v.help) usage('help');
+  const quick = v.quick === true;
+  const runs = v.runs === undefined ? (quick ? 1 : 3) : Number(v.runs);
+  if (!Number.isInteger(runs) || runs < 1) usage('--runs must be a positive integer');
+  const only = v.only === undefined ? (['gzip', 'zstd'] as Compression[]) : [v.only as Compression];
+  if (!only.every((c) => c === 'gzip' || c === 'zstd')) usage('--only must be gzip or zstd');
+  const bigSize = v['big-size'] === undefined ? 1_000_000_000 : Number(v['big-size']);
+  if (!(bigSize > 0)) usage('--big-size must be a positive number of bytes');
+  const distBin = join(ROOT, 'apps/cli/dist/bin.js');
+  const cli = (v.cli as string | undefined) ?? (v['no-build'] && !existsSync(distBin) ? 'source' : 'dist');
+  if (cli !== 'dist' && cli !== 'source') usage('--cli must be dist or source');
+  const options: Options = {
+    runs,
+    only,
+    bigSize,
+    skipBig: v['skip-big'] === true,
+    cli,
+    build: !v['no-build'] && !v['no-irb'],
+    quick,
+    noIrb: v['no-irb'] === true,
+  };
+  if (typeof v.profile === 'string') options.profileDir = resolve(v.profile);
+  if (typeof v.out === 'string') options.out = resolve(v.out);
+  return options;
+}
+
+function log(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+/** Runs a command, stderr passed through (progress of builds), failing loudly. */
+async function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; quiet?: boolean } = {},
+): Promise<string> {
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? ROOT,
+    stdio: ['ignore', 'pipe', options.quiet ? 'pipe' : 'inherit'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-4000);
+  });
+  const code = await new Promise<number | null>((res, rej) => {
+    child.once('error', rej);
+    child.once('close', res);
+  });
+  if (code !== 0) throw new Error(`${command} ${args.join(' ')} exited with ${code}\n${err}`);
+  return out;
+}
+
+function shellQuote(value: string): string {
+  return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+interface Sample {
+  wallMs: number;
+  /** Peak RSS in KiB: the largest of the pipeline's stages. */
+  rssKb: number;
+  /** Each stage's own wall time (seconds) and peak RSS (KiB); stages of a pipe overlap. */
+  stages: Map<string, { seconds: number; rssKb: number }>;
+  outputBytes: number;
+  outputSha256: string;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * Times a bash script whose stages are wrapped in `T NAME cmd…` (GNU time writing the stage's
+ * max RSS to a file). Wall time is measured here, around the whole script, so it includes
+ * process start-up (Node's included, for irb).
+ */
+async function timeScript(work: string, body: string, output: string): Promise<Sample> {
+  const rssDir = await mkdtemp(join(work, 'rss-'));
+  const script = [
+    'set -euo pipefail',
+    `T() { local n=$1; shift; ${TIME} -f '%e %M' -o ${shellQuote(rssDir)}/"$n" "$@"; }`,
+    body,
+  ].join('\n');
+  const started = performance.now();
+  const child = spawn('bash', ['-c', script], { stdio: ['ignore', 'ignore', 'pipe'], cwd: work });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-6000);
+  });
+  const code = await new Promise<number | null>((res, rej) => {
+    child.once('error', rej);
+    child.once('close', res);
+  });
+  const wallMs = performance.now() - started;
+  if (code !== 0) throw new Error(`benchmark step failed (exit ${code}):\n${body}\n${err.trimEnd()}`);
+  let rssKb = 0;
+  const stages = new Map<string, { seconds: number; rssKb: number }>();
+  for (const name of (await readdir(rssDir)).sort()) {
+    const text = await readFile(join(rssDir, name), 'utf8');
+    const [seconds, kb] = (text.trim().split('\n').at(-1) ?? '').split(' ').map(Number);
+    if (seconds === undefined || kb === undefined || !Number.isFinite(kb)) continue;
+    rssKb = Math.max(rssKb, kb);
+    stages.set(name, { seconds, rssKb: kb });
+  }
+  await rm(rssDir, { recursive: true, force: true });
+  const outputBytes = (await stat(output)).size;
+  const outputSha256 = await sha256File(output);
+  return { wallMs, rssKb, stages, outputBytes, outputSha256 };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+interface Row {
+  workload: string;
+  compression: Compression;
+  name: string;
+  /** What the row is: irb, classic or floor (ratios and targets depend on it). */
+  kind: 'irb-cold' | 'irb-warm' | 'classic' | 'classic-parallel' | 'floor';
+  samples: Sample[];
+  entries?: number;
+}
+
+const COMPRESSORS: Record<
+  Compression,
+  { classic: string[]; parallel: string; floor: string; level: number }
+> = {
+  gzip: { classic: ['gzip -6', 'pigz -6'], parallel: 'pigz -6', floor: 'pigz -6', level: 6 },
+  zstd: { classic: ['zstd -3 -T0 -q'], parallel: 'zstd -3 -T0 -q', floor: 'zstd -3 -T0 -q', level: 3 },
+};
+
+const DECOMPRESS: Record<Compression, string> = { gzip: 'gzip -dc', zstd: 'zstd -dcq' };
+
+async function countEntries(path: string, compression: Compression): Promise<number> {
+  const out = await run(
+    'bash',
+    ['-c', `${DECOMPRESS[compression]} ${shellQuote(path)} | cpio -it --quiet | wc -l`],
+    {
+      quiet: true,
+    },
+  );
+  return Number.parseInt(out.trim(), 10);
+}
+
+const STAGE_ORDER = ['skopeo', 'umoci', 'find', 'sort', 'cpio', 'compress', 'irb'];
+
+interface Target {
+  label: string;
+  limit: number;
+  value: number;
+  unit: string;
+}
+
+function fmtSeconds(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+function fmtMiB(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+function fmtRatio(value: number | undefined): string {
+  return value === undefined || !Number.isFinite(value) ? '—' : `${value.toFixed(2)}×`;
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  if (process.getuid?.() !== 0) log('warning: not root; the Debian fixture and umoci unpack need root');
+  for (const tool of ['skopeo', 'umoci', 'cpio', 'pigz', 'zstd', 'gzip']) {
+    await run('bash', ['-c', `command -v ${tool}`], { quiet: true }).catch(() => {
+      throw new Error(`${tool} is missing: run \`. scripts/ensure-env.sh\` (installs the Debian packages)`);
+    });
+  }
+  if (!existsSync(TIME))
+    throw new Error(`${TIME} is missing: apt-get install time (or run scripts/ensure-env.sh)`);
+
+  if (options.cli === 'dist' && options.build) {
+    log('building the CLI (pnpm turbo run build --filter @irb/cli...)');
+    await run('pnpm', ['turbo', 'run', 'build', '--filter=@irb/cli...', '--output-logs=errors-only']);
+  }
+  const cliArgs =
+    options.cli === 'dist'
+      ? [join(ROOT, 'apps/cli/dist/bin.js')]
+      : ['--conditions=@irb/source', join(ROOT, 'apps/cli/src/bin.ts')];
+  if (!options.noIrb && !existsSync(cliArgs.at(-1)!))
+    throw new Error(`${cliArgs.at(-1)} does not exist: run pnpm build`);
+
+  log('fixtures: Debian bookworm + python3 (built once, cached)');
+  const debian = await ensureDebianPythonImage();
+  const big =
+    options.skipBig || options.noIrb ? undefined : await ensureSyntheticImage({ sizeBytes: options.bigSize });
+
+  const work = await mkdtemp(join(tmpdir(), 'irb-bench-'));
+  let registry: StartedRegistry | undefined;
+  const cleanup = async () => {
+    await registry?.stop().catch(() => {});
+    await rm(work, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => {
+    void cleanup().finally(() => process.exit(130));
+  });
+  try {
+    registry = await startRegistry();
+    const host = registry.host;
+    log(`registry at ${host}; pushing fixtures`);
+    const debianRef = await pushOciLayout({
+      layoutDir: debian.layoutDir,
+      tag: debian.tag,
+      registry: host,
+      repository: 'bench/debian-python',
+    });
+    const bigRef = big
+      ? await pushOciLayout({
+          layoutDir: big.layoutDir,
+          tag: big.tag,
+          registry: host,
+          repository: 'bench/synthetic',
+        })
+      : undefined;
+
+    const irbCommand = (ref: string, compression: Compression, out: string, cache: string, prefix = '') =>
+      `T irb ${prefix}node ${cliArgs.map(shellQuote).join(' ')} build ${shellQuote(ref)} -o ${shellQuote(out)}` +
+      ` -c ${compression} --level ${COMPRESSORS[compression].level} --insecure-registry ${host}` +
+      ` --cache-dir ${shellQuote(cache)} --quiet`;
+    const classicBody = (ref: string, compressor: string, out: string, dir: string) =>
+      [
+        `T skopeo skopeo copy --quiet --src-tls-verify=false docker://${ref} oci:${dir}/oci:bench`,
+        `T umoci umoci unpack --image ${dir}/oci:bench ${dir}/bundle >/dev/null`,
+        `cd ${dir}/bundle/rootfs`,
+        `T find find . | T sort sort | T cpio cpio -o -H newc --quiet | T compress ${compressor} > ${shellQuote(out)}`,
+      ].join('\n');
+
+    // The floor's input: the classic pipeline's uncompressed cpio of the same image, made once.
+    log('making the uncompressed cpio for the floor rows');
+    const floorDir = join(work, 'floor');
+    await mkdir(floorDir);
+    const floorCpio = join(work, 'floor.cpio');
+    await timeScript(work, classicBody(debianRef, 'cat', floorCpio, floorDir), floorCpio);
+    const cpioBytes = (await stat(floorCpio)).size;
+    const cpioEntries = Number.parseInt(
+      (
+        await run('bash', ['-c', `cpio -it --quiet < ${shellQuote(floorCpio)} | wc -l`], { quiet: true })
+      ).trim(),
+      10,
+    );
+    await rm(floorDir, { recursive: true, force: true });
+
+    const rows: Row[] = [];
+    const measure = async (row: Omit<Row, 'samples'>, body: (out: string, i: number) => Promise<string>) => {
+      const samples: Sample[] = [];
+      for (let i = 0; i < options.runs; i++) {
+        const out = join(work, `out-${rows.length}-${i}`);
+        const sample = await timeScript(work, await body(out, i), out);
+        if (i === 0) row.entries = await countEntries(out, row.compression);
+        samples.push(sample);
+        await rm(out, { force: true });
+        log(
+          `${row.workload} ${row.compression} ${row.name} run ${i + 1}/${options.runs}: ${fmtSeconds(sample.wallMs)}`,
+        );
+      }
+      const full = { ...row, samples };
+      rows.push(full);
+      return full;
+    };
+    const scratch = async (prefix: string) => mkdtemp(join(work, prefix));
+
+    for (const compression of options.only) {
+      const c = COMPRESSORS[compression];
+      const name = `Debian + python3`;
+      if (!options.noIrb) {
+        await measure(
+          { workload: name, compression, name: 'irb, cold cache', kind: 'irb-cold' },
+          async (out) => {
+            const cache = await scratch('cache-cold-');
+            return `${irbCommand(debianRef, compression, out, cache)}\nrm -rf ${shellQuote(cache)}`;
+          },
+        );
+        // The warm cache is filled by one untimed build first.
+        const warmCache = await scratch('cache-warm-');
+        const warmOut = join(work, 'warmup');
+        await timeScript(work, irbCommand(debianRef, compression, warmOut, warmCache), warmOut);
+        await rm(warmOut, { force: true });
+        await measure(
+          { workload: name, compression, name: 'irb, warm cache', kind: 'irb-warm' },
+          async (out) => irbCommand(debianRef, compression, out, warmCache),
+        );
+        await rm(warmCache, { recursive: true, force: true });
+      }
+      for (const compressor of c.classic) {
+        const kind = compressor === c.parallel ? 'classic-parallel' : 'classic';
+        await measure(
+          {
+            workload: name,
+            compression,
+            name: `classic: skopeo → umoci → find | sort | cpio → ${compressor.replace(' -q', '')}`,
+            kind,
+          },
+          async (out) => {
+            const dir = await scratch('classic-');
+            return `${classicBody(debianRef, compressor, out, dir)}\ncd /\nrm -rf ${shellQuote(dir)}`;
+          },
+        );
+      }
+      await measure(
+        { workload: name, compression, name: `floor: ${c.floor.replace(' -q', '')} < cpio`, kind: 'floor' },
+        async (out) => `T compress ${c.floor} < ${shellQuote(floorCpio)} > ${shellQuote(out)}`,
+      );
+    }
+
+    const memoryRows: Row[] = [];
+    if (big && bigRef) {
+      const samples: Sample[] = [];
+      let entries: number | undefined;
+      for (let i = 0; i < options.runs; i++) {
+        const out = join(work, `big-${i}`);
+        const cache = await scratch('cache-big-');
+        const sample = await timeScript(
+          work,
+          `${irbCommand(bigRef, 'gzip', out, cache)}\nrm -rf ${shellQuote(cache)}`,
+          out,
+        );
+        if (i === 0) entries = await countEntries(out, 'gzip');
+        samples.push(sample);
+        await rm(out, { force: true });
+        log(`synthetic ${fmtMiB(big.contentBytes)} irb cold gzip run ${i + 1}: ${fmtSeconds(sample.wallMs)}`);
+      }
+      const row: Row = {
+        workload: `synthetic ${(big.contentBytes / 1e9).toFixed(2)} GB`,
+        compression: 'gzip',
+        name: 'irb, cold cache',
+        kind: 'irb-cold',
+        samples,
+      };
+      if (entries !== undefined) row.entries = entries;
+      memoryRows.push(row);
+    }
+
+    const report = renderReport(options, rows, memoryRows, {
+      cpioBytes,
+      cpioEntries,
+      debianBlobs: await layoutBlobBytes(debian.layoutDir),
+      bigContent: big?.contentBytes,
+      bigBlobs: big ? await layoutBlobBytes(big.layoutDir) : undefined,
+      commit: (await run('git', ['rev-parse', '--short', 'HEAD'], { quiet: true })).trim(),
+    });
+    process.stdout.write(report);
+    if (options.out) await writeOut(options.out, report);
+
+    if (options.profileDir) {
+      await profile(options, cliArgs, debianRef, host, work);
+    }
+  } finally {
+    await cleanup();
+  }
+}
+
+async function layoutBlobBytes(layoutDir: string): Promise<number> {
+  let total = 0;
+  const dir = join(layoutDir, 'blobs', 'sha256');
+  for (const name of await readdir(dir)) total += (await stat(join(dir, name))).size;
+  return total;
+}
+
+interface Facts {
+  cpioBytes: number;
+  cpioEntries: number;
+  debianBlobs: number;
+  bigContent: number | undefined;
+  bigBlobs: number | undefined;
+  commit: string;
+}
+
+function renderReport(options: Options, rows: Row[], memoryRows: Row[], facts: Facts): string {
+  const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
+  const lines: string[] = [];
+  const command = `pnpm bench${options.quick ? ' --quick' : options.runs !== 3 ? ` --runs ${options.runs}` : ''}${
+    options.only.length === 1 ? ` --only ${options.only[0]}` : ''
+  }${options.skipBig ? ' --skip-big' : options.bigSize !== 1_000_000_000 ? ` --big-size ${options.bigSize}` : ''}`;
+  lines.push(
+    `Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ` +
+      `load average at the end ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(
+          ' ',
+        )}; irb commit ${facts.commit}, CLI from ${options.cli === 'dist' ? 'apps/cli/dist' : 'source'}.`,
+    '',
+    `Workload: Debian bookworm minbase + python3 (3 layers, whiteouts, opaque dirs, hard links), ` +
+      `${fmtMiB(facts.debianBlobs)} of blobs, ${fmtMiB(facts.cpioBytes)} uncompressed cpio, ${facts.cpioEntries} entries ` +
+      `(classic pipeline's count), served by a local docker-registry on 127.0.0.1.`,
+    '',
+    `Wall time is the median of ${options.runs} run${options.runs > 1 ? 's' : ''}, measured around the whole ` +
+      'command (process start-up included). Peak RSS is `/usr/bin/time -f %M` of the process; for pipelines, ' +
+      'the largest stage.',
+    '',
+    '| compression | pipeline | wall | × classic | × floor | peak RSS | output | entries |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  );
+  const targets: Array<Target & { pass: boolean }> = [];
+  const med = (row: Row | undefined) => (row ? median(row.samples.map((s) => s.wallMs)) : Number.NaN);
+  for (const compression of options.only) {
+    const group = rows.filter((row) => row.compression === compression);
+    const classic = med(group.find((row) => row.kind === 'classic-parallel'));
+    const floor = med(group.find((row) => row.kind === 'floor'));
+    for (const row of group) {
+      const wall = med(row);
+      const rss = Math.max(...row.samples.map((s) => s.rssKb)) * 1024;
+      const last = row.samples.at(-1)!;
+      const shas = new Set(row.samples.map((s) => s.outputSha256));
+      const determinism =
+        row.kind.startsWith('irb') && shas.size > 1 ? ' (outputs differ between runs!)' : '';
+      lines.push(
+        `| ${compression} | ${row.name.replaceAll('|', '\\|')}${determinism} | ${fmtSeconds(wall)} | ${fmtRatio(wall / classic)} | ` +
+          `${fmtRatio(wall / floor)} | ${fmtMiB(rss)} | ${fmtMiB(last.outputBytes)} | ${row.entries ?? '—'} |`,
+      );
+      if (row.kind === 'irb-cold' && compression === 'gzip') {
+        targets.push(check('gzip, cold cache ≤ 0.5× classic (pigz)', 0.5, wall / classic, '×'));
+      }
+      if (row.kind === 'irb-warm' && compression === 'gzip') {
+        targets.push(check('gzip, warm cache ≤ 1.3× floor (pigz -6)', 1.3, wall / floor, '×'));
+      }
+      if (row.kind === 'irb-cold' && compression === 'zstd') {
+        targets.push(check('zstd, cold cache ≤ 0.3× classic (zstd -3 -T0)', 0.3, wall / classic, '×'));
+      }
+      if (row.kind.startsWith('irb')) {
+        targets.push(check(`peak RSS ≤ 256 MiB (${compression}, ${row.name})`, 256, rss / 1048576, ' MiB'));
+      }
+    }
+  }
+  const staged = rows.filter((row) => (row.samples[0]?.stages.size ?? 0) > 1);
+  if (staged.length > 0) {
+    lines.push('', 'Stage wall times (median; the stages joined by `|` run at the same time):', '');
+    for (const row of staged) {
+      const names = STAGE_ORDER.filter((name) => row.samples[0]!.stages.has(name));
+      const parts = names.map((name) => {
+        const seconds = median(row.samples.map((s) => s.stages.get(name)?.seconds ?? Number.NaN));
+        return `${name} ${seconds.toFixed(1)} s`;
+      });
+      lines.push(
+        `- ${row.compression}, ${row.name.replace(/^classic: .*→ /, 'classic → ')}: ${parts.join(', ')}`,
+      );
+    }
+  }
+  if (memoryRows.length > 0) {
+    const debianCold = rows.find((row) => row.kind === 'irb-cold' && row.compression === 'gzip');
+    const debianRss = debianCold ? Math.max(...debianCold.samples.map((s) => s.rssKb)) * 1024 : undefined;
+    lines.push(
+      '',
+      `Memory: irb, gzip, cold cache, on the Debian image and on a synthetic image of ${fmtMiB(facts.bigContent ?? 0)} ` +
+        `of file contents (${fmtMiB(facts.bigBlobs ?? 0)} of gzip blobs; random, text-like and repetitive files).`,
+      '',
+      '| image | content | wall | throughput | peak RSS | output | entries |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    );
+    if (debianCold && debianRss !== undefined) {
+      const wall = med(debianCold);
+      lines.push(
+        `| Debian + python3 | ${fmtMiB(facts.cpioBytes)} | ${fmtSeconds(wall)} | ` +
+          `${(facts.cpioBytes / 1048576 / (wall / 1000)).toFixed(0)} MiB/s | ${fmtMiB(debianRss)} | ` +
+          `${fmtMiB(debianCold.samples.at(-1)!.outputBytes)} | ${debianCold.entries ?? '—'} |`,
+      );
+    }
+    for (const row of memoryRows) {
+      const wall = med(row);
+      const rss = Math.max(...row.samples.map((s) => s.rssKb)) * 1024;
+      lines.push(
+        `| ${row.workload} | ${fmtMiB(facts.bigContent ?? 0)} | ${fmtSeconds(wall)} | ` +
+          `${((facts.bigContent ?? 0) / 1048576 / (wall / 1000)).toFixed(0)} MiB/s | ${fmtMiB(rss)} | ` +
+          `${fmtMiB(row.samples.at(-1)!.outputBytes)} | ${row.entries ?? '—'} |`,
+      );
+      targets.push(check('peak RSS ≤ 256 MiB on the 1 GB image', 256, rss / 1048576, ' MiB'));
+      if (debianRss !== undefined) {
+        // "No larger": allow 10 % for noise in RSS between two different images.
+        targets.push(
+          check(
+            'peak RSS on the 1 GB image ≤ 1.1× the Debian image’s',
+            (debianRss * 1.1) / 1048576,
+            rss / 1048576,
+            ' MiB',
+          ),
+        );
+      }
+    }
+  }
+  lines.push('', '| target | result | |', '| --- | ---: | --- |');
+  for (const target of targets) {
+    lines.push(
+      `| ${target.label} | ${target.value.toFixed(2)}${target.unit} (limit ${target.limit.toFixed(2)}${target.unit}) | ` +
+        `${target.pass ? 'PASS' : '**MISS**'} |`,
+    );
+  }
+  lines.push(
+    '',
+    `Reproduce: \`${command}\` (from the repository root, as root, after \`. scripts/ensure-env.sh\`).`,
+    '',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+function check(label: string, limit: number, value: number, unit: string): Target & { pass: boolean } {
+  return { label, limit, value, unit, pass: Number.isFinite(value) && value <= limit };
+}
+
+async function writeOut(path: string, report: string): Promise<void> {
+  const block = `<!-- bench:start -->\n${report}<!-- bench:end -->`;
+  let text = '';
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {}
+  const pattern = /<!-- bench:start -->[\s\S]*<!-- bench:end -->/;
+  const next = pattern.test(text)
+    ? text.replace(pattern, () => block)
+    : `${text}${text ? '\n' : ''}${block}\n`;
+  await writeFile(path, next);
+  log(`wrote ${path}`);
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+
+/** Top self-time functions of each .cpuprofile (main thread and each worker) in DIR. */
+async function summarizeProfiles(dir: string): Promise<string> {
+  const lines: string[] = [];
+  for (const name of (await readdir(dir)).filter((n) => n.endsWith('.cpuprofile')).sort()) {
+    const profile = JSON.parse(await readFile(join(dir, name), 'utf8')) as {
+      nodes: ProfileNode[];
+      samples: number[];
+      timeDeltas: number[];
+      startTime: number;
+      endTime: number;
+    };
+    const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+    const self = new Map<string, number>();
+    let total = 0;
+    profile.samples.forEach((id, i) => {
+      const node = byId.get(id);
+      const delta = profile.timeDeltas[i] ?? 0;
+      total += delta;
+      if (!node) return;
+      const frame = node.callFrame;
+      const where = frame.url
+        ? `${frame.url.replace(/^file:\/\//, '').replace(`${ROOT}/`, '')}:${frame.lineNumber + 1}`
+        : '';
+      const key = `${frame.functionName || '(anonymous)'} ${where}`.trim();
+      self.set(key, (self.get(key) ?? 0) + delta);
+    });
+    lines.push(`  ${name}: ${(total / 1000).toFixed(0)} ms sampled`);
+    for (const [key, us] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12)) {
+      lines.push(
+        `    ${(us / 1000).toFixed(0).padStart(7)} ms ${((100 * us) / total).toFixed(1).padStart(5)} %  ${key}`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+async function profile(
+  options: Options,
+  cliArgs: string[],
+  ref: string,
+  host: string,
+  work: string,
+): Promise<void> {
+  const base = options.profileDir!;
+  for (const compression of options.only) {
+    for (const temperature of ['cold', 'warm'] as const) {
+      const dir = join(base, `${compression}-${temperature}`);
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      const cache = await mkdtemp(join(work, 'profile-cache-'));
+      const out = join(work, 'profile-out');
+      const irb = (extra: string[]) => [
+        ...extra,
+        ...cliArgs,
+        'build',
+        ref,
+        '-o',
+        out,
+        '-c',
+        compression,
+        '--level',
+        String(COMPRESSORS[compression].level),
+        '--insecure-registry',
+        host,
+        '--cache-dir',
+        cache,
+        '--quiet',
+      ];
+      if (temperature === 'warm') await run('node', irb([]), { quiet: true });
+      const started = performance.now();
+      await run('node', irb(['--cpu-prof', '--cpu-prof-dir', dir]), { quiet: true });
+      log(`profiled ${compression} ${temperature}: ${fmtSeconds(performance.now() - started)} → ${dir}`);
+      await rm(cache, { recursive: true, force: true });
+      await rm(out, { force: true });
+      process.stdout.write(`\nCPU profile, irb ${compression} ${temperature} cache (self time):\n`);
+      process.stdout.write(`${await summarizeProfiles(dir)}\n`);
+    }
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});
