@@ -7,4 +7,6 @@ export * from './media-types.ts';
 export * from './platform.ts';
 export * from './redact.ts';
 export * from './reference.ts';
+export * from './source.ts';
+export * from './sources/index.ts';
 export type * from './types.ts';
