@@ -1,4 +1,5 @@
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 /**
@@ -71,9 +72,9 @@ function matches(rule: FaultRule, method: string, path: string): boolean {
   return typeof rule.path === 'string' ? path.includes(rule.path) : rule.path.test(path);
 }
 
-async function listen(server: Server, host = '127.0.0.1'): Promise<string> {
+async function listen(server: Server, host = '127.0.0.1', scheme = 'http'): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 /** Options of {@link startFaultProxy}. */
@@ -82,6 +83,8 @@ export interface FaultProxyOptions {
   blobStoreUpstreamAuthorization?: () => Promise<string | undefined>;
   /** Address the proxy listens on. Default `127.0.0.1` (use `0.0.0.0` to reach it by a LAN address). */
   listenHost?: string;
+  /** Serve HTTPS with this PEM key and certificate instead of plain HTTP. */
+  tls?: { key: string; cert: string };
 }
 
 /** Starts a fault-injecting proxy in front of `target` (`http://host:port`). */
@@ -137,7 +140,7 @@ export async function startFaultProxy(
   });
   const storeUrl = await listen(store);
 
-  const proxy = createServer((req, res) => {
+  const handler: Parameters<typeof createServer>[1] = (req, res) => {
     void (async () => {
       const method = req.method ?? 'GET';
       const path = req.url ?? '/';
@@ -219,8 +222,9 @@ export async function startFaultProxy(
       }
       res.end();
     })().catch(() => res.destroy());
-  });
-  const url = await listen(proxy, options.listenHost);
+  };
+  const proxy: Server = options.tls ? createHttpsServer(options.tls, handler) : createServer(handler);
+  const url = await listen(proxy, options.listenHost, options.tls ? 'https' : 'http');
   return {
     url,
     host: new URL(url).host,

@@ -1,0 +1,247 @@
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import {
+  buildImage,
+  buildTar,
+  pushImage,
+  type StartedRegistry,
+  startFaultProxy,
+  startRegistry,
+  type TestImage,
+} from '@irb/test-utils';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRegistryClient, type RegistryClientOptions } from '../src/index.ts';
+
+const run = promisify(execFile);
+const cleanups: Array<() => Promise<void>> = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'irb-transport-test-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function client(options: RegistryClientOptions) {
+  const c = createRegistryClient({ retry: { retries: 2, baseDelayMs: 5 }, ...options });
+  cleanups.push(() => c.close());
+  return c;
+}
+
+async function pullAll(c: ReturnType<typeof createRegistryClient>, ref: string, expected: TestImage) {
+  const image = await c.image(ref);
+  expect(await image.digest()).toBe(expected.manifest.digest);
+  for (const [i, layer] of (await image.layers()).entries()) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of layer.open()) chunks.push(Buffer.from(chunk));
+    expect(Buffer.concat(chunks).equals(Buffer.from(expected.layers[i]!.bytes))).toBe(true);
+  }
+}
+
+let reg: StartedRegistry;
+let image: TestImage;
+
+beforeAll(async () => {
+  reg = await startRegistry();
+  cleanups.push(() => reg.stop());
+  const tar = await buildTar([
+    { type: 'file', path: 'a.txt', content: 'a' },
+    { type: 'file', path: 'big.bin', content: new Uint8Array(randomBytes(300_000)) },
+  ]);
+  image = buildImage({ layers: [tar, await buildTar([{ type: 'file', path: 'b.txt', content: 'b' }])] });
+  await pushImage(reg, 'tls/app', 'v1', image);
+});
+
+describe('TLS and extra CAs', () => {
+  let dir: string;
+  let proxyHost: string;
+  beforeAll(async () => {
+    dir = await tempDir();
+    const o = (args: string[]) => run('openssl', args, { cwd: dir });
+    await o([
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=irb-test-ca',
+    ]);
+    await o([
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'srv.key',
+      '-out',
+      'srv.csr',
+      '-subj',
+      '/CN=localhost',
+    ]);
+    await writeFile(
+      join(dir, 'ext.cnf'),
+      'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n',
+    );
+    await o([
+      'x509',
+      '-req',
+      '-in',
+      'srv.csr',
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'srv.pem',
+      '-days',
+      '2',
+      '-extfile',
+      'ext.cnf',
+    ]);
+    const px = await startFaultProxy(reg.url, [], {
+      tls: {
+        key: await readFile(join(dir, 'srv.key'), 'utf8'),
+        cert: await readFile(join(dir, 'srv.pem'), 'utf8'),
+      },
+    });
+    cleanups.push(() => px.stop());
+    proxyHost = `localhost:${new URL(px.url).port}`;
+  });
+
+  it('refuses an untrusted certificate, saying how to trust it', async () => {
+    const c = client({ cacheDir: await tempDir() });
+    const failure = await c.image(`${proxyHost}/tls/app:v1`).then(
+      () => undefined,
+      (error: unknown) => error as { code: string; message: string },
+    );
+    expect(failure?.code).toBe('IRB_TLS_ERROR');
+    expect(failure?.message).toMatch(/NODE_EXTRA_CA_CERTS/);
+  });
+
+  it('trusts a CA from NODE_EXTRA_CA_CERTS or the ca option', async () => {
+    process.env.NODE_EXTRA_CA_CERTS = join(dir, 'ca.pem');
+    try {
+      await pullAll(client({ cacheDir: await tempDir() }), `${proxyHost}/tls/app:v1`, image);
+    } finally {
+      delete process.env.NODE_EXTRA_CA_CERTS;
+    }
+    const ca = await readFile(join(dir, 'ca.pem'), 'utf8');
+    await pullAll(client({ cacheDir: await tempDir(), ca: [ca] }), `${proxyHost}/tls/app:v1`, image);
+  });
+
+  it('an unreadable NODE_EXTRA_CA_CERTS is a clear error', () => {
+    process.env.NODE_EXTRA_CA_CERTS = join(dir, 'missing.pem');
+    try {
+      expect(() => createRegistryClient()).toThrow(/NODE_EXTRA_CA_CERTS points to .*missing\.pem/);
+    } finally {
+      delete process.env.NODE_EXTRA_CA_CERTS;
+    }
+  });
+});
+
+describe('proxies from the environment', () => {
+  it('goes through HTTP_PROXY/HTTPS_PROXY and skips hosts in NO_PROXY', async () => {
+    const seen: string[] = [];
+    const proxy = createServer((req, res) => {
+      // absolute-form request (proxying without a tunnel)
+      seen.push(req.url ?? '');
+      const target = new URL(req.url ?? '');
+      const out = httpRequest(target, { method: req.method, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      out.on('error', () => res.destroy());
+      req.pipe(out);
+    });
+    proxy.on('connect', (req, socket, head) => {
+      seen.push(req.url ?? '');
+      const [host, port] = (req.url ?? '').split(':');
+      const upstream = connect(Number(port), host, () => {
+        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(socket);
+        socket.pipe(upstream);
+      });
+      upstream.on('error', () => socket.destroy());
+      socket.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          proxy.closeAllConnections();
+          proxy.close(() => resolve());
+        }),
+    );
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    const saved = { ...process.env };
+    try {
+      process.env.HTTP_PROXY = proxyUrl;
+      process.env.HTTPS_PROXY = proxyUrl;
+      delete process.env.NO_PROXY;
+      delete process.env.no_proxy;
+      await pullAll(client({ cacheDir: await tempDir() }), `${reg.host}/tls/app:v1`, image);
+      expect(seen.some((u) => u.includes(reg.host))).toBe(true);
+      seen.length = 0;
+      process.env.NO_PROXY = '127.0.0.1';
+      await pullAll(client({ cacheDir: await tempDir() }), `${reg.host}/tls/app:v1`, image);
+      expect(seen).toEqual([]);
+    } finally {
+      for (const key of ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY']) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+    }
+  });
+});
+
+describe('two processes, one cache', () => {
+  it('both pulls succeed and the cache holds each blob once', async () => {
+    const dir = await tempDir();
+    const child = fileURLToPath(new URL('./pull-child.ts', import.meta.url));
+    const pull = () =>
+      new Promise<string>((resolve, reject) => {
+        const p = spawn(
+          process.execPath,
+          ['--conditions=@irb/source', child, `${reg.host}/tls/app:v1`, dir],
+          {
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
+        let out = '';
+        let err = '';
+        p.stdout.on('data', (d: Buffer) => {
+          out += d;
+        });
+        p.stderr.on('data', (d: Buffer) => {
+          err += d;
+        });
+        p.on('exit', (code) =>
+          code === 0 ? resolve(out.trim()) : reject(new Error(`child exited ${code}: ${err}`)),
+        );
+      });
+    const results = await Promise.all([pull(), pull(), pull()]);
+    const total = image.layers.reduce((n, l) => n + l.size, 0);
+    expect(results).toEqual(Array(3).fill(`${image.manifest.digest} ${total}`));
+    const stored = await readdir(join(dir, 'sha256'));
+    for (const layer of image.layers) expect(stored).toContain(layer.digest.slice(7));
+    expect(await readdir(join(dir, '.tmp'))).toEqual([]);
+  });
+});
