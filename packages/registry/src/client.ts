@@ -87,6 +87,11 @@ export interface RegistryClientOptions {
   cache?: boolean;
   /** Cache directory. Default `IRB_CACHE_DIR`, else `$XDG_CACHE_HOME/irb/blobs`, else `~/.cache/irb/blobs`. */
   cacheDir?: string;
+  /**
+   * Milliseconds to wait for response headers or for the next body bytes before the attempt
+   * counts as failed (and is retried, resuming blobs). Default 60000.
+   */
+  timeoutMs?: number;
   /** Extra PEM CA certificates to trust, added to Node's roots and `NODE_EXTRA_CA_CERTS`. */
   ca?: string[];
   /** Cancels everything this client does. */
@@ -326,6 +331,7 @@ export class RegistryClient {
       userAgent: options.userAgent ?? `irb-registry/${VERSION}`,
       connections: Math.max(concurrency, 2),
       ca: resolveCa(options.ca),
+      timeoutMs: options.timeoutMs ?? 60_000,
     });
     this.#signal = options.signal;
     this.#onProgress = options.onProgress;
@@ -452,7 +458,7 @@ export class RegistryClient {
       signal,
       name,
     );
-    if (res.status === 404) throw this.#notFound(name, await readErrorBody(res));
+    if (res.status === 404) throw this.#notFound(name, this.#clean(await readErrorBody(res)));
     if (res.status !== 200) throw await this.#statusError(res, name, 'manifest');
     const declared = Number(header(res.headers, 'content-length'));
     if (declared > MAX_MANIFEST_BYTES) {
@@ -714,10 +720,13 @@ export class RegistryClient {
       let hasher = createDigestHasher(digest);
       let offset = 0;
       let lastError: unknown;
+      let totalAttempts = 0;
       const endpoints = this.#endpoints(ref);
       tryEndpoints: for (const endpoint of endpoints) {
         for (let attempt = 0; ; attempt++) {
           if (signal?.aborted) throw abortError(`download of ${digest} from ${name}`, signal);
+          const offsetAtStart = offset;
+          totalAttempts++;
           try {
             const headers: Record<string, string> = {};
             if (offset > 0) headers.range = `bytes=${offset}-`;
@@ -768,8 +777,12 @@ export class RegistryClient {
             if (signal?.aborted) throw abortError(`download of ${digest} from ${name}`, signal);
             lastError = error;
             const transient = error instanceof ShortBody || isRetryableNetworkError(error);
+            // An attempt that moved the download forward does not use up a retry: offsets only
+            // grow, so a flaky but working connection still finishes a large layer.
+            if (transient && offset > offsetAtStart && totalAttempts < 10 * (this.#retry.retries + 1))
+              attempt = -1;
             if (transient && attempt < this.#retry.retries) {
-              await sleep(backoffDelay(attempt, this.#retry), signal).catch(() => {
+              await sleep(backoffDelay(Math.max(attempt, 0), this.#retry), signal).catch(() => {
                 throw abortError(`download of ${digest} from ${name}`, signal as AbortSignal);
               });
               continue;
@@ -784,7 +797,7 @@ export class RegistryClient {
             if (error instanceof ShortBody || (transient && !isIrbError(error))) {
               throw new IrbError(
                 'IRB_REGISTRY_UNREACHABLE',
-                `download of blob ${digest} from ${name} kept failing after ${attempt + 1} attempts (${offset} of ${size} bytes received): ${this.#clean(String((error as Error).message))}; check the network and retry`,
+                `download of blob ${digest} from ${name} kept failing after ${totalAttempts} attempts (${offset} of ${size} bytes received): ${this.#clean(String((error as Error).message))}; check the network and retry`,
                 { cause: error },
               );
             }
@@ -934,7 +947,7 @@ export class RegistryClient {
         );
       }
       if (res.status === 401) {
-        const text = await readErrorBody(res);
+        const text = this.#clean(await readErrorBody(res));
         const challenge = parseChallenges(header(res.headers, 'www-authenticate') ?? '').find(
           (c) => c.scheme === 'bearer' || c.scheme === 'basic',
         );
@@ -952,7 +965,7 @@ export class RegistryClient {
         continue;
       }
       if (res.status === 403) {
-        const text = await readErrorBody(res);
+        const text = this.#clean(await readErrorBody(res));
         throw new IrbError(
           'IRB_UNAUTHORIZED',
           `registry ${endpoint.host} denied access to ${name} (403)${text ? `: ${text}` : ''}; the credentials${await this.#keychainNote(state)} lack pull permission for ${ref.repository}`,
@@ -1171,7 +1184,7 @@ export class RegistryClient {
   }
 
   async #statusError(res: HttpResponse, name: string, what: string): Promise<IrbError> {
-    const text = await readErrorBody(res);
+    const text = this.#clean(await readErrorBody(res));
     if (res.status === 429) {
       return new IrbError(
         'IRB_RATE_LIMITED',

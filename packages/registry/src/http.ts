@@ -36,6 +36,7 @@ interface TransportOptions {
   userAgent: string;
   connections: number;
   ca: string[] | undefined;
+  timeoutMs: number;
 }
 
 const MAX_REDIRECTS = 10;
@@ -105,7 +106,12 @@ export class Transport {
 
   #make(verify: boolean): Dispatcher {
     const tlsOptions = { ca: this.#options.ca, rejectUnauthorized: verify };
-    const base = { connections: this.#options.connections, keepAliveTimeout: 10_000 };
+    const base = {
+      connections: this.#options.connections,
+      keepAliveTimeout: 10_000,
+      headersTimeout: this.#options.timeoutMs,
+      bodyTimeout: this.#options.timeoutMs,
+    };
     if (proxyFromEnv()) {
       // EnvHttpProxyAgent honours HTTP_PROXY/HTTPS_PROXY/NO_PROXY; TLS to the registry goes in `requestTls`.
       return new EnvHttpProxyAgent({

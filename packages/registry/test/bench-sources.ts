@@ -47,13 +47,19 @@ async function main() {
     const shaMs = performance.now() - shaStart;
 
     const rows: Row[] = [];
-    rows.push(await measure('oci layout (gzip layers)', () => openOciLayout(synthetic.layoutDir, { tag: synthetic.tag })));
+    rows.push(
+      await measure('oci layout (gzip layers)', () =>
+        openOciLayout(synthetic.layoutDir, { tag: synthetic.tag }),
+      ),
+    );
     rows.push(await measure('docker-archive (tar layers)', () => openDockerArchive(archive)));
     rows.push(await measure('docker-archive, again', () => openDockerArchive(archive)));
 
     const mib = (n: number) => n / (1 << 20);
     console.log(`image: ${synthetic.ref}; docker-archive ${mib(archiveBytes).toFixed(0)} MiB`);
-    console.log(`reference: skopeo copy oci → docker-archive ${(skopeoMs / 1000).toFixed(1)} s; sha256sum of the archive ${(shaMs / 1000).toFixed(2)} s (${(mib(archiveBytes) / (shaMs / 1000)).toFixed(0)} MiB/s)`);
+    console.log(
+      `reference: skopeo copy oci → docker-archive ${(skopeoMs / 1000).toFixed(1)} s; sha256sum of the archive ${(shaMs / 1000).toFixed(2)} s (${(mib(archiveBytes) / (shaMs / 1000)).toFixed(0)} MiB/s)`,
+    );
     console.log('| source | open (index + config) | stream + verify all layers | MiB | MiB/s |');
     console.log('| --- | ---: | ---: | ---: | ---: |');
     for (const r of rows) {

@@ -384,6 +384,27 @@ describe('faults', () => {
     expect(hits.map((r) => r.headers.range)).toEqual([undefined, 'bytes=123456-']);
   });
 
+  it('times out a stalled body and resumes it', async () => {
+    px.add({ method: 'GET', path: bigPath(), fault: { kind: 'stall', afterBytes: 100_000 } });
+    const start = px.requests.length;
+    const c = client({ cacheDir: await tempDir(), timeoutMs: 400 });
+    await pullAndCompare(c, `${px.host}/test/oci:v1`, ociImage);
+    const hits = px.requests.slice(start).filter((r) => r.path.endsWith(bigPath()));
+    expect(hits[0]!.fault).toBe('stall');
+    expect(hits[1]!.headers.range).toMatch(/^bytes=\d+-$/);
+  });
+
+  it('keeps resuming while each attempt makes progress, beyond the retry count', async () => {
+    px.add({ method: 'GET', path: bigPath(), fault: { kind: 'reset', afterBytes: 100_000 } });
+    for (let i = 0; i < 3; i++)
+      px.add({ method: 'GET', path: bigPath(), fault: { kind: 'reset', afterBytes: 80_000 } });
+    const start = px.requests.length;
+    const c = client({ cacheDir: await tempDir(), retry: { retries: 1, baseDelayMs: 1 } });
+    await pullAndCompare(c, `${px.host}/test/oci:v1`, ociImage);
+    const hits = px.requests.slice(start).filter((r) => r.path.endsWith(bigPath()));
+    expect(hits.map((r) => r.fault ?? 'ok')).toEqual(['reset', 'reset', 'reset', 'reset', 'ok']);
+  });
+
   it('a flipped byte is a digest error and nothing is cached', async () => {
     px.add({ method: 'GET', path: bigPath(), fault: { kind: 'flip', at: 4242 } });
     const dir = await tempDir();
