@@ -1,7 +1,7 @@
 import { decompress } from '@irb/compress';
 import { IrbError } from '@irb/cpio';
 import { compileGlob, displayKey, keyOf, splitKey } from './path.ts';
-import { type DirNode, type Inode, layerLabel, type Node, Rootfs } from './rootfs.ts';
+import { type DirNode, type Inode, keyOfNode, layerLabel, type Node, Rootfs } from './rootfs.ts';
 import { type TarEntry, type TarEntryType, TarReader } from './tar.ts';
 import type { IndexLayersOptions, LayerSource } from './types.ts';
 
@@ -123,25 +123,46 @@ function applyLayer(
 ): void {
   // Markers first: they act on what the lower layers built, whatever their position in the tar,
   // so nothing this layer adds can be hidden by its own markers (OCI image spec, "Whiteouts").
+  // What they remove stays reachable for this layer's hard links: an extractor working in tar
+  // order (umoci, containerd) links before it deletes when the link comes first.
+  const hidden = new Map<string, Node>();
+  // Paths this layer writes, with their ancestors: a marker never removes them (as umoci's
+  // "upper paths"), so a malformed layer that adds below a directory it also whites out keeps
+  // that directory and the addition, instead of depending on tar order.
+  const upper = new Set<string>();
+  for (const member of members) {
+    for (let i = 1; i <= member.components.length; i++) upper.add(member.components.slice(0, i).join('/'));
+  }
+  const prune = (dir: DirNode, name: string): void => {
+    const node = dir.children.get(name);
+    if (!node) return;
+    const key = dir.parent ? `${keyOfNode(dir)}/${name}` : name;
+    if (!upper.has(key)) {
+      hidden.set(key, node);
+      rootfs.remove(dir, name);
+    } else if (node.type === 'directory') {
+      for (const child of [...node.children.keys()]) prune(node, child);
+    }
+  };
   for (const marker of markers) {
     const components = [...marker.components];
     const name = components.pop() as string;
     const context = `${label}: ${displayKey(marker.components.join('/'))}`;
     if (name === OPAQUE_MARKER) {
       const dir = rootfs.resolveDir(components, false, context);
-      if (dir) rootfs.clear(dir);
+      if (dir) for (const child of [...dir.children.keys()]) prune(dir, child);
       continue;
     }
     if (name.startsWith(META_PREFIX)) continue;
-    const hidden = name.slice(WHITEOUT_PREFIX.length);
-    if (hidden === '' || hidden === '.' || hidden === '..') {
+    const hiddenName = name.slice(WHITEOUT_PREFIX.length);
+    if (hiddenName === '' || hiddenName === '.' || hiddenName === '..') {
       throw new IrbError(
         'IRB_LAYER_BAD_WHITEOUT',
-        `${context}: a whiteout of "${hidden}" would delete a parent or nothing; the layer is malformed or hostile — rebuild the image`,
+        `${context}: a whiteout of "${hiddenName}" would delete a parent or nothing; the layer is malformed or hostile — rebuild the image`,
       );
     }
     const dir = rootfs.resolveDir(components, false, context);
-    if (dir) rootfs.remove(dir, hidden);
+    if (dir) prune(dir, hiddenName);
   }
 
   for (const member of members) {
@@ -194,7 +215,7 @@ function applyLayer(
         });
         break;
       case 'link': {
-        const target = linkTarget(rootfs, member, context);
+        const target = linkTarget(rootfs, member, context, hidden);
         if (target === existing) break;
         if (target.type === 'file') rootfs.place(parent, { ...base, type: 'file', inode: target.inode });
         else {
@@ -234,13 +255,14 @@ function setMeta(rootfs: Rootfs, dir: DirNode, member: MemberRecord): void {
 }
 
 /** Resolves a hard link's target: parent symlinks followed inside the root, the name itself not. */
-function linkTarget(rootfs: Rootfs, member: MemberRecord, context: string): Node {
+function linkTarget(rootfs: Rootfs, member: MemberRecord, context: string, hidden: Map<string, Node>): Node {
   const { components, clamped } = splitKey(member.link);
   if (clamped) rootfs.noteClampedPath();
+  const all = [...components];
   const name = components.pop();
-  const where = displayKey([...components, name ?? ''].join('/'));
+  const where = displayKey(all.join('/'));
   const parent = name === undefined ? undefined : rootfs.resolveDir(components, false, context);
-  const target = name === undefined ? undefined : parent?.children.get(name);
+  const target = (name === undefined ? undefined : parent?.children.get(name)) ?? findHidden(hidden, all);
   if (!target) {
     throw new IrbError(
       'IRB_LAYER_BAD_LINK',
@@ -254,4 +276,18 @@ function linkTarget(rootfs: Rootfs, member: MemberRecord, context: string): Node
     );
   }
   return target;
+}
+
+/** Looks a name up among what this layer's whiteouts removed (and below it). */
+function findHidden(hidden: Map<string, Node>, components: readonly string[]): Node | undefined {
+  for (let i = components.length; i > 0; i--) {
+    let node = hidden.get(components.slice(0, i).join('/'));
+    if (!node) continue;
+    for (const part of components.slice(i)) {
+      node = node.type === 'directory' ? node.children.get(part) : undefined;
+      if (!node) return undefined;
+    }
+    return node;
+  }
+  return undefined;
 }

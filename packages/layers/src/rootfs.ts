@@ -81,7 +81,8 @@ export type Node = DirNode | FileNode | SymlinkNode | DeviceNode;
 const MAX_SYMLINKS = 255;
 const MTIME_MAX = 0xffff_ffff;
 
-function keyOfNode(node: Node): string {
+/** The key of a node in the tree (no leading `/`; the root is ''). */
+export function keyOfNode(node: Node): string {
   const parts: string[] = [];
   for (let n: Node | undefined = node; n?.parent; n = n.parent) parts.push(n.name);
   return parts.reverse().join('/');
@@ -606,6 +607,7 @@ export class Rootfs {
     };
     const byLayer = new Map<number, Map<number, Inode>>();
     const injected: Inode[] = [];
+    const emptyLinked: Inode[] = [];
     for (const [node, key] of walk(this.#root, '')) {
       signal?.throwIfAborted();
       const path: CpioPath = cpioPathOfKey(key);
@@ -644,7 +646,10 @@ export class Rootfs {
           const keys = names.get(node.inode) as string[];
           if (keys[0] !== key) break;
           const body = node.inode.body;
-          if (body.kind === 'empty') yield fileEntry(node.inode, keys);
+          // An empty file with several names waits until every directory is out: a later
+          // name may sit in a directory the walk has not reached yet.
+          if (body.kind === 'empty' && keys.length > 1) emptyLinked.push(node.inode);
+          else if (body.kind === 'empty') yield fileEntry(node.inode, keys);
           else if (body.kind === 'layer') {
             let wanted = byLayer.get(body.layer);
             if (!wanted) {
@@ -657,6 +662,8 @@ export class Rootfs {
         }
       }
     }
+
+    for (const inode of emptyLinked) yield fileEntry(inode, names.get(inode) as string[]);
 
     const layerIndexes = [...byLayer.keys()].sort((a, b) => a - b);
     for (const index of layerIndexes) {
