@@ -16,6 +16,28 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(xdg?.startsWith('/') ? xdg : join(homedir(), '.cache'), 'irb', 'blobs');
 }
 
+const STORAGE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST', 'EIO']);
+
+/**
+ * Wraps a filesystem failure while writing the cache in an `IRB_CACHE_WRITE_FAILED` that says
+ * where and how to fix it; other errors pass through unchanged.
+ */
+export function cacheWriteError(dir: string, error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (!code || !STORAGE_CODES.has(code)) return error;
+  const why =
+    code === 'ENOSPC' || code === 'EDQUOT'
+      ? 'the disk is full'
+      : code === 'EIO'
+        ? 'the disk reported an I/O error'
+        : 'it is not writable';
+  return new IrbError(
+    'IRB_CACHE_WRITE_FAILED',
+    `cannot write the blob cache at ${dir}: ${why} (${code}); free space, or point IRB_CACHE_DIR / the cacheDir option at a writable directory, or disable the cache`,
+    { cause: error },
+  );
+}
+
 /** A file being written into the cache; becomes visible only through {@link BlobCache.commit}. */
 export interface StagedBlob {
   path: string;
@@ -102,12 +124,16 @@ export class BlobCache {
     verifyBytes(bytes, { digest, size: bytes.byteLength });
     const staged = await this.stage(digest);
     try {
-      const handle = await open(staged.path, 'w');
       try {
-        await handle.writeFile(bytes);
-        await handle.datasync();
-      } finally {
-        await handle.close();
+        const handle = await open(staged.path, 'w');
+        try {
+          await handle.writeFile(bytes);
+          await handle.datasync();
+        } finally {
+          await handle.close();
+        }
+      } catch (error) {
+        throw cacheWriteError(this.dir, error);
       }
       await this.commit(staged);
     } finally {
@@ -120,7 +146,11 @@ export class BlobCache {
     this.#assertOpen();
     const { hex } = parseDigest(digest);
     const tmp = join(this.dir, '.tmp');
-    await mkdir(tmp, { recursive: true });
+    try {
+      await mkdir(tmp, { recursive: true });
+    } catch (error) {
+      throw cacheWriteError(this.dir, error);
+    }
     return {
       path: join(tmp, `${hex.slice(0, 16)}.${process.pid}.${randomBytes(6).toString('hex')}.partial`),
       digest,
@@ -130,8 +160,12 @@ export class BlobCache {
   /** Moves a fully written and verified staged file into place (atomic). */
   async commit(staged: StagedBlob): Promise<void> {
     const target = this.path(staged.digest);
-    await mkdir(join(target, '..'), { recursive: true });
-    await rename(staged.path, target);
+    try {
+      await mkdir(join(target, '..'), { recursive: true });
+      await rename(staged.path, target);
+    } catch (error) {
+      throw cacheWriteError(this.dir, error);
+    }
   }
 
   /**

@@ -9,7 +9,7 @@ import {
   type ResolvedCredential,
   resolveCredential,
 } from './auth.ts';
-import { BlobCache, defaultCacheDir } from './cache.ts';
+import { BlobCache, cacheWriteError, defaultCacheDir } from './cache.ts';
 import { createDigestHasher, digestOf, parseDigest, verifyBytes } from './digest.ts';
 import {
   backoffDelay,
@@ -317,6 +317,13 @@ export class RegistryClient {
     const mirrors: Record<string, string[]> = { ...fromEnv };
     for (const [registry, urls] of Object.entries(options.mirrors ?? {})) {
       mirrors[registry] = [...(mirrors[registry] ?? []), ...urls];
+    }
+    // Docker Hub goes by several names; references always normalize to docker.io.
+    for (const alias of ['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']) {
+      const urls = mirrors[alias];
+      if (!urls) continue;
+      mirrors['docker.io'] = [...(mirrors['docker.io'] ?? []), ...urls];
+      delete mirrors[alias];
     }
     for (const [registry, urls] of Object.entries(mirrors))
       for (const url of urls) validateMirror(registry, url);
@@ -714,7 +721,9 @@ export class RegistryClient {
     const { digest, size } = descriptor;
     const name = formatReference(ref);
     const staged = await cache.stage(digest);
-    const handle = await open(staged.path, 'w');
+    const handle = await open(staged.path, 'w').catch((error: unknown) => {
+      throw cacheWriteError(cache.dir, error);
+    });
     let closed = false;
     try {
       let hasher = createDigestHasher(digest);
@@ -767,7 +776,9 @@ export class RegistryClient {
                 );
               }
               hasher.update(chunk);
-              await handle.write(chunk, 0, chunk.byteLength, offset);
+              await handle.write(chunk, 0, chunk.byteLength, offset).catch((error: unknown) => {
+                throw cacheWriteError(cache.dir, error);
+              });
               offset += chunk.byteLength;
               progress({ type: 'blob', digest, done: offset, total: size, phase: 'network' });
             }
@@ -813,7 +824,9 @@ export class RegistryClient {
           `blob ${digest} of ${name}: the downloaded bytes hash to ${actual}; they are corrupt or were tampered with and were discarded (nothing was cached)`,
         );
       }
-      await handle.datasync();
+      await handle.datasync().catch((error: unknown) => {
+        throw cacheWriteError(cache.dir, error);
+      });
       await handle.close();
       closed = true;
       await cache.commit(staged);

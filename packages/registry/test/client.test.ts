@@ -311,6 +311,15 @@ describe('cache', () => {
     for (const layer of dockerImage.layers) expect(stored).toContain(`sha256/${layer.digest.slice(7)}`);
   });
 
+  it('an unwritable cache directory is a clear error', async () => {
+    const c = client({ cacheDir: '/dev/null/irb-cache' });
+    const failure = await codeOf(c.image(`${reg.host}/test/oci:v1`));
+    expect(failure.code).toBe('IRB_CACHE_WRITE_FAILED');
+    expect(failure.message).toMatch(
+      /cannot write the blob cache at \/dev\/null\/irb-cache: it is not writable \(ENOTDIR\)/,
+    );
+  });
+
   it('a corrupted cache entry is detected on read and removed', async () => {
     const dir = await tempDir();
     const c = client({ cacheDir: dir });
@@ -653,6 +662,9 @@ describe('transport policy', () => {
     try {
       const c = client({ cacheDir: await tempDir() });
       await pullAndCompare(c, 'mirror-only.invalid/test/plain:v1', plainImage);
+      // Docker Hub mirrors may be keyed by any of Hub's names; `test/plain` is docker.io/test/plain.
+      process.env.IRB_REGISTRY_MIRRORS = `index.docker.io=${mirror.url}`;
+      await pullAndCompare(client({ cacheDir: await tempDir() }), 'test/plain:v1', plainImage);
       process.env.IRB_REGISTRY_MIRRORS = 'docker.io';
       expect(() => createRegistryClient()).toThrow(/not registry=URL/);
       process.env.IRB_REGISTRY_MIRRORS = 'docker.io=https://user:pw@mirror.example';
