@@ -1,0 +1,69 @@
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compareKernelVersions, defaultKernelDirs, findKernel } from './index.ts';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'irb-boot-kernel-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('findKernel', () => {
+  it('takes IRB_KERNEL first and refuses an unreadable one', async () => {
+    const k = join(dir, 'my-kernel');
+    await writeFile(k, 'x');
+    expect(await findKernel({ env: { IRB_KERNEL: k }, searchDirs: [] })).toBe(k);
+    await expect(findKernel({ env: { IRB_KERNEL: join(dir, 'missing') } })).rejects.toMatchObject({
+      code: 'IRB_BOOT_NO_KERNEL',
+      message: expect.stringContaining('IRB_KERNEL='),
+    });
+  });
+
+  it('picks the newest vmlinuz-* of the first directory that has one', async () => {
+    const a = join(dir, 'a');
+    const b = join(dir, 'b');
+    await mkdir(a);
+    await mkdir(b);
+    for (const v of ['6.1.0-9-amd64', '6.1.0-28-amd64', '5.10.0-30-amd64'])
+      await writeFile(join(b, `vmlinuz-${v}`), v);
+    await writeFile(join(b, 'config-6.9.0'), 'not a kernel');
+    expect(await findKernel({ env: {}, searchDirs: [a, join(dir, 'none'), b] })).toBe(
+      join(b, 'vmlinuz-6.1.0-28-amd64'),
+    );
+    await writeFile(join(a, 'vmlinuz-4.19.0'), 'old');
+    expect(await findKernel({ env: {}, searchDirs: [a, b] })).toBe(join(a, 'vmlinuz-4.19.0'));
+  });
+
+  it('skips kernels it cannot read and says how to get one', async () => {
+    const c = join(dir, 'c');
+    await mkdir(c);
+    await writeFile(join(c, 'vmlinuz-9.9'), 'x');
+    await chmod(join(c, 'vmlinuz-9.9'), 0);
+    const readableToUs = process.getuid?.() === 0; // root reads mode-0 files
+    if (readableToUs) expect(await findKernel({ env: {}, searchDirs: [c] })).toBe(join(c, 'vmlinuz-9.9'));
+    else
+      await expect(findKernel({ env: {}, searchDirs: [c] })).rejects.toMatchObject({
+        code: 'IRB_BOOT_NO_KERNEL',
+      });
+    await expect(findKernel({ env: {}, searchDirs: [join(dir, 'empty')] })).rejects.toThrow(/ensure-env\.sh/);
+  });
+
+  it('looks in /boot, then the irb cache (XDG_CACHE_HOME respected)', () => {
+    expect(defaultKernelDirs({ HOME: '/home/u' })).toEqual(['/boot', '/home/u/.cache/irb/kernel/boot']);
+    expect(defaultKernelDirs({ HOME: '/home/u', XDG_CACHE_HOME: '/c' })).toEqual([
+      '/boot',
+      '/c/irb/kernel/boot',
+    ]);
+  });
+
+  it('orders versions like sort -V', () => {
+    const sorted = ['6.1.0-28-amd64', '6.1.0-9-amd64', '6.10.1', '6.2', '5.10.0-30-amd64'].sort(
+      compareKernelVersions,
+    );
+    expect(sorted).toEqual(['5.10.0-30-amd64', '6.1.0-9-amd64', '6.1.0-28-amd64', '6.2', '6.10.1']);
+  });
+});

@@ -1,0 +1,389 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { IrbError } from '@irb/cpio';
+import { findKernel } from './kernel.ts';
+
+/** QEMU machine type: `microvm` (fast, minimal) or `pc` (boots reliably under TCG). */
+export type BootMachine = 'microvm' | 'pc';
+/** QEMU accelerator: `kvm` (hardware) or `tcg` (software emulation). */
+export type BootAccel = 'kvm' | 'tcg';
+
+/** Options of {@link bootInitramfs}. */
+export interface BootOptions {
+  /** Kernel image. Default: {@link findKernel}. */
+  kernel?: string;
+  /** The initramfs file to boot. */
+  initramfs: string;
+  /** Guest memory in MiB. Default 256. */
+  memoryMb?: number;
+  /** Guest CPUs. Default 1. */
+  cpus?: number;
+  /** Gives up (and kills QEMU) after this long. Default 120 000 ms. */
+  timeoutMs?: number;
+  /** Console text that means success; QEMU is stopped once it appears (see `stopOnMatch`). */
+  expect?: string | RegExp;
+  /** Stop QEMU as soon as `expect` matched. Default `true`; `false` waits for the guest to power off. */
+  stopOnMatch?: boolean;
+  /** Extra kernel arguments, appended after irb's own. */
+  append?: string[];
+  /** Kills QEMU; the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Receives console output as it arrives (carriage returns removed). */
+  onOutput?: (text: string) => void;
+  /** Default `'auto'`: `microvm` with KVM, `pc` with TCG. */
+  machine?: 'auto' | BootMachine;
+  /** Default `'auto'`: KVM when a probe boot shows it works (also `IRB_ACCEL=kvm|tcg`), else TCG. */
+  accel?: 'auto' | BootAccel;
+  /** QEMU binary. Default `qemu-system-x86_64`. */
+  qemu?: string;
+}
+
+/** What happened during {@link bootInitramfs}. */
+export interface BootResult {
+  /** `expect` matched (or, without `expect`, the guest powered off with QEMU exiting 0), no panic, no timeout. */
+  ok: boolean;
+  /** `expect` was seen on the console. */
+  matched: boolean;
+  /** The kernel panicked ("Kernel panic" on the console). */
+  panicked: boolean;
+  /** QEMU's exit code; `null` when it was stopped by a signal. */
+  exitCode: number | null;
+  /** `timeoutMs` passed first. */
+  timedOut: boolean;
+  /** The console output (carriage returns removed; the last 4 MiB at most). */
+  output: string;
+  /** QEMU's own messages (warnings, errors). */
+  stderr: string;
+  /** The machine type used. */
+  machine: BootMachine;
+  /** The accelerator used. */
+  accel: BootAccel;
+  /** The full QEMU command line. */
+  command: string[];
+  /** QEMU's process id (it has exited when the promise settles). */
+  pid: number | undefined;
+}
+
+const MAX_OUTPUT = 4 * 1024 * 1024;
+const PANIC = /Kernel panic - not syncing/;
+
+/** Every QEMU this module started and that still runs: killed if the process exits. */
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function track(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of running) c.kill('SIGKILL');
+    });
+  }
+}
+
+/** Stops a QEMU: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
+function stop(child: ChildProcess, graceMs = 3000): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  timer.unref();
+  child.once('exit', () => clearTimeout(timer));
+}
+
+async function readable(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The kernel command line irb boots with. */
+export function kernelCommandLine(machine: BootMachine, append: readonly string[] = []): string {
+  const args = ['console=ttyS0', 'panic=-1', 'rdinit=/init'];
+  // microvm has no PIT or HPET to calibrate the TSC against; without a given frequency
+  // the calibration hangs in about one boot of three under TCG.
+  if (machine === 'microvm') args.push('tsc_early_khz=2000000');
+  return [...args, ...append].join(' ');
+}
+
+/** The QEMU arguments for a boot (exposed for logging and for `irb boot --dry-run`). */
+export function qemuArguments(options: {
+  kernel: string;
+  initramfs: string;
+  machine: BootMachine;
+  accel: BootAccel;
+  memoryMb?: number;
+  cpus?: number;
+  append?: readonly string[];
+}): string[] {
+  const { machine, accel } = options;
+  return [
+    '-accel',
+    accel,
+    '-M',
+    machine,
+    ...(accel === 'kvm' ? ['-cpu', 'host'] : []),
+    '-m',
+    String(options.memoryMb ?? 256),
+    '-smp',
+    String(options.cpus ?? 1),
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    // The console on our stdout; signal=off so bytes on stdin never become signals.
+    '-chardev',
+    'stdio,id=console,signal=off',
+    '-serial',
+    'chardev:console',
+    '-kernel',
+    options.kernel,
+    '-initrd',
+    options.initramfs,
+    '-append',
+    kernelCommandLine(machine, options.append),
+  ];
+}
+
+function probeCacheFile(): string {
+  const cache = process.env.XDG_CACHE_HOME || join(process.env.HOME || homedir(), '.cache');
+  return join(cache, 'irb', 'kvm-probe.json');
+}
+
+async function bootId(): Promise<string> {
+  try {
+    return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+const probes = new Map<string, Promise<boolean>>();
+
+/**
+ * Whether KVM really runs a Linux guest here. An accessible /dev/kvm is not enough (some
+ * sandboxes expose one that hangs the guest), so this boots `kernel` under KVM with no
+ * initramfs and waits up to `timeoutMs` for its first console line. The answer is cached
+ * in memory and in `~/.cache/irb/kvm-probe.json` until the host reboots.
+ */
+export function probeKvm(options: { kernel: string; qemu?: string; timeoutMs?: number }): Promise<boolean> {
+  const qemu = options.qemu ?? 'qemu-system-x86_64';
+  const key = `${qemu}\0${options.kernel}`;
+  let probe = probes.get(key);
+  if (!probe) {
+    probe = probeUncached(qemu, options.kernel, options.timeoutMs ?? 4000);
+    probes.set(key, probe);
+  }
+  return probe;
+}
+
+async function probeUncached(qemu: string, kernel: string, timeoutMs: number): Promise<boolean> {
+  try {
+    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return false;
+  }
+  const id = await bootId();
+  const file = probeCacheFile();
+  const cacheKey = `${qemu}|${kernel}`;
+  let cache: Record<string, unknown> = {};
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as {
+      bootId?: string;
+      results?: Record<string, unknown>;
+    };
+    if (parsed.bootId === id && parsed.results) cache = parsed.results;
+  } catch {
+    // no cache yet
+  }
+  const known = cache[cacheKey];
+  if (typeof known === 'boolean') return known;
+
+  const args = [
+    ...qemuArguments({ kernel, initramfs: '/dev/null', machine: 'microvm', accel: 'kvm', memoryMb: 128 }),
+  ];
+  // No initrd for the probe: drop it, and print from the very first instruction on.
+  const initrd = args.indexOf('-initrd');
+  args.splice(initrd, 2);
+  args[args.length - 1] += ' earlyprintk=serial,ttyS0';
+  const works = await new Promise<boolean>((resolve) => {
+    let child: ChildProcess;
+    try {
+      child = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      resolve(false);
+      return;
+    }
+    track(child);
+    let text = '';
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    function finish(result: boolean): void {
+      clearTimeout(timer);
+      stop(child, 500);
+      resolve(result);
+    }
+    child.stdout?.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      if (text.includes('Linux version')) finish(true);
+    });
+    child.on('error', () => finish(false));
+    child.on('exit', () => finish(text.includes('Linux version')));
+  });
+  try {
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, JSON.stringify({ bootId: id, results: { ...cache, [cacheKey]: works } }));
+  } catch {
+    // a read-only cache only costs another probe next time
+  }
+  return works;
+}
+
+function accelFromEnv(): BootAccel | undefined {
+  const value = process.env.IRB_ACCEL;
+  return value === 'kvm' || value === 'tcg' ? value : undefined;
+}
+
+function matcher(expect: string | RegExp | undefined): ((text: string) => boolean) | undefined {
+  if (expect === undefined) return undefined;
+  if (typeof expect === 'string') return (text) => text.includes(expect);
+  const re = new RegExp(expect.source, expect.flags.replace(/[gy]/g, ''));
+  return (text) => re.test(text);
+}
+
+/**
+ * Boots `kernel` with `initramfs` under QEMU and watches the serial console: resolves when
+ * `expect` appeared (QEMU is then stopped), the guest powered off, the kernel panicked
+ * (`panic=-1` with `-no-reboot` makes QEMU exit), or `timeoutMs` passed (QEMU is killed).
+ * QEMU never outlives the call; it is also killed if the Node process exits.
+ *
+ * @throws IrbError `IRB_BOOT_NO_KERNEL`, `IRB_BOOT_NO_INITRAMFS`, `IRB_BOOT_NO_QEMU`; the
+ *   signal's reason on abort.
+ */
+export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
+  const { signal } = options;
+  signal?.throwIfAborted();
+  const qemu = options.qemu ?? 'qemu-system-x86_64';
+  const kernel = options.kernel ?? (await findKernel());
+  if (!(await readable(kernel))) {
+    throw new IrbError('IRB_BOOT_NO_KERNEL', `kernel ${kernel} is not a readable file; pass another kernel`);
+  }
+  if (!(await readable(options.initramfs))) {
+    throw new IrbError(
+      'IRB_BOOT_NO_INITRAMFS',
+      `initramfs ${options.initramfs} is not a readable file; build it first`,
+    );
+  }
+  const wantedAccel = options.accel && options.accel !== 'auto' ? options.accel : accelFromEnv();
+  const accel: BootAccel = wantedAccel ?? ((await probeKvm({ kernel, qemu })) ? 'kvm' : 'tcg');
+  const machine: BootMachine =
+    options.machine && options.machine !== 'auto' ? options.machine : accel === 'kvm' ? 'microvm' : 'pc';
+  const args = qemuArguments({
+    kernel,
+    initramfs: options.initramfs,
+    machine,
+    accel,
+    ...(options.memoryMb !== undefined ? { memoryMb: options.memoryMb } : {}),
+    ...(options.cpus !== undefined ? { cpus: options.cpus } : {}),
+    ...(options.append !== undefined ? { append: options.append } : {}),
+  });
+  signal?.throwIfAborted();
+  const matches = matcher(options.expect);
+  const stopOnMatch = options.stopOnMatch ?? true;
+
+  return new Promise<BootResult>((resolve, reject) => {
+    const child = spawn(qemu, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    track(child);
+    let output = '';
+    let stderr = '';
+    let matched = false;
+    let panicked = false;
+    let timedOut = false;
+    let aborted = false;
+    let spawnError: unknown;
+    const decoder = new TextDecoder();
+
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop(child);
+    }, options.timeoutMs ?? 120_000);
+    const onAbort = (): void => {
+      aborted = true;
+      stop(child);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+
+    child.stdout!.on('data', (data: Buffer) => {
+      const text = decoder.decode(data, { stream: true }).replace(/\r/g, '');
+      if (text === '') return;
+      options.onOutput?.(text);
+      output += text;
+      if (output.length > MAX_OUTPUT) output = output.slice(output.length - MAX_OUTPUT);
+      if (!panicked && PANIC.test(output)) {
+        panicked = true;
+        // QEMU exits by itself (panic=-1, -no-reboot); give the trace a moment, then make sure.
+        setTimeout(() => stop(child), 5000).unref();
+      }
+      if (!matched && matches?.(output)) {
+        matched = true;
+        if (stopOnMatch) stop(child);
+      }
+    });
+    child.stderr!.on('data', (data: Buffer) => {
+      stderr += data.toString();
+      if (stderr.length > 65536) stderr = stderr.slice(-65536);
+    });
+    child.stdin!.on('error', () => {});
+    let settled = false;
+    const finish = (code: number | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      child.stdin!.destroy();
+      if (spawnError !== undefined) {
+        const missing = (spawnError as { code?: string }).code === 'ENOENT';
+        reject(
+          missing
+            ? new IrbError(
+                'IRB_BOOT_NO_QEMU',
+                `${qemu} was not found; install QEMU (Debian: apt-get install qemu-system-x86)`,
+                { cause: spawnError },
+              )
+            : spawnError,
+        );
+        return;
+      }
+      if (aborted) {
+        reject(signal?.reason ?? new Error('aborted'));
+        return;
+      }
+      const success = matches ? matched : code === 0;
+      resolve({
+        ok: success && !panicked && !timedOut,
+        matched,
+        panicked,
+        exitCode: code,
+        timedOut,
+        output,
+        stderr,
+        machine,
+        accel,
+        command: [qemu, ...args],
+        pid: child.pid,
+      });
+    };
+    child.on('error', (error) => {
+      spawnError = error;
+      // A process that never started emits no 'close' we could rely on.
+      if (child.pid === undefined) finish(null);
+    });
+    child.on('close', (code) => finish(code));
+  });
+}

@@ -1,0 +1,111 @@
+// Boots archives made only with @irb/cpio's packCpio and this package's compress in a real
+// Linux kernel under QEMU: the kernel is the reader that matters most.
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { bootInitramfs, findKernel } from '@irb/boot';
+import { type CpioEntry, packCpio } from '@irb/cpio';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CompressionFormat, compress } from '../src/index.ts';
+
+const BOOT_TIMEOUT = 240_000;
+let dir: string;
+let kernel: string;
+let busybox: Uint8Array;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'irb-compress-boot-'));
+  kernel = await findKernel();
+  busybox = await readFile('/bin/busybox');
+});
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const file = (path: string, body: string | Uint8Array, mode: number, uid = 0, gid = 0): CpioEntry => {
+  const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body;
+  return { type: 'file', path, mode, uid, gid, size: bytes.length, body: bytes };
+};
+
+/** A minimal root: busybox, a few applet links, /dev/console, and an /init printing `marker`. */
+function baseEntries(marker: string): CpioEntry[] {
+  const init = [
+    '#!/bin/sh',
+    'mount -t proc proc /proc',
+    // What the guest sees of a file with an owner and setuid bit from the archive.
+    'echo "IRB-STAT $(stat -c %u:%g:%a /etc/owned) $(cat /etc/owned)"',
+    '[ -f /etc/extra ] && echo "IRB-EXTRA $(cat /etc/extra)"',
+    `echo ${marker}`,
+    'poweroff -f',
+    '',
+  ].join('\n');
+  return [
+    { type: 'directory', path: 'bin', mode: 0o755 },
+    file('bin/busybox', busybox, 0o755),
+    ...['sh', 'mount', 'echo', 'stat', 'cat', 'poweroff'].map(
+      (name): CpioEntry => ({ type: 'symlink', path: `bin/${name}`, mode: 0o777, target: 'busybox' }),
+    ),
+    { type: 'directory', path: 'dev', mode: 0o755 },
+    { type: 'char', path: 'dev/console', mode: 0o600, rdevMajor: 5, rdevMinor: 1 },
+    { type: 'directory', path: 'etc', mode: 0o755 },
+    file('etc/owned', 'owned-by-1234', 0o4755, 1234, 5678),
+    { type: 'directory', path: 'proc', mode: 0o755 },
+    file('init', init, 0o755),
+  ];
+}
+
+async function writeMember(path: string, entries: CpioEntry[], format: CompressionFormat): Promise<void> {
+  await pipeline(
+    Readable.from(compress(packCpio(entries), { format })),
+    createWriteStream(path, { flags: 'a' }),
+  );
+}
+
+async function boot(initramfs: string, marker: string) {
+  const result = await bootInitramfs({
+    kernel,
+    initramfs,
+    memoryMb: 256,
+    timeoutMs: BOOT_TIMEOUT - 20_000,
+    expect: marker,
+  });
+  const context = `${result.command.join(' ')}\n--- console ---\n${result.output.slice(-3000)}\n--- stderr ---\n${result.stderr}`;
+  expect(result.panicked, context).toBe(false);
+  expect(result.timedOut, context).toBe(false);
+  expect(result.ok, context).toBe(true);
+  // The marker line itself, not only the text somewhere in a kernel message.
+  expect(result.output.split('\n').map((l) => l.trim())).toContain(marker);
+  expect(result.output).toContain('IRB-STAT 1234:5678:4755 owned-by-1234');
+  return result;
+}
+
+describe('boot in QEMU', () => {
+  for (const format of ['gzip', 'zstd', 'none'] as const) {
+    it(
+      `boots a ${format} initramfs`,
+      async () => {
+        const path = join(dir, `initramfs-${format}`);
+        const marker = `IRB-BOOT-OK-${format}`;
+        await writeMember(path, baseEntries(marker), format);
+        await boot(path, marker);
+      },
+      BOOT_TIMEOUT,
+    );
+  }
+
+  it(
+    'boots a concatenated initramfs: gzip member, then a zstd member adding a file',
+    async () => {
+      const path = join(dir, 'initramfs-concat');
+      const marker = 'IRB-BOOT-OK-concat';
+      await writeMember(path, baseEntries(marker), 'gzip');
+      await writeMember(path, [file('etc/extra', 'from-the-second-member', 0o644)], 'zstd');
+      const result = await boot(path, marker);
+      expect(result.output).toContain('IRB-EXTRA from-the-second-member');
+    },
+    BOOT_TIMEOUT,
+  );
+});
