@@ -239,6 +239,23 @@ describe('openOciLayout integrity', () => {
     await expect(openOciLayout(join(root, 'nope'))).rejects.toMatchObject({ code: 'IRB_SOURCE_NOT_FOUND' });
   });
 
+  it('stops when the signal aborts, before opening and while streaming', async () => {
+    const big = await buildTar([{ type: 'file', path: 'big', content: 'z'.repeat(4 << 20) }]);
+    const { dir } = await layout('abort', [{ tag: 't', images: [{ compression: 'none', layers: [big] }] }]);
+    await expect(openOciLayout(dir, { tag: 't', signal: AbortSignal.abort() })).rejects.toThrow();
+    const layer = (await (await openOciLayout(dir, { tag: 't' })).layers())[0]!;
+    const controller = new AbortController();
+    let chunks = 0;
+    const reading = (async () => {
+      for await (const _chunk of layer.open({ signal: controller.signal })) {
+        chunks++;
+        controller.abort();
+      }
+    })();
+    await expect(reading).rejects.toMatchObject({ name: 'AbortError' });
+    expect(chunks).toBe(1);
+  });
+
   it('follows a symlinked layout directory', async () => {
     const { dir } = await layout('real', [{ tag: 't', images: [{ layers: [await fileTar('f', 'x')] }] }]);
     await symlink(dir, join(root, 'link'));
