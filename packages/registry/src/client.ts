@@ -100,6 +100,12 @@ export interface RegistryClientOptions {
   onProgress?: ProgressListener;
   /** Platform used when a call gives none. Default `linux/amd64`. */
   platform?: Platform | string;
+  /**
+   * Opening one layer of an image starts downloading all its layers in the background
+   * (`concurrency` at a time, base first), so a consumer reading layers one by one still gets
+   * parallel downloads. Default true.
+   */
+  readAhead?: boolean;
 }
 
 /** Options for a single client call. */
@@ -297,6 +303,9 @@ export class RegistryClient {
   readonly #retry: Required<RetryOptions>;
   readonly #transport: Transport;
   readonly #signal: AbortSignal | undefined;
+  /** Aborted by close(): stops background read-ahead and any transfer still running. */
+  readonly #closing = new AbortController();
+  readonly #readAhead: boolean;
   readonly #onProgress: ProgressListener | undefined;
   readonly #platform: Platform;
   readonly #limiter: Limiter;
@@ -340,7 +349,8 @@ export class RegistryClient {
       ca: resolveCa(options.ca),
       timeoutMs: options.timeoutMs ?? 60_000,
     });
-    this.#signal = options.signal;
+    this.#signal = combineSignals(options.signal, this.#closing.signal);
+    this.#readAhead = options.readAhead !== false;
     this.#onProgress = options.onProgress;
     this.#platform = toPlatform(options.platform, DEFAULT_PLATFORM);
     this.#cacheEnabled = options.cache !== false;
@@ -628,6 +638,11 @@ export class RegistryClient {
         .find((e) => (e as { code?: string }).code !== 'IRB_ABORTED' || signal?.aborted);
       throw first ?? failure.reason;
     }
+  }
+
+  /** True when opening a layer should start downloading the image's other layers. */
+  get readAhead(): boolean {
+    return this.#readAhead;
   }
 
   /** A verified stream of a blob: downloaded into the cache first, then read from it. */
@@ -1218,6 +1233,9 @@ export class RegistryClient {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Cancel what is still running (read-ahead included) and let it clean up its temp files.
+    this.#closing.abort(new IrbError('IRB_CLIENT_CLOSED', 'the registry client was closed'));
+    await Promise.allSettled([...this.#inflight.values()]);
     await this.#transport.close().catch(() => this.#transport.destroy());
     const cache = await this.#cache?.catch(() => undefined);
     await cache?.dispose();
@@ -1289,8 +1307,17 @@ class RegistryLayer implements Layer {
   readonly #client: RegistryClient;
   readonly #ref: Reference;
 
-  constructor(client: RegistryClient, ref: Reference, descriptor: Descriptor, diffId: string) {
+  readonly #onOpen: ((signal: AbortSignal | undefined) => void) | undefined;
+
+  constructor(
+    client: RegistryClient,
+    ref: Reference,
+    descriptor: Descriptor,
+    diffId: string,
+    onOpen?: (signal: AbortSignal | undefined) => void,
+  ) {
     this.#client = client;
+    this.#onOpen = onOpen;
     this.#ref = ref;
     this.descriptor = descriptor;
     this.digest = descriptor.digest;
@@ -1300,6 +1327,7 @@ class RegistryLayer implements Layer {
   }
 
   open(options: OpenOptions = {}): AsyncIterable<Uint8Array> {
+    this.#onOpen?.(options.signal);
     return this.#client.openBlob(this.#ref, this.descriptor, options);
   }
 }
@@ -1337,9 +1365,21 @@ export class RegistryImage implements Image {
     this.#fetched = fetched;
     this.#manifest = manifest;
     this.#config = config;
+    const onOpen = client.readAhead
+      ? (signal: AbortSignal | undefined) => this.#startReadAhead(signal)
+      : undefined;
     this.#layers = manifest.layers.map(
-      (d, i) => new RegistryLayer(client, reference, d, config.rootfs.diff_ids[i] as string),
+      (d, i) => new RegistryLayer(client, reference, d, config.rootfs.diff_ids[i] as string, onOpen),
     );
+  }
+
+  #readAheadStarted = false;
+
+  #startReadAhead(signal: AbortSignal | undefined): void {
+    if (this.#readAheadStarted) return;
+    this.#readAheadStarted = true;
+    // Failures surface when the consumer opens that layer (it then tries again itself).
+    this.prefetch(signal ? { signal } : {}).catch(() => undefined);
   }
 
   async digest(): Promise<string> {

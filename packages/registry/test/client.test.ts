@@ -417,7 +417,7 @@ describe('faults', () => {
   it('a flipped byte is a digest error and nothing is cached', async () => {
     px.add({ method: 'GET', path: bigPath(), fault: { kind: 'flip', at: 4242 } });
     const dir = await tempDir();
-    const c = client({ cacheDir: dir });
+    const c = client({ cacheDir: dir, readAhead: false });
     const image = await c.image(`${px.host}/test/oci:v1`);
     const failure = await codeOf(readAll((await image.layers())[1]!.open()));
     expect(failure.code).toBe('IRB_DIGEST_MISMATCH');
@@ -444,6 +444,51 @@ describe('faults', () => {
     const failure = await codeOf(c.image(`127.0.0.1:${port}/x/y:z`));
     expect(failure.code).toBe('IRB_REGISTRY_UNREACHABLE');
     expect(failure.message).toMatch(/ECONNREFUSED/);
+  });
+
+  it('opening one layer downloads the others in the background; close() cancels it cleanly', async () => {
+    const own = await startFaultProxy(reg.url);
+    cleanups.push(() => own.stop());
+    const smallPath = `/blobs/${ociImage.layers[0]!.digest}`;
+    own.add({ method: 'GET', path: smallPath, fault: { kind: 'stall', afterBytes: 10 } });
+    own.add({ method: 'GET', path: bigPath(), fault: { kind: 'stall', afterBytes: 1000 } });
+    const dir = await tempDir();
+    const c = createRegistryClient({ cacheDir: dir, retry: fastRetry });
+    const image = await c.image(`${own.host}/test/oci:v1`);
+    const [first] = await image.layers();
+    const controller = new AbortController();
+    const reading = readAll(first!.open({ signal: controller.signal }));
+    // While the first layer hangs, the second one has been requested too.
+    for (let i = 0; i < 250 && !own.requests.some((r) => r.path.endsWith(bigPath())); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(own.requests.some((r) => r.path.endsWith(bigPath()))).toBe(true);
+    controller.abort();
+    expect((await codeOf(reading)).code).toBe('IRB_ABORTED');
+    await c.close();
+    expect((await files(dir)).filter((f) => f.startsWith('.tmp/'))).toEqual([]);
+    for (let i = 0; i < 100 && (await own.openConnections()) > 0; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(await own.openConnections()).toBe(0);
+  });
+
+  it('read-ahead fills the cache while the consumer reads layer by layer', async () => {
+    const own = await startFaultProxy(reg.url);
+    cleanups.push(() => own.stop());
+    const dir = await tempDir();
+    const c = client({ cacheDir: dir });
+    const image = await c.image(`${own.host}/test/docker:v1`);
+    const [first, second] = await image.layers();
+    await readAll(first!.open());
+    const bigFile = join(dir, 'sha256', dockerImage.layers[1]!.digest.slice(7));
+    for (let i = 0; i < 250 && !(await stat(bigFile).catch(() => undefined)); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // The second layer arrived without being opened.
+    expect((await stat(bigFile)).size).toBe(dockerImage.layers[1]!.size);
+    const before = own.requests.length;
+    expect((await readAll(second!.open())).equals(Buffer.from(dockerImage.layers[1]!.bytes))).toBe(true);
+    expect(own.requests.length).toBe(before);
   });
 
   it('AbortSignal cancels a stalled download cleanly', async () => {
