@@ -79,14 +79,24 @@ export interface CpioHeader extends CpioHeaderFields {
 }
 
 const HEX = new TextEncoder().encode('0123456789ABCDEF');
+/** Two hex digits per byte value, high digit in the upper 8 bits. */
+const HEX2 = Uint16Array.from({ length: 256 }, (_, b) => (HEX[b >>> 4]! << 8) | HEX[b & 15]!);
 
 /** Writes `value` as 8 upper-case hex digits (the newc field encoding). */
 export function writeHex8(buf: Uint8Array, offset: number, value: number): void {
-  let v = value >>> 0;
-  for (let i = offset + 7; i >= offset; i--) {
-    buf[i] = HEX[v & 15]!;
-    v >>>= 4;
-  }
+  const v = value >>> 0;
+  let p = HEX2[v >>> 24]!;
+  buf[offset] = p >>> 8;
+  buf[offset + 1] = p & 0xff;
+  p = HEX2[(v >>> 16) & 0xff]!;
+  buf[offset + 2] = p >>> 8;
+  buf[offset + 3] = p & 0xff;
+  p = HEX2[(v >>> 8) & 0xff]!;
+  buf[offset + 4] = p >>> 8;
+  buf[offset + 5] = p & 0xff;
+  p = HEX2[v & 0xff]!;
+  buf[offset + 6] = p >>> 8;
+  buf[offset + 7] = p & 0xff;
 }
 
 /** Writes a complete 110-byte newc header at `offset`. */
@@ -119,6 +129,21 @@ export function writeHeader(
   writeHex8(buf, o + 96, h.check);
 }
 
+/** Value of 8 hex digits at `o`, or -1 if any is not a hex digit. */
+function hex8(buf: Uint8Array, o: number): number {
+  let v = 0;
+  for (let i = o; i < o + 8; i++) {
+    const c = buf[i]!;
+    let d: number;
+    if (c >= 0x30 && c <= 0x39) d = c - 0x30;
+    else if (c >= 0x41 && c <= 0x46) d = c - 0x37;
+    else if (c >= 0x61 && c <= 0x66) d = c - 0x57;
+    else return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
 const FIELD_NAMES = [
   'ino',
   'mode',
@@ -133,14 +158,7 @@ const FIELD_NAMES = [
   'rdevMinor',
   'nameSize',
   'check',
-] as const satisfies readonly (keyof CpioHeaderFields)[];
-
-function hexDigit(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x41 && c <= 0x46) return c - 0x37;
-  if (c >= 0x61 && c <= 0x66) return c - 0x57;
-  return -1;
-}
+] as const;
 
 function showBytes(bytes: Uint8Array): string {
   return JSON.stringify(String.fromCharCode(...bytes));
@@ -189,25 +207,35 @@ export function parseCpioHeader(buf: Uint8Array, offset = 0, streamOffset = offs
       `no cpio newc magic at byte ${streamOffset}: found ${showBytes(magic)}, expected "070701" or "070702"${hint}`,
     );
   }
-  const fields = {} as CpioHeaderFields;
-  let o = offset + 6;
-  for (const name of FIELD_NAMES) {
-    let v = 0;
-    for (let i = 0; i < 8; i++) {
-      const d = hexDigit(buf[o + i]!);
-      if (d < 0) {
-        throw new IrbError(
-          'IRB_CPIO_BAD_HEX',
-          `cpio header at byte ${streamOffset}: field ${name} is not 8 hex digits (${showBytes(buf.subarray(o, o + 8))}); the archive is corrupt`,
-        );
-      }
-      v = v * 16 + d;
+  const f = (n: number): number => {
+    const v = hex8(buf, offset + 6 + n * 8);
+    if (v < 0) {
+      const at = offset + 6 + n * 8;
+      throw new IrbError(
+        'IRB_CPIO_BAD_HEX',
+        `cpio header at byte ${streamOffset}: field ${FIELD_NAMES[n]} is not 8 hex digits (${showBytes(buf.subarray(at, at + 8))}); the archive is corrupt`,
+      );
     }
-    fields[name] = v;
-    o += 8;
-  }
+    return v;
+  };
   const crc = m5 === 0x32;
-  return { format: crc ? 'crc' : 'newc', magic: crc ? CRC_MAGIC : NEWC_MAGIC, ...fields };
+  return {
+    format: crc ? 'crc' : 'newc',
+    magic: crc ? CRC_MAGIC : NEWC_MAGIC,
+    ino: f(0),
+    mode: f(1),
+    uid: f(2),
+    gid: f(3),
+    nlink: f(4),
+    mtime: f(5),
+    fileSize: f(6),
+    devMajor: f(7),
+    devMinor: f(8),
+    rdevMajor: f(9),
+    rdevMinor: f(10),
+    nameSize: f(11),
+    check: f(12),
+  };
 }
 
 /** Bytes from the start of a header to the start of its body: header, name, NUL and padding to 4. */

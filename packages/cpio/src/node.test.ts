@@ -135,6 +135,9 @@ describe('entriesFromDirectory', () => {
     // Same tree, same bytes.
     const again = await concatStream(packCpio(entriesFromDirectory(src)));
     expect(Buffer.from(again).equals(await readFile(out))).toBe(true);
+    // The non-blocking path (parallel read-ahead) gives the same bytes.
+    const viaAsyncIo = await concatStream(packCpio(entriesFromDirectory(src, { syncIo: false })));
+    expect(Buffer.from(viaAsyncIo).equals(await readFile(out))).toBe(true);
 
     const got = await readBack(fromNodeReadable(createReadStream(out)));
     const links = got.filter((e) => e.nlink === 3);

@@ -103,6 +103,22 @@ describe('readCpio', () => {
     expect(names).toEqual(['s', 's/one', 's/big', 's/ln', 's/h1', 's/h2']);
   });
 
+  it('verifies the checksum of a body read to its last byte without the final next()', async () => {
+    const archive = await pack(sample('c'), { format: 'crc' });
+    const h = parseCpioHeader(archive);
+    const one = cpioRecordSize(h) + 120; // body of c/one
+    archive[one] = (archive[one]! + 1) & 0xff;
+    const read = async () => {
+      for await (const e of readCpio([archive])) {
+        if (e.name !== 'c/one') continue;
+        const it = e.body[Symbol.asyncIterator]();
+        const first = await it.next();
+        expect(first.value).toHaveLength(5);
+      }
+    };
+    await expect(read()).rejects.toMatchObject({ code: 'IRB_CPIO_CHECKSUM_MISMATCH' });
+  });
+
   it('refuses to read a body after moving on', async () => {
     const archive = await pack(sample('s'));
     const entries = [];

@@ -134,14 +134,27 @@ class ByteSource {
     return this.cur[this.pos]!;
   }
 
-  /** Exactly `n` contiguous bytes, or null when the input ends first (then `got` tells how many were there). */
+  /** `n` bytes if the current chunk holds them (no await needed), else undefined. */
+  readNow(n: number): Uint8Array | undefined {
+    if (this.cur.length - this.pos < n) return undefined;
+    const out = this.cur.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    this.offset += n;
+    return out;
+  }
+
+  /** Skips `n` bytes if the current chunk holds them; false otherwise (nothing skipped). */
+  skipNow(n: number): boolean {
+    if (this.cur.length - this.pos < n) return false;
+    this.pos += n;
+    this.offset += n;
+    return true;
+  }
+
+  /** Exactly `n` contiguous bytes, or null when the input ends first. */
   async read(n: number): Promise<Uint8Array | null> {
-    if (this.cur.length - this.pos >= n) {
-      const out = this.cur.subarray(this.pos, this.pos + n);
-      this.pos += n;
-      this.offset += n;
-      return out;
-    }
+    const now = this.readNow(n);
+    if (now) return now;
     const out = new Uint8Array(n);
     let have = 0;
     while (have < n) {
@@ -157,7 +170,7 @@ class ByteSource {
 
   /** Up to `max` bytes from the current chunk without copying; empty at the end of the input. */
   async chunk(max: number): Promise<Uint8Array> {
-    if (!(await this.fill())) return EMPTY;
+    if (this.pos >= this.cur.length && !(await this.fill())) return EMPTY;
     const take = Math.min(max, this.cur.length - this.pos);
     const out = this.cur.subarray(this.pos, this.pos + take);
     this.pos += take;
@@ -197,6 +210,21 @@ function truncated(what: string, offset: number): IrbError {
   );
 }
 
+/** Names are nearly always ASCII; TextDecoder's per-call cost dominates for them. */
+function decodeName(bytes: Uint8Array): string {
+  if (bytes.length <= 256) {
+    let ascii = true;
+    for (let i = 0; i < bytes.length; i++) {
+      if (bytes[i]! >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  }
+  return decoder.decode(bytes);
+}
+
 /** A fresh plain Uint8Array (Buffer#slice would return a view that keeps the whole input chunk alive). */
 function copyBytes(from: Uint8Array, length: number): Uint8Array {
   const out = new Uint8Array(length);
@@ -210,7 +238,104 @@ function isTrailer(name: Uint8Array): boolean {
   return true;
 }
 
-type BodyState = 'unread' | 'reading' | 'done' | 'gone';
+/** Reading context shared by the bodies of one {@link readCpio} run. */
+interface BodyContext {
+  src: ByteSource;
+  /** Bumped when the reader moves to the next entry; a body of an older generation is gone. */
+  generation: number;
+}
+
+/** The streamed body of one entry; a class so each entry costs one small object, not a set of closures. */
+class EntryBody implements AsyncIterable<Uint8Array> {
+  remaining: number;
+  sum = 0;
+  started = false;
+  verified = false;
+  private readonly ctx: BodyContext;
+  private readonly generation: number;
+  private readonly sumIt: boolean;
+  private readonly check: number;
+  private readonly name: string;
+  private readonly offset: number;
+
+  constructor(ctx: BodyContext, size: number, sumIt: boolean, check: number, name: string, offset: number) {
+    this.ctx = ctx;
+    this.generation = ctx.generation;
+    this.remaining = size;
+    this.sumIt = sumIt;
+    this.check = check;
+    this.name = name;
+    this.offset = offset;
+  }
+
+  async pull(): Promise<Uint8Array> {
+    const c = await this.ctx.src.chunk(this.remaining);
+    if (c.length === 0) throw truncated(`the body of ${JSON.stringify(this.name)}`, this.ctx.src.offset);
+    this.remaining -= c.length;
+    if (this.sumIt) this.sum = cpioChecksum(c, this.sum);
+    return c;
+  }
+
+  /** Consumes what the reader left of the body, verifying the checksum if one is due. */
+  async skipRest(): Promise<void> {
+    if (this.sumIt) {
+      while (this.remaining > 0) await this.pull();
+      this.finish();
+      return;
+    }
+    const { src } = this.ctx;
+    while (this.remaining > 0) {
+      const c = await src.chunk(this.remaining);
+      if (c.length === 0) throw truncated(`the body of ${JSON.stringify(this.name)}`, src.offset);
+      this.remaining -= c.length;
+    }
+  }
+
+  finish(): void {
+    this.verified = true;
+    if (this.sumIt && this.sum !== this.check) {
+      throw new IrbError(
+        'IRB_CPIO_CHECKSUM_MISMATCH',
+        `checksum of ${JSON.stringify(this.name)} (entry at byte ${this.offset}) is ${this.sum} but its 070702 header says ${this.check}; the archive is corrupt`,
+      );
+    }
+  }
+
+  private unavailable(): IrbError {
+    return new IrbError(
+      'IRB_CPIO_BODY_UNAVAILABLE',
+      `body of ${JSON.stringify(this.name)} was already read or the reader moved past it; read each body once, before asking for the next entry`,
+    );
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array, void, undefined> {
+    if (this.started || this.generation !== this.ctx.generation) throw this.unavailable();
+    this.started = true;
+    while (this.remaining > 0) {
+      if (this.generation !== this.ctx.generation) throw this.unavailable();
+      yield await this.pull();
+    }
+    this.finish();
+  }
+
+  async bytes(size: number): Promise<Uint8Array> {
+    const out = new Uint8Array(size);
+    let n = 0;
+    for await (const c of this) {
+      out.set(c, n);
+      n += c.length;
+    }
+    return out;
+  }
+}
+
+function symlinkBody(target: Uint8Array): AsyncIterable<Uint8Array> {
+  return {
+    async *[Symbol.asyncIterator]() {
+      if (target.length > 0) yield target;
+    },
+  };
+}
 
 /**
  * Reads CPIO newc archives (070701 and 070702) from a byte stream, entry by entry.
@@ -240,6 +365,7 @@ export async function* readCpio(
           yield* source;
         })();
   const src = new ByteSource(iterable, signal);
+  const ctx: BodyContext = { src, generation: 0 };
   let member = 0;
   let inMember = false;
   let memberStart = 0;
@@ -248,7 +374,7 @@ export async function* readCpio(
 
   try {
     for (;;) {
-      signal?.throwIfAborted();
+      if (signal?.aborted) signal.throwIfAborted();
       if (!inMember) {
         if (!(await src.skipZeros())) break;
         const at = src.offset;
@@ -270,7 +396,7 @@ export async function* readCpio(
       }
 
       const offset = src.offset;
-      const head = await src.read(CPIO_HEADER_SIZE);
+      const head = src.readNow(CPIO_HEADER_SIZE) ?? (await src.read(CPIO_HEADER_SIZE));
       if (head === null) throw truncated(`the header at byte ${offset}`, src.offset);
       const h = parseCpioHeader(head, 0, offset);
       if (h.nameSize === 0 || h.nameSize > maxNameSize) {
@@ -279,7 +405,8 @@ export async function* readCpio(
           `cpio header at byte ${offset} has namesize ${h.nameSize}; it must be 1 to ${maxNameSize} — the archive is corrupt`,
         );
       }
-      const nameField = await src.read(padded4(CPIO_HEADER_SIZE + h.nameSize) - CPIO_HEADER_SIZE);
+      const nameLen = padded4(CPIO_HEADER_SIZE + h.nameSize) - CPIO_HEADER_SIZE;
+      const nameField = src.readNow(nameLen) ?? (await src.read(nameLen));
       if (nameField === null) throw truncated(`the name of the entry at byte ${offset}`, src.offset);
       if (nameField[h.nameSize - 1] !== 0) {
         throw new IrbError(
@@ -304,9 +431,33 @@ export async function* readCpio(
       }
 
       const type = typeFromMode(h.mode) ?? 'unknown';
-      const name = decoder.decode(nameBytes);
-      const entryMember = member;
+      const name = decodeName(nameBytes);
       memberEntries++;
+      const entry: CpioReadEntry = {
+        format: h.format,
+        magic: h.magic,
+        ino: h.ino,
+        mode: h.mode,
+        uid: h.uid,
+        gid: h.gid,
+        nlink: h.nlink,
+        mtime: h.mtime,
+        fileSize: h.fileSize,
+        devMajor: h.devMajor,
+        devMinor: h.devMinor,
+        rdevMajor: h.rdevMajor,
+        rdevMinor: h.rdevMinor,
+        nameSize: h.nameSize,
+        check: h.check,
+        member,
+        offset,
+        type,
+        permissions: h.mode & 0o7777,
+        name,
+        nameBytes,
+        body: EMPTY_BODY,
+        bytes: EMPTY_BYTES,
+      };
 
       if (type === 'symlink') {
         if (bodyLen > maxTargetSize) {
@@ -315,98 +466,38 @@ export async function* readCpio(
             `symlink ${JSON.stringify(name)} at byte ${offset} has a ${bodyLen}-byte target, more than ${maxTargetSize}; the archive is corrupt or raise maxTargetSize`,
           );
         }
-        const t = await src.read(bodyLen + padLen);
+        const t = src.readNow(bodyLen + padLen) ?? (await src.read(bodyLen + padLen));
         if (t === null) throw truncated(`the symlink target of ${JSON.stringify(name)}`, src.offset);
         const targetBytes = copyBytes(t, bodyLen);
-        const entry: CpioReadEntry = {
-          ...h,
-          member: entryMember,
-          offset,
-          type,
-          permissions: h.mode & 0o7777,
-          name,
-          nameBytes,
-          target: decoder.decode(targetBytes),
-          targetBytes,
-          body: {
-            async *[Symbol.asyncIterator]() {
-              if (targetBytes.length > 0) yield targetBytes;
-            },
-          },
-          bytes: async () => copyBytes(targetBytes, bodyLen),
-        };
+        entry.target = decoder.decode(targetBytes);
+        entry.targetBytes = targetBytes;
+        entry.body = symlinkBody(targetBytes);
+        entry.bytes = async () => copyBytes(targetBytes, bodyLen);
         yield entry;
         continue;
       }
 
-      const sumIt = verify && h.format === 'crc' && type === 'file';
-      let remaining = bodyLen;
-      let sum = 0;
-      let state: BodyState = bodyLen === 0 ? 'done' : 'unread';
-      const finish = () => {
-        if (sumIt && sum !== h.check) {
-          throw new IrbError(
-            'IRB_CPIO_CHECKSUM_MISMATCH',
-            `checksum of ${JSON.stringify(name)} (entry at byte ${offset}) is ${sum} but its 070702 header says ${h.check}; the archive is corrupt`,
-          );
-        }
-      };
-      const pull = async (): Promise<Uint8Array> => {
-        const c = await src.chunk(remaining);
-        if (c.length === 0) throw truncated(`the body of ${JSON.stringify(name)}`, src.offset);
-        remaining -= c.length;
-        if (sumIt) sum = cpioChecksum(c, sum);
-        return c;
-      };
-      const unavailable = () =>
-        new IrbError(
-          'IRB_CPIO_BODY_UNAVAILABLE',
-          `body of ${JSON.stringify(name)} was already read or the reader moved past it; read each body once, before asking for the next entry`,
-        );
-      async function* body(): AsyncGenerator<Uint8Array, void, undefined> {
-        if (state === 'done' && bodyLen === 0) return;
-        if (state !== 'unread') throw unavailable();
-        state = 'reading';
-        while (remaining > 0) {
-          if ((state as BodyState) === 'gone') throw unavailable();
-          yield await pull();
-        }
-        state = 'done';
-        finish();
+      if (bodyLen === 0) {
+        yield entry;
+        if (!src.skipNow(padLen)) await skipBytes(padLen, `the padding after ${JSON.stringify(name)}`);
+        continue;
       }
-      const entry: CpioReadEntry = {
-        ...h,
-        member: entryMember,
-        offset,
-        type,
-        permissions: h.mode & 0o7777,
+      const body = new EntryBody(
+        ctx,
+        bodyLen,
+        verify && h.format === 'crc' && type === 'file',
+        h.check,
         name,
-        nameBytes,
-        body: { [Symbol.asyncIterator]: body },
-        bytes: async () => {
-          const out = new Uint8Array(bodyLen);
-          let n = 0;
-          for await (const c of body()) {
-            out.set(c, n);
-            n += c.length;
-          }
-          return out;
-        },
-      };
+        offset,
+      );
+      entry.body = body;
+      entry.bytes = () => body.bytes(bodyLen);
       yield entry;
       // The consumer asked for the next entry: whatever it left of this body is skipped.
-      const finished = state === 'done';
-      state = 'gone';
-      if (!finished) {
-        if (sumIt) {
-          while (remaining > 0) await pull();
-          finish();
-        } else {
-          await skipBytes(remaining, `the body of ${JSON.stringify(name)}`);
-          remaining = 0;
-        }
-      }
-      await skipBytes(padLen, `the padding after ${JSON.stringify(name)}`);
+      ctx.generation++;
+      if (body.remaining > 0) await body.skipRest();
+      else if (!body.verified) body.finish();
+      if (!src.skipNow(padLen)) await skipBytes(padLen, `the padding after ${JSON.stringify(name)}`);
     }
     if (inMember) {
       throw new IrbError(
@@ -427,4 +518,12 @@ export async function* readCpio(
       left -= c.length;
     }
   }
+}
+
+const EMPTY_BODY: AsyncIterable<Uint8Array> = {
+  async *[Symbol.asyncIterator]() {},
+};
+
+async function EMPTY_BYTES(): Promise<Uint8Array> {
+  return new Uint8Array(0);
 }

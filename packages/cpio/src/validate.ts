@@ -17,6 +17,18 @@ export function describePath(path: CpioPath): string {
 
 function toBytes(value: CpioPath, what: string): Uint8Array {
   if (typeof value === 'string') {
+    // Most paths are short ASCII; a plain loop beats TextEncoder's per-call cost for them.
+    const len = value.length;
+    if (len <= 512) {
+      const out = new Uint8Array(len);
+      let i = 0;
+      for (; i < len; i++) {
+        const c = value.charCodeAt(i);
+        if (c >= 0x80) break;
+        out[i] = c;
+      }
+      if (i === len) return out;
+    }
     if (LONE_SURROGATE.test(value)) {
       throw new IrbError(
         'IRB_CPIO_INVALID_PATH',

@@ -285,7 +285,30 @@ export async function* packCpio(
 
     switch (entry.type) {
       case 'file': {
-        yield* packFile(entry, name, base);
+        const source = await prepareFile(entry, name, base);
+        if (source === undefined) break;
+        // Streamed body: inline (not a nested generator) because this is the per-chunk hot path.
+        const size = base.fileSize;
+        let n = 0;
+        let sum = 0;
+        const verify = format === 'crc';
+        for await (const chunk of source) {
+          if (signal?.aborted) signal.throwIfAborted();
+          if (!isBodyChunk(chunk)) throw badChunk(path, chunk);
+          n += chunk.length;
+          if (n > size) throw sizeMismatch(path, size, `more than ${size}`);
+          if (verify) sum = cpioChecksum(chunk, sum);
+          out.body(chunk);
+          if (out.ready.length > 0) yield* out.take();
+        }
+        if (n !== size) throw sizeMismatch(path, size, String(n));
+        if (verify && sum !== base.check) {
+          throw new IrbError(
+            'IRB_CPIO_CHECKSUM_MISMATCH',
+            `body of ${describePath(path)} sums to ${sum} but ${entry.checksum !== undefined ? 'the given checksum' : 'the first read'} was ${base.check}; the source changed while packing`,
+          );
+        }
+        out.zeros(padded4(size) - size);
         break;
       }
       case 'symlink': {
@@ -350,11 +373,15 @@ export async function* packCpio(
   yield* out.take();
   options.onEnd?.({ entries: count, records, bytes: out.bytes, nextInode: ino });
 
-  async function* packFile(
+  /**
+   * Validates a file entry and writes its header records. Returns the body stream still to
+   * be copied, or undefined when the body (if any) was already written.
+   */
+  async function prepareFile(
     entry: CpioFileEntry,
     name: Uint8Array,
     base: CpioHeaderFields,
-  ): AsyncGenerator<Uint8Array, void, undefined> {
+  ): Promise<AsyncIterable<Uint8Array> | undefined> {
     const { path } = entry;
     const size = checkFileSize(entry.size, path);
     const extra = entry.links ?? [];
@@ -366,7 +393,6 @@ export async function* packCpio(
     }
     const names: Uint8Array[] = [name];
     for (const link of extra) names.push(encodeArchivePath(link, `hard link of ${describePath(path)}`));
-    if (names.length > 0xffff_ffff) throw new IrbError('IRB_CPIO_INVALID_FIELD', 'too many hard links');
     if (entry.body === undefined && size > 0) {
       throw new IrbError(
         'IRB_CPIO_INVALID_BODY',
@@ -395,11 +421,18 @@ export async function* packCpio(
           source = await collect(source, size, path, signal);
           check = cpioChecksum(source);
         }
+        if (source instanceof Uint8Array && check !== cpioChecksum(source)) {
+          throw new IrbError(
+            'IRB_CPIO_CHECKSUM_MISMATCH',
+            `body of ${describePath(path)} sums to ${cpioChecksum(source)} but the given checksum is ${check}; fix the checksum or leave it out`,
+          );
+        }
       }
+      if (source instanceof Uint8Array && source.length !== size)
+        throw sizeMismatch(path, size, String(source.length));
     }
 
-    const fileIno = nextIno(path);
-    base.ino = fileIno;
+    base.ino = nextIno(path);
     base.nlink = names.length;
     for (let i = 0; i < names.length - 1; i++) {
       const linkName = names[i]!;
@@ -412,30 +445,11 @@ export async function* packCpio(
     base.nameSize = last.length + 1;
     out.record(format, base, last);
     records++;
-
     if (source instanceof Uint8Array) {
       out.body(source);
-    } else {
-      let n = 0;
-      let sum = 0;
-      const verify = format === 'crc';
-      for await (const chunk of source) {
-        signal?.throwIfAborted();
-        if (!isBodyChunk(chunk)) throw badChunk(path, chunk);
-        n += chunk.length;
-        if (n > size) throw sizeMismatch(path, size, `more than ${size}`);
-        if (verify) sum = cpioChecksum(chunk, sum);
-        out.body(chunk);
-        if (out.ready.length > 0) yield* out.take();
-      }
-      if (n !== size) throw sizeMismatch(path, size, String(n));
-      if (verify && sum !== check) {
-        throw new IrbError(
-          'IRB_CPIO_CHECKSUM_MISMATCH',
-          `body of ${describePath(path)} sums to ${sum} but ${entry.checksum !== undefined ? 'the given checksum' : 'the first read'} was ${check}; the source changed while packing`,
-        );
-      }
+      out.zeros(padded4(size) - size);
+      return undefined;
     }
-    out.zeros(padded4(size) - size);
+    return source;
   }
 }
