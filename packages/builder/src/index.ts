@@ -1,4 +1,21 @@
+export {
+  type BootOptions,
+  type BootResult,
+  bootInitramfs,
+  type FindKernelOptions,
+  findKernel,
+  kernelCommandLine,
+} from '@irb/boot';
+export { IrbError, isIrbError } from '@irb/cpio';
+export {
+  type ArchiveEntry,
+  type ArchiveMeasure,
+  type ListArchiveOptions,
+  listArchive,
+  measureArchive,
+} from './archive.ts';
 export { type WriteFileAtomicOptions, writeFileAtomic } from './atomic.ts';
+export { defaultKeychains, InitramfsBuilder, withExtras } from './builder.ts';
 export {
   DEFAULT_PATH,
   type InitPlan,
@@ -10,6 +27,7 @@ export {
   renderRunSection,
   type UserSwitch,
 } from './init.ts';
+export { type ImageInspection, type InspectOptions, inspectImage, listLayers } from './inspect.ts';
 export {
   type GuestMemoryInput,
   KERNEL_OVERHEAD_BYTES,

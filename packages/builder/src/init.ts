@@ -110,7 +110,12 @@ async function planUserSwitch(
   // su can only switch to a named user with that user's own primary group.
   const su = await findTool(view, 'su');
   if (su && user.name !== undefined) {
-    return { user, tool: su.path, argv: [su.path, '-p', '-s', '/bin/sh', user.name, '-c', 'exec "$0" "$@"'] };
+    // `--` keeps su's option parser (which permutes) away from the program's own arguments.
+    return {
+      user,
+      tool: su.path,
+      argv: [su.path, '-p', '-s', '/bin/sh', user.name, '-c', 'exec "$0" "$@"', '--'],
+    };
   }
   throw new IrbError(
     'IRB_NO_USER_SWITCH',
@@ -161,10 +166,22 @@ export async function planInit(
     );
   }
 
-  const passwd = parsePasswd((await view.readText('/etc/passwd')) ?? '');
-  const group = parseGroup((await view.readText('/etc/group')) ?? '');
   const userSpec = config?.User ?? '';
-  const user = resolveUser(userSpec, passwd, group);
+  let user: ResolvedUser;
+  if (/^\s*(|0|root|0:0|root:root)\s*$/.test(userSpec)) {
+    // Root needs no switch; reading passwd only for HOME would cost a layer scan, and root's home is /root.
+    user = {
+      uid: 0,
+      gid: 0,
+      groups: [],
+      name: 'root',
+      home: (await view.stat('/etc/passwd')) ? '/root' : '/',
+    };
+  } else {
+    const passwd = parsePasswd((await view.readText('/etc/passwd')) ?? '');
+    const group = parseGroup((await view.readText('/etc/group')) ?? '');
+    user = resolveUser(userSpec, passwd, group);
+  }
   const userSwitch = await planUserSwitch(view, user, userSpec);
 
   // The environment a runtime gives the program: the config's Env in order (later wins), PATH

@@ -1,0 +1,294 @@
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  buildImage,
+  buildIndex,
+  buildTar,
+  pushImage,
+  type StartedRegistry,
+  startRegistry,
+} from '@irb/test-utils';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { busyboxLayer, filesIn, runCli } from './harness.ts';
+
+const run = promisify(execFile);
+
+/** An error the CLI printed: exactly one line, in the documented form, after any progress lines. */
+function expectOneLineError(stderr: string, pattern: RegExp): void {
+  const lines = stderr.trimEnd().split('\n');
+  const errors = lines.filter((l) => l.startsWith('irb: '));
+  expect(errors, stderr).toHaveLength(1);
+  expect(lines.at(-1)).toBe(errors[0]);
+  expect(errors[0]).toMatch(/^irb: error: /);
+  expect(errors[0]).toMatch(pattern);
+  expect(stderr).not.toMatch(/\n\s+at /);
+}
+
+describe('irb CLI against a real registry (no VM)', () => {
+  let registry: StartedRegistry;
+  let locked: StartedRegistry;
+  let dir: string;
+  let image: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'irb-cli-'));
+    [registry, locked] = await Promise.all([
+      startRegistry(),
+      startRegistry({ auth: { htpasswd: { user: 'alice', pass: 'right-password' } } }),
+    ]);
+    const layer = await busyboxLayer();
+    const runtime = { Env: ['PATH=/bin'], Cmd: ['/bin/sh', '-c', 'echo hi'] };
+    await pushImage(registry, 'tools/busybox', 'v1', buildImage({ layers: [layer], runtime }));
+    await pushImage(locked, 'private/busybox', 'v1', buildImage({ layers: [layer], runtime }));
+    const arm = buildImage({
+      layers: [await buildTar([{ type: 'file', path: 'arch', content: 'arm64' }])],
+      platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+      runtime: { Cmd: ['/arch'], User: '1000:1000' },
+    });
+    await pushImage(registry, 'multi/app', 'v2', buildIndex([buildImage({ layers: [layer], runtime }), arm]));
+    image = `${registry.host}/tools/busybox:v1`;
+  });
+
+  afterAll(async () => {
+    await Promise.all([registry?.stop(), locked?.stop()]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('prints version and help', async () => {
+    const v = await runCli(['--version']);
+    expect(v.code).toBe(0);
+    expect(v.stdout).toMatch(/^irb \d+\.\d+\.\d+/);
+    const h = await runCli(['build', '--help']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain('Usage: irb build IMAGE');
+  });
+
+  it('builds, then lists the archive like lsinitramfs', async () => {
+    const out = join(dir, 'ok.cpio.gz');
+    const built = await runCli(['build', image, '-o', out, '--no-cache', '--json']);
+    expect(built.code, built.stderr).toBe(0);
+    const summary = JSON.parse(built.stdout);
+    expect(Object.keys(summary)).toEqual([
+      'output',
+      'image',
+      'manifestDigest',
+      'configDigest',
+      'platform',
+      'compression',
+      'init',
+      'entries',
+      'excluded',
+      'uncompressedBytes',
+      'compressedBytes',
+      'unpackedBytes',
+      'recommendedMemoryMiB',
+      'lostXattrs',
+      'durationMs',
+    ]);
+    expect(summary).toMatchObject({
+      output: out,
+      platform: 'linux/amd64',
+      compression: 'gzip',
+      init: 'generated',
+    });
+    expect(summary.recommendedMemoryMiB).toBeGreaterThan((2 * summary.unpackedBytes) / 2 ** 20);
+    // gzip -t and GNU cpio agree with what irb ls shows.
+    await run('gzip', ['-t', out]);
+    const { stdout: gnu } = await run('sh', ['-c', `gzip -dc '${out}' | cpio -it --quiet`]);
+    const ls = await runCli(['ls', out]);
+    expect(ls.code).toBe(0);
+    const names = ls.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => l.replace(/^.*? \d{4}-\d\d-\d\d \d\d:\d\d /, '').replace(/ -> .*/, ''));
+    expect(names).toEqual(gnu.trimEnd().split('\n'));
+    expect(ls.stdout).toMatch(/^-rwxr-xr-x +1 0 +0 +\d+ \S+ \S+ init$/m);
+    expect(ls.stdout).toMatch(/^crw------- +1 0 +0 +5, 1 \S+ \S+ dev\/console$/m);
+    expect(ls.stdout).toMatch(/^lrwxrwxrwx .* bin\/sh -> busybox$/m);
+    expect(ls.stdout).toMatch(/^drwxr-xr-x .* home\/app$/m);
+  });
+
+  it('lists an archive of two concatenated members (gzip + plain) with both members', async () => {
+    const first = join(dir, 'first.cpio.gz');
+    expect((await runCli(['build', image, '-o', first, '-q'])).code).toBe(0);
+    const extra = join(dir, 'extra');
+    await run('sh', ['-c', `mkdir -p '${extra}/opt' && echo x > '${extra}/opt/extra.txt'`]);
+    const both = join(dir, 'both.cpio');
+    await run('sh', [
+      '-c',
+      `cat '${first}' > '${both}' && (cd '${extra}' && printf 'opt\\nopt/extra.txt\\n' | cpio -o -H newc --quiet | zstd -q) >> '${both}'`,
+    ]);
+    const ls = await runCli(['ls', both]);
+    expect(ls.code, ls.stderr).toBe(0);
+    expect(ls.stdout).toContain('--- archive member 2\n');
+    expect(ls.stdout).toMatch(/opt\/extra\.txt\n$/);
+    expect(ls.stdout.indexOf('init\n')).toBeLessThan(ls.stdout.indexOf('--- archive member 2'));
+  });
+
+  it('inspects a multi-platform image and selects a platform', async () => {
+    const ref = `${registry.host}/multi/app:v2`;
+    const all = await runCli(['inspect', ref]);
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.stdout).toMatch(/^ {2}\* linux\/amd64 +sha256:/m);
+    expect(all.stdout).toMatch(/^ {4}linux\/arm64\/v8 +sha256:/m);
+    const arm = await runCli(['inspect', ref, '--platform', 'linux/arm64', '--json']);
+    expect(arm.code, arm.stderr).toBe(0);
+    const info = JSON.parse(arm.stdout);
+    expect(info.platform).toBe('linux/arm64/v8');
+    expect(info.config).toMatchObject({ Cmd: ['/arch'], User: '1000:1000' });
+    expect(info.platforms).toHaveLength(2);
+    const layers = await runCli(['list-layers', ref, '--json']);
+    expect(JSON.parse(layers.stdout)[0].digest).toMatch(/^sha256:/);
+  });
+
+  describe('bad inputs: one clear line, the right exit code, no output file', () => {
+    const cases: Array<{ name: string; args: (out: string) => string[]; code: number; message: RegExp }> = [
+      {
+        name: 'unknown image',
+        args: (out) => ['build', `${registry.host}/no/such:image`, '-o', out],
+        code: 1,
+        message: /no\/such/,
+      },
+      {
+        name: 'wrong platform',
+        args: (out) => ['build', image, '--platform', 'linux/s390x', '-o', out],
+        code: 1,
+        message: /linux\/s390x/,
+      },
+      {
+        name: 'wrong password',
+        args: (out) => ['build', `${locked.host}/private/busybox:v1`, '-o', out],
+        code: 1,
+        message: /(denied|unauthori[sz]ed|credentials|password|401)/i,
+      },
+      {
+        name: 'unwritable output',
+        args: () => ['build', image, '-o', '/proc/irb-out.cpio.gz'],
+        code: 1,
+        message: /cannot write the output .*-o FILE/,
+      },
+      {
+        name: 'output in a missing directory',
+        args: (out) => ['build', image, '-o', join(out, 'missing', 'x.cpio.gz')],
+        code: 1,
+        message: /directory does not exist/,
+      },
+      {
+        name: 'bad compression',
+        args: (out) => ['build', image, '-c', 'lz4', '-o', out],
+        code: 2,
+        message: /-c must be/,
+      },
+      {
+        name: 'bad level',
+        args: (out) => ['build', image, '--level', '42', '-o', out],
+        code: 2,
+        message: /--level/,
+      },
+      {
+        name: 'unknown flag',
+        args: (out) => ['build', image, '--frob', '-o', out],
+        code: 2,
+        message: /--frob/,
+      },
+      {
+        name: 'missing --init file',
+        args: (out) => ['build', image, '--init', '/no/such/init', '-o', out],
+        code: 1,
+        message: /--init \/no\/such\/init: .*does not exist/,
+      },
+      {
+        name: 'missing --inject source',
+        args: (out) => ['build', image, '--inject', '/no/agent:/usr/bin/agent', '-o', out],
+        code: 1,
+        message: /\/no\/agent/,
+      },
+    ];
+    for (const c of cases) {
+      it(c.name, async () => {
+        const sub = await mkdtemp(join(dir, 'bad-'));
+        const out = join(sub, 'out.cpio.gz');
+        const env =
+          c.name === 'wrong password'
+            ? { [`IRB_AUTH_${locked.host.replace(/[.:]/g, '_')}`]: 'alice:s3cr3t-wrong-pw' }
+            : {};
+        const result = await runCli(c.args(c.name === 'output in a missing directory' ? sub : out), { env });
+        expect(result.code, result.stderr).toBe(c.code);
+        expectOneLineError(result.stderr, c.message);
+        expect(result.stderr).not.toContain('s3cr3t-wrong-pw');
+        expect(await filesIn(sub)).toEqual([]);
+      });
+    }
+
+    it('--verbose adds the cause chain', async () => {
+      const result = await runCli([
+        'build',
+        `${registry.host}/no/such:image`,
+        '-o',
+        join(dir, 'v.gz'),
+        '--verbose',
+      ]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/^ {2}code: IRB_/m);
+    });
+  });
+
+  it('an image that has its own /init is refused unless asked', async () => {
+    const layer = await busyboxLayer([
+      { type: 'file', path: 'init', content: '#!/bin/sh\necho own\n', mode: 0o755 },
+    ]);
+    await pushImage(
+      registry,
+      'tools/own-init',
+      'v1',
+      buildImage({ layers: [layer], runtime: { Cmd: ['/bin/sh'] } }),
+    );
+    const ref = `${registry.host}/tools/own-init:v1`;
+    const sub = await mkdtemp(join(dir, 'own-'));
+    const refused = await runCli(['build', ref, '-o', join(sub, 'a.gz')]);
+    expect(refused.code).toBe(1);
+    expectOneLineError(refused.stderr, /--replace-init/);
+    expect(await filesIn(sub)).toEqual([]);
+    const kept = await runCli(['build', ref, '-o', join(sub, 'kept.gz'), '--keep-init', '--json']);
+    expect(JSON.parse(kept.stdout).init).toBe('image');
+    const replaced = await runCli(['build', ref, '-o', join(sub, 'replaced.gz'), '--replace-init', '--json']);
+    expect(JSON.parse(replaced.stdout).init).toBe('generated');
+    const { stdout: init } = await run('sh', [
+      '-c',
+      `gzip -dc '${join(sub, 'replaced.gz')}' | cpio -i --to-stdout --quiet init`,
+    ]);
+    expect(init).toContain('generated by irb');
+  });
+
+  it('an image without a shell asks for --init', async () => {
+    const layer = await buildTar([{ type: 'file', path: 'app', content: 'x', mode: 0o755 }]);
+    await pushImage(
+      registry,
+      'tools/no-shell',
+      'v1',
+      buildImage({ layers: [layer], runtime: { Cmd: ['/app'] } }),
+    );
+    const sub = await mkdtemp(join(dir, 'noshell-'));
+    const result = await runCli(['build', `${registry.host}/tools/no-shell:v1`, '-o', join(sub, 'x.gz')]);
+    expect(result.code).toBe(1);
+    expectOneLineError(result.stderr, /no \/bin\/sh.*--init FILE/);
+    expect(await filesIn(sub)).toEqual([]);
+    const init = join(dir, 'static-init');
+    await writeFile(init, 'not really a program');
+    await chmod(init, 0o755);
+    const ok = await runCli([
+      'build',
+      `${registry.host}/tools/no-shell:v1`,
+      '-o',
+      join(sub, 'x.gz'),
+      '--init',
+      init,
+      '-q',
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(await filesIn(sub)).toEqual(['x.gz']);
+  });
+});

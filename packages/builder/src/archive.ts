@@ -1,0 +1,110 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { decodeInitramfs } from '@irb/compress';
+import type { CpioEntryType } from '@irb/cpio';
+import { IrbError, readCpio } from '@irb/cpio';
+import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
+
+/** One entry of an initramfs as {@link listArchive} reports it. */
+export interface ArchiveEntry {
+  /** Which member of a concatenated initramfs (from 0). */
+  member: number;
+  /** Name as stored (UTF-8 decoded; no leading `/`). */
+  name: string;
+  type: CpioEntryType | 'unknown';
+  /** Permission bits incl. setuid/setgid/sticky. */
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  /** Body size in bytes (0 for all but the last name of a hard-linked file). */
+  size: number;
+  mtime: number;
+  ino: number;
+  /** Symlink target. */
+  target?: string;
+  rdevMajor: number;
+  rdevMinor: number;
+}
+
+/** Options of {@link listArchive} and {@link measureArchive}. */
+export interface ListArchiveOptions {
+  signal?: AbortSignal;
+}
+
+async function* openArchive(path: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+  try {
+    const st = await stat(path);
+    if (!st.isFile())
+      throw new IrbError('IRB_INPUT', `${path} is not a file; give the path of an initramfs archive`);
+  } catch (error) {
+    if (error instanceof IrbError) throw error;
+    throw new IrbError(
+      'IRB_INPUT',
+      `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}); check the path`,
+      { cause: error },
+    );
+  }
+  for await (const chunk of createReadStream(path, signal ? { signal } : {})) yield chunk as Uint8Array;
+}
+
+/**
+ * Lists an initramfs like `lsinitramfs`: every entry of every member of a concatenation, plain,
+ * gzip or zstd compressed, in archive order. Bodies are skipped, never held.
+ */
+export async function* listArchive(
+  path: string,
+  options: ListArchiveOptions = {},
+): AsyncGenerator<ArchiveEntry> {
+  const { signal } = options;
+  const source = decodeInitramfs(openArchive(path, signal), signal ? { signal } : {});
+  for await (const e of readCpio(source, signal ? { signal } : {})) {
+    const entry: ArchiveEntry = {
+      member: e.member,
+      name: e.name,
+      type: e.type,
+      mode: e.permissions,
+      uid: e.uid,
+      gid: e.gid,
+      nlink: e.nlink,
+      size: e.type === 'symlink' ? (e.targetBytes?.byteLength ?? e.fileSize) : e.fileSize,
+      mtime: e.mtime,
+      ino: e.ino,
+      rdevMajor: e.rdevMajor,
+      rdevMinor: e.rdevMinor,
+    };
+    if (e.target !== undefined) entry.target = e.target;
+    yield entry;
+  }
+}
+
+/** What an initramfs needs from the guest, measured from the archive itself. */
+export interface ArchiveMeasure {
+  entries: number;
+  /** Bytes of the archive file. */
+  compressedBytes: number;
+  /** Bytes its files take in tmpfs (page-rounded). */
+  unpackedBytes: number;
+  /** See `recommendGuestMemory`. */
+  recommendedMemoryMiB: number;
+}
+
+/** Reads an archive once to tell how much guest RAM unpacking it takes. */
+export async function measureArchive(
+  path: string,
+  options: ListArchiveOptions = {},
+): Promise<ArchiveMeasure> {
+  let entries = 0;
+  let unpackedBytes = 0;
+  for await (const e of listArchive(path, options)) {
+    entries++;
+    if (e.type === 'file') unpackedBytes += tmpfsFootprint(e.size);
+  }
+  const compressedBytes = (await stat(path)).size;
+  return {
+    entries,
+    compressedBytes,
+    unpackedBytes,
+    recommendedMemoryMiB: recommendGuestMemory({ tmpfsBytes: unpackedBytes, compressedBytes }),
+  };
+}

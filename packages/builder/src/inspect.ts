@@ -1,0 +1,69 @@
+import type { ContainerConfig } from '@irb/registry';
+import { sourceOptions } from './builder.ts';
+import { openSource, platformString, registryPlatforms } from './source.ts';
+import type { InitramfsBuilderOptions, LayerInfo } from './types.ts';
+
+/** Options of {@link inspectImage} and {@link listLayers}. */
+export type InspectOptions = Pick<
+  InitramfsBuilderOptions,
+  'platform' | 'keychains' | 'cacheDir' | 'cache' | 'insecureRegistries' | 'mirrors' | 'signal'
+>;
+
+/** What {@link inspectImage} tells about an image. */
+export interface ImageInspection {
+  /** The image as given. */
+  image: string;
+  /** Digest of the platform manifest. */
+  digest: string;
+  /** Digest of the index, for a multi-platform image from a registry. */
+  indexDigest?: string;
+  /** Platforms of a multi-platform image (empty for a single-platform one). */
+  platforms: Array<{ platform: string; digest: string }>;
+  /** The platform inspected. */
+  platform: string;
+  configDigest: string;
+  /** The runtime config: Entrypoint, Cmd, Env, WorkingDir, User, … */
+  config: ContainerConfig;
+  created?: string;
+  layers: LayerInfo[];
+}
+
+/** Reads an image's manifest, config and platforms without downloading its layers. */
+export async function inspectImage(image: string, options: InspectOptions = {}): Promise<ImageInspection> {
+  const opts = sourceOptions(options);
+  const source = await openSource(image, opts);
+  try {
+    const img = source.image;
+    const [digest, manifest, config, layers] = await Promise.all([
+      img.digest(),
+      img.manifest(),
+      img.config(),
+      img.layers(),
+    ]);
+    const { indexDigest, platforms } = await registryPlatforms(image, opts);
+    const out: ImageInspection = {
+      image,
+      digest,
+      platforms,
+      platform: platformString(config),
+      configDigest: manifest.config.digest,
+      config: config.config ?? {},
+      layers: layers.map((l) => ({
+        digest: l.digest,
+        diffId: l.diffId,
+        mediaType: l.mediaType,
+        size: l.size,
+      })),
+    };
+    if (indexDigest) out.indexDigest = indexDigest;
+    if (config.created) out.created = config.created;
+    return out;
+  } finally {
+    await source.close();
+  }
+}
+
+/** The layers of an image, base first, without downloading them. */
+export async function listLayers(image: string, options: InspectOptions = {}): Promise<LayerInfo[]> {
+  return (await inspectImage(image, options)).layers;
+}
