@@ -63,7 +63,8 @@ export async function* gzipStream(
   yield gzipHeader(level);
   // Blocks in flight: enough to keep every worker busy while the consumer drains the
   // oldest; memory stays at about 2 × threads × 128 KiB of input plus its output.
-  const window = Math.max(2, threads * 2);
+  // With one thread, one block at a time: libuv's pool would otherwise run two at once.
+  const window = threads <= 1 ? 1 : threads * 2;
   const queue: Promise<Uint8Array>[] = [];
   let pool: DeflatePool | undefined;
   let crc = 0;
