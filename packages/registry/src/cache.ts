@@ -188,6 +188,7 @@ export class BlobCache {
         yield new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       }
     } catch (error) {
+      if (signal?.aborted) throw signal.reason;
       const code = (error as { code?: string }).code;
       if (code === 'IRB_DIGEST_MISMATCH' || code === 'IRB_SIZE_MISMATCH') {
         await unlink(path).catch(() => undefined);

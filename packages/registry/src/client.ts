@@ -256,8 +256,12 @@ function combineSignals(...signals: Array<AbortSignal | undefined>): AbortSignal
   return AbortSignal.any(present);
 }
 
-function abortError(what: string, signal: AbortSignal): IrbError {
-  return new IrbError('IRB_ABORTED', `cancelled: ${what}`, { cause: signal.reason });
+/**
+ * What a cancelled operation rejects with: the signal's reason, as fetch and Node's streams do
+ * (an `AbortError` DOMException unless the caller gave a reason; `IRB_CLIENT_CLOSED` after close()).
+ */
+function abortError(_what: string, signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
 
 function toPlatform(value: Platform | string | undefined, fallback: Platform): Platform {
@@ -315,7 +319,7 @@ export class RegistryClient {
   readonly #schemes = new Map<string, 'https' | 'http'>();
   readonly #auth = new Map<string, AuthState>();
   readonly #tokens = new Map<string, { token: string; expiresAt: number }>();
-  readonly #inflight = new Map<string, Promise<void>>();
+  readonly #inflight = new Map<string, { task: Promise<void>; signal: AbortSignal | undefined }>();
   readonly #secrets = new Set<string>();
   #closed = false;
 
@@ -631,13 +635,8 @@ export class RegistryClient {
       ),
     );
     const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failure) {
-      const first = results
-        .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
-        .map((r) => r.reason)
-        .find((e) => (e as { code?: string }).code !== 'IRB_ABORTED' || signal?.aborted);
-      throw first ?? failure.reason;
-    }
+    // The first failure (or the caller's abort reason) is what every sibling was cancelled with.
+    if (failure) throw signal?.aborted ? signal.reason : controller.signal.reason;
   }
 
   /** True when opening a layer should start downloading the image's other layers. */
@@ -706,23 +705,24 @@ export class RegistryClient {
       const running = this.#inflight.get(digest);
       if (!running) break;
       try {
-        await running;
+        await running.task;
       } catch (error) {
         // Someone else's cancelled download is not our failure: try ourselves.
-        if ((error as { code?: string }).code !== 'IRB_ABORTED' || signal?.aborted) throw error;
+        if (!running.signal?.aborted || signal?.aborted) throw error;
       }
     }
     const task = this.#limiter
       .run(() => this.#download(ref, descriptor, signal, progress), signal)
       .catch((error: unknown) => {
-        if (signal?.aborted && !isIrbError(error)) throw abortError(`download of ${digest}`, signal);
+        if (signal?.aborted) throw abortError(`download of ${digest}`, signal);
         throw error;
       });
-    this.#inflight.set(digest, task);
+    const entry = { task, signal };
+    this.#inflight.set(digest, entry);
     try {
       await task;
     } finally {
-      if (this.#inflight.get(digest) === task) this.#inflight.delete(digest);
+      if (this.#inflight.get(digest) === entry) this.#inflight.delete(digest);
     }
   }
 
@@ -1235,7 +1235,7 @@ export class RegistryClient {
     this.#closed = true;
     // Cancel what is still running (read-ahead included) and let it clean up its temp files.
     this.#closing.abort(new IrbError('IRB_CLIENT_CLOSED', 'the registry client was closed'));
-    await Promise.allSettled([...this.#inflight.values()]);
+    await Promise.allSettled([...this.#inflight.values()].map((e) => e.task));
     await this.#transport.close().catch(() => this.#transport.destroy());
     const cache = await this.#cache?.catch(() => undefined);
     await cache?.dispose();
