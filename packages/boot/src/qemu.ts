@@ -69,6 +69,8 @@ export interface BootResult {
 
 const MAX_OUTPUT = 4 * 1024 * 1024;
 const PANIC = /Kernel panic - not syncing/;
+/** How far back before new console text a match may start. */
+const MATCH_MARGIN = 64 * 1024;
 
 /** Every QEMU this module started and that still runs: killed if the process exits. */
 const running = new Set<ChildProcess>();
@@ -323,14 +325,18 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
       const text = decoder.decode(data, { stream: true }).replace(/\r/g, '');
       if (text === '') return;
       options.onOutput?.(text);
+      const before = output.length;
       output += text;
       if (output.length > MAX_OUTPUT) output = output.slice(output.length - MAX_OUTPUT);
-      if (!panicked && PANIC.test(output)) {
+      // Only the new text and a margin before it can hold a new match: keeps a chatty
+      // guest from making every chunk rescan megabytes.
+      const recent = output.slice(Math.max(0, Math.min(before, output.length - text.length) - MATCH_MARGIN));
+      if (!panicked && PANIC.test(recent)) {
         panicked = true;
         // QEMU exits by itself (panic=-1, -no-reboot); give the trace a moment, then make sure.
         setTimeout(() => stop(child), 5000).unref();
       }
-      if (!matched && matches?.(output)) {
+      if (!matched && matches?.(recent)) {
         matched = true;
         if (stopOnMatch) stop(child);
       }
