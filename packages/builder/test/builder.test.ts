@@ -1,0 +1,175 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { CpioEntry } from '@irb/cpio';
+import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BuildProgressEvent, InitramfsBuilder, listArchive, withExtras } from '../src/index.ts';
+
+const run = promisify(execFile);
+
+async function fileFromArchive(archive: string, name: string): Promise<string> {
+  const { stdout } = await run('sh', [
+    '-c',
+    `zstd -dcf '${archive}' 2>/dev/null | cpio -i --to-stdout --quiet '${name}'`,
+  ]);
+  return stdout;
+}
+
+describe('InitramfsBuilder against a real registry', () => {
+  let registry: StartedRegistry;
+  let dir: string;
+  let image: string;
+  let manifestDigest: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'irb-builder-'));
+    registry = await startRegistry();
+    const base = await buildTar([
+      { type: 'directory', path: 'bin/' },
+      { type: 'file', path: 'bin/sh', content: '#!fake shell', mode: 0o755 },
+      { type: 'symlink', path: 'bin/mount', target: 'sh' },
+      { type: 'directory', path: 'usr/bin/' },
+      { type: 'file', path: 'usr/bin/setpriv', content: 'fake', mode: 0o755 },
+      {
+        type: 'file',
+        path: 'bin/ping',
+        content: 'ping',
+        mode: 0o4755,
+        xattrs: { 'security.capability': 'x' },
+      },
+      { type: 'directory', path: 'etc/' },
+      {
+        type: 'file',
+        path: 'etc/passwd',
+        content: 'root:x:0:0::/root:/bin/sh\nsvc:x:500:500::/home/svc:/bin/sh\n',
+      },
+      { type: 'file', path: 'etc/group', content: 'root:x:0:\nsvc:x:500:\nextra:x:77:svc\n' },
+      { type: 'file', path: 'big', content: 'x'.repeat(200_000) },
+    ]);
+    // The upper layer moves svc to uid 600: the generated /init must use the final passwd.
+    const upper = await buildTar([
+      {
+        type: 'file',
+        path: 'etc/passwd',
+        content: 'root:x:0:0::/root:/bin/sh\nsvc:x:600:600::/srv/svc:/bin/sh\n',
+      },
+      { type: 'file', path: 'etc/.wh.group' },
+      { type: 'file', path: 'etc/group', content: 'root:x:0:\nsvc:x:600:\nextra:x:78:svc\n' },
+    ]);
+    const built = buildImage({
+      layers: [base, upper],
+      runtime: {
+        Entrypoint: ['/app'],
+        Cmd: ['--flag'],
+        User: 'svc',
+        WorkingDir: '/srv/svc/work',
+        Env: ['A=1'],
+      },
+    });
+    manifestDigest = await pushImage(registry, 'lib/test', 'v1', built);
+    image = `${registry.host}/lib/test:v1`;
+  });
+
+  afterAll(async () => {
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('builds, reports what happened in order, and the summary matches the file', async () => {
+    const events: BuildProgressEvent[] = [];
+    const out = join(dir, 'a.cpio.zst');
+    const summary = await new InitramfsBuilder({
+      image,
+      compression: 'zstd',
+      cache: false,
+      onProgress: (e) => events.push(e),
+    }).build(out);
+    expect(summary.manifestDigest).toBe(manifestDigest);
+    expect(summary.configDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(summary.platform).toBe('linux/amd64');
+    expect(summary.compressedBytes).toBe((await stat(out)).size);
+    expect(summary.lostXattrs).toEqual([{ path: '/bin/ping', names: ['security.capability'] }]);
+    const names: string[] = [];
+    for await (const e of listArchive(out)) names.push(e.name);
+    expect(summary.entries).toBe(names.length);
+    expect(names).toContain('srv/svc/work');
+    expect(names.indexOf('srv')).toBeLessThan(names.indexOf('srv/svc'));
+    expect(names).toContain('dev/console');
+    const types = events.map((e) => e.type);
+    expect(types[0]).toBe('resolve');
+    // The config blob may report progress before the image is resolved; layers come after.
+    expect(types.indexOf('resolved')).toBeLessThan(types.indexOf('index'));
+    expect(types.at(-1)).toBe('done');
+    expect(types.indexOf('index')).toBeLessThan(types.indexOf('compress'));
+    expect(types.filter((t) => t === 'blob').length).toBeGreaterThan(0);
+
+    const init = await fileFromArchive(out, 'init');
+    expect(init).toContain('/usr/bin/setpriv --reuid=600 --regid=600 --groups=78 -- /app --flag');
+    expect(init).toContain('export HOME=/srv/svc');
+    expect(init).toContain('if cd /srv/svc/work; then');
+  });
+
+  it('gives byte-identical output for the same inputs', async () => {
+    const a = join(dir, 'd1.cpio.gz');
+    const b = join(dir, 'd2.cpio.gz');
+    await new InitramfsBuilder({ image, threads: 1 }).build(a);
+    await new InitramfsBuilder({ image, threads: 2 }).build(b);
+    expect(Buffer.compare(await readFile(a), await readFile(b))).toBe(0);
+  });
+
+  it('an abort while packing leaves no file and no temporary file', async () => {
+    const sub = await mkdtemp(join(dir, 'abort-'));
+    const controller = new AbortController();
+    const err = await new InitramfsBuilder({
+      image,
+      compression: 'none',
+      signal: controller.signal,
+      onProgress: (e) => {
+        if (e.type === 'resolved') controller.abort(new Error('user cancelled'));
+      },
+    })
+      .build(join(sub, 'x.cpio'))
+      .catch((e) => e);
+    expect(err.message).toBe('user cancelled');
+    expect(await readdir(sub)).toEqual([]);
+  });
+
+  it('refuses bad options before any download', async () => {
+    expect(() => new InitramfsBuilder({ image: '' })).toThrow(/needs an image/);
+    const err = await new InitramfsBuilder({ image, inject: ['no-colon'] })
+      .build(join(dir, 'n'))
+      .catch((e) => e);
+    expect(err.code).toBe('IRB_INJECT_SPEC');
+  });
+});
+
+describe('withExtras', () => {
+  it('splices missing entries right after their nearest existing parent', async () => {
+    const dirEntry = (path: string): CpioEntry => ({ type: 'directory', path, mode: 0o755 });
+    async function* source(): AsyncGenerator<CpioEntry> {
+      for (const p of ['.', 'dev', 'srv', 'usr', 'usr/bin']) yield dirEntry(p);
+    }
+    const extras: CpioEntry[] = [
+      dirEntry('proc'),
+      dirEntry('srv/app'),
+      dirEntry('srv/app/data'),
+      { type: 'char', path: 'dev/console', mode: 0o600, rdevMajor: 5, rdevMinor: 1 },
+    ];
+    const out: string[] = [];
+    for await (const e of withExtras(source(), extras)) out.push(String(e.path));
+    expect(out).toEqual([
+      '.',
+      'proc',
+      'dev',
+      'dev/console',
+      'srv',
+      'srv/app',
+      'srv/app/data',
+      'usr',
+      'usr/bin',
+    ]);
+  });
+});
