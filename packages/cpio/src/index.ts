@@ -3,6 +3,7 @@ export * from './errors.ts';
 export {
   CPIO_HEADER_SIZE,
   CPIO_MAX_FILE_SIZE,
+  CPIO_MAX_NAME_COMPONENT,
   CPIO_MAX_PATH_BYTES,
   CPIO_TRAILER_NAME,
   type CpioHeader,

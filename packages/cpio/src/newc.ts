@@ -15,6 +15,8 @@ export const CPIO_TRAILER_NAME = 'TRAILER!!!';
  * symlink it creates goes through getname_kernel(), which also needs strlen + 1 <= PATH_MAX.
  */
 export const CPIO_MAX_PATH_BYTES = 4095;
+/** Largest path component (file name) Linux file systems take, in bytes (NAME_MAX). */
+export const CPIO_MAX_NAME_COMPONENT = 255;
 /** Largest body the 32-bit filesize field holds (4 GiB - 1). */
 export const CPIO_MAX_FILE_SIZE = 0xffff_ffff;
 

@@ -251,7 +251,7 @@ describe('random entries', () => {
       const count = 1 + rnd(40);
       for (let i = 0; i < count; i++) {
         const type = kinds[rnd(kinds.length)]!;
-        const nameBytes = pseudoRandomBytes(1 + rnd(300), seed).map((b) =>
+        const nameBytes = pseudoRandomBytes(1 + rnd(250), seed).map((b) =>
           b === 0 || b === 0x2f ? 0x61 : b,
         );
         const path = rnd(2)

@@ -1,5 +1,12 @@
 import { IrbError } from './errors.ts';
-import { CPIO_MAX_FILE_SIZE, CPIO_MAX_PATH_BYTES, CPIO_TRAILER_NAME, S_IFMT, TYPE_BITS } from './newc.ts';
+import {
+  CPIO_MAX_FILE_SIZE,
+  CPIO_MAX_NAME_COMPONENT,
+  CPIO_MAX_PATH_BYTES,
+  CPIO_TRAILER_NAME,
+  S_IFMT,
+  TYPE_BITS,
+} from './newc.ts';
 import type { CpioEntry, CpioPath } from './types.ts';
 
 const encoder = new TextEncoder();
@@ -77,6 +84,12 @@ export function encodeArchivePath(path: CpioPath, what = 'path'): Uint8Array {
         throw bad(
           'has a ".." component',
           'resolve it before packing; paths must stay inside the archive root',
+        );
+      }
+      if (len > CPIO_MAX_NAME_COMPONENT) {
+        throw new IrbError(
+          'IRB_CPIO_PATH_TOO_LONG',
+          `${what} ${describePath(path)} has a ${len}-byte component; Linux file names are at most ${CPIO_MAX_NAME_COMPONENT} bytes (NAME_MAX) and the kernel would skip it, shorten it`,
         );
       }
       start = i + 1;

@@ -306,7 +306,8 @@ describe('packCpio validation', () => {
     ['NUL in byte name', file(new Uint8Array([0x61, 0, 0x62])), 'IRB_CPIO_INVALID_PATH'],
     ['lone surrogate', file('a\ud800'), 'IRB_CPIO_INVALID_PATH'],
     ['trailer name', file('TRAILER!!!'), 'IRB_CPIO_INVALID_PATH'],
-    ['name of 4096 bytes', file('x'.repeat(4096)), 'IRB_CPIO_PATH_TOO_LONG'],
+    ['name of 4096 bytes', file('x/'.repeat(2048)), 'IRB_CPIO_PATH_TOO_LONG'],
+    ['component of 256 bytes', file(`a/${'x'.repeat(256)}`), 'IRB_CPIO_PATH_TOO_LONG'],
     ['bad hard link name', file('a', { links: ['../b'] } as Partial<CpioEntry>), 'IRB_CPIO_INVALID_PATH'],
     [
       'target of 4096 bytes',
@@ -369,7 +370,7 @@ describe('packCpio validation', () => {
   });
 
   it('accepts names and targets of exactly 4095 bytes', async () => {
-    const name = 'n'.repeat(4095);
+    const name = `${'d'.repeat(255)}/`.repeat(15) + 'n'.repeat(255);
     const target = 't'.repeat(4095);
     const got = await readBack(
       await pack([
