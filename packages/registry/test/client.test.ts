@@ -13,6 +13,7 @@ import {
   startFaultProxy,
   startRegistry,
   type TestImage,
+  testBlob,
 } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -262,6 +263,92 @@ describe('anonymous registry', () => {
   });
 });
 
+describe('hostile manifests', () => {
+  let px: StartedFaultProxy;
+  const enc = (v: unknown) => JSON.stringify(v);
+  const manifestOf = (image: TestImage) => JSON.parse(new TextDecoder().decode(image.manifest.bytes));
+  beforeAll(async () => {
+    px = await startFaultProxy(reg.url);
+    cleanups.push(() => px.stop());
+    const serve = (
+      tag: string,
+      body: string,
+      type = 'application/vnd.oci.image.manifest.v1+json',
+      extra = {},
+    ) =>
+      px.add({
+        path: `/manifests/${tag}`,
+        times: Number.POSITIVE_INFINITY,
+        fault: { kind: 'replace', headers: { 'content-type': type, ...extra }, body },
+      });
+    const m = manifestOf(ociImage);
+    serve('notjson', 'this is not json {');
+    serve(
+      'artifact',
+      enc({ ...m, config: { ...m.config, mediaType: 'application/vnd.cncf.helm.config.v1+json' } }),
+    );
+    serve('unknown-type', enc({ schemaVersion: 2, things: [] }), 'application/vnd.example.thing+json');
+    serve('bad-layer-digest', enc({ ...m, layers: [{ ...m.layers[0], digest: 'sha256:xyz' }] }));
+    serve('negative-size', enc({ ...m, layers: [{ ...m.layers[0], size: -1 }] }));
+    serve('no-layers', enc({ ...m, layers: undefined }));
+    serve('schema3', enc({ ...m, schemaVersion: 3 }));
+    const lying = enc(m);
+    serve('wrong-content-digest', lying, undefined, { 'docker-content-digest': `sha256:${'0'.repeat(64)}` });
+    serve(
+      'short-size',
+      enc({ ...m, layers: [m.layers[0], { ...m.layers[1], size: m.layers[1].size - 100 }] }),
+    );
+    // a real config whose diff_ids do not match the layer count
+    const config = JSON.parse(new TextDecoder().decode(ociImage.config.bytes));
+    const badConfig = testBlob(
+      ociImage.config.mediaType,
+      new TextEncoder().encode(enc({ ...config, rootfs: { type: 'layers', diff_ids: [] } })),
+    );
+    const broken = {
+      ...ociImage,
+      config: badConfig,
+      manifest: testBlob(
+        ociImage.manifest.mediaType,
+        new TextEncoder().encode(
+          enc({ ...m, config: { ...m.config, digest: badConfig.digest, size: badConfig.size } }),
+        ),
+      ),
+    };
+    await pushImage(reg, 'test/oci', 'diffids', broken);
+  });
+
+  it.each([
+    ['notjson', 'IRB_MANIFEST_INVALID', /not valid JSON/],
+    ['artifact', 'IRB_MANIFEST_UNSUPPORTED', /not a container image/],
+    ['unknown-type', 'IRB_MANIFEST_UNSUPPORTED', /application\/vnd\.example\.thing\+json/],
+    ['bad-layer-digest', 'IRB_MANIFEST_INVALID', /layer 1: invalid digest/],
+    ['negative-size', 'IRB_MANIFEST_INVALID', /malformed descriptor/],
+    ['no-layers', 'IRB_MANIFEST_INVALID', /no layers list/],
+    ['schema3', 'IRB_MANIFEST_INVALID', /schemaVersion 3/],
+    ['wrong-content-digest', 'IRB_DIGEST_MISMATCH', /manifest of/],
+    ['diffids', 'IRB_MANIFEST_INVALID', /0 diff_ids for 2 layers/],
+  ])('%s → %s', async (tag, code, message) => {
+    const c = client({ cacheDir: await tempDir() });
+    const failure = await codeOf(c.image(`${px.host}/test/oci:${tag}`));
+    expect(failure.code).toBe(code);
+    expect(failure.message).toMatch(message);
+  });
+
+  it('a blob longer than its descriptor stops at the limit and is not cached', async () => {
+    const dir = await tempDir();
+    const c = client({ cacheDir: dir, readAhead: false });
+    const image = await c.image(`${px.host}/test/oci:short-size`);
+    const failure = await codeOf(readAll((await image.layers())[1]!.open()));
+    expect(failure.code).toBe('IRB_SIZE_MISMATCH');
+    expect(failure.message).toMatch(/more than the \d+ bytes the manifest declares/);
+    expect(
+      (await files(dir)).filter(
+        (f) => f.startsWith('.tmp/') || f.endsWith(ociImage.layers[1]!.digest.slice(7)),
+      ),
+    ).toEqual([]);
+  });
+});
+
 describe('cache', () => {
   it('a warm pull by tag sends one manifest request and no blob request', async () => {
     const px = await startFaultProxy(reg.url);
@@ -412,6 +499,17 @@ describe('faults', () => {
     await pullAndCompare(c, `${px.host}/test/oci:v1`, ociImage);
     const hits = px.requests.slice(start).filter((r) => r.path.endsWith(bigPath()));
     expect(hits.map((r) => r.fault ?? 'ok')).toEqual(['reset', 'reset', 'reset', 'reset', 'ok']);
+  });
+
+  it('starts over when a server ignores the Range request', async () => {
+    px.add({ method: 'GET', path: bigPath(), fault: { kind: 'reset', afterBytes: 200_000 } });
+    px.add({ method: 'GET', path: bigPath(), fault: { kind: 'ignore-range' } });
+    const start = px.requests.length;
+    const c = client({ cacheDir: await tempDir(), readAhead: false });
+    await pullAndCompare(c, `${px.host}/test/oci:v1`, ociImage);
+    const hits = px.requests.slice(start).filter((r) => r.path.endsWith(bigPath()));
+    expect(hits.map((r) => r.fault)).toEqual(['reset', 'ignore-range']);
+    expect(hits[1]!.headers.range).toMatch(/^bytes=\d+-$/);
   });
 
   it('a flipped byte is a digest error and nothing is cached', async () => {

@@ -20,6 +20,8 @@ export type Fault =
   | { kind: 'flip'; at?: number }
   /** Forward, send the headers and `afterBytes` of the body (default half), then hang until the client leaves. */
   | { kind: 'stall'; afterBytes?: number }
+  /** Forward without the request's `Range` header (a server that does not support ranges). */
+  | { kind: 'ignore-range' }
   /** Answer 307 pointing at the same path on the second origin (the "blob store"). */
   | { kind: 'redirect' }
   /** Answer with a synthetic response. */
@@ -168,14 +170,16 @@ export async function startFaultProxy(
         res.end();
         return;
       }
+      const forwarded = { ...req.headers };
+      if (fault?.kind === 'ignore-range') delete forwarded.range;
       const answer = await forward(
         method,
         path,
-        req.headers,
+        forwarded,
         method === 'GET' || method === 'HEAD' ? undefined : req,
       );
       const total = Number(answer.headers['content-length'] ?? Number.NaN);
-      if (!fault || method === 'HEAD' || (answer.statusCode ?? 500) >= 300) {
+      if (!fault || fault.kind === 'ignore-range' || method === 'HEAD' || (answer.statusCode ?? 500) >= 300) {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
         return;
