@@ -718,6 +718,37 @@ describe('token auth', () => {
     expect(mine.map((r) => r.user)).toEqual(['bob']);
   });
 
+  it('fetches a fresh token when the registry rejects a cached one (expired or revoked)', async () => {
+    const px = await startFaultProxy(tokReg.url);
+    cleanups.push(() => px.stop());
+    const keychain = createStaticKeychain({
+      [px.host]: { kind: 'basic', username: 'bob', password: PASSWORD },
+    });
+    const c = client({ cacheDir: await tempDir(), keychains: [keychain] });
+    await pullAndCompare(c, `${px.host}/private/app:v1`, dockerImage);
+    const before = requests().length;
+    px.add({
+      method: 'HEAD',
+      path: '/manifests/v1',
+      fault: {
+        kind: 'status',
+        status: 401,
+        headers: {
+          'www-authenticate': `Bearer realm="${tokReg.tokenServer!.realm}",service="irb-test-registry",scope="repository:private/app:pull",error="invalid_token"`,
+        },
+      },
+    });
+    await pullAndCompare(c, `${px.host}/private/app:v1`, dockerImage);
+    expect(
+      requests()
+        .slice(before)
+        .map((r) => r.user),
+    ).toEqual(['bob']);
+    const heads = px.requests.filter((r) => r.method === 'HEAD');
+    expect(heads.at(-2)!.headers.authorization).toMatch(/^Bearer /);
+    expect(heads.at(-1)!.headers.authorization).not.toBe(heads.at(-2)!.headers.authorization);
+  });
+
   it('uses identity tokens (refresh_token grant)', async () => {
     const keychain: Keychain = {
       name: 'identity',
