@@ -696,3 +696,30 @@ describe('inject', () => {
     });
   });
 });
+
+describe('readFile', () => {
+  test('reads a file through hard links, symlinks and whiteouts from the right layer', async () => {
+    const rootfs = await build([
+      [
+        f('etc/passwd', 'root:x:0:0::/root:/bin/sh\n'),
+        hl('etc/passwd-', 'etc/passwd'),
+        f('big', 'x'.repeat(100)),
+      ],
+      [whiteout('etc/passwd'), sl('etc/alt', 'passwd-'), f('etc/other', 'o')],
+    ]);
+    rootfs.inject('/injected', { bytes: new TextEncoder().encode('inj') });
+    const text = async (path: string) => {
+      const bytes = await rootfs.readFile(path);
+      return bytes && new TextDecoder().decode(bytes);
+    };
+    expect(await text('/etc/passwd-')).toBe('root:x:0:0::/root:/bin/sh\n');
+    expect(await text('/etc/alt')).toBe('root:x:0:0::/root:/bin/sh\n');
+    expect(await text('/etc/other')).toBe('o');
+    expect(await text('/injected')).toBe('inj');
+    expect(await text('/etc/passwd')).toBeUndefined();
+    expect(await text('/etc')).toBeUndefined();
+    await expect(rootfs.readFile('/big', { maxBytes: 10 })).rejects.toMatchObject({
+      code: 'IRB_LAYER_FILE_TOO_LARGE',
+    });
+  });
+});

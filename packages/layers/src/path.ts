@@ -9,6 +9,7 @@ import type { CpioPath } from '@irb/cpio';
 
 const latin1 = new TextDecoder('latin1');
 const utf8 = new TextEncoder();
+const ASCII = /^[\x00-\x7f]*$/;
 
 /** Bytes → key. */
 export function keyOf(bytes: Uint8Array): string {
@@ -27,6 +28,7 @@ export function keyOfInput(path: string | Uint8Array): string {
 
 /** Key → the path type @irb/cpio takes: text when the bytes are UTF-8, else the bytes. */
 export function cpioPathOfKey(key: string): CpioPath {
+  if (ASCII.test(key)) return key;
   const bytes = Buffer.from(key, 'latin1');
   return isUtf8(bytes) ? bytes.toString('utf8') : new Uint8Array(bytes);
 }

@@ -43,6 +43,8 @@ export interface Inode {
 interface NodeBase {
   name: string;
   parent: DirNode | undefined;
+  /** Index of the last layer that wrote this node or something below it (see LayerApplier). */
+  upper?: number;
 }
 
 interface MetaNode extends NodeBase {
@@ -76,6 +78,14 @@ export interface DeviceNode extends MetaNode {
 }
 
 export type Node = DirNode | FileNode | SymlinkNode | DeviceNode;
+
+/** Names what is being done in error messages; a function so hot paths build no strings. */
+export type Context = string | (() => string);
+
+/** The text of a {@link Context}. */
+export function describe(context: Context): string {
+  return typeof context === 'function' ? context() : context;
+}
 
 /** Symlinks followed while resolving one path before giving up (Linux stops at 40, securejoin at 255). */
 const MAX_SYMLINKS = 255;
@@ -207,7 +217,7 @@ export class Rootfs {
    * With `create`, missing directories are synthesized (0755, root); a non-directory in the
    * way is an error. Without `create`, returns undefined when the path does not resolve.
    */
-  resolveDir(components: readonly string[], create: boolean, context: string): DirNode | undefined {
+  resolveDir(components: readonly string[], create: boolean, context: Context): DirNode | undefined {
     let dir = this.#root;
     const queue = [...components].reverse();
     let links = 0;
@@ -235,7 +245,7 @@ export class Rootfs {
         if (++links > MAX_SYMLINKS) {
           throw new IrbError(
             'IRB_LAYER_SYMLINK_LOOP',
-            `${context}: resolving ${displayKey(keyOfNode(child))} went through more than ${MAX_SYMLINKS} symlinks; fix the symlink loop in the image`,
+            `${describe(context)}: resolving ${displayKey(keyOfNode(child))} went through more than ${MAX_SYMLINKS} symlinks; fix the symlink loop in the image`,
           );
         }
         if (child.target.startsWith('/')) dir = this.#root;
@@ -246,7 +256,7 @@ export class Rootfs {
       if (!create) return undefined;
       throw new IrbError(
         'IRB_LAYER_NOT_A_DIRECTORY',
-        `${context}: needs a directory at ${displayKey(keyOfNode(child))}, which is a ${child.type}; the layer is malformed (a container runtime refuses it too) — rebuild the image`,
+        `${describe(context)}: needs a directory at ${displayKey(keyOfNode(child))}, which is a ${child.type}; the layer is malformed (a container runtime refuses it too) — rebuild the image`,
       );
     }
     return dir;
@@ -255,7 +265,7 @@ export class Rootfs {
   /** @internal Resolves a full path without following its last component. */
   locate(
     key: string,
-    context: string,
+    context: Context,
   ): { parent: DirNode; name: string; node: Node | undefined } | { root: true } | undefined {
     const { components } = splitKey(key);
     const name = components.pop();
@@ -306,7 +316,7 @@ export class Rootfs {
   /**
    * Follows the last component too (for `lookup(..., { follow: true })`).
    */
-  #follow(node: Node | undefined, context: string): Node | undefined {
+  #follow(node: Node | undefined, context: Context): Node | undefined {
     let current = node;
     let links = 0;
     while (current?.type === 'symlink') {
@@ -327,23 +337,93 @@ export class Rootfs {
     return current;
   }
 
+  #nodeAt(path: string | Uint8Array, follow: boolean): Node | undefined {
+    const context = () => `lookup ${typeof path === 'string' ? path : displayKey(keyOf(path))}`;
+    try {
+      const found = this.locate(keyOfInput(path), context);
+      if (!found) return undefined;
+      const node = 'root' in found ? this.#root : found.node;
+      return follow ? this.#follow(node, context) : node;
+    } catch (error) {
+      if (isIrbError(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * The content of the regular file at `path` (symlinks followed inside the root), read from
+   * its layer blob (or injected source); `undefined` when there is no such file. For small
+   * files such as `/etc/passwd`: refuses files larger than `maxBytes` (default 16 MiB).
+   */
+  async readFile(
+    path: string | Uint8Array,
+    options: { signal?: AbortSignal; maxBytes?: number } = {},
+  ): Promise<Uint8Array | undefined> {
+    const { signal } = options;
+    const node = this.#nodeAt(path, true);
+    if (node?.type !== 'file') return undefined;
+    const { inode } = node;
+    const maxBytes = options.maxBytes ?? 16 * 1024 * 1024;
+    if (inode.size > maxBytes) {
+      throw new IrbError(
+        'IRB_LAYER_FILE_TOO_LARGE',
+        `${displayKey(keyOfNode(node))} is ${inode.size} bytes, more than the ${maxBytes} readFile() allows; stream it with entries() instead`,
+      );
+    }
+    const body = inode.body;
+    if (body.kind === 'empty') return new Uint8Array(0);
+    if (body.kind === 'bytes') return body.bytes.slice();
+    const out = new Uint8Array(inode.size);
+    let at = 0;
+    const take = async (chunks: AsyncIterable<Uint8Array>) => {
+      for await (const chunk of chunks) {
+        if (at + chunk.byteLength > out.byteLength) break;
+        out.set(chunk, at);
+        at += chunk.byteLength;
+      }
+    };
+    if (body.kind === 'host') await take(hostBody(body.path, inode.size, signal));
+    else {
+      const layer = this.#layers[body.layer] as LayerSource;
+      const label = layerLabel(body.layer, this.#layers.length, layer);
+      const reader = new TarReader(
+        decompress(layer.open(signal ? { signal } : {}), {
+          format: 'auto',
+          mediaType: layer.mediaType,
+          label,
+          ...(signal ? { signal } : {}),
+        }),
+        label,
+      );
+      try {
+        for (;;) {
+          const member = await reader.next();
+          if (!member || member.ordinal > body.ordinal) break;
+          if (member.ordinal === body.ordinal && member.type === 'file' && member.size === inode.size) {
+            await take(reader.body());
+            break;
+          }
+        }
+      } finally {
+        await reader.close();
+      }
+    }
+    if (at !== inode.size) {
+      throw new IrbError(
+        'IRB_LAYER_CHANGED',
+        `${displayKey(keyOfNode(node))}: its layer blob changed since it was indexed; re-pull the image`,
+      );
+    }
+    return out;
+  }
+
   /**
    * The node at `path` after all layers, exclusions and injections, or undefined. Parent
    * symlinks are resolved inside the root; the last component is followed only with
    * `follow: true`.
    */
   lookup(path: string | Uint8Array, options: { follow?: boolean } = {}): RootfsNodeInfo | undefined {
-    const context = `lookup ${typeof path === 'string' ? path : displayKey(keyOf(path))}`;
-    let node: Node | undefined;
-    try {
-      const found = this.locate(keyOfInput(path), context);
-      if (!found) return undefined;
-      node = 'root' in found ? this.#root : found.node;
-      if (options.follow) node = this.#follow(node, context);
-    } catch (error) {
-      if (isIrbError(error)) return undefined;
-      throw error;
-    }
+    const node = this.#nodeAt(path, options.follow ?? false);
     if (!node) return undefined;
     const key = node === this.#root ? '' : keyOfNode(node);
     const meta = metaOf(node);

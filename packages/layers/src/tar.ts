@@ -179,14 +179,17 @@ function parseNumber(block: Uint8Array, start: number, length: number): number |
 function checksumOk(block: Uint8Array): boolean {
   const stored = parseNumber(block, 148, 8);
   if (stored === undefined) return false;
-  let unsigned = 0;
-  let signed = 0;
+  // The checksum field itself counts as eight spaces.
+  let unsigned = 8 * 0x20;
+  for (let i = 0; i < 148; i++) unsigned += block[i] as number;
+  for (let i = 156; i < BLOCK; i++) unsigned += block[i] as number;
+  if (stored === unsigned) return true;
+  // Some old tars summed signed bytes.
+  let signed = unsigned;
   for (let i = 0; i < BLOCK; i++) {
-    const byte = i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
-    unsigned += byte;
-    signed += byte > 127 ? byte - 256 : byte;
+    if ((i < 148 || i >= 156) && (block[i] as number) > 127) signed -= 256;
   }
-  return stored === unsigned || stored === signed;
+  return stored === signed;
 }
 
 function isZeroBlock(block: Uint8Array): boolean {
