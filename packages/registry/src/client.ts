@@ -383,8 +383,18 @@ export class RegistryClient {
     const name = formatReference(ref);
     const top = await this.manifest(ref, signal ? { signal } : {});
     let chosen = top;
+    // Without platform data in the index, the config is the only word on the platform.
+    let checkConfig = !top.isIndex;
     if (top.isIndex) {
-      const descriptor = selectManifest(top.json as ImageIndex, platform, name);
+      const index = top.json as ImageIndex;
+      const untagged = index.manifests.filter((d) => !d.platform && isImageManifestMediaType(d.mediaType));
+      let descriptor: Descriptor;
+      if (untagged.length === 1 && !index.manifests.some((d) => d.platform)) {
+        descriptor = untagged[0] as Descriptor;
+        checkConfig = true;
+      } else {
+        descriptor = selectManifest(index, platform, name);
+      }
       validateDescriptor(descriptor, `index of ${name}`);
       chosen = await this.manifest(withDigest(ref, descriptor.digest), {
         ...(signal ? { signal } : {}),
@@ -410,7 +420,7 @@ export class RegistryClient {
         cause: error,
       });
     }
-    if (!top.isIndex) checkConfigPlatform(config, platform, name);
+    if (checkConfig) checkConfigPlatform(config, platform, name);
     const diffIds = config.rootfs?.diff_ids;
     if (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length) {
       throw new IrbError(

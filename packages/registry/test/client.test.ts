@@ -178,6 +178,19 @@ describe('anonymous registry', () => {
     expect(failure.message).not.toContain('unknown');
   });
 
+  it('takes the one entry of an index without platform data, checking its config', async () => {
+    const amd = platformImages[0]!;
+    const bare = buildIndex([amd]);
+    const json = JSON.parse(new TextDecoder().decode(bare.manifest.bytes));
+    delete json.manifests[0].platform;
+    const manifest = testBlob(bare.manifest.mediaType, new TextEncoder().encode(JSON.stringify(json)));
+    await pushImage(reg, 'test/bare-index', 'v1', { ...bare, manifest });
+    const c = client({ cacheDir: await tempDir() });
+    await pullAndCompare(c, `${reg.host}/test/bare-index:v1`, amd);
+    const failure = await codeOf(c.image(`${reg.host}/test/bare-index:v1`, { platform: 'linux/arm64' }));
+    expect(failure.code).toBe('IRB_PLATFORM_NOT_FOUND');
+  });
+
   it('refuses a single-platform image of another platform', async () => {
     const c = client({ cacheDir: await tempDir() });
     const failure = await codeOf(c.image(`${reg.host}/test/arm-only`));
