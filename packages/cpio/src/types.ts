@@ -2,6 +2,8 @@
  * Entry model of the newc writer. Paths are relative to the archive root: no leading
  * `/`, no `..` component, no empty component; `.` alone names the root directory.
  * A path or link target may be a `Uint8Array` to carry names that are not UTF-8.
+ * Kernel limits (checked by the writer): names and link targets at most 4095 bytes,
+ * each name component at most 255 bytes, file bodies below 4 GiB.
  */
 
 /** Bytes of a file body: whole, streamed, or opened lazily (once) when the writer reaches the entry. */

@@ -229,6 +229,9 @@ describe('bsdtar reads what we write', () => {
     listed(lines, '-rw-r-----', 'links2/c link to links/a', / 3 0 +7 +12 /);
     listed(lines, '-rw-r-----', 'links/b link to links/a', / 3 0 +7 +0 /);
     listed(lines, '-rw-------', 'home/u/huge-ids', / 4294967294 +4000000000 /);
+    const crcLines = (await ok('bsdtar', ['-tvf', oursCrc, '--numeric-owner'])).trimEnd().split('\n');
+    expect(crcLines).toHaveLength(lines.length);
+    listed(crcLines, '-rwsr-xr-x', 'bin/su', / 0 +0 /);
   });
 
   it.runIf(isRoot)('extracts it exactly', async () => {
