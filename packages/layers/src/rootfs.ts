@@ -125,8 +125,10 @@ function countNodes(node: Node): number {
 
 /** The hard-link groups and counts of the current tree (recomputed after each change). */
 interface Analysis {
-  /** Names of each inode in walk order. */
-  names: Map<Inode, string[]>;
+  /** The first name (in walk order) of each file inode. */
+  first: Map<Inode, FileNode>;
+  /** Further names of hard-linked inodes, in walk order (absent for single-name files). */
+  links: Map<Inode, string[]>;
   stats: Omit<RootfsStats, 'excluded' | 'clampedPaths' | 'clampedMtimes'>;
 }
 
@@ -434,7 +436,7 @@ export class Rootfs {
       gid: meta.gid,
       mtime: meta.mtime,
       size: node.type === 'file' ? node.inode.size : 0,
-      nlink: node.type === 'file' ? (this.#analyze().names.get(node.inode)?.length ?? 1) : 1,
+      nlink: node.type === 'file' ? 1 + (this.#analyze().links.get(node.inode)?.length ?? 0) : 1,
       path: key === '' ? '.' : cpioPathOfKey(key),
       xattrs: [...(meta.xattrs ?? [])],
     };
@@ -582,7 +584,9 @@ export class Rootfs {
 
   #analyze(): Analysis {
     if (this.#analysis) return this.#analysis;
-    const names = new Map<Inode, string[]>();
+    // Only node references for single-name files: no path strings held for the whole tree.
+    const first = new Map<Inode, FileNode>();
+    const links = new Map<Inode, string[]>();
     let entries = 1;
     let directories = 1;
     let uncompressedBytes = 0;
@@ -594,23 +598,26 @@ export class Rootfs {
       if (node.type === 'directory') directories++;
       if (node.type === 'file') {
         fileNames++;
-        const list = names.get(node.inode);
-        if (list) list.push(key);
-        else {
-          names.set(node.inode, [key]);
+        if (!first.has(node.inode)) {
+          first.set(node.inode, node);
           uncompressedBytes += node.inode.size;
+        } else {
+          const list = links.get(node.inode);
+          if (list) list.push(key);
+          else links.set(node.inode, [key]);
         }
       }
       const xattrs = metaOf(node).xattrs;
       if (xattrs && xattrs.length > 0) lostXattrs.push({ path: displayKey(key), keys: [...xattrs] });
     }
     this.#analysis = {
-      names,
+      first,
+      links,
       stats: {
         entries,
-        files: names.size,
+        files: first.size,
         directories,
-        hardlinks: fileNames - names.size,
+        hardlinks: fileNames - first.size,
         uncompressedBytes,
         lostXattrs,
       },
@@ -662,18 +669,20 @@ export class Rootfs {
     const { signal } = options;
     signal?.throwIfAborted();
     this.checkLimits();
-    const { names } = this.#analyze();
-    const fileEntry = (inode: Inode, keys: string[]): CpioFileEntry => {
+    const { first, links } = this.#analyze();
+    const fileEntry = (node: FileNode, key = keyOfNode(node)): CpioFileEntry => {
+      const { inode } = node;
       const entry: CpioFileEntry = {
         type: 'file',
-        path: cpioPathOfKey(keys[0] as string),
+        path: cpioPathOfKey(key),
         mode: inode.mode,
         uid: inode.uid,
         gid: inode.gid,
         mtime: inode.mtime,
         size: inode.size,
       };
-      if (keys.length > 1) entry.links = keys.slice(1).map(cpioPathOfKey);
+      const more = links.get(inode);
+      if (more) entry.links = more.map(cpioPathOfKey);
       return entry;
     };
 
@@ -685,9 +694,9 @@ export class Rootfs {
       gid: this.#root.gid,
       mtime: this.#root.mtime,
     };
-    const byLayer = new Map<number, Map<number, Inode>>();
-    const injected: Inode[] = [];
-    const emptyLinked: Inode[] = [];
+    const byLayer = new Map<number, Map<number, FileNode>>();
+    const injected: FileNode[] = [];
+    const emptyLinked: FileNode[] = [];
     for (const [node, key] of walk(this.#root, '')) {
       signal?.throwIfAborted();
       const path: CpioPath = cpioPathOfKey(key);
@@ -723,31 +732,30 @@ export class Rootfs {
           yield { type: 'fifo', path, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime };
           break;
         case 'file': {
-          const keys = names.get(node.inode) as string[];
-          if (keys[0] !== key) break;
+          if (first.get(node.inode) !== node) break;
           const body = node.inode.body;
           // An empty file with several names waits until every directory is out: a later
           // name may sit in a directory the walk has not reached yet.
-          if (body.kind === 'empty' && keys.length > 1) emptyLinked.push(node.inode);
-          else if (body.kind === 'empty') yield fileEntry(node.inode, keys);
+          if (body.kind === 'empty' && links.has(node.inode)) emptyLinked.push(node);
+          else if (body.kind === 'empty') yield fileEntry(node, key);
           else if (body.kind === 'layer') {
             let wanted = byLayer.get(body.layer);
             if (!wanted) {
               wanted = new Map();
               byLayer.set(body.layer, wanted);
             }
-            wanted.set(body.ordinal, node.inode);
-          } else injected.push(node.inode);
+            wanted.set(body.ordinal, node);
+          } else injected.push(node);
           break;
         }
       }
     }
 
-    for (const inode of emptyLinked) yield fileEntry(inode, names.get(inode) as string[]);
+    for (const node of emptyLinked) yield fileEntry(node);
 
     const layerIndexes = [...byLayer.keys()].sort((a, b) => a - b);
     for (const index of layerIndexes) {
-      const wanted = byLayer.get(index) as Map<number, Inode>;
+      const wanted = byLayer.get(index) as Map<number, FileNode>;
       const layer = this.#layers[index] as LayerSource;
       const label = layerLabel(index, this.#layers.length, layer);
       const reader = new TarReader(
@@ -772,16 +780,16 @@ export class Rootfs {
             );
           }
           seen++;
-          const inode = wanted.get(member.ordinal);
-          if (!inode) continue;
-          if (member.type !== 'file' || member.size !== inode.size) {
+          const node = wanted.get(member.ordinal);
+          if (!node) continue;
+          if (member.type !== 'file' || member.size !== node.inode.size) {
             throw new IrbError(
               'IRB_LAYER_CHANGED',
               `${label}: member ${member.ordinal} is not the file indexed earlier; the blob changed — re-pull the image`,
             );
           }
           left--;
-          yield { ...fileEntry(inode, names.get(inode) as string[]), body: reader.body() };
+          yield { ...fileEntry(node), body: reader.body() };
           if (seen % 1024 === 0) this.#progress('emit', index, layer, seen, false);
         }
       } finally {
@@ -791,14 +799,14 @@ export class Rootfs {
     }
 
     const injectedSorted = injected
-      .map((inode) => ({ inode, keys: names.get(inode) as string[] }))
-      .sort((a, b) => ((a.keys[0] as string) < (b.keys[0] as string) ? -1 : 1));
-    for (const { inode, keys } of injectedSorted) {
+      .map((node) => ({ node, key: keyOfNode(node) }))
+      .sort((a, b) => (a.key < b.key ? -1 : 1));
+    for (const { node, key } of injectedSorted) {
       signal?.throwIfAborted();
-      const body = inode.body;
-      if (body.kind === 'bytes') yield { ...fileEntry(inode, keys), body: body.bytes };
+      const { body, size } = node.inode;
+      if (body.kind === 'bytes') yield { ...fileEntry(node, key), body: body.bytes };
       else if (body.kind === 'host') {
-        yield { ...fileEntry(inode, keys), body: () => hostBody(body.path, inode.size, signal) };
+        yield { ...fileEntry(node, key), body: () => hostBody(body.path, size, signal) };
       }
     }
   }
