@@ -222,6 +222,10 @@ function badChunk(path: CpioPath, chunk: unknown): IrbError {
  * archive itself are 0, so the same entries always give the same bytes.
  * Hard links (`links` of a file) are written GNU-style: every name with the same inode and
  * nlink, size 0, and the body on the last name.
+ *
+ * Output chunks are at most 64 KiB of gathered headers and small bodies, except that body
+ * chunks of 16 KiB or more are handed on as the very same objects (no copy): do not reuse
+ * or change a body chunk after yielding it.
  */
 export async function* packCpio(
   entries: AsyncIterable<CpioEntry> | Iterable<CpioEntry>,
