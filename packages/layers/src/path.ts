@@ -33,9 +33,14 @@ export function cpioPathOfKey(key: string): CpioPath {
   return isUtf8(bytes) ? bytes.toString('utf8') : new Uint8Array(bytes);
 }
 
-/** Key → text for messages (invalid UTF-8 shown as U+FFFD). */
+/** Key → absolute path text (invalid UTF-8 shown as U+FFFD). */
+export function absoluteText(key: string): string {
+  return `/${ASCII.test(key) ? key : Buffer.from(key, 'latin1').toString('utf8')}`;
+}
+
+/** Key → text for messages: absolute, cut after 300 characters. */
 export function displayKey(key: string): string {
-  const text = `/${Buffer.from(key, 'latin1').toString('utf8')}`;
+  const text = absoluteText(key);
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 

@@ -11,7 +11,7 @@ import {
   IrbError,
   isIrbError,
 } from '@irb/cpio';
-import { cpioPathOfKey, displayKey, keyOf, keyOfInput, splitKey } from './path.ts';
+import { absoluteText, cpioPathOfKey, displayKey, keyOf, keyOfInput, splitKey } from './path.ts';
 import { TarReader } from './tar.ts';
 import type {
   InjectOptions,
@@ -155,7 +155,7 @@ export class Rootfs {
   #clampedPaths = 0;
   #clampedMtimes = 0;
 
-  /** @internal Use {@link indexLayers}. */
+  /** Use {@link indexLayers} to get one; constructing an empty Rootfs directly is not a stable API. */
   constructor(init: RootfsInit) {
     this.#layers = init.layers;
     this.#epoch = init.sourceDateEpoch;
@@ -287,14 +287,6 @@ export class Rootfs {
   /** @internal Removes `name` (and everything below) from `parent`. */
   remove(parent: DirNode, name: string): void {
     if (parent.children.delete(name)) this.#changed();
-  }
-
-  /** @internal Removes all children of `dir`. */
-  clear(dir: DirNode): void {
-    if (dir.children.size > 0) {
-      dir.children.clear();
-      this.#changed();
-    }
   }
 
   /** @internal Applies exclude globs after all layers; counts removed paths. */
@@ -608,7 +600,7 @@ export class Rootfs {
         }
       }
       const xattrs = metaOf(node).xattrs;
-      if (xattrs && xattrs.length > 0) lostXattrs.push({ path: displayKey(key), keys: [...xattrs] });
+      if (xattrs && xattrs.length > 0) lostXattrs.push({ path: absoluteText(key), keys: [...xattrs] });
     }
     this.#analysis = {
       first,
