@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IrbError } from '@irb/cpio';
@@ -70,6 +70,7 @@ export class BlobCache {
   /** True when the store lives in a per-process temp dir removed by {@link dispose}. */
   readonly temporary: boolean;
   #disposed = false;
+  #swept = false;
 
   constructor(dir: string, options: { temporary?: boolean } = {}) {
     this.dir = dir;
@@ -151,10 +152,36 @@ export class BlobCache {
     } catch (error) {
       throw cacheWriteError(this.dir, error);
     }
+    if (!this.#swept) {
+      this.#swept = true;
+      await this.sweep();
+    }
     return {
       path: join(tmp, `${hex.slice(0, 16)}.${process.pid}.${randomBytes(6).toString('hex')}.partial`),
       digest,
     };
+  }
+
+  /**
+   * Removes temp files a killed process left behind (older than `maxAgeMs`, default a day, so
+   * a download running in another process is never touched). Best effort; runs once per cache
+   * object before its first download.
+   */
+  async sweep(maxAgeMs = 24 * 60 * 60 * 1000): Promise<number> {
+    const tmp = join(this.dir, '.tmp');
+    let removed = 0;
+    const names = await readdir(tmp).catch(() => [] as string[]);
+    const cutoff = Date.now() - maxAgeMs;
+    for (const name of names) {
+      if (!name.endsWith('.partial')) continue;
+      const path = join(tmp, name);
+      const info = await stat(path).catch(() => undefined);
+      if (info && info.mtimeMs < cutoff) {
+        await rm(path, { force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 
   /** Moves a fully written and verified staged file into place (atomic). */
