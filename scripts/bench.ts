@@ -6,7 +6,8 @@
  * `<!-- bench:start -->` and `<!-- bench:end -->` (hand-written text around the markers is kept).
  *
  * Usage: pnpm bench [--runs N] [--quick] [--only gzip|zstd] [--big-size BYTES] [--skip-big]
- *                   [--cli dist|source] [--no-build] [--profile DIR] [--out FILE]
+ *                   [--cli dist|source] [--no-build] [--no-irb] [--out FILE]
+ *        pnpm bench --profile DIR [--only gzip|zstd]   (CPU profiles of irb cold and warm, no table)
  *
  * Measured, never asserted: the targets of issue 6 are printed next to the results as PASS/MISS.
  */
@@ -249,6 +250,12 @@ function fmtRatio(value: number | undefined): string {
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
+  const loadAtStart = loadavg();
+  if (loadAtStart[0]! > cpus().length) {
+    log(
+      `warning: load average ${loadAtStart[0]!.toFixed(1)} on ${cpus().length} cores; timings will be noisy`,
+    );
+  }
   if (process.getuid?.() !== 0) log('warning: not root; the Debian fixture and umoci unpack need root');
   for (const tool of ['skopeo', 'umoci', 'cpio', 'pigz', 'zstd', 'gzip']) {
     await run('bash', ['-c', `command -v ${tool}`], { quiet: true }).catch(() => {
@@ -313,6 +320,12 @@ async function main(): Promise<void> {
         `cd ${dir}/bundle/rootfs`,
         `T find find . | T sort sort | T cpio cpio -o -H newc --quiet | T compress ${compressor} > ${shellQuote(out)}`,
       ].join('\n');
+
+    if (options.profileDir) {
+      // Profiling only: sampled timings are skewed by the profiler, so no table from this run.
+      await profile(options, cliArgs, debianRef, host, work);
+      return;
+    }
 
     // The floor's input: the classic pipeline's uncompressed cpio of the same image, made once.
     log('making the uncompressed cpio for the floor rows');
@@ -426,13 +439,10 @@ async function main(): Promise<void> {
       bigContent: big?.contentBytes,
       bigBlobs: big ? await layoutBlobBytes(big.layoutDir) : undefined,
       commit: (await run('git', ['rev-parse', '--short', 'HEAD'], { quiet: true })).trim(),
+      loadAtStart,
     });
     process.stdout.write(report);
     if (options.out) await writeOut(options.out, report);
-
-    if (options.profileDir) {
-      await profile(options, cliArgs, debianRef, host, work);
-    }
   } finally {
     await cleanup();
   }
@@ -452,21 +462,22 @@ interface Facts {
   bigContent: number | undefined;
   bigBlobs: number | undefined;
   commit: string;
+  loadAtStart: number[];
 }
 
 function renderReport(options: Options, rows: Row[], memoryRows: Row[], facts: Facts): string {
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
   const lines: string[] = [];
   const command = `pnpm bench${options.quick ? ' --quick' : options.runs !== 3 ? ` --runs ${options.runs}` : ''}${
+    options.cli === 'source' ? ' --cli source' : ''
+  }${options.build ? '' : ' --no-build'}${
     options.only.length === 1 ? ` --only ${options.only[0]}` : ''
   }${options.skipBig ? ' --skip-big' : options.bigSize !== 1_000_000_000 ? ` --big-size ${options.bigSize}` : ''}`;
+  const loads = (values: number[]) => values.map((l) => l.toFixed(2)).join(' ');
   lines.push(
-    `Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ` +
-      `load average at the end ${loadavg()
-        .map((l) => l.toFixed(2))
-        .join(
-          ' ',
-        )}; irb commit ${facts.commit}, CLI from ${options.cli === 'dist' ? 'apps/cli/dist' : 'source'}.`,
+    `Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}; ` +
+      `load average ${loads(facts.loadAtStart)} at the start, ${loads(loadavg())} at the end; ` +
+      `irb commit ${facts.commit}, CLI from ${options.cli === 'dist' ? 'apps/cli/dist' : 'source'}.`,
     '',
     `Workload: Debian bookworm minbase + python3 (3 layers, whiteouts, opaque dirs, hard links), ` +
       `${fmtMiB(facts.debianBlobs)} of blobs, ${fmtMiB(facts.cpioBytes)} uncompressed cpio, ${facts.cpioEntries} entries ` +
