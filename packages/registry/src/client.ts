@@ -353,6 +353,17 @@ export class RegistryClient {
       ca: resolveCa(options.ca),
       timeoutMs: options.timeoutMs ?? 60_000,
     });
+    for (const name of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy']) {
+      const value = process.env[name];
+      if (!value) continue;
+      try {
+        const url = new URL(value);
+        if (url.password) this.#secrets.add(decodeURIComponent(url.password)).add(url.password);
+        if (url.username && url.password) this.#secrets.add(`${url.username}:${url.password}`);
+      } catch {
+        // undici reports a malformed proxy URL itself
+      }
+    }
     this.#signal = combineSignals(options.signal, this.#closing.signal);
     this.#readAhead = options.readAhead !== false;
     this.#onProgress = options.onProgress;
@@ -834,7 +845,7 @@ export class RegistryClient {
               throw new IrbError(
                 'IRB_REGISTRY_UNREACHABLE',
                 `download of blob ${digest} from ${name} kept failing after ${totalAttempts} attempts (${offset} of ${size} bytes received): ${this.#clean(String((error as Error).message))}; check the network and retry`,
-                { cause: error },
+                { cause: this.#safeCause(error) },
               );
             }
             throw error;
@@ -963,7 +974,7 @@ export class RegistryClient {
             throw new IrbError(
               'IRB_INSECURE_REFUSED',
               `registry ${endpoint.host} answers in plain HTTP; irb uses plain HTTP only for localhost and registries marked insecure. If you trust the network, allow it with insecureRegistries: ['${endpoint.host}'] (CLI: --insecure-registry ${endpoint.host})`,
-              { cause: error },
+              { cause: this.#safeCause(error) },
             );
           }
         }
@@ -971,7 +982,7 @@ export class RegistryClient {
           throw new IrbError(
             'IRB_TLS_ERROR',
             `the TLS certificate of ${endpoint.host} is not trusted (${errorCode(error)}); add its CA with NODE_EXTRA_CA_CERTS=/path/ca.pem (or the ca option), or mark the registry insecure if you accept the risk`,
-            { cause: error },
+            { cause: this.#safeCause(error) },
           );
         }
         if (isRetryableNetworkError(error) && attempt < this.#retry.retries) {
@@ -981,7 +992,7 @@ export class RegistryClient {
         throw new IrbError(
           'IRB_REGISTRY_UNREACHABLE',
           `cannot reach registry ${endpoint.host} for ${name}: ${errorCode(error) ?? this.#clean((error as Error).message)}${attempt > 0 ? ` (after ${attempt + 1} attempts)` : ''}; check the registry name, your network and proxy settings (HTTPS_PROXY, NO_PROXY)`,
-          { cause: error },
+          { cause: this.#safeCause(error) },
         );
       }
       if (res.status === 401) {
@@ -1158,7 +1169,7 @@ export class RegistryClient {
         throw new IrbError(
           'IRB_REGISTRY_UNREACHABLE',
           `cannot reach the token service of ${endpoint.host} (${redactUrl(realmUrl)}): ${errorCode(error) ?? 'connection failed'}`,
-          { cause: error },
+          { cause: this.#safeCause(error) },
         );
       }
       if (isRetryableStatus(res.status) && attempt < this.#retry.retries) {
@@ -1237,6 +1248,21 @@ export class RegistryClient {
 
   #clean(text: string): string {
     return scrub(text, this.#secrets);
+  }
+
+  /**
+   * A copy of a low-level error (and its causes) with known secrets scrubbed from the messages:
+   * transport errors can quote a proxy URL with its password, and causes get printed.
+   */
+  #safeCause(error: unknown, depth = 0): unknown {
+    if (!(error instanceof Error) || depth > 4 || isIrbError(error)) return error;
+    const copy = new Error(this.#clean(error.message), {
+      ...(error.cause !== undefined ? { cause: this.#safeCause(error.cause, depth + 1) } : {}),
+    }) as Error & { code?: unknown };
+    copy.name = error.name;
+    const code = (error as { code?: unknown }).code;
+    if (code !== undefined) copy.code = code;
+    return copy;
   }
 
   /** Closes connections and removes the temporary cache (when caching is off). */

@@ -212,6 +212,32 @@ describe('proxies from the environment', () => {
   });
 });
 
+describe('proxy credentials', () => {
+  it('never shows the proxy password, even in error causes', async () => {
+    const { freePort } = await import('@irb/test-utils');
+    const { inspect } = await import('node:util');
+    const secret = `pr0xy-${randomBytes(6).toString('hex')}`;
+    const saved = process.env.HTTP_PROXY;
+    const savedHttps = process.env.HTTPS_PROXY;
+    process.env.HTTP_PROXY = `http://user:${secret}@127.0.0.1:${await freePort()}`;
+    process.env.HTTPS_PROXY = process.env.HTTP_PROXY;
+    try {
+      const c = client({ cacheDir: await tempDir(), retry: { retries: 0 } });
+      const error = await c.image(`${reg.host}/tls/app:v1`).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((error as { code: string }).code).toBe('IRB_REGISTRY_UNREACHABLE');
+      expect(inspect(error, { depth: 10 })).not.toContain(secret);
+    } finally {
+      if (saved === undefined) delete process.env.HTTP_PROXY;
+      else process.env.HTTP_PROXY = saved;
+      if (savedHttps === undefined) delete process.env.HTTPS_PROXY;
+      else process.env.HTTPS_PROXY = savedHttps;
+    }
+  });
+});
+
 describe('two processes, one cache', () => {
   it('both pulls succeed and the cache holds each blob once', async () => {
     const dir = await tempDir();
