@@ -2,10 +2,12 @@
 // gzip(1) and zstd(1) over the same input. Not a test; run it with
 //   node --conditions=@irb/source packages/compress/scripts/bench-compress.ts [MiB] [file]
 // The default input is about 128 MiB of this machine's /usr files; pass a file (for
-// example an uncompressed initramfs.cpio) to measure that instead.
+// example an uncompressed initramfs.cpio) to measure that instead. Besides wall-clock
+// MB/s it reports CPU seconds, which stay meaningful on a machine shared with other work.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { compress } from '../src/index.ts';
 import { chunked, realisticData } from '../test/helpers.ts';
@@ -14,60 +16,82 @@ const mib = Number(process.argv[2] ?? 128);
 const file = process.argv[3];
 const input = file ? readFileSync(file) : realisticData(mib * 1024 * 1024);
 const runs = 3;
+const scratch = mkdtempSync(join(tmpdir(), 'irb-bench-compress-'));
+const inputFile = join(scratch, 'input');
+writeFileSync(inputFile, input);
 
-async function timeIrb(options: Parameters<typeof compress>[1]): Promise<{ ms: number; size: number }> {
+interface Sample {
+  ms: number;
+  cpuMs: number;
+  size: number;
+}
+
+async function timeIrb(options: Parameters<typeof compress>[1]): Promise<Sample> {
+  const cpu = process.cpuUsage();
   const start = performance.now();
   let size = 0;
   for await (const chunk of compress(chunked(input, 256 * 1024), options)) size += chunk.length;
-  return { ms: performance.now() - start, size };
+  const used = process.cpuUsage(cpu);
+  return { ms: performance.now() - start, cpuMs: (used.user + used.system) / 1000, size };
 }
 
-function timeProcess(command: string, args: string[]): Promise<{ ms: number; size: number }> {
+function timeProcess(command: string): Promise<Sample> {
+  // bash's `time` reports the child's CPU time, which Node cannot see.
+  const script = `TIMEFORMAT='%R %U %S'; { time ${command} < ${inputFile} | wc -c; } 2>&1`;
   return new Promise((resolve, reject) => {
-    const start = performance.now();
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
-    let size = 0;
+    const child = spawn('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
     child.stdout.on('data', (d: Buffer) => {
-      size += d.length;
+      text += d.toString();
     });
     child.on('error', reject);
-    child.on('close', () => resolve({ ms: performance.now() - start, size }));
-    child.stdin.end(input);
+    child.on('close', () => {
+      const [size, real, user, sys] = text.trim().split(/\s+/).map(Number);
+      resolve({ ms: real! * 1000, cpuMs: (user! + sys!) * 1000, size: size! });
+    });
   });
 }
 
-async function median(
-  fn: () => Promise<{ ms: number; size: number }>,
-): Promise<{ ms: number; size: number }> {
-  const results = [];
+async function median(fn: () => Promise<Sample>): Promise<Sample> {
+  const results: Sample[] = [];
   for (let i = 0; i < runs; i++) results.push(await fn());
   results.sort((a, b) => a.ms - b.ms);
   return results[Math.floor(runs / 2)]!;
 }
 
 const cores = availableParallelism();
-const rows: [string, () => Promise<{ ms: number; size: number }>][] = [
+const rows: [string, () => Promise<Sample>][] = [
   [`irb gzip -6 (${cores} threads)`, () => timeIrb({ format: 'gzip', level: 6 })],
   ['irb gzip -6 (1 thread)', () => timeIrb({ format: 'gzip', level: 6, threads: 1 })],
-  [`pigz -6 (${cores} threads)`, () => timeProcess('pigz', ['-6', '-c'])],
-  ['gzip -6', () => timeProcess('gzip', ['-6', '-c'])],
+  [`pigz -6 (${cores} threads)`, () => timeProcess('pigz -6 -c')],
+  ['gzip -6', () => timeProcess('gzip -6 -c')],
   [
     'node:zlib gzipSync -6',
     async () => {
+      const cpu = process.cpuUsage();
       const start = performance.now();
       const size = gzipSync(input, { level: 6 }).length;
-      return { ms: performance.now() - start, size };
+      const used = process.cpuUsage(cpu);
+      return { ms: performance.now() - start, cpuMs: (used.user + used.system) / 1000, size };
     },
   ],
   [`irb zstd -3 (${cores} threads)`, () => timeIrb({ format: 'zstd', level: 3 })],
-  ['zstd -3 -T0', () => timeProcess('zstd', ['-3', '-T0', '-c', '-q'])],
+  ['zstd -3 -T0', () => timeProcess('zstd -3 -T0 -c -q')],
 ];
 
-console.log(`input: ${(input.length / 1048576).toFixed(1)} MiB, ${cores} cores, median of ${runs} runs\n`);
-console.log('| what | MB/s | ratio | output bytes |');
-console.log('| --- | ---: | ---: | ---: |');
-for (const [name, fn] of rows) {
-  const { ms, size } = await median(fn);
-  const mbps = input.length / 1e6 / (ms / 1000);
-  console.log(`| ${name} | ${mbps.toFixed(1)} | ${(size / input.length).toFixed(4)} | ${size} |`);
+console.log(
+  `input: ${(input.length / 1048576).toFixed(1)} MiB, ${cores} cores, load average ${loadavg()[0]!.toFixed(1)}, median of ${runs} runs\n`,
+);
+console.log('| what | MB/s (wall) | CPU s | MB per CPU s | ratio | output bytes |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+try {
+  for (const [name, fn] of rows) {
+    const { ms, cpuMs, size } = await median(fn);
+    const mb = input.length / 1e6;
+    console.log(
+      `| ${name} | ${(mb / (ms / 1000)).toFixed(1)} | ${(cpuMs / 1000).toFixed(2)} | ${(mb / (cpuMs / 1000)).toFixed(1)} | ${(size / input.length).toFixed(4)} | ${size} |`,
+    );
+  }
+} finally {
+  rmSync(scratch, { recursive: true, force: true });
 }

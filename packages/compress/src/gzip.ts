@@ -62,9 +62,10 @@ export async function* gzipStream(
   signal?.throwIfAborted();
   yield gzipHeader(level);
   // Blocks in flight: enough to keep every worker busy while the consumer drains the
-  // oldest; memory stays at about 2 × threads × 128 KiB of input plus its output.
+  // oldest; memory stays at about 4 × threads × 128 KiB of input plus its output.
   // With one thread, one block at a time: libuv's pool would otherwise run two at once.
-  const window = threads <= 1 ? 1 : threads * 2;
+  // With workers, four blocks each, so a worker always has its next block queued.
+  const window = threads <= 1 ? 1 : threads * 4;
   const queue: Promise<Uint8Array>[] = [];
   let pool: DeflatePool | undefined;
   let crc = 0;

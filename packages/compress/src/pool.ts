@@ -10,21 +10,25 @@ const workerUrl = new URL(
 );
 
 interface Pending {
-  job: DeflateJob;
   resolve: (out: Uint8Array) => void;
   reject: (error: unknown) => void;
 }
 
+interface Slot {
+  worker: Worker;
+  /** Jobs posted to this worker and not answered yet, by id. */
+  pending: Map<number, Pending>;
+}
+
 /**
- * A small pool of deflate workers owned by one compression stream. Workers start lazily
- * (a one-block stream starts none), are unref'd while idle so they never keep the process
- * alive, and end with `close`.
+ * A small pool of deflate workers owned by one compression stream. Jobs are posted to the
+ * least busy worker right away, so a worker goes on to its next block without waiting for
+ * the main thread. Workers start lazily (a one-block stream starts none), are unref'd
+ * while they have nothing to do so they never keep the process alive, and end with `close`.
  */
 export class DeflatePool {
   readonly #max: number;
-  readonly #idle: Worker[] = [];
-  readonly #busy = new Map<Worker, Pending>();
-  readonly #queue: Pending[] = [];
+  readonly #slots: Slot[] = [];
   #closed = false;
   #failure: unknown;
 
@@ -36,55 +40,42 @@ export class DeflatePool {
   run(job: DeflateJob): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(new Error('deflate pool is closed'));
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    let slot = this.#slots.find((s) => s.pending.size === 0);
+    if (slot === undefined && this.#slots.length < this.#max) slot = this.#spawn();
+    slot ??= this.#slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const target = slot;
     return new Promise((resolve, reject) => {
-      this.#queue.push({ job, resolve, reject });
-      this.#dispatch();
+      target.pending.set(job.id, { resolve, reject });
+      target.worker.ref();
+      target.worker.postMessage(job, [job.data.buffer as ArrayBuffer]);
     });
   }
 
-  #dispatch(): void {
-    while (this.#queue.length > 0) {
-      let worker = this.#idle.pop();
-      if (worker === undefined) {
-        if (this.#busy.size >= this.#max) return;
-        worker = this.#spawn();
-      }
-      const pending = this.#queue.shift()!;
-      this.#busy.set(worker, pending);
-      worker.ref();
-      const { job } = pending;
-      const transfer = [job.data.buffer as ArrayBuffer];
-      worker.postMessage(job, transfer);
-    }
-  }
-
-  #spawn(): Worker {
+  #spawn(): Slot {
     const worker = new Worker(workerUrl, { name: 'irb-deflate' });
+    const slot: Slot = { worker, pending: new Map() };
+    this.#slots.push(slot);
     worker.on('message', (result: DeflateResult) => {
-      const pending = this.#busy.get(worker);
-      this.#busy.delete(worker);
+      const pending = slot.pending.get(result.id);
+      slot.pending.delete(result.id);
       if (result.error !== undefined) {
         pending?.reject(new IrbError('IRB_GZIP_WORKER', `gzip worker failed: ${result.error}`));
       } else pending?.resolve(result.out);
-      if (this.#closed) return;
-      worker.unref();
-      this.#idle.push(worker);
-      this.#dispatch();
+      if (slot.pending.size === 0) worker.unref();
     });
     const fail = (error: unknown): void => {
       if (this.#closed) return;
-      this.#failure = new IrbError(
+      this.#failure ??= new IrbError(
         'IRB_GZIP_WORKER',
         `a gzip worker thread stopped: ${error instanceof Error ? error.message : String(error)}`,
         { cause: error },
       );
-      this.#busy.get(worker)?.reject(this.#failure);
-      this.#busy.delete(worker);
-      for (const p of this.#queue.splice(0)) p.reject(this.#failure);
+      for (const p of slot.pending.values()) p.reject(this.#failure);
+      slot.pending.clear();
     };
     worker.on('error', fail);
     worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
-    return worker;
+    return slot;
   }
 
   /** Stops every worker; pending jobs reject. */
@@ -92,11 +83,9 @@ export class DeflatePool {
     if (this.#closed) return;
     this.#closed = true;
     const closed = new Error('deflate pool closed');
-    for (const p of this.#queue.splice(0)) p.reject(closed);
-    for (const p of this.#busy.values()) p.reject(closed);
-    const workers = [...this.#idle, ...this.#busy.keys()];
-    this.#idle.length = 0;
-    this.#busy.clear();
+    for (const slot of this.#slots) for (const p of slot.pending.values()) p.reject(closed);
+    const workers = this.#slots.map((s) => s.worker);
+    this.#slots.length = 0;
     await Promise.all(workers.map((w) => w.terminate()));
   }
 }
