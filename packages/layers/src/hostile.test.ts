@@ -224,6 +224,25 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
     expect(rootfs.lookup('/var/lib/huge.img')).toBeUndefined();
   });
 
+  test('4 GiB - 1 is the largest file accepted', async () => {
+    const sparse = (size: number): TarSpec => ({
+      type: 'sparse',
+      path: 'edge',
+      size,
+      chunks: [{ offset: 0, data: new Uint8Array(512).fill(1) }],
+    });
+    expect((await indexSpecs([sparse(2 ** 32 - 1)])).lookup('/edge')?.size).toBe(2 ** 32 - 1);
+    await expect(indexSpecs([sparse(2 ** 32)])).rejects.toMatchObject({ code: 'IRB_LAYER_FILE_TOO_LARGE' });
+  });
+
+  test('the deepest tree the kernel accepts (2 000+ levels) neither overflows nor stalls', async () => {
+    const deep = Array.from({ length: 2040 }, () => 'a').join('/');
+    const rootfs = await indexSpecs([f(`${deep}/leaf`, 'x')]);
+    const emitted = await emit(rootfs);
+    expect(emitted).toHaveLength(2042);
+    expect(emitted[emitted.length - 1]?.body?.toString()).toBe('x');
+  });
+
   test('names and symlink targets longer than the kernel accepts', async () => {
     const long = Array.from({ length: 30 }, () => 'x'.repeat(200)).join('/');
     await expect(indexSpecs([f(long, 'x')])).rejects.toMatchObject({ code: 'IRB_LAYER_NAME_TOO_LONG' });

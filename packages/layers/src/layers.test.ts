@@ -694,6 +694,9 @@ describe('inject', () => {
     await expect(rootfs.injectHostPath('/dev/null', '/null')).rejects.toMatchObject({
       code: 'IRB_INJECT_SOURCE',
     });
+    expect(() => rootfs.inject('/x/below', { bytes: new Uint8Array(1) })).toThrow(
+      expect.objectContaining({ code: 'IRB_INJECT_DEST' }),
+    );
   });
 });
 

@@ -484,7 +484,7 @@ export class Rootfs {
       body = size === 0 ? { kind: 'empty' } : { kind: 'host', path: source.hostPath };
     }
     if (size > CPIO_MAX_FILE_SIZE) throw tooLarge(context, keyOfInput(dest), size);
-    const parent = this.resolveDir(components, true, context) as DirNode;
+    const parent = this.#injectParent(components, context);
     const inode: Inode = {
       mode: (options.mode ?? 0o755) & 0o7777,
       uid: options.uid ?? 0,
@@ -494,6 +494,20 @@ export class Rootfs {
       body,
     };
     this.place(parent, { type: 'file', name, parent, inode });
+  }
+
+  /** Resolves (creating) the parent directory of an injected path, with an injection-worded error. */
+  #injectParent(components: readonly string[], context: string): DirNode {
+    try {
+      return this.resolveDir(components, true, context) as DirNode;
+    } catch (error) {
+      if (!isIrbError(error) || error.code !== 'IRB_LAYER_NOT_A_DIRECTORY') throw error;
+      throw new IrbError(
+        'IRB_INJECT_DEST',
+        `${context}: a parent of the destination is not a directory in the image, so nothing can be placed below it; choose another destination`,
+        { cause: error },
+      );
+    }
   }
 
   /**
@@ -533,7 +547,7 @@ export class Rootfs {
     if (name === undefined) {
       dir = this.#root;
     } else {
-      const parent = this.resolveDir(components, true, context) as DirNode;
+      const parent = this.#injectParent(components, context);
       const existing = parent.children.get(name);
       if (existing?.type === 'directory') dir = existing;
       else if (existing?.type === 'symlink') {
