@@ -316,11 +316,8 @@ export class Rootfs {
     while (current?.type === 'symlink') {
       if (++links > MAX_SYMLINKS) return undefined;
       const start = current.target.startsWith('/') ? this.#root : (current.parent ?? this.#root);
-      const { components, name } = (() => {
-        const parts = current.target.split('/');
-        const last = parts.pop() ?? '';
-        return { components: parts, name: last };
-      })();
+      const components = current.target.split('/');
+      const name = components.pop() ?? '';
       const base = start === this.#root ? [] : keyOfNode(start).split('/');
       const dir = this.resolveDir([...base, ...components], false, context);
       if (!dir) return undefined;
