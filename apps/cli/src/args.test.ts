@@ -33,6 +33,8 @@ describe('parseCli', () => {
       '--init',
       'init.sh',
       '--replace-init',
+      '--on-exit',
+      'reboot',
       '--no-cache',
       '--insecure-registry',
       'reg.lan:5000',
@@ -49,6 +51,7 @@ describe('parseCli', () => {
       init: 'init.sh',
       replaceInit: true,
       keepInit: false,
+      onExit: 'reboot',
       exclude: ['/usr/share/doc/**'],
       noCache: true,
       insecureRegistries: ['reg.lan:5000'],
@@ -75,6 +78,7 @@ describe('parseCli', () => {
     expect(usage(['build', 'a', '-c', 'none', '--level', '1'])).toContain('does not apply');
     expect(usage(['build', 'a', '--cache-dir', 'd', '--no-cache'])).toContain('exclude each other');
     expect(usage(['build', 'a', '--inject', 'nocolon'])).toContain('SRC:DEST');
+    expect(usage(['build', 'a', '--on-exit', 'halt'])).toContain('--on-exit must be poweroff or reboot');
     expect(usage(['build', 'a', '--keep-init', '--init', 'x'])).toContain('--keep-init');
     expect(usage(['build', 'a', '--level'])).toContain("Option '--level <value>' argument missing");
     expect(usage(['frob'])).toContain('unknown command "frob"');

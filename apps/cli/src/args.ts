@@ -26,6 +26,7 @@ export interface BuildArgs {
   init?: string;
   replaceInit: boolean;
   keepInit: boolean;
+  onExit: 'poweroff' | 'reboot';
   exclude: string[];
   cacheDir?: string;
   noCache: boolean;
@@ -202,6 +203,7 @@ function parseBuild(argv: string[]): CliArgs {
     init: { type: 'string' },
     'replace-init': { type: 'boolean' },
     'keep-init': { type: 'boolean' },
+    'on-exit': { type: 'string' },
     exclude: { type: 'string', multiple: true },
     'cache-dir': { type: 'string' },
     'no-cache': { type: 'boolean' },
@@ -225,8 +227,13 @@ function parseBuild(argv: string[]): CliArgs {
   if (values['keep-init'] && (values['replace-init'] || values.init !== undefined)) {
     throw new UsageError('--keep-init excludes --replace-init and --init', 'build');
   }
-  if (values.quiet && values.verbose)
+  if (values.quiet && values.verbose) {
     throw new UsageError('--quiet and --verbose exclude each other', 'build');
+  }
+  const onExit = (values['on-exit'] ?? 'poweroff') as string;
+  if (onExit !== 'poweroff' && onExit !== 'reboot') {
+    throw new UsageError(`--on-exit must be poweroff or reboot, not "${onExit}"`, 'build');
+  }
   for (const spec of (values.inject as string[] | undefined) ?? []) {
     const colon = spec.lastIndexOf(':');
     if (colon <= 0 || colon === spec.length - 1) {
@@ -244,6 +251,7 @@ function parseBuild(argv: string[]): CliArgs {
     inject: (values.inject as string[] | undefined) ?? [],
     replaceInit: Boolean(values['replace-init']),
     keepInit: Boolean(values['keep-init']),
+    onExit,
     exclude: (values.exclude as string[] | undefined) ?? [],
     noCache: Boolean(values['no-cache']),
     insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],

@@ -93,6 +93,7 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
     exclude: args.exclude,
     replaceImageInit: args.replaceInit,
     keepImageInit: args.keepInit,
+    exitAction: args.onExit,
     insecureRegistries: args.insecureRegistries,
     onProgress: (event) => renderer.onEvent(event),
   };

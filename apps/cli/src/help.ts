@@ -38,6 +38,8 @@ Contents:
       --init FILE              use FILE as /init instead of the generated one
       --replace-init           replace an /init the image already has
       --keep-init              boot the image's own /init (no /init is generated)
+      --on-exit poweroff|reboot  how the generated /init ends the VM (default poweroff;
+                               reboot for Firecracker, which ignores power-off)
 Output control:
       --json                   print the summary as JSON on stdout
   -q, --quiet                  no progress and no summary

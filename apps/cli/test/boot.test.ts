@@ -108,4 +108,26 @@ describe('irb build + irb boot: images booted by a real kernel', () => {
     expect(o).toContain('irb: exit status 3');
     expect(await filesIn(dir)).toContain('probe.cpio.zst');
   }, 300_000);
+
+  it('--on-exit reboot ends the VM with a reboot (what Firecracker needs)', async () => {
+    const runtime = { Cmd: ['/bin/sh', '-c', 'echo reboot-probe-ok'] };
+    await pushImage(registry, 'demo/reboot', 'v1', buildImage({ layers: [await busyboxLayer()], runtime }));
+    const out = join(dir, 'reboot.cpio');
+    const built = await runCli([
+      'build',
+      `${registry.host}/demo/reboot:v1`,
+      '-c',
+      'none',
+      '--on-exit',
+      'reboot',
+      '-o',
+      out,
+      '-q',
+    ]);
+    expect(built.code, built.stderr).toBe(0);
+    const booted = await runCli(['boot', out, '--timeout', '120']);
+    expect(booted.code, booted.stdout.slice(-2000) + booted.stderr).toBe(0);
+    expect(booted.stdout).toContain('reboot-probe-ok\nirb: exit status 0');
+    expect(booted.stdout).toMatch(/sysrq: Resetting|reboot: Restarting system/);
+  }, 300_000);
 });

@@ -146,6 +146,7 @@ export class InitramfsBuilder {
     } else {
       const plan = await planInit(view, config.config, {
         ...(o.hostname !== undefined ? { hostname: o.hostname } : {}),
+        ...(o.exitAction !== undefined ? { exitAction: o.exitAction } : {}),
         imageName: o.image,
       });
       await rootfs.inject(

@@ -18,6 +18,7 @@ export { type WriteFileAtomicOptions, writeFileAtomic } from './atomic.ts';
 export { defaultKeychains, InitramfsBuilder, withExtras } from './builder.ts';
 export {
   DEFAULT_PATH,
+  type ExitAction,
   type InitPlan,
   type InitRootfsView,
   type InitScriptParts,

@@ -25,6 +25,11 @@ export interface InitramfsBuilderOptions {
   replaceImageInit?: boolean;
   /** Boot the image's own `/init`: generate none. Default `false`. */
   keepImageInit?: boolean;
+  /**
+   * How the generated `/init` ends the VM after the program exits. Default `poweroff`; use
+   * `reboot` for Firecracker (x86), which ends a VM on reboot but not on power-off.
+   */
+  exitAction?: 'poweroff' | 'reboot';
   /** Hostname the generated `/init` sets. Default `irb`. */
   hostname?: string;
   /** Where credentials come from, asked in order. Default: Docker/Podman config, then `IRB_AUTH_*` variables. */
