@@ -770,6 +770,11 @@ export class RegistryClient {
       tryEndpoints: for (const endpoint of endpoints) {
         for (let attempt = 0; ; attempt++) {
           if (signal?.aborted) throw abortError(`download of ${digest} from ${name}`, signal);
+          // Another client or process may have stored it while we queued or retried.
+          if (await cache.has(digest, size)) {
+            progress({ type: 'blob', digest, done: size, total: size, phase: 'cache' });
+            return;
+          }
           const offsetAtStart = offset;
           totalAttempts++;
           try {

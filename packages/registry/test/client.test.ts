@@ -406,6 +406,8 @@ describe('cache', () => {
       pullAndCompare(a, `${reg.host}/test/docker:v1`, dockerImage),
       pullAndCompare(b, `${reg.host}/test/docker:v1`, dockerImage),
     ]);
+    // read-ahead may still be finishing a download the other client won; close() waits for it
+    await Promise.all([a.close(), b.close()]);
     const stored = await files(dir);
     expect(stored.filter((f) => f.startsWith('.tmp/'))).toEqual([]);
     for (const layer of dockerImage.layers) expect(stored).toContain(`sha256/${layer.digest.slice(7)}`);
