@@ -160,6 +160,7 @@ describe.skipIf(!isRoot)('differential against umoci unpack (as root)', () => {
     },
   );
 
+  // Building the cached fixture (debootstrap + apt) takes a few minutes on a fresh machine.
   test('the real Debian bookworm + python3 image (whiteout, opaque and hard-link layer on top)', async () => {
     const image = await ensureDebianPythonImage();
     const bundle = join(dir, 'bundle-debian');
@@ -190,6 +191,5 @@ describe.skipIf(!isRoot)('differential against umoci unpack (as root)', () => {
     expect(ours.size).toBeGreaterThan(5000);
     expect(rootfs.stats.hardlinks).toBeGreaterThan(0);
     compareTrees(ours, theirs, started);
-    // Building the cached fixture (debootstrap + apt) takes a few minutes on a fresh machine.
   }, 900_000);
 });
