@@ -1,5 +1,6 @@
 import { open, unlink } from 'node:fs/promises';
 import { IrbError, isIrbError } from '@irb/cpio';
+import packageJson from '../package.json' with { type: 'json' };
 import {
   basicAuthorization,
   type Challenge,
@@ -133,8 +134,7 @@ export interface FetchedManifest {
   isIndex: boolean;
 }
 
-/** Package version for the default user agent (kept by hand; read by nothing else). */
-const VERSION = '0.0.0';
+const VERSION: string = packageJson.version;
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_CONFIG_BYTES = 64 * 1024 * 1024;
 const DEFAULT_RETRY: Required<RetryOptions> = { retries: 4, baseDelayMs: 250, maxDelayMs: 20_000 };
