@@ -325,7 +325,16 @@ export class RegistryClient {
 
   constructor(options: RegistryClientOptions = {}) {
     this.#keychains = [...(options.keychains ?? [])];
-    this.#insecure = new Set((options.insecureRegistries ?? []).map((r) => r.toLowerCase()));
+    // Accept what people paste: `http://host:5000/` means `host:5000`.
+    this.#insecure = new Set(
+      (options.insecureRegistries ?? []).map((r) =>
+        r
+          .trim()
+          .replace(/^[a-z][a-z0-9+.-]*:\/\//i, '')
+          .replace(/\/+$/, '')
+          .toLowerCase(),
+      ),
+    );
     const fromEnv = parseMirrorsEnv(process.env.IRB_REGISTRY_MIRRORS);
     const mirrors: Record<string, string[]> = { ...fromEnv };
     for (const [registry, urls] of Object.entries(options.mirrors ?? {})) {

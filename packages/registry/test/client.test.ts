@@ -827,7 +827,7 @@ describe('transport policy', () => {
     const failure = await codeOf(strict.image(`${host}/test/oci:v1`));
     expect(failure.code).toBe('IRB_INSECURE_REFUSED');
     expect(failure.message).toContain(`insecureRegistries: ['${host}']`);
-    const relaxed = client({ cacheDir: await tempDir(), insecureRegistries: [host] });
+    const relaxed = client({ cacheDir: await tempDir(), insecureRegistries: [`http://${host}/`] });
     await pullAndCompare(relaxed, `${host}/test/oci:v1`, ociImage);
   });
 
