@@ -5,11 +5,11 @@
 #
 #   bash scripts/demo.sh            (after `. scripts/ensure-env.sh`)
 #
-# Leaves demo-initramfs.cpio.gz in the current directory; everything else is removed on exit.
+# Leaves initramfs.cpio.gz (the demo image with the agent) in the current directory; everything else is removed on exit.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-out=${IRB_DEMO_OUTPUT:-$PWD/demo-initramfs.cpio.gz}
+out=${IRB_DEMO_OUTPUT:-$PWD/initramfs.cpio.gz}
 work=$(mktemp -d "${TMPDIR:-/tmp}/irb-demo.XXXXXX")
 registry_pid=
 cleanup() {

@@ -81,6 +81,8 @@ describe('parseCli', () => {
     expect(usage(['build', 'a', '--on-exit', 'halt'])).toContain('--on-exit must be poweroff or reboot');
     expect(usage(['build', 'a', '--keep-init', '--init', 'x'])).toContain('--keep-init');
     expect(usage(['build', 'a', '--level'])).toContain("Option '--level <value>' argument missing");
+    expect(usage(['build', 'a', '--platform', 'linux'])).toContain('--platform wants os/arch');
+    expect(usage(['inspect', 'a', '--platform', 'a/b/c/d'])).toContain('--platform wants os/arch');
     expect(usage(['frob'])).toContain('unknown command "frob"');
     expect(usage(['boot'])).toBe('missing ARCHIVE');
     expect(usage(['boot', 'a', '--memory', '12'])).toContain('--memory must be a whole number from 64');

@@ -113,6 +113,15 @@ function parse(
   }
 }
 
+function platform(command: string, raw: unknown): string | undefined {
+  if (raw === undefined) return undefined;
+  const text = String(raw);
+  if (!/^[a-z0-9_-]+\/[a-z0-9_-]+(\/[a-z0-9_.-]+)?$/i.test(text)) {
+    throw new UsageError(`--platform wants os/arch[/variant] (e.g. linux/arm64/v8), not "${text}"`, command);
+  }
+  return text;
+}
+
 function one(command: string, positionals: string[], what: string): string {
   if (positionals.length === 0) throw new UsageError(`missing ${what}`, command);
   if (positionals.length > 1) {
@@ -165,7 +174,8 @@ export function parseCli(argv: string[]): CliArgs {
         json: Boolean(values.json),
         verbose: Boolean(values.verbose),
       };
-      if (values.platform !== undefined) args.platform = String(values.platform);
+      const p = platform(first, values.platform);
+      if (p !== undefined) args.platform = p;
       return args;
     }
     case 'ls': {
@@ -264,7 +274,8 @@ function parseBuild(argv: string[]): CliArgs {
   if (level !== undefined) args.level = level;
   const threads = integer('build', 'threads', values.threads, 1, 1024);
   if (threads !== undefined) args.threads = threads;
-  if (values.platform !== undefined) args.platform = String(values.platform);
+  const p = platform('build', values.platform);
+  if (p !== undefined) args.platform = p;
   if (values.init !== undefined) args.init = String(values.init);
   if (values['cache-dir'] !== undefined) args.cacheDir = String(values['cache-dir']);
   return args;

@@ -198,7 +198,7 @@ class TtyRenderer implements ProgressRenderer {
     this.last = this.state.now();
     const lines = [...this.header, ...this.state.order.map((s) => this.state.layerLine(s))];
     if (this.packing) lines.push(this.state.packLine(this.compression));
-    const width = Math.max(20, (this.stream.columns ?? 100) - 1);
+    const width = Math.max(40, (this.stream.columns || 100) - 1);
     let out = this.drawn > 0 ? `\x1b[${this.drawn}F` : '';
     for (const line of lines) out += `\x1b[2K${line.length > width ? line.slice(0, width) : line}\n`;
     this.stream.write(out);

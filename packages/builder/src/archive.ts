@@ -57,7 +57,7 @@ export async function* listArchive(
   options: ListArchiveOptions = {},
 ): AsyncGenerator<ArchiveEntry> {
   const { signal } = options;
-  const source = decodeInitramfs(openArchive(path, signal), signal ? { signal } : {});
+  const source = decodeInitramfs(openArchive(path, signal), { label: path, ...(signal ? { signal } : {}) });
   for await (const e of readCpio(source, signal ? { signal } : {})) {
     const entry: ArchiveEntry = {
       member: e.member,
