@@ -117,8 +117,11 @@ class BuildState {
     if (s.phase === 'wait') return `${name}  ${bar(0, 1)}  waiting`;
     const elapsed = (s.end ?? s.last ?? this.now()) - (s.start ?? this.now());
     const rate = formatRate(s.done - s.firstBytes, elapsed);
+    // A blob fetched in a few milliseconds has no meaningful rate.
     const tail =
-      s.phase === 'done' ? `${formatBytes(s.size)} in ${(elapsed / 1000).toFixed(1)} s, ${rate}` : rate;
+      s.phase === 'done'
+        ? `${formatBytes(s.size)} in ${(elapsed / 1000).toFixed(1)} s${elapsed >= 50 ? `, ${rate}` : ''}`
+        : rate;
     return `${name}  ${bar(s.done, s.size)}  ${formatBytes(s.done)} / ${formatBytes(s.size)}  ${tail}`;
   }
 
