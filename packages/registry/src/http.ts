@@ -90,6 +90,7 @@ export class Transport {
   readonly #options: TransportOptions;
   #verified: Dispatcher | undefined;
   #unverified: Dispatcher | undefined;
+  #secureContext: tls.SecureContext | undefined;
 
   constructor(options: TransportOptions) {
     this.#options = options;
@@ -105,7 +106,11 @@ export class Transport {
   }
 
   #make(verify: boolean): Dispatcher {
-    const tlsOptions = { ca: this.#options.ca, rejectUnauthorized: verify };
+    // One secure context for every connection: passing `ca` would re-parse the whole CA list
+    // (NODE_EXTRA_CA_CERTS is often the system bundle) on each TLS handshake.
+    this.#secureContext ??= this.#options.ca ? tls.createSecureContext({ ca: this.#options.ca }) : undefined;
+    const context = this.#secureContext ? { secureContext: this.#secureContext } : {};
+    const tlsOptions = { ...context, rejectUnauthorized: verify };
     const base = {
       connections: this.#options.connections,
       keepAliveTimeout: 10_000,
@@ -118,7 +123,7 @@ export class Transport {
         ...base,
         connect: tlsOptions,
         requestTls: tlsOptions,
-        proxyTls: { ca: this.#options.ca },
+        proxyTls: context,
       } as ConstructorParameters<typeof EnvHttpProxyAgent>[0]);
     }
     return new Agent({ ...base, connect: tlsOptions });

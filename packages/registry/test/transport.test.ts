@@ -25,6 +25,11 @@ afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
 });
 
+function restore(name: string, value: string | undefined): void {
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
+}
+
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'irb-transport-test-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
@@ -136,22 +141,24 @@ describe('TLS and extra CAs', () => {
   });
 
   it('trusts a CA from NODE_EXTRA_CA_CERTS or the ca option', async () => {
+    const saved = process.env.NODE_EXTRA_CA_CERTS;
     process.env.NODE_EXTRA_CA_CERTS = join(dir, 'ca.pem');
     try {
       await pullAll(client({ cacheDir: await tempDir() }), `${proxyHost}/tls/app:v1`, image);
     } finally {
-      delete process.env.NODE_EXTRA_CA_CERTS;
+      restore('NODE_EXTRA_CA_CERTS', saved);
     }
     const ca = await readFile(join(dir, 'ca.pem'), 'utf8');
     await pullAll(client({ cacheDir: await tempDir(), ca: [ca] }), `${proxyHost}/tls/app:v1`, image);
   });
 
   it('an unreadable NODE_EXTRA_CA_CERTS is a clear error', () => {
+    const saved = process.env.NODE_EXTRA_CA_CERTS;
     process.env.NODE_EXTRA_CA_CERTS = join(dir, 'missing.pem');
     try {
       expect(() => createRegistryClient()).toThrow(/NODE_EXTRA_CA_CERTS points to .*missing\.pem/);
     } finally {
-      delete process.env.NODE_EXTRA_CA_CERTS;
+      restore('NODE_EXTRA_CA_CERTS', saved);
     }
   });
 });
