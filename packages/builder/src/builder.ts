@@ -110,6 +110,11 @@ export class InitramfsBuilder {
     }));
     emit({ type: 'resolved', image: o.image, digest: manifestDigest, platform, layers: layerInfo });
 
+    // Registry images download all layers in parallel first (the client's concurrency), so
+    // indexing and packing read them from the verified cache.
+    const prefetch = (image as { prefetch?: (o: { signal?: AbortSignal }) => Promise<void> }).prefetch;
+    if (prefetch) await prefetch.call(image, signal ? { signal } : {});
+
     const rootfs = await indexLayers(layers, {
       ...(o.exclude ? { exclude: o.exclude } : {}),
       ...(signal ? { signal } : {}),
