@@ -775,6 +775,7 @@ export class RegistryClient {
       let offset = 0;
       let lastError: unknown;
       let totalAttempts = 0;
+      let verified = false;
       const endpoints = this.#endpoints(ref);
       tryEndpoints: for (const endpoint of endpoints) {
         for (let attempt = 0; ; attempt++) {
@@ -833,6 +834,14 @@ export class RegistryClient {
               progress({ type: 'blob', digest, done: offset, total: size, phase: 'network' });
             }
             if (offset < size) throw new ShortBody(`body ended after ${offset} of ${size} bytes`);
+            const actual = `${parseDigest(digest).algorithm}:${hasher.digest('hex')}`;
+            if (actual !== digest) {
+              throw new IrbError(
+                'IRB_DIGEST_MISMATCH',
+                `blob ${digest} of ${name}${endpoint.mirror ? ` (from mirror ${endpoint.host})` : ''}: the downloaded bytes hash to ${actual}; they are corrupt or were tampered with and were discarded (nothing was cached)`,
+              );
+            }
+            verified = true;
             break tryEndpoints;
           } catch (error) {
             if (signal?.aborted) throw abortError(`download of ${digest} from ${name}`, signal);
@@ -866,14 +875,7 @@ export class RegistryClient {
           }
         }
       }
-      if (offset !== size) throw lastError;
-      const actual = `${parseDigest(digest).algorithm}:${hasher.digest('hex')}`;
-      if (actual !== digest) {
-        throw new IrbError(
-          'IRB_DIGEST_MISMATCH',
-          `blob ${digest} of ${name}: the downloaded bytes hash to ${actual}; they are corrupt or were tampered with and were discarded (nothing was cached)`,
-        );
-      }
+      if (!verified) throw lastError;
       await handle.datasync().catch((error: unknown) => {
         throw cacheWriteError(cache.dir, error);
       });

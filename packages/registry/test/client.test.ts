@@ -846,6 +846,14 @@ describe('transport policy', () => {
       retry: { retries: 0 },
     });
     await pullAndCompare(fallback, `${reg.host}/test/docker:v1`, dockerImage);
+    // A mirror serving corrupt bytes: the blob comes from the origin instead.
+    const corrupt = await startFaultProxy(reg.url);
+    cleanups.push(() => corrupt.stop());
+    corrupt.add({ path: `/blobs/${ociImage.layers[1]!.digest}`, fault: { kind: 'flip', at: 10 } });
+    const dir = await tempDir();
+    const viaCorrupt = client({ cacheDir: dir, mirrors: { [reg.host]: [corrupt.url] }, readAhead: false });
+    await pullAndCompare(viaCorrupt, `${reg.host}/test/oci:v1`, ociImage);
+    expect(corrupt.requests.filter((r) => r.fault === 'flip').length).toBe(1);
   });
 
   it('reads mirrors from IRB_REGISTRY_MIRRORS and refuses malformed ones', async () => {
