@@ -72,45 +72,60 @@ export function splitKey(key: string): NormalizedPath {
   return { components, clamped };
 }
 
+/** A compiled exclude glob. */
+export interface Glob {
+  /** True when the key (no leading `/`) matches. */
+  test(key: string): boolean;
+}
+
+/** One path component of a glob: `*` any run of bytes, `?` one byte, the rest literal. */
+function componentPattern(segment: string): RegExp {
+  let source = '';
+  for (const c of segment) {
+    if (c === '*') source += source.endsWith('.*') ? '' : '.*';
+    else if (c === '?') source += '.';
+    else source += c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  }
+  return new RegExp(`^${source}$`, 's');
+}
+
 /**
  * Compiles an exclude glob anchored at the root (leading `/` optional): `*` matches within one
  * component, `**` any number of components (also none), `?` one byte other than `/`. A trailing
- * `/` is ignored. Everything else is literal.
+ * `/` is ignored. Everything else is literal. Matching works component by component with a
+ * table (no regex backtracking across components), so no pattern can stall on deep paths.
  */
-export function compileGlob(pattern: string): RegExp {
-  let text = keyOfInput(pattern);
-  text = text.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
-  let source = '';
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i] as string;
-    if (c === '*') {
-      if (text[i + 1] === '*') {
-        const atStart = i === 0 || text[i - 1] === '/';
-        const atEnd = i + 2 === text.length || text[i + 2] === '/';
-        if (atStart && atEnd) {
-          if (i + 2 === text.length) {
-            // `a/**` matches everything below a (and a itself, which excludes the same).
-            source += '.*';
-          } else {
-            // `**/` matches zero or more whole components.
-            source += '(?:[^/]*/)*';
-            i++;
-          }
-          i++;
-          continue;
-        }
-        source += '[^/]*';
-        i++;
-        continue;
-      }
-      source += '[^/]*';
-    } else if (c === '?') {
-      source += '[^/]';
-    } else {
-      source += c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-    }
+export function compileGlob(pattern: string): Glob {
+  const text = keyOfInput(pattern).replace(/^(\.\/|\/)+/, '');
+  const parts: Array<RegExp | '**'> = [];
+  for (const segment of text.split('/')) {
+    if (segment === '') continue;
+    if (segment === '**') {
+      if (parts[parts.length - 1] !== '**') parts.push('**');
+    } else parts.push(componentPattern(segment));
   }
-  // `a/**` compiled to `a/.*` must also match `a` itself.
-  source = source.replace(/\\\/\.\*$/, '(?:/.*)?');
-  return new RegExp(`^${source}$`, 's');
+  return {
+    test(key: string): boolean {
+      const components = key === '' ? [] : key.split('/');
+      const width = components.length + 1;
+      // matches[i * width + j]: parts from i on match components from j on.
+      const matches = new Uint8Array((parts.length + 1) * width);
+      matches[parts.length * width + components.length] = 1;
+      for (let i = parts.length - 1; i >= 0; i--) {
+        const part = parts[i] as RegExp | '**';
+        for (let j = components.length; j >= 0; j--) {
+          const here = i * width + j;
+          if (part === '**') {
+            matches[here] = matches[here + width] || (j < components.length ? matches[here + 1] : 0) ? 1 : 0;
+          } else {
+            matches[here] =
+              j < components.length && matches[here + width + 1] && part.test(components[j] as string)
+                ? 1
+                : 0;
+          }
+        }
+      }
+      return matches[0] === 1;
+    },
+  };
 }

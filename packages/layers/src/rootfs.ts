@@ -11,7 +11,7 @@ import {
   IrbError,
   isIrbError,
 } from '@irb/cpio';
-import { absoluteText, cpioPathOfKey, displayKey, keyOf, keyOfInput, splitKey } from './path.ts';
+import { absoluteText, cpioPathOfKey, displayKey, type Glob, keyOf, keyOfInput, splitKey } from './path.ts';
 import { TarReader } from './tar.ts';
 import type {
   InjectOptions,
@@ -290,7 +290,7 @@ export class Rootfs {
   }
 
   /** @internal Applies exclude globs after all layers; counts removed paths. */
-  exclude(globs: readonly RegExp[]): void {
+  exclude(globs: readonly Glob[]): void {
     if (globs.length === 0) return;
     const visit = (dir: DirNode, prefix: string): void => {
       for (const child of sortedChildren(dir)) {
