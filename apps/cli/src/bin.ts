@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 import { main } from './cli.ts';
 
+// `pnpm irb …` runs in the repository root; relative paths should mean what the user typed them against.
+if (process.env.npm_lifecycle_event === 'irb' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
+
 const controller = new AbortController();
 let interrupts = 0;
 const onSignal = (signal: NodeJS.Signals) => {

@@ -144,6 +144,57 @@ describe('irb CLI against a real registry (no VM)', () => {
     expect(JSON.parse(layers.stdout)[0].digest).toMatch(/^sha256:/);
   });
 
+  it('reads the same image from a docker save archive and an OCI layout', async () => {
+    const archive = join(dir, 'busybox.tar');
+    const layout = join(dir, 'layout');
+    await run('skopeo', [
+      'copy',
+      '--quiet',
+      '--src-tls-verify=false',
+      `docker://${image}`,
+      `docker-archive:${archive}:tools/busybox:v1`,
+    ]);
+    await run('skopeo', [
+      'copy',
+      '--quiet',
+      '--src-tls-verify=false',
+      `docker://${image}`,
+      `oci:${layout}:v1`,
+    ]);
+    const fromArchive = await runCli([
+      'build',
+      `docker-archive:${archive}`,
+      '-o',
+      join(dir, 'da.cpio'),
+      '-c',
+      'none',
+      '--json',
+    ]);
+    expect(fromArchive.code, fromArchive.stderr).toBe(0);
+    const fromLayout = await runCli([
+      'build',
+      `oci:${layout}:v1`,
+      '-o',
+      join(dir, 'oci.cpio'),
+      '-c',
+      'none',
+      '--json',
+    ]);
+    expect(fromLayout.code, fromLayout.stderr).toBe(0);
+    const fromRegistry = await runCli(['build', image, '-o', join(dir, 'reg.cpio'), '-c', 'none', '--json']);
+    // Same layers and config, so the same archive, whatever the source.
+    const a = JSON.parse(fromArchive.stdout);
+    const b = JSON.parse(fromLayout.stdout);
+    const c = JSON.parse(fromRegistry.stdout);
+    expect(a.configDigest).toBe(c.configDigest);
+    expect(b.manifestDigest).toBe(c.manifestDigest);
+    const { stdout: same } = await run('sh', [
+      '-c',
+      `cmp '${join(dir, 'oci.cpio')}' '${join(dir, 'reg.cpio')}' && cmp '${join(dir, 'da.cpio')}' '${join(dir, 'reg.cpio')}' && echo same`,
+    ]);
+    expect(same.trim()).toBe('same');
+  });
+
   describe('bad inputs: one clear line, the right exit code, no output file', () => {
     const cases: Array<{ name: string; args: (out: string) => string[]; code: number; message: RegExp }> = [
       {

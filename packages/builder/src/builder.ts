@@ -152,7 +152,6 @@ export class InitramfsBuilder {
       const plan = await planInit(view, config.config, {
         ...(o.hostname !== undefined ? { hostname: o.hostname } : {}),
         ...(o.exitAction !== undefined ? { exitAction: o.exitAction } : {}),
-        imageName: o.image,
       });
       await rootfs.inject(
         '/init',

@@ -16,7 +16,8 @@ export interface InitRootfsView {
 export interface PlanInitOptions {
   /** Hostname the guest gets. Default `irb`. */
   hostname?: string;
-  /** Image name for the script's header comment (never a credential). */
+  /** Image name for the script's header comment (never a credential). Default: none, so the
+   * script, and the archive, do not depend on where the same image was read from. */
   imageName?: string;
   /**
    * How the VM ends when the program exits. Default `poweroff` (QEMU, Cloud Hypervisor);
