@@ -41,6 +41,8 @@ const INIT = `#!/bin/busybox sh
 /bin/busybox test -e /data/a || /bin/busybox echo 'GONE /data/a'
 /bin/busybox test -e /data/.wh.a || /bin/busybox echo 'NO-MARKER'
 /bin/busybox readlink /etc/link | /bin/busybox sed 's/^/TARGET /'
+/bin/busybox find /names -type f | /bin/busybox od -An -tx1 | /bin/busybox tr -s ' \n' ' ' | /bin/busybox sed 's/^/NAME-BYTES/'
+/bin/busybox echo
 /bin/busybox echo IRB-BOOT-DONE
 /bin/busybox poweroff -f
 `;
@@ -84,6 +86,8 @@ describe('booted under QEMU', () => {
       { type: 'fifo', path: 'run/fifo', mode: 0o620, uid: 2 },
       { type: 'symlink', path: 'etc/link', target: '../data/c' },
       { type: 'file', path: 'lib/moved', content: 'via symlinked parent', mode: 0o644 },
+      // "café" in latin-1: not UTF-8, must reach the guest byte for byte.
+      { type: 'file', path: new Uint8Array([...new TextEncoder().encode('names/caf'), 0xe9]), content: 'x' },
     ];
     const layers = [
       layerOf(await buildTar(base, { compression: 'gzip' }), MEDIA.gzip, 65_536),
@@ -146,5 +150,6 @@ describe('booted under QEMU', () => {
     expect(result.output).toContain('GONE /data/a');
     expect(result.output).toContain('NO-MARKER');
     expect(result.output).toContain('TARGET ../data/c');
+    expect(result.output).toContain('NAME-BYTES 2f 6e 61 6d 65 73 2f 63 61 66 e9 0a');
   });
 });
