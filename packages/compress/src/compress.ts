@@ -18,7 +18,7 @@ function checkInteger(name: string, value: number, min: number, max: number, fix
 
 /**
  * Compresses a byte stream. Pull-based: input is read only as output is consumed, with a
- * bounded amount in flight (gzip: about 4 × threads × 128 KiB). Output is byte-identical
+ * bounded amount in flight (gzip: about 3 × threads × 256 KiB). Output is byte-identical
  * for the same input, level and format, whatever the thread count or input chunking.
  *
  * @example

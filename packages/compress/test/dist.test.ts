@@ -32,9 +32,9 @@ function exec(
   });
 }
 
-// Deterministic, compressible, several 128 KiB blocks long.
+// Deterministic, compressible, several gzip blocks long.
 function input(): Uint8Array {
-  const bytes = new Uint8Array(1_500_000);
+  const bytes = new Uint8Array(3_000_000);
   let x = 1;
   for (let i = 0; i < bytes.length; i++) {
     x = (x * 1103515245 + 12345) >>> 0;
