@@ -1,4 +1,4 @@
-import { IrbError } from '@irb/cpio';
+import { IrbError, isIrbError } from '@irb/cpio';
 import type { AuthScope, Credential, Keychain } from './types.ts';
 
 /** One parsed `WWW-Authenticate` challenge. */
@@ -102,7 +102,7 @@ export async function resolveCredential(
       answer = await keychain.resolve(scope, signal ? { signal } : {});
     } catch (error) {
       if (signal?.aborted) throw error;
-      if (error instanceof IrbError) throw error;
+      if (isIrbError(error)) throw error;
       throw new IrbError(
         'IRB_KEYCHAIN_FAILED',
         `keychain "${keychain.name}" failed to look up credentials for ${scope.registry}; fix its configuration or remove it`,

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { createServer, request as httpRequest } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import {
@@ -815,20 +817,72 @@ describe('token auth', () => {
 });
 
 describe('transport policy', () => {
-  const lan = Object.values(networkInterfaces())
-    .flat()
-    .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+  /**
+   * A forward proxy on loopback that sends every request, whatever host it names, to `port` on
+   * 127.0.0.1: the client sees a registry with a non-loopback name while no byte leaves this
+   * machine's loopback interface.
+   */
+  async function startPinningProxy(port: number): Promise<string> {
+    const proxy = createServer((req, res) => {
+      const target = new URL(req.url ?? '/');
+      const out = httpRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          path: `${target.pathname}${target.search}`,
+          method: req.method,
+          headers: req.headers,
+        },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      out.on('error', () => res.destroy());
+      req.pipe(out);
+    });
+    proxy.on('connect', (_req, socket, head) => {
+      const upstream = connect(port, '127.0.0.1', () => {
+        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(socket);
+        socket.pipe(upstream);
+      });
+      upstream.on('error', () => socket.destroy());
+      socket.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          proxy.closeAllConnections();
+          proxy.close(() => resolve());
+        }),
+    );
+    return `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  }
 
-  it.skipIf(!lan)('refuses plain HTTP to a non-loopback registry unless marked insecure', async () => {
-    const px = await startFaultProxy(reg.url, [], { listenHost: '0.0.0.0' });
-    cleanups.push(() => px.stop());
-    const host = `${lan}:${new URL(px.url).port}`;
-    const strict = client({ cacheDir: await tempDir(), retry: { retries: 0 } });
-    const failure = await codeOf(strict.image(`${host}/test/oci:v1`));
-    expect(failure.code).toBe('IRB_INSECURE_REFUSED');
-    expect(failure.message).toContain(`insecureRegistries: ['${host}']`);
-    const relaxed = client({ cacheDir: await tempDir(), insecureRegistries: [`http://${host}/`] });
-    await pullAndCompare(relaxed, `${host}/test/oci:v1`, ociImage);
+  it('refuses plain HTTP to a non-loopback registry unless marked insecure', async () => {
+    const proxyUrl = await startPinningProxy(Number(new URL(reg.url).port));
+    const host = 'registry.irb.test:5000';
+    const saved = { ...process.env };
+    try {
+      process.env.HTTP_PROXY = proxyUrl;
+      process.env.HTTPS_PROXY = proxyUrl;
+      delete process.env.NO_PROXY;
+      delete process.env.no_proxy;
+      const strict = client({ cacheDir: await tempDir(), retry: { retries: 0 } });
+      const failure = await codeOf(strict.image(`${host}/test/oci:v1`));
+      expect(failure.code).toBe('IRB_INSECURE_REFUSED');
+      expect(failure.message).toContain(`insecureRegistries: ['${host}']`);
+      const relaxed = client({ cacheDir: await tempDir(), insecureRegistries: [`http://${host}/`] });
+      await pullAndCompare(relaxed, `${host}/test/oci:v1`, ociImage);
+    } finally {
+      for (const key of ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'no_proxy']) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+    }
   });
 
   it('tries mirrors first and falls back to the origin', async () => {
