@@ -141,6 +141,8 @@ interface Sample {
   wallMs: number;
   /** Peak RSS in KiB: the largest of the pipeline's stages. */
   rssKb: number;
+  /** CPU time (user + system, seconds) of all stages. */
+  cpuSeconds: number;
   /** Each stage's own wall time (seconds) and peak RSS (KiB); stages of a pipe overlap. */
   stages: Map<string, { seconds: number; rssKb: number }>;
   outputBytes: number;
@@ -162,7 +164,7 @@ async function timeScript(work: string, body: string, output: string): Promise<S
   const rssDir = await mkdtemp(join(work, 'rss-'));
   const script = [
     'set -euo pipefail',
-    `T() { local n=$1; shift; ${TIME} -f '%e %M' -o ${shellQuote(rssDir)}/"$n" "$@"; }`,
+    `T() { local n=$1; shift; ${TIME} -f '%e %M %U %S' -o ${shellQuote(rssDir)}/"$n" "$@"; }`,
     body,
   ].join('\n');
   const started = performance.now();
@@ -178,18 +180,20 @@ async function timeScript(work: string, body: string, output: string): Promise<S
   const wallMs = performance.now() - started;
   if (code !== 0) throw new Error(`benchmark step failed (exit ${code}):\n${body}\n${err.trimEnd()}`);
   let rssKb = 0;
+  let cpuSeconds = 0;
   const stages = new Map<string, { seconds: number; rssKb: number }>();
   for (const name of (await readdir(rssDir)).sort()) {
     const text = await readFile(join(rssDir, name), 'utf8');
-    const [seconds, kb] = (text.trim().split('\n').at(-1) ?? '').split(' ').map(Number);
+    const [seconds, kb, user, system] = (text.trim().split('\n').at(-1) ?? '').split(' ').map(Number);
     if (seconds === undefined || kb === undefined || !Number.isFinite(kb)) continue;
     rssKb = Math.max(rssKb, kb);
+    cpuSeconds += (user ?? 0) + (system ?? 0);
     stages.set(name, { seconds, rssKb: kb });
   }
   await rm(rssDir, { recursive: true, force: true });
   const outputBytes = (await stat(output)).size;
   const outputSha256 = await sha256File(output);
-  return { wallMs, rssKb, stages, outputBytes, outputSha256 };
+  return { wallMs, rssKb, cpuSeconds, stages, outputBytes, outputSha256 };
 }
 
 function median(values: number[]): number {
@@ -484,11 +488,11 @@ function renderReport(options: Options, rows: Row[], memoryRows: Row[], facts: F
       `(classic pipeline's count), served by a local docker-registry on 127.0.0.1.`,
     '',
     `Wall time is the median of ${options.runs} run${options.runs > 1 ? 's' : ''}, measured around the whole ` +
-      'command (process start-up included). Peak RSS is `/usr/bin/time -f %M` of the process; for pipelines, ' +
+      'command (process start-up included). CPU is user + system time of all processes (median). Peak RSS is `/usr/bin/time -f %M` of the process; for pipelines, ' +
       'the largest stage.',
     '',
-    '| compression | pipeline | wall | × classic | × floor | peak RSS | output | entries |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| compression | pipeline | wall | × classic | × floor | CPU | peak RSS | output | entries |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   );
   const targets: Array<Target & { pass: boolean }> = [];
   const med = (row: Row | undefined) => (row ? median(row.samples.map((s) => s.wallMs)) : Number.NaN);
@@ -505,7 +509,7 @@ function renderReport(options: Options, rows: Row[], memoryRows: Row[], facts: F
         row.kind.startsWith('irb') && shas.size > 1 ? ' (outputs differ between runs!)' : '';
       lines.push(
         `| ${compression} | ${row.name.replaceAll('|', '\\|')}${determinism} | ${fmtSeconds(wall)} | ${fmtRatio(wall / classic)} | ` +
-          `${fmtRatio(wall / floor)} | ${fmtMiB(rss)} | ${fmtMiB(last.outputBytes)} | ${row.entries ?? '—'} |`,
+          `${fmtRatio(wall / floor)} | ${median(row.samples.map((s) => s.cpuSeconds)).toFixed(1)} s | ${fmtMiB(rss)} | ${fmtMiB(last.outputBytes)} | ${row.entries ?? '—'} |`,
       );
       if (row.kind === 'irb-cold' && compression === 'gzip') {
         targets.push(check('gzip, cold cache ≤ 0.5× classic (pigz)', 0.5, wall / classic, '×'));
