@@ -34,6 +34,9 @@ describe('progress', () => {
       phase: 'network',
     });
     r.onEvent({ type: 'blob', digest: layers[1]!.digest, done: 1024, total: 1024, phase: 'done' });
+    now = 2500;
+    r.onEvent({ type: 'index', layer: 1, layers: 2, entries: 42 });
+    expect(chunks.at(-1)).toContain('indexing     layer 2/2, 42 tar entries');
     now = 3000;
     r.onEvent({ type: 'pack', entries: 10, bytes: 1024 * 1024, totalBytes: 2 * 1024 * 1024 });
     r.finish();

@@ -50,6 +50,8 @@ class BuildState {
   outBytes = 0;
   entries = 0;
   indexEntries = 0;
+  indexLayer = -1;
+  indexLayers = 0;
 
   readonly now: () => number;
   constructor(now: () => number) {
@@ -95,6 +97,8 @@ class BuildState {
       }
       case 'index':
         this.indexEntries = event.entries;
+        this.indexLayer = event.layer;
+        this.indexLayers = event.layers;
         return undefined;
       case 'pack':
         this.packStart ??= this.now();
@@ -201,6 +205,11 @@ class TtyRenderer implements ProgressRenderer {
     this.last = this.state.now();
     const lines = [...this.header, ...this.state.order.map((s) => this.state.layerLine(s))];
     if (this.packing) lines.push(this.state.packLine(this.compression));
+    else if (this.state.indexLayer >= 0) {
+      lines.push(
+        `indexing     layer ${this.state.indexLayer + 1}/${this.state.indexLayers}, ${this.state.indexEntries} tar entries`,
+      );
+    }
     const width = Math.max(40, (this.stream.columns || 100) - 1);
     let out = this.drawn > 0 ? `\x1b[${this.drawn}F` : '';
     for (const line of lines) out += `\x1b[2K${line.length > width ? line.slice(0, width) : line}\n`;

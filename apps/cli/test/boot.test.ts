@@ -1,7 +1,7 @@
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildImage, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
+import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxLayer, filesIn, runCli } from './harness.ts';
 
@@ -129,5 +129,41 @@ describe('irb build + irb boot: images booted by a real kernel', () => {
     expect(booted.code, booted.stdout.slice(-2000) + booted.stderr).toBe(0);
     expect(booted.stdout).toContain('reboot-probe-ok\nirb: exit status 0');
     expect(booted.stdout).toMatch(/sysrq: Resetting|reboot: Restarting system/);
+  }, 300_000);
+
+  it('a kernel panic and an expected text that never comes fail the boot with a clear line', async () => {
+    const layer = await buildTar([{ type: 'file', path: 'app', content: 'x', mode: 0o755 }]);
+    await pushImage(registry, 'demo/junk', 'v1', buildImage({ layers: [layer], runtime: { Cmd: ['/app'] } }));
+    const junkInit = join(dir, 'junk-init');
+    await writeFile(junkInit, 'this is not a program\n');
+    await chmod(junkInit, 0o755);
+    const out = join(dir, 'junk.cpio.gz');
+    const built = await runCli([
+      'build',
+      `${registry.host}/demo/junk:v1`,
+      '--init',
+      junkInit,
+      '-o',
+      out,
+      '-q',
+    ]);
+    expect(built.code, built.stderr).toBe(0);
+    const panicked = await runCli(['boot', out, '--timeout', '120']);
+    expect(panicked.code).toBe(1);
+    expect(panicked.stdout).toContain('Kernel panic');
+    expect(panicked.stderr.trim()).toMatch(/^irb: error: boot failed: the kernel panicked; /);
+
+    const missing = await runCli([
+      'boot',
+      join(dir, 'reboot.cpio'),
+      '--expect',
+      'text-that-never-comes',
+      '-q',
+    ]);
+    expect(missing.code).toBe(1);
+    expect(missing.stdout).toBe('');
+    expect(missing.stderr.trim()).toBe(
+      'irb: error: boot failed: "text-that-never-comes" did not appear before the VM stopped; check the console above',
+    );
   }, 300_000);
 });
