@@ -140,6 +140,30 @@ describe('irb CLI against a real registry (no VM)', () => {
     expect(info.platform).toBe('linux/arm64/v8');
     expect(info.config).toMatchObject({ Cmd: ['/arch'], User: '1000:1000' });
     expect(info.platforms).toHaveLength(2);
+    // The same index copied into an OCI layout lists the same platforms.
+    const layout = join(dir, 'multi-layout');
+    await run('skopeo', [
+      'copy',
+      '--quiet',
+      '--all',
+      '--src-tls-verify=false',
+      `docker://${ref}`,
+      `oci:${layout}:v2`,
+    ]);
+    const fromLayout = await runCli([
+      'inspect',
+      `oci:${layout}:v2`,
+      '--platform',
+      'linux/arm64/v8',
+      '--json',
+    ]);
+    expect(fromLayout.code, fromLayout.stderr).toBe(0);
+    const layoutInfo = JSON.parse(fromLayout.stdout);
+    expect(layoutInfo.platforms.map((p: { platform: string }) => p.platform).sort()).toEqual([
+      'linux/amd64',
+      'linux/arm64/v8',
+    ]);
+    expect(layoutInfo.platform).toBe('linux/arm64/v8');
     const layers = await runCli(['list-layers', ref, '--json']);
     expect(JSON.parse(layers.stdout)[0].digest).toMatch(/^sha256:/);
   });
