@@ -40,11 +40,18 @@ http:
 YAML
 docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
 registry_pid=$!
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null || { cat "$work/registry/log" >&2; exit 1; }
+# Wait until it answers (node, not curl: curl is not on every fresh machine).
+node -e "
+const url = 'http://127.0.0.1:$port/v2/';
+const deadline = Date.now() + 20000;
+(async () => {
+  for (;;) {
+    try { const r = await fetch(url); if (r.ok) return; } catch {}
+    if (Date.now() > deadline) { console.error('demo: the registry did not start'); process.exit(1); }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+})();
+" || { cat "$work/registry/log" >&2; exit 1; }
 echo "registry at 127.0.0.1:$port"
 
 say "making a demo image from busybox-static ($busybox)"
