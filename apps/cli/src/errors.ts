@@ -26,13 +26,19 @@ function causeChain(error: unknown): string[] {
 }
 
 /** Turns any error into what the CLI prints and the exit code: one line unless `verbose`. */
-export function describeError(error: unknown, verbose: boolean): { lines: string[]; code: number } {
+export function describeError(
+  error: unknown,
+  verbose: boolean,
+  command?: string,
+): { lines: string[]; code: number } {
   if (error instanceof UsageError) {
     const help = error.command ? `irb ${error.command} --help` : 'irb --help';
     return { lines: [`irb: error: ${error.message}; see "${help}"`], code: EXIT.usage };
   }
   if (isAbort(error)) {
-    return { lines: ['irb: interrupted; nothing was written'], code: EXIT.interrupted };
+    // Only build writes a file; saying so reassures that no half-written output is left.
+    const line = command === 'build' ? 'irb: interrupted; nothing was written' : 'irb: interrupted';
+    return { lines: [line], code: EXIT.interrupted };
   }
   if (isIrbError(error)) {
     const lines = [`irb: error: ${error.message.split('\n')[0]}`];
