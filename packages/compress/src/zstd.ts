@@ -92,6 +92,14 @@ export class ZstdDecoder {
       try {
         result = this.#dctx.decompressStream(this.#out, rest);
       } catch (error) {
+        const detail = error instanceof Error ? error.message : String(error);
+        if (/too much memory/i.test(detail)) {
+          throw new IrbError(
+            'IRB_ZSTD_WINDOW_TOO_LARGE',
+            `zstd data in ${this.#label} needs a window over 128 MiB (written with --long or --ultra?); irb, like the kernel, decodes windows up to 128 MiB — recompress it without --long`,
+            { cause: error },
+          );
+        }
         throw new IrbError(
           'IRB_ZSTD_CORRUPT',
           `corrupt zstd data in ${this.#label}: ${error instanceof Error ? error.message : String(error)}; the data is damaged or not zstd — fetch or build it again`,
