@@ -64,7 +64,8 @@ target, over gzip/zstd/plain members concatenated in one file.`,
 Boots ARCHIVE in QEMU (microvm with KVM when usable, otherwise software emulation
 on the pc machine) and streams the console to stdout.
 
-  --kernel PATH      kernel image (default: newest /boot/vmlinuz-*, then $IRB_KERNEL)
+  --kernel PATH      kernel image (default: $IRB_KERNEL, else the newest /boot/vmlinuz-*,
+                     else one unpacked by scripts/ensure-env.sh in ~/.cache/irb/kernel)
   -m, --memory MB    guest RAM (default: what the archive needs to unpack, at least 256)
   --timeout S        give up after S seconds (default 120)
   --expect TEXT      succeed as soon as TEXT appears on the console; fail if it never does
