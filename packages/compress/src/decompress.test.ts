@@ -85,6 +85,12 @@ describe('decompress', () => {
     const zc = Buffer.from(zst);
     zc.fill(0x55, 5000, 5100);
     expect((await irbCode(collect(decompress(chunked(zc))))).code).toBe('IRB_ZSTD_CORRUPT');
+    // A window larger than the kernel's 128 MiB limit (zstd --long=28 declares 256 MiB).
+    const long = (await run('zstd', ['--long=28', '-c', '-q'], data.subarray(0, 100_000))).stdout;
+    expect(await irbCode(collect(decompress(chunked(long), { label: 'big-window' })))).toMatchObject({
+      code: 'IRB_ZSTD_WINDOW_TOO_LARGE',
+      message: expect.stringContaining('big-window'),
+    });
     expect(await irbCode(collect(decompress(chunked(new Uint8Array(0)), { format: 'gzip' })))).toMatchObject({
       code: 'IRB_GZIP_TRUNCATED',
     });
