@@ -125,13 +125,20 @@ export class InitramfsBuilder {
       },
     });
 
-    for (const spec of injects) await rootfs.injectHostPath(spec.src, spec.dest);
-
     const view = rootfsView(rootfs, layers, signal);
     const imageInit = await view.stat('/init');
+    for (const spec of injects) await rootfs.injectHostPath(spec.src, spec.dest);
+    // `--inject agent:/init` is as explicit as `--init agent`.
+    const injectedInit = injects.some((spec) => spec.dest.replace(/^\/+|\/+$/g, '') === 'init');
+    if (injectedInit && (o.init !== undefined || o.keepImageInit)) {
+      throw new IrbError(
+        'IRB_BAD_OPTIONS',
+        'an --inject targets /init and --init or --keep-init says otherwise; keep only one of them',
+      );
+    }
     let init: BuildSummary['init'];
     const extras: CpioEntry[] = [];
-    if (imageInit && !o.replaceImageInit && !o.keepImageInit && o.init === undefined) {
+    if (imageInit && !o.replaceImageInit && !o.keepImageInit && o.init === undefined && !injectedInit) {
       throw new IrbError(
         'IRB_IMAGE_HAS_INIT',
         'the image has its own /init; pass --keep-init to boot it, --replace-init to replace it with the generated one, or --init FILE',
@@ -148,12 +155,14 @@ export class InitramfsBuilder {
     } else if (o.init !== undefined) {
       rootfs.inject('/init', { hostPath: o.init }, { mode: 0o755, uid: 0, gid: 0 });
       init = 'file';
+    } else if (injectedInit) {
+      init = 'file';
     } else {
       const plan = await planInit(view, config.config, {
         ...(o.hostname !== undefined ? { hostname: o.hostname } : {}),
         ...(o.exitAction !== undefined ? { exitAction: o.exitAction } : {}),
       });
-      await rootfs.inject(
+      rootfs.inject(
         '/init',
         { bytes: new TextEncoder().encode(plan.script) },
         { mode: 0o755, uid: 0, gid: 0 },

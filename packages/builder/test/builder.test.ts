@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -135,6 +135,24 @@ describe('InitramfsBuilder against a real registry', () => {
       .catch((e) => e);
     expect(err.message).toBe('user cancelled');
     expect(await readdir(sub)).toEqual([]);
+  });
+
+  it('an --inject to /init counts as a custom init', async () => {
+    const sub = await mkdtemp(join(dir, 'inj-'));
+    const initFile = join(sub, 'my-init');
+    await writeFile(initFile, '#!/bin/sh\necho mine\n');
+    const out = join(sub, 'x.cpio');
+    const summary = await new InitramfsBuilder({
+      image,
+      compression: 'none',
+      inject: [`${initFile}:/init`],
+    }).build(out);
+    expect(summary.init).toBe('file');
+    expect(await fileFromArchive(out, 'init')).toBe('#!/bin/sh\necho mine\n');
+    const err = await new InitramfsBuilder({ image, inject: [`${initFile}:/init`], init: initFile })
+      .build(join(sub, 'y'))
+      .catch((e) => e);
+    expect(err.code).toBe('IRB_BAD_OPTIONS');
   });
 
   it('refuses bad options before any download', async () => {
