@@ -21,7 +21,9 @@ import { createProgressRenderer } from './progress.ts';
 
 /** A writable text stream (process.stdout in production, a collector in tests). */
 export interface CliStream {
+  /** Returns `false` when the caller should wait for `drain` (Node streams). */
   write(text: string | Uint8Array): unknown;
+  once?(event: 'drain', listener: () => void): unknown;
   isTTY?: boolean;
   columns?: number;
 }
@@ -77,6 +79,12 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
   }
 }
 
+async function writeWithBackpressure(stream: CliStream, chunk: Uint8Array): Promise<void> {
+  if (stream.write(chunk) === false && stream.once) {
+    await new Promise<void>((resolve) => stream.once?.('drain', resolve));
+  }
+}
+
 function isUsage(error: unknown): boolean {
   return error instanceof UsageError;
 }
@@ -104,14 +112,30 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
   if (args.cacheDir !== undefined) options.cacheDir = args.cacheDir;
   if (args.noCache) options.cache = false;
   if (signal) options.signal = signal;
+  const toStdout = args.output === '-';
+  if (toStdout && io.stdout.isTTY) {
+    throw new UsageError(
+      'refusing to write a binary archive to a terminal; pipe or redirect stdout, or use -o FILE',
+      'build',
+    );
+  }
   let summary: BuildSummary;
   try {
-    summary = await new InitramfsBuilder(options).build(args.output);
+    const builder = new InitramfsBuilder(options);
+    if (toStdout) {
+      const stream = builder.stream();
+      for await (const chunk of stream) await writeWithBackpressure(io.stdout, chunk);
+      summary = await stream.summary;
+    } else {
+      summary = await builder.build(args.output);
+    }
   } finally {
     renderer.finish();
   }
-  if (args.json) io.stdout.write(`${JSON.stringify(summaryJson(summary), null, 2)}\n`);
-  else if (!args.quiet) io.stdout.write(`${summaryText(summary).join('\n')}\n`);
+  // With the archive on stdout, the summary goes to stderr.
+  const out = toStdout ? io.stderr : io.stdout;
+  if (args.json) out.write(`${JSON.stringify(summaryJson(summary), null, 2)}\n`);
+  else if (!args.quiet) out.write(`${summaryText(summary).join('\n')}\n`);
   return EXIT.ok;
 }
 

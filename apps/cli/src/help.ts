@@ -23,7 +23,8 @@ Pulls IMAGE (no Docker daemon needed), applies its layers, adds an /init and
 injected files, and writes a compressed CPIO newc archive the kernel boots.
 
 Output:
-  -o, --output FILE            default initramfs.cpio.gz (.zst for zstd, .cpio for none)
+  -o, --output FILE            default initramfs.cpio.gz (.zst for zstd, .cpio for none);
+                               - writes the archive to stdout (the summary then goes to stderr)
   -c, --compression NAME       gzip (default), zstd or none
       --level N                gzip 1-9 (default 6), zstd 1-19 (default 3)
       --threads N              compression threads (default: all cores)

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -109,6 +109,18 @@ describe('irb CLI against a real registry (no VM)', () => {
     expect(ls.stdout).toMatch(/^crw------- +1 0 +0 +5, 1 \S+ \S+ dev\/console$/m);
     expect(ls.stdout).toMatch(/^lrwxrwxrwx .* bin\/sh -> busybox$/m);
     expect(ls.stdout).toMatch(/^drwxr-xr-x .* home\/app$/m);
+  });
+
+  it('writes the archive to stdout with -o - and the summary to stderr', async () => {
+    const file = join(dir, 'file.cpio.zst');
+    expect((await runCli(['build', image, '-c', 'zstd', '-o', file, '-q'])).code).toBe(0);
+    const piped = await runCli(['build', image, '-c', 'zstd', '-o', '-', '--json']);
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(Buffer.compare(Buffer.from(piped.stdoutBytes), await readFile(file))).toBe(0);
+    expect(JSON.parse(piped.stderr.slice(piped.stderr.indexOf('{')))).toMatchObject({
+      output: '-',
+      compressedBytes: piped.stdoutBytes.byteLength,
+    });
   });
 
   it('lists an archive of two concatenated members (gzip + plain) with both members', async () => {

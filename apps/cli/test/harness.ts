@@ -14,6 +14,8 @@ export interface CliResult {
   code: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
+  /** stdout as bytes, for binary output (`-o -`). */
+  stdoutBytes: Uint8Array;
   stderr: string;
 }
 
@@ -34,11 +36,11 @@ export function runCli(args: string[], options: RunCliOptions = {}): Promise<Cli
       env: { ...process.env, IRB_CACHE_DIR: undefined, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let stdout = '';
+    const out: Buffer[] = [];
     let stderr = '';
     let interrupted = false;
     child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
+      out.push(d);
     });
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
@@ -51,7 +53,8 @@ export function runCli(args: string[], options: RunCliOptions = {}): Promise<Cli
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
+      const bytes = Buffer.concat(out);
+      resolve({ code, signal, stdout: bytes.toString(), stdoutBytes: bytes, stderr });
     });
   });
 }

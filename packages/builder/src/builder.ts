@@ -14,6 +14,7 @@ import { readLayerFile } from './read-layer-file.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
 import type {
   BuildProgressEvent,
+  BuildStream,
   BuildSummary,
   InitramfsBuilderOptions,
   LayerInfo,
@@ -79,18 +80,83 @@ export class InitramfsBuilder {
     emit({ type: 'resolve', image: o.image });
     const source = await openSource(o.image, sourceOptions(o, emit));
     try {
-      return await this.#build(source.image, output, started, emit);
+      const prepared = await this.#prepare(source.image, started, emit);
+      const bytes = await writeFileAtomic(output, prepared.data, {
+        ...(signal ? { signal } : {}),
+        onWrite: prepared.onWrite,
+      });
+      return prepared.finish(output, bytes);
     } finally {
       await source.close();
     }
   }
 
-  async #build(
+  /**
+   * The archive as a byte stream instead of a file, e.g. to upload it or pipe it elsewhere. Nothing
+   * happens until the stream is read; `summary` resolves once it was read to the end (its
+   * `output` is `-`) and rejects if the build failed or the stream was abandoned.
+   */
+  stream(): BuildStream {
+    const o = this.options;
+    let settle: { resolve: (s: BuildSummary) => void; reject: (e: unknown) => void } | undefined;
+    const summary = new Promise<BuildSummary>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    // A caller who only reads the bytes must not get an unhandled rejection from `summary`.
+    summary.catch(() => {});
+    const prepare = (image: OpenedImage, started: number, emit: (e: BuildProgressEvent) => void) =>
+      this.#prepare(image, started, emit);
+    async function* generate(): AsyncGenerator<Uint8Array> {
+      let done = false;
+      try {
+        const started = performance.now();
+        const emit = (event: BuildProgressEvent) => o.onProgress?.(event);
+        o.signal?.throwIfAborted();
+        const injects = (o.inject ?? []).map((spec) => parseInjectSpec(spec));
+        for (const spec of injects) await requireHostPath(spec.src, `--inject ${spec.src}:${spec.dest}`);
+        if (o.init !== undefined) await requireHostPath(o.init, `--init ${o.init}`, true);
+        emit({ type: 'resolve', image: o.image });
+        const source = await openSource(o.image, sourceOptions(o, emit));
+        try {
+          const prepared = await prepare(source.image, started, emit);
+          let bytes = 0;
+          for await (const chunk of prepared.data) {
+            o.signal?.throwIfAborted();
+            bytes += chunk.byteLength;
+            prepared.onWrite(bytes);
+            yield chunk;
+          }
+          done = true;
+          settle?.resolve(prepared.finish('-', bytes));
+        } finally {
+          await source.close();
+        }
+      } catch (error) {
+        settle?.reject(error);
+        throw error;
+      } finally {
+        if (!done)
+          settle?.reject(
+            new IrbError(
+              'IRB_STREAM_ABANDONED',
+              'the build stream was not read to the end; read it fully to get a summary',
+            ),
+          );
+      }
+    }
+    return Object.assign(generate(), { summary });
+  }
+
+  /** Everything up to the compressed byte stream; `finish` turns the counts into the summary. */
+  async #prepare(
     image: OpenedImage,
-    output: string,
     started: number,
     emit: (event: BuildProgressEvent) => void,
-  ): Promise<BuildSummary> {
+  ): Promise<{
+    data: AsyncIterable<Uint8Array>;
+    onWrite: (bytes: number) => void;
+    finish: (output: string, compressedBytes: number) => BuildSummary;
+  }> {
     const o = this.options;
     const signal = o.signal;
     const compression = o.compression ?? 'gzip';
@@ -215,31 +281,33 @@ export class InitramfsBuilder {
             ...(o.threads !== undefined ? { threads: o.threads } : {}),
             ...(signal ? { signal } : {}),
           });
-    const compressedBytes = await writeFileAtomic(output, compressed, {
-      ...(signal ? { signal } : {}),
-      onWrite: (bytes) => emit({ type: 'compress', inputBytes: cpioBytes, bytes }),
-    });
-    emit({ type: 'pack', entries, bytes: cpioBytes, totalBytes: cpioBytes });
-
-    const summary: BuildSummary = {
-      output,
-      image: o.image,
-      manifestDigest,
-      configDigest: manifest.config.digest,
-      platform,
-      compression,
-      entries: records,
-      excluded: rootfs.stats.excluded,
-      uncompressedBytes: cpioBytes,
-      compressedBytes,
-      unpackedBytes,
-      recommendedMemoryMiB: recommendGuestMemory({ tmpfsBytes: unpackedBytes, compressedBytes }),
-      lostXattrs: lostXattrs(rootfs),
-      init,
-      durationMs: Math.round(performance.now() - started),
+    const finish = (output: string, compressedBytes: number): BuildSummary => {
+      emit({ type: 'pack', entries, bytes: cpioBytes, totalBytes: cpioBytes });
+      const summary: BuildSummary = {
+        output,
+        image: o.image,
+        manifestDigest,
+        configDigest: manifest.config.digest,
+        platform,
+        compression,
+        entries: records,
+        excluded: rootfs.stats.excluded,
+        uncompressedBytes: cpioBytes,
+        compressedBytes,
+        unpackedBytes,
+        recommendedMemoryMiB: recommendGuestMemory({ tmpfsBytes: unpackedBytes, compressedBytes }),
+        lostXattrs: lostXattrs(rootfs),
+        init,
+        durationMs: Math.round(performance.now() - started),
+      };
+      emit({ type: 'done', summary });
+      return summary;
     };
-    emit({ type: 'done', summary });
-    return summary;
+    return {
+      data: compressed,
+      onWrite: (bytes) => emit({ type: 'compress', inputBytes: cpioBytes, bytes }),
+      finish,
+    };
   }
 }
 

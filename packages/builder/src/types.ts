@@ -77,7 +77,7 @@ export interface LostXattr {
 
 /** What {@link InitramfsBuilder.build} returns: what a user wants to log. */
 export interface BuildSummary {
-  /** The output file. */
+  /** The output file (`-` for {@link InitramfsBuilder.stream}). */
   output: string;
   /** The image as given. */
   image: string;
@@ -106,4 +106,10 @@ export interface BuildSummary {
   init: 'generated' | 'file' | 'image';
   /** Wall time of the build in milliseconds. */
   durationMs: number;
+}
+
+/** What {@link InitramfsBuilder.stream} returns: the archive bytes, and the summary once they were all read. */
+export interface BuildStream extends AsyncIterable<Uint8Array> {
+  /** Resolves after the last byte was read; rejects when the build failed or reading stopped early. */
+  readonly summary: Promise<BuildSummary>;
 }

@@ -120,6 +120,23 @@ describe('InitramfsBuilder against a real registry', () => {
     expect(Buffer.compare(await readFile(a), await readFile(b))).toBe(0);
   });
 
+  it('streams the same bytes as it writes, with the summary after the last byte', async () => {
+    const file = join(dir, 's.cpio.gz');
+    await new InitramfsBuilder({ image }).build(file);
+    const stream = new InitramfsBuilder({ image }).stream();
+    const parts: Uint8Array[] = [];
+    for await (const chunk of stream) parts.push(chunk);
+    const streamed = Buffer.concat(parts);
+    expect(Buffer.compare(streamed, await readFile(file))).toBe(0);
+    const summary = await stream.summary;
+    expect(summary.output).toBe('-');
+    expect(summary.compressedBytes).toBe(streamed.byteLength);
+
+    const abandoned = new InitramfsBuilder({ image }).stream();
+    for await (const _ of abandoned) break;
+    await expect(abandoned.summary).rejects.toMatchObject({ code: 'IRB_STREAM_ABANDONED' });
+  });
+
   it('an abort while packing leaves no file and no temporary file', async () => {
     const sub = await mkdtemp(join(dir, 'abort-'));
     const controller = new AbortController();
