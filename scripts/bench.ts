@@ -346,95 +346,76 @@ async function main(): Promise<void> {
     );
     await rm(floorDir, { recursive: true, force: true });
 
-    const rows: Row[] = [];
-    const measure = async (row: Omit<Row, 'samples'>, body: (out: string, i: number) => Promise<string>) => {
-      const samples: Sample[] = [];
-      for (let i = 0; i < options.runs; i++) {
-        const out = join(work, `out-${rows.length}-${i}`);
-        const sample = await timeScript(work, await body(out, i), out);
+    // Runs are interleaved (run 1 of every row, then run 2 of every row, …) so that load from
+    // other processes on a shared machine spreads over all rows instead of skewing one.
+    const scratch = async (prefix: string) => mkdtemp(join(work, prefix));
+    const plans: Array<{ row: Row; body: (out: string) => Promise<string> }> = [];
+    const plan = (row: Omit<Row, 'samples'>, body: (out: string) => Promise<string>) => {
+      plans.push({ row: { ...row, samples: [] }, body });
+    };
+    let warmCache: string | undefined;
+    if (!options.noIrb) {
+      // One blob cache serves every warm row: it holds blobs, not outputs. Filled untimed.
+      warmCache = await scratch('cache-warm-');
+      const warmOut = join(work, 'warmup');
+      await timeScript(work, irbCommand(debianRef, 'gzip', warmOut, warmCache), warmOut);
+      await rm(warmOut, { force: true });
+    }
+    const name = 'Debian + python3';
+    for (const compression of options.only) {
+      const c = COMPRESSORS[compression];
+      if (warmCache !== undefined) {
+        const cache = warmCache;
+        plan({ workload: name, compression, name: 'irb, cold cache', kind: 'irb-cold' }, async (out) => {
+          const fresh = await scratch('cache-cold-');
+          return `${irbCommand(debianRef, compression, out, fresh)}\nrm -rf ${shellQuote(fresh)}`;
+        });
+        plan({ workload: name, compression, name: 'irb, warm cache', kind: 'irb-warm' }, async (out) =>
+          irbCommand(debianRef, compression, out, cache),
+        );
+      }
+      for (const compressor of c.classic) {
+        const kind = compressor === c.parallel ? 'classic-parallel' : 'classic';
+        const label = `classic: skopeo → umoci → find | sort | cpio → ${compressor.replace(' -q', '')}`;
+        plan({ workload: name, compression, name: label, kind }, async (out) => {
+          const dir = await scratch('classic-');
+          return `${classicBody(debianRef, compressor, out, dir)}\ncd /\nrm -rf ${shellQuote(dir)}`;
+        });
+      }
+      plan(
+        { workload: name, compression, name: `floor: ${c.floor.replace(' -q', '')} < cpio`, kind: 'floor' },
+        async (out) => `T compress ${c.floor} < ${shellQuote(floorCpio)} > ${shellQuote(out)}`,
+      );
+    }
+    if (big && bigRef) {
+      plan(
+        {
+          workload: `synthetic ${(big.contentBytes / 1e9).toFixed(2)} GB`,
+          compression: 'gzip',
+          name: 'irb, cold cache',
+          kind: 'irb-cold',
+        },
+        async (out) => {
+          const fresh = await scratch('cache-big-');
+          return `${irbCommand(bigRef, 'gzip', out, fresh)}\nrm -rf ${shellQuote(fresh)}`;
+        },
+      );
+    }
+    for (let i = 0; i < options.runs; i++) {
+      for (const [index, { row, body }] of plans.entries()) {
+        const out = join(work, `out-${index}-${i}`);
+        const sample = await timeScript(work, await body(out), out);
         if (i === 0) row.entries = await countEntries(out, row.compression);
-        samples.push(sample);
+        row.samples.push(sample);
         await rm(out, { force: true });
         log(
           `${row.workload} ${row.compression} ${row.name} run ${i + 1}/${options.runs}: ${fmtSeconds(sample.wallMs)}`,
         );
       }
-      const full = { ...row, samples };
-      rows.push(full);
-      return full;
-    };
-    const scratch = async (prefix: string) => mkdtemp(join(work, prefix));
-
-    for (const compression of options.only) {
-      const c = COMPRESSORS[compression];
-      const name = `Debian + python3`;
-      if (!options.noIrb) {
-        await measure(
-          { workload: name, compression, name: 'irb, cold cache', kind: 'irb-cold' },
-          async (out) => {
-            const cache = await scratch('cache-cold-');
-            return `${irbCommand(debianRef, compression, out, cache)}\nrm -rf ${shellQuote(cache)}`;
-          },
-        );
-        // The warm cache is filled by one untimed build first.
-        const warmCache = await scratch('cache-warm-');
-        const warmOut = join(work, 'warmup');
-        await timeScript(work, irbCommand(debianRef, compression, warmOut, warmCache), warmOut);
-        await rm(warmOut, { force: true });
-        await measure(
-          { workload: name, compression, name: 'irb, warm cache', kind: 'irb-warm' },
-          async (out) => irbCommand(debianRef, compression, out, warmCache),
-        );
-        await rm(warmCache, { recursive: true, force: true });
-      }
-      for (const compressor of c.classic) {
-        const kind = compressor === c.parallel ? 'classic-parallel' : 'classic';
-        await measure(
-          {
-            workload: name,
-            compression,
-            name: `classic: skopeo → umoci → find | sort | cpio → ${compressor.replace(' -q', '')}`,
-            kind,
-          },
-          async (out) => {
-            const dir = await scratch('classic-');
-            return `${classicBody(debianRef, compressor, out, dir)}\ncd /\nrm -rf ${shellQuote(dir)}`;
-          },
-        );
-      }
-      await measure(
-        { workload: name, compression, name: `floor: ${c.floor.replace(' -q', '')} < cpio`, kind: 'floor' },
-        async (out) => `T compress ${c.floor} < ${shellQuote(floorCpio)} > ${shellQuote(out)}`,
-      );
     }
-
-    const memoryRows: Row[] = [];
-    if (big && bigRef) {
-      const samples: Sample[] = [];
-      let entries: number | undefined;
-      for (let i = 0; i < options.runs; i++) {
-        const out = join(work, `big-${i}`);
-        const cache = await scratch('cache-big-');
-        const sample = await timeScript(
-          work,
-          `${irbCommand(bigRef, 'gzip', out, cache)}\nrm -rf ${shellQuote(cache)}`,
-          out,
-        );
-        if (i === 0) entries = await countEntries(out, 'gzip');
-        samples.push(sample);
-        await rm(out, { force: true });
-        log(`synthetic ${fmtMiB(big.contentBytes)} irb cold gzip run ${i + 1}: ${fmtSeconds(sample.wallMs)}`);
-      }
-      const row: Row = {
-        workload: `synthetic ${(big.contentBytes / 1e9).toFixed(2)} GB`,
-        compression: 'gzip',
-        name: 'irb, cold cache',
-        kind: 'irb-cold',
-        samples,
-      };
-      if (entries !== undefined) row.entries = entries;
-      memoryRows.push(row);
-    }
+    if (warmCache !== undefined) await rm(warmCache, { recursive: true, force: true });
+    const rows = plans.map((p) => p.row).filter((row) => !row.workload.startsWith('synthetic'));
+    const memoryRows = plans.map((p) => p.row).filter((row) => row.workload.startsWith('synthetic'));
 
     const report = renderReport(options, rows, memoryRows, {
       cpioBytes,
