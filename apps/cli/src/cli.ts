@@ -73,6 +73,7 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
     const { lines, code } = describeError(
       signal?.aborted && !isUsage(error) ? signal.reason : error,
       verbose,
+      argv[0],
     );
     io.stderr.write(`${lines.join('\n')}\n`);
     return code;
