@@ -6,11 +6,10 @@ import { createEnvKeychain } from '@irb/auth-env';
 import { compress } from '@irb/compress';
 import { type CpioEntry, IrbError, packCpio } from '@irb/cpio';
 import { indexLayers, parseInjectSpec, type Rootfs } from '@irb/layers';
-import type { Keychain, Layer } from '@irb/registry';
+import type { Keychain } from '@irb/registry';
 import { writeFileAtomic } from './atomic.ts';
 import { type InitRootfsView, planInit } from './init.ts';
 import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
-import { readLayerFile } from './read-layer-file.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
 import type {
   BuildProgressEvent,
@@ -21,9 +20,13 @@ import type {
   LostXattr,
 } from './types.ts';
 
-/** The keychains used when none are given: Docker/Podman config files, then `IRB_AUTH_*` variables. */
+/**
+ * The keychains used when none are given: `IRB_AUTH_*` variables, then Docker/Podman config files.
+ * Variables come first because they are set for this run on purpose, while a config file may
+ * name a credential helper that is missing on this machine (a `credsStore` copied from a desktop).
+ */
 export function defaultKeychains(): Keychain[] {
-  return [createDockerKeychain(), createEnvKeychain()];
+  return [createEnvKeychain(), createDockerKeychain()];
 }
 
 /**
@@ -191,7 +194,7 @@ export class InitramfsBuilder {
       },
     });
 
-    const view = rootfsView(rootfs, layers, signal);
+    const view = rootfsView(rootfs, signal);
     const imageInit = await view.stat('/init');
     for (const spec of injects) await rootfs.injectHostPath(spec.src, spec.dest);
     // `--inject agent:/init` is as explicit as `--init agent`.
@@ -388,7 +391,7 @@ async function checkOutputDir(output: string): Promise<void> {
 }
 
 /** Adapts @irb/layers' Rootfs to what init planning asks. */
-function rootfsView(rootfs: Rootfs, layers: readonly Layer[], signal?: AbortSignal): InitRootfsView {
+function rootfsView(rootfs: Rootfs, signal?: AbortSignal): InitRootfsView {
   const absolute = (path: string | Uint8Array) => {
     const p = typeof path === 'string' ? path : new TextDecoder().decode(path);
     return p === '.' ? '/' : `/${p}`;
@@ -400,9 +403,8 @@ function rootfsView(rootfs: Rootfs, layers: readonly Layer[], signal?: AbortSign
       return { type: found.type === 'fifo' ? 'fifo' : found.type, path: absolute(found.path) };
     },
     async readText(path) {
-      const found = rootfs.lookup(path, { follow: true });
-      if (found?.type !== 'file') return undefined;
-      const bytes = await readLayerFile(layers, absolute(found.path), signal ? { signal } : {});
+      // readFile follows symlinks and hard links and sees whiteouts, as the guest would.
+      const bytes = await rootfs.readFile(path, signal ? { signal } : {});
       return bytes === undefined ? undefined : new TextDecoder().decode(bytes);
     },
   };

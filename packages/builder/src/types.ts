@@ -32,7 +32,7 @@ export interface InitramfsBuilderOptions {
   exitAction?: 'poweroff' | 'reboot';
   /** Hostname the generated `/init` sets. Default `irb`. */
   hostname?: string;
-  /** Where credentials come from, asked in order. Default: Docker/Podman config, then `IRB_AUTH_*` variables. */
+  /** Where credentials come from, asked in order. Default: `IRB_AUTH_*` variables, then Docker/Podman config. */
   keychains?: readonly Keychain[];
   /** Blob cache directory. Default `$IRB_CACHE_DIR`, else the XDG cache dir. */
   cacheDir?: string;
