@@ -3,12 +3,16 @@
 # from Debian's busybox-static and pushed to it, an initramfs built from that image with an
 # injected agent, and a QEMU boot that shows the agent's line.
 #
-#   bash scripts/demo.sh            (after `. scripts/ensure-env.sh`)
+#   bash scripts/demo.sh
+#
+# It first installs what is missing (scripts/ensure-env.sh: Debian packages, Node 24, pnpm,
+# node modules, a kernel), quickly when everything is there.
 #
 # Leaves initramfs.cpio.gz (the demo image with the agent) in the current directory; everything else is removed on exit.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$root/scripts/ensure-env.sh"
 out=${IRB_DEMO_OUTPUT:-$PWD/initramfs.cpio.gz}
 work=$(mktemp -d "${TMPDIR:-/tmp}/irb-demo.XXXXXX")
 registry_pid=
@@ -21,7 +25,7 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 # Debian's busybox-static package installs a static /bin/busybox: it runs in any image.
 busybox=/bin/busybox
-[ -x "$busybox" ] || { echo "demo: busybox-static is missing; run '. scripts/ensure-env.sh' first" >&2; exit 1; }
+[ -x "$busybox" ] || { echo "demo: $busybox is missing; install Debian's busybox-static" >&2; exit 1; }
 
 say "starting a throwaway registry (docker-registry) on 127.0.0.1"
 port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
