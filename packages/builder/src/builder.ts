@@ -179,11 +179,9 @@ export class InitramfsBuilder {
     }));
     emit({ type: 'resolved', image: o.image, digest: manifestDigest, platform, layers: layerInfo });
 
-    // Registry images download all layers in parallel first (the client's concurrency), so
-    // indexing and packing read them from the verified cache.
-    const prefetch = (image as { prefetch?: (o: { signal?: AbortSignal }) => Promise<void> }).prefetch;
-    if (prefetch) await prefetch.call(image, signal ? { signal } : {});
-
+    // No separate download step: opening the first layer makes the registry client fetch all
+    // layers in the background (read-ahead, in parallel), so indexing layer N overlaps the
+    // download of the layers above it, and packing reads them from the verified cache.
     const rootfs = await indexLayers(layers, {
       ...(o.exclude ? { exclude: o.exclude } : {}),
       ...(signal ? { signal } : {}),
