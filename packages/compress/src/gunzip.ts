@@ -30,7 +30,9 @@ export async function* gunzipStream(
   label: string,
   signal?: AbortSignal,
 ): AsyncGenerator<Uint8Array> {
-  const gunzip = createGunzip();
+  // 256 KiB output chunks: with zlib's default 16 KiB, a layer costs one thread-pool round trip
+  // per 16 KiB, which measured as 40% of the CPU spent decompressing a 150 MB layer.
+  const gunzip = createGunzip({ chunkSize: 256 * 1024 });
   if (signal) addAbortSignal(signal, gunzip);
   // Readable.from pulls the source only as the gunzip stream drains, so backpressure
   // reaches the producer; pipeline tears everything down on error or early return.

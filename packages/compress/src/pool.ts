@@ -52,7 +52,12 @@ export class DeflatePool {
   }
 
   #spawn(): Slot {
-    const worker = new Worker(workerUrl, { name: 'irb-deflate' });
+    // A worker holds at most a few 256 KiB blocks; V8's default heap headroom per isolate
+    // would otherwise add ~50 MiB of RSS per worker for nothing.
+    const worker = new Worker(workerUrl, {
+      name: 'irb-deflate',
+      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 32 },
+    });
     const slot: Slot = { worker, pending: new Map() };
     this.#slots.push(slot);
     worker.on('message', (result: DeflateResult) => {
