@@ -31,7 +31,8 @@ export function compareKernelVersions(a: string, b: string): number {
   return 0;
 }
 
-async function readable(path: string): Promise<boolean> {
+/** @internal True when `path` can be opened for reading. */
+export async function readable(path: string): Promise<boolean> {
   try {
     await access(path, constants.R_OK);
     return true;

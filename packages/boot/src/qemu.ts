@@ -4,7 +4,7 @@ import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { IrbError } from '@irb/cpio';
-import { findKernel } from './kernel.ts';
+import { findKernel, readable } from './kernel.ts';
 
 /** QEMU machine type: `microvm` (fast, minimal) or `pc` (boots reliably under TCG). */
 export type BootMachine = 'microvm' | 'pc';
@@ -94,15 +94,6 @@ function stop(child: ChildProcess, graceMs = 3000): void {
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   timer.unref();
   child.once('exit', () => clearTimeout(timer));
-}
-
-async function readable(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.R_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The kernel command line irb boots with. */

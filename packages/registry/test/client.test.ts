@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import { createServer, request as httpRequest } from 'node:http';
-import { type AddressInfo, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
@@ -13,6 +11,7 @@ import {
   type StartedFaultProxy,
   type StartedRegistry,
   startFaultProxy,
+  startForwardProxy,
   startRegistry,
   type TestImage,
   testBlob,
@@ -817,53 +816,11 @@ describe('token auth', () => {
 });
 
 describe('transport policy', () => {
-  /**
-   * A forward proxy on loopback that sends every request, whatever host it names, to `port` on
-   * 127.0.0.1: the client sees a registry with a non-loopback name while no byte leaves this
-   * machine's loopback interface.
-   */
-  async function startPinningProxy(port: number): Promise<string> {
-    const proxy = createServer((req, res) => {
-      const target = new URL(req.url ?? '/');
-      const out = httpRequest(
-        {
-          host: '127.0.0.1',
-          port,
-          path: `${target.pathname}${target.search}`,
-          method: req.method,
-          headers: req.headers,
-        },
-        (answer) => {
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          answer.pipe(res);
-        },
-      );
-      out.on('error', () => res.destroy());
-      req.pipe(out);
-    });
-    proxy.on('connect', (_req, socket, head) => {
-      const upstream = connect(port, '127.0.0.1', () => {
-        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        upstream.write(head);
-        upstream.pipe(socket);
-        socket.pipe(upstream);
-      });
-      upstream.on('error', () => socket.destroy());
-      socket.on('error', () => upstream.destroy());
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    cleanups.push(
-      () =>
-        new Promise<void>((resolve) => {
-          proxy.closeAllConnections();
-          proxy.close(() => resolve());
-        }),
-    );
-    return `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
-  }
-
   it('refuses plain HTTP to a non-loopback registry unless marked insecure', async () => {
-    const proxyUrl = await startPinningProxy(Number(new URL(reg.url).port));
+    // The proxy sends everything to the registry on loopback: the name is never resolved.
+    const proxy = await startForwardProxy({ pinPort: Number(new URL(reg.url).port) });
+    cleanups.push(() => proxy.stop());
+    const proxyUrl = proxy.url;
     const host = 'registry.irb.test:5000';
     const saved = { ...process.env };
     try {

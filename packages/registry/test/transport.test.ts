@@ -1,8 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +11,7 @@ import {
   pushImage,
   type StartedRegistry,
   startFaultProxy,
+  startForwardProxy,
   startRegistry,
   type TestImage,
 } from '@irb/test-utils';
@@ -165,39 +164,9 @@ describe('TLS and extra CAs', () => {
 
 describe('proxies from the environment', () => {
   it('goes through HTTP_PROXY/HTTPS_PROXY and skips hosts in NO_PROXY', async () => {
-    const seen: string[] = [];
-    const proxy = createServer((req, res) => {
-      // absolute-form request (proxying without a tunnel)
-      seen.push(req.url ?? '');
-      const target = new URL(req.url ?? '');
-      const out = httpRequest(target, { method: req.method, headers: req.headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      });
-      out.on('error', () => res.destroy());
-      req.pipe(out);
-    });
-    proxy.on('connect', (req, socket, head) => {
-      seen.push(req.url ?? '');
-      const [host, port] = (req.url ?? '').split(':');
-      const upstream = connect(Number(port), host, () => {
-        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        upstream.write(head);
-        upstream.pipe(socket);
-        socket.pipe(upstream);
-      });
-      upstream.on('error', () => socket.destroy());
-      socket.on('error', () => upstream.destroy());
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    cleanups.push(
-      () =>
-        new Promise<void>((resolve) => {
-          proxy.closeAllConnections();
-          proxy.close(() => resolve());
-        }),
-    );
-    const proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    const proxy = await startForwardProxy();
+    cleanups.push(() => proxy.stop());
+    const { seen, url: proxyUrl } = proxy;
     const saved = { ...process.env };
     try {
       process.env.HTTP_PROXY = proxyUrl;

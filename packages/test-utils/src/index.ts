@@ -1,5 +1,6 @@
 export * from './debian-image.ts';
 export * from './fault-proxy.ts';
+export * from './forward-proxy.ts';
 export * from './oci-layout.ts';
 export * from './push.ts';
 export * from './registry-server.ts';
