@@ -1,14 +1,17 @@
-import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { createRegistryClient } from '@irb/registry';
-import { buildTar, type StartedRegistry, startRegistry, writeOciLayout } from '@irb/test-utils';
+import {
+  buildTar,
+  pushOciLayout,
+  type StartedRegistry,
+  startRegistry,
+  writeOciLayout,
+} from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDockerKeychain } from '../src/index.ts';
 
-const run = promisify(execFile);
 const USER = 'docker-user';
 const PASS = 'docker-secret-9f3a';
 
@@ -24,16 +27,13 @@ describe('createDockerKeychain against a real registry with htpasswd auth', () =
     await writeOciLayout(layout, [
       { tag: 'v1', images: [{ layers: [await buildTar([{ type: 'file', path: 'f', content: 'docker' }])] }] },
     ]);
-    ref = `${registry.host}/private/app:v1`;
-    await run('skopeo', [
-      'copy',
-      '--quiet',
-      '--dest-tls-verify=false',
-      '--dest-creds',
-      `${USER}:${PASS}`,
-      `oci:${layout}:v1`,
-      `docker://${ref}`,
-    ]);
+    ref = await pushOciLayout({
+      layoutDir: layout,
+      tag: 'v1',
+      registry: registry.host,
+      repository: 'private/app',
+      credentials: `${USER}:${PASS}`,
+    });
   });
 
   afterAll(async () => {

@@ -1,14 +1,17 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { createRegistryClient } from '@irb/registry';
-import { buildTar, type StartedRegistry, startRegistry, writeOciLayout } from '@irb/test-utils';
+import {
+  buildTar,
+  pushOciLayout,
+  type StartedRegistry,
+  startRegistry,
+  writeOciLayout,
+} from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEnvKeychain, envHostSuffix } from '../src/index.ts';
 
-const run = promisify(execFile);
 const USER = 'ci-bot';
 const PASS = 'env-secret-Pa55:word';
 
@@ -27,16 +30,13 @@ describe('createEnvKeychain against a real registry with htpasswd auth', () => {
         images: [{ layers: [await buildTar([{ type: 'file', path: 'hello', content: 'from env' }])] }],
       },
     ]);
-    ref = `${registry.host}/private/app:v1`;
-    await run('skopeo', [
-      'copy',
-      '--quiet',
-      '--dest-tls-verify=false',
-      '--dest-creds',
-      `${USER}:${PASS}`,
-      `oci:${layout}:v1`,
-      `docker://${ref}`,
-    ]);
+    ref = await pushOciLayout({
+      layoutDir: layout,
+      tag: 'v1',
+      registry: registry.host,
+      repository: 'private/app',
+      credentials: `${USER}:${PASS}`,
+    });
   });
 
   afterAll(async () => {
