@@ -31,6 +31,7 @@ export interface BuildArgs {
   cacheDir?: string;
   noCache: boolean;
   insecureRegistries: string[];
+  keychains: string[];
   json: boolean;
   quiet: boolean;
   verbose: boolean;
@@ -42,6 +43,7 @@ export interface ImageArgs {
   image: string;
   platform?: string;
   insecureRegistries: string[];
+  keychains: string[];
   json: boolean;
   verbose: boolean;
 }
@@ -91,6 +93,7 @@ export function defaultOutput(compression: CompressionName): string {
 const registryOptions = {
   platform: { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
+  keychain: { type: 'string', multiple: true },
 } as const;
 
 function parse(
@@ -171,6 +174,7 @@ export function parseCli(argv: string[]): CliArgs {
         command: first,
         image: one(first, positionals, 'IMAGE'),
         insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
+        keychains: (values.keychain as string[] | undefined) ?? [],
         json: Boolean(values.json),
         verbose: Boolean(values.verbose),
       };
@@ -265,6 +269,7 @@ function parseBuild(argv: string[]): CliArgs {
     exclude: (values.exclude as string[] | undefined) ?? [],
     noCache: Boolean(values['no-cache']),
     insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
+    keychains: (values.keychain as string[] | undefined) ?? [],
     json: Boolean(values.json),
     quiet: Boolean(values.quiet),
     verbose: Boolean(values.verbose),

@@ -3,14 +3,17 @@ import {
   type ArchiveEntry,
   type BuildSummary,
   bootInitramfs,
+  defaultKeychains,
   findKernel,
   type ImageInspection,
   InitramfsBuilder,
   type InitramfsBuilderOptions,
   inspectImage,
+  type Keychain,
   type LayerInfo,
   listArchive,
   listLayers,
+  loadKeychainModule,
   measureArchive,
 } from '@irb/builder';
 import { type BootArgs, type BuildArgs, type ImageArgs, type LsArgs, parseCli, UsageError } from './args.ts';
@@ -112,6 +115,8 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
   if (args.init !== undefined) options.init = args.init;
   if (args.cacheDir !== undefined) options.cacheDir = args.cacheDir;
   if (args.noCache) options.cache = false;
+  const custom = await keychains(args.keychains);
+  if (custom) options.keychains = custom;
   if (signal) options.signal = signal;
   const toStdout = args.output === '-';
   if (toStdout && io.stdout.isTTY) {
@@ -189,16 +194,26 @@ function summaryText(s: BuildSummary): string[] {
   return lines;
 }
 
-function imageOptions(args: ImageArgs, signal?: AbortSignal) {
+/** `--keychain` modules are asked first, then the built-in keychains. */
+async function keychains(specs: readonly string[]): Promise<Keychain[] | undefined> {
+  if (specs.length === 0) return undefined;
+  const loaded: Keychain[] = [];
+  for (const spec of specs) loaded.push(await loadKeychainModule(spec));
+  return [...loaded, ...defaultKeychains()];
+}
+
+async function imageOptions(args: ImageArgs, signal?: AbortSignal) {
+  const custom = await keychains(args.keychains);
   return {
     insecureRegistries: args.insecureRegistries,
+    ...(custom ? { keychains: custom } : {}),
     ...(args.platform !== undefined ? { platform: args.platform } : {}),
     ...(signal ? { signal } : {}),
   };
 }
 
 async function inspect(args: ImageArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  const info = await inspectImage(args.image, imageOptions(args, signal));
+  const info = await inspectImage(args.image, await imageOptions(args, signal));
   if (args.json) {
     io.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
     return EXIT.ok;
@@ -240,7 +255,7 @@ function layerRows(layers: LayerInfo[]): string[] {
 }
 
 async function layers(args: ImageArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  const list = await listLayers(args.image, imageOptions(args, signal));
+  const list = await listLayers(args.image, await imageOptions(args, signal));
   if (args.json) io.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
   else io.stdout.write(`${layerRows(list).join('\n')}\n`);
   return EXIT.ok;

@@ -31,6 +31,9 @@ Output:
 Image:
       --platform OS/ARCH[/V]   platform of a multi-platform image (default linux/amd64)
       --insecure-registry HOST use plain HTTP for HOST (localhost always may); repeatable
+      --keychain MODULE[#EXPORT]  credentials from your own auth package (a file or an
+                               installed package exporting createKeychain()); asked before
+                               IRB_AUTH_* and Docker/Podman config; repeatable
       --cache-dir DIR          blob cache (default $IRB_CACHE_DIR or ~/.cache/irb/blobs)
       --no-cache               do not read or write the blob cache
 Contents:
@@ -49,11 +52,11 @@ Output control:
 Without --init, irb generates a POSIX sh /init that mounts /proc, /sys, /dev
 (+ /dev/pts, /dev/shm), /run and /tmp, sets the config's Env, WorkingDir and User,
 runs Entrypoint + Cmd, prints "irb: exit status N" and powers the VM off.`,
-  inspect: `Usage: irb inspect IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--json]
+  inspect: `Usage: irb inspect IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--keychain MODULE]... [--json]
 
 Shows the manifest digest, the platforms of a multi-platform image, the config
 (Entrypoint, Cmd, Env, WorkingDir, User) and the layers with their sizes.`,
-  'list-layers': `Usage: irb list-layers IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--json]
+  'list-layers': `Usage: irb list-layers IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--keychain MODULE]... [--json]
 
 Lists the layers of IMAGE, base first: digest, media type, size, diff id.`,
   ls: `Usage: irb ls ARCHIVE [--json]

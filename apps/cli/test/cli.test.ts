@@ -323,6 +323,42 @@ describe('irb CLI against a real registry (no VM)', () => {
     });
   });
 
+  it('--keychain loads a custom auth package and asks it first', async () => {
+    const module = join(dir, 'acme-keychain.mjs');
+    await writeFile(
+      module,
+      [
+        'export function createKeychain() {',
+        '  return {',
+        "    name: 'acme',",
+        '    async resolve({ registry }) {',
+        `      return registry === ${JSON.stringify(locked.host)}`,
+        "        ? { kind: 'basic', username: 'alice', password: 'right-password' }",
+        '        : undefined;',
+        '    },',
+        '  };',
+        '}',
+        'export const broken = 42;',
+      ].join('\n'),
+    );
+    const locked1 = `${locked.host}/private/busybox:v1`;
+    const without = await runCli(['list-layers', locked1]);
+    expect(without.code).toBe(1);
+    const listed = await runCli(['list-layers', locked1, '--keychain', module, '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(JSON.parse(listed.stdout)).toHaveLength(1);
+    const out = join(dir, 'acme.cpio.gz');
+    const built = await runCli(['build', locked1, '--keychain', module, '-o', out, '--no-cache', '-q']);
+    expect(built.code, built.stderr).toBe(0);
+    expect((await readFile(out)).length).toBeGreaterThan(0);
+    const wrongExport = await runCli(['inspect', locked1, '--keychain', `${module}#broken`]);
+    expect(wrongExport.code).toBe(1);
+    expectOneLineError(wrongExport.stderr, /keychain module .*#broken: broken is not a Keychain/);
+    const missing = await runCli(['inspect', locked1, '--keychain', './no-such-keychain.mjs']);
+    expect(missing.code).toBe(1);
+    expectOneLineError(missing.stderr, /keychain module \.\/no-such-keychain\.mjs: cannot be loaded/);
+  });
+
   it('an image that has its own /init is refused unless asked', async () => {
     const layer = await busyboxLayer([
       { type: 'file', path: 'init', content: '#!/bin/sh\necho own\n', mode: 0o755 },

@@ -7,6 +7,7 @@ export {
   kernelCommandLine,
 } from '@irb/boot';
 export { IrbError, isIrbError } from '@irb/cpio';
+export type { AuthScope, Credential, Keychain } from '@irb/registry';
 export {
   type ArchiveEntry,
   type ArchiveMeasure,
@@ -29,6 +30,7 @@ export {
   type UserSwitch,
 } from './init.ts';
 export { type ImageInspection, type InspectOptions, inspectImage, listLayers } from './inspect.ts';
+export { type LoadKeychainModuleOptions, loadKeychainModule } from './keychain-module.ts';
 export {
   type GuestMemoryInput,
   KERNEL_OVERHEAD_BYTES,
