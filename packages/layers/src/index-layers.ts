@@ -1,6 +1,8 @@
+import { availableParallelism } from 'node:os';
 import { decompress } from '@irb/compress';
 import { IrbError } from '@irb/cpio';
 import { compileGlob, displayKey, keyOf, splitKey } from './path.ts';
+import { type LayerRecord, recordOf } from './records.ts';
 import {
   type Context,
   type DirNode,
@@ -11,7 +13,7 @@ import {
   type Node,
   Rootfs,
 } from './rootfs.ts';
-import { type TarEntry, TarReader } from './tar.ts';
+import { TarReader } from './tar.ts';
 import type { IndexLayersOptions, LayerSource } from './types.ts';
 
 const WHITEOUT_PREFIX = '.wh.';
@@ -25,6 +27,10 @@ const META_PREFIX = '.wh..wh.';
  * layer hide only what lower layers put there, wherever they stand in the layer's tar; hard
  * links share one inode; names are normalized inside the root; parents are synthesized.
  * Exclude globs are applied at the end. Bodies are streamed later by {@link Rootfs.entries}.
+ *
+ * Up to `concurrency` layers are decompressed and parsed at once; their header records are
+ * applied strictly in layer order (the lowest unapplied layer as it streams), so the result,
+ * the progress events and the error reported are those of reading one layer after another.
  */
 export async function indexLayers(
   layers: readonly LayerSource[],
@@ -38,38 +44,174 @@ export async function indexLayers(
     ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
-  for (let index = 0; index < layers.length; index++) {
-    const layer = layers[index] as LayerSource;
-    const label = layerLabel(index, layers.length, layer);
-    rootfs.progress(index, layer, 0, false);
-    const applier = new LayerApplier(rootfs, index, label);
-    const reader = new TarReader(
-      decompress(layer.open(signal ? { signal } : {}), {
-        format: 'auto',
-        mediaType: layer.mediaType,
-        label,
-        ...(signal ? { signal } : {}),
-      }),
-      label,
-    );
-    let count = 0;
-    try {
+  const readers = new LayerReaders(layers, options.concurrency ?? availableParallelism(), signal);
+  try {
+    for (let index = 0; index < layers.length; index++) {
+      const layer = layers[index] as LayerSource;
+      const label = layerLabel(index, layers.length, layer);
+      rootfs.progress(index, layer, 0, false);
+      const applier = new LayerApplier(rootfs, index, label);
+      const feed = readers.feed(index);
+      let count = 0;
       for (;;) {
         signal?.throwIfAborted();
-        const entry = await reader.next();
-        if (!entry) break;
-        count++;
-        if (count % 4096 === 0) rootfs.progress(index, layer, count, false);
-        applier.apply(entry);
+        const batch = feed.take();
+        for (const record of batch) {
+          count++;
+          if (count % 4096 === 0) rootfs.progress(index, layer, count, false);
+          applier.apply(record);
+        }
+        if (batch.length > 0) continue;
+        if (feed.failed) throw feed.error;
+        if (feed.done) break;
+        await feed.changed();
       }
-    } finally {
-      await reader.close();
+      rootfs.progress(index, layer, count, true);
     }
-    rootfs.progress(index, layer, count, true);
+  } finally {
+    // Whatever ends the loop early, no blob stream stays open behind it.
+    await readers.close();
   }
   rootfs.exclude(globs);
   rootfs.checkLimits();
   return rootfs;
+}
+
+/**
+ * Header records of one layer as its reader produces them. Only metadata is held: a record
+ * per tar member (name bytes, owner, mode, …), taken away in batches by the applier.
+ */
+class LayerFeed {
+  #records: LayerRecord[] = [];
+  #wake: (() => void) | undefined;
+  done = false;
+  failed = false;
+  error: unknown;
+
+  push(record: LayerRecord): void {
+    this.#records.push(record);
+    this.#notify();
+  }
+
+  end(): void {
+    this.done = true;
+    this.#notify();
+  }
+
+  fail(error: unknown): void {
+    this.failed = true;
+    this.error = error;
+    this.#notify();
+  }
+
+  /** Everything buffered so far (handed over, no longer held here). */
+  take(): LayerRecord[] {
+    const records = this.#records;
+    if (records.length > 0) this.#records = [];
+    return records;
+  }
+
+  /** Resolves on the next record, end or failure. */
+  changed(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+    });
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
+/**
+ * Runs the layers' readers, at most `concurrency` at a time, in layer order. A reader that
+ * fails stops the readers above it (their records can never be applied); the ones below go on,
+ * so the error of the lowest failing layer is the one reported.
+ */
+class LayerReaders {
+  readonly #layers: readonly LayerSource[];
+  readonly #concurrency: number;
+  readonly #signal: AbortSignal | undefined;
+  readonly #feeds: LayerFeed[] = [];
+  readonly #controllers: AbortController[] = [];
+  readonly #tasks: Promise<void>[] = [];
+  /** Readers that still decompress (started, not finished). */
+  #running = 0;
+  /** No reader starts at or above this index (a lower layer failed, or the pass ended). */
+  #limit: number;
+
+  constructor(layers: readonly LayerSource[], concurrency: number, signal: AbortSignal | undefined) {
+    this.#layers = layers;
+    this.#concurrency = Math.max(1, Math.floor(concurrency) || 1);
+    this.#signal = signal;
+    this.#limit = layers.length;
+    this.#fill();
+  }
+
+  feed(index: number): LayerFeed {
+    // Readers start in layer order and every lower one has finished: this one has started.
+    return this.#feeds[index] as LayerFeed;
+  }
+
+  #fill(): void {
+    while (this.#running < this.#concurrency && this.#feeds.length < this.#limit) {
+      this.#start(this.#feeds.length);
+    }
+  }
+
+  #start(index: number): void {
+    const layer = this.#layers[index] as LayerSource;
+    const label = layerLabel(index, this.#layers.length, layer);
+    const feed = new LayerFeed();
+    const controller = new AbortController();
+    const signal = this.#signal ? AbortSignal.any([this.#signal, controller.signal]) : controller.signal;
+    this.#feeds.push(feed);
+    this.#controllers.push(controller);
+    this.#running++;
+    const task = (async () => {
+      try {
+        const reader = new TarReader(
+          decompress(layer.open({ signal }), {
+            format: 'auto',
+            mediaType: layer.mediaType,
+            label,
+            signal,
+          }),
+          label,
+        );
+        try {
+          for (;;) {
+            const entry = await reader.next();
+            if (!entry) break;
+            feed.push(recordOf(entry));
+          }
+        } finally {
+          await reader.close();
+        }
+        feed.end();
+      } catch (error) {
+        feed.fail(error);
+        this.#stopAbove(index);
+      } finally {
+        this.#running--;
+        this.#fill();
+      }
+    })();
+    this.#tasks.push(task);
+  }
+
+  #stopAbove(index: number): void {
+    this.#limit = Math.min(this.#limit, index + 1);
+    for (let i = index + 1; i < this.#controllers.length; i++) this.#controllers[i]?.abort();
+  }
+
+  /** Aborts every reader still running and waits until each has closed its stream. */
+  async close(): Promise<void> {
+    this.#stopAbove(-1);
+    await Promise.all(this.#tasks);
+  }
 }
 
 /**
@@ -91,7 +233,7 @@ class LayerApplier {
     this.#label = label;
   }
 
-  apply(entry: TarEntry): void {
+  apply(entry: LayerRecord): void {
     const { components, clamped } = splitKey(keyOf(entry.name));
     if (clamped) this.#rootfs.noteClampedPath();
     const last = components.length - 1;
@@ -150,7 +292,7 @@ class LayerApplier {
     if (dir) this.#prune(dir, hidden);
   }
 
-  #member(entry: TarEntry, path: readonly string[], context: Context): void {
+  #member(entry: LayerRecord, path: readonly string[], context: Context): void {
     const rootfs = this.#rootfs;
     const components = path.slice(0, -1);
     const name = path[path.length - 1];
@@ -264,7 +406,7 @@ class LayerApplier {
 
 function meta(
   rootfs: Rootfs,
-  member: TarEntry,
+  member: LayerRecord,
 ): { mode: number; uid: number; gid: number; mtime: number; xattrs?: string[] } {
   return {
     mode: member.mode,
@@ -275,7 +417,7 @@ function meta(
   };
 }
 
-function setMeta(rootfs: Rootfs, dir: DirNode, member: TarEntry): void {
+function setMeta(rootfs: Rootfs, dir: DirNode, member: LayerRecord): void {
   const next = meta(rootfs, member);
   dir.mode = next.mode;
   dir.uid = next.uid;

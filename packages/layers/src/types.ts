@@ -49,6 +49,12 @@ export interface IndexLayersOptions {
   sourceDateEpoch?: number;
   /** Called as layers are read (and later streamed by `entries()`). */
   onProgress?: (event: LayersProgress) => void;
+  /**
+   * How many layers are decompressed and parsed at once while indexing. Records are still
+   * applied in layer order, so the result does not depend on it. Default
+   * `os.availableParallelism()`.
+   */
+  concurrency?: number;
 }
 
 /** Kinds of node in the root filesystem. */
