@@ -1,8 +1,9 @@
 import { availableParallelism } from 'node:os';
 import { decompress } from '@irb/compress';
 import { IrbError } from '@irb/cpio';
+import { indexCacheKey } from './index-cache.ts';
 import { compileGlob, displayKey, keyOf, splitKey } from './path.ts';
-import { type LayerRecord, recordOf } from './records.ts';
+import { decodeRecords, encodeRecords, type LayerRecord, recordOf } from './records.ts';
 import {
   type Context,
   type DirNode,
@@ -14,7 +15,7 @@ import {
   Rootfs,
 } from './rootfs.ts';
 import { TarReader } from './tar.ts';
-import type { IndexLayersOptions, LayerSource } from './types.ts';
+import type { IndexCache, IndexLayersOptions, LayerSource } from './types.ts';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
@@ -44,7 +45,12 @@ export async function indexLayers(
     ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
-  const readers = new LayerReaders(layers, options.concurrency ?? availableParallelism(), signal);
+  const readers = new LayerReaders(
+    layers,
+    options.concurrency ?? availableParallelism(),
+    signal,
+    options.indexCache,
+  );
   try {
     for (let index = 0; index < layers.length; index++) {
       const layer = layers[index] as LayerSource;
@@ -134,6 +140,7 @@ class LayerReaders {
   readonly #layers: readonly LayerSource[];
   readonly #concurrency: number;
   readonly #signal: AbortSignal | undefined;
+  readonly #cache: IndexCache | undefined;
   readonly #feeds: LayerFeed[] = [];
   readonly #controllers: AbortController[] = [];
   readonly #tasks: Promise<void>[] = [];
@@ -142,16 +149,24 @@ class LayerReaders {
   /** No reader starts at or above this index (a lower layer failed, or the pass ended). */
   #limit: number;
 
-  constructor(layers: readonly LayerSource[], concurrency: number, signal: AbortSignal | undefined) {
+  constructor(
+    layers: readonly LayerSource[],
+    concurrency: number,
+    signal: AbortSignal | undefined,
+    cache: IndexCache | undefined,
+  ) {
     this.#layers = layers;
     this.#concurrency = Math.max(1, Math.floor(concurrency) || 1);
     this.#signal = signal;
+    this.#cache = cache;
     this.#limit = layers.length;
     this.#fill();
   }
 
   feed(index: number): LayerFeed {
-    // Readers start in layer order and every lower one has finished: this one has started.
+    // Readers start in layer order and free their slot as they end, so when every lower layer
+    // is applied this one has started; starting it here is only a safety net.
+    while (this.#feeds.length <= index) this.#start(this.#feeds.length);
     return this.#feeds[index] as LayerFeed;
   }
 
@@ -170,8 +185,32 @@ class LayerReaders {
     this.#feeds.push(feed);
     this.#controllers.push(controller);
     this.#running++;
+    const cache = this.#cache;
+    const key = cache ? indexCacheKey(layer) : undefined;
+    let released = false;
+    // Frees the slot as soon as the layer is read (before any cache write), in the same tick as
+    // the feed ends: when the applier sees a layer done, the next reader has already started.
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.#running--;
+      this.#fill();
+    };
     const task = (async () => {
       try {
+        if (cache && key) {
+          // A hit spares decompressing the layer; anything not exactly valid is a miss.
+          const bytes = await cache.get(key).catch(() => undefined);
+          const records = bytes && decodeRecords(key, bytes);
+          if (records) {
+            for (const record of records) feed.push(record);
+            feed.end();
+            release();
+            return;
+          }
+        }
+        // Kept for the cache: the same record objects the applier gets, metadata only.
+        const kept: LayerRecord[] | undefined = key ? [] : undefined;
         const reader = new TarReader(
           decompress(layer.open({ signal }), {
             format: 'auto',
@@ -185,18 +224,27 @@ class LayerReaders {
           for (;;) {
             const entry = await reader.next();
             if (!entry) break;
-            feed.push(recordOf(entry));
+            const record = recordOf(entry);
+            kept?.push(record);
+            feed.push(record);
           }
         } finally {
           await reader.close();
         }
         feed.end();
+        release();
+        if (cache && key && kept) {
+          // The cache only saves work: a failed write costs the next build a read, nothing else.
+          try {
+            const bytes = encodeRecords(key, kept);
+            if (bytes) await cache.set(key, bytes);
+          } catch {}
+        }
       } catch (error) {
+        // Only the reading can fail: a failed cache write is swallowed above.
         feed.fail(error);
         this.#stopAbove(index);
-      } finally {
-        this.#running--;
-        this.#fill();
+        release();
       }
     })();
     this.#tasks.push(task);

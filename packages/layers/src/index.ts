@@ -1,7 +1,9 @@
+export { createDirectoryIndexCache, indexCacheKey } from './index-cache.ts';
 export { indexLayers } from './index-layers.ts';
 export { parseInjectSpec } from './inject-spec.ts';
 export { Rootfs } from './rootfs.ts';
 export type {
+  IndexCache,
   IndexLayersOptions,
   InjectOptions,
   InjectSource,

@@ -55,6 +55,25 @@ export interface IndexLayersOptions {
    * `os.availableParallelism()`.
    */
   concurrency?: number;
+  /**
+   * Where the parsed headers of each layer are kept between builds (see
+   * `createDirectoryIndexCache`). A layer found there is not opened in the index pass. Only
+   * use it for layers whose blobs are verified against their digest (registry, OCI layout and
+   * docker-archive sources are). Default: none.
+   */
+  indexCache?: IndexCache;
+}
+
+/**
+ * Storage for the header records of layers, by key (layer digest, media type and format
+ * version). What `get` returns is validated before use; anything malformed counts as a miss.
+ * A failing `set` is ignored: the cache only saves work.
+ */
+export interface IndexCache {
+  /** The bytes stored under `key`, or `undefined`. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  /** Stores `bytes` under `key`, replacing what was there. */
+  set(key: string, bytes: Uint8Array): Promise<void>;
 }
 
 /** Kinds of node in the root filesystem. */

@@ -1,0 +1,166 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildTar, opaque, type TarSpec, whiteout } from '@irb/test-utils';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { emit, layerOf, MEDIA } from '../test/helpers.ts';
+import { createDirectoryIndexCache, type IndexCache, indexCacheKey, indexLayers } from './index.ts';
+import { decodeRecords, encodeRecords, RECORDS_FORMAT } from './records.ts';
+
+const f = (path: string, content = '', extra: Partial<TarSpec> = {}): TarSpec =>
+  ({ type: 'file', path, content, ...extra }) as TarSpec;
+
+/** Layers with what records must carry exactly: non-UTF-8 and long names, xattrs, devices, links, owners. */
+async function blobs(): Promise<Uint8Array[]> {
+  return Promise.all([
+    buildTar(
+      [
+        { type: 'directory', path: 'etc', mode: 0o750, uid: 3_000_000, gid: 7, mtime: 1_700_000_000 },
+        f('etc/passwd', 'root:x:0:0'),
+        f(new Uint8Array([0x61, 0xff, 0xfe, 0x80]) as unknown as string, 'latin'),
+        f(`long/${'n'.repeat(300)}`, 'long', { xattrs: { 'security.capability': 'x', 'user.ü': 'y' } }),
+        { type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 },
+        { type: 'fifo', path: 'run/fifo' },
+        f('bin/sh', 'sh'.repeat(5000), { mode: 0o4755 }),
+      ],
+      { compression: 'gzip' },
+    ),
+    buildTar(
+      [
+        whiteout('etc/passwd'),
+        { type: 'link', path: 'bin/ash', target: 'bin/sh' },
+        { type: 'symlink', path: 'lib', target: new Uint8Array([0x75, 0xff]) as unknown as string },
+        opaque('run'),
+      ],
+      { compression: 'zstd' },
+    ),
+    buildTar([f('etc/passwd', 'again'), f('empty')]),
+  ]);
+}
+
+/** An IndexCache in memory that counts what it is asked. */
+function memoryCache(): IndexCache & { store: Map<string, Uint8Array>; gets: number; sets: number } {
+  const store = new Map<string, Uint8Array>();
+  const cache = {
+    store,
+    gets: 0,
+    sets: 0,
+    async get(key: string) {
+      cache.gets++;
+      return store.get(key);
+    },
+    async set(key: string, bytes: Uint8Array) {
+      cache.sets++;
+      store.set(key, bytes);
+    },
+  };
+  return cache;
+}
+
+describe('index cache', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'irb-layers-index-cache-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a warm cache gives the same rootfs without opening any layer in the index pass', async () => {
+    const data = await blobs();
+    const plain = await indexLayers(data.map((b) => layerOf(b, MEDIA.unknown, 211)));
+    const expected = { out: await emit(plain), stats: plain.stats };
+
+    const cache = createDirectoryIndexCache(join(dir, 'index'));
+    const cold = data.map((b) => layerOf(b, MEDIA.unknown, 211));
+    const first = await indexLayers(cold, { indexCache: cache });
+    expect(cold.map((l) => l.opens)).toEqual([1, 1, 1]);
+    expect(await readdir(join(dir, 'index'))).toHaveLength(3);
+    expect({ out: await emit(first), stats: first.stats }).toEqual(expected);
+
+    const warm = data.map((b) => layerOf(b, MEDIA.unknown, 211));
+    const second = await indexLayers(warm, { indexCache: cache, concurrency: 2 });
+    expect(warm.map((l) => l.opens)).toEqual([0, 0, 0]);
+    expect(second.lookup('/dev/console')).toMatchObject({ type: 'char', rdevMajor: 5, rdevMinor: 1 });
+    expect({ out: await emit(second), stats: second.stats }).toEqual(expected);
+  });
+
+  test('corrupt, truncated or misplaced entries are ignored: the layer is read again and the entry rewritten', async () => {
+    const data = await blobs();
+    const cache = createDirectoryIndexCache(dir);
+    const layers = () => data.map((b) => layerOf(b, MEDIA.unknown));
+    const expected = await emit(await indexLayers(layers(), { indexCache: cache }));
+    const files = (await readdir(dir)).sort();
+    expect(files).toHaveLength(3);
+    const contents = await Promise.all(files.map((name) => readFile(join(dir, name))));
+    const [a, b, c] = files.map((name) => join(dir, name)) as [string, string, string];
+    await writeFile(a, 'not an index');
+    await writeFile(b, (contents[1] as Buffer).subarray(0, 100));
+    // A whole, valid entry of another layer under this layer's name.
+    await writeFile(c, contents[0] as Buffer);
+
+    const again = layers();
+    const rootfs = await indexLayers(again, { indexCache: cache });
+    expect(again.map((l) => l.opens)).toEqual([1, 1, 1]);
+    expect(await emit(rootfs)).toEqual(expected);
+    for (const [i, name] of files.entries()) {
+      expect(await readFile(join(dir, name))).toEqual(contents[i]);
+    }
+    const warm = layers();
+    await indexLayers(warm, { indexCache: cache });
+    expect(warm.map((l) => l.opens)).toEqual([0, 0, 0]);
+  });
+
+  test('entries are checked: other format version, flipped bit, trailing bytes, other key', async () => {
+    const layer = layerOf(await buildTar([f('a', 'a'), f('b', 'bb')]));
+    const key = indexCacheKey(layer) as string;
+    expect(key).toContain(`v${RECORDS_FORMAT}`);
+    const cache = memoryCache();
+    await indexLayers([layer], { indexCache: cache });
+    const good = cache.store.get(key) as Uint8Array;
+    expect(decodeRecords(key, good)?.map((r) => new TextDecoder().decode(r.name))).toEqual(['a', 'b']);
+
+    const rehash = (bytes: Uint8Array) => {
+      const out = bytes.slice();
+      out.set(
+        createHash('sha256')
+          .update(out.subarray(0, out.byteLength - 32))
+          .digest(),
+        out.byteLength - 32,
+      );
+      return out;
+    };
+    const version = good.slice();
+    new DataView(version.buffer).setUint32(8, RECORDS_FORMAT + 1, true);
+    expect(decodeRecords(key, rehash(version))).toBeUndefined();
+    const flipped = good.slice();
+    flipped[60] = (flipped[60] ?? 0) ^ 1;
+    expect(decodeRecords(key, flipped)).toBeUndefined();
+    const longer = new Uint8Array(good.byteLength + 4);
+    longer.set(good.subarray(0, good.byteLength - 32));
+    expect(decodeRecords(key, rehash(longer))).toBeUndefined();
+    expect(decodeRecords(`${key}x`, good)).toBeUndefined();
+    expect(encodeRecords(key, decodeRecords(key, good) ?? [])).toEqual(good);
+  });
+
+  test('a failing cache never fails the build; layers without a digest are not cached', async () => {
+    const blob = await buildTar([f('a', 'a')]);
+    const broken: IndexCache = {
+      get: async () => {
+        throw new Error('disk gone');
+      },
+      set: async () => {
+        throw new Error('disk full');
+      },
+    };
+    const rootfs = await indexLayers([layerOf(blob)], { indexCache: broken });
+    expect(rootfs.lookup('/a')).toMatchObject({ type: 'file', size: 1 });
+
+    const cache = memoryCache();
+    const anonymous = { ...layerOf(blob), digest: 'not a digest' };
+    await indexLayers([anonymous], { indexCache: cache });
+    expect(indexCacheKey(anonymous)).toBeUndefined();
+    expect([cache.gets, cache.sets]).toEqual([0, 0]);
+  });
+});
