@@ -1,12 +1,12 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { createDockerKeychain } from '@irb/auth-docker';
 import { createEnvKeychain } from '@irb/auth-env';
 import { compress } from '@irb/compress';
 import { type CpioEntry, IrbError, packCpio } from '@irb/cpio';
-import { indexLayers, parseInjectSpec, type Rootfs } from '@irb/layers';
-import type { Keychain } from '@irb/registry';
+import { createDirectoryIndexCache, indexLayers, parseInjectSpec, type Rootfs } from '@irb/layers';
+import { defaultCacheDir, type Keychain } from '@irb/registry';
 import { writeFileAtomic } from './atomic.ts';
 import { type InitRootfsView, planInit } from './init.ts';
 import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
@@ -182,7 +182,12 @@ export class InitramfsBuilder {
     // No separate download step: opening the first layer makes the registry client fetch all
     // layers in the background (read-ahead, in parallel), so indexing layer N overlaps the
     // download of the layers above it, and packing reads them from the verified cache.
+    // With the blob cache on, the layers' parsed headers are cached too (keyed by digest; every
+    // source verifies blobs against it), so a warm rebuild does not decompress a layer twice.
     const rootfs = await indexLayers(layers, {
+      ...(o.cache !== false
+        ? { indexCache: createDirectoryIndexCache(indexCacheDir(o.cacheDir ?? defaultCacheDir())) }
+        : {}),
       ...(o.exclude ? { exclude: o.exclude } : {}),
       ...(signal ? { signal } : {}),
       ...(sourceDateEpoch(o) !== undefined ? { sourceDateEpoch: sourceDateEpoch(o) } : {}),
@@ -310,6 +315,16 @@ export class InitramfsBuilder {
       finish,
     };
   }
+}
+
+/**
+ * The layer index cache beside the blob cache: `~/.cache/irb/index` for the default
+ * `~/.cache/irb/blobs`, `<dir>-index` beside any other blob directory.
+ */
+function indexCacheDir(blobCacheDir: string): string {
+  const dir = resolve(blobCacheDir);
+  const name = basename(dir);
+  return join(dirname(dir), name === 'blobs' ? 'index' : `${name}-index`);
 }
 
 function sourceDateEpoch(o: InitramfsBuilderOptions): number | undefined {

@@ -172,6 +172,32 @@ describe('InitramfsBuilder against a real registry', () => {
     expect(err.code).toBe('IRB_BAD_OPTIONS');
   });
 
+  it('caches parsed layer headers beside the blob cache; a warm rebuild gives the same bytes', async () => {
+    const sub = await mkdtemp(join(dir, 'index-cache-'));
+    const cacheDir = join(sub, 'blobs');
+    const first = join(sub, 'first.cpio');
+    await new InitramfsBuilder({ image, compression: 'none', cacheDir }).build(first);
+    const index = await readdir(join(sub, 'index'));
+    expect(index.filter((name) => name.endsWith('.idx'))).toHaveLength(2);
+    const second = join(sub, 'second.cpio');
+    await new InitramfsBuilder({ image, compression: 'none', cacheDir }).build(second);
+    expect(Buffer.compare(await readFile(first), await readFile(second))).toBe(0);
+    // Damaged entries are read around, not trusted.
+    for (const name of index) await writeFile(join(sub, 'index', name), 'garbage');
+    const third = join(sub, 'third.cpio');
+    await new InitramfsBuilder({ image, compression: 'none', cacheDir }).build(third);
+    expect(Buffer.compare(await readFile(first), await readFile(third))).toBe(0);
+
+    const off = await mkdtemp(join(dir, 'no-cache-'));
+    await new InitramfsBuilder({
+      image,
+      compression: 'none',
+      cache: false,
+      cacheDir: join(off, 'blobs'),
+    }).build(join(off, 'x.cpio'));
+    expect(await readdir(off)).toEqual(['x.cpio']);
+  });
+
   it('refuses bad options before any download', async () => {
     expect(() => new InitramfsBuilder({ image: '' })).toThrow(/needs an image/);
     const err = await new InitramfsBuilder({ image, inject: ['no-colon'] })
