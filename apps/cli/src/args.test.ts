@@ -38,6 +38,8 @@ describe('parseCli', () => {
       '--no-cache',
       '--insecure-registry',
       'reg.lan:5000',
+      '--keychain',
+      '@acme/irb-auth#createVault',
       '--json',
     ]);
     expect(args).toEqual({
@@ -55,6 +57,7 @@ describe('parseCli', () => {
       exclude: ['/usr/share/doc/**'],
       noCache: true,
       insecureRegistries: ['reg.lan:5000'],
+      keychains: ['@acme/irb-auth#createVault'],
       json: true,
       quiet: false,
       verbose: false,
