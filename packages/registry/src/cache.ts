@@ -128,8 +128,8 @@ export class BlobCache {
       try {
         const handle = await open(staged.path, 'w');
         try {
+          // Not synced: reads verify the digest (see the download path in client.ts).
           await handle.writeFile(bytes);
-          await handle.datasync();
         } finally {
           await handle.close();
         }

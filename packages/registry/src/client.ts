@@ -876,9 +876,9 @@ export class RegistryClient {
         }
       }
       if (!verified) throw lastError;
-      await handle.datasync().catch((error: unknown) => {
-        throw cacheWriteError(cache.dir, error);
-      });
+      // No fsync before the rename: every read of a cached blob is verified against its digest,
+      // so a file a crash left damaged is found, removed and fetched again. Syncing every layer
+      // would put the disk's write-back time on every cold build.
       await handle.close();
       closed = true;
       await cache.commit(staged);
