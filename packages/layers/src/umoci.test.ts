@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { buildTar, ensureDebianPythonImage, type TarSpec, writeOciLayout } from '@irb/test-utils';
+import { buildTar, ensureDebianPythonImage, prng, type TarSpec, writeOciLayout } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { layerOf, MEDIA } from '../test/helpers.ts';
 import { compareTrees, fromDisk, fromEntries } from '../test/umoci-compare.ts';
@@ -19,18 +19,6 @@ import { indexLayers, type LayerSource } from './index.ts';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
-
-/** mulberry32, seeded. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type ModelKind = 'file' | 'directory' | 'symlink' | 'other';
 

@@ -4,7 +4,7 @@ import { buildOnce, logFixture, runLogged } from './fixture-cache.ts';
 
 export { fixtureCacheRoot } from './fixture-cache.ts';
 export type { SyntheticImage, SyntheticImageOptions } from './synthetic-image.ts';
-export { ensureSyntheticImage } from './synthetic-image.ts';
+export { ensureSyntheticImage, prng } from './synthetic-image.ts';
 
 /**
  * A real distribution image for end-to-end tests and the benchmark: Debian bookworm minbase

@@ -47,8 +47,8 @@ export interface SyntheticImage {
   layers: number;
 }
 
-/** mulberry32: tiny, fast, good enough to pick sizes and kinds deterministically. */
-function prng(seed: number): () => number {
+/** mulberry32: tiny, fast, good enough to pick sizes and kinds deterministically. Returns [0, 1). */
+export function prng(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
