@@ -35,15 +35,23 @@ _irb_ensure_node() {
   if [ -x "$IRB_NODE_PREFIX/bin/node" ]; then export PATH="$IRB_NODE_PREFIX/bin:$PATH"; fi
   if ! _irb_node_ok; then
     _irb_log "Node $(node --version 2>/dev/null || echo none) is older than 22.19: installing Node 24 into $IRB_NODE_PREFIX"
-    _irb_sudo npm i -g --silent --prefix "$IRB_NODE_PREFIX" node@24 >/dev/null
+    _irb_sudo npm i -g --loglevel=error --prefix "$IRB_NODE_PREFIX" node@24 >/dev/null || true
     export PATH="$IRB_NODE_PREFIX/bin:$PATH"
+    if ! _irb_node_ok; then
+      _irb_log "could not install Node 24 from the npm registry (see npm's error above); install Node >= 22.19 yourself and run again"
+      return 1
+    fi
   fi
   if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$IRB_PNPM_VERSION" ]; then
     _irb_log "installing pnpm $IRB_PNPM_VERSION"
     local prefix=$IRB_NODE_PREFIX
     [ -w "$(dirname "$prefix")" ] || [ -d "$prefix" ] || prefix=$HOME/.local
-    _irb_sudo npm i -g --silent --prefix "$prefix" "pnpm@$IRB_PNPM_VERSION" >/dev/null
+    _irb_sudo npm i -g --loglevel=error --prefix "$prefix" "pnpm@$IRB_PNPM_VERSION" >/dev/null || true
     export PATH="$prefix/bin:$PATH"
+    if ! command -v pnpm >/dev/null 2>&1; then
+      _irb_log "could not install pnpm $IRB_PNPM_VERSION from the npm registry (see npm's error above)"
+      return 1
+    fi
   fi
 }
 
@@ -57,7 +65,10 @@ _irb_ensure_modules() {
     "$_irb_root"/apps/*/package.json 2>/dev/null | sha256sum | cut -c1-64)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
     _irb_log "installing node modules"
-    (cd "$_irb_root" && pnpm install --frozen-lockfile --reporter=silent)
+    if ! (cd "$_irb_root" && pnpm install --frozen-lockfile --reporter=silent); then
+      _irb_log "pnpm install failed (see above)"
+      return 1
+    fi
     echo "$sum" >"$stamp"
   fi
 }
