@@ -10,6 +10,7 @@ import {
   pushImage,
   type StartedFaultProxy,
   type StartedRegistry,
+  setProxyEnv,
   startFaultProxy,
   startForwardProxy,
   startRegistry,
@@ -820,14 +821,9 @@ describe('transport policy', () => {
     // The proxy sends everything to the registry on loopback: the name is never resolved.
     const proxy = await startForwardProxy({ pinPort: Number(new URL(reg.url).port) });
     cleanups.push(() => proxy.stop());
-    const proxyUrl = proxy.url;
     const host = 'registry.irb.test:5000';
-    const saved = { ...process.env };
+    const restoreEnv = setProxyEnv(proxy.url);
     try {
-      process.env.HTTP_PROXY = proxyUrl;
-      process.env.HTTPS_PROXY = proxyUrl;
-      delete process.env.NO_PROXY;
-      delete process.env.no_proxy;
       const strict = client({ cacheDir: await tempDir(), retry: { retries: 0 } });
       const failure = await codeOf(strict.image(`${host}/test/oci:v1`));
       expect(failure.code).toBe('IRB_INSECURE_REFUSED');
@@ -835,10 +831,7 @@ describe('transport policy', () => {
       const relaxed = client({ cacheDir: await tempDir(), insecureRegistries: [`http://${host}/`] });
       await pullAndCompare(relaxed, `${host}/test/oci:v1`, ociImage);
     } finally {
-      for (const key of ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'no_proxy']) {
-        if (saved[key] === undefined) delete process.env[key];
-        else process.env[key] = saved[key];
-      }
+      restoreEnv();
     }
   });
 

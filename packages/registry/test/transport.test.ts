@@ -10,6 +10,7 @@ import {
   buildTar,
   pushImage,
   type StartedRegistry,
+  setProxyEnv,
   startFaultProxy,
   startForwardProxy,
   startRegistry,
@@ -166,13 +167,9 @@ describe('proxies from the environment', () => {
   it('goes through HTTP_PROXY/HTTPS_PROXY and skips hosts in NO_PROXY', async () => {
     const proxy = await startForwardProxy();
     cleanups.push(() => proxy.stop());
-    const { seen, url: proxyUrl } = proxy;
-    const saved = { ...process.env };
+    const { seen } = proxy;
+    const restoreEnv = setProxyEnv(proxy.url);
     try {
-      process.env.HTTP_PROXY = proxyUrl;
-      process.env.HTTPS_PROXY = proxyUrl;
-      delete process.env.NO_PROXY;
-      delete process.env.no_proxy;
       await pullAll(client({ cacheDir: await tempDir() }), `${reg.host}/tls/app:v1`, image);
       expect(seen.some((u) => u.includes(reg.host))).toBe(true);
       seen.length = 0;
@@ -180,10 +177,7 @@ describe('proxies from the environment', () => {
       await pullAll(client({ cacheDir: await tempDir() }), `${reg.host}/tls/app:v1`, image);
       expect(seen).toEqual([]);
     } finally {
-      for (const key of ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY']) {
-        if (saved[key] === undefined) delete process.env[key];
-        else process.env[key] = saved[key];
-      }
+      restoreEnv();
     }
   });
 });

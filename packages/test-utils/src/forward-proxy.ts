@@ -68,3 +68,23 @@ export async function startForwardProxy(options: ForwardProxyOptions = {}): Prom
       }),
   };
 }
+
+const PROXY_VARIABLES = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'no_proxy'] as const;
+
+/**
+ * Points `HTTP_PROXY` and `HTTPS_PROXY` at `url` and clears `NO_PROXY`, for clients created
+ * afterwards; returns a function that puts the previous values back.
+ */
+export function setProxyEnv(url: string): () => void {
+  const saved = Object.fromEntries(PROXY_VARIABLES.map((key) => [key, process.env[key]]));
+  process.env.HTTP_PROXY = url;
+  process.env.HTTPS_PROXY = url;
+  delete process.env.NO_PROXY;
+  delete process.env.no_proxy;
+  return () => {
+    for (const key of PROXY_VARIABLES) {
+      if (saved[key] === undefined) delete process.env[key];
+      else process.env[key] = saved[key];
+    }
+  };
+}
