@@ -175,6 +175,24 @@ export function encodePaxRecords(records: ReadonlyArray<readonly [string, TarNam
   return concat(parts);
 }
 
+/** A GNU `././@LongLink` member carrying a long name (`L`) or long link target (`K`), NUL-terminated. */
+function gnuLongLink(typeflag: 'L' | 'K', bytes: Uint8Array): Uint8Array {
+  const data = concat([bytes, new Uint8Array(1)]);
+  return member(
+    {
+      name: encoder.encode('././@LongLink'),
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: data.byteLength,
+      mtime: 0,
+      typeflag,
+      format: 'gnu',
+    },
+    data,
+  );
+}
+
 /** A whole tar member: header (+ data + padding). */
 function member(fields: RawHeaderFields, data: Uint8Array = new Uint8Array(0)): Uint8Array {
   return concat([encodeTarHeader({ ...fields, size: fields.size }), data, padding(data.byteLength)]);
@@ -233,44 +251,14 @@ function encodeByHand(spec: Exclude<TarSpec, { type: 'raw' }>): Uint8Array {
 
   if (name.byteLength > 100) {
     if (spec.longNames === 'gnu') {
-      const data = concat([name, new Uint8Array(1)]);
-      parts.push(
-        member(
-          {
-            name: encoder.encode('././@LongLink'),
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: data.byteLength,
-            mtime: 0,
-            typeflag: 'L',
-            format: 'gnu',
-          },
-          data,
-        ),
-      );
+      parts.push(gnuLongLink('L', name));
     } else {
       pax.push(['path', name]);
     }
   }
   if (target && target.byteLength > 100) {
     if (spec.longNames === 'gnu') {
-      const data = concat([target, new Uint8Array(1)]);
-      parts.push(
-        member(
-          {
-            name: encoder.encode('././@LongLink'),
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: data.byteLength,
-            mtime: 0,
-            typeflag: 'K',
-            format: 'gnu',
-          },
-          data,
-        ),
-      );
+      parts.push(gnuLongLink('K', target));
     } else {
       pax.push(['linkpath', target]);
     }
