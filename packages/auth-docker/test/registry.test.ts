@@ -2,13 +2,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRegistryClient } from '@irb/registry';
-import {
-  buildTar,
-  pushOciLayout,
-  type StartedRegistry,
-  startRegistry,
-  writeOciLayout,
-} from '@irb/test-utils';
+import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDockerKeychain } from '../src/index.ts';
 
@@ -23,17 +17,14 @@ describe('createDockerKeychain against a real registry with htpasswd auth', () =
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'irb-auth-docker-e2e-'));
     registry = await startRegistry({ auth: { htpasswd: { user: USER, pass: PASS } } });
-    const layout = join(root, 'layout');
-    await writeOciLayout(layout, [
-      { tag: 'v1', images: [{ layers: [await buildTar([{ type: 'file', path: 'f', content: 'docker' }])] }] },
-    ]);
-    ref = await pushOciLayout({
-      layoutDir: layout,
-      tag: 'v1',
-      registry: registry.host,
-      repository: 'private/app',
-      credentials: `${USER}:${PASS}`,
-    });
+    // pushImage speaks the registry's htpasswd auth with the harness's credentials.
+    await pushImage(
+      registry,
+      'private/app',
+      'v1',
+      buildImage({ layers: [await buildTar([{ type: 'file', path: 'f', content: 'docker' }])] }),
+    );
+    ref = `${registry.host}/private/app:v1`;
   });
 
   afterAll(async () => {

@@ -1,14 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createRegistryClient } from '@irb/registry';
-import {
-  buildTar,
-  pushOciLayout,
-  type StartedRegistry,
-  startRegistry,
-  writeOciLayout,
-} from '@irb/test-utils';
+import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEnvKeychain, envHostSuffix } from '../src/index.ts';
 
@@ -16,32 +7,23 @@ const USER = 'ci-bot';
 const PASS = 'env-secret-Pa55:word';
 
 describe('createEnvKeychain against a real registry with htpasswd auth', () => {
-  let root: string;
   let registry: StartedRegistry;
   let ref: string;
 
   beforeAll(async () => {
-    root = await mkdtemp(join(tmpdir(), 'irb-auth-env-'));
     registry = await startRegistry({ auth: { htpasswd: { user: USER, pass: PASS } } });
-    const layout = join(root, 'layout');
-    await writeOciLayout(layout, [
-      {
-        tag: 'v1',
-        images: [{ layers: [await buildTar([{ type: 'file', path: 'hello', content: 'from env' }])] }],
-      },
-    ]);
-    ref = await pushOciLayout({
-      layoutDir: layout,
-      tag: 'v1',
-      registry: registry.host,
-      repository: 'private/app',
-      credentials: `${USER}:${PASS}`,
-    });
+    // pushImage speaks the registry's htpasswd auth with the harness's credentials.
+    await pushImage(
+      registry,
+      'private/app',
+      'v1',
+      buildImage({ layers: [await buildTar([{ type: 'file', path: 'hello', content: 'from env' }])] }),
+    );
+    ref = `${registry.host}/private/app:v1`;
   });
 
   afterAll(async () => {
     await registry?.stop();
-    await rm(root, { recursive: true, force: true });
   });
 
   const pull = async (env: Record<string, string>) => {
