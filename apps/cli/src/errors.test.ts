@@ -13,14 +13,16 @@ describe('describeError', () => {
 
   it('prints an IrbError as one line, and the code and causes only with --verbose', () => {
     const root = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
-    const error = new IrbError('IRB_UNREACHABLE', 'cannot reach registry x; check the name', { cause: root });
+    const error = new IrbError('IRB_REGISTRY_UNREACHABLE', 'cannot reach registry x; check the name', {
+      cause: root,
+    });
     expect(describeError(error, false)).toEqual({
       lines: ['irb: error: cannot reach registry x; check the name'],
       code: 1,
     });
     expect(describeError(error, true).lines).toEqual([
       'irb: error: cannot reach registry x; check the name',
-      '  code: IRB_UNREACHABLE',
+      '  code: IRB_REGISTRY_UNREACHABLE',
       '  caused by: [ECONNREFUSED] connect ECONNREFUSED',
     ]);
   });

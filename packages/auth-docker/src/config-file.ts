@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import type { Credential } from '@irb/registry';
 
 /** One entry of a config file's `auths` map, as docker and podman write it. */

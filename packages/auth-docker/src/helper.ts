@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import type { Credential } from '@irb/registry';
 
 /** Options for {@link runCredentialHelper}. */

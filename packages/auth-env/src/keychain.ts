@@ -1,4 +1,4 @@
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import type { AuthScope, Credential, Keychain } from '@irb/registry';
 
 /** Options for {@link createEnvKeychain}. */

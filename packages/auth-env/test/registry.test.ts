@@ -57,10 +57,10 @@ describe('createEnvKeychain against a real registry with htpasswd auth', () => {
     const wrong = await pull({ [`IRB_AUTH_${envHostSuffix(registry.host)}`]: `${USER}:not-${PASS}` }).catch(
       (e: unknown) => e,
     );
-    expect(wrong).toMatchObject({ code: 'IRB_UNAUTHORIZED' });
+    expect(wrong).toMatchObject({ code: 'IRB_REGISTRY_UNAUTHORIZED' });
     expect((wrong as Error).message).toContain('"env"');
     expect((wrong as Error).message).not.toContain(PASS);
     const none = await pull({}).catch((e: unknown) => e);
-    expect(none).toMatchObject({ code: 'IRB_UNAUTHORIZED' });
+    expect(none).toMatchObject({ code: 'IRB_REGISTRY_UNAUTHORIZED' });
   });
 });

@@ -18,7 +18,7 @@ describe('findKernel', () => {
     await writeFile(k, 'x');
     expect(await findKernel({ env: { IRB_KERNEL: k }, searchDirs: [] })).toBe(k);
     await expect(findKernel({ env: { IRB_KERNEL: join(dir, 'missing') } })).rejects.toMatchObject({
-      code: 'IRB_BOOT_NO_KERNEL',
+      code: 'IRB_BOOT_KERNEL_NOT_FOUND',
       message: expect.stringContaining('IRB_KERNEL='),
     });
   });
@@ -47,7 +47,7 @@ describe('findKernel', () => {
     if (readableToUs) expect(await findKernel({ env: {}, searchDirs: [c] })).toBe(join(c, 'vmlinuz-9.9'));
     else
       await expect(findKernel({ env: {}, searchDirs: [c] })).rejects.toMatchObject({
-        code: 'IRB_BOOT_NO_KERNEL',
+        code: 'IRB_BOOT_KERNEL_NOT_FOUND',
       });
     await expect(findKernel({ env: {}, searchDirs: [join(dir, 'empty')] })).rejects.toThrow(/ensure-env\.sh/);
   });

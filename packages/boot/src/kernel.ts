@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { access, readdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 
 /** Options of {@link findKernel}. */
 export interface FindKernelOptions {
@@ -51,7 +51,7 @@ export function defaultKernelDirs(env: NodeJS.ProcessEnv = process.env): string[
  * Finds a Linux kernel image to boot: `IRB_KERNEL` when set, else the newest readable
  * `vmlinuz-*` in `/boot`, else in `~/.cache/irb/kernel/boot` (`$XDG_CACHE_HOME` respected).
  *
- * @throws IrbError `IRB_BOOT_NO_KERNEL` when none is found or `IRB_KERNEL` is unreadable.
+ * @throws IrbError `IRB_BOOT_KERNEL_NOT_FOUND` when none is found or `IRB_KERNEL` is unreadable.
  */
 export async function findKernel(options: FindKernelOptions = {}): Promise<string> {
   const env = options.env ?? process.env;
@@ -59,7 +59,7 @@ export async function findKernel(options: FindKernelOptions = {}): Promise<strin
   if (fromEnv) {
     if (await readable(fromEnv)) return fromEnv;
     throw new IrbError(
-      'IRB_BOOT_NO_KERNEL',
+      'IRB_BOOT_KERNEL_NOT_FOUND',
       `IRB_KERNEL=${fromEnv} is not a readable file; point it at a kernel image (vmlinuz) or unset it`,
     );
   }
@@ -80,7 +80,7 @@ export async function findKernel(options: FindKernelOptions = {}): Promise<strin
     }
   }
   throw new IrbError(
-    'IRB_BOOT_NO_KERNEL',
+    'IRB_BOOT_KERNEL_NOT_FOUND',
     `no readable Linux kernel (vmlinuz-*) in ${dirs.join(', ')}; set IRB_KERNEL=/path/to/vmlinuz or run scripts/ensure-env.sh, which unpacks Debian's kernel into the cache`,
   );
 }

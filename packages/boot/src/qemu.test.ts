@@ -153,14 +153,14 @@ describe('bootInitramfs', () => {
 
   it('refuses missing files with clear errors', async () => {
     await expect(bootInitramfs({ kernel, initramfs: join(dir, 'nope') })).rejects.toMatchObject({
-      code: 'IRB_BOOT_NO_INITRAMFS',
+      code: 'IRB_BOOT_INITRAMFS_NOT_FOUND',
     });
     const path = await initramfs('x', 'true');
     await expect(bootInitramfs({ kernel: join(dir, 'no-kernel'), initramfs: path })).rejects.toMatchObject({
-      code: 'IRB_BOOT_NO_KERNEL',
+      code: 'IRB_BOOT_KERNEL_NOT_FOUND',
     });
     await expect(
       bootInitramfs({ kernel, initramfs: path, accel: 'tcg', qemu: 'qemu-system-does-not-exist' }),
-    ).rejects.toMatchObject({ code: 'IRB_BOOT_NO_QEMU' });
+    ).rejects.toMatchObject({ code: 'IRB_BOOT_QEMU_NOT_FOUND' });
   });
 });

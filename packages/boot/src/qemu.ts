@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { findKernel, readable } from './kernel.ts';
 
 /** QEMU machine type: `microvm` (fast, minimal) or `pc` (boots reliably under TCG). */
@@ -256,7 +256,7 @@ function matcher(expect: string | RegExp | undefined): ((text: string) => boolea
  * (`panic=-1` with `-no-reboot` makes QEMU exit), or `timeoutMs` passed (QEMU is killed).
  * QEMU never outlives the call; it is also killed if the Node process exits.
  *
- * @throws IrbError `IRB_BOOT_NO_KERNEL`, `IRB_BOOT_NO_INITRAMFS`, `IRB_BOOT_NO_QEMU`; the
+ * @throws IrbError `IRB_BOOT_KERNEL_NOT_FOUND`, `IRB_BOOT_INITRAMFS_NOT_FOUND`, `IRB_BOOT_QEMU_NOT_FOUND`; the
  *   signal's reason on abort.
  */
 export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
@@ -265,11 +265,14 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
   const qemu = options.qemu ?? 'qemu-system-x86_64';
   const kernel = options.kernel ?? (await findKernel());
   if (!(await readable(kernel))) {
-    throw new IrbError('IRB_BOOT_NO_KERNEL', `kernel ${kernel} is not a readable file; pass another kernel`);
+    throw new IrbError(
+      'IRB_BOOT_KERNEL_NOT_FOUND',
+      `kernel ${kernel} is not a readable file; pass another kernel`,
+    );
   }
   if (!(await readable(options.initramfs))) {
     throw new IrbError(
-      'IRB_BOOT_NO_INITRAMFS',
+      'IRB_BOOT_INITRAMFS_NOT_FOUND',
       `initramfs ${options.initramfs} is not a readable file; build it first`,
     );
   }
@@ -349,7 +352,7 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
         reject(
           missing
             ? new IrbError(
-                'IRB_BOOT_NO_QEMU',
+                'IRB_BOOT_QEMU_NOT_FOUND',
                 `${qemu} was not found; install QEMU (Debian: apt-get install qemu-system-x86)`,
                 { cause: spawnError },
               )

@@ -2,7 +2,8 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { decodeInitramfs } from '@irb/compress';
 import type { CpioEntryType } from '@irb/cpio';
-import { IrbError, readCpio } from '@irb/cpio';
+import { readCpio } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
 
 /** One entry of an initramfs as {@link listArchive} reports it. */
@@ -36,11 +37,14 @@ async function* openArchive(path: string, signal?: AbortSignal): AsyncGenerator<
   try {
     const st = await stat(path);
     if (!st.isFile())
-      throw new IrbError('IRB_INPUT', `${path} is not a file; give the path of an initramfs archive`);
+      throw new IrbError(
+        'IRB_INPUT_UNREADABLE',
+        `${path} is not a file; give the path of an initramfs archive`,
+      );
   } catch (error) {
     if (error instanceof IrbError) throw error;
     throw new IrbError(
-      'IRB_INPUT',
+      'IRB_INPUT_UNREADABLE',
       `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}); check the path`,
       { cause: error },
     );

@@ -1,7 +1,7 @@
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isIrbError } from '@irb/cpio';
+import { isIrbError } from '@irb/errors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileAtomic } from './atomic.ts';
 
@@ -65,7 +65,7 @@ describe('writeFileAtomic', () => {
 
   it('names an unwritable output and what to do', async () => {
     const err = await writeFileAtomic(join(dir, 'missing-dir', 'out'), chunks([])).catch((e) => e);
-    expect(isIrbError(err) && err.code).toBe('IRB_OUTPUT');
+    expect(isIrbError(err) && err.code).toBe('IRB_OUTPUT_FAILED');
     expect(err.message).toContain('the directory does not exist');
     expect(err.message).toContain('-o FILE');
     const ro = join(dir, 'ro');
@@ -74,6 +74,6 @@ describe('writeFileAtomic', () => {
     // root ignores directory permissions; a read-only path under /proc fails for everyone.
     const target = process.getuid?.() === 0 ? '/proc/irb-test-out' : join(ro, 'out');
     const denied = await writeFileAtomic(target, chunks([])).catch((e) => e);
-    expect(denied.code).toBe('IRB_OUTPUT');
+    expect(denied.code).toBe('IRB_OUTPUT_FAILED');
   });
 });

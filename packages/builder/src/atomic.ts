@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 
 /** Options for {@link writeFileAtomic}. */
 export interface WriteFileAtomicOptions {
@@ -89,7 +89,7 @@ function outputError(path: string, error: unknown): unknown {
   };
   const reason = what[error.code ?? ''] ?? error.code ?? error.message;
   return new IrbError(
-    'IRB_OUTPUT',
+    'IRB_OUTPUT_FAILED',
     `cannot write the output ${path} (${reason}); choose a writable path with -o FILE`,
     { cause: error },
   );

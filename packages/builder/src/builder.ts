@@ -4,7 +4,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { createDockerKeychain } from '@irb/auth-docker';
 import { createEnvKeychain } from '@irb/auth-env';
 import { compress } from '@irb/compress';
-import { type CpioEntry, IrbError, packCpio } from '@irb/cpio';
+import { type CpioEntry, packCpio } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { createDirectoryIndexCache, indexLayers, parseInjectSpec, type Rootfs } from '@irb/layers';
 import { defaultCacheDir, type Keychain } from '@irb/registry';
 import { writeFileAtomic } from './atomic.ts';
@@ -48,10 +49,10 @@ export class InitramfsBuilder {
 
   constructor(options: InitramfsBuilderOptions) {
     if (!options || typeof options.image !== 'string' || options.image === '') {
-      throw new IrbError('IRB_BAD_OPTIONS', 'InitramfsBuilder needs an image; pass { image: "name:tag" }');
+      throw new IrbError('IRB_OPTION_INVALID', 'InitramfsBuilder needs an image; pass { image: "name:tag" }');
     }
     if (options.init !== undefined && options.keepImageInit) {
-      throw new IrbError('IRB_BAD_OPTIONS', 'init and keepImageInit exclude each other; pass one of them');
+      throw new IrbError('IRB_OPTION_INVALID', 'init and keepImageInit exclude each other; pass one of them');
     }
     this.options = { ...options };
   }
@@ -69,7 +70,7 @@ export class InitramfsBuilder {
     const compression = o.compression ?? 'gzip';
     if (compression !== 'gzip' && compression !== 'zstd' && compression !== 'none') {
       throw new IrbError(
-        'IRB_BAD_OPTIONS',
+        'IRB_OPTION_INVALID',
         `compression "${String(compression)}" is unknown; use gzip, zstd or none`,
       );
     }
@@ -204,7 +205,7 @@ export class InitramfsBuilder {
     const injectedInit = injects.some((spec) => spec.dest.replace(/^\/+|\/+$/g, '') === 'init');
     if (injectedInit && (o.init !== undefined || o.keepImageInit)) {
       throw new IrbError(
-        'IRB_BAD_OPTIONS',
+        'IRB_OPTION_INVALID',
         'an --inject targets /init and --init or --keep-init says otherwise; keep only one of them',
       );
     }
@@ -219,7 +220,7 @@ export class InitramfsBuilder {
     if (o.keepImageInit) {
       if (!imageInit) {
         throw new IrbError(
-          'IRB_NO_IMAGE_INIT',
+          'IRB_IMAGE_NO_INIT',
           'keepImageInit was given but the image has no /init; drop --keep-init',
         );
       }
@@ -356,13 +357,16 @@ async function requireHostPath(path: string, what: string, file = false): Promis
   try {
     const st = await stat(path);
     if (file && !st.isFile()) {
-      throw new IrbError('IRB_INPUT', `${what}: ${path} is not a regular file; give the path of a file`);
+      throw new IrbError(
+        'IRB_INPUT_UNREADABLE',
+        `${what}: ${path} is not a regular file; give the path of a file`,
+      );
     }
   } catch (error) {
     if (error instanceof IrbError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     throw new IrbError(
-      'IRB_INPUT',
+      'IRB_INPUT_UNREADABLE',
       `${what}: ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}; check the path`,
       { cause: error },
     );
@@ -397,7 +401,7 @@ async function checkOutputDir(output: string): Promise<void> {
   }
   if (reason !== undefined) {
     throw new IrbError(
-      'IRB_OUTPUT',
+      'IRB_OUTPUT_FAILED',
       `cannot write the output ${output} (${reason}); choose a writable path with -o FILE`,
     );
   }

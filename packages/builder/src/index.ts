@@ -6,7 +6,7 @@ export {
   findKernel,
   kernelCommandLine,
 } from '@irb/boot';
-export { IrbError, isIrbError } from '@irb/cpio';
+export { IrbError, isIrbError } from '@irb/errors';
 export type { AuthScope, Credential, Keychain } from '@irb/registry';
 export {
   type ArchiveEntry,

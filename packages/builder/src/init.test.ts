@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { isIrbError } from '@irb/cpio';
+import { isIrbError } from '@irb/errors';
 import type { ContainerConfig } from '@irb/registry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PATH, type InitRootfsView, planInit, renderRunSection } from './init.ts';
@@ -72,7 +72,7 @@ describe('shellQuote', () => {
 describe('planInit', () => {
   it('refuses an image without /bin/sh and names --init', async () => {
     const err = await planInit(fakeRootfs({ '/app': { type: 'file' } }), { Cmd: ['/app'] }).catch((e) => e);
-    expect(isIrbError(err) && err.code).toBe('IRB_NO_SHELL');
+    expect(isIrbError(err) && err.code).toBe('IRB_IMAGE_NO_SHELL');
     expect(String(err.message)).toContain('--init FILE');
   });
 
@@ -83,12 +83,12 @@ describe('planInit', () => {
         Cmd: ['x'],
       },
     ).catch((e) => e);
-    expect(err.code).toBe('IRB_NO_SHELL');
+    expect(err.code).toBe('IRB_IMAGE_NO_SHELL');
   });
 
   it('refuses an image without a command', async () => {
     const err = await planInit(fakeRootfs(busyboxTree), {}).catch((e) => e);
-    expect(err.code).toBe('IRB_NO_COMMAND');
+    expect(err.code).toBe('IRB_IMAGE_NO_COMMAND');
   });
 
   it('uses the busybox applet when mount is only inside busybox', async () => {
@@ -100,7 +100,7 @@ describe('planInit', () => {
 
   it('needs a real user switch tool: busybox setpriv cannot change uid', async () => {
     const err = await planInit(fakeRootfs(busyboxTree), { Cmd: ['id'], User: 'app' }).catch((e) => e);
-    expect(err.code).toBe('IRB_NO_USER_SWITCH');
+    expect(err.code).toBe('IRB_IMAGE_NO_USER_SWITCH');
     const withSetpriv = {
       ...busyboxTree,
       '/usr': { type: 'directory' },

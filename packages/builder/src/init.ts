@@ -1,5 +1,5 @@
 import type { CpioEntryType } from '@irb/cpio';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import type { ContainerConfig } from '@irb/registry';
 import { isShellName, shellJoin, shellQuote } from './shell.ts';
 import { parseGroup, parsePasswd, type ResolvedUser, resolveUser } from './user.ts';
@@ -127,7 +127,7 @@ async function planUserSwitch(
     };
   }
   throw new IrbError(
-    'IRB_NO_USER_SWITCH',
+    'IRB_IMAGE_NO_USER_SWITCH',
     `the image runs as User "${spec}" but has no tool to switch to it (setpriv, su-exec, gosu, chpst or su); ` +
       'add one to the image, or pass --init FILE with your own /init',
   );
@@ -149,28 +149,28 @@ export async function planInit(
   const sh = await view.stat('/bin/sh');
   if (sh?.type !== 'file') {
     throw new IrbError(
-      'IRB_NO_SHELL',
+      'IRB_IMAGE_NO_SHELL',
       'the image has no /bin/sh, which the generated /init needs; pass --init FILE with a static init program',
     );
   }
   const mount = await toolArgv(view, 'mount');
   if (!mount) {
     throw new IrbError(
-      'IRB_NO_MOUNT',
+      'IRB_IMAGE_NO_MOUNT',
       'the image has no mount command, which the generated /init needs; pass --init FILE with your own /init',
     );
   }
   const argv = [...(config?.Entrypoint ?? []), ...(config?.Cmd ?? [])];
   if (argv.length === 0) {
     throw new IrbError(
-      'IRB_NO_COMMAND',
+      'IRB_IMAGE_NO_COMMAND',
       'the image config has neither Entrypoint nor Cmd, so there is nothing to run; pass --init FILE',
     );
   }
   const hostname = options.hostname ?? 'irb';
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(hostname)) {
     throw new IrbError(
-      'IRB_BAD_HOSTNAME',
+      'IRB_HOSTNAME_INVALID',
       `"${hostname}" is not a valid hostname; use letters, digits, . and -`,
     );
   }
@@ -214,7 +214,7 @@ export async function planInit(
     const envTool = await toolArgv(view, 'env');
     if (!envTool) {
       throw new IrbError(
-        'IRB_BAD_ENV_NAME',
+        'IRB_ENV_INVALID',
         `the image's Env has names sh cannot export (${odd.map((kv) => kv.split('=')[0]).join(', ')}) and no env command to pass them; ` +
           'fix the image config or pass --init FILE',
       );
@@ -225,7 +225,7 @@ export async function planInit(
   const workingDir = config?.WorkingDir || '/';
   if (!workingDir.startsWith('/')) {
     throw new IrbError(
-      'IRB_BAD_WORKDIR',
+      'IRB_WORKDIR_INVALID',
       `the image's WorkingDir "${workingDir}" is not absolute; fix the image config or pass --init FILE`,
     );
   }
@@ -244,7 +244,7 @@ export async function planInit(
     if (st === undefined) directories.push(dir);
     else if (st.type !== 'directory' && dir === wd) {
       throw new IrbError(
-        'IRB_BAD_WORKDIR',
+        'IRB_WORKDIR_INVALID',
         `the image's WorkingDir "${workingDir}" is not a directory; fix the image config or pass --init FILE`,
       );
     }
@@ -256,7 +256,7 @@ export async function planInit(
   const exitAction = options.exitAction ?? 'poweroff';
   if (exitAction !== 'poweroff' && exitAction !== 'reboot') {
     throw new IrbError(
-      'IRB_BAD_OPTIONS',
+      'IRB_OPTION_INVALID',
       `exit action "${String(exitAction)}" is unknown; use poweroff or reboot`,
     );
   }

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import type { Keychain } from '@irb/registry';
 
 /** Options of {@link loadKeychainModule}. */
@@ -23,7 +23,7 @@ function isKeychain(value: unknown): value is Keychain {
 
 function failure(spec: string, why: string, cause?: unknown): IrbError {
   return new IrbError(
-    'IRB_KEYCHAIN_MODULE',
+    'IRB_KEYCHAIN_MODULE_INVALID',
     `keychain module ${spec}: ${why}`,
     cause === undefined ? undefined : { cause },
   );

@@ -1,4 +1,4 @@
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 
 /** One line of `/etc/passwd`. */
 export interface PasswdEntry {

@@ -169,7 +169,7 @@ describe('InitramfsBuilder against a real registry', () => {
     const err = await new InitramfsBuilder({ image, inject: [`${initFile}:/init`], init: initFile })
       .build(join(sub, 'y'))
       .catch((e) => e);
-    expect(err.code).toBe('IRB_BAD_OPTIONS');
+    expect(err.code).toBe('IRB_OPTION_INVALID');
   });
 
   it('caches parsed layer headers beside the blob cache; a warm rebuild gives the same bytes', async () => {
@@ -203,7 +203,7 @@ describe('InitramfsBuilder against a real registry', () => {
     const err = await new InitramfsBuilder({ image, inject: ['no-colon'] })
       .build(join(dir, 'n'))
       .catch((e) => e);
-    expect(err.code).toBe('IRB_INJECT_SPEC');
+    expect(err.code).toBe('IRB_INJECT_SPEC_INVALID');
   });
 });
 

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { gzipStream } from './gzip.ts';
 import type { CompressOptions } from './types.ts';
 import { zstdStream } from './zstd.ts';
@@ -12,7 +12,7 @@ export const COMPRESSION_LEVELS = {
 
 function checkInteger(name: string, value: number, min: number, max: number, fix: string): void {
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new IrbError('IRB_COMPRESS_INVALID_OPTION', `${name} ${value} is out of range; ${fix}`);
+    throw new IrbError('IRB_OPTION_INVALID', `${name} ${value} is out of range; ${fix}`);
   }
 }
 
@@ -53,7 +53,7 @@ export function compress(
       return passThrough(source, signal);
     default:
       throw new IrbError(
-        'IRB_COMPRESS_INVALID_OPTION',
+        'IRB_OPTION_INVALID',
         `unknown compression format ${JSON.stringify(format)}; use 'gzip', 'zstd' or 'none'`,
       );
   }

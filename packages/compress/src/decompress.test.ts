@@ -105,7 +105,7 @@ describe('decompress', () => {
     ];
     for (const [name, bytes] of samples) {
       const failure = await irbCode(collect(decompress(chunked(bytes), { label: 'the blob' })));
-      expect(failure.code).toBe('IRB_UNSUPPORTED_COMPRESSION');
+      expect(failure.code).toBe('IRB_COMPRESSION_UNSUPPORTED');
       expect(failure.message).toContain(name);
     }
   });

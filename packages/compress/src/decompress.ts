@@ -1,4 +1,4 @@
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { passThrough } from './compress.ts';
 import { compressionFromMediaType, DETECT_BYTES, detectCompression } from './detect.ts';
 import { gunzipStream } from './gunzip.ts';
@@ -9,7 +9,7 @@ import { unzstdStream } from './zstd.ts';
 /** The error for formats irb recognises but does not decode. */
 export function unsupportedCompression(format: DetectedCompression, label: string): IrbError {
   return new IrbError(
-    'IRB_UNSUPPORTED_COMPRESSION',
+    'IRB_COMPRESSION_UNSUPPORTED',
     `${label} is ${format}-compressed, which irb does not decode; recompress it with gzip or zstd`,
   );
 }
@@ -19,7 +19,7 @@ export function unsupportedCompression(format: DetectedCompression, label: strin
  * plain. With `format: 'auto'` (the default) the format comes from `mediaType` when it
  * names one, else from the first bytes. Corrupt or truncated input fails with
  * `IRB_GZIP_CORRUPT`, `IRB_GZIP_TRUNCATED`, `IRB_ZSTD_CORRUPT` or `IRB_ZSTD_TRUNCATED`,
- * naming `label`; xz, bzip2, lz4, lzma and lzo fail with `IRB_UNSUPPORTED_COMPRESSION`.
+ * naming `label`; xz, bzip2, lz4, lzma and lzo fail with `IRB_COMPRESSION_UNSUPPORTED`.
  */
 export async function* decompress(
   source: AsyncIterable<Uint8Array>,

@@ -1,6 +1,6 @@
 import { addAbortSignal, pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 
 /** Maps a zlib failure to an irb error that names what was being read. */
 export function gzipError(error: unknown, label: string): unknown {

@@ -1,5 +1,5 @@
 import { crc32, createInflateRaw } from 'node:zlib';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { gzipError } from './gunzip.ts';
 import type { ByteReader } from './reader.ts';
 

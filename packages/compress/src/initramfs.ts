@@ -1,11 +1,5 @@
-import {
-  CPIO_HEADER_SIZE,
-  CPIO_TRAILER_NAME,
-  cpioBodyOffset,
-  IrbError,
-  isIrbError,
-  parseCpioHeader,
-} from '@irb/cpio';
+import { CPIO_HEADER_SIZE, CPIO_TRAILER_NAME, CpioError, cpioBodyOffset, parseCpioHeader } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { unsupportedCompression } from './decompress.ts';
 import { DETECT_BYTES, detectCompression } from './detect.ts';
 import { gunzipMember } from './gzip-member.ts';
@@ -64,8 +58,8 @@ async function* oneArchive(reader: ByteReader, where: string): AsyncGenerator<Ui
     try {
       ({ nameSize, fileSize } = parseCpioHeader(head, 0, at));
     } catch (error) {
-      if (!isIrbError(error)) throw error;
-      throw new IrbError(error.code as `IRB_${string}`, `${where}: ${error.message}`, { cause: error });
+      if (!(error instanceof CpioError)) throw error;
+      throw new IrbError(error.code, `${where}: ${error.message}`, { cause: error });
     }
     if (nameSize === 0) throw cpioError(where, `cpio entry at byte ${at} has an empty name`);
     const nameField = await reader.read(cpioBodyOffset(nameSize) - CPIO_HEADER_SIZE);
@@ -159,7 +153,7 @@ async function* unzstdMember(reader: ByteReader, label: string): AsyncGenerator<
  * at most 128 MiB).
  *
  * @throws IrbError `IRB_INITRAMFS_CORRUPT` (junk, misaligned or cut-short archives, a
- *   compressed member not ending on a trailer), `IRB_UNSUPPORTED_COMPRESSION` (xz, lz4 …),
+ *   compressed member not ending on a trailer), `IRB_COMPRESSION_UNSUPPORTED` (xz, lz4 …),
  *   `IRB_GZIP_*` / `IRB_ZSTD_*` for damaged members, cpio header errors from `@irb/cpio`.
  */
 export async function* decodeInitramfs(

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import type { DeflateJob, DeflateResult } from './deflate-block.ts';
 
 // The worker is a sibling module: `.ts` when running from source (vitest, Node type
@@ -64,14 +64,14 @@ export class DeflatePool {
       const pending = slot.pending.get(result.id);
       slot.pending.delete(result.id);
       if (result.error !== undefined) {
-        pending?.reject(new IrbError('IRB_GZIP_WORKER', `gzip worker failed: ${result.error}`));
+        pending?.reject(new IrbError('IRB_GZIP_WORKER_FAILED', `gzip worker failed: ${result.error}`));
       } else pending?.resolve(result.out);
       if (slot.pending.size === 0) worker.unref();
     });
     const fail = (error: unknown): void => {
       if (this.#closed) return;
       this.#failure ??= new IrbError(
-        'IRB_GZIP_WORKER',
+        'IRB_GZIP_WORKER_FAILED',
         `a gzip worker thread stopped: ${error instanceof Error ? error.message : String(error)}`,
         { cause: error },
       );

@@ -1,4 +1,4 @@
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import binding from 'zstd-napi/binding.js';
 
 /**

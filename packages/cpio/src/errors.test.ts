@@ -1,14 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { IrbError, isIrbError } from './index.ts';
+import { CpioError } from './index.ts';
 
-describe('IrbError', () => {
+describe('CpioError', () => {
   it('keeps code, message and cause', () => {
     const cause = new Error('inner');
-    const e = new IrbError('IRB_TEST', 'outer', { cause });
-    expect(e.code).toBe('IRB_TEST');
+    const e = new CpioError('IRB_CPIO_TRUNCATED', 'outer', { cause });
+    expect(e.code).toBe('IRB_CPIO_TRUNCATED');
+    expect(e.message).toBe('outer');
     expect(e.cause).toBe(cause);
-    expect(isIrbError(e)).toBe(true);
-    expect(isIrbError(Object.assign(new Error('x'), { code: 'IRB_OTHER' }))).toBe(true);
-    expect(isIrbError(Object.assign(new Error('x'), { code: 'ENOENT' }))).toBe(false);
+    expect(e).toBeInstanceOf(Error);
   });
 });

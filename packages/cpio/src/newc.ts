@@ -1,4 +1,4 @@
-import { IrbError } from './errors.ts';
+import { CpioError } from './errors.ts';
 import type { CpioEntryType } from './types.ts';
 
 /** Magic of a newc header without checksum. */
@@ -174,11 +174,11 @@ function showBytes(bytes: Uint8Array): string {
  * {@link cpioRecordSize} the whole record length follows from the header alone.
  * `streamOffset` only improves error messages.
  *
- * @throws IrbError `IRB_CPIO_BAD_MAGIC` (also for the old binary and odc formats) or `IRB_CPIO_BAD_HEX`.
+ * @throws CpioError `IRB_CPIO_MAGIC_INVALID` (also for the old binary and odc formats) or `IRB_CPIO_HEADER_INVALID`.
  */
 export function parseCpioHeader(buf: Uint8Array, offset = 0, streamOffset = offset): CpioHeader {
   if (buf.length - offset < CPIO_HEADER_SIZE) {
-    throw new IrbError(
+    throw new CpioError(
       'IRB_CPIO_TRUNCATED',
       `cpio header at byte ${streamOffset} is cut short (${buf.length - offset} of ${CPIO_HEADER_SIZE} bytes); the archive is truncated`,
     );
@@ -204,8 +204,8 @@ export function parseCpioHeader(buf: Uint8Array, offset = 0, streamOffset = offs
             : buf[offset] === 0x28 && buf[offset + 1] === 0xb5
               ? ' (zstd data: decompress it first, e.g. with @irb/compress)'
               : '';
-    throw new IrbError(
-      'IRB_CPIO_BAD_MAGIC',
+    throw new CpioError(
+      'IRB_CPIO_MAGIC_INVALID',
       `no cpio newc magic at byte ${streamOffset}: found ${showBytes(magic)}, expected "070701" or "070702"${hint}`,
     );
   }
@@ -213,8 +213,8 @@ export function parseCpioHeader(buf: Uint8Array, offset = 0, streamOffset = offs
     const v = hex8(buf, offset + 6 + n * 8);
     if (v < 0) {
       const at = offset + 6 + n * 8;
-      throw new IrbError(
-        'IRB_CPIO_BAD_HEX',
+      throw new CpioError(
+        'IRB_CPIO_HEADER_INVALID',
         `cpio header at byte ${streamOffset}: field ${FIELD_NAMES[n]} is not 8 hex digits (${showBytes(buf.subarray(at, at + 8))}); the archive is corrupt`,
       );
     }

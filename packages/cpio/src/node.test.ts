@@ -125,7 +125,7 @@ describe('entriesFromDirectory', () => {
       code: 'IRB_CPIO_DIRECTORY_UNREADABLE',
     });
     await expect(collect(entriesFromDirectory(src, { prefix: '/abs' }))).rejects.toMatchObject({
-      code: 'IRB_CPIO_INVALID_OPTION',
+      code: 'IRB_OPTION_INVALID',
     });
   });
 
@@ -185,6 +185,6 @@ describe('node stream adapters', () => {
         // nothing
       }
     };
-    await expect(read()).rejects.toMatchObject({ code: 'IRB_CPIO_INVALID_INPUT' });
+    await expect(read()).rejects.toMatchObject({ code: 'IRB_CPIO_INPUT_INVALID' });
   });
 });

@@ -8,7 +8,7 @@ import type { BigIntStats } from 'node:fs';
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
 import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import { Readable, type ReadableOptions } from 'node:stream';
-import { IrbError } from './errors.ts';
+import { CpioError } from './errors.ts';
 import type { CpioEntry, CpioPath } from './types.ts';
 
 /** A Node `Readable` (byte mode) over a byte stream such as `packCpio`'s output; pipe it to a file or a socket. */
@@ -26,8 +26,8 @@ export function toNodeReadable(
 export async function* fromNodeReadable(readable: NodeJS.ReadableStream): AsyncGenerator<Uint8Array, void> {
   for await (const chunk of readable) {
     if (!(chunk instanceof Uint8Array)) {
-      throw new IrbError(
-        'IRB_CPIO_INVALID_INPUT',
+      throw new CpioError(
+        'IRB_CPIO_INPUT_INVALID',
         'stream yielded text; do not call setEncoding() on a stream that carries cpio data',
       );
     }
@@ -173,13 +173,13 @@ export async function* entriesFromDirectory(
   const syncIo = options.syncIo ?? true;
   const prefix = options.prefix ?? '';
   if (prefix.startsWith('/') || prefix.endsWith('/')) {
-    throw new IrbError(
-      'IRB_CPIO_INVALID_OPTION',
+    throw new CpioError(
+      'IRB_OPTION_INVALID',
       `prefix ${JSON.stringify(prefix)} must be a relative path without a leading or trailing "/"`,
     );
   }
   const rootStats = await lstat(dir, { bigint: true }).catch((cause: unknown) => {
-    throw new IrbError(
+    throw new CpioError(
       'IRB_CPIO_DIRECTORY_UNREADABLE',
       `cannot read directory ${JSON.stringify(dir)}; check the path`,
       {
@@ -188,7 +188,7 @@ export async function* entriesFromDirectory(
     );
   });
   if (!rootStats.isDirectory()) {
-    throw new IrbError(
+    throw new CpioError(
       'IRB_CPIO_DIRECTORY_UNREADABLE',
       `${JSON.stringify(dir)} is not a directory; give a directory to pack`,
     );

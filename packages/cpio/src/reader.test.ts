@@ -171,21 +171,24 @@ describe('readCpio errors', () => {
 
   it('bad magic, with a hint for compressed and odc input', async () => {
     expect(await corrupt((a) => void a.set(enc.encode('070707'), 0))).toMatchObject({
-      code: 'IRB_CPIO_BAD_MAGIC',
+      code: 'IRB_CPIO_MAGIC_INVALID',
       message: expect.stringContaining('-H newc'),
     });
     expect(await corrupt((a) => void a.set([0x1f, 0x8b], 0))).toMatchObject({
-      code: 'IRB_CPIO_BAD_MAGIC',
+      code: 'IRB_CPIO_MAGIC_INVALID',
       message: expect.stringContaining('gzip'),
     });
     expect(await corrupt((a) => void a.set(enc.encode('hello!'), 0))).toMatchObject({
-      code: 'IRB_CPIO_BAD_MAGIC',
+      code: 'IRB_CPIO_MAGIC_INVALID',
     });
   });
 
   it('bad hex names the field', async () => {
     const err = await corrupt((a) => void a.set(enc.encode('G'), 6 + 8 * 6));
-    expect(err).toMatchObject({ code: 'IRB_CPIO_BAD_HEX', message: expect.stringContaining('fileSize') });
+    expect(err).toMatchObject({
+      code: 'IRB_CPIO_HEADER_INVALID',
+      message: expect.stringContaining('fileSize'),
+    });
   });
 
   it('truncation anywhere', async () => {
@@ -221,19 +224,19 @@ describe('readCpio errors', () => {
     const misaligned = new Uint8Array(a.length * 2 + 2);
     misaligned.set(a);
     misaligned.set(a, a.length + 2);
-    expect(await readError(misaligned)).toMatchObject({ code: 'IRB_CPIO_BAD_HEADER' });
+    expect(await readError(misaligned)).toMatchObject({ code: 'IRB_CPIO_HEADER_INVALID' });
   });
 
   it('bad name fields', async () => {
     const zeroName = await corrupt((a) => void a.set(enc.encode('00000000'), 6 + 8 * 11));
-    expect(zeroName).toMatchObject({ code: 'IRB_CPIO_BAD_HEADER' });
+    expect(zeroName).toMatchObject({ code: 'IRB_CPIO_HEADER_INVALID' });
     const unterminated = await corrupt((a) => void a.set([0x41], CPIO_HEADER_SIZE + 1));
-    expect(unterminated).toMatchObject({ code: 'IRB_CPIO_BAD_HEADER' });
+    expect(unterminated).toMatchObject({ code: 'IRB_CPIO_HEADER_INVALID' });
   });
 
   it('text chunks', async () => {
     expect(await readBack(['070701' as unknown as Uint8Array]).catch((e: unknown) => e)).toMatchObject({
-      code: 'IRB_CPIO_INVALID_INPUT',
+      code: 'IRB_CPIO_INPUT_INVALID',
     });
   });
 });

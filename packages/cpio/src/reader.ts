@@ -1,5 +1,5 @@
 import { cpioChecksum } from './checksum.ts';
-import { IrbError } from './errors.ts';
+import { CpioError } from './errors.ts';
 import {
   CPIO_HEADER_SIZE,
   CPIO_TRAILER_NAME,
@@ -119,8 +119,8 @@ class ByteSource {
       }
       const chunk: unknown = r.value;
       if (!(chunk instanceof Uint8Array)) {
-        throw new IrbError(
-          'IRB_CPIO_INVALID_INPUT',
+        throw new CpioError(
+          'IRB_CPIO_INPUT_INVALID',
           `cpio input yielded a ${typeof chunk}; it must yield Uint8Array chunks (do not set an encoding on the stream)`,
         );
       }
@@ -203,8 +203,8 @@ class ByteSource {
   }
 }
 
-function truncated(what: string, offset: number): IrbError {
-  return new IrbError(
+function truncated(what: string, offset: number): CpioError {
+  return new CpioError(
     'IRB_CPIO_TRUNCATED',
     `cpio input ends inside ${what} (at byte ${offset}); the archive is truncated — download or decompress it again`,
   );
@@ -294,15 +294,15 @@ class EntryBody implements AsyncIterable<Uint8Array> {
   finish(): void {
     this.verified = true;
     if (this.sumIt && this.sum !== this.check) {
-      throw new IrbError(
+      throw new CpioError(
         'IRB_CPIO_CHECKSUM_MISMATCH',
         `checksum of ${JSON.stringify(this.name)} (entry at byte ${this.offset}) is ${this.sum} but its 070702 header says ${this.check}; the archive is corrupt`,
       );
     }
   }
 
-  private unavailable(): IrbError {
-    return new IrbError(
+  private unavailable(): CpioError {
+    return new CpioError(
       'IRB_CPIO_BODY_UNAVAILABLE',
       `body of ${JSON.stringify(this.name)} was already read or the reader moved past it; read each body once, before asking for the next entry`,
     );
@@ -346,8 +346,8 @@ function symlinkBody(target: Uint8Array): AsyncIterable<Uint8Array> {
  * members must be decompressed first (see `@irb/compress`); with `members: 'one'` and
  * `onEnd` a caller finds where a plain archive ends inside a mixed initramfs.
  *
- * @throws IrbError `IRB_CPIO_BAD_MAGIC`, `IRB_CPIO_BAD_HEX`, `IRB_CPIO_BAD_HEADER`, `IRB_CPIO_TRUNCATED`,
- *   `IRB_CPIO_CHECKSUM_MISMATCH`, `IRB_CPIO_TRAILING_DATA`, `IRB_CPIO_INVALID_INPUT`, `IRB_CPIO_BODY_UNAVAILABLE`.
+ * @throws CpioError `IRB_CPIO_MAGIC_INVALID`, `IRB_CPIO_HEADER_INVALID`, `IRB_CPIO_HEADER_INVALID`, `IRB_CPIO_TRUNCATED`,
+ *   `IRB_CPIO_CHECKSUM_MISMATCH`, `IRB_CPIO_TRAILING_DATA`, `IRB_CPIO_INPUT_INVALID`, `IRB_CPIO_BODY_UNAVAILABLE`.
  */
 export async function* readCpio(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -379,14 +379,14 @@ export async function* readCpio(
         if (!(await src.skipZeros())) break;
         const at = src.offset;
         if (src.peek() !== 0x30 && member > 0) {
-          throw new IrbError(
+          throw new CpioError(
             'IRB_CPIO_TRAILING_DATA',
             `unexpected byte 0x${src.peek().toString(16).padStart(2, '0')} at ${at} after archive ${member - 1}; only NUL padding or another newc archive may follow (decompress compressed members first, e.g. with @irb/compress)`,
           );
         }
         if (at % 4 !== 0) {
-          throw new IrbError(
-            'IRB_CPIO_BAD_HEADER',
+          throw new CpioError(
+            'IRB_CPIO_HEADER_INVALID',
             `cpio archive at byte ${at} does not start on a 4-byte boundary; the kernel rejects this, pad the preceding data with NULs to a multiple of 4`,
           );
         }
@@ -400,8 +400,8 @@ export async function* readCpio(
       if (head === null) throw truncated(`the header at byte ${offset}`, src.offset);
       const h = parseCpioHeader(head, 0, offset);
       if (h.nameSize === 0 || h.nameSize > maxNameSize) {
-        throw new IrbError(
-          'IRB_CPIO_BAD_HEADER',
+        throw new CpioError(
+          'IRB_CPIO_HEADER_INVALID',
           `cpio header at byte ${offset} has namesize ${h.nameSize}; it must be 1 to ${maxNameSize} — the archive is corrupt`,
         );
       }
@@ -409,8 +409,8 @@ export async function* readCpio(
       const nameField = src.readNow(nameLen) ?? (await src.read(nameLen));
       if (nameField === null) throw truncated(`the name of the entry at byte ${offset}`, src.offset);
       if (nameField[h.nameSize - 1] !== 0) {
-        throw new IrbError(
-          'IRB_CPIO_BAD_HEADER',
+        throw new CpioError(
+          'IRB_CPIO_HEADER_INVALID',
           `name of the cpio entry at byte ${offset} is not NUL-terminated; the archive is corrupt`,
         );
       }
@@ -461,8 +461,8 @@ export async function* readCpio(
 
       if (type === 'symlink') {
         if (bodyLen > maxTargetSize) {
-          throw new IrbError(
-            'IRB_CPIO_BAD_HEADER',
+          throw new CpioError(
+            'IRB_CPIO_HEADER_INVALID',
             `symlink ${JSON.stringify(name)} at byte ${offset} has a ${bodyLen}-byte target, more than ${maxTargetSize}; the archive is corrupt or raise maxTargetSize`,
           );
         }
@@ -500,7 +500,7 @@ export async function* readCpio(
       if (!src.skipNow(padLen)) await skipBytes(padLen, `the padding after ${JSON.stringify(name)}`);
     }
     if (inMember) {
-      throw new IrbError(
+      throw new CpioError(
         'IRB_CPIO_TRUNCATED',
         `cpio archive ${member} (from byte ${memberStart}) ends without TRAILER!!!; the archive is truncated — download or decompress it again`,
       );

@@ -1,4 +1,4 @@
-import { IrbError } from './errors.ts';
+import { CpioError } from './errors.ts';
 
 /**
  * A web `ReadableStream` over a byte stream such as {@link packCpio}'s output. It pulls
@@ -39,8 +39,8 @@ export async function* fromReadableStream(
         return;
       }
       if (!(r.value instanceof Uint8Array)) {
-        throw new IrbError(
-          'IRB_CPIO_INVALID_INPUT',
+        throw new CpioError(
+          'IRB_CPIO_INPUT_INVALID',
           `stream yielded a ${typeof r.value}; it must yield Uint8Array chunks (pipe text through a TextEncoderStream)`,
         );
       }

@@ -1,4 +1,4 @@
-import { IrbError } from './errors.ts';
+import { CpioError } from './errors.ts';
 import {
   CPIO_MAX_FILE_SIZE,
   CPIO_MAX_NAME_COMPONENT,
@@ -37,16 +37,16 @@ function toBytes(value: CpioPath, what: string): Uint8Array {
       if (i === len) return out;
     }
     if (LONE_SURROGATE.test(value)) {
-      throw new IrbError(
-        'IRB_CPIO_INVALID_PATH',
+      throw new CpioError(
+        'IRB_CPIO_PATH_INVALID',
         `${what} ${describePath(value)} contains a lone UTF-16 surrogate and cannot be encoded as UTF-8; pass the exact bytes as a Uint8Array`,
       );
     }
     return encoder.encode(value);
   }
   if (value instanceof Uint8Array) return value;
-  throw new IrbError(
-    'IRB_CPIO_INVALID_PATH',
+  throw new CpioError(
+    'IRB_CPIO_PATH_INVALID',
     `${what} must be a string or a Uint8Array, got ${typeof value}`,
   );
 }
@@ -64,10 +64,10 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 export function encodeArchivePath(path: CpioPath, what = 'path'): Uint8Array {
   const bytes = toBytes(path, what);
   const bad = (why: string, fix: string) =>
-    new IrbError('IRB_CPIO_INVALID_PATH', `${what} ${describePath(path)} ${why}; ${fix}`);
+    new CpioError('IRB_CPIO_PATH_INVALID', `${what} ${describePath(path)} ${why}; ${fix}`);
   if (bytes.length === 0) throw bad('is empty', 'use "." for the archive root');
   if (bytes.length > CPIO_MAX_PATH_BYTES) {
-    throw new IrbError(
+    throw new CpioError(
       'IRB_CPIO_PATH_TOO_LONG',
       `${what} ${describePath(path)} is ${bytes.length} bytes; the Linux kernel skips names longer than ${CPIO_MAX_PATH_BYTES} bytes (PATH_MAX including the NUL), shorten it`,
     );
@@ -87,7 +87,7 @@ export function encodeArchivePath(path: CpioPath, what = 'path'): Uint8Array {
         );
       }
       if (len > CPIO_MAX_NAME_COMPONENT) {
-        throw new IrbError(
+        throw new CpioError(
           'IRB_CPIO_PATH_TOO_LONG',
           `${what} ${describePath(path)} has a ${len}-byte component; Linux file names are at most ${CPIO_MAX_NAME_COMPONENT} bytes (NAME_MAX) and the kernel would skip it, shorten it`,
         );
@@ -106,20 +106,20 @@ export function encodeLinkTarget(target: CpioPath, path: CpioPath): Uint8Array {
   const what = `symlink target of ${describePath(path)}`;
   const bytes = toBytes(target, what);
   if (bytes.length === 0) {
-    throw new IrbError(
-      'IRB_CPIO_INVALID_PATH',
+    throw new CpioError(
+      'IRB_CPIO_PATH_INVALID',
       `${what} is empty; Linux cannot create an empty symlink, give a target`,
     );
   }
   if (bytes.length > CPIO_MAX_PATH_BYTES) {
-    throw new IrbError(
+    throw new CpioError(
       'IRB_CPIO_PATH_TOO_LONG',
       `${what} is ${bytes.length} bytes; Linux refuses symlink targets longer than ${CPIO_MAX_PATH_BYTES} bytes, shorten it`,
     );
   }
   if (bytes.indexOf(0) !== -1) {
-    throw new IrbError(
-      'IRB_CPIO_INVALID_PATH',
+    throw new CpioError(
+      'IRB_CPIO_PATH_INVALID',
       `${what} ${describePath(target)} contains a NUL byte; remove it`,
     );
   }
@@ -129,8 +129,8 @@ export function encodeLinkTarget(target: CpioPath, path: CpioPath): Uint8Array {
 /** Checks an integer field of the header format's 32-bit range (or a narrower `max`). */
 export function checkUint(value: unknown, field: string, path: CpioPath, max = 0xffff_ffff): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
-    throw new IrbError(
-      'IRB_CPIO_INVALID_FIELD',
+    throw new CpioError(
+      'IRB_CPIO_FIELD_INVALID',
       `${field} of ${describePath(path)} is ${String(value)}; it must be an integer from 0 to ${max}`,
     );
   }
@@ -146,15 +146,15 @@ export function entryMode(entry: CpioEntry): number {
   const { mode } = entry;
   const typeBits = TYPE_BITS[entry.type];
   if (typeof mode !== 'number' || !Number.isInteger(mode) || mode < 0 || mode > 0o177777) {
-    throw new IrbError(
-      'IRB_CPIO_INVALID_FIELD',
+    throw new CpioError(
+      'IRB_CPIO_FIELD_INVALID',
       `mode of ${describePath(entry.path)} is ${String(mode)}; give the permission bits, 0 to 0o7777`,
     );
   }
   const given = mode & S_IFMT;
   if (given !== 0 && given !== typeBits) {
-    throw new IrbError(
-      'IRB_CPIO_INVALID_FIELD',
+    throw new CpioError(
+      'IRB_CPIO_FIELD_INVALID',
       `mode 0o${mode.toString(8)} of ${describePath(entry.path)} has file type bits that do not match type "${entry.type}"; pass only the permission bits`,
     );
   }
@@ -164,13 +164,13 @@ export function entryMode(entry: CpioEntry): number {
 /** Checks a file size: an integer below 4 GiB. */
 export function checkFileSize(size: unknown, path: CpioPath): number {
   if (typeof size !== 'number' || !Number.isInteger(size) || size < 0) {
-    throw new IrbError(
-      'IRB_CPIO_INVALID_FIELD',
+    throw new CpioError(
+      'IRB_CPIO_FIELD_INVALID',
       `size of ${describePath(path)} is ${String(size)}; it must be the body length in bytes`,
     );
   }
   if (size > CPIO_MAX_FILE_SIZE) {
-    throw new IrbError(
+    throw new CpioError(
       'IRB_CPIO_FILE_TOO_LARGE',
       `${describePath(path)} is ${size} bytes; newc stores sizes in 32 bits, so files must be smaller than 4 GiB — leave it out or split it`,
     );
@@ -181,11 +181,11 @@ export function checkFileSize(size: unknown, path: CpioPath): number {
 /** Checks that an entry has a known kind. */
 export function checkType(entry: CpioEntry): void {
   if (entry === null || typeof entry !== 'object') {
-    throw new IrbError('IRB_CPIO_INVALID_FIELD', `cpio entry must be an object, got ${String(entry)}`);
+    throw new CpioError('IRB_CPIO_FIELD_INVALID', `cpio entry must be an object, got ${String(entry)}`);
   }
   if (!Object.hasOwn(TYPE_BITS, entry.type)) {
-    throw new IrbError(
-      'IRB_CPIO_INVALID_FIELD',
+    throw new CpioError(
+      'IRB_CPIO_FIELD_INVALID',
       `type of ${describePath(entry.path)} is ${JSON.stringify(entry.type)}; use one of ${Object.keys(TYPE_BITS).join(', ')}`,
     );
   }

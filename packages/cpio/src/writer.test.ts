@@ -296,52 +296,52 @@ describe('packCpio validation', () => {
   const file = (path: CpioEntry['path'], extra: Partial<CpioEntry> = {}): CpioEntry =>
     ({ type: 'file', path, mode: 0o644, size: 0, ...extra }) as CpioEntry;
   const cases: [string, CpioEntry, string][] = [
-    ['leading slash', file('/etc/passwd'), 'IRB_CPIO_INVALID_PATH'],
-    ['.. component', file('a/../b'), 'IRB_CPIO_INVALID_PATH'],
-    ['.. alone', file('..'), 'IRB_CPIO_INVALID_PATH'],
-    ['empty component', file('a//b'), 'IRB_CPIO_INVALID_PATH'],
-    ['trailing slash', file('a/'), 'IRB_CPIO_INVALID_PATH'],
-    ['empty path', file(''), 'IRB_CPIO_INVALID_PATH'],
-    ['NUL in name', file('a\0b'), 'IRB_CPIO_INVALID_PATH'],
-    ['NUL in byte name', file(new Uint8Array([0x61, 0, 0x62])), 'IRB_CPIO_INVALID_PATH'],
-    ['lone surrogate', file('a\ud800'), 'IRB_CPIO_INVALID_PATH'],
-    ['trailer name', file('TRAILER!!!'), 'IRB_CPIO_INVALID_PATH'],
+    ['leading slash', file('/etc/passwd'), 'IRB_CPIO_PATH_INVALID'],
+    ['.. component', file('a/../b'), 'IRB_CPIO_PATH_INVALID'],
+    ['.. alone', file('..'), 'IRB_CPIO_PATH_INVALID'],
+    ['empty component', file('a//b'), 'IRB_CPIO_PATH_INVALID'],
+    ['trailing slash', file('a/'), 'IRB_CPIO_PATH_INVALID'],
+    ['empty path', file(''), 'IRB_CPIO_PATH_INVALID'],
+    ['NUL in name', file('a\0b'), 'IRB_CPIO_PATH_INVALID'],
+    ['NUL in byte name', file(new Uint8Array([0x61, 0, 0x62])), 'IRB_CPIO_PATH_INVALID'],
+    ['lone surrogate', file('a\ud800'), 'IRB_CPIO_PATH_INVALID'],
+    ['trailer name', file('TRAILER!!!'), 'IRB_CPIO_PATH_INVALID'],
     ['name of 4096 bytes', file('x/'.repeat(2048)), 'IRB_CPIO_PATH_TOO_LONG'],
     ['component of 256 bytes', file(`a/${'x'.repeat(256)}`), 'IRB_CPIO_PATH_TOO_LONG'],
-    ['bad hard link name', file('a', { links: ['../b'] } as Partial<CpioEntry>), 'IRB_CPIO_INVALID_PATH'],
+    ['bad hard link name', file('a', { links: ['../b'] } as Partial<CpioEntry>), 'IRB_CPIO_PATH_INVALID'],
     [
       'target of 4096 bytes',
       { type: 'symlink', path: 's', mode: 0o777, target: 't'.repeat(4096) },
       'IRB_CPIO_PATH_TOO_LONG',
     ],
-    ['empty target', { type: 'symlink', path: 's', mode: 0o777, target: '' }, 'IRB_CPIO_INVALID_PATH'],
-    ['NUL in target', { type: 'symlink', path: 's', mode: 0o777, target: 'a\0' }, 'IRB_CPIO_INVALID_PATH'],
+    ['empty target', { type: 'symlink', path: 's', mode: 0o777, target: '' }, 'IRB_CPIO_PATH_INVALID'],
+    ['NUL in target', { type: 'symlink', path: 's', mode: 0o777, target: 'a\0' }, 'IRB_CPIO_PATH_INVALID'],
     [
       'size of 4 GiB',
       file('f', { size: 2 ** 32, body: () => chunked(new Uint8Array(1), 1) }),
       'IRB_CPIO_FILE_TOO_LARGE',
     ],
-    ['negative size', file('f', { size: -1 }), 'IRB_CPIO_INVALID_FIELD'],
-    ['fractional size', file('f', { size: 1.5 }), 'IRB_CPIO_INVALID_FIELD'],
-    ['uid 2^32', file('f', { uid: 2 ** 32 }), 'IRB_CPIO_INVALID_FIELD'],
-    ['negative gid', file('f', { gid: -1 }), 'IRB_CPIO_INVALID_FIELD'],
-    ['mtime NaN', file('f', { mtime: Number.NaN }), 'IRB_CPIO_INVALID_FIELD'],
-    ['mtime 2^32', file('f', { mtime: 2 ** 32 }), 'IRB_CPIO_INVALID_FIELD'],
-    ['mode too big', file('f', { mode: 0o200000 }), 'IRB_CPIO_INVALID_FIELD'],
-    ['mode with other type', file('f', { mode: 0o40755 }), 'IRB_CPIO_INVALID_FIELD'],
-    ['negative mode', file('f', { mode: -1 }), 'IRB_CPIO_INVALID_FIELD'],
+    ['negative size', file('f', { size: -1 }), 'IRB_CPIO_FIELD_INVALID'],
+    ['fractional size', file('f', { size: 1.5 }), 'IRB_CPIO_FIELD_INVALID'],
+    ['uid 2^32', file('f', { uid: 2 ** 32 }), 'IRB_CPIO_FIELD_INVALID'],
+    ['negative gid', file('f', { gid: -1 }), 'IRB_CPIO_FIELD_INVALID'],
+    ['mtime NaN', file('f', { mtime: Number.NaN }), 'IRB_CPIO_FIELD_INVALID'],
+    ['mtime 2^32', file('f', { mtime: 2 ** 32 }), 'IRB_CPIO_FIELD_INVALID'],
+    ['mode too big', file('f', { mode: 0o200000 }), 'IRB_CPIO_FIELD_INVALID'],
+    ['mode with other type', file('f', { mode: 0o40755 }), 'IRB_CPIO_FIELD_INVALID'],
+    ['negative mode', file('f', { mode: -1 }), 'IRB_CPIO_FIELD_INVALID'],
     [
       'major 4096',
       { type: 'char', path: 'c', mode: 0o600, rdevMajor: 4096, rdevMinor: 0 },
-      'IRB_CPIO_INVALID_FIELD',
+      'IRB_CPIO_FIELD_INVALID',
     ],
     [
       'minor 2^20',
       { type: 'block', path: 'c', mode: 0o600, rdevMajor: 1, rdevMinor: 2 ** 20 },
-      'IRB_CPIO_INVALID_FIELD',
+      'IRB_CPIO_FIELD_INVALID',
     ],
-    ['unknown type', { type: 'door', path: 'x', mode: 0 } as unknown as CpioEntry, 'IRB_CPIO_INVALID_FIELD'],
-    ['missing body', file('f', { size: 3 }), 'IRB_CPIO_INVALID_BODY'],
+    ['unknown type', { type: 'door', path: 'x', mode: 0 } as unknown as CpioEntry, 'IRB_CPIO_FIELD_INVALID'],
+    ['missing body', file('f', { size: 3 }), 'IRB_CPIO_BODY_INVALID'],
     ['short Uint8Array body', file('f', { size: 3, body: new Uint8Array(2) }), 'IRB_CPIO_SIZE_MISMATCH'],
   ];
 
@@ -404,11 +404,11 @@ describe('packCpio validation', () => {
     const err = await pack([{ type: 'file', path: 'f', mode: 0o644, size: 3, body: strings() }]).catch(
       (e: unknown) => e,
     );
-    expect(err).toMatchObject({ code: 'IRB_CPIO_INVALID_BODY' });
+    expect(err).toMatchObject({ code: 'IRB_CPIO_BODY_INVALID' });
     await expect(pack([], { format: 'odc' as 'newc' })).rejects.toMatchObject({
-      code: 'IRB_CPIO_INVALID_OPTION',
+      code: 'IRB_OPTION_INVALID',
     });
-    await expect(pack([], { firstInode: -1 })).rejects.toMatchObject({ code: 'IRB_CPIO_INVALID_OPTION' });
+    await expect(pack([], { firstInode: -1 })).rejects.toMatchObject({ code: 'IRB_OPTION_INVALID' });
   });
 
   it('stops on abort', async () => {

@@ -1,5 +1,5 @@
 import { cpioChecksum } from './checksum.ts';
-import { IrbError } from './errors.ts';
+import { CpioError } from './errors.ts';
 import { CPIO_HEADER_SIZE, CPIO_TRAILER_NAME, type CpioHeaderFields, padded4, writeHeader } from './newc.ts';
 import type { BodySource, CpioEntry, CpioFileEntry, CpioPath } from './types.ts';
 import {
@@ -139,8 +139,8 @@ function isBodyChunk(chunk: unknown): chunk is Uint8Array {
   return chunk instanceof Uint8Array;
 }
 
-function sizeMismatch(path: CpioPath, declared: number, actual: string): IrbError {
-  return new IrbError(
+function sizeMismatch(path: CpioPath, declared: number, actual: string): CpioError {
+  return new CpioError(
     'IRB_CPIO_SIZE_MISMATCH',
     `body of ${describePath(path)} has ${actual} bytes but size says ${declared}; the source changed or the size is wrong — fix the size or the source`,
   );
@@ -154,14 +154,14 @@ function openBody(body: BodySource | undefined, path: CpioPath): AsyncIterable<U
     if (opened instanceof Uint8Array) return opened;
     if (opened && typeof (opened as AsyncIterable<Uint8Array>)[Symbol.asyncIterator] === 'function')
       return opened;
-    throw new IrbError(
-      'IRB_CPIO_INVALID_BODY',
+    throw new CpioError(
+      'IRB_CPIO_BODY_INVALID',
       `body of ${describePath(path)}: the body function must return an AsyncIterable<Uint8Array>`,
     );
   }
   if (typeof (body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator] === 'function') return body;
-  throw new IrbError(
-    'IRB_CPIO_INVALID_BODY',
+  throw new CpioError(
+    'IRB_CPIO_BODY_INVALID',
     `body of ${describePath(path)} must be a Uint8Array, an AsyncIterable<Uint8Array> or a function returning one`,
   );
 }
@@ -205,9 +205,9 @@ async function streamChecksum(
   return sum;
 }
 
-function badChunk(path: CpioPath, chunk: unknown): IrbError {
-  return new IrbError(
-    'IRB_CPIO_INVALID_BODY',
+function badChunk(path: CpioPath, chunk: unknown): CpioError {
+  return new CpioError(
+    'IRB_CPIO_BODY_INVALID',
     `body of ${describePath(path)} yielded a ${typeof chunk === 'string' ? 'string' : typeof chunk}; bodies must yield Uint8Array chunks (do not set an encoding on the stream)`,
   );
 }
@@ -233,16 +233,16 @@ export async function* packCpio(
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const format = options.format ?? 'newc';
   if (format !== 'newc' && format !== 'crc') {
-    throw new IrbError(
-      'IRB_CPIO_INVALID_OPTION',
+    throw new CpioError(
+      'IRB_OPTION_INVALID',
       `format ${JSON.stringify(format)} is unknown; use "newc" or "crc"`,
     );
   }
   const { signal } = options;
   const firstInode = options.firstInode ?? 1;
   if (!Number.isInteger(firstInode) || firstInode < 0 || firstInode > 0xffff_ffff) {
-    throw new IrbError(
-      'IRB_CPIO_INVALID_OPTION',
+    throw new CpioError(
+      'IRB_OPTION_INVALID',
       `firstInode ${String(firstInode)} must be an integer from 0 to ${0xffff_ffff}`,
     );
   }
@@ -254,7 +254,7 @@ export async function* packCpio(
 
   const nextIno = (path: CpioPath): number => {
     if (ino > 0xffff_ffff) {
-      throw new IrbError(
+      throw new CpioError(
         'IRB_CPIO_TOO_MANY_INODES',
         `no inode number left for ${describePath(path)}: numbers from ${firstInode} passed 2^32-1; start lower with firstInode`,
       );
@@ -307,7 +307,7 @@ export async function* packCpio(
         }
         if (n !== size) throw sizeMismatch(path, size, String(n));
         if (verify && sum !== base.check) {
-          throw new IrbError(
+          throw new CpioError(
             'IRB_CPIO_CHECKSUM_MISMATCH',
             `body of ${describePath(path)} sums to ${sum} but ${entry.checksum !== undefined ? 'the given checksum' : 'the first read'} was ${base.check}; the source changed while packing`,
           );
@@ -390,16 +390,16 @@ export async function* packCpio(
     const size = checkFileSize(entry.size, path);
     const extra = entry.links ?? [];
     if (!Array.isArray(extra)) {
-      throw new IrbError(
-        'IRB_CPIO_INVALID_FIELD',
+      throw new CpioError(
+        'IRB_CPIO_FIELD_INVALID',
         `links of ${describePath(path)} must be an array of paths`,
       );
     }
     const names: Uint8Array[] = [name];
     for (const link of extra) names.push(encodeArchivePath(link, `hard link of ${describePath(path)}`));
     if (entry.body === undefined && size > 0) {
-      throw new IrbError(
-        'IRB_CPIO_INVALID_BODY',
+      throw new CpioError(
+        'IRB_CPIO_BODY_INVALID',
         `${describePath(path)} has size ${size} but no body; give a body or size 0`,
       );
     }
@@ -426,7 +426,7 @@ export async function* packCpio(
           check = cpioChecksum(source);
         }
         if (source instanceof Uint8Array && check !== cpioChecksum(source)) {
-          throw new IrbError(
+          throw new CpioError(
             'IRB_CPIO_CHECKSUM_MISMATCH',
             `body of ${describePath(path)} sums to ${cpioChecksum(source)} but the given checksum is ${check}; fix the checksum or leave it out`,
           );

@@ -86,7 +86,7 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
 
   test('a PAX size beyond 2^53 is refused', async () => {
     const blob = await buildTar([f('a', 'x', { pax: { size: '99999999999999999999999' } })]);
-    await expect(indexBlobs([blob])).rejects.toMatchObject({ code: 'IRB_LAYER_CORRUPT_TAR' });
+    await expect(indexBlobs([blob])).rejects.toMatchObject({ code: 'IRB_LAYER_CORRUPT' });
   });
 
   test('a 1 GiB PAX header is refused before it is read', async () => {
@@ -94,7 +94,7 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
       end: false,
     });
     await expect(indexBlobs([blob])).rejects.toMatchObject({
-      code: 'IRB_LAYER_CORRUPT_TAR',
+      code: 'IRB_LAYER_CORRUPT',
       message: expect.stringContaining('absurdly large'),
     });
   });
@@ -102,21 +102,21 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
   test('a negative size (base-256) is refused', async () => {
     const block = encodeTarHeader(header('neg', { size: -5 }));
     await expect(indexBlobs([await buildTar([{ type: 'raw', bytes: block }])])).rejects.toMatchObject({
-      code: 'IRB_LAYER_CORRUPT_TAR',
+      code: 'IRB_LAYER_CORRUPT',
     });
   });
 
   test('a bad header checksum', async () => {
     const blob = await buildTar([rawMember(header('a', { checksum: 1234 }))]);
     await expect(indexBlobs([blob])).rejects.toMatchObject({
-      code: 'IRB_LAYER_CORRUPT_TAR',
+      code: 'IRB_LAYER_CORRUPT',
       message: expect.stringContaining('checksum'),
     });
   });
 
   test('bytes that are not a tar at all', async () => {
     const garbage = new Uint8Array(4096).map((_, i) => (i * 7919) % 251);
-    await expect(indexBlobs([garbage])).rejects.toMatchObject({ code: 'IRB_LAYER_CORRUPT_TAR' });
+    await expect(indexBlobs([garbage])).rejects.toMatchObject({ code: 'IRB_LAYER_CORRUPT' });
   });
 
   test('an unknown member type', async () => {
@@ -151,27 +151,30 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
 
   test('a hard link to a missing name or to a directory', async () => {
     await expect(indexSpecs([{ type: 'link', path: 'l', target: 'nowhere' }])).rejects.toMatchObject({
-      code: 'IRB_LAYER_BAD_LINK',
+      code: 'IRB_LAYER_LINK_INVALID',
     });
     await expect(
       indexSpecs([
         { type: 'directory', path: 'd' },
         { type: 'link', path: 'l', target: 'd' },
       ]),
-    ).rejects.toMatchObject({ code: 'IRB_LAYER_BAD_LINK', message: expect.stringContaining('directory') });
+    ).rejects.toMatchObject({
+      code: 'IRB_LAYER_LINK_INVALID',
+      message: expect.stringContaining('directory'),
+    });
   });
 
   test('whiteouts of .. and . are refused', async () => {
     for (const marker of ['a/.wh...', 'a/.wh..']) {
       await expect(indexSpecs([f('a/x', 'x')], [f(marker)])).rejects.toMatchObject({
-        code: 'IRB_LAYER_BAD_WHITEOUT',
+        code: 'IRB_LAYER_WHITEOUT_INVALID',
       });
     }
   });
 
   test('an entry below a whiteout marker is refused', async () => {
     await expect(indexSpecs([f('.wh.dir/child', 'x')])).rejects.toMatchObject({
-      code: 'IRB_LAYER_BAD_WHITEOUT',
+      code: 'IRB_LAYER_WHITEOUT_INVALID',
     });
   });
 
@@ -197,9 +200,9 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
   });
 
   test('a member that would turn the root into a file', async () => {
-    await expect(indexSpecs([f('.', 'x')])).rejects.toMatchObject({ code: 'IRB_LAYER_BAD_ROOT' });
+    await expect(indexSpecs([f('.', 'x')])).rejects.toMatchObject({ code: 'IRB_LAYER_ROOT_INVALID' });
     await expect(indexSpecs([{ type: 'symlink', path: '../', target: '/tmp' }])).rejects.toMatchObject({
-      code: 'IRB_LAYER_BAD_ROOT',
+      code: 'IRB_LAYER_ROOT_INVALID',
     });
   });
 
@@ -255,7 +258,7 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
     const blob = await buildTar([
       { type: 'sparse', path: 's', size: 100, chunks: [{ offset: 200, data: new Uint8Array(512) }] },
     ]);
-    await expect(indexBlobs([blob])).rejects.toMatchObject({ code: 'IRB_LAYER_BAD_SPARSE' });
+    await expect(indexBlobs([blob])).rejects.toMatchObject({ code: 'IRB_LAYER_SPARSE_INVALID' });
   });
 
   test('a blob that changes between the index pass and entries()', async () => {

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { decompress } from '@irb/compress';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { indexCacheKey } from './index-cache.ts';
 import { compileGlob, displayKey, keyOf, splitKey } from './path.ts';
 import { decodeRecords, encodeRecords, type LayerRecord, recordOf } from './records.ts';
@@ -291,7 +291,7 @@ class LayerApplier {
       // AUFS keeps hard-link sources and bookkeeping below `.wh..wh.*` directories: not content.
       if (part.startsWith(META_PREFIX)) return;
       throw new IrbError(
-        'IRB_LAYER_BAD_WHITEOUT',
+        'IRB_LAYER_WHITEOUT_INVALID',
         `${this.#label}: ${displayKey(components.join('/'))} lies below a whiteout marker; the layer is malformed — rebuild the image`,
       );
     }
@@ -332,7 +332,7 @@ class LayerApplier {
     const hidden = name.slice(WHITEOUT_PREFIX.length);
     if (hidden === '' || hidden === '.' || hidden === '..') {
       throw new IrbError(
-        'IRB_LAYER_BAD_WHITEOUT',
+        'IRB_LAYER_WHITEOUT_INVALID',
         `${describe(context)}: a whiteout of "${hidden}" would delete a parent or nothing; the layer is malformed or hostile — rebuild the image`,
       );
     }
@@ -347,7 +347,7 @@ class LayerApplier {
     if (name === undefined) {
       if (entry.type !== 'directory') {
         throw new IrbError(
-          'IRB_LAYER_BAD_ROOT',
+          'IRB_LAYER_ROOT_INVALID',
           `${this.#label}: a ${entry.type} member names the root directory; the layer is malformed or hostile — rebuild the image`,
         );
       }
@@ -424,13 +424,13 @@ class LayerApplier {
     const where = displayKey(all.join('/'));
     if (!target) {
       throw new IrbError(
-        'IRB_LAYER_BAD_LINK',
+        'IRB_LAYER_LINK_INVALID',
         `${describe(context)}: hard link to ${where}, which does not exist at that point; the layer is malformed — rebuild the image`,
       );
     }
     if (target.type === 'directory') {
       throw new IrbError(
-        'IRB_LAYER_BAD_LINK',
+        'IRB_LAYER_LINK_INVALID',
         `${describe(context)}: hard link to the directory ${where}; directories cannot be hard-linked — rebuild the image`,
       );
     }

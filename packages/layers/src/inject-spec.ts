@@ -1,4 +1,4 @@
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 
 /**
  * Splits an inject spec `SRC:DEST` (host path, then path in the image) at its last `:`.
@@ -10,7 +10,7 @@ export function parseInjectSpec(spec: string): { src: string; dest: string } {
   const dest = colon === -1 ? '' : spec.slice(colon + 1);
   if (src === '' || dest === '') {
     throw new IrbError(
-      'IRB_INJECT_SPEC',
+      'IRB_INJECT_SPEC_INVALID',
       `inject spec "${spec}" is not SRC:DEST; write the host path, a colon and the path in the image, e.g. ./agent:/usr/bin/agent`,
     );
   }

@@ -676,26 +676,28 @@ describe('inject', () => {
     expect(parseInjectSpec('./agent:/usr/bin/agent')).toEqual({ src: './agent', dest: '/usr/bin/agent' });
     expect(parseInjectSpec('/tmp/a:b:/x')).toEqual({ src: '/tmp/a:b', dest: '/x' });
     for (const bad of ['agent', ':/x', 'agent:']) {
-      expect(() => parseInjectSpec(bad)).toThrow(expect.objectContaining({ code: 'IRB_INJECT_SPEC' }));
+      expect(() => parseInjectSpec(bad)).toThrow(
+        expect.objectContaining({ code: 'IRB_INJECT_SPEC_INVALID' }),
+      );
     }
   });
 
   test('missing or special host sources fail clearly', async () => {
     const rootfs = await build([[f('x', 'x')]]);
     expect(() => rootfs.inject('/a', { hostPath: join(dir, 'nope') })).toThrow(
-      expect.objectContaining({ code: 'IRB_INJECT_SOURCE' }),
+      expect.objectContaining({ code: 'IRB_INJECT_SOURCE_UNREADABLE' }),
     );
     expect(() => rootfs.inject('/a', { hostPath: dir })).toThrow(
-      expect.objectContaining({ code: 'IRB_INJECT_SOURCE' }),
+      expect.objectContaining({ code: 'IRB_INJECT_SOURCE_UNREADABLE' }),
     );
     expect(() => rootfs.inject('/', { bytes: new Uint8Array() })).toThrow(
-      expect.objectContaining({ code: 'IRB_INJECT_DEST' }),
+      expect.objectContaining({ code: 'IRB_INJECT_DEST_INVALID' }),
     );
     await expect(rootfs.injectHostPath('/dev/null', '/null')).rejects.toMatchObject({
-      code: 'IRB_INJECT_SOURCE',
+      code: 'IRB_INJECT_SOURCE_UNREADABLE',
     });
     expect(() => rootfs.inject('/x/below', { bytes: new Uint8Array(1) })).toThrow(
-      expect.objectContaining({ code: 'IRB_INJECT_DEST' }),
+      expect.objectContaining({ code: 'IRB_INJECT_DEST_INVALID' }),
     );
   });
 });

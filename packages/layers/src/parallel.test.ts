@@ -85,7 +85,7 @@ describe('parallel index pass', () => {
     ]);
     const corrupt = new Uint8Array(1024).fill(7);
     const attempt = indexLayers([layerOf(good), layerOf(badLink), layerOf(corrupt)], { concurrency: 3 });
-    await expect(attempt).rejects.toMatchObject({ code: 'IRB_LAYER_BAD_LINK' });
+    await expect(attempt).rejects.toMatchObject({ code: 'IRB_LAYER_LINK_INVALID' });
     await expect(attempt).rejects.toThrow(/layer 2\/3/);
 
     const corruptGzip = await buildTar([f('b', 'b'.repeat(50_000))], { compression: 'gzip' });
@@ -100,7 +100,7 @@ describe('parallel index pass', () => {
     const corrupt = new Uint8Array(1024).fill(7);
     const good = await buildTar([f('a', 'a')]);
     const attempt = indexLayers([layerOf(good), layerOf(corrupt), hangingLayer(state)], { concurrency: 3 });
-    await expect(attempt).rejects.toMatchObject({ code: 'IRB_LAYER_CORRUPT_TAR' });
+    await expect(attempt).rejects.toMatchObject({ code: 'IRB_LAYER_CORRUPT' });
     expect(state.opened).toBeLessThanOrEqual(1);
     expect(state.closed).toBe(state.opened);
   });
@@ -111,7 +111,7 @@ describe('parallel index pass', () => {
     const attempt = indexLayers([layerOf(badLink), hangingLayer(state), hangingLayer(state)], {
       concurrency: 3,
     });
-    await expect(attempt).rejects.toMatchObject({ code: 'IRB_LAYER_BAD_LINK' });
+    await expect(attempt).rejects.toMatchObject({ code: 'IRB_LAYER_LINK_INVALID' });
     expect(state).toEqual({ opened: 2, closed: 2 });
   });
 

@@ -8,9 +8,8 @@ import {
   type CpioEntry,
   type CpioFileEntry,
   type CpioPath,
-  IrbError,
-  isIrbError,
 } from '@irb/cpio';
+import { IrbError, isIrbError } from '@irb/errors';
 import { absoluteText, cpioPathOfKey, displayKey, type Glob, keyOf, keyOfInput, splitKey } from './path.ts';
 import { TarReader } from './tar.ts';
 import type {
@@ -449,7 +448,7 @@ export class Rootfs {
     const name = components.pop();
     if (name === undefined) {
       throw new IrbError(
-        'IRB_INJECT_DEST',
+        'IRB_INJECT_DEST_INVALID',
         `${context}: the destination must name a file, not the root directory`,
       );
     }
@@ -464,7 +463,7 @@ export class Rootfs {
         stat = statSync(source.hostPath);
       } catch (cause) {
         throw new IrbError(
-          'IRB_INJECT_SOURCE',
+          'IRB_INJECT_SOURCE_UNREADABLE',
           `${context}: cannot read ${source.hostPath}; check the path`,
           {
             cause,
@@ -473,7 +472,7 @@ export class Rootfs {
       }
       if (!stat.isFile()) {
         throw new IrbError(
-          'IRB_INJECT_SOURCE',
+          'IRB_INJECT_SOURCE_UNREADABLE',
           `${context}: ${source.hostPath} is not a regular file; use injectHostPath() for directories`,
         );
       }
@@ -500,7 +499,7 @@ export class Rootfs {
     } catch (error) {
       if (!isIrbError(error) || error.code !== 'IRB_LAYER_NOT_A_DIRECTORY') throw error;
       throw new IrbError(
-        'IRB_INJECT_DEST',
+        'IRB_INJECT_DEST_INVALID',
         `${context}: a parent of the destination is not a directory in the image, so nothing can be placed below it; choose another destination`,
         { cause: error },
       );
@@ -518,9 +517,13 @@ export class Rootfs {
     try {
       stat = await lstat(src);
     } catch (cause) {
-      throw new IrbError('IRB_INJECT_SOURCE', `inject ${src}:${dest}: cannot read ${src}; check the path`, {
-        cause,
-      });
+      throw new IrbError(
+        'IRB_INJECT_SOURCE_UNREADABLE',
+        `inject ${src}:${dest}: cannot read ${src}; check the path`,
+        {
+          cause,
+        },
+      );
     }
     if (stat.isFile()) {
       const target = dest.endsWith('/') ? `${dest}${basename(src)}` : dest;
@@ -529,7 +532,7 @@ export class Rootfs {
     }
     if (!stat.isDirectory()) {
       throw new IrbError(
-        'IRB_INJECT_SOURCE',
+        'IRB_INJECT_SOURCE_UNREADABLE',
         `inject ${src}:${dest}: ${src} is neither a regular file nor a directory; inject files or directories`,
       );
     }
@@ -578,7 +581,7 @@ export class Rootfs {
         this.inject(target, { hostPath });
       } else {
         throw new IrbError(
-          'IRB_INJECT_SOURCE',
+          'IRB_INJECT_SOURCE_UNREADABLE',
           `${context}: ${hostPath} is a special file; only files, directories and symlinks can be injected`,
         );
       }

@@ -1,4 +1,4 @@
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 
 /*
  * A pull-based tar reader. tar-stream is not used here on purpose: it decodes PAX records as
@@ -51,7 +51,7 @@ const ZERO = new Uint8Array(64 * 1024);
 
 function tarError(label: string, offset: number, what: string, cause?: unknown): IrbError {
   return new IrbError(
-    'IRB_LAYER_CORRUPT_TAR',
+    'IRB_LAYER_CORRUPT',
     `${label}: ${what} (tar offset ${offset}); the layer blob is damaged or not a tar — rebuild or re-pull the image`,
     cause === undefined ? undefined : { cause },
   );
@@ -251,7 +251,7 @@ function validateSparse(
       chunk.offset + chunk.size > realSize
     ) {
       throw new IrbError(
-        'IRB_LAYER_BAD_SPARSE',
+        'IRB_LAYER_SPARSE_INVALID',
         `${label}: sparse map of the file at tar offset ${offset} is inconsistent; rebuild the layer without --sparse`,
       );
     }
@@ -261,7 +261,7 @@ function validateSparse(
   }
   if (total !== stored) {
     throw new IrbError(
-      'IRB_LAYER_BAD_SPARSE',
+      'IRB_LAYER_SPARSE_INVALID',
       `${label}: sparse map of the file at tar offset ${offset} covers ${total} bytes but ${stored} are stored; rebuild the layer without --sparse`,
     );
   }

@@ -1,4 +1,4 @@
-import { IrbError, isIrbError } from '@irb/cpio';
+import { IrbError, isIrbError } from '@irb/errors';
 import type { AuthScope, Credential, Keychain } from './types.ts';
 
 /** One parsed `WWW-Authenticate` challenge. */

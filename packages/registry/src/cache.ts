@@ -3,7 +3,7 @@ import { createReadStream, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { parseDigest, verifyBytes, verifyStream } from './digest.ts';
 
 /**

@@ -1,5 +1,5 @@
 import { open, unlink } from 'node:fs/promises';
-import { IrbError, isIrbError } from '@irb/cpio';
+import { IrbError, isIrbError } from '@irb/errors';
 import packageJson from '../package.json' with { type: 'json' };
 import {
   basicAuthorization,
@@ -158,7 +158,7 @@ interface AuthState {
 
 /** Thrown internally when a body ended early; retried with a Range request. */
 class ShortBody extends Error {
-  readonly code = 'IRB_SHORT_BODY';
+  readonly code = 'IRB_BODY_TRUNCATED';
 }
 
 /** Parses `IRB_REGISTRY_MIRRORS` (`docker.io=https://a,docker.io=https://b,ghcr.io=https://c`). */
@@ -170,7 +170,7 @@ export function parseMirrorsEnv(value: string | undefined): Record<string, strin
     const eq = entry.indexOf('=');
     if (eq <= 0 || eq === entry.length - 1) {
       throw new IrbError(
-        'IRB_INVALID_OPTION',
+        'IRB_OPTION_INVALID',
         `IRB_REGISTRY_MIRRORS entry "${entry}" is not registry=URL (e.g. docker.io=https://mirror.example)`,
       );
     }
@@ -189,19 +189,19 @@ function validateMirror(registry: string, raw: string): Endpoint {
     url = new URL(raw);
   } catch {
     throw new IrbError(
-      'IRB_INVALID_OPTION',
+      'IRB_OPTION_INVALID',
       `mirror "${redactUrl(raw)}" for ${registry} is not a URL; write it as https://host[:port][/prefix]`,
     );
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new IrbError(
-      'IRB_INVALID_OPTION',
+      'IRB_OPTION_INVALID',
       `mirror ${redactUrl(raw)} for ${registry} must be an http(s) URL`,
     );
   }
   if (url.username || url.password) {
     throw new IrbError(
-      'IRB_INVALID_OPTION',
+      'IRB_OPTION_INVALID',
       `mirror ${redactUrl(raw)} for ${registry} has credentials in its URL; supply them through a keychain instead`,
     );
   }
@@ -353,7 +353,7 @@ export class RegistryClient {
     this.#retry = { ...DEFAULT_RETRY, ...options.retry };
     const concurrency = options.concurrency ?? 4;
     if (!Number.isInteger(concurrency) || concurrency < 1) {
-      throw new IrbError('IRB_INVALID_OPTION', `concurrency must be a whole number ≥ 1, got ${concurrency}`);
+      throw new IrbError('IRB_OPTION_INVALID', `concurrency must be a whole number ≥ 1, got ${concurrency}`);
     }
     this.#limiter = new Limiter(concurrency);
     this.#transport = new Transport({
@@ -794,7 +794,7 @@ export class RegistryClient {
             if (res.status === 404) {
               await res.body.dump().catch(() => undefined);
               throw new IrbError(
-                'IRB_NOT_FOUND',
+                'IRB_IMAGE_NOT_FOUND',
                 `blob ${digest} of ${name} is not in the registry (404); the image is incomplete there`,
               );
             }
@@ -988,7 +988,7 @@ export class RegistryClient {
           }
           if (!mayDowngrade) {
             throw new IrbError(
-              'IRB_INSECURE_REFUSED',
+              'IRB_REGISTRY_INSECURE',
               `registry ${endpoint.host} answers in plain HTTP; irb uses plain HTTP only for localhost and registries marked insecure. If you trust the network, allow it with insecureRegistries: ['${endpoint.host}'] (CLI: --insecure-registry ${endpoint.host})`,
               { cause: this.#safeCause(error) },
             );
@@ -996,7 +996,7 @@ export class RegistryClient {
         }
         if (isCertificateError(error)) {
           throw new IrbError(
-            'IRB_TLS_ERROR',
+            'IRB_TLS_FAILED',
             `the TLS certificate of ${endpoint.host} is not trusted (${errorCode(error)}); add its CA with NODE_EXTRA_CA_CERTS=/path/ca.pem (or the ca option), or mark the registry insecure if you accept the risk`,
             { cause: this.#safeCause(error) },
           );
@@ -1018,7 +1018,7 @@ export class RegistryClient {
         );
         if (!challenge) {
           throw new IrbError(
-            'IRB_UNAUTHORIZED',
+            'IRB_REGISTRY_UNAUTHORIZED',
             `registry ${endpoint.host} refused ${name} (401) without saying how to authenticate${text ? `: ${text}` : ''}`,
           );
         }
@@ -1032,7 +1032,7 @@ export class RegistryClient {
       if (res.status === 403) {
         const text = this.#clean(await readErrorBody(res));
         throw new IrbError(
-          'IRB_UNAUTHORIZED',
+          'IRB_REGISTRY_UNAUTHORIZED',
           `registry ${endpoint.host} denied access to ${name} (403)${text ? `: ${text}` : ''}; the credentials${await this.#keychainNote(state)} lack pull permission for ${ref.repository}`,
         );
       }
@@ -1104,7 +1104,7 @@ export class RegistryClient {
     const realm = challenge.params.realm;
     if (!realm) {
       throw new IrbError(
-        'IRB_UNAUTHORIZED',
+        'IRB_REGISTRY_UNAUTHORIZED',
         `registry ${endpoint.host} sent a Bearer challenge without a realm`,
       );
     }
@@ -1135,7 +1135,10 @@ export class RegistryClient {
     try {
       realmUrl = new URL(realm);
     } catch {
-      throw new IrbError('IRB_UNAUTHORIZED', `registry ${endpoint.host} named an invalid token realm`);
+      throw new IrbError(
+        'IRB_REGISTRY_UNAUTHORIZED',
+        `registry ${endpoint.host} named an invalid token realm`,
+      );
     }
     if (
       realmUrl.protocol === 'http:' &&
@@ -1143,7 +1146,7 @@ export class RegistryClient {
       !this.#insecure.has(endpoint.host)
     ) {
       throw new IrbError(
-        'IRB_INSECURE_REFUSED',
+        'IRB_REGISTRY_INSECURE',
         `registry ${endpoint.host} asks for credentials at a plain-HTTP token service (${redactUrl(realmUrl)}); refusing to send them unencrypted. Mark the registry insecure if you accept that`,
       );
     }
@@ -1197,7 +1200,7 @@ export class RegistryClient {
       const text = await readText(res, 256 * 1024);
       if (res.status === 401 || res.status === 403) {
         throw new IrbError(
-          'IRB_UNAUTHORIZED',
+          'IRB_REGISTRY_UNAUTHORIZED',
           credential.kind === 'anonymous'
             ? `registry ${endpoint.host} requires credentials for ${ref.repository} and no keychain supplied any; log in (e.g. docker login ${endpoint.registry}) or configure a keychain`
             : `registry ${endpoint.host} rejected the ${credential.kind === 'identity-token' ? 'identity token' : 'username/password'} from keychain "${keychain}" (token service answered ${res.status}): the password or token is wrong or expired; log in again (docker login ${endpoint.registry}) or fix the credentials`,
@@ -1205,13 +1208,13 @@ export class RegistryClient {
       }
       if (res.status !== 200) {
         throw new IrbError(
-          'IRB_REGISTRY_ERROR',
+          'IRB_REGISTRY_FAILED',
           `the token service of ${endpoint.host} answered ${res.status}${text ? `: ${this.#clean(summarize(text))}` : ''}`,
         );
       }
       const answer = parseTokenAnswer(text);
       if (!answer) {
-        throw new IrbError('IRB_REGISTRY_ERROR', `the token service of ${endpoint.host} sent no token`);
+        throw new IrbError('IRB_REGISTRY_FAILED', `the token service of ${endpoint.host} sent no token`);
       }
       return answer;
     }
@@ -1231,19 +1234,19 @@ export class RegistryClient {
     const resolved = state.resolved ? await state.resolved.catch(() => undefined) : undefined;
     if (!resolved || resolved.credential.kind === 'anonymous') {
       return new IrbError(
-        'IRB_UNAUTHORIZED',
+        'IRB_REGISTRY_UNAUTHORIZED',
         `registry ${endpoint.host} requires authentication for ${name} and no keychain supplied credentials (or the repository does not exist)${text ? `: ${text}` : ''}; log in (e.g. docker login ${endpoint.registry}) or configure a keychain`,
       );
     }
     return new IrbError(
-      'IRB_UNAUTHORIZED',
+      'IRB_REGISTRY_UNAUTHORIZED',
       `registry ${endpoint.host} rejected the credentials from keychain "${resolved.keychain}" for ${name}${text ? `: ${text}` : ''}; the username or password is wrong or lacks access — log in again (docker login ${endpoint.registry}) or fix the credentials`,
     );
   }
 
   #notFound(name: string, text: string | undefined): IrbError {
     return new IrbError(
-      'IRB_NOT_FOUND',
+      'IRB_IMAGE_NOT_FOUND',
       `image ${name} not found: the repository or tag does not exist${text ? ` (${text})` : ''}; check the name and tag`,
     );
   }
@@ -1252,12 +1255,12 @@ export class RegistryClient {
     const text = this.#clean(await readErrorBody(res));
     if (res.status === 429) {
       return new IrbError(
-        'IRB_RATE_LIMITED',
+        'IRB_REGISTRY_RATE_LIMITED',
         `registry rate limit hit fetching the ${what} of ${name} (429) even after retrying${text ? `: ${text}` : ''}; wait, log in for a higher limit, or use a mirror`,
       );
     }
     return new IrbError(
-      res.status >= 500 ? 'IRB_REGISTRY_ERROR' : 'IRB_REGISTRY_ERROR',
+      res.status >= 500 ? 'IRB_REGISTRY_FAILED' : 'IRB_REGISTRY_FAILED',
       `registry answered ${res.status} fetching the ${what} of ${name}${res.status >= 500 ? ' even after retrying' : ''}${text ? `: ${text}` : ''}`,
     );
   }

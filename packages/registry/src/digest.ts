@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 
 /** A parsed content digest. */
 export interface ParsedDigest {
@@ -18,7 +18,7 @@ export function parseDigest(digest: string): ParsedDigest {
   const colon = digest.indexOf(':');
   if (colon <= 0) {
     throw new IrbError(
-      'IRB_INVALID_DIGEST',
+      'IRB_DIGEST_INVALID',
       `invalid digest "${clip(digest)}": expected "sha256:<64 hex digits>"`,
     );
   }
@@ -26,14 +26,14 @@ export function parseDigest(digest: string): ParsedDigest {
   const hex = digest.slice(colon + 1);
   if (algorithm !== 'sha256' && algorithm !== 'sha512') {
     throw new IrbError(
-      'IRB_INVALID_DIGEST',
+      'IRB_DIGEST_INVALID',
       `unsupported digest algorithm "${clip(algorithm)}" in "${clip(digest)}": irb verifies sha256 and sha512 only`,
     );
   }
   const want = HEX_LENGTH[algorithm];
   if (hex.length !== want || !/^[0-9a-f]+$/.test(hex)) {
     throw new IrbError(
-      'IRB_INVALID_DIGEST',
+      'IRB_DIGEST_INVALID',
       `invalid digest "${clip(digest)}": ${algorithm} needs exactly ${want} lowercase hex digits`,
     );
   }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
 import { redactUrl } from './redact.ts';
 
@@ -61,7 +61,7 @@ export function resolveCa(extra: readonly string[] | undefined): string[] | unde
       added.push(readFileSync(fromEnv, 'utf8'));
     } catch (error) {
       throw new IrbError(
-        'IRB_INVALID_OPTION',
+        'IRB_OPTION_INVALID',
         `NODE_EXTRA_CA_CERTS points to ${fromEnv}, which cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'}); fix or unset it`,
         { cause: error },
       );
@@ -148,15 +148,15 @@ export class Transport {
       if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && location) {
         await res.body.dump().catch(() => undefined);
         if (hop >= MAX_REDIRECTS) {
-          throw new IrbError('IRB_REGISTRY_ERROR', `too many redirects fetching ${redactUrl(req.url)}`);
+          throw new IrbError('IRB_REGISTRY_FAILED', `too many redirects fetching ${redactUrl(req.url)}`);
         }
         const next = new URL(location, url);
         if (next.protocol !== 'https:' && next.protocol !== 'http:') {
-          throw new IrbError('IRB_REGISTRY_ERROR', `redirect to an unsupported URL scheme ${next.protocol}`);
+          throw new IrbError('IRB_REGISTRY_FAILED', `redirect to an unsupported URL scheme ${next.protocol}`);
         }
         if (url.protocol === 'https:' && next.protocol === 'http:' && next.origin !== origin) {
           throw new IrbError(
-            'IRB_INSECURE_REFUSED',
+            'IRB_REGISTRY_INSECURE',
             `${redactUrl(url)} redirected to plain HTTP (${redactUrl(next)}); refusing to download over an unencrypted connection`,
           );
         }

@@ -1,4 +1,4 @@
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import type { Descriptor, ImageConfigFile, ImageIndex, Platform } from './types.ts';
 
 /** The platform irb builds for when none is asked for. */
@@ -59,7 +59,7 @@ export function parsePlatform(input: string | undefined): Platform {
   const parts = input.trim().split('/');
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[A-Za-z0-9._-]+$/.test(p))) {
     throw new IrbError(
-      'IRB_INVALID_PLATFORM',
+      'IRB_PLATFORM_INVALID',
       `invalid platform "${input}": expected os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8`,
     );
   }

@@ -63,7 +63,7 @@ describe('parseReference', () => {
     try {
       parseReference(input);
     } catch (error) {
-      expect((error as { code: string }).code).toBe('IRB_INVALID_REFERENCE');
+      expect((error as { code: string }).code).toBe('IRB_REFERENCE_INVALID');
     }
   });
 

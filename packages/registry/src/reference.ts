@@ -1,4 +1,4 @@
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { parseDigest } from './digest.ts';
 
 /** A parsed, normalized image reference. */
@@ -31,7 +31,7 @@ const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const NAME_MAX = 255;
 
 function invalid(input: string, why: string): IrbError {
-  return new IrbError('IRB_INVALID_REFERENCE', `invalid image reference "${clip(input)}": ${why}`);
+  return new IrbError('IRB_REFERENCE_INVALID', `invalid image reference "${clip(input)}": ${why}`);
 }
 
 function clip(text: string): string {
@@ -47,7 +47,7 @@ function clip(text: string): string {
  *   (`localhost/app`, `localhost:5000/app`, `127.0.0.1:5000/a/b/c:tag`, `[::1]:5000/app`)
  * - `name@sha256:…` pins a digest; `name:tag@sha256:…` keeps both and the digest wins.
  *
- * Throws `IrbError('IRB_INVALID_REFERENCE')` saying what is wrong.
+ * Throws `IrbError('IRB_REFERENCE_INVALID')` saying what is wrong.
  */
 export function parseReference(input: string): Reference {
   if (typeof input !== 'string' || input.length === 0) throw invalid(String(input), 'it is empty');
@@ -75,7 +75,7 @@ export function parseReference(input: string): Reference {
       parseDigest(digest);
     } catch (error) {
       throw new IrbError(
-        'IRB_INVALID_REFERENCE',
+        'IRB_REFERENCE_INVALID',
         `invalid image reference "${clip(input)}": ${(error as Error).message}`,
       );
     }

@@ -1,4 +1,4 @@
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { createRegistryClient, type RegistryClient, type RegistryClientOptions } from './client.ts';
 import { openDockerArchive } from './sources/docker-archive.ts';
 import { openOciLayout } from './sources/oci-layout.ts';
@@ -52,7 +52,7 @@ export function parseImageSpec(spec: string): ImageSpec {
     const tag = colon === -1 ? undefined : rest.slice(colon + 1);
     if (path === '') {
       throw new IrbError(
-        'IRB_INVALID_REFERENCE',
+        'IRB_REFERENCE_INVALID',
         `"${spec}" names no ${transport === 'oci' ? 'directory' : 'file'}; write ${transport}:PATH${transport === 'oci' ? '[:TAG]' : '[:NAME:TAG]'}`,
       );
     }
@@ -63,7 +63,7 @@ export function parseImageSpec(spec: string): ImageSpec {
   const other = /^([a-z][a-z-]*):(?!\d+(?:\/|$))/.exec(spec);
   const hint = other ? UNSUPPORTED[other[1] as string] : undefined;
   if (other && hint) {
-    throw new IrbError('IRB_UNSUPPORTED_SOURCE', `irb cannot read ${other[1]}: images; ${hint}`);
+    throw new IrbError('IRB_SOURCE_UNSUPPORTED', `irb cannot read ${other[1]}: images; ${hint}`);
   }
   return { transport: 'registry', reference: spec };
 }

@@ -204,13 +204,13 @@ describe('anonymous registry', () => {
   it('names unknown tags and repositories', async () => {
     const c = client({ cacheDir: await tempDir() });
     const tag = await codeOf(c.image(`${reg.host}/test/oci:nope`));
-    expect(tag.code).toBe('IRB_NOT_FOUND');
+    expect(tag.code).toBe('IRB_IMAGE_NOT_FOUND');
     expect(tag.message).toContain(`${reg.host}/test/oci:nope`);
     const repo = await codeOf(c.image(`${reg.host}/no/such/repo`));
-    expect(repo.code).toBe('IRB_NOT_FOUND');
+    expect(repo.code).toBe('IRB_IMAGE_NOT_FOUND');
     expect(repo.message).toContain('no/such/repo:latest');
     const bad = await codeOf(c.image(`${reg.host}/Test/Upper`));
-    expect(bad.code).toBe('IRB_INVALID_REFERENCE');
+    expect(bad.code).toBe('IRB_REFERENCE_INVALID');
   });
 
   it('reports progress per blob, ending in done; a warm pull reports cache', async () => {
@@ -548,7 +548,7 @@ describe('faults', () => {
     const c = client({ cacheDir: await tempDir(), retry: { retries: 2, baseDelayMs: 1 } });
     const failure = await codeOf(c.image(`${px.host}/test/oci:v1`));
     px.clear();
-    expect(failure.code).toBe('IRB_REGISTRY_ERROR');
+    expect(failure.code).toBe('IRB_REGISTRY_FAILED');
     expect(failure.message).toMatch(/503/);
   });
 
@@ -654,7 +654,7 @@ describe('htpasswd (basic) auth', () => {
     await pullAndCompare(c, `${basicReg.host}/private/app:v1`, ociImage);
     const anon = client({ cacheDir: await tempDir() });
     const failure = await codeOf(anon.image(`${basicReg.host}/private/app:v1`));
-    expect(failure.code).toBe('IRB_UNAUTHORIZED');
+    expect(failure.code).toBe('IRB_REGISTRY_UNAUTHORIZED');
     expect(failure.message).toMatch(/no keychain supplied credentials/);
   });
 
@@ -666,7 +666,7 @@ describe('htpasswd (basic) auth', () => {
     );
     const c = client({ cacheDir: await tempDir(), keychains: [keychain] });
     const failure = await codeOf(c.image(`${basicReg.host}/private/app:v1`));
-    expect(failure.code).toBe('IRB_UNAUTHORIZED');
+    expect(failure.code).toBe('IRB_REGISTRY_UNAUTHORIZED');
     expect(failure.message).toMatch(/rejected the credentials from keychain "my-keychain"/);
     const everything = `${failure.message}\n${inspect(failure.error, { depth: 10 })}\n${JSON.stringify(failure.error)}`;
     for (const secret of [wrong, Buffer.from(`alice:${wrong}`).toString('base64')]) {
@@ -720,7 +720,7 @@ describe('token auth', () => {
     expect(mine.length).toBe(1); // one token, cached for every later request
     expect(mine[0]).toMatchObject({ method: 'GET', user: undefined, scopes: ['repository:public/app:pull'] });
     const failure = await codeOf(c.image(`${tokReg.host}/private/app:v1`));
-    expect(failure.code).toBe('IRB_UNAUTHORIZED');
+    expect(failure.code).toBe('IRB_REGISTRY_UNAUTHORIZED');
   });
 
   it('exchanges a username/password for a token and caches it', async () => {
@@ -798,7 +798,7 @@ describe('token auth', () => {
     );
     const c = client({ cacheDir: await tempDir(), keychains: [keychain] });
     const failure = await codeOf(c.image(`${tokReg.host}/private/app:v1`));
-    expect(failure.code).toBe('IRB_UNAUTHORIZED');
+    expect(failure.code).toBe('IRB_REGISTRY_UNAUTHORIZED');
     expect(failure.message).toMatch(/rejected the username\/password from keychain "docker-config"/);
     expect(failure.message).toMatch(/log in again/);
     const everything = `${failure.message}\n${inspect(failure.error, { depth: 10 })}`;
@@ -811,7 +811,7 @@ describe('token auth', () => {
     const keychain: Keychain = { name: 'idt', resolve: async () => ({ kind: 'identity-token', token }) };
     const c = client({ cacheDir: await tempDir(), keychains: [keychain] });
     const failure = await codeOf(c.image(`${tokReg.host}/private/app:v1`));
-    expect(failure.code).toBe('IRB_UNAUTHORIZED');
+    expect(failure.code).toBe('IRB_REGISTRY_UNAUTHORIZED');
     expect(`${failure.message}${inspect(failure.error, { depth: 10 })}`).not.toContain(token);
   });
 });
@@ -826,7 +826,7 @@ describe('transport policy', () => {
     try {
       const strict = client({ cacheDir: await tempDir(), retry: { retries: 0 } });
       const failure = await codeOf(strict.image(`${host}/test/oci:v1`));
-      expect(failure.code).toBe('IRB_INSECURE_REFUSED');
+      expect(failure.code).toBe('IRB_REGISTRY_INSECURE');
       expect(failure.message).toContain(`insecureRegistries: ['${host}']`);
       const relaxed = client({ cacheDir: await tempDir(), insecureRegistries: [`http://${host}/`] });
       await pullAndCompare(relaxed, `${host}/test/oci:v1`, ociImage);

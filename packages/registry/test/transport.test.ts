@@ -136,7 +136,7 @@ describe('TLS and extra CAs', () => {
       () => undefined,
       (error: unknown) => error as { code: string; message: string },
     );
-    expect(failure?.code).toBe('IRB_TLS_ERROR');
+    expect(failure?.code).toBe('IRB_TLS_FAILED');
     expect(failure?.message).toMatch(/NODE_EXTRA_CA_CERTS/);
   });
 

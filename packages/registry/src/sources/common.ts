@@ -1,4 +1,4 @@
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { readVerified, verifyStream } from '../digest.ts';
 import {
   DOCKER_CONFIG,

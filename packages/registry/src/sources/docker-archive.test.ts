@@ -100,10 +100,10 @@ describe('openDockerArchive on skopeo output (legacy docker save layout)', () =>
       await expect(openDockerArchive(skopeoArchive, { tag })).resolves.toBeDefined();
     }
     const error = await openDockerArchive(skopeoArchive, { tag: 'example/app:v2' }).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'IRB_NOT_FOUND' });
+    expect(error).toMatchObject({ code: 'IRB_IMAGE_NOT_FOUND' });
     expect((error as Error).message).toContain('docker.io/example/app:v1');
     await expect(openDockerArchive(skopeoArchive, { tag: '@1' })).rejects.toMatchObject({
-      code: 'IRB_NOT_FOUND',
+      code: 'IRB_IMAGE_NOT_FOUND',
     });
   });
 
@@ -141,18 +141,18 @@ describe('openDockerArchive on skopeo output (legacy docker save layout)', () =>
     const gz = join(root, 'archive.tar.gz');
     await writeFile(gz, gzipSync(await readFile(skopeoArchive)));
     const error = await openDockerArchive(gz).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'IRB_INVALID_ARCHIVE' });
+    expect(error).toMatchObject({ code: 'IRB_SOURCE_INVALID' });
     expect((error as Error).message).toContain('gunzip');
     await expect(openDockerArchive(join(root, 'nope.tar'))).rejects.toMatchObject({
       code: 'IRB_SOURCE_NOT_FOUND',
     });
     const plain = join(root, 'plain.tar');
     await writeFile(plain, await buildTar([{ type: 'file', path: 'hello', content: 'x' }]));
-    await expect(openDockerArchive(plain)).rejects.toMatchObject({ code: 'IRB_INVALID_ARCHIVE' });
+    await expect(openDockerArchive(plain)).rejects.toMatchObject({ code: 'IRB_SOURCE_INVALID' });
     const truncated = join(root, 'truncated.tar');
     const bytes = await readFile(skopeoArchive);
     await writeFile(truncated, bytes.subarray(0, Math.floor(bytes.length / 2) + 100));
-    await expect(openDockerArchive(truncated)).rejects.toMatchObject({ code: 'IRB_INVALID_ARCHIVE' });
+    await expect(openDockerArchive(truncated)).rejects.toMatchObject({ code: 'IRB_SOURCE_INVALID' });
   });
 });
 

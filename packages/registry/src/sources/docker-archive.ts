@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { open as openFile } from 'node:fs/promises';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { digestOf, parseDigest, verifyBytes } from '../digest.ts';
 import { DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_ZSTD, DOCKER_MANIFEST } from '../media-types.ts';
 import { checkConfigPlatform } from '../platform.ts';
@@ -107,7 +107,7 @@ async function refuseCompressed(file: string): Promise<void> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new IrbError(
-      code === 'ENOENT' ? 'IRB_SOURCE_NOT_FOUND' : 'IRB_INVALID_ARCHIVE',
+      code === 'ENOENT' ? 'IRB_SOURCE_NOT_FOUND' : 'IRB_SOURCE_INVALID',
       code === 'ENOENT'
         ? `docker archive ${file} does not exist; check the path after docker-archive:`
         : `cannot open docker archive ${file} (${code})`,
@@ -120,7 +120,7 @@ async function refuseCompressed(file: string): Promise<void> {
     const kind = magic(head.subarray(0, bytesRead));
     if (kind !== 'none') {
       throw new IrbError(
-        'IRB_INVALID_ARCHIVE',
+        'IRB_SOURCE_INVALID',
         `docker archive ${file} is ${kind}-compressed; decompress it first (e.g. ${kind === 'gzip' ? 'gunzip' : 'unzstd'} -k ${file}) so its layers can be read in place`,
       );
     }
@@ -181,13 +181,13 @@ async function readManifestJson(tar: TarIndex, file: string, signal?: AbortSigna
       ? 'it looks like an OCI layout in a tar; extract it and use oci:DIR'
       : 'produce it with docker save or skopeo copy ... docker-archive:FILE';
     throw new IrbError(
-      'IRB_INVALID_ARCHIVE',
+      'IRB_SOURCE_INVALID',
       `${file} has no manifest.json, so it is not a docker save archive; ${hint}`,
     );
   }
   const doc = parseJson(await tar.read(m, signal ? { signal } : {}), `${file} manifest.json`);
   if (!Array.isArray(doc) || doc.length === 0) {
-    throw new IrbError('IRB_INVALID_ARCHIVE', `${file} manifest.json lists no images`);
+    throw new IrbError('IRB_SOURCE_INVALID', `${file} manifest.json lists no images`);
   }
   return doc.map((e, i) => {
     if (
@@ -196,7 +196,7 @@ async function readManifestJson(tar: TarIndex, file: string, signal?: AbortSigna
       !Array.isArray(e.Layers) ||
       !e.Layers.every((l) => typeof l === 'string')
     ) {
-      throw new IrbError('IRB_INVALID_ARCHIVE', `${file} manifest.json entry ${i} lacks Config or Layers`);
+      throw new IrbError('IRB_SOURCE_INVALID', `${file} manifest.json entry ${i} lacks Config or Layers`);
     }
     const tags = Array.isArray(e.RepoTags)
       ? e.RepoTags.filter((t): t is string => typeof t === 'string')
@@ -231,20 +231,23 @@ function pickEntry(entries: ArchiveEntry[], tag: string | undefined, file: strin
     const entry = entries[Number(index[1])];
     if (entry) return entry;
     throw new IrbError(
-      'IRB_NOT_FOUND',
+      'IRB_IMAGE_NOT_FOUND',
       `docker archive ${file} has no image ${tag}; it holds ${entries.length} (@0 to @${entries.length - 1})`,
     );
   }
   const found = entries.find((e) => (e.RepoTags ?? []).some((t) => sameImage(t, tag)));
   if (found) return found;
-  throw new IrbError('IRB_NOT_FOUND', `docker archive ${file} has no image tagged "${tag}"; ${listing}`);
+  throw new IrbError(
+    'IRB_IMAGE_NOT_FOUND',
+    `docker archive ${file} has no image tagged "${tag}"; ${listing}`,
+  );
 }
 
 function member(tar: TarIndex, path: string, file: string, what: string): TarMember {
   const m = tar.resolve(path);
   if (!m) {
     throw new IrbError(
-      'IRB_INVALID_ARCHIVE',
+      'IRB_SOURCE_INVALID',
       `docker archive ${file} lacks the ${what} ${path} that its manifest.json names; the archive is truncated or damaged`,
     );
   }

@@ -122,7 +122,7 @@ describe('openOciLayout selection', () => {
       { tag: '2.0', images: [{ layers: [await fileTar('v', '2')] }] },
     ]);
     const wrong = await openOciLayout(dir, { tag: '3.0' }).catch((e: unknown) => e);
-    expect(wrong).toMatchObject({ code: 'IRB_NOT_FOUND' });
+    expect(wrong).toMatchObject({ code: 'IRB_IMAGE_NOT_FOUND' });
     expect((wrong as Error).message).toContain('"3.0"');
     expect((wrong as Error).message).toContain('1.0, 2.0');
     const missing = await openOciLayout(dir).catch((e: unknown) => e);
@@ -139,7 +139,9 @@ describe('openOciLayout selection', () => {
     for (const tag of ['docker.io/library/app:1.2', 'app:1.2', 'library/app:1.2']) {
       await expect(openOciLayout(dir, { tag })).resolves.toBeDefined();
     }
-    await expect(openOciLayout(dir, { tag: 'app:1.3' })).rejects.toMatchObject({ code: 'IRB_NOT_FOUND' });
+    await expect(openOciLayout(dir, { tag: 'app:1.3' })).rejects.toMatchObject({
+      code: 'IRB_IMAGE_NOT_FOUND',
+    });
   });
 
   it('refuses a single-platform image built for another platform', async () => {
@@ -235,7 +237,7 @@ describe('openOciLayout integrity', () => {
 
     const plain = join(root, 'plain-dir');
     await mkdir(plain);
-    await expect(openOciLayout(plain)).rejects.toMatchObject({ code: 'IRB_INVALID_LAYOUT' });
+    await expect(openOciLayout(plain)).rejects.toMatchObject({ code: 'IRB_SOURCE_INVALID' });
     await expect(openOciLayout(join(root, 'nope'))).rejects.toMatchObject({ code: 'IRB_SOURCE_NOT_FOUND' });
   });
 

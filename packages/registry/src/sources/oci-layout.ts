@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import { parseDigest } from '../digest.ts';
 import { selectManifest } from '../platform.ts';
 import { parseReference } from '../reference.ts';
@@ -124,7 +124,7 @@ async function checkLayout(dir: string): Promise<void> {
       );
     }
     throw new IrbError(
-      'IRB_INVALID_LAYOUT',
+      'IRB_SOURCE_INVALID',
       `${dir} is not an OCI image layout (${code === 'ENOENT' ? 'no oci-layout file' : `cannot read oci-layout: ${code}`}); create one with skopeo copy ... oci:${dir}:TAG`,
       { cause: error },
     );
@@ -133,7 +133,7 @@ async function checkLayout(dir: string): Promise<void> {
   const version = isObject(doc) ? doc.imageLayoutVersion : undefined;
   if (typeof version !== 'string' || !version.startsWith('1.')) {
     throw new IrbError(
-      'IRB_INVALID_LAYOUT',
+      'IRB_SOURCE_INVALID',
       `${dir}/oci-layout declares image layout version ${String(version)}; irb reads version 1.x`,
     );
   }
@@ -145,7 +145,7 @@ async function readIndex(dir: string): Promise<ImageIndex> {
     text = await readFile(join(dir, 'index.json'), 'utf8');
   } catch (error) {
     throw new IrbError(
-      'IRB_INVALID_LAYOUT',
+      'IRB_SOURCE_INVALID',
       `OCI layout ${dir} has no readable index.json (${(error as NodeJS.ErrnoException).code}); the layout is incomplete`,
       { cause: error },
     );
@@ -153,7 +153,7 @@ async function readIndex(dir: string): Promise<ImageIndex> {
   const doc = parseJson(text, `${dir}/index.json`);
   manifestKind(doc, undefined, `${dir}/index.json`);
   if (!isObject(doc) || !Array.isArray(doc.manifests)) {
-    throw new IrbError('IRB_INVALID_LAYOUT', `${dir}/index.json is not an image index (no manifests list)`);
+    throw new IrbError('IRB_SOURCE_INVALID', `${dir}/index.json is not an image index (no manifests list)`);
   }
   return doc as unknown as ImageIndex;
 }
@@ -203,13 +203,13 @@ function pickEntry(index: ImageIndex, tag: string | undefined, dir: string): Des
   const manifests = index.manifests;
   const tags = [...new Set(manifests.flatMap((d) => entryNames(d).slice(0, 1)))];
   if (manifests.length === 0) {
-    throw new IrbError('IRB_NOT_FOUND', `OCI layout ${dir} is empty (index.json lists no images)`);
+    throw new IrbError('IRB_IMAGE_NOT_FOUND', `OCI layout ${dir} is empty (index.json lists no images)`);
   }
   if (tag !== undefined) {
     const matches = manifests.filter((d) => matchesTag(d, tag));
     if (matches.length === 0) {
       throw new IrbError(
-        'IRB_NOT_FOUND',
+        'IRB_IMAGE_NOT_FOUND',
         `OCI layout ${dir} has no image tagged "${tag}"; ${
           tags.length ? `it has: ${tags.join(', ')}` : 'its images carry no tags (open it without a tag)'
         }`,

@@ -98,13 +98,13 @@ describe('indexTar', () => {
     const tar = await buildTar([{ type: 'file', path: 'f', content: 'y'.repeat(5000) }]);
     const truncated = join(root, 'truncated.tar');
     await writeFile(truncated, tar.subarray(0, 2048));
-    await expect(indexTar(truncated)).rejects.toMatchObject({ code: 'IRB_INVALID_ARCHIVE' });
+    await expect(indexTar(truncated)).rejects.toMatchObject({ code: 'IRB_SOURCE_INVALID' });
     const corrupt = Buffer.from(tar);
     corrupt[0] = 0x41; // the name changes, the stored checksum does not
     const bad = join(root, 'bad-checksum.tar');
     await writeFile(bad, corrupt);
     const error = await indexTar(bad).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'IRB_INVALID_ARCHIVE' });
+    expect(error).toMatchObject({ code: 'IRB_SOURCE_INVALID' });
     expect((error as Error).message).toContain('checksum');
   });
 });

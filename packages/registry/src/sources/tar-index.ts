@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { IrbError } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
 import type { OpenOptions } from '../types.ts';
 
 /** Where one member's bytes sit inside a tar file. */
@@ -67,7 +67,7 @@ export async function indexTar(file: string, options: OpenOptions = {}): Promise
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new IrbError(
-      code === 'ENOENT' ? 'IRB_SOURCE_NOT_FOUND' : 'IRB_INVALID_ARCHIVE',
+      code === 'ENOENT' ? 'IRB_SOURCE_NOT_FOUND' : 'IRB_SOURCE_INVALID',
       code === 'ENOENT'
         ? `archive ${file} does not exist; check the path`
         : `cannot open archive ${file} (${code})`,
@@ -79,7 +79,7 @@ export async function indexTar(file: string, options: OpenOptions = {}): Promise
     const { size: fileSize } = await handle.stat();
     const invalid = (why: string) =>
       new IrbError(
-        'IRB_INVALID_ARCHIVE',
+        'IRB_SOURCE_INVALID',
         `${file} is not a readable tar archive (${why}); produce it with docker save or skopeo copy ... docker-archive:FILE`,
       );
     const readAt = async (position: number, length: number): Promise<Uint8Array> => {

@@ -1,0 +1,2 @@
+export { ERROR_CODES, type IrbErrorCode, isIrbErrorCode } from './codes.ts';
+export { IrbError, isIrbError } from './errors.ts';
