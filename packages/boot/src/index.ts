@@ -9,3 +9,13 @@ export {
   probeKvm,
   qemuArguments,
 } from './qemu.ts';
+export {
+  type BootTimeline,
+  type BootTimelineOptions,
+  type BootTimelineReport,
+  bootTimeline,
+  type ConsoleLine,
+  parseBootTimeline,
+  TIMELINE_PHASES,
+  type TimelinePhase,
+} from './timeline.ts';
