@@ -112,10 +112,11 @@ export function parseBootTimeline(lines: readonly ConsoleLine[], wallMs: number)
     }
   });
 
-  if (firstLineIndex !== undefined) {
-    const line = lines[firstLineIndex] as ConsoleLine;
-    const before = anchors.filter((a) => a.index < firstLineIndex).at(-1);
-    const after = anchors.find((a) => a.index > firstLineIndex);
+  const first = firstLineIndex;
+  if (first !== undefined) {
+    const line = lines[first] as ConsoleLine;
+    const before = anchors.filter((a) => a.index < first).at(-1);
+    const after = anchors.find((a) => a.index > first);
     if (before && after && after.hostMs > before.hostMs) {
       const fraction = Math.min(
         1,
