@@ -33,7 +33,8 @@ export interface ListArchiveOptions {
   signal?: AbortSignal;
 }
 
-async function* openArchive(path: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+/** The bytes of an archive file, after checking it is a readable regular file. */
+export async function* openArchive(path: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
   try {
     const st = await stat(path);
     if (!st.isFile())

@@ -9,6 +9,17 @@ export {
 export { IrbError, isIrbError } from '@irb/errors';
 export type { AuthScope, Credential, Keychain } from '@irb/registry';
 export {
+  type AnalyzeOptions,
+  type ArchiveAnalysis,
+  analyzeArchive,
+  analyzeEntries,
+  analyzeImage,
+  type DuplicateGroup,
+  type FileKind,
+  fileKind,
+  type SizeGroup,
+} from './analyze.ts';
+export {
   type ArchiveEntry,
   type ArchiveMeasure,
   type ListArchiveOptions,
@@ -39,6 +50,16 @@ export {
   tmpfsFootprint,
 } from './memory.ts';
 export { isShellName, shellJoin, shellQuote } from './shell.ts';
+export {
+  localesFromEnv,
+  parseSlimPresets,
+  SLIM_PRESET_INFO,
+  SLIM_PRESETS,
+  type SlimContext,
+  type SlimPreset,
+  type SlimPresetInfo,
+  slimRemoves,
+} from './slim.ts';
 export type * from './types.ts';
 export {
   type GroupEntry,
