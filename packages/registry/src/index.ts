@@ -1,3 +1,23 @@
+export {
+  type ArtifactManifest,
+  addReferrer,
+  EMPTY_CONFIG,
+  EMPTY_CONFIG_BYTES,
+  INITRAMFS_ANNOTATIONS,
+  INITRAMFS_ARTIFACT_TYPE,
+  type InitramfsLayerCompression,
+  type InitramfsManifestInput,
+  initramfsLayerCompression,
+  initramfsLayerMediaType,
+  initramfsManifest,
+  isInitramfsManifest,
+  manifestBytes,
+  type ReferrerDescriptor,
+  type ReferrersIndex,
+  referrerDescriptor,
+  referrersTag,
+  sha256Digest,
+} from './artifact.ts';
 export * from './auth.ts';
 export * from './cache.ts';
 export * from './client.ts';
