@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { credentialSecrets, parseChallenges, parseTokenAnswer, resolveCredential } from './auth.ts';
 import { defaultCacheDir } from './cache.ts';
-import { parseMirrorsEnv } from './client.ts';
-import { backoffDelay, isRetryableStatus, parseRetryAfter } from './http.ts';
+import { parseMirrorsEnv } from './mirrors.ts';
 import { redactHeaders, redactUrl, scrub } from './redact.ts';
+import { isRetryableStatus } from './transport/http.ts';
+import { backoffDelay, parseRetryAfter } from './transport/retry.ts';
 import type { Keychain } from './types.ts';
 
 describe('WWW-Authenticate', () => {

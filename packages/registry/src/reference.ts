@@ -22,6 +22,26 @@ export const DOCKER_HUB = 'docker.io';
 /** Docker Hub's API host. */
 export const DOCKER_HUB_API = 'registry-1.docker.io';
 
+/**
+ * Every name Docker Hub goes by: the canonical `docker.io`, the legacy index host
+ * (`index.docker.io`, which `docker login` still writes as `https://index.docker.io/v1/`), the
+ * API host and the old `registry.hub.docker.com`. The one list of them in irb.
+ */
+export const DOCKER_HUB_ALIASES: readonly string[] = Object.freeze([
+  DOCKER_HUB,
+  'index.docker.io',
+  DOCKER_HUB_API,
+  'registry.hub.docker.com',
+]);
+
+/**
+ * Folds Docker Hub's alias names (any case) into `docker.io`; any other `host[:port]` is
+ * returned unchanged. References, mirror tables and keychains all compare registries after this.
+ */
+export function normalizeRegistry(registry: string): string {
+  return DOCKER_HUB_ALIASES.includes(registry.toLowerCase()) ? DOCKER_HUB : registry;
+}
+
 // The grammar of github.com/distribution/reference (regexp.go).
 const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
 const IPV6 = '\\[(?:[a-fA-F0-9:]+)\\]';

@@ -2,17 +2,7 @@ import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { IrbError } from '@irb/errors';
 import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
-import { redactUrl } from './redact.ts';
-
-/** Retry policy for transient failures (connection errors, 408, 429, 5xx). */
-export interface RetryOptions {
-  /** Retries after the first attempt. Default 4. */
-  retries?: number;
-  /** First backoff delay; doubles each retry, with ±50% jitter. Default 250 ms. */
-  baseDelayMs?: number;
-  /** Longest wait between attempts, also the cap for `Retry-After`. Default 20 s. */
-  maxDelayMs?: number;
-}
+import { redactUrl } from '../redact.ts';
 
 /** A response whose body must be consumed or dumped by the caller. */
 export interface HttpResponse {
@@ -83,7 +73,7 @@ function proxyFromEnv(): boolean {
 }
 
 /**
- * HTTP plumbing: connection pools (one verified, one for registries marked insecure), proxies
+ * The bottom of the transport stack, and the only file that speaks undici. HTTP plumbing: connection pools (one verified, one for registries marked insecure), proxies
  * from the environment, and redirect following that drops `Authorization` when the origin changes.
  */
 export class Transport {
@@ -260,41 +250,4 @@ export function isCertificateError(error: unknown): boolean {
 /** True for statuses worth another attempt: 408, 429 and 5xx except 501/505. */
 export function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 429 || (status >= 500 && status !== 501 && status !== 505);
-}
-
-/** Parses `Retry-After` (seconds or an HTTP date) into milliseconds from now. */
-export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
-  if (!value) return undefined;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const date = Date.parse(trimmed);
-  if (Number.isNaN(date)) return undefined;
-  return Math.max(0, date - now);
-}
-
-/** Exponential backoff with ±50% jitter; `retryAfterMs` (when given) wins, both capped at `maxDelayMs`. */
-export function backoffDelay(attempt: number, retry: Required<RetryOptions>, retryAfterMs?: number): number {
-  if (retryAfterMs !== undefined) return Math.min(retryAfterMs, retry.maxDelayMs);
-  const base = retry.baseDelayMs * 2 ** attempt;
-  const jittered = base * (0.5 + Math.random());
-  return Math.min(jittered, retry.maxDelayMs);
-}
-
-/** Resolves after `ms`, or rejects with the signal's reason when aborted first. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

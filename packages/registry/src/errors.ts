@@ -1,0 +1,104 @@
+/**
+ * How the registry client words what went wrong: HTTP statuses become `IrbError`s with a
+ * stable code and advice, and a registry's error body becomes one short, scrubbed line.
+ * Transport-level wording (TLS, plain HTTP, unreachable hosts) stays with the wrapper that
+ * detects it; this file holds the wording shared by manifests, blobs and tokens.
+ */
+import { IrbError } from '@irb/errors';
+import type { HttpResponse } from './transport/http.ts';
+
+/**
+ * What a cancelled operation rejects with: the signal's reason, as fetch and Node's streams do
+ * (an `AbortError` DOMException unless the caller gave a reason; `IRB_CLIENT_CLOSED` after close()).
+ */
+export function abortError(_what: string, signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
+/** The 404 of a manifest: the repository or tag does not exist. */
+export function notFoundError(name: string, text: string | undefined): IrbError {
+  return new IrbError(
+    'IRB_IMAGE_NOT_FOUND',
+    `image ${name} not found: the repository or tag does not exist${text ? ` (${text})` : ''}; check the name and tag`,
+  );
+}
+
+/**
+ * A final status other than the ones the caller handles (a 429 or 5xx left after the retries,
+ * or a 4xx). `clean` scrubs secrets from the registry's error text.
+ */
+export async function statusError(
+  res: HttpResponse,
+  name: string,
+  what: string,
+  clean: (text: string) => string,
+): Promise<IrbError> {
+  const text = clean(await readErrorBody(res));
+  if (res.status === 429) {
+    return new IrbError(
+      'IRB_REGISTRY_RATE_LIMITED',
+      `registry rate limit hit fetching the ${what} of ${name} (429) even after retrying${text ? `: ${text}` : ''}; wait, log in for a higher limit, or use a mirror`,
+    );
+  }
+  return new IrbError(
+    res.status >= 500 ? 'IRB_REGISTRY_FAILED' : 'IRB_REGISTRY_FAILED',
+    `registry answered ${res.status} fetching the ${what} of ${name}${res.status >= 500 ? ' even after retrying' : ''}${text ? `: ${text}` : ''}`,
+  );
+}
+
+/** Reads up to `limit` bytes of a body as text (for messages); an unreadable body gives what arrived. */
+export async function readText(res: HttpResponse, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  try {
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      if (length < limit) chunks.push(chunk);
+      length += chunk.byteLength;
+    }
+  } catch {
+    // An unreadable error body must not hide the status we already have.
+  }
+  return Buffer.concat(chunks).toString('utf8').slice(0, limit);
+}
+
+/** Collapses whitespace and cuts a text to 200 characters. */
+export function summarize(text: string): string {
+  const oneLine = text.replace(/\s+/g, ' ').trim();
+  return oneLine.length > 200 ? `${oneLine.slice(0, 197)}...` : oneLine;
+}
+
+/** The registry's error list (`{"errors":[{"code","message"}]}`) as one short line. */
+export async function readErrorBody(res: HttpResponse): Promise<string> {
+  const text = await readText(res, 64 * 1024);
+  if (!text) return '';
+  try {
+    const parsed = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
+    if (Array.isArray(parsed.errors)) {
+      return summarize(parsed.errors.map((e) => [e.code, e.message].filter(Boolean).join(': ')).join('; '));
+    }
+  } catch {
+    // Not JSON: fall through to a short excerpt.
+  }
+  return /^\s*</.test(text) ? '' : summarize(text);
+}
+
+/** A whole body, refused once it grows past `limit` bytes. */
+export async function readLimited(res: HttpResponse, limit: number, name: string): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    length += chunk.byteLength;
+    if (length > limit) {
+      res.body.destroy();
+      throw new IrbError('IRB_MANIFEST_INVALID', `${name}: manifest is larger than the 4 MiB limit`);
+    }
+    chunks.push(chunk);
+  }
+  const buffer = Buffer.concat(chunks);
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+/** Reads and drops a body we will not use, so its connection returns to the pool. */
+export async function dump(res: HttpResponse): Promise<void> {
+  await res.body.dump().catch(() => undefined);
+}

@@ -1,0 +1,211 @@
+/**
+ * A registry image as the `Image` interface: resolving a reference to one platform's manifest
+ * and config (and checking they agree), and layers that open through the client's verified
+ * cache, with read-ahead of the other layers.
+ */
+import { IrbError } from '@irb/errors';
+import type { CallOptions, RegistryClient } from './client.ts';
+import { parseDigest } from './digest.ts';
+import { type FetchedManifest, validateDescriptor } from './manifest.ts';
+import { isImageManifestMediaType } from './media-types.ts';
+import { checkConfigPlatform, formatPlatform, selectManifest } from './platform.ts';
+import { formatReference, type Reference, withDigest } from './reference.ts';
+import type {
+  Descriptor,
+  Image,
+  ImageConfigFile,
+  ImageIndex,
+  ImageManifest,
+  Layer,
+  OpenOptions,
+  Platform,
+} from './types.ts';
+
+/** Largest image config accepted. */
+const MAX_CONFIG_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Resolves `ref` to a single-platform image: fetches and verifies the manifest (selecting
+ * `platform` from an index) and the config, and checks the platform and the layer count.
+ */
+export async function loadImage(
+  client: RegistryClient,
+  ref: Reference,
+  platform: Platform,
+  signal: AbortSignal | undefined,
+): Promise<RegistryImage> {
+  const name = formatReference(ref);
+  const top = await client.manifest(ref, signal ? { signal } : {});
+  let chosen = top;
+  // Without platform data in the index, the config is the only word on the platform.
+  let checkConfig = !top.isIndex;
+  if (top.isIndex) {
+    const index = top.json as ImageIndex;
+    const untagged = index.manifests.filter((d) => !d.platform && isImageManifestMediaType(d.mediaType));
+    let descriptor: Descriptor;
+    if (untagged.length === 1 && !index.manifests.some((d) => d.platform)) {
+      descriptor = untagged[0] as Descriptor;
+      checkConfig = true;
+    } else {
+      descriptor = selectManifest(index, platform, name);
+    }
+    validateDescriptor(descriptor, `index of ${name}`);
+    chosen = await client.manifest(withDigest(ref, descriptor.digest), {
+      ...(signal ? { signal } : {}),
+      expected: descriptor,
+    });
+    if (chosen.isIndex) {
+      throw new IrbError(
+        'IRB_MANIFEST_UNSUPPORTED',
+        `${name}: the ${formatPlatform(platform)} entry of the index is itself an index; nested indexes are not supported`,
+      );
+    }
+  }
+  const manifest = chosen.json as ImageManifest;
+  const configBytes = await client.blobBytes(ref, manifest.config, {
+    ...(signal ? { signal } : {}),
+    maxBytes: MAX_CONFIG_BYTES,
+  });
+  let config: ImageConfigFile;
+  try {
+    config = JSON.parse(new TextDecoder().decode(configBytes)) as ImageConfigFile;
+  } catch (error) {
+    throw new IrbError('IRB_MANIFEST_INVALID', `${name}: the image config is not valid JSON`, {
+      cause: error,
+    });
+  }
+  if (checkConfig) checkConfigPlatform(config, platform, name);
+  const diffIds = config.rootfs?.diff_ids;
+  if (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length) {
+    throw new IrbError(
+      'IRB_MANIFEST_INVALID',
+      `${name}: the config lists ${Array.isArray(diffIds) ? diffIds.length : 'no'} diff_ids for ${manifest.layers.length} layers; the image is malformed`,
+    );
+  }
+  for (const id of diffIds) {
+    try {
+      parseDigest(id);
+    } catch (error) {
+      throw new IrbError(
+        'IRB_MANIFEST_INVALID',
+        `${name}: config rootfs.diff_ids: ${(error as Error).message}`,
+      );
+    }
+  }
+  return new RegistryImage(client, withDigest(ref, chosen.digest), name, platform, chosen, manifest, config);
+}
+
+/** A layer of a registry image; `open()` downloads into the verified cache, then streams from it. */
+class RegistryLayer implements Layer {
+  readonly digest: string;
+  readonly diffId: string;
+  readonly mediaType: string;
+  readonly size: number;
+  /** The descriptor from the manifest. */
+  readonly descriptor: Descriptor;
+  readonly #client: RegistryClient;
+  readonly #ref: Reference;
+  readonly #onOpen: ((signal: AbortSignal | undefined) => void) | undefined;
+
+  constructor(
+    client: RegistryClient,
+    ref: Reference,
+    descriptor: Descriptor,
+    diffId: string,
+    onOpen?: (signal: AbortSignal | undefined) => void,
+  ) {
+    this.#client = client;
+    this.#onOpen = onOpen;
+    this.#ref = ref;
+    this.descriptor = descriptor;
+    this.digest = descriptor.digest;
+    this.diffId = diffId;
+    this.mediaType = descriptor.mediaType;
+    this.size = descriptor.size;
+  }
+
+  open(options: OpenOptions = {}): AsyncIterable<Uint8Array> {
+    this.#onOpen?.(options.signal);
+    return this.#client.openBlob(this.#ref, this.descriptor, options);
+  }
+}
+
+/** A single-platform image from a registry. */
+export class RegistryImage implements Image {
+  /** The reference, pinned to the platform manifest's digest. */
+  readonly reference: Reference;
+  /** The reference as the user gave it, fully qualified. */
+  readonly name: string;
+  /** The platform asked for. */
+  readonly platform: Platform;
+  /** The manifest's media type. */
+  readonly mediaType: string;
+  readonly #client: RegistryClient;
+  readonly #fetched: FetchedManifest;
+  readonly #manifest: ImageManifest;
+  readonly #config: ImageConfigFile;
+  readonly #layers: RegistryLayer[];
+  #readAheadStarted = false;
+
+  constructor(
+    client: RegistryClient,
+    reference: Reference,
+    name: string,
+    platform: Platform,
+    fetched: FetchedManifest,
+    manifest: ImageManifest,
+    config: ImageConfigFile,
+  ) {
+    this.#client = client;
+    this.reference = reference;
+    this.name = name;
+    this.platform = platform;
+    this.mediaType = fetched.mediaType;
+    this.#fetched = fetched;
+    this.#manifest = manifest;
+    this.#config = config;
+    const onOpen = client.readAhead
+      ? (signal: AbortSignal | undefined) => this.#startReadAhead(signal)
+      : undefined;
+    this.#layers = manifest.layers.map(
+      (d, i) => new RegistryLayer(client, reference, d, config.rootfs.diff_ids[i] as string, onOpen),
+    );
+  }
+
+  #startReadAhead(signal: AbortSignal | undefined): void {
+    if (this.#readAheadStarted) return;
+    this.#readAheadStarted = true;
+    // Failures surface when the consumer opens that layer (it then tries again itself).
+    this.prefetch(signal ? { signal } : {}).catch(() => undefined);
+  }
+
+  async digest(): Promise<string> {
+    return this.#fetched.digest;
+  }
+
+  async manifest(): Promise<ImageManifest> {
+    return this.#manifest;
+  }
+
+  /** The manifest's exact bytes. */
+  async rawManifest(): Promise<Uint8Array> {
+    return this.#fetched.bytes;
+  }
+
+  async config(): Promise<ImageConfigFile> {
+    return this.#config;
+  }
+
+  async layers(): Promise<Layer[]> {
+    return [...this.#layers];
+  }
+
+  /** Downloads every layer into the cache in parallel (the client's `concurrency`). */
+  async prefetch(options: CallOptions = {}): Promise<void> {
+    await this.#client.fetchBlobs(
+      this.reference,
+      this.#layers.map((l) => l.descriptor),
+      options,
+    );
+  }
+}

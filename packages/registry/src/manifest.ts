@@ -1,0 +1,241 @@
+/**
+ * Manifests and indexes: fetching one by tag or digest (mirrors first, verified, cached by
+ * digest) and parsing it into a checked {@link FetchedManifest}. Which media types irb reads,
+ * and what a well-formed descriptor is, is decided here.
+ */
+import { IrbError } from '@irb/errors';
+import type { BlobCache } from './cache.ts';
+import { digestOf, isDigest, parseDigest, verifyBytes } from './digest.ts';
+import { dump, notFoundError, readErrorBody, readLimited, statusError } from './errors.ts';
+import {
+  DOCKER_MANIFEST,
+  isImageManifestMediaType,
+  isIndexMediaType,
+  isSchema1MediaType,
+  MANIFEST_ACCEPT,
+  OCI_INDEX,
+  OCI_MANIFEST,
+} from './media-types.ts';
+import type { Endpoint } from './mirrors.ts';
+import type { Secrets } from './redact.ts';
+import { formatReference, type Reference } from './reference.ts';
+import { header } from './transport/http.ts';
+import type { RegistryTransport } from './transport/request.ts';
+import type { Descriptor, ImageIndex, ImageManifest } from './types.ts';
+
+/** A fetched, verified manifest or index. */
+export interface FetchedManifest {
+  /** The manifest's digest (verified). */
+  digest: string;
+  mediaType: string;
+  /** The exact bytes, as the digest covers them. */
+  bytes: Uint8Array;
+  /** Parsed JSON. */
+  json: ImageManifest | ImageIndex;
+  /** True for an index / manifest list. */
+  isIndex: boolean;
+}
+
+/** Largest manifest or index accepted (the distribution spec's recommended limit). */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/** What {@link fetchManifest} needs from its client. */
+export interface ManifestContext {
+  cache: BlobCache;
+  /** False when the cache is a throwaway temp dir: then a tag is not worth a HEAD request first. */
+  persistentCache: boolean;
+  requests: RegistryTransport;
+  endpoints: readonly Endpoint[];
+  secrets: Secrets;
+}
+
+/**
+ * Fetches a manifest or index by tag or digest, verified: by digest against the digest, by
+ * tag against `Docker-Content-Digest` when the registry sends it. Cached by digest, so a
+ * warm pull by tag costs one HEAD request and a pull by digest none.
+ */
+export async function fetchManifest(
+  ctx: ManifestContext,
+  ref: Reference,
+  signal: AbortSignal | undefined,
+  expected: Descriptor | undefined,
+): Promise<FetchedManifest> {
+  const name = formatReference(ref);
+  const { cache, requests, endpoints, secrets } = ctx;
+  const path = `manifests/${ref.identifier}`;
+  const accept = { accept: MANIFEST_ACCEPT };
+  if (ref.digest) {
+    const cached = await cache.readBytes(ref.digest, expected?.size);
+    if (cached) return parseManifest(name, cached, ref.digest, expected?.mediaType);
+  } else if (ctx.persistentCache) {
+    const res = await requests.first(endpoints, ref, 'HEAD', path, accept, signal, name);
+    await dump(res);
+    if (res.status === 404) throw notFoundError(name, undefined);
+    const digest = header(res.headers, 'docker-content-digest');
+    if (res.status === 200 && digest && isDigest(digest)) {
+      const cached = await cache.readBytes(digest);
+      if (cached) return parseManifest(name, cached, digest, header(res.headers, 'content-type'));
+    }
+  }
+  const res = await requests.first(endpoints, ref, 'GET', path, accept, signal, name);
+  if (res.status === 404) throw notFoundError(name, secrets.clean(await readErrorBody(res)));
+  if (res.status !== 200) throw await statusError(res, name, 'manifest', (t) => secrets.clean(t));
+  const declared = Number(header(res.headers, 'content-length'));
+  if (declared > MAX_MANIFEST_BYTES) {
+    await dump(res);
+    throw new IrbError(
+      'IRB_MANIFEST_INVALID',
+      `${name}: manifest is ${declared} bytes, over the 4 MiB limit`,
+    );
+  }
+  const bytes = await readLimited(res, MAX_MANIFEST_BYTES, name);
+  let digest: string;
+  if (ref.digest) {
+    verifyBytes(bytes, {
+      digest: ref.digest,
+      ...(expected ? { size: expected.size } : {}),
+      what: `manifest of ${name}`,
+    });
+    digest = ref.digest;
+  } else {
+    const announced = header(res.headers, 'docker-content-digest');
+    if (announced) {
+      try {
+        parseDigest(announced);
+      } catch (error) {
+        throw new IrbError(
+          'IRB_MANIFEST_INVALID',
+          `${name}: registry sent a malformed Docker-Content-Digest`,
+          {
+            cause: error,
+          },
+        );
+      }
+      verifyBytes(bytes, { digest: announced, what: `manifest of ${name}` });
+      digest = announced;
+    } else {
+      digest = digestOf(bytes);
+    }
+  }
+  const parsed = parseManifest(
+    name,
+    bytes,
+    digest,
+    expected?.mediaType ?? header(res.headers, 'content-type'),
+  );
+  await cache.writeBytes(digest, bytes);
+  return parsed;
+}
+
+/**
+ * Parses manifest bytes: works out the media type (the JSON's own, else `Content-Type`, else
+ * the shape), refuses schema 1 and artifacts, and checks every descriptor.
+ */
+export function parseManifest(
+  name: string,
+  bytes: Uint8Array,
+  digest: string,
+  contentType: string | undefined,
+): FetchedManifest {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+  } catch (error) {
+    throw new IrbError('IRB_MANIFEST_INVALID', `${name}: the manifest is not valid JSON`, { cause: error });
+  }
+  if (!json || typeof json !== 'object') {
+    throw new IrbError('IRB_MANIFEST_INVALID', `${name}: the manifest is not a JSON object`);
+  }
+  const type = contentType?.split(';')[0]?.trim();
+  const mediaType =
+    typeof json.mediaType === 'string'
+      ? json.mediaType
+      : type && type !== 'application/json' && type !== 'application/octet-stream'
+        ? type
+        : Array.isArray(json.manifests)
+          ? OCI_INDEX
+          : json.config && typeof json.config === 'object'
+            ? (json.config as { mediaType?: string }).mediaType?.startsWith('application/vnd.docker')
+              ? DOCKER_MANIFEST
+              : OCI_MANIFEST
+            : undefined;
+  if (json.schemaVersion === 1 || isSchema1MediaType(mediaType) || isSchema1MediaType(type)) {
+    throw new IrbError(
+      'IRB_MANIFEST_UNSUPPORTED',
+      `${name} uses the Docker schema 1 manifest format, retired in 2019 and not verifiable by digest; re-push the image with a current Docker, buildah or crane (e.g. "crane copy") to convert it to schema 2/OCI`,
+    );
+  }
+  if (json.schemaVersion !== 2) {
+    throw new IrbError(
+      'IRB_MANIFEST_INVALID',
+      `${name}: unsupported manifest schemaVersion ${String(json.schemaVersion)}`,
+    );
+  }
+  if (isIndexMediaType(mediaType)) {
+    if (!Array.isArray(json.manifests)) {
+      throw new IrbError('IRB_MANIFEST_INVALID', `${name}: the index has no manifests list`);
+    }
+    return {
+      digest,
+      mediaType: mediaType as string,
+      bytes,
+      json: json as unknown as ImageIndex,
+      isIndex: true,
+    };
+  }
+  if (isImageManifestMediaType(mediaType)) {
+    if (!Array.isArray(json.layers)) {
+      throw new IrbError('IRB_MANIFEST_INVALID', `${name}: the manifest has no layers list`);
+    }
+    validateDescriptor(json.config, `${name} config`);
+    json.layers.forEach((layer, i) => {
+      validateDescriptor(layer, `${name} layer ${i + 1}`);
+    });
+    const configType = (json.config as Descriptor).mediaType;
+    if (
+      configType !== 'application/vnd.oci.image.config.v1+json' &&
+      configType !== 'application/vnd.docker.container.image.v1+json'
+    ) {
+      throw new IrbError(
+        'IRB_MANIFEST_UNSUPPORTED',
+        `${name} is not a container image (config media type ${configType}); it looks like an OCI artifact`,
+      );
+    }
+    return {
+      digest,
+      mediaType: mediaType as string,
+      bytes,
+      json: json as unknown as ImageManifest,
+      isIndex: false,
+    };
+  }
+  throw new IrbError(
+    'IRB_MANIFEST_UNSUPPORTED',
+    `${name} has manifest media type ${mediaType ?? '(none)'}; irb reads OCI image manifests/indexes and Docker schema 2 manifests/lists`,
+  );
+}
+
+/** Checks that `descriptor` has a media type, a valid digest and a whole, non-negative size. */
+export function validateDescriptor(descriptor: unknown, what: string): Descriptor {
+  const d = descriptor as Partial<Descriptor> | undefined;
+  if (
+    !d ||
+    typeof d !== 'object' ||
+    typeof d.digest !== 'string' ||
+    typeof d.size !== 'number' ||
+    !Number.isSafeInteger(d.size) ||
+    d.size < 0 ||
+    typeof d.mediaType !== 'string'
+  ) {
+    throw new IrbError(
+      'IRB_MANIFEST_INVALID',
+      `${what} has a malformed descriptor (needs mediaType, digest, size)`,
+    );
+  }
+  try {
+    parseDigest(d.digest);
+  } catch (error) {
+    throw new IrbError('IRB_MANIFEST_INVALID', `${what}: ${(error as Error).message}`, { cause: error });
+  }
+  return d as Descriptor;
+}

@@ -1,0 +1,137 @@
+/**
+ * One logical registry request, composed from the transport wrappers the way
+ * go-containerregistry stacks its round-trippers: {@link withRetry} around an attempt that
+ * picks the scheme ({@link Schemes}), adds credentials ({@link Authenticator}) and sends
+ * ({@link Transport}). Statuses other than 401/403 and the transient ones are the caller's.
+ */
+import { IrbError, isIrbError } from '@irb/errors';
+import { dump } from '../errors.ts';
+import type { Endpoint } from '../mirrors.ts';
+import type { Secrets } from '../redact.ts';
+import type { Reference } from '../reference.ts';
+import type { Authenticator } from './authenticator.ts';
+import { errorCode, type HttpResponse, type Transport } from './http.ts';
+import { HTTP_TRANSIENT, type RetryOptions, withRetry } from './retry.ts';
+import type { Schemes } from './scheme.ts';
+
+/** The parts a {@link RegistryTransport} composes. */
+export interface RegistryTransportOptions {
+  transport: Transport;
+  schemes: Schemes;
+  auth: Authenticator;
+  retry: Required<RetryOptions>;
+  secrets: Secrets;
+}
+
+/** Sends registry API requests (`/v2/<repository>/…`) with scheme, auth and retries applied. */
+export class RegistryTransport {
+  readonly #o: RegistryTransportOptions;
+
+  constructor(options: RegistryTransportOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * One logical request to one endpoint: negotiates the scheme, authenticates (anonymous →
+   * challenge → token/basic), retries transient failures with backoff (honouring Retry-After).
+   * Returns the final response; the caller handles statuses other than 401/403/408/429/5xx
+   * (and a 429/5xx that outlived the retries).
+   */
+  async request(
+    endpoint: Endpoint,
+    ref: Reference,
+    method: 'GET' | 'HEAD',
+    path: string,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+    name: string,
+  ): Promise<HttpResponse> {
+    const { auth, retry, secrets } = this.#o;
+    const state = auth.state(endpoint, ref);
+    // Credentials are re-sent after a 401 once per logical request, not once per retry.
+    let authTried = false;
+    let attempts = 0;
+    const attempt = async (): Promise<HttpResponse> => {
+      attempts++;
+      for (;;) {
+        const res = await this.#send(endpoint, ref, state, method, path, headers, signal);
+        if (res.status === 401) {
+          await auth.onUnauthorized(res, endpoint, ref, state, authTried, signal, name);
+          authTried = true;
+          continue;
+        }
+        if (res.status === 403) throw await auth.forbidden(res, endpoint, ref, state, name);
+        return res;
+      }
+    };
+    try {
+      return await withRetry(attempt, { ...retry, ...HTTP_TRANSIENT }, signal);
+    } catch (error) {
+      if (signal?.aborted || isIrbError(error)) throw error;
+      throw new IrbError(
+        'IRB_REGISTRY_UNREACHABLE',
+        `cannot reach registry ${endpoint.host} for ${name}: ${errorCode(error) ?? secrets.clean((error as Error).message)}${attempts > 1 ? ` (after ${attempts} attempts)` : ''}; check the registry name, your network and proxy settings (HTTPS_PROXY, NO_PROXY)`,
+        { cause: secrets.safeCause(error) },
+      );
+    }
+  }
+
+  /**
+   * A request against the first endpoint that answers 200 (mirrors first, for manifests). A
+   * failing mirror is skipped; the registry itself has the last word, whatever it answers.
+   */
+  async first(
+    endpoints: readonly Endpoint[],
+    ref: Reference,
+    method: 'GET' | 'HEAD',
+    path: string,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+    name: string,
+  ): Promise<HttpResponse> {
+    for (const endpoint of endpoints) {
+      if (!endpoint.mirror) return this.request(endpoint, ref, method, path, headers, signal, name);
+      try {
+        const res = await this.request(endpoint, ref, method, path, headers, signal, name);
+        if (res.status === 200) return res;
+        await dump(res);
+      } catch {
+        signal?.throwIfAborted();
+      }
+    }
+    throw new IrbError('IRB_REGISTRY_UNREACHABLE', `no endpoint for ${name}`);
+  }
+
+  /** One send with the current scheme and credentials; switches to plain HTTP when allowed. */
+  async #send(
+    endpoint: Endpoint,
+    ref: Reference,
+    state: ReturnType<Authenticator['state']>,
+    method: 'GET' | 'HEAD',
+    path: string,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+  ): Promise<HttpResponse> {
+    const { transport, schemes, auth, secrets } = this.#o;
+    for (;;) {
+      signal?.throwIfAborted();
+      const choice = schemes.choose(endpoint);
+      const prefix = endpoint.base ? new URL(endpoint.base).pathname : '';
+      const url = new URL(`${choice.scheme}://${endpoint.host}${prefix}/v2/${ref.repository}/${path}`);
+      const authorization = state.challenge
+        ? await auth.authorization(endpoint, ref, state, signal)
+        : undefined;
+      try {
+        return await transport.send(
+          { url, method, headers: { ...headers, ...(authorization ? { authorization } : {}) }, signal },
+          { skipTlsVerify: choice.skipTlsVerify },
+        );
+      } catch (error) {
+        signal?.throwIfAborted();
+        if (isIrbError(error)) throw error;
+        if (schemes.onSendError(endpoint, choice, error, secrets)) continue;
+        throw error;
+      }
+    }
+  }
+}
