@@ -5,15 +5,7 @@
  * detects it; this file holds the wording shared by manifests, blobs and tokens.
  */
 import { IrbError } from '@irb/errors';
-import type { HttpResponse } from './transport/http.ts';
-
-/**
- * What a cancelled operation rejects with: the signal's reason, as fetch and Node's streams do
- * (an `AbortError` DOMException unless the caller gave a reason; `IRB_CLIENT_CLOSED` after close()).
- */
-export function abortError(_what: string, signal: AbortSignal): unknown {
-  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
-}
+import { type HttpResponse, isRetryableStatus } from './transport/http.ts';
 
 /** The 404 of a manifest: the repository or tag does not exist. */
 export function notFoundError(name: string, text: string | undefined): IrbError {
@@ -40,9 +32,10 @@ export async function statusError(
       `registry rate limit hit fetching the ${what} of ${name} (429) even after retrying${text ? `: ${text}` : ''}; wait, log in for a higher limit, or use a mirror`,
     );
   }
+  // Only the transient statuses (408, 5xx but 501/505) were retried; a 4xx came back at once.
   return new IrbError(
-    res.status >= 500 ? 'IRB_REGISTRY_FAILED' : 'IRB_REGISTRY_FAILED',
-    `registry answered ${res.status} fetching the ${what} of ${name}${res.status >= 500 ? ' even after retrying' : ''}${text ? `: ${text}` : ''}`,
+    'IRB_REGISTRY_FAILED',
+    `registry answered ${res.status} fetching the ${what} of ${name}${isRetryableStatus(res.status) ? ' even after retrying' : ''}${text ? `: ${text}` : ''}`,
   );
 }
 
@@ -82,15 +75,25 @@ export async function readErrorBody(res: HttpResponse): Promise<string> {
   return /^\s*</.test(text) ? '' : summarize(text);
 }
 
-/** A whole body, refused once it grows past `limit` bytes. */
-export async function readLimited(res: HttpResponse, limit: number, name: string): Promise<Uint8Array> {
+/** A byte count as people say it: `4 MiB`, `64 KiB`, `1000 bytes`. */
+export function formatSize(bytes: number): string {
+  if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
+}
+
+/**
+ * A whole body, refused with `IRB_MANIFEST_INVALID` once it grows past `limit` bytes;
+ * `what` names it in the message (`docker.io/library/alpine:3: manifest`).
+ */
+export async function readLimited(res: HttpResponse, limit: number, what: string): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   let length = 0;
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
     length += chunk.byteLength;
     if (length > limit) {
       res.body.destroy();
-      throw new IrbError('IRB_MANIFEST_INVALID', `${name}: manifest is larger than the 4 MiB limit`);
+      throw new IrbError('IRB_MANIFEST_INVALID', `${what} is larger than the ${formatSize(limit)} limit`);
     }
     chunks.push(chunk);
   }

@@ -6,7 +6,7 @@
 import { IrbError } from '@irb/errors';
 import type { BlobCache } from './cache.ts';
 import { digestOf, isDigest, parseDigest, verifyBytes } from './digest.ts';
-import { dump, notFoundError, readErrorBody, readLimited, statusError } from './errors.ts';
+import { dump, formatSize, notFoundError, readErrorBody, readLimited, statusError } from './errors.ts';
 import {
   DOCKER_MANIFEST,
   isImageManifestMediaType,
@@ -85,10 +85,10 @@ export async function fetchManifest(
     await dump(res);
     throw new IrbError(
       'IRB_MANIFEST_INVALID',
-      `${name}: manifest is ${declared} bytes, over the 4 MiB limit`,
+      `${name}: manifest is ${declared} bytes, over the ${formatSize(MAX_MANIFEST_BYTES)} limit`,
     );
   }
-  const bytes = await readLimited(res, MAX_MANIFEST_BYTES, name);
+  const bytes = await readLimited(res, MAX_MANIFEST_BYTES, `${name}: manifest`);
   let digest: string;
   if (ref.digest) {
     verifyBytes(bytes, {

@@ -307,6 +307,7 @@ describe('hostile manifests', () => {
     serve('negative-size', enc({ ...m, layers: [{ ...m.layers[0], size: -1 }] }));
     serve('no-layers', enc({ ...m, layers: undefined }));
     serve('schema3', enc({ ...m, schemaVersion: 3 }));
+    serve('huge', enc({ ...m, padding: 'x'.repeat(4 * 1024 * 1024) }));
     const lying = enc(m);
     serve('wrong-content-digest', lying, undefined, { 'docker-content-digest': `sha256:${'0'.repeat(64)}` });
     serve(
@@ -340,6 +341,7 @@ describe('hostile manifests', () => {
     ['negative-size', 'IRB_MANIFEST_INVALID', /malformed descriptor/],
     ['no-layers', 'IRB_MANIFEST_INVALID', /no layers list/],
     ['schema3', 'IRB_MANIFEST_INVALID', /schemaVersion 3/],
+    ['huge', 'IRB_MANIFEST_INVALID', /: manifest is (larger than|\d+ bytes, over) the 4 MiB limit$/],
     ['wrong-content-digest', 'IRB_DIGEST_MISMATCH', /manifest of/],
     ['diffids', 'IRB_MANIFEST_INVALID', /0 diff_ids for 2 layers/],
   ])('%s → %s', async (tag, code, message) => {
@@ -549,7 +551,41 @@ describe('faults', () => {
     const failure = await codeOf(c.image(`${px.host}/test/oci:v1`));
     px.clear();
     expect(failure.code).toBe('IRB_REGISTRY_FAILED');
-    expect(failure.message).toMatch(/503/);
+    expect(failure.message).toMatch(/answered 503 fetching the manifest of .* even after retrying/);
+  });
+
+  it('a 4xx answer is final: not retried, and not said to be', async () => {
+    px.add({ method: 'HEAD', path: '/manifests/v1', fault: { kind: 'status', status: 400 } });
+    px.add({ method: 'GET', path: '/manifests/v1', fault: { kind: 'status', status: 400 }, times: 5 });
+    const before = px.requests.length;
+    const c = client({ cacheDir: await tempDir() });
+    const failure = await codeOf(c.image(`${px.host}/test/oci:v1`));
+    const gets = px.requests
+      .slice(before)
+      .filter((r) => r.method === 'GET' && r.path.endsWith('/manifests/v1'));
+    px.clear();
+    expect(failure.code).toBe('IRB_REGISTRY_FAILED');
+    expect(failure.message).toMatch(/answered 400 fetching the manifest of /);
+    expect(failure.message).not.toMatch(/retrying/);
+    expect(gets.length).toBe(1);
+  });
+
+  it('a reason the caller aborts with is what the call rejects with, also during a backoff wait', async () => {
+    px.add({ method: 'HEAD', path: '/manifests/v1', fault: { kind: 'status', status: 503 }, times: 50 });
+    const c = client({
+      cacheDir: await tempDir(),
+      retry: { retries: 5, baseDelayMs: 60_000, maxDelayMs: 60_000 },
+    });
+    const controller = new AbortController();
+    const reason = new Error('stop: the build was cancelled');
+    const pulling = c.image(`${px.host}/test/oci:v1`, { signal: controller.signal });
+    for (let i = 0; i < 250 && !px.requests.some((r) => r.fault === 'status'); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    controller.abort(reason);
+    const failure = await codeOf(pulling);
+    px.clear();
+    expect(failure.error).toBe(reason);
   });
 
   it('reports an unreachable registry', async () => {
