@@ -90,6 +90,25 @@ describe('config.json auths', () => {
     });
   });
 
+  it('finds Docker Hub credentials whichever alias the reference or the config file uses', async () => {
+    await writeJson(join(home, '.docker/config.json'), {
+      auths: { 'registry.hub.docker.com': { auth: b64('hubuser:hubpass') } },
+    });
+    const kc = createDockerKeychain({ env });
+    for (const registry of [
+      'docker.io',
+      'index.docker.io',
+      'registry-1.docker.io',
+      'REGISTRY.HUB.DOCKER.COM',
+    ]) {
+      expect(await kc.resolve({ registry, repository: 'library/alpine' })).toEqual({
+        kind: 'basic',
+        username: 'hubuser',
+        password: 'hubpass',
+      });
+    }
+  });
+
   it('matches keys written with a scheme and path, but not scheme-less repository keys for other repos', async () => {
     await writeJson(join(home, '.docker/config.json'), {
       auths: {

@@ -3,20 +3,17 @@
  * registry and repository, following docker's and containers/image's matching rules.
  */
 
+import { DOCKER_HUB, DOCKER_HUB_ALIASES, normalizeRegistry } from '@irb/registry';
+
+// Docker Hub's names are declared once, in @irb/registry; re-exported for this package's users.
+export { normalizeRegistry };
+
 /** The key `docker login` writes for Docker Hub (docker's `registry.IndexServer`). */
 export const DOCKER_HUB_AUTH_KEY = 'https://index.docker.io/v1/';
 
-const HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
-
-/** Collapses Docker Hub's host aliases to `docker.io`; other hosts are returned as given. */
-export function normalizeRegistry(registry: string): string {
-  const lower = registry.toLowerCase();
-  return HUB_ALIASES.has(lower) ? 'docker.io' : registry;
-}
-
 /** True when the registry is Docker Hub under any of its names. */
 export function isDockerHub(registry: string): boolean {
-  return normalizeRegistry(registry) === 'docker.io';
+  return normalizeRegistry(registry) === DOCKER_HUB;
 }
 
 /**
@@ -30,7 +27,8 @@ export function helperServerUrl(registry: string): string {
 /** Keys a `credHelpers` map may use for the registry, most usual first. */
 export function credHelperKeys(registry: string): string[] {
   if (!isDockerHub(registry)) return [registry];
-  return ['docker.io', DOCKER_HUB_AUTH_KEY, 'index.docker.io', 'registry-1.docker.io'];
+  const others = DOCKER_HUB_ALIASES.filter((alias) => alias !== DOCKER_HUB);
+  return [DOCKER_HUB, DOCKER_HUB_AUTH_KEY, ...others];
 }
 
 /**
@@ -39,13 +37,13 @@ export function credHelperKeys(registry: string): string[] {
  * Legacy `.dockercfg` files only know registry keys.
  */
 export function exactAuthKeys(registry: string, repository: string, legacyFormat: boolean): string[] {
-  const host = isDockerHub(registry) ? 'docker.io' : registry;
+  const host = normalizeRegistry(registry);
   const keys: string[] = [];
   if (!legacyFormat && repository !== '') {
     const parts = repository.split('/');
     for (let n = parts.length; n > 0; n--) keys.push(`${host}/${parts.slice(0, n).join('/')}`);
   }
-  if (isDockerHub(registry)) keys.push(DOCKER_HUB_AUTH_KEY, 'docker.io', 'index.docker.io');
+  if (isDockerHub(registry)) keys.push(DOCKER_HUB_AUTH_KEY, DOCKER_HUB, 'index.docker.io');
   else keys.push(registry);
   return keys;
 }

@@ -12,6 +12,13 @@ describe('envHostSuffix', () => {
     expect(envHostSuffix('127.0.0.1:5000')).toBe('127_0_0_1_5000');
     expect(envHostSuffix('index.docker.io')).toBe('DOCKER_IO');
   });
+
+  it('gives every Docker Hub alias the one DOCKER_IO suffix', () => {
+    for (const alias of ['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']) {
+      expect(envHostSuffix(alias)).toBe('DOCKER_IO');
+      expect(envHostSuffix(alias.toUpperCase())).toBe('DOCKER_IO');
+    }
+  });
 });
 
 describe('createEnvKeychain', () => {
@@ -103,5 +110,16 @@ describe('createEnvKeychain', () => {
       env: { IRB_AUTH_OTHER_IO: 'u:p', IRB_REGISTRY_AUTH: '{"other.io":{"token":"t"}}' },
     });
     expect(await kc.resolve(scope('ghcr.io'))).toBeUndefined();
+  });
+});
+
+describe('Docker Hub aliases in IRB_REGISTRY_AUTH keys', () => {
+  it('a key under any Hub alias answers for docker.io', async () => {
+    for (const alias of ['index.docker.io', 'registry-1.docker.io', 'https://registry.hub.docker.com']) {
+      const kc = createEnvKeychain({
+        env: { IRB_REGISTRY_AUTH: JSON.stringify({ [alias]: { token: 't' } }) },
+      });
+      expect(await kc.resolve(scope('docker.io'))).toEqual({ kind: 'bearer', token: 't' });
+    }
   });
 });

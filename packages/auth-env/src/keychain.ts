@@ -1,5 +1,5 @@
 import { IrbError } from '@irb/errors';
-import type { AuthScope, Credential, Keychain } from '@irb/registry';
+import { type AuthScope, type Credential, type Keychain, normalizeRegistry } from '@irb/registry';
 
 /** Options for {@link createEnvKeychain}. */
 export interface EnvKeychainOptions {
@@ -18,8 +18,6 @@ export type EnvAuthEntry =
   | { token: string }
   | { identityToken: string };
 
-const HUB_NAMES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
-
 /**
  * The `<HOST>` part of the per-registry variable names: uppercased, `-` → `__`, then every
  * other character that is not a letter or digit (`.`, `:` before the port) → `_`.
@@ -27,7 +25,7 @@ const HUB_NAMES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io
  * Docker Hub (`docker.io`) → `DOCKER_IO`.
  */
 export function envHostSuffix(registry: string): string {
-  const host = HUB_NAMES.has(registry.toLowerCase()) ? 'docker.io' : registry;
+  const host = normalizeRegistry(registry);
   return host
     .toUpperCase()
     .replace(/-/g, '__')
@@ -100,7 +98,7 @@ function lookup(env: Record<string, string | undefined>, name: string): string |
 function normalizeHost(key: string): string {
   const host = key.replace(/^https?:\/\//i, '').replace(/\/+$/, '');
   const [first = '', ...rest] = host.split('/');
-  const registry = HUB_NAMES.has(first.toLowerCase()) ? 'docker.io' : first.toLowerCase();
+  const registry = normalizeRegistry(first.toLowerCase());
   // Docker's old Hub key carries an API path (`/v1`) that is not a repository.
   const path = registry === 'docker.io' && rest.join('/') === 'v1' ? [] : rest;
   return [registry, ...path].join('/');

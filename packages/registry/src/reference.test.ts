@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { formatReference, isLoopbackRegistry, parseReference } from './reference.ts';
+import {
+  DOCKER_HUB_ALIASES,
+  formatReference,
+  isLoopbackRegistry,
+  normalizeRegistry,
+  parseReference,
+} from './reference.ts';
 
 const D = `sha256:${'a'.repeat(64)}`;
 
@@ -73,5 +79,28 @@ describe('parseReference', () => {
     expect(isLoopbackRegistry('[::1]:5000')).toBe(true);
     expect(isLoopbackRegistry('registry.local:5000')).toBe(false);
     expect(isLoopbackRegistry('127.example.com')).toBe(false);
+  });
+});
+
+describe('Docker Hub aliases', () => {
+  it('normalizeRegistry folds every alias, in any case, into docker.io and leaves other hosts alone', () => {
+    for (const alias of ['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']) {
+      expect(DOCKER_HUB_ALIASES).toContain(alias);
+      expect(normalizeRegistry(alias)).toBe('docker.io');
+      expect(normalizeRegistry(alias.toUpperCase())).toBe('docker.io');
+    }
+    expect(normalizeRegistry('ghcr.io')).toBe('ghcr.io');
+    expect(normalizeRegistry('Registry.Example:5000')).toBe('Registry.Example:5000');
+    // look-alikes are other registries
+    expect(normalizeRegistry('docker.io:443')).toBe('docker.io:443');
+    expect(normalizeRegistry('mirror.docker.io')).toBe('mirror.docker.io');
+  });
+
+  it.each(DOCKER_HUB_ALIASES.map((alias) => [alias]))('%s/busybox is docker.io/library/busybox', (alias) => {
+    const ref = parseReference(`${alias}/busybox:1`);
+    expect(ref.registry).toBe('docker.io');
+    expect(ref.apiHost).toBe('registry-1.docker.io');
+    expect(ref.repository).toBe('library/busybox');
+    expect(formatReference(ref)).toBe('docker.io/library/busybox:1');
   });
 });

@@ -62,7 +62,8 @@ function clip(text: string): string {
  * Parses an image reference with Docker's normalization rules.
  *
  * - `alpine` → `docker.io/library/alpine:latest` (API host `registry-1.docker.io`)
- * - `user/app` → `docker.io/user/app:latest`; `index.docker.io/...` → `docker.io/...`
+ * - `user/app` → `docker.io/user/app:latest`; Docker Hub's other names (`index.docker.io/...`,
+ *   `registry-1.docker.io/...`, `registry.hub.docker.com/...`) → `docker.io/...`
  * - the first path component is a registry when it contains `.` or `:` or is `localhost`
  *   (`localhost/app`, `localhost:5000/app`, `127.0.0.1:5000/a/b/c:tag`, `[::1]:5000/app`)
  * - `name@sha256:…` pins a digest; `name:tag@sha256:…` keeps both and the digest wins.
@@ -135,7 +136,7 @@ export function parseReference(input: string): Reference {
       throw invalid(input, `"${clip(registry)}" is not a valid registry host[:port]`);
     }
   }
-  if (registry === 'index.docker.io') registry = DOCKER_HUB;
+  registry = normalizeRegistry(registry);
   if (registry === DOCKER_HUB && !remainder.includes('/')) remainder = `library/${remainder}`;
 
   if (remainder.length === 0) throw invalid(input, 'the repository name is missing');
