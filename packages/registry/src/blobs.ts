@@ -5,9 +5,9 @@
  */
 import { type FileHandle, open, unlink } from 'node:fs/promises';
 import { IrbError, isIrbError } from '@irb/errors';
-import { type BlobCache, cacheWriteError } from './cache.ts';
+import type { BlobCache } from './cache.ts';
 import { createDigestHasher, parseDigest } from './digest.ts';
-import { dump, statusError } from './errors.ts';
+import { cacheWriteFailure, dump, statusError } from './errors.ts';
 import { Limiter } from './limiter.ts';
 import { validateDescriptor } from './manifest.ts';
 import type { Endpoint, Mirrors } from './mirrors.ts';
@@ -52,7 +52,7 @@ class PartialBlob {
   async append(chunk: Uint8Array): Promise<void> {
     this.#hasher.update(chunk);
     await this.#handle.write(chunk, 0, chunk.byteLength, this.offset).catch((error: unknown) => {
-      throw cacheWriteError(this.#cacheDir, error);
+      throw cacheWriteFailure(this.#cacheDir, error);
     });
     this.offset += chunk.byteLength;
   }
@@ -171,7 +171,7 @@ export class BlobFetcher {
     const name = formatReference(ref);
     const staged = await cache.stage(digest);
     const handle = await open(staged.path, 'w').catch((error: unknown) => {
-      throw cacheWriteError(cache.dir, error);
+      throw cacheWriteFailure(cache.dir, error);
     });
     let closed = false;
     try {

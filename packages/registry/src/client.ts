@@ -127,7 +127,10 @@ export class RegistryClient {
     const retry = { ...DEFAULT_RETRY, ...options.retry };
     const concurrency = options.concurrency ?? 4;
     if (!Number.isInteger(concurrency) || concurrency < 1) {
-      throw new IrbError('IRB_OPTION_INVALID', `concurrency must be a whole number ≥ 1, got ${concurrency}`);
+      throw new IrbError(
+        'IRB_OPTION_INVALID',
+        `\`concurrency\` must be a whole number ≥ 1, got ${concurrency}`,
+      );
     }
     this.#transport = new Transport({
       userAgent: options.userAgent ?? `irb-registry/${VERSION}`,

@@ -62,7 +62,7 @@ export function mirrorEndpoint(registry: string, raw: string): Endpoint {
   if (url.username || url.password) {
     throw new IrbError(
       'IRB_OPTION_INVALID',
-      `mirror ${redactUrl(raw)} for ${registry} has credentials in its URL; supply them through a keychain instead`,
+      `mirror ${redactUrl(raw)} for ${registry} has credentials in its URL; supply them through a keychain in \`keychains\` instead`,
     );
   }
   const path = url.pathname.replace(/\/+$/, '').replace(/\/v2$/, '');

@@ -49,7 +49,7 @@ describe('platforms', () => {
 
   it('lists the platforms an image has when none matches', () => {
     expect(() => selectManifest(index, parsePlatform('linux/s390x'), 'docker.io/library/x:1')).toThrow(
-      'docker.io/library/x:1 has no linux/s390x image; it has linux/amd64, linux/arm64, linux/arm/v6, linux/arm/v7',
+      'docker.io/library/x:1 has no linux/s390x image; it has linux/amd64, linux/arm64, linux/arm/v6, linux/arm/v7. Ask for one of those with the `platform` option',
     );
     expect(() => selectManifest(index, parsePlatform('linux/arm/v5'))).toThrow(/IRB|no linux\/arm\/v5/);
   });
@@ -62,7 +62,7 @@ describe('platforms', () => {
     };
     expect(() => checkConfigPlatform(config, parsePlatform('linux/arm64/v8'))).not.toThrow();
     expect(() => checkConfigPlatform(config, parsePlatform('linux/amd64'), 'img')).toThrow(
-      /img is a single-platform linux\/arm64 image, not linux\/amd64/,
+      /img is a single-platform linux\/arm64 image, not linux\/amd64\. Ask for linux\/arm64 with the `platform` option/,
     );
   });
 });

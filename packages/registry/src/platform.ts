@@ -136,7 +136,7 @@ export function selectManifest(
     'IRB_PLATFORM_NOT_FOUND',
     `${name} has no ${formatPlatform(want)} image; it has ${
       available.length ? available.join(', ') : 'no platform-tagged manifests'
-    }. Ask for one of those with the platform option (--platform)`,
+    }. Ask for one of those with the \`platform\` option`,
   );
 }
 
@@ -160,7 +160,7 @@ export function checkConfigPlatform(
   if (!platformMatches(have, want)) {
     throw new IrbError(
       'IRB_PLATFORM_NOT_FOUND',
-      `${name} is a single-platform ${formatPlatform(have)} image, not ${formatPlatform(want)}. Ask for ${formatPlatform(have)} with the platform option (--platform) or use a multi-platform image`,
+      `${name} is a single-platform ${formatPlatform(have)} image, not ${formatPlatform(want)}. Ask for ${formatPlatform(have)} with the \`platform\` option or use a multi-platform image`,
     );
   }
 }

@@ -863,7 +863,9 @@ describe('transport policy', () => {
       const strict = client({ cacheDir: await tempDir(), retry: { retries: 0 } });
       const failure = await codeOf(strict.image(`${host}/test/oci:v1`));
       expect(failure.code).toBe('IRB_REGISTRY_INSECURE');
-      expect(failure.message).toContain(`insecureRegistries: ['${host}']`);
+      expect(failure.message).toContain(`\`insecureRegistries: ['${host}']\``);
+      // a library names its options; the CLI translates them into flags
+      expect(failure.message).not.toMatch(/--[a-z]/);
       const relaxed = client({ cacheDir: await tempDir(), insecureRegistries: [`http://${host}/`] });
       await pullAndCompare(relaxed, `${host}/test/oci:v1`, ociImage);
     } finally {

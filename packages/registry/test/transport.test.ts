@@ -138,6 +138,9 @@ describe('TLS and extra CAs', () => {
     );
     expect(failure?.code).toBe('IRB_TLS_FAILED');
     expect(failure?.message).toMatch(/NODE_EXTRA_CA_CERTS/);
+    expect(failure?.message).toMatch(
+      /pass its CA certificate \(PEM\) in `ca`.*add the registry to `insecureRegistries`/,
+    );
   });
 
   it('trusts a CA from NODE_EXTRA_CA_CERTS or the ca option', async () => {

@@ -190,7 +190,7 @@ export class Authenticator {
     ) {
       throw new IrbError(
         'IRB_REGISTRY_INSECURE',
-        `registry ${endpoint.host} asks for credentials at a plain-HTTP token service (${redactUrl(realmUrl)}); refusing to send them unencrypted. Mark the registry insecure if you accept that`,
+        `registry ${endpoint.host} asks for credentials at a plain-HTTP token service (${redactUrl(realmUrl)}); refusing to send them unencrypted. Add the registry to \`insecureRegistries\` if you accept that`,
       );
     }
     const send = (): Promise<HttpResponse> => {
@@ -235,7 +235,7 @@ export class Authenticator {
       throw new IrbError(
         'IRB_REGISTRY_UNAUTHORIZED',
         credential.kind === 'anonymous'
-          ? `registry ${endpoint.host} requires credentials for ${ref.repository} and no keychain supplied any; log in (e.g. docker login ${endpoint.registry}) or configure a keychain`
+          ? `registry ${endpoint.host} requires credentials for ${ref.repository} and no keychain supplied any; log in (e.g. docker login ${endpoint.registry}) or pass a keychain in \`keychains\``
           : `registry ${endpoint.host} rejected the ${credential.kind === 'identity-token' ? 'identity token' : 'username/password'} from keychain "${keychain}" (token service answered ${res.status}): the password or token is wrong or expired; log in again (docker login ${endpoint.registry}) or fix the credentials`,
       );
     }
@@ -267,7 +267,7 @@ export class Authenticator {
     if (!resolved || resolved.credential.kind === 'anonymous') {
       return new IrbError(
         'IRB_REGISTRY_UNAUTHORIZED',
-        `registry ${endpoint.host} requires authentication for ${name} and no keychain supplied credentials (or the repository does not exist)${text ? `: ${text}` : ''}; log in (e.g. docker login ${endpoint.registry}) or configure a keychain`,
+        `registry ${endpoint.host} requires authentication for ${name} and no keychain supplied credentials (or the repository does not exist)${text ? `: ${text}` : ''}; log in (e.g. docker login ${endpoint.registry}) or pass a keychain in \`keychains\``,
       );
     }
     return new IrbError(

@@ -67,7 +67,7 @@ export class Schemes {
       if (!choice.mayDowngrade) {
         throw new IrbError(
           'IRB_REGISTRY_INSECURE',
-          `registry ${endpoint.host} answers in plain HTTP; irb uses plain HTTP only for localhost and registries marked insecure. If you trust the network, allow it with insecureRegistries: ['${endpoint.host}'] (CLI: --insecure-registry ${endpoint.host})`,
+          `registry ${endpoint.host} answers in plain HTTP; irb uses plain HTTP only for localhost and the registries in \`insecureRegistries\`. If you trust the network, add it there: \`insecureRegistries: ['${endpoint.host}']\``,
           { cause: secrets.safeCause(error) },
         );
       }
@@ -75,7 +75,7 @@ export class Schemes {
     if (isCertificateError(error)) {
       throw new IrbError(
         'IRB_TLS_FAILED',
-        `the TLS certificate of ${endpoint.host} is not trusted (${errorCode(error)}); add its CA with NODE_EXTRA_CA_CERTS=/path/ca.pem (or the ca option), or mark the registry insecure if you accept the risk`,
+        `the TLS certificate of ${endpoint.host} is not trusted (${errorCode(error)}); pass its CA certificate (PEM) in \`ca\` or set NODE_EXTRA_CA_CERTS=/path/ca.pem, or, if you accept the risk, add the registry to \`insecureRegistries\``,
         { cause: secrets.safeCause(error) },
       );
     }
