@@ -73,8 +73,8 @@ export function cacheWriteFailure(dir: string, error: unknown): unknown {
   );
 }
 
-/** Reads up to `limit` bytes of a body as text (for messages); an unreadable body gives what arrived. */
-export async function readText(res: HttpResponse, limit: number): Promise<string> {
+/** Up to `limit` bytes of a body; a body that breaks off gives what arrived. */
+export async function readBytes(res: HttpResponse, limit: number): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   let length = 0;
   try {
@@ -85,7 +85,16 @@ export async function readText(res: HttpResponse, limit: number): Promise<string
   } catch {
     // An unreadable error body must not hide the status we already have.
   }
-  return Buffer.concat(chunks).toString('utf8').slice(0, limit);
+  const buffer = Buffer.concat(chunks).subarray(0, limit);
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+/**
+ * Up to `limit` bytes of a body as text, for messages only: a bad UTF-8 byte shows as U+FFFD,
+ * which is fine in a sentence and never used as data.
+ */
+export async function readText(res: HttpResponse, limit: number): Promise<string> {
+  return new TextDecoder().decode(await readBytes(res, limit));
 }
 
 /** Collapses whitespace and cuts a text to 200 characters. */

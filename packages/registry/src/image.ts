@@ -6,7 +6,7 @@
 import { IrbError } from '@irb/errors';
 import type { CallOptions, RegistryClient } from './client.ts';
 import { parseDigest } from './digest.ts';
-import { type FetchedManifest, validateDescriptor } from './manifest.ts';
+import { type FetchedManifest, parseJsonBytes, validateDescriptor } from './manifest.ts';
 import { isImageManifestMediaType } from './media-types.ts';
 import { checkConfigPlatform, formatPlatform, selectManifest } from './platform.ts';
 import { formatReference, type Reference, withDigest } from './reference.ts';
@@ -66,14 +66,7 @@ export async function loadImage(
     ...(signal ? { signal } : {}),
     maxBytes: MAX_CONFIG_BYTES,
   });
-  let config: ImageConfigFile;
-  try {
-    config = JSON.parse(new TextDecoder().decode(configBytes)) as ImageConfigFile;
-  } catch (error) {
-    throw new IrbError('IRB_MANIFEST_INVALID', `${name}: the image config is not valid JSON`, {
-      cause: error,
-    });
-  }
+  const config = parseJsonBytes(configBytes, `${name}: the image config`) as ImageConfigFile;
   if (checkConfig) checkConfigPlatform(config, platform, name);
   const diffIds = config.rootfs?.diff_ids;
   if (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length) {

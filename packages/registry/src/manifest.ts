@@ -137,12 +137,7 @@ export function parseManifest(
   digest: string,
   contentType: string | undefined,
 ): FetchedManifest {
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
-  } catch (error) {
-    throw new IrbError('IRB_MANIFEST_INVALID', `${name}: the manifest is not valid JSON`, { cause: error });
-  }
+  const json = parseJsonBytes(bytes, `${name}: the manifest`) as Record<string, unknown>;
   if (!json || typeof json !== 'object') {
     throw new IrbError('IRB_MANIFEST_INVALID', `${name}: the manifest is not a JSON object`);
   }
@@ -213,6 +208,27 @@ export function parseManifest(
     'IRB_MANIFEST_UNSUPPORTED',
     `${name} has manifest media type ${mediaType ?? '(none)'}; irb reads OCI image manifests/indexes and Docker schema 2 manifests/lists`,
   );
+}
+
+/**
+ * Parses JSON bytes, which must be UTF-8 (the OCI spec says so). The decode is strict: a
+ * replacement character silently standing in for a bad byte would change the config's `Env`
+ * or `Cmd` that ends up in the initramfs, so such a document is refused instead.
+ */
+export function parseJsonBytes(bytes: Uint8Array, what: string): unknown {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch (error) {
+    throw new IrbError('IRB_MANIFEST_INVALID', `${what} is not UTF-8 text, so not valid JSON`, {
+      cause: error,
+    });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new IrbError('IRB_MANIFEST_INVALID', `${what} is not valid JSON`, { cause: error });
+  }
 }
 
 /** Checks that `descriptor` has a media type, a valid digest and a whole, non-negative size. */

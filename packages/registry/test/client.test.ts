@@ -307,6 +307,19 @@ describe('hostile manifests', () => {
     serve('negative-size', enc({ ...m, layers: [{ ...m.layers[0], size: -1 }] }));
     serve('no-layers', enc({ ...m, layers: undefined }));
     serve('schema3', enc({ ...m, schemaVersion: 3 }));
+    // a valid manifest but for one byte that is not UTF-8, inside an annotation
+    px.add({
+      path: '/manifests/not-utf8',
+      times: Number.POSITIVE_INFINITY,
+      fault: {
+        kind: 'replace',
+        headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+        body: Buffer.from(
+          enc({ ...m, annotations: { note: 'caf\u00e9' } }).replace('\u00e9', '\u0000'),
+          'utf8',
+        ).map((b) => (b === 0 ? 0xe9 : b)),
+      },
+    });
     serve('huge', enc({ ...m, padding: 'x'.repeat(4 * 1024 * 1024) }));
     const lying = enc(m);
     serve('wrong-content-digest', lying, undefined, { 'docker-content-digest': `sha256:${'0'.repeat(64)}` });
@@ -341,6 +354,7 @@ describe('hostile manifests', () => {
     ['negative-size', 'IRB_MANIFEST_INVALID', /malformed descriptor/],
     ['no-layers', 'IRB_MANIFEST_INVALID', /no layers list/],
     ['schema3', 'IRB_MANIFEST_INVALID', /schemaVersion 3/],
+    ['not-utf8', 'IRB_MANIFEST_INVALID', /the manifest is not UTF-8 text, so not valid JSON/],
     ['huge', 'IRB_MANIFEST_INVALID', /: manifest is (larger than|\d+ bytes, over) the 4 MiB limit$/],
     ['wrong-content-digest', 'IRB_DIGEST_MISMATCH', /manifest of/],
     ['diffids', 'IRB_MANIFEST_INVALID', /0 diff_ids for 2 layers/],

@@ -16,12 +16,20 @@ import {
   resolveCredential,
   type TokenAnswer,
 } from '../auth.ts';
-import { readErrorBody, readText, summarize } from '../errors.ts';
+import { readBytes, readErrorBody, summarize } from '../errors.ts';
 import type { Endpoint } from '../mirrors.ts';
 import { redactUrl, type Secrets } from '../redact.ts';
 import { isLoopbackRegistry, type Reference } from '../reference.ts';
 import type { Keychain } from '../types.ts';
-import { errorCode, type HttpResponse, header, type Transport } from './http.ts';
+import {
+  errorCode,
+  formEncode,
+  type HttpResponse,
+  header,
+  headerBytes,
+  type Transport,
+  urlFromHeader,
+} from './http.ts';
 import { HTTP_TRANSIENT, type RetryOptions, withRetry } from './retry.ts';
 import type { Schemes } from './scheme.ts';
 
@@ -176,7 +184,7 @@ export class Authenticator {
     const { credential, keychain } = await this.#credential(endpoint, ref, state, signal);
     let realmUrl: URL;
     try {
-      realmUrl = new URL(realm);
+      realmUrl = urlFromHeader(realm);
     } catch {
       throw new IrbError(
         'IRB_REGISTRY_UNAUTHORIZED',
@@ -193,26 +201,34 @@ export class Authenticator {
         `registry ${endpoint.host} asks for credentials at a plain-HTTP token service (${redactUrl(realmUrl)}); refusing to send them unencrypted. Add the registry to \`insecureRegistries\` if you accept that`,
       );
     }
+    // The challenge's service and scopes go back to the token service as the bytes it sent.
+    const challenged: Array<[string, Uint8Array]> = [
+      ...(service ? [['service', headerBytes(service)] as [string, Uint8Array]] : []),
+      ...scopes.map((scope) => ['scope', headerBytes(scope)] as [string, Uint8Array]),
+    ];
     const send = (): Promise<HttpResponse> => {
       if (credential.kind === 'identity-token') {
-        const form = new URLSearchParams({
-          grant_type: 'refresh_token',
-          refresh_token: credential.token,
-          service,
-          client_id: 'irb',
-        });
-        for (const s of scopes) form.append('scope', s);
+        const form = formEncode([
+          ['grant_type', 'refresh_token'],
+          ['refresh_token', credential.token],
+          ['service', headerBytes(service)],
+          ['client_id', 'irb'],
+          ...challenged.filter(([name]) => name === 'scope'),
+        ]);
         return transport.send({
           url: realmUrl,
           method: 'POST',
           headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: form.toString(),
+          body: form,
           signal,
         });
       }
       const url = new URL(realmUrl);
-      if (service) url.searchParams.set('service', service);
-      for (const s of scopes) url.searchParams.append('scope', s);
+      const kept = url.search
+        .slice(1)
+        .split('&')
+        .filter((pair) => pair !== '' && !(service && pair.split('=')[0] === 'service'));
+      url.search = [...kept, formEncode(challenged)].filter(Boolean).join('&');
       const headers: Record<string, string> = {};
       if (credential.kind === 'basic') {
         headers.authorization = basicAuthorization(credential.username, credential.password);
@@ -230,7 +246,8 @@ export class Authenticator {
         { cause: secrets.safeCause(error) },
       );
     }
-    const text = await readText(res, 256 * 1024);
+    const body = await readBytes(res, 256 * 1024);
+    const text = new TextDecoder().decode(body); // for messages
     if (res.status === 401 || res.status === 403) {
       throw new IrbError(
         'IRB_REGISTRY_UNAUTHORIZED',
@@ -245,7 +262,17 @@ export class Authenticator {
         `the token service of ${endpoint.host} answered ${res.status}${text ? `: ${secrets.clean(summarize(text))}` : ''}`,
       );
     }
-    const answer = parseTokenAnswer(text);
+    let exact: string;
+    try {
+      // The token is sent back byte for byte: a lossy decode would send another token.
+      exact = new TextDecoder('utf-8', { fatal: true }).decode(body);
+    } catch {
+      throw new IrbError(
+        'IRB_REGISTRY_FAILED',
+        `the token service of ${endpoint.host} sent an answer that is not UTF-8`,
+      );
+    }
+    const answer = parseTokenAnswer(exact);
     if (!answer) {
       throw new IrbError('IRB_REGISTRY_FAILED', `the token service of ${endpoint.host} sent no token`);
     }

@@ -38,6 +38,59 @@ export function header(headers: HttpResponse['headers'], name: string): string |
 }
 
 /**
+ * The bytes of a header value. undici hands values over as latin1 strings (one character per
+ * byte, Buffer's real ISO-8859-1, not WHATWG's windows-1252), so this is exact.
+ */
+export function headerBytes(value: string): Uint8Array {
+  return new Uint8Array(Buffer.from(value, 'latin1'));
+}
+
+/** Percent-encodes every byte outside printable ASCII, and `%` only where it starts no escape. */
+function escapeBytes(bytes: Uint8Array): string {
+  let out = '';
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i] as number;
+    const escapes =
+      b === 0x25 && /^[0-9a-fA-F]{2}$/.test(String.fromCharCode(bytes[i + 1] ?? 0, bytes[i + 2] ?? 0));
+    out +=
+      b > 0x20 && b < 0x7f && (b !== 0x25 || escapes)
+        ? String.fromCharCode(b)
+        : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/**
+ * A URL from a header value (`Location`, a challenge's `realm`), relative to `base`, keeping the
+ * server's bytes: a byte beyond ASCII is percent-encoded as that byte. Handing the latin1
+ * string to `new URL` would re-encode each such byte as two UTF-8 bytes and ask for another URL.
+ */
+export function urlFromHeader(value: string, base?: URL): URL {
+  return new URL(escapeBytes(headerBytes(value)), base);
+}
+
+/**
+ * An `application/x-www-form-urlencoded` text built byte for byte: strings are UTF-8, and
+ * `Uint8Array` values (header bytes, from {@link headerBytes}) are sent exactly as received.
+ */
+export function formEncode(pairs: ReadonlyArray<readonly [string, string | Uint8Array]>): string {
+  const encode = (value: string | Uint8Array) => {
+    const bytes = typeof value === 'string' ? new TextEncoder().encode(value) : value;
+    let out = '';
+    for (const b of bytes) {
+      const c = String.fromCharCode(b);
+      out += /[A-Za-z0-9*\-._]/.test(c)
+        ? c
+        : b === 0x20
+          ? '+'
+          : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+    }
+    return out;
+  };
+  return pairs.map(([name, value]) => `${encode(name)}=${encode(value)}`).join('&');
+}
+
+/**
  * The CA list to trust, or `undefined` for Node's default store. Node already adds
  * `NODE_EXTRA_CA_CERTS` to its default store at startup, and undici uses that store when
  * given no `ca`; we read the file ourselves too so that setting the variable later (or
@@ -140,7 +193,7 @@ export class Transport {
         if (hop >= MAX_REDIRECTS) {
           throw new IrbError('IRB_REGISTRY_FAILED', `too many redirects fetching ${redactUrl(req.url)}`);
         }
-        const next = new URL(location, url);
+        const next = urlFromHeader(location, url);
         if (next.protocol !== 'https:' && next.protocol !== 'http:') {
           throw new IrbError('IRB_REGISTRY_FAILED', `redirect to an unsupported URL scheme ${next.protocol}`);
         }
