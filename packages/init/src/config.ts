@@ -148,7 +148,10 @@ export function encodeInitConfig(config: StaticInitConfig): Uint8Array {
   }
   const onExit = config.onExit ?? 'poweroff';
   if (onExit !== 'poweroff' && onExit !== 'reboot') {
-    throw new IrbError('IRB_OPTION_INVALID', `exit action "${String(onExit)}" is unknown; use poweroff or reboot`);
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `exit action "${String(onExit)}" is unknown; use poweroff or reboot`,
+    );
   }
 
   const fields: Uint8Array[] = [encoder.encode(INIT_CONFIG_MAGIC)];
@@ -204,7 +207,8 @@ export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
     }
   }
   const text = (b: Uint8Array): string => new TextDecoder().decode(b);
-  if (text(fields[0] ?? new Uint8Array()) !== INIT_CONFIG_MAGIC) throw bad(`does not start with ${INIT_CONFIG_MAGIC}`);
+  if (text(fields[0] ?? new Uint8Array()) !== INIT_CONFIG_MAGIC)
+    throw bad(`does not start with ${INIT_CONFIG_MAGIC}`);
   const out: DecodedInitConfig = {
     argv: [],
     env: [],

@@ -20,7 +20,11 @@ export interface StaticInitArchive {
  * /dev/console and busybox as the test program: no shell, no mount, no /proc, /sys or /tmp
  * directories, so whatever the program finds there the init made.
  */
-export async function writeStaticInitArchive(dir: string, name: string, spec: StaticInitArchive): Promise<string> {
+export async function writeStaticInitArchive(
+  dir: string,
+  name: string,
+  spec: StaticInitArchive,
+): Promise<string> {
   const init = staticInitBinary(spec.arch);
   const conf = encodeInitConfig(spec.config);
   const entries: CpioEntry[] = [

@@ -53,7 +53,15 @@ describe('static init (x86_64) booted by a real kernel, in an archive with no sh
       const path = await writeStaticInitArchive(dir, 'user.cpio', {
         arch: 'x86_64',
         busybox,
-        config: { argv, env, workingDir: '/srv/my app', uid: 1000, gid: 1000, groups: [2000, 3000], hostname: 'probe-host' },
+        config: {
+          argv,
+          env,
+          workingDir: '/srv/my app',
+          uid: 1000,
+          gid: 1000,
+          groups: [2000, 3000],
+          hostname: 'probe-host',
+        },
         directories: [
           { path: 'srv', mode: 0o755 },
           { path: 'srv/my app', mode: 0o750, uid: 1000, gid: 1000 },
@@ -76,7 +84,15 @@ describe('static init (x86_64) booted by a real kernel, in an archive with no sh
       expect(field('cmdline=')).toBe(hex(nulList(argv)));
       expect(field('environ=')).toBe(hex(nulList(env)));
       const mounts = field('mounts=') ?? '';
-      for (const m of ['/proc:proc', '/sys:sysfs', '/dev:devtmpfs', '/dev/pts:devpts', '/dev/shm:tmpfs', '/run:tmpfs', '/tmp:tmpfs']) {
+      for (const m of [
+        '/proc:proc',
+        '/sys:sysfs',
+        '/dev:devtmpfs',
+        '/dev/pts:devpts',
+        '/dev/shm:tmpfs',
+        '/run:tmpfs',
+        '/tmp:tmpfs',
+      ]) {
         expect(mounts).toContain(`${m},`);
       }
       // IFF_UP | IFF_LOOPBACK | IFF_RUNNING once lo is up; 0x8 while it is down.
