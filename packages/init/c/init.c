@@ -143,11 +143,15 @@ static void fail(const char *what, const char *arg, long err) {
   emit(2, &l);
 }
 
-/* "irb: <event> <seconds since boot with microseconds>": the boot timeline's markers. */
-static void marker(const char *event) {
+static struct irb_timespec uptime(void) {
   struct irb_timespec ts = {0, 0};
-  struct line l = {.len = 0};
   sys_clock_gettime(IRB_CLOCK_BOOTTIME, &ts);
+  return ts;
+}
+
+/* "irb: <event> <seconds since boot with microseconds>": the boot timeline's markers. */
+static void marker(const char *event, struct irb_timespec ts) {
+  struct line l = {.len = 0};
   put(&l, "irb: ");
   put(&l, event);
   put(&l, " ");
@@ -472,7 +476,7 @@ __attribute__((noreturn)) static void child(const struct init_config *c) {
     emit(2, &l);
     sys_exit_group(126);
   }
-  marker("exec");
+  marker("exec", uptime());
   long err = exec_program(argv_, envp_, c->argc);
   fail("cannot execute ", argv_[0], err);
   /* Like a shell: 127 when the program was not found, 126 when it could not run. */
@@ -485,8 +489,9 @@ static unsigned long wait_status_code(int status) {
 }
 
 void irb_main(void) {
-  marker("init");
+  struct irb_timespec start = uptime();
   ensure_console();
+  marker("init", start);
   struct init_config c;
   memset(&c, 0, sizeof c);
   c.workdir = "/";
