@@ -143,21 +143,61 @@ static void fail(const char *what, const char *arg, long err) {
   emit(2, &l);
 }
 
-static struct irb_timespec uptime(void) {
+/* CLOCK_BOOTTIME in microseconds. */
+static unsigned long boottime_us(void) {
   struct irb_timespec ts = {0, 0};
   sys_clock_gettime(IRB_CLOCK_BOOTTIME, &ts);
-  return ts;
+  return (unsigned long)ts.tv_sec * 1000000UL + (unsigned long)ts.tv_nsec / 1000;
 }
 
-/* "irb: <event> <seconds since boot with microseconds>": the boot timeline's markers. */
-static void marker(const char *event, struct irb_timespec ts) {
+/* The kernel log's clock (printk's "[   2.034914]"), in microseconds, or -1 without /dev/kmsg.
+ * It is not CLOCK_BOOTTIME: on arm64 under QEMU the two differ by a fifth of a second, so
+ * markers stated in CLOCK_BOOTTIME could not be set against the kernel's own lines. No syscall
+ * reads this clock, so a debug-level record is written to /dev/kmsg and read back with its
+ * timestamp (level 7 is below the default console level: it does not show on the console). */
+static long printk_us(void) {
+  long fd = sys_openat(IRB_AT_FDCWD, "/dev/kmsg", IRB_O_RDWR | IRB_O_NONBLOCK | IRB_O_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  long result = -1;
+  static const char probe[] = "<7>irb: clock\n";
+  if (sys_lseek((int)fd, 0, IRB_SEEK_END) >= 0 && sys_write((int)fd, probe, sizeof probe - 1) > 0) {
+    /* Each read returns one record, "prio,seq,usec,flags;text\n"; another record may come first. */
+    for (int tries = 0; tries < 32 && result < 0; tries++) {
+      char rec[512];
+      long n = sys_read((int)fd, rec, sizeof rec - 1);
+      if (n == -IRB_EPIPE) continue; /* records were overwritten under us */
+      if (n <= 0) break;
+      rec[n] = '\0';
+      char *text = rec;
+      while (*text && *text != ';') text++;
+      if (!*text || !starts_with(text + 1, "irb: clock")) continue;
+      const char *p = rec;
+      for (int commas = 0; *p && commas < 2; p++)
+        if (*p == ',') commas++;
+      unsigned long us = 0;
+      int digits = 0;
+      for (; *p >= '0' && *p <= '9'; p++, digits++) us = us * 10 + (unsigned long)(*p - '0');
+      if (digits) result = (long)us;
+    }
+  }
+  sys_close((int)fd);
+  return result;
+}
+
+/* "irb: <event> <seconds with microseconds>": the boot timeline's markers, on the console, in
+ * the kernel log's clock when /dev/kmsg is there (else CLOCK_BOOTTIME). `before_us` says how long
+ * ago, in CLOCK_BOOTTIME, the event happened. */
+static void marker(const char *event, unsigned long before_us) {
+  long now = printk_us();
+  unsigned long at = now >= 0 ? (unsigned long)now : boottime_us();
+  at = at > before_us ? at - before_us : 0;
   struct line l = {.len = 0};
   put(&l, "irb: ");
   put(&l, event);
   put(&l, " ");
-  put_u(&l, (unsigned long)ts.tv_sec, 1);
+  put_u(&l, at / 1000000UL, 1);
   put(&l, ".");
-  put_u(&l, (unsigned long)ts.tv_nsec / 1000, 6);
+  put_u(&l, at % 1000000UL, 6);
   emit(1, &l);
 }
 
@@ -460,6 +500,8 @@ static long exec_program(char *const argv[], char *const envp[], unsigned long a
 }
 
 __attribute__((noreturn)) static void child(const struct init_config *c) {
+  /* Stamped before the user switch, which takes /dev/kmsg (root only) and its clock away. */
+  marker("exec", 0);
   irb_sigset_t none = 0;
   sys_rt_sigprocmask(IRB_SIG_SETMASK, &none, 0);
   long r = sys_setgroups(c->ngroups, groups_);
@@ -476,7 +518,6 @@ __attribute__((noreturn)) static void child(const struct init_config *c) {
     emit(2, &l);
     sys_exit_group(126);
   }
-  marker("exec", uptime());
   long err = exec_program(argv_, envp_, c->argc);
   fail("cannot execute ", argv_[0], err);
   /* Like a shell: 127 when the program was not found, 126 when it could not run. */
@@ -489,15 +530,17 @@ static unsigned long wait_status_code(int status) {
 }
 
 void irb_main(void) {
-  struct irb_timespec start = uptime();
+  unsigned long start = boottime_us();
   ensure_console();
-  marker("init", start);
+  /* Mounted first, as the shell init does: the marker's clock needs /dev/kmsg, and a config
+   * error still finds /proc for the sysrq fallback. */
+  setup_mounts();
+  marker("init", boottime_us() - start);
   struct init_config c;
   memset(&c, 0, sizeof c);
   c.workdir = "/";
   c.hostname = "irb";
   if (read_config(&c) < 0) finish();
-  setup_mounts();
   sys_sethostname(c.hostname, slen(c.hostname));
   loopback_up();
   long r = sys_chdir(c.workdir);

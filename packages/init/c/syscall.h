@@ -12,6 +12,7 @@
 #define NR_read 0
 #define NR_write 1
 #define NR_close 3
+#define NR_lseek 8
 #define NR_rt_sigprocmask 14
 #define NR_ioctl 16
 #define NR_socket 41
@@ -69,6 +70,7 @@ __asm__(".text\n"
 #define NR_chdir 49
 #define NR_openat 56
 #define NR_close 57
+#define NR_lseek 62
 #define NR_read 63
 #define NR_write 64
 #define NR_ppoll 73
@@ -135,12 +137,15 @@ __asm__(".text\n"
 #define IRB_ETXTBSY 26
 #define IRB_ENAMETOOLONG 36
 #define IRB_ELOOP 40
+#define IRB_EPIPE 32
 
 #define IRB_AT_FDCWD (-100)
 #define IRB_O_RDONLY 0
 #define IRB_O_WRONLY 1
 #define IRB_O_RDWR 2
+#define IRB_O_NONBLOCK 04000
 #define IRB_O_CLOEXEC 02000000
+#define IRB_SEEK_END 2
 #define IRB_F_GETFD 1
 
 #define IRB_MS_NOSUID 2UL
@@ -178,6 +183,7 @@ struct irb_timespec {
 static inline long sys_read(int fd, void *buf, unsigned long n) { return SC(NR_read, fd, buf, n, 0, 0, 0); }
 static inline long sys_write(int fd, const void *buf, unsigned long n) { return SC(NR_write, fd, buf, n, 0, 0, 0); }
 static inline long sys_close(int fd) { return SC(NR_close, fd, 0, 0, 0, 0, 0); }
+static inline long sys_lseek(int fd, long off, int whence) { return SC(NR_lseek, fd, off, whence, 0, 0, 0); }
 static inline long sys_openat(int dir, const char *path, long flags, long mode) {
   return SC(NR_openat, dir, path, flags, mode, 0, 0);
 }

@@ -8,7 +8,8 @@ import { encodeInitConfig, type InitArch, type StaticInitConfig, staticInitBinar
 /** Options of {@link writeStaticInitArchive}. */
 export interface StaticInitArchive {
   arch: InitArch;
-  config: StaticInitConfig;
+  /** The parameters; `undefined` leaves /irb/init.conf out. */
+  config: StaticInitConfig | undefined;
   /** A static busybox for the guest's architecture, stored as /bin/busybox (no applet links). */
   busybox: Uint8Array;
   /** Further directories to create (archive paths, parents first), e.g. the working directory. */
@@ -26,17 +27,21 @@ export async function writeStaticInitArchive(
   spec: StaticInitArchive,
 ): Promise<string> {
   const init = staticInitBinary(spec.arch);
-  const conf = encodeInitConfig(spec.config);
-  const entries: CpioEntry[] = [
-    { type: 'file', path: 'init', mode: 0o755, size: init.length, body: init },
-    { type: 'directory', path: 'irb', mode: 0o755 },
-    { type: 'file', path: 'irb/init.conf', mode: 0o600, size: conf.length, body: conf },
+  const entries: CpioEntry[] = [{ type: 'file', path: 'init', mode: 0o755, size: init.length, body: init }];
+  if (spec.config) {
+    const conf = encodeInitConfig(spec.config);
+    entries.push(
+      { type: 'directory', path: 'irb', mode: 0o755 },
+      { type: 'file', path: 'irb/init.conf', mode: 0o600, size: conf.length, body: conf },
+    );
+  }
+  entries.push(
     { type: 'directory', path: 'dev', mode: 0o755 },
     { type: 'char', path: 'dev/console', mode: 0o600, rdevMajor: 5, rdevMinor: 1 },
     { type: 'directory', path: 'bin', mode: 0o755 },
     { type: 'file', path: 'bin/busybox', mode: 0o755, size: spec.busybox.length, body: spec.busybox },
     ...(spec.directories ?? []).map((d): CpioEntry => ({ type: 'directory', ...d })),
-  ];
+  );
   const path = join(dir, name);
   await pipeline(Readable.from(packCpio(entries)), createWriteStream(path));
   return path;
@@ -65,4 +70,18 @@ export function nulList(items: readonly (string | Uint8Array)[]): Uint8Array {
     at += p.length + 1;
   }
   return out;
+}
+
+/**
+ * The kernel's "Run /init as init process" time and the init's `irb: init` / `irb: exec` markers,
+ * in seconds. The markers are stated in the kernel log's clock, so they fall after the kernel's line.
+ */
+export function bootMarks(output: string): { runInit?: number; init?: number; exec?: number } {
+  const num = (m: RegExpExecArray | null): number | undefined =>
+    m?.[1] === undefined ? undefined : Number(m[1]);
+  return {
+    runInit: num(/^\[\s*(\d+\.\d+)\] Run \/init as init process$/m.exec(output)),
+    init: num(/^irb: init (\d+\.\d{6})$/m.exec(output)),
+    exec: num(/^irb: exec (\d+\.\d{6})$/m.exec(output)),
+  };
 }

@@ -3,7 +3,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bootInitramfs, findKernel } from '@irb/boot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { linesWith, writeStaticInitArchive } from './archive.ts';
+import { bootMarks, linesWith, writeStaticInitArchive } from './archive.ts';
 
 // qemu-system-aarch64 under TCG on any host; scripts/ensure-env.sh unpacks Debian's arm64
 // kernel and static busybox into the cache.
@@ -66,9 +66,61 @@ describe('static init (aarch64) under qemu-system-aarch64 -M virt', () => {
         'cwd=/work args=zero,one GREETING=hi there',
         'proc=proc',
       ]);
-      expect(out).toMatch(/^irb: init \d+\.\d{6}$/m);
-      expect(out).toMatch(/^irb: exec \d+\.\d{6}$/m);
+      const marks = bootMarks(out);
+      expect(marks.init, out).toBeGreaterThanOrEqual(marks.runInit ?? Number.NaN);
+      expect(marks.exec, out).toBeGreaterThanOrEqual(marks.init ?? Number.NaN);
+      expect((marks.exec ?? 0) - (marks.runInit ?? 0)).toBeLessThan(1);
       expect(out).toMatch(/^irb: exit status 42$/m);
+      expect(out).toContain('reboot: Power down');
+    },
+    BOOT,
+  );
+
+  it(
+    'reports a missing WorkingDir in one line, with status 126, and runs nothing',
+    async () => {
+      const path = await writeStaticInitArchive(dir, 'no-console.cpio', {
+        arch: 'aarch64',
+        busybox,
+        config: { argv: ['/bin/busybox', 'true'], workingDir: '/no/such/dir' },
+      });
+      const result = await bootInitramfs({
+        kernel,
+        initramfs: path,
+        arch: 'aarch64',
+        timeoutMs: BOOT - 20_000,
+      });
+      const out = result.output;
+      expect(result, out).toMatchObject({ ok: true, exitCode: 0 });
+      expect(out).toMatch(/^irb: init \d+\.\d{6}$/m);
+      expect(out).toMatch(
+        /^irb-init: cannot change to WorkingDir \/no\/such\/dir: No such file or directory$/m,
+      );
+      expect(out).toMatch(/^irb: exit status 126$/m);
+      expect(out).not.toContain('irb: exec');
+      expect(out).toContain('reboot: Power down');
+    },
+    BOOT,
+  );
+
+  it(
+    'without its parameter file, says so in one line and powers off instead of panicking',
+    async () => {
+      const path = await writeStaticInitArchive(dir, 'no-config.cpio', {
+        arch: 'aarch64',
+        busybox,
+        config: undefined,
+      });
+      const result = await bootInitramfs({
+        kernel,
+        initramfs: path,
+        arch: 'aarch64',
+        timeoutMs: BOOT - 20_000,
+      });
+      const out = result.output;
+      expect(result, out).toMatchObject({ ok: true, exitCode: 0, panicked: false });
+      expect(out).toMatch(/^irb-init: cannot read \/irb\/init\.conf: No such file or directory$/m);
+      expect(out).not.toContain('irb: exit status');
       expect(out).toContain('reboot: Power down');
     },
     BOOT,
