@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { elfArch } from '@irb/boot';
 import { describe, expect, it } from 'vitest';
-import { INIT_ARCHES, staticInitBinary, staticInitPath } from './index.ts';
+import { INIT_ARCHES, initArchForPlatform, staticInitBinary, staticInitPath } from './index.ts';
 
 const pkg = fileURLToPath(new URL('..', import.meta.url));
 
@@ -46,6 +46,14 @@ describe('the committed static init binaries', () => {
       expect(staticInitPath(arch)).toBe(join(pkg, 'bin', `init-${arch}`));
     }
     expect(() => staticInitBinary('riscv64' as 'x86_64')).toThrow(/x86_64 and aarch64/);
+  });
+
+  it('maps OCI platform architectures to their init', () => {
+    expect(initArchForPlatform('amd64')).toBe('x86_64');
+    expect(initArchForPlatform('arm64')).toBe('aarch64');
+    expect(initArchForPlatform('aarch64')).toBe('aarch64');
+    expect(initArchForPlatform('riscv64')).toBeUndefined();
+    expect(initArchForPlatform('arm')).toBeUndefined();
   });
 
   // Byte-reproducible: the same source and the same Debian compilers give the same bytes.

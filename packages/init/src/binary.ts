@@ -8,6 +8,24 @@ export type InitArch = 'x86_64' | 'aarch64';
 /** Every architecture {@link staticInitBinary} serves. */
 export const INIT_ARCHES: readonly InitArch[] = ['x86_64', 'aarch64'];
 
+/**
+ * The static init's architecture for an OCI platform architecture (`amd64` → `x86_64`,
+ * `arm64` → `aarch64`; the kernel's names are accepted too), or `undefined` when there is no
+ * static init for it (the builder then keeps the shell init or asks for `--init`).
+ */
+export function initArchForPlatform(architecture: string): InitArch | undefined {
+  switch (architecture) {
+    case 'amd64':
+    case 'x86_64':
+      return 'x86_64';
+    case 'arm64':
+    case 'aarch64':
+      return 'aarch64';
+    default:
+      return undefined;
+  }
+}
+
 const cache = new Map<InitArch, Uint8Array>();
 
 /** Where the committed binary for `arch` lives: `bin/init-<arch>` in this package. */

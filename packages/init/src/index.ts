@@ -1,4 +1,10 @@
-export { INIT_ARCHES, type InitArch, staticInitBinary, staticInitPath } from './binary.ts';
+export {
+  INIT_ARCHES,
+  type InitArch,
+  initArchForPlatform,
+  staticInitBinary,
+  staticInitPath,
+} from './binary.ts';
 export {
   type DecodedInitConfig,
   decodeInitConfig,
