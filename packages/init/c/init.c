@@ -62,6 +62,11 @@ static unsigned long slen(const char *s) {
   return n;
 }
 
+static int streq(const char *a, const char *b) {
+  while (*a && *a == *b) a++, b++;
+  return *a == *b;
+}
+
 static int starts_with(const char *s, const char *prefix) {
   while (*prefix)
     if (*s++ != *prefix++) return 0;
@@ -287,7 +292,7 @@ static int read_config(struct init_config *c) {
     pos += slen(field) + 1;
     if (first) {
       first = 0;
-      if (slen(field) != sizeof CONFIG_MAGIC - 1 || memcmp(field, CONFIG_MAGIC, sizeof CONFIG_MAGIC - 1)) {
+      if (!streq(field, CONFIG_MAGIC)) {
         fail(CONFIG_PATH " does not start with " CONFIG_MAGIC "; rebuild the archive with this irb", 0, 0);
         return -1;
       }
@@ -323,8 +328,8 @@ static int read_config(struct init_config *c) {
         } else groups_[c->ngroups++] = (unsigned int)n;
         break;
       case 'x':
-        if (!memcmp(value, "reboot", 7)) reboot_on_exit = 1;
-        else if (memcmp(value, "poweroff", 9)) {
+        if (streq(value, "reboot")) reboot_on_exit = 1;
+        else if (!streq(value, "poweroff")) {
           fail(CONFIG_PATH " has an unknown exit action: ", value, 0);
           return -1;
         }
