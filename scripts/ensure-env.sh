@@ -8,7 +8,7 @@ set -euo pipefail
 IRB_NODE_PREFIX=${IRB_NODE_PREFIX:-/opt/node24}
 IRB_PNPM_VERSION=12.4.2
 IRB_APT_PACKAGES=(docker-registry skopeo umoci qemu-system-x86 busybox-static cpio libarchive-tools pigz zstd
-  debootstrap apache2-utils ca-certificates openssl python3 make g++ time)
+  debootstrap apache2-utils ca-certificates openssl python3 make g++ time qemu-system-arm gcc-aarch64-linux-gnu)
 
 _irb_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 _irb_sudo() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -89,7 +89,31 @@ _irb_ensure_kernel() {
   rm -rf "$tmp"
 }
 
+# arm64 guests for boot tests: Debian's arm64 kernel and static busybox, downloaded with apt for
+# that architecture and unpacked (never installed) into the cache.
+_irb_ensure_arm64() {
+  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/irb
+  local kdir=$cache/kernel-aarch64 bdir=$cache/aarch64
+  if ls "$kdir"/boot/vmlinuz-* >/dev/null 2>&1 && [ -x "$bdir/bin/busybox" ]; then return; fi
+  _irb_log "unpacking Debian's arm64 kernel and busybox into $cache"
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    _irb_sudo dpkg --add-architecture arm64
+    _irb_sudo apt-get update -qq
+  fi
+  local tmp pkg
+  tmp=$(mktemp -d)
+  pkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+  if [ -z "$pkg" ]; then _irb_sudo apt-get update -qq; pkg=$(apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-image-/{print $2; exit}'); fi
+  chmod 777 "$tmp"
+  (cd "$tmp" && { apt-get download -qq "$pkg" busybox-static:arm64 >/dev/null 2>&1 || _irb_sudo apt-get download -qq "$pkg" busybox-static:arm64 >/dev/null; })
+  mkdir -p "$kdir" "$bdir"
+  dpkg-deb --fsys-tarfile "$tmp"/linux-image-*.deb | tar -x -C "$kdir" --wildcards './boot/vmlinuz-*'
+  dpkg-deb --fsys-tarfile "$tmp"/busybox-static_*.deb | tar -x -C "$bdir" ./bin/busybox
+  rm -rf "$tmp"
+}
+
 _irb_ensure_apt
 _irb_ensure_node
 _irb_ensure_modules
 _irb_ensure_kernel
+_irb_ensure_arm64

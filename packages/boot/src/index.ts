@@ -1,3 +1,4 @@
+export { type BootArch, elfArch, hostArch, initramfsArch } from './arch.ts';
 export { compareKernelVersions, defaultKernelDirs, type FindKernelOptions, findKernel } from './kernel.ts';
 export {
   type BootAccel,
@@ -8,6 +9,7 @@ export {
   kernelCommandLine,
   probeKvm,
   qemuArguments,
+  qemuBinary,
 } from './qemu.ts';
 export {
   type BootTimeline,

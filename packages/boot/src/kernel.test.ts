@@ -2,7 +2,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compareKernelVersions, defaultKernelDirs, findKernel } from './index.ts';
+import { compareKernelVersions, defaultKernelDirs, findKernel, hostArch } from './index.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -58,6 +58,30 @@ describe('findKernel', () => {
       '/boot',
       '/c/irb/kernel/boot',
     ]);
+  });
+
+  it('keeps a cache directory per architecture, /boot only for the host', () => {
+    const other = hostArch() === 'x86_64' ? 'aarch64' : 'x86_64';
+    const dirFor = (arch: string): string => (arch === 'x86_64' ? 'kernel' : `kernel-${arch}`);
+    expect(defaultKernelDirs({ HOME: '/h' }, hostArch())).toEqual([
+      '/boot',
+      `/h/.cache/irb/${dirFor(hostArch())}/boot`,
+    ]);
+    expect(defaultKernelDirs({ HOME: '/h' }, other)).toEqual([`/h/.cache/irb/${dirFor(other)}/boot`]);
+  });
+
+  it('takes IRB_KERNEL_<ARCH> first; IRB_KERNEL only for the host architecture', async () => {
+    const k = join(dir, 'arm-kernel');
+    await writeFile(k, 'x');
+    const h = join(dir, 'host-kernel');
+    await writeFile(h, 'x');
+    expect(await findKernel({ arch: 'aarch64', env: { IRB_KERNEL_AARCH64: k, IRB_KERNEL: h } })).toBe(k);
+    expect(await findKernel({ arch: 'x86_64', env: { IRB_KERNEL_X86_64: k, IRB_KERNEL: h } })).toBe(k);
+    expect(await findKernel({ arch: hostArch(), env: { IRB_KERNEL: h } })).toBe(h);
+    const other = hostArch() === 'x86_64' ? 'aarch64' : 'x86_64';
+    await expect(
+      findKernel({ arch: other, env: { IRB_KERNEL: h }, searchDirs: [join(dir, 'empty')] }),
+    ).rejects.toThrow(`set IRB_KERNEL_${other.toUpperCase()}=`);
   });
 
   it('orders versions like sort -V', () => {

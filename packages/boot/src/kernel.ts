@@ -3,13 +3,16 @@ import { access, readdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { IrbError } from '@irb/errors';
+import { type BootArch, hostArch } from './arch.ts';
 
 /** Options of {@link findKernel}. */
 export interface FindKernelOptions {
-  /** Environment to read `IRB_KERNEL`, `XDG_CACHE_HOME` and `HOME` from. Default `process.env`. */
+  /** Environment to read `IRB_KERNEL[_<ARCH>]`, `XDG_CACHE_HOME` and `HOME` from. Default `process.env`. */
   env?: NodeJS.ProcessEnv;
-  /** Directories searched for `vmlinuz-*`, in order. Default `/boot`, then `<cache>/irb/kernel/boot`. */
+  /** Directories searched for `vmlinuz-*`, in order. Default {@link defaultKernelDirs} for `arch`. */
   searchDirs?: string[];
+  /** The guest architecture the kernel is for. Default: the host's. */
+  arch?: BootArch;
 }
 
 /** Compares kernel versions like `sort -V`: digit runs numerically, the rest as text. */
@@ -41,29 +44,42 @@ export async function readable(path: string): Promise<boolean> {
   }
 }
 
-/** The default search directories: `/boot`, then where `scripts/ensure-env.sh` unpacks Debian's kernel. */
-export function defaultKernelDirs(env: NodeJS.ProcessEnv = process.env): string[] {
+/**
+ * The default search directories for `arch` (default: the host's): `/boot` when `arch` is the
+ * host's, then where `scripts/ensure-env.sh` unpacks Debian's kernel for it
+ * (`<cache>/irb/kernel/boot` for x86_64, `<cache>/irb/kernel-aarch64/boot` for aarch64).
+ */
+export function defaultKernelDirs(
+  env: NodeJS.ProcessEnv = process.env,
+  arch: BootArch = hostArch(),
+): string[] {
   const cache = env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache');
-  return ['/boot', join(cache, 'irb', 'kernel', 'boot')];
+  const own = join(cache, 'irb', arch === 'x86_64' ? 'kernel' : `kernel-${arch}`, 'boot');
+  return arch === hostArch() ? ['/boot', own] : [own];
 }
 
 /**
- * Finds a Linux kernel image to boot: `IRB_KERNEL` when set, else the newest readable
+ * Finds a Linux kernel image to boot for `arch` (default: the host's): `IRB_KERNEL_AARCH64` or
+ * `IRB_KERNEL_X86_64` when set, else `IRB_KERNEL` (for the host's architecture), else the newest readable
  * `vmlinuz-*` in `/boot`, else in `~/.cache/irb/kernel/boot` (`$XDG_CACHE_HOME` respected).
  *
  * @throws IrbError `IRB_BOOT_KERNEL_NOT_FOUND` when none is found or `IRB_KERNEL` is unreadable.
  */
 export async function findKernel(options: FindKernelOptions = {}): Promise<string> {
   const env = options.env ?? process.env;
-  const fromEnv = env.IRB_KERNEL;
-  if (fromEnv) {
+  const arch = options.arch ?? hostArch();
+  // IRB_KERNEL_AARCH64 / IRB_KERNEL_X86_64 name a kernel per architecture; IRB_KERNEL is the host's.
+  const names = [`IRB_KERNEL_${arch.toUpperCase()}`, ...(arch === hostArch() ? ['IRB_KERNEL'] : [])];
+  for (const name of names) {
+    const fromEnv = env[name];
+    if (!fromEnv) continue;
     if (await readable(fromEnv)) return fromEnv;
     throw new IrbError(
       'IRB_BOOT_KERNEL_NOT_FOUND',
-      `IRB_KERNEL=${fromEnv} is not a readable file; point it at a kernel image (vmlinuz) or unset it`,
+      `${name}=${fromEnv} is not a readable file; point it at a kernel image (vmlinuz) or unset it`,
     );
   }
-  const dirs = options.searchDirs ?? defaultKernelDirs(env);
+  const dirs = options.searchDirs ?? defaultKernelDirs(env, arch);
   for (const dir of dirs) {
     let names: string[];
     try {
@@ -81,6 +97,6 @@ export async function findKernel(options: FindKernelOptions = {}): Promise<strin
   }
   throw new IrbError(
     'IRB_BOOT_KERNEL_NOT_FOUND',
-    `no readable Linux kernel (vmlinuz-*) in ${dirs.join(', ')}; set IRB_KERNEL=/path/to/vmlinuz or run scripts/ensure-env.sh, which unpacks Debian's kernel into the cache`,
+    `no readable ${arch} Linux kernel (vmlinuz-*) in ${dirs.join(', ')}; set ${names.at(-1)}=/path/to/vmlinuz or run scripts/ensure-env.sh, which unpacks Debian's kernel into the cache`,
   );
 }

@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bootInitramfs, findKernel, kernelCommandLine, qemuArguments } from './index.ts';
+import { bootInitramfs, findKernel, kernelCommandLine, qemuArguments, qemuBinary } from './index.ts';
 
 const BOOT = 240_000;
 let dir: string;
@@ -60,6 +60,16 @@ describe('command line', () => {
     const args = qemuArguments({ kernel: '/k', initramfs: '/i', machine: 'pc', accel: 'tcg' });
     expect(args).toEqual(expect.arrayContaining(['-nodefaults', '-no-reboot', '-accel', 'tcg', '-M', 'pc']));
     expect(args[args.indexOf('-initrd') + 1]).toBe('/i');
+  });
+
+  it('boots aarch64 on virt with a cortex-a57 under TCG and the PL011 console', () => {
+    expect(kernelCommandLine('virt')).toBe('console=ttyAMA0 panic=-1 rdinit=/init');
+    const args = qemuArguments({ kernel: '/k', initramfs: '/i', machine: 'virt', accel: 'tcg' });
+    expect(args.slice(0, 6)).toEqual(['-accel', 'tcg', '-M', 'virt', '-cpu', 'cortex-a57']);
+    const kvm = qemuArguments({ kernel: '/k', initramfs: '/i', machine: 'virt', accel: 'kvm' });
+    expect(kvm.slice(0, 6)).toEqual(['-accel', 'kvm', '-M', 'virt', '-cpu', 'host']);
+    expect(qemuBinary('aarch64')).toBe('qemu-system-aarch64');
+    expect(qemuBinary('x86_64')).toBe('qemu-system-x86_64');
   });
 });
 
@@ -162,5 +172,8 @@ describe('bootInitramfs', () => {
     await expect(
       bootInitramfs({ kernel, initramfs: path, accel: 'tcg', qemu: 'qemu-system-does-not-exist' }),
     ).rejects.toMatchObject({ code: 'IRB_BOOT_QEMU_NOT_FOUND' });
+    await expect(
+      bootInitramfs({ kernel, initramfs: path, arch: 'aarch64', machine: 'pc', accel: 'tcg' }),
+    ).rejects.toMatchObject({ code: 'IRB_OPTION_INVALID', message: expect.stringContaining('use virt') });
   });
 });

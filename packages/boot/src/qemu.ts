@@ -4,10 +4,14 @@ import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { IrbError } from '@irb/errors';
+import { type BootArch, hostArch, initramfsArch } from './arch.ts';
 import { findKernel, readable } from './kernel.ts';
 
-/** QEMU machine type: `microvm` (fast, minimal) or `pc` (boots reliably under TCG). */
-export type BootMachine = 'microvm' | 'pc';
+/**
+ * QEMU machine type: on x86_64 `microvm` (fast, minimal) or `pc` (boots reliably under TCG);
+ * on aarch64 `virt` (the only one).
+ */
+export type BootMachine = 'microvm' | 'pc' | 'virt';
 /** QEMU accelerator: `kvm` (hardware) or `tcg` (software emulation). */
 export type BootAccel = 'kvm' | 'tcg';
 
@@ -33,11 +37,19 @@ export interface BootOptions {
   signal?: AbortSignal;
   /** Receives console output as it arrives (carriage returns removed). */
   onOutput?: (text: string) => void;
-  /** Default `'auto'`: `microvm` with KVM, `pc` with TCG. */
+  /**
+   * Guest architecture. Default: the host's. `'auto'` reads it from the archive's /init (the ELF
+   * itself, or a script's interpreter; see {@link initramfsArch}), falling back to the host's.
+   */
+  arch?: 'auto' | BootArch;
+  /** Default `'auto'`: on x86_64 `microvm` with KVM, `pc` with TCG; on aarch64 `virt`. */
   machine?: 'auto' | BootMachine;
-  /** Default `'auto'`: KVM when a probe boot shows it works (also `IRB_ACCEL=kvm|tcg`), else TCG. */
+  /**
+   * Default `'auto'`: KVM when the guest has the host's architecture and a probe boot shows KVM
+   * works (also `IRB_ACCEL=kvm|tcg`), else TCG.
+   */
   accel?: 'auto' | BootAccel;
-  /** QEMU binary. Default `qemu-system-x86_64`. */
+  /** QEMU binary. Default `qemu-system-<arch>`. */
   qemu?: string;
 }
 
@@ -57,6 +69,8 @@ export interface BootResult {
   output: string;
   /** QEMU's own messages (warnings, errors). */
   stderr: string;
+  /** The guest architecture booted. */
+  arch: BootArch;
   /** The machine type used. */
   machine: BootMachine;
   /** The accelerator used. */
@@ -96,9 +110,15 @@ function stop(child: ChildProcess, graceMs = 3000): void {
   child.once('exit', () => clearTimeout(timer));
 }
 
+/** The QEMU binary for a guest architecture. */
+export function qemuBinary(arch: BootArch): string {
+  return `qemu-system-${arch}`;
+}
+
 /** The kernel command line irb boots with. */
 export function kernelCommandLine(machine: BootMachine, append: readonly string[] = []): string {
-  const args = ['console=ttyS0', 'panic=-1', 'rdinit=/init'];
+  // virt's first UART is a PL011 (ttyAMA0); the x86 machines have a 16550 (ttyS0).
+  const args = [machine === 'virt' ? 'console=ttyAMA0' : 'console=ttyS0', 'panic=-1', 'rdinit=/init'];
   // microvm has no PIT or HPET to calibrate the TSC against; without a given frequency
   // the calibration hangs in about one boot of three under TCG.
   if (machine === 'microvm') args.push('tsc_early_khz=2000000');
@@ -116,12 +136,15 @@ export function qemuArguments(options: {
   append?: readonly string[];
 }): string[] {
   const { machine, accel } = options;
+  // virt has no default CPU model under TCG; cortex-a57 is the one Debian's arm64 kernel and
+  // every QEMU version know.
+  const cpu = accel === 'kvm' ? ['-cpu', 'host'] : machine === 'virt' ? ['-cpu', 'cortex-a57'] : [];
   return [
     '-accel',
     accel,
     '-M',
     machine,
-    ...(accel === 'kvm' ? ['-cpu', 'host'] : []),
+    ...cpu,
     '-m',
     String(options.memoryMb ?? 256),
     '-smp',
@@ -166,18 +189,31 @@ const probes = new Map<string, Promise<boolean>>();
  * initramfs and waits up to `timeoutMs` for its first console line. The answer is cached
  * in memory and in `~/.cache/irb/kvm-probe.json` until the host reboots.
  */
-export function probeKvm(options: { kernel: string; qemu?: string; timeoutMs?: number }): Promise<boolean> {
-  const qemu = options.qemu ?? 'qemu-system-x86_64';
+export function probeKvm(options: {
+  kernel: string;
+  qemu?: string;
+  timeoutMs?: number;
+  /** The guest's architecture; KVM runs only the host's. Default: the host's. */
+  arch?: BootArch;
+}): Promise<boolean> {
+  const arch = options.arch ?? hostArch();
+  if (arch !== hostArch()) return Promise.resolve(false);
+  const qemu = options.qemu ?? qemuBinary(arch);
   const key = `${qemu}\0${options.kernel}`;
   let probe = probes.get(key);
   if (!probe) {
-    probe = probeUncached(qemu, options.kernel, options.timeoutMs ?? 4000);
+    probe = probeUncached(qemu, options.kernel, options.timeoutMs ?? 4000, arch);
     probes.set(key, probe);
   }
   return probe;
 }
 
-async function probeUncached(qemu: string, kernel: string, timeoutMs: number): Promise<boolean> {
+async function probeUncached(
+  qemu: string,
+  kernel: string,
+  timeoutMs: number,
+  arch: BootArch,
+): Promise<boolean> {
   try {
     await access('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch {
@@ -199,13 +235,12 @@ async function probeUncached(qemu: string, kernel: string, timeoutMs: number): P
   const known = cache[cacheKey];
   if (typeof known === 'boolean') return known;
 
-  const args = [
-    ...qemuArguments({ kernel, initramfs: '/dev/null', machine: 'microvm', accel: 'kvm', memoryMb: 128 }),
-  ];
+  const machine: BootMachine = arch === 'aarch64' ? 'virt' : 'microvm';
+  const args = [...qemuArguments({ kernel, initramfs: '/dev/null', machine, accel: 'kvm', memoryMb: 128 })];
   // No initrd for the probe: drop it, and print from the very first instruction on.
   const initrd = args.indexOf('-initrd');
   args.splice(initrd, 2);
-  args[args.length - 1] += ' earlyprintk=serial,ttyS0';
+  args[args.length - 1] += arch === 'aarch64' ? ' earlycon=pl011,0x9000000' : ' earlyprintk=serial,ttyS0';
   const works = await new Promise<boolean>((resolve) => {
     let child: ChildProcess;
     try {
@@ -262,8 +297,18 @@ function matcher(expect: string | RegExp | undefined): ((text: string) => boolea
 export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
   const { signal } = options;
   signal?.throwIfAborted();
-  const qemu = options.qemu ?? 'qemu-system-x86_64';
-  const kernel = options.kernel ?? (await findKernel());
+  const arch: BootArch =
+    options.arch === 'auto'
+      ? ((await initramfsArch(options.initramfs).catch(() => undefined)) ?? hostArch())
+      : (options.arch ?? hostArch());
+  if (arch !== 'x86_64' && arch !== 'aarch64') {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `guest architecture "${String(arch)}" is unknown; use x86_64 or aarch64`,
+    );
+  }
+  const qemu = options.qemu ?? qemuBinary(arch);
+  const kernel = options.kernel ?? (await findKernel({ arch }));
   if (!(await readable(kernel))) {
     throw new IrbError(
       'IRB_BOOT_KERNEL_NOT_FOUND',
@@ -277,9 +322,21 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
     );
   }
   const wantedAccel = options.accel && options.accel !== 'auto' ? options.accel : accelFromEnv();
-  const accel: BootAccel = wantedAccel ?? ((await probeKvm({ kernel, qemu })) ? 'kvm' : 'tcg');
+  const accel: BootAccel = wantedAccel ?? ((await probeKvm({ kernel, qemu, arch })) ? 'kvm' : 'tcg');
   const machine: BootMachine =
-    options.machine && options.machine !== 'auto' ? options.machine : accel === 'kvm' ? 'microvm' : 'pc';
+    options.machine && options.machine !== 'auto'
+      ? options.machine
+      : arch === 'aarch64'
+        ? 'virt'
+        : accel === 'kvm'
+          ? 'microvm'
+          : 'pc';
+  if ((machine === 'virt') !== (arch === 'aarch64')) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `machine ${machine} does not run ${arch} guests; use ${arch === 'aarch64' ? 'virt' : 'microvm or pc'} (or auto)`,
+    );
+  }
   const args = qemuArguments({
     kernel,
     initramfs: options.initramfs,
@@ -353,7 +410,7 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
           missing
             ? new IrbError(
                 'IRB_BOOT_QEMU_NOT_FOUND',
-                `${qemu} was not found; install QEMU (Debian: apt-get install qemu-system-x86)`,
+                `${qemu} was not found; install QEMU (Debian: apt-get install ${arch === 'aarch64' ? 'qemu-system-arm' : 'qemu-system-x86'})`,
                 { cause: spawnError },
               )
             : spawnError,
@@ -373,6 +430,7 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
         timedOut,
         output,
         stderr,
+        arch,
         machine,
         accel,
         command: [qemu, ...args],

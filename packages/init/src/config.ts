@@ -1,0 +1,263 @@
+import { IrbError } from '@irb/errors';
+
+/** Where the static init reads its parameters, inside the guest. */
+export const INIT_CONFIG_PATH = '/irb/init.conf';
+
+/** The first field of every parameter file: names the format and its version. */
+export const INIT_CONFIG_MAGIC = 'irb-init/1';
+
+/** The static init refuses a parameter file larger than this (it reads it into a fixed buffer). */
+export const INIT_CONFIG_MAX_BYTES = 1 << 20;
+
+/** At most this many argv words, env entries or supplementary groups (the init's fixed tables). */
+export const INIT_CONFIG_MAX_ENTRIES = 65536;
+
+/** Bytes as text (encoded as UTF-8) or as exact bytes: names and values may be in any encoding. */
+export type InitBytes = string | Uint8Array;
+
+/** How the VM ends when the program exits. */
+export type InitExitAction = 'poweroff' | 'reboot';
+
+/** What the static init runs and how: the parameters of one image. */
+export interface StaticInitConfig {
+  /** The program and its arguments (Entrypoint + Cmd); `argv[0]` without `/` is looked up in the env's PATH like execvp. */
+  argv: readonly InitBytes[];
+  /**
+   * The program's environment, exactly: `NAME=value` entries in order, nothing added (the init's
+   * own kernel-given HOME and TERM are dropped). Default `[]`. PATH for the lookup of `argv[0]` is
+   * the first `PATH=` entry, else Docker's default PATH.
+   */
+  env?: readonly InitBytes[];
+  /** Absolute working directory of the program. Default `/`. */
+  workingDir?: InitBytes;
+  /** Numeric user id the program runs as. Default 0. */
+  uid?: number;
+  /** Numeric group id the program runs as. Default 0. */
+  gid?: number;
+  /** Supplementary group ids, set exactly (an empty list clears them). Default `[]`. */
+  groups?: readonly number[];
+  /** The guest's hostname. Default `irb`. */
+  hostname?: string;
+  /** Power off (QEMU, Cloud Hypervisor) or reboot (Firecracker on x86) when the program exits. Default `poweroff`. */
+  onExit?: InitExitAction;
+}
+
+/** A parameter file read back by {@link decodeInitConfig}: every default filled in, byte values as bytes. */
+export interface DecodedInitConfig {
+  argv: Uint8Array[];
+  env: Uint8Array[];
+  workingDir: Uint8Array;
+  uid: number;
+  gid: number;
+  groups: number[];
+  hostname: string;
+  onExit: InitExitAction;
+}
+
+const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/;
+const encoder = new TextEncoder();
+
+function bytesOf(value: InitBytes): Uint8Array {
+  return typeof value === 'string' ? encoder.encode(value) : value;
+}
+
+/** For messages only: a value shown readably, bytes that are not UTF-8 replaced. */
+function show(value: Uint8Array): string {
+  const text = new TextDecoder().decode(value);
+  return JSON.stringify(text.length > 60 ? `${text.slice(0, 57)}...` : text);
+}
+
+function checkId(what: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `static init ${what} ${String(value)} is not an integer from 0 to 4294967295; pass a numeric id`,
+    );
+  }
+  return value;
+}
+
+function checkNoNul(what: string, value: Uint8Array): void {
+  if (value.includes(0)) {
+    throw new IrbError(
+      what === 'env entry' ? 'IRB_ENV_INVALID' : 'IRB_OPTION_INVALID',
+      `static init ${what} ${show(value)} contains a NUL byte, which no program can receive; remove it`,
+    );
+  }
+}
+
+/**
+ * Encodes the static init's parameter file (to be stored at {@link INIT_CONFIG_PATH}, mode 0600,
+ * owned by root). The format is a sequence of NUL-terminated fields: {@link INIT_CONFIG_MAGIC},
+ * then one field per value, a tag byte followed by the value's bytes (any byte but NUL):
+ * `a` argv word, `e` env entry, `w` working directory, `u` uid, `g` gid, `G` one supplementary
+ * group (ids in decimal ASCII), `h` hostname, `x` exit action. Same config, same bytes.
+ *
+ * @throws IrbError `IRB_OPTION_INVALID` (empty argv, NUL bytes, bad ids, unknown exit action, too
+ *   large), `IRB_ENV_INVALID` (an entry without `NAME=`), `IRB_WORKDIR_INVALID`, `IRB_HOSTNAME_INVALID`.
+ */
+export function encodeInitConfig(config: StaticInitConfig): Uint8Array {
+  const argv = (config.argv ?? []).map(bytesOf);
+  if (argv.length === 0 || argv[0]?.length === 0) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      'static init argv is empty; give the program to run (Entrypoint + Cmd)',
+    );
+  }
+  const env = (config.env ?? []).map(bytesOf);
+  if (argv.length > INIT_CONFIG_MAX_ENTRIES || env.length > INIT_CONFIG_MAX_ENTRIES) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `static init argv or env has more than ${INIT_CONFIG_MAX_ENTRIES} entries; shorten it`,
+    );
+  }
+  for (const word of argv) checkNoNul('argument', word);
+  for (const kv of env) {
+    checkNoNul('env entry', kv);
+    const eq = kv.indexOf(0x3d);
+    if (eq <= 0) {
+      throw new IrbError(
+        'IRB_ENV_INVALID',
+        `static init env entry ${show(kv)} is not NAME=value with a non-empty NAME; fix the image config`,
+      );
+    }
+  }
+  const workingDir = bytesOf(config.workingDir ?? '/');
+  checkNoNul('working directory', workingDir);
+  if (workingDir[0] !== 0x2f) {
+    throw new IrbError(
+      'IRB_WORKDIR_INVALID',
+      `static init working directory ${show(workingDir)} is not absolute; fix the image config`,
+    );
+  }
+  const uid = checkId('uid', config.uid ?? 0);
+  const gid = checkId('gid', config.gid ?? 0);
+  const groups = (config.groups ?? []).map((g) => checkId('group', g));
+  if (groups.length > INIT_CONFIG_MAX_ENTRIES) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `static init has more than ${INIT_CONFIG_MAX_ENTRIES} supplementary groups; drop some`,
+    );
+  }
+  const hostname = config.hostname ?? 'irb';
+  if (!HOSTNAME.test(hostname)) {
+    throw new IrbError(
+      'IRB_HOSTNAME_INVALID',
+      `"${hostname}" is not a valid hostname; use letters, digits, . and - (at most 63 characters)`,
+    );
+  }
+  const onExit = config.onExit ?? 'poweroff';
+  if (onExit !== 'poweroff' && onExit !== 'reboot') {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `exit action "${String(onExit)}" is unknown; use poweroff or reboot`,
+    );
+  }
+
+  const fields: Uint8Array[] = [encoder.encode(INIT_CONFIG_MAGIC)];
+  const field = (tag: string, value: Uint8Array): void => {
+    const out = new Uint8Array(value.length + 1);
+    out[0] = tag.charCodeAt(0);
+    out.set(value, 1);
+    fields.push(out);
+  };
+  for (const word of argv) field('a', word);
+  for (const kv of env) field('e', kv);
+  field('w', workingDir);
+  field('u', encoder.encode(String(uid)));
+  field('g', encoder.encode(String(gid)));
+  for (const g of groups) field('G', encoder.encode(String(g)));
+  field('h', encoder.encode(hostname));
+  field('x', encoder.encode(onExit));
+
+  const size = fields.reduce((n, f) => n + f.length + 1, 0);
+  if (size > INIT_CONFIG_MAX_BYTES) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `static init parameters take ${size} bytes, more than the init reads (${INIT_CONFIG_MAX_BYTES}); shorten argv or env`,
+    );
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const f of fields) {
+    out.set(f, at);
+    at += f.length + 1; // the NUL terminator is already 0
+  }
+  return out;
+}
+
+/**
+ * Reads a parameter file back, with the same rules as the static init itself (for tests, and for
+ * tools that show what an archive will run).
+ *
+ * @throws IrbError `IRB_OPTION_INVALID` when the bytes are not a parameter file the init accepts.
+ */
+export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
+  const bad = (why: string): IrbError =>
+    new IrbError('IRB_OPTION_INVALID', `static init parameter file ${why}; rebuild it with encodeInitConfig`);
+  if (bytes.length === 0) throw bad('is empty');
+  if (bytes.length > INIT_CONFIG_MAX_BYTES) throw bad('is larger than 1 MiB');
+  if (bytes[bytes.length - 1] !== 0) throw bad('is truncated (no NUL after its last field)');
+  const fields: Uint8Array[] = [];
+  let start = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] === 0) {
+      fields.push(bytes.subarray(start, i));
+      start = i + 1;
+    }
+  }
+  const text = (b: Uint8Array): string => new TextDecoder().decode(b);
+  if (text(fields[0] ?? new Uint8Array()) !== INIT_CONFIG_MAGIC)
+    throw bad(`does not start with ${INIT_CONFIG_MAGIC}`);
+  const out: DecodedInitConfig = {
+    argv: [],
+    env: [],
+    workingDir: encoder.encode('/'),
+    uid: 0,
+    gid: 0,
+    groups: [],
+    hostname: 'irb',
+    onExit: 'poweroff',
+  };
+  const id = (b: Uint8Array): number => {
+    const s = text(b);
+    if (!/^\d+$/.test(s) || Number(s) > 0xffff_ffff) throw bad(`has a bad id "${s}"`);
+    return Number(s);
+  };
+  for (const f of fields.slice(1)) {
+    const value = f.subarray(1);
+    switch (String.fromCharCode(f[0] ?? 0)) {
+      case 'a':
+        out.argv.push(value.slice());
+        break;
+      case 'e':
+        out.env.push(value.slice());
+        break;
+      case 'w':
+        out.workingDir = value.slice();
+        break;
+      case 'u':
+        out.uid = id(value);
+        break;
+      case 'g':
+        out.gid = id(value);
+        break;
+      case 'G':
+        out.groups.push(id(value));
+        break;
+      case 'h':
+        out.hostname = text(value);
+        break;
+      case 'x': {
+        const action = text(value);
+        if (action !== 'poweroff' && action !== 'reboot') throw bad(`has an unknown exit action "${action}"`);
+        out.onExit = action;
+        break;
+      }
+      default:
+        throw bad('has an unknown field');
+    }
+  }
+  if (out.argv.length === 0) throw bad('has no program to run (no argv)');
+  return out;
+}
