@@ -6,8 +6,8 @@ import { pipeline } from 'node:stream/promises';
 import { buildTar } from '@irb/test-utils';
 import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { indexTar, normalizeMemberName, type TarMember } from './tar-index.ts';
-import { run } from './test-helpers.ts';
+import { indexTar, normalizeMemberName, type TarMember } from '../src/sources/tar-index.ts';
+import { run } from '../src/sources/test-helpers.ts';
 
 /** tar-stream's type names in @irb/cpio's vocabulary (what TarMember.type uses). */
 const CPIO_TYPE = {
