@@ -64,7 +64,6 @@ export interface TarEntry {
 
 /** Largest PAX or GNU long-name record accepted; real ones are a few KiB. */
 const MAX_META_SIZE = 1024 * 1024;
-const BLOCK = BLOCK_SIZE;
 const ZERO = new Uint8Array(64 * 1024);
 
 function tarError(label: string, offset: number, what: string, cause?: unknown): IrbError {
@@ -275,9 +274,9 @@ export class TarReader {
   }
 
   private async readBlock(): Promise<Uint8Array | undefined> {
-    const block = await this.source.read(BLOCK);
+    const block = await this.source.read(BLOCK_SIZE);
     if (block.byteLength === 0) return undefined;
-    if (block.byteLength < BLOCK) throw this.truncated();
+    if (block.byteLength < BLOCK_SIZE) throw this.truncated();
     return block;
   }
 
@@ -444,8 +443,8 @@ export class TarReader {
       readMap(block, GNU_SPARSE.map.offset, GNU_SPARSE.map.length / GNU_SPARSE.pairLength);
       let extended = block[GNU_SPARSE.isExtended.offset] !== 0;
       while (extended) {
-        const ext = await this.source.read(BLOCK);
-        if (ext.byteLength < BLOCK) throw this.truncated();
+        const ext = await this.source.read(BLOCK_SIZE);
+        if (ext.byteLength < BLOCK_SIZE) throw this.truncated();
         readMap(ext, 0, GNU_SPARSE.extensionPairs);
         extended = ext[GNU_SPARSE.extensionIsExtended] !== 0;
       }
@@ -519,9 +518,9 @@ export class TarReader {
     const numbers: number[] = [];
     let expected: number | undefined;
     for (;;) {
-      const block = await this.source.read(BLOCK);
-      if (block.byteLength < BLOCK) throw this.truncated();
-      mapBytes += BLOCK;
+      const block = await this.source.read(BLOCK_SIZE);
+      if (block.byteLength < BLOCK_SIZE) throw this.truncated();
+      mapBytes += BLOCK_SIZE;
       if (mapBytes > MAX_META_SIZE) throw tarError(this.label, offset, 'sparse map is absurdly large');
       text += bytesToBinary(block);
       const lines = text.split('\n');
