@@ -1,26 +1,12 @@
 import { availableParallelism } from 'node:os';
-import { decompress } from '@irb/compress';
-import { IrbError } from '@irb/errors';
+import { LayerApplier } from './apply.ts';
 import { indexCacheKey } from './index-cache.ts';
-import { compileGlob, displayKey, keyOf, splitKey } from './path.ts';
+import { layerLabel, openLayerTar } from './layer-tar.ts';
+import { compileGlob } from './path.ts';
 import { decodeRecords, encodeRecords, type LayerRecord, recordOf } from './records.ts';
-import {
-  type Context,
-  type DirNode,
-  describe,
-  type Inode,
-  keyOfNode,
-  layerLabel,
-  type Node,
-  Rootfs,
-} from './rootfs.ts';
-import { TarReader } from './tar.ts';
-import type { IndexCache, IndexLayersOptions, LayerSource } from './types.ts';
-
-const WHITEOUT_PREFIX = '.wh.';
-const OPAQUE_MARKER = '.wh..wh..opq';
-/** AUFS bookkeeping names (`.wh..wh.plnk`, `.wh..wh.aufs`): never content, never applied. */
-const META_PREFIX = '.wh..wh.';
+import { Rootfs } from './rootfs.ts';
+import { Tree } from './tree.ts';
+import type { IndexCache, IndexLayersOptions, LayerSource, LayersProgress } from './types.ts';
 
 /**
  * Reads the tar headers of every layer, base first, and builds the final root filesystem in
@@ -40,11 +26,16 @@ export async function indexLayers(
   const { signal } = options;
   signal?.throwIfAborted();
   const globs = (options.exclude ?? []).map(compileGlob);
-  const rootfs = new Rootfs({
-    layers,
-    ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
-    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-  });
+  const tree = new Tree(options.sourceDateEpoch);
+  const progress = (index: number, layer: LayerSource, entries: number, done: boolean): void =>
+    options.onProgress?.({
+      phase: 'index',
+      layer: index,
+      layers: layers.length,
+      digest: layer.digest,
+      entries,
+      done,
+    } satisfies LayersProgress);
   const readers = new LayerReaders(
     layers,
     options.concurrency ?? availableParallelism(),
@@ -55,8 +46,8 @@ export async function indexLayers(
     for (let index = 0; index < layers.length; index++) {
       const layer = layers[index] as LayerSource;
       const label = layerLabel(index, layers.length, layer);
-      rootfs.progress(index, layer, 0, false);
-      const applier = new LayerApplier(rootfs, index, label);
+      progress(index, layer, 0, false);
+      const applier = new LayerApplier(tree, index, label);
       const feed = readers.feed(index);
       let count = 0;
       for (;;) {
@@ -64,7 +55,7 @@ export async function indexLayers(
         const batch = feed.take();
         for (const record of batch) {
           count++;
-          if (count % 4096 === 0) rootfs.progress(index, layer, count, false);
+          if (count % 4096 === 0) progress(index, layer, count, false);
           applier.apply(record);
         }
         if (batch.length > 0) continue;
@@ -72,15 +63,15 @@ export async function indexLayers(
         if (feed.done) break;
         await feed.changed();
       }
-      rootfs.progress(index, layer, count, true);
+      progress(index, layer, count, true);
     }
   } finally {
     // Whatever ends the loop early, no blob stream stays open behind it.
     await readers.close();
   }
-  rootfs.exclude(globs);
-  rootfs.checkLimits();
-  return rootfs;
+  tree.exclude(globs);
+  tree.checkLimits();
+  return new Rootfs({ layers, tree, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
 }
 
 /**
@@ -211,15 +202,7 @@ class LayerReaders {
         }
         // Kept for the cache: the same record objects the applier gets, metadata only.
         const kept: LayerRecord[] | undefined = key ? [] : undefined;
-        const reader = new TarReader(
-          decompress(layer.open({ signal }), {
-            format: 'auto',
-            mediaType: layer.mediaType,
-            label,
-            signal,
-          }),
-          label,
-        );
+        const reader = openLayerTar(layer, label, signal);
         try {
           for (;;) {
             const entry = await reader.next();
@@ -260,218 +243,4 @@ class LayerReaders {
     this.#stopAbove(-1);
     await Promise.all(this.#tasks);
   }
-}
-
-/**
- * Applies one layer's members in tar order. Every node the layer writes, and every ancestor of
- * one, is stamped with the layer's index (umoci's "upper paths"): a whiteout or opaque marker
- * removes only unstamped nodes, so it acts on lower layers alone wherever it stands in the tar —
- * what the layer wrote before the marker survives it, what it writes after comes after it.
- */
-class LayerApplier {
-  readonly #rootfs: Rootfs;
-  readonly #index: number;
-  readonly #label: string;
-  /** What this layer's markers removed: still reachable for its hard links (a tar-order extractor links before it deletes). */
-  readonly #hidden = new Map<string, Node>();
-
-  constructor(rootfs: Rootfs, index: number, label: string) {
-    this.#rootfs = rootfs;
-    this.#index = index;
-    this.#label = label;
-  }
-
-  apply(entry: LayerRecord): void {
-    const { components, clamped } = splitKey(keyOf(entry.name));
-    if (clamped) this.#rootfs.noteClampedPath();
-    const last = components.length - 1;
-    for (let i = 0; i < last; i++) {
-      const part = components[i] as string;
-      if (!part.startsWith(WHITEOUT_PREFIX)) continue;
-      // AUFS keeps hard-link sources and bookkeeping below `.wh..wh.*` directories: not content.
-      if (part.startsWith(META_PREFIX)) return;
-      throw new IrbError(
-        'IRB_LAYER_WHITEOUT_INVALID',
-        `${this.#label}: ${displayKey(components.join('/'))} lies below a whiteout marker; the layer is malformed — rebuild the image`,
-      );
-    }
-    const context = () => `${this.#label}: ${displayKey(components.join('/'))}`;
-    if (components[last]?.startsWith(WHITEOUT_PREFIX)) this.#marker(components, context);
-    else this.#member(entry, components, context);
-  }
-
-  #stamp(node: Node): void {
-    let current: Node | undefined = node;
-    while (current && current.upper !== this.#index) {
-      current.upper = this.#index;
-      current = current.parent;
-    }
-  }
-
-  /** Removes `name` from `dir` unless this layer wrote it; below what it wrote, prunes around it. */
-  #prune(dir: DirNode, name: string): void {
-    const node = dir.children.get(name);
-    if (!node) return;
-    if (node.upper !== this.#index) {
-      this.#hidden.set(dir.parent ? `${keyOfNode(dir)}/${name}` : name, node);
-      this.#rootfs.remove(dir, name);
-    } else if (node.type === 'directory') {
-      for (const child of [...node.children.keys()]) this.#prune(node, child);
-    }
-  }
-
-  #marker(path: readonly string[], context: Context): void {
-    const components = path.slice(0, -1);
-    const name = path[path.length - 1] as string;
-    if (name === OPAQUE_MARKER) {
-      const dir = this.#rootfs.resolveDir(components, false, context);
-      if (dir) for (const child of [...dir.children.keys()]) this.#prune(dir, child);
-      return;
-    }
-    if (name.startsWith(META_PREFIX)) return;
-    const hidden = name.slice(WHITEOUT_PREFIX.length);
-    if (hidden === '' || hidden === '.' || hidden === '..') {
-      throw new IrbError(
-        'IRB_LAYER_WHITEOUT_INVALID',
-        `${describe(context)}: a whiteout of "${hidden}" would delete a parent or nothing; the layer is malformed or hostile — rebuild the image`,
-      );
-    }
-    const dir = this.#rootfs.resolveDir(components, false, context);
-    if (dir) this.#prune(dir, hidden);
-  }
-
-  #member(entry: LayerRecord, path: readonly string[], context: Context): void {
-    const rootfs = this.#rootfs;
-    const components = path.slice(0, -1);
-    const name = path[path.length - 1];
-    if (name === undefined) {
-      if (entry.type !== 'directory') {
-        throw new IrbError(
-          'IRB_LAYER_ROOT_INVALID',
-          `${this.#label}: a ${entry.type} member names the root directory; the layer is malformed or hostile — rebuild the image`,
-        );
-      }
-      setMeta(rootfs, rootfs.root, entry);
-      return;
-    }
-    const parent = rootfs.resolveDir(components, true, context) as DirNode;
-    const existing = parent.children.get(name);
-    const base = { name, parent };
-    let node: Node;
-    switch (entry.type) {
-      case 'directory':
-        if (existing?.type === 'directory') {
-          setMeta(rootfs, existing, entry);
-          node = existing;
-        } else {
-          node = { ...base, type: 'directory', children: new Map(), ...meta(rootfs, entry) };
-        }
-        break;
-      case 'file': {
-        const inode: Inode = {
-          ...meta(rootfs, entry),
-          size: entry.size,
-          body:
-            entry.size > 0
-              ? { kind: 'layer', layer: this.#index, ordinal: entry.ordinal }
-              : { kind: 'empty' },
-        };
-        node = { ...base, type: 'file', inode };
-        break;
-      }
-      case 'symlink':
-        node = { ...base, type: 'symlink', target: keyOf(entry.linkname), ...meta(rootfs, entry) };
-        break;
-      case 'char':
-      case 'block':
-      case 'fifo':
-        node = {
-          ...base,
-          type: entry.type,
-          rdevMajor: entry.type === 'fifo' ? 0 : entry.devmajor,
-          rdevMinor: entry.type === 'fifo' ? 0 : entry.devminor,
-          ...meta(rootfs, entry),
-        };
-        break;
-      case 'link': {
-        const target = this.#linkTarget(keyOf(entry.linkname), context);
-        if (target === existing) {
-          node = target;
-          break;
-        }
-        // A hard link to a symlink, device or FIFO: newc shares only file inodes, so the name
-        // becomes an identical, separate node.
-        node =
-          target.type === 'file'
-            ? { ...base, type: 'file', inode: target.inode }
-            : ({ ...target, ...base } as Node);
-        break;
-      }
-    }
-    if (node !== existing) rootfs.place(parent, node);
-    this.#stamp(node);
-  }
-
-  /** Resolves a hard link's target: parent symlinks followed inside the root, the name itself not. */
-  #linkTarget(link: string, context: Context): Node {
-    const rootfs = this.#rootfs;
-    const { components, clamped } = splitKey(link);
-    if (clamped) rootfs.noteClampedPath();
-    const all = [...components];
-    const name = components.pop();
-    const parent = name === undefined ? undefined : rootfs.resolveDir(components, false, context);
-    const target = (name === undefined ? undefined : parent?.children.get(name)) ?? this.#findHidden(all);
-    const where = displayKey(all.join('/'));
-    if (!target) {
-      throw new IrbError(
-        'IRB_LAYER_LINK_INVALID',
-        `${describe(context)}: hard link to ${where}, which does not exist at that point; the layer is malformed — rebuild the image`,
-      );
-    }
-    if (target.type === 'directory') {
-      throw new IrbError(
-        'IRB_LAYER_LINK_INVALID',
-        `${describe(context)}: hard link to the directory ${where}; directories cannot be hard-linked — rebuild the image`,
-      );
-    }
-    return target;
-  }
-
-  /** Looks a name up among what this layer's markers removed (and below it). */
-  #findHidden(components: readonly string[]): Node | undefined {
-    for (let i = components.length; i > 0; i--) {
-      let node = this.#hidden.get(components.slice(0, i).join('/'));
-      if (!node) continue;
-      for (const part of components.slice(i)) {
-        node = node.type === 'directory' ? node.children.get(part) : undefined;
-        if (!node) return undefined;
-      }
-      return node;
-    }
-    return undefined;
-  }
-}
-
-function meta(
-  rootfs: Rootfs,
-  member: LayerRecord,
-): { mode: number; uid: number; gid: number; mtime: number; xattrs?: string[] } {
-  return {
-    mode: member.mode,
-    uid: member.uid,
-    gid: member.gid,
-    mtime: rootfs.clampTime(member.mtime),
-    ...(member.xattrs.length > 0 ? { xattrs: member.xattrs } : {}),
-  };
-}
-
-function setMeta(rootfs: Rootfs, dir: DirNode, member: LayerRecord): void {
-  const next = meta(rootfs, member);
-  dir.mode = next.mode;
-  dir.uid = next.uid;
-  dir.gid = next.gid;
-  dir.mtime = next.mtime;
-  if (next.xattrs) dir.xattrs = next.xattrs;
-  else delete dir.xattrs;
-  if (dir.parent) rootfs.place(dir.parent, dir);
 }

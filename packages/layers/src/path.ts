@@ -1,24 +1,25 @@
-import { isUtf8 } from 'node:buffer';
 import type { CpioPath } from '@irb/cpio';
+import { binaryToBytes, bytesToBinary, utf8OrUndefined } from '@irb/tar';
 
 /*
- * Paths inside the rootfs model are "keys": the exact name bytes decoded as latin1, so every
- * byte maps to one UTF-16 code unit. Keys compare in byte order with plain `<`, names that are
- * not UTF-8 survive untouched, and a key converts back to its bytes losslessly.
+ * Paths inside the rootfs model are "keys": the exact name bytes as a binary string (one UTF-16
+ * code unit per byte, U+0000–U+00FF; see @irb/tar's bytesToBinary). Keys compare in byte order
+ * with plain `<`, names that are not UTF-8 survive untouched, and a key converts back to its
+ * bytes losslessly. Not `new TextDecoder('latin1')`: that is windows-1252 and rewrites 0x80–0x9F.
  */
 
-const latin1 = new TextDecoder('latin1');
 const utf8 = new TextEncoder();
 const ASCII = /^[\x00-\x7f]*$/;
+const display = new TextDecoder('utf-8');
 
 /** Bytes → key. */
 export function keyOf(bytes: Uint8Array): string {
-  return latin1.decode(bytes);
+  return bytesToBinary(bytes);
 }
 
 /** Key → bytes. */
 export function bytesOfKey(key: string): Uint8Array {
-  return new Uint8Array(Buffer.from(key, 'latin1'));
+  return binaryToBytes(key);
 }
 
 /** A user-supplied path (UTF-8 text, or exact bytes) → key. */
@@ -29,13 +30,13 @@ export function keyOfInput(path: string | Uint8Array): string {
 /** Key → the path type @irb/cpio takes: text when the bytes are UTF-8, else the bytes. */
 export function cpioPathOfKey(key: string): CpioPath {
   if (ASCII.test(key)) return key;
-  const bytes = Buffer.from(key, 'latin1');
-  return isUtf8(bytes) ? bytes.toString('utf8') : new Uint8Array(bytes);
+  const bytes = binaryToBytes(key);
+  return utf8OrUndefined(bytes) ?? bytes;
 }
 
-/** Key → absolute path text (invalid UTF-8 shown as U+FFFD). */
+/** Key → absolute path text for reports and messages (invalid UTF-8 shown as U+FFFD; not a key). */
 export function absoluteText(key: string): string {
-  return `/${ASCII.test(key) ? key : Buffer.from(key, 'latin1').toString('utf8')}`;
+  return `/${ASCII.test(key) ? key : display.decode(binaryToBytes(key))}`;
 }
 
 /** Key → text for messages: absolute, cut after 300 characters. */

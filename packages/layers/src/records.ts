@@ -38,7 +38,7 @@ export function recordOf(entry: TarEntry): LayerRecord {
  */
 const MAGIC = new TextEncoder().encode('IRBLIDX\0');
 /** Bump when the reader's output or this layout changes: old entries are then ignored. */
-export const RECORDS_FORMAT = 1;
+export const RECORDS_FORMAT = 2;
 const TYPES: readonly TarEntryType[] = ['file', 'link', 'symlink', 'char', 'block', 'directory', 'fifo'];
 const TYPE_CODES = new Map(TYPES.map((type, code) => [type, code]));
 const utf8 = new TextEncoder();

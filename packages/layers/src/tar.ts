@@ -1,15 +1,34 @@
 import { IrbError } from '@irb/errors';
+import {
+  BLOCK_SIZE,
+  bytesToBinary,
+  checksumOk,
+  decodeHeader,
+  entryTypeOf,
+  FIELDS,
+  GNU_SPARSE,
+  isZeroBlock,
+  type PaxRecord,
+  paddingOf,
+  parseNumber,
+  paxInteger as parsePaxInteger,
+  parsePax as parsePaxRecords,
+  type TarEntryType,
+  TarFormatError,
+  type TarHeader,
+  TYPEFLAG,
+} from '@irb/tar';
 
 /*
- * A pull-based tar reader. tar-stream is not used here on purpose: it decodes PAX records as
- * UTF-8 (names that are not UTF-8 lose their bytes), drops PAX uid/gid/mtime, and does not
- * understand GNU sparse files — all of which a layer applier must get exactly right. Reading
- * tar headers is small, well specified work; this reader follows Go's archive/tar (what
- * Docker, containerd and umoci use) wherever the formats leave room.
+ * A pull-based tar reader on @irb/tar's header decoder. tar-stream is not used here on purpose
+ * (see the README's design section): it decodes names and PAX records as UTF-8 (names that are
+ * not UTF-8 lose their bytes), drops PAX uid/gid/mtime, and does not understand GNU sparse
+ * files — all of which a layer applier must get exactly right. This reader follows Go's
+ * archive/tar (what Docker, containerd and umoci use) wherever the formats leave room.
  */
 
 /** Kind of a tar member after long-name, PAX and sparse records were folded in. */
-export type TarEntryType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'directory' | 'fifo';
+export type { TarEntryType };
 
 /** One data region of a sparse file. */
 export interface SparseChunk {
@@ -45,8 +64,6 @@ export interface TarEntry {
 
 /** Largest PAX or GNU long-name record accepted; real ones are a few KiB. */
 const MAX_META_SIZE = 1024 * 1024;
-const BLOCK = 512;
-const latin1 = new TextDecoder('latin1');
 const ZERO = new Uint8Array(64 * 1024);
 
 function tarError(label: string, offset: number, what: string, cause?: unknown): IrbError {
@@ -143,93 +160,39 @@ class ByteSource {
   }
 }
 
-function cString(block: Uint8Array, start: number, length: number): Uint8Array {
-  const field = block.subarray(start, start + length);
-  const nul = field.indexOf(0);
-  return nul === -1 ? field : field.subarray(0, nul);
-}
-
-/** Parses a numeric header field: octal text, or GNU base-256 when the high bit is set. */
-function parseNumber(block: Uint8Array, start: number, length: number): number | undefined {
-  const field = block.subarray(start, start + length);
-  const first = field[0] ?? 0;
-  if (first & 0x80) {
-    // Base-256: two's complement, big endian; 0xff lead byte means negative.
-    let value = BigInt(first & 0x7f);
-    if (first === 0xff) value = -1n;
-    for (let i = 1; i < field.byteLength; i++) value = (value << 8n) | BigInt(field[i] ?? 0);
-    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) return undefined;
-    return Number(value);
+/** Parses PAX records; a malformed one is a corrupt layer. */
+function parsePax(data: Uint8Array, label: string, offset: number): PaxRecord[] {
+  try {
+    return parsePaxRecords(data);
+  } catch (error) {
+    if (error instanceof TarFormatError) throw tarError(label, offset, error.problem);
+    throw error;
   }
-  let i = 0;
-  while (i < field.byteLength && (field[i] === 0x20 || field[i] === 0)) i++;
-  let value = 0;
-  let digits = 0;
-  for (; i < field.byteLength; i++) {
-    const c = field[i] ?? 0;
-    if (c === 0x20 || c === 0) break;
-    if (c < 0x30 || c > 0x37) return undefined;
-    value = value * 8 + (c - 0x30);
-    digits++;
-  }
-  // Trailing garbage after the terminator is tolerated (old tars pad oddly); digits must be octal.
-  return digits === 0 ? 0 : value;
-}
-
-function checksumOk(block: Uint8Array): boolean {
-  const stored = parseNumber(block, 148, 8);
-  if (stored === undefined) return false;
-  // The checksum field itself counts as eight spaces.
-  let unsigned = 8 * 0x20;
-  for (let i = 0; i < 148; i++) unsigned += block[i] as number;
-  for (let i = 156; i < BLOCK; i++) unsigned += block[i] as number;
-  if (stored === unsigned) return true;
-  // Some old tars summed signed bytes.
-  let signed = unsigned;
-  for (let i = 0; i < BLOCK; i++) {
-    if ((i < 148 || i >= 156) && (block[i] as number) > 127) signed -= 256;
-  }
-  return stored === signed;
-}
-
-function isZeroBlock(block: Uint8Array): boolean {
-  for (const byte of block) if (byte !== 0) return false;
-  return true;
-}
-
-/** Parses PAX records (`<len> key=value\n`) keeping values as bytes. */
-function parsePax(data: Uint8Array, label: string, offset: number): Array<[string, Uint8Array]> {
-  const records: Array<[string, Uint8Array]> = [];
-  let pos = 0;
-  while (pos < data.byteLength) {
-    if (data[pos] === 0) break; // NUL padding after the last record
-    const space = data.indexOf(0x20, pos);
-    if (space === -1 || space - pos > 10) throw tarError(label, offset, 'malformed PAX record length');
-    const length = Number(latin1.decode(data.subarray(pos, space)));
-    if (!Number.isInteger(length) || length <= space - pos + 1 || pos + length > data.byteLength) {
-      throw tarError(label, offset, 'malformed PAX record length');
-    }
-    const record = data.subarray(space + 1, pos + length);
-    if (record[record.byteLength - 1] !== 0x0a) throw tarError(label, offset, 'PAX record without newline');
-    const equals = record.indexOf(0x3d);
-    if (equals <= 0) throw tarError(label, offset, 'PAX record without key');
-    records.push([
-      latin1.decode(record.subarray(0, equals)),
-      record.subarray(equals + 1, record.byteLength - 1),
-    ]);
-    pos += length;
-  }
-  return records;
 }
 
 function paxInteger(value: Uint8Array, label: string, offset: number, key: string): number {
-  const text = latin1.decode(value);
-  // PAX times may carry a fraction; the integer part is what a cpio header can hold.
-  const match = /^(-?\d+)(\.\d*)?$/.exec(text);
-  const number = match ? Number(match[1]) : Number.NaN;
-  if (!Number.isSafeInteger(number))
-    throw tarError(label, offset, `PAX ${key} "${text.slice(0, 40)}" is not a number`);
-  return number;
+  try {
+    return parsePaxInteger(value, key);
+  } catch (error) {
+    if (error instanceof TarFormatError) throw tarError(label, offset, error.problem);
+    throw error;
+  }
+}
+
+const display = new TextDecoder('utf-8');
+
+/** A name for messages only (never a key): UTF-8, other bytes shown as U+FFFD, cut after 200 characters. */
+function printableName(name: Uint8Array): string {
+  return display.decode(name).slice(0, 200);
+}
+
+/** libarchive percent-encodes xattr names; a malformed escape is kept as written. */
+function uriDecoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 function validateSparse(
@@ -311,9 +274,9 @@ export class TarReader {
   }
 
   private async readBlock(): Promise<Uint8Array | undefined> {
-    const block = await this.source.read(BLOCK);
+    const block = await this.source.read(BLOCK_SIZE);
     if (block.byteLength === 0) return undefined;
-    if (block.byteLength < BLOCK) throw this.truncated();
+    if (block.byteLength < BLOCK_SIZE) throw this.truncated();
     return block;
   }
 
@@ -322,7 +285,7 @@ export class TarReader {
       throw tarError(this.label, offset, `extended header of ${size} bytes is absurdly large`);
     const data = await this.source.read(size);
     if (data.byteLength < size) throw this.truncated();
-    const pad = (BLOCK - (size % BLOCK)) % BLOCK;
+    const pad = paddingOf(size);
     if ((await this.source.skip(pad)) < pad) throw this.truncated();
     // Copy: the reader's chunk may be reused by the producer.
     return data.slice();
@@ -337,7 +300,7 @@ export class TarReader {
 
     let longName: Uint8Array | undefined;
     let longLink: Uint8Array | undefined;
-    let pax: Array<[string, Uint8Array]> | undefined;
+    let pax: PaxRecord[] | undefined;
     let firstOffset: number | undefined;
 
     for (;;) {
@@ -359,75 +322,58 @@ export class TarReader {
       }
       if (!checksumOk(block)) throw tarError(this.label, offset, 'bad header checksum');
       firstOffset ??= offset;
-      const typeflag = String.fromCharCode(block[156] ?? 0);
-      const size = parseNumber(block, 124, 12);
+      const typeflag = String.fromCharCode(block[FIELDS.typeflag.offset] ?? 0);
+      // Extension records are judged by their size alone, as Go does: their other fields are noise.
+      const size = parseNumber(block, FIELDS.size);
       if (size === undefined || size < 0) throw tarError(this.label, offset, 'invalid size field');
 
-      if (typeflag === 'L' || typeflag === 'K') {
+      if (typeflag === TYPEFLAG.gnuLongName || typeflag === TYPEFLAG.gnuLongLink) {
         const data = await this.readMeta(size, offset);
         const nul = data.indexOf(0);
         const value = nul === -1 ? data : data.subarray(0, nul);
-        if (typeflag === 'L') longName = value;
+        if (typeflag === TYPEFLAG.gnuLongName) longName = value;
         else longLink = value;
         continue;
       }
-      if (typeflag === 'x') {
+      if (typeflag === TYPEFLAG.pax) {
         const data = await this.readMeta(size, offset);
         pax = [...(pax ?? []), ...parsePax(data, this.label, offset)];
         continue;
       }
-      if (typeflag === 'g' || typeflag === 'V') {
+      if (typeflag === TYPEFLAG.paxGlobal || typeflag === TYPEFLAG.gnuVolume) {
         // Global PAX headers and volume labels describe the archive, not a member. Go's
         // reader (and so Docker, containerd, umoci) does not apply global records either.
         await this.readMeta(size, offset);
         continue;
       }
-      return this.member(block, typeflag, size, firstOffset, longName, longLink, pax);
+      return this.member(block, firstOffset, longName, longLink, pax);
     }
   }
 
   private async member(
     block: Uint8Array,
-    typeflag: string,
-    headerSize: number,
     offset: number,
     longName: Uint8Array | undefined,
     longLink: Uint8Array | undefined,
-    pax: Array<[string, Uint8Array]> | undefined,
+    pax: PaxRecord[] | undefined,
   ): Promise<TarEntry> {
-    const magic = latin1.decode(block.subarray(257, 265));
-    const ustar = magic.startsWith('ustar\0');
-    const gnu = magic === 'ustar  \0';
-    let name: Uint8Array = cString(block, 0, 100);
-    if (ustar) {
-      const prefix = cString(block, 345, 155);
-      if (prefix.byteLength > 0) {
-        const joined = new Uint8Array(prefix.byteLength + 1 + name.byteLength);
-        joined.set(prefix, 0);
-        joined[prefix.byteLength] = 0x2f;
-        joined.set(name, prefix.byteLength + 1);
-        name = joined;
-      }
+    let header: TarHeader;
+    try {
+      header = decodeHeader(block);
+    } catch (error) {
+      if (error instanceof TarFormatError) throw tarError(this.label, offset, error.problem);
+      throw error;
     }
+    const { typeflag, mode, devmajor, devminor } = header;
+    const gnu = header.format === 'gnu';
+    let { name, linkname, uid, gid, mtime } = header;
     if (longName) name = longName;
-    let linkname: Uint8Array = cString(block, 157, 100);
     if (longLink) linkname = longLink;
-    const field = (start: number, length: number, what: string): number => {
-      const value = parseNumber(block, start, length);
-      if (value === undefined) throw tarError(this.label, offset, `invalid ${what} field`);
-      return value;
-    };
-    const mode = field(100, 8, 'mode');
-    let uid = field(108, 8, 'uid');
-    let gid = field(116, 8, 'gid');
-    let mtime = field(136, 12, 'mtime');
-    const devmajor = ustar || gnu ? field(329, 8, 'devmajor') : 0;
-    const devminor = ustar || gnu ? field(337, 8, 'devminor') : 0;
-    let size = headerSize;
+    let size = header.size;
     const xattrs: string[] = [];
     const sparseKeys = new Map<string, Uint8Array>();
     const sparse00: number[] = [];
-    for (const [key, value] of pax ?? []) {
+    for (const { key, value } of pax ?? []) {
       switch (key) {
         case 'path':
           name = value;
@@ -454,7 +400,7 @@ export class TarReader {
         default:
           if (key.startsWith('SCHILY.xattr.')) xattrs.push(key.slice('SCHILY.xattr.'.length));
           else if (key.startsWith('LIBARCHIVE.xattr.')) {
-            xattrs.push(decodeURIComponent(key.slice('LIBARCHIVE.xattr.'.length)));
+            xattrs.push(uriDecoded(key.slice('LIBARCHIVE.xattr.'.length)));
           } else if (key.startsWith('GNU.sparse.')) sparseKeys.set(key, value);
       }
     }
@@ -468,67 +414,41 @@ export class TarReader {
     const linkNul = linkname.indexOf(0);
     if (linkNul !== -1) linkname = linkname.subarray(0, linkNul);
 
-    let type: TarEntryType;
-    switch (typeflag) {
-      case '0':
-      case '\0':
-      case '7':
-      case 'S':
-        type = name[name.byteLength - 1] === 0x2f && typeflag !== 'S' ? 'directory' : 'file';
-        break;
-      case '1':
-        type = 'link';
-        break;
-      case '2':
-        type = 'symlink';
-        break;
-      case '3':
-        type = 'char';
-        break;
-      case '4':
-        type = 'block';
-        break;
-      case '5':
-      case 'D':
-        type = 'directory';
-        break;
-      case '6':
-        type = 'fifo';
-        break;
-      default:
-        throw new IrbError(
-          'IRB_LAYER_UNSUPPORTED_ENTRY',
-          `${this.label}: tar member "${latin1.decode(name).slice(0, 200)}" has type '${typeflag === '\0' ? '\\0' : typeflag}' (tar offset ${offset}), which no container runtime unpacks; rebuild the layer with a standard tar`,
-        );
+    const type = entryTypeOf(typeflag, name);
+    if (type === undefined) {
+      throw new IrbError(
+        'IRB_LAYER_UNSUPPORTED_ENTRY',
+        `${this.label}: tar member "${printableName(name)}" has type '${typeflag === '\0' ? '\\0' : typeflag}' (tar offset ${offset}), which no container runtime unpacks; rebuild the layer with a standard tar`,
+      );
     }
 
     // Header-only types carry no data whatever the size field says (as in Go's archive/tar).
-    let stored = type === 'file' || typeflag === 'D' ? size : 0;
+    let stored = type === 'file' || typeflag === TYPEFLAG.gnuDumpDir ? size : 0;
     let sparse: SparseChunk[] | undefined;
     let logical = type === 'file' ? size : 0;
 
-    if (typeflag === 'S') {
+    if (typeflag === TYPEFLAG.gnuSparse) {
       if (!gnu) throw tarError(this.label, offset, 'GNU sparse member without GNU magic');
       const values: number[] = [];
       const readMap = (from: Uint8Array, start: number, count: number): void => {
         for (let i = 0; i < count; i++) {
-          const at = start + i * 24;
+          const at = start + i * GNU_SPARSE.pairLength;
           if (from[at] === 0) return;
-          const o = parseNumber(from, at, 12);
-          const n = parseNumber(from, at + 12, 12);
+          const o = parseNumber(from, { offset: at, length: 12 });
+          const n = parseNumber(from, { offset: at + 12, length: 12 });
           if (o === undefined || n === undefined) throw tarError(this.label, offset, 'invalid sparse map');
           values.push(o, n);
         }
       };
-      readMap(block, 386, 4);
-      let extended = block[482] !== 0;
+      readMap(block, GNU_SPARSE.map.offset, GNU_SPARSE.map.length / GNU_SPARSE.pairLength);
+      let extended = block[GNU_SPARSE.isExtended.offset] !== 0;
       while (extended) {
-        const ext = await this.source.read(BLOCK);
-        if (ext.byteLength < BLOCK) throw this.truncated();
-        readMap(ext, 0, 21);
-        extended = ext[504] !== 0;
+        const ext = await this.source.read(BLOCK_SIZE);
+        if (ext.byteLength < BLOCK_SIZE) throw this.truncated();
+        readMap(ext, 0, GNU_SPARSE.extensionPairs);
+        extended = ext[GNU_SPARSE.extensionIsExtended] !== 0;
       }
-      const realSize = parseNumber(block, 483, 12);
+      const realSize = parseNumber(block, GNU_SPARSE.realSize);
       if (realSize === undefined || realSize < 0)
         throw tarError(this.label, offset, 'invalid sparse real size');
       logical = realSize;
@@ -542,14 +462,14 @@ export class TarReader {
       if (!realRaw) throw tarError(this.label, offset, 'PAX sparse file without GNU.sparse.realsize');
       const realSize = paxInteger(realRaw, this.label, offset, 'GNU.sparse.realsize');
       let values: number[];
-      if (major && latin1.decode(major) === '1' && minor && latin1.decode(minor) === '0') {
+      if (major && bytesToBinary(major) === '1' && minor && bytesToBinary(minor) === '0') {
         // Sparse 1.0: the map sits at the start of the data, as decimal lines, padded to a block.
         const map = await this.readSparse10Map(offset);
         values = map.values;
         stored = size - map.mapBytes;
         if (stored < 0) throw tarError(this.label, offset, 'sparse map larger than the member');
       } else if (sparseKeys.has('GNU.sparse.map')) {
-        const text = latin1.decode(sparseKeys.get('GNU.sparse.map'));
+        const text = bytesToBinary(sparseKeys.get('GNU.sparse.map') as Uint8Array);
         values =
           text === ''
             ? []
@@ -570,7 +490,7 @@ export class TarReader {
       throw tarError(this.label, offset, 'size out of range');
     }
     this.remaining = stored;
-    this.padding = (BLOCK - (stored % BLOCK)) % BLOCK;
+    this.padding = paddingOf(stored);
     const entry: TarEntry = {
       ordinal: this.ordinal++,
       offset,
@@ -598,11 +518,11 @@ export class TarReader {
     const numbers: number[] = [];
     let expected: number | undefined;
     for (;;) {
-      const block = await this.source.read(BLOCK);
-      if (block.byteLength < BLOCK) throw this.truncated();
-      mapBytes += BLOCK;
+      const block = await this.source.read(BLOCK_SIZE);
+      if (block.byteLength < BLOCK_SIZE) throw this.truncated();
+      mapBytes += BLOCK_SIZE;
       if (mapBytes > MAX_META_SIZE) throw tarError(this.label, offset, 'sparse map is absurdly large');
-      text += latin1.decode(block);
+      text += bytesToBinary(block);
       const lines = text.split('\n');
       text = lines.pop() ?? '';
       for (const line of lines) {

@@ -233,7 +233,6 @@ function packCanWrite(spec: Exclude<TarSpec, { type: 'raw' }>): boolean {
   for (const value of [...Object.values(spec.pax ?? {}), ...Object.values(spec.xattrs ?? {})]) {
     if (typeof value !== 'string' || value.includes('\n')) return false;
   }
-  if (spec.type === 'file' && spec.content !== undefined && typeof spec.content !== 'string') return true;
   return true;
 }
 

@@ -2,14 +2,32 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { IrbError } from '@irb/errors';
+import {
+  BLOCK_SIZE,
+  checksumOk,
+  cString,
+  decodeHeader,
+  entryTypeOf,
+  FIELDS,
+  isZeroBlock,
+  type PaxRecord,
+  paddingOf,
+  parseNumber,
+  parsePax,
+  paxInteger,
+  type TarEntryType,
+  TarFormatError,
+  TYPEFLAG,
+  utf8OrUndefined,
+} from '@irb/tar';
 import type { OpenOptions } from '../types.ts';
 
 /** Where one member's bytes sit inside a tar file. */
 export interface TarMember {
-  /** Normalized name (`./` and trailing `/` removed). */
+  /** Normalized name (`./` and trailing `/` removed), the member's name bytes read as UTF-8. */
   name: string;
-  /** As tar-stream names them: `file`, `directory`, `symlink`, `link`, `character-device`, … */
-  type: string;
+  /** `file`, `directory`, `symlink`, `link` (hard link), `char`, `block` or `fifo`: `@irb/cpio`'s words. */
+  type: TarEntryType;
   /** Byte offset of the member's data in the tar file. */
   offset: number;
   size: number;
@@ -35,30 +53,19 @@ export function normalizeMemberName(name: string): string {
   return normal === '.' ? '' : normal;
 }
 
-const BLOCK = 512;
-const TYPES: Record<string, string> = {
-  '': 'file',
-  '0': 'file',
-  '1': 'link',
-  '2': 'symlink',
-  '3': 'character-device',
-  '4': 'block-device',
-  '5': 'directory',
-  '6': 'fifo',
-  '7': 'contiguous-file',
-  x: 'pax-header',
-  g: 'pax-global-header',
-  L: 'gnu-long-path',
-  K: 'gnu-long-link-path',
-};
 /** Long-header payloads are names and a few records; anything bigger is a damaged archive. */
 const MAX_LONG_HEADER = 1 << 20;
 
 /**
  * Indexes a tar file by walking its headers and seeking over member data, so indexing a
- * multi-gigabyte `docker save` archive reads a few kilobytes instead of the whole file. Reads
- * ustar, GNU (`L`/`K` long names, base-256 sizes) and PAX (`path`, `linkpath`, `size`) headers,
- * checking each header's checksum. Members can then be streamed by byte range.
+ * multi-gigabyte `docker save` archive reads a few kilobytes instead of the whole file. Headers
+ * are decoded by `@irb/tar` (ustar, GNU `L`/`K` long names, base-256 numbers, PAX `path`,
+ * `linkpath`, `size`), each header's checksum checked. Members can then be streamed by byte range.
+ *
+ * Member names are looked up by the text manifest.json and index.json hold, so they are read as
+ * UTF-8. A name (or link target) whose bytes are not UTF-8 cannot be named by those documents:
+ * such a member is left out of the index rather than decoded lossily, where two different names
+ * could collapse into one U+FFFD-ridden key and one shadow the other.
  */
 export async function indexTar(file: string, options: OpenOptions = {}): Promise<TarIndex> {
   let handle: FileHandle;
@@ -89,53 +96,76 @@ export async function indexTar(file: string, options: OpenOptions = {}): Promise
         throw invalid(`truncated at byte ${position + bytesRead} of ${position + length}`);
       return buffer;
     };
+    const decoded = <T>(position: number, decode: () => T): T => {
+      try {
+        return decode();
+      } catch (error) {
+        if (error instanceof TarFormatError)
+          throw invalid(`${error.problem} in the header at byte ${position}`);
+        throw error;
+      }
+    };
 
     let position = 0;
-    let pax: Record<string, string> = {};
-    let longName: string | undefined;
-    let longLink: string | undefined;
-    while (position + BLOCK <= fileSize) {
+    let pax: PaxRecord[] = [];
+    let longName: Uint8Array | undefined;
+    let longLink: Uint8Array | undefined;
+    while (position + BLOCK_SIZE <= fileSize) {
       options.signal?.throwIfAborted();
-      const header = await readAt(position, BLOCK);
-      if (header.every((b) => b === 0)) break; // end-of-archive marker
+      const header = await readAt(position, BLOCK_SIZE);
+      if (isZeroBlock(header)) break; // end-of-archive marker
       if (!checksumOk(header)) throw invalid(`bad header checksum at byte ${position}`);
-      const flag = String.fromCharCode(header[156] as number).replace('\0', '');
-      const type = TYPES[flag] ?? 'file';
-      let size = parseNumber(header.subarray(124, 136));
-      if (pax.size !== undefined && type !== 'pax-header' && type !== 'pax-global-header')
-        size = Number(pax.size);
-      if (!Number.isSafeInteger(size) || size < 0) throw invalid(`bad size in header at byte ${position}`);
-      const dataOffset = position + BLOCK;
-      const dataBlocks = type === 'directory' ? 0 : Math.ceil(size / BLOCK) * BLOCK;
-      if (dataOffset + size > fileSize)
-        throw invalid(`member data runs past the end of the file at byte ${position}`);
+      const typeflag = String.fromCharCode(header[FIELDS.typeflag.offset] as number);
+      const dataOffset = position + BLOCK_SIZE;
 
       if (
-        type === 'pax-header' ||
-        type === 'pax-global-header' ||
-        type === 'gnu-long-path' ||
-        type === 'gnu-long-link-path'
+        typeflag === TYPEFLAG.pax ||
+        typeflag === TYPEFLAG.paxGlobal ||
+        typeflag === TYPEFLAG.gnuLongName ||
+        typeflag === TYPEFLAG.gnuLongLink ||
+        typeflag === TYPEFLAG.gnuVolume
       ) {
+        const size = parseNumber(header, FIELDS.size);
+        if (size === undefined || size < 0) throw invalid(`bad size in header at byte ${position}`);
         if (size > MAX_LONG_HEADER) throw invalid(`oversized extended header at byte ${position}`);
+        if (dataOffset + size > fileSize)
+          throw invalid(`member data runs past the end of the file at byte ${position}`);
         const payload = await readAt(dataOffset, size);
-        if (type === 'pax-header') pax = { ...pax, ...parsePax(payload) };
-        else if (type === 'gnu-long-path') longName = cString(payload);
-        else if (type === 'gnu-long-link-path') longLink = cString(payload);
-        // Global PAX records (git archive's comment) name no member and change nothing we read.
-      } else {
-        const magic = new TextDecoder().decode(header.subarray(257, 263));
-        const prefix = magic === 'ustar\0' ? cString(header.subarray(345, 500)) : '';
-        const rawName = cString(header.subarray(0, 100));
-        const name = pax.path ?? longName ?? (prefix ? `${prefix}/${rawName}` : rawName);
-        const linkname = pax.linkpath ?? longLink ?? cString(header.subarray(157, 257));
-        const member: TarMember = { name: normalizeMemberName(name), type, offset: dataOffset, size };
-        if (linkname) member.linkname = linkname;
-        members.set(member.name, member);
-        pax = {};
-        longName = undefined;
-        longLink = undefined;
+        if (typeflag === TYPEFLAG.pax) pax = [...pax, ...decoded(position, () => parsePax(payload))];
+        else if (typeflag === TYPEFLAG.gnuLongName) longName = cString(payload, { offset: 0, length: size });
+        else if (typeflag === TYPEFLAG.gnuLongLink) longLink = cString(payload, { offset: 0, length: size });
+        // Global PAX records (git archive's comment) and volume labels name no member.
+        position = dataOffset + size + paddingOf(size);
+        continue;
       }
-      position = dataOffset + dataBlocks;
+
+      const fields = decoded(position, () => decodeHeader(header));
+      let nameBytes = longName ?? fields.name;
+      let linkBytes = longLink ?? fields.linkname;
+      let size = fields.size;
+      for (const { key, value } of pax) {
+        if (key === 'path') nameBytes = value;
+        else if (key === 'linkpath') linkBytes = value;
+        else if (key === 'size') size = decoded(position, () => paxInteger(value, key));
+      }
+      if (!Number.isSafeInteger(size) || size < 0) throw invalid(`bad size in header at byte ${position}`);
+      const type = entryTypeOf(typeflag, nameBytes);
+      // Only regular files and GNU dump directories store data; other types store none whatever the size says.
+      const stored = type === 'file' || typeflag === TYPEFLAG.gnuDumpDir ? size : 0;
+      if (dataOffset + stored > fileSize)
+        throw invalid(`member data runs past the end of the file at byte ${position}`);
+      const name = utf8OrUndefined(nameBytes);
+      const linkname = linkBytes.byteLength > 0 ? utf8OrUndefined(linkBytes) : undefined;
+      // A GNU sparse member's data is not its content; `docker save` never writes one.
+      if (type !== undefined && name !== undefined && typeflag !== TYPEFLAG.gnuSparse) {
+        const member: TarMember = { name: normalizeMemberName(name), type, offset: dataOffset, size: stored };
+        if (linkname !== undefined) member.linkname = linkname;
+        members.set(member.name, member);
+      }
+      pax = [];
+      longName = undefined;
+      longLink = undefined;
+      position = dataOffset + stored + paddingOf(stored);
     }
   } finally {
     await handle.close();
@@ -143,56 +173,11 @@ export async function indexTar(file: string, options: OpenOptions = {}): Promise
   return createTarIndex(file, members);
 }
 
-function checksumOk(header: Uint8Array): boolean {
-  const stored = parseNumber(header.subarray(148, 156));
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const byte = i >= 148 && i < 156 ? 0x20 : (header[i] as number);
-    unsigned += byte;
-    signed += byte > 127 ? byte - 256 : byte;
-  }
-  return stored === unsigned || stored === signed;
-}
-
-/** An octal field, or GNU's base-256 form (high bit set) for values that do not fit. */
-function parseNumber(field: Uint8Array): number {
-  if (((field[0] as number) & 0x80) !== 0) {
-    let value = (field[0] as number) & 0x7f;
-    for (let i = 1; i < field.length; i++) value = value * 256 + (field[i] as number);
-    return value;
-  }
-  const text = new TextDecoder().decode(field).replace(/\0.*$/s, '').trim();
-  return text === '' ? 0 : Number.parseInt(text, 8);
-}
-
-function cString(bytes: Uint8Array): string {
-  const end = bytes.indexOf(0);
-  return new TextDecoder().decode(end === -1 ? bytes : bytes.subarray(0, end));
-}
-
-/** PAX records: `<length> <key>=<value>\n`, length counting the whole record. */
-function parsePax(payload: Uint8Array): Record<string, string> {
-  const out: Record<string, string> = {};
-  let at = 0;
-  while (at < payload.length) {
-    const space = payload.indexOf(0x20, at);
-    if (space === -1) break;
-    const length = Number.parseInt(new TextDecoder().decode(payload.subarray(at, space)), 10);
-    if (!Number.isSafeInteger(length) || length <= 0 || at + length > payload.length) break;
-    const record = new TextDecoder().decode(payload.subarray(space + 1, at + length - 1));
-    const eq = record.indexOf('=');
-    if (eq > 0) out[record.slice(0, eq)] = record.slice(eq + 1);
-    at += length;
-  }
-  return out;
-}
-
 function createTarIndex(file: string, members: Map<string, TarMember>): TarIndex {
   const resolve = (name: string): TarMember | undefined => {
     let current = members.get(normalizeMemberName(name));
     for (let hops = 0; current && hops < 16; hops++) {
-      if (current.type === 'file' || current.type === 'contiguous-file') return current;
+      if (current.type === 'file') return current;
       if (current.type === 'symlink' && current.linkname !== undefined) {
         const target = current.linkname.startsWith('/')
           ? current.linkname

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { byPath, emit, layerOf } from '../test/helpers.ts';
-import { indexLayers } from './index.ts';
+import { indexLayers } from '../src/index.ts';
+import { byPath, emit, layerOf } from './helpers.ts';
 
 /*
  * Layers written by the real archivers (GNU tar in gnu/posix formats with every sparse

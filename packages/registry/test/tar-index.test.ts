@@ -6,8 +6,20 @@ import { pipeline } from 'node:stream/promises';
 import { buildTar } from '@irb/test-utils';
 import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { indexTar, normalizeMemberName, type TarMember } from './tar-index.ts';
-import { run } from './test-helpers.ts';
+import { indexTar, normalizeMemberName, type TarMember } from '../src/sources/tar-index.ts';
+import { run } from '../src/sources/test-helpers.ts';
+
+/** tar-stream's type names in @irb/cpio's vocabulary (what TarMember.type uses). */
+const CPIO_TYPE = {
+  file: 'file',
+  'contiguous-file': 'file',
+  link: 'link',
+  symlink: 'symlink',
+  'character-device': 'char',
+  'block-device': 'block',
+  directory: 'directory',
+  fifo: 'fifo',
+} as const;
 
 /** tar-stream's view of the same archive: the oracle the seeking indexer must agree with. */
 async function oracle(file: string): Promise<Map<string, Omit<TarMember, 'linkname'>>> {
@@ -18,7 +30,7 @@ async function oracle(file: string): Promise<Map<string, Omit<TarMember, 'linkna
       const name = normalizeMemberName(entry.header.name);
       out.set(name, {
         name,
-        type: entry.header.type ?? 'file',
+        type: CPIO_TYPE[(entry.header.type ?? 'file') as keyof typeof CPIO_TYPE],
         offset: entry.offset + 512,
         size: entry.header.size ?? 0,
       });
@@ -106,5 +118,22 @@ describe('indexTar', () => {
     const error = await indexTar(bad).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'IRB_SOURCE_INVALID' });
     expect((error as Error).message).toContain('checksum');
+  });
+
+  it('keeps UTF-8 names exact (0x80–0x9F bytes included) and leaves out names that are not UTF-8', async () => {
+    // 日本 is e6 97 a5 e6 9c ac; two different non-UTF-8 names must not collapse into one key.
+    const tar = await buildTar([
+      { type: 'file', path: 'blobs/日本.json', content: '{}' },
+      { type: 'file', path: Uint8Array.of(0x61, 0x80), content: 'one' },
+      { type: 'file', path: Uint8Array.of(0x61, 0x81), content: 'two' },
+      { type: 'symlink', path: 'alias', target: 'blobs/日本.json' },
+      { type: 'char', path: 'dev/null', major: 1, minor: 3 },
+    ]);
+    const file = join(root, 'names.tar');
+    await writeFile(file, tar);
+    const index = await indexTar(file);
+    expect([...index.members.keys()].sort()).toEqual(['alias', 'blobs/日本.json', 'dev/null']);
+    expect(index.members.get('dev/null')?.type).toBe('char');
+    expect(Buffer.from(await index.read(index.resolve('alias')!)).toString()).toBe('{}');
   });
 });

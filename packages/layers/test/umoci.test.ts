@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildTar, ensureDebianPythonImage, prng, type TarSpec, writeOciLayout } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { layerOf, MEDIA } from '../test/helpers.ts';
-import { compareTrees, fromDisk, fromEntries } from '../test/umoci-compare.ts';
-import { indexLayers, type LayerSource } from './index.ts';
+import { indexLayers, type LayerSource } from '../src/index.ts';
+import { layerOf, MEDIA } from './helpers.ts';
+import { compareTrees, fromDisk, fromEntries } from './umoci-compare.ts';
 
 /*
  * Differential test: seeded random multi-layer images (whiteouts, opaque dirs, replaced

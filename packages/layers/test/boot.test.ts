@@ -9,8 +9,8 @@ import { compress } from '@irb/compress';
 import { packCpio } from '@irb/cpio';
 import { buildTar, type TarSpec, whiteout } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { layerOf, MEDIA } from '../test/helpers.ts';
-import { indexLayers } from './index.ts';
+import { indexLayers } from '../src/index.ts';
+import { layerOf, MEDIA } from './helpers.ts';
 
 /*
  * A layered rootfs booted by a real kernel under QEMU: the guest's busybox prints owners,

@@ -1,0 +1,241 @@
+import { createReadStream } from 'node:fs';
+import type { CpioEntry, CpioFileEntry, CpioPath } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
+import { layerLabel, openLayerTar } from './layer-tar.ts';
+import { cpioPathOfKey, displayKey } from './path.ts';
+import { type FileNode, keyOfNode, type Tree, walk } from './tree.ts';
+import type { LayerSource, LayersProgress } from './types.ts';
+
+/*
+ * The emit pass: the tree out as CPIO entries, bodies streamed from the layer blobs (each needed
+ * layer reopened once and read in tar order), from memory or from host files.
+ */
+
+/** What emission needs besides the tree. */
+export interface EmitContext {
+  tree: Tree;
+  layers: readonly LayerSource[];
+  onProgress: ((event: LayersProgress) => void) | undefined;
+}
+
+/**
+ * Streams the tree as CPIO entries: first the root, directories, symlinks, devices, FIFOs and
+ * empty files in depth-first byte order (parents before children), then file bodies layer by
+ * layer in tar order, then injected files in path order. Hard links come as one entry with
+ * `links`. The kernel's limits were checked when the tree was built and on each injection.
+ */
+export async function* emitEntries(
+  { tree, layers, onProgress }: EmitContext,
+  signal?: AbortSignal,
+): AsyncGenerator<CpioEntry> {
+  signal?.throwIfAborted();
+  const { first, links } = tree.analyze();
+  const fileEntry = (node: FileNode, key = keyOfNode(node)): CpioFileEntry => {
+    const { inode } = node;
+    const entry: CpioFileEntry = {
+      type: 'file',
+      path: cpioPathOfKey(key),
+      mode: inode.mode,
+      uid: inode.uid,
+      gid: inode.gid,
+      mtime: inode.mtime,
+      size: inode.size,
+    };
+    const more = links.get(inode);
+    if (more) entry.links = more.map(cpioPathOfKey);
+    return entry;
+  };
+
+  const { root } = tree;
+  yield { type: 'directory', path: '.', mode: root.mode, uid: root.uid, gid: root.gid, mtime: root.mtime };
+  const byLayer = new Map<number, Map<number, FileNode>>();
+  const injected: FileNode[] = [];
+  const emptyLinked: FileNode[] = [];
+  for (const [node, key] of walk(root)) {
+    signal?.throwIfAborted();
+    const path: CpioPath = cpioPathOfKey(key);
+    switch (node.type) {
+      case 'directory':
+        yield { type: 'directory', path, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime };
+        break;
+      case 'symlink':
+        yield {
+          type: 'symlink',
+          path,
+          target: cpioPathOfKey(node.target),
+          mode: node.mode,
+          uid: node.uid,
+          gid: node.gid,
+          mtime: node.mtime,
+        };
+        break;
+      case 'char':
+      case 'block':
+        yield {
+          type: node.type,
+          path,
+          mode: node.mode,
+          uid: node.uid,
+          gid: node.gid,
+          mtime: node.mtime,
+          rdevMajor: node.rdevMajor,
+          rdevMinor: node.rdevMinor,
+        };
+        break;
+      case 'fifo':
+        yield { type: 'fifo', path, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime };
+        break;
+      case 'file': {
+        if (first.get(node.inode) !== node) break;
+        const body = node.inode.body;
+        // An empty file with several names waits until every directory is out: a later
+        // name may sit in a directory the walk has not reached yet.
+        if (body.kind === 'empty' && links.has(node.inode)) emptyLinked.push(node);
+        else if (body.kind === 'empty') yield fileEntry(node, key);
+        else if (body.kind === 'layer') {
+          let wanted = byLayer.get(body.layer);
+          if (!wanted) {
+            wanted = new Map();
+            byLayer.set(body.layer, wanted);
+          }
+          wanted.set(body.ordinal, node);
+        } else injected.push(node);
+        break;
+      }
+    }
+  }
+
+  for (const node of emptyLinked) yield fileEntry(node);
+
+  for (const index of [...byLayer.keys()].sort((a, b) => a - b)) {
+    const wanted = byLayer.get(index) as Map<number, FileNode>;
+    const layer = layers[index] as LayerSource;
+    const label = layerLabel(index, layers.length, layer);
+    const progress = (entries: number, done: boolean) =>
+      onProgress?.({
+        phase: 'emit',
+        layer: index,
+        layers: layers.length,
+        digest: layer.digest,
+        entries,
+        done,
+      });
+    const reader = openLayerTar(layer, label, signal);
+    let left = wanted.size;
+    let seen = 0;
+    try {
+      while (left > 0) {
+        signal?.throwIfAborted();
+        const member = await reader.next();
+        if (!member) {
+          throw new IrbError(
+            'IRB_LAYER_CHANGED',
+            `${label}: the blob ended before member ${Math.min(...wanted.keys())}; it changed since it was indexed — re-pull the image`,
+          );
+        }
+        seen++;
+        const node = wanted.get(member.ordinal);
+        if (!node) continue;
+        if (member.type !== 'file' || member.size !== node.inode.size) {
+          throw new IrbError(
+            'IRB_LAYER_CHANGED',
+            `${label}: member ${member.ordinal} is not the file indexed earlier; the blob changed — re-pull the image`,
+          );
+        }
+        left--;
+        yield { ...fileEntry(node), body: reader.body() };
+        if (seen % 1024 === 0) progress(seen, false);
+      }
+    } finally {
+      await reader.close();
+    }
+    progress(seen, true);
+  }
+
+  const injectedSorted = injected
+    .map((node) => ({ node, key: keyOfNode(node) }))
+    .sort((a, b) => (a.key < b.key ? -1 : 1));
+  for (const { node, key } of injectedSorted) {
+    signal?.throwIfAborted();
+    const { body, size } = node.inode;
+    if (body.kind === 'bytes') yield { ...fileEntry(node, key), body: body.bytes };
+    else if (body.kind === 'host') {
+      yield { ...fileEntry(node, key), body: () => hostBody(body.path, size, signal) };
+    }
+  }
+}
+
+/** The whole content of one file node, from its layer blob, memory or host file. */
+export async function readBody(
+  { layers }: Pick<EmitContext, 'layers'>,
+  node: FileNode,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
+  const { inode } = node;
+  const body = inode.body;
+  if (body.kind === 'empty') return new Uint8Array(0);
+  if (body.kind === 'bytes') return body.bytes.slice();
+  const out = new Uint8Array(inode.size);
+  let at = 0;
+  const take = async (chunks: AsyncIterable<Uint8Array>) => {
+    for await (const chunk of chunks) {
+      if (at + chunk.byteLength > out.byteLength) break;
+      out.set(chunk, at);
+      at += chunk.byteLength;
+    }
+  };
+  if (body.kind === 'host') await take(hostBody(body.path, inode.size, signal));
+  else {
+    const layer = layers[body.layer] as LayerSource;
+    const reader = openLayerTar(layer, layerLabel(body.layer, layers.length, layer), signal);
+    try {
+      for (;;) {
+        const member = await reader.next();
+        if (!member || member.ordinal > body.ordinal) break;
+        if (member.ordinal === body.ordinal && member.type === 'file' && member.size === inode.size) {
+          await take(reader.body());
+          break;
+        }
+      }
+    } finally {
+      await reader.close();
+    }
+  }
+  if (at !== inode.size) {
+    throw new IrbError(
+      'IRB_LAYER_CHANGED',
+      `${displayKey(keyOfNode(node))}: its layer blob changed since it was indexed; re-pull the image`,
+    );
+  }
+  return out;
+}
+
+/** A host file's bytes, refusing a file whose size changed since it was injected. */
+async function* hostBody(
+  path: string | Buffer,
+  size: number,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<Uint8Array> {
+  let read = 0;
+  const stream = createReadStream(path, signal ? { signal } : {});
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      read += chunk.byteLength;
+      if (read > size) break;
+      yield new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    }
+  } finally {
+    stream.destroy();
+  }
+  if (read !== size) {
+    throw new IrbError(
+      'IRB_INJECT_CHANGED',
+      `${hostText(path)} was ${size} bytes when injected but ${read > size ? 'grew' : `has ${read}`} while the archive was written; do not modify injected files during a build`,
+    );
+  }
+}
+
+/** A host path for messages (names that are not UTF-8 show U+FFFD). */
+export function hostText(path: string | Buffer): string {
+  return typeof path === 'string' ? path : path.toString('utf8');
+}

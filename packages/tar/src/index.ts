@@ -1,0 +1,22 @@
+export { binaryToBytes, bytesToBinary, utf8OrUndefined } from './bytes.ts';
+export { TarFormatError } from './errors.ts';
+export {
+  BLOCK_SIZE,
+  checksumOk,
+  cString,
+  decodeHeader,
+  entryTypeOf,
+  FIELDS,
+  formatOf,
+  GNU_SPARSE,
+  isExtensionTypeflag,
+  isZeroBlock,
+  paddingOf,
+  parseNumber,
+  type TarEntryType,
+  type TarField,
+  type TarFormat,
+  type TarHeader,
+  TYPEFLAG,
+} from './header.ts';
+export { type PaxRecord, parsePax, paxInteger } from './pax.ts';
