@@ -436,7 +436,7 @@ describe('cache', () => {
     const failure = await codeOf(c.image(`${reg.host}/test/oci:v1`));
     expect(failure.code).toBe('IRB_CACHE_WRITE_FAILED');
     expect(failure.message).toMatch(
-      /cannot write the blob cache at \/dev\/null\/irb-cache: it is not writable \(ENOTDIR\)/,
+      /cannot create the blob cache at \/dev\/null\/irb-cache: a part of the path is not a directory \(ENOTDIR\); set `cacheDir` to a writable directory or pass `cache: false`/,
     );
   });
 
