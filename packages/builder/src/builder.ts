@@ -1,14 +1,15 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { createDockerKeychain } from '@irb/auth-docker';
 import { createEnvKeychain } from '@irb/auth-env';
 import { compress } from '@irb/compress';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 import { createDirectoryIndexCache, indexLayers, parseInjectSpec, type Rootfs } from '@irb/layers';
-import { defaultCacheDir, type Keychain } from '@irb/registry';
+import type { Keychain } from '@irb/registry';
 import { writeFileAtomic } from './atomic.ts';
+import { cacheDirectories, ensureCacheDirectories } from './cache.ts';
 import { type InitRootfsView, planInit } from './init.ts';
 import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
@@ -80,6 +81,7 @@ export class InitramfsBuilder {
     for (const spec of injects) await requireHostPath(spec.src, `--inject ${spec.src}:${spec.dest}`);
     if (o.init !== undefined) await requireHostPath(o.init, `--init ${o.init}`, true);
     await checkOutputDir(output);
+    if (o.cache !== false) await ensureCacheDirectories(o.cacheDir);
 
     emit({ type: 'resolve', image: o.image });
     const source = await openSource(o.image, sourceOptions(o, emit));
@@ -119,6 +121,7 @@ export class InitramfsBuilder {
         const injects = (o.inject ?? []).map((spec) => parseInjectSpec(spec));
         for (const spec of injects) await requireHostPath(spec.src, `--inject ${spec.src}:${spec.dest}`);
         if (o.init !== undefined) await requireHostPath(o.init, `--init ${o.init}`, true);
+        if (o.cache !== false) await ensureCacheDirectories(o.cacheDir);
         emit({ type: 'resolve', image: o.image });
         const source = await openSource(o.image, sourceOptions(o, emit));
         try {
@@ -187,7 +190,7 @@ export class InitramfsBuilder {
     // source verifies blobs against it), so a warm rebuild does not decompress a layer twice.
     const rootfs = await indexLayers(layers, {
       ...(o.cache !== false
-        ? { indexCache: createDirectoryIndexCache(indexCacheDir(o.cacheDir ?? defaultCacheDir())) }
+        ? { indexCache: createDirectoryIndexCache(cacheDirectories(o.cacheDir).index) }
         : {}),
       ...(o.exclude ? { exclude: o.exclude } : {}),
       ...(signal ? { signal } : {}),
@@ -316,16 +319,6 @@ export class InitramfsBuilder {
       finish,
     };
   }
-}
-
-/**
- * The layer index cache beside the blob cache: `~/.cache/irb/index` for the default
- * `~/.cache/irb/blobs`, `<dir>-index` beside any other blob directory.
- */
-function indexCacheDir(blobCacheDir: string): string {
-  const dir = resolve(blobCacheDir);
-  const name = basename(dir);
-  return join(dirname(dir), name === 'blobs' ? 'index' : `${name}-index`);
 }
 
 function sourceDateEpoch(o: InitramfsBuilderOptions): number | undefined {

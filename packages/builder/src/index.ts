@@ -28,6 +28,7 @@ export {
 } from './archive.ts';
 export { type WriteFileAtomicOptions, writeFileAtomic } from './atomic.ts';
 export { defaultKeychains, InitramfsBuilder, withExtras } from './builder.ts';
+export * from './cache.ts';
 export {
   DEFAULT_PATH,
   type ExitAction,
