@@ -1,4 +1,5 @@
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import { type CacheArgs, parseCacheArgs } from './cache-command.ts';
 
 /** A command-line mistake: printed with a hint to `--help`, exit code 2. */
 export class UsageError extends Error {
@@ -75,11 +76,12 @@ export type CliArgs =
   | ImageArgs
   | LsArgs
   | BootArgs
+  | CacheArgs
   | { command: 'help'; topic?: string }
   | { command: 'version' };
 
 /** The commands, in help order. */
-export const COMMANDS = ['build', 'inspect', 'list-layers', 'ls', 'boot'] as const;
+export const COMMANDS = ['build', 'inspect', 'list-layers', 'ls', 'boot', 'cache'] as const;
 
 /** Default output name for a compression (what `-o` defaults to). */
 export function defaultOutput(compression: CompressionName): string {
@@ -197,6 +199,8 @@ export function parseCli(argv: string[]): CliArgs {
     }
     case 'boot':
       return parseBoot(rest);
+    case 'cache':
+      return parseCacheArgs(rest);
     default:
       throw new UsageError(
         first.startsWith('-')

@@ -17,6 +17,7 @@ import {
   measureArchive,
 } from '@irb/builder';
 import { type BootArgs, type BuildArgs, type ImageArgs, type LsArgs, parseCli, UsageError } from './args.ts';
+import { runCache } from './cache-command.ts';
 import { describeError, EXIT } from './errors.ts';
 import { formatBytes, formatDuration, formatMode, formatTime, table } from './format.ts';
 import { HELP } from './help.ts';
@@ -71,6 +72,8 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
         return await ls(args, io, signal);
       case 'boot':
         return await boot(args, io, signal);
+      case 'cache':
+        return await runCache(args, io, signal);
     }
   } catch (error) {
     const { lines, code } = describeError(

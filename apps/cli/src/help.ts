@@ -1,3 +1,5 @@
+import { CACHE_HELP } from './cache-command.ts';
+
 /** Help texts, one per command; kept beside the parser so flags and docs stay in step. */
 export const HELP: Record<string, string> = {
   main: `irb — turn an OCI/Docker image into a bootable Linux initramfs
@@ -8,6 +10,7 @@ Usage:
   irb list-layers IMAGE          list an image's layers with digests and sizes
   irb ls ARCHIVE                 list an initramfs (compressed, concatenated members too)
   irb boot ARCHIVE [-- ARGS]     boot an initramfs in QEMU and stream the console
+  irb cache ls|prune             list or trim the blob and layer index cache
 
 IMAGE is a registry reference (alpine, host:5000/app:1, name@sha256:…),
 oci:DIR[:TAG] (an OCI image layout) or docker-archive:FILE (a docker save tarball).
@@ -78,4 +81,5 @@ on the pc machine) and streams the console to stdout.
 
 Exits 0 when the guest powered off cleanly (or TEXT appeared), 1 on a kernel panic,
 a timeout, a missing TEXT or a non-zero "irb: exit status N" from a generated /init.`,
+  cache: CACHE_HELP,
 };

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTar, opaque, type TarSpec, whiteout } from '@irb/test-utils';
@@ -163,4 +164,29 @@ describe('index cache', () => {
     expect(indexCacheKey(anonymous)).toBeUndefined();
     expect([cache.gets, cache.sets]).toEqual([0, 0]);
   });
+
+  test('entries are named by the layer digest, and a hit marks the entry used now', async () => {
+    const layer = layerOf(await buildTar([f('a', 'a')]));
+    const cache = createDirectoryIndexCache(join(dir, 'index'));
+    await indexLayers([layer], { indexCache: cache });
+    const [name] = await readdir(join(dir, 'index'));
+    const [algorithm, hex] = layer.digest.split(':') as [string, string];
+    expect(name).toMatch(new RegExp(`^${algorithm}-${hex}\\.[0-9a-f]{16}\\.idx$`));
+    const path = join(dir, 'index', name as string);
+    await utimes(path, new Date(0), new Date(0));
+    await indexLayers([layerOf(await buildTar([f('a', 'a')]))], { indexCache: cache });
+    expect((await stat(path)).mtimeMs).toBeGreaterThan(0);
+  });
+
+  // /proc/self/… belongs to this process: nothing is created anywhere.
+  test.runIf(existsSync('/proc/self'))(
+    'a directory that cannot be created fails the write at once (no recursive-mkdir spin)',
+    async () => {
+      const cache = createDirectoryIndexCache(`/proc/self/irb-nope-${process.pid}/index`);
+      await expect(cache.set('k', new Uint8Array([1]))).rejects.toMatchObject({ code: 'ENOENT' });
+      await writeFile(join(dir, 'file'), 'x');
+      const below = createDirectoryIndexCache(join(dir, 'file', 'index'));
+      await expect(below.set('k', new Uint8Array([1]))).rejects.toMatchObject({ code: 'ENOTDIR' });
+    },
+  );
 });

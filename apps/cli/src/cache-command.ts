@@ -1,0 +1,220 @@
+import { parseArgs } from 'node:util';
+import {
+  type CacheEntry,
+  cacheDirectories,
+  cacheMaxBytes,
+  DEFAULT_CACHE_MAX_BYTES,
+  listCache,
+  parseByteSize,
+  parseDuration,
+  pruneCache,
+} from '@irb/builder';
+import { UsageError } from './args.ts';
+import type { CliIo } from './cli.ts';
+import { formatBytes, table } from './format.ts';
+
+/** Parsed `irb cache ls` / `irb cache prune`. */
+export interface CacheArgs {
+  command: 'cache';
+  action: 'ls' | 'prune';
+  cacheDir?: string;
+  /** `--max-size` in bytes. */
+  maxBytes?: number;
+  /** `--older-than` in milliseconds. */
+  olderThanMs?: number;
+  json: boolean;
+  verbose: boolean;
+}
+
+/** `irb cache --help`. */
+export const CACHE_HELP = `Usage: irb cache ls [--cache-dir DIR] [--json]
+       irb cache prune [--max-size SIZE] [--older-than DURATION] [--cache-dir DIR] [--json]
+
+Shows or trims what builds keep on disk: verified blobs by digest in the cache
+directory ($IRB_CACHE_DIR, else ~/.cache/irb/blobs) and parsed layer headers in
+the index directory beside it (~/.cache/irb/index, or DIR-index for any other DIR).
+
+  ls                       list blobs and layer indexes: kind, digest, size, last use
+                           (most recent first); "in use" marks blobs a running build holds
+  prune                    remove least recently used entries first; with neither option,
+                           trim to the automatic limit ($IRB_CACHE_MAX_SIZE, default 10G)
+      --max-size SIZE      keep at most SIZE (e.g. 5G, 500M, 2GB; K/M/G = 1024-based)
+      --older-than DURATION  remove entries unused for longer (e.g. 30d, 12h, 90m)
+      --cache-dir DIR      the cache directory (default $IRB_CACHE_DIR or ~/.cache/irb/blobs)
+      --json               print the result as JSON
+
+A prune never removes a blob a running build is reading or writing, and removes the
+partial downloads of killed builds. After a build that downloaded something, the
+cache is trimmed to $IRB_CACHE_MAX_SIZE (default 10G; "off" disables it).`;
+
+/** Parses the arguments after `irb cache`; throws {@link UsageError} on mistakes. */
+export function parseCacheArgs(argv: string[]): CacheArgs | { command: 'help'; topic: 'cache' } {
+  const [action, ...rest] = argv;
+  if (action === undefined || action === '-h' || action === '--help')
+    return { command: 'help', topic: 'cache' };
+  if (action !== 'ls' && action !== 'prune') {
+    throw new UsageError(`unknown cache action "${action}" (actions: ls, prune)`, 'cache');
+  }
+  let values: Record<string, unknown>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: rest,
+      options: {
+        'cache-dir': { type: 'string' },
+        json: { type: 'boolean' },
+        verbose: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        ...(action === 'prune' ? { 'max-size': { type: 'string' }, 'older-than': { type: 'string' } } : {}),
+      },
+      allowPositionals: true,
+      strict: true,
+    }));
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split('. ')[0]!.replace(/\.$/, '') : String(error);
+    throw new UsageError(message, 'cache');
+  }
+  if (values.help) return { command: 'help', topic: 'cache' };
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`, 'cache');
+  const args: CacheArgs = {
+    command: 'cache',
+    action,
+    json: Boolean(values.json),
+    verbose: Boolean(values.verbose),
+  };
+  if (values['cache-dir'] !== undefined) {
+    if (values['cache-dir'] === '') throw new UsageError('--cache-dir needs a directory', 'cache');
+    args.cacheDir = String(values['cache-dir']);
+  }
+  if (values['max-size'] !== undefined) {
+    const bytes = parseByteSize(String(values['max-size']));
+    if (bytes === undefined) {
+      throw new UsageError(
+        `--max-size wants a size such as 5G, 500M or 2GB, not "${values['max-size']}"`,
+        'cache',
+      );
+    }
+    args.maxBytes = bytes;
+  }
+  if (values['older-than'] !== undefined) {
+    const ms = parseDuration(String(values['older-than']));
+    if (ms === undefined) {
+      throw new UsageError(
+        `--older-than wants a duration such as 30d, 12h or 90m, not "${values['older-than']}"`,
+        'cache',
+      );
+    }
+    args.olderThanMs = ms;
+  }
+  return args;
+}
+
+function entryJson(e: CacheEntry): Record<string, unknown> {
+  return {
+    kind: e.kind,
+    digest: e.digest ?? null,
+    size: e.size,
+    lastUsed: e.lastUsed.toISOString(),
+    inUse: e.inUse,
+    path: e.path,
+  };
+}
+
+/** A date as `YYYY-MM-DD HH:MM` in UTC, like `irb ls`. */
+function when(date: Date): string {
+  return date.toISOString().slice(0, 16).replace('T', ' ');
+}
+
+/** Runs `irb cache ls|prune` through the builder's public API; returns the exit code. */
+export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  const dirs = cacheDirectories(args.cacheDir);
+  if (args.action === 'ls') {
+    const entries = await listCache(dirs.blobs, { indexDir: dirs.index });
+    const total = entries.reduce((sum, e) => sum + e.size, 0);
+    if (args.json) {
+      io.stdout.write(
+        `${JSON.stringify(
+          { cacheDir: dirs.blobs, indexDir: dirs.index, totalBytes: total, entries: entries.map(entryJson) },
+          null,
+          2,
+        )}\n`,
+      );
+      return 0;
+    }
+    const rows = [
+      ['KIND', 'DIGEST', 'SIZE', 'LAST USED', ''],
+      ...entries.map((e) => [
+        e.kind,
+        e.digest ?? '-',
+        formatBytes(e.size),
+        when(e.lastUsed),
+        e.inUse ? 'in use' : '',
+      ]),
+    ];
+    const lines = entries.length > 0 ? table(rows, [false, false, true]).map((l) => l.trimEnd()) : [];
+    const blobs = entries.filter((e) => e.kind === 'blob');
+    const indexes = entries.filter((e) => e.kind === 'index');
+    const sum = (list: CacheEntry[]) => formatBytes(list.reduce((s, e) => s + e.size, 0));
+    lines.push(
+      `${blobs.length} blobs (${sum(blobs)}) in ${dirs.blobs}, ${indexes.length} layer indexes (${sum(indexes)}) in ${dirs.index}; ${formatBytes(total)} in all`,
+    );
+    io.stdout.write(`${lines.join('\n')}\n`);
+    return 0;
+  }
+  let maxBytes = args.maxBytes;
+  if (maxBytes === undefined && args.olderThanMs === undefined) {
+    maxBytes = cacheMaxBytes();
+    if (maxBytes === undefined) {
+      throw new UsageError(
+        'IRB_CACHE_MAX_SIZE is off, so there is no limit to trim to; give --max-size or --older-than',
+        'cache',
+      );
+    }
+  }
+  const result = await pruneCache(dirs.blobs, {
+    indexDir: dirs.index,
+    ...(maxBytes !== undefined ? { maxBytes } : {}),
+    ...(args.olderThanMs !== undefined ? { olderThanMs: args.olderThanMs } : {}),
+    ...(signal ? { signal } : {}),
+  });
+  if (args.json) {
+    io.stdout.write(
+      `${JSON.stringify(
+        {
+          cacheDir: dirs.blobs,
+          indexDir: dirs.index,
+          maxBytes: maxBytes ?? null,
+          olderThanMs: args.olderThanMs ?? null,
+          removedBytes: result.removedBytes,
+          keptBytes: result.keptBytes,
+          kept: result.kept,
+          keptInUse: result.keptInUse,
+          orphansRemoved: result.orphansRemoved,
+          removed: result.removed.map(entryJson),
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    return 0;
+  }
+  const limit = [
+    maxBytes !== undefined
+      ? `to ${formatBytes(maxBytes)}${args.maxBytes === undefined && maxBytes === DEFAULT_CACHE_MAX_BYTES ? ' (the default limit)' : ''}`
+      : undefined,
+    args.olderThanMs !== undefined ? 'by age' : undefined,
+  ]
+    .filter(Boolean)
+    .join(' and ');
+  const lines = [
+    `pruned ${dirs.blobs} ${limit}: removed ${result.removed.length} entries (${formatBytes(result.removedBytes)}), kept ${result.kept} (${formatBytes(result.keptBytes)})`,
+  ];
+  if (result.keptInUse > 0) lines.push(`  ${result.keptInUse} kept because a running build uses them`);
+  if (result.orphansRemoved > 0) lines.push(`  ${result.orphansRemoved} leftovers of killed builds removed`);
+  if (args.verbose) {
+    for (const e of result.removed)
+      lines.push(`  removed ${e.kind} ${e.digest ?? e.path} (${formatBytes(e.size)})`);
+  }
+  io.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
