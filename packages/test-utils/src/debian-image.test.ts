@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
-import { lstat, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureDebianPythonImage, ensureSyntheticImage } from './debian-image.ts';
+import { detectDebianMirror, ensureDebianPythonImage, ensureSyntheticImage } from './debian-image.ts';
 import { buildOnce } from './fixture-cache.ts';
 
 const run = promisify(execFile);
@@ -50,6 +50,59 @@ describe('buildOnce', () => {
     ).rejects.toThrow('boom');
     const { readdir } = await import('node:fs/promises');
     expect(await readdir(cacheDir)).toEqual([]);
+  });
+});
+
+describe('detectDebianMirror', () => {
+  /** A private apt configuration directory (the machine's own is never touched). */
+  async function aptDir(name: string, files: Record<string, string>): Promise<string> {
+    const dir = join(scratch, name);
+    await mkdir(join(dir, 'sources.list.d'), { recursive: true });
+    for (const [file, text] of Object.entries(files)) await writeFile(join(dir, file), text);
+    return dir;
+  }
+
+  it('takes the first enabled bookworm source: sources.list, then sources.list.d in name order', async () => {
+    const dir = await aptDir('apt-a', {
+      'sources.list.d/a.sources': [
+        '# disabled first',
+        'Enabled: no',
+        'Types: deb',
+        'URIs: http://disabled.invalid/debian',
+        'Suites: bookworm',
+        '',
+        'Types: deb-src deb',
+        '# a comment inside the stanza',
+        'URIs:',
+        ' http://folded.invalid/debian',
+        'Suites: bookworm-security bookworm',
+        'Components: main',
+      ].join('\n'),
+      'sources.list.d/0-security.list':
+        'deb http://security.invalid/debian-security bookworm-security main\n',
+      'sources.list.d/z.list.disabled': 'deb http://ignored.invalid/debian bookworm main\n',
+    });
+    expect(await detectDebianMirror({ aptDir: dir, env: {} })).toBe('http://folded.invalid/debian');
+    await writeFile(
+      join(dir, 'sources.list'),
+      '# deb http://commented.invalid/debian bookworm main\ndeb [arch=amd64 signed-by=/k.gpg] http://one-line.invalid/debian bookworm main\n',
+    );
+    expect(await detectDebianMirror({ aptDir: dir, env: {} })).toBe('http://one-line.invalid/debian');
+    expect(
+      await detectDebianMirror({ aptDir: dir, env: { IRB_DEBIAN_MIRROR: 'http://env.invalid/d' } }),
+    ).toBe('http://env.invalid/d');
+  });
+
+  it('with no bookworm source and no IRB_DEBIAN_MIRROR it fails saying what to set', async () => {
+    const dir = await aptDir('apt-none', {
+      'sources.list.d/other.list': 'deb http://other.invalid/ubuntu noble main\n',
+    });
+    await expect(detectDebianMirror({ aptDir: dir, env: {} })).rejects.toThrow(
+      /^no Debian bookworm source in .*apt-none\/sources\.list or .*apt-none\/sources\.list\.d\/\*\.list\|\*\.sources; set IRB_DEBIAN_MIRROR/,
+    );
+    await expect(detectDebianMirror({ aptDir: join(scratch, 'missing'), env: {} })).rejects.toThrow(
+      /set IRB_DEBIAN_MIRROR/,
+    );
   });
 });
 

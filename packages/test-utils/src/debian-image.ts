@@ -60,7 +60,7 @@ export interface DebianPythonImage {
 
 /** Options of {@link ensureDebianPythonImage}. */
 export interface DebianPythonImageOptions {
-  /** Debian mirror. Default: `$IRB_DEBIAN_MIRROR`, else the machine's apt sources, else deb.debian.org. */
+  /** Debian mirror. Default: {@link detectDebianMirror} (`$IRB_DEBIAN_MIRROR`, else the machine's apt sources). */
   mirror?: string;
   /** Cache root. Default {@link fixtureCacheRoot}. */
   cacheDir?: string;
@@ -75,24 +75,40 @@ const ENV = [
   'IRB_FIXTURE=debian-python',
 ];
 
+/** `deb [options] URI SUITE COMPONENT…` lines of a `.list` file: URIs serving {@link SUITE}. */
 function parseOneLineSources(text: string): string[] {
   const uris: string[] = [];
   for (const raw of text.split('\n')) {
-    const line = raw.replace(/#.*/, '').trim();
-    const parts = line.split(/\s+/).filter((part) => !part.startsWith('['));
+    const line = raw.replace(/^\s*#.*/, '').trim();
+    // Options sit in brackets and may contain spaces: `deb [arch=amd64 signed-by=/k.gpg] URI …`.
+    const parts = line
+      .replace(/\[[^\]]*\]/, ' ')
+      .split(/\s+/)
+      .filter(Boolean);
     if (parts[0] === 'deb' && parts[2] === SUITE && parts[1]) uris.push(parts[1]);
   }
   return uris;
 }
 
+/** deb822 stanzas of a `.sources` file: URIs of enabled `deb` stanzas serving {@link SUITE}. */
 function parseDeb822Sources(text: string): string[] {
   const uris: string[] = [];
-  for (const stanza of text.split(/\n\s*\n/)) {
+  for (const stanza of text.split(/\n[ \t]*\n/)) {
     const fields = new Map<string, string>();
+    let last: string | undefined;
     for (const line of stanza.split('\n')) {
-      const match = /^([A-Za-z-]+):\s*(.*)$/.exec(line.replace(/#.*/, ''));
-      if (match?.[1] && match[2] !== undefined) fields.set(match[1].toLowerCase(), match[2].trim());
+      if (/^\s*#/.test(line)) continue;
+      // A line starting with white space continues the previous field (deb822 folding).
+      if (/^[ \t]/.test(line) && last) {
+        fields.set(last, `${fields.get(last)} ${line.trim()}`);
+        continue;
+      }
+      const match = /^([A-Za-z0-9-]+):\s*(.*)$/.exec(line);
+      if (!match?.[1]) continue;
+      last = match[1].toLowerCase();
+      fields.set(last, (match[2] ?? '').trim());
     }
+    if (/^(no|false|0)$/i.test(fields.get('enabled') ?? '')) continue;
     const types = (fields.get('types') ?? '').split(/\s+/);
     const suites = (fields.get('suites') ?? '').split(/\s+/);
     if (!types.includes('deb') || !suites.includes(SUITE)) continue;
@@ -101,23 +117,44 @@ function parseDeb822Sources(text: string): string[] {
   return uris;
 }
 
-/** The Debian mirror this machine's apt uses for bookworm (so fixtures work where only that mirror is reachable). */
-export async function detectDebianMirror(): Promise<string> {
-  if (process.env.IRB_DEBIAN_MIRROR) return process.env.IRB_DEBIAN_MIRROR;
+/** Options of {@link detectDebianMirror}. */
+export interface DetectDebianMirrorOptions {
+  /** apt's configuration directory. Default `/etc/apt`. */
+  aptDir?: string;
+  /** Environment read for `IRB_DEBIAN_MIRROR`. Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The Debian mirror to bootstrap {@link SUITE} from: `$IRB_DEBIAN_MIRROR`, else the first source
+ * of this machine's apt serving that suite (`sources.list`, then `sources.list.d/*.list` and
+ * deb822 `*.sources` in name order), so fixtures use the mirror this machine is set up to reach.
+ * No mirror host is built in: with neither, it throws saying what to set.
+ */
+export async function detectDebianMirror(options: DetectDebianMirrorOptions = {}): Promise<string> {
+  const env = options.env ?? process.env;
+  if (env.IRB_DEBIAN_MIRROR) return env.IRB_DEBIAN_MIRROR;
+  const aptDir = options.aptDir ?? '/etc/apt';
   const candidates: string[] = [];
   try {
-    candidates.push(...parseOneLineSources(await readFile('/etc/apt/sources.list', 'utf8')));
+    candidates.push(...parseOneLineSources(await readFile(join(aptDir, 'sources.list'), 'utf8')));
   } catch {}
   let names: string[] = [];
   try {
-    names = (await readdir('/etc/apt/sources.list.d')).sort();
+    names = (await readdir(join(aptDir, 'sources.list.d'))).sort();
   } catch {}
   for (const name of names) {
-    const text = await readFile(join('/etc/apt/sources.list.d', name), 'utf8').catch(() => '');
-    if (name.endsWith('.list')) candidates.push(...parseOneLineSources(text));
-    if (name.endsWith('.sources')) candidates.push(...parseDeb822Sources(text));
+    if (!name.endsWith('.list') && !name.endsWith('.sources')) continue;
+    const text = await readFile(join(aptDir, 'sources.list.d', name), 'utf8').catch(() => '');
+    candidates.push(...(name.endsWith('.list') ? parseOneLineSources(text) : parseDeb822Sources(text)));
   }
-  return candidates.find((uri) => !/security/.test(uri)) ?? 'http://deb.debian.org/debian';
+  const mirror = candidates[0];
+  if (mirror === undefined) {
+    throw new Error(
+      `no Debian ${SUITE} source in ${join(aptDir, 'sources.list')} or ${join(aptDir, 'sources.list.d')}/*.list|*.sources; set IRB_DEBIAN_MIRROR to a Debian mirror URL (or pass the mirror option)`,
+    );
+  }
+  return mirror;
 }
 
 async function isHardLinkPair(a: string, b: string): Promise<boolean> {
