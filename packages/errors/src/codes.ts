@@ -53,6 +53,7 @@ export const ERROR_CODES = {
   IRB_TLS_FAILED: "The registry's TLS certificate is not trusted or the handshake failed.",
   IRB_BODY_TRUNCATED: 'A response body ended before its announced length.',
   IRB_CLIENT_CLOSED: 'The registry client was closed while an operation was running.',
+  IRB_CACHE_BUSY: 'Another process has been pruning the cache for minutes; a build cannot use it meanwhile.',
   IRB_CACHE_MISS: 'A blob was asked of the cache alone (offline) and the cache lacks it.',
   IRB_CACHE_WRITE_FAILED: 'The blob cache directory cannot be created or written.',
 

@@ -347,6 +347,32 @@ describe('pruning', () => {
   });
 });
 
+describe('the prune lock', () => {
+  it("users wait for a live pruner, give up clearly when it holds on, and break a dead one's lock", async () => {
+    const dir = await tempDir();
+    const writer = new BlobCache(dir, { maxBytes: false });
+    const digest = await put(writer, 100, 0);
+    await writer.dispose();
+    const holder = child('token', dir);
+    const token = await holder.next();
+    await writeFile(join(dir, '.prune.lock'), `${token}\n`);
+    const patient = new BlobCache(dir, { maxBytes: false, pruneWaitMs: 300 });
+    await expect(patient.has(digest)).rejects.toMatchObject({
+      code: 'IRB_CACHE_BUSY',
+      message: expect.stringContaining(
+        `process ${holder.process.pid} has held the prune lock of the cache at ${dir}`,
+      ),
+    });
+    expect((await pruneCache(dir, { busy: 'skip' })).skipped).toBe(true);
+    holder.process.kill('SIGKILL');
+    await holder.exited;
+    // The holder is gone: its lock is broken and the blob is there.
+    expect(await patient.has(digest)).toBe(true);
+    expect(await readdir(dir)).not.toContain('.prune.lock');
+    await patient.dispose();
+  });
+});
+
 describe('leftovers of killed processes', () => {
   it('a partial download whose writer was SIGKILLed is removed by the next run; a live one is not', async () => {
     const dir = await tempDir();

@@ -325,8 +325,12 @@ async function breakStaleLock(dir: string): Promise<void> {
 /** Prunes running in this process, by resolved cache directory. */
 const ownPrunes = new Map<string, Promise<unknown>>();
 
+/** How long a user of the cache waits for another process's prune before it gives up. */
+const PRUNE_WAIT_MS = 2 * 60_000;
+
 /** Waits while a live prune holds the lock (a dead holder's lock is broken). */
-async function waitForPrune(dir: string): Promise<void> {
+async function waitForPrune(dir: string, waitMs = PRUNE_WAIT_MS): Promise<void> {
+  const started = Date.now();
   for (;;) {
     const lock = await lockOwner(dir);
     if (!lock) return;
@@ -338,6 +342,13 @@ async function waitForPrune(dir: string): Promise<void> {
     if (orphaned(lock.owner, lock.mtimeMs)) {
       await breakStaleLock(dir);
       continue;
+    }
+    // A prune takes seconds; one holding the lock for minutes is stopped or stuck: say which.
+    if (Date.now() - started > waitMs) {
+      throw new IrbError(
+        'IRB_CACHE_BUSY',
+        `process ${lock.owner.split('-')[0]} has held the prune lock of the cache at ${dir} for over ${Math.round(waitMs / 1000)} s; wait for it to finish or stop it, or set \`cacheDir\` to another directory`,
+      );
     }
     await sleep(20);
   }
@@ -390,6 +401,11 @@ export interface BlobCacheOptions {
   maxBytes?: number | false;
   /** The layer index directory counted and trimmed with the blobs. Default {@link indexCacheDirFor}`(dir)`. */
   indexDir?: string | false;
+  /**
+   * How long to wait for another process's prune before failing with `IRB_CACHE_BUSY`. Default
+   * two minutes (a prune takes seconds; longer means it is stopped or stuck).
+   */
+  pruneWaitMs?: number;
 }
 
 /**
@@ -409,6 +425,7 @@ export class BlobCache {
   readonly temporary: boolean;
   readonly #maxBytes: number | undefined;
   readonly #indexDir: string | false;
+  readonly #pruneWaitMs: number | undefined;
   #disposed = false;
   #swept: Promise<void> | undefined;
   #leaseFile: string | undefined;
@@ -419,6 +436,7 @@ export class BlobCache {
     this.dir = dir;
     this.temporary = options.temporary === true;
     this.#indexDir = options.indexDir ?? indexCacheDirFor(dir);
+    this.#pruneWaitMs = options.pruneWaitMs;
     // Read now, so a bad IRB_CACHE_MAX_SIZE fails before any download rather than after.
     this.#maxBytes =
       this.temporary || options.maxBytes === false ? undefined : (options.maxBytes ?? cacheMaxBytes());
@@ -627,7 +645,13 @@ export class BlobCache {
       // A cache this process cannot write is one no other user can prune either: reading goes on.
       return;
     }
-    await waitForPrune(this.dir);
+    try {
+      await waitForPrune(this.dir, this.#pruneWaitMs);
+    } catch (error) {
+      // Asked again next time: the lease is written, only the wait failed.
+      this.#leases.delete(digest);
+      throw error;
+    }
     await this.#sweepOnce();
     // The mtime is the last use, set once per process and blob: no scan, no atime dependence.
     const now = new Date();

@@ -3,10 +3,11 @@
 //   reader DIR ROUNDS DIGEST… ROUNDS times (each with a new BlobCache) read every present blob; print "done READS" or "error …"
 //   writer DIR COUNT         write COUNT fresh blobs, printing "stored DIGEST" for each; then wait for stdin
 //   partial DIR DIGEST       stage a download, write part of it, print its path, hang (to be killed)
+//   token DIR                print this process's token, hang (to be killed)
 import { createHash, randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { BlobCache } from '../src/cache.ts';
+import { BlobCache, processToken } from '../src/cache.ts';
 
 const [mode, dir, ...rest] = process.argv.slice(2) as [string, string, ...string[]];
 let cache = new BlobCache(dir, { maxBytes: false });
@@ -66,6 +67,10 @@ try {
       process.stdout.write(`stored ${digest}\n`);
     }
     await line();
+  } else if (mode === 'token') {
+    process.stdout.write(`${processToken()}\n`);
+    setInterval(() => {}, 60_000);
+    await new Promise(() => {});
   } else if (mode === 'partial') {
     const staged = await cache.stage(rest[0] as string);
     const handle = await open(staged.path, 'w');
