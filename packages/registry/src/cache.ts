@@ -428,7 +428,7 @@ export class BlobCache {
   readonly #pruneWaitMs: number | undefined;
   #disposed = false;
   #swept: Promise<void> | undefined;
-  #leaseFile: string | undefined;
+  #leaseFile: Promise<string> | undefined;
   #leases = new Map<string, Promise<void>>();
   #stored = false;
 
@@ -612,7 +612,7 @@ export class BlobCache {
         () => undefined,
       );
     }
-    const file = this.#leaseFile;
+    const file = await this.#leaseFile?.catch(() => undefined);
     this.#leaseFile = undefined;
     this.#leases.clear();
     if (file) {
@@ -635,12 +635,9 @@ export class BlobCache {
   async #writeLease(digest: string): Promise<void> {
     const path = this.path(digest);
     try {
-      if (!this.#leaseFile) {
-        await ensureCacheDirectory(join(this.dir, LEASES), 'the blob cache', this.dir);
-        this.#leaseFile = join(this.dir, LEASES, `${processToken()}.${randomBytes(6).toString('hex')}.lease`);
-        liveLeaseFiles.add(this.#leaseFile);
-      }
-      await appendFile(this.#leaseFile, `${digest}\n`);
+      // One lease file per cache object, created once even when many blobs are leased at once.
+      this.#leaseFile ??= this.#createLeaseFile();
+      await appendFile(await this.#leaseFile, `${digest}\n`);
     } catch {
       // A cache this process cannot write is one no other user can prune either: reading goes on.
       return;
@@ -656,6 +653,13 @@ export class BlobCache {
     // The mtime is the last use, set once per process and blob: no scan, no atime dependence.
     const now = new Date();
     await utimes(path, now, now).catch(() => undefined);
+  }
+
+  async #createLeaseFile(): Promise<string> {
+    await ensureCacheDirectory(join(this.dir, LEASES), 'the blob cache', this.dir);
+    const file = join(this.dir, LEASES, `${processToken()}.${randomBytes(6).toString('hex')}.lease`);
+    liveLeaseFiles.add(file);
+    return file;
   }
 
   #sweepOnce(): Promise<void> {
