@@ -11,7 +11,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BlobCache, listCache, pruneCache } from '../src/cache.ts';
+import { BlobCache } from '../src/cache.ts';
+import { listCache, pruneCache } from '../src/cache-prune.ts';
 
 const { values } = parseArgs({
   options: { blobs: { type: 'string', default: '100,1000,5000' }, runs: { type: 'string', default: '3' } },

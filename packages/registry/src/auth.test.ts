@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { credentialSecrets, parseChallenges, parseTokenAnswer, resolveCredential } from './auth.ts';
-import { defaultCacheDir } from './cache.ts';
+import { defaultCacheDir } from './cache-config.ts';
 import { parseMirrorsEnv } from './mirrors.ts';
 import { redactHeaders, redactUrl, scrub } from './redact.ts';
 import { isRetryableStatus } from './transport/http.ts';

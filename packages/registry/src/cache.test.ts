@@ -18,7 +18,7 @@ import {
   parseDuration,
   processToken,
   pruneCache,
-} from './cache.ts';
+} from './index.ts';
 
 const CHILD = fileURLToPath(new URL('../test/cache-child.ts', import.meta.url));
 const dirs: string[] = [];
@@ -152,7 +152,7 @@ describe('directories that cannot be created', () => {
     await expect(ensureCacheDirectory(target)).rejects.toMatchObject({
       code: 'IRB_CACHE_WRITE_FAILED',
       message: expect.stringMatching(
-        /^cannot create the blob cache at .*file\/cache\/deeper: a part of the path is not a directory \(ENOTDIR\); set `cacheDir` to a writable directory or pass `cache: false`$/,
+        /^cannot create the blob cache at .*file\/cache\/deeper: a part of the path is a file, not a directory \(ENOTDIR\); set `cacheDir` \(or IRB_CACHE_DIR\) to a writable directory, or pass `cache: false`$/,
       ),
     });
   });
@@ -165,7 +165,7 @@ describe('directories that cannot be created', () => {
       await expect(ensureCacheDirectory(target)).rejects.toMatchObject({
         code: 'IRB_CACHE_WRITE_FAILED',
         message: expect.stringContaining(
-          '(ENOENT); set `cacheDir` to a writable directory or pass `cache: false`',
+          '(ENOENT); set `cacheDir` (or IRB_CACHE_DIR) to a writable directory, or pass `cache: false`',
         ),
       });
       const cache = new BlobCache(target, { maxBytes: false });

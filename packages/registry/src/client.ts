@@ -6,7 +6,8 @@
 import { IrbError } from '@irb/errors';
 import packageJson from '../package.json' with { type: 'json' };
 import { BlobFetcher } from './blobs.ts';
-import { BlobCache, defaultCacheDir } from './cache.ts';
+import { BlobCache } from './cache.ts';
+import { defaultCacheDir } from './cache-config.ts';
 import { loadImage, type RegistryImage } from './image.ts';
 import { type FetchedManifest, fetchManifest } from './manifest.ts';
 import { Mirrors } from './mirrors.ts';

@@ -52,6 +52,8 @@ const STORAGE_ADVICE: Record<string, [why: string, fix: string]> = {
   ENOTDIR: ['a part of the path is a file, not a directory', ELSEWHERE],
   EEXIST: ['a file stands where a directory must be', `remove it, or ${ELSEWHERE}`],
   EIO: ['the disk reported an I/O error', `check the disk (dmesg), or ${ELSEWHERE}`],
+  // mkdir of a child says ENOENT although its parent exists: /proc, /sys and the like.
+  ENOENT: ['its parent directory does not accept new directories', ELSEWHERE],
 };
 
 /**
@@ -59,14 +61,18 @@ const STORAGE_ADVICE: Record<string, [why: string, fix: string]> = {
  * that says where, why, and the fix that errno calls for (EACCES is not cured by freeing
  * space); other errors pass through unchanged.
  */
-export function cacheWriteFailure(dir: string, error: unknown): unknown {
+export function cacheWriteFailure(
+  dir: string,
+  error: unknown,
+  context: { action?: 'write' | 'create'; what?: string } = {},
+): unknown {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   const advice = code ? STORAGE_ADVICE[code] : undefined;
   if (!advice) return error;
   const [why, fix] = advice;
   return new IrbError(
     'IRB_CACHE_WRITE_FAILED',
-    `cannot write the blob cache at ${dir}: ${why} (${code}); ${fix}`,
+    `cannot ${context.action ?? 'write'} ${context.what ?? 'the blob cache'} at ${dir}: ${why} (${code}); ${fix}`,
     {
       cause: error,
     },

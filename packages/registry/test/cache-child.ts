@@ -7,7 +7,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { BlobCache, processToken } from '../src/cache.ts';
+import { BlobCache } from '../src/cache.ts';
+import { processToken } from '../src/owner.ts';
 
 const [mode, dir, ...rest] = process.argv.slice(2) as [string, string, ...string[]];
 let cache = new BlobCache(dir, { maxBytes: false });

@@ -436,7 +436,7 @@ describe('cache', () => {
     const failure = await codeOf(c.image(`${reg.host}/test/oci:v1`));
     expect(failure.code).toBe('IRB_CACHE_WRITE_FAILED');
     expect(failure.message).toMatch(
-      /cannot create the blob cache at \/dev\/null\/irb-cache: a part of the path is not a directory \(ENOTDIR\); set `cacheDir` to a writable directory or pass `cache: false`/,
+      /cannot create the blob cache at \/dev\/null\/irb-cache: a part of the path is a file, not a directory \(ENOTDIR\); set `cacheDir` \(or IRB_CACHE_DIR\) to a writable directory, or pass `cache: false`/,
     );
   });
 

@@ -1,0 +1,137 @@
+import { mkdir, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { IrbError } from '@irb/errors';
+import { cacheWriteFailure } from './errors.ts';
+
+/**
+ * The default blob cache directory: `IRB_CACHE_DIR`, else `$XDG_CACHE_HOME/irb/blobs`,
+ * else `~/.cache/irb/blobs`.
+ */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.IRB_CACHE_DIR) return env.IRB_CACHE_DIR;
+  const xdg = env.XDG_CACHE_HOME;
+  return join(xdg?.startsWith('/') ? xdg : join(homedir(), '.cache'), 'irb', 'blobs');
+}
+
+/**
+ * The layer index cache that goes with a blob cache directory: `<parent>/index` beside a
+ * directory named `blobs` (so `~/.cache/irb/blobs` pairs with `~/.cache/irb/index`), else
+ * `<dir>-index` beside it (`IRB_CACHE_DIR=/var/cache/irb` pairs with `/var/cache/irb-index`).
+ */
+export function indexCacheDirFor(blobCacheDir: string): string {
+  const dir = resolve(blobCacheDir);
+  const name = basename(dir);
+  return join(dirname(dir), name === 'blobs' ? 'index' : `${name}-index`);
+}
+
+/** The automatic cache limit when `IRB_CACHE_MAX_SIZE` is not set: 10 GiB. */
+export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
+
+const UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kib: 1024,
+  kb: 1000,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  mb: 1000 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+  gb: 1000 ** 3,
+  t: 1024 ** 4,
+  tib: 1024 ** 4,
+  tb: 1000 ** 4,
+};
+
+/**
+ * Parses a byte size: a number with an optional unit, `K`/`M`/`G`/`T` and `KiB`… being powers
+ * of 1024, `KB`/`MB`/`GB`/`TB` powers of 1000 (as GNU `du` and `sort` read them). Case does not
+ * matter. `undefined` when the text is not a size.
+ */
+export function parseByteSize(text: string): number | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = match ? UNITS[(match[2] as string).toLowerCase()] : undefined;
+  if (!match || unit === undefined) return undefined;
+  const bytes = Math.floor(Number(match[1]) * unit);
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+const DURATIONS: Record<string, number> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 7 * 86_400_000,
+};
+
+/** Parses a duration such as `90s`, `30m`, `12h`, `7d` or `2w` into milliseconds; `undefined` otherwise. */
+export function parseDuration(text: string): number | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$/i.exec(text);
+  if (!match) return undefined;
+  const ms = Math.round(Number(match[1]) * (DURATIONS[(match[2] as string).toLowerCase()] as number));
+  return Number.isSafeInteger(ms) ? ms : undefined;
+}
+
+/**
+ * The automatic cache limit in bytes: `IRB_CACHE_MAX_SIZE` (a size as {@link parseByteSize}
+ * reads it, or `off` for no limit), else {@link DEFAULT_CACHE_MAX_BYTES}. `undefined` means off.
+ * Throws `IRB_OPTION_INVALID` for a value that is neither.
+ */
+export function cacheMaxBytes(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const raw = env.IRB_CACHE_MAX_SIZE;
+  if (raw === undefined || raw.trim() === '') return DEFAULT_CACHE_MAX_BYTES;
+  if (/^\s*(off|none|unlimited)\s*$/i.test(raw)) return undefined;
+  const bytes = parseByteSize(raw);
+  if (bytes === undefined) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `IRB_CACHE_MAX_SIZE="${raw}" is not a size; use e.g. 10G, 500M, 2GB or off`,
+    );
+  }
+  return bytes;
+}
+
+/**
+ * Creates `dir` and its missing parents, or throws `IRB_CACHE_WRITE_FAILED` at once naming
+ * `option`. Each level is tried at most twice. Node's `mkdir(…, { recursive: true })` is not
+ * used: under `/proc` it never returns (mkdir of the child says ENOENT, of the parent EEXIST,
+ * and it retries the child forever).
+ */
+export async function ensureCacheDirectory(dir: string, what = 'the blob cache', root = dir): Promise<void> {
+  try {
+    await makeDirectory(resolve(dir));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const cause = code ? error : Object.assign(new Error(String(error)), { code: 'EIO', cause: error });
+    throw cacheWriteFailure(root, cause, { action: 'create', what });
+  }
+}
+
+async function makeDirectory(path: string): Promise<void> {
+  const attempt = async (): Promise<boolean> => {
+    try {
+      await mkdir(path);
+      return true;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') {
+        if ((await stat(path)).isDirectory()) return true;
+        throw Object.assign(new Error(`${path} exists and is not a directory`), { code: 'ENOTDIR' });
+      }
+      if (code === 'ENOENT') return false;
+      throw error;
+    }
+  };
+  if (await attempt()) return;
+  const parent = dirname(path);
+  if (parent === path) throw Object.assign(new Error(`cannot create ${path}`), { code: 'ENOENT' });
+  await makeDirectory(parent);
+  // The parent exists now; a second ENOENT means this filesystem refuses the name (e.g. /proc).
+  if (!(await attempt())) {
+    throw Object.assign(new Error(`mkdir ${path}: the parent exists but refuses new entries`), {
+      code: 'ENOENT',
+    });
+  }
+}
