@@ -27,8 +27,9 @@ export {
   measureArchive,
 } from './archive.ts';
 export { type WriteFileAtomicOptions, writeFileAtomic } from './atomic.ts';
-export { defaultKeychains, InitramfsBuilder, withExtras } from './builder.ts';
+export { defaultKeychains, InitramfsBuilder } from './builder.ts';
 export * from './cache.ts';
+export { withExtras } from './extras.ts';
 export {
   DEFAULT_PATH,
   type ExitAction,

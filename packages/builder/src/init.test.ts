@@ -70,10 +70,10 @@ describe('shellQuote', () => {
 });
 
 describe('planInit', () => {
-  it('refuses an image without /bin/sh and names --init', async () => {
+  it('refuses an image without /bin/sh and names `init`', async () => {
     const err = await planInit(fakeRootfs({ '/app': { type: 'file' } }), { Cmd: ['/app'] }).catch((e) => e);
     expect(isIrbError(err) && err.code).toBe('IRB_IMAGE_NO_SHELL');
-    expect(String(err.message)).toContain('--init FILE');
+    expect(String(err.message)).toContain('set `init`');
   });
 
   it('refuses a dangling /bin/sh symlink', async () => {

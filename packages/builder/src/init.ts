@@ -129,7 +129,7 @@ async function planUserSwitch(
   throw new IrbError(
     'IRB_IMAGE_NO_USER_SWITCH',
     `the image runs as User "${spec}" but has no tool to switch to it (setpriv, su-exec, gosu, chpst or su); ` +
-      'add one to the image, or pass --init FILE with your own /init',
+      'add one to the image, or set `init` to your own init program',
   );
 }
 
@@ -139,7 +139,7 @@ async function planUserSwitch(
  * own `/etc/passwd` and `/etc/group`, and renders a POSIX sh script that does what a container runtime
  * does, then prints `irb: exit status N` and powers the VM off.
  *
- * Throws an `IrbError` naming the fix (usually `--init FILE`) when the image cannot run it.
+ * Throws an `IrbError` naming the fix (usually `init`) when the image cannot run it.
  */
 export async function planInit(
   view: InitRootfsView,
@@ -150,21 +150,21 @@ export async function planInit(
   if (sh?.type !== 'file') {
     throw new IrbError(
       'IRB_IMAGE_NO_SHELL',
-      'the image has no /bin/sh, which the generated /init needs; pass --init FILE with a static init program',
+      'the image has no /bin/sh, which the generated /init needs; set `init` to a static init program',
     );
   }
   const mount = await toolArgv(view, 'mount');
   if (!mount) {
     throw new IrbError(
       'IRB_IMAGE_NO_MOUNT',
-      'the image has no mount command, which the generated /init needs; pass --init FILE with your own /init',
+      'the image has no mount command, which the generated /init needs; set `init` to your own init program',
     );
   }
   const argv = [...(config?.Entrypoint ?? []), ...(config?.Cmd ?? [])];
   if (argv.length === 0) {
     throw new IrbError(
       'IRB_IMAGE_NO_COMMAND',
-      'the image config has neither Entrypoint nor Cmd, so there is nothing to run; pass --init FILE',
+      'the image config has neither Entrypoint nor Cmd, so there is nothing to run; set `init` to your own init program',
     );
   }
   const hostname = options.hostname ?? 'irb';
@@ -216,7 +216,7 @@ export async function planInit(
       throw new IrbError(
         'IRB_ENV_INVALID',
         `the image's Env has names sh cannot export (${odd.map((kv) => kv.split('=')[0]).join(', ')}) and no env command to pass them; ` +
-          'fix the image config or pass --init FILE',
+          'fix the image config or set `init` to your own init program',
       );
     }
     envPrefix = [...envTool, ...odd];
@@ -226,7 +226,7 @@ export async function planInit(
   if (!workingDir.startsWith('/')) {
     throw new IrbError(
       'IRB_WORKDIR_INVALID',
-      `the image's WorkingDir "${workingDir}" is not absolute; fix the image config or pass --init FILE`,
+      `the image's WorkingDir "${workingDir}" is not absolute; fix the image config or set \`init\` to your own init program`,
     );
   }
 
@@ -245,7 +245,7 @@ export async function planInit(
     else if (st.type !== 'directory' && dir === wd) {
       throw new IrbError(
         'IRB_WORKDIR_INVALID',
-        `the image's WorkingDir "${workingDir}" is not a directory; fix the image config or pass --init FILE`,
+        `the image's WorkingDir "${workingDir}" is not a directory; fix the image config or set \`init\` to your own init program`,
       );
     }
   }

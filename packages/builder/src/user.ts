@@ -81,7 +81,7 @@ export function resolveUser(
     if (!entry) {
       throw new IrbError(
         'IRB_USER_UNKNOWN',
-        `the image's User "${userPart}" is not in its /etc/passwd; use a numeric uid[:gid] in the image config, or pass --init FILE`,
+        `the image's User "${userPart}" is not in its /etc/passwd; use a numeric uid[:gid] in the image config, or set \`init\` to your own init program`,
       );
     }
     uid = entry.uid;
@@ -96,7 +96,7 @@ export function resolveUser(
       if (!g) {
         throw new IrbError(
           'IRB_GROUP_UNKNOWN',
-          `the image's group "${groupPart}" is not in its /etc/group; use a numeric gid in the image config, or pass --init FILE`,
+          `the image's group "${groupPart}" is not in its /etc/group; use a numeric gid in the image config, or set \`init\` to your own init program`,
         );
       }
       gid = g.gid;

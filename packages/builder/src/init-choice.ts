@@ -1,0 +1,161 @@
+import { IrbError } from '@irb/errors';
+import type { Rootfs } from '@irb/layers';
+import type { ContainerConfig } from '@irb/registry';
+import { type InitPlan, type InitRootfsView, planInit } from './init.ts';
+import type { InitramfsBuilderOptions } from './types.ts';
+
+/** Where `/init` comes from, decided by {@link chooseInit}. */
+export type InitChoice =
+  | { source: 'image' }
+  /** `hostPath` is the `init` file; absent when an `inject` already put a file at /init. */
+  | { source: 'file'; hostPath?: string }
+  | { source: 'generated'; plan: InitPlan };
+
+/** What an option changed in the image, so a missing piece can be blamed on the right option. */
+export interface OptionEffects {
+  /** `exclude` patterns as given, and how many paths they removed. */
+  exclude: readonly string[];
+  excluded: number;
+  /** `inject` entries whose DEST already existed in the image, with its type there. */
+  replaced: ReadonlyArray<{ spec: string; dest: string; was: string }>;
+  /** `/bin/sh` as the image had it before `inject` (symlinks followed), if it had one. */
+  shellBefore: { type: string; path: string } | undefined;
+}
+
+/** Inputs of {@link chooseInit}. */
+export interface InitChoiceInput {
+  options: Pick<
+    InitramfsBuilderOptions,
+    'init' | 'keepImageInit' | 'replaceImageInit' | 'hostname' | 'exitAction'
+  >;
+  /** The image (before `inject`) has an `/init`. */
+  imageHasInit: boolean;
+  /** An `inject` entry puts a file at `/init`. */
+  injectsInit: boolean;
+  /** The rootfs as it will be packed (after `exclude` and `inject`). */
+  view: InitRootfsView;
+  config: ContainerConfig | undefined;
+  effects: OptionEffects;
+}
+
+/**
+ * Decides which `/init` the archive gets: the image's own (`keepImageInit`), a host file (`init`,
+ * or an `inject` to /init), or the generated script (checked against the image by planInit). An
+ * image that has its own /init is refused unless the options say which one to use.
+ */
+export async function chooseInit(input: InitChoiceInput): Promise<InitChoice> {
+  const { options: o, imageHasInit, injectsInit } = input;
+  if (imageHasInit && !o.replaceImageInit && !o.keepImageInit && o.init === undefined && !injectsInit) {
+    throw new IrbError(
+      'IRB_IMAGE_HAS_INIT',
+      'the image has its own /init; set `keepImageInit` to boot it, `replaceImageInit` to replace it with the generated one, or `init` to a file',
+    );
+  }
+  if (o.keepImageInit) {
+    if (!imageHasInit) {
+      throw new IrbError(
+        'IRB_IMAGE_NO_INIT',
+        '`keepImageInit` was set but the image has no /init; drop `keepImageInit`',
+      );
+    }
+    return { source: 'image' };
+  }
+  if (o.init !== undefined) return { source: 'file', hostPath: o.init };
+  if (injectsInit) return { source: 'file' };
+  const sh = await input.view.stat('/bin/sh');
+  if (sh?.type !== 'file') {
+    const blame = blameForMissingShell(input.effects);
+    if (blame) throw new IrbError('IRB_OPTION_INVALID', blame);
+  }
+  const plan = await planInit(input.view, input.config, {
+    ...(o.hostname !== undefined ? { hostname: o.hostname } : {}),
+    ...(o.exitAction !== undefined ? { exitAction: o.exitAction } : {}),
+  });
+  return { source: 'generated', plan };
+}
+
+/** What the image itself had at a few paths, before `inject` changes them (see {@link OptionEffects}). */
+export async function optionEffectsBefore(
+  rootfs: Rootfs,
+  view: InitRootfsView,
+  exclude: readonly string[],
+  injects: ReadonlyArray<{ spec: string; dest: string }>,
+): Promise<OptionEffects> {
+  const replaced: Array<{ spec: string; dest: string; was: string }> = [];
+  for (const i of injects) {
+    const found = rootfs.lookup(i.dest);
+    if (found) replaced.push({ spec: i.spec, dest: absolute(i.dest), was: found.type });
+  }
+  return {
+    exclude,
+    excluded: rootfs.stats.excluded,
+    replaced,
+    shellBefore: await view.stat('/bin/sh'),
+  };
+}
+
+/**
+ * The generated /init needs /bin/sh. When the image had one and an option took it away, the
+ * message says which option did what instead of blaming the image.
+ */
+function blameForMissingShell(effects: OptionEffects): string | undefined {
+  const needs = 'which the generated /init needs';
+  if (effects.shellBefore?.type === 'file') {
+    // The image had a shell and an inject replaced it or a directory on its way.
+    const paths = ['/bin/sh', effects.shellBefore.path];
+    for (const r of effects.replaced) {
+      const hit = paths.find((p) => p === r.dest || p.startsWith(`${r.dest}/`));
+      if (hit === undefined) continue;
+      const what = r.was === 'directory' ? `the image's directory ${r.dest}` : r.dest;
+      return (
+        `\`inject\` ${r.spec} replaced ${what} with a file, and so /bin/sh, ${needs}; ` +
+        `inject into a path below ${r.dest} instead, or set \`init\` to a static init program`
+      );
+    }
+    return undefined;
+  }
+  if (effects.excluded === 0) return undefined;
+  for (const pattern of effects.exclude) {
+    if (
+      ['bin/sh', 'bin', 'bin/busybox', 'usr/bin/sh', 'usr/bin', 'usr'].some((p) => globMatches(pattern, p))
+    ) {
+      return (
+        `\`exclude\` pattern '${pattern}' removed /bin/sh (or what it links to), ${needs}; ` +
+        'narrow the pattern, or set `init` to a static init program'
+      );
+    }
+  }
+  return undefined;
+}
+
+function absolute(path: string): string {
+  return `/${path.replace(/^\/+|\/+$/g, '')}`;
+}
+
+/**
+ * Whether an `exclude` glob matches a key (no leading `/`), with @irb/layers' rules: anchored at
+ * the root, `*` within a component, `**` any number of components, `?` one character; a
+ * directory that matches takes everything below it, so an ancestor match counts too.
+ */
+export function globMatches(pattern: string, key: string): boolean {
+  const parts = pattern
+    .replace(/^(\.\/|\/)+/, '')
+    .split('/')
+    .filter((s) => s !== '');
+  const components = key.split('/').filter((s) => s !== '');
+  const component = (glob: string) =>
+    new RegExp(
+      `^${[...glob].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('')}$`,
+      's',
+    );
+  const match = (i: number, j: number): boolean => {
+    if (i === parts.length) return true; // the rest of the key is below a matched directory
+    if (parts[i] === '**') return match(i + 1, j) || (j < components.length && match(i, j + 1));
+    return (
+      j < components.length &&
+      component(parts[i] as string).test(components[j] as string) &&
+      match(i + 1, j + 1)
+    );
+  };
+  return match(0, 0);
+}

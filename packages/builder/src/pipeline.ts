@@ -1,0 +1,137 @@
+import { compress } from '@irb/compress';
+import { type CpioEntry, packCpio } from '@irb/cpio';
+import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
+import type { BuildProgressEvent, BuildSummary, InitramfsCompression } from './types.ts';
+
+/** Options of {@link createBuildPipeline}. */
+export interface BuildPipelineOptions {
+  /**
+   * The archive's members, in order. Each is packed as its own CPIO archive (ending in
+   * `TRAILER!!!`) and compressed on its own; the kernel unpacks a concatenation member by member.
+   * Today the builder passes one member; the shape leaves room for a base member (the image's
+   * files) followed by an overlay member (injected files and /init).
+   */
+  members: ReadonlyArray<AsyncIterable<CpioEntry>>;
+  compression: InitramfsCompression;
+  level?: number;
+  threads?: number;
+  signal?: AbortSignal;
+  /** An estimate of the CPIO bytes, for `pack` progress before the end is known. */
+  expectedBytes: number;
+  onProgress?: (event: BuildProgressEvent) => void;
+  /** The summary fields that do not come from the bytes themselves. */
+  facts: Omit<
+    BuildSummary,
+    | 'output'
+    | 'compression'
+    | 'entries'
+    | 'uncompressedBytes'
+    | 'compressedBytes'
+    | 'unpackedBytes'
+    | 'recommendedMemoryMiB'
+    | 'durationMs'
+  >;
+  /** `performance.now()` when the build started, for `durationMs`. */
+  started: number;
+}
+
+/** The archive bytes of one build, and its summary once they were all read. */
+export interface BuildPipeline {
+  /** The compressed archive. Single use: read it once, to the end. */
+  readonly data: AsyncIterable<Uint8Array>;
+  /** The summary, valid after `data` was read to the end; emits `done`. */
+  summary(output: string): BuildSummary;
+}
+
+/**
+ * Entries → count → packCpio → compress, per member, concatenated: the one byte stream that
+ * `build()` writes to a file and `stream()` hands out. It counts what passes (records, tmpfs
+ * footprint, CPIO and output bytes) and reports `pack` and `compress` progress on the way.
+ */
+export function createBuildPipeline(options: BuildPipelineOptions): BuildPipeline {
+  const { signal, onProgress: emit } = options;
+  const withSignal = signal ? { signal } : {};
+  let entries = 0;
+  let records = 0;
+  let unpackedBytes = 0;
+  let cpioBytes = 0;
+  let outputBytes = 0;
+  let lastPack = 0;
+
+  async function* counted(source: AsyncIterable<CpioEntry>): AsyncGenerator<CpioEntry> {
+    for await (const entry of source) {
+      entries++;
+      records += 1 + (entry.type === 'file' ? (entry.links?.length ?? 0) : 0);
+      if (entry.type === 'file') unpackedBytes += tmpfsFootprint(entry.size);
+      yield entry;
+    }
+  }
+
+  async function* packed(source: AsyncIterable<CpioEntry>): AsyncGenerator<Uint8Array> {
+    for await (const chunk of packCpio(counted(source), withSignal)) {
+      cpioBytes += chunk.byteLength;
+      // Progress at most every 256 KiB keeps event overhead negligible next to the data.
+      if (cpioBytes - lastPack >= 256 * 1024) {
+        lastPack = cpioBytes;
+        emit?.({
+          type: 'pack',
+          entries,
+          bytes: cpioBytes,
+          totalBytes: Math.max(options.expectedBytes, cpioBytes),
+        });
+      }
+      yield chunk;
+    }
+  }
+
+  function member(source: AsyncIterable<CpioEntry>): AsyncIterable<Uint8Array> {
+    if (options.compression === 'none') return packed(source);
+    return compress(packed(source), {
+      format: options.compression,
+      ...(options.level !== undefined ? { level: options.level } : {}),
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+      ...withSignal,
+    });
+  }
+
+  async function* data(): AsyncGenerator<Uint8Array> {
+    for (const source of options.members) {
+      for await (const chunk of member(source)) {
+        outputBytes += chunk.byteLength;
+        emit?.({ type: 'compress', inputBytes: cpioBytes, bytes: outputBytes });
+        yield chunk;
+      }
+    }
+  }
+
+  return {
+    data: data(),
+    summary(output) {
+      emit?.({ type: 'pack', entries, bytes: cpioBytes, totalBytes: cpioBytes });
+      const f = options.facts;
+      // Field by field, in the documented order (JSON output keeps it).
+      const summary: BuildSummary = {
+        output,
+        image: f.image,
+        manifestDigest: f.manifestDigest,
+        configDigest: f.configDigest,
+        platform: f.platform,
+        compression: options.compression,
+        entries: records,
+        excluded: f.excluded,
+        uncompressedBytes: cpioBytes,
+        compressedBytes: outputBytes,
+        unpackedBytes,
+        recommendedMemoryMiB: recommendGuestMemory({
+          tmpfsBytes: unpackedBytes,
+          compressedBytes: outputBytes,
+        }),
+        lostXattrs: f.lostXattrs,
+        init: f.init,
+        durationMs: Math.round(performance.now() - options.started),
+      };
+      emit?.({ type: 'done', summary });
+      return summary;
+    },
+  };
+}

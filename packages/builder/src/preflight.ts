@@ -1,0 +1,124 @@
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { IrbError } from '@irb/errors';
+import { parseInjectSpec } from '@irb/layers';
+import { ensureCacheDirectories } from './cache.ts';
+import type { InitramfsBuilderOptions, InitramfsCompression } from './types.ts';
+
+/** One `inject` entry, parsed once. */
+export interface InjectRequest {
+  /** The option value as given (`SRC:DEST`), for messages. */
+  spec: string;
+  src: string;
+  dest: string;
+}
+
+/** What {@link preflight} checked and derived from the options: everything later steps read. */
+export interface Preflight {
+  compression: InitramfsCompression;
+  injects: InjectRequest[];
+  /** `inject` has an entry whose DEST is `/init` (as explicit as `init`). */
+  injectsInit: boolean;
+  /** Mtime clamp: the option, else `$SOURCE_DATE_EPOCH`. */
+  sourceDateEpoch: number | undefined;
+}
+
+/**
+ * Checks everything about the options that needs no download — compression, inject specs, host
+ * files, the output location, the cache directories — so a typo fails in milliseconds, before the registry is asked.
+ * `output` is the file `build()` writes; `stream()` has none.
+ */
+export async function preflight(o: InitramfsBuilderOptions, output?: string): Promise<Preflight> {
+  o.signal?.throwIfAborted();
+  const compression = o.compression ?? 'gzip';
+  if (compression !== 'gzip' && compression !== 'zstd' && compression !== 'none') {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `\`compression\` "${String(compression)}" is unknown; use gzip, zstd or none`,
+    );
+  }
+  const injects = (o.inject ?? []).map((spec) => ({ spec, ...parseInjectSpec(spec) }));
+  for (const i of injects) await requireHostPath(i.src, `\`inject\` ${i.spec}`);
+  if (o.init !== undefined) await requireHostPath(o.init, `\`init\` ${o.init}`, true);
+  const injectsInit = injects.some((i) => i.dest.replace(/^\/+|\/+$/g, '') === 'init');
+  if (injectsInit && (o.init !== undefined || o.keepImageInit)) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `\`inject\` targets /init and \`${o.init !== undefined ? 'init' : 'keepImageInit'}\` says otherwise; keep only one of them`,
+    );
+  }
+  if (output !== undefined) await checkOutput(output);
+  // A cache directory that cannot be created fails here, naming `cacheDir`, not mid-download.
+  if (o.cache !== false) await ensureCacheDirectories(o.cacheDir);
+  return { compression, injects, injectsInit, sourceDateEpoch: sourceDateEpoch(o) };
+}
+
+function sourceDateEpoch(o: InitramfsBuilderOptions): number | undefined {
+  if (o.sourceDateEpoch !== undefined) return o.sourceDateEpoch;
+  const env = process.env.SOURCE_DATE_EPOCH;
+  return env !== undefined && /^\d+$/.test(env) ? Number(env) : undefined;
+}
+
+async function requireHostPath(path: string, what: string, file = false): Promise<void> {
+  try {
+    const st = await stat(path);
+    if (file && !st.isFile()) {
+      throw new IrbError(
+        'IRB_INPUT_UNREADABLE',
+        `${what}: ${path} is not a regular file; give the path of a file`,
+      );
+    }
+  } catch (error) {
+    if (error instanceof IrbError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new IrbError(
+      'IRB_INPUT_UNREADABLE',
+      `${what}: ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}; check the path`,
+      { cause: error },
+    );
+  }
+}
+
+const REASONS: Record<string, string> = {
+  ENOENT: 'the directory does not exist',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EROFS: 'the filesystem is read-only',
+  ENOTDIR: 'a parent is not a directory',
+};
+
+/**
+ * Fails before any download when the output cannot be written. A device, FIFO or socket is
+ * written in place (see writeFileAtomic), so only it must be writable; a regular file or a new
+ * name is replaced by rename, so its directory must be writable.
+ */
+async function checkOutput(output: string): Promise<void> {
+  let reason: string | undefined;
+  const existing = await stat(output).catch(() => undefined);
+  if (existing?.isDirectory()) reason = 'it is a directory';
+  else if (existing && !existing.isFile()) {
+    try {
+      await access(output, constants.W_OK);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      reason = code === 'ENOENT' ? 'it vanished' : (REASONS[code] ?? code);
+    }
+  } else {
+    const dir = dirname(resolve(output));
+    try {
+      const st = await stat(dir);
+      if (!st.isDirectory()) reason = 'a parent is not a directory';
+      else await access(dir, constants.W_OK);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      reason = REASONS[code] ?? code;
+    }
+  }
+  if (reason !== undefined) {
+    throw new IrbError(
+      'IRB_OUTPUT_FAILED',
+      `cannot write the output ${output} (${reason}); choose a writable \`output\` path`,
+    );
+  }
+}
