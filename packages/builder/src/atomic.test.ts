@@ -1,9 +1,15 @@
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { isIrbError } from '@irb/errors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileAtomic } from './atomic.ts';
+import { isStaleTemp, removeStaleTemps, tempName } from './temp-files.ts';
+
+const run = promisify(execFile);
+const isRoot = process.getuid?.() === 0;
 
 async function* chunks(parts: Uint8Array[], fail?: Error): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield p;
@@ -67,7 +73,7 @@ describe('writeFileAtomic', () => {
     const err = await writeFileAtomic(join(dir, 'missing-dir', 'out'), chunks([])).catch((e) => e);
     expect(isIrbError(err) && err.code).toBe('IRB_OUTPUT_FAILED');
     expect(err.message).toContain('the directory does not exist');
-    expect(err.message).toContain('-o FILE');
+    expect(err.message).toContain('`output`');
     const ro = join(dir, 'ro');
     await mkdir(ro);
     await chmod(ro, 0o555);
@@ -75,5 +81,107 @@ describe('writeFileAtomic', () => {
     const target = process.getuid?.() === 0 ? '/proc/irb-test-out' : join(ro, 'out');
     const denied = await writeFileAtomic(target, chunks([])).catch((e) => e);
     expect(denied.code).toBe('IRB_OUTPUT_FAILED');
+  });
+
+  it('writes into a FIFO in place: no temporary file, no rename, the FIFO stays', async () => {
+    const sub = await mkdtemp(join(dir, 'fifo-'));
+    const fifo = join(sub, 'pipe');
+    await run('mkfifo', [fifo]);
+    const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const read: Buffer[] = [];
+    reader.stdout.on('data', (b: Buffer) => read.push(b));
+    const closed = new Promise((resolve) => reader.on('close', resolve));
+    const body = new Uint8Array(300_000).map((_, i) => i % 251);
+    const n = await writeFileAtomic(fifo, chunks([body.subarray(0, 100_000), body.subarray(100_000)]));
+    await closed;
+    expect(n).toBe(body.byteLength);
+    expect(Buffer.concat(read).equals(body)).toBe(true);
+    expect((await lstat(fifo)).isFIFO()).toBe(true);
+    expect(await readdir(sub)).toEqual(['pipe']);
+  });
+
+  // A private device node with /dev/null's numbers, never the machine's own /dev/null.
+  it.skipIf(!isRoot)('writes into a character device in place and leaves the node a device', async () => {
+    const sub = await mkdtemp(join(dir, 'dev-'));
+    const node = join(sub, 'null');
+    await run('mknod', [node, 'c', '1', '3']);
+    const before = await lstat(node);
+    const n = await writeFileAtomic(node, chunks([new Uint8Array(1 << 20), new Uint8Array(5)]));
+    expect(n).toBe((1 << 20) + 5);
+    const after = await lstat(node);
+    expect(after.isCharacterDevice()).toBe(true);
+    expect([after.ino, after.rdev]).toEqual([before.ino, before.rdev]);
+    expect(await readdir(sub)).toEqual(['null']);
+  });
+
+  it.skipIf(!isRoot)('reports a device that refuses the bytes as an output error', async () => {
+    // /dev/full's numbers (1,7) as a private node; every write fails with ENOSPC.
+    const sub = await mkdtemp(join(dir, 'full-'));
+    await run('mknod', [join(sub, 'full'), 'c', '1', '7']);
+    const err = await writeFileAtomic(join(sub, 'full'), chunks([new Uint8Array(10)])).catch((e) => e);
+    expect(isIrbError(err) && err.code).toBe('IRB_OUTPUT_FAILED');
+    expect(err.message).toContain('no space left on the device');
+    expect((await lstat(join(sub, 'full'))).isCharacterDevice()).toBe(true);
+  });
+});
+
+describe('temporary files of killed writers', () => {
+  let dir: string;
+  const children: ChildProcess[] = [];
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'irb-stale-'));
+  });
+  afterAll(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A separate Node process that starts writing `out` and never finishes; resolves once its temp file exists. */
+  async function startWriter(sub: string, out: string): Promise<{ child: ChildProcess; temp: string }> {
+    const script = `
+      import { writeFileAtomic } from ${JSON.stringify(join(import.meta.dirname, 'atomic.ts'))};
+      async function* slow() { for (;;) { yield new Uint8Array(1024); await new Promise((r) => setTimeout(r, 50)); } }
+      await writeFileAtomic(${JSON.stringify(join(sub, out))}, slow());
+    `;
+    const child = spawn(process.execPath, ['--conditions=@irb/source', '--input-type=module', '-e', script], {
+      stdio: 'inherit',
+    });
+    children.push(child);
+    for (;;) {
+      const temp = (await readdir(sub)).find((n) => n.startsWith(`.${out}.`) && n.endsWith('.irb-tmp'));
+      if (temp) return { child, temp };
+      if (child.exitCode !== null) throw new Error(`writer exited with ${child.exitCode}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  it('the next write into the directory removes a SIGKILLed writer’s temp file, never a live one’s', async () => {
+    const sub = await mkdtemp(join(dir, 'kill-'));
+    const killed = await startWriter(sub, 'a.cpio.gz');
+    const live = await startWriter(sub, 'b.cpio.gz');
+    const exited = new Promise((resolve) => killed.child.on('exit', resolve));
+    killed.child.kill('SIGKILL');
+    await exited;
+    // A SIGKILLed process cleans nothing: its temp file is still there.
+    expect((await readdir(sub)).sort()).toEqual([killed.temp, live.temp].sort());
+    expect(isStaleTemp(killed.temp)).toBe(true);
+    expect(isStaleTemp(live.temp)).toBe(false);
+
+    await writeFileAtomic(join(sub, 'c.cpio.gz'), chunks([new Uint8Array([1])]));
+    expect((await readdir(sub)).sort()).toEqual([live.temp, 'c.cpio.gz'].sort());
+    live.child.kill('SIGKILL');
+  });
+
+  it('tells a reused pid from the writer by its start time, and leaves unknown names alone', async () => {
+    const sub = await mkdtemp(join(dir, 'reuse-'));
+    const mine = tempName('x');
+    // This process's pid with another start time: the pid was reused, the writer is gone.
+    const reused = mine.replace(/\.irb-([0-9a-z]+)-([0-9a-z]+)-/, (_m, pid, start) => {
+      return `.irb-${pid}-${(Number.parseInt(start, 36) + 1).toString(36)}-`;
+    });
+    const foreign = '.x.0123456789ab.irb-tmp'; // no writer recorded: cannot be judged
+    for (const name of [mine, reused, foreign, 'plain-file']) await writeFile(join(sub, name), '');
+    expect(await removeStaleTemps(sub)).toEqual([reused]);
+    expect((await readdir(sub)).sort()).toEqual([mine, foreign, 'plain-file'].sort());
   });
 });

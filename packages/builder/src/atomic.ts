@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { lstat, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { IrbError } from '@irb/errors';
+import { removeStaleTemps, tempName } from './temp-files.ts';
 
 /** Options for {@link writeFileAtomic}. */
 export interface WriteFileAtomicOptions {
@@ -14,21 +14,59 @@ export interface WriteFileAtomicOptions {
   onWrite?: (bytes: number) => void;
 }
 
+type Handle = Awaited<ReturnType<typeof open>>;
+
 /**
- * Streams `source` into `path` atomically: a temporary file in the same directory, fsync, rename.
- * Readers see either the old file or the complete new one; on any failure, abort included, the
- * temporary file is removed and nothing appears at `path`. Returns the number of bytes written.
+ * Streams `source` into `path`. A regular file or a new name is written atomically: a temporary
+ * file in the same directory, fsync, rename. Readers see either the old file or the complete new
+ * one; on any failure, abort included, the temporary file is removed and nothing appears at
+ * `path`. Anything else that exists at `path` — a character device such as `/dev/null`, a FIFO,
+ * a socket — is opened and written in place: renaming over it would replace the device node
+ * itself. Temporary files that earlier writers killed mid-write left in the directory are
+ * removed first (see temp-files.ts). Returns the number of bytes written.
  */
 export async function writeFileAtomic(
   path: string,
   source: AsyncIterable<Uint8Array>,
   options: WriteFileAtomicOptions = {},
 ): Promise<number> {
-  const { signal } = options;
-  signal?.throwIfAborted();
+  options.signal?.throwIfAborted();
+  const target = await stat(path).catch(() => undefined);
+  if (target && !target.isFile() && !target.isDirectory()) return writeInPlace(path, source, options);
+  return writeReplacing(path, source, options);
+}
+
+/** Writes into an existing non-regular file (device, FIFO): no temporary file, no rename, no truncation. */
+async function writeInPlace(
+  path: string,
+  source: AsyncIterable<Uint8Array>,
+  options: WriteFileAtomicOptions,
+): Promise<number> {
+  let handle: Handle;
+  try {
+    // O_NOCTTY: writing to a terminal device must not make it this process's controlling tty.
+    handle = await open(path, constants.O_WRONLY | constants.O_NOCTTY);
+  } catch (error) {
+    throw outputError(path, error);
+  }
+  try {
+    return await copy(source, handle, options);
+  } catch (error) {
+    throw isFsError(error) ? outputError(path, error) : error;
+  } finally {
+    await handle.close().catch(() => {});
+  }
+}
+
+async function writeReplacing(
+  path: string,
+  source: AsyncIterable<Uint8Array>,
+  options: WriteFileAtomicOptions,
+): Promise<number> {
   const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.irb-tmp`);
-  let handle: Awaited<ReturnType<typeof open>>;
+  await removeStaleTemps(dir);
+  const temp = join(dir, tempName(basename(path)));
+  let handle: Handle;
   try {
     handle = await open(
       temp,
@@ -41,20 +79,19 @@ export async function writeFileAtomic(
   let bytes = 0;
   let renamed = false;
   try {
-    for await (const chunk of source) {
-      signal?.throwIfAborted();
-      let offset = 0;
-      // Awaiting each write is the backpressure: the producer is pulled only as fast as the disk takes it.
-      while (offset < chunk.byteLength) {
-        const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
-        offset += bytesWritten;
-      }
-      bytes += chunk.byteLength;
-      options.onWrite?.(bytes);
-    }
-    signal?.throwIfAborted();
+    bytes = await copy(source, handle, options);
+    options.signal?.throwIfAborted();
     await handle.sync();
     await handle.close();
+    // Something other than a regular file may have appeared at `path` while we wrote; a rename
+    // would replace it (a device node, a FIFO), so that is refused instead.
+    const now = await lstat(path).catch(() => undefined);
+    if (now && !now.isFile() && !now.isSymbolicLink()) {
+      throw new IrbError(
+        'IRB_OUTPUT_FAILED',
+        `cannot write the output ${path} (it became something other than a regular file while irb wrote); choose another \`output\` path`,
+      );
+    }
     await rename(temp, path);
     renamed = true;
   } catch (error) {
@@ -68,6 +105,26 @@ export async function writeFileAtomic(
     const d = await open(dir, constants.O_RDONLY);
     await d.sync().finally(() => d.close());
   } catch {}
+  return bytes;
+}
+
+async function copy(
+  source: AsyncIterable<Uint8Array>,
+  handle: Handle,
+  options: WriteFileAtomicOptions,
+): Promise<number> {
+  let bytes = 0;
+  for await (const chunk of source) {
+    options.signal?.throwIfAborted();
+    let offset = 0;
+    // Awaiting each write is the backpressure: the producer is pulled only as fast as the disk takes it.
+    while (offset < chunk.byteLength) {
+      const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
+      offset += bytesWritten;
+    }
+    bytes += chunk.byteLength;
+    options.onWrite?.(bytes);
+  }
   return bytes;
 }
 
@@ -86,11 +143,13 @@ function outputError(path: string, error: unknown): unknown {
     ENOSPC: 'no space left on the device',
     EDQUOT: 'disk quota exceeded',
     EISDIR: 'it is a directory',
+    ENXIO: 'no such device',
+    ENODEV: 'no such device',
   };
   const reason = what[error.code ?? ''] ?? error.code ?? error.message;
   return new IrbError(
     'IRB_OUTPUT_FAILED',
-    `cannot write the output ${path} (${reason}); choose a writable path with -o FILE`,
+    `cannot write the output ${path} (${reason}); choose a writable \`output\` path`,
     { cause: error },
   );
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -197,6 +197,75 @@ describe('InitramfsBuilder against a real registry', () => {
     }).build(join(off, 'x.cpio'));
     expect(await readdir(off)).toEqual(['x.cpio']);
   });
+
+  it('blames `exclude` and `inject`, not the image, when they take /bin/sh away', async () => {
+    for (const pattern of ['/**', 'bin']) {
+      const err = await new InitramfsBuilder({ image, cache: false, exclude: [pattern] })
+        .build(join(dir, 'excluded'))
+        .catch((e) => e);
+      expect(err.code).toBe('IRB_OPTION_INVALID');
+      expect(err.message).toBe(
+        `\`exclude\` pattern '${pattern}' removed /bin/sh (or what it links to), which the generated /init needs; ` +
+          'narrow the pattern, or set `init` to a static init program',
+      );
+    }
+    const agent = join(dir, 'agent');
+    await writeFile(agent, 'agent');
+    const err = await new InitramfsBuilder({ image, cache: false, inject: [`${agent}:/bin`] })
+      .build(join(dir, 'injected'))
+      .catch((e) => e);
+    expect(err.code).toBe('IRB_OPTION_INVALID');
+    expect(err.message).toBe(
+      `\`inject\` ${agent}:/bin replaced the image's directory /bin with a file, and so /bin/sh, which the generated /init needs; ` +
+        'inject into a path below /bin instead, or set `init` to a static init program',
+    );
+    // A pattern that leaves /bin/sh alone changes nothing about the init.
+    const ok = await new InitramfsBuilder({ image, cache: false, exclude: ['/big'] }).build(join(dir, 'ok'));
+    expect(ok.excluded).toBe(1);
+    expect(await readdir(dir)).not.toContain('excluded');
+  });
+
+  it('writes into a FIFO in place, so a build can be piped without a temporary file', async () => {
+    const sub = await mkdtemp(join(dir, 'fifo-'));
+    const fifo = join(sub, 'out');
+    await run('mkfifo', [fifo]);
+    const reader = run('sh', ['-c', `cat '${fifo}' | wc -c`]);
+    const summary = await new InitramfsBuilder({ image, cache: false }).build(fifo);
+    expect(Number((await reader).stdout.trim())).toBe(summary.compressedBytes);
+    expect((await lstat(fifo)).isFIFO()).toBe(true);
+    expect(await readdir(sub)).toEqual(['out']);
+  });
+
+  // Issue 15: `-o /dev/null` as root replaced the device with a regular file. A private node with
+  // /dev/null's numbers stands in for it; as an unprivileged user (uid 65534) the build must work
+  // too, although the node's directory is not writable for that user.
+  it.skipIf(process.getuid?.() !== 0)(
+    'writes into a character device in place, as root and as a user who cannot write its directory',
+    async () => {
+      const sub = await mkdtemp(join(dir, 'dev-'));
+      const node = join(sub, 'null');
+      await run('mknod', ['-m', '666', node, 'c', '1', '3']);
+      const before = await lstat(node);
+      await new InitramfsBuilder({ image, cache: false }).build(node);
+      const script = `
+        import { InitramfsBuilder } from ${JSON.stringify(join(import.meta.dirname, '../src/index.ts'))};
+        const s = await new InitramfsBuilder({ image: ${JSON.stringify(image)}, cache: false }).build(${JSON.stringify(node)});
+        console.log(s.compressedBytes);
+      `;
+      await chmod(dir, 0o755);
+      await chmod(sub, 0o755);
+      const { stdout } = await run(
+        process.execPath,
+        ['--conditions=@irb/source', '--input-type=module', '-e', script],
+        { uid: 65534, gid: 65534, env: { ...process.env, HOME: sub } },
+      );
+      expect(Number(stdout.trim())).toBeGreaterThan(0);
+      const after = await lstat(node);
+      expect(after.isCharacterDevice()).toBe(true);
+      expect([after.ino, after.rdev]).toEqual([before.ino, before.rdev]);
+      expect(await readdir(sub)).toEqual(['null']);
+    },
+  );
 
   it('refuses bad options before any download', async () => {
     expect(() => new InitramfsBuilder({ image: '' })).toThrow(/needs an image/);
