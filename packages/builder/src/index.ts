@@ -45,8 +45,10 @@ export {
 export { type ImageInspection, type InspectOptions, inspectImage, listLayers } from './inspect.ts';
 export { type LoadKeychainModuleOptions, loadKeychainModule } from './keychain-module.ts';
 export {
+  BOOT_WORKING_BYTES,
   type GuestMemoryInput,
   KERNEL_OVERHEAD_BYTES,
+  MEMORY_MARGIN,
   PAGE_SIZE,
   recommendGuestMemory,
   tmpfsFootprint,
