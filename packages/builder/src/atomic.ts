@@ -89,7 +89,7 @@ async function writeReplacing(
     if (now && !now.isFile() && !now.isSymbolicLink()) {
       throw new IrbError(
         'IRB_OUTPUT_FAILED',
-        `cannot write the output ${path} (it became something other than a regular file while irb wrote); choose another \`output\` path`,
+        `cannot write the output ${path} (it became something other than a regular file while irb wrote); choose another \`output\``,
       );
     }
     await rename(temp, path);
@@ -149,7 +149,7 @@ function outputError(path: string, error: unknown): unknown {
   const reason = what[error.code ?? ''] ?? error.code ?? error.message;
   return new IrbError(
     'IRB_OUTPUT_FAILED',
-    `cannot write the output ${path} (${reason}); choose a writable \`output\` path`,
+    `cannot write the output ${path} (${reason}); choose a writable \`output\``,
     { cause: error },
   );
 }

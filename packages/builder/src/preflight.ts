@@ -118,7 +118,7 @@ async function checkOutput(output: string): Promise<void> {
   if (reason !== undefined) {
     throw new IrbError(
       'IRB_OUTPUT_FAILED',
-      `cannot write the output ${output} (${reason}); choose a writable \`output\` path`,
+      `cannot write the output ${output} (${reason}); choose a writable \`output\``,
     );
   }
 }

@@ -154,7 +154,7 @@ describe('InitramfsBuilder against a real registry', () => {
     expect(await readdir(sub)).toEqual([]);
   });
 
-  it('an --inject to /init counts as a custom init', async () => {
+  it('an `inject` to /init counts as a custom init', async () => {
     const sub = await mkdtemp(join(dir, 'inj-'));
     const initFile = join(sub, 'my-init');
     await writeFile(initFile, '#!/bin/sh\necho mine\n');
