@@ -20,6 +20,8 @@ export interface OptionEffects {
   replaced: ReadonlyArray<{ spec: string; dest: string; was: string }>;
   /** `/bin/sh` as the image had it before `inject` (symlinks followed), if it had one. */
   shellBefore: { type: string; path: string } | undefined;
+  /** `/bin` or `/bin/sh` is a symlink left pointing elsewhere (merged /usr, busybox links). */
+  shellViaLink: boolean;
 }
 
 /** Inputs of {@link chooseInit}. */
@@ -91,6 +93,7 @@ export async function optionEffectsBefore(
     excluded: rootfs.stats.excluded,
     replaced,
     shellBefore: await view.stat('/bin/sh'),
+    shellViaLink: rootfs.lookup('/bin')?.type === 'symlink' || rootfs.lookup('/bin/sh')?.type === 'symlink',
   };
 }
 
@@ -115,10 +118,11 @@ function blameForMissingShell(effects: OptionEffects): string | undefined {
     return undefined;
   }
   if (effects.excluded === 0) return undefined;
+  // The pattern removed /bin/sh or /bin itself, or what a remaining /bin or /bin/sh link points to.
+  const direct = ['bin/sh', 'bin'];
+  const linked = effects.shellViaLink ? ['usr/bin/sh', 'usr/bin', 'usr', 'bin/busybox'] : [];
   for (const pattern of effects.exclude) {
-    if (
-      ['bin/sh', 'bin', 'bin/busybox', 'usr/bin/sh', 'usr/bin', 'usr'].some((p) => globMatches(pattern, p))
-    ) {
+    if ([...direct, ...linked].some((p) => globMatches(pattern, p))) {
       return (
         `\`exclude\` pattern '${pattern}' removed /bin/sh (or what it links to), ${needs}; ` +
         'narrow the pattern, or set `init` to a static init program'
