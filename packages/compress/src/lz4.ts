@@ -182,7 +182,12 @@ export async function* unlz4Legacy(reader: ByteReader, label: string): AsyncGene
     let filled = 0;
     while (filled < size) {
       const chunk = await reader.next();
-      if (chunk === undefined) throw truncated(label, `in the block at byte ${at}`);
+      if (chunk === undefined) {
+        throw truncated(
+          label,
+          `in the block at byte ${at}, which claims ${size} bytes; or another member follows the lz4 one without the NUL padding that ends it`,
+        );
+      }
       const take = Math.min(size - filled, chunk.length);
       framed.set(chunk.subarray(0, take), 4 + filled);
       reader.unshift(chunk.subarray(take));

@@ -86,6 +86,29 @@ export function zstdStream(
     : nodeZstdStream(source, level, threads, signal);
 }
 
+/** Input handed to node:zlib per write: one thread-pool round trip per 128 KiB, not per cpio header. */
+const NODE_WRITE_SIZE = 128 * 1024;
+
+/** Joins small chunks into pieces of at least `size` bytes (the last one may be shorter). */
+async function* coalesce(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Uint8Array> {
+  let parts: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of source) {
+    if (chunk.length >= size && length === 0) {
+      yield chunk;
+      continue;
+    }
+    parts.push(chunk);
+    length += chunk.length;
+    if (length >= size) {
+      yield Buffer.concat(parts, length);
+      parts = [];
+      length = 0;
+    }
+  }
+  if (length > 0) yield Buffer.concat(parts, length);
+}
+
 /**
  * zstd frame(s) through node:zlib with the same parameters as the zstd-napi backend:
  * multi-threaded format (`nbWorkers` ≥ 1, so the bytes do not depend on the thread
@@ -108,9 +131,22 @@ async function* nodeZstdStream(
     },
   });
   if (signal) addAbortSignal(signal, zstd);
-  // Readable.from pulls the source only as the compressor drains (backpressure);
-  // pipeline tears both down on error or early return.
-  pipeline(Readable.from(source), zstd, () => {});
+  const written = (chunk: Uint8Array): Promise<void> =>
+    new Promise((resolve, reject) => {
+      zstd.write(chunk, (error) => (error ? reject(error) : resolve()));
+    });
+  // Each piece is written once the one before it has been compressed, and end() comes
+  // after the last: node:zlib compresses a chunk still queued at end() with ZSTD_e_end,
+  // which moves zstd's job boundaries, so the bytes would depend on timing and chunking.
+  // The write callback also waits while the output is not being read (backpressure).
+  const pump = (async () => {
+    for await (const chunk of coalesce(source, NODE_WRITE_SIZE)) {
+      if (zstd.destroyed) return;
+      await written(chunk);
+    }
+    zstd.end();
+  })();
+  pump.catch((error: unknown) => zstd.destroy(error instanceof Error ? error : new Error(String(error))));
   try {
     for await (const chunk of zstd as AsyncIterable<Buffer>) {
       yield new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -377,6 +413,20 @@ function nodeZstdError(error: unknown, label: string): unknown {
  * (a skippable frame yields nothing). Memory: the frame's window and one output buffer.
  */
 export async function* nodeUnzstdFrame(reader: ByteReader, label: string): AsyncGenerator<Uint8Array> {
+  const head = await reader.peek(4);
+  if (
+    head.length === 4 &&
+    (head[0]! & 0xf0) === 0x50 &&
+    head[1] === 0x2a &&
+    head[2] === 0x4d &&
+    head[3] === 0x18
+  ) {
+    // node:zlib calls an input without a frame truncated: skip it here.
+    for await (const _ of zstdFrameBytes(reader, label)) {
+      // a skippable frame yields nothing
+    }
+    return;
+  }
   const zstd = createZstdDecompress({
     chunkSize: 128 * 1024,
     params: { [constants.ZSTD_d_windowLogMax]: ZSTD_MAX_WINDOW_LOG },
