@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunked, collect, realisticData, run } from '../test/helpers.ts';
@@ -175,21 +174,20 @@ for (const [backend, env] of [
 }
 
 describe('zstd backends', () => {
-  it('write the same bytes when both bundle the same libzstd', async () => {
-    const napiVersion = (
-      createRequire(import.meta.url)('zstd-napi/binding.js') as { versionString(): string }
-    ).versionString();
-    const outputs: string[] = [];
-    for (const env of ['napi', 'node']) {
-      process.env[ZSTD_BACKEND_ENV] = env;
-      const zst = await collect(compress(chunked(data), { format: 'zstd', level: 5, threads: 2 }));
-      expect(sha((await run('zstd', ['-dc'], zst)).stdout), env).toBe(sha(data));
-      outputs.push(sha(zst));
+  it('node:zlib writes one frame of any size (its stream with zstd workers stops early)', async () => {
+    // 48 MiB of varied input: node:zlib with nbWorkers ≥ 1 lost data past about 40 MB.
+    const big = Buffer.concat(
+      Array.from({ length: 8 }, (_, i) => Buffer.concat([Buffer.from(`part ${i}\n`), data])),
+    );
+    process.env[ZSTD_BACKEND_ENV] = 'node';
+    try {
+      const zst = await collect(compress(chunked(big, 1 << 20), { format: 'zstd', threads: 2 }));
+      const tested = await run('zstd', ['-dc'], zst);
+      expect(tested.code).toBe(0);
+      expect(sha(tested.stdout)).toBe(sha(big));
+    } finally {
+      delete process.env[ZSTD_BACKEND_ENV];
     }
-    delete process.env[ZSTD_BACKEND_ENV];
-    // Output bytes belong to the zstd library: equal only while the versions are (both
-    // bundle libzstd 1.5.7 today).
-    if (napiVersion === process.versions.zstd) expect(outputs[0]).toBe(outputs[1]);
   });
 
   it('refuses an unknown backend name', () => {

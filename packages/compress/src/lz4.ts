@@ -74,14 +74,24 @@ async function compressBlock(lz4: typeof Lz4Napi, data: Uint8Array): Promise<Uin
  * stops an lz4 member only at the end of the input or at such a word, so without it any
  * member appended later would be read as more lz4 blocks.
  */
-export async function* lz4Stream(
+export function lz4Stream(
+  source: AsyncIterable<Uint8Array>,
+  threads: number,
+  endMark: boolean,
+  signal?: AbortSignal,
+): AsyncGenerator<Uint8Array> {
+  // Loaded now, so a missing binary fails the call before any output is opened.
+  return lz4Blocks(lz4Library(), source, threads, endMark, signal);
+}
+
+async function* lz4Blocks(
+  lz4: typeof Lz4Napi,
   source: AsyncIterable<Uint8Array>,
   threads: number,
   endMark: boolean,
   signal?: AbortSignal,
 ): AsyncGenerator<Uint8Array> {
   signal?.throwIfAborted();
-  const lz4 = lz4Library();
   yield le32(LZ4_LEGACY_MAGIC);
   let length = 4;
   // Two 8 MiB blocks per thread keep the pool busy while the consumer drains the oldest.

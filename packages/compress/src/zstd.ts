@@ -74,7 +74,7 @@ function nativeBinding(): typeof ZstdBinding {
   return binding;
 }
 
-/** zstd through the backend {@link zstdBackend} picks; both write the same frame layout. */
+/** zstd through the backend {@link zstdBackend} picks (see there for how their bytes differ). */
 export function zstdStream(
   source: AsyncIterable<Uint8Array>,
   level: number,
@@ -83,7 +83,7 @@ export function zstdStream(
 ): AsyncGenerator<Uint8Array> {
   return zstdBackend() === 'zstd-napi'
     ? napiZstdStream(source, level, threads, signal)
-    : nodeZstdStream(source, level, threads, signal);
+    : nodeZstdStream(source, level, signal);
 }
 
 /** Input handed to node:zlib per write: one thread-pool round trip per 128 KiB, not per cpio header. */
@@ -110,14 +110,17 @@ async function* coalesce(source: AsyncIterable<Uint8Array>, size: number): Async
 }
 
 /**
- * zstd frame(s) through node:zlib with the same parameters as the zstd-napi backend:
- * multi-threaded format (`nbWorkers` ≥ 1, so the bytes do not depend on the thread
- * count), checksum on, no content size.
+ * One zstd frame through node:zlib: checksum on, no content size, like the zstd-napi
+ * backend, but zstd's single-threaded format (`nbWorkers` 0), so its bytes differ from
+ * zstd-napi's and it compresses on one thread. node:zlib's stream cannot run zstd's
+ * workers: with `nbWorkers` ≥ 1 it takes zstd's "everything flushed" answer for the end of
+ * the stream and drops the rest of the input or fails with ERR_STREAM_PUSH_AFTER_EOF
+ * (nodejs/node#59899; seen here after about 40 MB on Node 24.21). The single-threaded
+ * format is as deterministic: the bytes depend only on the input and the level.
  */
 async function* nodeZstdStream(
   source: AsyncIterable<Uint8Array>,
   level: number,
-  threads: number,
   signal?: AbortSignal,
 ): AsyncGenerator<Uint8Array> {
   signal?.throwIfAborted();
@@ -127,7 +130,7 @@ async function* nodeZstdStream(
       [constants.ZSTD_c_compressionLevel]: level,
       [constants.ZSTD_c_checksumFlag]: 1,
       [constants.ZSTD_c_contentSizeFlag]: 0,
-      [constants.ZSTD_c_nbWorkers]: Math.max(1, threads),
+      [constants.ZSTD_c_nbWorkers]: 0,
     },
   });
   if (signal) addAbortSignal(signal, zstd);
@@ -136,9 +139,10 @@ async function* nodeZstdStream(
       zstd.write(chunk, (error) => (error ? reject(error) : resolve()));
     });
   // Each piece is written once the one before it has been compressed, and end() comes
-  // after the last: node:zlib compresses a chunk still queued at end() with ZSTD_e_end,
-  // which moves zstd's job boundaries, so the bytes would depend on timing and chunking.
-  // The write callback also waits while the output is not being read (backpressure).
+  // after the last: with writes still queued at end(), node:zlib compresses the last one
+  // with ZSTD_e_end and may append an empty frame (nodejs/node#66078), so the bytes would
+  // depend on timing and chunking. The write callback also waits while the output is not
+  // being read (backpressure).
   const pump = (async () => {
     for await (const chunk of coalesce(source, NODE_WRITE_SIZE)) {
       if (zstd.destroyed) return;
