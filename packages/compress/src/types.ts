@@ -20,7 +20,9 @@ export interface CompressOptions {
   level?: number;
   /**
    * Threads to compress on. Default `os.availableParallelism()`. The output bytes do not
-   * depend on it: gzip, zstd and lz4 are byte-identical for every thread count.
+   * depend on it: gzip, zstd and lz4 are byte-identical for every thread count. zstd's
+   * node:zlib backend always runs on one thread; lz4 runs on libuv's pool (4 threads
+   * unless `UV_THREADPOOL_SIZE` says otherwise).
    */
   threads?: number;
   /**
