@@ -7,7 +7,7 @@ set -euo pipefail
 
 IRB_NODE_PREFIX=${IRB_NODE_PREFIX:-/opt/node24}
 IRB_PNPM_VERSION=12.4.2
-IRB_APT_PACKAGES=(docker-registry skopeo umoci qemu-system-x86 busybox-static cpio libarchive-tools pigz zstd
+IRB_APT_PACKAGES=(docker-registry skopeo umoci qemu-system-x86 busybox-static cpio libarchive-tools pigz zstd lz4
   debootstrap apache2-utils ca-certificates openssl python3 make g++ time qemu-system-arm gcc-aarch64-linux-gnu)
 
 _irb_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,5 +1,5 @@
-// Prints a table of compression throughput and ratio: irb's gzip and zstd against pigz,
-// gzip(1) and zstd(1) over the same input. Not a test; run it with
+// Prints a table of compression throughput and ratio: irb's gzip, zstd (both backends) and
+// lz4 against pigz, gzip(1), zstd(1) and lz4(1) over the same input. Not a test; run it with
 //   node --conditions=@irb/source packages/compress/scripts/bench-compress.ts [MiB] [file]
 // The default input is about 128 MiB of this machine's /usr files; pass a file (for
 // example an uncompressed initramfs.cpio) to measure that instead. Besides wall-clock
@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { compress } from '../src/index.ts';
+import { compress, ZSTD_BACKEND_ENV } from '../src/index.ts';
 import { chunked, realisticData } from '../test/helpers.ts';
 
 const mib = Number(process.argv[2] ?? 128);
@@ -52,6 +52,15 @@ function timeProcess(command: string): Promise<Sample> {
   });
 }
 
+async function withZstd(backend: string, options: Parameters<typeof compress>[1]): Promise<Sample> {
+  process.env[ZSTD_BACKEND_ENV] = backend;
+  try {
+    return await timeIrb(options);
+  } finally {
+    delete process.env[ZSTD_BACKEND_ENV];
+  }
+}
+
 async function median(fn: () => Promise<Sample>): Promise<Sample> {
   const results: Sample[] = [];
   for (let i = 0; i < runs; i++) results.push(await fn());
@@ -75,8 +84,14 @@ const rows: [string, () => Promise<Sample>][] = [
       return { ms: performance.now() - start, cpuMs: (used.user + used.system) / 1000, size };
     },
   ],
-  [`irb zstd -3 (${cores} threads)`, () => timeIrb({ format: 'zstd', level: 3 })],
+  [`irb zstd -3 (${cores} threads, zstd-napi)`, () => withZstd('napi', { format: 'zstd', level: 3 })],
+  ['irb zstd -3 (1 thread, node:zlib)', () => withZstd('node', { format: 'zstd', level: 3 })],
   ['zstd -3 -T0', () => timeProcess('zstd -3 -T0 -c -q')],
+  [`irb lz4 (${cores} threads)`, () => timeIrb({ format: 'lz4' })],
+  ['irb lz4 (1 thread)', () => timeIrb({ format: 'lz4', threads: 1 })],
+  ['lz4 -l -1', () => timeProcess('lz4 -l -1 -c')],
+  // What the kernel's own build uses for lz4 initramfs images.
+  ['lz4 -l -9', () => timeProcess('lz4 -l -9 -c')],
 ];
 
 console.log(

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { IrbError } from '@irb/errors';
 import { gzipStream } from './gzip.ts';
+import { lz4Stream } from './lz4.ts';
 import type { CompressOptions } from './types.ts';
 import { zstdStream } from './zstd.ts';
 
@@ -8,6 +9,7 @@ import { zstdStream } from './zstd.ts';
 export const COMPRESSION_LEVELS = {
   gzip: { min: 1, max: 9, default: 6 },
   zstd: { min: 1, max: 19, default: 3 },
+  lz4: { min: 1, max: 1, default: 1 },
 } as const;
 
 function checkInteger(name: string, value: number, min: number, max: number, fix: string): void {
@@ -18,8 +20,9 @@ function checkInteger(name: string, value: number, min: number, max: number, fix
 
 /**
  * Compresses a byte stream. Pull-based: input is read only as output is consumed, with a
- * bounded amount in flight (gzip: about 3 × threads × 256 KiB). Output is byte-identical
- * for the same input, level and format, whatever the thread count or input chunking.
+ * bounded amount in flight (gzip: about 3 × threads × 256 KiB; lz4: 2 × threads × 8 MiB).
+ * Output is byte-identical for the same input, level and format, whatever the thread count
+ * or input chunking (zstd: for the same backend, see `zstdBackend`).
  *
  * @example
  * ```ts
@@ -35,7 +38,8 @@ export function compress(
   checkInteger('threads', threads, 1, 256, 'use 1 … 256 threads');
   switch (format) {
     case 'gzip':
-    case 'zstd': {
+    case 'zstd':
+    case 'lz4': {
       const range = COMPRESSION_LEVELS[format];
       const level = options.level ?? range.default;
       checkInteger(
@@ -43,18 +47,20 @@ export function compress(
         level,
         range.min,
         range.max,
-        `use ${range.min} … ${range.max} (default ${range.default})`,
+        range.min === range.max
+          ? `${format} has one level, ${range.min}`
+          : `use ${range.min} … ${range.max} (default ${range.default})`,
       );
-      return format === 'gzip'
-        ? gzipStream(source, level, threads, signal)
-        : zstdStream(source, level, threads, signal);
+      if (format === 'gzip') return gzipStream(source, level, threads, signal);
+      if (format === 'zstd') return zstdStream(source, level, threads, signal);
+      return lz4Stream(source, threads, options.endMark ?? true, signal);
     }
     case 'none':
       return passThrough(source, signal);
     default:
       throw new IrbError(
         'IRB_OPTION_INVALID',
-        `unknown compression format ${JSON.stringify(format)}; use 'gzip', 'zstd' or 'none'`,
+        `unknown compression format ${JSON.stringify(format)}; use 'gzip', 'zstd', 'lz4' or 'none'`,
       );
   }
 }

@@ -1,7 +1,13 @@
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { chunked, collect, realisticData, run } from '../test/helpers.ts';
-import { compress, compressionFromMediaType, decompress, detectCompression } from './index.ts';
+import {
+  compress,
+  compressionFromMediaType,
+  decompress,
+  detectCompression,
+  ZSTD_BACKEND_ENV,
+} from './index.ts';
 
 const data = realisticData(2 * 1024 * 1024);
 
@@ -94,6 +100,39 @@ describe('decompress', () => {
     expect(await irbCode(collect(decompress(chunked(new Uint8Array(0)), { format: 'gzip' })))).toMatchObject({
       code: 'IRB_GZIP_TRUNCATED',
     });
+  });
+
+  it('reports truncated, corrupt and empty zstd with the node:zlib backend too', async () => {
+    process.env[ZSTD_BACKEND_ENV] = 'node';
+    try {
+      const zst = await collect(compress(chunked(data), { format: 'zstd' }));
+      const zt = await irbCode(
+        collect(decompress(chunked(zst.subarray(0, zst.length - 10)), { label: 'blob N' })),
+      );
+      expect(zt.code).toBe('IRB_ZSTD_TRUNCATED');
+      expect(zt.message).toContain('blob N');
+      const zc = Buffer.from(zst);
+      zc.fill(0x55, 5000, 5100);
+      expect((await irbCode(collect(decompress(chunked(zc))))).code).toBe('IRB_ZSTD_CORRUPT');
+      const badChecksum = Buffer.from(zst);
+      badChecksum[badChecksum.length - 1]! ^= 0xff;
+      expect((await irbCode(collect(decompress(chunked(badChecksum))))).code).toBe('IRB_ZSTD_CORRUPT');
+      const junk = Buffer.concat([zst, Buffer.from('junk')]);
+      expect((await irbCode(collect(decompress(chunked(junk), { format: 'zstd' })))).code).toBe(
+        'IRB_ZSTD_CORRUPT',
+      );
+      expect((await irbCode(collect(decompress(chunked(new Uint8Array(0)), { format: 'zstd' })))).code).toBe(
+        'IRB_ZSTD_TRUNCATED',
+      );
+      // A skippable frame between two frames is skipped.
+      const skippable = Buffer.concat([Buffer.from([0x5a, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3])]);
+      const joined = Buffer.concat([zst, skippable, zst]);
+      expect((await collect(decompress(chunked(joined, 5_000)))).equals(Buffer.concat([data, data]))).toBe(
+        true,
+      );
+    } finally {
+      delete process.env[ZSTD_BACKEND_ENV];
+    }
   });
 
   it('refuses formats it recognises but does not decode', async () => {

@@ -48,5 +48,5 @@ export function compressionFromMediaType(mediaType: string): DetectedCompression
 
 /** True when `format` is one {@link decompress} can decode. */
 export function isDecodable(format: DetectedCompression): format is CompressionFormat {
-  return format === 'gzip' || format === 'zstd' || format === 'none';
+  return format === 'gzip' || format === 'zstd' || format === 'lz4' || format === 'none';
 }

@@ -27,7 +27,7 @@ function gzipTrailer(crc: number, size: number): Uint8Array {
 }
 
 /** Cuts the input into blocks of exactly `size` bytes (the last one shorter, maybe empty). */
-async function* blocksOf(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Uint8Array> {
+export async function* blocksOf(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Uint8Array> {
   let block = new Uint8Array(size);
   let filled = 0;
   for await (const chunk of source) {

@@ -3,5 +3,12 @@ export { decompress } from './decompress.ts';
 export { compressionFromMediaType, DETECT_BYTES, detectCompression } from './detect.ts';
 export { GZIP_BLOCK_SIZE } from './gzip.ts';
 export { type DecodeInitramfsOptions, decodeInitramfs, type InitramfsMember } from './initramfs.ts';
-export type { CompressionFormat, CompressOptions, DecompressOptions, DetectedCompression } from './types.ts';
-export { ZSTD_MAX_WINDOW_LOG } from './zstd.ts';
+export { LZ4_BLOCK_SIZE, LZ4_LEGACY_MAGIC } from './lz4.ts';
+export {
+  COMPRESSION_FORMATS,
+  type CompressionFormat,
+  type CompressOptions,
+  type DecompressOptions,
+  type DetectedCompression,
+} from './types.ts';
+export { ZSTD_BACKEND_ENV, ZSTD_MAX_WINDOW_LOG, type ZstdBackend, zstdBackend } from './zstd.ts';

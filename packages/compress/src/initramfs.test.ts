@@ -2,7 +2,7 @@ import { gzipSync } from 'node:zlib';
 import { type CpioEntry, packCpio, readCpio } from '@irb/cpio';
 import { describe, expect, it } from 'vitest';
 import { chunked, collect, run } from '../test/helpers.ts';
-import { compress, decodeInitramfs, type InitramfsMember } from './index.ts';
+import { compress, decodeInitramfs, type InitramfsMember, ZSTD_BACKEND_ENV } from './index.ts';
 
 function entries(prefix: string, count: number): CpioEntry[] {
   const list: CpioEntry[] = [{ type: 'directory', path: prefix, mode: 0o755 }];
@@ -35,39 +35,91 @@ async function failure(bytes: Uint8Array): Promise<{ code: string; message: stri
 }
 
 describe('decodeInitramfs', () => {
-  it('walks plain, gzip and zstd members with NUL padding, as the kernel does', async () => {
+  for (const backend of ['napi', 'node']) {
+    it(`walks plain, gzip and zstd members with NUL padding, as the kernel does (zstd: ${backend})`, async () => {
+      process.env[ZSTD_BACKEND_ENV] = backend;
+      const a = await cpioOf(entries('a', 30));
+      const b = await cpioOf(entries('b', 20));
+      const c = await cpioOf(entries('c', 10));
+      const d = await cpioOf(entries('d', 5));
+      const gz = await collect(compress(chunked(b), { format: 'gzip', threads: 2 }));
+      const zst = await collect(compress(chunked(c), { format: 'zstd' }));
+      // A gzip member holding two archives with NUL padding, written by gzip(1) with a file name.
+      const gz2 = (await run('gzip', ['-c'], Buffer.concat([d, Buffer.alloc(512), a]))).stdout;
+      const pad = (n: number) => Buffer.alloc(n);
+      const file = Buffer.concat([a, pad(8), gz, pad(3), zst, gz2, pad(1), zst]);
+      const padTo4 = (4 - (file.length % 4)) % 4;
+      const all = Buffer.concat([file, pad(padTo4), d, pad(100)]);
+
+      const expected = await names(a);
+      for (const chunk of [1, 7, 4096, 1 << 20]) {
+        const members: InitramfsMember[] = [];
+        const listed = await names(all, chunk, members);
+        expect(listed.filter((n) => n.startsWith('0:'))).toEqual(expected);
+        expect(listed.map((n) => n.split(':')[1]!.split('/')[0])).toEqual([
+          ...Array(32).fill('a'),
+          ...Array(22).fill('b'),
+          ...Array(12).fill('c'),
+          ...Array(7).fill('d'),
+          ...Array(32).fill('a'),
+          ...Array(12).fill('c'),
+          ...Array(7).fill('d'),
+        ]);
+        expect(members.map((m) => m.format)).toEqual(['none', 'gzip', 'zstd', 'gzip', 'zstd', 'none']);
+        expect(members[0]).toEqual({ index: 0, format: 'none', start: 0, end: a.length });
+        expect(members[1]!.start).toBe(a.length + 8);
+        expect(members[1]!.end).toBe(a.length + 8 + gz.length);
+      }
+      delete process.env[ZSTD_BACKEND_ENV];
+    });
+  }
+
+  it('walks lz4 members: the end mark ends one before any other member, back-to-back lz4 is one member', async () => {
     const a = await cpioOf(entries('a', 30));
     const b = await cpioOf(entries('b', 20));
     const c = await cpioOf(entries('c', 10));
     const d = await cpioOf(entries('d', 5));
-    const gz = await collect(compress(chunked(b), { format: 'gzip', threads: 2 }));
-    const zst = await collect(compress(chunked(c), { format: 'zstd' }));
-    // A gzip member holding two archives with NUL padding, written by gzip(1) with a file name.
-    const gz2 = (await run('gzip', ['-c'], Buffer.concat([d, Buffer.alloc(512), a]))).stdout;
-    const pad = (n: number) => Buffer.alloc(n);
-    const file = Buffer.concat([a, pad(8), gz, pad(3), zst, gz2, pad(1), zst]);
-    const padTo4 = (4 - (file.length % 4)) % 4;
-    const all = Buffer.concat([file, pad(padTo4), d, pad(100)]);
-
-    const expected = await names(a);
-    for (const chunk of [1, 7, 4096, 1 << 20]) {
+    const lzA = await collect(compress(chunked(a), { format: 'lz4' }));
+    const gz = await collect(compress(chunked(b), { format: 'gzip' }));
+    const bare = await collect(compress(chunked(c), { format: 'lz4', endMark: false }));
+    // lz4 -l output, as the tool writes it, after the gzip member.
+    const cli = (await run('lz4', ['-l', '-c'], d)).stdout;
+    const gzPad = Buffer.alloc((4 - (gz.length % 4)) % 4);
+    const all = Buffer.concat([lzA, gz, gzPad, Buffer.alloc(4), bare, bare, cli, Buffer.alloc(4), lzA, d]);
+    expect(lzA.length % 4).toBe(0);
+    for (const chunk of [3, 4096, 1 << 20]) {
       const members: InitramfsMember[] = [];
       const listed = await names(all, chunk, members);
-      expect(listed.filter((n) => n.startsWith('0:'))).toEqual(expected);
       expect(listed.map((n) => n.split(':')[1]!.split('/')[0])).toEqual([
         ...Array(32).fill('a'),
         ...Array(22).fill('b'),
         ...Array(12).fill('c'),
-        ...Array(7).fill('d'),
-        ...Array(32).fill('a'),
         ...Array(12).fill('c'),
         ...Array(7).fill('d'),
+        ...Array(32).fill('a'),
+        ...Array(7).fill('d'),
       ]);
-      expect(members.map((m) => m.format)).toEqual(['none', 'gzip', 'zstd', 'gzip', 'zstd', 'none']);
-      expect(members[0]).toEqual({ index: 0, format: 'none', start: 0, end: a.length });
-      expect(members[1]!.start).toBe(a.length + 8);
-      expect(members[1]!.end).toBe(a.length + 8 + gz.length);
+      expect(members.map((m) => m.format)).toEqual(['lz4', 'gzip', 'lz4', 'lz4', 'none']);
+      // The member ends where the kernel's unlz4 stops: at the zero word, which is padding.
+      expect(members[0]).toEqual({ index: 0, format: 'lz4', start: 0, end: lzA.length - 4 });
+      expect(members[1]!.start).toBe(lzA.length);
     }
+  });
+
+  it('fails like the kernel when another member follows an lz4 member without the end mark', async () => {
+    const a = await cpioOf(entries('a', 3));
+    const bare = await collect(compress(chunked(a), { format: 'lz4', endMark: false }));
+    const gz = await collect(compress(chunked(a), { format: 'gzip' }));
+    // The gzip header reads as a block length longer than what is left.
+    const beforeGzip = await failure(Buffer.concat([bare, gz]));
+    expect(beforeGzip.code).toBe('IRB_LZ4_TRUNCATED');
+    expect(beforeGzip.message).toContain('lz4 member at byte 0');
+    // "0707" reads as a block length no 8 MiB block can have.
+    const beforeCpio = await failure(Buffer.concat([bare, a]));
+    expect(beforeCpio.code).toBe('IRB_LZ4_CORRUPT');
+    expect(beforeCpio.message).toContain('NUL padding');
+    const lz = await collect(compress(chunked(a), { format: 'lz4' }));
+    expect((await failure(lz.subarray(0, lz.length - 50))).code).toBe('IRB_LZ4_TRUNCATED');
   });
 
   it('reads what GNU cpio wrote (512-byte NUL padding) inside gzip', async () => {

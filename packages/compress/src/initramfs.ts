@@ -3,15 +3,16 @@ import { IrbError } from '@irb/errors';
 import { unsupportedCompression } from './decompress.ts';
 import { DETECT_BYTES, detectCompression } from './detect.ts';
 import { gunzipMember } from './gzip-member.ts';
+import { unlz4Legacy } from './lz4.ts';
 import { ByteReader } from './reader.ts';
-import { ZstdDecoder } from './zstd.ts';
+import { nodeUnzstdFrame, ZstdDecoder, zstdBackend } from './zstd.ts';
 
 /** One member of an initramfs, as {@link decodeInitramfs} found it. */
 export interface InitramfsMember {
   /** Position in the file, from 0. */
   index: number;
   /** `none` for a plain cpio archive. */
-  format: 'none' | 'gzip' | 'zstd';
+  format: 'none' | 'gzip' | 'zstd' | 'lz4';
   /** Offset of the member's first byte in the input. */
   start: number;
   /** Offset just past its last byte (NUL padding after it not included). */
@@ -146,7 +147,7 @@ async function* unzstdMember(reader: ByteReader, label: string): AsyncGenerator<
 
 /**
  * Reads an initramfs the way the kernel's `unpack_to_rootfs` does: a sequence of members,
- * each a plain newc archive or a gzip or zstd stream of archives, with NUL padding between
+ * each a plain newc archive or a gzip, zstd or lz4 (legacy format) stream of archives, with NUL padding between
  * them, and yields one stream of plain cpio bytes (the archives back to back) for
  * `readCpio` from `@irb/cpio`. Streams with bounded memory: a plain archive passes
  * through, a compressed member is decoded as it is read (zstd needs up to its window,
@@ -180,12 +181,15 @@ export async function* decodeInitramfs(
       const where = `${label}, ${format} member at byte ${start}`;
       let decoded: AsyncIterable<Uint8Array>;
       if (format === 'gzip') decoded = gunzipMember(reader, where);
-      else if (format === 'zstd') decoded = unzstdMember(reader, where);
+      else if (format === 'zstd') {
+        decoded =
+          zstdBackend() === 'zstd-napi' ? unzstdMember(reader, where) : nodeUnzstdFrame(reader, where);
+      } else if (format === 'lz4') decoded = unlz4Legacy(reader, where);
       else if (format !== 'none') throw unsupportedCompression(format, `${label} (member at byte ${start})`);
       else {
         throw new IrbError(
           'IRB_INITRAMFS_CORRUPT',
-          `${label}: unexpected bytes at ${start} (${[...head.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}): neither a 4-byte aligned cpio archive, NUL padding, nor a gzip or zstd member`,
+          `${label}: unexpected bytes at ${start} (${[...head.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}): neither a 4-byte aligned cpio archive, NUL padding, nor a gzip, zstd or lz4 member`,
         );
       }
       for await (const chunk of archivesIn(decoded, where)) {

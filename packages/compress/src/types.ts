@@ -1,7 +1,10 @@
-/** A format `compress` can write: gzip, zstd, or plain bytes. */
-export type CompressionFormat = 'gzip' | 'zstd' | 'none';
+/** Every format `compress` writes and `decompress` reads, in the order to offer them. */
+export const COMPRESSION_FORMATS = ['gzip', 'zstd', 'lz4', 'none'] as const;
 
-/** What magic-byte detection can recognise; only gzip, zstd and none can be decoded. */
+/** A format `compress` can write: gzip, zstd, lz4 (the kernel's legacy lz4 format), or plain bytes. */
+export type CompressionFormat = (typeof COMPRESSION_FORMATS)[number];
+
+/** What magic-byte detection can recognise; gzip, zstd, lz4 (legacy format) and none can be decoded. */
 export type DetectedCompression = 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'lz4' | 'lzma' | 'lzo' | 'none';
 
 /** Options of {@link compress}. */
@@ -11,14 +14,27 @@ export interface CompressOptions {
   /**
    * Compression level. gzip: 1 (fastest) … 9 (smallest), default 6 (as gzip and pigz).
    * zstd: 1 … 19, default 3 (zstd's own default); levels above 19 are refused because
-   * they need windows the kernel will not allocate. Ignored for `none`.
+   * they need windows the kernel will not allocate. lz4: only 1 (lz4-napi has one level,
+   * lz4's fast mode). Ignored for `none`.
    */
   level?: number;
   /**
    * Threads to compress on. Default `os.availableParallelism()`. The output bytes do not
-   * depend on it: gzip and zstd are byte-identical for every thread count.
+   * depend on it: gzip, zstd and lz4 are byte-identical for every thread count. zstd's
+   * node:zlib backend always runs on one thread; lz4 runs on libuv's pool (4 threads
+   * unless `UV_THREADPOOL_SIZE` says otherwise).
    */
   threads?: number;
+  /**
+   * lz4 only. Default `true`: the stream ends with a zero length word, padded with NULs to
+   * a multiple of 4 bytes, so that the kernel ends the lz4 member there and reads whatever
+   * member is appended after it (without it the kernel reads the next member as more lz4
+   * blocks and fails). The `lz4` tool (1.9.4) decodes all the data but then reports
+   * "Decoding Failed" (exit 54) on that word. `false`: exactly the layout `lz4 -l` writes,
+   * for files meant for the lz4 tools; safe only as the last member of an initramfs or
+   * followed by another lz4 member.
+   */
+  endMark?: boolean;
   /** Aborts the stream; the pending read rejects with the signal's reason. */
   signal?: AbortSignal;
 }

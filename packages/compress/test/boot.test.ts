@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { bootInitramfs, findKernel } from '@irb/boot';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CompressionFormat, compress } from '../src/index.ts';
+import { type CompressionFormat, type CompressOptions, compress } from '../src/index.ts';
 
 const BOOT_TIMEOUT = 240_000;
 let dir: string;
@@ -57,9 +57,14 @@ function baseEntries(marker: string): CpioEntry[] {
   ];
 }
 
-async function writeMember(path: string, entries: CpioEntry[], format: CompressionFormat): Promise<void> {
+async function writeMember(
+  path: string,
+  entries: CpioEntry[],
+  format: CompressionFormat,
+  options: Partial<CompressOptions> = {},
+): Promise<void> {
   await pipeline(
-    Readable.from(compress(packCpio(entries), { format })),
+    Readable.from(compress(packCpio(entries), { format, ...options })),
     createWriteStream(path, { flags: 'a' }),
   );
 }
@@ -83,7 +88,7 @@ async function boot(initramfs: string, marker: string) {
 }
 
 describe('boot in QEMU', () => {
-  for (const format of ['gzip', 'zstd', 'none'] as const) {
+  for (const format of ['gzip', 'zstd', 'lz4', 'none'] as const) {
     it(
       `boots a ${format} initramfs`,
       async () => {
@@ -105,6 +110,42 @@ describe('boot in QEMU', () => {
       await writeMember(path, [file('etc/extra', 'from-the-second-member', 0o644)], 'zstd');
       const result = await boot(path, marker);
       expect(result.output).toContain('IRB-EXTRA from-the-second-member');
+    },
+    BOOT_TIMEOUT,
+  );
+
+  it(
+    'boots an lz4 member followed by a gzip member: the end mark is where the kernel stops the lz4 one',
+    async () => {
+      const path = join(dir, 'initramfs-lz4-concat');
+      const marker = 'IRB-BOOT-OK-lz4-concat';
+      // Over 8 MiB, so the lz4 member has two blocks.
+      const filler = new Uint8Array(9 * 1024 * 1024).map((_, i) => (i * 2654435761) >>> 24);
+      await writeMember(path, [...baseEntries(marker), file('etc/filler', filler, 0o644)], 'lz4');
+      await writeMember(path, [file('etc/extra', 'after-the-lz4-member', 0o644)], 'gzip');
+      const result = await boot(path, marker);
+      expect(result.output).toContain('IRB-EXTRA after-the-lz4-member');
+      expect(result.output).not.toMatch(/Initramfs unpacking failed/);
+    },
+    BOOT_TIMEOUT,
+  );
+
+  it(
+    'shows why the end mark is there: without it the kernel reads the next member as lz4 blocks',
+    async () => {
+      const path = join(dir, 'initramfs-lz4-bare');
+      const marker = 'IRB-BOOT-OK-lz4-bare';
+      await writeMember(path, baseEntries(marker), 'lz4', { endMark: false });
+      await writeMember(path, [file('etc/extra', 'never-unpacked', 0o644)], 'gzip');
+      const result = await bootInitramfs({
+        kernel,
+        initramfs: path,
+        memoryMb: 256,
+        timeoutMs: BOOT_TIMEOUT - 20_000,
+        expect: marker,
+      });
+      expect(result.output).toMatch(/Initramfs unpacking failed/);
+      expect(result.output).not.toContain('IRB-EXTRA never-unpacked');
     },
     BOOT_TIMEOUT,
   );

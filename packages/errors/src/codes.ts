@@ -112,6 +112,9 @@ export const ERROR_CODES = {
   IRB_ZSTD_CORRUPT: 'zstd data is malformed.',
   IRB_ZSTD_TRUNCATED: 'zstd data ends early.',
   IRB_ZSTD_WINDOW_TOO_LARGE: 'zstd data needs a window larger than the kernel accepts (128 MiB).',
+  IRB_LZ4_CORRUPT: 'lz4 (legacy format) data is malformed.',
+  IRB_LZ4_TRUNCATED: 'lz4 (legacy format) data ends early.',
+  IRB_COMPRESSOR_UNAVAILABLE: 'The library a compression format needs cannot be loaded on this machine.',
   IRB_INITRAMFS_CORRUPT: 'An initramfs member is neither CPIO nor a compression the kernel reads.',
 
   // Booting
