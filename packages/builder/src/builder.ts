@@ -173,7 +173,7 @@ export class InitramfsBuilder {
             emit({ type: 'index', layer: p.layer, layers: p.layers, entries: p.entries });
         },
       });
-      const overlay = await applyOverlay(rootfs, config.config, o, pre);
+      const overlay = await applyOverlay(rootfs, config.config, config.architecture ?? 'amd64', o, pre);
       const pipeline = createBuildPipeline({
         members: [withExtras(rootfs.entries(signal ? { signal } : {}), overlay.extras)],
         compression: pre.compression,
@@ -190,6 +190,8 @@ export class InitramfsBuilder {
           excluded: rootfs.stats.excluded,
           lostXattrs: lostXattrs(rootfs),
           init: overlay.init,
+          ...(overlay.initKind ? { initKind: overlay.initKind } : {}),
+          warnings: overlay.warnings,
         },
         started,
       });

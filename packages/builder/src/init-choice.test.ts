@@ -17,13 +17,14 @@ const effects = (over: Partial<OptionEffects>): OptionEffects => ({
   ...over,
 });
 
-const choose = (e: OptionEffects) =>
+const choose = (e: OptionEffects, initKind: 'sh' | 'auto' = 'sh') =>
   chooseInit({
-    options: {},
+    options: { initKind },
     imageHasInit: false,
     injectsInit: false,
     view: noShell,
     config: { Cmd: ['/app'] },
+    architecture: 'amd64',
     effects: e,
   }).catch((error) => error);
 
@@ -66,5 +67,35 @@ describe('chooseInit blames the option that took /bin/sh away', () => {
     expect(err.message).toMatch(
       /^`inject` \.\/tool:\/usr\/bin replaced the image's directory \/usr\/bin with a file/,
     );
+  });
+});
+
+describe('chooseInit with the static init warns when the program is missing', () => {
+  it('names the exclude patterns that may have removed it', async () => {
+    const choice = await choose(effects({ exclude: ['/**'], excluded: 40 }), 'auto');
+    expect(choice).toMatchObject({ source: 'generated', kind: 'static' });
+    expect(choice.warnings).toEqual([
+      `the image's command "/app" is not in the archive, so the program will not start: \`exclude\` ('/**') removed 40 paths, perhaps it; narrow the patterns`,
+    ]);
+  });
+
+  it('says the image lacks it when no option removed anything, and is silent when it is there', async () => {
+    const choice = await choose(effects({}), 'auto');
+    expect(choice.warnings[0]).toMatch(
+      /^the image's command "\/app" is not in the archive.*; fix the image's Entrypoint\/Cmd/,
+    );
+    const found = await chooseInit({
+      options: {},
+      imageHasInit: false,
+      injectsInit: false,
+      view: {
+        stat: async (p) => (p === '/app' ? { type: 'file', path: '/app' } : undefined),
+        readText: async () => undefined,
+      },
+      config: { Cmd: ['/app'] },
+      architecture: 'arm64',
+      effects: effects({}),
+    });
+    expect(found).toMatchObject({ kind: 'static', warnings: [], plan: { arch: 'aarch64', program: '/app' } });
   });
 });

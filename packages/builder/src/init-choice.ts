@@ -1,7 +1,9 @@
-import { IrbError } from '@irb/errors';
+import { IrbError, isIrbError } from '@irb/errors';
+import { initArchForPlatform } from '@irb/init';
 import type { Rootfs } from '@irb/layers';
 import type { ContainerConfig } from '@irb/registry';
 import { type InitPlan, type InitRootfsView, planInit } from './init.ts';
+import { planStaticInit, type StaticInitPlan } from './static-init.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
 
 /** Where `/init` comes from, decided by {@link chooseInit}. */
@@ -9,7 +11,8 @@ export type InitChoice =
   | { source: 'image' }
   /** `hostPath` is the `init` file; absent when an `inject` already put a file at /init. */
   | { source: 'file'; hostPath?: string }
-  | { source: 'generated'; plan: InitPlan };
+  | { source: 'generated'; kind: 'sh'; plan: InitPlan }
+  | { source: 'generated'; kind: 'static'; plan: StaticInitPlan; warnings: string[] };
 
 /** What an option changed in the image, so a missing piece can be blamed on the right option. */
 export interface OptionEffects {
@@ -28,8 +31,10 @@ export interface OptionEffects {
 export interface InitChoiceInput {
   options: Pick<
     InitramfsBuilderOptions,
-    'init' | 'keepImageInit' | 'replaceImageInit' | 'hostname' | 'exitAction'
+    'init' | 'keepImageInit' | 'replaceImageInit' | 'hostname' | 'exitAction' | 'initKind'
   >;
+  /** The image's architecture (`amd64`, `arm64`, …), which picks the static init binary. */
+  architecture: string;
   /** The image (before `inject`) has an `/init`. */
   imageHasInit: boolean;
   /** An `inject` entry puts a file at `/init`. */
@@ -64,16 +69,47 @@ export async function chooseInit(input: InitChoiceInput): Promise<InitChoice> {
   }
   if (o.init !== undefined) return { source: 'file', hostPath: o.init };
   if (injectsInit) return { source: 'file' };
+  const planOptions = {
+    ...(o.hostname !== undefined ? { hostname: o.hostname } : {}),
+    ...(o.exitAction !== undefined ? { exitAction: o.exitAction } : {}),
+  };
+  const kind = o.initKind ?? 'auto';
+  if (kind === 'static' || (kind === 'auto' && initArchForPlatform(input.architecture) !== undefined)) {
+    let plan: StaticInitPlan;
+    try {
+      plan = await planStaticInit(input.view, input.config, input.architecture, planOptions);
+    } catch (error) {
+      // passwd or group gone: when `exclude` removed paths, it may have taken them.
+      if (isIrbError(error) && (error.code === 'IRB_USER_UNKNOWN' || error.code === 'IRB_GROUP_UNKNOWN')) {
+        const blame = blameExclude(
+          input.effects,
+          error.message.replace(/;[^;]*$/, ''),
+          '/etc/passwd or /etc/group',
+        );
+        if (blame) throw new IrbError('IRB_OPTION_INVALID', blame, { cause: error });
+      }
+      throw error;
+    }
+    const warnings: string[] = [];
+    if (plan.program === undefined) {
+      // Not an error: a later member (`irb append`) may bring the program. The boot would fail otherwise.
+      const name = JSON.stringify(plan.run.argv[0]);
+      const missing = `the image's command ${name} is not in the archive, so the program will not start`;
+      warnings.push(
+        blameExclude(input.effects, missing, 'it') ??
+          blameInjectedDirectory(input.effects, missing) ??
+          `${missing}; fix the image's Entrypoint/Cmd, or add the program with \`inject\``,
+      );
+    }
+    return { source: 'generated', kind: 'static', plan, warnings };
+  }
   const sh = await input.view.stat('/bin/sh');
   if (sh?.type !== 'file') {
     const blame = blameForMissingShell(input.effects);
     if (blame) throw new IrbError('IRB_OPTION_INVALID', blame);
   }
-  const plan = await planInit(input.view, input.config, {
-    ...(o.hostname !== undefined ? { hostname: o.hostname } : {}),
-    ...(o.exitAction !== undefined ? { exitAction: o.exitAction } : {}),
-  });
-  return { source: 'generated', plan };
+  const plan = await planInit(input.view, input.config, planOptions);
+  return { source: 'generated', kind: 'sh', plan };
 }
 
 /** What the image itself had at a few paths, before `inject` changes them (see {@link OptionEffects}). */
@@ -130,6 +166,20 @@ function blameForMissingShell(effects: OptionEffects): string | undefined {
     }
   }
   return undefined;
+}
+
+/** `what` went missing; when `exclude` removed paths, the message says it may have been that. */
+function blameExclude(effects: OptionEffects, what: string, which: string): string | undefined {
+  if (effects.excluded === 0 || effects.exclude.length === 0) return undefined;
+  const patterns = effects.exclude.map((p) => `'${p}'`).join(', ');
+  return `${what}: \`exclude\` (${patterns}) removed ${effects.excluded} paths, perhaps ${which}; narrow the patterns`;
+}
+
+/** `what` went missing; when an `inject` replaced a directory of the image with a file, say so. */
+function blameInjectedDirectory(effects: OptionEffects, what: string): string | undefined {
+  const replaced = effects.replaced.find((r) => r.was === 'directory');
+  if (!replaced) return undefined;
+  return `${what}: \`inject\` ${replaced.spec} replaced the image's directory ${replaced.dest} with a file; inject into a path below it instead`;
 }
 
 function absolute(path: string): string {

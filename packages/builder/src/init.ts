@@ -133,33 +133,33 @@ async function planUserSwitch(
   );
 }
 
+/** What the program is and how it runs, resolved at build time from the image config and its files. */
+export interface RunPlan {
+  /** Entrypoint + Cmd. */
+  argv: string[];
+  /** The environment a container runtime gives the program: Env in order, PATH defaulted, HOSTNAME and HOME added. */
+  env: string[];
+  /** Absolute working directory. */
+  workingDir: string;
+  /** The config's User resolved through the image's /etc/passwd and /etc/group. */
+  user: ResolvedUser;
+  /** The User as the config gives it. */
+  userSpec: string;
+  hostname: string;
+  /** Directories the init needs that the image lacks (mount points, WorkingDir and its parents), parents first. */
+  directories: string[];
+}
+
 /**
- * Plans the generated `/init` for an image: checks at build time that the image has what the script
- * needs (a shell, mount, a user switch tool when `User` is set), resolves `User` through the image's
- * own `/etc/passwd` and `/etc/group`, and renders a POSIX sh script that does what a container runtime
- * does, then prints `irb: exit status N` and powers the VM off.
- *
- * Throws an `IrbError` naming the fix (usually `init`) when the image cannot run it.
+ * Resolves what any generated init runs: argv, environment, working directory and user, checked
+ * against the image. Needs nothing from the image but its config and, for a named User, its
+ * passwd and group files.
  */
-export async function planInit(
+export async function planRun(
   view: InitRootfsView,
   config: ContainerConfig | undefined,
-  options: PlanInitOptions = {},
-): Promise<InitPlan> {
-  const sh = await view.stat('/bin/sh');
-  if (sh?.type !== 'file') {
-    throw new IrbError(
-      'IRB_IMAGE_NO_SHELL',
-      'the image has no /bin/sh, which the generated /init needs; set `init` to a static init program',
-    );
-  }
-  const mount = await toolArgv(view, 'mount');
-  if (!mount) {
-    throw new IrbError(
-      'IRB_IMAGE_NO_MOUNT',
-      'the image has no mount command, which the generated /init needs; set `init` to your own init program',
-    );
-  }
+  options: Pick<PlanInitOptions, 'hostname'> = {},
+): Promise<RunPlan> {
   const argv = [...(config?.Entrypoint ?? []), ...(config?.Cmd ?? [])];
   if (argv.length === 0) {
     throw new IrbError(
@@ -191,7 +191,6 @@ export async function planInit(
     const group = parseGroup((await view.readText('/etc/group')) ?? '');
     user = resolveUser(userSpec, passwd, group);
   }
-  const userSwitch = await planUserSwitch(view, user, userSpec);
 
   // The environment a runtime gives the program: the config's Env in order (later wins), PATH
   // defaulted, HOSTNAME set, HOME from passwd unless the image sets it.
@@ -207,20 +206,6 @@ export async function planInit(
   if (!names.has('PATH')) env.unshift(`PATH=${DEFAULT_PATH}`);
   if (!names.has('HOSTNAME')) env.push(`HOSTNAME=${hostname}`);
   if (!names.has('HOME')) env.push(`HOME=${user.home}`);
-
-  const odd = env.filter((kv) => !isShellName(kv.slice(0, kv.indexOf('='))));
-  let envPrefix: string[] = [];
-  if (odd.length > 0) {
-    const envTool = await toolArgv(view, 'env');
-    if (!envTool) {
-      throw new IrbError(
-        'IRB_ENV_INVALID',
-        `the image's Env has names sh cannot export (${odd.map((kv) => kv.split('=')[0]).join(', ')}) and no env command to pass them; ` +
-          'fix the image config or set `init` to your own init program',
-      );
-    }
-    envPrefix = [...envTool, ...odd];
-  }
 
   const workingDir = config?.WorkingDir || '/';
   if (!workingDir.startsWith('/')) {
@@ -248,6 +233,53 @@ export async function planInit(
         `the image's WorkingDir "${workingDir}" is not a directory; fix the image config or set \`init\` to your own init program`,
       );
     }
+  }
+
+  return { argv, env, workingDir, user, userSpec, hostname, directories };
+}
+
+/**
+ * Plans the generated `/init` for an image: checks at build time that the image has what the script
+ * needs (a shell, mount, a user switch tool when `User` is set), resolves `User` through the image's
+ * own `/etc/passwd` and `/etc/group`, and renders a POSIX sh script that does what a container runtime
+ * does, then prints `irb: exit status N` and powers the VM off.
+ *
+ * Throws an `IrbError` naming the fix (usually `init`) when the image cannot run it.
+ */
+export async function planInit(
+  view: InitRootfsView,
+  config: ContainerConfig | undefined,
+  options: PlanInitOptions = {},
+): Promise<InitPlan> {
+  const sh = await view.stat('/bin/sh');
+  if (sh?.type !== 'file') {
+    throw new IrbError(
+      'IRB_IMAGE_NO_SHELL',
+      'the image has no /bin/sh, which the generated /init needs; set `init` to a static init program',
+    );
+  }
+  const mount = await toolArgv(view, 'mount');
+  if (!mount) {
+    throw new IrbError(
+      'IRB_IMAGE_NO_MOUNT',
+      'the image has no mount command, which the generated /init needs; set `init` to your own init program',
+    );
+  }
+  const run = await planRun(view, config, options);
+  const { argv, env, workingDir, user, userSpec, hostname, directories } = run;
+  const userSwitch = await planUserSwitch(view, user, userSpec);
+  const odd = env.filter((kv) => !isShellName(kv.slice(0, kv.indexOf('='))));
+  let envPrefix: string[] = [];
+  if (odd.length > 0) {
+    const envTool = await toolArgv(view, 'env');
+    if (!envTool) {
+      throw new IrbError(
+        'IRB_ENV_INVALID',
+        `the image's Env has names sh cannot export (${odd.map((kv) => kv.split('=')[0]).join(', ')}) and no env command to pass them; ` +
+          'fix the image config or set `init` to your own init program',
+      );
+    }
+    envPrefix = [...envTool, ...odd];
   }
 
   const mkdir = await toolArgv(view, 'mkdir');
@@ -313,8 +345,19 @@ export interface InitScriptParts {
   runArgv: string[];
 }
 
+/**
+ * Boot-timeline markers (see @irb/boot's bootTimeline): written to /dev/kmsg so that the kernel
+ * stamps them with its own clock, the one its "Run /init" line has. A kernel console without
+ * timestamps or a `quiet` one shows nothing, and a failed write costs nothing.
+ */
+const INIT_MARKER = "echo 'irb: init' 2>/dev/null >/dev/kmsg";
+const EXEC_MARKER = "echo 'irb: exec' 2>/dev/null >/dev/kmsg";
+
 /** The program-running part of the script, separate so tests can run it under a host shell. */
-export function renderRunSection(parts: Pick<InitScriptParts, 'exports' | 'workingDir' | 'runArgv'>): string {
+export function renderRunSection(
+  parts: Pick<InitScriptParts, 'exports' | 'workingDir' | 'runArgv'>,
+  options: { timelineMarker?: boolean } = {},
+): string {
   const lines: string[] = [];
   // The kernel hands init HOME=/ and TERM=linux; a container's program sees only its config's Env.
   lines.push('unset HOME TERM');
@@ -326,7 +369,9 @@ export function renderRunSection(parts: Pick<InitScriptParts, 'exports' | 'worki
     `if cd ${shellQuote(parts.workingDir)}; then`,
     '  unset OLDPWD',
     // A subshell that execs keeps exec semantics (PATH lookup, no shell builtins) and lets init wait.
-    `  (exec ${shellJoin(parts.runArgv)})`,
+    options.timelineMarker
+      ? `  (${EXEC_MARKER}; exec ${shellJoin(parts.runArgv)})`
+      : `  (exec ${shellJoin(parts.runArgv)})`,
     '  irb_status=$?',
     'else',
     `  echo ${shellQuote(`irb: cannot change to WorkingDir ${parts.workingDir}`)} >&2`,
@@ -355,6 +400,7 @@ export function renderInitScript(parts: InitScriptParts): string {
     'irb_mount proc proc /proc nosuid,nodev,noexec',
     'irb_mount sysfs sysfs /sys nosuid,nodev,noexec',
     'irb_mount devtmpfs devtmpfs /dev nosuid,mode=0755',
+    INIT_MARKER,
     'irb_mount devpts devpts /dev/pts nosuid,noexec,mode=0620,ptmxmode=0666',
     'irb_mount tmpfs shm /dev/shm nosuid,nodev,mode=1777',
     'irb_mount tmpfs tmpfs /run nosuid,nodev,mode=0755',
@@ -371,7 +417,7 @@ export function renderInitScript(parts: InitScriptParts): string {
   }
   lines.push(`echo ${shellQuote(parts.hostname)} > /proc/sys/kernel/hostname`);
   if (parts.ip) lines.push(`${shellJoin(parts.ip)} link set lo up 2>/dev/null`);
-  lines.push(renderRunSection(parts));
+  lines.push(renderRunSection(parts, { timelineMarker: true }));
   // sysrq acts asynchronously, so init must stay alive until it happens: PID 1 exiting
   // would panic the kernel instead.
   lines.push(`echo ${parts.exitAction === 'reboot' ? 'b' : 'o'} > /proc/sysrq-trigger 2>/dev/null`);

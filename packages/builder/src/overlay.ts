@@ -11,6 +11,10 @@ import type { BuildSummary, InitramfsBuilderOptions } from './types.ts';
 export interface Overlay {
   /** Where `/init` came from. */
   init: BuildSummary['init'];
+  /** Which generated init, when it was generated. */
+  initKind?: 'static' | 'sh';
+  /** See `BuildSummary.warnings`. */
+  warnings: string[];
   /** Entries the image lacks (mount points, WorkingDir, /dev/console), parents first; see withExtras. */
   extras: CpioEntry[];
 }
@@ -24,6 +28,7 @@ export interface Overlay {
 export async function applyOverlay(
   rootfs: Rootfs,
   config: ContainerConfig | undefined,
+  architecture: string,
   o: InitramfsBuilderOptions,
   pre: Preflight,
 ): Promise<Overlay> {
@@ -37,20 +42,32 @@ export async function applyOverlay(
     injectsInit: pre.injectsInit,
     view,
     config,
+    architecture,
     effects,
   });
   const extras: CpioEntry[] = [];
   const root = { mode: 0o755, uid: 0, gid: 0 };
   if (choice.source === 'file' && choice.hostPath !== undefined) {
     rootfs.inject('/init', { hostPath: choice.hostPath }, root);
-  } else if (choice.source === 'generated') {
+  } else if (choice.source === 'generated' && choice.kind === 'sh') {
     rootfs.inject('/init', { bytes: new TextEncoder().encode(choice.plan.script) }, root);
+    for (const dir of choice.plan.directories)
+      extras.push({ type: 'directory', path: dir.slice(1), mode: 0o755 });
+  } else if (choice.source === 'generated') {
+    rootfs.inject('/init', { bytes: choice.plan.binary }, root);
+    // Root only: the parameters are the program's environment, which may hold secrets.
+    rootfs.inject(choice.plan.configPath, { bytes: choice.plan.config }, { mode: 0o600, uid: 0, gid: 0 });
     for (const dir of choice.plan.directories)
       extras.push({ type: 'directory', path: dir.slice(1), mode: 0o755 });
   }
   const hasDev = (await view.stat('/dev')) !== undefined || extras.some((e) => e.path === 'dev');
   extras.push(...consoleEntries(rootfs.lookup('/dev/console') !== undefined, hasDev));
-  return { init: choice.source, extras };
+  return {
+    init: choice.source,
+    ...(choice.source === 'generated' ? { initKind: choice.kind } : {}),
+    warnings: choice.source === 'generated' && choice.kind === 'static' ? choice.warnings : [],
+    extras,
+  };
 }
 
 /** Adapts @irb/layers' Rootfs to what init planning asks. */

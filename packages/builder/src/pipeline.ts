@@ -128,6 +128,8 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
         }),
         lostXattrs: f.lostXattrs,
         init: f.init,
+        ...(f.initKind ? { initKind: f.initKind } : {}),
+        warnings: f.warnings,
         durationMs: Math.round(performance.now() - options.started),
       };
       emit?.({ type: 'done', summary });

@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { COMPRESSION_FORMATS } from '@irb/compress';
 import { IrbError } from '@irb/errors';
 import { parseInjectSpec } from '@irb/layers';
 import { ensureCacheDirectories } from './cache.ts';
@@ -32,10 +33,23 @@ export interface Preflight {
 export async function preflight(o: InitramfsBuilderOptions, output?: string): Promise<Preflight> {
   o.signal?.throwIfAborted();
   const compression = o.compression ?? 'gzip';
-  if (compression !== 'gzip' && compression !== 'zstd' && compression !== 'none') {
+  if (!(COMPRESSION_FORMATS as readonly string[]).includes(compression)) {
     throw new IrbError(
       'IRB_OPTION_INVALID',
-      `\`compression\` "${String(compression)}" is unknown; use gzip, zstd or none`,
+      `\`compression\` "${String(compression)}" is unknown; use ${COMPRESSION_FORMATS.join(', ')}`,
+    );
+  }
+  const initKind = o.initKind ?? 'auto';
+  if (initKind !== 'auto' && initKind !== 'static' && initKind !== 'sh') {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `\`initKind\` "${String(initKind)}" is unknown; use auto, static or sh`,
+    );
+  }
+  if (o.initKind !== undefined && o.initKind !== 'auto' && (o.init !== undefined || o.keepImageInit)) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `\`initKind\` chooses the generated /init, and \`${o.init !== undefined ? 'init' : 'keepImageInit'}\` says not to generate one; keep only one of them`,
     );
   }
   const injects = (o.inject ?? []).map((spec) => ({ spec, ...parseInjectSpec(spec) }));

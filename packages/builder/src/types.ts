@@ -1,7 +1,8 @@
+import type { CompressionFormat } from '@irb/compress';
 import type { Keychain } from '@irb/registry';
 
-/** Compression of the archive. */
-export type InitramfsCompression = 'gzip' | 'zstd' | 'none';
+/** Compression of the archive: `gzip`, `zstd`, `lz4` (the kernel's legacy format) or `none`. */
+export type InitramfsCompression = CompressionFormat;
 
 /** Options of {@link InitramfsBuilder}. Only `image` is required. */
 export interface InitramfsBuilderOptions {
@@ -11,7 +12,7 @@ export interface InitramfsBuilderOptions {
   platform?: string;
   /** Default `gzip`. */
   compression?: InitramfsCompression;
-  /** gzip 1–9 (default 6), zstd 1–19 (default 3). */
+  /** gzip 1–9 (default 6), zstd 1–19 (default 3); lz4 has one level (1). */
   level?: number;
   /** Compression threads. Default: all cores. The output does not depend on it. */
   threads?: number;
@@ -30,6 +31,13 @@ export interface InitramfsBuilderOptions {
    * `reboot` for Firecracker (x86), which ends a VM on reboot but not on power-off.
    */
   exitAction?: 'poweroff' | 'reboot';
+  /**
+   * Which generated `/init`: `static` is irb's own small static program (x86_64 and aarch64; the
+   * image needs no shell, no mount, no user-switch tool), `sh` a POSIX shell script run by the
+   * image's /bin/sh. Default `auto`: static where irb has the binary for the image's architecture,
+   * sh elsewhere.
+   */
+  initKind?: 'auto' | 'static' | 'sh';
   /** Hostname the generated `/init` sets. Default `irb`. */
   hostname?: string;
   /** Where credentials come from, asked in order. Default: `IRB_AUTH_*` variables, then Docker/Podman config. */
@@ -104,6 +112,10 @@ export interface BuildSummary {
   lostXattrs: LostXattr[];
   /** Where `/init` came from. */
   init: 'generated' | 'file' | 'image';
+  /** For a generated `/init`: irb's static program or a shell script. */
+  initKind?: 'static' | 'sh';
+  /** What the build noticed that will likely stop the VM from working (e.g. the image's program is missing). */
+  warnings: string[];
   /** Wall time of the build in milliseconds. */
   durationMs: number;
 }

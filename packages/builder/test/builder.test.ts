@@ -4,9 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { CpioEntry } from '@irb/cpio';
+import { decodeInitConfig, staticInitBinary } from '@irb/init';
 import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BuildProgressEvent, InitramfsBuilder, listArchive, withExtras } from '../src/index.ts';
+import {
+  type BuildProgressEvent,
+  DEFAULT_PATH,
+  InitramfsBuilder,
+  listArchive,
+  withExtras,
+} from '../src/index.ts';
 
 const run = promisify(execFile);
 
@@ -16,6 +23,15 @@ async function fileFromArchive(archive: string, name: string): Promise<string> {
     `zstd -dcf '${archive}' 2>/dev/null | cpio -i --to-stdout --quiet '${name}'`,
   ]);
   return stdout;
+}
+
+async function fileBytes(archive: string, name: string): Promise<Uint8Array> {
+  const { stdout } = await run(
+    'sh',
+    ['-c', `zstd -dcf '${archive}' 2>/dev/null | cpio -i --to-stdout --quiet '${name}'`],
+    { encoding: 'buffer', maxBuffer: 64 << 20 },
+  );
+  return new Uint8Array(stdout);
 }
 
 describe('InitramfsBuilder against a real registry', () => {
@@ -106,7 +122,35 @@ describe('InitramfsBuilder against a real registry', () => {
     expect(types.indexOf('index')).toBeLessThan(types.indexOf('compress'));
     expect(types.filter((t) => t === 'blob').length).toBeGreaterThan(0);
 
-    const init = await fileFromArchive(out, 'init');
+    // The default init is irb's static one: the binary, and its parameters resolved at build time.
+    expect(summary.init).toBe('generated');
+    expect(summary.initKind).toBe('static');
+    expect(await fileBytes(out, 'init')).toEqual(staticInitBinary('x86_64'));
+    const params = decodeInitConfig(await fileBytes(out, 'irb/init.conf'));
+    expect(params).toMatchObject({ uid: 600, gid: 600, groups: [78], hostname: 'irb', onExit: 'poweroff' });
+    expect(params.argv.map((a) => Buffer.from(a).toString())).toEqual(['/app', '--flag']);
+    expect(params.env.map((a) => Buffer.from(a).toString())).toEqual([
+      `PATH=${DEFAULT_PATH}`,
+      'A=1',
+      'HOSTNAME=irb',
+      'HOME=/srv/svc',
+    ]);
+    expect(Buffer.from(params.workingDir).toString()).toBe('/srv/svc/work');
+    // This test image has no /app: the build says the VM would not run it.
+    expect(summary.warnings).toEqual([
+      `the image's command "/app" is not in the archive, so the program will not start; fix the image's Entrypoint/Cmd, or add the program with \`inject\``,
+    ]);
+
+    const sh = join(dir, 'a-sh.cpio');
+    const shSummary = await new InitramfsBuilder({
+      image,
+      compression: 'none',
+      cache: false,
+      initKind: 'sh',
+    }).build(sh);
+    expect(shSummary.initKind).toBe('sh');
+    expect(shSummary.warnings).toEqual([]);
+    const init = await fileFromArchive(sh, 'init');
     expect(init).toContain('/usr/bin/setpriv --reuid=600 --regid=600 --groups=78 -- /app --flag');
     expect(init).toContain('export HOME=/srv/svc');
     expect(init).toContain('if cd /srv/svc/work; then');
@@ -200,7 +244,7 @@ describe('InitramfsBuilder against a real registry', () => {
 
   it('blames `exclude` and `inject`, not the image, when they take /bin/sh away', async () => {
     for (const pattern of ['/**', 'bin']) {
-      const err = await new InitramfsBuilder({ image, cache: false, exclude: [pattern] })
+      const err = await new InitramfsBuilder({ image, cache: false, exclude: [pattern], initKind: 'sh' })
         .build(join(dir, 'excluded'))
         .catch((e) => e);
       expect(err.code).toBe('IRB_OPTION_INVALID');
@@ -211,13 +255,21 @@ describe('InitramfsBuilder against a real registry', () => {
     }
     const agent = join(dir, 'agent');
     await writeFile(agent, 'agent');
-    const err = await new InitramfsBuilder({ image, cache: false, inject: [`${agent}:/bin`] })
+    const err = await new InitramfsBuilder({ image, cache: false, inject: [`${agent}:/bin`], initKind: 'sh' })
       .build(join(dir, 'injected'))
       .catch((e) => e);
     expect(err.code).toBe('IRB_OPTION_INVALID');
     expect(err.message).toBe(
       `\`inject\` ${agent}:/bin replaced the image's directory /bin with a file, and so /bin/sh, which the generated /init needs; ` +
         'inject into a path below /bin instead, or set `init` to a static init program',
+    );
+    // The static init needs no shell; the User's passwd entry went with '/**', and the message says so.
+    const noUser = await new InitramfsBuilder({ image, cache: false, exclude: ['/**'] })
+      .build(join(dir, 'excluded'))
+      .catch((e) => e);
+    expect(noUser.code).toBe('IRB_OPTION_INVALID');
+    expect(noUser.message).toMatch(
+      /^the image's User "svc" .*: `exclude` \('\/\*\*'\) removed \d+ paths, perhaps \/etc\/passwd or \/etc\/group; narrow the patterns$/,
     );
     // A pattern that leaves /bin/sh alone changes nothing about the init.
     const ok = await new InitramfsBuilder({ image, cache: false, exclude: ['/big'] }).build(join(dir, 'ok'));
