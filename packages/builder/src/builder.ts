@@ -6,6 +6,7 @@ import type { Keychain } from '@irb/registry';
 import { writeFileAtomic } from './atomic.ts';
 import { cacheDirectories } from './cache.ts';
 import { withExtras } from './extras.ts';
+import { pathFilter } from './filter.ts';
 import { applyOverlay } from './overlay.ts';
 import { type BuildPipeline, createBuildPipeline } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
@@ -166,6 +167,7 @@ export class InitramfsBuilder {
           ? { indexCache: createDirectoryIndexCache(cacheDirectories(o.cacheDir).index) }
           : {}),
         ...(o.exclude ? { exclude: o.exclude } : {}),
+        ...keepOption(pre, o, config.config?.Env ?? []),
         ...(signal ? { signal } : {}),
         ...(pre.sourceDateEpoch !== undefined ? { sourceDateEpoch: pre.sourceDateEpoch } : {}),
         onProgress: (p) => {
@@ -188,10 +190,12 @@ export class InitramfsBuilder {
           configDigest: manifest.config.digest,
           platform,
           excluded: rootfs.stats.excluded,
+          filtered: rootfs.stats.filtered,
           lostXattrs: lostXattrs(rootfs),
           init: overlay.init,
           ...(overlay.initKind ? { initKind: overlay.initKind } : {}),
-          warnings: overlay.warnings,
+          ...(overlay.command ? { command: overlay.command } : {}),
+          warnings: [...traceWarnings(pre, manifestDigest), ...overlay.warnings],
         },
         started,
       });
@@ -220,6 +224,24 @@ export function sourceOptions(
   if (o.signal) options.signal = o.signal;
   if (emit) options.onProgress = (p) => emit({ ...p, type: 'blob' });
   return options;
+}
+
+function traceWarnings(pre: Preflight, manifestDigest: string): string[] {
+  const other = pre.keepOnly?.manifestDigests.filter((d) => d !== manifestDigest) ?? [];
+  if (other.length === 0) return [];
+  return [
+    `\`keepOnly\` traces were taken of another image (${[...new Set(other)].join(', ')}, not ${manifestDigest}): what the program needs may have moved; trace this image again`,
+  ];
+}
+
+function keepOption(pre: Preflight, o: InitramfsBuilderOptions, env: readonly string[]) {
+  const keep = pathFilter({
+    slim: pre.slim,
+    ...(pre.keepOnly ? { keepOnly: pre.keepOnly } : {}),
+    keep: o.keep ?? [],
+    env,
+  });
+  return keep ? { keep } : {};
 }
 
 function lostXattrs(rootfs: Rootfs): LostXattr[] {

@@ -30,6 +30,7 @@ export { type WriteFileAtomicOptions, writeFileAtomic } from './atomic.ts';
 export { defaultKeychains, InitramfsBuilder } from './builder.ts';
 export * from './cache.ts';
 export { withExtras } from './extras.ts';
+export { type KeepOnlySet, type PathFilterInput, pathFilter, readKeepOnly } from './filter.ts';
 export {
   DEFAULT_PATH,
   type ExitAction,
@@ -64,6 +65,8 @@ export {
   type SlimPresetInfo,
   slimRemoves,
 } from './slim.ts';
+export { planStaticInit, type StaticInitPlan } from './static-init.ts';
+export { type BootTrace, parseTraceOutput, type TraceOptions, traceImage } from './trace.ts';
 export type * from './types.ts';
 export {
   type GroupEntry,

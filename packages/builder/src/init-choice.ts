@@ -31,7 +31,7 @@ export interface OptionEffects {
 export interface InitChoiceInput {
   options: Pick<
     InitramfsBuilderOptions,
-    'init' | 'keepImageInit' | 'replaceImageInit' | 'hostname' | 'exitAction' | 'initKind'
+    'init' | 'keepImageInit' | 'replaceImageInit' | 'hostname' | 'exitAction' | 'initKind' | 'trace'
   >;
   /** The image's architecture (`amd64`, `arm64`, …), which picks the static init binary. */
   architecture: string;
@@ -74,10 +74,19 @@ export async function chooseInit(input: InitChoiceInput): Promise<InitChoice> {
     ...(o.exitAction !== undefined ? { exitAction: o.exitAction } : {}),
   };
   const kind = o.initKind ?? 'auto';
+  if (o.trace && (kind === 'sh' || initArchForPlatform(input.architecture) === undefined)) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `\`trace\` needs irb's static init, which ${kind === 'sh' ? "`initKind: 'sh'` turns off" : `does not exist for ${input.architecture}`}`,
+    );
+  }
   if (kind === 'static' || (kind === 'auto' && initArchForPlatform(input.architecture) !== undefined)) {
     let plan: StaticInitPlan;
     try {
-      plan = await planStaticInit(input.view, input.config, input.architecture, planOptions);
+      plan = await planStaticInit(input.view, input.config, input.architecture, {
+        ...planOptions,
+        ...(o.trace ? { trace: o.trace } : {}),
+      });
     } catch (error) {
       // passwd or group gone: when `exclude` removed paths, it may have taken them.
       if (isIrbError(error) && (error.code === 'IRB_USER_UNKNOWN' || error.code === 'IRB_GROUP_UNKNOWN')) {

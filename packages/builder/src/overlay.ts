@@ -13,6 +13,8 @@ export interface Overlay {
   init: BuildSummary['init'];
   /** Which generated init, when it was generated. */
   initKind?: 'static' | 'sh';
+  /** The program a generated init runs. */
+  command?: string[];
   /** See `BuildSummary.warnings`. */
   warnings: string[];
   /** Entries the image lacks (mount points, WorkingDir, /dev/console), parents first; see withExtras. */
@@ -65,6 +67,9 @@ export async function applyOverlay(
   return {
     init: choice.source,
     ...(choice.source === 'generated' ? { initKind: choice.kind } : {}),
+    ...(choice.source === 'generated'
+      ? { command: choice.kind === 'sh' ? choice.plan.argv : choice.plan.run.argv }
+      : {}),
     warnings: choice.source === 'generated' && choice.kind === 'static' ? choice.warnings : [],
     extras,
   };

@@ -119,6 +119,7 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
         compression: options.compression,
         entries: records,
         excluded: f.excluded,
+        filtered: f.filtered,
         uncompressedBytes: cpioBytes,
         compressedBytes: outputBytes,
         unpackedBytes,
@@ -129,6 +130,7 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
         lostXattrs: f.lostXattrs,
         init: f.init,
         ...(f.initKind ? { initKind: f.initKind } : {}),
+        ...(f.command ? { command: f.command } : {}),
         warnings: f.warnings,
         durationMs: Math.round(performance.now() - options.started),
       };

@@ -5,6 +5,8 @@ import { COMPRESSION_FORMATS } from '@irb/compress';
 import { IrbError } from '@irb/errors';
 import { parseInjectSpec } from '@irb/layers';
 import { ensureCacheDirectories } from './cache.ts';
+import { type KeepOnlySet, readKeepOnly } from './filter.ts';
+import { parseSlimPresets, type SlimPreset } from './slim.ts';
 import type { InitramfsBuilderOptions, InitramfsCompression } from './types.ts';
 
 /** One `inject` entry, parsed once. */
@@ -23,6 +25,10 @@ export interface Preflight {
   injectsInit: boolean;
   /** Mtime clamp: the option, else `$SOURCE_DATE_EPOCH`. */
   sourceDateEpoch: number | undefined;
+  /** Slim presets, checked. */
+  slim: SlimPreset[];
+  /** The `keepOnly` traces, read and merged. */
+  keepOnly?: KeepOnlySet;
 }
 
 /**
@@ -55,6 +61,25 @@ export async function preflight(o: InitramfsBuilderOptions, output?: string): Pr
   const injects = (o.inject ?? []).map((spec) => ({ spec, ...parseInjectSpec(spec) }));
   for (const i of injects) await requireHostPath(i.src, `\`inject\` ${i.spec}`);
   if (o.init !== undefined) await requireHostPath(o.init, `\`init\` ${o.init}`, true);
+  if (o.trace && (o.init !== undefined || o.keepImageInit)) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `\`trace\` needs irb's static init, and \`${o.init !== undefined ? 'init' : 'keepImageInit'}\` says not to generate one; keep only one of them`,
+    );
+  }
+  let slim: SlimPreset[];
+  try {
+    slim = parseSlimPresets(o.slim ?? []);
+  } catch (error) {
+    throw new IrbError('IRB_OPTION_INVALID', `\`slim\`: ${(error as Error).message}`, { cause: error });
+  }
+  if (o.keep?.length && !o.keepOnly?.length) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      '`keep` globs only matter with `keepOnly`; add a trace, or use `exclude` to remove paths',
+    );
+  }
+  const keepOnly = o.keepOnly?.length ? await readKeepOnly(o.keepOnly) : undefined;
   const injectsInit = injects.some((i) => i.dest.replace(/^\/+|\/+$/g, '') === 'init');
   if (injectsInit && (o.init !== undefined || o.keepImageInit)) {
     throw new IrbError(
@@ -65,7 +90,14 @@ export async function preflight(o: InitramfsBuilderOptions, output?: string): Pr
   if (output !== undefined) await checkOutput(output);
   // A cache directory that cannot be created fails here, naming `cacheDir`, not mid-download.
   if (o.cache !== false) await ensureCacheDirectories(o.cacheDir);
-  return { compression, injects, injectsInit, sourceDateEpoch: sourceDateEpoch(o) };
+  return {
+    compression,
+    injects,
+    injectsInit,
+    sourceDateEpoch: sourceDateEpoch(o),
+    slim,
+    ...(keepOnly ? { keepOnly } : {}),
+  };
 }
 
 function sourceDateEpoch(o: InitramfsBuilderOptions): number | undefined {

@@ -84,7 +84,7 @@ export async function planStaticInit(
   view: InitRootfsView,
   config: ContainerConfig | undefined,
   architecture: string,
-  options: PlanInitOptions & { exitAction?: ExitAction } = {},
+  options: PlanInitOptions & { exitAction?: ExitAction; trace?: boolean | { stopAfterSeconds: number } } = {},
 ): Promise<StaticInitPlan> {
   const arch = initArchForPlatform(architecture);
   if (!arch) {
@@ -105,6 +105,8 @@ export async function planStaticInit(
     groups: run.user.groups,
     hostname: run.hostname,
     onExit: options.exitAction ?? 'poweroff',
+    ...(options.trace ? { trace: true } : {}),
+    ...(typeof options.trace === 'object' ? { stopAfterSeconds: options.trace.stopAfterSeconds } : {}),
   });
   return {
     arch,

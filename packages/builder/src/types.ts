@@ -1,5 +1,6 @@
 import type { CompressionFormat } from '@irb/compress';
 import type { Keychain } from '@irb/registry';
+import type { SlimPreset } from './slim.ts';
 
 /** Compression of the archive: `gzip`, `zstd`, `lz4` (the kernel's legacy format) or `none`. */
 export type InitramfsCompression = CompressionFormat;
@@ -38,6 +39,22 @@ export interface InitramfsBuilderOptions {
    * sh elsewhere.
    */
   initKind?: 'auto' | 'static' | 'sh';
+  /**
+   * Build a tracing archive: irb's static init lists, after the program exits, every path of the
+   * root filesystem it used (see `traceImage`). `{ stopAfterSeconds }` stops the program after
+   * that long first (for servers). Needs the static init. Default `false`.
+   */
+  trace?: boolean | { stopAfterSeconds: number };
+  /** Slim presets: remove well-known dead weight (`docs`, `locales`, `caches`, `devel`; see SLIM_PRESET_INFO). */
+  slim?: readonly SlimPreset[];
+  /**
+   * Trace files (JSON, written by `irb trace` / `traceImage`): keep only the paths they list (merged),
+   * their parent directories, /etc/passwd and /etc/group, and what `keep` matches; injected files
+   * and /init are added after.
+   */
+  keepOnly?: readonly string[];
+  /** Globs (the `exclude` syntax) kept whatever `keepOnly` says: what tracing cannot see. */
+  keep?: readonly string[];
   /** Hostname the generated `/init` sets. Default `irb`. */
   hostname?: string;
   /** Where credentials come from, asked in order. Default: `IRB_AUTH_*` variables, then Docker/Podman config. */
@@ -100,6 +117,8 @@ export interface BuildSummary {
   entries: number;
   /** Entries left out by `exclude`. */
   excluded: number;
+  /** Entries left out by `slim` and `keepOnly`. */
+  filtered: number;
   /** Bytes of the CPIO archive before compression. */
   uncompressedBytes: number;
   /** Bytes of the output file. */
@@ -114,6 +133,8 @@ export interface BuildSummary {
   init: 'generated' | 'file' | 'image';
   /** For a generated `/init`: irb's static program or a shell script. */
   initKind?: 'static' | 'sh';
+  /** The program a generated `/init` runs (Entrypoint + Cmd). */
+  command?: string[];
   /** What the build noticed that will likely stop the VM from working (e.g. the image's program is missing). */
   warnings: string[];
   /** Wall time of the build in milliseconds. */

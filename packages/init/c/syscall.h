@@ -38,6 +38,9 @@
 #define NR_ppoll 271
 #define NR_signalfd4 289
 #define NR_dup3 292
+#define NR_getdents64 217
+#define NR_setitimer 38
+#define NR_statx 332
 
 static inline long irb_syscall6(long n, long a, long b, long c, long d, long e, long f) {
   long ret;
@@ -90,6 +93,9 @@ __asm__(".text\n"
 #define NR_clone 220
 #define NR_execve 221
 #define NR_wait4 260
+#define NR_getdents64 61
+#define NR_setitimer 103
+#define NR_statx 291
 
 static inline long irb_syscall6(long n, long a, long b, long c, long d, long e, long f) {
   register long x8 __asm__("x8") = n;
@@ -145,6 +151,10 @@ __asm__(".text\n"
 #define IRB_O_RDWR 2
 #define IRB_O_NONBLOCK 04000
 #define IRB_O_CLOEXEC 02000000
+#define IRB_O_DIRECTORY_X86 0200000
+#define IRB_O_DIRECTORY_ARM 040000
+#define IRB_AT_SYMLINK_NOFOLLOW 0x100
+#define IRB_STATX_BASIC_STATS 0x7ffU
 #define IRB_SEEK_END 2
 #define IRB_F_GETFD 1
 
@@ -156,6 +166,9 @@ __asm__(".text\n"
 #define IRB_SIGINT 2
 #define IRB_SIGTERM 15
 #define IRB_SIGCHLD 17
+#define IRB_SIGKILL 9
+#define IRB_SIGALRM 14
+#define IRB_ITIMER_REAL 0
 #define IRB_SIGBIT(s) (1UL << ((s) - 1))
 #define IRB_SIG_BLOCK 0
 #define IRB_SIG_SETMASK 2
@@ -230,6 +243,14 @@ static inline long sys_clock_gettime(int clock, struct irb_timespec *ts) {
 static inline long sys_sync(void) { return SC(NR_sync, 0, 0, 0, 0, 0, 0); }
 static inline long sys_reboot(long cmd) {
   return SC(NR_reboot, IRB_REBOOT_MAGIC1, IRB_REBOOT_MAGIC2, cmd, 0, 0, 0);
+}
+static inline long sys_setitimer_seconds(unsigned long seconds) {
+  long value[4] = {0, 0, (long)seconds, 0}; /* it_interval {0,0}, it_value {seconds, 0} */
+  return SC(NR_setitimer, IRB_ITIMER_REAL, value, 0, 0, 0, 0);
+}
+static inline long sys_getdents64(int fd, void *buf, unsigned long n) { return SC(NR_getdents64, fd, buf, n, 0, 0, 0); }
+static inline long sys_statx(int dir, const char *path, int flags, unsigned int mask, void *buf) {
+  return SC(NR_statx, dir, path, flags, mask, buf, 0);
 }
 /* Blocks until a signal that is not blocked arrives: pause(), which aarch64 lacks. */
 static inline long sys_ppoll_forever(void) { return SC(NR_ppoll, 0, 0, 0, 0, 0, 0); }

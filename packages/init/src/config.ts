@@ -40,6 +40,17 @@ export interface StaticInitConfig {
   hostname?: string;
   /** Power off (QEMU, Cloud Hypervisor) or reboot (Firecracker on x86) when the program exits. Default `poweroff`. */
   onExit?: InitExitAction;
+  /**
+   * After the program exits, list on the console every file, directory and symlink of the root
+   * filesystem it used (read, executed, mapped or followed): the lines `irb-trace: <f|d|l|o> <hex
+   * path>` between `irb-trace: begin` and `irb-trace: end <count>`. Default `false`.
+   */
+  trace?: boolean;
+  /**
+   * Stop the program after this many seconds: SIGTERM, then SIGKILL two seconds later (for
+   * tracing a server, which does not exit by itself). Default: never.
+   */
+  stopAfterSeconds?: number;
 }
 
 /** A parameter file read back by {@link decodeInitConfig}: every default filled in, byte values as bytes. */
@@ -52,6 +63,9 @@ export interface DecodedInitConfig {
   groups: number[];
   hostname: string;
   onExit: InitExitAction;
+  trace: boolean;
+  /** 0: never. */
+  stopAfterSeconds: number;
 }
 
 const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/;
@@ -91,7 +105,8 @@ function checkNoNul(what: string, value: Uint8Array): void {
  * owned by root). The format is a sequence of NUL-terminated fields: {@link INIT_CONFIG_MAGIC},
  * then one field per value, a tag byte followed by the value's bytes (any byte but NUL):
  * `a` argv word, `e` env entry, `w` working directory, `u` uid, `g` gid, `G` one supplementary
- * group (ids in decimal ASCII), `h` hostname, `x` exit action. Same config, same bytes.
+ * group (ids in decimal ASCII), `h` hostname, `x` exit action, `t` trace (`1`), `T` seconds
+ * after which the program is stopped. Same config, same bytes.
  *
  * @throws IrbError `IRB_OPTION_INVALID` (empty argv, NUL bytes, bad ids, unknown exit action, too
  *   large), `IRB_ENV_INVALID` (an entry without `NAME=`), `IRB_WORKDIR_INVALID`, `IRB_HOSTNAME_INVALID`.
@@ -169,6 +184,11 @@ export function encodeInitConfig(config: StaticInitConfig): Uint8Array {
   for (const g of groups) field('G', encoder.encode(String(g)));
   field('h', encoder.encode(hostname));
   field('x', encoder.encode(onExit));
+  // Only when on: a config without tracing has the same bytes as before tracing existed.
+  if (config.trace) field('t', encoder.encode('1'));
+  if (config.stopAfterSeconds !== undefined && config.stopAfterSeconds > 0) {
+    field('T', encoder.encode(String(checkId('stopAfterSeconds', config.stopAfterSeconds))));
+  }
 
   const size = fields.reduce((n, f) => n + f.length + 1, 0);
   if (size > INIT_CONFIG_MAX_BYTES) {
@@ -218,6 +238,8 @@ export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
     groups: [],
     hostname: 'irb',
     onExit: 'poweroff',
+    trace: false,
+    stopAfterSeconds: 0,
   };
   const id = (b: Uint8Array): number => {
     const s = text(b);
@@ -254,6 +276,12 @@ export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
         out.onExit = action;
         break;
       }
+      case 't':
+        out.trace = text(value) === '1';
+        break;
+      case 'T':
+        out.stopAfterSeconds = id(value);
+        break;
       default:
         throw bad('has an unknown field');
     }

@@ -70,6 +70,7 @@ export async function indexLayers(
     await readers.close();
   }
   tree.exclude(globs);
+  if (options.keep) tree.filter(options.keep);
   tree.checkLimits();
   return new Rootfs({ layers, tree, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
 }

@@ -9,6 +9,7 @@ export type {
   InjectSource,
   LayerSource,
   LayersProgress,
+  PathFilterEntry,
   RootfsNodeInfo,
   RootfsNodeType,
   RootfsStats,

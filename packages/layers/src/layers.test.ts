@@ -563,6 +563,44 @@ describe('output shape', () => {
     expect(names).toBe(rootfs.stats.entries);
   });
 
+  test('keep: removes what the filter refuses, deepest first; directories with something left stay', async () => {
+    const seen: string[] = [];
+    const rootfs = await build(
+      [
+        [
+          d('usr/bin'),
+          f('usr/bin/python', 'py'),
+          hl('usr/bin/python3', 'usr/bin/python'),
+          f('usr/bin/perl', 'pl'),
+          sl('usr/bin/py', 'python3'),
+          d('usr/share/doc'),
+          f('usr/share/doc/README', 'r'),
+          d('empty'),
+        ],
+      ],
+      {
+        keep: (e) => {
+          seen.push(`${e.type}:${e.path}`);
+          return ['/usr/bin/python3', '/usr/bin/py', '/empty'].includes(e.path);
+        },
+      },
+    );
+    // Children are judged before their directory; the root is never asked.
+    expect(seen.indexOf('file:/usr/share/doc/README')).toBeLessThan(seen.indexOf('directory:/usr/share/doc'));
+    expect(seen).not.toContain('directory:/usr/bin');
+    expect(rootfs.lookup('/usr/bin/python3')?.type).toBe('file');
+    expect(rootfs.lookup('/usr/bin/python')).toBeUndefined();
+    expect(rootfs.lookup('/usr/bin/perl')).toBeUndefined();
+    expect(rootfs.lookup('/usr/share')).toBeUndefined();
+    expect(rootfs.lookup('/empty')?.type).toBe('directory');
+    expect(rootfs.stats).toMatchObject({ filtered: 5, hardlinks: 0, files: 1 });
+    // The kept name of a hard-linked file carries the body.
+    expect(new TextDecoder().decode(await rootfs.readFile('/usr/bin/py'))).toBe('py');
+    const emitted = await emit(rootfs);
+    const python3 = emitted.find((item) => item.entry.path === 'usr/bin/python3');
+    expect(python3?.entry).toMatchObject({ type: 'file', size: 2 });
+  });
+
   test('onProgress reports every layer while indexing and emitting', async () => {
     const events: string[] = [];
     const blobs = await Promise.all([buildTar([f('a', 'a')]), buildTar([f('b', 'b')])]);

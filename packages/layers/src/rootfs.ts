@@ -123,6 +123,7 @@ export class Rootfs {
       ...stats,
       lostXattrs: stats.lostXattrs.map((item) => ({ path: item.path, keys: [...item.keys] })),
       excluded: tree.excluded,
+      filtered: tree.filtered,
       clampedPaths: tree.clampedPaths,
       clampedMtimes: tree.clampedMtimes,
     };

@@ -1,7 +1,7 @@
 import { CPIO_MAX_FILE_SIZE, CPIO_MAX_PATH_BYTES } from '@irb/cpio';
 import { IrbError, isIrbError } from '@irb/errors';
-import { absoluteText, displayKey, type Glob, keyOf, keyOfInput, splitKey } from './path.ts';
-import type { RootfsStats } from './types.ts';
+import { absoluteText, bytesOfKey, displayKey, type Glob, keyOf, keyOfInput, splitKey } from './path.ts';
+import type { PathFilterEntry, RootfsStats } from './types.ts';
 
 /*
  * The in-memory tree of a root filesystem (umoci's "unpacked rootfs", kept as metadata): nodes
@@ -126,7 +126,7 @@ export interface Analysis {
   first: Map<Inode, FileNode>;
   /** Further names of hard-linked inodes, in walk order (absent for single-name files). */
   links: Map<Inode, string[]>;
-  stats: Omit<RootfsStats, 'excluded' | 'clampedPaths' | 'clampedMtimes'>;
+  stats: Omit<RootfsStats, 'excluded' | 'filtered' | 'clampedPaths' | 'clampedMtimes'>;
 }
 
 /** A file of `size` bytes cannot go into a newc archive. */
@@ -143,6 +143,7 @@ export class Tree {
   readonly #epoch: number | undefined;
   #analysis: Analysis | undefined;
   excluded = 0;
+  filtered = 0;
   clampedPaths = 0;
   clampedMtimes = 0;
 
@@ -262,6 +263,27 @@ export class Tree {
   /** Removes `name` (and everything below) from `parent`. */
   remove(parent: DirNode, name: string): void {
     if (parent.children.delete(name)) this.#analysis = undefined;
+  }
+
+  /**
+   * Removes what `keep` refuses, deepest first; a directory with anything left below it stays.
+   * Counts removed paths in {@link filtered}.
+   */
+  filter(keep: (entry: PathFilterEntry) => boolean): void {
+    const visit = (dir: DirNode, prefix: string): void => {
+      for (const child of sortedChildren(dir)) {
+        const key = prefix === '' ? child.name : `${prefix}/${child.name}`;
+        if (child.type === 'directory') {
+          visit(child, key);
+          if (child.children.size > 0) continue;
+        }
+        if (!keep({ path: absoluteText(key), bytes: bytesOfKey(key), type: child.type })) {
+          this.filtered++;
+          this.remove(dir, child.name);
+        }
+      }
+    };
+    visit(this.root, '');
   }
 
   /** Removes what the exclude globs match; counts removed paths. */

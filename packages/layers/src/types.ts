@@ -40,6 +40,12 @@ export interface IndexLayersOptions {
    * excludes everything below it. Default: none.
    */
   exclude?: readonly string[];
+  /**
+   * Decides, after the layers and `exclude`, which paths stay: called for every path, deepest
+   * first; `false` removes it. A directory stays while anything below it stays, whatever the
+   * filter says of it. For slimming presets and keeping only what a traced run used. Default: all stay.
+   */
+  keep?: (entry: PathFilterEntry) => boolean;
   /** Aborts reading; the pending promise rejects with the signal's reason. */
   signal?: AbortSignal;
   /**
@@ -118,6 +124,15 @@ export interface InjectOptions {
   mtime?: number;
 }
 
+/** What the {@link IndexLayersOptions.keep} filter sees of a path. */
+export interface PathFilterEntry {
+  /** Absolute path as text (bytes that are not UTF-8 shown as U+FFFD: use `bytes` to compare exactly). */
+  path: string;
+  /** The path's exact bytes, without the leading `/`. */
+  bytes: Uint8Array;
+  type: 'file' | 'directory' | 'symlink' | 'char' | 'block' | 'fifo';
+}
+
 /** Counts describing the root filesystem as it will be emitted. */
 export interface RootfsStats {
   /** Archive records `entries()` will produce: every path, hard-link names included, and the root. */
@@ -130,6 +145,8 @@ export interface RootfsStats {
   hardlinks: number;
   /** Paths removed by `exclude` globs (a directory counts with everything that was below it). */
   excluded: number;
+  /** Paths removed by the `keep` filter. */
+  filtered: number;
   /** Total file body bytes, each inode once. */
   uncompressedBytes: number;
   /** Paths that carried extended attributes, which a newc archive cannot hold. */
