@@ -5,25 +5,47 @@
  */
 import { IrbError } from '@irb/errors';
 import packageJson from '../package.json' with { type: 'json' };
+import type { ReferrerDescriptor } from './artifact.ts';
+import { sha256Digest } from './artifact.ts';
 import { BlobFetcher } from './blobs.ts';
 import { BlobCache } from './cache.ts';
 import { defaultCacheDir } from './cache-config.ts';
 import { loadImage, type RegistryImage } from './image.ts';
 import { type FetchedManifest, fetchManifest } from './manifest.ts';
-import { Mirrors } from './mirrors.ts';
+import { type Endpoint, Mirrors } from './mirrors.ts';
 import { DEFAULT_PLATFORM, parsePlatform } from './platform.ts';
 import { Secrets } from './redact.ts';
 import { formatReference, parseReference, type Reference } from './reference.ts';
+import { attachReferrerTag, listReferrers, type Referrers } from './referrers.ts';
 import { Authenticator } from './transport/authenticator.ts';
 import { resolveCa, Transport } from './transport/http.ts';
 import { RegistryTransport } from './transport/request.ts';
 import { DEFAULT_RETRY, type RetryOptions } from './transport/retry.ts';
 import { Schemes } from './transport/scheme.ts';
 import type { Descriptor, Keychain, Platform, ProgressListener } from './types.ts';
+import {
+  type BlobSource,
+  blobExists,
+  type PushBlobOptions,
+  type PushBlobResult,
+  type PutManifestResult,
+  pushBlob,
+  putManifest,
+  type UploadContext,
+} from './upload.ts';
 
 export { RegistryImage } from './image.ts';
 export type { FetchedManifest } from './manifest.ts';
 export { parseMirrorsEnv } from './mirrors.ts';
+export type { Referrers } from './referrers.ts';
+export {
+  type BlobSource,
+  blobFromBytes,
+  blobFromFile,
+  type PushBlobOptions,
+  type PushBlobResult,
+  type PutManifestResult,
+} from './upload.ts';
 
 /** Options of {@link createRegistryClient}. */
 export interface RegistryClientOptions {
@@ -122,10 +144,14 @@ export class RegistryClient {
   readonly #cacheDir: string;
   #cache: Promise<BlobCache> | undefined;
   #closed = false;
+  readonly #retry: Required<RetryOptions>;
+  /** `registry|digest` → a repository that has the blob: candidates for a cross-repository mount. */
+  readonly #knownBlobs = new Map<string, string>();
 
   constructor(options: RegistryClientOptions = {}) {
     this.#mirrors = new Mirrors(options.mirrors);
     const retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.#retry = retry;
     const concurrency = options.concurrency ?? 4;
     if (!Number.isInteger(concurrency) || concurrency < 1) {
       throw new IrbError(
@@ -199,7 +225,7 @@ export class RegistryClient {
    */
   async manifest(
     reference: string | Reference,
-    options: { signal?: AbortSignal; expected?: Descriptor } = {},
+    options: { signal?: AbortSignal; expected?: Descriptor; artifacts?: boolean } = {},
   ): Promise<FetchedManifest> {
     const ref = toReference(reference);
     const context = {
@@ -209,7 +235,9 @@ export class RegistryClient {
       endpoints: this.#mirrors.endpoints(ref),
       secrets: this.#secrets,
     };
-    return fetchManifest(context, ref, combineSignals(this.#signal, options.signal), options.expected);
+    return fetchManifest(context, ref, combineSignals(this.#signal, options.signal), options.expected, {
+      artifacts: options.artifacts === true,
+    });
   }
 
   /**
@@ -265,6 +293,119 @@ export class RegistryClient {
     throw new IrbError(
       'IRB_CACHE_MISS',
       `blob ${descriptor.digest} vanished from the cache (${cache.dir}) twice; is something deleting it?`,
+    );
+  }
+
+  /** What the write path needs: the registry itself (pushes never go to mirrors). */
+  #uploads(ref: Reference): UploadContext {
+    if (this.#closed)
+      throw new IrbError('IRB_CLIENT_CLOSED', 'the registry client was closed; create a new one');
+    const endpoint: Endpoint = {
+      registry: ref.registry,
+      base: '',
+      host: ref.apiHost,
+      mirror: false,
+      scheme: undefined,
+    };
+    return { requests: this.#requests, endpoint, retry: this.#retry, secrets: this.#secrets };
+  }
+
+  /**
+   * Makes sure a blob is in the repository of `reference`, with push scope: skipped when it is
+   * there, mounted from another repository of the registry that has it (`mountFrom`, or one this
+   * client pushed it to), else uploaded (monolithic, or in `chunkSize` chunks). An upload that
+   * breaks restarts with a new session.
+   */
+  async pushBlob(
+    reference: string | Reference,
+    blob: BlobSource,
+    options: PushBlobOptions = {},
+  ): Promise<PushBlobResult> {
+    const ref = toReference(reference);
+    const known = this.#knownBlobs.get(`${ref.registry}|${blob.digest}`);
+    const mountFrom = [...(options.mountFrom ?? []), ...(known ? [known] : [])];
+    const signal = combineSignals(this.#signal, options.signal);
+    const result = await pushBlob(this.#uploads(ref), ref, blob, {
+      ...options,
+      mountFrom,
+      ...(signal ? { signal } : {}),
+    });
+    this.#knownBlobs.set(`${ref.registry}|${blob.digest}`, ref.repository);
+    return result;
+  }
+
+  /** True when the repository of `reference` has the blob (`HEAD`, with push scope). */
+  async hasBlob(reference: string | Reference, digest: string, options: CallOptions = {}): Promise<boolean> {
+    const ref = toReference(reference);
+    return blobExists(this.#uploads(ref), ref, digest, combineSignals(this.#signal, options.signal));
+  }
+
+  /**
+   * Pushes manifest bytes (exactly as given) under `reference`'s tag, or under their digest when
+   * the reference has none. `subjectHandled` tells whether the registry indexed a `subject`.
+   */
+  async pushManifest(
+    reference: string | Reference,
+    bytes: Uint8Array,
+    mediaType: string,
+    options: { signal?: AbortSignal; tag?: string } = {},
+  ): Promise<PutManifestResult> {
+    const ref = toReference(reference);
+    const digest = sha256Digest(bytes);
+    const target = options.tag ?? (ref.digest ? digest : (ref.tag ?? digest));
+    if (ref.digest && ref.digest !== digest) {
+      throw new IrbError(
+        'IRB_DIGEST_MISMATCH',
+        `the manifest's digest is ${digest}, not ${ref.digest} as the reference says`,
+      );
+    }
+    return putManifest(
+      this.#uploads(ref),
+      ref,
+      target,
+      bytes,
+      mediaType,
+      digest,
+      combineSignals(this.#signal, options.signal),
+    );
+  }
+
+  /**
+   * The referrers of the manifest `digest` in `reference`'s repository, filtered by
+   * `artifactType`: through the referrers API, else the OCI 1.1 tag-schema fallback.
+   */
+  async referrers(
+    reference: string | Reference,
+    digest: string,
+    options: { artifactType?: string; signal?: AbortSignal } = {},
+  ): Promise<Referrers> {
+    const ref = toReference(reference);
+    return listReferrers(
+      this.#uploads(ref),
+      ref,
+      digest,
+      options.artifactType,
+      combineSignals(this.#signal, options.signal),
+    );
+  }
+
+  /**
+   * Records `descriptor` as a referrer of `subject` in the tag-schema fallback index (for
+   * registries that did not answer the manifest PUT with `OCI-Subject`).
+   */
+  async attachReferrer(
+    reference: string | Reference,
+    subject: string,
+    descriptor: ReferrerDescriptor,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<void> {
+    const ref = toReference(reference);
+    await attachReferrerTag(
+      this.#uploads(ref),
+      ref,
+      subject,
+      descriptor,
+      combineSignals(this.#signal, options.signal),
     );
   }
 

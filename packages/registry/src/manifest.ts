@@ -59,6 +59,7 @@ export async function fetchManifest(
   ref: Reference,
   signal: AbortSignal | undefined,
   expected: Descriptor | undefined,
+  parse: ParseManifestOptions = {},
 ): Promise<FetchedManifest> {
   const name = formatReference(ref);
   const { cache, requests, endpoints, secrets } = ctx;
@@ -66,7 +67,7 @@ export async function fetchManifest(
   const accept = { accept: MANIFEST_ACCEPT };
   if (ref.digest) {
     const cached = await cache.readBytes(ref.digest, expected?.size);
-    if (cached) return parseManifest(name, cached, ref.digest, expected?.mediaType);
+    if (cached) return parseManifest(name, cached, ref.digest, expected?.mediaType, parse);
   } else if (ctx.persistentCache) {
     const res = await requests.first(endpoints, ref, 'HEAD', path, accept, signal, name);
     await dump(res);
@@ -74,7 +75,7 @@ export async function fetchManifest(
     const digest = header(res.headers, 'docker-content-digest');
     if (res.status === 200 && digest && isDigest(digest)) {
       const cached = await cache.readBytes(digest);
-      if (cached) return parseManifest(name, cached, digest, header(res.headers, 'content-type'));
+      if (cached) return parseManifest(name, cached, digest, header(res.headers, 'content-type'), parse);
     }
   }
   const res = await requests.first(endpoints, ref, 'GET', path, accept, signal, name);
@@ -122,9 +123,16 @@ export async function fetchManifest(
     bytes,
     digest,
     expected?.mediaType ?? header(res.headers, 'content-type'),
+    parse,
   );
   await cache.writeBytes(digest, bytes);
   return parsed;
+}
+
+/** Options of {@link parseManifest}. */
+export interface ParseManifestOptions {
+  /** Accept OCI artifact manifests (any config media type), e.g. irb's initramfs. Default false. */
+  artifacts?: boolean;
 }
 
 /**
@@ -136,6 +144,7 @@ export function parseManifest(
   bytes: Uint8Array,
   digest: string,
   contentType: string | undefined,
+  options: ParseManifestOptions = {},
 ): FetchedManifest {
   const json = parseJsonBytes(bytes, `${name}: the manifest`) as Record<string, unknown>;
   if (!json || typeof json !== 'object') {
@@ -188,6 +197,7 @@ export function parseManifest(
     });
     const configType = (json.config as Descriptor).mediaType;
     if (
+      !options.artifacts &&
       configType !== 'application/vnd.oci.image.config.v1+json' &&
       configType !== 'application/vnd.docker.container.image.v1+json'
     ) {

@@ -142,6 +142,7 @@ export async function startFaultProxy(
   });
   const storeUrl = await listen(store);
 
+  let url = '';
   const handler: Parameters<typeof createServer>[1] = (req, res) => {
     void (async () => {
       const method = req.method ?? 'GET';
@@ -179,6 +180,12 @@ export async function startFaultProxy(
         method === 'GET' || method === 'HEAD' ? undefined : req,
       );
       const total = Number(answer.headers['content-length'] ?? Number.NaN);
+      // As a reverse proxy does: upload session URLs the registry builds from its own address
+      // come back pointing at the proxy, so the rest of an upload passes through the faults too.
+      const location = answer.headers.location;
+      if (typeof location === 'string' && location.startsWith(upstream.origin)) {
+        answer.headers.location = `${url}${location.slice(upstream.origin.length)}`;
+      }
       if (!fault || fault.kind === 'ignore-range' || method === 'HEAD' || (answer.statusCode ?? 500) >= 300) {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
@@ -228,7 +235,7 @@ export async function startFaultProxy(
     })().catch(() => res.destroy());
   };
   const proxy: Server = options.tls ? createHttpsServer(options.tls, handler) : createServer(handler);
-  const url = await listen(proxy, options.listenHost, options.tls ? 'https' : 'http');
+  url = await listen(proxy, options.listenHost, options.tls ? 'https' : 'http');
   return {
     url,
     host: new URL(url).host,

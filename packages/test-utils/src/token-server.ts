@@ -17,6 +17,8 @@ export interface TokenServerOptions {
   issuer: string;
   /** username → password; these users may pull and push every repository. */
   users?: Record<string, string>;
+  /** username → password; these users may only pull (their tokens never carry push). */
+  readOnlyUsers?: Record<string, string>;
   /** Repositories anonymous clients may pull (`'*'` for all). Default none. */
   anonymousPull?: string[];
   /** refresh token (Docker `identitytoken`) → username. */
@@ -94,6 +96,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Sta
   };
   const users: Record<string, string> = {
     ...options.users,
+    ...options.readOnlyUsers,
     [pushCredentials.username]: pushCredentials.password,
   };
   const requests: TokenRequestRecord[] = [];
@@ -108,7 +111,8 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Sta
       const name = rest.join(':');
       if (type !== 'repository' || !name) continue;
       let granted: string[];
-      if (user) granted = actions.filter((a) => a === 'pull' || a === 'push' || a === '*');
+      if (user && options.readOnlyUsers?.[user] !== undefined) granted = actions.filter((a) => a === 'pull');
+      else if (user) granted = actions.filter((a) => a === 'pull' || a === 'push' || a === '*');
       else {
         const open = options.anonymousPull?.includes('*') || options.anonymousPull?.includes(name);
         granted = open ? actions.filter((a) => a === 'pull') : [];

@@ -80,6 +80,7 @@ export class Authenticator {
     state: AuthState,
     signal: AbortSignal | undefined,
     fresh = false,
+    extraScopes: readonly string[] = [],
   ): Promise<string | undefined> {
     const challenge = state.challenge;
     if (!challenge) return undefined;
@@ -97,7 +98,10 @@ export class Authenticator {
         `registry ${endpoint.host} sent a Bearer challenge without a realm`,
       );
     }
-    const scopes = [`repository:${ref.repository}:pull`];
+    const scopes = [
+      `repository:${ref.repository}:${extraScopes.includes('push') ? 'pull,push' : 'pull'}`,
+      ...extraScopes.filter((s) => s !== 'push'),
+    ];
     const asked = challenge.params.scope;
     if (asked && fresh) for (const s of asked.split(' ')) if (s && !scopes.includes(s)) scopes.push(s);
     const service = challenge.params.service ?? '';
@@ -123,6 +127,7 @@ export class Authenticator {
     alreadyTried: boolean,
     signal: AbortSignal | undefined,
     name: string,
+    extraScopes: readonly string[] = [],
   ): Promise<void> {
     const text = this.#options.secrets.clean(await readErrorBody(res));
     const challenge = parseChallenges(header(res.headers, 'www-authenticate') ?? '').find(
@@ -134,18 +139,48 @@ export class Authenticator {
         `registry ${endpoint.host} refused ${name} (401) without saying how to authenticate${text ? `: ${text}` : ''}`,
       );
     }
-    if (alreadyTried) throw await this.#unauthorized(endpoint, state, name, text);
+    if (alreadyTried) {
+      if (extraScopes.includes('push')) throw await this.#noPush(endpoint, ref, state, name, text);
+      throw await this.#unauthorized(endpoint, state, name, text);
+    }
     state.challenge = challenge;
     this.#challenges.set(endpoint.host, challenge);
-    await this.authorization(endpoint, ref, state, signal, true);
+    await this.authorization(endpoint, ref, state, signal, true, extraScopes);
   }
 
   /** The error for a 403: the credentials work but lack permission. */
-  async forbidden(res: HttpResponse, endpoint: Endpoint, ref: Reference, state: AuthState, name: string) {
+  async forbidden(
+    res: HttpResponse,
+    endpoint: Endpoint,
+    ref: Reference,
+    state: AuthState,
+    name: string,
+    extraScopes: readonly string[] = [],
+  ) {
     const text = this.#options.secrets.clean(await readErrorBody(res));
+    const action = extraScopes.includes('push') ? 'push' : 'pull';
     return new IrbError(
       'IRB_REGISTRY_UNAUTHORIZED',
-      `registry ${endpoint.host} denied access to ${name} (403)${text ? `: ${text}` : ''}; the credentials${await this.#keychainNote(state)} lack pull permission for ${ref.repository}`,
+      `registry ${endpoint.host} denied access to ${name} (403)${text ? `: ${text}` : ''}; the credentials${await this.#keychainNote(state)} lack ${action} permission for ${ref.repository}${action === 'push' ? '; use credentials allowed to push there' : ''}`,
+    );
+  }
+
+  /** A write refused even with fresh credentials: the token (or user) has no push permission. */
+  async #noPush(
+    endpoint: Endpoint,
+    ref: Reference,
+    state: AuthState,
+    name: string,
+    text: string,
+  ): Promise<IrbError> {
+    const resolved = state.resolved ? await state.resolved.catch(() => undefined) : undefined;
+    const who =
+      !resolved || resolved.credential.kind === 'anonymous'
+        ? 'anonymous access (no keychain supplied credentials)'
+        : `the credentials from keychain "${resolved.keychain}"`;
+    return new IrbError(
+      'IRB_REGISTRY_UNAUTHORIZED',
+      `registry ${endpoint.host} refused ${name}: ${who} lack push permission for ${ref.repository} (scope repository:${ref.repository}:pull,push was not granted)${text ? ` (${text})` : ''}; log in with an account or token allowed to push there (e.g. docker login ${endpoint.registry}; on GHCR a token with write:packages)`,
     );
   }
 

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { IrbError } from '@irb/errors';
 import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
@@ -13,12 +14,18 @@ export interface HttpResponse {
   url: URL;
 }
 
+/** HTTP methods the client sends: reads, token requests, and the upload flow. */
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** A request body: text, bytes, or a stream (used once; a retry asks its factory for a new one). */
+export type HttpBody = string | Uint8Array | AsyncIterable<Uint8Array>;
+
 /** One HTTP request. */
 export interface HttpRequest {
   url: URL;
-  method: 'GET' | 'HEAD' | 'POST';
+  method: HttpMethod;
   headers: Record<string, string>;
-  body?: string;
+  body?: HttpBody | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -183,7 +190,10 @@ export class Transport {
       const res = await request(url, {
         method,
         headers,
-        body,
+        body:
+          body === undefined || typeof body === 'string' || body instanceof Uint8Array
+            ? body
+            : Readable.from(body, { objectMode: false }),
         signal: req.signal,
         dispatcher: this.#dispatcher(options.skipTlsVerify === true),
       });

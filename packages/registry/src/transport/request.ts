@@ -10,7 +10,7 @@ import type { Endpoint } from '../mirrors.ts';
 import type { Secrets } from '../redact.ts';
 import type { Reference } from '../reference.ts';
 import type { Authenticator } from './authenticator.ts';
-import { errorCode, type HttpResponse, type Transport } from './http.ts';
+import { errorCode, type HttpBody, type HttpMethod, type HttpResponse, type Transport } from './http.ts';
 import { HTTP_TRANSIENT, type RetryOptions, withRetry } from './retry.ts';
 import type { Schemes } from './scheme.ts';
 
@@ -21,6 +21,21 @@ export interface RegistryTransportOptions {
   auth: Authenticator;
   retry: Required<RetryOptions>;
   secrets: Secrets;
+}
+
+/** What a write (upload, manifest PUT) adds to a plain registry request. */
+export interface RequestExtras {
+  /** Makes the body of one attempt; called again for every retry, so a stream starts afresh. */
+  body?: () => HttpBody;
+  /**
+   * Token scopes beyond `repository:<name>:pull`: `['push']` asks for `pull,push` on the
+   * repository, `repository:<other>:pull` adds a cross-repository mount's source.
+   */
+  scopes?: readonly string[];
+  /** Sends to this URL (an upload session's `Location`) instead of `/v2/<name>/<path>`. */
+  url?: URL;
+  /** False: one attempt only, the caller restarts the whole operation (uploads). Default true. */
+  retry?: boolean;
 }
 
 /** Sends registry API requests (`/v2/<repository>/…`) with scheme, auth and retries applied. */
@@ -40,11 +55,12 @@ export class RegistryTransport {
   async request(
     endpoint: Endpoint,
     ref: Reference,
-    method: 'GET' | 'HEAD',
+    method: HttpMethod,
     path: string,
     headers: Record<string, string>,
     signal: AbortSignal | undefined,
     name: string,
+    extras: RequestExtras = {},
   ): Promise<HttpResponse> {
     const { auth, retry, secrets } = this.#o;
     const state = auth.state(endpoint, ref);
@@ -54,18 +70,19 @@ export class RegistryTransport {
     const attempt = async (): Promise<HttpResponse> => {
       attempts++;
       for (;;) {
-        const res = await this.#send(endpoint, ref, state, method, path, headers, signal);
+        const res = await this.#send(endpoint, ref, state, method, path, headers, signal, extras);
         if (res.status === 401) {
-          await auth.onUnauthorized(res, endpoint, ref, state, authTried, signal, name);
+          await auth.onUnauthorized(res, endpoint, ref, state, authTried, signal, name, extras.scopes);
           authTried = true;
           continue;
         }
-        if (res.status === 403) throw await auth.forbidden(res, endpoint, ref, state, name);
+        if (res.status === 403) throw await auth.forbidden(res, endpoint, ref, state, name, extras.scopes);
         return res;
       }
     };
     try {
-      return await withRetry(attempt, { ...retry, ...HTTP_TRANSIENT }, signal);
+      const policy = extras.retry === false ? { ...retry, retries: 0 } : retry;
+      return await withRetry(attempt, { ...policy, ...HTTP_TRANSIENT }, signal);
     } catch (error) {
       if (signal?.aborted || isIrbError(error)) throw error;
       throw new IrbError(
@@ -107,23 +124,31 @@ export class RegistryTransport {
     endpoint: Endpoint,
     ref: Reference,
     state: ReturnType<Authenticator['state']>,
-    method: 'GET' | 'HEAD',
+    method: HttpMethod,
     path: string,
     headers: Record<string, string>,
     signal: AbortSignal | undefined,
+    extras: RequestExtras,
   ): Promise<HttpResponse> {
     const { transport, schemes, auth, secrets } = this.#o;
     for (;;) {
       signal?.throwIfAborted();
       const choice = schemes.choose(endpoint);
       const prefix = endpoint.base ? new URL(endpoint.base).pathname : '';
-      const url = new URL(`${choice.scheme}://${endpoint.host}${prefix}/v2/${ref.repository}/${path}`);
+      const url =
+        extras.url ?? new URL(`${choice.scheme}://${endpoint.host}${prefix}/v2/${ref.repository}/${path}`);
       const authorization = state.challenge
-        ? await auth.authorization(endpoint, ref, state, signal)
+        ? await auth.authorization(endpoint, ref, state, signal, false, extras.scopes)
         : undefined;
       try {
         return await transport.send(
-          { url, method, headers: { ...headers, ...(authorization ? { authorization } : {}) }, signal },
+          {
+            url,
+            method,
+            headers: { ...headers, ...(authorization ? { authorization } : {}) },
+            body: extras.body?.(),
+            signal,
+          },
           { skipTlsVerify: choice.skipTlsVerify },
         );
       } catch (error) {
