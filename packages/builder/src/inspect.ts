@@ -1,5 +1,6 @@
-import type { ContainerConfig } from '@irb/registry';
+import { type ContainerConfig, parseImageSpec } from '@irb/registry';
 import { sourceOptions } from './builder.ts';
+import { type AttachedInitramfs, findInitramfs } from './fleet.ts';
 import { openSource, platformString, registryPlatforms } from './source.ts';
 import type { InitramfsBuilderOptions, LayerInfo } from './types.ts';
 
@@ -26,6 +27,8 @@ export interface ImageInspection {
   config: ContainerConfig;
   created?: string;
   layers: LayerInfo[];
+  /** irb initramfs artifacts attached to the image (registry images; see `pushInitramfs`). */
+  initramfs?: AttachedInitramfs[];
 }
 
 /** Reads an image's manifest, config and platforms without downloading its layers. */
@@ -57,6 +60,8 @@ export async function inspectImage(image: string, options: InspectOptions = {}):
     };
     if (indexDigest) out.indexDigest = indexDigest;
     if (config.created) out.created = config.created;
+    const attached = await attachedInitramfs(image, options);
+    if (attached) out.initramfs = attached;
     return out;
   } finally {
     await source.close();
@@ -66,4 +71,13 @@ export async function inspectImage(image: string, options: InspectOptions = {}):
 /** The layers of an image, base first, without downloading them. */
 export async function listLayers(image: string, options: InspectOptions = {}): Promise<LayerInfo[]> {
   return (await inspectImage(image, options)).layers;
+}
+
+/** The attached initramfs artifacts of a registry image; a lookup that fails does not fail the inspection. */
+async function attachedInitramfs(
+  image: string,
+  options: InspectOptions,
+): Promise<AttachedInitramfs[] | undefined> {
+  if (parseImageSpec(image).transport !== 'registry') return undefined;
+  return findInitramfs(image, options).catch(() => undefined);
 }

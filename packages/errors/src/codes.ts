@@ -57,6 +57,10 @@ export const ERROR_CODES = {
   IRB_CACHE_MISS: 'A blob was asked of the cache alone (offline) and the cache lacks it.',
   IRB_CACHE_WRITE_FAILED: 'The blob cache directory cannot be created or written.',
 
+  // Distribution through registries (push, pull, remote build cache)
+  IRB_INITRAMFS_NOT_FOUND: 'No irb initramfs artifact is at the reference or attached to the image.',
+  IRB_PLATFORM_REQUIRED: 'Initramfs artifacts for several platforms match and none was chosen.',
+
   // Credentials (auth packages)
   IRB_AUTH_FILE_UNREADABLE: 'A Docker/Podman auth file exists but cannot be read.',
   IRB_AUTH_FILE_INVALID: 'A Docker/Podman auth file is not valid JSON of the expected shape.',

@@ -1,0 +1,553 @@
+/**
+ * Fleet distribution: an initramfs built once goes to an OCI registry as an artifact
+ * (`application/vnd.irb.initramfs.v1`, the empty config, one layer naming its compression) and
+ * any host pulls it, by reference or by the image it was built from (`subject` + referrers).
+ * Everything below the facade is `@irb/registry`: keychains, token scopes, retries, mirrors for
+ * pulls, proxies, insecure registries and the verified blob cache.
+ */
+import { open } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { DETECT_BYTES, detectCompression } from '@irb/compress';
+import { IrbError } from '@irb/errors';
+import {
+  type ArtifactManifest,
+  blobFromBytes,
+  blobFromFile,
+  createRegistryClient,
+  type Descriptor,
+  EMPTY_CONFIG_BYTES,
+  type FetchedManifest,
+  type ImageIndex,
+  INITRAMFS_ANNOTATIONS,
+  INITRAMFS_ARTIFACT_TYPE,
+  type InitramfsLayerCompression,
+  initramfsLayerCompression,
+  initramfsManifest,
+  isInitramfsManifest,
+  manifestBytes,
+  OCI_MANIFEST,
+  type PushBlobResult,
+  parseImageSpec,
+  parsePlatform,
+  parseReference,
+  type Reference,
+  type ReferrerDescriptor,
+  type RegistryClient,
+  referrerDescriptor,
+  selectManifest,
+  sha256Digest,
+} from '@irb/registry';
+import packageJson from '../package.json' with { type: 'json' };
+import { measureArchive } from './archive.ts';
+import { writeFileAtomic } from './atomic.ts';
+import { defaultKeychains } from './builder.ts';
+import type { InitramfsBuilderOptions } from './types.ts';
+
+/** The irb version written into pushed artifacts (`dev.irb.version`). */
+export const IRB_VERSION: string = packageJson.version;
+
+/** Registry options shared by {@link pushInitramfs}, {@link pullInitramfs} and {@link findInitramfs}. */
+export interface FleetOptions
+  extends Pick<
+    InitramfsBuilderOptions,
+    'keychains' | 'cacheDir' | 'cache' | 'insecureRegistries' | 'mirrors' | 'signal'
+  > {
+  /** A registry client to use (and not close); by default one is made from the options above. */
+  client?: RegistryClient;
+}
+
+/** Options of {@link pushInitramfs}. */
+export interface PushInitramfsOptions extends FleetOptions {
+  /**
+   * The image the archive was built from (a registry reference). Recorded in the annotations;
+   * when `ref` is in the same repository, the artifact's `subject` is that image's manifest, so
+   * `pullInitramfs({ for: source })` finds it.
+   */
+  source?: string;
+  /** The source's platform manifest digest, when known (a build's `manifestDigest`); else resolved. */
+  sourceDigest?: string;
+  /** `os/arch[/variant]` of the archive. Default: the source image's, else unset. */
+  platform?: string;
+  /** Guest memory to recommend (MiB). Default: measured from the archive (gzip, zstd, none). */
+  recommendedMemoryMiB?: number;
+  /** The build key (see `buildKey`), written as `dev.irb.build-key`. */
+  buildKey?: string;
+  /** Extra annotations (`K=V` from the command line); they cannot replace irb's own keys. */
+  annotations?: Readonly<Record<string, string>>;
+  /** Set `subject` to the source image: `true`, `false`, or `'auto'` (same repository). Default `'auto'`. */
+  subject?: boolean | 'auto';
+  /** Upload in chunks of this many bytes. Default: one monolithic upload. */
+  chunkSize?: number;
+  /** Repositories of the same registry the archive blob may be mounted from. */
+  mountFrom?: readonly string[];
+  /** `org.opencontainers.image.created` comes only from this (seconds). Default: `SOURCE_DATE_EPOCH`. */
+  sourceDateEpoch?: number;
+}
+
+/** What {@link pushInitramfs} did. */
+export interface PushInitramfsResult {
+  /** `registry/repository@sha256:…` of the artifact manifest. */
+  reference: string;
+  /** The tag pushed, when `ref` named one. */
+  tag?: string;
+  digest: string;
+  manifest: ArtifactManifest;
+  /** How the archive blob got there. */
+  blob: PushBlobResult;
+  compression: InitramfsLayerCompression;
+  size: number;
+  /** The subject's digest, when set; `referrers` says who indexed it. */
+  subject?: string;
+  /** `api`: the registry indexed the subject (`OCI-Subject`); `tag`: irb wrote the fallback index. */
+  referrers?: 'api' | 'tag';
+}
+
+/** Options of {@link pullInitramfs}. */
+export interface PullInitramfsOptions extends FleetOptions {
+  /** Which artifact when several platforms are attached (`os/arch[/variant]`); also picks from an index. */
+  platform?: string;
+  /** Bytes written so far, as the archive is copied out of the blob cache. */
+  onProgress?: (event: { done: number; total: number }) => void;
+}
+
+/** What {@link pullInitramfs} wrote. */
+export interface PullInitramfsResult {
+  output: string;
+  /** `registry/repository@sha256:…` of the artifact manifest. */
+  reference: string;
+  digest: string;
+  /** The archive's blob digest and size. */
+  layer: Descriptor;
+  compression: InitramfsLayerCompression;
+  annotations: Record<string, string>;
+  platform?: string;
+}
+
+/** One initramfs artifact attached to an image. */
+export interface AttachedInitramfs {
+  /** `registry/repository@sha256:…` of the artifact manifest. */
+  reference: string;
+  digest: string;
+  platform?: string;
+  compression?: InitramfsLayerCompression;
+  annotations: Record<string, string>;
+  /** The manifest it refers to (the platform manifest, or the index). */
+  subject: string;
+  /** `api` or `tag` (the OCI 1.1 fallback). */
+  via: 'api' | 'tag';
+}
+
+async function withClient<T>(options: FleetOptions, fn: (client: RegistryClient) => Promise<T>): Promise<T> {
+  if (options.client) return fn(options.client);
+  const client = createRegistryClient({
+    keychains: [...(options.keychains ?? defaultKeychains())],
+    ...(options.insecureRegistries ? { insecureRegistries: [...options.insecureRegistries] } : {}),
+    ...(options.mirrors
+      ? { mirrors: Object.fromEntries(Object.entries(options.mirrors).map(([k, v]) => [k, [...v]])) }
+      : {}),
+    ...(options.cache !== undefined ? { cache: options.cache } : {}),
+    ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
+function registryReference(spec: string, what: string): Reference {
+  const parsed = parseImageSpec(spec);
+  if (parsed.transport !== 'registry') {
+    throw new IrbError(
+      'IRB_REFERENCE_INVALID',
+      `${what} ${spec} is not a registry reference; push and pull work with registries (host/repository[:tag])`,
+    );
+  }
+  return parseReference(parsed.reference);
+}
+
+/** True when the reference's last component names a tag or digest (`parseReference` adds `latest` otherwise). */
+function namesTag(spec: string): boolean {
+  const last = spec.slice(spec.lastIndexOf('/') + 1);
+  return last.includes(':') || last.includes('@');
+}
+
+const KERNEL_COMPRESSIONS: readonly InitramfsLayerCompression[] = ['none', 'gzip', 'zstd', 'lz4', 'xz'];
+
+/** The archive's compression from its magic; refuses what is not an initramfs the kernel reads. */
+async function archiveCompression(path: string): Promise<InitramfsLayerCompression> {
+  let head: Uint8Array;
+  try {
+    const handle = await open(path, 'r');
+    try {
+      const buffer = new Uint8Array(Math.max(DETECT_BYTES, 6));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, 0);
+      head = buffer.subarray(0, bytesRead);
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new IrbError(
+      'IRB_INPUT_UNREADABLE',
+      `the archive ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}; give the path of a built initramfs`,
+      { cause: error },
+    );
+  }
+  const detected = detectCompression(head);
+  if (detected === 'none') {
+    const magic = new TextDecoder().decode(head.subarray(0, 6));
+    if (magic !== '070701' && magic !== '070702') {
+      throw new IrbError(
+        'IRB_INITRAMFS_CORRUPT',
+        `${path} is neither a CPIO archive nor compressed with a format the kernel reads; push a file built by irb build`,
+      );
+    }
+    return 'none';
+  }
+  const known = KERNEL_COMPRESSIONS.find((c) => c === detected);
+  if (!known) {
+    throw new IrbError(
+      'IRB_COMPRESSION_UNSUPPORTED',
+      `${path} is compressed with ${detected}; irb pushes initramfs archives compressed with gzip, zstd, lz4, xz or none — rebuild with \`compression\` set to one of them`,
+    );
+  }
+  return known;
+}
+
+/** The descriptor (media type, digest, size) of a registry manifest, verified. */
+async function manifestDescriptor(
+  client: RegistryClient,
+  ref: Reference,
+  signal: AbortSignal | undefined,
+): Promise<FetchedManifest> {
+  return client.manifest(ref, signal ? { signal } : {});
+}
+
+/** `SOURCE_DATE_EPOCH` as an RFC 3339 time, or undefined: pushes stay reproducible. */
+function createdFrom(epoch: number | undefined): string | undefined {
+  const value =
+    epoch ??
+    (/^\d+$/.test(process.env.SOURCE_DATE_EPOCH ?? '') ? Number(process.env.SOURCE_DATE_EPOCH) : undefined);
+  return value === undefined ? undefined : new Date(value * 1000).toISOString().replace(/\.000Z$/, 'Z');
+}
+
+const OWN_KEYS = new Set<string>(Object.values(INITRAMFS_ANNOTATIONS));
+
+/**
+ * Pushes a built initramfs to `ref` as an OCI artifact: uploads the archive (skipped when the
+ * registry has it, mounted when another repository has it), the empty config and the manifest
+ * with irb's annotations. Pushed into the source image's repository it gets a `subject`, and
+ * when the registry does not index it (no `OCI-Subject` answer), the tag-schema fallback index
+ * is updated, so `pullInitramfs({ for: image })` finds it on any registry.
+ */
+export async function pushInitramfs(
+  archive: string,
+  ref: string,
+  options: PushInitramfsOptions = {},
+): Promise<PushInitramfsResult> {
+  const target = registryReference(ref, 'the push target');
+  const compression = await archiveCompression(archive);
+  for (const key of Object.keys(options.annotations ?? {})) {
+    if (OWN_KEYS.has(key)) {
+      throw new IrbError(
+        'IRB_OPTION_INVALID',
+        `annotation ${key} is set by irb itself; drop it from \`annotations\``,
+      );
+    }
+  }
+  const { signal } = options;
+  return withClient(options, async (client) => {
+    const layer = await blobFromFile(archive, signal);
+    let subject: Descriptor | undefined;
+    let sourceDigest = options.sourceDigest;
+    let platform = options.platform;
+    if (options.source) {
+      const sourceRef = registryReference(options.source, 'the source image');
+      const sameRepository =
+        sourceRef.registry === target.registry && sourceRef.repository === target.repository;
+      const wantSubject =
+        options.subject === true || ((options.subject ?? 'auto') === 'auto' && sameRepository);
+      if (!sourceDigest || platform === undefined || wantSubject) {
+        if (!sourceDigest) {
+          const image = await client.image(sourceRef, {
+            ...(platform ? { platform } : {}),
+            ...(signal ? { signal } : {}),
+          });
+          sourceDigest = await image.digest();
+          if (platform === undefined) {
+            const config = await image.config();
+            platform = platformName(config);
+          }
+        }
+        if (wantSubject) {
+          if (!sameRepository) {
+            throw new IrbError(
+              'IRB_OPTION_INVALID',
+              `a subject must live in the same repository as the artifact; push to ${sourceRef.registry}/${sourceRef.repository} or drop \`subject\``,
+            );
+          }
+          const fetched = await manifestDescriptor(
+            client,
+            { ...sourceRef, digest: sourceDigest, identifier: sourceDigest },
+            signal,
+          );
+          subject = { mediaType: fetched.mediaType, digest: fetched.digest, size: fetched.bytes.byteLength };
+        }
+      }
+    } else if (options.subject === true) {
+      throw new IrbError(
+        'IRB_OPTION_INVALID',
+        '`subject` needs `source`, the image the archive was built from',
+      );
+    }
+    let memory = options.recommendedMemoryMiB;
+    if (
+      memory === undefined &&
+      (compression === 'gzip' || compression === 'zstd' || compression === 'none')
+    ) {
+      memory = (await measureArchive(archive, signal ? { signal } : {})).recommendedMemoryMiB;
+    }
+    const annotations: Record<string, string | undefined> = {
+      ...options.annotations,
+      [INITRAMFS_ANNOTATIONS.source]: options.source,
+      [INITRAMFS_ANNOTATIONS.sourceDigest]: sourceDigest,
+      [INITRAMFS_ANNOTATIONS.platform]: platform,
+      [INITRAMFS_ANNOTATIONS.compression]: compression,
+      [INITRAMFS_ANNOTATIONS.version]: IRB_VERSION,
+      [INITRAMFS_ANNOTATIONS.recommendedMemoryMiB]: memory === undefined ? undefined : String(memory),
+      [INITRAMFS_ANNOTATIONS.buildKey]: options.buildKey,
+      [INITRAMFS_ANNOTATIONS.created]: createdFrom(options.sourceDateEpoch),
+    };
+    const blob = await client.pushBlob(target, layer, {
+      ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+      ...(options.mountFrom ? { mountFrom: options.mountFrom } : {}),
+      ...(signal ? { signal } : {}),
+    });
+    await client.pushBlob(
+      target,
+      blobFromBytes(EMPTY_CONFIG_BYTES, sha256Digest(EMPTY_CONFIG_BYTES)),
+      signal ? { signal } : {},
+    );
+    const manifest = initramfsManifest({
+      layer: { digest: layer.digest, size: layer.size },
+      compression,
+      annotations,
+      title: basename(archive),
+      ...(subject ? { subject } : {}),
+    });
+    const bytes = manifestBytes(manifest);
+    const digest = sha256Digest(bytes);
+    const tag = namesTag(ref) && !target.digest ? target.tag : undefined;
+    const put = await client.pushManifest(
+      tag ? target : { ...target, digest, identifier: digest },
+      bytes,
+      OCI_MANIFEST,
+      signal ? { signal } : {},
+    );
+    let referrers: 'api' | 'tag' | undefined;
+    if (subject) {
+      if (put.subjectHandled) referrers = 'api';
+      else {
+        await client.attachReferrer(
+          target,
+          subject.digest,
+          referrerDescriptor(manifest, bytes),
+          signal ? { signal } : {},
+        );
+        referrers = 'tag';
+      }
+    }
+    const result: PushInitramfsResult = {
+      reference: `${target.registry}/${target.repository}@${digest}`,
+      digest,
+      manifest,
+      blob,
+      compression,
+      size: layer.size,
+    };
+    if (tag) result.tag = tag;
+    if (subject) result.subject = subject.digest;
+    if (referrers) result.referrers = referrers;
+    return result;
+  });
+}
+
+/**
+ * The initramfs artifacts attached to an image (its platform manifest for `platform`, and its
+ * index when it has one), through the referrers API or the tag-schema fallback.
+ */
+export async function findInitramfs(
+  image: string,
+  options: FleetOptions & { platform?: string } = {},
+): Promise<AttachedInitramfs[]> {
+  const ref = registryReference(image, 'the image');
+  const { signal } = options;
+  return withClient(options, async (client) => {
+    const top = await client.manifest(ref, signal ? { signal } : {});
+    const subjects = [top.digest];
+    if (top.isIndex) {
+      const wanted = options.platform ? parsePlatform(options.platform) : undefined;
+      const index = top.json as ImageIndex;
+      if (wanted) subjects.unshift(selectManifest(index, wanted, ref.identifier).digest);
+      else for (const m of index.manifests) if (m.platform) subjects.push(m.digest);
+    }
+    const found: AttachedInitramfs[] = [];
+    for (const subject of subjects) {
+      const listed = await client.referrers(ref, subject, {
+        artifactType: INITRAMFS_ARTIFACT_TYPE,
+        ...(signal ? { signal } : {}),
+      });
+      for (const m of listed.manifests) {
+        if (found.some((f) => f.digest === m.digest)) continue;
+        found.push(attached(ref, m, subject, listed.via));
+      }
+    }
+    return found;
+  });
+}
+
+function attached(
+  ref: Reference,
+  m: ReferrerDescriptor,
+  subject: string,
+  via: 'api' | 'tag',
+): AttachedInitramfs {
+  const annotations = { ...m.annotations };
+  const out: AttachedInitramfs = {
+    reference: `${ref.registry}/${ref.repository}@${m.digest}`,
+    digest: m.digest,
+    annotations,
+    subject,
+    via,
+  };
+  const platform = annotations[INITRAMFS_ANNOTATIONS.platform];
+  if (platform) out.platform = platform;
+  const compression = annotations[INITRAMFS_ANNOTATIONS.compression];
+  const known = KERNEL_COMPRESSIONS.find((c) => c === compression);
+  if (known) out.compression = known;
+  return out;
+}
+
+function platformName(p: { os: string; architecture: string; variant?: string }): string {
+  return `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
+}
+
+function samePlatform(a: string | undefined, b: string): boolean {
+  if (!a) return false;
+  try {
+    const x = parsePlatform(a);
+    const y = parsePlatform(b);
+    return x.os === y.os && x.architecture === y.architecture && (x.variant ?? '') === (y.variant ?? '');
+  } catch {
+    return false;
+  }
+}
+
+/** Picks one artifact: by `platform` when given, else the only one (or the only platform). */
+function choose(
+  candidates: AttachedInitramfs[],
+  platform: string | undefined,
+  what: string,
+): AttachedInitramfs {
+  const matching = platform ? candidates.filter((c) => samePlatform(c.platform, platform)) : candidates;
+  if (matching.length === 0) {
+    const have = [...new Set(candidates.map((c) => c.platform ?? '(no platform)'))].join(', ');
+    throw new IrbError(
+      'IRB_INITRAMFS_NOT_FOUND',
+      candidates.length === 0
+        ? `no irb initramfs is attached to ${what}; build and push one with \`source\` set to it (irb push ARCHIVE ${what.replace(/[@:][^/]*$/, '')} --source ${what})`
+        : `no initramfs for ${platform} is attached to ${what} (there are: ${have}); set \`platform\` to one of them`,
+    );
+  }
+  const platforms = new Set(matching.map((c) => c.platform ?? ''));
+  if (platforms.size > 1) {
+    throw new IrbError(
+      'IRB_PLATFORM_REQUIRED',
+      `initramfs artifacts for several platforms are attached to ${what} (${[...platforms].join(', ')}); set \`platform\` to choose one`,
+    );
+  }
+  // Several pushes for one platform: the newest by `created`, else the last one listed.
+  return matching.reduce((best, c) =>
+    (c.annotations[INITRAMFS_ANNOTATIONS.created] ?? '') >=
+    (best.annotations[INITRAMFS_ANNOTATIONS.created] ?? '')
+      ? c
+      : best,
+  );
+}
+
+/**
+ * Pulls an initramfs artifact into `output`: by reference (`host/repo:tag`, `…@sha256:…`, an
+ * index of artifacts chosen among by `platform`) or `{ for: image }`, which finds the artifact
+ * attached to the image through referrers. The archive goes through the verified blob cache
+ * (downloads resume where they broke off) and appears at `output` atomically.
+ */
+export async function pullInitramfs(
+  from: string | { for: string },
+  output: string,
+  options: PullInitramfsOptions = {},
+): Promise<PullInitramfsResult> {
+  const { signal } = options;
+  return withClient(options, async (client) => {
+    let artifactRef: Reference;
+    if (typeof from === 'string') {
+      artifactRef = registryReference(from, 'the artifact');
+    } else {
+      const found = await findInitramfs(from.for, { ...options, client });
+      const chosen = choose(found, options.platform, from.for);
+      artifactRef = registryReference(chosen.reference, 'the artifact');
+    }
+    let fetched = await client.manifest(artifactRef, { artifacts: true, ...(signal ? { signal } : {}) });
+    if (fetched.isIndex) {
+      // An index of initramfs artifacts, one per platform.
+      const entries = (fetched.json as ImageIndex).manifests.map((m) => {
+        const annotations = { ...m.annotations };
+        if (m.platform && !annotations[INITRAMFS_ANNOTATIONS.platform]) {
+          annotations[INITRAMFS_ANNOTATIONS.platform] = platformName(m.platform);
+        }
+        return attached(artifactRef, { ...m, annotations }, fetched.digest, 'api');
+      });
+      const chosen = choose(entries, options.platform, typeof from === 'string' ? from : from.for);
+      artifactRef = { ...artifactRef, digest: chosen.digest, identifier: chosen.digest };
+      fetched = await client.manifest(artifactRef, { artifacts: true, ...(signal ? { signal } : {}) });
+    }
+    const manifest = fetched.json as unknown;
+    if (!isInitramfsManifest(manifest)) {
+      const artifactType = (manifest as { artifactType?: string }).artifactType;
+      throw new IrbError(
+        'IRB_INITRAMFS_NOT_FOUND',
+        `${typeof from === 'string' ? from : artifactRef.repository} is ${artifactType ? `an artifact of type ${artifactType}` : 'a container image'}, not an irb initramfs${artifactType ? '' : '; to get the initramfs built from an image, pull with `for` set to it (irb pull --for IMAGE)'}`,
+      );
+    }
+    const layer = manifest.layers[0] as Descriptor;
+    const compression = initramfsLayerCompression(layer.mediaType) as InitramfsLayerCompression;
+    const annotations = { ...manifest.annotations };
+    const platform = annotations[INITRAMFS_ANNOTATIONS.platform];
+    if (options.platform && platform && !samePlatform(platform, options.platform)) {
+      throw new IrbError(
+        'IRB_PLATFORM_NOT_FOUND',
+        `${typeof from === 'string' ? from : from.for} is an initramfs for ${platform}, not ${options.platform}; drop \`platform\` or pull another artifact`,
+      );
+    }
+    let done = 0;
+    const stream = client.openBlob(artifactRef, layer, signal ? { signal } : {});
+    await writeFileAtomic(output, stream, {
+      ...(signal ? { signal } : {}),
+      onWrite: (bytes) => {
+        done = bytes;
+        options.onProgress?.({ done, total: layer.size });
+      },
+    });
+    const result: PullInitramfsResult = {
+      output,
+      reference: `${artifactRef.registry}/${artifactRef.repository}@${fetched.digest}`,
+      digest: fetched.digest,
+      layer: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size },
+      compression,
+      annotations,
+    };
+    if (platform) result.platform = platform;
+    return result;
+  });
+}
