@@ -1,5 +1,6 @@
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { type CacheArgs, parseCacheArgs } from './cache-command.ts';
+import { type FleetArgs, parseFleet } from './fleet-command.ts';
 
 /** A command-line mistake: printed with a hint to `--help`, exit code 2. */
 export class UsageError extends Error {
@@ -77,11 +78,12 @@ export type CliArgs =
   | LsArgs
   | BootArgs
   | CacheArgs
+  | FleetArgs
   | { command: 'help'; topic?: string }
   | { command: 'version' };
 
 /** The commands, in help order. */
-export const COMMANDS = ['build', 'inspect', 'list-layers', 'ls', 'boot', 'cache'] as const;
+export const COMMANDS = ['build', 'inspect', 'list-layers', 'ls', 'boot', 'cache', 'push', 'pull'] as const;
 
 /** Default output name for a compression (what `-o` defaults to). */
 export function defaultOutput(compression: CompressionName): string {
@@ -201,6 +203,9 @@ export function parseCli(argv: string[]): CliArgs {
       return parseBoot(rest);
     case 'cache':
       return parseCacheArgs(rest);
+    case 'push':
+    case 'pull':
+      return parseFleet(first, rest);
     default:
       throw new UsageError(
         first.startsWith('-')

@@ -19,6 +19,7 @@ import {
 import { type BootArgs, type BuildArgs, type ImageArgs, type LsArgs, parseCli, UsageError } from './args.ts';
 import { runCache } from './cache-command.ts';
 import { describeError, EXIT } from './errors.ts';
+import { attachedInitramfsLines, runFleet } from './fleet-command.ts';
 import { formatBytes, formatDuration, formatMode, formatTime, table } from './format.ts';
 import { HELP } from './help.ts';
 import { createProgressRenderer } from './progress.ts';
@@ -74,6 +75,9 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
         return await boot(args, io, signal);
       case 'cache':
         return await runCache(args, io, signal);
+      case 'push':
+      case 'pull':
+        return await runFleet(args, io, signal);
     }
   } catch (error) {
     const { lines, code } = describeError(
@@ -247,6 +251,7 @@ function inspectionText(info: ImageInspection): string[] {
   );
   lines.push(`layers    ${info.layers.length}, ${formatBytes(info.layers.reduce((n, l) => n + l.size, 0))}`);
   lines.push(...layerRows(info.layers).map((l) => `  ${l}`));
+  lines.push(...attachedInitramfsLines(info.initramfs));
   return lines;
 }
 

@@ -1,7 +1,9 @@
 import { CACHE_HELP } from './cache-command.ts';
+import { FLEET_HELP } from './fleet-command.ts';
 
 /** Help texts, one per command; kept beside the parser so flags and docs stay in step. */
 export const HELP: Record<string, string> = {
+  ...FLEET_HELP,
   main: `irb — turn an OCI/Docker image into a bootable Linux initramfs
 
 Usage:
@@ -11,6 +13,8 @@ Usage:
   irb ls ARCHIVE                 list an initramfs (compressed, concatenated members too)
   irb boot ARCHIVE [-- ARGS]     boot an initramfs in QEMU and stream the console
   irb cache ls|prune             list or trim the blob and layer index cache
+  irb push ARCHIVE REF           store an initramfs in an OCI registry
+  irb pull REF -o FILE           fetch one (or: irb pull --for IMAGE -o FILE)
 
 IMAGE is a registry reference (alpine, host:5000/app:1, name@sha256:…),
 oci:DIR[:TAG] (an OCI image layout) or docker-archive:FILE (a docker save tarball).

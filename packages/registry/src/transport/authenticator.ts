@@ -174,13 +174,15 @@ export class Authenticator {
     text: string,
   ): Promise<IrbError> {
     const resolved = state.resolved ? await state.resolved.catch(() => undefined) : undefined;
-    const who =
-      !resolved || resolved.credential.kind === 'anonymous'
-        ? 'anonymous access (no keychain supplied credentials)'
-        : `the credentials from keychain "${resolved.keychain}"`;
+    if (!resolved || resolved.credential.kind === 'anonymous') {
+      return new IrbError(
+        'IRB_REGISTRY_UNAUTHORIZED',
+        `registry ${endpoint.host} refused ${name}: pushing to ${ref.repository} needs credentials with push permission and no keychain supplied any${text ? ` (${text})` : ''}; log in (e.g. docker login ${endpoint.registry}) or pass a keychain in \`keychains\``,
+      );
+    }
     return new IrbError(
       'IRB_REGISTRY_UNAUTHORIZED',
-      `registry ${endpoint.host} refused ${name}: ${who} lack push permission for ${ref.repository} (scope repository:${ref.repository}:pull,push was not granted)${text ? ` (${text})` : ''}; log in with an account or token allowed to push there (e.g. docker login ${endpoint.registry}; on GHCR a token with write:packages)`,
+      `registry ${endpoint.host} refused ${name}: the credentials from keychain "${resolved.keychain}" lack push permission for ${ref.repository} (scope repository:${ref.repository}:pull,push was not granted)${text ? ` (${text})` : ''}; log in with an account or token allowed to push there (e.g. docker login ${endpoint.registry}; on GHCR a token with write:packages)`,
     );
   }
 

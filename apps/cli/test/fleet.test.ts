@@ -1,0 +1,134 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { filesIn, runCli } from './harness.ts';
+
+const run = promisify(execFile);
+
+describe('irb push / irb pull against a real registry', () => {
+  let registry: StartedRegistry;
+  let tokens: StartedRegistry;
+  let dir: string;
+  let image: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'irb-cli-fleet-'));
+    [registry, tokens] = await Promise.all([
+      startRegistry(),
+      startRegistry({ auth: { token: { readOnlyUsers: { reader: 'read-only-pass' } } } }),
+    ]);
+    const layer = await buildTar([
+      { type: 'directory', path: 'bin/' },
+      { type: 'file', path: 'bin/sh', content: '#!fake', mode: 0o755 },
+      { type: 'symlink', path: 'bin/mount', target: 'sh' },
+      { type: 'file', path: 'app', content: 'hello', mode: 0o755 },
+    ]);
+    const built = buildImage({ layers: [layer], runtime: { Cmd: ['/app'] } });
+    await pushImage(registry, 'demo/app', 'v1', built);
+    await pushImage(tokens, 'demo/app', 'v1', built);
+    image = `${registry.host}/demo/app:v1`;
+    const build = await runCli(['build', image, '-o', join(dir, 'app.cpio.gz'), '-q']);
+    expect(build.stderr).toBe('');
+    expect(build.code).toBe(0);
+  });
+
+  afterAll(async () => {
+    await Promise.all([registry?.stop(), tokens?.stop()]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('push into the image repository, pull --for on a fresh cache, inspect lists it', async () => {
+    const archive = join(dir, 'app.cpio.gz');
+    const push = await runCli([
+      'push',
+      archive,
+      `${registry.host}/demo/app`,
+      '--source',
+      image,
+      '--annotation',
+      'team=platform',
+      '--json',
+    ]);
+    expect(push.stderr).toBe('');
+    expect(push.code).toBe(0);
+    const pushed = JSON.parse(push.stdout) as {
+      digest: string;
+      subject: string;
+      referrers: string;
+      annotations: Record<string, string>;
+    };
+    expect(pushed.referrers).toBe('tag');
+    expect(pushed.annotations.team).toBe('platform');
+
+    const out = join(dir, 'pulled.cpio.gz');
+    const pull = await runCli(['pull', '--for', image, '-o', out], {
+      env: { IRB_CACHE_DIR: join(dir, 'fresh-cache') },
+    });
+    expect(pull.stderr).toBe('');
+    expect(pull.code).toBe(0);
+    expect(pull.stdout).toContain('wrote');
+    expect(Buffer.compare(await readFile(out), await readFile(archive))).toBe(0);
+
+    const inspect = await runCli(['inspect', image]);
+    expect(inspect.code).toBe(0);
+    expect(inspect.stdout).toMatch(/initramfs 1 attached/);
+    expect(inspect.stdout).toContain(pushed.digest);
+  });
+
+  it('push by tag elsewhere and pull by reference; container tools refuse it as an image', async () => {
+    const archive = join(dir, 'app.cpio.gz');
+    const ref = `${registry.host}/fleet/initramfs:v1`;
+    expect((await runCli(['push', archive, ref, '--source', image, '-q'])).code).toBe(0);
+    const out = join(dir, 'byref.cpio.gz');
+    const pull = await runCli(['pull', ref, '-o', out, '--platform', 'linux/amd64']);
+    expect(pull.code).toBe(0);
+    expect(Buffer.compare(await readFile(out), await readFile(archive))).toBe(0);
+    const copy = await run('skopeo', [
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${ref}`,
+      `oci:${join(dir, 'layout')}:x`,
+    ]).then(
+      () => 'copied',
+      (error: { stderr?: string }) => error.stderr ?? '',
+    );
+    expect(copy).not.toBe('copied');
+    const raw = JSON.parse(
+      (await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`])).stdout,
+    ) as { artifactType: string };
+    expect(raw.artifactType).toBe('application/vnd.irb.initramfs.v1');
+  });
+
+  it('a read-only token cannot push: one clear line naming push permission, exit 1', async () => {
+    const variable = `IRB_AUTH_${tokens.host.replace(/[.:]/g, '_')}`;
+    const push = await runCli(['push', join(dir, 'app.cpio.gz'), `${tokens.host}/demo/app:initramfs`], {
+      env: { [variable]: 'reader:read-only-pass', HOME: dir },
+    });
+    expect(push.code).toBe(1);
+    expect(push.stderr.trim().split('\n')).toHaveLength(1);
+    expect(push.stderr).toMatch(/lack push permission for demo\/app/);
+    expect(push.stderr).not.toContain('read-only-pass');
+    const creds = tokens.pushCredentials!;
+    const ok = await runCli(['push', join(dir, 'app.cpio.gz'), `${tokens.host}/demo/app:initramfs`, '-q'], {
+      env: { [variable]: `${creds.username}:${creds.password}`, HOME: dir },
+    });
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+  });
+
+  it('usage mistakes and a missing initramfs leave nothing behind', async () => {
+    const before = await filesIn(dir);
+    expect((await runCli(['pull', '-o', join(dir, 'x')])).code).toBe(2);
+    expect((await runCli(['pull', image, '--for', image, '-o', join(dir, 'x')])).code).toBe(2);
+    expect((await runCli(['push', join(dir, 'app.cpio.gz')])).code).toBe(2);
+    expect((await runCli(['push', 'a', 'b', '--annotation', 'novalue'])).code).toBe(2);
+    const notArtifact = await runCli(['pull', image, '-o', join(dir, 'x')]);
+    expect(notArtifact.code).toBe(1);
+    expect(notArtifact.stderr).toMatch(/container image, not an irb initramfs/);
+    expect(await filesIn(dir)).toEqual(before);
+  });
+});
