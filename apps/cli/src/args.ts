@@ -1,6 +1,6 @@
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { type CacheArgs, parseCacheArgs } from './cache-command.ts';
-import { type FleetArgs, parseFleet } from './fleet-command.ts';
+import { type FleetArgs, parseFleet, remoteCacheArgs, remoteCacheOptions } from './fleet-command.ts';
 
 /** A command-line mistake: printed with a hint to `--help`, exit code 2. */
 export class UsageError extends Error {
@@ -32,6 +32,9 @@ export interface BuildArgs {
   exclude: string[];
   cacheDir?: string;
   noCache: boolean;
+  /** `--cache-from` / `--cache-to` repositories (see fleet-command.ts). */
+  cacheFrom?: string;
+  cacheTo?: string;
   insecureRegistries: string[];
   keychains: string[];
   json: boolean;
@@ -230,6 +233,7 @@ function parseBuild(argv: string[]): CliArgs {
     exclude: { type: 'string', multiple: true },
     'cache-dir': { type: 'string' },
     'no-cache': { type: 'boolean' },
+    ...remoteCacheOptions,
     json: { type: 'boolean' },
     quiet: { type: 'boolean', short: 'q' },
     verbose: { type: 'boolean' },
@@ -292,6 +296,7 @@ function parseBuild(argv: string[]): CliArgs {
   if (p !== undefined) args.platform = p;
   if (values.init !== undefined) args.init = String(values.init);
   if (values['cache-dir'] !== undefined) args.cacheDir = String(values['cache-dir']);
+  Object.assign(args, remoteCacheArgs(values));
   return args;
 }
 

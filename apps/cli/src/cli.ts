@@ -19,7 +19,7 @@ import {
 import { type BootArgs, type BuildArgs, type ImageArgs, type LsArgs, parseCli, UsageError } from './args.ts';
 import { runCache } from './cache-command.ts';
 import { describeError, EXIT } from './errors.ts';
-import { attachedInitramfsLines, runFleet } from './fleet-command.ts';
+import { attachedInitramfsLines, buildCached, runFleet } from './fleet-command.ts';
 import { formatBytes, formatDuration, formatMode, formatTime, table } from './format.ts';
 import { HELP } from './help.ts';
 import { createProgressRenderer } from './progress.ts';
@@ -125,6 +125,8 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
   const custom = await keychains(args.keychains);
   if (custom) options.keychains = custom;
   if (signal) options.signal = signal;
+  if (args.cacheFrom !== undefined || args.cacheTo !== undefined)
+    return buildCached(args, options, io, renderer);
   const toStdout = args.output === '-';
   if (toStdout && io.stdout.isTTY) {
     throw new UsageError(
@@ -173,7 +175,7 @@ export function summaryJson(s: BuildSummary): Record<string, unknown> {
   };
 }
 
-function summaryText(s: BuildSummary): string[] {
+export function summaryText(s: BuildSummary): string[] {
   const rows = [
     ['image', `${s.image} (${s.platform})`],
     ['manifest', s.manifestDigest],

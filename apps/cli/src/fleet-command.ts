@@ -6,7 +6,9 @@
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import {
   type AttachedInitramfs,
+  buildWithRemoteCache,
   defaultKeychains,
+  type InitramfsBuilderOptions,
   type Keychain,
   loadKeychainModule,
   type PullInitramfsOptions,
@@ -14,7 +16,9 @@ import {
   pullInitramfs,
   pushInitramfs,
 } from '@irb/builder';
+import type { BuildArgs } from './args.ts';
 import { UsageError } from './args.ts';
+import { summaryJson, summaryText } from './cli.ts';
 import { formatBytes, table } from './format.ts';
 
 /** The commands this file handles. */
@@ -302,4 +306,112 @@ export function attachedInitramfsLines(attached: readonly AttachedInitramfs[] | 
       ]),
     ).map((l) => `  ${l}`),
   ];
+}
+
+/** The `irb build` flags of the remote build cache (spread into its parser options). */
+export const remoteCacheOptions = {
+  'cache-from': { type: 'string' },
+  'cache-to': { type: 'string' },
+} as const satisfies ParseArgsOptionsConfig;
+
+/** `--cache-from` / `--cache-to` values of a parsed `irb build`, checked. */
+export function remoteCacheArgs(values: Record<string, unknown>): Pick<BuildArgs, 'cacheFrom' | 'cacheTo'> {
+  const out: Pick<BuildArgs, 'cacheFrom' | 'cacheTo'> = {};
+  for (const [flag, key] of [
+    ['cache-from', 'cacheFrom'],
+    ['cache-to', 'cacheTo'],
+  ] as const) {
+    const value = values[flag];
+    if (value === undefined) continue;
+    const text = String(value);
+    if (!/^[^/\s]+\/[^\s@]+$/.test(text)) {
+      throw new UsageError(
+        `--${flag} wants a registry repository (host/repo, e.g. ghcr.io/acme/irb-cache), not "${text}"`,
+        'build',
+      );
+    }
+    out[key] = text;
+  }
+  if ((out.cacheFrom !== undefined || out.cacheTo !== undefined) && values.output === '-') {
+    throw new UsageError('--cache-from and --cache-to need -o FILE, not -o -', 'build');
+  }
+  return out;
+}
+
+/**
+ * `irb build` with `--cache-from` / `--cache-to`: a hit pulls the archive the key names instead
+ * of building; a miss builds (and pushes with `--cache-to`). Prints like a build.
+ */
+export async function buildCached(
+  args: BuildArgs,
+  options: InitramfsBuilderOptions,
+  io: Io,
+  renderer: { finish(): void },
+): Promise<number> {
+  const remote = {
+    ...(args.cacheFrom !== undefined ? { cacheFrom: args.cacheFrom } : {}),
+    ...(args.cacheTo !== undefined ? { cacheTo: args.cacheTo } : {}),
+  };
+  let result: Awaited<ReturnType<typeof buildWithRemoteCache>>;
+  try {
+    result = await buildWithRemoteCache(options, args.output, remote);
+  } finally {
+    renderer.finish();
+  }
+  if (result.lookupError) {
+    io.stderr.write(
+      `irb: warning: could not look the build up in ${args.cacheFrom} (${result.lookupError.message.split('\n')[0]}); built it instead\n`,
+    );
+  }
+  const pushed = result.pushed?.reference;
+  if (result.summary) {
+    if (args.json) {
+      io.stdout.write(
+        `${JSON.stringify({ ...summaryJson(result.summary), cache: 'miss', buildKey: result.key, ...(pushed ? { pushed } : {}) }, null, 2)}\n`,
+      );
+    } else if (!args.quiet) {
+      const lines = summaryText(result.summary);
+      lines.push(`  cache    miss, key ${result.key}${pushed ? `; pushed ${pushed}` : ''}`);
+      io.stdout.write(`${lines.join('\n')}\n`);
+    }
+    return 0;
+  }
+  const pulled = result.pulled!;
+  const memory = pulled.annotations['dev.irb.memory.recommended-mib'];
+  if (args.json) {
+    io.stdout.write(
+      `${JSON.stringify(
+        {
+          output: args.output,
+          image: args.image,
+          manifestDigest: result.manifestDigest,
+          platform: pulled.platform,
+          compression: pulled.compression,
+          compressedBytes: pulled.layer.size,
+          recommendedMemoryMiB: memory === undefined ? undefined : Number(memory),
+          cache: 'hit',
+          buildKey: result.key,
+          from: pulled.reference,
+          ...(pushed ? { pushed } : {}),
+        },
+        null,
+        2,
+      )}\n`,
+    );
+  } else if (!args.quiet) {
+    const rows = [
+      ['image', `${args.image}${pulled.platform ? ` (${pulled.platform})` : ''}`],
+      ['manifest', result.manifestDigest],
+      ['size', `${formatBytes(pulled.layer.size)} ${pulled.compression}`],
+      ['cache', `hit, pulled ${pulled.reference}`],
+      ['key', result.key],
+    ];
+    if (memory) rows.push(['memory', `boot with at least ${memory} MiB (mem=${memory}M)`]);
+    io.stdout.write(
+      `wrote ${args.output} (remote cache hit, not built)\n${table(rows)
+        .map((l) => `  ${l}`)
+        .join('\n')}\n`,
+    );
+  }
+  return 0;
 }

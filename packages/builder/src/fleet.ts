@@ -106,6 +106,11 @@ export interface PushInitramfsResult {
 export interface PullInitramfsOptions extends FleetOptions {
   /** Which artifact when several platforms are attached (`os/arch[/variant]`); also picks from an index. */
   platform?: string;
+  /**
+   * Accept the artifact only when its `dev.irb.build-key` annotation is this key (the remote
+   * build cache); otherwise `IRB_INITRAMFS_NOT_FOUND` and nothing is written.
+   */
+  buildKey?: string;
   /** Bytes written so far, as the archive is copied out of the blob cache. */
   onProgress?: (event: { done: number; total: number }) => void;
 }
@@ -137,7 +142,11 @@ export interface AttachedInitramfs {
   via: 'api' | 'tag';
 }
 
-async function withClient<T>(options: FleetOptions, fn: (client: RegistryClient) => Promise<T>): Promise<T> {
+/** Runs `fn` with `options.client`, or with a client made from the options and closed after. */
+export async function withClient<T>(
+  options: FleetOptions,
+  fn: (client: RegistryClient) => Promise<T>,
+): Promise<T> {
   if (options.client) return fn(options.client);
   const client = createRegistryClient({
     keychains: [...(options.keychains ?? defaultKeychains())],
@@ -528,6 +537,12 @@ export async function pullInitramfs(
       throw new IrbError(
         'IRB_PLATFORM_NOT_FOUND',
         `${typeof from === 'string' ? from : from.for} is an initramfs for ${platform}, not ${options.platform}; drop \`platform\` or pull another artifact`,
+      );
+    }
+    if (options.buildKey !== undefined && annotations[INITRAMFS_ANNOTATIONS.buildKey] !== options.buildKey) {
+      throw new IrbError(
+        'IRB_INITRAMFS_NOT_FOUND',
+        `${artifactRef.registry}/${artifactRef.repository}@${fetched.digest} was built with build key ${annotations[INITRAMFS_ANNOTATIONS.buildKey] ?? '(none)'}, not ${options.buildKey}`,
       );
     }
     let done = 0;

@@ -27,6 +27,16 @@ export {
   measureArchive,
 } from './archive.ts';
 export { type WriteFileAtomicOptions, writeFileAtomic } from './atomic.ts';
+export {
+  BUILD_FORMAT_VERSION,
+  type BuildKeyInput,
+  buildCacheTag,
+  buildKey,
+  buildKeyInput,
+  canonicalJson,
+  contentDigest,
+  NEUTRAL_OPTIONS,
+} from './build-key.ts';
 export { defaultKeychains, InitramfsBuilder } from './builder.ts';
 export * from './cache.ts';
 export { withExtras } from './extras.ts';
@@ -66,6 +76,11 @@ export {
   recommendGuestMemory,
   tmpfsFootprint,
 } from './memory.ts';
+export {
+  buildWithRemoteCache,
+  type CachedBuildResult,
+  type RemoteCacheOptions,
+} from './remote-cache.ts';
 export { isShellName, shellJoin, shellQuote } from './shell.ts';
 export {
   localesFromEnv,

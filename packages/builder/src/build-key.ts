@@ -1,0 +1,152 @@
+/**
+ * The build key: one sha256 that names an initramfs by everything that decides its bytes. Two
+ * builds with the same key write the same bytes, so a result stored under the key (the remote
+ * build cache in a registry, the local output cache) can stand in for a build.
+ *
+ * What goes in (as canonical JSON: keys sorted, no whitespace, absent values left out):
+ * - `format`: {@link BUILD_FORMAT_VERSION}, bumped whenever irb changes what it writes for the
+ *   same inputs (archive layout, generated /init, compressor settings);
+ * - `manifest`: the image's platform manifest digest (it pins config and every layer), never the
+ *   tag;
+ * - every builder option that changes output bytes, defaults filled in (`compression` gzip,
+ *   `level` 6 for gzip / 3 for zstd, `platform` linux/amd64, `exitAction` poweroff, `hostname`
+ *   irb, `sourceDateEpoch` from `SOURCE_DATE_EPOCH`), so spelling a default out gives the same key;
+ * - the contents of host files: an `inject` source becomes the sha256 of its bytes (a directory:
+ *   of its sorted tree — names, kinds, modes, link targets, bytes), a custom `init` the sha256
+ *   of the file. A path never goes in, so the same files in another checkout give the same key.
+ *
+ * Left out: what cannot change the bytes (`threads` — the output is identical for any count —,
+ * credentials, caches, mirrors, registries, signals, callbacks). Any option the builder grows
+ * later goes in as is unless it is listed in {@link NEUTRAL_OPTIONS}: a new option can only make
+ * keys differ, never make two different outputs share one.
+ */
+import { createHash } from 'node:crypto';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { IrbError } from '@irb/errors';
+import type { InitramfsBuilderOptions } from './types.ts';
+
+/** The version of irb's output format that goes into every build key. */
+export const BUILD_FORMAT_VERSION = 1;
+
+/** Builder options that never change the output bytes (not part of the key). */
+export const NEUTRAL_OPTIONS: ReadonlySet<string> = new Set([
+  'image',
+  'threads',
+  'keychains',
+  'cacheDir',
+  'cache',
+  'insecureRegistries',
+  'mirrors',
+  'signal',
+  'onProgress',
+]);
+
+/** What the key is computed from: the resolved image and the normalized, content-addressed options. */
+export interface BuildKeyInput {
+  /** Platform manifest digest of the image. */
+  manifestDigest: string;
+  /** Options as JSON values; host files already replaced by their content digests. */
+  options: Record<string, unknown>;
+}
+
+/** JSON with sorted keys and no `undefined`: the same value always gives the same text. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') {
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new RangeError('not a finite number');
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v ?? null)).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined && typeof v !== 'function')
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+/** The build key (64 hex digits) of an input. Pure: same input, same key. */
+export function buildKey(input: BuildKeyInput): string {
+  const text = canonicalJson({
+    format: BUILD_FORMAT_VERSION,
+    manifest: input.manifestDigest,
+    options: input.options,
+  });
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** sha256 of a host file or directory tree: bytes, and for a tree its names, kinds, modes and link targets. */
+export async function contentDigest(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  const walk = async (p: string, name: string): Promise<void> => {
+    const st = await lstat(p);
+    const mode = (st.mode & 0o7777).toString(8);
+    if (st.isDirectory()) {
+      hash.update(`d ${mode} ${name}\0`);
+      for (const child of (await readdir(p)).sort()) await walk(join(p, child), `${name}/${child}`);
+    } else if (st.isSymbolicLink()) {
+      hash.update(`l ${mode} ${name}\0${await readlink(p)}\0`);
+    } else if (st.isFile()) {
+      const bytes = await readFile(p);
+      hash.update(`f ${mode} ${name} ${bytes.byteLength}\0`).update(bytes);
+    } else {
+      hash.update(`o ${mode} ${name}\0`);
+    }
+  };
+  try {
+    await walk(path, '.');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new IrbError(
+      'IRB_INJECT_SOURCE_UNREADABLE',
+      `${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}; check the path in \`inject\` or \`init\``,
+      { cause: error },
+    );
+  }
+  return `sha256:${hash.digest('hex')}`;
+}
+
+function sourceDateEpoch(options: InitramfsBuilderOptions): number | undefined {
+  if (options.sourceDateEpoch !== undefined) return options.sourceDateEpoch;
+  const env = process.env.SOURCE_DATE_EPOCH;
+  return env !== undefined && /^\d+$/.test(env) ? Number(env) : undefined;
+}
+
+/**
+ * The {@link BuildKeyInput} of builder options for an image resolved to `manifestDigest`:
+ * defaults filled in, neutral options dropped, host files replaced by their content digests.
+ */
+export async function buildKeyInput(
+  options: InitramfsBuilderOptions,
+  manifestDigest: string,
+): Promise<BuildKeyInput> {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(options)) {
+    if (!NEUTRAL_OPTIONS.has(name) && value !== undefined && typeof value !== 'function') out[name] = value;
+  }
+  const compression = options.compression ?? 'gzip';
+  out.compression = compression;
+  if (compression !== 'none') out.level = options.level ?? (compression === 'gzip' ? 6 : 3);
+  else delete out.level;
+  out.platform = options.platform ?? 'linux/amd64';
+  out.exitAction = options.exitAction ?? 'poweroff';
+  out.hostname = options.hostname ?? 'irb';
+  out.replaceImageInit = options.replaceImageInit === true;
+  out.keepImageInit = options.keepImageInit === true;
+  out.exclude = [...(options.exclude ?? [])];
+  const epoch = sourceDateEpoch(options);
+  if (epoch !== undefined) out.sourceDateEpoch = epoch;
+  else delete out.sourceDateEpoch;
+  // Order matters for inject (a later source wins over an earlier one at the same path): keep it.
+  out.inject = await Promise.all(
+    (options.inject ?? []).map(async (spec) => {
+      const colon = spec.lastIndexOf(':');
+      return { source: await contentDigest(spec.slice(0, colon)), dest: spec.slice(colon + 1) };
+    }),
+  );
+  if (options.init !== undefined) out.init = await contentDigest(options.init);
+  return { manifestDigest, options: out };
+}
+
+/** The tag the remote build cache keeps a key's result under: `irb-<64 hex digits of the key>`. */
+export function buildCacheTag(key: string): string {
+  return `irb-${key}`;
+}
