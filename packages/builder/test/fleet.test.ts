@@ -16,7 +16,14 @@ import {
   startRegistry,
 } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findInitramfs, InitramfsBuilder, inspectImage, pullInitramfs, pushInitramfs } from '../src/index.ts';
+import {
+  buildWithRemoteCache,
+  findInitramfs,
+  InitramfsBuilder,
+  inspectImage,
+  pullInitramfs,
+  pushInitramfs,
+} from '../src/index.ts';
 
 async function rejection(promise: Promise<unknown>): Promise<{ code: string; message: string }> {
   try {
@@ -192,5 +199,48 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
     expect(own.code).toBe('IRB_OPTION_INVALID');
     // Nothing half-written is left where the outputs were asked for.
     expect((await readdir(dir)).filter((n) => n.startsWith('.') || n === 'y')).toEqual([]);
+  });
+
+  it('remote build cache: a miss builds and pushes, a hit on a fresh cache pulls the same bytes and no layer', async () => {
+    const cacheRepo = `${registry.host}/fleet/irb-cache`;
+    const cold = join(dir, 'cold.cpio.zst');
+    const miss = await buildWithRemoteCache(
+      { image, compression: 'zstd', cacheDir: join(dir, 'c-miss') },
+      cold,
+      {
+        cacheFrom: cacheRepo,
+        cacheTo: cacheRepo,
+      },
+    );
+    expect(miss.cache).toBe('miss');
+    expect(miss.lookupError).toBeUndefined();
+    expect(miss.pushed?.manifest.annotations?.[INITRAMFS_ANNOTATIONS.buildKey]).toBe(miss.key);
+    const freshCache = join(dir, 'c-hit');
+    const warm = join(dir, 'warm.cpio.zst');
+    const hit = await buildWithRemoteCache({ image, compression: 'zstd', cacheDir: freshCache }, warm, {
+      cacheFrom: cacheRepo,
+    });
+    expect(hit.cache).toBe('hit');
+    expect(hit.key).toBe(miss.key);
+    expect(Buffer.compare(await readFile(warm), await readFile(cold))).toBe(0);
+    // A plain local build gives the same bytes.
+    const local = join(dir, 'local.cpio.zst');
+    await new InitramfsBuilder({ image, compression: 'zstd', cache: false }).build(local);
+    expect(Buffer.compare(await readFile(local), await readFile(warm))).toBe(0);
+    // The fresh cache holds the image's manifest and config and the archive: no layer blob.
+    const layers = (await inspectImage(image, { cache: false })).layers.map((l) => l.digest.slice(7));
+    const cached = await readdir(join(freshCache, 'sha256'));
+    expect(cached.filter((hex) => layers.includes(hex))).toEqual([]);
+    expect(cached).toContain(hit.pulled?.layer.digest.slice(7));
+    // Other options: another key, a miss.
+    const other = await buildWithRemoteCache(
+      { image, compression: 'zstd', level: 5, cache: false },
+      join(dir, 'l5.cpio.zst'),
+      {
+        cacheFrom: cacheRepo,
+      },
+    );
+    expect(other.cache).toBe('miss');
+    expect(other.key).not.toBe(miss.key);
   });
 });
