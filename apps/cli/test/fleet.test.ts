@@ -127,4 +127,56 @@ describe('irb push / irb pull against a real registry', () => {
     expect(notArtifact.stderr).toMatch(/container image, not an irb initramfs/);
     expect(await filesIn(dir)).toEqual(before);
   });
+
+  it('20 parallel builds with --cache-from --cache-to and empty caches all end with identical bytes', async () => {
+    const cacheRepo = `${registry.host}/ci/irb-cache`;
+    const runs = await Promise.all(
+      // Staggered starts: the first ones build and push while later ones look the key up, so
+      // lookups meet pushes in flight (and every one of them starts with an empty cache).
+      Array.from({ length: 20 }, async (_, i) =>
+        new Promise((resolve) => setTimeout(resolve, i * 40)).then(() =>
+          runCli(
+            [
+              'build',
+              image,
+              '-o',
+              join(dir, `par-${i}.cpio.gz`),
+              '--cache-from',
+              cacheRepo,
+              '--cache-to',
+              cacheRepo,
+              '--json',
+            ],
+            { env: { IRB_CACHE_DIR: join(dir, `par-cache-${i}`) }, timeoutMs: 600_000 },
+          ),
+        ),
+      ),
+    );
+    for (const r of runs) {
+      // A lookup that meets the registry mid-write may warn and build instead; nothing may fail.
+      expect(r.stderr).not.toMatch(/irb: error/);
+      expect(r.code).toBe(0);
+    }
+    const results = runs.map((r) => JSON.parse(r.stdout) as { cache: string; buildKey: string });
+    expect(new Set(results.map((r) => r.buildKey)).size).toBe(1);
+    const reference = await readFile(join(dir, 'par-0.cpio.gz'));
+    for (let i = 1; i < 20; i++) {
+      expect(Buffer.compare(await readFile(join(dir, `par-${i}.cpio.gz`)), reference), `par-${i}`).toBe(0);
+    }
+    // What the registry holds under the key is the same archive, and a later host hits it.
+    const later = await runCli(
+      ['build', image, '-o', join(dir, 'later.cpio.gz'), '--cache-from', cacheRepo, '--json'],
+      { env: { IRB_CACHE_DIR: join(dir, 'later-cache') } },
+    );
+    expect(later.code).toBe(0);
+    expect((JSON.parse(later.stdout) as { cache: string }).cache).toBe('hit');
+    expect(Buffer.compare(await readFile(join(dir, 'later.cpio.gz')), reference)).toBe(0);
+    const local = await runCli(['build', image, '-o', join(dir, 'plain.cpio.gz'), '-q', '--no-cache']);
+    expect(local.code).toBe(0);
+    expect(Buffer.compare(await readFile(join(dir, 'plain.cpio.gz')), reference)).toBe(0);
+    expect(await readFile(join(dir, 'app.cpio.gz'))).toEqual(reference);
+    console.log(
+      `parallel: ${results.filter((r) => r.cache === 'hit').length} hits, ${results.filter((r) => r.cache === 'miss').length} builds, ${runs.filter((r) => /irb: warning/.test(r.stderr)).length} lookup warnings`,
+    );
+  }, 900_000);
 });

@@ -25,7 +25,7 @@ import {
   urlFromHeader,
 } from './transport/http.ts';
 import type { RegistryTransport, RequestExtras } from './transport/request.ts';
-import { type RetryOptions, withRetry } from './transport/retry.ts';
+import { backoffDelay, type RetryOptions, sleep, withRetry } from './transport/retry.ts';
 import type { ProgressListener } from './types.ts';
 
 /** A blob to upload: its digest and size, and a way to read it from the start (once per attempt). */
@@ -274,18 +274,41 @@ export async function putManifest(
   signal: AbortSignal | undefined,
 ): Promise<PutManifestResult> {
   const name = `${ref.registry}/${ref.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
-  const res = await ctx.requests.request(
-    ctx.endpoint,
-    ref,
-    'PUT',
-    `manifests/${reference}`,
-    { 'content-type': mediaType, 'content-length': String(bytes.byteLength) },
-    signal,
-    name,
-    { scopes: PUSH, body: () => bytes },
-  );
-  if (res.status !== 201 && res.status !== 200)
-    throw await writeError(ctx, res, name, 'pushing the manifest');
+  const send = () =>
+    ctx.requests.request(
+      ctx.endpoint,
+      ref,
+      'PUT',
+      `manifests/${reference}`,
+      { 'content-type': mediaType, 'content-length': String(bytes.byteLength) },
+      signal,
+      name,
+      { scopes: PUSH, body: () => bytes },
+    );
+  // distribution writes a blob's repository link in place, not atomically: while another
+  // pusher commits the same blob, the manifest check can find the link empty and answer
+  // MANIFEST_BLOB_UNKNOWN for a blob that is there. That answer is retried with backoff.
+  let res = await send();
+  for (let retry = 0; res.status === 400 || res.status === 404; retry++) {
+    const text = ctx.secrets.clean(await readErrorBody(res));
+    if (!/MANIFEST_BLOB_UNKNOWN|BLOB_UNKNOWN/.test(text) || retry >= ctx.retry.retries) {
+      throw new IrbError(
+        'IRB_REGISTRY_FAILED',
+        /BLOB_UNKNOWN/.test(text)
+          ? `registry ${ctx.endpoint.host} refused the manifest ${name}: it does not have a blob the manifest names (${text}); push again`
+          : `registry answered ${res.status} pushing the manifest ${name}${text ? `: ${text}` : ''}`,
+      );
+    }
+    await sleep(backoffDelay(retry, ctx.retry), signal);
+    res = await send();
+  }
+  if (res.status !== 201 && res.status !== 200) {
+    const text = ctx.secrets.clean(await readErrorBody(res));
+    throw new IrbError(
+      'IRB_REGISTRY_FAILED',
+      `registry answered ${res.status} pushing the manifest ${name}${isRetryableStatus(res.status) ? ' even after retrying' : ''}${text ? `: ${text}` : ''}`,
+    );
+  }
   await dump(res);
   const announced = header(res.headers, 'docker-content-digest');
   if (announced && announced !== digest) {
