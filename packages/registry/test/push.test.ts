@@ -240,6 +240,46 @@ describe('interrupted uploads', () => {
     expect(failed.message).toMatch(/503/);
     proxy.clear();
   });
+  it('a manifest PUT answered MANIFEST_BLOB_UNKNOWN (a concurrent pusher mid-commit) is retried', async () => {
+    proxy.clear();
+    proxy.add({
+      method: 'PUT',
+      path: '/manifests/',
+      fault: {
+        kind: 'status',
+        status: 400,
+        body: JSON.stringify({
+          errors: [{ code: 'MANIFEST_BLOB_UNKNOWN', message: 'blob unknown to registry' }],
+        }),
+      },
+      times: 2,
+    });
+    const c = client();
+    const { digest } = await pushArtifact(
+      c,
+      `${proxy.host}/faults/race:v1`,
+      new Uint8Array(randomBytes(100)),
+    );
+    expect(proxy.requests.filter((r) => r.method === 'PUT' && r.path.includes('/manifests/')).length).toBe(3);
+    expect((await client().manifest(`${registry.host}/faults/race:v1`, { artifacts: true })).digest).toBe(
+      digest,
+    );
+    proxy.add({
+      method: 'PUT',
+      path: '/manifests/',
+      fault: {
+        kind: 'status',
+        status: 400,
+        body: '{"errors":[{"code":"MANIFEST_INVALID","message":"bad"}]}',
+      },
+    });
+    const failed = await rejection(
+      pushArtifact(client(), `${proxy.host}/faults/race:v2`, new Uint8Array(randomBytes(10))),
+    );
+    expect(failed.code).toBe('IRB_REGISTRY_FAILED');
+    expect(failed.message).toMatch(/400 pushing the manifest.*MANIFEST_INVALID/);
+    proxy.clear();
+  });
 });
 
 describe('push behind token auth', () => {
