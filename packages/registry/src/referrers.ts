@@ -59,13 +59,9 @@ export async function listReferrers(
     const index = parseIndex(await readLimited(res, MAX_MANIFEST_BYTES, `referrers of ${name}`), name);
     return { manifests: filter(index.manifests), via: 'api' };
   }
-  if (res.status !== 404 && res.status !== 200) {
-    const text = ctx.secrets.clean(await readErrorBody(res));
-    throw new IrbError(
-      'IRB_REGISTRY_FAILED',
-      `registry answered ${res.status} listing the referrers of ${name}${text ? `: ${text}` : ''}`,
-    );
-  }
+  // The spec says to fall back on a 404. Registries also answer a missing API otherwise: GHCR
+  // redirects to its web UI (HTML, often rate-limited), some send 400 or 405. Anything that is
+  // not an index of referrers means "no API here": the tag schema is asked instead.
   await dump(res);
   const fallback = await readTagIndex(ctx, ref, digest, signal, false);
   return { manifests: filter(fallback?.index.manifests ?? []), via: 'tag' };
@@ -132,7 +128,11 @@ async function readTagIndex(
   const bytes = await readLimited(res, MAX_MANIFEST_BYTES, name);
   const announced = header(res.headers, 'docker-content-digest');
   if (announced) verifyBytes(bytes, { digest: announced, what: name });
-  return { index: parseIndex(bytes, name), digest: announced ?? digestOf(bytes) };
+  const digest = announced ?? digestOf(bytes);
+  // A registry that resolves the tag `sha256-<hex>` to the digest itself (GitLab does) hands
+  // back the subject, not an index of its referrers: there is no fallback index then.
+  if (digest === subject) return undefined;
+  return { index: parseIndex(bytes, name), digest };
 }
 
 function parseIndex(bytes: Uint8Array, name: string): ReferrersIndex {

@@ -280,6 +280,39 @@ describe('interrupted uploads', () => {
     expect(failed.message).toMatch(/400 pushing the manifest.*MANIFEST_INVALID/);
     proxy.clear();
   });
+  it('referrers: an API answering HTML (GHCR redirects to its web UI) falls back to the tag; a tag that resolves to the subject (GitLab) means none', async () => {
+    const c = client();
+    const subjectRef = `${proxy.host}/faults/subject:1`;
+    const subject = await pushArtifact(c, subjectRef, new Uint8Array(randomBytes(50)));
+    const descriptor = { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.byteLength };
+    const a = await pushArtifact(
+      c,
+      `${proxy.host}/faults/subject`,
+      new Uint8Array(randomBytes(60)),
+      descriptor,
+    );
+    await c.attachReferrer(subjectRef, subject.digest, referrerDescriptor(a.manifest, a.bytes));
+    proxy.clear();
+    proxy.add({
+      method: 'GET',
+      path: '/referrers/',
+      fault: { kind: 'replace', headers: { 'content-type': 'text/html' }, body: '<html>packages</html>' },
+    });
+    const found = await client().referrers(subjectRef, subject.digest);
+    expect(found.via).toBe('tag');
+    expect(found.manifests.map((m) => m.digest)).toEqual([a.digest]);
+    proxy.add({
+      method: 'GET',
+      path: `/manifests/sha256-`,
+      fault: {
+        kind: 'replace',
+        headers: { 'content-type': OCI_MANIFEST, 'docker-content-digest': subject.digest },
+        body: subject.bytes,
+      },
+    });
+    expect((await client().referrers(subjectRef, subject.digest)).manifests).toEqual([]);
+    proxy.clear();
+  });
 });
 
 describe('push behind token auth', () => {
