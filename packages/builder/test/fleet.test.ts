@@ -13,6 +13,7 @@ import {
   buildTar,
   pushImage,
   type StartedRegistry,
+  startFaultProxy,
   startRegistry,
 } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -242,5 +243,28 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
     );
     expect(other.cache).toBe('miss');
     expect(other.key).not.toBe(miss.key);
+  });
+
+  it('a pull whose download breaks resumes with a Range request and still writes the exact archive', async () => {
+    const pushed = await pushInitramfs(archive, `${registry.host}/fleet/resume:v1`, { cache: false });
+    const proxy = await startFaultProxy(registry.url, [
+      {
+        method: 'GET',
+        path: `/blobs/${pushed.manifest.layers[0]?.digest}`,
+        fault: { kind: 'reset', afterBytes: 300 },
+      },
+    ]);
+    try {
+      const out = join(dir, 'resumed.cpio.gz');
+      const pulled = await pullInitramfs(`${proxy.host}/fleet/resume:v1`, out, {
+        cacheDir: join(dir, 'resume-cache'),
+      });
+      expect(pulled.digest).toBe(pushed.digest);
+      expect(Buffer.compare(await readFile(out), await readFile(archive))).toBe(0);
+      const blobGets = proxy.requests.filter((r) => r.method === 'GET' && r.path.includes('/blobs/'));
+      expect(blobGets.map((r) => r.fault ?? r.headers.range)).toEqual(['reset', 'bytes=300-']);
+    } finally {
+      await proxy.stop();
+    }
   });
 });

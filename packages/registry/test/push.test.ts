@@ -352,3 +352,26 @@ describe('push behind token auth', () => {
     expect(failed.message).toContain('keychain "static"');
   });
 });
+
+describe('push behind basic auth (htpasswd)', () => {
+  it('sends the keychain username/password and pushes; a wrong password is refused clearly', async () => {
+    const registry = await startRegistry({ auth: { htpasswd: { user: 'ci', pass: 'ci-secret' } } });
+    cleanups.push(() => registry.stop());
+    const keychain = (password: string) => [
+      createStaticKeychain({ [registry.host]: { kind: 'basic', username: 'ci', password } }),
+    ];
+    const { blob, bytes, descriptor } = randomBlob(3000);
+    expect(
+      await client({ keychains: keychain('ci-secret') }).pushBlob(`${registry.host}/basic/app:1`, blob),
+    ).toBe('uploaded');
+    const back = await readAll(
+      client({ keychains: keychain('ci-secret') }).openBlob(`${registry.host}/basic/app:1`, descriptor),
+    );
+    expect(Buffer.compare(back, Buffer.from(bytes))).toBe(0);
+    const wrong = await rejection(
+      client({ keychains: keychain('nope') }).pushBlob(`${registry.host}/basic/app:1`, randomBlob(10).blob),
+    );
+    expect(wrong.code).toBe('IRB_REGISTRY_UNAUTHORIZED');
+    expect(wrong.message).not.toContain('nope');
+  });
+});
