@@ -9,8 +9,9 @@
  * - `manifest`: the image's platform manifest digest (it pins config and every layer), never the
  *   tag;
  * - every builder option that changes output bytes, defaults filled in (`compression` gzip,
- *   `level` 6 for gzip / 3 for zstd, `platform` linux/amd64, `exitAction` poweroff, `hostname`
- *   irb, `sourceDateEpoch` from `SOURCE_DATE_EPOCH`), so spelling a default out gives the same key;
+ *   `level` 6 for gzip / 3 for zstd / 1 for lz4, `platform` linux/amd64, `initKind` auto,
+ *   `exitAction` poweroff, `hostname` irb, `sourceDateEpoch` from `SOURCE_DATE_EPOCH`), so
+ *   spelling a default out gives the same key;
  * - the contents of host files: an `inject` source becomes the sha256 of its bytes (a directory:
  *   of its sorted tree — names, kinds, modes, link targets, bytes), a custom `init` the sha256
  *   of the file. A path never goes in, so the same files in another checkout give the same key.
@@ -124,8 +125,10 @@ export async function buildKeyInput(
   }
   const compression = options.compression ?? 'gzip';
   out.compression = compression;
-  if (compression !== 'none') out.level = options.level ?? (compression === 'gzip' ? 6 : 3);
+  const defaultLevel: Record<string, number> = { gzip: 6, zstd: 3, lz4: 1 };
+  if (compression !== 'none') out.level = options.level ?? defaultLevel[compression];
   else delete out.level;
+  out.initKind = options.initKind ?? 'auto';
   out.platform = options.platform ?? 'linux/amd64';
   out.exitAction = options.exitAction ?? 'poweroff';
   out.hostname = options.hostname ?? 'irb';

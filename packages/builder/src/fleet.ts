@@ -68,7 +68,7 @@ export interface PushInitramfsOptions extends FleetOptions {
   sourceDigest?: string;
   /** `os/arch[/variant]` of the archive. Default: the source image's, else unset. */
   platform?: string;
-  /** Guest memory to recommend (MiB). Default: measured from the archive (gzip, zstd, none). */
+  /** Guest memory to recommend (MiB). Default: measured from the archive (every compression irb reads; not xz). */
   recommendedMemoryMiB?: number;
   /** The build key (see `buildKey`), written as `dev.irb.build-key`. */
   buildKey?: string;
