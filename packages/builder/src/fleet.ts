@@ -312,10 +312,8 @@ export async function pushInitramfs(
       );
     }
     let memory = options.recommendedMemoryMiB;
-    if (
-      memory === undefined &&
-      (compression === 'gzip' || compression === 'zstd' || compression === 'none')
-    ) {
+    // @irb/compress reads every compression but xz.
+    if (memory === undefined && compression !== 'xz') {
       memory = (await measureArchive(archive, signal ? { signal } : {})).recommendedMemoryMiB;
     }
     const annotations: Record<string, string | undefined> = {
