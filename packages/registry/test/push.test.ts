@@ -313,6 +313,59 @@ describe('interrupted uploads', () => {
     expect((await client().referrers(subjectRef, subject.digest)).manifests).toEqual([]);
     proxy.clear();
   });
+  it('a registry with the referrers API: its index is used (filtered here too), and OCI-Subject means handled', async () => {
+    const subject = `sha256:${'c'.repeat(64)}`;
+    const index = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        {
+          mediaType: OCI_MANIFEST,
+          digest: `sha256:${'1'.repeat(64)}`,
+          size: 10,
+          artifactType: INITRAMFS_ARTIFACT_TYPE,
+        },
+        {
+          mediaType: OCI_MANIFEST,
+          digest: `sha256:${'2'.repeat(64)}`,
+          size: 10,
+          artifactType: 'application/other',
+        },
+      ],
+    };
+    proxy.clear();
+    proxy.add({
+      method: 'GET',
+      path: `/referrers/${subject}`,
+      fault: {
+        kind: 'replace',
+        headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' },
+        body: JSON.stringify(index),
+      },
+    });
+    const found = await client().referrers(`${proxy.host}/faults/api`, subject, {
+      artifactType: INITRAMFS_ARTIFACT_TYPE,
+    });
+    expect(found).toEqual({ via: 'api', manifests: [index.manifests[0]] });
+    expect(proxy.requests.at(-1)?.path).toContain(
+      `?artifactType=${encodeURIComponent(INITRAMFS_ARTIFACT_TYPE)}`,
+    );
+    const bytes = manifestBytes({ schemaVersion: 2, note: 'x' });
+    proxy.add({
+      method: 'PUT',
+      path: '/manifests/',
+      fault: {
+        kind: 'replace',
+        status: 201,
+        headers: { 'oci-subject': subject, 'docker-content-digest': sha256Digest(bytes) },
+        body: '',
+      },
+    });
+    expect(
+      (await client().pushManifest(`${proxy.host}/faults/api:x`, bytes, OCI_MANIFEST)).subjectHandled,
+    ).toBe(true);
+    proxy.clear();
+  });
 });
 
 describe('push behind token auth', () => {
