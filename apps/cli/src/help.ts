@@ -43,6 +43,9 @@ Image:
                                IRB_AUTH_* and Docker/Podman config; repeatable
       --cache-dir DIR          blob cache (default $IRB_CACHE_DIR or ~/.cache/irb/blobs)
       --no-cache               do not read or write the blob cache
+      --cache-from REPO        remote build cache: on a hit (tag irb-<build key> in REPO)
+                               pull the archive instead of building
+      --cache-to REPO          push the result to REPO under irb-<build key>
 Contents:
       --inject SRC:DEST        copy host file or directory SRC to DEST in the image; repeatable
       --exclude GLOB           leave out paths matching GLOB (*, **, ?; anchored at /); repeatable
