@@ -198,7 +198,8 @@ pushing into the repository of --source attaches it to that image (subject), so
   --insecure-registry HOST, --keychain MODULE, --cache-dir DIR, --no-cache
   --json, -q/--quiet, --verbose
 
-REF without a tag pushes by digest only. Credentials need push permission.`,
+REF without a tag pushes by digest only; that needs --source in the same repository.
+Credentials need push permission.`,
   pull: `Usage: irb pull REF -o FILE [--platform OS/ARCH[/V]] [options]
        irb pull --for IMAGE -o FILE [--platform OS/ARCH[/V]] [options]
 

@@ -311,6 +311,12 @@ export async function pushInitramfs(
         '`subject` needs `source`, the image the archive was built from',
       );
     }
+    if (!namesTag(ref) && !subject) {
+      throw new IrbError(
+        'IRB_OPTION_INVALID',
+        `${ref} names no tag and the artifact would not be attached to an image, so nothing would refer to it (registries garbage-collect such manifests); add a tag (${ref}:TAG) or push into the repository of \`source\``,
+      );
+    }
     let memory = options.recommendedMemoryMiB;
     // @irb/compress reads every compression but xz.
     if (memory === undefined && compression !== 'xz') {

@@ -198,6 +198,11 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
       }),
     );
     expect(own.code).toBe('IRB_OPTION_INVALID');
+    const dangling = await rejection(
+      pushInitramfs(archive, `${registry.host}/fleet/loose`, { cache: false }),
+    );
+    expect(dangling.code).toBe('IRB_OPTION_INVALID');
+    expect(dangling.message).toMatch(/names no tag/);
     // Nothing half-written is left where the outputs were asked for.
     expect((await readdir(dir)).filter((n) => n.startsWith('.') || n === 'y')).toEqual([]);
   });
