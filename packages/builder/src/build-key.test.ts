@@ -26,6 +26,8 @@ describe('buildKey', () => {
     await mkdir(join(dir, 'tree/sub'), { recursive: true });
     await writeFile(join(dir, 'tree/sub/file'), 'data');
     await symlink('sub/file', join(dir, 'tree/link'));
+    await writeFile(join(dir, 'a.trace.json'), '{"irbTrace":1,"files":["/usr/bin/python3"]}');
+    await writeFile(join(dir, 'copy.trace.json'), '{"irbTrace":1,"files":["/usr/bin/python3"]}');
   });
   afterAll(async () => {
     if (saved === undefined) delete process.env.SOURCE_DATE_EPOCH;
@@ -71,8 +73,8 @@ describe('buildKey', () => {
       { initKind: 'static' },
       { trace: true },
       { slim: ['docs'] },
-      { keepOnly: ['/usr/bin/python3'] },
-      { keepOnly: ['/usr/bin/python3'], keep: ['/etc/**'] },
+      { keepOnly: [join(dir, 'a.trace.json')] },
+      { keepOnly: [join(dir, 'a.trace.json')], keep: ['/etc/**'] },
       { level: 9 },
       { platform: 'linux/arm64' },
       { exclude: ['/usr/share/doc/**'] },
@@ -88,6 +90,12 @@ describe('buildKey', () => {
     const keys = await Promise.all(variants.map((v) => key(v)));
     expect(new Set(keys).size).toBe(variants.length);
     expect(await key({}, `sha256:${'b'.repeat(64)}`)).not.toBe(keys[0]);
+  });
+
+  it('a trace counts by its content, not its path', async () => {
+    expect(await key({ keepOnly: [join(dir, 'a.trace.json')] })).toBe(
+      await key({ keepOnly: [join(dir, 'copy.trace.json')] }),
+    );
   });
 
   it('SOURCE_DATE_EPOCH counts like the option', async () => {

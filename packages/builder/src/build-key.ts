@@ -12,7 +12,7 @@
  *   `level` 6 for gzip / 3 for zstd / 1 for lz4, `platform` linux/amd64, `initKind` auto,
  *   `exitAction` poweroff, `hostname` irb, `sourceDateEpoch` from `SOURCE_DATE_EPOCH`), so
  *   spelling a default out gives the same key;
- * - the contents of host files: an `inject` source becomes the sha256 of its bytes (a directory:
+ * - the contents of host files: a `keepOnly` trace becomes the sha256 of its bytes, an `inject` source becomes the sha256 of its bytes (a directory:
  *   of its sorted tree — names, kinds, modes, link targets, bytes), a custom `init` the sha256
  *   of the file. A path never goes in, so the same files in another checkout give the same key.
  *
@@ -146,6 +146,15 @@ export async function buildKeyInput(
     }),
   );
   if (options.init !== undefined) out.init = await contentDigest(options.init);
+  // Trace files count by content, merged (their order does not matter to the output).
+  if (options.keepOnly?.length) {
+    out.keepOnly = (await Promise.all(options.keepOnly.map((file) => contentDigest(file)))).sort();
+  } else delete out.keepOnly;
+  if (options.keep?.length) out.keep = [...options.keep];
+  else delete out.keep;
+  if (options.slim?.length) out.slim = [...new Set(options.slim)].sort();
+  else delete out.slim;
+  if (!options.trace) delete out.trace;
   return { manifestDigest, options: out };
 }
 
