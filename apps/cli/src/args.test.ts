@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { defaultOutput, parseCli, UsageError } from './args.ts';
+import {
+  compressionFromName,
+  defaultOutput,
+  didYouMean,
+  normalizePlatform,
+  parseCli,
+  UsageError,
+} from './args.ts';
 
 function usage(argv: string[]): string {
   try {
@@ -74,7 +81,7 @@ describe('parseCli', () => {
   it('refuses bad flags with a message naming the problem', () => {
     expect(usage(['build'])).toBe('missing IMAGE');
     expect(usage(['build', 'a', 'b'])).toContain('unexpected argument "b"');
-    expect(usage(['build', 'a', '--frobnicate'])).toContain("Unknown option '--frobnicate'");
+    expect(usage(['build', 'a', '--frobnicate'])).toBe('unknown option "--frobnicate"');
     expect(usage(['build', 'a', '-c', 'lz4'])).toContain('-c must be gzip, zstd or none, not "lz4"');
     expect(usage(['build', 'a', '--level', '10'])).toContain('--level must be a whole number from 1 to 9');
     expect(usage(['build', 'a', '-c', 'zstd', '--level', 'x'])).toContain('from 1 to 19');
@@ -86,10 +93,67 @@ describe('parseCli', () => {
     expect(usage(['build', 'a', '--level'])).toContain("Option '--level <value>' argument missing");
     expect(usage(['build', 'a', '--platform', 'linux'])).toContain('--platform wants os/arch');
     expect(usage(['inspect', 'a', '--platform', 'a/b/c/d'])).toContain('--platform wants os/arch');
-    expect(usage(['frob'])).toContain('unknown command "frob"');
+    expect(usage(['frob'])).toBe('unknown command "frob" (commands: build, inspect, list-layers, ls, boot)');
     expect(usage(['boot'])).toBe('missing ARCHIVE');
     expect(usage(['boot', 'a', '--memory', '12'])).toContain('--memory must be a whole number from 64');
     expect(usage(['boot', 'a', '--timeout', '-1'])).toContain('--timeout');
+  });
+
+  it('suggests the closest command or flag for a typo', () => {
+    expect(usage(['buld', 'alpine'])).toBe('unknown command "buld" (did you mean "build"?)');
+    expect(usage(['inpsect', 'alpine'])).toBe('unknown command "inpsect" (did you mean "inspect"?)');
+    expect(usage(['--verison'])).toBe('unknown option "--verison" (did you mean --version?)');
+    expect(usage(['build', 'a', '--cach-dir', 'd'])).toBe(
+      'unknown option "--cach-dir" (did you mean --cache-dir?)',
+    );
+    expect(usage(['build', 'a', '--no-cach'])).toBe('unknown option "--no-cach" (did you mean --no-cache?)');
+    expect(usage(['build', 'a', '--insecure', 'h'])).toBe(
+      'unknown option "--insecure" (did you mean --insecure-registry?)',
+    );
+    expect(usage(['boot', 'a', '--memroy', '512'])).toBe(
+      'unknown option "--memroy" (did you mean --memory?)',
+    );
+    expect(didYouMean('zzzzzz', ['build', 'boot'])).toBeUndefined();
+  });
+
+  it('reads an architecture alone as linux/ARCH, as docker does', () => {
+    expect(parseCli(['build', 'a', '--platform', 'arm64'])).toMatchObject({ platform: 'linux/arm64' });
+    expect(parseCli(['inspect', 'a', '--platform', 'arm64/v8'])).toMatchObject({
+      platform: 'linux/arm64/v8',
+    });
+    expect(parseCli(['inspect', 'a', '--platform', 'linux/amd64'])).toMatchObject({
+      platform: 'linux/amd64',
+    });
+    expect(normalizePlatform('build', 'windows/amd64')).toBe('windows/amd64');
+    expect(usage(['build', 'a', '--platform', 'sparc'])).toContain('--platform wants os/arch[/variant]');
+  });
+
+  it('infers the compression from a known -o ending, and refuses a contradiction', () => {
+    expect(parseCli(['build', 'a', '-o', 'x.cpio.zst'])).toMatchObject({ compression: 'zstd' });
+    expect(parseCli(['build', 'a', '-o', 'x.ZSTD'])).toMatchObject({ compression: 'zstd' });
+    expect(parseCli(['build', 'a', '-o', 'x.cpio.gz'])).toMatchObject({ compression: 'gzip' });
+    expect(parseCli(['build', 'a', '-o', 'x.cpio'])).toMatchObject({ compression: 'none' });
+    expect(parseCli(['build', 'a', '-o', 'initrd.img'])).toMatchObject({ compression: 'gzip' });
+    expect(parseCli(['build', 'a', '-o', 'initrd.img', '-c', 'zstd'])).toMatchObject({ compression: 'zstd' });
+    expect(parseCli(['build', 'a', '-o', '-', '-c', 'zstd'])).toMatchObject({
+      output: '-',
+      compression: 'zstd',
+    });
+    expect(parseCli(['build', 'a', '-o', 'x.zst', '-c', 'zstd'])).toMatchObject({ compression: 'zstd' });
+    expect(usage(['build', 'a', '-o', 'x.cpio.zst', '-c', 'gzip'])).toBe(
+      '-o x.cpio.zst names zstd but -c gzip was given; drop -c or rename the output',
+    );
+    expect(usage(['build', 'a', '-o', 'x.cpio', '-c', 'gzip'])).toContain('names a plain cpio but -c gzip');
+    expect(usage(['build', 'a', '-o', 'x.cpio.lz4'])).toContain('not lz4; name the file .gz, .zst or .cpio');
+    // The level range follows the inferred compression (zstd goes to 19, gzip to 9).
+    expect(parseCli(['build', 'a', '-o', 'x.cpio.zst', '--level', '12'])).toMatchObject({ level: 12 });
+    expect(compressionFromName('a.tar.xz')).toBe('xz');
+  });
+
+  it('refuses a relative --inject DEST', () => {
+    expect(usage(['build', 'a', '--inject', 'agent:usr/bin/agent'])).toBe(
+      '--inject agent:usr/bin/agent: DEST must be an absolute path in the image, e.g. agent:/usr/bin/agent',
+    );
   });
 
   it('passes everything after -- to the kernel', () => {

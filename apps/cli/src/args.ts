@@ -103,33 +103,116 @@ const registryOptions = {
   keychain: { type: 'string', multiple: true },
 } as const;
 
+/** Edit distance (insertions, deletions, substitutions, adjacent swaps) between two short words. */
+export function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        best = Math.min(best, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = best;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The candidate closest to `word`, when it is close enough to be a typo of it. */
+export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of candidates) {
+    const distance = editDistance(word, candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  // A third of the word may be wrong (at least one letter, at most three): "--cach-dir", "buld".
+  const allowed = Math.min(3, Math.max(1, Math.floor(word.replace(/^-+/, '').length / 3)));
+  if (best !== undefined && bestDistance <= allowed) return best;
+  // A unique prefix counts too: "--insecure" for "--insecure-registry".
+  const prefixed = candidates.filter((c) => word.length >= 3 && c.startsWith(word));
+  return prefixed.length === 1 ? prefixed[0] : undefined;
+}
+
 function parse(
   command: string,
   argv: string[],
   options: ParseArgsOptionsConfig,
 ): { values: Record<string, unknown>; positionals: string[] } {
+  const all: ParseArgsOptionsConfig = { ...options, help: { type: 'boolean', short: 'h' } };
   try {
     const { values, positionals } = parseArgs({
       args: argv,
-      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      options: all,
       allowPositionals: true,
       strict: true,
     });
     return { values: values as Record<string, unknown>, positionals };
   } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    const unknown = error instanceof Error ? /Unknown option '([^']+)'/.exec(error.message)?.[1] : undefined;
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown !== undefined) {
+      const flags = Object.entries(all).flatMap(([name, o]) => [
+        `--${name}`,
+        ...(o.short ? [`-${o.short}`] : []),
+      ]);
+      // "--no-cach" and "--no-cache=1" are typos of --no-cache; "-cache-dir" of --cache-dir.
+      const word = unknown.split('=')[0]!;
+      const guess = didYouMean(word, flags) ?? didYouMean(`-${word}`, flags);
+      throw new UsageError(`unknown option "${unknown}"${guess ? ` (did you mean ${guess}?)` : ''}`, command);
+    }
     // node:util's messages are good but long-winded; keep the first sentence.
     const message = error instanceof Error ? error.message.split('. ')[0]!.replace(/\.$/, '') : String(error);
     throw new UsageError(message, command);
   }
 }
 
-function platform(command: string, raw: unknown): string | undefined {
-  if (raw === undefined) return undefined;
-  const text = String(raw);
-  if (!/^[a-z0-9_-]+\/[a-z0-9_-]+(\/[a-z0-9_.-]+)?$/i.test(text)) {
-    throw new UsageError(`--platform wants os/arch[/variant] (e.g. linux/arm64/v8), not "${text}"`, command);
+/** Architectures that, given alone (`arm64`, `arm64/v8`), mean that architecture on Linux. */
+const ARCHITECTURES = new Set([
+  'amd64',
+  'arm64',
+  'arm',
+  '386',
+  'ppc64le',
+  's390x',
+  'riscv64',
+  'mips64le',
+  'loong64',
+]);
+
+/** `os/arch[/variant]`; an architecture alone means Linux, as docker, crane and skopeo read it. */
+export function normalizePlatform(command: string, raw: string): string {
+  const text = raw.trim();
+  const first = text.split('/')[0]!.toLowerCase();
+  const full = ARCHITECTURES.has(first) ? `linux/${text}` : text;
+  if (!/^[a-z0-9_-]+\/[a-z0-9_-]+(\/[a-z0-9_.-]+)?$/i.test(full)) {
+    throw new UsageError(
+      `--platform wants os/arch[/variant] or an architecture (e.g. linux/arm64/v8, arm64), not "${raw}"`,
+      command,
+    );
   }
-  return text;
+  return full;
+}
+
+function platform(command: string, raw: unknown): string | undefined {
+  return raw === undefined ? undefined : normalizePlatform(command, String(raw));
+}
+
+/** What a known archive file name ending says about its compression (`undefined`: nothing). */
+export function compressionFromName(name: string): CompressionName | 'lz4' | 'xz' | 'bzip2' | undefined {
+  const lower = name.toLowerCase();
+  if (/\.(gz|gzip)$/.test(lower)) return 'gzip';
+  if (/\.(zst|zstd)$/.test(lower)) return 'zstd';
+  if (/\.cpio$/.test(lower)) return 'none';
+  if (/\.lz4$/.test(lower)) return 'lz4';
+  if (/\.(xz|lzma)$/.test(lower)) return 'xz';
+  if (/\.bz2$/.test(lower)) return 'bzip2';
+  return undefined;
 }
 
 function one(command: string, positionals: string[], what: string): string {
@@ -209,12 +292,16 @@ export function parseCli(argv: string[]): CliArgs {
     case 'push':
     case 'pull':
       return parseFleet(first, rest);
-    default:
+    default: {
+      if (first.startsWith('-')) {
+        const guess = didYouMean(first, ['--help', '--version', '-h', '-v']);
+        throw new UsageError(`unknown option "${first}"${guess ? ` (did you mean ${guess}?)` : ''}`);
+      }
+      const guess = didYouMean(first, [...COMMANDS, 'help', 'version']);
       throw new UsageError(
-        first.startsWith('-')
-          ? `unknown option "${first}"`
-          : `unknown command "${first}" (commands: ${COMMANDS.join(', ')})`,
+        `unknown command "${first}" (${guess ? `did you mean "${guess}"?` : `commands: ${COMMANDS.join(', ')}`})`,
       );
+    }
   }
 }
 
@@ -240,10 +327,27 @@ function parseBuild(argv: string[]): CliArgs {
   });
   if (values.help) return { command: 'help', topic: 'build' };
   const image = one('build', positionals, 'IMAGE');
-  const compression = (values.compression ?? 'gzip') as string;
-  if (compression !== 'gzip' && compression !== 'zstd' && compression !== 'none') {
-    throw new UsageError(`-c must be gzip, zstd or none, not "${compression}"`, 'build');
+  const given = values.compression as string | undefined;
+  if (given !== undefined && given !== 'gzip' && given !== 'zstd' && given !== 'none') {
+    throw new UsageError(`-c must be gzip, zstd or none, not "${given}"`, 'build');
   }
+  const output = values.output as string | undefined;
+  // A known ending of -o decides the compression when -c is not given, and must agree with -c
+  // when it is: `-o x.cpio.zst` holding gzip would be a trap for whoever reads the name.
+  const named = output !== undefined && output !== '-' ? compressionFromName(output) : undefined;
+  if (named === 'lz4' || named === 'xz' || named === 'bzip2') {
+    throw new UsageError(
+      `-o ${output}: irb writes gzip, zstd or plain cpio, not ${named}; name the file .gz, .zst or .cpio`,
+      'build',
+    );
+  }
+  if (given !== undefined && named !== undefined && given !== named) {
+    throw new UsageError(
+      `-o ${output} names ${named === 'none' ? 'a plain cpio' : named} but -c ${given} was given; drop -c or rename the output`,
+      'build',
+    );
+  }
+  const compression: CompressionName = given ?? named ?? 'gzip';
   const [lo, hi] = LEVELS[compression];
   if (compression === 'none' && values.level !== undefined) {
     throw new UsageError('--level does not apply to -c none', 'build');
@@ -269,11 +373,20 @@ function parseBuild(argv: string[]): CliArgs {
         'build',
       );
     }
+    // A relative DEST has no meaning in an image (there is no working directory at build time);
+    // guessing "relative to /" would hide a typo such as a missing leading slash.
+    const dest = spec.slice(colon + 1);
+    if (!dest.startsWith('/')) {
+      throw new UsageError(
+        `--inject ${spec}: DEST must be an absolute path in the image, e.g. ${spec.slice(0, colon)}:/${dest}`,
+        'build',
+      );
+    }
   }
   const args: BuildArgs = {
     command: 'build',
     image,
-    output: (values.output as string | undefined) ?? defaultOutput(compression),
+    output: output ?? defaultOutput(compression),
     compression,
     inject: (values.inject as string[] | undefined) ?? [],
     replaceInit: Boolean(values['replace-init']),

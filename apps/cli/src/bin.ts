@@ -1,28 +1,22 @@
 #!/usr/bin/env node
-import { main } from './cli.ts';
+// The entry point. It must parse and run on any Node, old ones included: no type annotations,
+// no static imports, no syntax newer than ES2020. Everything else is imported only once the
+// version is known to be enough; an old Node would otherwise die with a stack trace from deep
+// inside a dependency before irb could say a word.
 
-// `pnpm irb …` runs in the repository root; relative paths should mean what the user typed them against.
-if (process.env.npm_lifecycle_event === 'irb' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
+/** Keep equal to `engines.node` in package.json (a test compares them). */
+const MINIMUM = '22.19';
 
-const controller = new AbortController();
-let interrupts = 0;
-const onSignal = (signal: NodeJS.Signals) => {
-  // The first signal aborts the build so it can remove its temporary file; a second one forces the exit.
-  if (++interrupts > 1) process.exit(130);
-  controller.abort(Object.assign(new Error(`interrupted by ${signal}`), { name: 'AbortError' }));
-};
-process.on('SIGINT', onSignal);
-// `irb ls ARCHIVE | head` closes the pipe early: that is the reader's choice, not an error.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw error;
-  });
+const [needMajor = 0, needMinor = 0] = MINIMUM.split('.').map(Number);
+const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+if (major < needMajor || (major === needMajor && minor < needMinor)) {
+  process.stderr.write(
+    `irb needs Node >= ${MINIMUM}, found v${process.versions.node}; install Node ${MINIMUM} or newer ` +
+      `(https://nodejs.org/en/download, or "nvm install 24") and run irb with it\n`,
+  );
+  process.exit(1);
 }
-process.on('SIGTERM', onSignal);
-
-process.exitCode = await main(
-  process.argv.slice(2),
-  { stdout: process.stdout, stderr: process.stderr },
-  controller.signal,
-);
+import('./run.ts').catch((error) => {
+  process.stderr.write(`irb: error: cannot start: ${error instanceof Error ? error.message : error}\n`);
+  process.exit(1);
+});

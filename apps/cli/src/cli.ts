@@ -1,4 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { constants, readFileSync } from 'node:fs';
+import { access } from 'node:fs/promises';
+import * as facade from '@irb/builder';
 import {
   type ArchiveEntry,
   type BuildSummary,
@@ -33,18 +36,76 @@ export interface CliStream {
   columns?: number;
 }
 
+/** A readable byte stream (process.stdin in production). */
+export interface CliInput extends AsyncIterable<Uint8Array | string> {
+  isTTY?: boolean;
+  /** Terminal raw mode: keys arrive one by one, Ctrl-C as a byte rather than a signal. */
+  setRawMode?(raw: boolean): unknown;
+  /** Stops reading, so a pending read does not keep the process alive. */
+  destroy?(): unknown;
+}
+
 /** What the CLI talks to. */
 export interface CliIo {
   stdout: CliStream;
   stderr: CliStream;
+  /** Read by `irb ls -` and forwarded to the guest by `irb boot`. Default: nothing. */
+  stdin?: CliInput;
+}
+
+function packageJson(): { version: string; engines: { node: string } } {
+  return JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 }
 
 /** The CLI's version, from its package.json (next to src/ and dist/ alike). */
 export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
+  return packageJson().version;
+}
+
+/** First line of `command --version`, or `undefined` when it cannot be run. */
+function firstLineOf(command: string, args: string[]): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let out = '';
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.on('error', () => resolve(undefined));
+    child.on('close', (code) => resolve(code === 0 ? out.split('\n')[0]?.trim() : undefined));
+  });
+}
+
+/** `irb --version --verbose`: what irb runs on, the things bug reports need. */
+async function environmentReport(): Promise<string[]> {
+  const lines = [`node      ${process.version} (irb needs ${packageJson().engines.node})`];
+  for (const qemu of ['qemu-system-x86_64', 'qemu-system-aarch64']) {
+    const found = await firstLineOf(qemu, ['--version']);
+    lines.push(
+      `${qemu.replace('qemu-system-', 'qemu ').padEnd(9)} ${found ?? `not found (${qemu} is not on PATH)`}`,
+    );
+  }
+  let kvm: string;
+  try {
+    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+    kvm = '/dev/kvm is usable (irb boot checks with a probe boot that KVM really runs a guest)';
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    kvm =
+      code === 'ENOENT'
+        ? 'no /dev/kvm; irb boot uses software emulation (TCG)'
+        : `/dev/kvm is not usable (${code}); irb boot uses software emulation (TCG)`;
+  }
+  lines.push(`kvm       ${kvm}`);
+  // zstdBackend() comes from @irb/compress through the facade; an older facade does not have it.
+  const backend = (facade as Record<string, unknown>).zstdBackend;
+  let zstd: string;
+  try {
+    zstd = typeof backend === 'function' ? String(backend()) : 'not reported by this @irb/builder';
+  } catch (error) {
+    zstd = `unavailable: ${error instanceof Error ? error.message : String(error)}`;
+  }
+  lines.push(`zstd      ${zstd}`);
+  return lines;
 }
 
 /** Runs `irb` with `argv` (without node and script) and returns the exit code. */
@@ -62,6 +123,7 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
       }
       case 'version':
         io.stdout.write(`irb ${version()}\n`);
+        if (verbose) io.stdout.write(`${(await environmentReport()).join('\n')}\n`);
         return EXIT.ok;
       case 'build':
         return await build(args, io, signal);
@@ -101,8 +163,12 @@ function isUsage(error: unknown): boolean {
 }
 
 async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  const toStdout = args.output === '-';
+  // With the archive on stdout and --json, stderr carries the JSON summary and nothing else, so
+  // `irb build … -o - --json 2>summary.json | …` leaves a valid JSON file (or one error line).
+  const silent = args.quiet || (toStdout && args.json);
   const renderer = createProgressRenderer(io.stderr, {
-    mode: args.quiet ? 'none' : io.stderr.isTTY ? 'tty' : 'plain',
+    mode: silent ? 'none' : io.stderr.isTTY ? 'tty' : 'plain',
     compression: args.compression,
   });
   const options: InitramfsBuilderOptions = {
@@ -127,7 +193,6 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
   if (signal) options.signal = signal;
   if (args.cacheFrom !== undefined || args.cacheTo !== undefined)
     return buildCached(args, options, io, renderer);
-  const toStdout = args.output === '-';
   if (toStdout && io.stdout.isTTY) {
     throw new UsageError(
       'refusing to write a binary archive to a terminal; pipe or redirect stdout, or use -o FILE',
@@ -224,15 +289,42 @@ async function imageOptions(args: ImageArgs, signal?: AbortSignal) {
 async function inspect(args: ImageArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const info = await inspectImage(args.image, await imageOptions(args, signal));
   if (args.json) {
-    io.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
+    io.stdout.write(`${JSON.stringify(inspectionJson(info), null, 2)}\n`);
     return EXIT.ok;
   }
   io.stdout.write(`${inspectionText(info).join('\n')}\n`);
   return EXIT.ok;
 }
 
+/**
+ * The `inspect --json` document, in the vocabulary of `build --json`: `manifestDigest`,
+ * `configDigest`, `indexDigest`. The config carries what the text shows, with the defaults a
+ * runtime applies filled in (`User` root, `WorkingDir` /, no `Env`, no `Entrypoint`/`Cmd`).
+ */
+export function inspectionJson(info: ImageInspection): Record<string, unknown> {
+  const c = info.config;
+  return {
+    image: info.image,
+    manifestDigest: info.digest,
+    ...(info.indexDigest ? { indexDigest: info.indexDigest } : {}),
+    platforms: info.platforms.map((p) => ({ platform: p.platform, manifestDigest: p.digest })),
+    platform: info.platform,
+    configDigest: info.configDigest,
+    config: {
+      ...c,
+      Entrypoint: c.Entrypoint ?? null,
+      Cmd: c.Cmd ?? null,
+      WorkingDir: c.WorkingDir || '/',
+      User: c.User || 'root',
+      Env: c.Env ?? [],
+    },
+    ...(info.created ? { created: info.created } : {}),
+    layers: info.layers,
+  };
+}
+
 function inspectionText(info: ImageInspection): string[] {
-  const lines = [`image     ${info.image}`, `digest    ${info.digest}`];
+  const lines = [`image     ${info.image}`, `manifest  ${info.digest}`];
   if (info.indexDigest) lines.push(`index     ${info.indexDigest}`);
   if (info.platforms.length > 0) {
     lines.push('platforms');
@@ -286,9 +378,24 @@ export function lsLine(e: ArchiveEntry): string {
   ].join(' ');
 }
 
+/** Bytes of a text-or-bytes stream (process.stdin yields Buffers unless an encoding was set). */
+async function* bytesOf(input: AsyncIterable<Uint8Array | string>): AsyncGenerator<Uint8Array> {
+  for await (const chunk of input) yield typeof chunk === 'string' ? new TextEncoder().encode(chunk) : chunk;
+}
+
 async function ls(args: LsArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   let member = 0;
-  for await (const entry of listArchive(args.archive, signal ? { signal } : {})) {
+  let archive: string | AsyncIterable<Uint8Array> = args.archive;
+  if (args.archive === '-') {
+    if (!io.stdin || io.stdin.isTTY) {
+      throw new UsageError(
+        '"-" reads the archive from stdin; pipe one in (irb build … -o - | irb ls -)',
+        'ls',
+      );
+    }
+    archive = bytesOf(io.stdin);
+  }
+  for await (const entry of listArchive(archive, signal ? { signal } : {})) {
     if (args.json) {
       io.stdout.write(`${JSON.stringify(entry)}\n`);
       continue;
@@ -302,41 +409,122 @@ async function ls(args: LsArgs, io: CliIo, signal?: AbortSignal): Promise<number
   return EXIT.ok;
 }
 
+/** Console text of a guest that ran out of memory (unpacking the archive or later). */
+const OUT_OF_MEMORY =
+  /Initramfs unpacking failed|invoked oom-killer|Out of memory|System is deadlocked on memory|Unable to allocate initrd|initrd overlaps in-use memory/;
+
+/** The escape key of the interactive console, as in QEMU: Ctrl-A, then x. */
+const CTRL_A = 0x01;
+
+/**
+ * What the user types, for the guest's serial console. On a terminal: raw mode (so Ctrl-C reaches
+ * the guest), and Ctrl-A x stops the VM (Ctrl-A Ctrl-A sends one Ctrl-A). From a pipe or a file:
+ * the bytes unchanged.
+ */
+async function* consoleInput(input: CliInput, onEscape: () => void): AsyncGenerator<Uint8Array> {
+  if (!input.isTTY) {
+    yield* bytesOf(input);
+    return;
+  }
+  let escaped = false;
+  for await (const chunk of bytesOf(input)) {
+    const out: number[] = [];
+    for (const byte of chunk) {
+      if (escaped) {
+        escaped = false;
+        if (byte === 0x78 || byte === 0x58) {
+          onEscape();
+          return;
+        }
+        if (byte !== CTRL_A) out.push(CTRL_A);
+        out.push(byte);
+      } else if (byte === CTRL_A) escaped = true;
+      else out.push(byte);
+    }
+    if (out.length > 0) yield Uint8Array.from(out);
+  }
+}
+
+/** The memory `irb boot` gives by default: what unpacking takes plus room for the program. */
+function defaultMemoryMiB(recommendedMemoryMiB: number): number {
+  return Math.max(512, recommendedMemoryMiB + 256);
+}
+
 async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const kernel = args.kernel ?? (await findKernel());
-  let memoryMb = args.memoryMb;
-  if (memoryMb === undefined) {
-    const measured = await measureArchive(args.archive, signal ? { signal } : {});
-    // The program needs memory of its own on top of what unpacking takes.
-    memoryMb = Math.max(512, measured.recommendedMemoryMiB + 256);
-  }
-  const result = await bootInitramfs({
-    kernel,
-    initramfs: args.archive,
-    memoryMb,
-    timeoutMs: Math.round((args.timeoutS ?? 120) * 1000),
-    // Match through the end of the line, so the console shows the whole line before QEMU is stopped.
-    ...(args.expect !== undefined ? { expect: new RegExp(`${escapeRegExp(args.expect)}[^\n]*\n`) } : {}),
-    append: args.kernelArgs,
-    ...(signal ? { signal } : {}),
-    onOutput: args.quiet ? () => {} : (text: string) => io.stdout.write(text),
+  // Measured even with --memory: a failed boot can then say how much memory this archive needs.
+  const measured = await measureArchive(args.archive, signal ? { signal } : {}).catch((error: unknown) => {
+    if (args.memoryMb === undefined || signal?.aborted) throw error;
+    return undefined;
   });
+  const suggestedMb = defaultMemoryMiB(measured?.recommendedMemoryMiB ?? 0);
+  const memoryMb = args.memoryMb ?? suggestedMb;
+  const timeoutS = args.timeoutS ?? 120;
+  const stdin = io.stdin;
+  const interactive = stdin?.isTTY === true;
+  const escapeKey = new AbortController();
+  const stopped = Object.assign(new Error('stopped with Ctrl-A x'), { name: 'AbortError' });
+  const bootSignal = signal ? AbortSignal.any([signal, escapeKey.signal]) : escapeKey.signal;
+  if (interactive) {
+    stdin.setRawMode?.(true);
+    io.stderr.write('irb: console input goes to the guest; Ctrl-A x stops the VM\n');
+  }
+  let result: Awaited<ReturnType<typeof bootInitramfs>>;
+  try {
+    result = await bootInitramfs({
+      kernel,
+      initramfs: args.archive,
+      memoryMb,
+      timeoutMs: Math.round(timeoutS * 1000),
+      // Match through the end of the line, so the console shows the whole line before QEMU is stopped.
+      ...(args.expect !== undefined ? { expect: new RegExp(`${escapeRegExp(args.expect)}[^\n]*\n`) } : {}),
+      append: args.kernelArgs,
+      signal: bootSignal,
+      ...(stdin ? { input: consoleInput(stdin, () => escapeKey.abort(stopped)) } : {}),
+      onOutput: args.quiet ? () => {} : (text: string) => io.stdout.write(text),
+    });
+  } catch (error) {
+    if (escapeKey.signal.aborted && !signal?.aborted) {
+      io.stderr.write('\nirb: stopped with Ctrl-A x\n');
+      return EXIT.interrupted;
+    }
+    throw error;
+  } finally {
+    if (interactive) stdin.setRawMode?.(false);
+    // A read waiting on stdin would keep the process alive after the VM is gone.
+    stdin?.destroy?.();
+  }
   if (args.verbose) io.stderr.write(`irb: ${result.command.join(' ')}\n`);
-  // A generated /init reports the program's status; without --expect a failing program fails the boot.
+  // A generated /init reports the program's status, which becomes irb's exit code (as with
+  // `docker run`); with --expect, the text decides.
   const status = /irb: exit status (\d+)/.exec(result.output)?.[1];
-  const programFailed = args.expect === undefined && status !== undefined && status !== '0';
-  if (result.ok && !programFailed) return EXIT.ok;
-  const reason = result.panicked
-    ? 'the kernel panicked; read the console above (too little --memory shows as "Initramfs unpacking failed")'
-    : result.timedOut
-      ? args.expect !== undefined
-        ? `"${args.expect}" did not appear within ${args.timeoutS ?? 120} s; check the console above or raise --timeout`
-        : `the VM did not power off within ${args.timeoutS ?? 120} s; raise --timeout or check the console above`
-      : programFailed
-        ? `the guest program exited with status ${status}; check the console above`
-        : args.expect !== undefined && !result.matched
-          ? `"${args.expect}" did not appear before the VM stopped; check the console above`
-          : `QEMU exited with status ${result.exitCode}: ${result.stderr.trim().split('\n')[0] ?? ''}`;
+  const silent = result.output.trim() === '';
+  if (result.ok && !silent) {
+    if (args.expect !== undefined || status === undefined) return EXIT.ok;
+    if (status !== '0') io.stderr.write(`irb: the guest program exited with status ${status}\n`);
+    return Number(status);
+  }
+  // A kernel short of memory either says so or, below about 64 MiB, stops before its first line.
+  const tooLittle =
+    (OUT_OF_MEMORY.test(result.output) || silent) &&
+    (args.memoryMb === undefined || args.memoryMb < suggestedMb);
+  const reason = tooLittle
+    ? `the guest ran out of memory with ${memoryMb} MiB${silent ? ' (the kernel stopped before printing anything)' : ''}; ` +
+      `give it more with --memory ${suggestedMb}${args.memoryMb !== undefined ? ' or leave --memory out' : ''}`
+    : silent
+      ? `the kernel printed nothing on the console; check that --kernel ${kernel} is an x86_64 kernel with a serial console (ttyS0)`
+      : result.panicked
+        ? `the kernel panicked; read the console above${OUT_OF_MEMORY.test(result.output) ? '' : ' for the cause'}`
+        : result.timedOut
+          ? args.expect !== undefined
+            ? `"${args.expect}" did not appear within ${timeoutS} s; check the console above or raise --timeout`
+            : `the VM did not power off within ${timeoutS} s; raise --timeout or check the console above` +
+              (interactive
+                ? ''
+                : ' (a program waiting for input, such as a shell, gets it from a terminal or a pipe on stdin)')
+          : args.expect !== undefined && !result.matched
+            ? `"${args.expect}" did not appear before the VM stopped; check the console above`
+            : `QEMU exited with status ${result.exitCode}: ${result.stderr.trim().split('\n')[0] ?? ''}`;
   io.stderr.write(`irb: error: boot failed: ${reason}\n`);
   return EXIT.failure;
 }

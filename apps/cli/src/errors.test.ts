@@ -1,7 +1,7 @@
 import { IrbError } from '@irb/builder';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from './args.ts';
-import { describeError } from './errors.ts';
+import { describeError, OPTION_FLAGS } from './errors.ts';
 
 describe('describeError', () => {
   it('maps usage errors to exit 2 with a pointer to --help', () => {
@@ -34,6 +34,100 @@ describe('describeError', () => {
       'irb: error: unexpected failure: x is not a function; rerun with --verbose and report it',
     ]);
     expect(describeError(bug, true).lines.join('\n')).toContain('at ');
+  });
+
+  it('names CLI flags where the library names options, from one table', () => {
+    const cases: Array<[string, string]> = [
+      [
+        'the image has its own /init and `keepImageInit` was given with `init`; drop one of them',
+        'the image has its own /init and --keep-init was given with --init; drop one of them',
+      ],
+      [
+        'cannot create the blob cache directory /proc/nope (ENOENT); set `cacheDir` to a writable directory or pass `cache: false`',
+        'cannot create the blob cache directory /proc/nope (ENOENT); set --cache-dir to a writable directory or pass --no-cache',
+      ],
+      [
+        'registry.lan:5000 speaks plain HTTP; list it in `insecureRegistries` to allow that',
+        'registry.lan:5000 speaks plain HTTP; list it in --insecure-registry to allow that',
+      ],
+      [
+        'the certificate of r.example is not trusted; add its CA with `ca`',
+        'the certificate of r.example is not trusted; add its CA with NODE_EXTRA_CA_CERTS=FILE',
+      ],
+      [
+        'nothing is left of the image: `exclude` removed /bin/sh, which the generated /init needs; narrow `exclude` or give `init`',
+        'nothing is left of the image: --exclude removed /bin/sh, which the generated /init needs; narrow --exclude or give --init',
+      ],
+      [
+        '`inject` put a file at /bin, over the directory; choose another DEST',
+        '--inject put a file at /bin, over the directory; choose another DEST',
+      ],
+      [
+        'k is not a bootable Linux kernel; pass a kernel image (vmlinuz) as `kernel`',
+        'k is not a bootable Linux kernel; pass a kernel image (vmlinuz) as --kernel',
+      ],
+      // Backticked words that are not options stay as they are.
+      ['the image has no `mount`; add busybox', 'the image has no `mount`; add busybox'],
+    ];
+    for (const [library, cli] of cases) {
+      expect(describeError(new IrbError('IRB_OPTION_INVALID', library), false).lines).toEqual([
+        `irb: error: ${cli}`,
+      ]);
+    }
+    // Every flag the table names is one the CLI has (or says how to set it).
+    for (const flag of Object.values(OPTION_FLAGS)) expect(flag).toMatch(/^(-|[A-Z])/);
+  });
+
+  it('gives the advice that fits the errno: permission is not space', () => {
+    const failure = (errno: string, code: 'IRB_CACHE_WRITE_FAILED' | 'IRB_OUTPUT_FAILED', message: string) =>
+      describeError(
+        new IrbError(code, message, {
+          cause: Object.assign(new Error(`${errno}: failed, open '/x'`), { code: errno, syscall: 'open' }),
+        }),
+        false,
+      ).lines[0];
+    const library =
+      'cannot write the blob cache at /c: it is not writable (EACCES); free space, or point IRB_CACHE_DIR / the cacheDir option at a writable directory, or disable the cache';
+    const denied = failure('EACCES', 'IRB_CACHE_WRITE_FAILED', library);
+    expect(denied).toBe(
+      'irb: error: cannot write the blob cache at /c: it is not writable (EACCES); you lack permission to write there, or choose another directory with --cache-dir DIR, or build without a cache (--no-cache)',
+    );
+    expect(denied).not.toMatch(/free space|cacheDir/);
+    expect(failure('EPERM', 'IRB_CACHE_WRITE_FAILED', library)).not.toContain('free space');
+    const full = failure(
+      'ENOSPC',
+      'IRB_CACHE_WRITE_FAILED',
+      'cannot write the blob cache at /c: the disk is full (ENOSPC); free space, or set `cacheDir`',
+    );
+    expect(full).toBe(
+      'irb: error: cannot write the blob cache at /c: the disk is full (ENOSPC); free space on that file system, or choose another directory with --cache-dir DIR, or build without a cache (--no-cache)',
+    );
+    expect(
+      failure(
+        'EROFS',
+        'IRB_OUTPUT_FAILED',
+        'cannot write the output /ro/x (the filesystem is read-only); choose a writable path with `output`',
+      ),
+    ).toBe(
+      'irb: error: cannot write the output /ro/x (the filesystem is read-only); that file system is read-only, or choose another path with -o FILE',
+    );
+    // Without an errno the library's advice stands (translated).
+    expect(
+      describeError(new IrbError('IRB_OUTPUT_FAILED', 'cannot write -; pick `output`'), false).lines[0],
+    ).toBe('irb: error: cannot write -; pick -o FILE');
+  });
+
+  it('exits 128 + the signal number: 130 for SIGINT, 143 for SIGTERM', () => {
+    const term = Object.assign(new Error('interrupted by SIGTERM'), {
+      name: 'AbortError',
+      signal: 'SIGTERM',
+    });
+    expect(describeError(term, false, 'build')).toEqual({
+      lines: ['irb: interrupted; nothing was written'],
+      code: 143,
+    });
+    const int = Object.assign(new Error('interrupted by SIGINT'), { name: 'AbortError', signal: 'SIGINT' });
+    expect(describeError(int, false, 'boot').code).toBe(130);
   });
 
   it('reports an interrupt with exit 130', () => {

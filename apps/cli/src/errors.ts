@@ -1,8 +1,74 @@
+import { constants } from 'node:os';
 import { isIrbError } from '@irb/builder';
 import { UsageError } from './args.ts';
 
-/** Exit codes of `irb`. */
-export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130 } as const;
+/**
+ * Exit codes of `irb`. A signal exits 128 + its number (SIGINT 130, SIGTERM 143), as shells report
+ * it; `irb boot` passes a guest program's `irb: exit status N` through as its own code.
+ */
+export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130, terminated: 143 } as const;
+
+/**
+ * The library's option names (as its messages write them, in backticks) and what the CLI calls
+ * them. The one place where library wording becomes CLI wording: describeError rewrites every
+ * backticked key of this table in an error message, so a reworded library message needs no CLI
+ * change as long as it names its options this way. A backticked text that is not a key (a path,
+ * a program name) is left as it is.
+ */
+export const OPTION_FLAGS: Readonly<Record<string, string>> = {
+  // InitramfsBuilderOptions
+  image: 'IMAGE',
+  output: '-o FILE',
+  compression: '-c',
+  level: '--level',
+  threads: '--threads',
+  platform: '--platform',
+  inject: '--inject',
+  exclude: '--exclude',
+  init: '--init',
+  replaceImageInit: '--replace-init',
+  'replaceImageInit: true': '--replace-init',
+  keepImageInit: '--keep-init',
+  'keepImageInit: true': '--keep-init',
+  exitAction: '--on-exit',
+  cacheDir: '--cache-dir',
+  'cache: false': '--no-cache',
+  insecureRegistries: '--insecure-registry',
+  keychains: '--keychain',
+  // A CA bundle has no flag: Node reads extra trusted certificates from this variable.
+  ca: 'NODE_EXTRA_CA_CERTS=FILE',
+  // BootOptions
+  kernel: '--kernel',
+  memoryMb: '--memory',
+  timeoutMs: '--timeout',
+  expect: '--expect',
+  append: '-- KERNEL_ARGS',
+};
+
+/** Rewrites the library's backticked option names into the CLI's flags (see {@link OPTION_FLAGS}). */
+export function cliWording(message: string): string {
+  return message.replace(/`([^`\n]+)`/g, (whole, name: string) => OPTION_FLAGS[name] ?? whole);
+}
+
+/** Where an error with a filesystem cause happened, and which flags choose another place. */
+const PLACE_ADVICE: Readonly<Record<string, string>> = {
+  IRB_CACHE_WRITE_FAILED:
+    'choose another directory with --cache-dir DIR, or build without a cache (--no-cache)',
+  IRB_OUTPUT_FAILED: 'choose another path with -o FILE',
+};
+
+/** What to do about a filesystem errno; permission is not space, and space is not permission. */
+const ERRNO_ADVICE: Readonly<Record<string, string>> = {
+  EACCES: 'you lack permission to write there',
+  EPERM: 'the operation is not permitted there',
+  EROFS: 'that file system is read-only',
+  ENOSPC: 'free space on that file system',
+  EDQUOT: 'free space within your disk quota',
+  EIO: 'the disk reported an I/O error; check it',
+  ENOENT: 'a directory on the way does not exist',
+  ENOTDIR: 'a component of the path is not a directory',
+  EEXIST: 'a file is in the way of a directory',
+};
 
 function isAbort(error: unknown): boolean {
   return (
@@ -11,18 +77,52 @@ function isAbort(error: unknown): boolean {
   );
 }
 
-function causeChain(error: unknown): string[] {
-  const lines: string[] = [];
+function causes(error: unknown): unknown[] {
+  const list: unknown[] = [];
   const seen = new Set<unknown>();
   let cause = error instanceof Error ? error.cause : undefined;
   while (cause !== undefined && !seen.has(cause)) {
     seen.add(cause);
-    const code = (cause as { code?: unknown }).code;
-    const message = cause instanceof Error ? cause.message : String(cause);
-    lines.push(`  caused by: ${typeof code === 'string' ? `[${code}] ` : ''}${message.split('\n')[0]}`);
+    list.push(cause);
     cause = cause instanceof Error ? cause.cause : undefined;
   }
-  return lines;
+  return list;
+}
+
+function causeChain(error: unknown): string[] {
+  return causes(error).map((cause) => {
+    const code = (cause as { code?: unknown }).code;
+    const message = cause instanceof Error ? cause.message : String(cause);
+    return `  caused by: ${typeof code === 'string' ? `[${code}] ` : ''}${message.split('\n')[0]}`;
+  });
+}
+
+/** The first filesystem errno (`EACCES`, `ENOSPC`, …) in an error's cause chain. */
+function errnoOf(error: unknown): string | undefined {
+  for (const cause of causes(error)) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === 'string' && code in ERRNO_ADVICE) return code;
+  }
+  return undefined;
+}
+
+/** Exit code for an interrupt: 128 + the signal's number (SIGINT when unknown). */
+function signalExit(error: unknown): number {
+  const signal = (error as { signal?: unknown }).signal;
+  const number = typeof signal === 'string' ? constants.signals[signal as NodeJS.Signals] : undefined;
+  return number ? 128 + number : EXIT.interrupted;
+}
+
+/** The one line for a library error: CLI flags instead of option names, advice that fits the errno. */
+function irbErrorLine(code: string, message: string, errno: string | undefined): string {
+  const text = cliWording(message.split('\n')[0] ?? '');
+  const place = PLACE_ADVICE[code];
+  if (errno === undefined || place === undefined) return text;
+  // The library's advice may list every fix for every cause; keep what happened, and say the fix
+  // for this errno and the flags that choose another place.
+  const cut = text.indexOf('; ');
+  const head = cut < 0 ? text : text.slice(0, cut);
+  return `${head}; ${ERRNO_ADVICE[errno]}, or ${place}`;
 }
 
 /** Turns any error into what the CLI prints and the exit code: one line unless `verbose`. */
@@ -38,10 +138,10 @@ export function describeError(
   if (isAbort(error)) {
     // Only build writes a file; saying so reassures that no half-written output is left.
     const line = command === 'build' ? 'irb: interrupted; nothing was written' : 'irb: interrupted';
-    return { lines: [line], code: EXIT.interrupted };
+    return { lines: [line], code: signalExit(error) };
   }
   if (isIrbError(error)) {
-    const lines = [`irb: error: ${error.message.split('\n')[0]}`];
+    const lines = [`irb: error: ${irbErrorLine(error.code, error.message, errnoOf(error))}`];
     if (verbose) lines.push(`  code: ${error.code}`, ...causeChain(error));
     return { lines, code: EXIT.failure };
   }

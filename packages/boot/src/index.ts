@@ -1,5 +1,12 @@
 export { type BootArch, elfArch, hostArch, initramfsArch } from './arch.ts';
-export { compareKernelVersions, defaultKernelDirs, type FindKernelOptions, findKernel } from './kernel.ts';
+export {
+  compareKernelVersions,
+  defaultKernelDirs,
+  type FindKernelOptions,
+  findKernel,
+  type KernelImageFormat,
+  kernelImageFormat,
+} from './kernel.ts';
 export {
   type BootAccel,
   type BootMachine,

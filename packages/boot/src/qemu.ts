@@ -5,7 +5,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { IrbError } from '@irb/errors';
 import { type BootArch, hostArch, initramfsArch } from './arch.ts';
-import { findKernel, readable } from './kernel.ts';
+import { findKernel, kernelImageFormat, readable } from './kernel.ts';
 
 /**
  * QEMU machine type: on x86_64 `microvm` (fast, minimal) or `pc` (boots reliably under TCG);
@@ -37,6 +37,8 @@ export interface BootOptions {
   signal?: AbortSignal;
   /** Receives console output as it arrives (carriage returns removed). */
   onOutput?: (text: string) => void;
+  /** Bytes for the guest's serial console (what a user types), forwarded until QEMU exits. Default: none. */
+  input?: AsyncIterable<Uint8Array>;
   /**
    * Guest architecture. Default: the host's. `'auto'` reads it from the archive's /init (the ELF
    * itself, or a script's interpreter; see {@link initramfsArch}), falling back to the host's.
@@ -291,8 +293,8 @@ function matcher(expect: string | RegExp | undefined): ((text: string) => boolea
  * (`panic=-1` with `-no-reboot` makes QEMU exit), or `timeoutMs` passed (QEMU is killed).
  * QEMU never outlives the call; it is also killed if the Node process exits.
  *
- * @throws IrbError `IRB_BOOT_KERNEL_NOT_FOUND`, `IRB_BOOT_INITRAMFS_NOT_FOUND`, `IRB_BOOT_QEMU_NOT_FOUND`; the
- *   signal's reason on abort.
+ * @throws IrbError `IRB_BOOT_KERNEL_NOT_FOUND`, `IRB_BOOT_KERNEL_INVALID`, `IRB_BOOT_INITRAMFS_NOT_FOUND`,
+ *   `IRB_BOOT_QEMU_NOT_FOUND`; the signal's reason on abort.
  */
 export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
   const { signal } = options;
@@ -313,6 +315,12 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
     throw new IrbError(
       'IRB_BOOT_KERNEL_NOT_FOUND',
       `kernel ${kernel} is not a readable file; pass another kernel`,
+    );
+  }
+  if ((await kernelImageFormat(kernel)) === undefined) {
+    throw new IrbError(
+      'IRB_BOOT_KERNEL_INVALID',
+      `${kernel} is not a bootable Linux kernel (no bzImage, arm64 Image, EFI zboot or ELF header); pass a kernel image (vmlinuz) as \`kernel\``,
     );
   }
   if (!(await readable(options.initramfs))) {
@@ -353,6 +361,7 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
   return new Promise<BootResult>((resolve, reject) => {
     const child = spawn(qemu, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     track(child);
+    if (options.input) void forwardInput(options.input, child);
     let output = '';
     let stderr = '';
     let matched = false;
@@ -444,4 +453,27 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
     });
     child.on('close', (code) => finish(code));
   });
+}
+
+/** Copies `input` into QEMU's stdin, which is the guest's serial console, until either ends. */
+async function forwardInput(input: AsyncIterable<Uint8Array>, child: ChildProcess): Promise<void> {
+  const stdin = child.stdin;
+  if (!stdin) return;
+  const iterator = input[Symbol.asyncIterator]();
+  // Stop asking for input once QEMU is gone (the pending read ends whenever its source does).
+  child.once('close', () => void iterator.return?.()?.catch(() => {}));
+  try {
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done || stdin.destroyed) return;
+      if (!stdin.write(next.value)) {
+        await new Promise<void>((resolve) => {
+          stdin.once('drain', resolve);
+          stdin.once('close', resolve);
+        });
+      }
+    }
+  } catch {
+    // A failing input source ends the forwarding, not the boot.
+  }
 }

@@ -55,14 +55,17 @@ export async function* openArchive(path: string, signal?: AbortSignal): AsyncGen
 
 /**
  * Lists an initramfs like `lsinitramfs`: every entry of every member of a concatenation, plain,
- * gzip or zstd compressed, in archive order. Bodies are skipped, never held.
+ * gzip or zstd compressed, in archive order. Bodies are skipped, never held. `archive` is a file
+ * path or the archive's bytes as a stream (a pipe, for example).
  */
 export async function* listArchive(
-  path: string,
+  archive: string | AsyncIterable<Uint8Array>,
   options: ListArchiveOptions = {},
 ): AsyncGenerator<ArchiveEntry> {
   const { signal } = options;
-  const source = decodeInitramfs(openArchive(path, signal), { label: path, ...(signal ? { signal } : {}) });
+  const bytes = typeof archive === 'string' ? openArchive(archive, signal) : archive;
+  const label = typeof archive === 'string' ? archive : 'the input stream';
+  const source = decodeInitramfs(bytes, { label, ...(signal ? { signal } : {}) });
   for await (const e of readCpio(source, signal ? { signal } : {})) {
     const entry: ArchiveEntry = {
       member: e.member,

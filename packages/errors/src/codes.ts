@@ -123,6 +123,7 @@ export const ERROR_CODES = {
 
   // Booting
   IRB_BOOT_KERNEL_NOT_FOUND: 'No kernel was given or found to boot with.',
+  IRB_BOOT_KERNEL_INVALID: 'The kernel file is not a bootable Linux kernel image.',
   IRB_BOOT_INITRAMFS_NOT_FOUND: 'The archive to boot does not exist.',
   IRB_BOOT_QEMU_NOT_FOUND: 'QEMU for the guest architecture is not installed.',
   IRB_TRACE_INCOMPLETE: 'A traced boot ended without the complete list of paths the program used.',

@@ -1,0 +1,31 @@
+import { constants } from 'node:os';
+import { main } from './cli.ts';
+
+// Loaded by bin.ts once the Node version is known to be enough.
+
+// `pnpm irb …` runs in the repository root; relative paths should mean what the user typed them against.
+if (process.env.npm_lifecycle_event === 'irb' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
+
+const controller = new AbortController();
+let interrupts = 0;
+const onSignal = (signal: NodeJS.Signals) => {
+  // The first signal aborts the work so it can remove its temporary file and stop QEMU; a second
+  // one forces the exit. Either way the exit code is 128 + the signal number, as shells report it.
+  if (++interrupts > 1) process.exit(128 + constants.signals[signal]);
+  controller.abort(Object.assign(new Error(`interrupted by ${signal}`), { name: 'AbortError', signal }));
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+// `irb ls ARCHIVE | head` closes the pipe early: that is the reader's choice, not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
+}
+
+process.exitCode = await main(
+  process.argv.slice(2),
+  { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
+  controller.signal,
+);
