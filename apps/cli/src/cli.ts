@@ -419,10 +419,17 @@ const CTRL_A = 0x01;
 /**
  * What the user types, for the guest's serial console. On a terminal: raw mode (so Ctrl-C reaches
  * the guest), and Ctrl-A x stops the VM (Ctrl-A Ctrl-A sends one Ctrl-A). From a pipe or a file:
- * the bytes unchanged.
+ * the bytes unchanged, once `ready` resolves.
  */
-async function* consoleInput(input: CliInput, onEscape: () => void): AsyncGenerator<Uint8Array> {
+async function* consoleInput(
+  input: CliInput,
+  ready: Promise<void>,
+  onEscape: () => void,
+): AsyncGenerator<Uint8Array> {
   if (!input.isTTY) {
+    // The UART holds a few bytes and the kernel's serial driver flushes them when the console is
+    // opened: piped bytes sent any earlier would be lost. Someone typing waits for a prompt anyway.
+    await ready;
     yield* bytesOf(input);
     return;
   }
@@ -465,6 +472,18 @@ async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<nu
   const escapeKey = new AbortController();
   const stopped = Object.assign(new Error('stopped with Ctrl-A x'), { name: 'AbortError' });
   const bootSignal = signal ? AbortSignal.any([signal, escapeKey.signal]) : escapeKey.signal;
+  // Piped input waits until the kernel has opened the console for /init ("Run /init as init
+  // process"; with `quiet` on the kernel command line, the first console text).
+  const quietKernel = args.kernelArgs.includes('quiet');
+  let consoleTail = '';
+  let openConsole!: () => void;
+  const consoleOpen = new Promise<void>((resolve) => {
+    openConsole = resolve;
+  });
+  const watchConsole = (text: string): void => {
+    consoleTail = (consoleTail + text).slice(-256);
+    if (quietKernel || /Run \S+ as init process/.test(consoleTail)) openConsole();
+  };
   if (interactive) {
     stdin.setRawMode?.(true);
     io.stderr.write('irb: console input goes to the guest; Ctrl-A x stops the VM\n');
@@ -480,8 +499,11 @@ async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<nu
       ...(args.expect !== undefined ? { expect: new RegExp(`${escapeRegExp(args.expect)}[^\n]*\n`) } : {}),
       append: args.kernelArgs,
       signal: bootSignal,
-      ...(stdin ? { input: consoleInput(stdin, () => escapeKey.abort(stopped)) } : {}),
-      onOutput: args.quiet ? () => {} : (text: string) => io.stdout.write(text),
+      ...(stdin ? { input: consoleInput(stdin, consoleOpen, () => escapeKey.abort(stopped)) } : {}),
+      onOutput: (text: string) => {
+        watchConsole(text);
+        if (!args.quiet) io.stdout.write(text);
+      },
     });
   } catch (error) {
     if (escapeKey.signal.aborted && !signal?.aborted) {

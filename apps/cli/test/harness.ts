@@ -7,7 +7,10 @@ import { buildTar, type TarSpec } from '@irb/test-utils';
 const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root. */
 export const repoRoot = join(here, '..', '..', '..');
-const bin = join(here, '..', 'src', 'bin.ts');
+/** The CLI's entry point (TypeScript, run by Node's type stripping). */
+export const bin = join(here, '..', 'src', 'bin.ts');
+/** The command line that runs the CLI, for shell pipelines and `script`. */
+export const cliCommand = [process.execPath, '--conditions=@irb/source', bin];
 
 /** What a CLI run produced. */
 export interface CliResult {
@@ -23,31 +26,73 @@ export interface CliResult {
 export interface RunCliOptions {
   env?: Record<string, string | undefined>;
   cwd?: string;
-  /** Called with each stderr chunk; return true to send SIGINT to the process. */
-  interruptWhen?: (stderr: string) => boolean;
+  /** Called with each output chunk; return true to send `interruptSignal` to the process. */
+  interruptWhen?: (stderr: string, stdout: string) => boolean;
+  /** Default SIGINT. */
+  interruptSignal?: NodeJS.Signals;
+  /** Written to stdin, which is then closed. Default: stdin is /dev/null. */
+  input?: string | Uint8Array;
+  /** Typed into stdin once stdout + stderr show `after` (in order); stdin stays open until the end. */
+  answers?: Array<{ after: string | RegExp; send: string }>;
   timeoutMs?: number;
 }
 
 /** Runs the real CLI as `pnpm irb` does: a separate Node process on the TypeScript sources. */
 export function runCli(args: string[], options: RunCliOptions = {}): Promise<CliResult> {
+  const [node, ...flags] = cliCommand;
+  return runProgram(node!, [...flags, ...args], options);
+}
+
+/** Runs any program the way {@link runCli} runs the CLI (for `script` and shell pipelines). */
+export function runProgram(command: string, args: string[], options: RunCliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=@irb/source', bin, ...args], {
+    const piped = options.input !== undefined || options.answers !== undefined;
+    const child = spawn(command, args, {
       cwd: options.cwd ?? repoRoot,
       env: { ...process.env, IRB_CACHE_DIR: undefined, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [piped ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];
+    let stdout = '';
     let stderr = '';
     let interrupted = false;
-    child.stdout.on('data', (d: Buffer) => {
-      out.push(d);
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (!interrupted && options.interruptWhen?.(stderr)) {
-        interrupted = true;
-        child.kill('SIGINT');
+    const answers = [...(options.answers ?? [])];
+    if (options.input !== undefined) child.stdin?.end(options.input);
+    child.stdin?.on('error', () => {});
+    // Each answer waits for its text after the point where the previous one was found.
+    let from = 0;
+    const react = (): void => {
+      const seen = stdout + stderr;
+      for (let next = answers[0]; next; next = answers[0]) {
+        const rest = seen.slice(from);
+        const at =
+          typeof next.after === 'string'
+            ? (() => {
+                const i = rest.indexOf(next.after);
+                return i < 0 ? undefined : i + next.after.length;
+              })()
+            : (() => {
+                const m = next.after.exec(rest);
+                return m ? m.index + m[0].length : undefined;
+              })();
+        if (at === undefined) break;
+        from += at;
+        answers.shift();
+        child.stdin?.write(next.send);
       }
+      if (!interrupted && options.interruptWhen?.(stderr, stdout)) {
+        interrupted = true;
+        child.kill(options.interruptSignal ?? 'SIGINT');
+      }
+    };
+    child.stdout!.on('data', (d: Buffer) => {
+      out.push(d);
+      stdout += d.toString();
+      react();
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      react();
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 240_000);
     child.on('error', reject);
