@@ -547,7 +547,9 @@ async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<nu
           : args.expect !== undefined && !result.matched
             ? `"${args.expect}" did not appear before the VM stopped; check the console above`
             : `QEMU exited with status ${result.exitCode}: ${result.stderr.trim().split('\n')[0] ?? ''}`;
-  io.stderr.write(`irb: error: boot failed: ${reason}\n`);
+  // On a terminal, the console may have stopped mid-line (a prompt): start the verdict on its own line.
+  const midLine = !args.quiet && io.stdout.isTTY && io.stderr.isTTY && !result.output.endsWith('\n');
+  io.stderr.write(`${midLine ? '\n' : ''}irb: error: boot failed: ${reason}\n`);
   return EXIT.failure;
 }
 

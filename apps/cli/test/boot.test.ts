@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { busyboxLayer, filesIn, runCli } from './harness.ts';
+import { busyboxLayer, cliCommand, filesIn, runCli, runProgram } from './harness.ts';
+
+/** The interactive shell's prompt (busybox then asks the terminal for the cursor position). */
+const PROMPT = /Run \/init as init process[\s\S]*\n\/ # /;
 
 // Real kernel under QEMU (TCG): each boot takes seconds, so these run one after another.
 describe('irb build + irb boot: images booted by a real kernel', () => {
@@ -84,9 +87,9 @@ describe('irb build + irb boot: images booted by a real kernel', () => {
     const built = await runCli(['build', `${registry.host}/demo/probe:v1`, '-c', 'zstd', '-o', out, '-q']);
     expect(built.code, built.stderr).toBe(0);
     const booted = await runCli(['boot', out, '--timeout', '120']);
-    // The program exits 3: the VM powers off, and `irb boot` fails with that status.
-    expect(booted.code).toBe(1);
-    expect(booted.stderr).toContain('the guest program exited with status 3');
+    // The program exits 3: the VM powers off, and `irb boot` exits with that status.
+    expect(booted.code).toBe(3);
+    expect(booted.stderr).toBe('irb: the guest program exited with status 3\n');
     const o = booted.stdout;
     expect(o).toContain('probe: cwd=/srv/app data ids=1000:1000 groups=1000 44');
     expect(o).toContain("probe: args=[arg zero] [first one] [it's $(second)]");
@@ -166,4 +169,74 @@ describe('irb build + irb boot: images booted by a real kernel', () => {
       'irb: error: boot failed: "text-that-never-comes" did not appear before the VM stopped; check the console above',
     );
   }, 300_000);
+
+  describe('an image whose Cmd is an interactive shell', () => {
+    let shell: string;
+
+    beforeAll(async () => {
+      await pushImage(
+        registry,
+        'demo/shell',
+        'v1',
+        buildImage({ layers: [await busyboxLayer()], runtime: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] } }),
+      );
+      shell = join(dir, 'shell.cpio.gz');
+      const built = await runCli(['build', `${registry.host}/demo/shell:v1`, '-o', shell, '-q']);
+      expect(built.code, built.stderr).toBe(0);
+    }, 120_000);
+
+    it('reads piped stdin, and the exit status of the shell becomes the exit code of irb', async () => {
+      const booted = await runCli(['boot', shell, '--timeout', '120'], {
+        input: 'echo typed-$((6*7))\nexit 7\n',
+      });
+      expect(booted.stdout).toContain('typed-42');
+      expect(booted.stdout).toContain('irb: exit status 7');
+      expect(booted.code, booted.stdout.slice(-2000) + booted.stderr).toBe(7);
+      expect(booted.stderr).toBe('irb: the guest program exited with status 7\n');
+    }, 300_000);
+
+    it('on a terminal, forwards keys to the console and stops the VM on Ctrl-A x', async () => {
+      const command = [...cliCommand, 'boot', shell, '--timeout', '120'].map((a) => `'${a}'`).join(' ');
+      // script(1) gives irb a pseudo-terminal and copies our stdin to it, as a user would type.
+      const session = await runProgram('script', ['-qefc', command, '/dev/null'], {
+        answers: [
+          { after: PROMPT, send: 'echo pty-$((6*7))\r' },
+          { after: 'pty-42', send: '\x01x' },
+        ],
+      });
+      expect(session.stdout).toContain('irb: console input goes to the guest; Ctrl-A x stops the VM');
+      expect(session.stdout).toContain('pty-42');
+      expect(session.stdout).toContain('irb: stopped with Ctrl-A x');
+      expect(session.code, session.stdout.slice(-2000)).toBe(130);
+    }, 300_000);
+
+    it('SIGTERM stops QEMU and exits 143', async () => {
+      const booted = await runCli(['boot', shell, '--timeout', '120'], {
+        interruptWhen: (_stderr, stdout) => PROMPT.test(stdout),
+        interruptSignal: 'SIGTERM',
+      });
+      expect(booted.code, booted.stderr).toBe(143);
+      expect(booted.stderr).toBe('irb: interrupted\n');
+    }, 300_000);
+
+    it('too little --memory is named as such, with the size to use', async () => {
+      const starved = await runCli(['boot', shell, '--memory', '64', '--timeout', '120']);
+      expect(starved.code).toBe(1);
+      expect(starved.stderr).toMatch(
+        /^irb: error: boot failed: the guest ran out of memory with 64 MiB[^\n]*; give it more with --memory 512 or leave --memory out\n$/,
+      );
+      expect(starved.stderr).not.toContain('above');
+    }, 300_000);
+
+    it("a --kernel that is not a kernel is named as such, not in QEMU's words", async () => {
+      const fake = join(dir, 'not-a-kernel');
+      await writeFile(fake, Buffer.alloc(8192, 0x5a));
+      const result = await runCli(['boot', shell, '--kernel', fake]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(
+        `irb: error: ${fake} is not a bootable Linux kernel (no bzImage, arm64 Image, EFI zboot or ELF header); pass a kernel image (vmlinuz) as --kernel\n`,
+      );
+      expect(result.stdout).toBe('');
+    });
+  });
 });
