@@ -452,8 +452,8 @@ async function* consoleInput(
   }
 }
 
-/** The memory `irb boot` gives by default: what unpacking takes plus room for the program. */
-function defaultMemoryMiB(recommendedMemoryMiB: number): number {
+/** The memory `irb boot` gives by default: what unpacking takes plus room for the program (help and README say so). */
+export function defaultMemoryMiB(recommendedMemoryMiB: number): number {
   return Math.max(512, recommendedMemoryMiB + 256);
 }
 

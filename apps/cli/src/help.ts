@@ -10,7 +10,7 @@ Usage:
   irb build IMAGE [options]      build an initramfs from an image
   irb inspect IMAGE              show an image's digest, platforms, config and layers
   irb list-layers IMAGE          list an image's layers with digests and sizes
-  irb ls ARCHIVE                 list an initramfs (compressed, concatenated members too)
+  irb ls ARCHIVE|-               list an initramfs (compressed, concatenated members too)
   irb boot ARCHIVE [-- ARGS]     boot an initramfs in QEMU and stream the console
   irb cache ls|prune             list or trim the blob and layer index cache
   irb push ARCHIVE REF           store an initramfs in an OCI registry
@@ -21,9 +21,10 @@ oci:DIR[:TAG] (an OCI image layout) or docker-archive:FILE (a docker save tarbal
 
 Options:
   -h, --help      help for irb or a command (irb build --help)
-  -v, --version   print the version
+  -v, --version   print the version (with --verbose: Node, QEMU, KVM, zstd backend)
 
-Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.`,
+Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted (SIGINT),
+143 terminated (SIGTERM); irb boot exits with the guest program's status.`,
   build: `Usage: irb build IMAGE [options]
 
 Pulls IMAGE (no Docker daemon needed), applies its layers, adds an /init and
@@ -31,23 +32,28 @@ injected files, and writes a compressed CPIO newc archive the kernel boots.
 
 Output:
   -o, --output FILE            default initramfs.cpio.gz (.zst for zstd, .cpio for none);
-                               - writes the archive to stdout (the summary then goes to stderr)
+                               a .gz, .zst or .cpio ending picks the compression (a
+                               contradicting -c is refused); - writes the archive to stdout
+                               and the summary to stderr (with --json: only the JSON)
   -c, --compression NAME       gzip (default), zstd or none
       --level N                gzip 1-9 (default 6), zstd 1-19 (default 3)
       --threads N              compression threads (default: all cores)
 Image:
-      --platform OS/ARCH[/V]   platform of a multi-platform image (default linux/amd64)
+      --platform OS/ARCH[/V]   platform of a multi-platform image (default linux/amd64);
+                               an architecture alone (arm64) means linux/ARCH
       --insecure-registry HOST use plain HTTP for HOST (localhost always may); repeatable
       --keychain MODULE[#EXPORT]  credentials from your own auth package (a file or an
                                installed package exporting createKeychain()); asked before
                                IRB_AUTH_* and Docker/Podman config; repeatable
-      --cache-dir DIR          blob cache (default $IRB_CACHE_DIR or ~/.cache/irb/blobs)
+      --cache-dir DIR          blob cache (default $IRB_CACHE_DIR or ~/.cache/irb/blobs); the
+                               layer index goes beside it (DIR-index, or ~/.cache/irb/index)
       --no-cache               do not read or write the blob cache
       --cache-from REPO        remote build cache: on a hit (tag irb-<build key> in REPO)
                                pull the archive instead of building
       --cache-to REPO          push the result to REPO under irb-<build key>
 Contents:
-      --inject SRC:DEST        copy host file or directory SRC to DEST in the image; repeatable
+      --inject SRC:DEST        copy host file or directory SRC to DEST (an absolute path) in
+                               the image; repeatable
       --exclude GLOB           leave out paths matching GLOB (*, **, ?; anchored at /); repeatable
       --init FILE              use FILE as /init instead of the generated one
       --replace-init           replace an /init the image already has
@@ -55,7 +61,7 @@ Contents:
       --on-exit poweroff|reboot  how the generated /init ends the VM (default poweroff;
                                reboot for Firecracker, which ignores power-off)
 Output control:
-      --json                   print the summary as JSON on stdout
+      --json                   print the summary as JSON on stdout (stderr with -o -)
   -q, --quiet                  no progress and no summary
       --verbose                more detail; with errors, the cause chain and stack
 
@@ -65,28 +71,37 @@ runs Entrypoint + Cmd, prints "irb: exit status N" and powers the VM off.`,
   inspect: `Usage: irb inspect IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--keychain MODULE]... [--json]
 
 Shows the manifest digest, the platforms of a multi-platform image, the config
-(Entrypoint, Cmd, Env, WorkingDir, User) and the layers with their sizes.`,
+(Entrypoint, Cmd, Env, WorkingDir, User) and the layers with their sizes. --json
+uses the keys of build --json: manifestDigest, configDigest, indexDigest.`,
   'list-layers': `Usage: irb list-layers IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--keychain MODULE]... [--json]
 
 Lists the layers of IMAGE, base first: digest, media type, size, diff id.`,
-  ls: `Usage: irb ls ARCHIVE [--json]
+  ls: `Usage: irb ls ARCHIVE|- [--json]
 
 Lists an initramfs like lsinitramfs -l: mode, owner, size, mtime, name and link
-target, over gzip/zstd/plain members concatenated in one file.`,
+target, over gzip/zstd/plain members concatenated in one file. - reads the
+archive from stdin (irb build IMAGE -o - | irb ls -).`,
   boot: `Usage: irb boot ARCHIVE [options] [-- KERNEL_ARGS...]
 
 Boots ARCHIVE in QEMU (microvm with KVM when usable, otherwise software emulation
 on the pc machine) and streams the console to stdout.
 
-  --kernel PATH      kernel image (default: $IRB_KERNEL, else the newest /boot/vmlinuz-*,
-                     else one unpacked by scripts/ensure-env.sh in ~/.cache/irb/kernel)
-  -m, --memory MB    guest RAM (default: what the archive needs to unpack, at least 256)
+  --kernel PATH      kernel image: bzImage, arm64 Image, EFI zboot or ELF vmlinux (default:
+                     $IRB_KERNEL, else the newest /boot/vmlinuz-*, else the one
+                     scripts/ensure-env.sh unpacked in ~/.cache/irb/kernel)
+  -m, --memory MB    guest RAM (default: what the archive needs to unpack + 256, at
+                     least 512)
   --timeout S        give up after S seconds (default 120)
   --expect TEXT      succeed as soon as TEXT appears on the console; fail if it never does
   -q, --quiet        do not stream the console
   --verbose          also print the QEMU command line
 
-Exits 0 when the guest powered off cleanly (or TEXT appeared), 1 on a kernel panic,
-a timeout, a missing TEXT or a non-zero "irb: exit status N" from a generated /init.`,
+Console input: on a terminal, keys go to the guest (Ctrl-C too); Ctrl-A x stops
+the VM (exit 130), Ctrl-A Ctrl-A sends Ctrl-A. Piped stdin is sent to the console
+once the kernel has started /init.
+
+Exits with N when a generated /init reports "irb: exit status N" (0 when the guest
+program succeeded), 0 when TEXT appeared or the guest powered off by itself, 1 on
+a kernel panic, too little memory, a timeout or a missing TEXT.`,
   cache: CACHE_HELP,
 };

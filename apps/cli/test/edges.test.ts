@@ -13,6 +13,7 @@ import {
   startRegistry,
 } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultMemoryMiB } from '../src/cli.ts';
 import { bin, busyboxLayer, cliCommand, filesIn, repoRoot, runCli, runProgram } from './harness.ts';
 
 const run = promisify(execFile);
@@ -105,6 +106,17 @@ describe('irb CLI conventions and edges (no VM)', () => {
     expect(lines).toContain(`qemu x86_64 ${qemu.split('\n')[0]!.trim()}`);
     expect(verbose.stdout).toMatch(/^kvm {7}(\/dev\/kvm is usable|no \/dev\/kvm|\/dev\/kvm is not usable)/m);
     expect(verbose.stdout).toMatch(/^zstd {6}\S/m);
+  });
+
+  it('boot --help, the README and the code agree on the memory default', async () => {
+    const help = await runCli(['boot', '--help']);
+    expect(help.stdout).toMatch(/default: what the archive needs to unpack \+ 256, at\s+least 512\)/);
+    const readme = await readFile(join(repoRoot, 'apps/cli/README.md'), 'utf8');
+    expect(readme).toContain(
+      '`--memory` defaults to what the archive needs to unpack plus 256 MiB, and at least 512 MiB.',
+    );
+    expect(defaultMemoryMiB(0)).toBe(512);
+    expect(defaultMemoryMiB(300)).toBe(556);
   });
 
   it('unknown commands and flags get a "did you mean", exit 2', async () => {

@@ -2,7 +2,13 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compareKernelVersions, defaultKernelDirs, findKernel, hostArch } from './index.ts';
+import {
+  compareKernelVersions,
+  defaultKernelDirs,
+  findKernel,
+  hostArch,
+  kernelImageFormat,
+} from './index.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -89,5 +95,44 @@ describe('findKernel', () => {
       compareKernelVersions,
     );
     expect(sorted).toEqual(['5.10.0-30-amd64', '6.1.0-9-amd64', '6.1.0-28-amd64', '6.2', '6.10.1']);
+  });
+});
+
+describe('kernelImageFormat', () => {
+  const image = async (name: string, marks: Array<[number, string]>, size = 4096): Promise<string> => {
+    const bytes = Buffer.alloc(size);
+    for (const [offset, text] of marks) bytes.write(text, offset, 'latin1');
+    const path = join(dir, name);
+    await writeFile(path, bytes);
+    return path;
+  };
+
+  it('recognises the kernel images QEMU boots from their headers', async () => {
+    expect(await kernelImageFormat(await findKernel())).toBe('bzImage');
+    expect(
+      await kernelImageFormat(
+        await image('bz', [
+          [0, 'MZ'],
+          [0x202, 'HdrS'],
+        ]),
+      ),
+    ).toBe('bzImage');
+    expect(await kernelImageFormat(await image('Image', [[0x38, 'ARM\x64']]))).toBe('arm64-image');
+    expect(
+      await kernelImageFormat(
+        await image('zboot', [
+          [0, 'MZ'],
+          [4, 'zimg'],
+        ]),
+      ),
+    ).toBe('efi-zboot');
+    expect(await kernelImageFormat(await image('vmlinux', [[0, '\x7fELF']]))).toBe('elf');
+  });
+
+  it('says undefined for anything else, short files included', async () => {
+    expect(await kernelImageFormat(await image('text', [[0, 'hello, I am not a kernel']]))).toBeUndefined();
+    expect(await kernelImageFormat(await image('pe', [[0, 'MZ']]))).toBeUndefined();
+    expect(await kernelImageFormat(await image('short', [[0, 'MZ']], 0x100))).toBeUndefined();
+    expect(await kernelImageFormat(await image('empty', [], 0))).toBeUndefined();
   });
 });
