@@ -7,7 +7,6 @@ import {
   type BuildSummary,
   bootInitramfs,
   defaultKeychains,
-  findKernel,
   type ImageInspection,
   InitramfsBuilder,
   type InitramfsBuilderOptions,
@@ -458,7 +457,6 @@ export function defaultMemoryMiB(recommendedMemoryMiB: number): number {
 }
 
 async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  const kernel = args.kernel ?? (await findKernel());
   // Measured even with --memory: a failed boot can then say how much memory this archive needs.
   const measured = await measureArchive(args.archive, signal ? { signal } : {}).catch((error: unknown) => {
     if (args.memoryMb === undefined || signal?.aborted) throw error;
@@ -491,7 +489,9 @@ async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<nu
   let result: Awaited<ReturnType<typeof bootInitramfs>>;
   try {
     result = await bootInitramfs({
-      kernel,
+      // Without --kernel, the kernel for the archive's architecture (its /init says which).
+      ...(args.kernel !== undefined ? { kernel: args.kernel } : {}),
+      arch: 'auto',
       initramfs: args.archive,
       memoryMb,
       timeoutMs: Math.round(timeoutS * 1000),
@@ -534,7 +534,7 @@ async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<nu
     ? `the guest ran out of memory with ${memoryMb} MiB${silent ? ' (the kernel stopped before printing anything)' : ''}; ` +
       `give it more with --memory ${suggestedMb}${args.memoryMb !== undefined ? ' or leave --memory out' : ''}`
     : silent
-      ? `the kernel printed nothing on the console; check that --kernel ${kernel} is an x86_64 kernel with a serial console (ttyS0)`
+      ? `the kernel printed nothing on the console; check that ${args.kernel !== undefined ? `--kernel ${args.kernel}` : 'the kernel'} is built for ${result.arch} with a serial console`
       : result.panicked
         ? `the kernel panicked; read the console above${OUT_OF_MEMORY.test(result.output) ? '' : ' for the cause'}`
         : result.timedOut

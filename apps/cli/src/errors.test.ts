@@ -94,13 +94,43 @@ describe('describeError', () => {
     );
     expect(denied).not.toMatch(/free space|cacheDir/);
     expect(failure('EPERM', 'IRB_CACHE_WRITE_FAILED', library)).not.toContain('free space');
-    const full = failure(
-      'ENOSPC',
-      'IRB_CACHE_WRITE_FAILED',
-      'cannot write the blob cache at /c: the disk is full (ENOSPC); free space, or set `cacheDir`',
+    // Advice that fits the errno stands, in CLI words.
+    expect(
+      failure(
+        'EACCES',
+        'IRB_CACHE_WRITE_FAILED',
+        'cannot write the blob cache at /c: permission denied (EACCES); make the directory writable for this user, or set `cacheDir` (or IRB_CACHE_DIR) to a writable directory, or pass `cache: false`',
+      ),
+    ).toBe(
+      'irb: error: cannot write the blob cache at /c: permission denied (EACCES); make the directory writable for this user, or set --cache-dir (or IRB_CACHE_DIR) to a writable directory, or pass --no-cache',
     );
-    expect(full).toBe(
-      'irb: error: cannot write the blob cache at /c: the disk is full (ENOSPC); free space on that file system, or choose another directory with --cache-dir DIR, or build without a cache (--no-cache)',
+    expect(
+      failure(
+        'ENOSPC',
+        'IRB_CACHE_WRITE_FAILED',
+        'cannot write the blob cache at /c: the disk is full (ENOSPC); free space on that disk, or set `cacheDir`',
+      ),
+    ).toBe(
+      'irb: error: cannot write the blob cache at /c: the disk is full (ENOSPC); free space on that disk, or set --cache-dir',
+    );
+    // ENOSPC with advice that does not speak of space gets it.
+    expect(
+      failure(
+        'ENOSPC',
+        'IRB_OUTPUT_FAILED',
+        'cannot write the output /o (no space left on the device); choose a writable path with `output`',
+      ),
+    ).toBe(
+      'irb: error: cannot write the output /o (no space left on the device); free space on that file system, or choose another path with -o FILE',
+    );
+    expect(
+      failure(
+        'EROFS',
+        'IRB_OUTPUT_FAILED',
+        'cannot write the output /ro/x (the filesystem is read-only); free space',
+      ),
+    ).toBe(
+      'irb: error: cannot write the output /ro/x (the filesystem is read-only); that file system is read-only, or choose another path with -o FILE',
     );
     expect(
       failure(
@@ -109,7 +139,7 @@ describe('describeError', () => {
         'cannot write the output /ro/x (the filesystem is read-only); choose a writable path with `output`',
       ),
     ).toBe(
-      'irb: error: cannot write the output /ro/x (the filesystem is read-only); that file system is read-only, or choose another path with -o FILE',
+      'irb: error: cannot write the output /ro/x (the filesystem is read-only); choose a writable path with -o FILE',
     );
     // Without an errno the library's advice stands (translated).
     expect(

@@ -113,15 +113,27 @@ function signalExit(error: unknown): number {
   return number ? 128 + number : EXIT.interrupted;
 }
 
+/** Errnos that freeing space cures; for every other errno, "free space" is the wrong advice. */
+const SPACE_ERRNOS = new Set(['ENOSPC', 'EDQUOT']);
+
+/** Whether `advice` gives the wrong cure for `errno` ("free space" for EACCES, or not for ENOSPC). */
+function adviceContradicts(errno: string, advice: string): boolean {
+  const speaksOfSpace = /\bfree\b[^;]*\bspace\b|disk is full|quota/i.test(advice);
+  return SPACE_ERRNOS.has(errno) ? !speaksOfSpace : speaksOfSpace;
+}
+
 /** The one line for a library error: CLI flags instead of option names, advice that fits the errno. */
 function irbErrorLine(code: string, message: string, errno: string | undefined): string {
   const text = cliWording(message.split('\n')[0] ?? '');
   const place = PLACE_ADVICE[code];
   if (errno === undefined || place === undefined) return text;
-  // The library's advice may list every fix for every cause; keep what happened, and say the fix
-  // for this errno and the flags that choose another place.
   const cut = text.indexOf('; ');
   const head = cut < 0 ? text : text.slice(0, cut);
+  const advice = cut < 0 ? '' : text.slice(cut + 2);
+  // The library's advice stands when it fits the errno. Advice that lists one cure for every
+  // cause (or none) is replaced: what happened stays, then the fix for this errno and the flags
+  // that choose another place.
+  if (advice !== '' && !adviceContradicts(errno, advice)) return text;
   return `${head}; ${ERRNO_ADVICE[errno]}, or ${place}`;
 }
 
