@@ -146,10 +146,14 @@ describe('parseCli', () => {
       '-o x.cpio.zst names zstd but -c gzip was given; drop -c or rename the output',
     );
     expect(usage(['build', 'a', '-o', 'x.cpio', '-c', 'gzip'])).toContain('names a plain cpio but -c gzip');
-    expect(usage(['build', 'a', '-o', 'x.cpio.lz4'])).toContain('not lz4; name the file .gz, .zst or .cpio');
+    expect(usage(['build', 'a', '-o', 'x.cpio.lz4'])).toBe(
+      '-o x.cpio.lz4: irb does not write lz4; name the file .gz, .zst or .cpio',
+    );
     // The level range follows the inferred compression (zstd goes to 19, gzip to 9).
     expect(parseCli(['build', 'a', '-o', 'x.cpio.zst', '--level', '12'])).toMatchObject({ level: 12 });
-    expect(compressionFromName('a.tar.xz')).toBe('xz');
+    expect(compressionFromName('a.tar.xz')).toEqual({ foreign: 'xz' });
+    expect(compressionFromName('a.GZ')).toEqual({ writes: 'gzip' });
+    expect(compressionFromName('initrd.img')).toBeUndefined();
   });
 
   it('refuses a relative --inject DEST', () => {

@@ -12,8 +12,30 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * The compressions `irb build` writes: the one table behind `-c`, its levels, the default output
+ * name and the `-o` endings that pick it. A new one (lz4) is one more row.
+ */
+export const COMPRESSIONS = {
+  gzip: { levels: [1, 9], output: 'initramfs.cpio.gz', endings: ['.gz', '.gzip'] },
+  zstd: { levels: [1, 19], output: 'initramfs.cpio.zst', endings: ['.zst', '.zstd'] },
+  none: { levels: [0, 0], output: 'initramfs.cpio', endings: ['.cpio'] },
+} as const satisfies Record<string, { levels: [number, number]; output: string; endings: readonly string[] }>;
+
 /** Compression names the CLI accepts. */
-export type CompressionName = 'gzip' | 'zstd' | 'none';
+export type CompressionName = keyof typeof COMPRESSIONS;
+
+/** Endings of compressions irb reads about but does not write: refused for `-o`. */
+const FOREIGN_ENDINGS: Record<string, string> = {
+  '.lz4': 'lz4',
+  '.xz': 'xz',
+  '.lzma': 'lzma',
+  '.bz2': 'bzip2',
+};
+
+function isCompressionName(name: string): name is CompressionName {
+  return Object.hasOwn(COMPRESSIONS, name);
+}
 
 /** Parsed `irb build`. */
 export interface BuildArgs {
@@ -90,11 +112,7 @@ export const COMMANDS = ['build', 'inspect', 'list-layers', 'ls', 'boot', 'cache
 
 /** Default output name for a compression (what `-o` defaults to). */
 export function defaultOutput(compression: CompressionName): string {
-  return compression === 'gzip'
-    ? 'initramfs.cpio.gz'
-    : compression === 'zstd'
-      ? 'initramfs.cpio.zst'
-      : 'initramfs.cpio';
+  return COMPRESSIONS[compression].output;
 }
 
 const registryOptions = {
@@ -203,15 +221,20 @@ function platform(command: string, raw: unknown): string | undefined {
   return raw === undefined ? undefined : normalizePlatform(command, String(raw));
 }
 
-/** What a known archive file name ending says about its compression (`undefined`: nothing). */
-export function compressionFromName(name: string): CompressionName | 'lz4' | 'xz' | 'bzip2' | undefined {
+/**
+ * What a known file name ending says about its compression: `{ writes }` for one irb writes,
+ * `{ foreign }` for one it does not, `undefined` for an ending that says nothing (`.img`).
+ */
+export function compressionFromName(
+  name: string,
+): { writes: CompressionName } | { foreign: string } | undefined {
   const lower = name.toLowerCase();
-  if (/\.(gz|gzip)$/.test(lower)) return 'gzip';
-  if (/\.(zst|zstd)$/.test(lower)) return 'zstd';
-  if (/\.cpio$/.test(lower)) return 'none';
-  if (/\.lz4$/.test(lower)) return 'lz4';
-  if (/\.(xz|lzma)$/.test(lower)) return 'xz';
-  if (/\.bz2$/.test(lower)) return 'bzip2';
+  for (const [compression, { endings }] of Object.entries(COMPRESSIONS)) {
+    if (endings.some((e) => lower.endsWith(e))) return { writes: compression as CompressionName };
+  }
+  for (const [ending, foreign] of Object.entries(FOREIGN_ENDINGS)) {
+    if (lower.endsWith(ending)) return { foreign };
+  }
   return undefined;
 }
 
@@ -240,8 +263,6 @@ function seconds(command: string, flag: string, raw: unknown): number | undefine
   }
   return Number(text);
 }
-
-const LEVELS: Record<CompressionName, [number, number]> = { gzip: [1, 9], zstd: [1, 19], none: [0, 0] };
 
 /** Parses `irb`'s argv (without node and script); throws {@link UsageError} on mistakes. */
 export function parseCli(argv: string[]): CliArgs {
@@ -327,28 +348,33 @@ function parseBuild(argv: string[]): CliArgs {
   });
   if (values.help) return { command: 'help', topic: 'build' };
   const image = one('build', positionals, 'IMAGE');
+  const names = Object.keys(COMPRESSIONS);
   const given = values.compression as string | undefined;
-  if (given !== undefined && given !== 'gzip' && given !== 'zstd' && given !== 'none') {
-    throw new UsageError(`-c must be gzip, zstd or none, not "${given}"`, 'build');
+  if (given !== undefined && !isCompressionName(given)) {
+    throw new UsageError(
+      `-c must be ${names.slice(0, -1).join(', ')} or ${names.at(-1)}, not "${given}"`,
+      'build',
+    );
   }
   const output = values.output as string | undefined;
   // A known ending of -o decides the compression when -c is not given, and must agree with -c
   // when it is: `-o x.cpio.zst` holding gzip would be a trap for whoever reads the name.
   const named = output !== undefined && output !== '-' ? compressionFromName(output) : undefined;
-  if (named === 'lz4' || named === 'xz' || named === 'bzip2') {
+  if (named !== undefined && 'foreign' in named) {
+    const endings = Object.values(COMPRESSIONS).map((c) => c.endings[0]);
     throw new UsageError(
-      `-o ${output}: irb writes gzip, zstd or plain cpio, not ${named}; name the file .gz, .zst or .cpio`,
+      `-o ${output}: irb does not write ${named.foreign}; name the file ${endings.slice(0, -1).join(', ')} or ${endings.at(-1)}`,
       'build',
     );
   }
-  if (given !== undefined && named !== undefined && given !== named) {
+  if (given !== undefined && named !== undefined && given !== named.writes) {
     throw new UsageError(
-      `-o ${output} names ${named === 'none' ? 'a plain cpio' : named} but -c ${given} was given; drop -c or rename the output`,
+      `-o ${output} names ${named.writes === 'none' ? 'a plain cpio' : named.writes} but -c ${given} was given; drop -c or rename the output`,
       'build',
     );
   }
-  const compression: CompressionName = given ?? named ?? 'gzip';
-  const [lo, hi] = LEVELS[compression];
+  const compression: CompressionName = given ?? named?.writes ?? 'gzip';
+  const [lo, hi] = COMPRESSIONS[compression].levels;
   if (compression === 'none' && values.level !== undefined) {
     throw new UsageError('--level does not apply to -c none', 'build');
   }

@@ -262,7 +262,7 @@ describe('irb CLI conventions and edges (no VM)', () => {
     );
     const lz4 = await runCli(['build', image, '-o', join(sub, 'y.cpio.lz4')]);
     expect(lz4.code).toBe(2);
-    expectOneLine(lz4.stderr, /not lz4; name the file \.gz, \.zst or \.cpio/);
+    expectOneLine(lz4.stderr, /irb does not write lz4; name the file \.gz, \.zst or \.cpio/);
     expect(await filesIn(sub)).toEqual(['x.cpio', 'x.cpio.zst']);
   });
 
