@@ -234,7 +234,7 @@ describe('irb build + irb boot: images booted by a real kernel', () => {
       const result = await runCli(['boot', shell, '--kernel', fake]);
       expect(result.code).toBe(1);
       expect(result.stderr).toBe(
-        `irb: error: ${fake} is not a bootable Linux kernel (no bzImage, arm64 Image, EFI zboot or ELF header); pass a kernel image (vmlinuz) as --kernel\n`,
+        `irb: error: ${fake} is not a bootable Linux kernel (no bzImage, arm64 Image, EFI zboot, ELF or gzip header); pass a kernel image (vmlinuz) as --kernel\n`,
       );
       expect(result.stdout).toBe('');
     });

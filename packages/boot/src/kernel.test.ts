@@ -127,6 +127,7 @@ describe('kernelImageFormat', () => {
       ),
     ).toBe('efi-zboot');
     expect(await kernelImageFormat(await image('vmlinux', [[0, '\x7fELF']]))).toBe('elf');
+    expect(await kernelImageFormat(await image('Image.gz', [[0, '\x1f\x8b\x08']]))).toBe('gzip-image');
   });
 
   it('says undefined for anything else, short files included', async () => {

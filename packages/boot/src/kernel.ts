@@ -103,9 +103,10 @@ export async function findKernel(options: FindKernelOptions = {}): Promise<strin
 
 /**
  * The kinds of kernel image QEMU boots with `-kernel`: an x86 bzImage, an arm64 `Image`, an EFI
- * zboot image (a compressed arm64 or RISC-V kernel in a PE wrapper) and an ELF `vmlinux`.
+ * zboot image (a compressed arm64 or RISC-V kernel in a PE wrapper), an ELF `vmlinux`, and a
+ * gzip-compressed `Image` (the `vmlinuz` of some arm64 distributions; QEMU's arm loader unpacks it).
  */
-export type KernelImageFormat = 'bzImage' | 'arm64-image' | 'efi-zboot' | 'elf';
+export type KernelImageFormat = 'bzImage' | 'arm64-image' | 'efi-zboot' | 'elf' | 'gzip-image';
 
 function hasBytes(header: Uint8Array, offset: number, magic: string): boolean {
   if (header.byteLength < offset + magic.length) return false;
@@ -135,5 +136,6 @@ export async function kernelImageFormat(path: string): Promise<KernelImageFormat
   // EFI zboot: a PE image ("MZ") whose header carries "zimg" at offset 4 (drivers/firmware/efi/libstub/zboot-header.S).
   if (hasBytes(header, 0, 'MZ') && hasBytes(header, 4, 'zimg')) return 'efi-zboot';
   if (hasBytes(header, 0, '\x7fELF')) return 'elf';
+  if (header[0] === 0x1f && header[1] === 0x8b) return 'gzip-image';
   return undefined;
 }

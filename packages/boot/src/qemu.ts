@@ -320,7 +320,7 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
   if ((await kernelImageFormat(kernel)) === undefined) {
     throw new IrbError(
       'IRB_BOOT_KERNEL_INVALID',
-      `${kernel} is not a bootable Linux kernel (no bzImage, arm64 Image, EFI zboot or ELF header); pass a kernel image (vmlinuz) as \`kernel\``,
+      `${kernel} is not a bootable Linux kernel (no bzImage, arm64 Image, EFI zboot, ELF or gzip header); pass a kernel image (vmlinuz) as \`kernel\``,
     );
   }
   if (!(await readable(options.initramfs))) {
