@@ -457,13 +457,9 @@ export function defaultMemoryMiB(recommendedMemoryMiB: number): number {
 }
 
 async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  // Measured even with --memory: a failed boot can then say how much memory this archive needs.
-  const measured = await measureArchive(args.archive, signal ? { signal } : {}).catch((error: unknown) => {
-    if (args.memoryMb === undefined || signal?.aborted) throw error;
-    return undefined;
-  });
-  const suggestedMb = defaultMemoryMiB(measured?.recommendedMemoryMiB ?? 0);
-  const memoryMb = args.memoryMb ?? suggestedMb;
+  const measure = async () =>
+    defaultMemoryMiB((await measureArchive(args.archive, signal ? { signal } : {})).recommendedMemoryMiB);
+  const memoryMb = args.memoryMb ?? (await measure());
   const timeoutS = args.timeoutS ?? 120;
   const stdin = io.stdin;
   const interactive = stdin?.isTTY === true;
@@ -527,12 +523,19 @@ async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<nu
     return Number(status);
   }
   // A kernel short of memory either says so or, below about 64 MiB, stops before its first line.
-  const tooLittle =
-    (OUT_OF_MEMORY.test(result.output) || silent) &&
-    (args.memoryMb === undefined || args.memoryMb < suggestedMb);
+  // The default for this archive is what to suggest, unless the guest already had that much.
+  const oom = OUT_OF_MEMORY.test(result.output);
+  const defaultMb =
+    oom || silent
+      ? args.memoryMb === undefined
+        ? memoryMb
+        : await measure().catch(() => undefined)
+      : undefined;
+  const tooLittle = oom || (silent && defaultMb !== undefined && memoryMb < defaultMb);
+  const suggestMb = defaultMb !== undefined && memoryMb < defaultMb ? defaultMb : memoryMb * 2;
   const reason = tooLittle
     ? `the guest ran out of memory with ${memoryMb} MiB${silent ? ' (the kernel stopped before printing anything)' : ''}; ` +
-      `give it more with --memory ${suggestedMb}${args.memoryMb !== undefined ? ' or leave --memory out' : ''}`
+      `give it more with --memory ${suggestMb}${args.memoryMb !== undefined && suggestMb === defaultMb ? ' or leave --memory out' : ''}`
     : silent
       ? `the kernel printed nothing on the console; check that ${args.kernel !== undefined ? `--kernel ${args.kernel}` : 'the kernel'} is built for ${result.arch} with a serial console`
       : result.panicked
