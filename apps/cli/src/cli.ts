@@ -18,7 +18,15 @@ import {
   loadKeychainModule,
   measureArchive,
 } from '@irb/builder';
-import { type BootArgs, type BuildArgs, type ImageArgs, type LsArgs, parseCli, UsageError } from './args.ts';
+import {
+  type BootArgs,
+  type BuildArgs,
+  didYouMean,
+  type ImageArgs,
+  type LsArgs,
+  parseCli,
+  UsageError,
+} from './args.ts';
 import { runCache } from './cache-command.ts';
 import { describeError, EXIT } from './errors.ts';
 import { attachedInitramfsLines, buildCached, runFleet } from './fleet-command.ts';
@@ -116,7 +124,13 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
     switch (args.command) {
       case 'help': {
         const text = HELP[args.topic ?? 'main'];
-        if (text === undefined) throw new UsageError(`no help for "${args.topic}"`);
+        if (text === undefined) {
+          const guess = didYouMean(
+            args.topic ?? '',
+            Object.keys(HELP).filter((t) => t !== 'main'),
+          );
+          throw new UsageError(`no help for "${args.topic}"${guess ? ` (did you mean "${guess}"?)` : ''}`);
+        }
         io.stdout.write(`${text}\n`);
         return EXIT.ok;
       }

@@ -133,6 +133,9 @@ describe('irb CLI conventions and edges (no VM)', () => {
       /unknown option "--exlude" \(did you mean --exclude\?\); see "irb build --help"$/,
     );
     expect(existsSync(join(dir, 'typo.gz'))).toBe(false);
+    const help = await runCli(['help', 'bot']);
+    expect(help.code).toBe(2);
+    expectOneLine(help.stderr, /no help for "bot" \(did you mean "boot"\?\)/);
   });
 
   it('a relative --inject DEST is refused before anything is pulled', async () => {
