@@ -82,7 +82,10 @@ describe('parseCli', () => {
     expect(usage(['build'])).toBe('missing IMAGE');
     expect(usage(['build', 'a', 'b'])).toContain('unexpected argument "b"');
     expect(usage(['build', 'a', '--frobnicate'])).toBe('unknown option "--frobnicate"');
-    expect(usage(['build', 'a', '-c', 'lz4'])).toContain('-c must be gzip, zstd or none, not "lz4"');
+    expect(usage(['build', 'a', '-c', 'xz'])).toBe('-c must be gzip, zstd, lz4 or none, not "xz"');
+    expect(usage(['build', 'a', '-c', 'lz4', '--level', '2'])).toContain(
+      '--level must be a whole number from 1 to 1',
+    );
     expect(usage(['build', 'a', '--level', '10'])).toContain('--level must be a whole number from 1 to 9');
     expect(usage(['build', 'a', '-c', 'zstd', '--level', 'x'])).toContain('from 1 to 19');
     expect(usage(['build', 'a', '-c', 'none', '--level', '1'])).toContain('does not apply');
@@ -146,8 +149,10 @@ describe('parseCli', () => {
       '-o x.cpio.zst names zstd but -c gzip was given; drop -c or rename the output',
     );
     expect(usage(['build', 'a', '-o', 'x.cpio', '-c', 'gzip'])).toContain('names a plain cpio but -c gzip');
-    expect(usage(['build', 'a', '-o', 'x.cpio.lz4'])).toBe(
-      '-o x.cpio.lz4: irb does not write lz4; name the file .gz, .zst or .cpio',
+    expect(parseCli(['build', 'a', '-o', 'x.cpio.lz4'])).toMatchObject({ compression: 'lz4' });
+    expect(parseCli(['build', 'a', '-c', 'lz4'])).toMatchObject({ output: 'initramfs.cpio.lz4' });
+    expect(usage(['build', 'a', '-o', 'x.cpio.xz'])).toBe(
+      '-o x.cpio.xz: irb does not write xz; name the file .gz, .zst, .lz4 or .cpio',
     );
     // The level range follows the inferred compression (zstd goes to 19, gzip to 9).
     expect(parseCli(['build', 'a', '-o', 'x.cpio.zst', '--level', '12'])).toMatchObject({ level: 12 });

@@ -14,11 +14,13 @@ export class UsageError extends Error {
 
 /**
  * The compressions `irb build` writes: the one table behind `-c`, its levels, the default output
- * name and the `-o` endings that pick it. A new one (lz4) is one more row.
+ * name and the `-o` endings that pick it. A new compression is one more row.
  */
 export const COMPRESSIONS = {
   gzip: { levels: [1, 9], output: 'initramfs.cpio.gz', endings: ['.gz', '.gzip'] },
   zstd: { levels: [1, 19], output: 'initramfs.cpio.zst', endings: ['.zst', '.zstd'] },
+  // The kernel's legacy lz4 format: one level; fast to unpack, larger than zstd.
+  lz4: { levels: [1, 1], output: 'initramfs.cpio.lz4', endings: ['.lz4'] },
   none: { levels: [0, 0], output: 'initramfs.cpio', endings: ['.cpio'] },
 } as const satisfies Record<string, { levels: [number, number]; output: string; endings: readonly string[] }>;
 
@@ -27,7 +29,6 @@ export type CompressionName = keyof typeof COMPRESSIONS;
 
 /** Endings of compressions irb reads about but does not write: refused for `-o`. */
 const FOREIGN_ENDINGS: Record<string, string> = {
-  '.lz4': 'lz4',
   '.xz': 'xz',
   '.lzma': 'lzma',
   '.bz2': 'bzip2',

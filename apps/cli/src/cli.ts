@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { constants, readFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
-import * as facade from '@irb/builder';
 import {
   type ArchiveEntry,
   type BuildSummary,
@@ -17,6 +16,7 @@ import {
   listLayers,
   loadKeychainModule,
   measureArchive,
+  zstdBackend,
 } from '@irb/builder';
 import {
   type BootArgs,
@@ -103,11 +103,11 @@ async function environmentReport(): Promise<string[]> {
         : `/dev/kvm is not usable (${code}); irb boot uses software emulation (TCG)`;
   }
   lines.push(`kvm       ${kvm}`);
-  // zstdBackend() comes from @irb/compress through the facade; an older facade does not have it.
-  const backend = (facade as Record<string, unknown>).zstdBackend;
   let zstd: string;
   try {
-    zstd = typeof backend === 'function' ? String(backend()) : 'not reported by this @irb/builder';
+    // The backend -c zstd would use: zstd-napi, or node:zlib when the addon did not load
+    // (IRB_ZSTD_BACKEND forces one). Output bytes depend on it.
+    zstd = zstdBackend();
   } catch (error) {
     zstd = `unavailable: ${error instanceof Error ? error.message : String(error)}`;
   }

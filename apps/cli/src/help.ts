@@ -31,12 +31,12 @@ Pulls IMAGE (no Docker daemon needed), applies its layers, adds an /init and
 injected files, and writes a compressed CPIO newc archive the kernel boots.
 
 Output:
-  -o, --output FILE            default initramfs.cpio.gz (.zst for zstd, .cpio for none);
-                               a .gz, .zst or .cpio ending picks the compression (a
+  -o, --output FILE            default initramfs.cpio.gz (.zst for zstd, .lz4 for lz4, .cpio for none);
+                               a .gz, .zst, .lz4 or .cpio ending picks the compression (a
                                contradicting -c is refused); - writes the archive to stdout
                                and the summary to stderr (with --json: only the JSON)
-  -c, --compression NAME       gzip (default), zstd or none
-      --level N                gzip 1-9 (default 6), zstd 1-19 (default 3)
+  -c, --compression NAME       gzip (default), zstd, lz4 (the kernel's legacy format) or none
+      --level N                gzip 1-9 (default 6), zstd 1-19 (default 3), lz4 1
       --threads N              compression threads (default: all cores)
 Image:
       --platform OS/ARCH[/V]   platform of a multi-platform image (default linux/amd64);

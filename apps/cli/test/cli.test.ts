@@ -265,7 +265,7 @@ describe('irb CLI against a real registry (no VM)', () => {
       },
       {
         name: 'bad compression',
-        args: (out) => ['build', image, '-c', 'lz4', '-o', out],
+        args: (out) => ['build', image, '-c', 'xz', '-o', out],
         code: 2,
         message: /-c must be/,
       },

@@ -105,7 +105,9 @@ describe('irb CLI conventions and edges (no VM)', () => {
     const { stdout: qemu } = await run('qemu-system-x86_64', ['--version']);
     expect(lines).toContain(`qemu x86_64 ${qemu.split('\n')[0]!.trim()}`);
     expect(verbose.stdout).toMatch(/^kvm {7}(\/dev\/kvm is usable|no \/dev\/kvm|\/dev\/kvm is not usable)/m);
-    expect(verbose.stdout).toMatch(/^zstd {6}\S/m);
+    expect(verbose.stdout).toMatch(/^zstd {6}(zstd-napi|node:zlib)$/m);
+    const forced = await runCli(['--version', '--verbose'], { env: { IRB_ZSTD_BACKEND: 'node' } });
+    expect(forced.stdout).toMatch(/^zstd {6}node:zlib$/m);
   });
 
   it('boot --help, the README and the code agree on the memory default', async () => {
@@ -263,10 +265,17 @@ describe('irb CLI conventions and edges (no VM)', () => {
       mismatch.stderr,
       /-o .*y\.cpio\.zst names zstd but -c gzip was given; drop -c or rename the output/,
     );
-    const lz4 = await runCli(['build', image, '-o', join(sub, 'y.cpio.lz4')]);
-    expect(lz4.code).toBe(2);
-    expectOneLine(lz4.stderr, /irb does not write lz4; name the file \.gz, \.zst or \.cpio/);
-    expect(await filesIn(sub)).toEqual(['x.cpio', 'x.cpio.zst']);
+    const lz4 = join(sub, 'x.cpio.lz4');
+    const legacy = await runCli(['build', image, '-o', lz4, '--json']);
+    expect(legacy.code, legacy.stderr).toBe(0);
+    expect(JSON.parse(legacy.stdout).compression).toBe('lz4');
+    // The kernel's legacy lz4 format, which the lz4 tool reads too.
+    expect([...(await readFile(lz4)).subarray(0, 4)]).toEqual([0x02, 0x21, 0x4c, 0x18]);
+    await run('sh', ['-c', `lz4 -dc ${shellQuote(lz4)} | cpio -it --quiet >/dev/null`]);
+    const xz = await runCli(['build', image, '-o', join(sub, 'y.cpio.xz')]);
+    expect(xz.code).toBe(2);
+    expectOneLine(xz.stderr, /irb does not write xz; name the file \.gz, \.zst, \.lz4 or \.cpio/);
+    expect(await filesIn(sub)).toEqual(['x.cpio', 'x.cpio.lz4', 'x.cpio.zst']);
   });
 
   it('a cache directory that cannot be created names --cache-dir and --no-cache, not library options', async () => {

@@ -6,6 +6,7 @@ export {
   findKernel,
   kernelCommandLine,
 } from '@irb/boot';
+export { type ZstdBackend, zstdBackend } from '@irb/compress';
 export { IrbError, isIrbError } from '@irb/errors';
 export type { AuthScope, Credential, Keychain } from '@irb/registry';
 export {
