@@ -61,6 +61,7 @@ describe('parseCli', () => {
       replaceInit: true,
       keepInit: false,
       onExit: 'reboot',
+      initKind: 'auto',
       exclude: ['/usr/share/doc/**'],
       noCache: true,
       insecureRegistries: ['reg.lan:5000'],
@@ -93,6 +94,11 @@ describe('parseCli', () => {
     expect(usage(['build', 'a', '--inject', 'nocolon'])).toContain('SRC:DEST');
     expect(usage(['build', 'a', '--on-exit', 'halt'])).toContain('--on-exit must be poweroff or reboot');
     expect(usage(['build', 'a', '--keep-init', '--init', 'x'])).toContain('--keep-init');
+    expect(usage(['build', 'a', '--init-kind', 'busybox'])).toBe(
+      '--init-kind must be auto, static or sh, not "busybox"',
+    );
+    expect(usage(['build', 'a', '--init-kind', 'sh', '--init', 'x'])).toContain('it excludes --init');
+    expect(parseCli(['build', 'a', '--init-kind', 'sh'])).toMatchObject({ initKind: 'sh' });
     expect(usage(['build', 'a', '--level'])).toContain("Option '--level <value>' argument missing");
     expect(usage(['build', 'a', '--platform', 'linux'])).toContain('--platform wants os/arch');
     expect(usage(['inspect', 'a', '--platform', 'a/b/c/d'])).toContain('--platform wants os/arch');

@@ -52,6 +52,7 @@ export interface BuildArgs {
   replaceInit: boolean;
   keepInit: boolean;
   onExit: 'poweroff' | 'reboot';
+  initKind: 'auto' | 'static' | 'sh';
   exclude: string[];
   cacheDir?: string;
   noCache: boolean;
@@ -339,6 +340,7 @@ function parseBuild(argv: string[]): CliArgs {
     'replace-init': { type: 'boolean' },
     'keep-init': { type: 'boolean' },
     'on-exit': { type: 'string' },
+    'init-kind': { type: 'string' },
     exclude: { type: 'string', multiple: true },
     'cache-dir': { type: 'string' },
     'no-cache': { type: 'boolean' },
@@ -388,6 +390,16 @@ function parseBuild(argv: string[]): CliArgs {
   if (values.quiet && values.verbose) {
     throw new UsageError('--quiet and --verbose exclude each other', 'build');
   }
+  const initKind = (values['init-kind'] ?? 'auto') as string;
+  if (initKind !== 'auto' && initKind !== 'static' && initKind !== 'sh') {
+    throw new UsageError(`--init-kind must be auto, static or sh, not "${initKind}"`, 'build');
+  }
+  if (values['init-kind'] !== undefined && (values.init !== undefined || values['keep-init'])) {
+    throw new UsageError(
+      `--init-kind chooses the generated /init; it excludes ${values.init !== undefined ? '--init' : '--keep-init'}`,
+      'build',
+    );
+  }
   const onExit = (values['on-exit'] ?? 'poweroff') as string;
   if (onExit !== 'poweroff' && onExit !== 'reboot') {
     throw new UsageError(`--on-exit must be poweroff or reboot, not "${onExit}"`, 'build');
@@ -419,6 +431,7 @@ function parseBuild(argv: string[]): CliArgs {
     replaceInit: Boolean(values['replace-init']),
     keepInit: Boolean(values['keep-init']),
     onExit,
+    initKind,
     exclude: (values.exclude as string[] | undefined) ?? [],
     noCache: Boolean(values['no-cache']),
     insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],

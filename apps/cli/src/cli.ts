@@ -192,6 +192,7 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
     replaceImageInit: args.replaceInit,
     keepImageInit: args.keepInit,
     exitAction: args.onExit,
+    initKind: args.initKind,
     insecureRegistries: args.insecureRegistries,
     onProgress: (event) => renderer.onEvent(event),
   };
@@ -242,6 +243,7 @@ export function summaryJson(s: BuildSummary): Record<string, unknown> {
     platform: s.platform,
     compression: s.compression,
     init: s.init,
+    initKind: s.initKind ?? null,
     entries: s.entries,
     excluded: s.excluded,
     uncompressedBytes: s.uncompressedBytes,
@@ -258,7 +260,10 @@ export function summaryText(s: BuildSummary): string[] {
     ['image', `${s.image} (${s.platform})`],
     ['manifest', s.manifestDigest],
     ['config', s.configDigest],
-    ['entries', `${s.entries}${s.excluded ? ` (${s.excluded} excluded)` : ''}, /init ${s.init}`],
+    [
+      'entries',
+      `${s.entries}${s.excluded ? ` (${s.excluded} excluded)` : ''}, /init ${s.init}${s.initKind ? ` (${s.initKind})` : ''}`,
+    ],
     [
       'size',
       `${formatBytes(s.uncompressedBytes)} cpio → ${formatBytes(s.compressedBytes)} ${s.compression}` +

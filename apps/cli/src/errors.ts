@@ -31,6 +31,7 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
   keepImageInit: '--keep-init',
   'keepImageInit: true': '--keep-init',
   exitAction: '--on-exit',
+  initKind: '--init-kind',
   cacheDir: '--cache-dir',
   'cache: false': '--no-cache',
   insecureRegistries: '--insecure-registry',

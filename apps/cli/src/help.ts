@@ -58,6 +58,10 @@ Contents:
       --init FILE              use FILE as /init instead of the generated one
       --replace-init           replace an /init the image already has
       --keep-init              boot the image's own /init (no /init is generated)
+      --init-kind auto|static|sh  the generated /init: irb's static program (x86_64,
+                               aarch64; needs nothing in the image) or a POSIX sh script
+                               (needs /bin/sh and mount); auto (default): static if irb
+                               has it for the image's architecture, else sh
       --on-exit poweroff|reboot  how the generated /init ends the VM (default poweroff;
                                reboot for Firecracker, which ignores power-off)
 Output control:
@@ -65,7 +69,8 @@ Output control:
   -q, --quiet                  no progress and no summary
       --verbose                more detail; with errors, the cause chain and stack
 
-Without --init, irb generates a POSIX sh /init that mounts /proc, /sys, /dev
+Without --init, irb generates an /init (its static program, or a POSIX sh script
+with --init-kind sh) that mounts /proc, /sys, /dev
 (+ /dev/pts, /dev/shm), /run and /tmp, sets the config's Env, WorkingDir and User,
 runs Entrypoint + Cmd, prints "irb: exit status N" and powers the VM off.`,
   inspect: `Usage: irb inspect IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--keychain MODULE]... [--json]
