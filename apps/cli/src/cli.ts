@@ -534,7 +534,8 @@ async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<nu
   if (args.verbose) io.stderr.write(`irb: ${result.command.join(' ')}\n`);
   // A generated /init reports the program's status, which becomes irb's exit code (as with
   // `docker run`); with --expect, the text decides.
-  const status = /irb: exit status (\d+)/.exec(result.output)?.[1];
+  // The last report counts: the program's own output might hold the same words.
+  const status = [...result.output.matchAll(/irb: exit status (\d+)/g)].at(-1)?.[1];
   const silent = result.output.trim() === '';
   if (result.ok && !silent) {
     if (args.expect !== undefined || status === undefined) return EXIT.ok;
@@ -558,7 +559,7 @@ async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<nu
     : silent
       ? `the kernel printed nothing on the console; check that ${args.kernel !== undefined ? `--kernel ${args.kernel}` : 'the kernel'} is built for ${result.arch} with a serial console`
       : result.panicked
-        ? `the kernel panicked; read the console above${OUT_OF_MEMORY.test(result.output) ? '' : ' for the cause'}`
+        ? 'the kernel panicked; read the console above for the cause'
         : result.timedOut
           ? args.expect !== undefined
             ? `"${args.expect}" did not appear within ${timeoutS} s; check the console above or raise --timeout`
