@@ -88,12 +88,14 @@ target, over gzip/zstd/plain members concatenated in one file. - reads the
 archive from stdin (irb build IMAGE -o - | irb ls -).`,
   boot: `Usage: irb boot ARCHIVE [options] [-- KERNEL_ARGS...]
 
-Boots ARCHIVE in QEMU (microvm with KVM when usable, otherwise software emulation
-on the pc machine) and streams the console to stdout.
+Boots ARCHIVE in QEMU for the architecture of its /init (x86_64: microvm with KVM
+when usable, otherwise software emulation on the pc machine; aarch64: virt) and
+streams the console to stdout.
 
   --kernel PATH      kernel image: bzImage, arm64 Image, EFI zboot or ELF vmlinux (default:
-                     $IRB_KERNEL, else the newest /boot/vmlinuz-*, else the one
-                     scripts/ensure-env.sh unpacked in ~/.cache/irb/kernel)
+                     $IRB_KERNEL_X86_64 / $IRB_KERNEL_AARCH64, else $IRB_KERNEL, else
+                     the newest /boot/vmlinuz-*, else the one scripts/ensure-env.sh
+                     unpacked in ~/.cache/irb/kernel or kernel-aarch64)
   -m, --memory MB    guest RAM (default: what the archive needs to unpack + 256, at
                      least 512)
   --timeout S        give up after S seconds (default 120)
