@@ -1,7 +1,14 @@
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
+import {
+  buildImage,
+  buildIndex,
+  buildTar,
+  pushImage,
+  type StartedRegistry,
+  startRegistry,
+} from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxLayer, cliCommand, filesIn, runCli, runProgram } from './harness.ts';
 
@@ -169,6 +176,32 @@ describe('irb build + irb boot: images booted by a real kernel', () => {
     expect(missing.stderr.trim()).toBe(
       'irb: error: boot failed: "text-that-never-comes" did not appear before the VM stopped; check the console above',
     );
+  }, 300_000);
+
+  it('--platform arm64 builds an arm64 archive that irb boot runs on an aarch64 guest', async () => {
+    const cache = process.env.XDG_CACHE_HOME || join(process.env.HOME || homedir(), '.cache');
+    const busybox = join(cache, 'irb', 'aarch64', 'bin', 'busybox');
+    const arm = buildImage({
+      layers: [await busyboxLayer([], busybox)],
+      platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+      runtime: { Cmd: ['/bin/sh', '-c', 'echo "arm-probe: $(uname -m)"; exit 4'], Env: ['PATH=/bin'] },
+    });
+    await pushImage(registry, 'demo/arm', 'v1', buildIndex([arm]));
+    const out = join(dir, 'arm.cpio.zst');
+    const built = await runCli([
+      'build',
+      `${registry.host}/demo/arm:v1`,
+      '--platform',
+      'arm64',
+      '-o',
+      out,
+      '--json',
+    ]);
+    expect(built.code, built.stderr).toBe(0);
+    expect(JSON.parse(built.stdout)).toMatchObject({ platform: 'linux/arm64/v8', compression: 'zstd' });
+    const booted = await runCli(['boot', out, '--timeout', '180']);
+    expect(booted.stdout).toContain('arm-probe: aarch64');
+    expect(booted.code, booted.stdout.slice(-2000) + booted.stderr).toBe(4);
   }, 300_000);
 
   describe('an image whose Cmd is an interactive shell', () => {

@@ -128,11 +128,12 @@ const APPLETS = [
 ];
 
 /**
- * A real busybox root filesystem layer: Debian's static busybox, applet symlinks, /etc/passwd
+ * A real busybox root filesystem layer: Debian's static busybox (the host's, or the arm64 one
+ * at `busyboxPath`), applet symlinks, /etc/passwd
  * and /etc/group with an unprivileged user `app` (uid 1000, groups app and video).
  */
-export async function busyboxLayer(extra: TarSpec[] = []): Promise<Uint8Array> {
-  const busybox = new Uint8Array(await readFile('/bin/busybox'));
+export async function busyboxLayer(extra: TarSpec[] = [], busyboxPath = '/bin/busybox'): Promise<Uint8Array> {
+  const busybox = new Uint8Array(await readFile(busyboxPath));
   const entries: TarSpec[] = [
     { type: 'directory', path: 'bin/' },
     { type: 'file', path: 'bin/busybox', content: busybox, mode: 0o755 },
