@@ -159,7 +159,11 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
   return prefixed.length === 1 ? prefixed[0] : undefined;
 }
 
-function parse(
+/**
+ * node:util parseArgs with `-h/--help`, strict, in the CLI's words: an unknown option gets a
+ * "did you mean"; every mistake is a {@link UsageError} for `command`.
+ */
+export function parseOptions(
   command: string,
   argv: string[],
   options: ParseArgsOptionsConfig,
@@ -277,7 +281,7 @@ export function parseCli(argv: string[]): CliArgs {
       return parseBuild(rest);
     case 'inspect':
     case 'list-layers': {
-      const { values, positionals } = parse(first, rest, {
+      const { values, positionals } = parseOptions(first, rest, {
         ...registryOptions,
         json: { type: 'boolean' },
         verbose: { type: 'boolean' },
@@ -296,7 +300,7 @@ export function parseCli(argv: string[]): CliArgs {
       return args;
     }
     case 'ls': {
-      const { values, positionals } = parse(first, rest, {
+      const { values, positionals } = parseOptions(first, rest, {
         json: { type: 'boolean' },
         verbose: { type: 'boolean' },
       });
@@ -329,7 +333,7 @@ export function parseCli(argv: string[]): CliArgs {
 }
 
 function parseBuild(argv: string[]): CliArgs {
-  const { values, positionals } = parse('build', argv, {
+  const { values, positionals } = parseOptions('build', argv, {
     output: { type: 'string', short: 'o' },
     compression: { type: 'string', short: 'c' },
     level: { type: 'string' },
@@ -457,7 +461,7 @@ function parseBoot(argv: string[]): CliArgs {
   const dash = argv.indexOf('--');
   const own = dash < 0 ? argv : argv.slice(0, dash);
   const kernelArgs = dash < 0 ? [] : argv.slice(dash + 1);
-  const { values, positionals } = parse('boot', own, {
+  const { values, positionals } = parseOptions('boot', own, {
     kernel: { type: 'string' },
     memory: { type: 'string', short: 'm' },
     timeout: { type: 'string' },

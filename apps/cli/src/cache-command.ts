@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import {
   type CacheEntry,
   cacheDirectories,
@@ -9,7 +8,7 @@ import {
   parseDuration,
   pruneCache,
 } from '@irb/builder';
-import { UsageError } from './args.ts';
+import { didYouMean, parseOptions, UsageError } from './args.ts';
 import type { CliIo } from './cli.ts';
 import { formatBytes, table } from './format.ts';
 
@@ -53,27 +52,18 @@ export function parseCacheArgs(argv: string[]): CacheArgs | { command: 'help'; t
   if (action === undefined || action === '-h' || action === '--help')
     return { command: 'help', topic: 'cache' };
   if (action !== 'ls' && action !== 'prune') {
-    throw new UsageError(`unknown cache action "${action}" (actions: ls, prune)`, 'cache');
+    const guess = didYouMean(action, ['ls', 'prune']);
+    throw new UsageError(
+      `unknown cache action "${action}" (${guess ? `did you mean "${guess}"?` : 'actions: ls, prune'})`,
+      'cache',
+    );
   }
-  let values: Record<string, unknown>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: rest,
-      options: {
-        'cache-dir': { type: 'string' },
-        json: { type: 'boolean' },
-        verbose: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        ...(action === 'prune' ? { 'max-size': { type: 'string' }, 'older-than': { type: 'string' } } : {}),
-      },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (error) {
-    const message = error instanceof Error ? error.message.split('. ')[0]!.replace(/\.$/, '') : String(error);
-    throw new UsageError(message, 'cache');
-  }
+  const { values, positionals } = parseOptions('cache', rest, {
+    'cache-dir': { type: 'string' },
+    json: { type: 'boolean' },
+    verbose: { type: 'boolean' },
+    ...(action === 'prune' ? { 'max-size': { type: 'string' }, 'older-than': { type: 'string' } } : {}),
+  });
   if (values.help) return { command: 'help', topic: 'cache' };
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`, 'cache');
   const args: CacheArgs = {

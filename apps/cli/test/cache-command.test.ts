@@ -147,7 +147,9 @@ describe('irb cache', () => {
       [['cache', 'frob'], /unknown cache action "frob" \(actions: ls, prune\)/],
       [['cache', 'prune', '--max-size', 'lots'], /--max-size wants a size such as 5G/],
       [['cache', 'prune', '--older-than', '3y'], /--older-than wants a duration such as 30d/],
-      [['cache', 'ls', '--max-size', '1G'], /Unknown option '--max-size'/],
+      [['cache', 'ls', '--max-size', '1G'], /unknown option "--max-size"/],
+      [['cache', 'prune', '--max-szie', '1G'], /unknown option "--max-szie" \(did you mean --max-size\?\)/],
+      [['cache', 'prnue'], /unknown cache action "prnue" \(did you mean "prune"\?\)/],
     ];
     for (const [args, pattern] of cases) {
       const result = await runCli(args);
