@@ -338,6 +338,7 @@ export function inspectionJson(info: ImageInspection): Record<string, unknown> {
     },
     ...(info.created ? { created: info.created } : {}),
     layers: info.layers,
+    ...(info.initramfs ? { initramfs: info.initramfs } : {}),
   };
 }
 
