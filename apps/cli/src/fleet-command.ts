@@ -3,7 +3,7 @@
  * `pullInitramfs` in @irb/builder). Parsing, help and output live here; args.ts, cli.ts and
  * help.ts only dispatch to this file.
  */
-import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import {
   type AttachedInitramfs,
   buildWithRemoteCache,
@@ -17,7 +17,7 @@ import {
   pushInitramfs,
 } from '@irb/builder';
 import type { BuildArgs } from './args.ts';
-import { UsageError } from './args.ts';
+import { normalizePlatform, parseOptions, UsageError } from './args.ts';
 import { summaryJson, summaryText } from './cli.ts';
 import { formatBytes, table } from './format.ts';
 
@@ -74,18 +74,7 @@ const common = {
 } as const satisfies ParseArgsOptionsConfig;
 
 function parse(command: string, argv: string[], options: ParseArgsOptionsConfig) {
-  try {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      options: { ...common, ...options },
-      allowPositionals: true,
-      strict: true,
-    });
-    return { values: values as Record<string, unknown>, positionals };
-  } catch (error) {
-    const message = error instanceof Error ? error.message.split('. ')[0]!.replace(/\.$/, '') : String(error);
-    throw new UsageError(message, command);
-  }
+  return parseOptions(command, argv, { ...common, ...options });
 }
 
 function shared(command: string, values: Record<string, unknown>) {
@@ -94,10 +83,9 @@ function shared(command: string, values: Record<string, unknown>) {
   }
   if (values.quiet && values.verbose)
     throw new UsageError('--quiet and --verbose exclude each other', command);
-  const platform = values.platform as string | undefined;
-  if (platform !== undefined && !/^[a-z0-9_-]+\/[a-z0-9_-]+(\/[a-z0-9_.-]+)?$/i.test(platform)) {
-    throw new UsageError(`--platform wants os/arch[/variant] (e.g. linux/arm64), not "${platform}"`, command);
-  }
+  // `arm64` means linux/arm64 here too, as for build and inspect.
+  const platform =
+    values.platform === undefined ? undefined : normalizePlatform(command, String(values.platform));
   return {
     insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
     keychains: (values.keychain as string[] | undefined) ?? [],
