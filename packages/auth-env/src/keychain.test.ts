@@ -92,6 +92,15 @@ describe('createEnvKeychain', () => {
         'IRB_REGISTRY_AUTH["ghcr.io"]',
       ],
       [{ IRB_AUTH_GHCR_IO: `u:${secret}`, IRB_TOKEN_GHCR_IO: secret }, 'IRB_TOKEN_GHCR_IO'],
+      // A password that is not UTF-8 would reach the registry changed: refused, not decoded lossily.
+      [
+        {
+          IRB_REGISTRY_AUTH: JSON.stringify({
+            'ghcr.io': { auth: Buffer.from([...Buffer.from(`u:${secret}`), 0xff, 0xfe]).toString('base64') },
+          }),
+        },
+        'IRB_REGISTRY_AUTH["ghcr.io"]',
+      ],
     ];
     for (const [env, name] of cases) {
       const error = await createEnvKeychain({ env })

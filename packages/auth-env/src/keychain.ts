@@ -147,8 +147,20 @@ function entryCredential(entry: Record<string, unknown>, where: string): Credent
     case 'auth': {
       const auth = str('auth');
       if (auth !== undefined) {
-        const decoded = Buffer.from(auth, 'base64').toString('utf8');
-        if (/^[A-Za-z0-9+/]+={0,2}$/.test(auth)) return basic(decoded, where);
+        if (/^[A-Za-z0-9+/]+={0,2}$/.test(auth)) {
+          // Strict: a password that is not UTF-8 would be sent changed, so it is refused instead.
+          let decoded: string;
+          try {
+            decoded = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(auth, 'base64'));
+          } catch {
+            // No cause: like every message here, nothing derived from the secret goes along.
+            throw new IrbError(
+              'IRB_AUTH_ENV_INVALID',
+              `the "auth" of ${where} decodes to bytes that are not UTF-8; give "username" and "password" instead`,
+            );
+          }
+          return basic(decoded, where);
+        }
       }
       break;
     }
