@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { buildTar, writeOciLayout } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDockerArchive } from './docker-archive.ts';
-import { indexTar } from './tar-index.ts';
-import { layerTar, readLayer, run, sha256, tarContents } from './test-helpers.ts';
+import { openDockerArchive } from '../src/sources/docker-archive.ts';
+import { indexTar } from '../src/sources/tar-index.ts';
+import { layerTar, readLayer, run, sha256, tarContents } from '../src/sources/test-helpers.ts';
 
 let root: string;
 let layoutDir: string;

@@ -1,8 +1,8 @@
 import { gzipSync } from 'node:zlib';
 import { type CpioEntry, packCpio, readCpio } from '@irb/cpio';
 import { describe, expect, it } from 'vitest';
-import { chunked, collect, run } from '../test/helpers.ts';
-import { compress, decodeInitramfs, type InitramfsMember, ZSTD_BACKEND_ENV } from './index.ts';
+import { compress, decodeInitramfs, type InitramfsMember, ZSTD_BACKEND_ENV } from '../src/index.ts';
+import { chunked, collect, run } from './helpers.ts';
 
 function entries(prefix: string, count: number): CpioEntry[] {
   const list: CpioEntry[] = [{ type: 'directory', path: prefix, mode: 0o755 }];

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { elfArch } from '@irb/boot';
 import { describe, expect, it } from 'vitest';
-import { INIT_ARCHES, initArchForPlatform, staticInitBinary, staticInitPath } from './index.ts';
+import { INIT_ARCHES, initArchForPlatform, staticInitBinary, staticInitPath } from '../src/index.ts';
 
 const pkg = fileURLToPath(new URL('..', import.meta.url));
 

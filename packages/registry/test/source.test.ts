@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTar, type StartedRegistry, startRegistry, writeOciLayout } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRegistryClient } from './client.ts';
-import { openImage, parseImageSpec } from './source.ts';
-import { layerTar, run, tarContents } from './sources/test-helpers.ts';
-import type { Image } from './types.ts';
+import { createRegistryClient } from '../src/client.ts';
+import { openImage, parseImageSpec } from '../src/source.ts';
+import { layerTar, run, tarContents } from '../src/sources/test-helpers.ts';
+import type { Image } from '../src/types.ts';
 
 describe('parseImageSpec', () => {
   it('splits transports the way skopeo does', () => {

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTar, writeLayoutBlob, writeOciLayout } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openOciLayout } from './oci-layout.ts';
-import { layerTar, readLayer, run, sha256, tarContents } from './test-helpers.ts';
+import { openOciLayout } from '../src/sources/oci-layout.ts';
+import { layerTar, readLayer, run, sha256, tarContents } from '../src/sources/test-helpers.ts';
 
 let root: string;
 beforeAll(async () => {
