@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { IrbError } from '@irb/errors';
-import type { PathFilterEntry } from '@irb/layers';
+import { compileGlob, type PathFilterEntry } from '@irb/layers';
 import { globMatches } from './init-choice.ts';
 import { localesFromEnv, SLIM_PRESETS, type SlimPreset, slimRemoves } from './slim.ts';
 import type { BootTrace } from './trace.ts';
@@ -92,6 +92,7 @@ export function pathFilter(input: PathFilterInput): ((entry: PathFilterEntry) =>
   if (slim.length === 0 && !input.keepOnly) return undefined;
   const context = { locales: localesFromEnv(input.env) };
   const keepOnly = input.keepOnly;
+  const globs = input.keep.map((pattern) => compileGlob(pattern));
   return (entry) => {
     if (slim.some((p) => slimRemoves(p, entry.path, entry.type === 'directory', context))) return false;
     if (!keepOnly) return true;
@@ -101,7 +102,6 @@ export function pathFilter(input: PathFilterInput): ((entry: PathFilterEntry) =>
       const slash = key.lastIndexOf('/');
       if (keepOnly.listed.has(slash < 0 ? '' : key.slice(0, slash))) return true;
     }
-    const rel = entry.path.slice(1);
-    return input.keep.some((glob) => globMatches(glob, rel));
+    return globs.some((glob) => globMatches(glob, key));
   };
 }

@@ -1,6 +1,6 @@
 import { IrbError, isIrbError } from '@irb/errors';
 import { initArchForPlatform } from '@irb/init';
-import type { Rootfs } from '@irb/layers';
+import { compileGlob, type Glob, type Rootfs } from '@irb/layers';
 import type { ContainerConfig } from '@irb/registry';
 import { type InitPlan, type InitRootfsView, planInit } from './init.ts';
 import { planStaticInit, type StaticInitPlan } from './static-init.ts';
@@ -196,29 +196,15 @@ function absolute(path: string): string {
 }
 
 /**
- * Whether an `exclude` glob matches a key (no leading `/`), with @irb/layers' rules: anchored at
- * the root, `*` within a component, `**` any number of components, `?` one character; a
- * directory that matches takes everything below it, so an ancestor match counts too.
+ * Whether an `exclude` glob covers a key (no leading `/`; the path's bytes one char each, as
+ * @irb/layers keys are): the glob matches the key or one of its ancestors, since excluding a
+ * directory takes everything below it. The rules are @irb/layers' own (`compileGlob`).
  */
-export function globMatches(pattern: string, key: string): boolean {
-  const parts = pattern
-    .replace(/^(\.\/|\/)+/, '')
-    .split('/')
-    .filter((s) => s !== '');
+export function globMatches(pattern: string | Glob, key: string): boolean {
+  const glob = typeof pattern === 'string' ? compileGlob(pattern) : pattern;
   const components = key.split('/').filter((s) => s !== '');
-  const component = (glob: string) =>
-    new RegExp(
-      `^${[...glob].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('')}$`,
-      's',
-    );
-  const match = (i: number, j: number): boolean => {
-    if (i === parts.length) return true; // the rest of the key is below a matched directory
-    if (parts[i] === '**') return match(i + 1, j) || (j < components.length && match(i, j + 1));
-    return (
-      j < components.length &&
-      component(parts[i] as string).test(components[j] as string) &&
-      match(i + 1, j + 1)
-    );
-  };
-  return match(0, 0);
+  for (let n = components.length; n >= 1; n--) {
+    if (glob.test(components.slice(0, n).join('/'))) return true;
+  }
+  return false;
 }

@@ -1,6 +1,7 @@
 export { createDirectoryIndexCache, indexCacheKey } from './index-cache.ts';
 export { indexLayers } from './index-layers.ts';
 export { parseInjectSpec } from './inject-spec.ts';
+export { compileGlob, type Glob } from './path.ts';
 export { Rootfs } from './rootfs.ts';
 export type {
   IndexCache,
