@@ -184,6 +184,8 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
     mode: silent ? 'none' : io.stderr.isTTY ? 'tty' : 'plain',
     compression: args.compression,
   });
+  // Said once: zstd output bytes depend on the library that wrote them (zstd-napi or node:zlib).
+  if (args.verbose && args.compression === 'zstd') io.stderr.write(`irb: zstd backend: ${zstdBackend()}\n`);
   const options: InitramfsBuilderOptions = {
     image: args.image,
     compression: args.compression,

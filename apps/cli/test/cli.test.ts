@@ -115,6 +115,10 @@ describe('irb CLI against a real registry (no VM)', () => {
   it('writes the archive to stdout with -o - and the summary to stderr', async () => {
     const file = join(dir, 'file.cpio.zst');
     expect((await runCli(['build', image, '-c', 'zstd', '-o', file, '-q'])).code).toBe(0);
+    // --verbose says once which zstd library wrote the bytes (they depend on it).
+    const verbose = await runCli(['build', image, '-c', 'zstd', '-o', join(dir, 'v.cpio.zst'), '--verbose']);
+    expect(verbose.code, verbose.stderr).toBe(0);
+    expect(verbose.stderr.match(/^irb: zstd backend: (zstd-napi|node:zlib)$/gm)).toHaveLength(1);
     const piped = await runCli(['build', image, '-c', 'zstd', '-o', '-', '--json']);
     expect(piped.code, piped.stderr).toBe(0);
     expect(Buffer.compare(Buffer.from(piped.stdoutBytes), await readFile(file))).toBe(0);
