@@ -38,6 +38,16 @@ describe('parseCli', () => {
       './etc:/etc/app',
       '--exclude',
       '/usr/share/doc/**',
+      '--slim',
+      'docs,locales',
+      '--slim',
+      'docs',
+      '--keep-only',
+      'a.json',
+      '--keep-only',
+      'b.json',
+      '--keep',
+      '/etc/ssl/**',
       '--init',
       'init.sh',
       '--replace-init',
@@ -64,6 +74,9 @@ describe('parseCli', () => {
       onExit: 'reboot',
       initKind: 'auto',
       exclude: ['/usr/share/doc/**'],
+      slim: ['docs', 'locales'],
+      keepOnly: ['a.json', 'b.json'],
+      keep: ['/etc/ssl/**'],
       noCache: true,
       insecureRegistries: ['reg.lan:5000'],
       keychains: ['@acme/irb-auth#createVault'],
@@ -181,9 +194,76 @@ describe('parseCli', () => {
       expect: 'ok',
       timeoutS: 30,
       kernelArgs: ['quiet', '--x'],
+      timeline: false,
+      runs: 1,
+      json: false,
       quiet: false,
       verbose: false,
     });
+  });
+
+  it('reads --slim presets (all, commas, repeats) and refuses unknown ones with a guess', () => {
+    expect(parseCli(['build', 'a', '--slim', 'all'])).toMatchObject({
+      slim: ['docs', 'locales', 'caches', 'devel'],
+    });
+    expect(parseCli(['build', 'a', '--slim', 'caches, docs', '--slim', 'caches'])).toMatchObject({
+      slim: ['caches', 'docs'],
+    });
+    expect(usage(['build', 'a', '--slim', 'doc'])).toBe('unknown slim preset "doc" (did you mean "docs"?)');
+    expect(usage(['build', 'a', '--slim', 'python'])).toBe(
+      'unknown slim preset "python" (presets: docs, locales, caches, devel, all)',
+    );
+    expect(usage(['build', 'a', '--slim', ','])).toBe(
+      '--slim needs a preset: docs, locales, caches, devel, all',
+    );
+    expect(usage(['build', 'a', '--keep', '/etc/**'])).toMatch(
+      /^--keep adds paths to what a trace keeps; give the trace with --keep-only/,
+    );
+    expect(usage(['trace', 'a', '--slim', 'locale'])).toBe(
+      'unknown slim preset "locale" (did you mean "locales"?)',
+    );
+  });
+
+  it('reads boot --timeline, --runs and --json, which go together', () => {
+    expect(parseCli(['boot', 'x.cpio', '--timeline', '--runs', '5', '--json'])).toMatchObject({
+      timeline: true,
+      runs: 5,
+      json: true,
+    });
+    expect(usage(['boot', 'x.cpio', '--runs', '5'])).toBe(
+      '--runs goes with --timeline (irb boot ARCHIVE --timeline --runs N)',
+    );
+    expect(usage(['boot', 'x.cpio', '--json'])).toBe(
+      '--json goes with --timeline (irb boot ARCHIVE --timeline --json)',
+    );
+    expect(usage(['boot', 'x.cpio', '--timeline', '--runs', '0'])).toBe(
+      '--runs must be a whole number from 1 to 100, not "0"',
+    );
+    expect(usage(['boot', 'x.cpio', '--timeline', '--expect', 'hi'])).toBe(
+      '--timeline boots until the guest powers off; it excludes --expect',
+    );
+  });
+
+  it('reads irb trace and irb analyze', () => {
+    expect(parseCli(['trace', 'app:1', '--timeout', '30', '--slim', 'docs'])).toMatchObject({
+      command: 'trace',
+      image: 'app:1',
+      output: 'trace.json',
+      timeoutS: 30,
+      slim: ['docs'],
+    });
+    expect(usage(['trace', 'app:1', '--timeout', '1.5'])).toBe(
+      '--timeout must be a whole number from 1 to 86400, not "1.5"',
+    );
+    expect(usage(['trace', 'app:1', '-o', '-'])).toMatch(/^-o needs a file name/);
+    expect(usage(['trace', 'app:1', '--keep-only', 't.json'])).toBe('unknown option "--keep-only"');
+    expect(parseCli(['analyze', 'x.cpio.gz', '--top', '5', '--json'])).toMatchObject({
+      command: 'analyze',
+      target: 'x.cpio.gz',
+      top: 5,
+      json: true,
+    });
+    expect(usage(['analyze', '-'])).toMatch(/^analyze reads the archive twice over/);
   });
 
   it('answers help and version', () => {

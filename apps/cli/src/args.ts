@@ -1,6 +1,9 @@
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import { type AnalyzeArgs, parseAnalyze } from './analyze-command.ts';
 import { type CacheArgs, parseCacheArgs } from './cache-command.ts';
 import { type FleetArgs, parseFleet, remoteCacheArgs, remoteCacheOptions } from './fleet-command.ts';
+import { SLIM_OPTIONS, type SlimArgs, slimArgs } from './slim-options.ts';
+import { parseTrace, type TraceArgs } from './trace-command.ts';
 
 /** A command-line mistake: printed with a hint to `--help`, exit code 2. */
 export class UsageError extends Error {
@@ -38,8 +41,8 @@ function isCompressionName(name: string): name is CompressionName {
   return Object.hasOwn(COMPRESSIONS, name);
 }
 
-/** Parsed `irb build`. */
-export interface BuildArgs {
+/** Parsed `irb build` (`slim`, `keepOnly`, `keep`: see slim-options.ts). */
+export interface BuildArgs extends SlimArgs {
   command: 'build';
   image: string;
   output: string;
@@ -94,6 +97,10 @@ export interface BootArgs {
   timeoutS?: number;
   expect?: string;
   kernelArgs: string[];
+  /** `--timeline`: boot `runs` times and print each phase's median instead of the console. */
+  timeline: boolean;
+  runs: number;
+  json: boolean;
   quiet: boolean;
   verbose: boolean;
 }
@@ -106,18 +113,32 @@ export type CliArgs =
   | BootArgs
   | CacheArgs
   | FleetArgs
+  | AnalyzeArgs
+  | TraceArgs
   | { command: 'help'; topic?: string }
   | { command: 'version' };
 
 /** The commands, in help order. */
-export const COMMANDS = ['build', 'inspect', 'list-layers', 'ls', 'boot', 'cache', 'push', 'pull'] as const;
+export const COMMANDS = [
+  'build',
+  'inspect',
+  'list-layers',
+  'ls',
+  'analyze',
+  'boot',
+  'trace',
+  'cache',
+  'push',
+  'pull',
+] as const;
 
 /** Default output name for a compression (what `-o` defaults to). */
 export function defaultOutput(compression: CompressionName): string {
   return COMPRESSIONS[compression].output;
 }
 
-const registryOptions = {
+/** The flags every command that reads an image takes. */
+export const registryOptions = {
   platform: { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
   keychain: { type: 'string', multiple: true },
@@ -244,7 +265,8 @@ export function compressionFromName(
   return undefined;
 }
 
-function one(command: string, positionals: string[], what: string): string {
+/** The one positional argument `what`; none or more is a usage error. */
+export function one(command: string, positionals: string[], what: string): string {
   if (positionals.length === 0) throw new UsageError(`missing ${what}`, command);
   if (positionals.length > 1) {
     throw new UsageError(`unexpected argument "${positionals[1]}" (one ${what} expected)`, command);
@@ -252,7 +274,14 @@ function one(command: string, positionals: string[], what: string): string {
   return positionals[0]!;
 }
 
-function integer(command: string, flag: string, raw: unknown, min: number, max: number): number | undefined {
+/** A whole number flag from `min` to `max`, or `undefined` when not given. */
+export function integer(
+  command: string,
+  flag: string,
+  raw: unknown,
+  min: number,
+  max: number,
+): number | undefined {
   if (raw === undefined) return undefined;
   const text = String(raw);
   if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
@@ -261,7 +290,8 @@ function integer(command: string, flag: string, raw: unknown, min: number, max: 
   return Number(text);
 }
 
-function seconds(command: string, flag: string, raw: unknown): number | undefined {
+/** A positive number of seconds, or `undefined` when not given. */
+export function seconds(command: string, flag: string, raw: unknown): number | undefined {
   if (raw === undefined) return undefined;
   const text = String(raw);
   if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0) {
@@ -319,6 +349,10 @@ export function parseCli(argv: string[]): CliArgs {
     case 'push':
     case 'pull':
       return parseFleet(first, rest);
+    case 'analyze':
+      return parseAnalyze(rest);
+    case 'trace':
+      return parseTrace(rest);
     default: {
       if (first.startsWith('-')) {
         const guess = didYouMean(first, ['--help', '--version', '-h', '-v']);
@@ -346,6 +380,7 @@ function parseBuild(argv: string[]): CliArgs {
     'on-exit': { type: 'string' },
     'init-kind': { type: 'string' },
     exclude: { type: 'string', multiple: true },
+    ...SLIM_OPTIONS,
     'cache-dir': { type: 'string' },
     'no-cache': { type: 'boolean' },
     ...remoteCacheOptions,
@@ -437,6 +472,7 @@ function parseBuild(argv: string[]): CliArgs {
     onExit,
     initKind,
     exclude: (values.exclude as string[] | undefined) ?? [],
+    ...slimArgs('build', values),
     noCache: Boolean(values['no-cache']),
     insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
     keychains: (values.keychain as string[] | undefined) ?? [],
@@ -466,6 +502,9 @@ function parseBoot(argv: string[]): CliArgs {
     memory: { type: 'string', short: 'm' },
     timeout: { type: 'string' },
     expect: { type: 'string' },
+    timeline: { type: 'boolean' },
+    runs: { type: 'string' },
+    json: { type: 'boolean' },
     quiet: { type: 'boolean', short: 'q' },
     verbose: { type: 'boolean' },
   });
@@ -474,9 +513,23 @@ function parseBoot(argv: string[]): CliArgs {
     command: 'boot',
     archive: one('boot', positionals, 'ARCHIVE'),
     kernelArgs,
+    timeline: Boolean(values.timeline),
+    runs: integer('boot', 'runs', values.runs, 1, 100) ?? 1,
+    json: Boolean(values.json),
     quiet: Boolean(values.quiet),
     verbose: Boolean(values.verbose),
   };
+  if (!args.timeline) {
+    // Both only shape the timeline's report; without it they would be silently ignored.
+    const stray = values.runs !== undefined ? '--runs' : values.json ? '--json' : undefined;
+    if (stray)
+      throw new UsageError(
+        `${stray} goes with --timeline (irb boot ARCHIVE --timeline ${stray === '--runs' ? '--runs N' : '--json'})`,
+        'boot',
+      );
+  } else if (values.expect !== undefined) {
+    throw new UsageError('--timeline boots until the guest powers off; it excludes --expect', 'boot');
+  }
   if (values.kernel !== undefined) args.kernel = String(values.kernel);
   const memory = integer('boot', 'memory', values.memory, 64, 1024 * 1024);
   if (memory !== undefined) args.memoryMb = memory;

@@ -28,7 +28,7 @@ import {
   UsageError,
 } from './args.ts';
 import { runCache } from './cache-command.ts';
-import { describeError, EXIT } from './errors.ts';
+import { cliWording, describeError, EXIT } from './errors.ts';
 import { attachedInitramfsLines, buildCached, runFleet } from './fleet-command.ts';
 import { formatBytes, formatDuration, formatMode, formatTime, table } from './format.ts';
 import { HELP } from './help.ts';
@@ -153,6 +153,10 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
       case 'push':
       case 'pull':
         return await runFleet(args, io, signal);
+      case 'analyze':
+        return await (await import('./analyze-command.ts')).runAnalyze(args, io, signal);
+      case 'trace':
+        return await (await import('./trace-command.ts')).runTrace(args, io, signal);
     }
   } catch (error) {
     const { lines, code } = describeError(
@@ -191,6 +195,9 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
     compression: args.compression,
     inject: args.inject,
     exclude: args.exclude,
+    slim: args.slim,
+    keepOnly: args.keepOnly,
+    keep: args.keep,
     replaceImageInit: args.replaceInit,
     keepImageInit: args.keepInit,
     exitAction: args.onExit,
@@ -232,6 +239,8 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
   const out = toStdout ? io.stderr : io.stdout;
   if (args.json) out.write(`${JSON.stringify(summaryJson(summary), null, 2)}\n`);
   else if (!args.quiet) out.write(`${summaryText(summary).join('\n')}\n`);
+  // --quiet drops the summary, not what will stop the VM from working.
+  else for (const w of summary.warnings) io.stderr.write(`irb: warning: ${cliWording(w)}\n`);
   return EXIT.ok;
 }
 
@@ -246,13 +255,16 @@ export function summaryJson(s: BuildSummary): Record<string, unknown> {
     compression: s.compression,
     init: s.init,
     initKind: s.initKind ?? null,
+    command: s.command ?? null,
     entries: s.entries,
     excluded: s.excluded,
+    filtered: s.filtered,
     uncompressedBytes: s.uncompressedBytes,
     compressedBytes: s.compressedBytes,
     unpackedBytes: s.unpackedBytes,
     recommendedMemoryMiB: s.recommendedMemoryMiB,
     lostXattrs: s.lostXattrs,
+    warnings: s.warnings.map(cliWording),
     durationMs: s.durationMs,
   };
 }
@@ -262,10 +274,8 @@ export function summaryText(s: BuildSummary): string[] {
     ['image', `${s.image} (${s.platform})`],
     ['manifest', s.manifestDigest],
     ['config', s.configDigest],
-    [
-      'entries',
-      `${s.entries}${s.excluded ? ` (${s.excluded} excluded)` : ''}, /init ${s.init}${s.initKind ? ` (${s.initKind})` : ''}`,
-    ],
+    ['entries', `${s.entries}${leftOut(s)}, /init ${s.init}${s.initKind ? ` (${s.initKind})` : ''}`],
+    ...(s.command ? [['command', s.command.map(showWord).join(' ')]] : []),
     [
       'size',
       `${formatBytes(s.uncompressedBytes)} cpio → ${formatBytes(s.compressedBytes)} ${s.compression}` +
@@ -280,6 +290,7 @@ export function summaryText(s: BuildSummary): string[] {
     ['time', formatDuration(s.durationMs)],
   ];
   const lines = [`wrote ${s.output}`, ...table(rows).map((l) => `  ${l}`)];
+  for (const w of s.warnings) lines.push(`  warning: ${cliWording(w)}`);
   if (s.lostXattrs.length > 0) {
     lines.push(`  warning: newc cannot store extended attributes; ${s.lostXattrs.length} files lost some:`);
     for (const x of s.lostXattrs.slice(0, 10)) lines.push(`    ${x.path}: ${x.names.join(', ')}`);
@@ -288,8 +299,22 @@ export function summaryText(s: BuildSummary): string[] {
   return lines;
 }
 
+/** What the entries line says was left out: ` (3 excluded, 1200 filtered)`. */
+function leftOut(s: BuildSummary): string {
+  const parts = [
+    ...(s.excluded ? [`${s.excluded} excluded`] : []),
+    ...(s.filtered ? [`${s.filtered} left out by --slim/--keep-only`] : []),
+  ];
+  return parts.length ? ` (${parts.join(', ')})` : '';
+}
+
+/** An argv word as a shell would need it, so the command line reads unambiguously. */
+export function showWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
 /** `--keychain` modules are asked first, then the built-in keychains. */
-async function keychains(specs: readonly string[]): Promise<Keychain[] | undefined> {
+export async function keychains(specs: readonly string[]): Promise<Keychain[] | undefined> {
   if (specs.length === 0) return undefined;
   const loaded: Keychain[] = [];
   for (const spec of specs) loaded.push(await loadKeychainModule(spec));
@@ -479,6 +504,7 @@ export function defaultMemoryMiB(recommendedMemoryMiB: number): number {
 }
 
 async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  if (args.timeline) return (await import('./timeline-command.ts')).runTimeline(args, io, signal);
   const measure = async () =>
     defaultMemoryMiB((await measureArchive(args.archive, signal ? { signal } : {})).recommendedMemoryMiB);
   const memoryMb = args.memoryMb ?? (await measure());

@@ -66,6 +66,18 @@ describe('describeError', () => {
         'k is not a bootable Linux kernel; pass a kernel image (vmlinuz) as `kernel`',
         'k is not a bootable Linux kernel; pass a kernel image (vmlinuz) as --kernel',
       ],
+      [
+        '`keep` globs only matter with `keepOnly`; add a trace, or use `exclude` to remove paths',
+        '--keep globs only matter with --keep-only; add a trace, or use --exclude to remove paths',
+      ],
+      ['`slim`: unknown slim preset "x"', '--slim: unknown slim preset "x"'],
+      [
+        "`trace` needs irb's static init, and `init` says not to generate one",
+        "irb trace needs irb's static init, and --init says not to generate one",
+      ],
+      ['give the run more `timeoutSeconds` or memory', 'give the run more --timeout or memory'],
+      ['`subject` needs `source`, the image', '`subject` needs --source, the image'],
+      ['drop it from `annotations`', 'drop it from --annotation'],
       // Backticked words that are not options stay as they are.
       ['the image has no `mount`; add busybox', 'the image has no `mount`; add busybox'],
     ];
@@ -75,7 +87,7 @@ describe('describeError', () => {
       ]);
     }
     // Every flag the table names is one the CLI has (or says how to set it).
-    for (const flag of Object.values(OPTION_FLAGS)) expect(flag).toMatch(/^(-|[A-Z])/);
+    for (const flag of Object.values(OPTION_FLAGS)) expect(flag).toMatch(/^(-|[A-Z]|irb [a-z])/);
   });
 
   it('gives the advice that fits the errno: permission is not space', () => {

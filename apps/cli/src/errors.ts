@@ -32,6 +32,11 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
   'keepImageInit: true': '--keep-init',
   exitAction: '--on-exit',
   initKind: '--init-kind',
+  slim: '--slim',
+  keepOnly: '--keep-only',
+  keep: '--keep',
+  // The builder's trace mode is what `irb trace` turns on.
+  trace: 'irb trace',
   cacheDir: '--cache-dir',
   'cache: false': '--no-cache',
   insecureRegistries: '--insecure-registry',
@@ -44,6 +49,13 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
   timeoutMs: '--timeout',
   expect: '--expect',
   append: '-- KERNEL_ARGS',
+  // TraceOptions
+  timeoutSeconds: '--timeout',
+  // Fleet: PushInitramfsOptions / PullInitramfsOptions (`subject` has no flag: push decides it)
+  for: '--for',
+  source: '--source',
+  annotations: '--annotation',
+  chunkSize: '--chunk-size',
 };
 
 /** Rewrites the library's backticked option names into the CLI's flags (see {@link OPTION_FLAGS}). */

@@ -72,3 +72,22 @@ export function table(rows: string[][], right: boolean[] = []): string[] {
       .join('  '),
   );
 }
+
+const EIGHTHS = ['', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+
+/**
+ * A horizontal bar `value / max` of `width` cells, in eighths of a cell (so 3 % and 5 % differ).
+ * A value above zero always shows at least a sliver.
+ */
+export function bar(value: number, max: number, width: number): string {
+  if (!(max > 0) || !(value > 0)) return '';
+  const eighths = Math.max(1, Math.round((Math.min(value, max) / max) * width * 8));
+  return '█'.repeat(Math.floor(eighths / 8)) + EIGHTHS[eighths % 8];
+}
+
+/** A percentage with one decimal (`12.3%`), `<0.1%` for a sliver. */
+export function formatPercent(part: number, whole: number): string {
+  if (!(whole > 0)) return '—';
+  const p = (100 * part) / whole;
+  return p > 0 && p < 0.1 ? '<0.1%' : `${p.toFixed(1)}%`;
+}

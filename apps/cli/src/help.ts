@@ -1,9 +1,14 @@
+import { ANALYZE_HELP } from './analyze-command.ts';
 import { CACHE_HELP } from './cache-command.ts';
 import { FLEET_HELP } from './fleet-command.ts';
+import { slimPresetLines } from './slim-options.ts';
+import { TRACE_HELP } from './trace-command.ts';
 
 /** Help texts, one per command; kept beside the parser so flags and docs stay in step. */
 export const HELP: Record<string, string> = {
   ...FLEET_HELP,
+  analyze: ANALYZE_HELP,
+  trace: TRACE_HELP,
   main: `irb — turn an OCI/Docker image into a bootable Linux initramfs
 
 Usage:
@@ -11,7 +16,10 @@ Usage:
   irb inspect IMAGE              show an image's digest, platforms, config and layers
   irb list-layers IMAGE          list an image's layers with digests and sizes
   irb ls ARCHIVE|-               list an initramfs (compressed, concatenated members too)
+  irb analyze IMAGE|ARCHIVE      where the bytes are, and what --slim would save
   irb boot ARCHIVE [-- ARGS]     boot an initramfs in QEMU and stream the console
+                                 (--timeline: when each boot phase was reached)
+  irb trace IMAGE -o TRACE.json  record what the program uses (for build --keep-only)
   irb cache ls|prune             list or trim the blob and layer index cache
   irb push ARCHIVE REF           store an initramfs in an OCI registry
   irb pull REF -o FILE           fetch one (or: irb pull --for IMAGE -o FILE)
@@ -35,7 +43,10 @@ Output:
                                a .gz, .zst, .lz4 or .cpio ending picks the compression (a
                                contradicting -c is refused); - writes the archive to stdout
                                and the summary to stderr (with --json: only the JSON)
-  -c, --compression NAME       gzip (default), zstd, lz4 (the kernel's legacy format) or none
+  -c, --compression NAME       gzip (default), zstd, lz4 (the kernel's legacy format) or none:
+                               lz4 unpacks fastest; zstd is small and quick to unpack; none
+                               skips decompression but has the most bytes to load; gzip
+                               boots on every kernel but unpacks slowest
       --level N                gzip 1-9 (default 6), zstd 1-19 (default 3), lz4 1
       --threads N              compression threads (default: all cores)
 Image:
@@ -55,6 +66,13 @@ Contents:
       --inject SRC:DEST        copy host file or directory SRC to DEST (an absolute path) in
                                the image; repeatable
       --exclude GLOB           leave out paths matching GLOB (*, **, ?; anchored at /); repeatable
+      --slim PRESET[,PRESET]   leave out well-known dead weight; repeatable; all = every preset:
+${slimPresetLines('                                 ').join('\n')}
+      --keep-only TRACE.json   keep only what a traced run used (irb trace writes the file),
+                               their parent directories, /etc/passwd and /etc/group;
+                               repeatable (traces are merged)
+      --keep GLOB              with --keep-only: keep GLOB too (what the trace could not see:
+                               stat-only checks, code paths the run did not take); repeatable
       --init FILE              use FILE as /init instead of the generated one
       --replace-init           replace an /init the image already has
       --keep-init              boot the image's own /init (no /init is generated)
@@ -100,6 +118,11 @@ streams the console to stdout.
                      least 512)
   --timeout S        give up after S seconds (default 120)
   --expect TEXT      succeed as soon as TEXT appears on the console; fail if it never does
+  --timeline         do not stream the console; print when each phase was reached
+                     (kernel unpack start, unpacked, /init, program exec, first line, VM
+                     end, wall), in ms on the guest's clock, with a bar per phase
+  --runs N           with --timeline: boot N times and print each phase's median
+  --json             with --timeline: one JSON object, a field per phase in ms
   -q, --quiet        do not stream the console
   --verbose          also print the QEMU command line
 

@@ -80,13 +80,16 @@ describe('irb CLI against a real registry (no VM)', () => {
       'compression',
       'init',
       'initKind',
+      'command',
       'entries',
       'excluded',
+      'filtered',
       'uncompressedBytes',
       'compressedBytes',
       'unpackedBytes',
       'recommendedMemoryMiB',
       'lostXattrs',
+      'warnings',
       'durationMs',
     ]);
     expect(summary).toMatchObject({

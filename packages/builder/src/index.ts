@@ -1,10 +1,16 @@
 export {
   type BootOptions,
   type BootResult,
+  type BootTimeline,
+  type BootTimelineOptions,
+  type BootTimelineReport,
   bootInitramfs,
+  bootTimeline,
   type FindKernelOptions,
   findKernel,
   kernelCommandLine,
+  TIMELINE_PHASES,
+  type TimelinePhase,
 } from '@irb/boot';
 export { type ZstdBackend, zstdBackend } from '@irb/compress';
 export { IrbError, isIrbError } from '@irb/errors';

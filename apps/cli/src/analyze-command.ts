@@ -1,0 +1,258 @@
+/**
+ * `irb analyze IMAGE|ARCHIVE`: where the bytes of an initramfs (or of the one an image would
+ * give) are — by directory, by kind, the largest files, identical files that are not hard links,
+ * and what each slim preset would save (see `analyzeArchive` / `analyzeImage` in @irb/builder).
+ */
+import { stat } from 'node:fs/promises';
+import {
+  type AnalyzeOptions,
+  type ArchiveAnalysis,
+  analyzeArchive,
+  analyzeImage,
+  type InitramfsBuilderOptions,
+  type SizeGroup,
+  SLIM_PRESET_INFO,
+} from '@irb/builder';
+import { integer, normalizePlatform, one, parseOptions, registryOptions, UsageError } from './args.ts';
+import type { CliIo } from './cli.ts';
+import { keychains } from './cli.ts';
+import { EXIT } from './errors.ts';
+import { bar, formatBytes, formatPercent, table } from './format.ts';
+import { createProgressRenderer } from './progress.ts';
+
+/** Parsed `irb analyze`. */
+export interface AnalyzeArgs {
+  command: 'analyze';
+  /** An existing file is an archive; anything else an image reference. */
+  target: string;
+  top: number;
+  platform?: string;
+  insecureRegistries: string[];
+  keychains: string[];
+  cacheDir?: string;
+  noCache: boolean;
+  json: boolean;
+  quiet: boolean;
+  verbose: boolean;
+}
+
+/** Endings that say "a file", so a missing one is not looked up in a registry. */
+const ARCHIVE_NAME = /\.(cpio|gz|gzip|zst|zstd|lz4|img|xz)$/i;
+
+/** Parses `irb analyze …` (argv after the command). */
+export function parseAnalyze(argv: string[]): AnalyzeArgs | { command: 'help'; topic: string } {
+  const { values, positionals } = parseOptions('analyze', argv, {
+    ...registryOptions,
+    'cache-dir': { type: 'string' },
+    'no-cache': { type: 'boolean' },
+    top: { type: 'string' },
+    json: { type: 'boolean' },
+    quiet: { type: 'boolean', short: 'q' },
+    verbose: { type: 'boolean' },
+  });
+  if (values.help) return { command: 'help', topic: 'analyze' };
+  const target = one('analyze', positionals, 'IMAGE or ARCHIVE');
+  if (target === '-') {
+    throw new UsageError(
+      'analyze reads the archive twice over, so it needs a file, not stdin; write one (irb build IMAGE -o FILE) or give the IMAGE itself',
+      'analyze',
+    );
+  }
+  if (values['cache-dir'] !== undefined && values['no-cache']) {
+    throw new UsageError('--cache-dir and --no-cache exclude each other', 'analyze');
+  }
+  if (values.quiet && values.verbose) {
+    throw new UsageError('--quiet and --verbose exclude each other', 'analyze');
+  }
+  const args: AnalyzeArgs = {
+    command: 'analyze',
+    target,
+    top: integer('analyze', 'top', values.top, 1, 10_000) ?? 10,
+    insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
+    keychains: (values.keychain as string[] | undefined) ?? [],
+    noCache: Boolean(values['no-cache']),
+    json: Boolean(values.json),
+    quiet: Boolean(values.quiet),
+    verbose: Boolean(values.verbose),
+  };
+  if (values.platform !== undefined) args.platform = normalizePlatform('analyze', String(values.platform));
+  if (values['cache-dir'] !== undefined) args.cacheDir = String(values['cache-dir']);
+  return args;
+}
+
+/** Whether `target` names a file on this machine (an archive) rather than an image. */
+async function archiveFile(target: string): Promise<boolean> {
+  const info = await stat(target).catch(() => undefined);
+  if (info?.isDirectory()) {
+    throw new UsageError(
+      `${target} is a directory; give an archive file, or oci:${target} for an OCI image layout`,
+      'analyze',
+    );
+  }
+  if (info) return true;
+  // "./x.cpio.gz" or "out/initramfs.cpio.zst" that does not exist is a typo, not an image name.
+  if (/^\.{0,2}\//.test(target) || (ARCHIVE_NAME.test(target) && !target.includes(':'))) {
+    throw new UsageError(
+      `${target}: no such file (an image reference would not look like a path)`,
+      'analyze',
+    );
+  }
+  return false;
+}
+
+/** Runs `irb analyze`. */
+export async function runAnalyze(args: AnalyzeArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  const analysis: AnalyzeOptions = { top: args.top, topDuplicates: args.top, ...(signal ? { signal } : {}) };
+  let result: ArchiveAnalysis;
+  const isArchive = await archiveFile(args.target);
+  if (isArchive) {
+    if (args.platform !== undefined || args.insecureRegistries.length || args.keychains.length) {
+      throw new UsageError(
+        `${args.target} is an archive file; --platform, --insecure-registry and --keychain are for an IMAGE`,
+        'analyze',
+      );
+    }
+    result = await analyzeArchive(args.target, analysis);
+  } else {
+    const renderer = createProgressRenderer(io.stderr, {
+      mode: args.quiet ? 'none' : io.stderr.isTTY ? 'tty' : 'plain',
+      compression: 'none',
+    });
+    const options: Omit<InitramfsBuilderOptions, 'compression' | 'level'> = {
+      image: args.target,
+      insecureRegistries: args.insecureRegistries,
+      onProgress: (event) => renderer.onEvent(event),
+      ...(args.platform !== undefined ? { platform: args.platform } : {}),
+      ...(args.cacheDir !== undefined ? { cacheDir: args.cacheDir } : {}),
+      ...(args.noCache ? { cache: false } : {}),
+      ...(signal ? { signal } : {}),
+    };
+    const custom = await keychains(args.keychains);
+    if (custom) options.keychains = custom;
+    try {
+      result = await analyzeImage({ ...options, ...analysis });
+    } finally {
+      renderer.finish();
+    }
+  }
+  if (args.json) {
+    io.stdout.write(
+      `${JSON.stringify({ [isArchive ? 'archive' : 'image']: args.target, ...result }, null, 2)}\n`,
+    );
+  } else {
+    io.stdout.write(`${analysisText(args.target, result, args.top).join('\n')}\n`);
+  }
+  return EXIT.ok;
+}
+
+const BAR = 24;
+
+/** A size table: name, bytes, share of the total, a bar, file count. At most `limit` rows. */
+function groupRows(groups: readonly SizeGroup[], total: number, limit: number): string[] {
+  const shown = groups.slice(0, limit);
+  const max = Math.max(0, ...shown.map((g) => g.bytes));
+  const lines = table(
+    shown.map((g) => [
+      g.name,
+      formatBytes(g.bytes),
+      formatPercent(g.bytes, total),
+      bar(g.bytes, max, BAR).padEnd(BAR),
+      `${g.files} ${g.files === 1 ? 'file' : 'files'}`,
+    ]),
+    [false, true, true, false, true],
+  ).map((l) => `  ${l}`);
+  const rest = groups.slice(limit);
+  if (rest.length > 0) {
+    const bytes = rest.reduce((n, g) => n + g.bytes, 0);
+    lines.push(`  … ${rest.length} more, ${formatBytes(bytes)} (--json lists all)`);
+  }
+  return lines;
+}
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** A path list cut to `keep` names: `/a, /b, /c and 4 more`. */
+function pathList(paths: readonly string[], keep: number): string {
+  const shown = paths.slice(0, keep).join(', ');
+  return paths.length > keep ? `${shown} and ${paths.length - keep} more` : shown;
+}
+
+/** The report, meant to be read in ten seconds: totals, then one small table per question. */
+export function analysisText(target: string, a: ArchiveAnalysis, top: number): string[] {
+  const total = a.totalBytes;
+  const lines = [
+    `${target}: ${formatBytes(total)} in ${plural(a.files, 'file')}, ${plural(a.directories, 'directory', 'directories')}, ${plural(a.symlinks, 'symlink')}${a.other ? `, ${a.other} other` : ''}`,
+    '',
+    'by directory',
+    ...groupRows(a.byDirectory, total, Math.max(8, Math.min(top, 20))),
+    '',
+    'by kind',
+    ...groupRows(a.byKind, total, 20),
+    '',
+    `largest files`,
+    ...table(
+      a.largest.map((f) => [formatBytes(f.bytes), formatPercent(f.bytes, total), f.kind, f.path]),
+      [true, true, false, false],
+    ).map((l) => `  ${l}`),
+  ];
+  lines.push('');
+  if (a.duplicates.length === 0) {
+    lines.push('identical files: none outside hard links');
+  } else {
+    lines.push(
+      `identical files that are not hard links: ${formatBytes(a.duplicateBytes)} wasted (a hard link per copy would save it)`,
+      ...table(
+        a.duplicates.map((d) => [
+          formatBytes(d.wastedBytes),
+          `${d.paths.length} × ${formatBytes(d.bytes)}`,
+          pathList(d.paths, 3),
+        ]),
+        [true, true, false],
+      ).map((l) => `  ${l}`),
+    );
+  }
+  lines.push('', 'slim presets (irb build --slim NAME[,NAME]; all = every one)');
+  const max = Math.max(0, ...a.presets.map((p) => p.bytes));
+  lines.push(
+    ...table(
+      a.presets.map((p) => [
+        p.name,
+        formatBytes(p.bytes),
+        formatPercent(p.bytes, total),
+        bar(p.bytes, max, BAR).padEnd(BAR),
+        SLIM_PRESET_INFO.find((i) => i.name === p.name)?.removes ?? '',
+      ]),
+      [false, true, true, false, false],
+    ).map((l) => `  ${l}`),
+  );
+  const all = a.presets.reduce((n, p) => n + p.bytes, 0);
+  if (all > 0) {
+    // Presets do not overlap much but may (a header under /usr/share/doc): "up to".
+    lines.push(`  all: up to ${formatBytes(all)} (${formatPercent(all, total)}) of ${formatBytes(total)}`);
+  }
+  return lines;
+}
+
+/** `irb analyze --help`. */
+export const ANALYZE_HELP = `Usage: irb analyze IMAGE|ARCHIVE [--top N] [--json] [image options]
+
+Shows where the bytes are: the total, sizes by top directory and by kind of file
+(executables, shared and static libraries, headers, Python sources and bytecode,
+JavaScript, docs, locales, package caches), the largest files, identical files
+that are not hard links (the bytes a hard link would save), and what each slim
+preset (irb build --slim) would remove.
+
+An existing file is read as an initramfs (gzip, zstd, lz4 or plain, members
+concatenated); anything else is an image reference, analysed as irb build would
+pack it (nothing is written to disk).
+
+      --top N                  largest files and duplicate groups to list (default 10)
+      --json                   the whole analysis as JSON (sizes in bytes)
+  -q, --quiet                  no progress while an image is pulled
+Image (as for irb build):
+      --platform OS/ARCH[/V]   platform of a multi-platform image (default linux/amd64)
+      --insecure-registry HOST use plain HTTP for HOST; repeatable
+      --keychain MODULE[#EXPORT]  credentials from your own auth package; repeatable
+      --cache-dir DIR / --no-cache  blob cache location, or none`;

@@ -1,0 +1,155 @@
+/**
+ * `irb boot ARCHIVE --timeline [--runs N] [--json]`: when each phase of a boot was reached (see
+ * `bootTimeline` in @irb/boot), as a small table with a bar per phase, or one JSON object.
+ */
+import {
+  type BootResult,
+  type BootTimeline,
+  bootTimeline,
+  measureArchive,
+  TIMELINE_PHASES,
+} from '@irb/builder';
+import type { BootArgs } from './args.ts';
+import type { CliIo } from './cli.ts';
+import { defaultMemoryMiB } from './cli.ts';
+import { EXIT } from './errors.ts';
+import { bar, table } from './format.ts';
+
+/** What each phase is called in the table, in boot order. */
+export const PHASE_LABELS: Readonly<Record<(typeof TIMELINE_PHASES)[number], string>> = {
+  unpackStartMs: 'kernel unpack start',
+  unpackedMs: 'unpacked',
+  initMs: '/init',
+  execMs: 'program exec',
+  firstLineMs: 'first line',
+  endMs: 'VM end',
+  wallMs: 'wall',
+};
+
+const BAR_WIDTH = 40;
+
+function median(values: number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const value = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return Math.round(value * 10) / 10;
+}
+
+/** Each phase's median over the runs that showed it. */
+export function medianTimeline(runs: readonly BootTimeline[]): BootTimeline {
+  const out: BootTimeline = { wallMs: 0 };
+  for (const phase of TIMELINE_PHASES) {
+    const value = median(runs.map((r) => r[phase]).filter((v): v is number => v !== undefined));
+    if (value !== undefined) out[phase] = value;
+  }
+  return out;
+}
+
+function ms(value: number | undefined): string {
+  return value === undefined ? '—' : value.toFixed(1);
+}
+
+/**
+ * The table: when each phase was reached, how long it took since the previous one, and a bar
+ * that starts where the previous phase ended, so the long step stands out. The guest phases are
+ * on the guest's clock (0 = the kernel started); `wall` is the host's, firmware and QEMU included.
+ */
+export function timelineText(archive: string, t: BootTimeline, runs: number, exitStatus?: number): string[] {
+  const guest = TIMELINE_PHASES.filter((p) => p !== 'wallMs');
+  const scale = Math.max(t.wallMs, ...guest.map((p) => t[p] ?? 0));
+  const rows: string[][] = [['phase', 'at ms', '+ms', '']];
+  let previous = 0;
+  for (const phase of guest) {
+    const at = t[phase];
+    if (at === undefined) {
+      rows.push([PHASE_LABELS[phase], '—', '', '']);
+      continue;
+    }
+    const step = Math.max(0, at - previous);
+    const offset = ' '.repeat(Math.floor((previous / scale) * BAR_WIDTH));
+    rows.push([
+      PHASE_LABELS[phase],
+      ms(at),
+      `+${ms(step)}`,
+      `${offset}${bar(step, scale, BAR_WIDTH) || '▏'}`,
+    ]);
+    previous = Math.max(previous, at);
+  }
+  rows.push(['wall', ms(t.wallMs), '', `${bar(t.wallMs, scale, BAR_WIDTH)}  host clock, QEMU start to exit`]);
+  const what = runs === 1 ? 'one boot' : `median of ${runs} boots`;
+  const lines = [
+    `boot timeline of ${archive} (${what}; ms since the kernel started, on the guest's clock)`,
+    ...table(rows, [false, true, true, false]).map((l) => `  ${l.trimEnd()}`),
+  ];
+  const missing = guest.filter((p) => t[p] === undefined).map((p) => PHASE_LABELS[p]);
+  if (missing.includes('kernel unpack start')) {
+    lines.push(
+      '  the console had no kernel timestamps: boot a kernel that prints them (do not pass quiet or printk.time=0)',
+    );
+  } else if (missing.includes('program exec')) {
+    lines.push("  no program exec: the /init is not irb's generated one, which prints that marker");
+  } else if (missing.includes('first line')) {
+    lines.push('  no first line: the program printed nothing on the console');
+  }
+  if (exitStatus !== undefined) lines.push(`  exit status ${exitStatus}`);
+  return lines;
+}
+
+/** The `--json` object: one field per phase (the BootTimeline names, ms, `null` when not seen). */
+export function timelineJson(archive: string, t: BootTimeline, runs: number, exitStatus?: number) {
+  const phases = Object.fromEntries(TIMELINE_PHASES.map((p) => [p, t[p] ?? null]));
+  return { archive, runs, ...phases, exitStatus: exitStatus ?? null };
+}
+
+/** Why a boot did not end the way a timeline needs (powered off by itself), or `undefined`. */
+function failure(result: BootResult, timeoutS: number): string | undefined {
+  if (result.output.trim() === '')
+    return 'the kernel printed nothing on the console; check the kernel (--kernel) and --memory';
+  if (/Initramfs unpacking failed|invoked oom-killer|Out of memory/.test(result.output))
+    return 'the guest ran out of memory; give it more with --memory';
+  if (result.panicked) return 'the kernel panicked; boot without --timeline to read the console';
+  if (result.timedOut) return `the VM did not power off within ${timeoutS} s; raise --timeout`;
+  if (!result.ok)
+    return `QEMU exited with status ${result.exitCode}: ${result.stderr.trim().split('\n')[0] ?? ''}`;
+  return undefined;
+}
+
+/** Runs `irb boot --timeline`: exit code as `irb boot` (the guest program's status of the last boot). */
+export async function runTimeline(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  const memoryMb =
+    args.memoryMb ??
+    defaultMemoryMiB((await measureArchive(args.archive, signal ? { signal } : {})).recommendedMemoryMiB);
+  const timeoutS = args.timeoutS ?? 120;
+  const runs: BootTimeline[] = [];
+  for (let run = 1; run <= args.runs; run++) {
+    if (!args.quiet) io.stderr.write(`irb: boot ${run} of ${args.runs}…\n`);
+    // One boot per call, so a failed boot stops the series instead of repeating it N times.
+    const report = await bootTimeline({
+      ...(args.kernel !== undefined ? { kernel: args.kernel } : {}),
+      arch: 'auto',
+      initramfs: args.archive,
+      memoryMb,
+      timeoutMs: Math.round(timeoutS * 1000),
+      append: args.kernelArgs,
+      ...(signal ? { signal } : {}),
+    });
+    if (args.verbose && run === 1) io.stderr.write(`irb: ${report.last.command.join(' ')}\n`);
+    const why = failure(report.last, timeoutS);
+    if (why !== undefined) {
+      const tail = report.last.output.trimEnd().split('\n').slice(-15);
+      if (!args.quiet && tail.join('').trim() !== '') io.stderr.write(`${tail.join('\n')}\n`);
+      io.stderr.write(`irb: error: boot ${run} of ${args.runs} failed: ${why}\n`);
+      return EXIT.failure;
+    }
+    runs.push(report.runs[0]!);
+  }
+  const t = medianTimeline(runs);
+  const status = runs.at(-1)?.exitStatus;
+  if (args.json)
+    io.stdout.write(`${JSON.stringify(timelineJson(args.archive, t, runs.length, status), null, 2)}\n`);
+  else io.stdout.write(`${timelineText(args.archive, t, runs.length, status).join('\n')}\n`);
+  if (status !== undefined && status !== 0)
+    io.stderr.write(`irb: the guest program exited with status ${status}\n`);
+  return status ?? EXIT.ok;
+}

@@ -1,0 +1,275 @@
+/**
+ * `irb trace IMAGE -o TRACE.json`: build the image with irb's static init in trace mode, boot it
+ * under QEMU, run its program, and write what the run used (see `traceImage` in @irb/builder) for
+ * `irb build IMAGE --keep-only TRACE.json`.
+ */
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import {
+  type BootTrace,
+  type SlimPreset,
+  type TraceOptions,
+  traceImage,
+  writeFileAtomic,
+} from '@irb/builder';
+import { integer, normalizePlatform, one, parseOptions, registryOptions, UsageError } from './args.ts';
+import type { CliIo } from './cli.ts';
+import { keychains, showWord } from './cli.ts';
+import { EXIT } from './errors.ts';
+import { table } from './format.ts';
+import { createProgressRenderer } from './progress.ts';
+import { parseSlim } from './slim-options.ts';
+
+/** Where `irb trace` writes without `-o`. */
+export const DEFAULT_TRACE_OUTPUT = 'trace.json';
+
+/** Parsed `irb trace`. */
+export interface TraceArgs {
+  command: 'trace';
+  image: string;
+  output: string;
+  platform?: string;
+  inject: string[];
+  exclude: string[];
+  slim: SlimPreset[];
+  insecureRegistries: string[];
+  keychains: string[];
+  cacheDir?: string;
+  noCache: boolean;
+  timeoutS?: number;
+  kernel?: string;
+  memoryMb?: number;
+  json: boolean;
+  quiet: boolean;
+  verbose: boolean;
+}
+
+/** Parses `irb trace …` (argv after the command). */
+export function parseTrace(argv: string[]): TraceArgs | { command: 'help'; topic: string } {
+  const { values, positionals } = parseOptions('trace', argv, {
+    output: { type: 'string', short: 'o' },
+    ...registryOptions,
+    inject: { type: 'string', multiple: true },
+    exclude: { type: 'string', multiple: true },
+    slim: { type: 'string', multiple: true },
+    'cache-dir': { type: 'string' },
+    'no-cache': { type: 'boolean' },
+    timeout: { type: 'string' },
+    kernel: { type: 'string' },
+    memory: { type: 'string', short: 'm' },
+    json: { type: 'boolean' },
+    quiet: { type: 'boolean', short: 'q' },
+    verbose: { type: 'boolean' },
+  });
+  if (values.help) return { command: 'help', topic: 'trace' };
+  const image = one('trace', positionals, 'IMAGE');
+  if (values['cache-dir'] !== undefined && values['no-cache']) {
+    throw new UsageError('--cache-dir and --no-cache exclude each other', 'trace');
+  }
+  if (values.quiet && values.verbose)
+    throw new UsageError('--quiet and --verbose exclude each other', 'trace');
+  const output = (values.output as string | undefined) ?? DEFAULT_TRACE_OUTPUT;
+  if (output === '' || output === '-') {
+    throw new UsageError('-o needs a file name (the trace is read back by build --keep-only)', 'trace');
+  }
+  for (const spec of (values.inject as string[] | undefined) ?? []) {
+    const colon = spec.lastIndexOf(':');
+    if (colon <= 0 || !spec.slice(colon + 1).startsWith('/')) {
+      throw new UsageError(
+        `--inject wants SRC:DEST with DEST an absolute path in the image, not "${spec}"`,
+        'trace',
+      );
+    }
+  }
+  const args: TraceArgs = {
+    command: 'trace',
+    image,
+    output,
+    inject: (values.inject as string[] | undefined) ?? [],
+    exclude: (values.exclude as string[] | undefined) ?? [],
+    slim: parseSlim('trace', (values.slim as string[] | undefined) ?? []),
+    insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
+    keychains: (values.keychain as string[] | undefined) ?? [],
+    noCache: Boolean(values['no-cache']),
+    json: Boolean(values.json),
+    quiet: Boolean(values.quiet),
+    verbose: Boolean(values.verbose),
+  };
+  if (values.platform !== undefined) args.platform = normalizePlatform('trace', String(values.platform));
+  if (values['cache-dir'] !== undefined) args.cacheDir = String(values['cache-dir']);
+  // The init counts whole seconds before it stops the program.
+  const timeout = integer('trace', 'timeout', values.timeout, 1, 86_400);
+  if (timeout !== undefined) args.timeoutS = timeout;
+  if (values.kernel !== undefined) args.kernel = String(values.kernel);
+  const memory = integer('trace', 'memory', values.memory, 64, 1024 * 1024);
+  if (memory !== undefined) args.memoryMb = memory;
+  return args;
+}
+
+/** Fails before the build and the boot when the trace could not be written at the end. */
+async function checkOutput(output: string): Promise<void> {
+  const info = await stat(output).catch(() => undefined);
+  if (info?.isDirectory()) throw new UsageError(`-o ${output} is a directory; name a file`, 'trace');
+  try {
+    await access(dirname(output), constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(
+      `-o ${output}: ${code === 'ENOENT' ? 'its directory does not exist' : 'its directory is not writable'}; choose another path`,
+      'trace',
+    );
+  }
+}
+
+/** Console lines a person wants to see while the program runs: not the kernel's, not the trace list. */
+function programConsole(io: CliIo, verbose: boolean): (text: string) => void {
+  let started = verbose;
+  let partial = '';
+  return (text) => {
+    const parts = (partial + text).split('\n');
+    partial = parts.pop() ?? '';
+    for (const line of parts) {
+      if (!started && /Run \S+ as init process/.test(line)) started = true;
+      else if (started && (verbose || !line.startsWith('irb-trace: '))) io.stderr.write(`${line}\n`);
+    }
+  };
+}
+
+/** Runs `irb trace`. */
+export async function runTrace(args: TraceArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  await checkOutput(args.output);
+  const renderer = createProgressRenderer(io.stderr, {
+    mode: args.quiet ? 'none' : io.stderr.isTTY ? 'tty' : 'plain',
+    compression: 'lz4',
+  });
+  const options: TraceOptions = {
+    image: args.image,
+    inject: args.inject,
+    exclude: args.exclude,
+    slim: args.slim,
+    insecureRegistries: args.insecureRegistries,
+    onProgress: (event) => {
+      renderer.onEvent(event);
+      if (event.type === 'done') {
+        renderer.finish();
+        if (!args.quiet) {
+          io.stderr.write(
+            `irb: booting under QEMU to trace ${args.timeoutS !== undefined ? `(the program is stopped after ${args.timeoutS} s)` : '(until the program exits; --timeout S stops a server)'}\n`,
+          );
+        }
+      }
+    },
+    ...(args.quiet ? {} : { onConsole: programConsole(io, args.verbose) }),
+  };
+  if (args.platform !== undefined) options.platform = args.platform;
+  if (args.cacheDir !== undefined) options.cacheDir = args.cacheDir;
+  if (args.noCache) options.cache = false;
+  if (args.timeoutS !== undefined) options.timeoutSeconds = args.timeoutS;
+  if (args.kernel !== undefined) options.kernel = args.kernel;
+  if (args.memoryMb !== undefined) options.memoryMb = args.memoryMb;
+  const custom = await keychains(args.keychains);
+  if (custom) options.keychains = custom;
+  if (signal) options.signal = signal;
+  let trace: BootTrace;
+  try {
+    trace = await traceImage(options);
+  } finally {
+    renderer.finish();
+  }
+  const text = `${JSON.stringify(trace, null, 2)}\n`;
+  await writeFileAtomic(
+    args.output,
+    (async function* () {
+      yield new TextEncoder().encode(text);
+    })(),
+    signal ? { signal } : {},
+  );
+  if (args.json) {
+    io.stdout.write(`${JSON.stringify(traceSummaryJson(args.output, trace), null, 2)}\n`);
+  } else if (!args.quiet) {
+    io.stdout.write(`${traceSummaryText(args.output, args.image, trace).join('\n')}\n`);
+  }
+  return EXIT.ok;
+}
+
+/** `irb trace --json`: the trace's facts and its counts (the lists are in the file). */
+export function traceSummaryJson(output: string, t: BootTrace): Record<string, unknown> {
+  return {
+    output,
+    image: t.image,
+    manifestDigest: t.manifestDigest,
+    platform: t.platform,
+    argv: t.argv,
+    exitStatus: t.exitStatus ?? null,
+    stopped: t.stopped,
+    files: t.files.length,
+    directories: t.directories.length,
+    symlinks: t.symlinks.length,
+    other: t.other.length,
+  };
+}
+
+/** The text summary: what the run used, how it ended, and the next command. */
+export function traceSummaryText(output: string, image: string, t: BootTrace): string[] {
+  const ended = t.stopped
+    ? `stopped at --timeout (what it used until then is listed)${t.exitStatus !== undefined ? `, exit status ${t.exitStatus}` : ''}`
+    : t.exitStatus !== undefined
+      ? `exit status ${t.exitStatus}`
+      : 'no exit status reported';
+  const rows = [
+    ['image', `${t.image} (${t.platform})`],
+    ['manifest', t.manifestDigest],
+    ['program', t.argv.map(showWord).join(' ') || '—'],
+    ['ended', ended],
+    [
+      'used',
+      `${t.files.length} files, ${t.directories.length} directories, ${t.symlinks.length} symlinks${t.other.length ? `, ${t.other.length} other` : ''}`,
+    ],
+  ];
+  const lines = [`wrote ${output}`, ...table(rows).map((l) => `  ${l}`)];
+  if (!t.stopped && t.exitStatus !== undefined && t.exitStatus !== 0) {
+    lines.push(
+      `  warning: the program failed (status ${t.exitStatus}); the trace holds what that failing run used`,
+    );
+  }
+  lines.push(
+    `next: irb build ${showWord(image)} --keep-only ${showWord(output)}   (add --keep GLOB for what this run did not touch)`,
+  );
+  return lines;
+}
+
+/** `irb trace --help`. */
+export const TRACE_HELP = `Usage: irb trace IMAGE [options] [-o TRACE.json]
+
+Builds IMAGE with irb's static /init in trace mode, boots it under QEMU, runs its
+Entrypoint + Cmd, and writes every file, directory and symlink the run read,
+executed, mapped or followed to TRACE.json (default ${DEFAULT_TRACE_OUTPUT}). Then:
+
+  irb build IMAGE --keep-only TRACE.json [--keep GLOB]...
+
+builds an archive with only those paths (their parent directories, /etc/passwd,
+/etc/group, injected files and /init added). --keep-only is repeatable: traces of
+several runs are merged.
+
+What a trace cannot see: paths the program only stat()ed or checked for, and code
+paths this run did not take (another input, an error path, a plugin loaded later).
+Every file of a directory the run listed is kept; keep the rest with --keep GLOB.
+
+  -o, --output FILE            the trace (default ${DEFAULT_TRACE_OUTPUT}; written atomically)
+      --timeout S              stop the program after S seconds (SIGTERM, then SIGKILL) and
+                               trace what it used so far: for servers that never exit
+                               (default: wait until it exits)
+      --kernel PATH            kernel to boot (as irb boot)
+  -m, --memory MB              guest RAM (default: what the archive needs to unpack)
+Image and contents (as for irb build):
+      --platform OS/ARCH[/V]   --insecure-registry HOST   --keychain MODULE[#EXPORT]
+      --cache-dir DIR / --no-cache
+      --inject SRC:DEST        --exclude GLOB             --slim PRESET[,PRESET]
+Output control:
+      --json                   print the summary as JSON (the lists stay in the file)
+  -q, --quiet                  no progress, no program output, no summary
+      --verbose                the whole console (kernel log and trace lines too)
+
+The program's console output is shown on stderr while it runs. The trace lists
+irb's own /init too; every build replaces it anyway.`;
