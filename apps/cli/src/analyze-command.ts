@@ -11,7 +11,6 @@ import {
   analyzeImage,
   type InitramfsBuilderOptions,
   type SizeGroup,
-  SLIM_PRESET_INFO,
 } from '@irb/builder';
 import { integer, normalizePlatform, one, parseOptions, registryOptions, UsageError } from './args.ts';
 import type { CliIo } from './cli.ts';
@@ -19,6 +18,7 @@ import { keychains } from './cli.ts';
 import { EXIT } from './errors.ts';
 import { bar, formatBytes, formatPercent, table } from './format.ts';
 import { createProgressRenderer } from './progress.ts';
+import { SLIM_SHORT } from './slim-options.ts';
 
 /** Parsed `irb analyze`. */
 export interface AnalyzeArgs {
@@ -220,9 +220,9 @@ export function analysisText(target: string, a: ArchiveAnalysis, top: number): s
       a.presets.map((p) => [
         p.name,
         formatBytes(p.bytes),
-        formatPercent(p.bytes, total),
+        p.bytes > 0 ? formatPercent(p.bytes, total) : '',
         bar(p.bytes, max, BAR).padEnd(BAR),
-        SLIM_PRESET_INFO.find((i) => i.name === p.name)?.removes ?? '',
+        SLIM_SHORT[p.name],
       ]),
       [false, true, true, false, false],
     ).map((l) => `  ${l}`),

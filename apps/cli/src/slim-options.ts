@@ -63,10 +63,10 @@ export function slimArgs(command: string, values: Record<string, unknown>): Slim
 }
 
 /**
- * One short line per preset for `--help` (SLIM_PRESET_INFO has the full words, shown by
- * `irb analyze`). Typed by preset, so a new preset does not compile without its line.
+ * One short line per preset for `--help` and `irb analyze` (SLIM_PRESET_INFO has the full words;
+ * the README lists them). Typed by preset, so a new preset does not compile without its line.
  */
-const SHORT: Readonly<Record<SlimPreset, string>> = {
+export const SLIM_SHORT: Readonly<Record<SlimPreset, string>> = {
   docs: '/usr/share/{doc,man,info} (copyright files stay)',
   locales: 'locales and translations but C, POSIX, C.UTF-8 and those Env names',
   caches: 'apt/apk/dnf lists and caches, pip/npm/yarn caches',
@@ -76,5 +76,5 @@ const SHORT: Readonly<Record<SlimPreset, string>> = {
 /** The presets for `--help`, one indented line each. */
 export function slimPresetLines(indent: string): string[] {
   const width = Math.max(...SLIM_PRESETS.map((p) => p.length));
-  return SLIM_PRESETS.map((p) => `${indent}${p.padEnd(width)}  ${SHORT[p]}`);
+  return SLIM_PRESETS.map((p) => `${indent}${p.padEnd(width)}  ${SLIM_SHORT[p]}`);
 }

@@ -122,6 +122,9 @@ async function checkOutput(output: string): Promise<void> {
   }
 }
 
+/** A kernel log line (`[    3.644729] reboot: Power down`). */
+const PRINTK = /^\[\s*\d+\.\d+\]/;
+
 /** Console lines a person wants to see while the program runs: not the kernel's, not the trace list. */
 function programConsole(io: CliIo, verbose: boolean): (text: string) => void {
   let started = verbose;
@@ -131,7 +134,8 @@ function programConsole(io: CliIo, verbose: boolean): (text: string) => void {
     partial = parts.pop() ?? '';
     for (const line of parts) {
       if (!started && /Run \S+ as init process/.test(line)) started = true;
-      else if (started && (verbose || !line.startsWith('irb-trace: '))) io.stderr.write(`${line}\n`);
+      else if (started && (verbose || !(line.startsWith('irb-trace: ') || PRINTK.test(line))))
+        io.stderr.write(`${line}\n`);
     }
   };
 }
@@ -210,6 +214,10 @@ export function traceSummaryJson(output: string, t: BootTrace): Record<string, u
   };
 }
 
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 /** The text summary: what the run used, how it ended, and the next command. */
 export function traceSummaryText(output: string, image: string, t: BootTrace): string[] {
   const ended = t.stopped
@@ -224,7 +232,12 @@ export function traceSummaryText(output: string, image: string, t: BootTrace): s
     ['ended', ended],
     [
       'used',
-      `${t.files.length} files, ${t.directories.length} directories, ${t.symlinks.length} symlinks${t.other.length ? `, ${t.other.length} other` : ''}`,
+      [
+        plural(t.files.length, 'file'),
+        plural(t.directories.length, 'directory', 'directories'),
+        plural(t.symlinks.length, 'symlink'),
+        ...(t.other.length ? [`${t.other.length} other`] : []),
+      ].join(', '),
     ],
   ];
   const lines = [`wrote ${output}`, ...table(rows).map((l) => `  ${l}`)];

@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { medianTimeline, timelineJson, timelineText } from './timeline-command.ts';
+
+describe('boot --timeline output', () => {
+  it('takes each phase’s median over the runs that showed it', () => {
+    const t = medianTimeline([
+      { unpackStartMs: 100, initMs: 900, wallMs: 3000 },
+      { unpackStartMs: 300, initMs: 700, wallMs: 5000 },
+      { unpackStartMs: 200, wallMs: 4000 },
+    ]);
+    expect(t).toEqual({ unpackStartMs: 200, initMs: 800, wallMs: 4000 });
+  });
+
+  it('draws each step’s bar where the previous phase ended, on the guest scale; wall has none', () => {
+    const lines = timelineText(
+      'a.cpio',
+      {
+        unpackStartMs: 1000,
+        unpackedMs: 2000,
+        initMs: 2000,
+        execMs: 3000,
+        firstLineMs: 3500,
+        endMs: 4000,
+        wallMs: 9000,
+      },
+      5,
+      3,
+    );
+    expect(lines[0]).toBe(
+      'boot timeline of a.cpio (median of 5 boots; ms since the kernel started, on the guest’s clock)'.replace(
+        '’',
+        "'",
+      ),
+    );
+    const row = (label: string) => lines.find((l) => l.startsWith(`  ${label} `)) as string;
+    const barOf = (label: string) => {
+      const m = /\+[\d.]+ {2}( *)([█▏▎▍▌▋▊▉]+)$/.exec(row(label));
+      return { start: m?.[1]?.length ?? -1, cells: m?.[2]?.length ?? -1 };
+    };
+    // 40 cells stand for 4000 ms: 10 cells per second.
+    expect(barOf('kernel unpack start')).toEqual({ start: 0, cells: 10 });
+    expect(barOf('unpacked')).toEqual({ start: 10, cells: 10 });
+    expect(barOf('program exec')).toEqual({ start: 20, cells: 10 });
+    expect(barOf('VM end')).toEqual({ start: 35, cells: 5 });
+    // A step of 0 ms still marks where it happened.
+    expect(barOf('/init')).toEqual({ start: 20, cells: 1 });
+    expect(row('wall')).toMatch(/9000\.0 +host clock: QEMU start to exit, firmware included$/);
+    expect(lines.at(-1)).toBe('  exit status 3');
+  });
+
+  it('says why phases are missing', () => {
+    const noTimestamps = timelineText('a', { wallMs: 100 }, 1);
+    expect(noTimestamps.join('\n')).toContain('the console had no kernel timestamps');
+    expect(noTimestamps.find((l) => l.includes('kernel unpack start'))).toMatch(/kernel unpack start +—$/);
+    const foreignInit = timelineText(
+      'a',
+      { unpackStartMs: 1, unpackedMs: 2, initMs: 3, endMs: 9, wallMs: 100 },
+      1,
+    );
+    expect(foreignInit.join('\n')).toContain("no program exec: the /init is not irb's generated one");
+  });
+
+  it('--json has one field per phase, null when not seen', () => {
+    expect(timelineJson('a', { unpackStartMs: 5, wallMs: 10 }, 2)).toEqual({
+      archive: 'a',
+      runs: 2,
+      unpackStartMs: 5,
+      unpackedMs: null,
+      initMs: null,
+      execMs: null,
+      firstLineMs: null,
+      endMs: null,
+      wallMs: 10,
+      exitStatus: null,
+    });
+  });
+});
