@@ -161,8 +161,11 @@ export function describeError(
     return { lines: [`irb: error: ${error.message}; see "${help}"`], code: EXIT.usage };
   }
   if (isAbort(error)) {
-    // Only build writes a file; saying so reassures that no half-written output is left.
-    const line = command === 'build' ? 'irb: interrupted; nothing was written' : 'irb: interrupted';
+    // Build and trace write a file only once complete; saying so reassures that no half-written output is left.
+    const line =
+      command === 'build' || command === 'trace'
+        ? 'irb: interrupted; nothing was written'
+        : 'irb: interrupted';
     return { lines: [line], code: signalExit(error) };
   }
   if (isIrbError(error)) {
