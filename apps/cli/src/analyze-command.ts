@@ -3,7 +3,11 @@
  * give) are — by directory, by kind, the largest files, identical files that are not hard links,
  * and what each slim preset would save (see `analyzeArchive` / `analyzeImage` in @irb/builder).
  */
-import { stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import {
   type AnalyzeOptions,
   type ArchiveAnalysis,
@@ -52,12 +56,6 @@ export function parseAnalyze(argv: string[]): AnalyzeArgs | { command: 'help'; t
   });
   if (values.help) return { command: 'help', topic: 'analyze' };
   const target = one('analyze', positionals, 'IMAGE or ARCHIVE');
-  if (target === '-') {
-    throw new UsageError(
-      'analyze reads the archive twice over, so it needs a file, not stdin; write one (irb build IMAGE -o FILE) or give the IMAGE itself',
-      'analyze',
-    );
-  }
   if (values['cache-dir'] !== undefined && values['no-cache']) {
     throw new UsageError('--cache-dir and --no-cache exclude each other', 'analyze');
   }
@@ -80,8 +78,30 @@ export function parseAnalyze(argv: string[]): AnalyzeArgs | { command: 'help'; t
   return args;
 }
 
+/**
+ * `irb analyze -`: the archive from stdin, spooled to a temporary file first (the analysis reads
+ * an archive by path), which is removed afterwards whatever happens.
+ */
+async function analyzeStdin(io: CliIo, options: AnalyzeOptions): Promise<ArchiveAnalysis> {
+  if (!io.stdin || io.stdin.isTTY) {
+    throw new UsageError(
+      '"-" reads the archive from stdin; pipe one in (irb build … -o - | irb analyze -)',
+      'analyze',
+    );
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'irb-analyze-'));
+  try {
+    const file = join(dir, 'stdin.cpio');
+    await pipeline(io.stdin, createWriteStream(file), options.signal ? { signal: options.signal } : {});
+    return await analyzeArchive(file, options);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** Whether `target` names a file on this machine (an archive) rather than an image. */
 async function archiveFile(target: string): Promise<boolean> {
+  if (target === '-') return true;
   const info = await stat(target).catch(() => undefined);
   if (info?.isDirectory()) {
     throw new UsageError(
@@ -112,7 +132,8 @@ export async function runAnalyze(args: AnalyzeArgs, io: CliIo, signal?: AbortSig
         'analyze',
       );
     }
-    result = await analyzeArchive(args.target, analysis);
+    result =
+      args.target === '-' ? await analyzeStdin(io, analysis) : await analyzeArchive(args.target, analysis);
   } else {
     const renderer = createProgressRenderer(io.stderr, {
       mode: args.quiet ? 'none' : io.stderr.isTTY ? 'tty' : 'plain',
@@ -245,8 +266,9 @@ that are not hard links (the bytes a hard link would save), and what each slim
 preset (irb build --slim) would remove.
 
 An existing file is read as an initramfs (gzip, zstd, lz4 or plain, members
-concatenated); anything else is an image reference, analysed as irb build would
-pack it (nothing is written to disk).
+concatenated), - reads one from stdin (irb build IMAGE -o - | irb analyze -);
+anything else is an image reference, analysed as irb build would pack it
+(nothing is written to disk).
 
       --top N                  largest files and duplicate groups to list (default 10)
       --json                   the whole analysis as JSON (sizes in bytes)

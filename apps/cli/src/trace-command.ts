@@ -124,6 +124,8 @@ async function checkOutput(output: string): Promise<void> {
 
 /** A kernel log line (`[    3.644729] reboot: Power down`). */
 const PRINTK = /^\[\s*\d+\.\d+\]/;
+/** The init's timeline markers (`irb: init 4.964002`), for `irb boot --timeline`, not for people. */
+const MARKER = /^irb: (init|exec) \d/;
 
 /** Console lines a person wants to see while the program runs: not the kernel's, not the trace list. */
 function programConsole(io: CliIo, verbose: boolean): (text: string) => void {
@@ -134,7 +136,10 @@ function programConsole(io: CliIo, verbose: boolean): (text: string) => void {
     partial = parts.pop() ?? '';
     for (const line of parts) {
       if (!started && /Run \S+ as init process/.test(line)) started = true;
-      else if (started && (verbose || !(line.startsWith('irb-trace: ') || PRINTK.test(line))))
+      else if (
+        started &&
+        (verbose || !(line.startsWith('irb-trace: ') || PRINTK.test(line) || MARKER.test(line)))
+      )
         io.stderr.write(`${line}\n`);
     }
   };
