@@ -8,6 +8,8 @@ import { access, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
   type BootTrace,
+  IrbError,
+  isIrbError,
   type SlimPreset,
   type TraceOptions,
   traceImage,
@@ -33,6 +35,8 @@ export interface TraceArgs {
   inject: string[];
   exclude: string[];
   slim: SlimPreset[];
+  /** The image has its own /init: trace with irb's in its place. */
+  replaceInit: boolean;
   insecureRegistries: string[];
   keychains: string[];
   cacheDir?: string;
@@ -53,6 +57,7 @@ export function parseTrace(argv: string[]): TraceArgs | { command: 'help'; topic
     inject: { type: 'string', multiple: true },
     exclude: { type: 'string', multiple: true },
     slim: { type: 'string', multiple: true },
+    'replace-init': { type: 'boolean' },
     'cache-dir': { type: 'string' },
     'no-cache': { type: 'boolean' },
     timeout: { type: 'string' },
@@ -89,6 +94,7 @@ export function parseTrace(argv: string[]): TraceArgs | { command: 'help'; topic
     inject: (values.inject as string[] | undefined) ?? [],
     exclude: (values.exclude as string[] | undefined) ?? [],
     slim: parseSlim('trace', (values.slim as string[] | undefined) ?? []),
+    replaceInit: Boolean(values['replace-init']),
     insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
     keychains: (values.keychain as string[] | undefined) ?? [],
     noCache: Boolean(values['no-cache']),
@@ -157,6 +163,7 @@ export async function runTrace(args: TraceArgs, io: CliIo, signal?: AbortSignal)
     inject: args.inject,
     exclude: args.exclude,
     slim: args.slim,
+    replaceImageInit: args.replaceInit,
     insecureRegistries: args.insecureRegistries,
     onProgress: (event) => {
       renderer.onEvent(event);
@@ -183,6 +190,16 @@ export async function runTrace(args: TraceArgs, io: CliIo, signal?: AbortSignal)
   let trace: BootTrace;
   try {
     trace = await traceImage(options);
+  } catch (error) {
+    // The library's advice names keepImageInit and init too, which a trace cannot use.
+    if (isIrbError(error) && error.code === 'IRB_IMAGE_HAS_INIT') {
+      throw new IrbError(
+        'IRB_IMAGE_HAS_INIT',
+        "the image has its own /init; irb trace runs the program with irb's init, so add --replace-init (the trace lists what the image's Entrypoint/Cmd used)",
+        { cause: error },
+      );
+    }
+    throw error;
   } finally {
     renderer.finish();
   }
@@ -284,6 +301,7 @@ Image and contents (as for irb build):
       --platform OS/ARCH[/V]   --insecure-registry HOST   --keychain MODULE[#EXPORT]
       --cache-dir DIR / --no-cache
       --inject SRC:DEST        --exclude GLOB             --slim PRESET[,PRESET]
+      --replace-init           the image has its own /init: trace with irb's instead
 Output control:
       --json                   print the summary as JSON (the lists stay in the file)
   -q, --quiet                  no progress, no program output, no summary

@@ -170,6 +170,28 @@ describe('irb analyze', () => {
   });
 });
 
+describe('irb trace mistakes, before any boot', () => {
+  it('an image with its own /init asks for --replace-init; a missing -o directory fails first', async () => {
+    const layer = await busyboxLayer([{ type: 'file', path: 'init', content: '#!/bin/sh\n', mode: 0o755 }]);
+    await pushImage(
+      registry,
+      'demo/own-init',
+      'latest',
+      buildImage({ layers: [layer], runtime: { Cmd: ['/bin/sh'] } }),
+    );
+    const own = `${registry.host}/demo/own-init:latest`;
+    const refused = await runCli(['trace', own, '-o', join(dir, 'own.json'), '--no-cache']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /irb: error: the image has its own \/init; irb trace runs the program with irb's init, so add --replace-init/,
+    );
+    expect(await filesIn(dir)).not.toContain('own.json');
+    const nowhere = await runCli(['trace', own, '-o', join(dir, 'no', 'such', 't.json')]);
+    expect(nowhere.code).toBe(2);
+    expect(nowhere.stderr).toContain('its directory does not exist; choose another path');
+  });
+});
+
 // One trace boot, one boot of the traced archive, two timeline boots.
 describe('irb trace → irb build --keep-only → irb boot', () => {
   it('traces the program, keeps only what it used (plus --keep), and the result still runs', async () => {
