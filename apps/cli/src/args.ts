@@ -290,8 +290,7 @@ export function integer(
   return Number(text);
 }
 
-/** A positive number of seconds, or `undefined` when not given. */
-export function seconds(command: string, flag: string, raw: unknown): number | undefined {
+function seconds(command: string, flag: string, raw: unknown): number | undefined {
   if (raw === undefined) return undefined;
   const text = String(raw);
   if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0) {

@@ -18,6 +18,7 @@ import {
   measureArchive,
   zstdBackend,
 } from '@irb/builder';
+import { runAnalyze } from './analyze-command.ts';
 import {
   type BootArgs,
   type BuildArgs,
@@ -33,6 +34,8 @@ import { attachedInitramfsLines, buildCached, runFleet } from './fleet-command.t
 import { formatBytes, formatDuration, formatMode, formatTime, table } from './format.ts';
 import { HELP } from './help.ts';
 import { createProgressRenderer } from './progress.ts';
+import { runTimeline } from './timeline-command.ts';
+import { runTrace } from './trace-command.ts';
 
 /** A writable text stream (process.stdout in production, a collector in tests). */
 export interface CliStream {
@@ -154,9 +157,9 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
       case 'pull':
         return await runFleet(args, io, signal);
       case 'analyze':
-        return await (await import('./analyze-command.ts')).runAnalyze(args, io, signal);
+        return await runAnalyze(args, io, signal);
       case 'trace':
-        return await (await import('./trace-command.ts')).runTrace(args, io, signal);
+        return await runTrace(args, io, signal);
     }
   } catch (error) {
     const { lines, code } = describeError(
@@ -504,7 +507,7 @@ export function defaultMemoryMiB(recommendedMemoryMiB: number): number {
 }
 
 async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  if (args.timeline) return (await import('./timeline-command.ts')).runTimeline(args, io, signal);
+  if (args.timeline) return runTimeline(args, io, signal);
   const measure = async () =>
     defaultMemoryMiB((await measureArchive(args.archive, signal ? { signal } : {})).recommendedMemoryMiB);
   const memoryMb = args.memoryMb ?? (await measure());
