@@ -257,7 +257,7 @@ export function analysisText(target: string, a: ArchiveAnalysis, top: number): s
 }
 
 /** `irb analyze --help`. */
-export const ANALYZE_HELP = `Usage: irb analyze IMAGE|ARCHIVE [--top N] [--json] [image options]
+export const ANALYZE_HELP = `Usage: irb analyze IMAGE|ARCHIVE|- [--top N] [--json] [image options]
 
 Shows where the bytes are: the total, sizes by top directory and by kind of file
 (executables, shared and static libraries, headers, Python sources and bytecode,

@@ -16,7 +16,7 @@ Usage:
   irb inspect IMAGE              show an image's digest, platforms, config and layers
   irb list-layers IMAGE          list an image's layers with digests and sizes
   irb ls ARCHIVE|-               list an initramfs (compressed, concatenated members too)
-  irb analyze IMAGE|ARCHIVE      where the bytes are, and what --slim would save
+  irb analyze IMAGE|ARCHIVE|-    where the bytes are, and what --slim would save
   irb boot ARCHIVE [-- ARGS]     boot an initramfs in QEMU and stream the console
                                  (--timeline: when each boot phase was reached)
   irb trace IMAGE -o TRACE.json  record what the program uses (for build --keep-only)
