@@ -8,6 +8,7 @@ import { IrbError, isIrbError } from '@irb/errors';
 import type { BlobCache } from './cache.ts';
 import { createDigestHasher, parseDigest } from './digest.ts';
 import { cacheWriteFailure, dump, statusError } from './errors.ts';
+import { followBlob, LiveDownload } from './follow.ts';
 import { Limiter } from './limiter.ts';
 import { validateDescriptor } from './manifest.ts';
 import type { Endpoint, Mirrors } from './mirrors.ts';
@@ -31,19 +32,23 @@ class PartialBlob {
   readonly #handle: FileHandle;
   readonly #digest: string;
   readonly #cacheDir: string;
+  readonly #live: LiveDownload;
   #hasher: ReturnType<typeof createDigestHasher>;
   /** Bytes written (and hashed) so far; where a resumed request starts. */
   offset = 0;
 
-  constructor(handle: FileHandle, digest: string, cacheDir: string) {
+  constructor(handle: FileHandle, digest: string, cacheDir: string, live: LiveDownload) {
     this.#handle = handle;
     this.#digest = digest;
     this.#cacheDir = cacheDir;
+    this.#live = live;
     this.#hasher = createDigestHasher(digest);
   }
 
   /** Drops everything received, to start over from byte 0. */
   async reset(): Promise<void> {
+    // Readers following the file keep a hash of what they already gave out before it goes.
+    await this.#live.resetting();
     await this.#handle.truncate(0);
     this.#hasher = createDigestHasher(this.#digest);
     this.offset = 0;
@@ -55,6 +60,7 @@ class PartialBlob {
       throw cacheWriteFailure(this.#cacheDir, error);
     });
     this.offset += chunk.byteLength;
+    this.#live.advanced(this.offset);
   }
 
   /** The digest of what was received, in the expected digest's algorithm. */
@@ -79,7 +85,10 @@ export interface BlobFetcherOptions {
 export class BlobFetcher {
   readonly #o: BlobFetcherOptions;
   readonly #limiter: Limiter;
-  readonly #inflight = new Map<string, { task: Promise<void>; signal: AbortSignal | undefined }>();
+  readonly #inflight = new Map<
+    string,
+    { task: Promise<void>; signal: AbortSignal | undefined; live: LiveDownload }
+  >();
 
   constructor(options: BlobFetcherOptions) {
     this.#o = options;
@@ -111,12 +120,42 @@ export class BlobFetcher {
     if (failure) throw signal?.aborted ? signal.reason : controller.signal.reason;
   }
 
+  /**
+   * A verified stream of one blob: from the cache when it is there, else following its download
+   * (joined or started) byte by byte as it lands in the staged file. Like every blob stream it
+   * throws at the end (`IRB_DIGEST_MISMATCH`, …) when the bytes turn out not to be the blob, so a
+   * consumer keeps nothing it built from them until the stream ended normally.
+   */
+  open(
+    ref: Reference,
+    descriptor: Descriptor,
+    cache: BlobCache,
+    signal: AbortSignal | undefined,
+    onProgress: ProgressListener | undefined,
+  ): AsyncGenerator<Uint8Array, void, undefined> {
+    let found: (live: LiveDownload | undefined) => void = () => undefined;
+    const live = new Promise<LiveDownload | undefined>((resolve) => {
+      found = resolve;
+    });
+    // Started only when the stream is first read, as a generator's body would be.
+    async function* start(fetcher: BlobFetcher): AsyncGenerator<Uint8Array, void, undefined> {
+      const done = fetcher.ensure(ref, descriptor, signal, onProgress, found);
+      done.then(
+        () => found(undefined),
+        () => found(undefined),
+      );
+      yield* followBlob({ cache, descriptor, live, done, signal });
+    }
+    return start(this);
+  }
+
   /** Makes sure one blob is in the cache: found there, joined to a running download, or downloaded. */
   async ensure(
     ref: Reference,
     descriptor: Descriptor,
     signal: AbortSignal | undefined,
     onProgress: ProgressListener | undefined,
+    onLive?: (live: LiveDownload) => void,
   ): Promise<void> {
     validateDescriptor(descriptor, formatReference(ref));
     const progress: ProgressListener = (event) => {
@@ -133,6 +172,7 @@ export class BlobFetcher {
       }
       const running = this.#inflight.get(digest);
       if (!running) break;
+      onLive?.(running.live);
       try {
         await running.task;
       } catch (error) {
@@ -140,13 +180,15 @@ export class BlobFetcher {
         if (!running.signal?.aborted || signal?.aborted) throw error;
       }
     }
+    const live = new LiveDownload();
+    onLive?.(live);
     const task = this.#limiter
-      .run(() => this.#download(cache, ref, descriptor, signal, progress), signal)
+      .run(() => this.#download(cache, ref, descriptor, signal, progress, live), signal)
       .catch((error: unknown) => {
         signal?.throwIfAborted();
         throw error;
       });
-    const entry = { task, signal };
+    const entry = { task, signal, live };
     this.#inflight.set(digest, entry);
     try {
       await task;
@@ -166,6 +208,7 @@ export class BlobFetcher {
     descriptor: Descriptor,
     signal: AbortSignal | undefined,
     progress: ProgressListener,
+    live: LiveDownload,
   ): Promise<void> {
     const { digest, size } = descriptor;
     const name = formatReference(ref);
@@ -175,12 +218,14 @@ export class BlobFetcher {
     });
     let closed = false;
     try {
-      const partial = new PartialBlob(handle, digest, cache.dir);
+      live.started(staged.path);
+      const partial = new PartialBlob(handle, digest, cache.dir, live);
       let attempts = 0;
       let lastError: unknown;
       let outcome: 'cached' | 'verified' | undefined;
       for (const endpoint of this.#o.mirrors.endpoints(ref)) {
         let offsetAtStart = 0;
+        live.source(endpoint.mirror);
         const attempt = () => {
           attempts++;
           offsetAtStart = partial.offset;
@@ -223,6 +268,7 @@ export class BlobFetcher {
       await handle.close();
       closed = true;
       await cache.commit(staged);
+      live.commit();
       progress({ type: 'blob', digest, done: size, total: size, phase: 'done' });
     } finally {
       if (!closed) await handle.close().catch(() => undefined);

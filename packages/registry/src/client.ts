@@ -258,16 +258,20 @@ export class RegistryClient {
     return this.#readAhead;
   }
 
-  /** A verified stream of a blob: downloaded into the cache first, then read from it. */
+  /**
+   * A stream of a blob, verified by the time it ends: read from the cache, or while it downloads
+   * (following the download into the cache byte by byte). It throws at the end
+   * (`IRB_DIGEST_MISMATCH`, …) when the bytes were not the blob: use what you built from them
+   * only once it ended normally.
+   */
   async *openBlob(
     reference: string | Reference,
     descriptor: Descriptor,
     options: CallOptions = {},
   ): AsyncGenerator<Uint8Array, void, undefined> {
     const signal = combineSignals(this.#signal, options.signal);
-    await this.#blobs.ensure(toReference(reference), descriptor, signal, options.onProgress);
     const cache = await this.cache();
-    yield* cache.open(descriptor.digest, descriptor.size, signal);
+    yield* this.#blobs.open(toReference(reference), descriptor, cache, signal, options.onProgress);
   }
 
   /** A small blob's bytes (configs), verified. */

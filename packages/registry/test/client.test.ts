@@ -611,6 +611,36 @@ describe('faults', () => {
     expect(failure.message).toMatch(/ECONNREFUSED/);
   });
 
+  it('a layer streams while it downloads: bytes come out before the blob is complete', async () => {
+    const own = await startFaultProxy(reg.url);
+    cleanups.push(() => own.stop());
+    own.add({ method: 'GET', path: bigPath(), fault: { kind: 'stall', afterBytes: 300_000 } });
+    const dir = await tempDir();
+    const c = client({ cacheDir: dir, readAhead: false, timeoutMs: 60_000 });
+    const image = await c.image(`${own.host}/test/oci:v1`);
+    const controller = new AbortController();
+    const stream = (await image.layers())[1]!.open({ signal: controller.signal });
+    const iterator = stream[Symbol.asyncIterator]();
+    const chunks: Buffer[] = [];
+    let received = 0;
+    while (received < 200_000) {
+      const next = await iterator.next();
+      expect(next.done).toBe(false);
+      chunks.push(Buffer.from(next.value as Uint8Array));
+      received += (next.value as Uint8Array).byteLength;
+    }
+    // The download is stalled after 300000 bytes: these came from the staged file as they
+    // arrived (not yet verified), and the blob is not in the cache.
+    expect(Buffer.concat(chunks).equals(Buffer.from(ociImage.layers[1]!.bytes.subarray(0, received)))).toBe(
+      true,
+    );
+    expect(await files(dir)).not.toContain(`sha256/${ociImage.layers[1]!.digest.slice(7)}`);
+    controller.abort();
+    expect((await codeOf(iterator.next())).error).toBe(controller.signal.reason);
+    await c.close();
+    expect((await files(dir)).filter((f) => f.startsWith('.tmp/'))).toEqual([]);
+  });
+
   it('opening one layer downloads the others in the background; close() cancels it cleanly', async () => {
     const own = await startFaultProxy(reg.url);
     cleanups.push(() => own.stop());
