@@ -3,10 +3,17 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { IrbError } from '@irb/errors';
 import { buildTar, opaque, type TarSpec, whiteout } from '@irb/test-utils';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { emit, layerOf, MEDIA } from '../test/helpers.ts';
-import { createDirectoryIndexCache, type IndexCache, indexCacheKey, indexLayers } from './index.ts';
+import {
+  createDirectoryIndexCache,
+  type IndexCache,
+  indexCacheKey,
+  indexLayers,
+  type LayerSource,
+} from './index.ts';
 import { decodeRecords, encodeRecords, RECORDS_FORMAT } from './records.ts';
 
 const f = (path: string, content = '', extra: Partial<TarSpec> = {}): TarSpec =>
@@ -189,4 +196,31 @@ describe('index cache', () => {
       await expect(below.set('k', new Uint8Array([1]))).rejects.toMatchObject({ code: 'ENOTDIR' });
     },
   );
+
+  test('a layer whose stream fails its digest check at the end: the index pass fails with it and nothing is cached', async () => {
+    // What a registry layer read while it downloads does: every byte, then the verdict.
+    const data = await blobs();
+    for (const concurrency of [1, 3]) {
+      const cache = memoryCache();
+      const layers = data.map((b) => layerOf(b, MEDIA.unknown, 4096));
+      const bad = layers[1] as LayerSource;
+      const open = bad.open.bind(bad);
+      bad.open = (options) =>
+        (async function* () {
+          yield* open(options);
+          throw new IrbError(
+            'IRB_DIGEST_MISMATCH',
+            `blob ${bad.digest}: the downloaded bytes hash to something else`,
+          );
+        })();
+      const failure = await indexLayers(layers, { indexCache: cache, concurrency }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(failure).toMatchObject({ code: 'IRB_DIGEST_MISMATCH' });
+      // Other layers were verified by their own streams and may be kept; the failed one is not.
+      expect([...cache.store.keys()]).not.toContain(indexCacheKey(bad));
+      expect(cache.store.size).toBeLessThanOrEqual(2);
+    }
+  });
 });
