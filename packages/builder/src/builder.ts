@@ -158,8 +158,9 @@ export class InitramfsBuilder {
       emit({ type: 'resolved', image: o.image, digest: manifestDigest, platform, layers: layerInfo });
 
       // No separate download step: opening the first layer makes the registry client fetch all
-      // layers in the background (read-ahead, in parallel), so indexing layer N overlaps the
-      // download of the layers above it, and packing reads them from the verified cache.
+      // layers in the background (read-ahead, in parallel), and each layer's index pass reads its
+      // blob as it downloads, byte by byte; the stream ends only once the blob is verified, else
+      // it throws and the build fails with nothing cached. Packing reads the verified cache.
       // With the blob cache on, the layers' parsed headers are cached too (keyed by digest; every
       // source verifies blobs against it), so a warm rebuild does not decompress a layer twice.
       const rootfs = await indexLayers(layers, {

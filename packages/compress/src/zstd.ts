@@ -160,6 +160,9 @@ async function* nodeZstdStream(
   }
 }
 
+/** Input bytes per zstd worker job (`ZSTD_c_jobSize`). */
+const ZSTD_JOB_SIZE = 4 * 1024 * 1024;
+
 /**
  * zstd frame(s) through zstd-napi's streaming context. `nbWorkers` is always ≥ 1 so the
  * output is zstd's multi-threaded format, which is byte-identical for any worker count
@@ -180,6 +183,11 @@ async function* napiZstdStream(
   cctx.setParameter(CParameter.checksumFlag, 1);
   cctx.setParameter(CParameter.contentSizeFlag, 0);
   cctx.setParameter(CParameter.nbWorkers, Math.max(1, threads));
+  // zstd's default job at level 3 is 8 MiB; each worker holds its job's input and output and the
+  // context keeps a round buffer of jobs besides: about 50 MiB at 2 workers, a fifth of the 256 MiB
+  // a cold build may use. 4 MiB jobs measured 35 MiB less peak RSS for 0.5 % more output.
+  // Part of the format: changing it changes the bytes (any worker count still gives the same ones).
+  cctx.setParameter(CParameter.jobSize, ZSTD_JOB_SIZE);
   const out = new Uint8Array(binding.cStreamOutSize());
   for await (const chunk of source) {
     signal?.throwIfAborted();
