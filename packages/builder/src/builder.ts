@@ -4,10 +4,11 @@ import { IrbError } from '@irb/errors';
 import { createDirectoryIndexCache, indexLayers, type Rootfs } from '@irb/layers';
 import type { Keychain } from '@irb/registry';
 import { writeFileAtomic } from './atomic.ts';
+import { rootfsBaseTree } from './base-tree.ts';
 import { cacheDirectories } from './cache.ts';
-import { withExtras } from './extras.ts';
+import { consoleEntries, withExtras } from './extras.ts';
 import { pathFilter } from './filter.ts';
-import { applyOverlay } from './overlay.ts';
+import { planOverlay } from './overlay.ts';
 import { type BuildPipeline, createBuildPipeline } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
@@ -175,9 +176,21 @@ export class InitramfsBuilder {
             emit({ type: 'index', layer: p.layer, layers: p.layers, entries: p.entries });
         },
       });
-      const overlay = await applyOverlay(rootfs, config.config, config.architecture ?? 'amd64', o, pre);
+      // The base member: the image's files, plus /dev/console (the kernel opens it before /init
+      // runs, whatever the job). Nothing is injected into it: see planOverlay.
+      const extras = consoleEntries(
+        rootfs.lookup('/dev/console') !== undefined,
+        rootfs.lookup('/dev') !== undefined,
+      );
+      const overlay = await planOverlay(
+        rootfsBaseTree(rootfs, extras),
+        config.config,
+        config.architecture ?? 'amd64',
+        o,
+        pre,
+      );
       const pipeline = createBuildPipeline({
-        members: [withExtras(rootfs.entries(signal ? { signal } : {}), overlay.extras)],
+        members: [withExtras(rootfs.entries(signal ? { signal } : {}), extras), listed(overlay.entries)],
         compression: pre.compression,
         ...(o.level !== undefined ? { level: o.level } : {}),
         ...(o.threads !== undefined ? { threads: o.threads } : {}),
@@ -242,6 +255,10 @@ function keepOption(pre: Preflight, o: InitramfsBuilderOptions, env: readonly st
     env,
   });
   return keep ? { keep } : {};
+}
+
+async function* listed<T>(items: readonly T[]): AsyncGenerator<T> {
+  yield* items;
 }
 
 function lostXattrs(rootfs: Rootfs): LostXattr[] {
