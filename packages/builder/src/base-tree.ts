@@ -1,5 +1,6 @@
 import type { CpioEntry, CpioPath } from '@irb/cpio';
 import type { Rootfs, RootfsNodeType } from '@irb/layers';
+import type { ContainerConfig } from '@irb/registry';
 
 /*
  * The overlay member is planned against the base member without holding the base's files: a
@@ -116,4 +117,123 @@ export function resolvePath(
   }
   const key = cur.join('/');
   return { key, node: key === '' ? ROOT : lookup(key) };
+}
+
+/** Facts about a cached base member that a build on top of it reports or plans with. */
+export interface BaseSnapshotHeader {
+  /** Counts of the base member, for the summary. */
+  stats: { records: number; unpackedBytes: number; cpioBytes: number; compressedBytes: number };
+  configDigest: string;
+  platform: string;
+  excluded: number;
+  /** Paths `slim`, `keepOnly` and `keep` filtered out. */
+  filtered: number;
+  lostXattrs: Array<{ path: string; names: string[] }>;
+  /** The image config's `config` and `architecture`: what init planning reads. */
+  config: ContainerConfig | undefined;
+  architecture: string;
+  /** Files init planning reads (`etc/passwd`, `etc/group`), by resolved key, base64. */
+  files: Record<string, string>;
+}
+
+const TYPE_CHAR: Record<string, string> = {
+  file: 'f',
+  directory: 'd',
+  symlink: 'l',
+  char: 'c',
+  block: 'b',
+  fifo: 'p',
+  socket: 'p',
+};
+const CHAR_TYPE: Record<string, RootfsNodeType> = {
+  f: 'file',
+  d: 'directory',
+  l: 'symlink',
+  c: 'char',
+  b: 'block',
+  p: 'fifo',
+};
+
+/**
+ * Collects the base member's tree as its entries stream past (no second walk, no body read),
+ * and encodes it with a header: one JSON line, then NUL-separated records `TYPE MODE`, key,
+ * target — names as raw bytes, so any name round-trips.
+ */
+export function createTreeCollector(): {
+  tap(source: AsyncIterable<CpioEntry>): AsyncGenerator<CpioEntry>;
+  encode(header: BaseSnapshotHeader): Uint8Array;
+} {
+  const parts: string[] = [];
+  return {
+    async *tap(source) {
+      for await (const entry of source) {
+        const type = TYPE_CHAR[entry.type] ?? 'p';
+        const target = entry.type === 'symlink' ? keyOfPath(entry.target) : '';
+        parts.push(`${type}${entry.mode.toString(8)}\0${keyOfPath(entry.path)}\0${target}\0`);
+        if (entry.type === 'file') {
+          for (const link of entry.links ?? [])
+            parts.push(`f${entry.mode.toString(8)}\0${keyOfPath(link)}\0\0`);
+        }
+        yield entry;
+      }
+    },
+    encode(header) {
+      const head = Buffer.from(`${JSON.stringify({ v: 1, ...header })}\n`, 'utf8');
+      return new Uint8Array(Buffer.concat([head, Buffer.from(parts.join(''), 'latin1')]));
+    },
+  };
+}
+
+/** Decodes what {@link createTreeCollector} encoded; `undefined` for anything malformed (a cache miss). */
+export function decodeBaseSnapshot(
+  bytes: Uint8Array,
+): { header: BaseSnapshotHeader; tree: BaseTree } | undefined {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const newline = buffer.indexOf(10);
+  if (newline < 0) return undefined;
+  let header: BaseSnapshotHeader & { v?: number };
+  try {
+    header = JSON.parse(buffer.subarray(0, newline).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (header.v !== 1 || typeof header.stats !== 'object' || typeof header.files !== 'object')
+    return undefined;
+  const fields = buffer
+    .subarray(newline + 1)
+    .toString('latin1')
+    .split('\0');
+  const nodes = new Map<string, BaseNode>();
+  for (let i = 0; i + 2 < fields.length; i += 3) {
+    const head = fields[i] as string;
+    const type = CHAR_TYPE[head[0] ?? ''];
+    if (type === undefined) return undefined;
+    const node: BaseNode = { type, mode: Number.parseInt(head.slice(1), 8) };
+    if (type === 'symlink') node.target = fields[i + 2] as string;
+    nodes.set(fields[i + 1] as string, node);
+  }
+  const files = header.files;
+  return {
+    header,
+    tree: {
+      node: (key) => (key === '' ? ROOT : nodes.get(key)),
+      async readFile(key) {
+        const data = files[key];
+        return data === undefined ? undefined : new Uint8Array(Buffer.from(data, 'base64'));
+      },
+      excluded: header.excluded,
+    },
+  };
+}
+
+/** The files init planning reads from the base, for the snapshot: `/etc/passwd` and `/etc/group`, resolved. */
+export async function snapshotFiles(base: BaseTree, signal?: AbortSignal): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  for (const path of ['etc/passwd', 'etc/group']) {
+    const r = resolvePath((k) => base.node(k), path, true);
+    if (r.node?.type !== 'file') continue;
+    const bytes = await base.readFile(r.key, signal);
+    if (bytes !== undefined) files[r.key] = Buffer.from(bytes).toString('base64');
+  }
+  return files;
 }

@@ -119,3 +119,123 @@ describe('layered output: a base member and an overlay member', () => {
     );
   });
 });
+
+describe('the output cache', () => {
+  let registry: StartedRegistry;
+  let dir: string;
+  let image: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'irb-output-cache-'));
+    registry = await startRegistry();
+    const layer = await buildTar([
+      { type: 'directory', path: 'usr/' },
+      { type: 'directory', path: 'usr/bin/' },
+      { type: 'symlink', path: 'bin', target: 'usr/bin' },
+      { type: 'file', path: 'usr/lib/big', content: 'y'.repeat(300_000) },
+      {
+        type: 'file',
+        path: 'etc/passwd',
+        content: 'root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n',
+      },
+      { type: 'file', path: 'etc/group', content: 'root:x:0:\napp:x:1000:\n' },
+    ]);
+    await pushImage(
+      registry,
+      'lib/cached',
+      'v1',
+      buildImage({ layers: [layer], runtime: { Cmd: ['agent'], User: 'app' } }),
+    );
+    image = `${registry.host}/lib/cached:v1`;
+  });
+
+  afterAll(async () => {
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('reuses the base member: same bytes as a cold build, no layer read; a changed agent changes only the overlay', async () => {
+    const { readFile, readdir } = await import('node:fs/promises');
+    const cacheDir = join(dir, 'cache');
+    const agentA = join(dir, 'agent-a');
+    const agentB = join(dir, 'agent-b');
+    await writeFile(agentA, 'agent A');
+    await writeFile(agentB, 'agent B, longer');
+    const build = async (agent: string, name: string, cache = true) => {
+      const events: string[] = [];
+      const out = join(dir, name);
+      const summary = await new InitramfsBuilder({
+        image,
+        compression: 'zstd',
+        cacheDir,
+        cache,
+        inject: [`${agent}:/bin/agent`],
+        onProgress: (e) => events.push(e.type === 'blob' ? `blob ${e.digest} ${e.phase}` : e.type),
+      }).build(out);
+      return { bytes: await readFile(out), events, summary, out };
+    };
+    const cold = await build(agentA, 'cold', false);
+    const first = await build(agentA, 'first');
+    expect(first.events).toContain('index');
+    const outputs = (await readdir(`${cacheDir}-output`)).sort();
+    expect(outputs).toEqual([
+      expect.stringMatching(/^[0-9a-f]{64}\.base$/),
+      expect.stringMatching(/^[0-9a-f]{64}\.tree$/),
+    ]);
+    const hit = await build(agentA, 'hit');
+    expect(hit.events).not.toContain('index');
+    // Nothing downloaded (the manifest is revalidated; the config comes from the blob cache).
+    expect(hit.events.filter((e) => e.startsWith('blob') && !e.endsWith(' cache'))).toEqual([]);
+    expect(Buffer.compare(hit.bytes, cold.bytes)).toBe(0);
+    expect(Buffer.compare(first.bytes, cold.bytes)).toBe(0);
+    const { durationMs: _a, output: _b, ...hitSummary } = hit.summary;
+    const { durationMs: _c, output: _d, ...coldSummary } = cold.summary;
+    expect(hitSummary).toEqual(coldSummary);
+    // A new agent: the same base member bytes, another overlay; equal to a cold build of it.
+    const changed = await build(agentB, 'changed');
+    const changedCold = await build(agentB, 'changed-cold', false);
+    expect(Buffer.compare(changed.bytes, changedCold.bytes)).toBe(0);
+    const baseBytes = await readFile(join(`${cacheDir}-output`, outputs[0] as string));
+    expect(Buffer.compare(changed.bytes.subarray(0, baseBytes.byteLength), baseBytes)).toBe(0);
+    const [, overlay] = await (async () => {
+      const members: string[][] = [];
+      for await (const e of listArchive(changed.out)) (members[e.member] ??= []).push(e.name);
+      return members;
+    })();
+    expect(overlay).toContain('usr/bin/agent');
+    // The stream of a hit is the same bytes.
+    const stream = new InitramfsBuilder({
+      image,
+      compression: 'zstd',
+      cacheDir,
+      inject: [`${agentA}:/bin/agent`],
+    }).stream();
+    const chunks: Uint8Array[] = [];
+    for await (const c of stream) chunks.push(c);
+    expect(Buffer.compare(Buffer.concat(chunks), cold.bytes)).toBe(0);
+    // `irb cache ls` sees the entries, a prune to 0 removes them, and the next build is a miss again.
+    const { listCache, pruneCache } = await import('../src/index.ts');
+    const listed = await listCache(cacheDir);
+    expect(listed.filter((e) => e.kind === 'output')).toHaveLength(2);
+    await pruneCache(cacheDir, { maxBytes: 0 });
+    expect((await readdir(`${cacheDir}-output`)).filter((n) => !n.startsWith('.'))).toEqual([]);
+    const again = await build(agentA, 'again');
+    expect(again.events).toContain('index');
+    expect(Buffer.compare(again.bytes, cold.bytes)).toBe(0);
+  });
+
+  it('treats a damaged tree file as a miss', async () => {
+    const { readFile, readdir } = await import('node:fs/promises');
+    const cacheDir = join(dir, 'damaged');
+    const agent = join(dir, 'agent-d');
+    await writeFile(agent, 'agent');
+    const options = { image, compression: 'gzip' as const, cacheDir, inject: [`${agent}:/bin/agent`] };
+    await new InitramfsBuilder(options).build(join(dir, 'd1'));
+    const tree = (await readdir(`${cacheDir}-output`)).find((n) => n.endsWith('.tree')) as string;
+    await writeFile(join(`${cacheDir}-output`, tree), 'garbage');
+    const events: string[] = [];
+    await new InitramfsBuilder({ ...options, onProgress: (e) => events.push(e.type) }).build(join(dir, 'd2'));
+    expect(events).toContain('index');
+    expect(Buffer.compare(await readFile(join(dir, 'd1')), await readFile(join(dir, 'd2')))).toBe(0);
+  });
+});

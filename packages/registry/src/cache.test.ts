@@ -12,6 +12,7 @@ import {
   DEFAULT_CACHE_MAX_BYTES,
   ensureCacheDirectory,
   indexCacheDirFor,
+  outputCacheDirFor,
   isOwnerAlive,
   listCache,
   parseByteSize,
@@ -116,6 +117,8 @@ describe('sizes and durations', () => {
     expect(indexCacheDirFor('/home/u/.cache/irb/blobs')).toBe('/home/u/.cache/irb/index');
     expect(indexCacheDirFor('/var/cache/irb')).toBe('/var/cache/irb-index');
     expect(indexCacheDirFor('/var/cache/irb/')).toBe('/var/cache/irb-index');
+    expect(outputCacheDirFor('/home/u/.cache/irb/blobs')).toBe('/home/u/.cache/irb/output');
+    expect(outputCacheDirFor('/var/cache/irb')).toBe('/var/cache/irb-output');
   });
 });
 
