@@ -43,7 +43,10 @@ describe('layered output: a base member and an overlay member', () => {
 
   const byMember = async (path: string) => {
     const members: ArchiveEntry[][] = [];
-    for await (const e of listArchive(path)) (members[e.member] ??= []).push(e);
+    for await (const e of listArchive(path)) {
+      members[e.member] ??= [];
+      members[e.member]?.push(e);
+    }
     return members;
   };
 
@@ -199,7 +202,10 @@ describe('the output cache', () => {
     expect(Buffer.compare(changed.bytes.subarray(0, baseBytes.byteLength), baseBytes)).toBe(0);
     const [, overlay] = await (async () => {
       const members: string[][] = [];
-      for await (const e of listArchive(changed.out)) (members[e.member] ??= []).push(e.name);
+      for await (const e of listArchive(changed.out)) {
+        members[e.member] ??= [];
+        members[e.member]?.push(e.name);
+      }
       return members;
     })();
     expect(overlay).toContain('usr/bin/agent');
