@@ -99,12 +99,15 @@ describe('irb CLI against a real registry (no VM)', () => {
       init: 'generated',
     });
     expect(summary.recommendedMemoryMiB).toBeGreaterThan((2 * summary.unpackedBytes) / 2 ** 20);
-    // gzip -t and GNU cpio agree with what irb ls shows.
+    // gzip -t and GNU cpio agree with what irb ls shows of the base member (GNU cpio stops at
+    // the first trailer); the overlay member brings /init.
     await run('gzip', ['-t', out]);
     const { stdout: gnu } = await run('sh', ['-c', `gzip -dc '${out}' | cpio -it --quiet`]);
     const ls = await runCli(['ls', out]);
     expect(ls.code).toBe(0);
-    const names = ls.stdout
+    const [baseListing = '', overlayListing = ''] = ls.stdout.split('--- archive member 2\n');
+    expect(overlayListing).toMatch(/ init$/m);
+    const names = baseListing
       .trimEnd()
       .split('\n')
       .map((l) => l.replace(/^.*? \d{4}-\d\d-\d\d \d\d:\d\d /, '').replace(/ -> .*/, ''));
@@ -143,9 +146,10 @@ describe('irb CLI against a real registry (no VM)', () => {
     ]);
     const ls = await runCli(['ls', both]);
     expect(ls.code, ls.stderr).toBe(0);
-    expect(ls.stdout).toContain('--- archive member 2\n');
+    // irb's two members (the image, then /init), then the appended one.
+    expect(ls.stdout).toContain('--- archive member 3\n');
     expect(ls.stdout).toMatch(/opt\/extra\.txt\n$/);
-    expect(ls.stdout.indexOf('init\n')).toBeLessThan(ls.stdout.indexOf('--- archive member 2'));
+    expect(ls.stdout.indexOf('init\n')).toBeLessThan(ls.stdout.indexOf('--- archive member 3'));
   });
 
   it('inspects a multi-platform image and selects a platform', async () => {

@@ -5,8 +5,8 @@ import { IrbError } from '@irb/errors';
 import { createDirectoryIndexCache, indexLayers, type Rootfs } from '@irb/layers';
 import type { ImageManifest, Keychain } from '@irb/registry';
 import { writeFileAtomic } from './atomic.ts';
-import { baseKey } from './base-key.ts';
 import { createTreeCollector, rootfsBaseTree, snapshotFiles } from './base-tree.ts';
+import { baseKey } from './build-key.ts';
 import { cacheDirectories } from './cache.ts';
 import { consoleEntries, withExtras } from './extras.ts';
 import { pathFilter } from './filter.ts';
@@ -155,14 +155,7 @@ export class InitramfsBuilder {
       const image = source.image;
       const manifestDigest = await image.digest();
       const dirs = o.cache !== false ? cacheDirectories(o.cacheDir) : undefined;
-      const key =
-        dirs &&
-        baseKey({
-          manifestDigest,
-          compression: pre.compression,
-          options: o,
-          sourceDateEpoch: pre.sourceDateEpoch,
-        });
+      const key = dirs && (await baseKey(o, manifestDigest));
       const hit = dirs && key ? await lookupBase(dirs.output, key) : undefined;
       if (hit) {
         try {
