@@ -155,30 +155,64 @@ const CHAR_TYPE: Record<string, RootfsNodeType> = {
 };
 
 /**
- * Collects the base member's tree as its entries stream past (no second walk, no body read),
- * and encodes it with a header: one JSON line, then NUL-separated records `TYPE MODE`, key,
- * target — names as raw bytes, so any name round-trips.
+ * Collects the base member's tree as its entries stream past (no second walk), and encodes it
+ * with a header: one JSON line, then NUL-separated records `TYPE MODE`, key, target — names as
+ * raw bytes, so any name round-trips. The bodies of the files init planning reads (`want`:
+ * resolved keys of /etc/passwd and /etc/group) are kept as they stream through, so storing them
+ * never reopens a layer.
  */
-export function createTreeCollector(): {
+export function createTreeCollector(want: ReadonlySet<string> = new Set()): {
   tap(source: AsyncIterable<CpioEntry>): AsyncGenerator<CpioEntry>;
-  encode(header: BaseSnapshotHeader): Uint8Array;
+  encode(header: Omit<BaseSnapshotHeader, 'files'>): Uint8Array;
 } {
   const parts: string[] = [];
+  const files: Record<string, string> = {};
+  const keep = (keys: string[], bytes: Uint8Array) => {
+    for (const key of keys) files[key] = Buffer.from(bytes).toString('base64');
+  };
+  const captured = (entry: CpioEntry & { type: 'file' }, keys: string[]): CpioEntry => {
+    const body = entry.body;
+    if (body === undefined) {
+      keep(keys, new Uint8Array(0));
+      return entry;
+    }
+    if (body instanceof Uint8Array) {
+      keep(keys, body);
+      return entry;
+    }
+    async function* tee(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of source) {
+        chunks.push(chunk.slice());
+        yield chunk;
+      }
+      keep(keys, new Uint8Array(Buffer.concat(chunks)));
+    }
+    return { ...entry, body: typeof body === 'function' ? () => tee(body()) : tee(body) };
+  };
   return {
     async *tap(source) {
       for await (const entry of source) {
         const type = TYPE_CHAR[entry.type] ?? 'p';
         const target = entry.type === 'symlink' ? keyOfPath(entry.target) : '';
-        parts.push(`${type}${entry.mode.toString(8)}\0${keyOfPath(entry.path)}\0${target}\0`);
-        if (entry.type === 'file') {
-          for (const link of entry.links ?? [])
-            parts.push(`f${entry.mode.toString(8)}\0${keyOfPath(link)}\0\0`);
+        const key = keyOfPath(entry.path);
+        parts.push(`${type}${entry.mode.toString(8)}\0${key}\0${target}\0`);
+        if (entry.type !== 'file') {
+          yield entry;
+          continue;
         }
-        yield entry;
+        const names = [key];
+        for (const link of entry.links ?? []) {
+          const linkKey = keyOfPath(link);
+          names.push(linkKey);
+          parts.push(`f${entry.mode.toString(8)}\0${linkKey}\0\0`);
+        }
+        const wanted = names.filter((n) => want.has(n));
+        yield wanted.length > 0 ? captured(entry, wanted) : entry;
       }
     },
     encode(header) {
-      const head = Buffer.from(`${JSON.stringify({ v: 1, ...header })}\n`, 'utf8');
+      const head = Buffer.from(`${JSON.stringify({ v: 1, ...header, files })}\n`, 'utf8');
       return new Uint8Array(Buffer.concat([head, Buffer.from(parts.join(''), 'latin1')]));
     },
   };
@@ -226,14 +260,12 @@ export function decodeBaseSnapshot(
   };
 }
 
-/** The files init planning reads from the base, for the snapshot: `/etc/passwd` and `/etc/group`, resolved. */
-export async function snapshotFiles(base: BaseTree, signal?: AbortSignal): Promise<Record<string, string>> {
-  const files: Record<string, string> = {};
+/** The resolved keys of the files init planning reads from the base (`/etc/passwd`, `/etc/group`). */
+export function plannedFiles(base: BaseTree): Set<string> {
+  const keys = new Set<string>();
   for (const path of ['etc/passwd', 'etc/group']) {
     const r = resolvePath((k) => base.node(k), path, true);
-    if (r.node?.type !== 'file') continue;
-    const bytes = await base.readFile(r.key, signal);
-    if (bytes !== undefined) files[r.key] = Buffer.from(bytes).toString('base64');
+    if (r.node?.type === 'file') keys.add(r.key);
   }
-  return files;
+  return keys;
 }

@@ -5,7 +5,7 @@ import { IrbError } from '@irb/errors';
 import { createDirectoryIndexCache, indexLayers, type Rootfs } from '@irb/layers';
 import type { ImageManifest, Keychain } from '@irb/registry';
 import { writeFileAtomic } from './atomic.ts';
-import { createTreeCollector, rootfsBaseTree, snapshotFiles } from './base-tree.ts';
+import { createTreeCollector, plannedFiles, rootfsBaseTree } from './base-tree.ts';
 import { baseKey } from './build-key.ts';
 import { cacheDirectories } from './cache.ts';
 import { consoleEntries, withExtras } from './extras.ts';
@@ -220,7 +220,7 @@ export class InitramfsBuilder {
       const lost = lostXattrs(rootfs);
       // With the cache on, the base member is kept as it streams out, with the tree the next
       // build plans its overlay against.
-      const collector = createTreeCollector();
+      const collector = createTreeCollector(plannedFiles(baseTree));
       const sink =
         dirs && key
           ? createBaseSink(
@@ -236,7 +236,6 @@ export class InitramfsBuilder {
                   lostXattrs: lost,
                   config: config.config,
                   architecture,
-                  files: await snapshotFiles(baseTree, signal),
                 }),
               dirs.blobs,
             )

@@ -99,9 +99,11 @@ export async function planOverlay(
         );
   // The directories the init needs that neither member has (mount points, WorkingDir).
   const mtime = pre.sourceDateEpoch ?? 0;
+  // Resolved like the rest: a WorkingDir below a symlink of the image is made where it leads.
+  const lookup = (key: string) => placed.nodes.get(key) ?? base.node(key);
   for (const dir of directories) {
-    const key = keyOfPath(dir);
-    if (placed.nodes.has(key) || base.node(key)) continue;
+    const { key, node } = resolvePath(lookup, keyOfPath(dir), true);
+    if (node !== undefined || key === '') continue;
     placed.entries.push({ type: 'directory', path: cpioPathOf(key), mode: 0o755, mtime });
     placed.nodes.set(key, { type: 'directory', mode: 0o755 });
   }
