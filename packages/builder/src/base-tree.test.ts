@@ -60,7 +60,8 @@ describe('the base tree snapshot', () => {
     expect(tree.node('tmp')).toEqual({ type: 'directory', mode: 0o1777 });
     expect(tree.node('bin')).toEqual({ type: 'symlink', mode: 0o777, target: 'usr/bin' });
     expect(tree.node(keyOfPath(odd))).toEqual({ type: 'file', mode: 0o644 });
-    expect(tree.node('b')).toEqual({ type: 'file', mode: 0o755 });
+    expect(tree.node('a')).toEqual({ type: 'file', mode: 0o755, linked: true });
+    expect(tree.node('b')).toEqual({ type: 'file', mode: 0o755, linked: true });
     expect(await tree.readFile('etc/passwd')).toEqual(passwd);
     expect(await tree.readFile('etc/group')).toBeUndefined();
     expect(decodeBaseSnapshot(new TextEncoder().encode('garbage'))).toBeUndefined();

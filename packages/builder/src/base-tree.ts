@@ -20,6 +20,8 @@ export interface BaseNode {
   mode: number;
   /** Symlink target (a key-encoded string: bytes as a binary string). */
   target?: string;
+  /** A regular file with more than one name (hard links): the kernel would rewrite it in place. */
+  linked?: boolean;
 }
 
 /** The base member's tree, looked up by exact key (parents already resolved; the last component not followed). */
@@ -66,6 +68,7 @@ export function rootfsBaseTree(rootfs: Rootfs, extras: readonly CpioEntry[]): Ba
       if (!info) return added.get(key);
       const node: BaseNode = { type: info.type, mode: info.mode };
       if (info.target !== undefined) node.target = keyOfPath(info.target);
+      if (info.type === 'file' && info.nlink > 1) node.linked = true;
       return node;
     },
     readFile(key, signal) {
@@ -201,11 +204,14 @@ export function createTreeCollector(want: ReadonlySet<string> = new Set()): {
           yield entry;
           continue;
         }
+        // A file with several names is marked (`L` in the target field): see BaseNode.linked.
+        const links = entry.links ?? [];
+        if (links.length > 0) parts[parts.length - 1] = `f${entry.mode.toString(8)}\0${key}\0L\0`;
         const names = [key];
-        for (const link of entry.links ?? []) {
+        for (const link of links) {
           const linkKey = keyOfPath(link);
           names.push(linkKey);
-          parts.push(`f${entry.mode.toString(8)}\0${linkKey}\0\0`);
+          parts.push(`f${entry.mode.toString(8)}\0${linkKey}\0L\0`);
         }
         const wanted = names.filter((n) => want.has(n));
         yield wanted.length > 0 ? captured(entry, wanted) : entry;
@@ -244,6 +250,7 @@ export function decodeBaseSnapshot(
     if (type === undefined) return undefined;
     const node: BaseNode = { type, mode: Number.parseInt(head.slice(1), 8) };
     if (type === 'symlink') node.target = fields[i + 2] as string;
+    else if (type === 'file' && fields[i + 2] === 'L') node.linked = true;
     nodes.set(fields[i + 1] as string, node);
   }
   const files = header.files;

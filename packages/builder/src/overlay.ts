@@ -169,6 +169,12 @@ async function placeEntries(
       );
     }
     ensureParents(r.key);
+    if (r.node?.type === 'file' && r.node.linked && !nodes.has(r.key) && entry.type === 'file') {
+      // The kernel writes a file over a file in place (same type: O_TRUNC on the existing inode),
+      // which would change every hard-linked name of it. An entry of another type first makes it
+      // unlink the name, so only this name gets the new file, as in a one-member archive.
+      entries.push({ type: 'symlink', path: cpioPathOf(r.key), target: '.', mode: 0o777, mtime });
+    }
     entries.push({ ...entry, path: cpioPathOf(r.key) });
     const node: BaseNode = { type: entry.type === 'socket' ? 'fifo' : entry.type, mode: entry.mode };
     if (entry.type === 'symlink') node.target = keyOfPath(entry.target);

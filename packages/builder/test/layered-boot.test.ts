@@ -14,6 +14,7 @@ const agent = (name: string) =>
     `echo "agent ${name} runs"`,
     '[ -L /bin ] && echo "bin is still a symlink"',
     'echo "tmp mode $(/bin/busybox stat -c %a /tmp)"',
+    '/bin/busybox grep -q "agent A" /usr/lib/agent-a && echo "the hard link still has agent A"',
     '',
   ].join('\n');
 
@@ -36,6 +37,9 @@ describe('layered archives boot with the overlay on top of the base', () => {
       { type: 'directory', path: 'usr/bin/' },
       { type: 'file', path: 'usr/bin/busybox', mode: 0o755, content: busybox },
       { type: 'file', path: 'usr/bin/agent', mode: 0o755, content: agent('A') },
+      // A second name of agent A: replacing /bin/agent must not rewrite it.
+      { type: 'directory', path: 'usr/lib/' },
+      { type: 'link', path: 'usr/lib/agent-a', target: 'usr/bin/agent' },
       { type: 'symlink', path: 'bin', target: 'usr/bin' },
       { type: 'directory', path: 'tmp/', mode: 0o1777 },
     ]);
@@ -71,6 +75,7 @@ describe('layered archives boot with the overlay on top of the base', () => {
       expect(rebuilt.output).not.toContain('agent A runs');
       expect(rebuilt.output).toContain('bin is still a symlink');
       expect(rebuilt.output).toContain('tmp mode 1777');
+      expect(rebuilt.output).toContain('the hard link still has agent A');
       expect(rebuilt.output).toContain('irb: exit status 0');
 
       // Append agent C as a gzip member after the zstd archive: BASE is not read, the kernel

@@ -20,6 +20,8 @@ describe('layered output: a base member and an overlay member', () => {
       { type: 'directory', path: 'usr/bin/' },
       { type: 'file', path: 'usr/bin/agent', content: 'agent A', mode: 0o755 },
       { type: 'symlink', path: 'bin', target: 'usr/bin' },
+      { type: 'file', path: 'etc/motd', content: 'hello' },
+      { type: 'link', path: 'etc/motd.copy', target: 'etc/motd' },
       { type: 'directory', path: 'tmp/', mode: 0o1777 },
       { type: 'file', path: 'etc/passwd', content: 'root:x:0:0::/root:/bin/sh\n' },
       { type: 'file', path: 'etc/group', content: 'root:x:0:\n' },
@@ -110,6 +112,29 @@ describe('layered output: a base member and an overlay member', () => {
     expect(names.filter((n) => n.endsWith(' bin') || n.endsWith(' etc') || n.endsWith(' usr/bin'))).toEqual(
       [],
     );
+  });
+
+  it('replaces one name of a hard-linked file, not the file (an entry of another type unlinks the name first)', async () => {
+    const out = join(dir, 'motd.cpio');
+    await new InitramfsBuilder({
+      image,
+      compression: 'none',
+      cache: false,
+      inject: [`${agent}:/etc/motd`],
+    }).build(out);
+    const [, overlay] = await byMember(out);
+    const motd = (overlay ?? []).filter((e) => e.name === 'etc/motd').map((e) => e.type);
+    expect(motd).toEqual(['symlink', 'file']);
+    // /usr/bin/agent has one name: written over in place, no extra entry.
+    const plain = join(dir, 'plain.cpio');
+    await new InitramfsBuilder({
+      image,
+      compression: 'none',
+      cache: false,
+      inject: [`${agent}:/bin/agent`],
+    }).build(plain);
+    const [, second] = await byMember(plain);
+    expect((second ?? []).filter((e) => e.name === 'usr/bin/agent').map((e) => e.type)).toEqual(['file']);
   });
 
   it('refuses a file where the base has a directory, naming the inject', async () => {
