@@ -37,7 +37,8 @@ directory entries (BASE is not read, and a directory entry would reset the mode
 of one BASE has), and the kernel skips a file whose directory is missing.
 A directory SRC brings its own subdirectories. The kernel follows BASE's
 symlinks on the way (/bin/x lands in /usr/bin/x when /bin -> usr/bin). A file
-cannot replace a non-empty directory of BASE; nothing of BASE can be deleted.`;
+cannot replace a non-empty directory of BASE; nothing of BASE can be deleted; a
+file of BASE is rewritten in place, hard-linked names of it included.`;
 
 const LEVELS = { gzip: [1, 9], zstd: [1, 19] } as const;
 
