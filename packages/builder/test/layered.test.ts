@@ -255,6 +255,26 @@ describe('the output cache', () => {
     expect(Buffer.compare(again.bytes, cold.bytes)).toBe(0);
   });
 
+  it('concurrent builds of one key all finish with the same bytes and leave one entry, no temp file', async () => {
+    const { readFile, readdir } = await import('node:fs/promises');
+    const cacheDir = join(dir, 'concurrent');
+    const agent = join(dir, 'agent-c');
+    await writeFile(agent, 'agent');
+    const outs = [0, 1, 2, 3].map((i) => join(dir, `c${i}`));
+    await Promise.all(
+      outs.map((out) =>
+        new InitramfsBuilder({ image, compression: 'zstd', cacheDir, inject: [`${agent}:/bin/agent`] }).build(
+          out,
+        ),
+      ),
+    );
+    const bytes = await Promise.all(outs.map((o) => readFile(o)));
+    for (const b of bytes) expect(Buffer.compare(b, bytes[0] as Buffer)).toBe(0);
+    expect(
+      (await readdir(`${cacheDir}-output`)).map((n) => n.replace(/^[0-9a-f]{64}/, 'KEY')).sort(),
+    ).toEqual(['KEY.base', 'KEY.tree']);
+  });
+
   it('treats a damaged tree file as a miss', async () => {
     const { readFile, readdir } = await import('node:fs/promises');
     const cacheDir = join(dir, 'damaged');
