@@ -156,12 +156,18 @@ try {
   console.log(
     `Debian bookworm + python3 from a local registry, -c zstd, 1 MiB agent, ${runs} runs (median), ${new Date().toISOString().slice(0, 10)}; BASE ${(baseSize / 2 ** 20).toFixed(1)} MiB\n`,
   );
-  console.log('| step | wall (ms) | × node -e 0 | peak RSS (MiB) |');
-  console.log('| --- | ---: | ---: | ---: |');
+  const nodeCpu = rows[0]?.cpuMs || 1;
+  console.log('| step | wall (ms) | × node -e 0 | CPU (ms) | CPU × node -e 0 | peak RSS (MiB) |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
   for (const r of rows) {
-    console.log(
-      `| ${r.name} | ${r.ms.toFixed(0)} | ${(r.ms / node).toFixed(1)} | ${(r.rssKb / 1024).toFixed(0)} |`,
-    );
+    const cells = [
+      r.name,
+      r.ms.toFixed(0),
+      (r.ms / node).toFixed(1),
+      r.cpuMs.toFixed(0),
+      (r.cpuMs / nodeCpu).toFixed(1),
+    ];
+    console.log(`| ${cells.join(' | ')} | ${(r.rssKb / 1024).toFixed(0)} |`);
   }
   console.log('\nIn process (warm, median):\n');
   console.log('| step | ms |');

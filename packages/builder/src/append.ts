@@ -7,6 +7,7 @@ import { IrbError } from '@irb/errors';
 import { indexLayers, parseInjectSpec } from '@irb/layers';
 import { writeFileAtomic } from './atomic.ts';
 import { keyOfPath } from './base-tree.ts';
+import { memberThreads } from './pipeline.ts';
 import type { InitramfsCompression } from './types.ts';
 
 /** Options of {@link appendOverlay}. */
@@ -280,10 +281,11 @@ async function planAppend(
       yield* packed;
       return;
     }
+    const threads = memberThreads(scratch.stats.uncompressedBytes, options.threads);
     yield* compress(packed, {
       format: format2,
       ...(options.level !== undefined ? { level: options.level } : {}),
-      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+      ...(threads !== undefined ? { threads } : {}),
       ...(signal ? { signal } : {}),
     });
   }

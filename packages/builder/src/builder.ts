@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { createDockerKeychain } from '@irb/auth-docker';
 import { createEnvKeychain } from '@irb/auth-env';
+import type { CpioEntry } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 import { createDirectoryIndexCache, indexLayers, type Rootfs } from '@irb/layers';
 import type { ImageManifest, Keychain } from '@irb/registry';
@@ -12,7 +13,7 @@ import { consoleEntries, withExtras } from './extras.ts';
 import { pathFilter } from './filter.ts';
 import { type CachedBase, createBaseSink, lookupBase } from './output-cache.ts';
 import { planOverlay } from './overlay.ts';
-import { type BuildPipeline, createBuildPipeline } from './pipeline.ts';
+import { type BuildPipeline, createBuildPipeline, memberThreads } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
 import type {
@@ -244,7 +245,7 @@ export class InitramfsBuilder {
       const pipeline = createBuildPipeline({
         members: [
           sink ? { entries: collector.tap(baseEntries), sink } : baseEntries,
-          listed(overlay.entries),
+          overlayMember(overlay.entries, o.threads),
         ],
         compression: pre.compression,
         ...(o.level !== undefined ? { level: o.level } : {}),
@@ -310,7 +311,7 @@ export class InitramfsBuilder {
     });
     const overlay = await planOverlay(hit.tree, h.config, h.architecture, o, pre);
     const pipeline = createBuildPipeline({
-      members: [listed(overlay.entries)],
+      members: [overlayMember(overlay.entries, o.threads)],
       prefix: h.stats,
       compression: pre.compression,
       ...(o.level !== undefined ? { level: o.level } : {}),
@@ -383,6 +384,13 @@ function keepOption(pre: Preflight, o: InitramfsBuilderOptions, env: readonly st
 
 async function* listed<T>(items: readonly T[]): AsyncGenerator<T> {
   yield* items;
+}
+
+/** The overlay member, compressed with one thread when it is small (see memberThreads). */
+function overlayMember(entries: readonly CpioEntry[], threads: number | undefined) {
+  const bytes = entries.reduce((sum, e) => sum + (e.type === 'file' ? e.size : 0), 0);
+  const chosen = memberThreads(bytes, threads);
+  return { entries: listed(entries), ...(chosen !== undefined ? { threads: chosen } : {}) };
 }
 
 function lostXattrs(rootfs: Rootfs): LostXattr[] {
