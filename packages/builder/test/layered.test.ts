@@ -203,6 +203,8 @@ describe('the output cache', () => {
       return { bytes: await readFile(out), events, summary, out };
     };
     const cold = await build(agentA, 'cold', false);
+    // `cache: false` neither reads nor writes the output cache.
+    await expect(readdir(`${cacheDir}-output`)).rejects.toThrow(/ENOENT/);
     const first = await build(agentA, 'first');
     expect(first.events).toContain('index');
     const outputs = (await readdir(`${cacheDir}-output`)).sort();
