@@ -77,6 +77,9 @@ async function writeReplacing(
   await removeStaleTemps(dir);
   const temp = join(dir, tempName(basename(path)));
   let handle: Handle;
+  // While the kernel copies the prefix, the first bytes of `source` are produced (a cached
+  // build's overlay member is compressed meanwhile instead of after).
+  const ahead = options.prefixFile !== undefined ? readAhead(source, READ_AHEAD_BYTES) : undefined;
   try {
     if (options.prefixFile !== undefined) {
       await copyPrefix(options.prefixFile, temp);
@@ -90,13 +93,14 @@ async function writeReplacing(
       );
     }
   } catch (error) {
+    await ahead?.cancel();
     if (options.prefixFile !== undefined) await unlink(temp).catch(() => {});
     throw isIrbError(error) ? error : outputError(path, error);
   }
   let bytes = 0;
   let renamed = false;
   try {
-    bytes = await copy(source, handle, options);
+    bytes = await copy(ahead?.stream ?? source, handle, options);
     options.signal?.throwIfAborted();
     await handle.sync();
     await handle.close();
@@ -123,6 +127,50 @@ async function writeReplacing(
     await d.sync().finally(() => d.close());
   } catch {}
   return bytes;
+}
+
+/** How much of `source` is produced ahead while a prefix file is copied. */
+const READ_AHEAD_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Starts pulling `source` now, keeping up to `limit` bytes; `stream` yields them and then the
+ * rest of `source`. An error of `source` surfaces when `stream` reaches it.
+ */
+function readAhead(
+  source: AsyncIterable<Uint8Array>,
+  limit: number,
+): { stream: AsyncIterable<Uint8Array>; cancel(): Promise<void> } {
+  const iterator = source[Symbol.asyncIterator]();
+  const buffered: Uint8Array[] = [];
+  const task = (async () => {
+    let size = 0;
+    while (size < limit) {
+      const next = await iterator.next();
+      if (next.done) return true;
+      buffered.push(next.value);
+      size += next.value.byteLength;
+    }
+    return false;
+  })();
+  // Awaited by `stream` or `cancel`; never an unhandled rejection meanwhile.
+  task.catch(() => {});
+  return {
+    stream: (async function* () {
+      const done = await task;
+      yield* buffered;
+      buffered.length = 0;
+      if (done) return;
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) return;
+        yield next.value;
+      }
+    })(),
+    async cancel() {
+      await task.catch(() => {});
+      await iterator.return?.();
+    },
+  };
 }
 
 /** Copies the prefix file into a new temporary file; a missing prefix is the caller's input error, not the output's. */
