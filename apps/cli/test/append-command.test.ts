@@ -3,9 +3,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAppendArgs } from './append-command.ts';
-import { UsageError } from './args.ts';
-import { main } from './cli.ts';
+import { parseAppendArgs } from '../src/append-command.ts';
+import { UsageError } from '../src/args.ts';
+import { main } from '../src/cli.ts';
 
 const collector = () => {
   const chunks: Array<string | Uint8Array> = [];
