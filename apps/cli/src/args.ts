@@ -1,5 +1,6 @@
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { type AnalyzeArgs, parseAnalyze } from './analyze-command.ts';
+import { type AppendArgs, parseAppendArgs } from './append-command.ts';
 import { type CacheArgs, parseCacheArgs } from './cache-command.ts';
 import { type FleetArgs, parseFleet, remoteCacheArgs, remoteCacheOptions } from './fleet-command.ts';
 import { SLIM_OPTIONS, type SlimArgs, slimArgs } from './slim-options.ts';
@@ -115,12 +116,14 @@ export type CliArgs =
   | FleetArgs
   | AnalyzeArgs
   | TraceArgs
+  | AppendArgs
   | { command: 'help'; topic?: string }
   | { command: 'version' };
 
 /** The commands, in help order. */
 export const COMMANDS = [
   'build',
+  'append',
   'inspect',
   'list-layers',
   'ls',
@@ -352,6 +355,8 @@ export function parseCli(argv: string[]): CliArgs {
       return parseAnalyze(rest);
     case 'trace':
       return parseTrace(rest);
+    case 'append':
+      return parseAppendArgs(rest);
     default: {
       if (first.startsWith('-')) {
         const guess = didYouMean(first, ['--help', '--version', '-h', '-v']);

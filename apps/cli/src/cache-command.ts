@@ -30,10 +30,11 @@ export const CACHE_HELP = `Usage: irb cache ls [--cache-dir DIR] [--json]
        irb cache prune [--max-size SIZE] [--older-than DURATION] [--cache-dir DIR] [--json]
 
 Shows or trims what builds keep on disk: verified blobs by digest in the cache
-directory ($IRB_CACHE_DIR, else ~/.cache/irb/blobs) and parsed layer headers in
-the index directory beside it (~/.cache/irb/index, or DIR-index for any other DIR).
+directory ($IRB_CACHE_DIR, else ~/.cache/irb/blobs), parsed layer headers in
+the index directory beside it (~/.cache/irb/index, or DIR-index for any other DIR),
+and built base members in the output directory (~/.cache/irb/output, or DIR-output).
 
-  ls                       list blobs and layer indexes: kind, digest, size, last use
+  ls                       list blobs, layer indexes and outputs: kind, digest, size, last use
                            (most recent first); "in use" marks blobs a running build holds
   prune                    remove least recently used entries first; with neither option,
                            trim to the automatic limit ($IRB_CACHE_MAX_SIZE, default 10G)
@@ -124,7 +125,13 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
     if (args.json) {
       io.stdout.write(
         `${JSON.stringify(
-          { cacheDir: dirs.blobs, indexDir: dirs.index, totalBytes: total, entries: entries.map(entryJson) },
+          {
+            cacheDir: dirs.blobs,
+            indexDir: dirs.index,
+            outputDir: dirs.output,
+            totalBytes: total,
+            entries: entries.map(entryJson),
+          },
           null,
           2,
         )}\n`,
@@ -144,9 +151,10 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
     const lines = entries.length > 0 ? table(rows, [false, false, true]).map((l) => l.trimEnd()) : [];
     const blobs = entries.filter((e) => e.kind === 'blob');
     const indexes = entries.filter((e) => e.kind === 'index');
+    const outputs = entries.filter((e) => e.kind === 'output');
     const sum = (list: CacheEntry[]) => formatBytes(list.reduce((s, e) => s + e.size, 0));
     lines.push(
-      `${blobs.length} blobs (${sum(blobs)}) in ${dirs.blobs}, ${indexes.length} layer indexes (${sum(indexes)}) in ${dirs.index}; ${formatBytes(total)} in all`,
+      `${blobs.length} blobs (${sum(blobs)}) in ${dirs.blobs}, ${indexes.length} layer indexes (${sum(indexes)}) in ${dirs.index}, ${outputs.length} output files (${sum(outputs)}) in ${dirs.output}; ${formatBytes(total)} in all`,
     );
     io.stdout.write(`${lines.join('\n')}\n`);
     return 0;

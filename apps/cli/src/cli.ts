@@ -160,6 +160,8 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
         return await runAnalyze(args, io, signal);
       case 'trace':
         return await runTrace(args, io, signal);
+      case 'append':
+        return await (await import('./append-command.ts')).runAppend(args, io, signal);
     }
   } catch (error) {
     const { lines, code } = describeError(

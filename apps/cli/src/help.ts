@@ -1,4 +1,5 @@
 import { ANALYZE_HELP } from './analyze-command.ts';
+import { APPEND_HELP } from './append-command.ts';
 import { CACHE_HELP } from './cache-command.ts';
 import { FLEET_HELP } from './fleet-command.ts';
 import { slimPresetLines } from './slim-options.ts';
@@ -9,10 +10,12 @@ export const HELP: Record<string, string> = {
   ...FLEET_HELP,
   analyze: ANALYZE_HELP,
   trace: TRACE_HELP,
+  append: APPEND_HELP,
   main: `irb — turn an OCI/Docker image into a bootable Linux initramfs
 
 Usage:
   irb build IMAGE [options]      build an initramfs from an image
+  irb append BASE -o OUT --inject SRC:DEST  add a member with files to a built initramfs
   irb inspect IMAGE              show an image's digest, platforms, config and layers
   irb list-layers IMAGE          list an image's layers with digests and sizes
   irb ls ARCHIVE|-               list an initramfs (compressed, concatenated members too)

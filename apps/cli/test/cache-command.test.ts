@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxLayer, filesIn, runCli } from './harness.ts';
 
 interface ListedEntry {
-  kind: 'blob' | 'index';
+  kind: 'blob' | 'index' | 'output';
   digest: string | null;
   size: number;
   lastUsed: string;
@@ -78,22 +78,24 @@ describe('irb cache', () => {
     expect(text.code, text.stderr).toBe(0);
     const lines = text.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^KIND +DIGEST +SIZE +LAST USED$/);
-    expect(lines).toHaveLength(1 + 4 + 1);
-    expect(text.stdout).toContain(`index  ${first.layers[0]!.digest}`);
+    // 3 blobs, 1 layer index, and the base member with its tree in the output cache.
+    expect(listed.entries.filter((e) => e.kind === 'output')).toHaveLength(2);
+    expect(lines).toHaveLength(1 + 6 + 1);
+    expect(text.stdout).toMatch(new RegExp(`^index +${first.layers[0]!.digest} `, 'm'));
     expect(lines.at(-1)).toMatch(
       new RegExp(
-        `^3 blobs \\(.+\\) in ${cacheDir}, 1 layer indexes \\(.+\\) in ${join(dir, 'one', 'index')}; `,
+        `^3 blobs \\(.+\\) in ${cacheDir}, 1 layer indexes \\(.+\\) in ${join(dir, 'one', 'index')}, 2 output files \\(.+\\) in ${join(dir, 'one', 'output')}; `,
       ),
     );
 
     const young = await runCli(['cache', 'prune', '--older-than', '1d', '--cache-dir', cacheDir]);
     expect(young.code, young.stderr).toBe(0);
-    expect(young.stdout).toMatch(/removed 0 entries \(0 B\), kept 4/);
+    expect(young.stdout).toMatch(/removed 0 entries \(0 B\), kept 6/);
 
     const all = await runCli(['cache', 'prune', '--max-size', '0', '--cache-dir', cacheDir, '--json']);
     expect(all.code, all.stderr).toBe(0);
     const pruned = JSON.parse(all.stdout) as { removed: ListedEntry[]; kept: number };
-    expect(pruned.removed).toHaveLength(4);
+    expect(pruned.removed).toHaveLength(6);
     expect(pruned.kept).toBe(0);
     const empty = await runCli(['cache', 'ls', '--cache-dir', cacheDir, '--json']);
     expect(JSON.parse(empty.stdout).entries).toEqual([]);

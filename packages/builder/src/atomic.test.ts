@@ -36,6 +36,30 @@ describe('writeFileAtomic', () => {
     expect([...(await readFile(path))]).toEqual([1, 2, 3]);
   });
 
+  it('puts a prefix file first (copied, not read), then the source; a failing source or a missing prefix leaves nothing', async () => {
+    const sub = await mkdtemp(join(dir, 'prefix-'));
+    const prefix = join(sub, 'base');
+    await writeFile(prefix, Buffer.alloc(70_000, 7));
+    const out = join(sub, 'out');
+    // Three chunks, produced while the prefix is being copied (read-ahead), then written after it.
+    const n = await writeFileAtomic(out, chunks([Uint8Array.of(1), Uint8Array.of(2, 3), Uint8Array.of(4)]), {
+      prefixFile: prefix,
+    });
+    expect(n).toBe(4);
+    const bytes = await readFile(out);
+    expect(bytes.byteLength).toBe(70_004);
+    expect([...bytes.subarray(69_998)]).toEqual([7, 7, 1, 2, 3, 4]);
+    const failed = await writeFileAtomic(join(sub, 'bad'), chunks([Uint8Array.of(1)], new Error('boom')), {
+      prefixFile: prefix,
+    }).catch((e) => e);
+    expect(failed.message).toBe('boom');
+    const missing = await writeFileAtomic(join(sub, 'none'), chunks([Uint8Array.of(1)]), {
+      prefixFile: join(sub, 'no-such-base'),
+    }).catch((e) => e);
+    expect(missing.code).toBe('IRB_INPUT_UNREADABLE');
+    expect((await readdir(sub)).sort()).toEqual(['base', 'out']);
+  });
+
   it('leaves neither the output nor a temporary file when the source fails', async () => {
     const sub = await mkdtemp(join(dir, 'fail-'));
     const err = await writeFileAtomic(

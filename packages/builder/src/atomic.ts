@@ -1,7 +1,7 @@
-import { constants } from 'node:fs';
-import { lstat, open, rename, stat, unlink } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { copyFile, lstat, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { IrbError } from '@irb/errors';
+import { IrbError, isIrbError } from '@irb/errors';
 import { removeStaleTemps, tempName } from './temp-files.ts';
 
 /** Options for {@link writeFileAtomic}. */
@@ -12,6 +12,12 @@ export interface WriteFileAtomicOptions {
   mode?: number;
   /** Called after each chunk is written with the running byte count. */
   onWrite?: (bytes: number) => void;
+  /**
+   * A file whose bytes come first, before `source`'s. It is copied with `fs.copyFile` (libuv uses
+   * copy_file_range or a reflink where the file system allows), so it never passes through
+   * this process. Not counted in the returned byte count.
+   */
+  prefixFile?: string;
 }
 
 type Handle = Awaited<ReturnType<typeof open>>;
@@ -50,6 +56,10 @@ async function writeInPlace(
     throw outputError(path, error);
   }
   try {
+    if (options.prefixFile !== undefined) {
+      const prefix = createReadStream(options.prefixFile, options.signal ? { signal: options.signal } : {});
+      await copy(prefix as AsyncIterable<Uint8Array>, handle, {});
+    }
     return await copy(source, handle, options);
   } catch (error) {
     throw isFsError(error) ? outputError(path, error) : error;
@@ -67,19 +77,30 @@ async function writeReplacing(
   await removeStaleTemps(dir);
   const temp = join(dir, tempName(basename(path)));
   let handle: Handle;
+  // While the kernel copies the prefix, the first bytes of `source` are produced (a cached
+  // build's overlay member is compressed meanwhile instead of after).
+  const ahead = options.prefixFile !== undefined ? readAhead(source, READ_AHEAD_BYTES) : undefined;
   try {
-    handle = await open(
-      temp,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
-      options.mode ?? 0o644,
-    );
+    if (options.prefixFile !== undefined) {
+      await copyPrefix(options.prefixFile, temp);
+      handle = await open(temp, constants.O_WRONLY | constants.O_APPEND);
+      await handle.chmod(options.mode ?? 0o644);
+    } else {
+      handle = await open(
+        temp,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
+        options.mode ?? 0o644,
+      );
+    }
   } catch (error) {
-    throw outputError(path, error);
+    await ahead?.cancel();
+    if (options.prefixFile !== undefined) await unlink(temp).catch(() => {});
+    throw isIrbError(error) ? error : outputError(path, error);
   }
   let bytes = 0;
   let renamed = false;
   try {
-    bytes = await copy(source, handle, options);
+    bytes = await copy(ahead?.stream ?? source, handle, options);
     options.signal?.throwIfAborted();
     await handle.sync();
     await handle.close();
@@ -106,6 +127,64 @@ async function writeReplacing(
     await d.sync().finally(() => d.close());
   } catch {}
   return bytes;
+}
+
+/** How much of `source` is produced ahead while a prefix file is copied. */
+const READ_AHEAD_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Starts pulling `source` now, keeping up to `limit` bytes; `stream` yields them and then the
+ * rest of `source`. An error of `source` surfaces when `stream` reaches it.
+ */
+function readAhead(
+  source: AsyncIterable<Uint8Array>,
+  limit: number,
+): { stream: AsyncIterable<Uint8Array>; cancel(): Promise<void> } {
+  const iterator = source[Symbol.asyncIterator]();
+  const buffered: Uint8Array[] = [];
+  const task = (async () => {
+    let size = 0;
+    while (size < limit) {
+      const next = await iterator.next();
+      if (next.done) return true;
+      buffered.push(next.value);
+      size += next.value.byteLength;
+    }
+    return false;
+  })();
+  // Awaited by `stream` or `cancel`; never an unhandled rejection meanwhile.
+  task.catch(() => {});
+  return {
+    stream: (async function* () {
+      const done = await task;
+      yield* buffered;
+      buffered.length = 0;
+      if (done) return;
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) return;
+        yield next.value;
+      }
+    })(),
+    async cancel() {
+      await task.catch(() => {});
+      await iterator.return?.();
+    },
+  };
+}
+
+/** Copies the prefix file into a new temporary file; a missing prefix is the caller's input error, not the output's. */
+async function copyPrefix(prefix: string, temp: string): Promise<void> {
+  try {
+    await stat(prefix);
+  } catch (error) {
+    throw new IrbError(
+      'IRB_INPUT_UNREADABLE',
+      `cannot read ${prefix} (${(error as NodeJS.ErrnoException).code ?? 'error'}); check the path`,
+      { cause: error },
+    );
+  }
+  await copyFile(prefix, temp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
 }
 
 async function copy(

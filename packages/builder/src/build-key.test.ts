@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BUILD_FORMAT_VERSION,
+  baseKey,
   buildCacheTag,
   buildKey,
   buildKeyInput,
@@ -123,5 +124,55 @@ describe('buildKey', () => {
     await expect(contentDigest(join(dir, 'missing'))).rejects.toMatchObject({
       code: 'IRB_INJECT_SOURCE_UNREADABLE',
     });
+  });
+});
+
+describe('baseKey (the local output cache)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'irb-base-key-'));
+    await writeFile(join(dir, 'a'), 'agent A');
+    await writeFile(join(dir, 'b'), 'agent B');
+    await writeFile(join(dir, 't.trace.json'), '{"irbTrace":1,"files":["/usr/bin/python3"]}');
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+  const base = (options: Partial<InitramfsBuilderOptions>, digest = DIGEST) =>
+    baseKey({ image: 'x', sourceDateEpoch: 1, ...options }, digest);
+
+  it('ignores what only shapes the overlay: inject, init and how the init runs', async () => {
+    const plain = await base({});
+    expect(plain).toMatch(/^[0-9a-f]{64}$/);
+    for (const o of [
+      { inject: [`${join(dir, 'a')}:/usr/bin/agent`] },
+      { inject: [`${join(dir, 'b')}:/usr/bin/agent`] },
+      { init: join(dir, 'a') },
+      { initKind: 'sh' as const, hostname: 'h', exitAction: 'reboot' as const },
+      { replaceImageInit: true },
+      { keepImageInit: true },
+      { trace: true },
+      { threads: 1, cacheDir: '/elsewhere' },
+    ]) {
+      expect(await base(o)).toBe(plain);
+    }
+    // Spelling defaults out changes nothing.
+    expect(await base({ compression: 'gzip', level: 6, platform: 'linux/amd64' })).toBe(plain);
+  });
+
+  it('changes with the image and with every option that shapes the image files or the compression', async () => {
+    const keys = await Promise.all([
+      base({}),
+      base({}, `sha256:${'b'.repeat(64)}`),
+      base({ compression: 'zstd' }),
+      base({ level: 9 }),
+      base({ platform: 'linux/arm64' }),
+      base({ exclude: ['/usr/share/doc/**'] }),
+      base({ slim: ['docs'] }),
+      base({ keepOnly: [join(dir, 't.trace.json')] }),
+      base({ keep: ['/etc/**'] }),
+      base({ sourceDateEpoch: 2 }),
+    ]);
+    expect(new Set(keys).size).toBe(keys.length);
+    // And it never equals the whole build's key.
+    expect(keys[0]).not.toBe(await key({ sourceDateEpoch: 1 }));
   });
 });

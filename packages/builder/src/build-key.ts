@@ -22,13 +22,14 @@
  * keys differ, never make two different outputs share one.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IrbError } from '@irb/errors';
 import type { InitramfsBuilderOptions } from './types.ts';
 
 /** The version of irb's output format that goes into every build key. */
-export const BUILD_FORMAT_VERSION = 1;
+export const BUILD_FORMAT_VERSION = 2;
 
 /** Builder options that never change the output bytes (not part of the key). */
 export const NEUTRAL_OPTIONS: ReadonlySet<string> = new Set([
@@ -156,6 +157,52 @@ export async function buildKeyInput(
   else delete out.slim;
   if (!options.trace) delete out.trace;
   return { manifestDigest, options: out };
+}
+
+/**
+ * Options that only shape the overlay member (injected files, /init and how it runs): left out
+ * of the {@link baseKey}, so one base member serves every job on the same image.
+ */
+export const OVERLAY_OPTIONS: ReadonlySet<string> = new Set([
+  'inject',
+  'init',
+  'initKind',
+  'hostname',
+  'exitAction',
+  'replaceImageInit',
+  'keepImageInit',
+  'trace',
+]);
+
+let builderVersion: string | undefined;
+
+/** This package's version (src/ and dist/ both sit beside package.json): part of every base key. */
+export function irbBuilderVersion(): string {
+  builderVersion ??= (
+    JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  ).version;
+  return builderVersion;
+}
+
+/**
+ * The key of a build's base member in the local output cache (64 hex digits): sha256 over the
+ * canonical JSON of the format version, irb's builder version, the platform manifest digest and
+ * the options normalized as for {@link buildKeyInput} minus {@link OVERLAY_OPTIONS} — platform,
+ * compression and level, `exclude`, `slim`, `keepOnly` (trace contents), `keep`,
+ * SOURCE_DATE_EPOCH, and any option added later (a new option can only split keys).
+ */
+export async function baseKey(options: InitramfsBuilderOptions, manifestDigest: string): Promise<string> {
+  const { inject: _inject, init: _init, ...rest } = options;
+  const input = await buildKeyInput(rest, manifestDigest);
+  for (const name of OVERLAY_OPTIONS) delete input.options[name];
+  const text = canonicalJson({
+    format: BUILD_FORMAT_VERSION,
+    base: true,
+    irb: irbBuilderVersion(),
+    manifest: manifestDigest,
+    options: input.options,
+  });
+  return createHash('sha256').update(text).digest('hex');
 }
 
 /** The tag the remote build cache keeps a key's result under: `irb-<64 hex digits of the key>`. */

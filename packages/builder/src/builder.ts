@@ -1,14 +1,19 @@
+import { createReadStream } from 'node:fs';
 import { createDockerKeychain } from '@irb/auth-docker';
 import { createEnvKeychain } from '@irb/auth-env';
+import type { CpioEntry } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 import { createDirectoryIndexCache, indexLayers, type Rootfs } from '@irb/layers';
-import type { Keychain } from '@irb/registry';
+import type { ImageManifest, Keychain } from '@irb/registry';
 import { writeFileAtomic } from './atomic.ts';
+import { createTreeCollector, plannedFiles, rootfsBaseTree } from './base-tree.ts';
+import { baseKey } from './build-key.ts';
 import { cacheDirectories } from './cache.ts';
-import { withExtras } from './extras.ts';
+import { consoleEntries, withExtras } from './extras.ts';
 import { pathFilter } from './filter.ts';
-import { applyOverlay } from './overlay.ts';
-import { type BuildPipeline, createBuildPipeline } from './pipeline.ts';
+import { type CachedBase, createBaseSink, lookupBase } from './output-cache.ts';
+import { planOverlay } from './overlay.ts';
+import { type BuildPipeline, createBuildPipeline, memberThreads } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
 import type {
@@ -75,7 +80,10 @@ export class InitramfsBuilder {
     const opened = await this.#open(pre, started);
     try {
       const signal = this.options.signal;
-      await writeFileAtomic(output, opened.pipeline.data, signal ? { signal } : {});
+      await writeFileAtomic(output, opened.pipeline.data, {
+        ...(signal ? { signal } : {}),
+        ...(opened.prefixFile !== undefined ? { prefixFile: opened.prefixFile } : {}),
+      });
       return opened.pipeline.summary(output);
     } finally {
       await opened.close();
@@ -102,6 +110,13 @@ export class InitramfsBuilder {
         const started = performance.now();
         const opened = await open(await preflight(o), started);
         try {
+          if (opened.prefixFile !== undefined) {
+            for await (const chunk of createReadStream(
+              opened.prefixFile,
+              o.signal ? { signal: o.signal } : {},
+            ))
+              yield chunk as Uint8Array;
+          }
           for await (const chunk of opened.pipeline.data) {
             o.signal?.throwIfAborted();
             yield chunk;
@@ -131,10 +146,7 @@ export class InitramfsBuilder {
    * Opens the image, indexes its layers, applies the overlay and returns the pipeline; `close`
    * releases the source once the pipeline was read (or abandoned).
    */
-  async #open(
-    pre: Preflight,
-    started: number,
-  ): Promise<{ pipeline: BuildPipeline; close: () => Promise<void> }> {
+  async #open(pre: Preflight, started: number): Promise<Opened> {
     const o = this.options;
     const signal = o.signal;
     const emit = (event: BuildProgressEvent) => o.onProgress?.(event);
@@ -142,8 +154,32 @@ export class InitramfsBuilder {
     const source = await openSource(o.image, sourceOptions(o, emit));
     try {
       const image = source.image;
-      const [manifestDigest, manifest, config, layers] = await Promise.all([
-        image.digest(),
+      const manifestDigest = await image.digest();
+      const dirs = o.cache !== false ? cacheDirectories(o.cacheDir) : undefined;
+      const key = dirs && (await baseKey(o, manifestDigest));
+      const hit = dirs && key ? await lookupBase(dirs.output, key) : undefined;
+      if (hit) {
+        try {
+          const opened = await this.#fromCachedBase(
+            hit,
+            manifestDigest,
+            await image.manifest(),
+            pre,
+            started,
+          );
+          return {
+            ...opened,
+            close: async () => {
+              await hit.release();
+              await source.close();
+            },
+          };
+        } catch (error) {
+          await hit.release();
+          throw error;
+        }
+      }
+      const [manifest, config, layers] = await Promise.all([
         image.manifest(),
         image.config(),
         image.layers(),
@@ -164,9 +200,7 @@ export class InitramfsBuilder {
       // With the blob cache on, the layers' parsed headers are cached too (keyed by digest; every
       // source verifies blobs against it), so a warm rebuild does not decompress a layer twice.
       const rootfs = await indexLayers(layers, {
-        ...(o.cache !== false
-          ? { indexCache: createDirectoryIndexCache(cacheDirectories(o.cacheDir).index) }
-          : {}),
+        ...(dirs ? { indexCache: createDirectoryIndexCache(dirs.index) } : {}),
         ...(o.exclude ? { exclude: o.exclude } : {}),
         ...keepOption(pre, o, config.config?.Env ?? []),
         ...(signal ? { signal } : {}),
@@ -176,9 +210,44 @@ export class InitramfsBuilder {
             emit({ type: 'index', layer: p.layer, layers: p.layers, entries: p.entries });
         },
       });
-      const overlay = await applyOverlay(rootfs, config.config, config.architecture ?? 'amd64', o, pre);
+      // The base member: the image's files, plus /dev/console (the kernel opens it before /init
+      // runs, whatever the job). Nothing is injected into it: see planOverlay.
+      const extras = consoleEntries(
+        rootfs.lookup('/dev/console') !== undefined,
+        rootfs.lookup('/dev') !== undefined,
+      );
+      const baseTree = rootfsBaseTree(rootfs, extras);
+      const architecture = config.architecture ?? 'amd64';
+      const overlay = await planOverlay(baseTree, config.config, architecture, o, pre);
+      const lost = lostXattrs(rootfs);
+      // With the cache on, the base member is kept as it streams out, with the tree the next
+      // build plans its overlay against.
+      const collector = createTreeCollector(plannedFiles(baseTree));
+      const sink =
+        dirs && key
+          ? createBaseSink(
+              dirs.output,
+              key,
+              async (stats) =>
+                collector.encode({
+                  stats,
+                  configDigest: manifest.config.digest,
+                  platform,
+                  excluded: rootfs.stats.excluded,
+                  filtered: rootfs.stats.filtered,
+                  lostXattrs: lost,
+                  config: config.config,
+                  architecture,
+                }),
+              dirs.blobs,
+            )
+          : undefined;
+      const baseEntries = withExtras(rootfs.entries(signal ? { signal } : {}), extras);
       const pipeline = createBuildPipeline({
-        members: [withExtras(rootfs.entries(signal ? { signal } : {}), overlay.extras)],
+        members: [
+          sink ? { entries: collector.tap(baseEntries), sink } : baseEntries,
+          overlayMember(overlay.entries, o.threads),
+        ],
         compression: pre.compression,
         ...(o.level !== undefined ? { level: o.level } : {}),
         ...(o.threads !== undefined ? { threads: o.threads } : {}),
@@ -192,7 +261,7 @@ export class InitramfsBuilder {
           platform,
           excluded: rootfs.stats.excluded,
           filtered: rootfs.stats.filtered,
-          lostXattrs: lostXattrs(rootfs),
+          lostXattrs: lost,
           init: overlay.init,
           ...(overlay.initKind ? { initKind: overlay.initKind } : {}),
           ...(overlay.command ? { command: overlay.command } : {}),
@@ -200,12 +269,81 @@ export class InitramfsBuilder {
         },
         started,
       });
-      return { pipeline, close: () => source.close() };
+      return {
+        pipeline,
+        close: async () => {
+          await sink?.abort();
+          await source.close();
+        },
+      };
     } catch (error) {
       await source.close();
       throw error;
     }
   }
+
+  /**
+   * A build on a cached base member: no layer is downloaded or read; the overlay is planned
+   * against the stored tree, and the base member's bytes are copied ahead of the overlay member.
+   */
+  async #fromCachedBase(
+    hit: CachedBase,
+    manifestDigest: string,
+    manifest: ImageManifest,
+    pre: Preflight,
+    started: number,
+  ): Promise<Omit<Opened, 'close'>> {
+    const o = this.options;
+    const signal = o.signal;
+    const emit = (event: BuildProgressEvent) => o.onProgress?.(event);
+    const h = hit.header;
+    emit({
+      type: 'resolved',
+      image: o.image,
+      digest: manifestDigest,
+      platform: h.platform,
+      // diffIds are in the config, which a cached build does not read.
+      layers: manifest.layers.map((l) => ({
+        digest: l.digest,
+        diffId: '',
+        mediaType: l.mediaType,
+        size: l.size,
+      })),
+    });
+    const overlay = await planOverlay(hit.tree, h.config, h.architecture, o, pre);
+    const pipeline = createBuildPipeline({
+      members: [overlayMember(overlay.entries, o.threads)],
+      prefix: h.stats,
+      compression: pre.compression,
+      ...(o.level !== undefined ? { level: o.level } : {}),
+      ...(o.threads !== undefined ? { threads: o.threads } : {}),
+      ...(signal ? { signal } : {}),
+      expectedBytes: h.stats.cpioBytes,
+      onProgress: emit,
+      facts: {
+        image: o.image,
+        manifestDigest,
+        configDigest: h.configDigest,
+        platform: h.platform,
+        excluded: h.excluded,
+        filtered: h.filtered,
+        lostXattrs: h.lostXattrs,
+        init: overlay.init,
+        ...(overlay.initKind ? { initKind: overlay.initKind } : {}),
+        ...(overlay.command ? { command: overlay.command } : {}),
+        warnings: [...traceWarnings(pre, manifestDigest), ...overlay.warnings],
+      },
+      started,
+    });
+    return { pipeline, prefixFile: hit.path };
+  }
+}
+
+/** A build ready to be read: the pipeline, a file whose bytes come first (a cached base member), and cleanup. */
+interface Opened {
+  pipeline: BuildPipeline;
+  prefixFile?: string;
+  close: () => Promise<void>;
 }
 
 /** Registry/source options shared by build, inspect and list-layers. */
@@ -243,6 +381,17 @@ function keepOption(pre: Preflight, o: InitramfsBuilderOptions, env: readonly st
     env,
   });
   return keep ? { keep } : {};
+}
+
+async function* listed<T>(items: readonly T[]): AsyncGenerator<T> {
+  yield* items;
+}
+
+/** The overlay member, compressed with one thread when it is small (see memberThreads). */
+function overlayMember(entries: readonly CpioEntry[], threads: number | undefined) {
+  const bytes = entries.reduce((sum, e) => sum + (e.type === 'file' ? e.size : 0), 0);
+  const chosen = memberThreads(bytes, threads);
+  return { entries: listed(entries), ...(chosen !== undefined ? { threads: chosen } : {}) };
 }
 
 function lostXattrs(rootfs: Rootfs): LostXattr[] {

@@ -1,4 +1,4 @@
-import { defaultCacheDir, ensureCacheDirectory, indexCacheDirFor } from '@irb/registry';
+import { defaultCacheDir, ensureCacheDirectory, indexCacheDirFor, outputCacheDirFor } from '@irb/registry';
 
 export {
   type CacheEntry,
@@ -8,6 +8,7 @@ export {
   indexCacheDirFor,
   type ListCacheOptions,
   listCache,
+  outputCacheDirFor,
   type PruneCacheOptions,
   type PruneCacheResult,
   parseByteSize,
@@ -21,21 +22,24 @@ export interface CacheDirectories {
   blobs: string;
   /** Parsed layer headers, beside it: `~/.cache/irb/index`, or `<cacheDir>-index`. */
   index: string;
+  /** Built base members by base key, beside it: `~/.cache/irb/output`, or `<cacheDir>-output`. */
+  output: string;
 }
 
-/** The blob and layer index directories for a `cacheDir` option (default: {@link defaultCacheDir}). */
+/** The blob, layer index and output directories for a `cacheDir` option (default: {@link defaultCacheDir}). */
 export function cacheDirectories(cacheDir?: string): CacheDirectories {
   const blobs = cacheDir ?? defaultCacheDir();
-  return { blobs, index: indexCacheDirFor(blobs) };
+  return { blobs, index: indexCacheDirFor(blobs), output: outputCacheDirFor(blobs) };
 }
 
 /**
- * Creates both cache directories before a build starts, so a directory that cannot be created
+ * Creates the cache directories before a build starts, so a directory that cannot be created
  * fails at once with `IRB_CACHE_WRITE_FAILED` naming `cacheDir` (never a retry loop).
  */
 export async function ensureCacheDirectories(cacheDir?: string): Promise<CacheDirectories> {
   const dirs = cacheDirectories(cacheDir);
   await ensureCacheDirectory(dirs.blobs, 'the blob cache');
   await ensureCacheDirectory(dirs.index, 'the layer index cache');
+  await ensureCacheDirectory(dirs.output, 'the output cache');
   return dirs;
 }

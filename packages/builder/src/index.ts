@@ -27,6 +27,14 @@ export {
   type SizeGroup,
 } from './analyze.ts';
 export {
+  type AppendOverlayOptions,
+  type AppendStream,
+  type AppendSummary,
+  appendOverlay,
+  type BaseFormat,
+  baseFormat,
+} from './append.ts';
+export {
   type ArchiveEntry,
   type ArchiveMeasure,
   type ListArchiveOptions,

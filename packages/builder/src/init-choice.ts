@@ -1,6 +1,6 @@
 import { IrbError, isIrbError } from '@irb/errors';
 import { initArchForPlatform } from '@irb/init';
-import { compileGlob, type Glob, type Rootfs } from '@irb/layers';
+import { compileGlob, type Glob } from '@irb/layers';
 import type { ContainerConfig } from '@irb/registry';
 import { type InitPlan, type InitRootfsView, planInit } from './init.ts';
 import { planStaticInit, type StaticInitPlan } from './static-init.ts';
@@ -123,22 +123,27 @@ export async function chooseInit(input: InitChoiceInput): Promise<InitChoice> {
 
 /** What the image itself had at a few paths, before `inject` changes them (see {@link OptionEffects}). */
 export async function optionEffectsBefore(
-  rootfs: Rootfs,
+  base: {
+    /** What the image has at a path (parent symlinks resolved, the last not followed). */
+    lookup(path: string): { type: string } | undefined;
+    /** Paths `exclude` removed. */
+    excluded: number;
+  },
   view: InitRootfsView,
   exclude: readonly string[],
   injects: ReadonlyArray<{ spec: string; dest: string }>,
 ): Promise<OptionEffects> {
   const replaced: Array<{ spec: string; dest: string; was: string }> = [];
   for (const i of injects) {
-    const found = rootfs.lookup(i.dest);
+    const found = base.lookup(i.dest);
     if (found) replaced.push({ spec: i.spec, dest: absolute(i.dest), was: found.type });
   }
   return {
     exclude,
-    excluded: rootfs.stats.excluded,
+    excluded: base.excluded,
     replaced,
     shellBefore: await view.stat('/bin/sh'),
-    shellViaLink: rootfs.lookup('/bin')?.type === 'symlink' || rootfs.lookup('/bin/sh')?.type === 'symlink',
+    shellViaLink: base.lookup('/bin')?.type === 'symlink' || base.lookup('/bin/sh')?.type === 'symlink',
   };
 }
 

@@ -8,10 +8,15 @@ export interface BuildPipelineOptions {
   /**
    * The archive's members, in order. Each is packed as its own CPIO archive (ending in
    * `TRAILER!!!`) and compressed on its own; the kernel unpacks a concatenation member by member.
-   * Today the builder passes one member; the shape leaves room for a base member (the image's
-   * files) followed by an overlay member (injected files and /init).
+   * The builder passes a base member (the image's files) and an overlay member (injected files
+   * and /init).
    */
-  members: ReadonlyArray<AsyncIterable<CpioEntry>>;
+  members: ReadonlyArray<AsyncIterable<CpioEntry> | PipelineMember>;
+  /**
+   * A member that comes before `data`'s bytes and that the caller writes itself (a base member
+   * copied from the output cache): its counts go into the summary.
+   */
+  prefix?: MemberStats;
   compression: InitramfsCompression;
   level?: number;
   threads?: number;
@@ -35,6 +40,42 @@ export interface BuildPipelineOptions {
   started: number;
 }
 
+/** What one member held: what the summary counts. */
+export interface MemberStats {
+  /** Archive records (hard-link names included). */
+  records: number;
+  /** tmpfs footprint of its files. */
+  unpackedBytes: number;
+  /** CPIO bytes before compression. */
+  cpioBytes: number;
+  /** Bytes of the member as written. */
+  compressedBytes: number;
+}
+
+/** A member whose compressed bytes are also handed to `sink` (the output cache keeps the base member). */
+export interface PipelineMember {
+  entries: AsyncIterable<CpioEntry>;
+  sink?: MemberSink;
+  /** Compression threads for this member (the bytes do not depend on it). Default: `threads`. */
+  threads?: number;
+}
+
+/**
+ * Threads for compressing a member of about `bytes`: one for a small member, where starting
+ * workers (gzip's deflate workers, zstd's job threads) costs more than they save — 1 MiB
+ * compresses in ~28 ms with one gzip thread against ~260 ms with a pool — else `threads`.
+ */
+export function memberThreads(bytes: number, threads: number | undefined): number | undefined {
+  if (threads !== undefined) return threads;
+  return bytes < 8 * 1024 * 1024 ? 1 : undefined;
+}
+
+/** Receives one member's compressed bytes as they are produced; `end` after the last one. */
+export interface MemberSink {
+  write(chunk: Uint8Array): Promise<void>;
+  end(stats: MemberStats): Promise<void>;
+}
+
 /** The archive bytes of one build, and its summary once they were all read. */
 export interface BuildPipeline {
   /** The compressed archive. Single use: read it once, to the end. */
@@ -51,11 +92,12 @@ export interface BuildPipeline {
 export function createBuildPipeline(options: BuildPipelineOptions): BuildPipeline {
   const { signal, onProgress: emit } = options;
   const withSignal = signal ? { signal } : {};
+  const prefix = options.prefix;
   let entries = 0;
-  let records = 0;
-  let unpackedBytes = 0;
-  let cpioBytes = 0;
-  let outputBytes = 0;
+  let records = prefix?.records ?? 0;
+  let unpackedBytes = prefix?.unpackedBytes ?? 0;
+  let cpioBytes = prefix?.cpioBytes ?? 0;
+  let outputBytes = prefix?.compressedBytes ?? 0;
   let lastPack = 0;
 
   async function* counted(source: AsyncIterable<CpioEntry>): AsyncGenerator<CpioEntry> {
@@ -84,23 +126,36 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
     }
   }
 
-  function member(source: AsyncIterable<CpioEntry>): AsyncIterable<Uint8Array> {
+  function member(source: AsyncIterable<CpioEntry>, threads = options.threads): AsyncIterable<Uint8Array> {
     if (options.compression === 'none') return packed(source);
     return compress(packed(source), {
       format: options.compression,
       ...(options.level !== undefined ? { level: options.level } : {}),
-      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+      ...(threads !== undefined ? { threads } : {}),
       ...withSignal,
     });
   }
 
   async function* data(): AsyncGenerator<Uint8Array> {
-    for (const source of options.members) {
-      for await (const chunk of member(source)) {
+    for (const m of options.members) {
+      const {
+        entries: source,
+        sink,
+        threads,
+      } = Symbol.asyncIterator in m ? { entries: m, sink: undefined, threads: undefined } : m;
+      const before = { records, unpackedBytes, cpioBytes, compressedBytes: outputBytes };
+      for await (const chunk of member(source, threads ?? options.threads)) {
         outputBytes += chunk.byteLength;
         emit?.({ type: 'compress', inputBytes: cpioBytes, bytes: outputBytes });
+        if (sink) await sink.write(chunk);
         yield chunk;
       }
+      await sink?.end({
+        records: records - before.records,
+        unpackedBytes: unpackedBytes - before.unpackedBytes,
+        cpioBytes: cpioBytes - before.cpioBytes,
+        compressedBytes: outputBytes - before.compressedBytes,
+      });
     }
   }
 

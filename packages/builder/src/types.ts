@@ -19,7 +19,11 @@ export interface InitramfsBuilderOptions {
   threads?: number;
   /** Globs of paths to leave out, anchored at the root (`*`, `**`, `?`). */
   exclude?: readonly string[];
-  /** Host files or directories to add, as `SRC:DEST` (files 0755, parents created, replacing what the image had). */
+  /**
+   * Host files or directories to add, as `SRC:DEST` (files 0755, parents created), in the
+   * overlay member: DEST is resolved through the image's symlinks, a file replaces a file or
+   * symlink of the image but not a directory (refused).
+   */
   inject?: readonly string[];
   /** A host file to use as `/init` instead of the generated one. */
   init?: string;
@@ -61,7 +65,7 @@ export interface InitramfsBuilderOptions {
   keychains?: readonly Keychain[];
   /** Blob cache directory. Default `$IRB_CACHE_DIR`, else the XDG cache dir. */
   cacheDir?: string;
-  /** `false` turns the blob cache off. Default `true`. */
+  /** `false` turns the blob, layer index and output caches off. Default `true`. */
   cache?: boolean;
   /** Registries (`host[:port]`) reached over plain HTTP. localhost and 127.0.0.1 always may. */
   insecureRegistries?: readonly string[];

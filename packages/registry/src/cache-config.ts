@@ -25,6 +25,17 @@ export function indexCacheDirFor(blobCacheDir: string): string {
   return join(dirname(dir), name === 'blobs' ? 'index' : `${name}-index`);
 }
 
+/**
+ * The output cache directory that goes with a blob cache directory, placed like the index
+ * directory: `output` beside a directory named `blobs` (`~/.cache/irb/output`), else
+ * `<dir>-output` beside it. It holds built base members by build key (see @irb/builder).
+ */
+export function outputCacheDirFor(blobCacheDir: string): string {
+  const dir = resolve(blobCacheDir);
+  const name = basename(dir);
+  return join(dirname(dir), name === 'blobs' ? 'output' : `${name}-output`);
+}
+
 /** The automatic cache limit when `IRB_CACHE_MAX_SIZE` is not set: 10 GiB. */
 export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
 

@@ -1,7 +1,7 @@
 import { readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { indexCacheDirFor } from './cache-config.ts';
+import { indexCacheDirFor, outputCacheDirFor } from './cache-config.ts';
 import { acquirePruneLock, LEASES, ownPrunes, releasePruneLock, TMP } from './cache-lock.ts';
 import { cacheWriteFailure } from './errors.ts';
 import { orphaned } from './owner.ts';
@@ -30,9 +30,15 @@ export async function sweepPartials(dir: string): Promise<number> {
 
 /** One entry of the cache: a blob or a layer index. */
 export interface CacheEntry {
-  /** `blob` (`<dir>/<algorithm>/<hex>`) or `index` (parsed layer headers, in the index directory). */
-  kind: 'blob' | 'index';
-  /** The blob's digest; for an index, the digest of the layer it describes (absent for old entries). */
+  /**
+   * `blob` (`<dir>/<algorithm>/<hex>`), `index` (parsed layer headers, in the index directory) or
+   * `output` (a built base member or archive and its description, in the output directory).
+   */
+  kind: 'blob' | 'index' | 'output';
+  /**
+   * The blob's digest; for an index, the digest of the layer it describes (absent for old
+   * entries); for an output, its build key (`sha256:<hex>`).
+   */
   digest?: string;
   /** Where it is stored. */
   path: string;
@@ -48,7 +54,12 @@ export interface CacheEntry {
 export interface ListCacheOptions {
   /** The layer index directory listed with the blobs. Default {@link indexCacheDirFor}`(dir)`; `false` skips it. */
   indexDir?: string | false;
+  /** The output cache directory listed too. Default {@link outputCacheDirFor}`(dir)`; `false` skips it. */
+  outputDir?: string | false;
 }
+
+/** Output entries are `<hex key>.<kind>` (`base`, `tree`, `out`, `meta`). */
+const OUTPUT_NAME = /^([0-9a-f]{64})\.(base|tree|out|meta)$/;
 
 /** Index entries named `<algorithm>-<hex>.<keyhash>.idx` carry their layer's digest. */
 const INDEX_NAME = /^([a-z0-9]+)-([a-zA-Z0-9=_-]+)\.[0-9a-f]+\.idx$/;
@@ -102,6 +113,13 @@ async function scan(dir: string, options: ListCacheOptions, leased: Set<string>)
       await add(join(indexDir, name), 'index', match ? `${match[1]}:${match[2]}` : undefined);
     }
   }
+  const outputDir = options.outputDir ?? outputCacheDirFor(dir);
+  if (outputDir !== false) {
+    for (const name of await readdir(outputDir).catch(() => [] as string[])) {
+      const match = OUTPUT_NAME.exec(name);
+      if (match) await add(join(outputDir, name), 'output', `sha256:${match[1]}`);
+    }
+  }
   return entries;
 }
 
@@ -147,7 +165,7 @@ export interface PruneCacheResult {
 }
 
 /**
- * Trims a cache directory (blobs and the layer index directory beside it): removes entries unused
+ * Trims a cache directory (blobs, and the layer index and output directories beside it): removes entries unused
  * for longer than `olderThanMs`, then least recently used entries until the total is at most
  * `maxBytes`. Blobs that a running process leased (it is reading or writing them) are never
  * removed; downloads in progress are never touched, while the leftovers of killed processes are.
@@ -208,9 +226,12 @@ async function prune(dir: string, options: PruneCacheOptions): Promise<PruneCach
     result.orphansRemoved += await sweepPartials(dir);
     const indexDir = options.indexDir ?? indexCacheDirFor(dir);
     if (indexDir !== false) result.orphansRemoved += await sweepIndexTemps(indexDir);
+    const outputDir = options.outputDir ?? outputCacheDirFor(dir);
+    // Its temp files are named like the index's: `<entry>.<owner>.<random>.tmp`.
+    if (outputDir !== false) result.orphansRemoved += await sweepIndexTemps(outputDir);
     // Leases are read under the lock: see the protocol above BlobCache.
     const leased = await liveLeases(dir, true);
-    const entries = (await scan(dir, { indexDir }, leased)).sort(
+    const entries = (await scan(dir, { indexDir, outputDir }, leased)).sort(
       (a, b) => a.lastUsed.getTime() - b.lastUsed.getTime() || a.path.localeCompare(b.path),
     );
     let total = entries.reduce((sum, e) => sum + e.size, 0);

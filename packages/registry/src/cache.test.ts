@@ -14,6 +14,7 @@ import {
   indexCacheDirFor,
   isOwnerAlive,
   listCache,
+  outputCacheDirFor,
   parseByteSize,
   parseDuration,
   processToken,
@@ -116,6 +117,8 @@ describe('sizes and durations', () => {
     expect(indexCacheDirFor('/home/u/.cache/irb/blobs')).toBe('/home/u/.cache/irb/index');
     expect(indexCacheDirFor('/var/cache/irb')).toBe('/var/cache/irb-index');
     expect(indexCacheDirFor('/var/cache/irb/')).toBe('/var/cache/irb-index');
+    expect(outputCacheDirFor('/home/u/.cache/irb/blobs')).toBe('/home/u/.cache/irb/output');
+    expect(outputCacheDirFor('/var/cache/irb')).toBe('/var/cache/irb-output');
   });
 });
 

@@ -1,0 +1,153 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { compress, decodeInitramfs } from '@irb/compress';
+import { type CpioEntry, packCpio, readCpio } from '@irb/cpio';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendOverlay } from './append.ts';
+import { listArchive } from './archive.ts';
+import type { InitramfsCompression } from './types.ts';
+
+let dir: string;
+let agent: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'irb-append-'));
+  agent = join(dir, 'agent');
+  await writeFile(agent, '#!/bin/sh\necho agent B\n');
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+async function* entries(): AsyncGenerator<CpioEntry> {
+  yield { type: 'directory', path: '.', mode: 0o755 };
+  yield { type: 'directory', path: 'usr', mode: 0o755 };
+  yield { type: 'directory', path: 'usr/bin', mode: 0o755 };
+  yield { type: 'symlink', path: 'bin', target: 'usr/bin', mode: 0o777 };
+  yield {
+    type: 'file',
+    path: 'usr/bin/agent',
+    mode: 0o755,
+    size: 8,
+    body: new TextEncoder().encode('agent A\n'),
+  };
+}
+
+/** A base archive as irb or the kernel's own tools write it: one member, compressed or not. */
+async function makeBase(name: string, format: InitramfsCompression, endMark = true): Promise<string> {
+  const path = join(dir, name);
+  const packed = packCpio(entries());
+  const bytes: Uint8Array[] = [];
+  for await (const c of format === 'none' ? packed : compress(packed, { format, endMark })) bytes.push(c);
+  await writeFile(path, Buffer.concat(bytes));
+  return path;
+}
+
+/** Every entry of an archive with its member, and what the kernel leaves at `name` once all members are unpacked. */
+async function unpack(path: string, name: string): Promise<{ members: number[]; text: string | undefined }> {
+  let text: string | undefined;
+  const members: number[] = [];
+  for await (const e of readCpio(decodeInitramfs(createReadStream(path) as AsyncIterable<Uint8Array>))) {
+    if (!members.includes(e.member)) members.push(e.member);
+    if (e.name === name) text = e.type === 'file' ? new TextDecoder().decode(await e.bytes()) : undefined;
+  }
+  return { members, text };
+}
+
+describe('appendOverlay', () => {
+  const formats: InitramfsCompression[] = ['gzip', 'zstd', 'lz4', 'none'];
+  for (const baseFormat of formats) {
+    for (const memberFormat of formats) {
+      it(`${baseFormat} base + ${memberFormat} member: BASE's bytes unchanged, then a member the reader (and the kernel) unpacks over it`, async () => {
+        const base = await makeBase(`base-${baseFormat}-${memberFormat}`, baseFormat);
+        const out = join(dir, `out-${baseFormat}-${memberFormat}`);
+        const summary = await appendOverlay(base, [`${agent}:/usr/bin/agent`], {
+          output: out,
+          compression: memberFormat,
+        });
+        const baseBytes = await readFile(base);
+        const outBytes = await readFile(out);
+        expect(Buffer.compare(outBytes.subarray(0, baseBytes.byteLength), baseBytes)).toBe(0);
+        expect(summary).toMatchObject({
+          baseBytes: baseBytes.byteLength,
+          compression: memberFormat,
+          entries: 1,
+        });
+        expect(summary.compressedBytes).toBe(outBytes.byteLength);
+        const { members, text } = await unpack(out, 'usr/bin/agent');
+        expect(members).toEqual([0, 1]);
+        expect(text).toBe('#!/bin/sh\necho agent B\n');
+      });
+    }
+  }
+
+  it('ends an lz4 BASE written without the end mark, so a gzip member after it is read as gzip', async () => {
+    const base = await makeBase('base-lz4-nomark', 'lz4', false);
+    const out = join(dir, 'out-lz4-nomark');
+    await appendOverlay(base, [`${agent}:/usr/bin/agent`], { output: out, compression: 'gzip' });
+    expect((await unpack(out, 'usr/bin/agent')).text).toBe('#!/bin/sh\necho agent B\n');
+  });
+
+  it('emits no parent directories, only what a directory SRC brings below DEST; /init from `init`', async () => {
+    const base = await makeBase('base-tree', 'gzip');
+    const tree = join(dir, 'tree');
+    await mkdir(join(tree, 'lib', 'deep'), { recursive: true });
+    await writeFile(join(tree, 'lib', 'deep', 'x'), 'x');
+    const init = join(dir, 'init');
+    await writeFile(init, '#!/bin/sh\n');
+    const out = join(dir, 'out-tree');
+    await appendOverlay(base, [`${agent}:/opt/app/bin/agent`, `${tree}:/opt/app`], { output: out, init });
+    const names: string[] = [];
+    for await (const e of listArchive(out)) if (e.member === 1) names.push(`${e.type} ${e.name}`);
+    expect(names.sort()).toEqual(
+      [
+        'directory opt/app/lib',
+        'directory opt/app/lib/deep',
+        'file init',
+        'file opt/app/bin/agent',
+        'file opt/app/lib/deep/x',
+      ].sort(),
+    );
+  });
+
+  it('streams the same bytes it writes to a file, and the summary after the last byte', async () => {
+    const base = await makeBase('base-stream', 'zstd');
+    const out = join(dir, 'out-stream');
+    await appendOverlay(base, [`${agent}:/usr/bin/agent`], { output: out, sourceDateEpoch: 1 });
+    const stream = appendOverlay(base, [`${agent}:/usr/bin/agent`], { sourceDateEpoch: 1 });
+    const chunks: Uint8Array[] = [];
+    for await (const c of stream) chunks.push(c);
+    expect(Buffer.compare(Buffer.concat(chunks), await readFile(out))).toBe(0);
+    expect((await stream.summary).output).toBe('-');
+  });
+
+  it('refuses a BASE that is not an initramfs, or that it cannot vouch for, and leaves no output', async () => {
+    const text = join(dir, 'notes.txt');
+    await writeFile(text, 'hello world\n');
+    const empty = join(dir, 'empty');
+    await writeFile(empty, '');
+    const xz = join(dir, 'base.xz');
+    await writeFile(xz, Uint8Array.of(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0, 1, 2));
+    const out = join(dir, 'refused');
+    const cases: Array<[string, string, RegExp]> = [
+      [
+        text,
+        'IRB_INITRAMFS_CORRUPT',
+        /notes\.txt is not an initramfs \(it starts with neither a CPIO header nor a compression the kernel reads\); give an archive that irb build wrote$/,
+      ],
+      [empty, 'IRB_INITRAMFS_CORRUPT', /empty is not an initramfs \(it is empty\)/],
+      [
+        xz,
+        'IRB_COMPRESSION_UNSUPPORTED',
+        /base\.xz is compressed with xz; append works on plain CPIO, gzip, zstd and lz4 \(legacy\) archives/,
+      ],
+      [join(dir, 'missing'), 'IRB_INPUT_UNREADABLE', /cannot read .*missing \(ENOENT\); check the path/],
+    ];
+    for (const [base, code, message] of cases) {
+      const err = await appendOverlay(base, [`${agent}:/a`], { output: out }).catch((e) => e);
+      expect(err.code).toBe(code);
+      expect(err.message).toMatch(message);
+    }
+    await expect(stat(out)).rejects.toThrow();
+  });
+});

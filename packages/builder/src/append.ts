@@ -1,0 +1,311 @@
+import { constants, createReadStream } from 'node:fs';
+import { open, readdir, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { COMPRESSION_FORMATS, compress } from '@irb/compress';
+import { type CpioEntry, packCpio } from '@irb/cpio';
+import { IrbError } from '@irb/errors';
+import { indexLayers, parseInjectSpec } from '@irb/layers';
+import { writeFileAtomic } from './atomic.ts';
+import { keyOfPath } from './base-tree.ts';
+import { memberThreads } from './pipeline.ts';
+import type { InitramfsCompression } from './types.ts';
+
+/** Options of {@link appendOverlay}. */
+export interface AppendOverlayOptions {
+  /** A host file to put at `/init` (0755, root). Default: none, BASE's /init stays. */
+  init?: string;
+  /**
+   * Compression of the new member. Default: BASE's (that of its first member; `none` for a plain
+   * CPIO BASE). The kernel reads a different compression for each member.
+   */
+  compression?: InitramfsCompression;
+  /** gzip 1–9 (default 6), zstd 1–19 (default 3). */
+  level?: number;
+  /** Compression threads. Default: all cores. The output does not depend on it. */
+  threads?: number;
+  /** Mtime of the new entries (seconds). Default `$SOURCE_DATE_EPOCH`, else 0. */
+  sourceDateEpoch?: number;
+  /**
+   * Write the result to this file (atomically: temporary file, fsync, rename; a device or FIFO is
+   * written in place) and resolve to the summary. Default: return the bytes as a stream.
+   */
+  output?: string;
+  signal?: AbortSignal;
+}
+
+/** What {@link appendOverlay} wrote. */
+export interface AppendSummary {
+  /** The output file, `-` for a stream. */
+  output: string;
+  /** BASE as given. */
+  base: string;
+  /** Bytes of BASE, copied unchanged. */
+  baseBytes: number;
+  /** Compression of the new member. */
+  compression: InitramfsCompression;
+  /** Records in the new member. */
+  entries: number;
+  /** Bytes of the new member, NUL padding before it included. */
+  memberBytes: number;
+  /** Bytes of the whole output. */
+  compressedBytes: number;
+  durationMs: number;
+}
+
+/** The appended archive as a stream; `summary` resolves after the last byte was read. */
+export interface AppendStream extends AsyncIterable<Uint8Array> {
+  readonly summary: Promise<AppendSummary>;
+}
+
+/**
+ * Writes BASE followed by a new member holding `files` (`SRC:DEST` host files or directories) and
+ * optionally `/init`, WITHOUT reading BASE's contents: only its first bytes, to check that it is
+ * an initramfs (CPIO, gzip, zstd or lz4 legacy). Memory and time do not grow with BASE; the bytes
+ * of BASE are copied by the kernel (`copy_file_range`/reflink) when writing a file.
+ *
+ * Since BASE is not read, the member has no parent directory entries: DEST's parent directories
+ * must exist in BASE (the kernel skips a file whose directory is missing). A directory SRC brings
+ * its own subdirectories, but DEST itself is not emitted (a directory entry would rewrite the
+ * mode and owner of one BASE has). Paths are taken literally; the kernel follows BASE's
+ * symlinks in parent components (`/bin/x` on a merged-/usr BASE lands in `/usr/bin/x`).
+ *
+ * Before the member, 4 to 7 NUL bytes: they end an lz4 member that has no end mark (the kernel
+ * would otherwise read the next member as lz4 data) and align the new member to 4 bytes, as a
+ * plain CPIO member must be; after any other member the kernel skips them as padding.
+ */
+export function appendOverlay(
+  base: string,
+  files: readonly string[],
+  options: AppendOverlayOptions & { output: string },
+): Promise<AppendSummary>;
+export function appendOverlay(
+  base: string,
+  files: readonly string[],
+  options?: AppendOverlayOptions,
+): AppendStream;
+export function appendOverlay(
+  base: string,
+  files: readonly string[],
+  options: AppendOverlayOptions = {},
+): AppendStream | Promise<AppendSummary> {
+  const started = performance.now();
+  if (options.output !== undefined) return appendToFile(base, files, options.output, options, started);
+  let settle: { resolve: (s: AppendSummary) => void; reject: (e: unknown) => void } | undefined;
+  const summary = new Promise<AppendSummary>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  summary.catch(() => {});
+  const signal = options.signal;
+  async function* generate(): AsyncGenerator<Uint8Array> {
+    let done = false;
+    try {
+      const plan = await planAppend(base, files, options);
+      let baseBytes = 0;
+      for await (const chunk of createReadStream(base, signal ? { signal } : {})) {
+        baseBytes += (chunk as Uint8Array).byteLength;
+        yield chunk as Uint8Array;
+      }
+      let memberBytes = 0;
+      for await (const chunk of plan.member(baseBytes)) {
+        memberBytes += chunk.byteLength;
+        yield chunk;
+      }
+      done = true;
+      settle?.resolve(plan.summary('-', baseBytes, memberBytes, started));
+    } catch (error) {
+      settle?.reject(error);
+      throw error;
+    } finally {
+      if (!done)
+        settle?.reject(
+          new IrbError('IRB_STREAM_ABANDONED', 'the append stream was not read to the end; read it fully'),
+        );
+    }
+  }
+  return Object.assign(generate(), { summary });
+}
+
+async function appendToFile(
+  base: string,
+  files: readonly string[],
+  output: string,
+  options: AppendOverlayOptions,
+  started: number,
+): Promise<AppendSummary> {
+  const plan = await planAppend(base, files, options);
+  const signal = options.signal;
+  const memberBytes = await writeFileAtomic(output, plan.member(plan.baseBytes), {
+    prefixFile: base,
+    ...(signal ? { signal } : {}),
+  });
+  return plan.summary(output, plan.baseBytes, memberBytes, started);
+}
+
+/** What BASE starts with, as far as appending goes. */
+export type BaseFormat = InitramfsCompression;
+
+/**
+ * The format of BASE's first member from its first bytes: a plain newc/crc CPIO archive, gzip,
+ * zstd or lz4 in the kernel's legacy format. Anything else is refused: it is not an initramfs, or
+ * not one irb can vouch the kernel reads with another member after it.
+ */
+export async function baseFormat(base: string): Promise<{ format: BaseFormat; size: number }> {
+  let head: Uint8Array;
+  let size: number;
+  try {
+    const handle = await open(base, constants.O_RDONLY);
+    try {
+      const st = await handle.stat();
+      if (!st.isFile()) {
+        throw new IrbError(
+          'IRB_INPUT_UNREADABLE',
+          `${base} is not a file; give the path of an initramfs archive`,
+        );
+      }
+      size = st.size;
+      const buffer = new Uint8Array(8);
+      const { bytesRead } = await handle.read(buffer, 0, 8, 0);
+      head = buffer.subarray(0, bytesRead);
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    if (error instanceof IrbError) throw error;
+    throw new IrbError(
+      'IRB_INPUT_UNREADABLE',
+      `cannot read ${base} (${(error as NodeJS.ErrnoException).code ?? 'error'}); check the path`,
+      { cause: error },
+    );
+  }
+  const b = (i: number) => head[i] ?? -1;
+  const text = new TextDecoder().decode(head.subarray(0, 6));
+  if (text === '070701' || text === '070702') return { format: 'none', size };
+  if (b(0) === 0x1f && b(1) === 0x8b) return { format: 'gzip', size };
+  if (b(0) === 0x28 && b(1) === 0xb5 && b(2) === 0x2f && b(3) === 0xfd) return { format: 'zstd', size };
+  if (b(0) === 0x02 && b(1) === 0x21 && b(2) === 0x4c && b(3) === 0x18) return { format: 'lz4', size };
+  const named: Array<[boolean, string]> = [
+    [b(0) === 0xfd && b(1) === 0x37 && b(2) === 0x7a && b(3) === 0x58, 'xz'],
+    [b(0) === 0x42 && b(1) === 0x5a && b(2) === 0x68, 'bzip2'],
+    [b(0) === 0x04 && b(1) === 0x22 && b(2) === 0x4d && b(3) === 0x18, 'the lz4 frame format'],
+    [b(0) === 0x89 && b(1) === 0x4c && b(2) === 0x5a && b(3) === 0x4f, 'lzo'],
+    [b(0) === 0x5d && b(1) === 0x00 && b(2) === 0x00, 'lzma'],
+  ];
+  const known = named.find(([hit]) => hit)?.[1];
+  if (known !== undefined) {
+    throw new IrbError(
+      'IRB_COMPRESSION_UNSUPPORTED',
+      `${base} is compressed with ${known}; append works on plain CPIO, gzip, zstd and lz4 (legacy) archives, so rebuild it with one of those`,
+    );
+  }
+  throw new IrbError(
+    'IRB_INITRAMFS_CORRUPT',
+    `${base} is not an initramfs (${size === 0 ? 'it is empty' : 'it starts with neither a CPIO header nor a compression the kernel reads'}); give an archive that irb build wrote`,
+  );
+}
+
+interface AppendPlan {
+  baseBytes: number;
+  member(baseBytes: number): AsyncIterable<Uint8Array>;
+  summary(output: string, baseBytes: number, memberBytes: number, started: number): AppendSummary;
+}
+
+async function planAppend(
+  base: string,
+  files: readonly string[],
+  options: AppendOverlayOptions,
+): Promise<AppendPlan> {
+  const signal = options.signal;
+  signal?.throwIfAborted();
+  const compression = options.compression;
+  if (compression !== undefined && !(COMPRESSION_FORMATS as readonly string[]).includes(compression)) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `\`compression\` "${String(compression)}" is unknown; use ${COMPRESSION_FORMATS.join(', ')}`,
+    );
+  }
+  if (files.length === 0 && options.init === undefined) {
+    throw new IrbError('IRB_OPTION_INVALID', 'nothing to append; give files to `inject` or an `init`');
+  }
+  const { format, size } = await baseFormat(base);
+  const format2 = compression ?? format;
+  const epoch = options.sourceDateEpoch ?? envEpoch();
+  const scratch = await indexLayers([], epoch !== undefined ? { sourceDateEpoch: epoch } : {});
+  // Directories that a directory SRC brings (below its DEST): the only directories emitted.
+  const contentDirs = new Set<string>();
+  for (const spec of files) {
+    const { src, dest } = parseInjectSpec(spec);
+    let st: Awaited<ReturnType<typeof stat>>;
+    try {
+      st = await stat(src);
+    } catch (error) {
+      throw new IrbError(
+        'IRB_INJECT_SOURCE_UNREADABLE',
+        `\`inject\` ${spec}: ${src} ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'cannot be read'}; check the path`,
+        { cause: error },
+      );
+    }
+    if (st.isDirectory()) {
+      const root = keyOfPath(dest);
+      for (const rel of await readdir(src, { recursive: true, withFileTypes: true })) {
+        if (!rel.isDirectory()) continue;
+        const sub = relative(src, join(rel.parentPath, rel.name));
+        contentDirs.add(keyOfPath(root === '' ? sub : `${root}/${sub}`));
+      }
+    }
+    await scratch.injectHostPath(src, dest);
+  }
+  if (options.init !== undefined) {
+    const st = await stat(options.init).catch(() => undefined);
+    if (!st?.isFile()) {
+      throw new IrbError(
+        'IRB_INPUT_UNREADABLE',
+        `\`init\` ${options.init}: not a readable regular file; check the path`,
+      );
+    }
+    scratch.inject('/init', { hostPath: options.init }, { mode: 0o755, uid: 0, gid: 0 });
+  }
+  let records = 0;
+  async function* entries(): AsyncGenerator<CpioEntry> {
+    for await (const entry of scratch.entries(signal ? { signal } : {})) {
+      const key = keyOfPath(entry.path);
+      if (key === '' || (entry.type === 'directory' && !contentDirs.has(key))) continue;
+      records++;
+      yield entry;
+    }
+  }
+  async function* member(baseBytes: number): AsyncGenerator<Uint8Array> {
+    // A zero word ends an lz4 member without end mark; more NULs align the next member to 4 bytes.
+    yield new Uint8Array(4 + ((4 - (baseBytes % 4)) % 4));
+    const packed = packCpio(entries(), signal ? { signal } : {});
+    if (format2 === 'none') {
+      yield* packed;
+      return;
+    }
+    const threads = memberThreads(scratch.stats.uncompressedBytes, options.threads);
+    yield* compress(packed, {
+      format: format2,
+      ...(options.level !== undefined ? { level: options.level } : {}),
+      ...(threads !== undefined ? { threads } : {}),
+      ...(signal ? { signal } : {}),
+    });
+  }
+  return {
+    baseBytes: size,
+    member,
+    summary: (output, baseBytes, memberBytes, started) => ({
+      output,
+      base,
+      baseBytes,
+      compression: format2,
+      entries: records,
+      memberBytes,
+      compressedBytes: baseBytes + memberBytes,
+      durationMs: Math.round(performance.now() - started),
+    }),
+  };
+}
+
+function envEpoch(): number | undefined {
+  const env = process.env.SOURCE_DATE_EPOCH;
+  return env !== undefined && /^\d+$/.test(env) ? Number(env) : undefined;
+}

@@ -1,0 +1,278 @@
+import type { CpioEntry, CpioPath } from '@irb/cpio';
+import type { Rootfs, RootfsNodeType } from '@irb/layers';
+import type { ContainerConfig } from '@irb/registry';
+
+/*
+ * The overlay member is planned against the base member without holding the base's files: a
+ * tree of names, kinds, link targets and directory modes (from the image's Rootfs on a build
+ * that packs the base, from a stored snapshot when the base comes from the output cache), plus
+ * the bytes of /etc/passwd and /etc/group, the only files init planning reads.
+ *
+ * Keys are archive paths as binary strings (one code unit per byte, Buffer's `latin1`, which is
+ * ISO-8859-1 and round-trips every byte — unlike TextDecoder('latin1')), no leading `/`; the
+ * root is ''.
+ */
+
+/** One node of the base member, as overlay planning needs it. */
+export interface BaseNode {
+  type: RootfsNodeType;
+  /** Permission bits (what a directory entry in the overlay would rewrite). */
+  mode: number;
+  /** Symlink target (a key-encoded string: bytes as a binary string). */
+  target?: string;
+  /** A regular file with more than one name (hard links): the kernel would rewrite it in place. */
+  linked?: boolean;
+}
+
+/** The base member's tree, looked up by exact key (parents already resolved; the last component not followed). */
+export interface BaseTree {
+  node(key: string): BaseNode | undefined;
+  /** The bytes of a regular file at a resolved key; only `etc/passwd` and `etc/group` are asked for. */
+  readFile(key: string, signal?: AbortSignal): Promise<Uint8Array | undefined>;
+  /** Paths `exclude` (and slimming) removed from the image. */
+  excluded: number;
+}
+
+/** Text or bytes path → key. */
+export function keyOfPath(path: CpioPath): string {
+  const bytes = typeof path === 'string' ? Buffer.from(path, 'utf8') : Buffer.from(path);
+  const key = bytes
+    .toString('latin1')
+    .replace(/^(\.?\/)+/, '')
+    .replace(/\/+$/, '');
+  return key === '.' ? '' : key;
+}
+
+/** Key → the bytes of the name. */
+export function bytesOfKey(key: string): Uint8Array {
+  return new Uint8Array(Buffer.from(key, 'latin1'));
+}
+
+/** Key → a CpioPath: text when ASCII (the common case), else the exact bytes. */
+export function cpioPathOf(key: string): CpioPath {
+  return /^[\x00-\x7f]*$/.test(key) ? key : bytesOfKey(key);
+}
+
+/** Key → absolute path text for messages. */
+export function displayOf(key: string): string {
+  return `/${Buffer.from(key, 'latin1').toString('utf8')}`;
+}
+
+/** The base tree of a Rootfs that is about to be packed, with the entries the base member adds (/dev, /dev/console). */
+export function rootfsBaseTree(rootfs: Rootfs, extras: readonly CpioEntry[]): BaseTree {
+  const added = new Map<string, BaseNode>();
+  for (const e of extras) added.set(keyOfPath(e.path), { type: e.type as RootfsNodeType, mode: e.mode });
+  return {
+    node(key) {
+      const info = rootfs.lookup(bytesOfKey(key));
+      if (!info) return added.get(key);
+      const node: BaseNode = { type: info.type, mode: info.mode };
+      if (info.target !== undefined) node.target = keyOfPath(info.target);
+      if (info.type === 'file' && info.nlink > 1) node.linked = true;
+      return node;
+    },
+    readFile(key, signal) {
+      return rootfs.readFile(bytesOfKey(key), signal ? { signal } : {});
+    },
+    excluded: rootfs.stats.excluded,
+  };
+}
+
+/** Where a path leads after symlinks, and what is there. */
+export interface Resolved {
+  key: string;
+  node: BaseNode | undefined;
+}
+
+const ROOT: BaseNode = { type: 'directory', mode: 0o755 };
+
+/**
+ * Resolves `path` through the symlinks of a tree the way the kernel's path walk would: parents
+ * always, the last component only with `followLast`; absolute targets restart at the root, `..`
+ * stops at the root. Components that do not exist are kept (that is where a new entry would go).
+ * After 40 links it stops following (ELOOP in the guest) and returns the path as reached.
+ */
+export function resolvePath(
+  lookup: (key: string) => BaseNode | undefined,
+  path: string,
+  followLast: boolean,
+): Resolved {
+  let todo = path.split('/');
+  const cur: string[] = [];
+  let hops = 0;
+  while (todo.length > 0) {
+    const c = todo.shift() as string;
+    if (c === '' || c === '.') continue;
+    if (c === '..') {
+      cur.pop();
+      continue;
+    }
+    const key = [...cur, c].join('/');
+    const node = lookup(key);
+    const last = todo.every((t) => t === '' || t === '.');
+    if (node?.type === 'symlink' && node.target !== undefined && (!last || followLast) && hops < 40) {
+      hops++;
+      if (node.target.startsWith('/')) cur.length = 0;
+      todo = [...node.target.split('/'), ...todo];
+      continue;
+    }
+    cur.push(c);
+  }
+  const key = cur.join('/');
+  return { key, node: key === '' ? ROOT : lookup(key) };
+}
+
+/** Facts about a cached base member that a build on top of it reports or plans with. */
+export interface BaseSnapshotHeader {
+  /** Counts of the base member, for the summary. */
+  stats: { records: number; unpackedBytes: number; cpioBytes: number; compressedBytes: number };
+  configDigest: string;
+  platform: string;
+  excluded: number;
+  /** Paths `slim`, `keepOnly` and `keep` filtered out. */
+  filtered: number;
+  lostXattrs: Array<{ path: string; names: string[] }>;
+  /** The image config's `config` and `architecture`: what init planning reads. */
+  config: ContainerConfig | undefined;
+  architecture: string;
+  /** Files init planning reads (`etc/passwd`, `etc/group`), by resolved key, base64. */
+  files: Record<string, string>;
+}
+
+const TYPE_CHAR: Record<string, string> = {
+  file: 'f',
+  directory: 'd',
+  symlink: 'l',
+  char: 'c',
+  block: 'b',
+  fifo: 'p',
+  socket: 'p',
+};
+const CHAR_TYPE: Record<string, RootfsNodeType> = {
+  f: 'file',
+  d: 'directory',
+  l: 'symlink',
+  c: 'char',
+  b: 'block',
+  p: 'fifo',
+};
+
+/**
+ * Collects the base member's tree as its entries stream past (no second walk), and encodes it
+ * with a header: one JSON line, then NUL-separated records `TYPE MODE`, key, target — names as
+ * raw bytes, so any name round-trips. The bodies of the files init planning reads (`want`:
+ * resolved keys of /etc/passwd and /etc/group) are kept as they stream through, so storing them
+ * never reopens a layer.
+ */
+export function createTreeCollector(want: ReadonlySet<string> = new Set()): {
+  tap(source: AsyncIterable<CpioEntry>): AsyncGenerator<CpioEntry>;
+  encode(header: Omit<BaseSnapshotHeader, 'files'>): Uint8Array;
+} {
+  const parts: string[] = [];
+  const files: Record<string, string> = {};
+  const keep = (keys: string[], bytes: Uint8Array) => {
+    for (const key of keys) files[key] = Buffer.from(bytes).toString('base64');
+  };
+  const captured = (entry: CpioEntry & { type: 'file' }, keys: string[]): CpioEntry => {
+    const body = entry.body;
+    if (body === undefined) {
+      keep(keys, new Uint8Array(0));
+      return entry;
+    }
+    if (body instanceof Uint8Array) {
+      keep(keys, body);
+      return entry;
+    }
+    async function* tee(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of source) {
+        chunks.push(chunk.slice());
+        yield chunk;
+      }
+      keep(keys, new Uint8Array(Buffer.concat(chunks)));
+    }
+    return { ...entry, body: typeof body === 'function' ? () => tee(body()) : tee(body) };
+  };
+  return {
+    async *tap(source) {
+      for await (const entry of source) {
+        const type = TYPE_CHAR[entry.type] ?? 'p';
+        const target = entry.type === 'symlink' ? keyOfPath(entry.target) : '';
+        const key = keyOfPath(entry.path);
+        parts.push(`${type}${entry.mode.toString(8)}\0${key}\0${target}\0`);
+        if (entry.type !== 'file') {
+          yield entry;
+          continue;
+        }
+        // A file with several names is marked (`L` in the target field): see BaseNode.linked.
+        const links = entry.links ?? [];
+        if (links.length > 0) parts[parts.length - 1] = `f${entry.mode.toString(8)}\0${key}\0L\0`;
+        const names = [key];
+        for (const link of links) {
+          const linkKey = keyOfPath(link);
+          names.push(linkKey);
+          parts.push(`f${entry.mode.toString(8)}\0${linkKey}\0L\0`);
+        }
+        const wanted = names.filter((n) => want.has(n));
+        yield wanted.length > 0 ? captured(entry, wanted) : entry;
+      }
+    },
+    encode(header) {
+      const head = Buffer.from(`${JSON.stringify({ v: 1, ...header, files })}\n`, 'utf8');
+      return new Uint8Array(Buffer.concat([head, Buffer.from(parts.join(''), 'latin1')]));
+    },
+  };
+}
+
+/** Decodes what {@link createTreeCollector} encoded; `undefined` for anything malformed (a cache miss). */
+export function decodeBaseSnapshot(
+  bytes: Uint8Array,
+): { header: BaseSnapshotHeader; tree: BaseTree } | undefined {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const newline = buffer.indexOf(10);
+  if (newline < 0) return undefined;
+  let header: BaseSnapshotHeader & { v?: number };
+  try {
+    header = JSON.parse(buffer.subarray(0, newline).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (header.v !== 1 || typeof header.stats !== 'object' || typeof header.files !== 'object')
+    return undefined;
+  const fields = buffer
+    .subarray(newline + 1)
+    .toString('latin1')
+    .split('\0');
+  const nodes = new Map<string, BaseNode>();
+  for (let i = 0; i + 2 < fields.length; i += 3) {
+    const head = fields[i] as string;
+    const type = CHAR_TYPE[head[0] ?? ''];
+    if (type === undefined) return undefined;
+    const node: BaseNode = { type, mode: Number.parseInt(head.slice(1), 8) };
+    if (type === 'symlink') node.target = fields[i + 2] as string;
+    else if (type === 'file' && fields[i + 2] === 'L') node.linked = true;
+    nodes.set(fields[i + 1] as string, node);
+  }
+  const files = header.files;
+  return {
+    header,
+    tree: {
+      node: (key) => (key === '' ? ROOT : nodes.get(key)),
+      async readFile(key) {
+        const data = files[key];
+        return data === undefined ? undefined : new Uint8Array(Buffer.from(data, 'base64'));
+      },
+      excluded: header.excluded,
+    },
+  };
+}
+
+/** The resolved keys of the files init planning reads from the base (`/etc/passwd`, `/etc/group`). */
+export function plannedFiles(base: BaseTree): Set<string> {
+  const keys = new Set<string>();
+  for (const path of ['etc/passwd', 'etc/group']) {
+    const r = resolvePath((k) => base.node(k), path, true);
+    if (r.node?.type === 'file') keys.add(r.key);
+  }
+  return keys;
+}
