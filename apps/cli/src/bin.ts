@@ -16,7 +16,19 @@ if (major < needMajor || (major === needMajor && minor < needMinor)) {
   );
   process.exit(1);
 }
-import('./run.ts').catch((error) => {
-  process.stderr.write(`irb: error: cannot start: ${error instanceof Error ? error.message : error}\n`);
-  process.exit(1);
-});
+// Node's on-disk compile cache (22.1+): later runs skip compiling irb and its dependencies, which
+// is most of a cache hit's start-up. Beside irb's other caches; NODE_COMPILE_CACHE still wins, and
+// an unwritable directory only means no cache.
+import('node:module')
+  .then((mod) => {
+    if (process.env.NODE_COMPILE_CACHE || process.env.NODE_DISABLE_COMPILE_CACHE) return;
+    const home = process.env.HOME || '/tmp';
+    const base = process.env.XDG_CACHE_HOME || `${home}/.cache`;
+    if (typeof mod.enableCompileCache === 'function') mod.enableCompileCache(`${base}/irb/compile-cache`);
+  })
+  .catch(() => {})
+  .then(() => import('./run.ts'))
+  .catch((error) => {
+    process.stderr.write(`irb: error: cannot start: ${error instanceof Error ? error.message : error}\n`);
+    process.exit(1);
+  });
