@@ -16,28 +16,21 @@ import {
   type InitramfsBuilderOptions,
   type SizeGroup,
 } from '@irb/builder';
-import { integer, normalizePlatform, one, parseOptions, registryOptions, UsageError } from './args.ts';
+import { integer, one, parseOptions, UsageError } from './args.ts';
 import type { CliIo } from './cli.ts';
 import { keychains } from './cli.ts';
 import { EXIT } from './errors.ts';
 import { bar, formatBytes, formatPercent, table } from './format.ts';
 import { createProgressRenderer } from './progress.ts';
 import { SLIM_SHORT } from './slim-options.ts';
+import { SOURCE_OPTIONS, type SourceArgs, sourceArgs } from './source-options.ts';
 
 /** Parsed `irb analyze`. */
-export interface AnalyzeArgs {
+export interface AnalyzeArgs extends SourceArgs {
   command: 'analyze';
   /** An existing file is an archive; anything else an image reference. */
   target: string;
   top: number;
-  platform?: string;
-  insecureRegistries: string[];
-  keychains: string[];
-  cacheDir?: string;
-  noCache: boolean;
-  json: boolean;
-  quiet: boolean;
-  verbose: boolean;
 }
 
 /** Endings that say "a file", so a missing one is not looked up in a registry. */
@@ -46,35 +39,17 @@ const ARCHIVE_NAME = /\.(cpio|gz|gzip|zst|zstd|lz4|img|xz)$/i;
 /** Parses `irb analyze …` (argv after the command). */
 export function parseAnalyze(argv: string[]): AnalyzeArgs | { command: 'help'; topic: string } {
   const { values, positionals } = parseOptions('analyze', argv, {
-    ...registryOptions,
-    'cache-dir': { type: 'string' },
-    'no-cache': { type: 'boolean' },
+    ...SOURCE_OPTIONS,
     top: { type: 'string' },
-    json: { type: 'boolean' },
-    quiet: { type: 'boolean', short: 'q' },
-    verbose: { type: 'boolean' },
   });
   if (values.help) return { command: 'help', topic: 'analyze' };
   const target = one('analyze', positionals, 'IMAGE or ARCHIVE');
-  if (values['cache-dir'] !== undefined && values['no-cache']) {
-    throw new UsageError('--cache-dir and --no-cache exclude each other', 'analyze');
-  }
-  if (values.quiet && values.verbose) {
-    throw new UsageError('--quiet and --verbose exclude each other', 'analyze');
-  }
   const args: AnalyzeArgs = {
     command: 'analyze',
     target,
     top: integer('analyze', 'top', values.top, 1, 10_000) ?? 10,
-    insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
-    keychains: (values.keychain as string[] | undefined) ?? [],
-    noCache: Boolean(values['no-cache']),
-    json: Boolean(values.json),
-    quiet: Boolean(values.quiet),
-    verbose: Boolean(values.verbose),
+    ...sourceArgs('analyze', values),
   };
-  if (values.platform !== undefined) args.platform = normalizePlatform('analyze', String(values.platform));
-  if (values['cache-dir'] !== undefined) args.cacheDir = String(values['cache-dir']);
   return args;
 }
 

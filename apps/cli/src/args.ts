@@ -4,6 +4,7 @@ import { type AppendArgs, parseAppendArgs } from './append-command.ts';
 import { type CacheArgs, parseCacheArgs } from './cache-command.ts';
 import { type FleetArgs, parseFleet, remoteCacheArgs, remoteCacheOptions } from './fleet-command.ts';
 import { SLIM_OPTIONS, type SlimArgs, slimArgs } from './slim-options.ts';
+import { registryOptions } from './source-options.ts';
 import { parseTrace, type TraceArgs } from './trace-command.ts';
 
 /** A command-line mistake: printed with a hint to `--help`, exit code 2. */
@@ -141,11 +142,6 @@ export function defaultOutput(compression: CompressionName): string {
 }
 
 /** The flags every command that reads an image takes. */
-export const registryOptions = {
-  platform: { type: 'string' },
-  'insecure-registry': { type: 'string', multiple: true },
-  keychain: { type: 'string', multiple: true },
-} as const;
 
 /** Edit distance (insertions, deletions, substitutions, adjacent swaps) between two short words. */
 export function editDistance(a: string, b: string): number {

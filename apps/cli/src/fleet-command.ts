@@ -17,9 +17,10 @@ import {
   pushInitramfs,
 } from '@irb/builder';
 import type { BuildArgs } from './args.ts';
-import { normalizePlatform, parseOptions, UsageError } from './args.ts';
+import { parseOptions, UsageError } from './args.ts';
 import { summaryJson, summaryText } from './cli.ts';
 import { formatBytes, table } from './format.ts';
+import { SOURCE_OPTIONS, sourceArgs } from './source-options.ts';
 
 /** The commands this file handles. */
 export const FLEET_COMMANDS = ['push', 'pull'] as const;
@@ -62,40 +63,12 @@ export interface PullArgs {
 export type FleetArgs = PushArgs | PullArgs;
 
 const common = {
-  'insecure-registry': { type: 'string', multiple: true },
-  keychain: { type: 'string', multiple: true },
-  'cache-dir': { type: 'string' },
-  'no-cache': { type: 'boolean' },
-  platform: { type: 'string' },
-  json: { type: 'boolean' },
-  quiet: { type: 'boolean', short: 'q' },
-  verbose: { type: 'boolean' },
+  ...SOURCE_OPTIONS,
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsOptionsConfig;
 
 function parse(command: string, argv: string[], options: ParseArgsOptionsConfig) {
   return parseOptions(command, argv, { ...common, ...options });
-}
-
-function shared(command: string, values: Record<string, unknown>) {
-  if (values['cache-dir'] !== undefined && values['no-cache']) {
-    throw new UsageError('--cache-dir and --no-cache exclude each other', command);
-  }
-  if (values.quiet && values.verbose)
-    throw new UsageError('--quiet and --verbose exclude each other', command);
-  // `arm64` means linux/arm64 here too, as for build and inspect.
-  const platform =
-    values.platform === undefined ? undefined : normalizePlatform(command, String(values.platform));
-  return {
-    insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
-    keychains: (values.keychain as string[] | undefined) ?? [],
-    noCache: Boolean(values['no-cache']),
-    json: Boolean(values.json),
-    quiet: Boolean(values.quiet),
-    verbose: Boolean(values.verbose),
-    ...(values['cache-dir'] !== undefined ? { cacheDir: String(values['cache-dir']) } : {}),
-    ...(platform !== undefined ? { platform } : {}),
-  };
 }
 
 /** Parses `irb push …` / `irb pull …` (argv after the command); throws `UsageError` on mistakes. */
@@ -129,7 +102,7 @@ export function parseFleet(
       archive: positionals[0]!,
       ref: positionals[1]!,
       annotations,
-      ...shared(command, values),
+      ...sourceArgs(command, values),
     };
     if (values.source !== undefined) args.source = String(values.source);
     if (values['chunk-size'] !== undefined) {
@@ -164,7 +137,7 @@ export function parseFleet(
     command,
     from: values.for !== undefined ? { for: String(values.for) } : positionals[0]!,
     output,
-    ...shared(command, values),
+    ...sourceArgs(command, values),
   };
 }
 

@@ -15,13 +15,14 @@ import {
   traceImage,
   writeFileAtomic,
 } from '@irb/builder';
-import { integer, normalizePlatform, one, parseOptions, registryOptions, UsageError } from './args.ts';
+import { integer, one, parseOptions, UsageError } from './args.ts';
 import type { CliIo } from './cli.ts';
 import { keychains, showWord } from './cli.ts';
 import { EXIT } from './errors.ts';
 import { table } from './format.ts';
 import { createProgressRenderer } from './progress.ts';
 import { parseSlim } from './slim-options.ts';
+import { SOURCE_OPTIONS, sourceArgs } from './source-options.ts';
 
 /** Where `irb trace` writes without `-o`. */
 export const DEFAULT_TRACE_OUTPUT = 'trace.json';
@@ -53,27 +54,18 @@ export interface TraceArgs {
 export function parseTrace(argv: string[]): TraceArgs | { command: 'help'; topic: string } {
   const { values, positionals } = parseOptions('trace', argv, {
     output: { type: 'string', short: 'o' },
-    ...registryOptions,
+    ...SOURCE_OPTIONS,
     inject: { type: 'string', multiple: true },
     exclude: { type: 'string', multiple: true },
     slim: { type: 'string', multiple: true },
     'replace-init': { type: 'boolean' },
-    'cache-dir': { type: 'string' },
-    'no-cache': { type: 'boolean' },
     timeout: { type: 'string' },
     kernel: { type: 'string' },
     memory: { type: 'string', short: 'm' },
-    json: { type: 'boolean' },
-    quiet: { type: 'boolean', short: 'q' },
-    verbose: { type: 'boolean' },
   });
   if (values.help) return { command: 'help', topic: 'trace' };
   const image = one('trace', positionals, 'IMAGE');
-  if (values['cache-dir'] !== undefined && values['no-cache']) {
-    throw new UsageError('--cache-dir and --no-cache exclude each other', 'trace');
-  }
-  if (values.quiet && values.verbose)
-    throw new UsageError('--quiet and --verbose exclude each other', 'trace');
+  const source = sourceArgs('trace', values);
   const output = (values.output as string | undefined) ?? DEFAULT_TRACE_OUTPUT;
   if (output === '' || output === '-') {
     throw new UsageError('-o needs a file name (the trace is read back by build --keep-only)', 'trace');
@@ -95,15 +87,8 @@ export function parseTrace(argv: string[]): TraceArgs | { command: 'help'; topic
     exclude: (values.exclude as string[] | undefined) ?? [],
     slim: parseSlim('trace', (values.slim as string[] | undefined) ?? []),
     replaceInit: Boolean(values['replace-init']),
-    insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
-    keychains: (values.keychain as string[] | undefined) ?? [],
-    noCache: Boolean(values['no-cache']),
-    json: Boolean(values.json),
-    quiet: Boolean(values.quiet),
-    verbose: Boolean(values.verbose),
+    ...source,
   };
-  if (values.platform !== undefined) args.platform = normalizePlatform('trace', String(values.platform));
-  if (values['cache-dir'] !== undefined) args.cacheDir = String(values['cache-dir']);
   // The init counts whole seconds before it stops the program.
   const timeout = integer('trace', 'timeout', values.timeout, 1, 86_400);
   if (timeout !== undefined) args.timeoutS = timeout;
