@@ -1,5 +1,6 @@
 import { crc32 } from 'node:zlib';
 import { deflateBlock } from './deflate-block.ts';
+import { inOrder } from './ordered.ts';
 import { DeflatePool } from './pool.ts';
 
 /**
@@ -68,7 +69,6 @@ export async function* gzipStream(
   // With one thread, one block at a time: libuv's pool would otherwise run two at once.
   // With workers, three blocks each, so a worker always has its next block queued.
   const window = threads <= 1 ? 1 : threads * 3;
-  const queue: Promise<Uint8Array>[] = [];
   let pool: DeflatePool | undefined;
   let crc = 0;
   let size = 0;
@@ -76,43 +76,25 @@ export async function* gzipStream(
   let id = 0;
   const blocks = blocksOf(source, GZIP_BLOCK_SIZE);
   try {
-    let more = true;
-    while (more || queue.length > 0) {
-      while (more && queue.length < window) {
-        const next = await blocks.next();
-        signal?.throwIfAborted();
-        if (next.done) {
-          more = false;
-          break;
-        }
-        const data = next.value;
+    const deflated = inOrder(
+      blocks,
+      window,
+      (data) => {
         const final = data.length < GZIP_BLOCK_SIZE;
         crc = crc32(data, crc);
         size += data.length;
         const job = { id: id++, data, level, final, ...(dictionary ? { dictionary } : {}) };
         // Taken before the block's buffer is transferred to a worker.
         dictionary = final ? undefined : data.slice(data.length - DICTIONARY_SIZE);
-        let result: Promise<Uint8Array>;
-        if (threads <= 1 || (final && job.id === 0)) {
-          result = deflateBlock(job);
-        } else {
-          pool ??= new DeflatePool(threads);
-          result = pool.run(job);
-        }
-        // Rejections are observed when the block reaches the head of the queue.
-        result.catch(() => {});
-        queue.push(result);
-        if (final) more = false;
-      }
-      const head = queue.shift();
-      if (head === undefined) break;
-      const out = await head;
-      signal?.throwIfAborted();
-      if (out.length > 0) yield out;
-    }
+        if (threads <= 1 || (final && job.id === 0)) return { result: deflateBlock(job), done: final };
+        pool ??= new DeflatePool(threads);
+        return { result: pool.run(job), done: final };
+      },
+      signal,
+    );
+    for await (const out of deflated) if (out.length > 0) yield out;
     yield gzipTrailer(crc, size);
   } finally {
-    await blocks.return(undefined);
     await pool?.close();
   }
 }

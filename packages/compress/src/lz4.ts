@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { IrbError } from '@irb/errors';
 import type * as Lz4Napi from 'lz4-napi';
 import { blocksOf } from './gzip.ts';
+import { inOrder } from './ordered.ts';
 import type { ByteReader } from './reader.ts';
 
 /** First word (little endian) of an lz4 legacy stream, the only lz4 format the kernel reads. */
@@ -96,38 +97,22 @@ async function* lz4Blocks(
   let length = 4;
   // Two 8 MiB blocks per thread keep the pool busy while the consumer drains the oldest.
   const window = threads <= 1 ? 1 : threads * 2;
-  const queue: Promise<Uint8Array>[] = [];
   const blocks = blocksOf(source, LZ4_BLOCK_SIZE);
-  try {
-    let more = true;
-    while (more || queue.length > 0) {
-      while (more && queue.length < window) {
-        const next = await blocks.next();
-        signal?.throwIfAborted();
-        if (next.done) {
-          more = false;
-          break;
-        }
-        const data = next.value;
-        if (data.length < LZ4_BLOCK_SIZE) more = false;
-        if (data.length === 0) break;
-        const result = compressBlock(lz4, data);
-        // Rejections are observed when the block reaches the head of the queue.
-        result.catch(() => {});
-        queue.push(result);
-      }
-      const head = queue.shift();
-      if (head === undefined) break;
-      const block = await head;
-      signal?.throwIfAborted();
-      yield le32(block.length);
-      yield block;
-      length += 4 + block.length;
-    }
-    if (endMark) yield new Uint8Array(4 + ((4 - (length % 4)) % 4));
-  } finally {
-    await blocks.return(undefined);
+  const compressed = inOrder(
+    blocks,
+    window,
+    (data) =>
+      data.length === 0
+        ? undefined
+        : { result: compressBlock(lz4, data), done: data.length < LZ4_BLOCK_SIZE },
+    signal,
+  );
+  for await (const block of compressed) {
+    yield le32(block.length);
+    yield block;
+    length += 4 + block.length;
   }
+  if (endMark) yield new Uint8Array(4 + ((4 - (length % 4)) % 4));
 }
 
 function corrupt(label: string, what: string, cause?: unknown): IrbError {
