@@ -281,6 +281,41 @@ async function stageLayer3(
 }
 
 /**
+ * Layer 1 of the Debian fixtures: `debootstrap --variant=minbase` into the bundle's rootfs, minus
+ * the package lists and caches (as Debian's official images have it), committed with umoci.
+ */
+async function debootstrapLayer(o: {
+  rootfs: string;
+  image: string;
+  bundle: string;
+  mirror: string;
+  signal: AbortSignal | undefined;
+}): Promise<void> {
+  const { rootfs, signal } = o;
+  await runLogged('debootstrap', ['--variant=minbase', SUITE, rootfs, o.mirror], { signal });
+  for (const name of await readdir(join(rootfs, 'var/lib/apt/lists')).catch(() => [])) {
+    if (name !== 'partial' && name !== 'lock')
+      await rm(join(rootfs, 'var/lib/apt/lists', name), { force: true });
+  }
+  for (const name of ['pkgcache.bin', 'srcpkgcache.bin']) {
+    await rm(join(rootfs, 'var/cache/apt', name), { force: true });
+  }
+  await runLogged(
+    'umoci',
+    [
+      'repack',
+      '--refresh-bundle',
+      '--history.created_by',
+      `debootstrap --variant=minbase ${SUITE}`,
+      '--image',
+      o.image,
+      o.bundle,
+    ],
+    { signal },
+  );
+}
+
+/**
  * Builds (once, cached under {@link fixtureCacheRoot}) and returns the Debian bookworm
  * minbase + python3 OCI layout. Needs root, debootstrap, umoci, GNU tar and the Debian
  * mirror; the first build takes about a minute and logs progress to stderr.
@@ -313,28 +348,7 @@ export async function ensureDebianPythonImage(
       await runLogged('umoci', ['new', '--image', image], { signal });
       await runLogged('umoci', ['unpack', '--image', image, bundle], { signal });
       await step(`layer 1: debootstrap --variant=minbase ${SUITE} from ${mirror}`, async () => {
-        await runLogged('debootstrap', ['--variant=minbase', SUITE, rootfs, mirror], { signal });
-        // As Debian's official images do: no package lists or caches in the base layer.
-        for (const name of await readdir(join(rootfs, 'var/lib/apt/lists')).catch(() => [])) {
-          if (name !== 'partial' && name !== 'lock')
-            await rm(join(rootfs, 'var/lib/apt/lists', name), { force: true });
-        }
-        for (const name of ['pkgcache.bin', 'srcpkgcache.bin']) {
-          await rm(join(rootfs, 'var/cache/apt', name), { force: true });
-        }
-        await runLogged(
-          'umoci',
-          [
-            'repack',
-            '--refresh-bundle',
-            '--history.created_by',
-            `debootstrap --variant=minbase ${SUITE}`,
-            '--image',
-            image,
-            bundle,
-          ],
-          { signal },
-        );
+        await debootstrapLayer({ rootfs, image, bundle, mirror, signal });
       });
       await step('layer 2: apt-get install python3 (chroot)', async () => {
         await runLogged(
@@ -537,24 +551,7 @@ export async function ensureDebianRustImage(
       await runLogged('umoci', ['new', '--image', image], { signal });
       await runLogged('umoci', ['unpack', '--image', image, bundle], { signal });
       logFixture(`${key}: layer 1: debootstrap --variant=minbase ${SUITE} from ${mirror}…`);
-      await runLogged('debootstrap', ['--variant=minbase', SUITE, rootfs, mirror], { signal });
-      for (const name of await readdir(join(rootfs, 'var/lib/apt/lists')).catch(() => [])) {
-        if (name !== 'partial' && name !== 'lock')
-          await rm(join(rootfs, 'var/lib/apt/lists', name), { force: true });
-      }
-      await runLogged(
-        'umoci',
-        [
-          'repack',
-          '--refresh-bundle',
-          '--history.created_by',
-          `debootstrap --variant=minbase ${SUITE}`,
-          '--image',
-          image,
-          bundle,
-        ],
-        { signal },
-      );
+      await debootstrapLayer({ rootfs, image, bundle, mirror, signal });
       logFixture(`${key}: layer 2: apt-get install rustc cargo (chroot)…`);
       await runLogged(
         'chroot',
