@@ -2,7 +2,7 @@
 /**
  * `pnpm bench:boot`: what an archive costs at boot. For the Debian python3 fixture, one row per
  * compression (none, lz4, zstd, gzip) and variant (full, slim presets, traced): archive size,
- * build time (warm cache), time to /init and to the program's first line, from
+ * rebuild time (in process, base member from the output cache), time to /init and to the program's first line, from
  * `bootTimeline` (printk times and the init's markers) under QEMU. Prints a markdown table;
  * `--out FILE` also writes it into FILE between `<!-- boot-bench:start -->` and
  * `<!-- boot-bench:end -->`.
@@ -116,9 +116,9 @@ try {
       .map((l) => l.toFixed(2))
       .join(' ')} at the end.`,
     '',
-    `Image: Debian bookworm minbase + python3 (test-utils' fixture; its program prints one line and exits). Medians of ${runs} boots (guest clock, from printk and the init's markers) and ${Math.min(runs, 3)} warm builds.`,
+    `Image: Debian bookworm minbase + python3 (test-utils' fixture; its program prints one line and exits). Medians of ${runs} boots (guest clock, from printk and the init's markers) and ${Math.min(runs, 3)} rebuilds in process (the image's member comes from the output cache, the overlay is built anew).`,
     '',
-    '| variant | format | archive | build (warm) | kernel unpacked | /init | program exec | first line |',
+    '| variant | format | archive | rebuild (cached base) | kernel unpacked | /init | program exec | first line |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of rows) {
