@@ -23,7 +23,7 @@ Usage:
   irb boot ARCHIVE [-- ARGS]     boot an initramfs in QEMU and stream the console
                                  (--timeline: when each boot phase was reached)
   irb trace IMAGE -o TRACE.json  record what the program uses (for build --keep-only)
-  irb cache ls|prune             list or trim the blob and layer index cache
+  irb cache ls|prune             list or trim the blob, layer index and output caches
   irb push ARCHIVE REF           store an initramfs in an OCI registry
   irb pull REF -o FILE           fetch one (or: irb pull --for IMAGE -o FILE)
 
