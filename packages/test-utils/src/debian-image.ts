@@ -1,7 +1,10 @@
 import { chown, link, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { aptLayer, debootstrapLayer, detectDebianMirror, newBundle, SUITE } from './debian-base.ts';
 import { buildOnce, logFixture, runLogged } from './fixture-cache.ts';
 
+export { type DetectDebianMirrorOptions, detectDebianMirror } from './debian-base.ts';
+export { type DebianRustImage, ensureDebianRustImage } from './debian-rust-image.ts';
 export { fixtureCacheRoot } from './fixture-cache.ts';
 export type { SyntheticImage, SyntheticImageOptions } from './synthetic-image.ts';
 export { ensureSyntheticImage, prng } from './synthetic-image.ts';
@@ -14,7 +17,6 @@ export { ensureSyntheticImage, prng } from './synthetic-image.ts';
 
 /** Bump when the recipe changes: the cache key includes it, so old builds are never reused. */
 const DEBIAN_FIXTURE_VERSION = 'v1';
-const SUITE = 'bookworm';
 const TAG = 'bookworm-python3';
 
 /** What the hand-made third layer contains, so tests can assert each case. */
@@ -74,88 +76,6 @@ const ENV = [
   'LANG=C.UTF-8',
   'IRB_FIXTURE=debian-python',
 ];
-
-/** `deb [options] URI SUITE COMPONENT…` lines of a `.list` file: URIs serving {@link SUITE}. */
-function parseOneLineSources(text: string): string[] {
-  const uris: string[] = [];
-  for (const raw of text.split('\n')) {
-    const line = raw.replace(/^\s*#.*/, '').trim();
-    // Options sit in brackets and may contain spaces: `deb [arch=amd64 signed-by=/k.gpg] URI …`.
-    const parts = line
-      .replace(/\[[^\]]*\]/, ' ')
-      .split(/\s+/)
-      .filter(Boolean);
-    if (parts[0] === 'deb' && parts[2] === SUITE && parts[1]) uris.push(parts[1]);
-  }
-  return uris;
-}
-
-/** deb822 stanzas of a `.sources` file: URIs of enabled `deb` stanzas serving {@link SUITE}. */
-function parseDeb822Sources(text: string): string[] {
-  const uris: string[] = [];
-  for (const stanza of text.split(/\n[ \t]*\n/)) {
-    const fields = new Map<string, string>();
-    let last: string | undefined;
-    for (const line of stanza.split('\n')) {
-      if (/^\s*#/.test(line)) continue;
-      // A line starting with white space continues the previous field (deb822 folding).
-      if (/^[ \t]/.test(line) && last) {
-        fields.set(last, `${fields.get(last)} ${line.trim()}`);
-        continue;
-      }
-      const match = /^([A-Za-z0-9-]+):\s*(.*)$/.exec(line);
-      if (!match?.[1]) continue;
-      last = match[1].toLowerCase();
-      fields.set(last, (match[2] ?? '').trim());
-    }
-    if (/^(no|false|0)$/i.test(fields.get('enabled') ?? '')) continue;
-    const types = (fields.get('types') ?? '').split(/\s+/);
-    const suites = (fields.get('suites') ?? '').split(/\s+/);
-    if (!types.includes('deb') || !suites.includes(SUITE)) continue;
-    for (const uri of (fields.get('uris') ?? '').split(/\s+/)) if (uri) uris.push(uri);
-  }
-  return uris;
-}
-
-/** Options of {@link detectDebianMirror}. */
-export interface DetectDebianMirrorOptions {
-  /** apt's configuration directory. Default `/etc/apt`. */
-  aptDir?: string;
-  /** Environment read for `IRB_DEBIAN_MIRROR`. Default `process.env`. */
-  env?: NodeJS.ProcessEnv;
-}
-
-/**
- * The Debian mirror to bootstrap {@link SUITE} from: `$IRB_DEBIAN_MIRROR`, else the first source
- * of this machine's apt serving that suite (`sources.list`, then `sources.list.d/*.list` and
- * deb822 `*.sources` in name order), so fixtures use the mirror this machine is set up to reach.
- * No mirror host is built in: with neither, it throws saying what to set.
- */
-export async function detectDebianMirror(options: DetectDebianMirrorOptions = {}): Promise<string> {
-  const env = options.env ?? process.env;
-  if (env.IRB_DEBIAN_MIRROR) return env.IRB_DEBIAN_MIRROR;
-  const aptDir = options.aptDir ?? '/etc/apt';
-  const candidates: string[] = [];
-  try {
-    candidates.push(...parseOneLineSources(await readFile(join(aptDir, 'sources.list'), 'utf8')));
-  } catch {}
-  let names: string[] = [];
-  try {
-    names = (await readdir(join(aptDir, 'sources.list.d'))).sort();
-  } catch {}
-  for (const name of names) {
-    if (!name.endsWith('.list') && !name.endsWith('.sources')) continue;
-    const text = await readFile(join(aptDir, 'sources.list.d', name), 'utf8').catch(() => '');
-    candidates.push(...(name.endsWith('.list') ? parseOneLineSources(text) : parseDeb822Sources(text)));
-  }
-  const mirror = candidates[0];
-  if (mirror === undefined) {
-    throw new Error(
-      `no Debian ${SUITE} source in ${join(aptDir, 'sources.list')} or ${join(aptDir, 'sources.list.d')}/*.list|*.sources; set IRB_DEBIAN_MIRROR to a Debian mirror URL (or pass the mirror option)`,
-    );
-  }
-  return mirror;
-}
 
 async function isHardLinkPair(a: string, b: string): Promise<boolean> {
   try {
@@ -281,41 +201,6 @@ async function stageLayer3(
 }
 
 /**
- * Layer 1 of the Debian fixtures: `debootstrap --variant=minbase` into the bundle's rootfs, minus
- * the package lists and caches (as Debian's official images have it), committed with umoci.
- */
-async function debootstrapLayer(o: {
-  rootfs: string;
-  image: string;
-  bundle: string;
-  mirror: string;
-  signal: AbortSignal | undefined;
-}): Promise<void> {
-  const { rootfs, signal } = o;
-  await runLogged('debootstrap', ['--variant=minbase', SUITE, rootfs, o.mirror], { signal });
-  for (const name of await readdir(join(rootfs, 'var/lib/apt/lists')).catch(() => [])) {
-    if (name !== 'partial' && name !== 'lock')
-      await rm(join(rootfs, 'var/lib/apt/lists', name), { force: true });
-  }
-  for (const name of ['pkgcache.bin', 'srcpkgcache.bin']) {
-    await rm(join(rootfs, 'var/cache/apt', name), { force: true });
-  }
-  await runLogged(
-    'umoci',
-    [
-      'repack',
-      '--refresh-bundle',
-      '--history.created_by',
-      `debootstrap --variant=minbase ${SUITE}`,
-      '--image',
-      o.image,
-      o.bundle,
-    ],
-    { signal },
-  );
-}
-
-/**
  * Builds (once, cached under {@link fixtureCacheRoot}) and returns the Debian bookworm
  * minbase + python3 OCI layout. Needs root, debootstrap, umoci, GNU tar and the Debian
  * mirror; the first build takes about a minute and logs progress to stderr.
@@ -344,42 +229,13 @@ export async function ensureDebianPythonImage(
         await run();
         logFixture(`${key}: ${what} done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       };
-      await runLogged('umoci', ['init', '--layout', layout], { signal });
-      await runLogged('umoci', ['new', '--image', image], { signal });
-      await runLogged('umoci', ['unpack', '--image', image, bundle], { signal });
+      await newBundle({ layout, image, bundle, signal });
       await step(`layer 1: debootstrap --variant=minbase ${SUITE} from ${mirror}`, async () => {
         await debootstrapLayer({ rootfs, image, bundle, mirror, signal });
       });
       await step('layer 2: apt-get install python3 (chroot)', async () => {
-        await runLogged(
-          'chroot',
-          [
-            rootfs,
-            '/bin/sh',
-            '-c',
-            'apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 && apt-get clean',
-          ],
-          {
-            signal,
-            env: {
-              PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-              DEBIAN_FRONTEND: 'noninteractive',
-              LC_ALL: 'C',
-            },
-          },
-        );
-        await runLogged(
-          'umoci',
-          [
-            'repack',
-            '--history.created_by',
-            'apt-get install --no-install-recommends python3',
-            '--image',
-            image,
-            bundle,
-          ],
-          { signal },
-        );
+        // The package lists stay: layer 3 hides them with an opaque directory.
+        await aptLayer({ rootfs, image, bundle, packages: ['python3'], dropLists: false, signal });
       });
       let contents: DebianLayer3Contents | undefined;
       await step('layer 3: whiteouts, opaque dirs, hard links (GNU tar)', async () => {
@@ -507,103 +363,4 @@ export async function pushOciLayout(options: PushOciLayoutOptions): Promise<stri
   args.push(`oci:${options.layoutDir}:${options.tag}`, `docker://${destination}`);
   await runLogged('skopeo', args, { signal: options.signal });
   return destination;
-}
-
-const RUST_FIXTURE_VERSION = 'v1';
-const RUST_TAG = 'bookworm-rustc';
-
-/** The cached Debian + rustc/cargo image: a large real image (about 830 MB unpacked) for memory figures. */
-export interface DebianRustImage {
-  /** OCI image layout directory. */
-  layoutDir: string;
-  /** Tag inside the layout. */
-  tag: string;
-  /** `oci:<layoutDir>:<tag>`, an image reference for irb and skopeo. */
-  ref: string;
-  /** Debian mirror the image was bootstrapped from. */
-  mirror: string;
-}
-
-/**
- * Builds (once, cached under {@link fixtureCacheRoot}) and returns Debian bookworm minbase
- * (layer 1) + `apt-get install rustc cargo` (layer 2) as an OCI layout: the same machinery as
- * {@link ensureDebianPythonImage}, for a big image with many files (peak memory of a cold build).
- * Needs root, debootstrap, umoci and the Debian mirror; the first build takes a few minutes.
- */
-export async function ensureDebianRustImage(
-  options: DebianPythonImageOptions = {},
-): Promise<DebianRustImage> {
-  const key = `debian-${SUITE}-rustc-${RUST_FIXTURE_VERSION}`;
-  const dir = await buildOnce(
-    key,
-    async (tmp) => {
-      if (process.getuid?.() !== 0) {
-        throw new Error(`fixture ${key} needs root (debootstrap, chroot); run it as root`);
-      }
-      const mirror = options.mirror ?? (await detectDebianMirror());
-      const signal = options.signal;
-      const layout = join(tmp, 'oci');
-      const image = `${layout}:${RUST_TAG}`;
-      const bundle = join(tmp, 'bundle');
-      const rootfs = join(bundle, 'rootfs');
-      const started = Date.now();
-      await runLogged('umoci', ['init', '--layout', layout], { signal });
-      await runLogged('umoci', ['new', '--image', image], { signal });
-      await runLogged('umoci', ['unpack', '--image', image, bundle], { signal });
-      logFixture(`${key}: layer 1: debootstrap --variant=minbase ${SUITE} from ${mirror}…`);
-      await debootstrapLayer({ rootfs, image, bundle, mirror, signal });
-      logFixture(`${key}: layer 2: apt-get install rustc cargo (chroot)…`);
-      await runLogged(
-        'chroot',
-        [
-          rootfs,
-          '/bin/sh',
-          '-c',
-          'apt-get update -qq && apt-get install -y -qq --no-install-recommends rustc cargo && apt-get clean && rm -rf /var/lib/apt/lists/*',
-        ],
-        {
-          signal,
-          env: {
-            PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-            DEBIAN_FRONTEND: 'noninteractive',
-            LC_ALL: 'C',
-          },
-        },
-      );
-      await runLogged(
-        'umoci',
-        [
-          'repack',
-          '--history.created_by',
-          'apt-get install --no-install-recommends rustc cargo',
-          '--image',
-          image,
-          bundle,
-        ],
-        { signal },
-      );
-      await runLogged(
-        'umoci',
-        [
-          'config',
-          '--image',
-          image,
-          '--no-history',
-          '--config.entrypoint',
-          'rustc',
-          '--config.cmd',
-          '--version',
-        ],
-        { signal },
-      );
-      await runLogged('umoci', ['gc', '--layout', layout], { signal });
-      await rm(bundle, { recursive: true, force: true });
-      await writeFile(join(tmp, 'fixture.json'), `${JSON.stringify({ mirror }, null, 2)}\n`);
-      logFixture(`${key}: built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    },
-    { signal: options.signal, cacheDir: options.cacheDir },
-  );
-  const info = JSON.parse(await readFile(join(dir, 'fixture.json'), 'utf8')) as { mirror: string };
-  const layoutDir = join(dir, 'oci');
-  return { layoutDir, tag: RUST_TAG, ref: `oci:${layoutDir}:${RUST_TAG}`, mirror: info.mirror };
 }
