@@ -4,7 +4,6 @@ import { access } from 'node:fs/promises';
 import {
   type ArchiveEntry,
   type BuildSummary,
-  bootInitramfs,
   defaultKeychains,
   type ImageInspection,
   InitramfsBuilder,
@@ -15,26 +14,17 @@ import {
   listArchive,
   listLayers,
   loadKeychainModule,
-  measureArchive,
   zstdBackend,
 } from '@irb/builder';
 import { runAnalyze } from './analyze-command.ts';
-import {
-  type BootArgs,
-  type BuildArgs,
-  didYouMean,
-  type ImageArgs,
-  type LsArgs,
-  parseCli,
-  UsageError,
-} from './args.ts';
+import { type BuildArgs, didYouMean, type ImageArgs, type LsArgs, parseCli, UsageError } from './args.ts';
+import { boot } from './boot-command.ts';
 import { runCache } from './cache-command.ts';
 import { cliWording, describeError, EXIT } from './errors.ts';
 import { attachedInitramfsLines, buildCached, runFleet } from './fleet-command.ts';
 import { formatBytes, formatDuration, formatMode, formatTime, table } from './format.ts';
 import { HELP } from './help.ts';
 import { createProgressRenderer } from './progress.ts';
-import { runTimeline } from './timeline-command.ts';
 import { runTrace } from './trace-command.ts';
 
 /** A writable text stream (process.stdout in production, a collector in tests). */
@@ -430,7 +420,7 @@ export function lsLine(e: ArchiveEntry): string {
 }
 
 /** Bytes of a text-or-bytes stream (process.stdin yields Buffers unless an encoding was set). */
-async function* bytesOf(input: AsyncIterable<Uint8Array | string>): AsyncGenerator<Uint8Array> {
+export async function* bytesOf(input: AsyncIterable<Uint8Array | string>): AsyncGenerator<Uint8Array> {
   for await (const chunk of input) yield typeof chunk === 'string' ? new TextEncoder().encode(chunk) : chunk;
 }
 
@@ -458,158 +448,4 @@ async function ls(args: LsArgs, io: CliIo, signal?: AbortSignal): Promise<number
     io.stdout.write(`${lsLine(entry)}\n`);
   }
   return EXIT.ok;
-}
-
-/** Console text of a guest that ran out of memory (unpacking the archive or later). */
-const OUT_OF_MEMORY =
-  /Initramfs unpacking failed|invoked oom-killer|Out of memory|System is deadlocked on memory|Unable to allocate initrd|initrd overlaps in-use memory/;
-
-/** The escape key of the interactive console, as in QEMU: Ctrl-A, then x. */
-const CTRL_A = 0x01;
-
-/**
- * What the user types, for the guest's serial console. On a terminal: raw mode (so Ctrl-C reaches
- * the guest), and Ctrl-A x stops the VM (Ctrl-A Ctrl-A sends one Ctrl-A). From a pipe or a file:
- * the bytes unchanged, once `ready` resolves.
- */
-async function* consoleInput(
-  input: CliInput,
-  ready: Promise<void>,
-  onEscape: () => void,
-): AsyncGenerator<Uint8Array> {
-  if (!input.isTTY) {
-    // The UART holds a few bytes and the kernel's serial driver flushes them when the console is
-    // opened: piped bytes sent any earlier would be lost. Someone typing waits for a prompt anyway.
-    await ready;
-    yield* bytesOf(input);
-    return;
-  }
-  let escaped = false;
-  for await (const chunk of bytesOf(input)) {
-    const out: number[] = [];
-    for (const byte of chunk) {
-      if (escaped) {
-        escaped = false;
-        if (byte === 0x78 || byte === 0x58) {
-          onEscape();
-          return;
-        }
-        if (byte !== CTRL_A) out.push(CTRL_A);
-        out.push(byte);
-      } else if (byte === CTRL_A) escaped = true;
-      else out.push(byte);
-    }
-    if (out.length > 0) yield Uint8Array.from(out);
-  }
-}
-
-/** The memory `irb boot` gives by default: what unpacking takes plus room for the program (help and README say so). */
-export function defaultMemoryMiB(recommendedMemoryMiB: number): number {
-  return Math.max(512, recommendedMemoryMiB + 256);
-}
-
-async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  if (args.timeline) return runTimeline(args, io, signal);
-  const measure = async () =>
-    defaultMemoryMiB((await measureArchive(args.archive, signal ? { signal } : {})).recommendedMemoryMiB);
-  const memoryMb = args.memoryMb ?? (await measure());
-  const timeoutS = args.timeoutS ?? 120;
-  const stdin = io.stdin;
-  const interactive = stdin?.isTTY === true;
-  const escapeKey = new AbortController();
-  const stopped = Object.assign(new Error('stopped with Ctrl-A x'), { name: 'AbortError' });
-  const bootSignal = signal ? AbortSignal.any([signal, escapeKey.signal]) : escapeKey.signal;
-  // Piped input waits until the kernel has opened the console for /init ("Run /init as init
-  // process"; with `quiet` on the kernel command line, the first console text).
-  const quietKernel = args.kernelArgs.includes('quiet');
-  let consoleTail = '';
-  let openConsole!: () => void;
-  const consoleOpen = new Promise<void>((resolve) => {
-    openConsole = resolve;
-  });
-  const watchConsole = (text: string): void => {
-    consoleTail = (consoleTail + text).slice(-256);
-    if (quietKernel || /Run \S+ as init process/.test(consoleTail)) openConsole();
-  };
-  if (interactive) {
-    stdin.setRawMode?.(true);
-    io.stderr.write('irb: console input goes to the guest; Ctrl-A x stops the VM\n');
-  }
-  let result: Awaited<ReturnType<typeof bootInitramfs>>;
-  try {
-    result = await bootInitramfs({
-      // Without --kernel, the kernel for the archive's architecture (its /init says which).
-      ...(args.kernel !== undefined ? { kernel: args.kernel } : {}),
-      arch: 'auto',
-      initramfs: args.archive,
-      memoryMb,
-      timeoutMs: Math.round(timeoutS * 1000),
-      // Match through the end of the line, so the console shows the whole line before QEMU is stopped.
-      ...(args.expect !== undefined ? { expect: new RegExp(`${escapeRegExp(args.expect)}[^\n]*\n`) } : {}),
-      append: args.kernelArgs,
-      signal: bootSignal,
-      ...(stdin ? { input: consoleInput(stdin, consoleOpen, () => escapeKey.abort(stopped)) } : {}),
-      onOutput: (text: string) => {
-        watchConsole(text);
-        if (!args.quiet) io.stdout.write(text);
-      },
-    });
-  } catch (error) {
-    if (escapeKey.signal.aborted && !signal?.aborted) {
-      io.stderr.write('\nirb: stopped with Ctrl-A x\n');
-      return EXIT.interrupted;
-    }
-    throw error;
-  } finally {
-    if (interactive) stdin.setRawMode?.(false);
-    // A read waiting on stdin would keep the process alive after the VM is gone.
-    stdin?.destroy?.();
-  }
-  if (args.verbose) io.stderr.write(`irb: ${result.command.join(' ')}\n`);
-  // A generated /init reports the program's status, which becomes irb's exit code (as with
-  // `docker run`); with --expect, the text decides.
-  // The last report counts: the program's own output might hold the same words.
-  const status = [...result.output.matchAll(/irb: exit status (\d+)/g)].at(-1)?.[1];
-  const silent = result.output.trim() === '';
-  if (result.ok && !silent) {
-    if (args.expect !== undefined || status === undefined) return EXIT.ok;
-    if (status !== '0') io.stderr.write(`irb: the guest program exited with status ${status}\n`);
-    return Number(status);
-  }
-  // A kernel short of memory either says so or, below about 64 MiB, stops before its first line.
-  // The default for this archive is what to suggest, unless the guest already had that much.
-  const oom = OUT_OF_MEMORY.test(result.output);
-  const defaultMb =
-    oom || silent
-      ? args.memoryMb === undefined
-        ? memoryMb
-        : await measure().catch(() => undefined)
-      : undefined;
-  const tooLittle = oom || (silent && defaultMb !== undefined && memoryMb < defaultMb);
-  const suggestMb = defaultMb !== undefined && memoryMb < defaultMb ? defaultMb : memoryMb * 2;
-  const reason = tooLittle
-    ? `the guest ran out of memory with ${memoryMb} MiB${silent ? ' (the kernel stopped before printing anything)' : ''}; ` +
-      `give it more with --memory ${suggestMb}${args.memoryMb !== undefined && suggestMb === defaultMb ? ' or leave --memory out' : ''}`
-    : silent
-      ? `the kernel printed nothing on the console; check that ${args.kernel !== undefined ? `--kernel ${args.kernel}` : 'the kernel'} is built for ${result.arch} with a serial console`
-      : result.panicked
-        ? 'the kernel panicked; read the console above for the cause'
-        : result.timedOut
-          ? args.expect !== undefined
-            ? `"${args.expect}" did not appear within ${timeoutS} s; check the console above or raise --timeout`
-            : `the VM did not power off within ${timeoutS} s; raise --timeout or check the console above` +
-              (interactive
-                ? ''
-                : ' (a program waiting for input, such as a shell, gets it from a terminal or a pipe on stdin)')
-          : args.expect !== undefined && !result.matched
-            ? `"${args.expect}" did not appear before the VM stopped; check the console above`
-            : `QEMU exited with status ${result.exitCode}: ${result.stderr.trim().split('\n')[0] ?? ''}`;
-  // On a terminal, the console may have stopped mid-line (a prompt): start the verdict on its own line.
-  const midLine = !args.quiet && io.stdout.isTTY && io.stderr.isTTY && !result.output.endsWith('\n');
-  io.stderr.write(`${midLine ? '\n' : ''}irb: error: boot failed: ${reason}\n`);
-  return EXIT.failure;
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -20,43 +20,27 @@ import type { BuildArgs } from './args.ts';
 import { parseOptions, UsageError } from './args.ts';
 import { summaryJson, summaryText } from './cli.ts';
 import { formatBytes, table } from './format.ts';
-import { SOURCE_OPTIONS, sourceArgs } from './source-options.ts';
+import { SOURCE_OPTIONS, type SourceArgs, sourceArgs } from './source-options.ts';
 
 /** The commands this file handles. */
 export const FLEET_COMMANDS = ['push', 'pull'] as const;
 
 /** Parsed `irb push`. */
-export interface PushArgs {
+export interface PushArgs extends SourceArgs {
   command: 'push';
   archive: string;
   ref: string;
   source?: string;
-  platform?: string;
   annotations: Record<string, string>;
   chunkSize?: number;
-  insecureRegistries: string[];
-  keychains: string[];
-  cacheDir?: string;
-  noCache: boolean;
-  json: boolean;
-  quiet: boolean;
-  verbose: boolean;
 }
 
 /** Parsed `irb pull`. */
-export interface PullArgs {
+export interface PullArgs extends SourceArgs {
   command: 'pull';
   /** A reference, or the image whose attached initramfs is wanted (`--for`). */
   from: string | { for: string };
   output: string;
-  platform?: string;
-  insecureRegistries: string[];
-  keychains: string[];
-  cacheDir?: string;
-  noCache: boolean;
-  json: boolean;
-  quiet: boolean;
-  verbose: boolean;
 }
 
 /** What `irb push` / `irb pull` were asked. */

@@ -10,8 +10,8 @@ import {
   TIMELINE_PHASES,
 } from '@irb/builder';
 import type { BootArgs } from './args.ts';
+import { defaultMemoryMiB } from './boot-command.ts';
 import type { CliIo } from './cli.ts';
-import { defaultMemoryMiB } from './cli.ts';
 import { EXIT } from './errors.ts';
 import { bar, table } from './format.ts';
 

@@ -22,32 +22,24 @@ import { EXIT } from './errors.ts';
 import { table } from './format.ts';
 import { createProgressRenderer } from './progress.ts';
 import { parseSlim } from './slim-options.ts';
-import { SOURCE_OPTIONS, sourceArgs } from './source-options.ts';
+import { SOURCE_OPTIONS, type SourceArgs, sourceArgs } from './source-options.ts';
 
 /** Where `irb trace` writes without `-o`. */
 export const DEFAULT_TRACE_OUTPUT = 'trace.json';
 
 /** Parsed `irb trace`. */
-export interface TraceArgs {
+export interface TraceArgs extends SourceArgs {
   command: 'trace';
   image: string;
   output: string;
-  platform?: string;
   inject: string[];
   exclude: string[];
   slim: SlimPreset[];
   /** The image has its own /init: trace with irb's in its place. */
   replaceInit: boolean;
-  insecureRegistries: string[];
-  keychains: string[];
-  cacheDir?: string;
-  noCache: boolean;
   timeoutS?: number;
   kernel?: string;
   memoryMb?: number;
-  json: boolean;
-  quiet: boolean;
-  verbose: boolean;
 }
 
 /** Parses `irb trace …` (argv after the command). */
