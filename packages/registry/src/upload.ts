@@ -130,14 +130,10 @@ export async function pushBlob(
       `\`chunkSize\` must be a whole number of bytes ≥ 1, got ${options.chunkSize}`,
     );
   }
+  const progress = (done: number, phase: 'network' | 'done') =>
+    options.onProgress?.({ type: 'blob', digest: blob.digest, done, total: blob.size, phase });
   if (await blobExists(ctx, ref, blob.digest, signal)) {
-    options.onProgress?.({
-      type: 'blob',
-      digest: blob.digest,
-      done: blob.size,
-      total: blob.size,
-      phase: 'done',
-    });
+    progress(blob.size, 'done');
     return 'exists';
   }
   let session: URL | undefined;
@@ -157,13 +153,7 @@ export async function pushBlob(
     );
     if (res.status === 201) {
       await dump(res);
-      options.onProgress?.({
-        type: 'blob',
-        digest: blob.digest,
-        done: blob.size,
-        total: blob.size,
-        phase: 'done',
-      });
+      progress(blob.size, 'done');
       return 'mounted';
     }
     if (res.status === 202) {
@@ -176,6 +166,10 @@ export async function pushBlob(
   }
   let sent = 0;
   let sentAtStart = 0;
+  const onSent = (n: number) => {
+    sent = n;
+    progress(n, 'network');
+  };
   await withRetry(
     async () => {
       sentAtStart = sent;
@@ -183,26 +177,8 @@ export async function pushBlob(
       session = undefined;
       try {
         await (options.chunkSize === undefined
-          ? uploadMonolithic(ctx, ref, url, blob, signal, name, (n) => {
-              sent = n;
-              options.onProgress?.({
-                type: 'blob',
-                digest: blob.digest,
-                done: n,
-                total: blob.size,
-                phase: 'network',
-              });
-            })
-          : uploadChunked(ctx, ref, url, blob, options.chunkSize, signal, name, (n) => {
-              sent = n;
-              options.onProgress?.({
-                type: 'blob',
-                digest: blob.digest,
-                done: n,
-                total: blob.size,
-                phase: 'network',
-              });
-            }));
+          ? uploadMonolithic(ctx, ref, url, blob, signal, name, onSent)
+          : uploadChunked(ctx, ref, url, blob, options.chunkSize, signal, name, onSent));
       } catch (error) {
         if (error instanceof RestartUpload || (!isIrbError(error) && isRetryableNetworkError(error))) {
           await cancelSession(ctx, ref, url);
@@ -225,13 +201,7 @@ export async function pushBlob(
       { cause: ctx.secrets.safeCause(error) },
     );
   });
-  options.onProgress?.({
-    type: 'blob',
-    digest: blob.digest,
-    done: blob.size,
-    total: blob.size,
-    phase: 'done',
-  });
+  progress(blob.size, 'done');
   return 'uploaded';
 }
 
