@@ -155,6 +155,24 @@ describe('TLS and extra CAs', () => {
     await pullAll(client({ cacheDir: await tempDir(), ca: [ca] }), `${proxyHost}/tls/app:v1`, image);
   });
 
+  it("trusts NODE_EXTRA_CA_CERTS loaded at start-up, through Node's own store", async () => {
+    // Set before the process starts, the file is already in Node's default store, and irb makes
+    // no secure context of its own; the pull must still trust the registry's certificate.
+    const script = [
+      `import { createRegistryClient } from ${JSON.stringify(fileURLToPath(new URL('../src/index.ts', import.meta.url)))};`,
+      `const c = createRegistryClient({ cacheDir: ${JSON.stringify(await tempDir())} });`,
+      `const image = await c.image(${JSON.stringify(`${proxyHost}/tls/app:v1`)});`,
+      'process.stdout.write(await image.digest());',
+      'await c.close();',
+    ].join('\n');
+    const { stdout } = await run(
+      process.execPath,
+      ['--conditions=@irb/source', '--input-type=module', '-e', script],
+      { env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, 'ca.pem') } },
+    );
+    expect(stdout).toBe(image.manifest.digest);
+  });
+
   it('an unreadable NODE_EXTRA_CA_CERTS is a clear error', () => {
     const saved = process.env.NODE_EXTRA_CA_CERTS;
     process.env.NODE_EXTRA_CA_CERTS = join(dir, 'missing.pem');

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { IrbError } from '@irb/errors';
-import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
+import { Agent, buildConnector, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
 import { redactUrl } from '../redact.ts';
 
 /** A response whose body must be consumed or dumped by the caller. */
@@ -98,10 +98,12 @@ export function formEncode(pairs: ReadonlyArray<readonly [string, string | Uint8
 }
 
 /**
- * The CA list to trust, or `undefined` for Node's default store. Node already adds
- * `NODE_EXTRA_CA_CERTS` to its default store at startup, and undici uses that store when
- * given no `ca`; we read the file ourselves too so that setting the variable later (or
- * passing `ca`) still works, and add it to — never replace — the default roots.
+ * The certificates to trust besides Node's default store, or `undefined` for none. Node already
+ * adds `NODE_EXTRA_CA_CERTS` to its default store at startup, and undici uses that store when
+ * given no `ca`; we read the file ourselves too so that setting the variable later (or passing
+ * `ca`) still works. Read here, at once, so that an unreadable file is reported before any
+ * request; the default store is joined to them only when a TLS connection is made
+ * ({@link trustedCa}).
  */
 export function resolveCa(extra: readonly string[] | undefined): string[] | undefined {
   const fromEnv = process.env.NODE_EXTRA_CA_CERTS;
@@ -117,7 +119,35 @@ export function resolveCa(extra: readonly string[] | undefined): string[] | unde
       );
     }
   }
-  if (added.length === 0) return undefined;
+  return added.length === 0 ? undefined : added;
+}
+
+/** The base64 bodies of the PEM certificates in `text`, whitespace removed. */
+function certificateBodies(text: string): string[] {
+  const bodies: string[] = [];
+  for (const m of text.matchAll(/-----BEGIN CERTIFICATE-----([^-]*)-----END CERTIFICATE-----/g)) {
+    bodies.push((m[1] as string).replace(/\s+/g, ''));
+  }
+  return bodies;
+}
+
+/**
+ * The certificates of `added` that Node's default store lacks. Node loads NODE_EXTRA_CA_CERTS
+ * into it at startup, so that file (often the whole system bundle) usually needs no context of
+ * our own: making one parses every root again, ~30 ms.
+ */
+function missingFromDefaults(added: readonly string[]): string[] {
+  if (typeof tls.getCACertificates !== 'function') return [...added];
+  const loaded = new Set(tls.getCACertificates('extra').flatMap(certificateBodies));
+  if (loaded.size === 0) return [...added];
+  return added.filter((pem) => {
+    const bodies = certificateBodies(pem);
+    return bodies.length === 0 || !bodies.every((b) => loaded.has(b));
+  });
+}
+
+/** The full CA list for `added` certificates: Node's default store plus them (added, never replacing). */
+export function trustedCa(added: readonly string[]): string[] {
   const defaults =
     typeof tls.getCACertificates === 'function'
       ? tls.getCACertificates('default')
@@ -140,7 +170,8 @@ export class Transport {
   readonly #options: TransportOptions;
   #verified: Dispatcher | undefined;
   #unverified: Dispatcher | undefined;
-  #secureContext: tls.SecureContext | undefined;
+  /** `null`: Node's default store is enough (see #tlsContext). */
+  #secureContext: tls.SecureContext | null | undefined;
 
   constructor(options: TransportOptions) {
     this.#options = options;
@@ -155,12 +186,21 @@ export class Transport {
     return this.#verified;
   }
 
+  /**
+   * One secure context for every connection (passing `ca` would re-parse the whole CA list, often
+   * the system bundle from NODE_EXTRA_CA_CERTS, on each TLS handshake), made on first use: parsing
+   * the store takes ~30 ms, which a plain-HTTP registry, and a cache hit revalidating against
+   * one, should not pay.
+   */
+  #tlsContext(): { secureContext?: tls.SecureContext } {
+    if (this.#secureContext === undefined) {
+      const missing = this.#options.ca ? missingFromDefaults(this.#options.ca) : [];
+      this.#secureContext = missing.length > 0 ? tls.createSecureContext({ ca: trustedCa(missing) }) : null;
+    }
+    return this.#secureContext ? { secureContext: this.#secureContext } : {};
+  }
+
   #make(verify: boolean): Dispatcher {
-    // One secure context for every connection: passing `ca` would re-parse the whole CA list
-    // (NODE_EXTRA_CA_CERTS is often the system bundle) on each TLS handshake.
-    this.#secureContext ??= this.#options.ca ? tls.createSecureContext({ ca: this.#options.ca }) : undefined;
-    const context = this.#secureContext ? { secureContext: this.#secureContext } : {};
-    const tlsOptions = { ...context, rejectUnauthorized: verify };
     const base = {
       connections: this.#options.connections,
       keepAliveTimeout: 10_000,
@@ -169,6 +209,8 @@ export class Transport {
     };
     if (proxyFromEnv()) {
       // EnvHttpProxyAgent honours HTTP_PROXY/HTTPS_PROXY/NO_PROXY; TLS to the registry goes in `requestTls`.
+      const context = this.#tlsContext();
+      const tlsOptions = { ...context, rejectUnauthorized: verify };
       return new EnvHttpProxyAgent({
         ...base,
         connect: tlsOptions,
@@ -176,7 +218,19 @@ export class Transport {
         proxyTls: context,
       } as ConstructorParameters<typeof EnvHttpProxyAgent>[0]);
     }
-    return new Agent({ ...base, connect: tlsOptions });
+    // What undici would build from `connect: { secureContext, rejectUnauthorized }`, except that
+    // the TLS side (and its secure context) is made at the first https connection.
+    let plain: buildConnector.connector | undefined;
+    let secure: buildConnector.connector | undefined;
+    const connect: buildConnector.connector = (options, callback) => {
+      if (options.protocol === 'https:') {
+        secure ??= buildConnector({ ...this.#tlsContext(), rejectUnauthorized: verify });
+        return secure(options, callback);
+      }
+      plain ??= buildConnector({});
+      return plain(options, callback);
+    };
+    return new Agent({ ...base, connect });
   }
 
   /** Sends one request, following redirects (dropping credentials when leaving the origin). */
