@@ -8,19 +8,12 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import {
-  type AnalyzeOptions,
-  type ArchiveAnalysis,
-  analyzeArchive,
-  analyzeImage,
-  type InitramfsBuilderOptions,
-  type SizeGroup,
-} from '@irb/builder';
+import type { AnalyzeOptions, ArchiveAnalysis, InitramfsBuilderOptions, SizeGroup } from '@irb/builder';
 import { integer, one, parseOptions, UsageError } from './args.ts';
 import type { CliIo } from './cli.ts';
-import { keychains } from './cli.ts';
 import { EXIT } from './errors.ts';
 import { bar, formatBytes, formatPercent, table } from './format.ts';
+import { builder, keychains } from './lib.ts';
 import { createProgressRenderer } from './progress.ts';
 import { SLIM_SHORT } from './slim-options.ts';
 import { SOURCE_OPTIONS, type SourceArgs, sourceArgs } from './source-options.ts';
@@ -68,7 +61,7 @@ async function analyzeStdin(io: CliIo, options: AnalyzeOptions): Promise<Archive
   try {
     const file = join(dir, 'stdin.cpio');
     await pipeline(io.stdin, createWriteStream(file), options.signal ? { signal: options.signal } : {});
-    return await analyzeArchive(file, options);
+    return await (await builder()).analyzeArchive(file, options);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -97,6 +90,7 @@ async function archiveFile(target: string): Promise<boolean> {
 
 /** Runs `irb analyze`. */
 export async function runAnalyze(args: AnalyzeArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  const { analyzeArchive, analyzeImage } = await builder();
   const analysis: AnalyzeOptions = { top: args.top, topDuplicates: args.top, ...(signal ? { signal } : {}) };
   let result: ArchiveAnalysis;
   const isArchive = await archiveFile(args.target);

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import type { AppendSummary } from '@irb/builder';
+import type { AppendSummary } from '@irb/builder/append';
 import { UsageError } from './args.ts';
 import type { CliIo } from './cli.ts';
 
@@ -109,7 +109,7 @@ export function parseAppendArgs(argv: string[]): AppendArgs | { command: 'help';
 
 /** Runs `irb append`: the library is loaded only now, so other commands do not pay for it. */
 export async function runAppend(args: AppendArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  const { appendOverlay } = await import('@irb/builder');
+  const { appendOverlay } = await import('@irb/builder/append');
   const options = {
     ...(args.init !== undefined ? { init: args.init } : {}),
     ...(args.compression !== undefined ? { compression: args.compression } : {}),

@@ -1,26 +1,18 @@
-import {
-  type CacheEntry,
-  cacheDirectories,
-  cacheMaxBytes,
-  DEFAULT_CACHE_MAX_BYTES,
-  listCache,
-  parseByteSize,
-  parseDuration,
-  pruneCache,
-} from '@irb/builder';
+import type { CacheEntry } from '@irb/builder';
 import { didYouMean, parseOptions, UsageError } from './args.ts';
 import type { CliIo } from './cli.ts';
 import { formatBytes, table } from './format.ts';
+import { builder } from './lib.ts';
 
 /** Parsed `irb cache ls` / `irb cache prune`. */
 export interface CacheArgs {
   command: 'cache';
   action: 'ls' | 'prune';
   cacheDir?: string;
-  /** `--max-size` in bytes. */
-  maxBytes?: number;
-  /** `--older-than` in milliseconds. */
-  olderThanMs?: number;
+  /** `--max-size` as given (checked by {@link runCache}, which loads the parser). */
+  maxSize?: string;
+  /** `--older-than` as given. */
+  olderThan?: string;
   json: boolean;
   verbose: boolean;
 }
@@ -77,26 +69,8 @@ export function parseCacheArgs(argv: string[]): CacheArgs | { command: 'help'; t
     if (values['cache-dir'] === '') throw new UsageError('--cache-dir needs a directory', 'cache');
     args.cacheDir = String(values['cache-dir']);
   }
-  if (values['max-size'] !== undefined) {
-    const bytes = parseByteSize(String(values['max-size']));
-    if (bytes === undefined) {
-      throw new UsageError(
-        `--max-size wants a size such as 5G, 500M or 2GB, not "${values['max-size']}"`,
-        'cache',
-      );
-    }
-    args.maxBytes = bytes;
-  }
-  if (values['older-than'] !== undefined) {
-    const ms = parseDuration(String(values['older-than']));
-    if (ms === undefined) {
-      throw new UsageError(
-        `--older-than wants a duration such as 30d, 12h or 90m, not "${values['older-than']}"`,
-        'cache',
-      );
-    }
-    args.olderThanMs = ms;
-  }
+  if (values['max-size'] !== undefined) args.maxSize = String(values['max-size']);
+  if (values['older-than'] !== undefined) args.olderThan = String(values['older-than']);
   return args;
 }
 
@@ -118,6 +92,31 @@ function when(date: Date): string {
 
 /** Runs `irb cache ls|prune` through the builder's public API; returns the exit code. */
 export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  const {
+    cacheDirectories,
+    cacheMaxBytes,
+    DEFAULT_CACHE_MAX_BYTES,
+    listCache,
+    parseByteSize,
+    parseDuration,
+    pruneCache,
+  } = await builder();
+  const limits: { maxBytes?: number; olderThanMs?: number } = {};
+  if (args.maxSize !== undefined) {
+    limits.maxBytes = parseByteSize(args.maxSize);
+    if (limits.maxBytes === undefined) {
+      throw new UsageError(`--max-size wants a size such as 5G, 500M or 2GB, not "${args.maxSize}"`, 'cache');
+    }
+  }
+  if (args.olderThan !== undefined) {
+    limits.olderThanMs = parseDuration(args.olderThan);
+    if (limits.olderThanMs === undefined) {
+      throw new UsageError(
+        `--older-than wants a duration such as 30d, 12h or 90m, not "${args.olderThan}"`,
+        'cache',
+      );
+    }
+  }
   const dirs = cacheDirectories(args.cacheDir);
   if (args.action === 'ls') {
     const entries = await listCache(dirs.blobs, { indexDir: dirs.index });
@@ -159,8 +158,8 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
     io.stdout.write(`${lines.join('\n')}\n`);
     return 0;
   }
-  let maxBytes = args.maxBytes;
-  if (maxBytes === undefined && args.olderThanMs === undefined) {
+  let maxBytes = limits.maxBytes;
+  if (maxBytes === undefined && limits.olderThanMs === undefined) {
     maxBytes = cacheMaxBytes();
     if (maxBytes === undefined) {
       throw new UsageError(
@@ -172,7 +171,7 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
   const result = await pruneCache(dirs.blobs, {
     indexDir: dirs.index,
     ...(maxBytes !== undefined ? { maxBytes } : {}),
-    ...(args.olderThanMs !== undefined ? { olderThanMs: args.olderThanMs } : {}),
+    ...(limits.olderThanMs !== undefined ? { olderThanMs: limits.olderThanMs } : {}),
     ...(signal ? { signal } : {}),
   });
   if (args.json) {
@@ -182,7 +181,7 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
           cacheDir: dirs.blobs,
           indexDir: dirs.index,
           maxBytes: maxBytes ?? null,
-          olderThanMs: args.olderThanMs ?? null,
+          olderThanMs: limits.olderThanMs ?? null,
           removedBytes: result.removedBytes,
           keptBytes: result.keptBytes,
           kept: result.kept,
@@ -198,9 +197,9 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
   }
   const limit = [
     maxBytes !== undefined
-      ? `to ${formatBytes(maxBytes)}${args.maxBytes === undefined && maxBytes === DEFAULT_CACHE_MAX_BYTES ? ' (the default limit)' : ''}`
+      ? `to ${formatBytes(maxBytes)}${limits.maxBytes === undefined && maxBytes === DEFAULT_CACHE_MAX_BYTES ? ' (the default limit)' : ''}`
       : undefined,
-    args.olderThanMs !== undefined ? 'by age' : undefined,
+    limits.olderThanMs !== undefined ? 'by age' : undefined,
   ]
     .filter(Boolean)
     .join(' and ');

@@ -1,31 +1,19 @@
 import { spawn } from 'node:child_process';
 import { constants, readFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
-import {
-  type ArchiveEntry,
-  type BuildSummary,
-  defaultKeychains,
-  type ImageInspection,
-  InitramfsBuilder,
-  type InitramfsBuilderOptions,
-  inspectImage,
-  type Keychain,
-  type LayerInfo,
-  listArchive,
-  listLayers,
-  loadKeychainModule,
-  zstdBackend,
+import type {
+  ArchiveEntry,
+  BuildSummary,
+  ImageInspection,
+  InitramfsBuilderOptions,
+  LayerInfo,
 } from '@irb/builder';
-import { runAnalyze } from './analyze-command.ts';
 import { type BuildArgs, didYouMean, type ImageArgs, type LsArgs, parseCli, UsageError } from './args.ts';
-import { boot } from './boot-command.ts';
-import { runCache } from './cache-command.ts';
 import { cliWording, describeError, EXIT } from './errors.ts';
-import { attachedInitramfsLines, buildCached, runFleet } from './fleet-command.ts';
 import { formatBytes, formatDuration, formatMode, formatTime, table } from './format.ts';
 import { HELP } from './help.ts';
+import { builder, keychains } from './lib.ts';
 import { createProgressRenderer } from './progress.ts';
-import { runTrace } from './trace-command.ts';
 
 /** A writable text stream (process.stdout in production, a collector in tests). */
 export interface CliStream {
@@ -100,7 +88,7 @@ async function environmentReport(): Promise<string[]> {
   try {
     // The backend -c zstd would use: zstd-napi, or node:zlib when the addon did not load
     // (IRB_ZSTD_BACKEND forces one). Output bytes depend on it.
-    zstd = zstdBackend();
+    zstd = (await builder()).zstdBackend();
   } catch (error) {
     zstd = `unavailable: ${error instanceof Error ? error.message : String(error)}`;
   }
@@ -139,17 +127,18 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
         return await layers(args, io, signal);
       case 'ls':
         return await ls(args, io, signal);
+      // Each command's module is loaded when it runs (see lib.ts).
       case 'boot':
-        return await boot(args, io, signal);
+        return await (await import('./boot-command.ts')).boot(args, io, signal);
       case 'cache':
-        return await runCache(args, io, signal);
+        return await (await import('./cache-command.ts')).runCache(args, io, signal);
       case 'push':
       case 'pull':
-        return await runFleet(args, io, signal);
+        return await (await import('./fleet-command.ts')).runFleet(args, io, signal);
       case 'analyze':
-        return await runAnalyze(args, io, signal);
+        return await (await import('./analyze-command.ts')).runAnalyze(args, io, signal);
       case 'trace':
-        return await runTrace(args, io, signal);
+        return await (await import('./trace-command.ts')).runTrace(args, io, signal);
       case 'append':
         return await (await import('./append-command.ts')).runAppend(args, io, signal);
     }
@@ -184,7 +173,10 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
     compression: args.compression,
   });
   // Said once: zstd output bytes depend on the library that wrote them (zstd-napi or node:zlib).
-  if (args.verbose && args.compression === 'zstd') io.stderr.write(`irb: zstd backend: ${zstdBackend()}\n`);
+  // The facade alone (`@irb/builder/build`): a cached rebuild loads no more than it needs.
+  const { InitramfsBuilder } = await import('@irb/builder/build');
+  if (args.verbose && args.compression === 'zstd')
+    io.stderr.write(`irb: zstd backend: ${(await builder()).zstdBackend()}\n`);
   const options: InitramfsBuilderOptions = {
     image: args.image,
     compression: args.compression,
@@ -210,7 +202,7 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
   if (custom) options.keychains = custom;
   if (signal) options.signal = signal;
   if (args.cacheFrom !== undefined || args.cacheTo !== undefined)
-    return buildCached(args, options, io, renderer);
+    return (await import('./fleet-command.ts')).buildCached(args, options, io, renderer);
   if (toStdout && io.stdout.isTTY) {
     throw new UsageError(
       'refusing to write a binary archive to a terminal; pipe or redirect stdout, or use -o FILE',
@@ -308,14 +300,6 @@ export function showWord(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-/** `--keychain` modules are asked first, then the built-in keychains. */
-export async function keychains(specs: readonly string[]): Promise<Keychain[] | undefined> {
-  if (specs.length === 0) return undefined;
-  const loaded: Keychain[] = [];
-  for (const spec of specs) loaded.push(await loadKeychainModule(spec));
-  return [...loaded, ...defaultKeychains()];
-}
-
 async function imageOptions(args: ImageArgs, signal?: AbortSignal) {
   const custom = await keychains(args.keychains);
   return {
@@ -327,12 +311,14 @@ async function imageOptions(args: ImageArgs, signal?: AbortSignal) {
 }
 
 async function inspect(args: ImageArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  const { inspectImage } = await builder();
   const info = await inspectImage(args.image, await imageOptions(args, signal));
   if (args.json) {
     io.stdout.write(`${JSON.stringify(inspectionJson(info), null, 2)}\n`);
     return EXIT.ok;
   }
-  io.stdout.write(`${inspectionText(info).join('\n')}\n`);
+  const { attachedInitramfsLines } = await import('./fleet-command.ts');
+  io.stdout.write(`${[...inspectionText(info), ...attachedInitramfsLines(info.initramfs)].join('\n')}\n`);
   return EXIT.ok;
 }
 
@@ -386,7 +372,6 @@ function inspectionText(info: ImageInspection): string[] {
   );
   lines.push(`layers    ${info.layers.length}, ${formatBytes(info.layers.reduce((n, l) => n + l.size, 0))}`);
   lines.push(...layerRows(info.layers).map((l) => `  ${l}`));
-  lines.push(...attachedInitramfsLines(info.initramfs));
   return lines;
 }
 
@@ -398,6 +383,7 @@ function layerRows(layers: LayerInfo[]): string[] {
 }
 
 async function layers(args: ImageArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  const { listLayers } = await builder();
   const list = await listLayers(args.image, await imageOptions(args, signal));
   if (args.json) io.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
   else io.stdout.write(`${layerRows(list).join('\n')}\n`);
@@ -436,6 +422,7 @@ async function ls(args: LsArgs, io: CliIo, signal?: AbortSignal): Promise<number
     }
     archive = bytesOf(io.stdin);
   }
+  const { listArchive } = await builder();
   for await (const entry of listArchive(archive, signal ? { signal } : {})) {
     if (args.json) {
       io.stdout.write(`${JSON.stringify(entry)}\n`);

@@ -1,5 +1,5 @@
 import { constants } from 'node:os';
-import { isIrbError } from '@irb/builder';
+import { isIrbError } from '@irb/errors';
 import { UsageError } from './args.ts';
 
 /**

@@ -4,22 +4,17 @@
  * help.ts only dispatch to this file.
  */
 import type { ParseArgsOptionsConfig } from 'node:util';
-import {
-  type AttachedInitramfs,
-  buildWithRemoteCache,
-  defaultKeychains,
-  type InitramfsBuilderOptions,
-  type Keychain,
-  loadKeychainModule,
-  type PullInitramfsOptions,
-  type PushInitramfsOptions,
-  pullInitramfs,
-  pushInitramfs,
+import type {
+  AttachedInitramfs,
+  InitramfsBuilderOptions,
+  PullInitramfsOptions,
+  PushInitramfsOptions,
 } from '@irb/builder';
 import type { BuildArgs } from './args.ts';
 import { parseOptions, UsageError } from './args.ts';
 import { summaryJson, summaryText } from './cli.ts';
 import { formatBytes, table } from './format.ts';
+import { builder, keychains } from './lib.ts';
 import { SOURCE_OPTIONS, type SourceArgs, sourceArgs } from './source-options.ts';
 
 /** The commands this file handles. */
@@ -160,13 +155,6 @@ when several platforms are attached.
   --json, -q/--quiet, --verbose`,
 };
 
-async function keychains(specs: readonly string[]): Promise<Keychain[] | undefined> {
-  if (specs.length === 0) return undefined;
-  const loaded: Keychain[] = [];
-  for (const spec of specs) loaded.push(await loadKeychainModule(spec));
-  return [...loaded, ...defaultKeychains()];
-}
-
 interface Io {
   stdout: { write(text: string): unknown };
   stderr: { write(text: string): unknown };
@@ -174,6 +162,7 @@ interface Io {
 
 /** Runs a parsed `irb push` / `irb pull`; returns the exit code (errors are thrown to the caller). */
 export async function runFleet(args: FleetArgs, io: Io, signal?: AbortSignal): Promise<number> {
+  const { pullInitramfs, pushInitramfs } = await builder();
   const custom = await keychains(args.keychains);
   const base = {
     insecureRegistries: args.insecureRegistries,
@@ -298,6 +287,7 @@ export async function buildCached(
     ...(args.cacheFrom !== undefined ? { cacheFrom: args.cacheFrom } : {}),
     ...(args.cacheTo !== undefined ? { cacheTo: args.cacheTo } : {}),
   };
+  const { buildWithRemoteCache } = await builder();
   let result: Awaited<ReturnType<typeof buildWithRemoteCache>>;
   try {
     result = await buildWithRemoteCache(options, args.output, remote);

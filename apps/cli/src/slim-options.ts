@@ -2,7 +2,7 @@
  * `--slim`, `--keep-only` and `--keep`: what `irb build` (and `irb trace`, `--slim` only) leaves
  * out of the image. Parsing and help words live here; args.ts and trace-command.ts use them.
  */
-import { SLIM_PRESETS, type SlimPreset } from '@irb/builder';
+import { SLIM_PRESETS, type SlimPreset } from '@irb/builder/slim';
 import { didYouMean, UsageError } from './args.ts';
 
 /** The parseArgs table of the three flags. */

@@ -6,20 +6,14 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import {
-  type BootTrace,
-  IrbError,
-  isIrbError,
-  type SlimPreset,
-  type TraceOptions,
-  traceImage,
-  writeFileAtomic,
-} from '@irb/builder';
+import type { BootTrace, SlimPreset, TraceOptions } from '@irb/builder';
+import { IrbError, isIrbError } from '@irb/errors';
 import { integer, one, parseOptions, UsageError } from './args.ts';
 import type { CliIo } from './cli.ts';
-import { keychains, showWord } from './cli.ts';
+import { showWord } from './cli.ts';
 import { EXIT } from './errors.ts';
 import { table } from './format.ts';
+import { builder, keychains } from './lib.ts';
 import { createProgressRenderer } from './progress.ts';
 import { parseSlim } from './slim-options.ts';
 import { SOURCE_OPTIONS, type SourceArgs, sourceArgs } from './source-options.ts';
@@ -131,6 +125,7 @@ function programConsole(io: CliIo, verbose: boolean): (text: string) => void {
 /** Runs `irb trace`. */
 export async function runTrace(args: TraceArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   await checkOutput(args.output);
+  const { traceImage, writeFileAtomic } = await builder();
   const renderer = createProgressRenderer(io.stderr, {
     mode: args.quiet ? 'none' : io.stderr.isTTY ? 'tty' : 'plain',
     compression: 'lz4',

@@ -224,10 +224,11 @@ export function createTreeCollector(want: ReadonlySet<string> = new Set()): {
   };
 }
 
-/** Decodes what {@link createTreeCollector} encoded; `undefined` for anything malformed (a cache miss). */
-export function decodeBaseSnapshot(
-  bytes: Uint8Array,
-): { header: BaseSnapshotHeader; tree: BaseTree } | undefined {
+/**
+ * The header of what {@link createTreeCollector} encoded, without decoding the tree (a build
+ * whose overlay member is cached too never needs it); `undefined` when malformed (a cache miss).
+ */
+export function decodeBaseHeader(bytes: Uint8Array): BaseSnapshotHeader | undefined {
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const newline = buffer.indexOf(10);
   if (newline < 0) return undefined;
@@ -239,8 +240,18 @@ export function decodeBaseSnapshot(
   }
   if (header.v !== 1 || typeof header.stats !== 'object' || typeof header.files !== 'object')
     return undefined;
+  return header;
+}
+
+/** Decodes what {@link createTreeCollector} encoded; `undefined` for anything malformed (a cache miss). */
+export function decodeBaseSnapshot(
+  bytes: Uint8Array,
+): { header: BaseSnapshotHeader; tree: BaseTree } | undefined {
+  const header = decodeBaseHeader(bytes);
+  if (!header) return undefined;
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const fields = buffer
-    .subarray(newline + 1)
+    .subarray(buffer.indexOf(10) + 1)
     .toString('latin1')
     .split('\0');
   const nodes = new Map<string, BaseNode>();

@@ -26,6 +26,7 @@ import { readFileSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IrbError } from '@irb/errors';
+import { initArchForPlatform, staticInitPath } from '@irb/init';
 import type { InitramfsBuilderOptions } from './types.ts';
 
 /** The version of irb's output format that goes into every build key. */
@@ -208,4 +209,44 @@ export async function baseKey(options: InitramfsBuilderOptions, manifestDigest: 
 /** The tag the remote build cache keeps a key's result under: `irb-<64 hex digits of the key>`. */
 export function buildCacheTag(key: string): string {
   return `irb-${key}`;
+}
+
+/**
+ * The key of a build's overlay member in the local output cache (64 hex digits): sha256 over the
+ * canonical JSON of the format version, the {@link baseKey} (the overlay is planned against that
+ * base and compressed like it), the {@link OVERLAY_OPTIONS} normalized as for
+ * {@link buildKeyInput} (host files by content digest), and the digest of the static init
+ * binary `architecture` would get (it is not part of irb's version while developing it).
+ */
+export async function overlayKey(
+  options: InitramfsBuilderOptions,
+  base: string,
+  architecture: string,
+): Promise<string> {
+  const picked = Object.fromEntries(Object.entries(options).filter(([name]) => OVERLAY_OPTIONS.has(name)));
+  const input = await buildKeyInput({ ...picked, image: options.image }, '');
+  const normalized = Object.fromEntries(
+    Object.entries(input.options).filter(([name]) => OVERLAY_OPTIONS.has(name)),
+  );
+  const text = canonicalJson({
+    format: BUILD_FORMAT_VERSION,
+    overlay: true,
+    base,
+    options: normalized,
+    staticInit: staticInitDigest(architecture),
+  });
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** sha256 of the static init binary for `architecture`, or `null` when there is none (or it is missing). */
+function staticInitDigest(architecture: string): string | null {
+  const arch = initArchForPlatform(architecture);
+  if (arch === undefined) return null;
+  try {
+    return createHash('sha256')
+      .update(readFileSync(staticInitPath(arch)))
+      .digest('hex');
+  } catch {
+    return null;
+  }
 }

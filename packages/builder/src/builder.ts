@@ -3,17 +3,23 @@ import { createDockerKeychain } from '@irb/auth-docker';
 import { createEnvKeychain } from '@irb/auth-env';
 import type { CpioEntry } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
-import { createDirectoryIndexCache, indexLayers, type Rootfs } from '@irb/layers';
+import type { Rootfs } from '@irb/layers';
 import type { ImageManifest, Keychain } from '@irb/registry';
 import { writeFileAtomic } from './atomic.ts';
-import { createTreeCollector, plannedFiles, rootfsBaseTree } from './base-tree.ts';
-import { baseKey } from './build-key.ts';
-import { cacheDirectories } from './cache.ts';
+import type { BaseTree } from './base-tree.ts';
+import { baseKey, overlayKey } from './build-key.ts';
+import { type CacheDirectories, cacheDirectories } from './cache.ts';
 import { consoleEntries, withExtras } from './extras.ts';
-import { pathFilter } from './filter.ts';
-import { type CachedBase, createBaseSink, lookupBase } from './output-cache.ts';
-import { planOverlay } from './overlay.ts';
-import { type BuildPipeline, createBuildPipeline, memberThreads } from './pipeline.ts';
+import {
+  type CachedBase,
+  type CachedOverlay,
+  createBaseSink,
+  createOverlaySink,
+  lookupBase,
+  lookupOverlay,
+} from './output-cache.ts';
+import type { Overlay } from './overlay.ts';
+import { type BuildPipeline, createBuildPipeline, type MemberSink, memberThreads } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
 import type {
@@ -158,27 +164,43 @@ export class InitramfsBuilder {
       const dirs = o.cache !== false ? cacheDirectories(o.cacheDir) : undefined;
       const key = dirs && (await baseKey(o, manifestDigest));
       const hit = dirs && key ? await lookupBase(dirs.output, key) : undefined;
-      if (hit) {
+      if (hit && dirs && key) {
         try {
           const opened = await this.#fromCachedBase(
             hit,
+            dirs,
+            key,
             manifestDigest,
-            await image.manifest(),
+            image.manifest(),
             pre,
             started,
           );
-          return {
-            ...opened,
-            close: async () => {
-              await hit.release();
-              await source.close();
-            },
-          };
+          if (opened) {
+            return {
+              ...opened,
+              close: async () => {
+                await opened.release();
+                await hit.release();
+                await source.close();
+              },
+            };
+          }
+          await hit.release();
         } catch (error) {
           await hit.release();
           throw error;
         }
       }
+      // Everything below runs only when the base member must be built: the layer machinery,
+      // the overlay planner and the tree collector are loaded here, not by a cached rebuild.
+      const [{ createDirectoryIndexCache, indexLayers }, { planOverlay }, baseTrees, { pathFilter }] =
+        await Promise.all([
+          import('@irb/layers'),
+          import('./overlay.ts'),
+          import('./base-tree.ts'),
+          import('./filter.ts'),
+        ]);
+      const { createTreeCollector, plannedFiles, rootfsBaseTree } = baseTrees;
       const [manifest, config, layers] = await Promise.all([
         image.manifest(),
         image.config(),
@@ -202,7 +224,7 @@ export class InitramfsBuilder {
       const rootfs = await indexLayers(layers, {
         ...(dirs ? { indexCache: createDirectoryIndexCache(dirs.index) } : {}),
         ...(o.exclude ? { exclude: o.exclude } : {}),
-        ...keepOption(pre, o, config.config?.Env ?? []),
+        ...keepOption(pathFilter, pre, o, config.config?.Env ?? []),
         ...(signal ? { signal } : {}),
         ...(pre.sourceDateEpoch !== undefined ? { sourceDateEpoch: pre.sourceDateEpoch } : {}),
         onProgress: (p) => {
@@ -218,8 +240,10 @@ export class InitramfsBuilder {
       );
       const baseTree = rootfsBaseTree(rootfs, extras);
       const architecture = config.architecture ?? 'amd64';
+      const overlayCache = dirs && key ? await this.#overlayCache(dirs, key, architecture) : undefined;
       const overlay = await planOverlay(baseTree, config.config, architecture, o, pre);
       const lost = lostXattrs(rootfs);
+      const overlaySink = overlayCache?.sink(overlay);
       // With the cache on, the base member is kept as it streams out, with the tree the next
       // build plans its overlay against.
       const collector = createTreeCollector(plannedFiles(baseTree));
@@ -246,7 +270,7 @@ export class InitramfsBuilder {
       const pipeline = createBuildPipeline({
         members: [
           sink ? { entries: collector.tap(baseEntries), sink } : baseEntries,
-          overlayMember(overlay.entries, o.threads),
+          overlayMember(overlay.entries, o.threads, overlaySink),
         ],
         compression: pre.compression,
         ...(o.level !== undefined ? { level: o.level } : {}),
@@ -273,6 +297,7 @@ export class InitramfsBuilder {
         pipeline,
         close: async () => {
           await sink?.abort();
+          await overlaySink?.abort();
           await source.close();
         },
       };
@@ -283,20 +308,57 @@ export class InitramfsBuilder {
   }
 
   /**
-   * A build on a cached base member: no layer is downloaded or read; the overlay is planned
-   * against the stored tree, and the base member's bytes are copied ahead of the overlay member.
+   * The overlay member's place in the output cache: its key (computed before any injected file
+   * is read) and a sink that stores the member under it, unless a file changed meanwhile.
+   */
+  async #overlayCache(dirs: CacheDirectories, base: string, architecture: string) {
+    const o = this.options;
+    const key = await overlayKey(o, base, architecture);
+    return {
+      key,
+      sink: (overlay: Overlay) =>
+        createOverlaySink(
+          dirs.output,
+          key,
+          {
+            init: overlay.init,
+            ...(overlay.initKind ? { initKind: overlay.initKind } : {}),
+            ...(overlay.command ? { command: overlay.command } : {}),
+            warnings: overlay.warnings,
+          },
+          async () => (await overlayKey(o, base, architecture)) === key,
+          dirs.blobs,
+        ),
+    };
+  }
+
+  /**
+   * A build on a cached base member: no layer is downloaded or read. When the overlay member is
+   * cached too (an unchanged rebuild), its bytes follow the base's and nothing is planned, packed
+   * or compressed; otherwise the overlay is planned against the stored tree and packed anew (and
+   * cached). `undefined` when the stored tree turns out unreadable: the caller builds from scratch.
    */
   async #fromCachedBase(
     hit: CachedBase,
+    dirs: CacheDirectories,
+    key: string,
     manifestDigest: string,
-    manifest: ImageManifest,
+    manifestPromise: Promise<ImageManifest>,
     pre: Preflight,
     started: number,
-  ): Promise<Omit<Opened, 'close'>> {
+  ): Promise<(Omit<Opened, 'close'> & { release(): Promise<void> }) | undefined> {
     const o = this.options;
     const signal = o.signal;
     const emit = (event: BuildProgressEvent) => o.onProgress?.(event);
     const h = hit.header;
+    const overlayCache = await this.#overlayCache(dirs, key, h.architecture);
+    const cachedOverlay: CachedOverlay | undefined = await lookupOverlay(dirs.output, overlayCache.key);
+    let tree: BaseTree | undefined;
+    if (!cachedOverlay) {
+      tree = hit.tree();
+      if (!tree) return undefined;
+    }
+    const manifest = await manifestPromise;
     emit({
       type: 'resolved',
       image: o.image,
@@ -310,9 +372,21 @@ export class InitramfsBuilder {
         size: l.size,
       })),
     });
-    const overlay = await planOverlay(hit.tree, h.config, h.architecture, o, pre);
+    let described: Pick<Overlay, 'init' | 'initKind' | 'command' | 'warnings'>;
+    let member: Parameters<typeof createBuildPipeline>[0]['members'][number];
+    let sink: ReturnType<typeof overlayCache.sink> | undefined;
+    if (cachedOverlay) {
+      described = cachedOverlay.meta;
+      member = { file: cachedOverlay.path, stats: cachedOverlay.meta.stats };
+    } else {
+      const { planOverlay } = await import('./overlay.ts');
+      const overlay = await planOverlay(tree as BaseTree, h.config, h.architecture, o, pre);
+      described = overlay;
+      sink = overlayCache.sink(overlay);
+      member = overlayMember(overlay.entries, o.threads, sink);
+    }
     const pipeline = createBuildPipeline({
-      members: [overlayMember(overlay.entries, o.threads)],
+      members: [member],
       prefix: h.stats,
       compression: pre.compression,
       ...(o.level !== undefined ? { level: o.level } : {}),
@@ -328,14 +402,21 @@ export class InitramfsBuilder {
         excluded: h.excluded,
         filtered: h.filtered,
         lostXattrs: h.lostXattrs,
-        init: overlay.init,
-        ...(overlay.initKind ? { initKind: overlay.initKind } : {}),
-        ...(overlay.command ? { command: overlay.command } : {}),
-        warnings: [...traceWarnings(pre, manifestDigest), ...overlay.warnings],
+        init: described.init,
+        ...(described.initKind ? { initKind: described.initKind } : {}),
+        ...(described.command ? { command: described.command } : {}),
+        warnings: [...traceWarnings(pre, manifestDigest), ...described.warnings],
       },
       started,
     });
-    return { pipeline, prefixFile: hit.path };
+    return {
+      pipeline,
+      prefixFile: hit.path,
+      release: async () => {
+        await sink?.abort();
+        await cachedOverlay?.release();
+      },
+    };
   }
 }
 
@@ -373,7 +454,12 @@ function traceWarnings(pre: Preflight, manifestDigest: string): string[] {
   ];
 }
 
-function keepOption(pre: Preflight, o: InitramfsBuilderOptions, env: readonly string[]) {
+function keepOption(
+  pathFilter: typeof import('./filter.ts').pathFilter,
+  pre: Preflight,
+  o: InitramfsBuilderOptions,
+  env: readonly string[],
+) {
   const keep = pathFilter({
     slim: pre.slim,
     ...(pre.keepOnly ? { keepOnly: pre.keepOnly } : {}),
@@ -387,11 +473,18 @@ async function* listed<T>(items: readonly T[]): AsyncGenerator<T> {
   yield* items;
 }
 
-/** The overlay member, compressed with one thread when it is small (see memberThreads). */
-function overlayMember(entries: readonly CpioEntry[], threads: number | undefined) {
+/**
+ * The overlay member, compressed with one thread when it is small (see memberThreads), and
+ * stored in the output cache through `sink` when there is one.
+ */
+function overlayMember(entries: readonly CpioEntry[], threads: number | undefined, sink?: MemberSink) {
   const bytes = entries.reduce((sum, e) => sum + (e.type === 'file' ? e.size : 0), 0);
   const chosen = memberThreads(bytes, threads);
-  return { entries: listed(entries), ...(chosen !== undefined ? { threads: chosen } : {}) };
+  return {
+    entries: listed(entries),
+    ...(chosen !== undefined ? { threads: chosen } : {}),
+    ...(sink ? { sink } : {}),
+  };
 }
 
 function lostXattrs(rootfs: Rootfs): LostXattr[] {

@@ -3,19 +3,28 @@ import { constants } from 'node:fs';
 import { link, open, readFile, rename, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cacheMaxBytes, processToken, pruneCache } from '@irb/registry';
-import { type BaseSnapshotHeader, type BaseTree, decodeBaseSnapshot } from './base-tree.ts';
+import { type BaseSnapshotHeader, type BaseTree, decodeBaseHeader, decodeBaseSnapshot } from './base-tree.ts';
 import type { MemberSink, MemberStats } from './pipeline.ts';
+import type { BuildSummary } from './types.ts';
 
 /*
- * The output cache: built base members by base key (base-key.ts), beside the blob cache
- * (`~/.cache/irb/output`, or `<cacheDir>-output`). Per key two files:
+ * The output cache: built members by key, beside the blob cache (`~/.cache/irb/output`, or
+ * `<cacheDir>-output`).
+ * - Base members, by base key (build-key.ts `baseKey`), two files:
  *   <key>.base  the compressed base member, byte for byte as it went into the output;
  *   <key>.tree  what overlay planning needs from the base (names, kinds, link targets, modes,
  *               /etc/passwd and /etc/group) and the summary's facts (base-tree.ts).
- * Each is written to `<name>.<owner>.<random>.tmp` and renamed, `.tree` before `.base`; a build
- * uses a key only when both are there. Builds of one key may race: they write the same bytes,
- * and the last rename wins. `irb cache ls/prune` list them as kind `output`, the automatic size
- * limit counts them, and a prune removes the temp files of killed writers.
+ * - Overlay members, by overlay key (`overlayKey`: the base key plus the overlay's options and
+ *   the digests of the files it holds), two files:
+ *   <key>.overlay  the compressed overlay member;
+ *   <key>.meta     what the summary says of it (counts, where /init came from, warnings).
+ * An unchanged rebuild finds both: it copies the base, appends the overlay and plans, packs and
+ * compresses nothing.
+ * Each file is written to `<name>.<owner>.<random>.tmp` and renamed, the description (`.tree`,
+ * `.meta`) before the bytes; a build uses a key only when both are there. Builds of one key may
+ * race: they write the same bytes, and the last rename wins. `irb cache ls/prune` list them as
+ * kind `output`, the automatic size limit counts them, and a prune removes the temp files of
+ * killed writers.
  */
 
 /** A usable cached base member. */
@@ -23,8 +32,26 @@ export interface CachedBase {
   /** A private hard link to `<key>.base`: a prune that removes the entry meanwhile cannot take it away. */
   path: string;
   header: BaseSnapshotHeader;
-  tree: BaseTree;
+  /** The stored tree, decoded on first use; `undefined` when it is malformed (treat as a miss). */
+  tree(): BaseTree | undefined;
   /** Removes the private link. */
+  release(): Promise<void>;
+}
+
+/** What the summary says of a cached overlay member. */
+export interface OverlayMeta {
+  stats: MemberStats;
+  init: BuildSummary['init'];
+  initKind?: 'static' | 'sh';
+  command?: string[];
+  warnings: string[];
+}
+
+/** A usable cached overlay member. */
+export interface CachedOverlay {
+  /** A private hard link to `<key>.overlay` (see {@link CachedBase.path}). */
+  path: string;
+  meta: OverlayMeta;
   release(): Promise<void>;
 }
 
@@ -32,9 +59,25 @@ function tempPath(path: string): string {
   return `${path}.${processToken()}.${randomBytes(6).toString('hex')}.tmp`;
 }
 
+/**
+ * Takes a private hard link to the bytes of an entry whose description is `description`, and
+ * marks both used now (last use is the mtime, as for blobs: a hit keeps the entry from the
+ * least-recently-used end). `undefined` when the bytes are gone.
+ */
+async function holdEntry(bytesPath: string, description: string): Promise<string | undefined> {
+  const path = tempPath(bytesPath);
+  try {
+    await link(bytesPath, path);
+  } catch {
+    return undefined;
+  }
+  const now = new Date();
+  await Promise.all([utimes(bytesPath, now, now), utimes(description, now, now)]).catch(() => {});
+  return path;
+}
+
 /** The cached base member of `key`, or `undefined` (missing, half there, or unreadable: all misses). */
 export async function lookupBase(dir: string, key: string): Promise<CachedBase | undefined> {
-  const base = join(dir, `${key}.base`);
   const treePath = join(dir, `${key}.tree`);
   let bytes: Uint8Array;
   try {
@@ -42,33 +85,53 @@ export async function lookupBase(dir: string, key: string): Promise<CachedBase |
   } catch {
     return undefined;
   }
-  const decoded = decodeBaseSnapshot(bytes);
-  if (!decoded) return undefined;
-  const path = tempPath(base);
+  const header = decodeBaseHeader(bytes);
+  if (!header) return undefined;
+  const path = await holdEntry(join(dir, `${key}.base`), treePath);
+  if (path === undefined) return undefined;
+  let tree: BaseTree | undefined;
+  return {
+    path,
+    header,
+    tree: () => {
+      tree ??= decodeBaseSnapshot(bytes)?.tree;
+      return tree;
+    },
+    release: () => unlink(path).catch(() => {}),
+  };
+}
+
+/** The cached overlay member of `key`, or `undefined` (all failures are misses). */
+export async function lookupOverlay(dir: string, key: string): Promise<CachedOverlay | undefined> {
+  const metaPath = join(dir, `${key}.meta`);
+  let meta: OverlayMeta & { v?: number };
   try {
-    await link(base, path);
+    meta = JSON.parse(await readFile(metaPath, 'utf8'));
   } catch {
     return undefined;
   }
-  // Last use is the mtime, as for blobs: a hit keeps the entry from the least-recently-used end.
-  const now = new Date();
-  await Promise.all([utimes(base, now, now), utimes(treePath, now, now)]).catch(() => {});
-  return { path, ...decoded, release: () => unlink(path).catch(() => {}) };
+  if (meta.v !== 1 || typeof meta.stats !== 'object' || !Array.isArray(meta.warnings)) return undefined;
+  const { v: _v, ...rest } = meta;
+  const path = await holdEntry(join(dir, `${key}.overlay`), metaPath);
+  if (path === undefined) return undefined;
+  return { path, meta: rest, release: () => unlink(path).catch(() => {}) };
 }
 
 /**
- * A sink that stores the base member as it streams into the output. Best effort: a write that
- * fails (disk full, …) drops the entry and never fails the build. `abort()` removes the temp
- * file when the build did not finish.
+ * A sink that stores a member as it streams into the output: its bytes under `<key>.<bytesExt>`
+ * and, once it ended, the description `describe` returns under `<key>.<descriptionExt>`
+ * (`undefined`: store nothing). Best effort: a write that fails (disk full, …) drops the entry
+ * and never fails the build. `abort()` removes the temp file when the build did not finish.
  */
-export function createBaseSink(
+function createEntrySink(
   dir: string,
   key: string,
-  snapshot: (stats: MemberStats) => Promise<Uint8Array>,
+  exts: { bytes: string; description: string },
+  describe: (stats: MemberStats) => Promise<Uint8Array | undefined>,
   blobsDir: string,
 ): MemberSink & { abort(): Promise<void> } {
-  const base = join(dir, `${key}.base`);
-  const temp = tempPath(base);
+  const final = join(dir, `${key}.${exts.bytes}`);
+  const temp = tempPath(final);
   let handle: Awaited<ReturnType<typeof open>> | undefined;
   let failed = false;
   let done = false;
@@ -78,11 +141,12 @@ export function createBaseSink(
     handle = undefined;
     await unlink(temp).catch(() => {});
   };
+  const openTemp = () => open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   return {
     async write(chunk) {
       if (failed) return;
       try {
-        handle ??= await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+        handle ??= await openTemp();
         let offset = 0;
         while (offset < chunk.byteLength) {
           offset += (await handle.write(chunk, offset, chunk.byteLength - offset)).bytesWritten;
@@ -94,17 +158,22 @@ export function createBaseSink(
     async end(stats) {
       if (failed) return;
       try {
-        handle ??= await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+        handle ??= await openTemp();
         await handle.close();
         handle = undefined;
-        const treePath = join(dir, `${key}.tree`);
-        const treeTemp = tempPath(treePath);
-        await writeNew(treeTemp, await snapshot(stats));
-        await rename(treeTemp, treePath).catch(async (error) => {
-          await unlink(treeTemp).catch(() => {});
+        const description = await describe(stats);
+        if (description === undefined) {
+          await drop();
+          return;
+        }
+        const descriptionPath = join(dir, `${key}.${exts.description}`);
+        const descriptionTemp = tempPath(descriptionPath);
+        await writeNew(descriptionTemp, description);
+        await rename(descriptionTemp, descriptionPath).catch(async (error) => {
+          await unlink(descriptionTemp).catch(() => {});
           throw error;
         });
-        await rename(temp, base);
+        await rename(temp, final);
         done = true;
       } catch {
         await drop();
@@ -118,6 +187,38 @@ export function createBaseSink(
       if (!done && !failed) await drop();
     },
   };
+}
+
+/** A sink that stores the base member of `key` and its tree snapshot (`snapshot`). */
+export function createBaseSink(
+  dir: string,
+  key: string,
+  snapshot: (stats: MemberStats) => Promise<Uint8Array>,
+  blobsDir: string,
+): MemberSink & { abort(): Promise<void> } {
+  return createEntrySink(dir, key, { bytes: 'base', description: 'tree' }, snapshot, blobsDir);
+}
+
+/**
+ * A sink that stores the overlay member of `key` with what the summary says of it. `stillValid`
+ * is asked at the end: the key holds digests of host files, and a file that changed while the
+ * member was packed must not be cached under the old digest.
+ */
+export function createOverlaySink(
+  dir: string,
+  key: string,
+  meta: Omit<OverlayMeta, 'stats'>,
+  stillValid: () => Promise<boolean>,
+  blobsDir: string,
+): MemberSink & { abort(): Promise<void> } {
+  return createEntrySink(
+    dir,
+    key,
+    { bytes: 'overlay', description: 'meta' },
+    async (stats) =>
+      (await stillValid()) ? new TextEncoder().encode(JSON.stringify({ v: 1, ...meta, stats })) : undefined,
+    blobsDir,
+  );
 }
 
 async function writeNew(path: string, bytes: Uint8Array): Promise<void> {

@@ -1,5 +1,5 @@
-import { compress } from '@irb/compress';
-import { type CpioEntry, packCpio } from '@irb/cpio';
+import { createReadStream } from 'node:fs';
+import type { CpioEntry } from '@irb/cpio';
 import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
 import type { BuildProgressEvent, BuildSummary, InitramfsCompression } from './types.ts';
 
@@ -11,7 +11,7 @@ export interface BuildPipelineOptions {
    * The builder passes a base member (the image's files) and an overlay member (injected files
    * and /init).
    */
-  members: ReadonlyArray<AsyncIterable<CpioEntry> | PipelineMember>;
+  members: ReadonlyArray<AsyncIterable<CpioEntry> | PipelineMember | StoredMember>;
   /**
    * A member that comes before `data`'s bytes and that the caller writes itself (a base member
    * copied from the output cache): its counts go into the summary.
@@ -70,6 +70,13 @@ export function memberThreads(bytes: number, threads: number | undefined): numbe
   return bytes < 8 * 1024 * 1024 ? 1 : undefined;
 }
 
+/** A member already packed and compressed (the output cache's): its bytes are copied from `file`. */
+export interface StoredMember {
+  file: string;
+  /** What the member holds, for the summary. */
+  stats: MemberStats;
+}
+
 /** Receives one member's compressed bytes as they are produced; `end` after the last one. */
 export interface MemberSink {
   write(chunk: Uint8Array): Promise<void>;
@@ -109,7 +116,10 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
     }
   }
 
+  // The packer and the compressors are loaded when a member must be packed: an unchanged rebuild
+  // (every member from the output cache) never loads them.
   async function* packed(source: AsyncIterable<CpioEntry>): AsyncGenerator<Uint8Array> {
+    const { packCpio } = await import('@irb/cpio');
     for await (const chunk of packCpio(counted(source), withSignal)) {
       cpioBytes += chunk.byteLength;
       // Progress at most every 256 KiB keeps event overhead negligible next to the data.
@@ -126,9 +136,16 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
     }
   }
 
-  function member(source: AsyncIterable<CpioEntry>, threads = options.threads): AsyncIterable<Uint8Array> {
-    if (options.compression === 'none') return packed(source);
-    return compress(packed(source), {
+  async function* member(
+    source: AsyncIterable<CpioEntry>,
+    threads = options.threads,
+  ): AsyncGenerator<Uint8Array> {
+    if (options.compression === 'none') {
+      yield* packed(source);
+      return;
+    }
+    const { compress } = await import('@irb/compress');
+    yield* compress(packed(source), {
       format: options.compression,
       ...(options.level !== undefined ? { level: options.level } : {}),
       ...(threads !== undefined ? { threads } : {}),
@@ -136,8 +153,22 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
     });
   }
 
+  async function* stored(m: StoredMember): AsyncGenerator<Uint8Array> {
+    records += m.stats.records;
+    unpackedBytes += m.stats.unpackedBytes;
+    cpioBytes += m.stats.cpioBytes;
+    for await (const chunk of createReadStream(m.file, withSignal)) {
+      outputBytes += (chunk as Uint8Array).byteLength;
+      yield chunk as Uint8Array;
+    }
+  }
+
   async function* data(): AsyncGenerator<Uint8Array> {
     for (const m of options.members) {
+      if ('file' in m) {
+        yield* stored(m);
+        continue;
+      }
       const {
         entries: source,
         sink,

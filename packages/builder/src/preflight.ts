@@ -3,9 +3,9 @@ import { access, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { COMPRESSION_FORMATS } from '@irb/compress';
 import { IrbError } from '@irb/errors';
-import { parseInjectSpec } from '@irb/layers';
+import { parseInjectSpec } from '@irb/layers/inject-spec';
 import { ensureCacheDirectories } from './cache.ts';
-import { type KeepOnlySet, readKeepOnly } from './filter.ts';
+import type { KeepOnlySet } from './filter.ts';
 import { parseSlimPresets, type SlimPreset } from './slim.ts';
 import type { InitramfsBuilderOptions, InitramfsCompression } from './types.ts';
 
@@ -79,7 +79,10 @@ export async function preflight(o: InitramfsBuilderOptions, output?: string): Pr
       '`keep` globs only matter with `keepOnly`; add a trace, or use `exclude` to remove paths',
     );
   }
-  const keepOnly = o.keepOnly?.length ? await readKeepOnly(o.keepOnly) : undefined;
+  // filter.ts (and with it the layer machinery) is loaded only for a build that has traces.
+  const keepOnly = o.keepOnly?.length
+    ? await (await import('./filter.ts')).readKeepOnly(o.keepOnly)
+    : undefined;
   const injectsInit = injects.some((i) => i.dest.replace(/^\/+|\/+$/g, '') === 'init');
   if (injectsInit && (o.init !== undefined || o.keepImageInit)) {
     throw new IrbError(
