@@ -207,13 +207,14 @@ describe('the output cache', () => {
     await expect(readdir(`${cacheDir}-output`)).rejects.toThrow(/ENOENT/);
     const first = await build(agentA, 'first');
     expect(first.events).toContain('index');
-    const outputs = (await readdir(`${cacheDir}-output`)).sort();
-    expect(outputs).toEqual([
-      expect.stringMatching(/^[0-9a-f]{64}\.base$/),
-      expect.stringMatching(/^[0-9a-f]{64}\.tree$/),
-    ]);
+    const outputs = await readdir(`${cacheDir}-output`);
+    const kinds = (names: string[]) => names.map((n) => n.replace(/^[0-9a-f]{64}/, 'KEY')).sort();
+    // The base member and its tree, the overlay member and its description.
+    expect(kinds(outputs)).toEqual(['KEY.base', 'KEY.meta', 'KEY.overlay', 'KEY.tree']);
     const hit = await build(agentA, 'hit');
     expect(hit.events).not.toContain('index');
+    // An unchanged rebuild packs and compresses nothing: both members come from the cache.
+    expect(hit.events).not.toContain('compress');
     // Nothing downloaded (the manifest is revalidated; the config comes from the blob cache).
     expect(hit.events.filter((e) => e.startsWith('blob') && !e.endsWith(' cache'))).toEqual([]);
     expect(Buffer.compare(hit.bytes, cold.bytes)).toBe(0);
@@ -225,7 +226,9 @@ describe('the output cache', () => {
     const changed = await build(agentB, 'changed');
     const changedCold = await build(agentB, 'changed-cold', false);
     expect(Buffer.compare(changed.bytes, changedCold.bytes)).toBe(0);
-    const baseBytes = await readFile(join(`${cacheDir}-output`, outputs[0] as string));
+    const baseBytes = await readFile(
+      join(`${cacheDir}-output`, outputs.find((n) => n.endsWith('.base')) as string),
+    );
     expect(Buffer.compare(changed.bytes.subarray(0, baseBytes.byteLength), baseBytes)).toBe(0);
     const [, overlay] = await (async () => {
       const members: string[][] = [];
@@ -249,7 +252,8 @@ describe('the output cache', () => {
     // `irb cache ls` sees the entries, a prune to 0 removes them, and the next build is a miss again.
     const { listCache, pruneCache } = await import('../src/index.ts');
     const listed = await listCache(cacheDir);
-    expect(listed.filter((e) => e.kind === 'output')).toHaveLength(2);
+    // One base (member and tree) and two overlays (agents A and B, member and description each).
+    expect(listed.filter((e) => e.kind === 'output')).toHaveLength(6);
     await pruneCache(cacheDir, { maxBytes: 0 });
     expect((await readdir(`${cacheDir}-output`)).filter((n) => !n.startsWith('.'))).toEqual([]);
     const again = await build(agentA, 'again');
@@ -274,7 +278,38 @@ describe('the output cache', () => {
     for (const b of bytes) expect(Buffer.compare(b, bytes[0] as Buffer)).toBe(0);
     expect(
       (await readdir(`${cacheDir}-output`)).map((n) => n.replace(/^[0-9a-f]{64}/, 'KEY')).sort(),
-    ).toEqual(['KEY.base', 'KEY.tree']);
+    ).toEqual(['KEY.base', 'KEY.meta', 'KEY.overlay', 'KEY.tree']);
+  });
+
+  it('an overlay whose description is damaged, or whose member is gone, is packed again', async () => {
+    const { readFile, readdir, unlink } = await import('node:fs/promises');
+    const cacheDir = join(dir, 'overlay-miss');
+    const agent = join(dir, 'agent-o');
+    await writeFile(agent, 'agent O');
+    const options = { image, compression: 'zstd' as const, cacheDir, inject: [`${agent}:/bin/agent`] };
+    const run = async (name: string) => {
+      const events: string[] = [];
+      await new InitramfsBuilder({ ...options, onProgress: (e) => events.push(e.type) }).build(
+        join(dir, name),
+      );
+      return { events, bytes: await readFile(join(dir, name)) };
+    };
+    const first = await run('o1');
+    const out = `${cacheDir}-output`;
+    const named = async (ext: string) =>
+      join(out, (await readdir(out)).find((n) => n.endsWith(ext)) as string);
+    await writeFile(await named('.meta'), '{"v":1,"stats":');
+    const damaged = await run('o2');
+    expect(damaged.events).not.toContain('index');
+    expect(damaged.events).toContain('compress');
+    expect(Buffer.compare(damaged.bytes, first.bytes)).toBe(0);
+    await unlink(await named('.overlay'));
+    const gone = await run('o3');
+    expect(gone.events).toContain('compress');
+    expect(Buffer.compare(gone.bytes, first.bytes)).toBe(0);
+    const cached = await run('o4');
+    expect(cached.events).not.toContain('compress');
+    expect(Buffer.compare(cached.bytes, first.bytes)).toBe(0);
   });
 
   it('treats a damaged tree file as a miss', async () => {
