@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import { utimes } from 'node:fs/promises';
 import { createDockerKeychain } from '@irb/auth-docker';
 import { createEnvKeychain } from '@irb/auth-env';
 import type { CpioEntry } from '@irb/cpio';
@@ -21,6 +22,7 @@ import {
 import type { Overlay } from './overlay.ts';
 import { type BuildPipeline, createBuildPipeline, type MemberSink, memberThreads } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
+import { holdsExactly } from './same-bytes.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
 import type {
   BuildProgressEvent,
@@ -86,6 +88,20 @@ export class InitramfsBuilder {
     const opened = await this.#open(pre, started);
     try {
       const signal = this.options.signal;
+      // An unchanged rebuild whose output already holds exactly these bytes (the same command run
+      // again) leaves the file alone, but for its times: copying the same bytes over it would only
+      // cost the copy, an fsync and freeing the old blocks. Compared byte for byte, not by size
+      // or time.
+      const stored = opened.pipeline.storedFiles;
+      if (
+        opened.prefixFile !== undefined &&
+        stored !== undefined &&
+        (await holdsExactly(output, [opened.prefixFile, ...stored]))
+      ) {
+        const now = new Date();
+        await utimes(output, now, now);
+        return opened.pipeline.summary(output);
+      }
       await writeFileAtomic(output, opened.pipeline.data, {
         ...(signal ? { signal } : {}),
         ...(opened.prefixFile !== undefined ? { prefixFile: opened.prefixFile } : {}),

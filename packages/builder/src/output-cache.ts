@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, open, readFile, rename, unlink, utimes } from 'node:fs/promises';
+import { link, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cacheMaxBytes, processToken, pruneCache } from '@irb/registry';
 import { type BaseSnapshotHeader, type BaseTree, decodeBaseHeader, decodeBaseSnapshot } from './base-tree.ts';
@@ -62,13 +62,18 @@ function tempPath(path: string): string {
 /**
  * Takes a private hard link to the bytes of an entry whose description is `description`, and
  * marks both used now (last use is the mtime, as for blobs: a hit keeps the entry from the
- * least-recently-used end). `undefined` when the bytes are gone.
+ * least-recently-used end). `undefined` when the bytes are gone or not `size` long (a damaged
+ * entry is a miss).
  */
-async function holdEntry(bytesPath: string, description: string): Promise<string | undefined> {
+async function holdEntry(bytesPath: string, description: string, size: number): Promise<string | undefined> {
   const path = tempPath(bytesPath);
   try {
     await link(bytesPath, path);
   } catch {
+    return undefined;
+  }
+  if ((await stat(path).catch(() => undefined))?.size !== size) {
+    await unlink(path).catch(() => {});
     return undefined;
   }
   const now = new Date();
@@ -87,7 +92,7 @@ export async function lookupBase(dir: string, key: string): Promise<CachedBase |
   }
   const header = decodeBaseHeader(bytes);
   if (!header) return undefined;
-  const path = await holdEntry(join(dir, `${key}.base`), treePath);
+  const path = await holdEntry(join(dir, `${key}.base`), treePath, header.stats.compressedBytes);
   if (path === undefined) return undefined;
   let tree: BaseTree | undefined;
   return {
@@ -112,7 +117,7 @@ export async function lookupOverlay(dir: string, key: string): Promise<CachedOve
   }
   if (meta.v !== 1 || typeof meta.stats !== 'object' || !Array.isArray(meta.warnings)) return undefined;
   const { v: _v, ...rest } = meta;
-  const path = await holdEntry(join(dir, `${key}.overlay`), metaPath);
+  const path = await holdEntry(join(dir, `${key}.overlay`), metaPath, rest.stats.compressedBytes);
   if (path === undefined) return undefined;
   return { path, meta: rest, release: () => unlink(path).catch(() => {}) };
 }

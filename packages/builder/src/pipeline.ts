@@ -87,6 +87,12 @@ export interface MemberSink {
 export interface BuildPipeline {
   /** The compressed archive. Single use: read it once, to the end. */
   readonly data: AsyncIterable<Uint8Array>;
+  /**
+   * When every member is stored (see {@link StoredMember}): their files, in order. `data` is then
+   * their bytes, and `summary` may be asked without reading `data` (the output is known to hold
+   * them already).
+   */
+  readonly storedFiles?: readonly string[];
   /** The summary, valid after `data` was read to the end; emits `done`. */
   summary(output: string): BuildSummary;
 }
@@ -106,6 +112,15 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
   let cpioBytes = prefix?.cpioBytes ?? 0;
   let outputBytes = prefix?.compressedBytes ?? 0;
   let lastPack = 0;
+  // A stored member's counts are known before its bytes are read.
+  for (const m of options.members) {
+    if (!('file' in m)) continue;
+    records += m.stats.records;
+    unpackedBytes += m.stats.unpackedBytes;
+    cpioBytes += m.stats.cpioBytes;
+    outputBytes += m.stats.compressedBytes;
+  }
+  const allStored = options.members.every((m) => 'file' in m);
 
   async function* counted(source: AsyncIterable<CpioEntry>): AsyncGenerator<CpioEntry> {
     for await (const entry of source) {
@@ -154,13 +169,7 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
   }
 
   async function* stored(m: StoredMember): AsyncGenerator<Uint8Array> {
-    records += m.stats.records;
-    unpackedBytes += m.stats.unpackedBytes;
-    cpioBytes += m.stats.cpioBytes;
-    for await (const chunk of createReadStream(m.file, withSignal)) {
-      outputBytes += (chunk as Uint8Array).byteLength;
-      yield chunk as Uint8Array;
-    }
+    for await (const chunk of createReadStream(m.file, withSignal)) yield chunk as Uint8Array;
   }
 
   async function* data(): AsyncGenerator<Uint8Array> {
@@ -192,6 +201,7 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
 
   return {
     data: data(),
+    ...(allStored ? { storedFiles: options.members.map((m) => (m as StoredMember).file) } : {}),
     summary(output) {
       emit?.({ type: 'pack', entries, bytes: cpioBytes, totalBytes: cpioBytes });
       const f = options.facts;

@@ -281,6 +281,43 @@ describe('the output cache', () => {
     ).toEqual(['KEY.base', 'KEY.meta', 'KEY.overlay', 'KEY.tree']);
   });
 
+  it('an unchanged rebuild leaves an output that already holds its bytes alone, and rewrites any other', async () => {
+    const { lstat, readFile, symlink, unlink, utimes } = await import('node:fs/promises');
+    const cacheDir = join(dir, 'same-output');
+    const agent = join(dir, 'agent-s');
+    await writeFile(agent, 'agent S');
+    const options = { image, compression: 'gzip' as const, cacheDir, inject: [`${agent}:/bin/agent`] };
+    const out = join(dir, 'same.cpio.gz');
+    await new InitramfsBuilder(options).build(out);
+    const expected = await readFile(out);
+    const old = new Date('2020-01-01T00:00:00Z');
+    await utimes(out, old, old);
+    const before = await lstat(out);
+    const again = await new InitramfsBuilder(options).build(out);
+    const after = await lstat(out);
+    // The same file (no new inode), its times moved to now, the summary as for any build.
+    expect(after.ino).toBe(before.ino);
+    expect(after.mtimeMs).toBeGreaterThan(before.mtimeMs);
+    expect(again.compressedBytes).toBe(expected.byteLength);
+    expect(Buffer.compare(await readFile(out), expected)).toBe(0);
+    // One byte changed, same size: rewritten (a new inode, the right bytes).
+    const damaged = Buffer.from(expected);
+    damaged[damaged.byteLength - 100] ^= 0xff;
+    await writeFile(out, damaged);
+    const damagedIno = (await lstat(out)).ino;
+    await new InitramfsBuilder(options).build(out);
+    expect(Buffer.compare(await readFile(out), expected)).toBe(0);
+    expect((await lstat(out)).ino).not.toBe(damagedIno);
+    // A symlink to a file with the right bytes is replaced by the file, as any build does.
+    const elsewhere = join(dir, 'same-elsewhere');
+    await writeFile(elsewhere, expected);
+    await unlink(out);
+    await symlink(elsewhere, out);
+    await new InitramfsBuilder(options).build(out);
+    expect((await lstat(out)).isFile()).toBe(true);
+    expect(Buffer.compare(await readFile(out), expected)).toBe(0);
+  });
+
   it('an overlay whose description is damaged, or whose member is gone, is packed again', async () => {
     const { readFile, readdir, unlink } = await import('node:fs/promises');
     const cacheDir = join(dir, 'overlay-miss');
