@@ -78,13 +78,14 @@ describe('irb cache', () => {
     expect(text.code, text.stderr).toBe(0);
     const lines = text.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^KIND +DIGEST +SIZE +LAST USED$/);
-    // 3 blobs, 1 layer index, and the base member with its tree in the output cache.
-    expect(listed.entries.filter((e) => e.kind === 'output')).toHaveLength(2);
-    expect(lines).toHaveLength(1 + 6 + 1);
+    // 3 blobs, 1 layer index, and in the output cache the base member with its tree and the
+    // overlay member with its description.
+    expect(listed.entries.filter((e) => e.kind === 'output')).toHaveLength(4);
+    expect(lines).toHaveLength(1 + 8 + 1);
     expect(text.stdout).toMatch(new RegExp(`^index +${first.layers[0]!.digest} `, 'm'));
     expect(lines.at(-1)).toMatch(
       new RegExp(
-        `^3 blobs \\(.+\\) in ${cacheDir}, 1 layer indexes \\(.+\\) in ${join(dir, 'one', 'index')}, 2 output files \\(.+\\) in ${join(dir, 'one', 'output')}; `,
+        `^3 blobs \\(.+\\) in ${cacheDir}, 1 layer indexes \\(.+\\) in ${join(dir, 'one', 'index')}, 4 output files \\(.+\\) in ${join(dir, 'one', 'output')}; `,
       ),
     );
 
