@@ -91,12 +91,12 @@ describe('irb cache', () => {
 
     const young = await runCli(['cache', 'prune', '--older-than', '1d', '--cache-dir', cacheDir]);
     expect(young.code, young.stderr).toBe(0);
-    expect(young.stdout).toMatch(/removed 0 entries \(0 B\), kept 6/);
+    expect(young.stdout).toMatch(/removed 0 entries \(0 B\), kept 8/);
 
     const all = await runCli(['cache', 'prune', '--max-size', '0', '--cache-dir', cacheDir, '--json']);
     expect(all.code, all.stderr).toBe(0);
     const pruned = JSON.parse(all.stdout) as { removed: ListedEntry[]; kept: number };
-    expect(pruned.removed).toHaveLength(6);
+    expect(pruned.removed).toHaveLength(8);
     expect(pruned.kept).toBe(0);
     const empty = await runCli(['cache', 'ls', '--cache-dir', cacheDir, '--json']);
     expect(JSON.parse(empty.stdout).entries).toEqual([]);
