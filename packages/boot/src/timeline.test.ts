@@ -45,7 +45,8 @@ describe('parseBootTimeline', () => {
     expect(t.execMs).toBe(3250);
     // No timestamped line after it: the host's elapsed time since the exec marker.
     expect(t.firstLineMs).toBe(3256);
-    expect(t.endMs).toBe(3000);
+    // No power-down line: the end is the last moment the guest was seen, never before a phase.
+    expect(t.endMs).toBe(3256);
     const bare = parseBootTimeline(lines.slice(0, 2), 5);
     expect(bare).toEqual({ unpackedMs: 2000, initMs: 3000, endMs: 3000, wallMs: 5 });
   });

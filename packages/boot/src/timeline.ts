@@ -127,7 +127,15 @@ export function parseBootTimeline(lines: readonly ConsoleLine[], wallMs: number)
       timeline.firstLineMs = before.guestMs + Math.max(0, line.hostMs - before.hostMs);
     }
   }
-  if (timeline.endMs === undefined && lastPrintk !== undefined) timeline.endMs = lastPrintk;
+  // Without the kernel's power-down line (a console cut short), the end is the last moment the
+  // guest is known to have lived: never before a phase it reached, so each run stays in order
+  // and so do the medians of several runs.
+  if (timeline.endMs === undefined) {
+    const seen = [lastPrintk, timeline.execMs, timeline.firstLineMs].filter(
+      (v): v is number => v !== undefined,
+    );
+    if (seen.length > 0) timeline.endMs = Math.max(...seen);
+  }
   for (const phase of TIMELINE_PHASES) {
     const value = timeline[phase];
     if (value !== undefined) timeline[phase] = Math.round(value * 10) / 10;
