@@ -303,6 +303,7 @@ export class BlobFetcher {
       headers,
       signal,
       name,
+      { bulk: true },
     );
     if (res.status === 404) {
       await dump(res);

@@ -252,13 +252,17 @@ export class Authenticator {
           ['client_id', 'irb'],
           ...challenged.filter(([name]) => name === 'scope'),
         ]);
-        return transport.send({
-          url: realmUrl,
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: form,
-          signal,
-        });
+        // A small form: the light engine, although the request has a body.
+        return transport.send(
+          {
+            url: realmUrl,
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded' },
+            body: form,
+            signal,
+          },
+          { bulk: false },
+        );
       }
       const url = new URL(realmUrl);
       const kept = url.search

@@ -1,15 +1,27 @@
 import { readFileSync } from 'node:fs';
-import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { IrbError } from '@irb/errors';
-import { Agent, buildConnector, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
 import { redactUrl } from '../redact.ts';
+import { createLightEngine } from './light.ts';
+
+/**
+ * A response body as callers use it, whichever engine sent the request: read it to the end
+ * (async iteration gives `Buffer` chunks), `dump()` it so its connection returns to the pool,
+ * or `destroy()` it to drop the connection.
+ */
+export interface ResponseBody extends AsyncIterable<Uint8Array> {
+  /** Reads and drops a short rest; a long one closes the connection instead. */
+  dump(): Promise<void>;
+  /** Stops reading and closes the connection; a pending read fails with `error`. */
+  destroy(error?: Error): void;
+}
 
 /** A response whose body must be consumed or dumped by the caller. */
 export interface HttpResponse {
   status: number;
+  /** Lowercase names; a repeated header as an array; values as latin1 strings (see {@link headerBytes}). */
   headers: Record<string, string | string[] | undefined>;
-  body: Dispatcher.ResponseData['body'];
+  body: ResponseBody;
   /** The URL that answered (after redirects). */
   url: URL;
 }
@@ -36,6 +48,42 @@ interface TransportOptions {
   timeoutMs: number;
 }
 
+/** What {@link Transport} hands an engine for one hop (no redirects: the transport follows them). */
+export interface EngineRequest {
+  url: URL;
+  method: HttpMethod;
+  headers: Record<string, string>;
+  body: HttpBody | undefined;
+  signal: AbortSignal | undefined;
+  skipTlsVerify: boolean;
+}
+
+/** One hop's answer, in undici's shape (see {@link HttpResponse}). */
+export interface EngineResponse {
+  status: number;
+  headers: HttpResponse['headers'];
+  body: ResponseBody;
+}
+
+/** What both engines are made from. */
+export interface EngineOptions {
+  /** Connections per host. */
+  connections: number;
+  /** Wait for headers, and between body bytes, before the attempt fails (retryably). */
+  timeoutMs: number;
+  /** The TLS options for verified connections, made on first call (see `Transport`). */
+  tls: () => { secureContext?: tls.SecureContext };
+}
+
+/** An HTTP client with its own connection pools: the light one (`node:http`) or the bulk one (undici). */
+export interface Engine {
+  send(req: EngineRequest): Promise<EngineResponse>;
+  /** Closes idle connections now and the others once their response ends. */
+  close(): Promise<void>;
+  /** Closes every connection at once. */
+  destroy(): Promise<void>;
+}
+
 const MAX_REDIRECTS = 10;
 
 /** First value of a header. */
@@ -45,7 +93,7 @@ export function header(headers: HttpResponse['headers'], name: string): string |
 }
 
 /**
- * The bytes of a header value. undici hands values over as latin1 strings (one character per
+ * The bytes of a header value. Both engines hand values over as latin1 strings (one character per
  * byte, Buffer's real ISO-8859-1, not WHATWG's windows-1252), so this is exact.
  */
 export function headerBytes(value: string): Uint8Array {
@@ -155,35 +203,49 @@ export function trustedCa(added: readonly string[]): string[] {
   return [...defaults, ...added];
 }
 
-/** True when any proxy variable is set (upper or lower case). */
-function proxyFromEnv(): boolean {
+/** True when any proxy variable is set (upper or lower case): then every request goes through undici. */
+export function proxyFromEnv(): boolean {
   return Boolean(
     process.env.HTTPS_PROXY || process.env.https_proxy || process.env.HTTP_PROXY || process.env.http_proxy,
   );
 }
 
+/** Options of one {@link Transport.send}. */
+export interface SendOptions {
+  /** Do not verify the server's certificate (registries in `insecureRegistries`). */
+  skipTlsVerify?: boolean;
+  /**
+   * Which engine sends it. `true`: the bulk engine (undici), for blob downloads and uploads.
+   * `false`: the light one (`node:http`), for small metadata requests. Default: bulk when the
+   * request has a body, light otherwise. A proxy variable in the environment sends everything
+   * through undici's `EnvHttpProxyAgent`, whatever this says.
+   */
+  bulk?: boolean;
+}
+
 /**
- * The bottom of the transport stack, and the only file that speaks undici. HTTP plumbing: connection pools (one verified, one for registries marked insecure), proxies
- * from the environment, and redirect following that drops `Authorization` when the origin changes.
+ * The bottom of the transport stack: two engines and the redirect loop they share. The light
+ * engine (`node:http`, `light.ts`) sends the small metadata requests; the bulk engine (undici,
+ * `undici.ts`) the blob downloads, the uploads and everything behind a proxy. undici is imported
+ * at the first bulk request: it takes ~60 ms to load, a third of what an unchanged rebuild may
+ * cost, and such a rebuild only revalidates a manifest. Redirects (dropping `Authorization` when
+ * the origin changes), the TLS trust and the pools' lifetime are the same for both.
  */
 export class Transport {
   readonly #options: TransportOptions;
-  #verified: Dispatcher | undefined;
-  #unverified: Dispatcher | undefined;
+  readonly #engineOptions: EngineOptions;
+  #light: Engine | undefined;
+  #bulk: Promise<Engine> | undefined;
   /** `null`: Node's default store is enough (see #tlsContext). */
   #secureContext: tls.SecureContext | null | undefined;
 
   constructor(options: TransportOptions) {
     this.#options = options;
-  }
-
-  #dispatcher(skipTlsVerify: boolean): Dispatcher {
-    if (skipTlsVerify) {
-      this.#unverified ??= this.#make(false);
-      return this.#unverified;
-    }
-    this.#verified ??= this.#make(true);
-    return this.#verified;
+    this.#engineOptions = {
+      connections: options.connections,
+      timeoutMs: options.timeoutMs,
+      tls: () => this.#tlsContext(),
+    };
   }
 
   /**
@@ -200,59 +262,37 @@ export class Transport {
     return this.#secureContext ? { secureContext: this.#secureContext } : {};
   }
 
-  #make(verify: boolean): Dispatcher {
-    const base = {
-      connections: this.#options.connections,
-      keepAliveTimeout: 10_000,
-      headersTimeout: this.#options.timeoutMs,
-      bodyTimeout: this.#options.timeoutMs,
-    };
-    if (proxyFromEnv()) {
-      // EnvHttpProxyAgent honours HTTP_PROXY/HTTPS_PROXY/NO_PROXY; TLS to the registry goes in `requestTls`.
-      const context = this.#tlsContext();
-      const tlsOptions = { ...context, rejectUnauthorized: verify };
-      return new EnvHttpProxyAgent({
-        ...base,
-        connect: tlsOptions,
-        requestTls: tlsOptions,
-        proxyTls: context,
-      } as ConstructorParameters<typeof EnvHttpProxyAgent>[0]);
+  #engine(bulk: boolean): Engine | Promise<Engine> {
+    if (!bulk && !proxyFromEnv()) {
+      this.#light ??= createLightEngine(this.#engineOptions);
+      return this.#light;
     }
-    // What undici would build from `connect: { secureContext, rejectUnauthorized }`, except that
-    // the TLS side (and its secure context) is made at the first https connection.
-    let plain: buildConnector.connector | undefined;
-    let secure: buildConnector.connector | undefined;
-    const connect: buildConnector.connector = (options, callback) => {
-      if (options.protocol === 'https:') {
-        secure ??= buildConnector({ ...this.#tlsContext(), rejectUnauthorized: verify });
-        return secure(options, callback);
-      }
-      plain ??= buildConnector({});
-      return plain(options, callback);
-    };
-    return new Agent({ ...base, connect });
+    this.#bulk ??= import('./undici.ts').then(({ createUndiciEngine }) =>
+      createUndiciEngine(this.#engineOptions),
+    );
+    return this.#bulk;
   }
 
   /** Sends one request, following redirects (dropping credentials when leaving the origin). */
-  async send(req: HttpRequest, options: { skipTlsVerify?: boolean } = {}): Promise<HttpResponse> {
+  async send(req: HttpRequest, options: SendOptions = {}): Promise<HttpResponse> {
     let url = req.url;
     let method = req.method;
     let body = req.body;
     const headers: Record<string, string> = { 'user-agent': this.#options.userAgent, ...req.headers };
     const origin = url.origin;
+    // Chosen once: a blob download redirected to storage stays a bulk transfer.
+    const engine = await this.#engine(options.bulk ?? body !== undefined);
     for (let hop = 0; ; hop++) {
-      const res = await request(url, {
+      const res = await engine.send({
+        url,
         method,
         headers,
-        body:
-          body === undefined || typeof body === 'string' || body instanceof Uint8Array
-            ? body
-            : Readable.from(body, { objectMode: false }),
+        body,
         signal: req.signal,
-        dispatcher: this.#dispatcher(options.skipTlsVerify === true),
+        skipTlsVerify: options.skipTlsVerify === true,
       });
       const location = header(res.headers, 'location');
-      if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && location) {
+      if (res.status >= 300 && res.status < 400 && res.status !== 304 && location) {
         await res.body.dump().catch(() => undefined);
         if (hop >= MAX_REDIRECTS) {
           throw new IrbError('IRB_REGISTRY_FAILED', `too many redirects fetching ${redactUrl(req.url)}`);
@@ -271,10 +311,7 @@ export class Transport {
           // Blob storage (S3, GCS, a CDN) authorizes with the signed URL; our token must never leak there.
           delete headers.authorization;
         }
-        if (
-          res.statusCode === 303 ||
-          ((res.statusCode === 301 || res.statusCode === 302) && method === 'POST')
-        ) {
+        if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === 'POST')) {
           method = 'GET';
           body = undefined;
           delete headers['content-type'];
@@ -282,18 +319,20 @@ export class Transport {
         url = next;
         continue;
       }
-      return { status: res.statusCode, headers: res.headers, body: res.body, url };
+      return { status: res.status, headers: res.headers, body: res.body, url };
     }
   }
 
   /** Closes every pooled connection. */
   async close(): Promise<void> {
-    await Promise.all([this.#verified?.close(), this.#unverified?.close()]);
+    const bulk = await this.#bulk?.catch(() => undefined);
+    await Promise.all([this.#light?.close(), bulk?.close()]);
   }
 
   /** Destroys every connection at once (used on abort). */
   async destroy(): Promise<void> {
-    await Promise.all([this.#verified?.destroy(), this.#unverified?.destroy()]);
+    const bulk = await this.#bulk?.catch(() => undefined);
+    await Promise.all([this.#light?.destroy(), bulk?.destroy()]);
   }
 }
 

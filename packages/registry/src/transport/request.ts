@@ -36,6 +36,11 @@ export interface RequestExtras {
   url?: URL;
   /** False: one attempt only, the caller restarts the whole operation (uploads). Default true. */
   retry?: boolean;
+  /**
+   * True for a bulk transfer (a blob download): sent through undici rather than the light
+   * `node:http` engine. A request with a body always is. Default false.
+   */
+  bulk?: boolean;
 }
 
 /** Sends registry API requests (`/v2/<repository>/…`) with scheme, auth and retries applied. */
@@ -149,7 +154,7 @@ export class RegistryTransport {
             body: extras.body?.(),
             signal,
           },
-          { skipTlsVerify: choice.skipTlsVerify },
+          { skipTlsVerify: choice.skipTlsVerify, ...(extras.bulk ? { bulk: true } : {}) },
         );
       } catch (error) {
         signal?.throwIfAborted();
