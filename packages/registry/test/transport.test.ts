@@ -262,3 +262,25 @@ describe('two processes, one cache', () => {
     expect(await readdir(join(dir, '.tmp'))).toEqual([]);
   });
 });
+
+describe('what a process loads', () => {
+  const child = fileURLToPath(new URL('./manifest-child.ts', import.meta.url));
+  const entry = fileURLToPath(new URL('../src/index.ts', import.meta.url));
+  const inChild = async (...extra: string[]) => {
+    const env = { ...process.env };
+    // A proxy variable sends everything through undici; this is about the direct path.
+    for (const name of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy']) delete env[name];
+    const { stdout } = await run(
+      process.execPath,
+      ['--conditions=@irb/source', child, entry, `${reg.host}/tls/app:v1`, ...extra],
+      { env },
+    );
+    return JSON.parse(stdout) as { digest: string; undici: boolean };
+  };
+
+  it('a manifest fetch does not load undici; a blob download does', async () => {
+    expect(await inChild()).toMatchObject({ digest: image.manifest.digest, undici: false });
+    // The same check sees undici once a blob is downloaded: the probe is not blind.
+    expect(await inChild('--blob')).toMatchObject({ digest: image.manifest.digest, undici: true });
+  });
+});

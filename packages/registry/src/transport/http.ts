@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import tls from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import { IrbError } from '@irb/errors';
 import { redactUrl } from '../redact.ts';
 import { createLightEngine } from './light.ts';
@@ -72,7 +72,7 @@ export interface EngineOptions {
   /** Wait for headers, and between body bytes, before the attempt fails (retryably). */
   timeoutMs: number;
   /** The TLS options for verified connections, made on first call (see `Transport`). */
-  tls: () => { secureContext?: tls.SecureContext };
+  tls: () => { secureContext?: SecureContext };
 }
 
 /** An HTTP client with its own connection pools: the light one (`node:http`) or the bulk one (undici). */
@@ -85,6 +85,13 @@ export interface Engine {
 }
 
 const MAX_REDIRECTS = 10;
+
+/**
+ * `node:tls`, loaded when first needed (~25 ms with the crypto it pulls in): a process that
+ * only talks plain HTTP, or only reads its cache, never needs it. Through
+ * `process.getBuiltinModule`, which hands over the module without building an ESM namespace.
+ */
+const nodeTls = () => process.getBuiltinModule('node:tls');
 
 /** First value of a header. */
 export function header(headers: HttpResponse['headers'], name: string): string | undefined {
@@ -185,6 +192,7 @@ function certificateBodies(text: string): string[] {
  * our own: making one parses every root again, ~30 ms.
  */
 function missingFromDefaults(added: readonly string[]): string[] {
+  const tls = nodeTls();
   if (typeof tls.getCACertificates !== 'function') return [...added];
   const loaded = new Set(tls.getCACertificates('extra').flatMap(certificateBodies));
   if (loaded.size === 0) return [...added];
@@ -196,6 +204,7 @@ function missingFromDefaults(added: readonly string[]): string[] {
 
 /** The full CA list for `added` certificates: Node's default store plus them (added, never replacing). */
 export function trustedCa(added: readonly string[]): string[] {
+  const tls = nodeTls();
   const defaults =
     typeof tls.getCACertificates === 'function'
       ? tls.getCACertificates('default')
@@ -237,7 +246,7 @@ export class Transport {
   #light: Engine | undefined;
   #bulk: Promise<Engine> | undefined;
   /** `null`: Node's default store is enough (see #tlsContext). */
-  #secureContext: tls.SecureContext | null | undefined;
+  #secureContext: SecureContext | null | undefined;
 
   constructor(options: TransportOptions) {
     this.#options = options;
@@ -254,10 +263,11 @@ export class Transport {
    * the store takes ~30 ms, which a plain-HTTP registry, and a cache hit revalidating against
    * one, should not pay.
    */
-  #tlsContext(): { secureContext?: tls.SecureContext } {
+  #tlsContext(): { secureContext?: SecureContext } {
     if (this.#secureContext === undefined) {
       const missing = this.#options.ca ? missingFromDefaults(this.#options.ca) : [];
-      this.#secureContext = missing.length > 0 ? tls.createSecureContext({ ca: trustedCa(missing) }) : null;
+      this.#secureContext =
+        missing.length > 0 ? nodeTls().createSecureContext({ ca: trustedCa(missing) }) : null;
     }
     return this.#secureContext ? { secureContext: this.#secureContext } : {};
   }

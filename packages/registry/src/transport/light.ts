@@ -5,9 +5,18 @@
  * latin1 strings; a body with `dump()` and `destroy()`; the same timeout codes), so nothing
  * above {@link Transport} can tell which engine sent a request.
  */
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
+import type https from 'node:https';
 import type { Engine, EngineOptions, EngineRequest, EngineResponse, ResponseBody } from './http.ts';
+
+/*
+ * `node:http` and `node:https` are taken with `process.getBuiltinModule`, not `import`: an ESM
+ * import of a builtin reads every export to build its namespace, and `http.WebSocket` is a
+ * getter that loads Node's own bundled undici (~50 ms), the very cost this engine avoids. And
+ * `node:https` (with `node:tls`, ~25 ms) only at the first https request.
+ */
+const nodeHttp = () => process.getBuiltinModule('node:http');
+const nodeHttps = () => process.getBuiltinModule('node:https');
 
 /** How long an idle pooled connection is kept (undici's `keepAliveTimeout` in the bulk engine). */
 const KEEP_ALIVE_MS = 10_000;
@@ -109,16 +118,16 @@ export function createLightEngine(options: EngineOptions): Engine {
 
   const agentFor = (url: URL, skipTlsVerify: boolean): http.Agent => {
     if (url.protocol === 'http:') {
-      agents.http ??= new http.Agent(base);
+      agents.http ??= new (nodeHttp().Agent)(base);
       return agents.http;
     }
     // Made at the first https request, so that its secure context (~30 ms with a CA bundle) is
     // too; an insecure registry's certificate is not checked, so it needs no CA list at all.
     if (skipTlsVerify) {
-      agents.unverified ??= new https.Agent({ ...base, rejectUnauthorized: false });
+      agents.unverified ??= new (nodeHttps().Agent)({ ...base, rejectUnauthorized: false });
       return agents.unverified;
     }
-    agents.verified ??= new https.Agent({ ...base, ...options.tls(), rejectUnauthorized: true });
+    agents.verified ??= new (nodeHttps().Agent)({ ...base, ...options.tls(), rejectUnauthorized: true });
     return agents.verified;
   };
 
@@ -138,8 +147,12 @@ export function createLightEngine(options: EngineOptions): Engine {
         const headers: Record<string, string> = { ...req.headers };
         if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
         else if (method === 'POST' || method === 'PUT' || method === 'PATCH') headers['content-length'] = '0';
-        const send = url.protocol === 'https:' ? https.request : http.request;
-        const outgoing = send(url, { method, headers, agent: agentFor(url, req.skipTlsVerify) });
+        const agent = agentFor(url, req.skipTlsVerify);
+        const outgoing = (url.protocol === 'https:' ? nodeHttps() : nodeHttp()).request(url, {
+          method,
+          headers,
+          agent,
+        });
         let incoming: http.IncomingMessage | undefined;
         const onAbort = () => {
           const reason = signal?.reason;
