@@ -5,7 +5,7 @@
 //
 // Usage: node [--conditions=@irb/source] test/manifest-child.ts ENTRY REF [--blob]
 //   ENTRY: the module to import (src/index.ts or dist/index.js), REF: an image reference.
-// Prints one JSON line: { digest, undici, importMs, fetchMs, modules }.
+// Prints one JSON line: { digest, undici, bundledUndici, importMs, fetchMs, modules }.
 import { registerHooks } from 'node:module';
 import { pathToFileURL } from 'node:url';
 
@@ -31,10 +31,14 @@ try {
     await client.blobBytes(ref, parsed.config);
   }
   const done = performance.now();
+  const bundled = (process as { moduleLoadList?: string[] }).moduleLoadList;
   process.stdout.write(
     `${JSON.stringify({
       digest: manifest.digest,
       undici: loaded.some((url) => /[\\/]undici[\\/]/.test(url)),
+      // Node's own copy (behind fetch, WebSocket, and the getters an ESM import of node:http
+      // reads), seen in the undocumented `process.moduleLoadList`: `null` if a Node lacks it.
+      bundledUndici: bundled ? bundled.some((name) => name.includes('internal/deps/undici')) : null,
       importMs: imported - start,
       fetchMs: done - imported,
       modules: loaded.length,

@@ -275,11 +275,15 @@ describe('what a process loads', () => {
       ['--conditions=@irb/source', child, entry, `${reg.host}/tls/app:v1`, ...extra],
       { env },
     );
-    return JSON.parse(stdout) as { digest: string; undici: boolean };
+    return JSON.parse(stdout) as { digest: string; undici: boolean; bundledUndici: boolean };
   };
 
   it('a manifest fetch does not load undici; a blob download does', async () => {
-    expect(await inChild()).toMatchObject({ digest: image.manifest.digest, undici: false });
+    expect(await inChild()).toMatchObject({
+      digest: image.manifest.digest,
+      undici: false,
+      bundledUndici: false,
+    });
     // The same check sees undici once a blob is downloaded: the probe is not blind.
     expect(await inChild('--blob')).toMatchObject({ digest: image.manifest.digest, undici: true });
   });
