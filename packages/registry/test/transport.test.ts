@@ -143,6 +143,12 @@ describe('TLS and extra CAs', () => {
     );
   });
 
+  it('pulls from a registry listed in insecureRegistries without checking its certificate', async () => {
+    // Manifests (node:http) and blobs (undici) both skip verification there, and only there.
+    const c = client({ cacheDir: await tempDir(), insecureRegistries: [proxyHost] });
+    await pullAll(c, `${proxyHost}/tls/app:v1`, image);
+  });
+
   it('trusts a CA from NODE_EXTRA_CA_CERTS or the ca option', async () => {
     const saved = process.env.NODE_EXTRA_CA_CERTS;
     process.env.NODE_EXTRA_CA_CERTS = join(dir, 'ca.pem');
