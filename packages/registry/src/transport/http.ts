@@ -154,8 +154,8 @@ export function formEncode(pairs: ReadonlyArray<readonly [string, string | Uint8
 
 /**
  * The certificates to trust besides Node's default store, or `undefined` for none. Node already
- * adds `NODE_EXTRA_CA_CERTS` to its default store at startup, and undici uses that store when
- * given no `ca`; we read the file ourselves too so that setting the variable later (or passing
+ * adds `NODE_EXTRA_CA_CERTS` to its default store at startup, and both engines use that store
+ * when given no secure context; we read the file ourselves too so that setting the variable later (or passing
  * `ca`) still works. Read here, at once, so that an unreadable file is reported before any
  * request; the default store is joined to them only when a TLS connection is made
  * ({@link trustedCa}).
