@@ -1,11 +1,25 @@
 import { lstat, open, stat } from 'node:fs/promises';
 
-const CHUNK = 4 * 1024 * 1024;
+const CHUNK = 8 * 1024 * 1024;
+
+type Handle = Awaited<ReturnType<typeof open>>;
+
+/** Fills `buffer[0, length)` from `handle` at `position`; the bytes read (fewer only at the end of the file). */
+async function readFully(handle: Handle, buffer: Buffer, length: number, position: number): Promise<number> {
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await handle.read(buffer, got, length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got;
+}
 
 /**
- * True when `path` is a regular file (not a symlink to one) that holds exactly the bytes of `parts`, one after the other.
- * Sizes are compared first, so a different file usually costs one `stat` per part; an equal one
- * is read through (page cache) and compared chunk by chunk. Anything unreadable is "not the same".
+ * True when `path` is a regular file (not a symlink to one) that holds exactly the bytes of
+ * `parts`, one after the other. Sizes are compared first, so a different file usually costs one
+ * `stat` per part; an equal one is read through (page cache), both sides at once, and compared
+ * chunk by chunk. Anything unreadable is "not the same".
  */
 export async function holdsExactly(path: string, parts: readonly string[]): Promise<boolean> {
   // lstat: a symlink at `path` is not "the file"; a build replaces the link itself.
@@ -21,21 +35,19 @@ export async function holdsExactly(path: string, parts: readonly string[]): Prom
   const theirs = Buffer.allocUnsafe(CHUNK);
   try {
     let position = 0;
-    for (const part of parts) {
+    for (const [i, part] of parts.entries()) {
+      const size = sizes[i]?.size ?? 0;
       const input = await open(part);
       try {
-        for (let offset = 0; ; ) {
-          const { bytesRead } = await input.read(mine, 0, CHUNK, offset);
-          if (bytesRead === 0) break;
-          let got = 0;
-          while (got < bytesRead) {
-            const r = await out.read(theirs, got, bytesRead - got, position + got);
-            if (r.bytesRead === 0) return false;
-            got += r.bytesRead;
-          }
-          if (mine.compare(theirs, 0, bytesRead, 0, bytesRead) !== 0) return false;
-          offset += bytesRead;
-          position += bytesRead;
+        for (let offset = 0; offset < size; ) {
+          const length = Math.min(CHUNK, size - offset);
+          const [a, b] = await Promise.all([
+            readFully(input, mine, length, offset),
+            readFully(out, theirs, length, position),
+          ]);
+          if (a !== length || b !== length || mine.compare(theirs, 0, length, 0, length) !== 0) return false;
+          offset += length;
+          position += length;
         }
       } finally {
         await input.close();
