@@ -302,7 +302,7 @@ describe('the output cache', () => {
     expect(Buffer.compare(await readFile(out), expected)).toBe(0);
     // One byte changed, same size: rewritten (a new inode, the right bytes).
     const damaged = Buffer.from(expected);
-    damaged[damaged.byteLength - 100] ^= 0xff;
+    damaged.writeUInt8(damaged.readUInt8(damaged.byteLength - 100) ^ 0xff, damaged.byteLength - 100);
     await writeFile(out, damaged);
     const damagedIno = (await lstat(out)).ino;
     await new InitramfsBuilder(options).build(out);
