@@ -3,6 +3,7 @@
  * the files it composes: `mirrors.ts` (where to fetch from), `transport/` (scheme, auth, retry,
  * HTTP), `manifest.ts`, `blobs.ts` and `image.ts`.
  */
+import { join } from 'node:path';
 import { IrbError } from '@irb/errors';
 import packageJson from '../package.json' with { type: 'json' };
 import type { ReferrerDescriptor } from './artifact.ts';
@@ -166,7 +167,11 @@ export class RegistryClient {
       timeoutMs: options.timeoutMs ?? 60_000,
     });
     this.#secrets.addProxyCredentials();
-    const schemes = new Schemes(options.insecureRegistries);
+    const cacheDir = options.cacheDir ?? defaultCacheDir();
+    const schemes = new Schemes(
+      options.insecureRegistries,
+      options.cache !== false ? join(cacheDir, '.schemes') : undefined,
+    );
     const auth = new Authenticator({
       keychains: [...(options.keychains ?? [])],
       transport: this.#transport,
@@ -194,7 +199,7 @@ export class RegistryClient {
     this.#readAhead = options.readAhead !== false;
     this.#platform = toPlatform(options.platform, DEFAULT_PLATFORM);
     this.#cacheEnabled = options.cache !== false;
-    this.#cacheDir = options.cacheDir ?? defaultCacheDir();
+    this.#cacheDir = cacheDir;
   }
 
   /** The blob cache in use (a temp dir when caching is off). */

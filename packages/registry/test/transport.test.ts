@@ -179,6 +179,15 @@ describe('TLS and extra CAs', () => {
     expect(stdout).toBe(image.manifest.digest);
   });
 
+  it('a host remembered as plain HTTP that now speaks TLS is forgotten and reached with HTTPS', async () => {
+    const cacheDir = await tempDir();
+    // As if an earlier process had learned plain HTTP for this (loopback) host.
+    await writeFile(join(cacheDir, '.schemes'), `${proxyHost} http\n`);
+    const ca = await readFile(join(dir, 'ca.pem'), 'utf8');
+    await pullAll(client({ cacheDir, ca: [ca] }), `${proxyHost}/tls/app:v1`, image);
+    expect(await readFile(join(cacheDir, '.schemes'), 'utf8')).toBe('');
+  });
+
   it('an unreadable NODE_EXTRA_CA_CERTS is a clear error', () => {
     const saved = process.env.NODE_EXTRA_CA_CERTS;
     process.env.NODE_EXTRA_CA_CERTS = join(dir, 'missing.pem');
@@ -187,6 +196,69 @@ describe('TLS and extra CAs', () => {
     } finally {
       restore('NODE_EXTRA_CA_CERTS', saved);
     }
+  });
+});
+
+describe('the scheme learned for a plain-HTTP registry', () => {
+  /** A TCP relay to the registry that records whether each connection began with a TLS record. */
+  async function relay() {
+    const { createServer, connect } = await import('node:net');
+    const firstBytes: number[] = [];
+    const target = new URL(reg.url);
+    const server = createServer((socket) => {
+      socket.once('data', (chunk: Buffer) => {
+        firstBytes.push(chunk[0] as number);
+        const upstream = connect(Number(target.port), target.hostname, () => {
+          upstream.write(chunk);
+          socket.pipe(upstream).pipe(socket);
+        });
+        upstream.on('error', () => socket.destroy());
+        socket.on('error', () => upstream.destroy());
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const port = (server.address() as { port: number }).port;
+    return { host: `127.0.0.1:${port}`, firstBytes };
+  }
+
+  it('is remembered in the cache directory: the next client sends no TLS handshake', async () => {
+    const r = await relay();
+    const cacheDir = await tempDir();
+    await pullAll(client({ cacheDir }), `${r.host}/tls/app:v1`, image);
+    // The first client tried TLS (0x16, a handshake record) before plain HTTP.
+    expect(r.firstBytes[0]).toBe(0x16);
+    expect(await readFile(join(cacheDir, '.schemes'), 'utf8')).toBe(`${r.host} http\n`);
+    r.firstBytes.length = 0;
+    await pullAll(client({ cacheDir }), `${r.host}/tls/app:v1`, image);
+    expect(r.firstBytes.length).toBeGreaterThan(0);
+    expect(r.firstBytes.filter((b) => b === 0x16)).toEqual([]);
+    // Without the cache, nothing is remembered: TLS first again.
+    r.firstBytes.length = 0;
+    await pullAll(client({ cacheDir: await tempDir(), cache: false }), `${r.host}/tls/app:v1`, image);
+    expect(r.firstBytes[0]).toBe(0x16);
+  });
+
+  it('a remembered host answering 400 (a TLS server spoken to in plain HTTP) is forgotten', async () => {
+    const { Schemes } = await import('../src/transport/scheme.ts');
+    const memory = join(await tempDir(), '.schemes');
+    await writeFile(memory, 'localhost:5000 http\nother:1 http\n');
+    const schemes = new Schemes([], memory);
+    const endpoint = { host: 'localhost:5000', registry: 'localhost:5000' } as Parameters<
+      typeof schemes.choose
+    >[0];
+    const choice = schemes.choose(endpoint);
+    expect(choice).toMatchObject({ scheme: 'http', remembered: true });
+    expect(schemes.onAnswer(endpoint, choice, 400)).toBe(true);
+    expect(schemes.choose(endpoint).scheme).toBe('https');
+    expect(await readFile(memory, 'utf8')).toBe('other:1 http\n');
+    // A host that may not use plain HTTP is never taken from memory.
+    await writeFile(memory, 'registry.example.com http\n');
+    const strict = new Schemes([], memory);
+    expect(
+      strict.choose({ host: 'registry.example.com', registry: 'registry.example.com' } as typeof endpoint)
+        .scheme,
+    ).toBe('https');
   });
 });
 

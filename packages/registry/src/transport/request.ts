@@ -146,7 +146,7 @@ export class RegistryTransport {
         ? await auth.authorization(endpoint, ref, state, signal, false, extras.scopes)
         : undefined;
       try {
-        return await transport.send(
+        const res = await transport.send(
           {
             url,
             method,
@@ -156,6 +156,11 @@ export class RegistryTransport {
           },
           { skipTlsVerify: choice.skipTlsVerify, ...(extras.bulk ? { bulk: true } : {}) },
         );
+        if (schemes.onAnswer(endpoint, choice, res.status)) {
+          await dump(res);
+          continue;
+        }
+        return res;
       } catch (error) {
         signal?.throwIfAborted();
         if (isIrbError(error)) throw error;
