@@ -4,7 +4,8 @@
 // process (start included) and is also given as a ratio to `node -e 0` measured in the same run.
 //
 //   pnpm turbo run build --filter @irb/cli...   # the CLI from apps/cli/dist
-//   node --conditions=@irb/source packages/builder/bench/layered.ts [--runs N]
+//   node --conditions=@irb/source packages/builder/bench/layered.ts [--runs N] [--in-process-runs N]
+//     [--in-process-only]   # skip the CLI rows (the BASE is still built once by the CLI)
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -13,11 +14,18 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureDebianPythonImage, pushOciLayout, startRegistry } from '@irb/test-utils';
-import { appendOverlay } from '../src/index.ts';
+import { appendOverlay, type InitramfsCompression } from '../src/index.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '7' } } });
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '7' },
+    'in-process-runs': { type: 'string', default: '21' },
+    'in-process-only': { type: 'boolean', default: false },
+  },
+});
 const runs = Number(values.runs);
+const inProcessRuns = Number(values['in-process-runs']);
 const bin = join(ROOT, 'apps/cli/dist/bin.js');
 await stat(bin).catch(() => {
   throw new Error(`${bin} is missing: run pnpm turbo run build --filter @irb/cli... first`);
@@ -73,6 +81,7 @@ try {
   };
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   const row = async (name: string, argv: string[], before?: () => Promise<void>, env?: NodeJS.ProcessEnv) => {
+    if (values['in-process-only']) return undefined;
     const samples: Array<{ ms: number; cpuMs: number; rssKb: number }> = [];
     for (let i = 0; i < runs; i++) {
       await before?.();
@@ -88,31 +97,32 @@ try {
 
   // Fill the blob and layer index caches (untimed).
   time(['node', bin, ...build]);
-  const rows = [];
-  rows.push(await row('node -e 0', ['node', '-e', '0']));
-  rows.push(await row('irb --help', ['node', bin, '--help']));
-  rows.push(
+  const rows: Array<{ name: string; ms: number; cpuMs: number; rssKb: number }> = [];
+  const push = (r: (typeof rows)[number] | undefined) => {
+    if (r) rows.push(r);
+  };
+  push(await row('node -e 0', ['node', '-e', '0']));
+  push(await row('irb --help', ['node', bin, '--help']));
+  push(
     await row('full build, warm blob cache (output cache emptied)', ['node', bin, ...build], () =>
       rm(`${cache}-output`, { recursive: true, force: true }),
     ),
   );
   time(['node', bin, ...build]);
-  rows.push(await row('unchanged rebuild (base and overlay unchanged)', ['node', bin, ...build]));
-  rows.push(await row('rebuild after the agent changed', ['node', bin, ...build], newAgent));
+  push(await row('unchanged rebuild (base and overlay unchanged)', ['node', bin, ...build]));
+  push(await row('rebuild after the agent changed', ['node', bin, ...build], newAgent));
   // Node's on-disk compile cache (module.enableCompileCache / NODE_COMPILE_CACHE): what it saves
   // of module loading, the largest part of a cached rebuild.
   const compileCache = { NODE_COMPILE_CACHE: join(work, 'compile-cache') };
   time(['node', bin, ...build], compileCache);
-  rows.push(
+  push(
     await row('unchanged rebuild, NODE_COMPILE_CACHE set', ['node', bin, ...build], undefined, compileCache),
   );
-  rows.push(
-    await row('irb --help, NODE_COMPILE_CACHE set', ['node', bin, '--help'], undefined, compileCache),
-  );
+  push(await row('irb --help, NODE_COMPILE_CACHE set', ['node', bin, '--help'], undefined, compileCache));
   const base = join(work, 'base.cpio.zst');
   await copyFile(out, base);
   const appended = join(work, 'appended.cpio.zst');
-  rows.push(
+  push(
     await row('irb append (1 MB agent onto the archive)', [
       'node',
       bin,
@@ -126,30 +136,51 @@ try {
       'zstd',
     ]),
   );
-  rows.push(await row('cp BASE (the copy append starts with)', ['cp', base, join(work, 'copy')]));
+  push(await row('cp BASE (the copy append starts with)', ['cp', base, join(work, 'copy')]));
 
-  // In process, warm: what append costs beyond copying BASE.
-  const inProcess: Array<{ name: string; ms: number }> = [];
+  // In process, warm (each step run once untimed first): what append costs beyond copying BASE,
+  // and the new member alone for every compression, written to a file and streamed.
+  const inProcess: Array<{ name: string; ms: number; cpuMs: number }> = [];
   const measure = async (name: string, fn: () => Promise<unknown>) => {
     await fn();
     const xs: number[] = [];
-    for (let i = 0; i < runs; i++) {
+    const cpu: number[] = [];
+    for (let i = 0; i < inProcessRuns; i++) {
+      const c = process.cpuUsage();
       const t = performance.now();
       await fn();
       xs.push(performance.now() - t);
+      const d = process.cpuUsage(c);
+      cpu.push((d.user + d.system) / 1000);
     }
-    inProcess.push({ name, ms: median(xs) });
+    inProcess.push({ name, ms: median(xs), cpuMs: median(cpu) });
   };
-  await measure('appendOverlay to a file (copy of BASE included)', () =>
-    appendOverlay(base, [`${agent}:/usr/local/bin/agent`], { output: appended, compression: 'zstd' }),
-  );
+  const inject = [`${agent}:/usr/local/bin/agent`];
   await measure('fs.copyFile of BASE alone', () => copyFile(base, join(work, 'copy')));
-  // The member alone: the same files appended to a 4-byte BASE (just zstd's magic).
-  const tiny = join(work, 'tiny-base.cpio.zst');
-  await writeFile(tiny, (await readFile(base)).subarray(0, 4));
-  await measure('appendOverlay to a 4-byte BASE (the new member alone)', () =>
-    appendOverlay(tiny, [`${agent}:/usr/local/bin/agent`], { output: appended, compression: 'zstd' }),
+  await measure('appendOverlay onto BASE to a file, -c zstd (copy of BASE included)', () =>
+    appendOverlay(base, inject, { output: appended, compression: 'zstd' }),
   );
+  // The member alone: the same files appended to a BASE of a few bytes (just the magic of its
+  // format), so that copying BASE costs nothing.
+  const head = (await readFile(base)).subarray(0, 4);
+  const magic: Record<InitramfsCompression, Uint8Array> = {
+    zstd: head,
+    gzip: Uint8Array.of(0x1f, 0x8b, 8, 0),
+    lz4: Uint8Array.of(0x02, 0x21, 0x4c, 0x18),
+    none: new TextEncoder().encode('07070100'),
+  };
+  for (const compression of ['zstd', 'gzip', 'lz4', 'none'] as const) {
+    const tiny = join(work, `tiny-base-${compression}`);
+    await writeFile(tiny, magic[compression]);
+    await measure(`new member alone, -c ${compression}, to a file (fsync, rename)`, () =>
+      appendOverlay(tiny, inject, { output: appended, compression }),
+    );
+    await measure(`new member alone, -c ${compression}, streamed`, async () => {
+      for await (const _ of appendOverlay(tiny, inject, { compression })) {
+        // drained
+      }
+    });
+  }
 
   const node = rows[0]?.ms ?? 1;
   const baseSize = (await stat(base)).size;
@@ -157,8 +188,9 @@ try {
     `Debian bookworm + python3 from a local registry, -c zstd, 1 MiB agent, ${runs} runs (median), ${new Date().toISOString().slice(0, 10)}; BASE ${(baseSize / 2 ** 20).toFixed(1)} MiB\n`,
   );
   const nodeCpu = rows[0]?.cpuMs || 1;
-  console.log('| step | wall (ms) | × node -e 0 | CPU (ms) | CPU × node -e 0 | peak RSS (MiB) |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+  if (rows.length > 0)
+    console.log('| step | wall (ms) | × node -e 0 | CPU (ms) | CPU × node -e 0 | peak RSS (MiB) |');
+  if (rows.length > 0) console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
   for (const r of rows) {
     const cells = [
       r.name,
@@ -169,10 +201,10 @@ try {
     ];
     console.log(`| ${cells.join(' | ')} | ${(r.rssKb / 1024).toFixed(0)} |`);
   }
-  console.log('\nIn process (warm, median):\n');
-  console.log('| step | ms |');
-  console.log('| --- | ---: |');
-  for (const r of inProcess) console.log(`| ${r.name} | ${r.ms.toFixed(1)} |`);
+  console.log(`\nIn process (warm, median of ${inProcessRuns}):\n`);
+  console.log('| step | wall (ms) | CPU (ms) |');
+  console.log('| --- | ---: | ---: |');
+  for (const r of inProcess) console.log(`| ${r.name} | ${r.ms.toFixed(1)} | ${r.cpuMs.toFixed(1)} |`);
 } finally {
   await registry.stop();
   await rm(work, { recursive: true, force: true });
