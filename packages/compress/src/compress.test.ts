@@ -53,6 +53,20 @@ describe('compress gzip', () => {
     expect(hashes.size).toBe(1);
   });
 
+  it('past the first 8 MiB deflates in worker threads, with the same bytes as one thread', async () => {
+    // The first 32 blocks go to libuv's pool, the rest to workers (threads > 1).
+    const long = Buffer.concat([data, data]).subarray(0, 34 * GZIP_BLOCK_SIZE + 4_321);
+    const one = await collect(compress(chunked(long, 65_536), { format: 'gzip', threads: 1 }));
+    for (const [threads, chunk] of [
+      [2, 131_072],
+      [3, 1_000_003],
+    ] as const) {
+      const many = await collect(compress(chunked(long, chunk), { format: 'gzip', threads }));
+      expect(sha(many), `threads ${threads}`).toBe(sha(one));
+    }
+    expect(gunzipSync(one).equals(long)).toBe(true);
+  });
+
   it('stays within 1% of single-threaded zlib at the same level', async () => {
     for (const level of [1, 6, 9]) {
       const ours = await collect(compress(chunked(data), { format: 'gzip', level }));
