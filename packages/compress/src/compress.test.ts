@@ -169,6 +169,25 @@ for (const [backend, env] of [
       expect(zstdFrameWindowLog(first!)).toBeLessThanOrEqual(27);
     });
 
+    it('gives a small stream the bytes of a fresh context, also after streams that reused one, were abandoned or ran at once', async () => {
+      // A level and worker count no other test uses: the first stream here gets a new context.
+      const options = { format: 'zstd', level: 7, threads: 3 } as const;
+      const a = data.subarray(0, 300_000);
+      const b = data.subarray(1_000, 900_000);
+      const freshA = sha(await collect(compress(chunked(a), options)));
+      const freshB = sha(await collect(compress(chunked(b, 4_096), options)));
+      const abandoned = compress(chunked(data), options)[Symbol.asyncIterator]();
+      await abandoned.next();
+      await abandoned.return?.(undefined);
+      const [x, y] = await Promise.all([
+        collect(compress(chunked(a, 777), options)),
+        collect(compress(chunked(b), options)),
+      ]);
+      expect([sha(x), sha(y)]).toEqual([freshA, freshB]);
+      expect(sha(await collect(compress(chunked(a), options)))).toBe(freshA);
+      expect(sha(await collect(compress(chunked(b), { ...options, level: 8 })))).not.toBe(freshB);
+    });
+
     it('reads what the other backend and zstd(1) write, and refuses a window over 128 MiB', async () => {
       const input = data.subarray(0, 1_500_000);
       const other = env === 'node' ? 'napi' : 'node';
