@@ -8,7 +8,7 @@
 //     [--in-process-only]   # skip the CLI rows (the BASE is still built once by the CLI)
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -141,11 +141,12 @@ try {
   // In process, warm (each step run once untimed first): what append costs beyond copying BASE,
   // and the new member alone for every compression, written to a file and streamed.
   const inProcess: Array<{ name: string; ms: number; cpuMs: number }> = [];
-  const measure = async (name: string, fn: () => Promise<unknown>) => {
+  const measure = async (name: string, fn: () => Promise<unknown>, before?: () => Promise<unknown>) => {
     await fn();
     const xs: number[] = [];
     const cpu: number[] = [];
     for (let i = 0; i < inProcessRuns; i++) {
+      await before?.();
       const c = process.cpuUsage();
       const t = performance.now();
       await fn();
@@ -157,7 +158,20 @@ try {
   };
   const inject = [`${agent}:/usr/local/bin/agent`];
   await measure('fs.copyFile of BASE alone', () => copyFile(base, join(work, 'copy')));
-  await measure('appendOverlay onto BASE to a file, -c zstd (copy of BASE included)', () =>
+  // What the atomic write adds to the copy itself: the copied bytes reach the disk before the rename.
+  await measure('fs.copyFile of BASE, then fsync', async () => {
+    await copyFile(base, join(work, 'copy'));
+    const handle = await open(join(work, 'copy'), 'r+');
+    await handle.sync();
+    await handle.close();
+  });
+  await measure(
+    'appendOverlay onto BASE to a new file, -c zstd (copy of BASE and its fsync included)',
+    () => appendOverlay(base, inject, { output: appended, compression: 'zstd' }),
+    () => rm(appended, { force: true }),
+  );
+  // The rename then also drops the previous output: the file system frees its blocks.
+  await measure('the same, replacing the previous output', () =>
     appendOverlay(base, inject, { output: appended, compression: 'zstd' }),
   );
   // The member alone: the same files appended to a BASE of a few bytes (just the magic of its
