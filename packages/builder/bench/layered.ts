@@ -157,14 +157,22 @@ try {
     inProcess.push({ name, ms: median(xs), cpuMs: median(cpu) });
   };
   const inject = [`${agent}:/usr/local/bin/agent`];
-  await measure('fs.copyFile of BASE alone', () => copyFile(base, join(work, 'copy')));
+  // To a new file each time, as append writes its temporary file: overwriting would add the
+  // freeing of the previous copy's blocks.
+  const copy = join(work, 'copy');
+  const noCopy = () => rm(copy, { force: true });
+  await measure('fs.copyFile of BASE alone', () => copyFile(base, copy), noCopy);
   // What the atomic write adds to the copy itself: the copied bytes reach the disk before the rename.
-  await measure('fs.copyFile of BASE, then fsync', async () => {
-    await copyFile(base, join(work, 'copy'));
-    const handle = await open(join(work, 'copy'), 'r+');
-    await handle.sync();
-    await handle.close();
-  });
+  await measure(
+    'fs.copyFile of BASE, then fsync',
+    async () => {
+      await copyFile(base, copy);
+      const handle = await open(copy, 'r+');
+      await handle.sync();
+      await handle.close();
+    },
+    noCopy,
+  );
   await measure(
     'appendOverlay onto BASE to a new file, -c zstd (copy of BASE and its fsync included)',
     () => appendOverlay(base, inject, { output: appended, compression: 'zstd' }),
