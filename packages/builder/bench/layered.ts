@@ -4,20 +4,28 @@
 // process (start included) and is also given as a ratio to `node -e 0` measured in the same run.
 //
 //   pnpm turbo run build --filter @irb/cli...   # the CLI from apps/cli/dist
-//   node --conditions=@irb/source packages/builder/bench/layered.ts [--runs N]
+//   node --conditions=@irb/source packages/builder/bench/layered.ts [--runs N] [--in-process-runs N]
+//     [--in-process-only]   # skip the CLI rows (the BASE is still built once by the CLI)
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureDebianPythonImage, pushOciLayout, startRegistry } from '@irb/test-utils';
-import { appendOverlay } from '../src/index.ts';
+import { appendOverlay, type InitramfsCompression } from '../src/index.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '7' } } });
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '7' },
+    'in-process-runs': { type: 'string', default: '21' },
+    'in-process-only': { type: 'boolean', default: false },
+  },
+});
 const runs = Number(values.runs);
+const inProcessRuns = Number(values['in-process-runs']);
 const bin = join(ROOT, 'apps/cli/dist/bin.js');
 await stat(bin).catch(() => {
   throw new Error(`${bin} is missing: run pnpm turbo run build --filter @irb/cli... first`);
@@ -73,6 +81,7 @@ try {
   };
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   const row = async (name: string, argv: string[], before?: () => Promise<void>, env?: NodeJS.ProcessEnv) => {
+    if (values['in-process-only']) return undefined;
     const samples: Array<{ ms: number; cpuMs: number; rssKb: number }> = [];
     for (let i = 0; i < runs; i++) {
       await before?.();
@@ -88,10 +97,13 @@ try {
 
   // Fill the blob and layer index caches (untimed).
   time(['node', bin, ...build]);
-  const rows = [];
-  rows.push(await row('node -e 0', ['node', '-e', '0']));
-  rows.push(await row('irb --help', ['node', bin, '--help']));
-  rows.push(
+  const rows: Array<{ name: string; ms: number; cpuMs: number; rssKb: number }> = [];
+  const push = (r: (typeof rows)[number] | undefined) => {
+    if (r) rows.push(r);
+  };
+  push(await row('node -e 0', ['node', '-e', '0']));
+  push(await row('irb --help', ['node', bin, '--help']));
+  push(
     await row('full build, warm blob cache (output cache emptied)', ['node', bin, ...build], () =>
       rm(`${cache}-output`, { recursive: true, force: true }),
     ),
@@ -99,18 +111,18 @@ try {
   time(['node', bin, ...build]);
   // The same command again: both members come from the output cache, and the output already
   // holds exactly those bytes (compared), so the file is left alone.
-  rows.push(await row('unchanged rebuild, same output file (already up to date)', ['node', bin, ...build]));
+  push(await row('unchanged rebuild, same output file (already up to date)', ['node', bin, ...build]));
   // The output removed before each run (untimed): the base member is copied, the overlay appended.
-  rows.push(
+  push(
     await row('unchanged rebuild, output removed first (members copied)', ['node', bin, ...build], () =>
       rm(out, { force: true }),
     ),
   );
-  rows.push(await row('rebuild after the agent changed', ['node', bin, ...build], newAgent));
+  push(await row('rebuild after the agent changed', ['node', bin, ...build], newAgent));
   const base = join(work, 'base.cpio.zst');
   await copyFile(out, base);
   const appended = join(work, 'appended.cpio.zst');
-  rows.push(
+  push(
     await row('irb append (1 MB agent onto the archive)', [
       'node',
       bin,
@@ -124,30 +136,73 @@ try {
       'zstd',
     ]),
   );
-  rows.push(await row('cp BASE (the copy append starts with)', ['cp', base, join(work, 'copy')]));
+  push(await row('cp BASE (the copy append starts with)', ['cp', base, join(work, 'copy')]));
 
-  // In process, warm: what append costs beyond copying BASE.
-  const inProcess: Array<{ name: string; ms: number }> = [];
-  const measure = async (name: string, fn: () => Promise<unknown>) => {
+  // In process, warm (each step run once untimed first): what append costs beyond copying BASE,
+  // and the new member alone for every compression, written to a file and streamed.
+  const inProcess: Array<{ name: string; ms: number; cpuMs: number }> = [];
+  const measure = async (name: string, fn: () => Promise<unknown>, before?: () => Promise<unknown>) => {
     await fn();
     const xs: number[] = [];
-    for (let i = 0; i < runs; i++) {
+    const cpu: number[] = [];
+    for (let i = 0; i < inProcessRuns; i++) {
+      await before?.();
+      const c = process.cpuUsage();
       const t = performance.now();
       await fn();
       xs.push(performance.now() - t);
+      const d = process.cpuUsage(c);
+      cpu.push((d.user + d.system) / 1000);
     }
-    inProcess.push({ name, ms: median(xs) });
+    inProcess.push({ name, ms: median(xs), cpuMs: median(cpu) });
   };
-  await measure('appendOverlay to a file (copy of BASE included)', () =>
-    appendOverlay(base, [`${agent}:/usr/local/bin/agent`], { output: appended, compression: 'zstd' }),
+  const inject = [`${agent}:/usr/local/bin/agent`];
+  // To a new file each time, as append writes its temporary file: overwriting would add the
+  // freeing of the previous copy's blocks.
+  const copy = join(work, 'copy');
+  const noCopy = () => rm(copy, { force: true });
+  await measure('fs.copyFile of BASE alone', () => copyFile(base, copy), noCopy);
+  // What the atomic write adds to the copy itself: the copied bytes reach the disk before the rename.
+  await measure(
+    'fs.copyFile of BASE, then fsync',
+    async () => {
+      await copyFile(base, copy);
+      const handle = await open(copy, 'r+');
+      await handle.sync();
+      await handle.close();
+    },
+    noCopy,
   );
-  await measure('fs.copyFile of BASE alone', () => copyFile(base, join(work, 'copy')));
-  // The member alone: the same files appended to a 4-byte BASE (just zstd's magic).
-  const tiny = join(work, 'tiny-base.cpio.zst');
-  await writeFile(tiny, (await readFile(base)).subarray(0, 4));
-  await measure('appendOverlay to a 4-byte BASE (the new member alone)', () =>
-    appendOverlay(tiny, [`${agent}:/usr/local/bin/agent`], { output: appended, compression: 'zstd' }),
+  await measure(
+    'appendOverlay onto BASE to a new file, -c zstd (copy of BASE and its fsync included)',
+    () => appendOverlay(base, inject, { output: appended, compression: 'zstd' }),
+    () => rm(appended, { force: true }),
   );
+  // The rename then also drops the previous output: the file system frees its blocks.
+  await measure('the same, replacing the previous output', () =>
+    appendOverlay(base, inject, { output: appended, compression: 'zstd' }),
+  );
+  // The member alone: the same files appended to a BASE of a few bytes (just the magic of its
+  // format), so that copying BASE costs nothing.
+  const head = (await readFile(base)).subarray(0, 4);
+  const magic: Record<InitramfsCompression, Uint8Array> = {
+    zstd: head,
+    gzip: Uint8Array.of(0x1f, 0x8b, 8, 0),
+    lz4: Uint8Array.of(0x02, 0x21, 0x4c, 0x18),
+    none: new TextEncoder().encode('07070100'),
+  };
+  for (const compression of ['zstd', 'gzip', 'lz4', 'none'] as const) {
+    const tiny = join(work, `tiny-base-${compression}`);
+    await writeFile(tiny, magic[compression]);
+    await measure(`new member alone, -c ${compression}, to a file (fsync, rename)`, () =>
+      appendOverlay(tiny, inject, { output: appended, compression }),
+    );
+    await measure(`new member alone, -c ${compression}, streamed`, async () => {
+      for await (const _ of appendOverlay(tiny, inject, { compression })) {
+        // drained
+      }
+    });
+  }
 
   const node = rows[0]?.ms ?? 1;
   const baseSize = (await stat(base)).size;
@@ -155,8 +210,9 @@ try {
     `Debian bookworm + python3 from a local registry, -c zstd, 1 MiB agent, ${runs} runs (median), ${new Date().toISOString().slice(0, 10)}; BASE ${(baseSize / 2 ** 20).toFixed(1)} MiB\n`,
   );
   const nodeCpu = rows[0]?.cpuMs || 1;
-  console.log('| step | wall (ms) | × node -e 0 | CPU (ms) | CPU × node -e 0 | peak RSS (MiB) |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+  if (rows.length > 0)
+    console.log('| step | wall (ms) | × node -e 0 | CPU (ms) | CPU × node -e 0 | peak RSS (MiB) |');
+  if (rows.length > 0) console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
   for (const r of rows) {
     const cells = [
       r.name,
@@ -167,10 +223,10 @@ try {
     ];
     console.log(`| ${cells.join(' | ')} | ${(r.rssKb / 1024).toFixed(0)} |`);
   }
-  console.log('\nIn process (warm, median):\n');
-  console.log('| step | ms |');
-  console.log('| --- | ---: |');
-  for (const r of inProcess) console.log(`| ${r.name} | ${r.ms.toFixed(1)} |`);
+  console.log(`\nIn process (warm, median of ${inProcessRuns}):\n`);
+  console.log('| step | wall (ms) | CPU (ms) |');
+  console.log('| --- | ---: | ---: |');
+  for (const r of inProcess) console.log(`| ${r.name} | ${r.ms.toFixed(1)} | ${r.cpuMs.toFixed(1)} |`);
 } finally {
   await registry.stop();
   await rm(work, { recursive: true, force: true });

@@ -1,7 +1,9 @@
+import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { compress, decodeInitramfs } from '@irb/compress';
 import { type CpioEntry, packCpio, readCpio } from '@irb/cpio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +11,7 @@ import { appendOverlay } from './append.ts';
 import { listArchive } from './archive.ts';
 import type { InitramfsCompression } from './types.ts';
 
+const run = promisify(execFile);
 let dir: string;
 let agent: string;
 
@@ -119,6 +122,51 @@ describe('appendOverlay', () => {
     for await (const c of stream) chunks.push(c);
     expect(Buffer.compare(Buffer.concat(chunks), await readFile(out))).toBe(0);
     expect((await stream.summary).output).toBe('-');
+  });
+
+  it('writes the same member for any thread count and on every call (blocks on the pool, reused zstd contexts)', async () => {
+    const big = join(dir, 'agent-big');
+    // Several gzip blocks, half compressible and half not.
+    const body = Buffer.alloc(700_000);
+    for (let i = 0; i < body.length; i++) body[i] = i < 350_000 ? i % 61 : (i * 2654435761) >>> 24;
+    await writeFile(big, body);
+    for (const compression of formats) {
+      const base = await makeBase(`base-threads-${compression}`, compression);
+      const outputs = new Set<string>();
+      for (const threads of [1, undefined, 1, 3]) {
+        const out = join(dir, `out-threads-${compression}`);
+        await appendOverlay(base, [`${big}:/usr/bin/agent`], {
+          output: out,
+          compression,
+          sourceDateEpoch: 7,
+          ...(threads !== undefined ? { threads } : {}),
+        });
+        outputs.add((await readFile(out)).toString('base64'));
+      }
+      expect(outputs.size, compression).toBe(1);
+    }
+  });
+
+  it('loads neither the registry client nor the layer indexing code', async () => {
+    // The CLI loads append.ts for `irb append` only: what it imports is what that command pays for.
+    const script = `
+import { registerHooks } from 'node:module';
+const seen = [];
+registerHooks({ resolve(specifier, context, next) { const r = next(specifier, context); seen.push(r.url); return r; } });
+await import(${JSON.stringify(new URL('./append.ts', import.meta.url).href)});
+console.log(JSON.stringify(seen));`;
+    const { stdout } = await run(process.execPath, [
+      '--conditions=@irb/source',
+      '--input-type=module',
+      '-e',
+      script,
+    ]);
+    const urls = JSON.parse(stdout) as string[];
+    expect(urls.some((u) => u.endsWith('/builder/src/append.ts'))).toBe(true);
+    expect(urls.some((u) => u.endsWith('/layers/src/rootfs.ts'))).toBe(true);
+    expect(
+      urls.filter((u) => /undici|\/registry\/src\/index\.ts|\/index-layers\.ts|\/index-cache\.ts/.test(u)),
+    ).toEqual([]);
   });
 
   it('refuses a BASE that is not an initramfs, or that it cannot vouch for, and leaves no output', async () => {

@@ -4,10 +4,10 @@ import { join, relative } from 'node:path';
 import { COMPRESSION_FORMATS, compress } from '@irb/compress';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
-import { indexLayers, parseInjectSpec } from '@irb/layers';
+// The light entry: `irb append` loads neither the layer indexing code nor the registry client.
+import { createScratchRootfs, parseInjectSpec } from '@irb/layers/scratch';
 import { writeFileAtomic } from './atomic.ts';
 import { keyOfPath } from './base-tree.ts';
-import { memberThreads } from './pipeline.ts';
 import type { InitramfsCompression } from './types.ts';
 
 /** Options of {@link appendOverlay}. */
@@ -229,7 +229,7 @@ async function planAppend(
   const { format, size } = await baseFormat(base);
   const format2 = compression ?? format;
   const epoch = options.sourceDateEpoch ?? envEpoch();
-  const scratch = await indexLayers([], epoch !== undefined ? { sourceDateEpoch: epoch } : {});
+  const scratch = createScratchRootfs(epoch !== undefined ? { sourceDateEpoch: epoch } : {});
   // Directories that a directory SRC brings (below its DEST): the only directories emitted.
   const contentDirs = new Set<string>();
   for (const spec of files) {
@@ -281,11 +281,12 @@ async function planAppend(
       yield* packed;
       return;
     }
-    const threads = memberThreads(scratch.stats.uncompressedBytes, options.threads);
+    // All cores by default: a short gzip member deflates its blocks on libuv's pool (no worker
+    // starts), zstd reuses its context across calls (see @irb/compress).
     yield* compress(packed, {
       format: format2,
       ...(options.level !== undefined ? { level: options.level } : {}),
-      ...(threads !== undefined ? { threads } : {}),
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
       ...(signal ? { signal } : {}),
     });
   }

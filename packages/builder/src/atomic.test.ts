@@ -60,6 +60,23 @@ describe('writeFileAtomic', () => {
     expect((await readdir(sub)).sort()).toEqual(['base', 'out']);
   });
 
+  it('writes what was produced during the prefix copy in order, also more chunks than one writev takes', async () => {
+    const sub = await mkdtemp(join(dir, 'many-'));
+    const prefix = join(sub, 'base');
+    await writeFile(prefix, Uint8Array.of(9, 9));
+    // 3000 chunks (Linux takes at most 1024 per writev), some empty, all read ahead at once.
+    const parts = Array.from({ length: 3000 }, (_, i) => new Uint8Array(i % 7).fill(i % 251));
+    const expected = Buffer.concat([Uint8Array.of(9, 9), ...parts]);
+    const seen: number[] = [];
+    const n = await writeFileAtomic(join(sub, 'out'), chunks(parts), {
+      prefixFile: prefix,
+      onWrite: (b) => seen.push(b),
+    });
+    expect(n).toBe(expected.byteLength - 2);
+    expect(seen.at(-1)).toBe(n);
+    expect(Buffer.compare(await readFile(join(sub, 'out')), expected)).toBe(0);
+  });
+
   it('leaves neither the output nor a temporary file when the source fails', async () => {
     const sub = await mkdtemp(join(dir, 'fail-'));
     const err = await writeFileAtomic(

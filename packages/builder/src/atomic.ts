@@ -10,7 +10,7 @@ export interface WriteFileAtomicOptions {
   signal?: AbortSignal;
   /** File mode of the result. Default `0o644` (before the umask). */
   mode?: number;
-  /** Called after each chunk is written with the running byte count. */
+  /** Called after each write (a chunk, or the chunks read ahead during a prefix copy) with the running byte count. */
   onWrite?: (bytes: number) => void;
   /**
    * A file whose bytes come first, before `source`'s. It is copied with `fs.copyFile` (libuv uses
@@ -139,7 +139,7 @@ const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 function readAhead(
   source: AsyncIterable<Uint8Array>,
   limit: number,
-): { stream: AsyncIterable<Uint8Array>; cancel(): Promise<void> } {
+): { stream: AsyncIterable<Uint8Array | Uint8Array[]>; cancel(): Promise<void> } {
   const iterator = source[Symbol.asyncIterator]();
   const buffered: Uint8Array[] = [];
   const task = (async () => {
@@ -157,8 +157,8 @@ function readAhead(
   return {
     stream: (async function* () {
       const done = await task;
-      yield* buffered;
-      buffered.length = 0;
+      // What was produced meanwhile goes out in one write (writev), not one per chunk.
+      if (buffered.length > 0) yield buffered.splice(0);
       if (done) return;
       for (;;) {
         const next = await iterator.next();
@@ -187,24 +187,47 @@ async function copyPrefix(prefix: string, temp: string): Promise<void> {
   await copyFile(prefix, temp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
 }
 
+/** Writes `source` to `handle`; an array of chunks is written with one writev. */
 async function copy(
-  source: AsyncIterable<Uint8Array>,
+  source: AsyncIterable<Uint8Array | Uint8Array[]>,
   handle: Handle,
   options: WriteFileAtomicOptions,
 ): Promise<number> {
   let bytes = 0;
-  for await (const chunk of source) {
+  for await (const item of source) {
     options.signal?.throwIfAborted();
-    let offset = 0;
     // Awaiting each write is the backpressure: the producer is pulled only as fast as the disk takes it.
-    while (offset < chunk.byteLength) {
-      const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
-      offset += bytesWritten;
+    if (Array.isArray(item)) bytes += await writeAllv(handle, item);
+    else {
+      let offset = 0;
+      while (offset < item.byteLength) {
+        const { bytesWritten } = await handle.write(item, offset, item.byteLength - offset);
+        offset += bytesWritten;
+      }
+      bytes += item.byteLength;
     }
-    bytes += chunk.byteLength;
     options.onWrite?.(bytes);
   }
   return bytes;
+}
+
+/** Writes every chunk with writev, again from where a short write stopped. */
+async function writeAllv(handle: Handle, chunks: Uint8Array[]): Promise<number> {
+  let rest = chunks.filter((c) => c.byteLength > 0);
+  let total = 0;
+  while (rest.length > 0) {
+    const { bytesWritten } = await handle.writev(rest);
+    total += bytesWritten;
+    let skip = bytesWritten;
+    let first = 0;
+    while (first < rest.length && skip >= (rest[first] as Uint8Array).byteLength) {
+      skip -= (rest[first] as Uint8Array).byteLength;
+      first++;
+    }
+    rest = rest.slice(first);
+    if (skip > 0) rest[0] = (rest[0] as Uint8Array).subarray(skip);
+  }
+  return total;
 }
 
 function isFsError(error: unknown): error is NodeJS.ErrnoException {

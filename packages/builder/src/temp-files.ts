@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isOwnerAlive, processToken } from '@irb/registry';
+import { isOwnerAlive, processToken } from '@irb/registry/owner';
 
 /**
  * Names of irb's temporary output files, and the sweep that removes those whose writer is gone.

@@ -53,6 +53,20 @@ describe('compress gzip', () => {
     expect(hashes.size).toBe(1);
   });
 
+  it('past the first 8 MiB deflates in worker threads, with the same bytes as one thread', async () => {
+    // The first 32 blocks go to libuv's pool, the rest to workers (threads > 1).
+    const long = Buffer.concat([data, data]).subarray(0, 34 * GZIP_BLOCK_SIZE + 4_321);
+    const one = await collect(compress(chunked(long, 65_536), { format: 'gzip', threads: 1 }));
+    for (const [threads, chunk] of [
+      [2, 131_072],
+      [3, 1_000_003],
+    ] as const) {
+      const many = await collect(compress(chunked(long, chunk), { format: 'gzip', threads }));
+      expect(sha(many), `threads ${threads}`).toBe(sha(one));
+    }
+    expect(gunzipSync(one).equals(long)).toBe(true);
+  });
+
   it('stays within 1% of single-threaded zlib at the same level', async () => {
     for (const level of [1, 6, 9]) {
       const ours = await collect(compress(chunked(data), { format: 'gzip', level }));
@@ -153,6 +167,25 @@ for (const [backend, env] of [
       expect(descriptor & 0x04, 'checksum flag').toBe(0x04);
       expect(descriptor >> 6, 'no content size').toBe(0);
       expect(zstdFrameWindowLog(first!)).toBeLessThanOrEqual(27);
+    });
+
+    it('gives a small stream the bytes of a fresh context, also after streams that reused one, were abandoned or ran at once', async () => {
+      // A level and worker count no other test uses: the first stream here gets a new context.
+      const options = { format: 'zstd', level: 7, threads: 3 } as const;
+      const a = data.subarray(0, 300_000);
+      const b = data.subarray(1_000, 900_000);
+      const freshA = sha(await collect(compress(chunked(a), options)));
+      const freshB = sha(await collect(compress(chunked(b, 4_096), options)));
+      const abandoned = compress(chunked(data), options)[Symbol.asyncIterator]();
+      await abandoned.next();
+      await abandoned.return?.(undefined);
+      const [x, y] = await Promise.all([
+        collect(compress(chunked(a, 777), options)),
+        collect(compress(chunked(b), options)),
+      ]);
+      expect([sha(x), sha(y)]).toEqual([freshA, freshB]);
+      expect(sha(await collect(compress(chunked(a), options)))).toBe(freshA);
+      expect(sha(await collect(compress(chunked(b), { ...options, level: 8 })))).not.toBe(freshB);
     });
 
     it('reads what the other backend and zstd(1) write, and refuses a window over 128 MiB', async () => {

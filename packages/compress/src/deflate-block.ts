@@ -26,6 +26,11 @@ function optionsOf(job: DeflateJob): ZlibOptions {
     memLevel: 8,
     strategy: constants.Z_DEFAULT_STRATEGY,
     finishFlush: job.final ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
+    // Room for the whole deflated block (deflate's bound: stored blocks add 5 bytes per 16 KiB):
+    // with the default 16 KiB, an incompressible 256 KiB block takes 16 trips through zlib and,
+    // deflated on libuv's pool, 16 round trips to this thread, a third more time. zlib's output
+    // does not depend on how much room each call has.
+    chunkSize: Math.max(64 * 1024, job.data.byteLength + (job.data.byteLength >> 3) + 1024),
     ...(job.dictionary ? { dictionary: job.dictionary } : {}),
   };
 }

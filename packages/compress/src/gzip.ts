@@ -1,5 +1,5 @@
 import { crc32 } from 'node:zlib';
-import { deflateBlock } from './deflate-block.ts';
+import { type DeflateJob, deflateBlock } from './deflate-block.ts';
 import { inOrder } from './ordered.ts';
 import { DeflatePool } from './pool.ts';
 
@@ -27,14 +27,28 @@ function gzipTrailer(crc: number, size: number): Uint8Array {
   return out;
 }
 
-/** Cuts the input into blocks of exactly `size` bytes (the last one shorter, maybe empty). */
+/** What a block of {@link blocksOf} starts at when it may be the stream's only one. */
+const FIRST_BLOCK_CAPACITY = 1024 * 1024;
+
+/**
+ * Cuts the input into blocks of exactly `size` bytes (the last one shorter, maybe empty). The
+ * input is copied, so its chunks may be reused once pulled. The first block starts at 1 MiB and
+ * doubles as it fills: a short stream (an overlay member) does not allocate lz4's whole 8 MiB,
+ * external memory that V8 answers with a full garbage collection every few streams. Once a
+ * block was full the stream is long, and the next blocks are allocated at `size` at once.
+ */
 export async function* blocksOf(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Uint8Array> {
-  let block = new Uint8Array(size);
+  let block = new Uint8Array(Math.min(size, FIRST_BLOCK_CAPACITY));
   let filled = 0;
   for await (const chunk of source) {
     let offset = 0;
     while (offset < chunk.length) {
-      const take = Math.min(size - filled, chunk.length - offset);
+      if (filled === block.length) {
+        const grown = new Uint8Array(Math.min(size, block.length * 2));
+        grown.set(block);
+        block = grown;
+      }
+      const take = Math.min(block.length - filled, chunk.length - offset);
       block.set(chunk.subarray(offset, offset + take), filled);
       filled += take;
       offset += take;
@@ -49,12 +63,29 @@ export async function* blocksOf(source: AsyncIterable<Uint8Array>, size: number)
 }
 
 /**
+ * Blocks of a stream deflated on libuv's thread pool before worker threads start: 8 MiB. A
+ * worker costs about 30 ms to start, more than deflating a 1 MiB overlay member on the pool,
+ * so a short stream never starts one; a long one starts them after its first 8 MiB.
+ */
+const POOL_BLOCKS = 32;
+
+/**
+ * Blocks deflated on libuv's pool at once: up to `threads`, leaving one of the pool's threads
+ * (4 unless `UV_THREADPOOL_SIZE` says otherwise) for the file reads that feed the stream.
+ */
+function poolConcurrency(threads: number): number {
+  const size = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  return Math.max(1, Math.min(threads, size - 1));
+}
+
+/**
  * One-member gzip the pigz way: the input is cut into {@link GZIP_BLOCK_SIZE} blocks,
- * each deflated on its own (in worker threads when `threads` > 1) with the 32 KiB before
- * it as dictionary, joined by sync flushes; CRC-32 and length are computed here. Every
- * block's bytes depend only on its data, its dictionary and the level, so the stream is
- * identical for any thread count, and `threads` = 1 deflates the same blocks on libuv's
- * pool without starting workers.
+ * each deflated on its own with the 32 KiB before it as dictionary, joined by sync flushes;
+ * CRC-32 and length are computed here. Every block's bytes depend only on its data, its
+ * dictionary and the level, so the stream is identical for any thread count and wherever a
+ * block is deflated: on libuv's thread pool (one block at a time with `threads` = 1; the first
+ * {@link POOL_BLOCKS} blocks of any stream, several at a time) or in worker threads (the rest,
+ * when `threads` > 1).
  */
 export async function* gzipStream(
   source: AsyncIterable<Uint8Array>,
@@ -74,6 +105,21 @@ export async function* gzipStream(
   let size = 0;
   let dictionary: Uint8Array | undefined;
   let id = 0;
+  // A semaphore over the blocks on libuv's pool (the window may be larger than its share).
+  let free = poolConcurrency(threads);
+  const waiting: Array<() => void> = [];
+  const onLibuvPool = async (job: DeflateJob): Promise<Uint8Array> => {
+    if (free > 0) free--;
+    else await new Promise<void>((resolve) => waiting.push(resolve));
+    try {
+      return await deflateBlock(job);
+    } finally {
+      // The slot passes to the next waiter, or back to the count.
+      const next = waiting.shift();
+      if (next) next();
+      else free++;
+    }
+  };
   const blocks = blocksOf(source, GZIP_BLOCK_SIZE);
   try {
     const deflated = inOrder(
@@ -86,7 +132,7 @@ export async function* gzipStream(
         const job = { id: id++, data, level, final, ...(dictionary ? { dictionary } : {}) };
         // Taken before the block's buffer is transferred to a worker.
         dictionary = final ? undefined : data.slice(data.length - DICTIONARY_SIZE);
-        if (threads <= 1 || (final && job.id === 0)) return { result: deflateBlock(job), done: final };
+        if (threads <= 1 || job.id < POOL_BLOCKS) return { result: onLibuvPool(job), done: final };
         pool ??= new DeflatePool(threads);
         return { result: pool.run(job), done: final };
       },

@@ -164,6 +164,57 @@ async function* nodeZstdStream(
 const ZSTD_JOB_SIZE = 4 * 1024 * 1024;
 
 /**
+ * Idle zstd-napi compression contexts, one at most per level and worker count. Creating one
+ * costs more than compressing a small member with it: zstd starts its worker threads and
+ * allocates its job buffers and tables on first use (about 3 ms of a 1 MiB member's 4 ms here),
+ * and each new context reports those megabytes to V8 as external memory, which brings on a
+ * full garbage collection every few calls. Only a context that compressed less than one job
+ * goes back (its buffers are one job's worth), and it is let go after {@link IDLE_CONTEXT_MS}
+ * unused, so a long-lived process does not keep a context's memory for nothing. A context is
+ * reset between frames; its parameters stay, and the bytes do not depend on its history.
+ */
+const idleContexts = new Map<string, { cctx: ZstdBinding.CCtx; timer: NodeJS.Timeout }>();
+const IDLE_CONTEXT_MS = 2000;
+
+function takeContext(binding: typeof ZstdBinding, level: number, workers: number): ZstdBinding.CCtx {
+  const key = `${level}:${workers}`;
+  const idle = idleContexts.get(key);
+  if (idle !== undefined) {
+    idleContexts.delete(key);
+    clearTimeout(idle.timer);
+    return idle.cctx;
+  }
+  const { CCtx, CParameter } = binding;
+  const cctx = new CCtx();
+  cctx.setParameter(CParameter.compressionLevel, level);
+  cctx.setParameter(CParameter.checksumFlag, 1);
+  cctx.setParameter(CParameter.contentSizeFlag, 0);
+  cctx.setParameter(CParameter.nbWorkers, workers);
+  // zstd's default job at level 3 is 8 MiB; each worker holds its job's input and output and the
+  // context keeps a round buffer of jobs besides: about 50 MiB at 2 workers, a fifth of the 256 MiB
+  // a cold build may use. 4 MiB jobs measured 35 MiB less peak RSS for 0.5 % more output.
+  // Part of the format: changing it changes the bytes (any worker count still gives the same ones).
+  cctx.setParameter(CParameter.jobSize, ZSTD_JOB_SIZE);
+  return cctx;
+}
+
+function returnContext(
+  binding: typeof ZstdBinding,
+  level: number,
+  workers: number,
+  cctx: ZstdBinding.CCtx,
+): void {
+  const key = `${level}:${workers}`;
+  if (idleContexts.has(key)) return;
+  cctx.reset(binding.ResetDirective.sessionOnly);
+  const timer = setTimeout(() => {
+    if (idleContexts.get(key)?.cctx === cctx) idleContexts.delete(key);
+  }, IDLE_CONTEXT_MS);
+  timer.unref();
+  idleContexts.set(key, { cctx, timer });
+}
+
+/**
  * zstd frame(s) through zstd-napi's streaming context. `nbWorkers` is always ≥ 1 so the
  * output is zstd's multi-threaded format, which is byte-identical for any worker count
  * (with 0 workers zstd would produce different, single-threaded bytes). The checksum flag
@@ -177,18 +228,11 @@ async function* napiZstdStream(
 ): AsyncGenerator<Uint8Array> {
   signal?.throwIfAborted();
   const binding = nativeBinding();
-  const { CCtx, CParameter, EndDirective } = binding;
-  const cctx = new CCtx();
-  cctx.setParameter(CParameter.compressionLevel, level);
-  cctx.setParameter(CParameter.checksumFlag, 1);
-  cctx.setParameter(CParameter.contentSizeFlag, 0);
-  cctx.setParameter(CParameter.nbWorkers, Math.max(1, threads));
-  // zstd's default job at level 3 is 8 MiB; each worker holds its job's input and output and the
-  // context keeps a round buffer of jobs besides: about 50 MiB at 2 workers, a fifth of the 256 MiB
-  // a cold build may use. 4 MiB jobs measured 35 MiB less peak RSS for 0.5 % more output.
-  // Part of the format: changing it changes the bytes (any worker count still gives the same ones).
-  cctx.setParameter(CParameter.jobSize, ZSTD_JOB_SIZE);
+  const { EndDirective } = binding;
+  const workers = Math.max(1, threads);
+  const cctx = takeContext(binding, level, workers);
   const out = new Uint8Array(binding.cStreamOutSize());
+  let consumedTotal = 0;
   for await (const chunk of source) {
     signal?.throwIfAborted();
     let input = chunk;
@@ -196,6 +240,7 @@ async function* napiZstdStream(
       const [, produced, consumed] = cctx.compressStream2(out, input, EndDirective.continue);
       if (produced > 0) yield out.slice(0, produced);
       input = input.subarray(consumed);
+      consumedTotal += consumed;
     }
   }
   for (;;) {
@@ -203,6 +248,8 @@ async function* napiZstdStream(
     if (produced > 0) yield out.slice(0, produced);
     if (remaining === 0) break;
   }
+  // Only after a frame ended cleanly: an abandoned or failed context is left to the GC.
+  if (consumedTotal < ZSTD_JOB_SIZE) returnContext(binding, level, workers, cctx);
 }
 
 /** The window log a zstd frame header declares, or `undefined` when it is not a frame header. */

@@ -32,9 +32,10 @@ function exec(
   });
 }
 
-// Deterministic, compressible, several gzip blocks long.
+// Deterministic, compressible, longer than the 8 MiB that gzip deflates on libuv's pool before
+// it starts workers.
 function input(): Uint8Array {
-  const bytes = new Uint8Array(3_000_000);
+  const bytes = new Uint8Array(9_000_000);
   let x = 1;
   for (let i = 0; i < bytes.length; i++) {
     x = (x * 1103515245 + 12345) >>> 0;
@@ -69,10 +70,10 @@ console.log(hash.digest('hex'));
 const lz4 = createHash('sha256');
 for await (const c of compress(chunks(), { format: 'lz4', threads: 2 })) lz4.update(c);
 console.log(lz4.digest('hex'));
-// Abandon a second stream half-way without closing it: idle workers must not keep Node alive.
+// Abandon a second stream half-way, once its workers run, without closing it: idle workers must
+// not keep Node alive.
 const it = compress(chunks(), { format: 'gzip', threads: 2 })[Symbol.asyncIterator]();
-await it.next();
-await it.next();
+for (let i = 0; i < 34; i++) await it.next();
 `,
     );
     const fromSrc = createHash('sha256')
