@@ -1,6 +1,6 @@
 import { lstat, open, stat } from 'node:fs/promises';
 
-const CHUNK = 8 * 1024 * 1024;
+const CHUNK = 2 * 1024 * 1024;
 
 type Handle = Awaited<ReturnType<typeof open>>;
 
