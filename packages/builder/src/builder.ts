@@ -1,5 +1,4 @@
 import { createReadStream } from 'node:fs';
-import { utimes } from 'node:fs/promises';
 import { createDockerKeychain } from '@irb/auth-docker';
 import { createEnvKeychain } from '@irb/auth-env';
 import type { CpioEntry } from '@irb/cpio';
@@ -18,11 +17,11 @@ import {
   createOverlaySink,
   lookupBase,
   lookupOverlay,
+  outputUpToDate,
 } from './output-cache.ts';
 import type { Overlay } from './overlay.ts';
 import { type BuildPipeline, createBuildPipeline, type MemberSink, memberThreads } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
-import { holdsExactly } from './same-bytes.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
 import type {
   BuildProgressEvent,
@@ -89,17 +88,16 @@ export class InitramfsBuilder {
     try {
       const signal = this.options.signal;
       // An unchanged rebuild whose output already holds exactly these bytes (the same command run
-      // again) leaves the file alone, but for its times: copying the same bytes over it would only
-      // cost the copy, an fsync and freeing the old blocks. Compared byte for byte, not by size
-      // or time.
+      // again) leaves the file alone: copying the same bytes over it would only cost the copy, an
+      // fsync and freeing the old blocks. Compared byte for byte once, then trusted while the
+      // file's identity and times are unchanged (see outputUpToDate).
       const stored = opened.pipeline.storedFiles;
       if (
+        opened.upToDate !== undefined &&
         opened.prefixFile !== undefined &&
         stored !== undefined &&
-        (await holdsExactly(output, [opened.prefixFile, ...stored]))
+        (await opened.upToDate(output, [opened.prefixFile, ...stored]))
       ) {
-        const now = new Date();
-        await utimes(output, now, now);
         return opened.pipeline.summary(output);
       }
       await writeFileAtomic(output, opened.pipeline.data, {
@@ -428,6 +426,12 @@ export class InitramfsBuilder {
     return {
       pipeline,
       prefixFile: hit.path,
+      ...(cachedOverlay
+        ? {
+            upToDate: (output: string, parts: readonly string[]) =>
+              outputUpToDate(dirs.output, overlayCache.key, output, parts),
+          }
+        : {}),
       release: async () => {
         await sink?.abort();
         await cachedOverlay?.release();
@@ -440,6 +444,8 @@ export class InitramfsBuilder {
 interface Opened {
   pipeline: BuildPipeline;
   prefixFile?: string;
+  /** On an unchanged rebuild: whether `output` already holds the archive's bytes. */
+  upToDate?: (output: string, parts: readonly string[]) => Promise<boolean>;
   close: () => Promise<void>;
 }
 

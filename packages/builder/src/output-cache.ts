@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { link, lstat, open, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { cacheMaxBytes, processToken, pruneCache } from '@irb/registry';
 import { type BaseSnapshotHeader, type BaseTree, decodeBaseHeader, decodeBaseSnapshot } from './base-tree.ts';
 import type { MemberSink, MemberStats } from './pipeline.ts';
+import { holdsExactly } from './same-bytes.ts';
 import type { BuildSummary } from './types.ts';
 
 /*
@@ -17,7 +18,9 @@ import type { BuildSummary } from './types.ts';
  * - Overlay members, by overlay key (`overlayKey`: the base key plus the overlay's options and
  *   the digests of the files it holds), two files:
  *   <key>.overlay  the compressed overlay member;
- *   <key>.meta     what the summary says of it (counts, where /init came from, warnings).
+ *   <key>.meta     what the summary says of it (counts, where /init came from, warnings);
+ *   <key>.out      the output file last found holding base + overlay (path, identity, times):
+ *                  see {@link outputUpToDate}.
  * An unchanged rebuild finds both: it copies the base, appends the overlay and plans, packs and
  * compresses nothing.
  * Each file is written to `<name>.<owner>.<random>.tmp` and renamed, the description (`.tree`,
@@ -233,4 +236,74 @@ async function writeNew(path: string, bytes: Uint8Array): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** What {@link outputUpToDate} saw of an output it found holding a key's bytes. */
+interface OutputRecord {
+  path: string;
+  dev: string;
+  ino: string;
+  size: string;
+  mtimeNs: string;
+  ctimeNs: string;
+  /** When it was seen (wall clock, ms). */
+  seenAtMs: number;
+}
+
+/**
+ * How long before a record was made the file's ctime must lie for the record to be trusted.
+ * File times come from a coarse clock (one tick, up to 10 ms): a change made in the tick of the
+ * last change can leave ctime as it was, so a file seen that soon after a change is compared
+ * again rather than trusted (git's "racily clean" entries).
+ */
+const SETTLED_MS = 50;
+
+/**
+ * True when `output` already holds exactly the bytes of `parts` (the cached members of overlay
+ * key `key`). Trusts the record `<key>.out` (written
+ * by an earlier call that compared the bytes) when the file's identity and times are unchanged
+ * since — ctime moves on any write, chmod or rename and cannot be set back — and otherwise
+ * compares byte for byte ({@link holdsExactly}), recording what it saw when they are equal. The
+ * file is never written, nor its times touched.
+ */
+export async function outputUpToDate(
+  dir: string,
+  key: string,
+  output: string,
+  parts: readonly string[],
+): Promise<boolean> {
+  const recordPath = join(dir, `${key}.out`);
+  const path = resolve(output);
+  const st = await lstat(path, { bigint: true }).catch(() => undefined);
+  if (!st?.isFile()) return false;
+  const now: Omit<OutputRecord, 'seenAtMs'> = {
+    path,
+    dev: String(st.dev),
+    ino: String(st.ino),
+    size: String(st.size),
+    mtimeNs: String(st.mtimeNs),
+    ctimeNs: String(st.ctimeNs),
+  };
+  const record = await readFile(recordPath, 'utf8')
+    .then((text) => JSON.parse(text) as OutputRecord)
+    .catch(() => undefined);
+  if (
+    record &&
+    record.path === now.path &&
+    record.dev === now.dev &&
+    record.ino === now.ino &&
+    record.size === now.size &&
+    record.mtimeNs === now.mtimeNs &&
+    record.ctimeNs === now.ctimeNs &&
+    record.seenAtMs - Number(st.ctimeNs / 1_000_000n) >= SETTLED_MS
+  ) {
+    return true;
+  }
+  if (!(await holdsExactly(path, parts))) return false;
+  // Best effort: without a record the next run compares again.
+  const temp = tempPath(recordPath);
+  await writeFile(temp, JSON.stringify({ ...now, seenAtMs: Date.now() }))
+    .then(() => rename(temp, recordPath))
+    .catch(() => unlink(temp).catch(() => {}));
+  return true;
 }

@@ -1,7 +1,8 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { COMPRESSION_FORMATS } from '@irb/compress';
+// The list alone: the compressors themselves load when a member is compressed.
+import { COMPRESSION_FORMATS } from '@irb/compress/types';
 import { IrbError } from '@irb/errors';
 import { parseInjectSpec } from '@irb/layers/inject-spec';
 import { ensureCacheDirectories } from './cache.ts';

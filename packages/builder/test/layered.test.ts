@@ -282,38 +282,93 @@ describe('the output cache', () => {
   });
 
   it('an unchanged rebuild leaves an output that already holds its bytes alone, and rewrites any other', async () => {
-    const { lstat, readFile, symlink, unlink, utimes } = await import('node:fs/promises');
+    const { lstat, readdir, readFile, symlink, unlink, utimes } = await import('node:fs/promises');
     const cacheDir = join(dir, 'same-output');
     const agent = join(dir, 'agent-s');
     await writeFile(agent, 'agent S');
     const options = { image, compression: 'gzip' as const, cacheDir, inject: [`${agent}:/bin/agent`] };
     const out = join(dir, 'same.cpio.gz');
-    await new InitramfsBuilder(options).build(out);
+    const build = () => new InitramfsBuilder(options).build(out);
+    await build();
     const expected = await readFile(out);
     const old = new Date('2020-01-01T00:00:00Z');
     await utimes(out, old, old);
-    const before = await lstat(out);
-    const again = await new InitramfsBuilder(options).build(out);
-    const after = await lstat(out);
-    // The same file (no new inode), its times moved to now, the summary as for any build.
-    expect(after.ino).toBe(before.ino);
-    expect(after.mtimeMs).toBeGreaterThan(before.mtimeMs);
-    expect(again.compressedBytes).toBe(expected.byteLength);
-    expect(Buffer.compare(await readFile(out), expected)).toBe(0);
-    // One byte changed, same size: rewritten (a new inode, the right bytes).
+    const before = await lstat(out, { bigint: true });
+    const record = async () => {
+      const names = await readdir(`${cacheDir}-output`);
+      const name = names.find((n) => n.endsWith('.out'));
+      return name === undefined ? undefined : join(`${cacheDir}-output`, name);
+    };
+    expect(await record()).toBeUndefined();
+    // Run 2 compares the bytes, finds them equal, and records what it saw; run 3 trusts that.
+    for (const _ of [2, 3]) {
+      const again = await build();
+      const after = await lstat(out, { bigint: true });
+      // Not written, not even touched: same inode, same times.
+      expect(after.ino).toBe(before.ino);
+      expect(after.mtimeNs).toBe(before.mtimeNs);
+      expect(after.ctimeNs).toBe(before.ctimeNs);
+      expect(again.compressedBytes).toBe(expected.byteLength);
+      expect(again.output).toBe(out);
+    }
+    const recordPath = (await record()) as string;
+    expect(JSON.parse(await readFile(recordPath, 'utf8'))).toMatchObject({
+      path: out,
+      size: String(expected.byteLength),
+    });
+    // One byte changed, same size and mtime (ctime moves anyway): compared, and rewritten.
     const damaged = Buffer.from(expected);
     damaged.writeUInt8(damaged.readUInt8(damaged.byteLength - 100) ^ 0xff, damaged.byteLength - 100);
     await writeFile(out, damaged);
+    await utimes(out, old, old);
     const damagedIno = (await lstat(out)).ino;
-    await new InitramfsBuilder(options).build(out);
+    await build();
     expect(Buffer.compare(await readFile(out), expected)).toBe(0);
     expect((await lstat(out)).ino).not.toBe(damagedIno);
+    // A record made in the same clock tick as the file's last change is not trusted: a change in
+    // that tick could have left ctime as it was. Forge one over a damaged file to see it compared.
+    await writeFile(out, damaged);
+    const st = await lstat(out, { bigint: true });
+    const forged = (soonAfterMs: number) =>
+      writeFile(
+        recordPath,
+        JSON.stringify({
+          path: out,
+          dev: String(st.dev),
+          ino: String(st.ino),
+          size: String(st.size),
+          mtimeNs: String(st.mtimeNs),
+          ctimeNs: String(st.ctimeNs),
+          seenAtMs: Number(st.ctimeNs / 1_000_000n) + soonAfterMs,
+        }),
+      );
+    await forged(1);
+    await build();
+    expect(Buffer.compare(await readFile(out), expected)).toBe(0);
+    // The same record, made well after the change, is trusted (which is why a damaged file with
+    // a forged record would stay: the record is only ever written after a byte comparison).
+    await writeFile(out, damaged);
+    const st2 = await lstat(out, { bigint: true });
+    await writeFile(
+      recordPath,
+      JSON.stringify({
+        path: out,
+        dev: String(st2.dev),
+        ino: String(st2.ino),
+        size: String(st2.size),
+        mtimeNs: String(st2.mtimeNs),
+        ctimeNs: String(st2.ctimeNs),
+        seenAtMs: Number(st2.ctimeNs / 1_000_000n) + 1000,
+      }),
+    );
+    await build();
+    expect(Buffer.compare(await readFile(out), damaged)).toBe(0);
     // A symlink to a file with the right bytes is replaced by the file, as any build does.
     const elsewhere = join(dir, 'same-elsewhere');
     await writeFile(elsewhere, expected);
     await unlink(out);
     await symlink(elsewhere, out);
-    await new InitramfsBuilder(options).build(out);
+    await build();
     expect((await lstat(out)).isFile()).toBe(true);
     expect(Buffer.compare(await readFile(out), expected)).toBe(0);
   });

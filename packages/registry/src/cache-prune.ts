@@ -59,7 +59,7 @@ export interface ListCacheOptions {
 }
 
 /** Output entries are `<hex key>.<kind>` (`base`, `tree`, `out`, `meta`). */
-const OUTPUT_NAME = /^([0-9a-f]{64})\.(base|tree|overlay|meta)$/;
+const OUTPUT_NAME = /^([0-9a-f]{64})\.(base|tree|overlay|meta|out)$/;
 
 /** Index entries named `<algorithm>-<hex>.<keyhash>.idx` carry their layer's digest. */
 const INDEX_NAME = /^([a-z0-9]+)-([a-zA-Z0-9=_-]+)\.[0-9a-f]+\.idx$/;
