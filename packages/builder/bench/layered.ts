@@ -1,7 +1,7 @@
 // Layered output: how long an unchanged rebuild, a rebuild after the agent changed and an
 // `irb append` take, against a full build with a warm blob cache, on the Debian + python3 fixture
 // pushed to a local registry, `-c zstd`, a 1 MB injected agent. Every row runs the CLI as a
-// process (start included) and is also given as a ratio to `node -e 0` measured in the same run.
+// process (start included) and is also given as a ratio to `node -e 0`, run just before each sample.
 //
 //   pnpm turbo run build --filter @irb/cli...   # the CLI from apps/cli/dist
 //   node --conditions=@irb/source packages/builder/bench/layered.ts [--runs N] [--in-process-runs N]
@@ -80,16 +80,21 @@ try {
     return { ms, cpuMs: (user + system) * 1000, rssKb: kb };
   };
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+  // Each sample is paired with a `node -e 0` run right before it, and the ratio is the median of
+  // the pairs' ratios: on a machine whose load drifts, both sides of a pair see the same load.
   const row = async (name: string, argv: string[], before?: () => Promise<void>, env?: NodeJS.ProcessEnv) => {
     if (values['in-process-only']) return undefined;
-    const samples: Array<{ ms: number; cpuMs: number; rssKb: number }> = [];
+    const samples: Array<{ ms: number; cpuMs: number; rssKb: number; ratio: number }> = [];
     for (let i = 0; i < runs; i++) {
       await before?.();
-      samples.push(time(argv, env));
+      const floor = time(['node', '-e', '0']);
+      const sample = time(argv, env);
+      samples.push({ ...sample, ratio: sample.ms / floor.ms });
     }
     return {
       name,
       ms: median(samples.map((s) => s.ms)),
+      ratio: median(samples.map((s) => s.ratio)),
       cpuMs: median(samples.map((s) => s.cpuMs)),
       rssKb: Math.max(...samples.map((s) => s.rssKb)),
     };
@@ -97,7 +102,7 @@ try {
 
   // Fill the blob and layer index caches (untimed).
   time(['node', bin, ...build]);
-  const rows: Array<{ name: string; ms: number; cpuMs: number; rssKb: number }> = [];
+  const rows: Array<{ name: string; ms: number; ratio: number; cpuMs: number; rssKb: number }> = [];
   const push = (r: (typeof rows)[number] | undefined) => {
     if (r) rows.push(r);
   };
@@ -204,20 +209,21 @@ try {
     });
   }
 
-  const node = rows[0]?.ms ?? 1;
   const baseSize = (await stat(base)).size;
   console.log(
     `Debian bookworm + python3 from a local registry, -c zstd, 1 MiB agent, ${runs} runs (median), ${new Date().toISOString().slice(0, 10)}; BASE ${(baseSize / 2 ** 20).toFixed(1)} MiB\n`,
   );
   const nodeCpu = rows[0]?.cpuMs || 1;
   if (rows.length > 0)
-    console.log('| step | wall (ms) | × node -e 0 | CPU (ms) | CPU × node -e 0 | peak RSS (MiB) |');
+    console.log(
+      '| step | wall (ms) | × node -e 0 (median of pairs) | CPU (ms) | CPU × node -e 0 | peak RSS (MiB) |',
+    );
   if (rows.length > 0) console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
   for (const r of rows) {
     const cells = [
       r.name,
       r.ms.toFixed(0),
-      (r.ms / node).toFixed(1),
+      r.ratio.toFixed(1),
       r.cpuMs.toFixed(0),
       (r.cpuMs / nodeCpu).toFixed(1),
     ];
