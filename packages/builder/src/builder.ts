@@ -1,4 +1,6 @@
 import { createReadStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createDockerKeychain } from '@irb/auth-docker';
 import { createEnvKeychain } from '@irb/auth-env';
 import type { CpioEntry } from '@irb/cpio';
@@ -172,6 +174,7 @@ export class InitramfsBuilder {
     const emit = (event: BuildProgressEvent) => o.onProgress?.(event);
     emit({ type: 'resolve', image: o.image });
     const source = await openSource(o.image, sourceOptions(o, emit));
+    let indexed: Rootfs | undefined;
     try {
       const image = source.image;
       const manifestDigest = await image.digest();
@@ -207,13 +210,21 @@ export class InitramfsBuilder {
       }
       // Everything below runs only when the base member must be built: the layer machinery,
       // the overlay planner and the tree collector are loaded here, not by a cached rebuild.
-      const [{ createDirectoryIndexCache, indexLayers }, { planOverlay }, baseTrees, { pathFilter }] =
-        await Promise.all([
-          import('@irb/layers'),
-          import('./overlay.ts'),
-          import('./base-tree.ts'),
-          import('./filter.ts'),
-        ]);
+      const [
+        { createDirectoryIndexCache, indexLayers },
+        { planOverlay },
+        baseTrees,
+        { pathFilter },
+        { scratchPath },
+        { tempName },
+      ] = await Promise.all([
+        import('@irb/layers'),
+        import('./overlay.ts'),
+        import('./base-tree.ts'),
+        import('./filter.ts'),
+        import('@irb/registry'),
+        import('./temp-files.ts'),
+      ]);
       const { createTreeCollector, plannedFiles, rootfsBaseTree } = baseTrees;
       const [manifest, config, layers] = await Promise.all([
         image.manifest(),
@@ -232,11 +243,15 @@ export class InitramfsBuilder {
       // No separate download step: opening the first layer makes the registry client fetch all
       // layers in the background (read-ahead, in parallel), and each layer's index pass reads its
       // blob as it downloads, byte by byte; the stream ends only once the blob is verified, else
-      // it throws and the build fails with nothing cached. Packing reads the verified cache.
+      // it throws and the build fails with nothing cached.
       // With the blob cache on, the layers' parsed headers are cached too (keyed by digest; every
       // source verifies blobs against it), so a warm rebuild does not decompress a layer twice.
+      // The index pass keeps the file bodies of the layers it decompresses in nameless spool
+      // files (beside the blob cache), so packing does not decompress them a second time.
       const rootfs = await indexLayers(layers, {
         ...(dirs ? { indexCache: createDirectoryIndexCache(dirs.index) } : {}),
+        spoolPath: (layer) =>
+          dirs ? scratchPath(dirs.blobs, layer.digest) : join(tmpdir(), tempName('irb-spool')),
         ...(o.exclude ? { exclude: o.exclude } : {}),
         ...keepOption(pathFilter, pre, o, config.config?.Env ?? []),
         ...(signal ? { signal } : {}),
@@ -246,6 +261,7 @@ export class InitramfsBuilder {
             emit({ type: 'index', layer: p.layer, layers: p.layers, entries: p.entries });
         },
       });
+      indexed = rootfs;
       // The base member: the image's files, plus /dev/console (the kernel opens it before /init
       // runs, whatever the job). Nothing is injected into it: see planOverlay.
       const extras = consoleEntries(
@@ -312,10 +328,12 @@ export class InitramfsBuilder {
         close: async () => {
           await sink?.abort();
           await overlaySink?.abort();
+          await rootfs.close();
           await source.close();
         },
       };
     } catch (error) {
+      await indexed?.close();
       await source.close();
       throw error;
     }

@@ -3,6 +3,7 @@ import type { CpioEntry, CpioFileEntry, CpioPath } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 import { layerLabel, openLayerTar } from './layer-tar.ts';
 import { cpioPathOfKey, displayKey } from './path.ts';
+import type { LayerSpool } from './spool.ts';
 import { type FileNode, keyOfNode, type Tree, walk } from './tree.ts';
 import type { LayerSource, LayersProgress } from './types.ts';
 
@@ -15,6 +16,8 @@ import type { LayerSource, LayersProgress } from './types.ts';
 export interface EmitContext {
   tree: Tree;
   layers: readonly LayerSource[];
+  /** Layers whose bodies the index pass kept, by position: read from there, not from the blob. */
+  spools: ReadonlyMap<number, LayerSpool>;
   onProgress: ((event: LayersProgress) => void) | undefined;
 }
 
@@ -25,7 +28,7 @@ export interface EmitContext {
  * `links`. The kernel's limits were checked when the tree was built and on each injection.
  */
 export async function* emitEntries(
-  { tree, layers, onProgress }: EmitContext,
+  { tree, layers, spools, onProgress }: EmitContext,
   signal?: AbortSignal,
 ): AsyncGenerator<CpioEntry> {
   signal?.throwIfAborted();
@@ -120,6 +123,23 @@ export async function* emitEntries(
         entries,
         done,
       });
+    const spool = spools.get(index);
+    if (spool && !spool.closed) {
+      // The bodies in tar order, as the blob would give them, without decompressing it again.
+      const reader = spool.reader();
+      const ordinals = [...wanted.keys()].sort((a, b) => a - b);
+      let done = 0;
+      for (const ordinal of ordinals) {
+        signal?.throwIfAborted();
+        const node = wanted.get(ordinal) as FileNode;
+        yield { ...fileEntry(node), body: reader.body(ordinal, node.inode.size) };
+        if (++done % 1024 === 0) progress(done, false);
+      }
+      // Its space is not needed any more: later layers' spools are still held.
+      await spool.close();
+      progress(done, true);
+      continue;
+    }
     const reader = openLayerTar(layer, label, signal);
     let left = wanted.size;
     let seen = 0;
@@ -167,7 +187,7 @@ export async function* emitEntries(
 
 /** The whole content of one file node, from its layer blob, memory or host file. */
 export async function readBody(
-  { layers }: Pick<EmitContext, 'layers'>,
+  { layers, spools }: Pick<EmitContext, 'layers' | 'spools'>,
   node: FileNode,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
@@ -184,7 +204,9 @@ export async function readBody(
       at += chunk.byteLength;
     }
   };
+  const spool = body.kind === 'layer' ? spools.get(body.layer) : undefined;
   if (body.kind === 'host') await take(hostBody(body.path, inode.size, signal));
+  else if (spool?.has(body.ordinal)) await take(spool.reader().body(body.ordinal, inode.size));
   else {
     const layer = layers[body.layer] as LayerSource;
     const reader = openLayerTar(layer, layerLabel(body.layer, layers.length, layer), signal);

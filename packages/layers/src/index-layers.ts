@@ -5,6 +5,7 @@ import { layerLabel, openLayerTar } from './layer-tar.ts';
 import { compileGlob } from './path.ts';
 import { decodeRecords, encodeRecords, type LayerRecord, recordOf } from './records.ts';
 import { Rootfs } from './rootfs.ts';
+import { LayerSpool } from './spool.ts';
 import { Tree } from './tree.ts';
 import type { IndexCache, IndexLayersOptions, LayerSource, LayersProgress } from './types.ts';
 
@@ -41,7 +42,9 @@ export async function indexLayers(
     options.concurrency ?? availableParallelism(),
     signal,
     options.indexCache,
+    options.spoolPath,
   );
+  let spools: ReadonlyMap<number, LayerSpool> | undefined;
   try {
     for (let index = 0; index < layers.length; index++) {
       const layer = layers[index] as LayerSource;
@@ -65,14 +68,27 @@ export async function indexLayers(
       }
       progress(index, layer, count, true);
     }
+    spools = readers.spools();
   } finally {
     // Whatever ends the loop early, no blob stream stays open behind it.
     await readers.close();
+    // Nor a spool: on success they were handed over above.
+    if (!spools) await readers.closeSpools();
   }
-  tree.exclude(globs);
-  if (options.keep) tree.filter(options.keep);
-  tree.checkLimits();
-  return new Rootfs({ layers, tree, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+  try {
+    tree.exclude(globs);
+    if (options.keep) tree.filter(options.keep);
+    tree.checkLimits();
+  } catch (error) {
+    await Promise.all([...spools.values()].map((spool) => spool.close()));
+    throw error;
+  }
+  return new Rootfs({
+    layers,
+    tree,
+    spools,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
 }
 
 /**
@@ -133,6 +149,11 @@ class LayerReaders {
   readonly #concurrency: number;
   readonly #signal: AbortSignal | undefined;
   readonly #cache: IndexCache | undefined;
+  readonly #spoolPath: ((layer: LayerSource, index: number) => string) | undefined;
+  /** Spools of the layers read to the end with every body kept. */
+  readonly #spools = new Map<number, LayerSpool>();
+  /** Spools being written, closed if the pass ends early. */
+  readonly #open = new Set<LayerSpool>();
   readonly #feeds: LayerFeed[] = [];
   readonly #controllers: AbortController[] = [];
   readonly #tasks: Promise<void>[] = [];
@@ -146,11 +167,13 @@ class LayerReaders {
     concurrency: number,
     signal: AbortSignal | undefined,
     cache: IndexCache | undefined,
+    spoolPath: ((layer: LayerSource, index: number) => string) | undefined,
   ) {
     this.#layers = layers;
     this.#concurrency = Math.max(1, Math.floor(concurrency) || 1);
     this.#signal = signal;
     this.#cache = cache;
+    this.#spoolPath = spoolPath;
     this.#limit = layers.length;
     this.#fill();
   }
@@ -203,6 +226,17 @@ class LayerReaders {
         }
         // Kept for the cache: the same record objects the applier gets, metadata only.
         const kept: LayerRecord[] | undefined = key ? [] : undefined;
+        // Every byte of the tar passes here anyway: bodies go to the spool, so that packing
+        // does not decompress the layer again. Created at the first body; dropped on any trouble.
+        const spoolPath = this.#spoolPath;
+        let spooling = spoolPath !== undefined;
+        let spool: LayerSpool | undefined;
+        const drop = async () => {
+          spooling = false;
+          if (spool) this.#open.delete(spool);
+          await spool?.close();
+          spool = undefined;
+        };
         const reader = openLayerTar(layer, label, signal);
         try {
           for (;;) {
@@ -211,9 +245,32 @@ class LayerReaders {
             const record = recordOf(entry);
             kept?.push(record);
             feed.push(record);
+            if (!spooling || entry.type !== 'file' || entry.size === 0) continue;
+            // A sparse file's holes would be spooled as zeros: such a layer is read again instead.
+            if (entry.sparse) {
+              await drop();
+              continue;
+            }
+            if (!spool) {
+              spool = spoolPath && (await LayerSpool.create(spoolPath(layer, index), label));
+              if (!spool) {
+                spooling = false;
+                continue;
+              }
+              this.#open.add(spool);
+            }
+            if (!(await spool.append(entry.ordinal, reader.body()))) await drop();
           }
+          if (spool && !(await spool.finish())) await drop();
+        } catch (error) {
+          await drop();
+          throw error;
         } finally {
           await reader.close();
+        }
+        if (spool) {
+          this.#open.delete(spool);
+          this.#spools.set(index, spool);
         }
         feed.end();
         release();
@@ -237,6 +294,19 @@ class LayerReaders {
   #stopAbove(index: number): void {
     this.#limit = Math.min(this.#limit, index + 1);
     for (let i = index + 1; i < this.#controllers.length; i++) this.#controllers[i]?.abort();
+  }
+
+  /** The spools of the layers read (all readers must have ended), handed over to the caller. */
+  spools(): ReadonlyMap<number, LayerSpool> {
+    return new Map(this.#spools);
+  }
+
+  /** Closes every spool, finished or not (the pass failed). Call after {@link close}. */
+  async closeSpools(): Promise<void> {
+    const all = [...this.#spools.values(), ...this.#open];
+    this.#spools.clear();
+    this.#open.clear();
+    await Promise.all(all.map((spool) => spool.close()));
   }
 
   /** Aborts every reader still running and waits until each has closed its stream. */

@@ -3,6 +3,7 @@ import { IrbError } from '@irb/errors';
 import { emitEntries, readBody } from './emit.ts';
 import { injectFile, injectHostPath } from './inject.ts';
 import { cpioPathOfKey, displayKey, keyOfInput } from './path.ts';
+import type { LayerSpool } from './spool.ts';
 import { keyOfNode, metaOf, Tree } from './tree.ts';
 import type {
   InjectOptions,
@@ -20,6 +21,8 @@ export interface RootfsInit {
   onProgress?: (event: LayersProgress) => void;
   /** The tree `indexLayers` built (internal); default an empty root. */
   tree?: Tree;
+  /** Layers whose bodies the index pass spooled (internal), by layer position. */
+  spools?: ReadonlyMap<number, LayerSpool>;
 }
 
 /**
@@ -35,12 +38,14 @@ export class Rootfs {
   readonly #layers: readonly LayerSource[];
   readonly #onProgress: ((event: LayersProgress) => void) | undefined;
   readonly #tree: Tree;
+  readonly #spools: ReadonlyMap<number, LayerSpool>;
 
   /** Use {@link indexLayers} to get one; constructing a Rootfs directly is not a stable API. */
   constructor(init: RootfsInit) {
     this.#layers = init.layers;
     this.#onProgress = init.onProgress;
     this.#tree = init.tree ?? new Tree(init.sourceDateEpoch);
+    this.#spools = init.spools ?? new Map();
   }
 
   /**
@@ -61,7 +66,7 @@ export class Rootfs {
         `${displayKey(keyOfNode(node))} is ${node.inode.size} bytes, more than the ${maxBytes} readFile() allows; stream it with entries() instead`,
       );
     }
-    return readBody({ layers: this.#layers }, node, options.signal);
+    return readBody({ layers: this.#layers, spools: this.#spools }, node, options.signal);
   }
 
   /**
@@ -138,8 +143,17 @@ export class Rootfs {
    */
   entries(options: { signal?: AbortSignal } = {}): AsyncGenerator<CpioEntry> {
     return emitEntries(
-      { tree: this.#tree, layers: this.#layers, onProgress: this.#onProgress },
+      { tree: this.#tree, layers: this.#layers, spools: this.#spools, onProgress: this.#onProgress },
       options.signal,
     );
+  }
+
+  /**
+   * Releases the temporary files holding the bodies that the index pass kept (its `spoolPath`
+   * option); `entries()` already releases each layer's once its bodies are out. Later reads
+   * decompress the layer blobs again. Safe to call more than once.
+   */
+  async close(): Promise<void> {
+    await Promise.all([...this.#spools.values()].map((spool) => spool.close()));
   }
 }

@@ -68,6 +68,17 @@ export interface IndexLayersOptions {
    * docker-archive sources are). Default: none.
    */
   indexCache?: IndexCache;
+  /**
+   * Where the file bodies of each layer this pass decompresses may be kept, so that
+   * `entries()` and `readFile()` read them back instead of decompressing the layer blob again:
+   * returns a new path (that does not exist yet) for the layer, in a directory on a local file
+   * system with room for the layers' uncompressed file contents. The file is unlinked as soon as
+   * it is open, so nothing is left behind by an error, an abort or a killed process, and each
+   * layer's file is released once `entries()` streamed its bodies, or by {@link Rootfs.close}.
+   * A spool that cannot be created or written (disk full) is dropped: that layer is read from its
+   * blob again, as without this option. Default: none (`entries()` decompresses every layer again).
+   */
+  spoolPath?: (layer: LayerSource, index: number) => string;
 }
 
 /**

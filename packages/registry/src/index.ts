@@ -19,6 +19,7 @@ export {
   sha256Digest,
 } from './artifact.ts';
 export * from './auth.ts';
+export { scratchPath } from './blobs.ts';
 export * from './cache.ts';
 export * from './cache-config.ts';
 export * from './cache-prune.ts';
