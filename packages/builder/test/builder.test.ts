@@ -244,6 +244,40 @@ describe('InitramfsBuilder against a real registry', () => {
     expect(await readdir(off)).toEqual(['x.cpio']);
   });
 
+  it('a cold build packs the bodies its index pass spooled: same bytes as reading the layers again, nothing left', async () => {
+    const sub = await mkdtemp(join(dir, 'spool-'));
+    const cacheDir = join(sub, 'blobs');
+    const cold = join(sub, 'cold.cpio.gz');
+    await new InitramfsBuilder({ image, cacheDir }).build(cold);
+    // The spool files lived in the blob cache's staging directory, without a name.
+    expect(await readdir(join(cacheDir, '.tmp'))).toEqual([]);
+    // Index cache hit, output cache miss: no spool, every body decompressed from its blob again.
+    await rm(join(sub, 'output'), { recursive: true });
+    const reread = join(sub, 'reread.cpio.gz');
+    await new InitramfsBuilder({ image, cacheDir }).build(reread);
+    expect(Buffer.compare(await readFile(cold), await readFile(reread))).toBe(0);
+
+    // Without the cache the spool goes to the system's temp directory, and leaves it as it was.
+    const before = (await readdir(tmpdir())).filter((name) => name.startsWith('.irb-spool.'));
+    const off = join(sub, 'off.cpio.gz');
+    await new InitramfsBuilder({ image, cache: false }).build(off);
+    expect(Buffer.compare(await readFile(cold), await readFile(off))).toBe(0);
+    expect((await readdir(tmpdir())).filter((name) => name.startsWith('.irb-spool.'))).toEqual(before);
+
+    // A build that fails after the index pass releases the spools too.
+    const failed = await new InitramfsBuilder({
+      image,
+      cacheDir: join(sub, 'again'),
+      onProgress: (e) => {
+        if (e.type === 'pack') throw new Error('stop packing');
+      },
+    })
+      .build(join(sub, 'failed.cpio.gz'))
+      .catch((e: unknown) => e);
+    expect((failed as Error).message).toBe('stop packing');
+    expect(await readdir(join(sub, 'again', '.tmp'))).toEqual([]);
+  });
+
   it('blames `exclude` and `inject`, not the image, when they take /bin/sh away', async () => {
     for (const pattern of ['/**', 'bin']) {
       const err = await new InitramfsBuilder({ image, cache: false, exclude: [pattern], initKind: 'sh' })
