@@ -124,22 +124,27 @@ export async function* emitEntries(
         done,
       });
     const spool = spools.get(index);
-    if (spool && !spool.closed) {
+    const ordinals = [...wanted.keys()].sort((a, b) => a - b);
+    if (spool && !spool.closed && ordinals.every((ordinal) => spool.has(ordinal))) {
       // The bodies in tar order, as the blob would give them, without decompressing it again.
+      // Progress counts tar members up to the body, as reading the blob would.
       const reader = spool.reader();
-      const ordinals = [...wanted.keys()].sort((a, b) => a - b);
-      let done = 0;
+      let seen = 0;
       for (const ordinal of ordinals) {
         signal?.throwIfAborted();
         const node = wanted.get(ordinal) as FileNode;
+        seen = ordinal + 1;
         yield { ...fileEntry(node), body: reader.body(ordinal, node.inode.size) };
-        if (++done % 1024 === 0) progress(done, false);
+        if (seen % 1024 === 0) progress(seen, false);
       }
       // Its space is not needed any more: later layers' spools are still held.
       await spool.close();
-      progress(done, true);
+      progress(seen, true);
       continue;
     }
+    // No spool, or one without every body wanted (it cannot happen today, but the blob is the
+    // reference): the layer is read from its blob.
+    await spool?.close();
     const reader = openLayerTar(layer, label, signal);
     let left = wanted.size;
     let seen = 0;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { buildTar, opaque, type TarSpec, whiteout } from '@irb/test-utils';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { emit, layerOf, MEDIA } from '../test/helpers.ts';
-import { indexLayers, type LayerSource } from './index.ts';
+import { indexLayers, type LayerSource, type LayersProgress } from './index.ts';
 
 const f = (path: string, content: string | Uint8Array = '', extra: Partial<TarSpec> = {}): TarSpec =>
   ({ type: 'file', path, content, ...extra }) as TarSpec;
@@ -35,7 +35,7 @@ async function stack(): Promise<Uint8Array[]> {
         f('etc/passwd', 'root:x:0:0::/root:/bin/sh\n'),
         f('etc/empty'),
         d('usr'),
-        ...many('usr', 300),
+        ...many('usr', 1100),
         f('usr/big', noise(2_500_000, 7)),
         f('usr/gone', noise(1_200_000, 8)),
       ],
@@ -59,10 +59,15 @@ async function stack(): Promise<Uint8Array[]> {
 /** The entries and bodies of a build of `blobs`, with the number of times each blob was opened. */
 async function build(blobs: Uint8Array[], spoolPath?: (layer: LayerSource, index: number) => string) {
   const layers = blobs.map((blob) => layerOf(blob, MEDIA.unknown, 4099));
-  const rootfs = await indexLayers(layers, { concurrency: 2, ...(spoolPath ? { spoolPath } : {}) });
+  const events: LayersProgress[] = [];
+  const rootfs = await indexLayers(layers, {
+    concurrency: 2,
+    onProgress: (event) => events.push({ ...event }),
+    ...(spoolPath ? { spoolPath } : {}),
+  });
   const out = await emit(rootfs);
   await rootfs.close();
-  return { out, opens: layers.map((layer) => layer.opens), rootfs, layers };
+  return { out, events, opens: layers.map((layer) => layer.opens), rootfs, layers };
 }
 
 async function openDescriptors(): Promise<number> {
@@ -88,6 +93,9 @@ describe('body spool', () => {
     const fds = await openDescriptors();
     const spooled = await build(blobs, inDir);
     expect(spooled.out).toEqual(again.out);
+    expect(spooled.events).toEqual(again.events);
+    expect(spooled.events.filter((event) => event.phase === 'emit' && event.done)).toHaveLength(3);
+    expect(spooled.events.some((event) => event.phase === 'emit' && !event.done)).toBe(true);
     expect(spooled.out.some((item) => item.body && item.body.byteLength > 1_048_576)).toBe(true);
     // Decompressed once: the index pass; the bodies came from the spool.
     expect(spooled.opens).toEqual([1, 1, 1]);
