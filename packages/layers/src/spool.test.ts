@@ -191,6 +191,30 @@ describe('body spool', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  test('a stream that fails verification at its very end fails the pass: its spooled bodies are dropped', async () => {
+    const blobs = await stack();
+    const fds = await openDescriptors();
+    const layers = blobs.map((blob, index) => {
+      const layer = layerOf(blob, MEDIA.unknown);
+      if (index !== 1) return layer;
+      const open = layer.open.bind(layer);
+      return {
+        ...layer,
+        open: () =>
+          (async function* () {
+            yield* open();
+            // What a blob stream does when the bytes it gave out do not hash to the digest.
+            throw Object.assign(new Error('blob does not match its digest'), { code: 'IRB_DIGEST_MISMATCH' });
+          })(),
+      };
+    });
+    await expect(indexLayers(layers, { spoolPath: inDir })).rejects.toMatchObject({
+      code: 'IRB_DIGEST_MISMATCH',
+    });
+    expect(await openDescriptors()).toBe(fds);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   test('an abort while spooling releases every spool', async () => {
     const blobs = await stack();
     const controller = new AbortController();
