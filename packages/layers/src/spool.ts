@@ -1,4 +1,4 @@
-import { type FileHandle, mkdir, open, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, statfs, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { IrbError } from '@irb/errors';
 
@@ -19,11 +19,19 @@ import { IrbError } from '@irb/errors';
 const SPOOL_BLOCK = 1024 * 1024;
 /** Blocks being written at once. */
 const WRITES_IN_FLIGHT = 4;
+/**
+ * Free space a spool never takes its file system below: the blob downloads and the output
+ * share it, and must not fail for a shortcut. Checked at creation and every {@link SPACE_CHECK}.
+ */
+const MIN_FREE = 1024 * 1024 * 1024;
+const SPACE_CHECK = 64 * 1024 * 1024;
 
 /** The spooled bodies of one layer: a nameless temp file and where each member's body starts. */
 export class LayerSpool {
   readonly #handle: FileHandle;
   readonly #label: string;
+  /** Where the file is, for the free-space checks. */
+  readonly #dir: string;
   /** Tar ordinal → offset of its body in the file (bodies are written back to back, in tar order). */
   readonly #offsets = new Map<number, number>();
   /** The block being filled, and how much of it is. */
@@ -38,14 +46,15 @@ export class LayerSpool {
   #failed = false;
   #closed = false;
 
-  private constructor(handle: FileHandle, label: string) {
+  private constructor(handle: FileHandle, label: string, dir: string) {
     this.#handle = handle;
     this.#label = label;
+    this.#dir = dir;
   }
 
   /**
    * Creates the spool file at `path` and unlinks it at once; `undefined` when it cannot be
-   * created (the caller then goes on without a spool).
+   * created or its file system has less than 1 GiB free (the caller then goes on without one).
    */
   static async create(path: string, label: string): Promise<LayerSpool | undefined> {
     let handle: FileHandle;
@@ -66,7 +75,12 @@ export class LayerSpool {
       await unlink(path).catch(() => undefined);
       return undefined;
     }
-    return new LayerSpool(handle, label);
+    const spool = new LayerSpool(handle, label, dirname(path));
+    if (!(await spool.#roomy())) {
+      await spool.close();
+      return undefined;
+    }
+    return spool;
   }
 
   /** True once closed (by {@link close} or a failed write): bodies must come from the blob. */
@@ -128,6 +142,12 @@ export class LayerSpool {
     this.#filled = 0;
     const position = this.#written;
     this.#written += length;
+    if (Math.floor(position / SPACE_CHECK) !== Math.floor(this.#written / SPACE_CHECK)) {
+      // A disk filling up stops the spool (the layer is then read again), not the build.
+      void this.#roomy().then((roomy) => {
+        if (!roomy) this.#failed = true;
+      });
+    }
     const write = (async () => {
       let at = 0;
       try {
@@ -142,6 +162,16 @@ export class LayerSpool {
     })();
     this.#writes.add(write);
     void write.finally(() => this.#writes.delete(write));
+  }
+
+  /** Whether the file system keeps more than {@link MIN_FREE} free; `true` when it cannot tell. */
+  async #roomy(): Promise<boolean> {
+    try {
+      const fs = await statfs(this.#dir);
+      return fs.bavail * fs.bsize >= MIN_FREE;
+    } catch {
+      return true;
+    }
   }
 
   /** Whether the body of member `ordinal` is in the spool. */
