@@ -228,8 +228,7 @@ class LayerReaders {
         const kept: LayerRecord[] | undefined = key ? [] : undefined;
         // Every byte of the tar passes here anyway: bodies go to the spool, so that packing
         // does not decompress the layer again. Created at the first body; dropped on any trouble.
-        const spoolPath = this.#spoolPath;
-        let spooling = spoolPath !== undefined;
+        let spooling = this.#spoolPath !== undefined;
         let spool: LayerSpool | undefined;
         const drop = async () => {
           spooling = false;
@@ -252,7 +251,7 @@ class LayerReaders {
               continue;
             }
             if (!spool) {
-              spool = spoolPath && (await LayerSpool.create(spoolPath(layer, index), label));
+              spool = await this.#createSpool(layer, index, label);
               if (!spool) {
                 spooling = false;
                 continue;
@@ -294,6 +293,20 @@ class LayerReaders {
   #stopAbove(index: number): void {
     this.#limit = Math.min(this.#limit, index + 1);
     for (let i = index + 1; i < this.#controllers.length; i++) this.#controllers[i]?.abort();
+  }
+
+  /** A spool for the layer at `index`, or `undefined` (no `spoolPath`, or it failed). */
+  async #createSpool(layer: LayerSource, index: number, label: string): Promise<LayerSpool | undefined> {
+    const spoolPath = this.#spoolPath;
+    if (!spoolPath) return undefined;
+    let path: string;
+    try {
+      path = spoolPath(layer, index);
+    } catch {
+      // A shortcut that cannot be taken: the layer is read again instead.
+      return undefined;
+    }
+    return LayerSpool.create(path, label);
   }
 
   /** The spools of the layers read (all readers must have ended), handed over to the caller. */

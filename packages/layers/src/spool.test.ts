@@ -158,6 +158,16 @@ describe('body spool', () => {
     expect(spooled.opens).toEqual([2, 2, 2]);
   });
 
+  test('a spoolPath that throws means no spool, not a failure', async () => {
+    const blobs = await stack();
+    const again = await build(blobs);
+    const spooled = await build(blobs, () => {
+      throw new Error('no path for you');
+    });
+    expect(spooled.out).toEqual(again.out);
+    expect(spooled.opens).toEqual([2, 2, 2]);
+  });
+
   test('a missing spool directory is created', async () => {
     const blobs = await stack();
     const spooled = await build(blobs, (_layer, index) => join(dir, 'made', 'here', `s${index}`));
