@@ -25,7 +25,6 @@ import type { Overlay } from './overlay.ts';
 import { type BuildPipeline, createBuildPipeline, type MemberSink, memberThreads } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
-import { tempName } from './temp-files.ts';
 import type {
   BuildProgressEvent,
   BuildStream,
