@@ -47,15 +47,4 @@ export async function* rechunk(data: Uint8Array, sizes: readonly number[]): Asyn
   }
 }
 
-/** Deterministic pseudo-random bytes (xorshift32). */
-export function pseudoRandomBytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+export { pseudoRandomBytes } from '@irb/test-utils';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTar, opaque, type TarSpec, whiteout } from '@irb/test-utils';
+import { buildTar, opaque, pseudoRandomBytes, type TarSpec, whiteout } from '@irb/test-utils';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { emit, layerOf, MEDIA } from '../test/helpers.ts';
 import { indexLayers, type LayerSource, type LayersProgress } from './index.ts';
@@ -12,17 +12,7 @@ const f = (path: string, content: string | Uint8Array = '', extra: Partial<TarSp
 const d = (path: string): TarSpec => ({ type: 'directory', path });
 
 /** Deterministic bytes, incompressible, larger than a spool block when `n` says so. */
-function noise(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+const noise = pseudoRandomBytes;
 
 /** Layers that lean on each other, with bodies across spool blocks, empty files and links. */
 async function stack(): Promise<Uint8Array[]> {

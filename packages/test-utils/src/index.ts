@@ -1,3 +1,4 @@
+export * from './bytes.ts';
 export * from './debian-image.ts';
 export * from './fault-proxy.ts';
 export * from './forward-proxy.ts';
