@@ -67,7 +67,14 @@ describe('static init (x86_64) booted by a real kernel, in an archive with no sh
           { path: 'srv/my app', mode: 0o750, uid: 1000, gid: 1000 },
         ],
       });
-      const result = await bootInitramfs({ kernel, initramfs: path, timeoutMs: BOOT - 20_000 });
+      // loglevel=4: the kernel's informational messages (a late TSC calibration, …) would otherwise
+      // land in the middle of a probe line on the shared serial console.
+      const result = await bootInitramfs({
+        kernel,
+        initramfs: path,
+        timeoutMs: BOOT - 20_000,
+        append: ['loglevel=4'],
+      });
       const out = result.output;
       expect(result, out).toMatchObject({ ok: true, panicked: false, timedOut: false, exitCode: 0 });
 
