@@ -49,7 +49,10 @@ export async function writeStaticInitArchive(
 
 /** The lines of console output that start with `prefix`, prefix removed. */
 export function linesWith(output: string, prefix: string): string[] {
+  // The kernel shares the serial console: a late message (a TSC calibration, …) can land in the
+  // middle of a program's line. Its text, up to its newline, is cut out before splitting.
   return output
+    .replace(/\[\s*\d+\.\d+\] [^\n]*\n/g, '')
     .split('\n')
     .filter((l) => l.startsWith(prefix))
     .map((l) => l.slice(prefix.length));
