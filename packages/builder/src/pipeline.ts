@@ -203,7 +203,8 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
     data: data(),
     ...(allStored ? { storedFiles: options.members.map((m) => (m as StoredMember).file) } : {}),
     summary(output) {
-      emit?.({ type: 'pack', entries, bytes: cpioBytes, totalBytes: cpioBytes });
+      // Nothing was packed when every member came from the output cache: no `pack` to report.
+      if (!allStored) emit?.({ type: 'pack', entries, bytes: cpioBytes, totalBytes: cpioBytes });
       const f = options.facts;
       // Field by field, in the documented order (JSON output keeps it).
       const summary: BuildSummary = {
