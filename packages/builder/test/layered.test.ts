@@ -215,6 +215,8 @@ describe('the output cache', () => {
     expect(hit.events).not.toContain('index');
     // An unchanged rebuild packs and compresses nothing: both members come from the cache.
     expect(hit.events).not.toContain('compress');
+    expect(hit.events).not.toContain('pack');
+    expect(hit.events).toContain('done');
     // Nothing downloaded (the manifest is revalidated; the config comes from the blob cache).
     expect(hit.events.filter((e) => e.startsWith('blob') && !e.endsWith(' cache'))).toEqual([]);
     expect(Buffer.compare(hit.bytes, cold.bytes)).toBe(0);
