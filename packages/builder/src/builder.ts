@@ -93,15 +93,7 @@ export class InitramfsBuilder {
       // again) leaves the file alone: copying the same bytes over it would only cost the copy, an
       // fsync and freeing the old blocks. Compared byte for byte once, then trusted while the
       // file's identity and times are unchanged (see outputUpToDate).
-      const stored = opened.pipeline.storedFiles;
-      if (
-        opened.upToDate !== undefined &&
-        opened.prefixFile !== undefined &&
-        stored !== undefined &&
-        (await opened.upToDate(output, [opened.prefixFile, ...stored]))
-      ) {
-        return opened.pipeline.summary(output);
-      }
+      if (await opened.upToDate?.(output)) return opened.pipeline.summary(output);
       await writeFileAtomic(output, opened.pipeline.data, {
         ...(signal ? { signal } : {}),
         ...(opened.prefixFile !== undefined ? { prefixFile: opened.prefixFile } : {}),
@@ -446,8 +438,8 @@ export class InitramfsBuilder {
       prefixFile: hit.path,
       ...(cachedOverlay
         ? {
-            upToDate: (output: string, parts: readonly string[]) =>
-              outputUpToDate(dirs.output, overlayCache.key, output, parts),
+            upToDate: (output: string) =>
+              outputUpToDate(dirs.output, overlayCache.key, output, [hit.path, cachedOverlay.path]),
           }
         : {}),
       release: async () => {
@@ -462,8 +454,11 @@ export class InitramfsBuilder {
 interface Opened {
   pipeline: BuildPipeline;
   prefixFile?: string;
-  /** On an unchanged rebuild: whether `output` already holds the archive's bytes. */
-  upToDate?: (output: string, parts: readonly string[]) => Promise<boolean>;
+  /**
+   * On an unchanged rebuild (every member from the output cache): whether `output` already
+   * holds the archive's bytes, so that `summary` can be asked without reading `data`.
+   */
+  upToDate?: (output: string) => Promise<boolean>;
   close: () => Promise<void>;
 }
 

@@ -88,12 +88,9 @@ export interface BuildPipeline {
   /** The compressed archive. Single use: read it once, to the end. */
   readonly data: AsyncIterable<Uint8Array>;
   /**
-   * When every member is stored (see {@link StoredMember}): their files, in order. `data` is then
-   * their bytes, and `summary` may be asked without reading `data` (the output is known to hold
-   * them already).
+   * The summary, valid after `data` was read to the end, or at once when every member is stored
+   * (their counts are known before their bytes are read); emits `done`.
    */
-  readonly storedFiles?: readonly string[];
-  /** The summary, valid after `data` was read to the end; emits `done`. */
   summary(output: string): BuildSummary;
 }
 
@@ -201,7 +198,6 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
 
   return {
     data: data(),
-    ...(allStored ? { storedFiles: options.members.map((m) => (m as StoredMember).file) } : {}),
     summary(output) {
       // Nothing was packed when every member came from the output cache: no `pack` to report.
       if (!allStored) emit?.({ type: 'pack', entries, bytes: cpioBytes, totalBytes: cpioBytes });
