@@ -8,6 +8,7 @@ import { IrbError } from '@irb/errors';
 import { createScratchRootfs, parseInjectSpec } from '@irb/layers/scratch';
 import { writeFileAtomic } from './atomic.ts';
 import { keyOfPath } from './base-tree.ts';
+import { summarizedStream } from './summarized-stream.ts';
 import type { InitramfsCompression } from './types.ts';
 
 /** Options of {@link appendOverlay}. */
@@ -90,39 +91,21 @@ export function appendOverlay(
 ): AppendStream | Promise<AppendSummary> {
   const started = performance.now();
   if (options.output !== undefined) return appendToFile(base, files, options.output, options, started);
-  let settle: { resolve: (s: AppendSummary) => void; reject: (e: unknown) => void } | undefined;
-  const summary = new Promise<AppendSummary>((resolve, reject) => {
-    settle = { resolve, reject };
-  });
-  summary.catch(() => {});
   const signal = options.signal;
-  async function* generate(): AsyncGenerator<Uint8Array> {
-    let done = false;
-    try {
-      const plan = await planAppend(base, files, options);
-      let baseBytes = 0;
-      for await (const chunk of createReadStream(base, signal ? { signal } : {})) {
-        baseBytes += (chunk as Uint8Array).byteLength;
-        yield chunk as Uint8Array;
-      }
-      let memberBytes = 0;
-      for await (const chunk of plan.member(baseBytes)) {
-        memberBytes += chunk.byteLength;
-        yield chunk;
-      }
-      done = true;
-      settle?.resolve(plan.summary('-', baseBytes, memberBytes, started));
-    } catch (error) {
-      settle?.reject(error);
-      throw error;
-    } finally {
-      if (!done)
-        settle?.reject(
-          new IrbError('IRB_STREAM_ABANDONED', 'the append stream was not read to the end; read it fully'),
-        );
+  return summarizedStream<AppendSummary>(async function* (finish) {
+    const plan = await planAppend(base, files, options);
+    let baseBytes = 0;
+    for await (const chunk of createReadStream(base, signal ? { signal } : {})) {
+      baseBytes += (chunk as Uint8Array).byteLength;
+      yield chunk as Uint8Array;
     }
-  }
-  return Object.assign(generate(), { summary });
+    let memberBytes = 0;
+    for await (const chunk of plan.member(baseBytes)) {
+      memberBytes += chunk.byteLength;
+      yield chunk;
+    }
+    finish(plan.summary('-', baseBytes, memberBytes, started));
+  }, 'the append stream was not read to the end; read it fully');
 }
 
 async function appendToFile(

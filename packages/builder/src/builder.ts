@@ -25,6 +25,7 @@ import type { Overlay } from './overlay.ts';
 import { type BuildPipeline, createBuildPipeline, type MemberSink, memberThreads } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
+import { summarizedStream } from './summarized-stream.ts';
 import type {
   BuildProgressEvent,
   BuildStream,
@@ -112,48 +113,23 @@ export class InitramfsBuilder {
   stream(): BuildStream {
     const o = this.options;
     const open = (pre: Preflight, started: number) => this.#open(pre, started);
-    let settle: { resolve: (s: BuildSummary) => void; reject: (e: unknown) => void } | undefined;
-    const summary = new Promise<BuildSummary>((resolve, reject) => {
-      settle = { resolve, reject };
-    });
-    // A caller who only reads the bytes must not get an unhandled rejection from `summary`.
-    summary.catch(() => {});
-    async function* generate(): AsyncGenerator<Uint8Array> {
-      let done = false;
+    return summarizedStream<BuildSummary>(async function* (finish) {
+      const started = performance.now();
+      const opened = await open(await preflight(o), started);
       try {
-        const started = performance.now();
-        const opened = await open(await preflight(o), started);
-        try {
-          if (opened.prefixFile !== undefined) {
-            for await (const chunk of createReadStream(
-              opened.prefixFile,
-              o.signal ? { signal: o.signal } : {},
-            ))
-              yield chunk as Uint8Array;
-          }
-          for await (const chunk of opened.pipeline.data) {
-            o.signal?.throwIfAborted();
-            yield chunk;
-          }
-          done = true;
-          settle?.resolve(opened.pipeline.summary('-'));
-        } finally {
-          await opened.close();
+        if (opened.prefixFile !== undefined) {
+          for await (const chunk of createReadStream(opened.prefixFile, o.signal ? { signal: o.signal } : {}))
+            yield chunk as Uint8Array;
         }
-      } catch (error) {
-        settle?.reject(error);
-        throw error;
+        for await (const chunk of opened.pipeline.data) {
+          o.signal?.throwIfAborted();
+          yield chunk;
+        }
+        finish(opened.pipeline.summary('-'));
       } finally {
-        if (!done)
-          settle?.reject(
-            new IrbError(
-              'IRB_STREAM_ABANDONED',
-              'the build stream was not read to the end; read it fully to get a summary',
-            ),
-          );
+        await opened.close();
       }
-    }
-    return Object.assign(generate(), { summary });
+    }, 'the build stream was not read to the end; read it fully to get a summary');
   }
 
   /**
