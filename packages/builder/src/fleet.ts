@@ -13,7 +13,6 @@ import {
   type ArtifactManifest,
   blobFromBytes,
   blobFromFile,
-  createRegistryClient,
   type Descriptor,
   EMPTY_CONFIG_BYTES,
   type FetchedManifest,
@@ -41,6 +40,7 @@ import packageJson from '../package.json' with { type: 'json' };
 import { measureArchive } from './archive.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { defaultKeychains } from './builder.ts';
+import { createRegistry } from './source.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
 
 /** The irb version written into pushed artifacts (`dev.irb.version`). */
@@ -148,12 +148,10 @@ export async function withClient<T>(
   fn: (client: RegistryClient) => Promise<T>,
 ): Promise<T> {
   if (options.client) return fn(options.client);
-  const client = createRegistryClient({
-    keychains: [...(options.keychains ?? defaultKeychains())],
-    ...(options.insecureRegistries ? { insecureRegistries: [...options.insecureRegistries] } : {}),
-    ...(options.mirrors
-      ? { mirrors: Object.fromEntries(Object.entries(options.mirrors).map(([k, v]) => [k, [...v]])) }
-      : {}),
+  const client = createRegistry({
+    keychains: options.keychains ?? defaultKeychains(),
+    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+    ...(options.mirrors ? { mirrors: options.mirrors } : {}),
     ...(options.cache !== undefined ? { cache: options.cache } : {}),
     ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
     ...(options.signal ? { signal: options.signal } : {}),

@@ -51,7 +51,8 @@ export async function openSource(spec: string, options: SourceOptions): Promise<
   }
 }
 
-function createRegistry(options: SourceOptions): RegistryClient {
+/** A registry client for the source options (keychains, insecure registries, mirrors, cache, signal). */
+export function createRegistry(options: Omit<SourceOptions, 'platform'>): RegistryClient {
   return createRegistryClient({
     keychains: [...options.keychains],
     ...(options.insecureRegistries ? { insecureRegistries: [...options.insecureRegistries] } : {}),
