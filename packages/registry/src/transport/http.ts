@@ -260,8 +260,8 @@ export class Transport {
   /**
    * One secure context for every connection (passing `ca` would re-parse the whole CA list, often
    * the system bundle from NODE_EXTRA_CA_CERTS, on each TLS handshake), made on first use: parsing
-   * the store takes ~30 ms, which a plain-HTTP registry, and a cache hit revalidating against
-   * one, should not pay.
+   * the store takes ~30 ms, which a cache hit revalidating against a plain-HTTP registry should
+   * not pay.
    */
   #tlsContext(): { secureContext?: SecureContext } {
     if (this.#secureContext === undefined) {

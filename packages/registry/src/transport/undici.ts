@@ -5,7 +5,7 @@
  * revalidates a manifest never pays the ~60 ms undici takes to load.
  */
 import { Readable } from 'node:stream';
-import { Agent, buildConnector, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
+import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
 import {
   type Engine,
   type EngineOptions,
@@ -37,19 +37,9 @@ export function createUndiciEngine(options: EngineOptions): Engine {
         proxyTls: context,
       } as ConstructorParameters<typeof EnvHttpProxyAgent>[0]);
     }
-    // What undici would build from `connect: { secureContext, rejectUnauthorized }`, except that
-    // the TLS side (and its secure context) is made at the first https connection.
-    let plain: buildConnector.connector | undefined;
-    let secure: buildConnector.connector | undefined;
-    const connect: buildConnector.connector = (connectOptions, callback) => {
-      if (connectOptions.protocol === 'https:') {
-        secure ??= buildConnector({ ...options.tls(), rejectUnauthorized: verify });
-        return secure(connectOptions, callback);
-      }
-      plain ??= buildConnector({});
-      return plain(connectOptions, callback);
-    };
-    return new Agent({ ...base, connect });
+    // Made at the first bulk transfer, which is when this engine loads at all: metadata (a cached
+    // rebuild's revalidation) goes through the light engine and never gets here.
+    return new Agent({ ...base, connect: { ...options.tls(), rejectUnauthorized: verify } });
   };
 
   return {
