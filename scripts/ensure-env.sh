@@ -8,7 +8,8 @@ set -euo pipefail
 IRB_NODE_PREFIX=${IRB_NODE_PREFIX:-/opt/node24}
 IRB_PNPM_VERSION=12.4.2
 IRB_APT_PACKAGES=(docker-registry skopeo umoci qemu-system-x86 busybox-static cpio libarchive-tools pigz zstd lz4
-  debootstrap apache2-utils ca-certificates openssl python3 make g++ time qemu-system-arm gcc-aarch64-linux-gnu)
+  debootstrap apache2-utils ca-certificates openssl python3 make g++ time qemu-system-arm gcc-aarch64-linux-gnu
+  kmod initramfs-tools-core xz-utils)
 
 _irb_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 _irb_sudo() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -73,20 +74,33 @@ _irb_ensure_modules() {
   fi
 }
 
-# A Debian kernel for boot tests, unpacked (not installed) into the cache.
+# A Debian kernel for boot tests, unpacked (not installed) into the cache: vmlinuz, its modules
+# under lib/modules/<release> with modules.dep made by depmod (the .deb ships none; its postinst
+# makes it), and the .deb itself, for tests of a .deb module source.
+_irb_unpack_kernel() { # dir apt-package
+  local dir=$1 pkg=$2 tmp release
+  tmp=$(mktemp -d)
+  chmod 777 "$tmp"
+  (cd "$tmp" && { apt-get download -qq "$pkg" >/dev/null 2>&1 || _irb_sudo apt-get download -qq "$pkg" >/dev/null; })
+  mkdir -p "$dir"
+  rm -f "$dir"/linux-image-*.deb
+  cp "$tmp"/linux-image-*.deb "$dir"/
+  dpkg-deb --fsys-tarfile "$tmp"/linux-image-*.deb | tar -x -C "$dir" --wildcards './boot/vmlinuz-*' './lib/modules/*'
+  local depmod
+  depmod=$(command -v depmod || echo /sbin/depmod)
+  for release in $(ls "$dir"/lib/modules); do "$depmod" -b "$dir" "$release"; done
+  rm -rf "$tmp"
+}
+
 _irb_ensure_kernel() {
   local dir=${XDG_CACHE_HOME:-$HOME/.cache}/irb/kernel
   export IRB_TEST_KERNEL_DIR=$dir
-  if ls /boot/vmlinuz-* >/dev/null 2>&1 || ls "$dir"/boot/vmlinuz-* >/dev/null 2>&1; then return; fi
-  _irb_log "unpacking a Debian kernel into $dir"
-  local tmp pkg
-  tmp=$(mktemp -d)
+  if ls "$dir"/lib/modules/*/modules.dep >/dev/null 2>&1 && ls "$dir"/boot/vmlinuz-* >/dev/null 2>&1; then return; fi
+  _irb_log "unpacking a Debian kernel and its modules into $dir"
+  local pkg
   pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
   if [ -z "$pkg" ]; then _irb_sudo apt-get update -qq; pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}'); fi
-  (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null 2>&1 || { chmod 777 "$tmp"; _irb_sudo apt-get download -qq "$pkg" >/dev/null; })
-  mkdir -p "$dir"
-  dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -C "$dir" --wildcards './boot/vmlinuz-*'
-  rm -rf "$tmp"
+  _irb_unpack_kernel "$dir" "$pkg"
 }
 
 # arm64 guests for boot tests: Debian's arm64 kernel and static busybox, downloaded with apt for
@@ -94,20 +108,21 @@ _irb_ensure_kernel() {
 _irb_ensure_arm64() {
   local cache=${XDG_CACHE_HOME:-$HOME/.cache}/irb
   local kdir=$cache/kernel-aarch64 bdir=$cache/aarch64
-  if ls "$kdir"/boot/vmlinuz-* >/dev/null 2>&1 && [ -x "$bdir/bin/busybox" ]; then return; fi
-  _irb_log "unpacking Debian's arm64 kernel and busybox into $cache"
+  if ls "$kdir"/lib/modules/*/modules.dep >/dev/null 2>&1 && ls "$kdir"/boot/vmlinuz-* >/dev/null 2>&1 &&
+    [ -x "$bdir/bin/busybox" ]; then return; fi
+  _irb_log "unpacking Debian's arm64 kernel, its modules and busybox into $cache"
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     _irb_sudo dpkg --add-architecture arm64
     _irb_sudo apt-get update -qq
   fi
   local tmp pkg
-  tmp=$(mktemp -d)
   pkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
   if [ -z "$pkg" ]; then _irb_sudo apt-get update -qq; pkg=$(apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-image-/{print $2; exit}'); fi
+  _irb_unpack_kernel "$kdir" "$pkg"
+  tmp=$(mktemp -d)
   chmod 777 "$tmp"
-  (cd "$tmp" && { apt-get download -qq "$pkg" busybox-static:arm64 >/dev/null 2>&1 || _irb_sudo apt-get download -qq "$pkg" busybox-static:arm64 >/dev/null; })
-  mkdir -p "$kdir" "$bdir"
-  dpkg-deb --fsys-tarfile "$tmp"/linux-image-*.deb | tar -x -C "$kdir" --wildcards './boot/vmlinuz-*'
+  (cd "$tmp" && { apt-get download -qq busybox-static:arm64 >/dev/null 2>&1 || _irb_sudo apt-get download -qq busybox-static:arm64 >/dev/null; })
+  mkdir -p "$bdir"
   dpkg-deb --fsys-tarfile "$tmp"/busybox-static_*.deb | tar -x -C "$bdir" ./bin/busybox
   rm -rf "$tmp"
 }
