@@ -20,7 +20,7 @@ export function bootProblem(result: BootResult): string | undefined {
   const kernel = `${result.kernel}${result.kernelRelease ? ` (${result.kernelRelease})` : ''}`;
   if (silent && result.timedOut) {
     const emulated = result.accel === 'tcg' ? ' under TCG, which emulates the CPU' : '';
-    return `the timeout (${seconds(result.timeoutMs)}) passed before the kernel printed its first line: booting${emulated} takes longer than that here; raise the timeout`;
+    return `the timeout (${seconds(result.timeoutMs)}) passed with nothing on the console yet: the kernel had not printed its first line, and booting${emulated} takes longer than that here; raise the timeout`;
   }
   if (silent && !result.stopped) {
     const stderr = result.stderr.trim().split('\n')[0];

@@ -54,8 +54,9 @@ const CLOSED_KEEP_MS = 1000;
  * - Then connections to `port` are made one after the other, each sending `request` at once: a
  *   refusal comes back within a round trip (about 1–10 ms under TCG), and the next attempt starts
  *   `intervalMs` after the previous one. A connection still open after `graceMs` was accepted by
- *   the guest (`acceptedMs` = that connection's start: the guest began listening within one
- *   interval plus a round trip before it). If it then closes without a byte, it was a late
+ *   the guest (`acceptedMs` = that connection's start; the guest accepted it within one round
+ *   trip after that, and had refused the attempt before, at most one interval plus a round trip
+ *   earlier: that is the resolution). If it then closes without a byte, it was a late
  *   refusal or a server that hung up: the acceptance is withdrawn and the probing goes on.
  * - The first bytes back on the accepted connection are the answer (`answerMs`, exact to the
  *   event loop): the time from the VM's start to the first answer of the agent.
