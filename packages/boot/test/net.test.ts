@@ -175,6 +175,28 @@ describe('a boot with a network (x86_64, pc, TCG, Debian kernel and modules)', (
   );
 
   it(
+    'puts virtio-net on the virtio-mmio bus of microvm (virtio_mmio module)',
+    async () => {
+      const archive = await netArchive(join(dir, 'microvm.cpio'), {
+        arch: 'x86_64',
+        modules: ['virtio_net', 'virtio_mmio'],
+        script: `${WEB}\nexec httpd -f -p 80 -h /www`,
+      });
+      const report = await bootTimeline({
+        initramfs: archive,
+        machine: 'microvm',
+        accel: 'tcg',
+        net: { forwards: ['0:80'] },
+        timeoutMs: BOOT,
+      });
+      expect(report.last, report.last.output).toMatchObject({ ok: true, machine: 'microvm' });
+      expect(report.last.command.join(' ')).toContain('-device virtio-net-device,netdev=net0');
+      expect(report.runs[0]?.answerLine).toBe('HTTP/1.1 200 OK');
+    },
+    BOOT,
+  );
+
+  it(
     "reports the init's missing network device, naming the modules to add",
     async () => {
       const archive = await netArchive(join(dir, 'no-driver.cpio'), {
