@@ -175,28 +175,6 @@ describe('a boot with a network (x86_64, pc, TCG, Debian kernel and modules)', (
   );
 
   it(
-    'puts virtio-net on the virtio-mmio bus of microvm (virtio_mmio module)',
-    async () => {
-      const archive = await netArchive(join(dir, 'microvm.cpio'), {
-        arch: 'x86_64',
-        modules: ['virtio_net', 'virtio_mmio'],
-        script: `${WEB}\nexec httpd -f -p 80 -h /www`,
-      });
-      const report = await bootTimeline({
-        initramfs: archive,
-        machine: 'microvm',
-        accel: 'tcg',
-        net: { forwards: ['0:80'] },
-        timeoutMs: BOOT,
-      });
-      expect(report.last, report.last.output).toMatchObject({ ok: true, machine: 'microvm' });
-      expect(report.last.command.join(' ')).toContain('-device virtio-net-device,netdev=net0');
-      expect(report.runs[0]?.answerLine).toBe('HTTP/1.1 200 OK');
-    },
-    BOOT,
-  );
-
-  it(
     "reports the init's missing network device, naming the modules to add",
     async () => {
       const archive = await netArchive(join(dir, 'no-driver.cpio'), {
@@ -345,28 +323,45 @@ describe('refused before QEMU starts', () => {
   });
 });
 
-describe('arm64 guest with its own modules (virt, virtio-net-pci, TCG)', () => {
-  it(
-    'answers through the forward',
-    async () => {
-      const archive = await netArchive(join(dir, 'arm64-web.cpio'), {
-        arch: 'aarch64',
-        modules: ['virtio_net', 'virtio_pci'],
+describe("virtio-net on each machine bus, with the guest kernel's own modules (TCG)", () => {
+  it.each([
+    {
+      machine: 'microvm',
+      arch: 'x86_64',
+      transport: 'virtio_mmio',
+      device: 'virtio-net-device',
+      release: '6.1.0-57-amd64',
+    },
+    {
+      machine: 'virt',
+      arch: 'aarch64',
+      transport: 'virtio_pci',
+      device: 'virtio-net-pci',
+      release: '6.1.0-57-arm64',
+    },
+  ] as const)(
+    '$arch on $machine: $device, with $transport, answers through the forward',
+    async (c) => {
+      const archive = await netArchive(join(dir, `${c.machine}-web.cpio`), {
+        arch: c.arch,
+        modules: ['virtio_net', c.transport],
         script: `${WEB}\nexec httpd -f -p 80 -h /www`,
       });
       const report = await bootTimeline({
         initramfs: archive,
         arch: 'auto',
+        machine: c.machine,
+        accel: 'tcg',
         net: { forwards: ['0:80'] },
         timeoutMs: BOOT,
       });
       expect(report.last, report.last.output).toMatchObject({
         ok: true,
-        arch: 'aarch64',
-        machine: 'virt',
-        kernelRelease: '6.1.0-57-arm64',
+        arch: c.arch,
+        machine: c.machine,
+        kernelRelease: c.release,
       });
-      expect(report.last.command.join(' ')).toContain('-device virtio-net-pci,netdev=net0');
+      expect(report.last.command.join(' ')).toContain(`-device ${c.device},netdev=net0`);
       expect(report.runs[0]?.answerLine).toBe('HTTP/1.1 200 OK');
     },
     BOOT,
