@@ -1,16 +1,24 @@
 export {
+  type BootForward,
+  type BootNetOptions,
   type BootOptions,
   type BootResult,
   type BootTimeline,
   type BootTimelineOptions,
   type BootTimelineReport,
   bootInitramfs,
+  bootProblem,
   bootTimeline,
   type FindKernelOptions,
+  FORWARD_PHASES,
+  type ForwardPhase,
   findKernel,
   kernelCommandLine,
+  type PortForward,
+  parseForward,
   TIMELINE_PHASES,
   type TimelinePhase,
+  type TimelineProbeOptions,
 } from '@irb/boot';
 export { type ZstdBackend, zstdBackend } from '@irb/compress';
 export { IrbError, isIrbError } from '@irb/errors';

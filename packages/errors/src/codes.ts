@@ -126,6 +126,13 @@ export const ERROR_CODES = {
   IRB_BOOT_KERNEL_INVALID: 'The kernel file is not a bootable Linux kernel image.',
   IRB_BOOT_INITRAMFS_NOT_FOUND: 'The archive to boot does not exist.',
   IRB_BOOT_QEMU_NOT_FOUND: 'QEMU for the guest architecture is not installed.',
+  IRB_BOOT_KERNEL_ARCH_MISMATCH:
+    'The kernel image is built for another architecture than the archive to boot.',
+  IRB_BOOT_MODULES_MISMATCH:
+    "The archive's kernel modules are for another kernel release than the kernel to boot.",
+  IRB_BOOT_NET_DRIVER_MISSING:
+    "A boot with a network lacks the kernel's network driver: neither built in nor in the archive.",
+  IRB_BOOT_FORWARD_PORT_IN_USE: 'A host port to forward to the guest cannot be bound on 127.0.0.1.',
   IRB_TRACE_INCOMPLETE: 'A traced boot ended without the complete list of paths the program used.',
 } as const satisfies Record<`IRB_${string}`, string>;
 
