@@ -16,7 +16,7 @@ export interface ResolvedRequest {
   modules: string[];
 }
 
-/** The roots of a closure: the modules the list asks for, with the reason each is there. */
+/** The roots of a closure: the modules the list asks for (builtin ones too), with the reason each is there. */
 export interface ModuleRequest {
   requests: ResolvedRequest[];
   roots: Map<string, ModuleReason>;
@@ -44,7 +44,8 @@ export function resolveRequest(index: ModuleIndex, words: readonly string[], lab
   const requests: ResolvedRequest[] = [];
   const roots = new Map<string, ModuleReason>();
   const add = (name: string, reason: ModuleReason) => {
-    if (index.modules.has(name) && roots.get(name) !== 'requested') roots.set(name, reason);
+    if ((index.modules.has(name) || index.builtin.has(name)) && roots.get(name) !== 'requested')
+      roots.set(name, reason);
   };
   for (const raw of words) {
     const word = raw.trim();
@@ -138,8 +139,10 @@ export function moduleClosure(
     reasons.set(name, reason);
     queue.push(name);
   };
-  for (const [name, reason] of [...roots].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-    include(name, reason);
+  for (const [name, reason] of [...roots].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (index.modules.has(name)) include(name, reason);
+    else builtin.add(name);
+  }
   while (queue.length > 0) {
     const name = queue.shift() as string;
     const module = index.modules.get(name);
@@ -179,7 +182,6 @@ export function moduleClosure(
       }
     }
   }
-  for (const name of roots.keys()) if (!index.modules.has(name) && index.builtin.has(name)) builtin.add(name);
   const nodes = [...reasons.keys()];
   // Soft edges order what they can; when they would make a cycle, hard edges alone decide.
   const order = topologicalOrder(nodes, after, softAfter) ?? topologicalOrder(nodes, after, new Map());

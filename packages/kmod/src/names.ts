@@ -143,7 +143,7 @@ export function editDistance(a: string, b: string): number {
 
 /**
  * Up to `limit` candidates nearest to `word`: close in edit distance (at most a third of the
- * word, at least 2), or containing it, nearest first, then by name.
+ * word, at least 2), or containing it, nearest first, then by name; none much worse than the best.
  */
 export function nearest(word: string, candidates: Iterable<string>, limit = 3): string[] {
   const w = normalizeModuleName(word.toLowerCase());
@@ -158,5 +158,10 @@ export function nearest(word: string, candidates: Iterable<string>, limit = 3): 
     else if (w.length >= 3 && n.includes(w)) scored.push({ name, score: max + 1 + n.length - w.length });
   }
   scored.sort((a, b) => a.score - b.score || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return scored.slice(0, limit).map((s) => s.name);
+  // Far worse guesses than the best one only distract.
+  const best = scored[0]?.score ?? 0;
+  return scored
+    .filter((s) => s.score <= best + 1)
+    .slice(0, limit)
+    .map((s) => s.name);
 }

@@ -220,6 +220,22 @@ export async function resolveModules(
     }
   }
 
+  // Every module of the set a module needs, directly or not: the same from modules.dep (which
+  // lists them all) as from modinfo (which lists the direct ones).
+  const position = new Map(closure.order.map((n, i) => [n, i]));
+  const depsMemo = new Map<string, string[]>();
+  const allDeps = (name: string): string[] => {
+    const known = depsMemo.get(name);
+    if (known) return [...known];
+    const out = new Set<string>();
+    for (const d of index.modules.get(name)?.deps ?? []) {
+      if (!position.has(d)) continue;
+      out.add(d);
+      for (const dd of allDeps(d)) out.add(dd);
+    }
+    depsMemo.set(name, [...out]);
+    return [...out];
+  };
   const config = configs.get(release);
   const warnings: string[] = [];
   const modules: ResolvedModule[] = closure.order.map((name) => {
@@ -247,7 +263,7 @@ export async function resolveModules(
     }
     const compression = keep ? (moduleFileOf(sourcePath)?.compression ?? 'none') : 'none';
     const rel = sourcePath.slice('lib/modules/'.length);
-    const deps = (index.modules.get(name)?.deps ?? []).filter((d) => closure.reasons.has(d));
+    const deps = allDeps(name).sort((a, b) => (position.get(a) as number) - (position.get(b) as number));
     return {
       name,
       reason: closure.reasons.get(name) ?? 'dependency',

@@ -59,7 +59,7 @@ export interface ResolvedModule {
   vermagic: string;
   /** The kernel release its vermagic names (the first word). */
   release: string;
-  /** Names of the modules it depends on that are in the set. */
+  /** Every module of the set it needs, directly or through others, in load order. */
   deps: string[];
 }
 
