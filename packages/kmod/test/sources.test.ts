@@ -239,7 +239,8 @@ describe('bad input, one line each', () => {
     await cp(compressedRoot, root, { recursive: true });
     const xz = join(root, 'lib/modules', R, 'kernel/drivers/net/virtio_net.ko.xz');
     const bytes = await readFile(xz);
-    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    const middle = Math.floor(bytes.length / 2);
+    bytes[middle] = (bytes[middle] as number) ^ 0xff;
     await writeFile(xz, bytes);
     const e = await rejection(resolveModules(directoryModuleSource(root), { modules: ['net'] }));
     expect(e.code).toBe('IRB_XZ_CORRUPT');
