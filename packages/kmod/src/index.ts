@@ -41,6 +41,11 @@ export {
 } from './names.ts';
 export { MODULE_PRESETS, type ModulePreset, VIRTIO_TRANSPORTS } from './presets.ts';
 export { DEFAULT_MODULES_PREFIX, resolveModules } from './resolve.ts';
-export type { ModuleSource, ModuleSourceBody, ModuleSourceFile } from './source.ts';
+export {
+  canonicalSourcePath,
+  type ModuleSource,
+  type ModuleSourceBody,
+  type ModuleSourceFile,
+} from './source.ts';
 export { type TarModuleSourceOptions, tarModuleSource } from './tar-source.ts';
 export type { ResolvedModule, ResolvedModules, ResolveModulesOptions } from './types.ts';
