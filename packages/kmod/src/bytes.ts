@@ -27,14 +27,7 @@ export async function readAll(
     }
     chunks.push(chunk);
   }
-  if (chunks.length === 1) return chunks[0] as Uint8Array;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
+  return chunks.length === 1 ? (chunks[0] as Uint8Array) : Buffer.concat(chunks, total);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { kernelImageFormat } from '@irb/boot';
 import { decompress } from '@irb/compress';
 import { IrbError } from '@irb/errors';
 import { unxz } from './xz.ts';
@@ -7,12 +8,6 @@ import { unxz } from './xz.ts';
 const BANNER = new TextEncoder().encode('Linux version ');
 /** The banner is in the kernel's read-only data; a release is at most 64 bytes (UTS_LEN). */
 const RELEASE_MAX = 65;
-
-function hasBytes(header: Uint8Array, offset: number, magic: string): boolean {
-  if (header.length < offset + magic.length) return false;
-  for (let i = 0; i < magic.length; i++) if (header[offset + i] !== magic.charCodeAt(i)) return false;
-  return true;
-}
 
 /** The release in a `Linux version <release> (…)` banner found in a stream, or undefined. */
 async function bannerRelease(source: AsyncIterable<Uint8Array>): Promise<string | undefined> {
@@ -113,8 +108,10 @@ export async function kernelRelease(path: string): Promise<string> {
       },
     );
   }
+  // @irb/boot tells the formats apart, as it does before it boots one.
+  const format = await kernelImageFormat(path);
   let release: string | undefined;
-  if (hasBytes(header, 0x202, 'HdrS')) {
+  if (format === 'bzImage') {
     // Boot protocol 2.00+: kernel_version at 0x20e points to the string, minus 0x200.
     const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
     const pointer = view.getUint16(0x20e, true);
@@ -125,7 +122,7 @@ export async function kernelRelease(path: string): Promise<string> {
       release = new TextDecoder().decode(header.subarray(start, end));
     }
     release ||= await bannerRelease(range(path, 0));
-  } else if (hasBytes(header, 0, 'MZ') && hasBytes(header, 4, 'zimg')) {
+  } else if (format === 'efi-zboot') {
     // EFI zboot (drivers/firmware/efi/libstub/zboot-header.S): payload offset, size, and the compression's name.
     const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
     const offset = view.getUint32(8, true);
@@ -141,9 +138,9 @@ export async function kernelRelease(path: string): Promise<string> {
         path,
         `an EFI zboot image with a ${kind || 'unknown'} payload, which irb does not decompress`,
       );
-  } else if (header[0] === 0x1f && header[1] === 0x8b) {
+  } else if (format === 'gzip-image') {
     release = await bannerRelease(decompress(range(path, 0), { format: 'gzip', label: path }));
-  } else if (hasBytes(header, 0x38, 'ARM\x64') || hasBytes(header, 0, '\x7fELF')) {
+  } else if (format === 'arm64-image' || format === 'elf') {
     release = await bannerRelease(range(path, 0));
   } else {
     throw invalid(path, 'not a kernel image irb knows (bzImage, arm64 Image, gzip Image, EFI zboot, ELF)');
