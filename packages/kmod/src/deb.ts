@@ -60,6 +60,21 @@ export async function* debDataTar(
   }
 }
 
+/** A file's bytes; a file that cannot be opened is the source's error, not a bare errno. */
+async function* readFileOf(path: string): AsyncGenerator<Uint8Array> {
+  try {
+    yield* createReadStream(path, { highWaterMark: 256 * 1024 });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === undefined || !/^E[A-Z]+$/.test(code)) throw error;
+    throw new IrbError(
+      'IRB_KMOD_SOURCE_INVALID',
+      `${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}; give the path of a kernel .deb`,
+      { cause: error },
+    );
+  }
+}
+
 /** Options of {@link debModuleSource} for a package that is not a file on disk. */
 export interface DebModuleSourceOptions {
   /** Opens the .deb's bytes, anew for each pass. */
@@ -75,11 +90,6 @@ export interface DebModuleSourceOptions {
  */
 export function debModuleSource(deb: string | DebModuleSourceOptions): ModuleSource {
   const { open, label } =
-    typeof deb === 'string'
-      ? {
-          open: () => createReadStream(deb, { highWaterMark: 256 * 1024 }) as AsyncIterable<Uint8Array>,
-          label: basename(deb),
-        }
-      : deb;
+    typeof deb === 'string' ? { open: () => readFileOf(deb), label: basename(deb) } : deb;
   return tarModuleSource({ label, open: (signal) => debDataTar(open(signal), label) });
 }

@@ -46,8 +46,3 @@ export function canonicalSourcePath(path: string): string {
   if (p.startsWith('usr/lib/modules/')) p = p.slice(4);
   return p;
 }
-
-/** True for the paths a module source is read for: the module trees and the kernels' configs. */
-export function isModuleSourcePath(path: string): boolean {
-  return path.startsWith('lib/modules/') || path.startsWith('boot/config-');
-}

@@ -262,6 +262,11 @@ describe('bad input, one line each', () => {
     expect(notDeb.message).toBe(
       'modules.dep: not a Debian package (no ar header); give a kernel package (linux-image-….deb) as downloaded, e.g. by apt-get download',
     );
+    const gone = await rejection(
+      resolveModules(debModuleSource(join(dir, 'gone.deb')), { modules: ['net'] }),
+    );
+    expect(gone.code).toBe('IRB_KMOD_SOURCE_INVALID');
+    expect(gone.message).toBe(`${join(dir, 'gone.deb')} does not exist; give the path of a kernel .deb`);
     const list = await rejection(resolveModules(directoryModuleSource(amd64.tree), { modules: [' '] }));
     expect(list.code).toBe('IRB_OPTION_INVALID');
   });
