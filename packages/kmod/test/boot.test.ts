@@ -1,5 +1,6 @@
 // The net preset's modules, packed as their own member after a base member, loaded by busybox
-// insmod in the resolved order under Debian's amd64 kernel in QEMU (TCG): eth0 appears.
+// insmod in the resolved order under Debian's amd64 kernel in QEMU (TCG): eth0 appears, with
+// the NIC on PCI (-M pc) and on virtio-mmio (-M microvm).
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -66,7 +67,14 @@ function baseEntries(loadList: readonly string[]): CpioEntry[] {
   ];
 }
 
-async function bootWith(set: ResolvedModules, name: string): Promise<string> {
+/** QEMU's x86 machines and their virtio NIC: PCI on `pc`, MMIO (described by ACPI) on `microvm`. */
+const NIC = { pc: 'virtio-net-pci', microvm: 'virtio-net-device' } as const;
+
+async function bootWith(
+  set: ResolvedModules,
+  name: string,
+  machine: keyof typeof NIC = 'pc',
+): Promise<string> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of packCpio(baseEntries(set.loadList))) chunks.push(chunk);
   chunks.push(await memberBytes(set));
@@ -76,7 +84,7 @@ async function bootWith(set: ResolvedModules, name: string): Promise<string> {
     ...qemuArguments({
       kernel: kernel.vmlinuz,
       initramfs,
-      machine: 'pc',
+      machine,
       accel: 'tcg',
       append: ['loglevel=4'],
     }),
@@ -84,7 +92,7 @@ async function bootWith(set: ResolvedModules, name: string): Promise<string> {
     '-netdev',
     'user,id=n0,restrict=on',
     '-device',
-    'virtio-net-pci,netdev=n0',
+    `${NIC[machine]},netdev=n0`,
   ];
   return new Promise((resolve, reject) => {
     const qemu = spawn(qemuBinary('x86_64'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -122,6 +130,18 @@ describe('the net preset under QEMU', () => {
       expect(line(out, 'KMOD-NET')?.trim().split(' '), out).toEqual(['eth0', 'lo']);
       expect(line(out, 'KMOD-DRIVER'), out).toBe('virtio_net');
       expect(line(out, 'KMOD-LOADED')?.trim().split(' '), out).toEqual(set.modules.map((m) => m.name).sort());
+    },
+    BOOT,
+  );
+
+  it(
+    'on a microvm (virtio-mmio devices, as Firecracker has) virtio_mmio finds the NIC through ACPI: eth0 appears',
+    async () => {
+      const set = await resolveModules(directoryModuleSource(kernel.tree), { modules: ['net'] });
+      const out = await bootWith(set, 'net-mmio', 'microvm');
+      expect(out, out).not.toContain('KMOD-FAIL');
+      expect(line(out, 'KMOD-NET')?.trim().split(' '), out).toEqual(['eth0', 'lo']);
+      expect(line(out, 'KMOD-DRIVER'), out).toBe('virtio_net');
     },
     BOOT,
   );
