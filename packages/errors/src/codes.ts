@@ -134,8 +134,7 @@ export const ERROR_CODES = {
   IRB_KMOD_SOURCE_INVALID: 'A kernel module source cannot be read, or holds no `lib/modules/<release>` tree.',
   IRB_KMOD_RELEASE_REQUIRED: 'A kernel module source holds several kernel releases and none was chosen.',
   IRB_KMOD_RELEASE_NOT_FOUND: 'The chosen kernel release is not in the module source.',
-  IRB_KMOD_RELEASE_MISMATCH:
-    "A module's vermagic names another kernel release than its tree or the kernel it is for.",
+  IRB_KMOD_RELEASE_MISMATCH: "A module's vermagic names another kernel release than its tree.",
   IRB_KMOD_MODULE_UNKNOWN: 'A requested name is no module, alias, builtin or preset of the kernel.',
   IRB_KMOD_INDEX_MISSING:
     'A module tree has no modules.dep (depmod did not run) and its dependencies cannot be derived.',

@@ -21,7 +21,6 @@ export {
   parseModulesSoftdep,
   type SoftDeps,
 } from './indexes.ts';
-export { checkKernelRelease, kernelRelease } from './kernel-release.ts';
 export { type ModuleInfo, modinfoRecords, readModinfo, releaseOfVermagic } from './modinfo.ts';
 export {
   type DepmodFiles,

@@ -9,7 +9,6 @@ import { qemuArguments, qemuBinary } from '@irb/boot';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { directoryModuleSource } from '../src/directory.ts';
-import { checkKernelRelease } from '../src/kernel-release.ts';
 import { resolveModules } from '../src/resolve.ts';
 import type { ResolvedModules } from '../src/types.ts';
 import { debianKernel, memberBytes } from './helpers.ts';
@@ -123,7 +122,7 @@ describe('the net preset under QEMU', () => {
     "loads in the resolved order and virtio_net finds the PCI NIC: eth0 appears; the member leaves the base's lib -> usr/lib link alone",
     async () => {
       const set = await resolveModules(directoryModuleSource(kernel.tree), { modules: ['net'] });
-      await checkKernelRelease(kernel.vmlinuz, set.release);
+      expect(set.release).toBe(kernel.release);
       const out = await bootWith(set, 'net');
       expect(out, out).not.toContain('KMOD-FAIL');
       expect(line(out, 'KMOD-LIB'), out).toBe(`usr/lib ${set.release}`);
