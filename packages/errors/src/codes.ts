@@ -119,6 +119,8 @@ export const ERROR_CODES = {
   IRB_LZ4_CORRUPT: 'lz4 (legacy format) data is malformed.',
   IRB_LZ4_TRUNCATED: 'lz4 (legacy format) data ends early.',
   IRB_COMPRESSOR_UNAVAILABLE: 'The library a compression format needs cannot be loaded on this machine.',
+  IRB_XZ_CORRUPT: 'xz data is malformed or fails its check.',
+  IRB_XZ_TRUNCATED: 'xz data ends early.',
   IRB_INITRAMFS_CORRUPT: 'An initramfs member is neither CPIO nor a compression the kernel reads.',
 
   // Booting
@@ -134,6 +136,22 @@ export const ERROR_CODES = {
     "A boot with a network lacks the kernel's network driver: neither built in nor in the archive.",
   IRB_BOOT_FORWARD_PORT_IN_USE: 'A host port to forward to the guest cannot be bound on 127.0.0.1.',
   IRB_TRACE_INCOMPLETE: 'A traced boot ended without the complete list of paths the program used.',
+
+  // Kernel modules
+  IRB_KMOD_SOURCE_INVALID: 'A kernel module source cannot be read, or holds no `lib/modules/<release>` tree.',
+  IRB_KMOD_RELEASE_REQUIRED: 'A kernel module source holds several kernel releases and none was chosen.',
+  IRB_KMOD_RELEASE_NOT_FOUND: 'The chosen kernel release is not in the module source.',
+  IRB_KMOD_RELEASE_MISMATCH: "A module's vermagic names another kernel release than its tree.",
+  IRB_KMOD_MODULE_UNKNOWN: 'A requested name is no module, alias, builtin or preset of the kernel.',
+  IRB_KMOD_INDEX_MISSING:
+    'A module tree has no modules.dep (depmod did not run) and its dependencies cannot be derived.',
+  IRB_KMOD_FILE_MISSING: 'A module that modules.dep or a dependency names is missing from the tree.',
+  IRB_KMOD_DEPENDENCY_CYCLE: 'Module dependencies form a cycle, so no load order exists.',
+  IRB_KMOD_MODULE_INVALID:
+    'A module file is not a kernel module (not ELF, no .modinfo, damaged compression).',
+  IRB_KMOD_COMPRESSION_UNSUPPORTED:
+    'Modules were to stay compressed and the kernel cannot decompress them itself.',
+  IRB_KMOD_SOURCE_CHANGED: 'A module read again to pack it differs from the one resolved.',
 } as const satisfies Record<`IRB_${string}`, string>;
 
 /** A code an irb error can carry; the list with meanings is {@link ERROR_CODES}. */
