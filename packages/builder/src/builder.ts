@@ -24,7 +24,7 @@ import {
 import type { Overlay } from './overlay.ts';
 import { type BuildPipeline, createBuildPipeline, type MemberSink, memberThreads } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
-import { repairingCache, verifiedAtEnd } from './repair.ts';
+import { type RepairContext, repairingCache, verifiedAtEnd } from './repair.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
 import { summarizedStream } from './summarized-stream.ts';
 import type {
@@ -88,7 +88,8 @@ export class InitramfsBuilder {
   async build(output: string): Promise<BuildSummary> {
     const started = performance.now();
     const pre = await preflight(this.options, output);
-    return repairingCache(async (repairs) => {
+    const root = this.options.cache !== false ? cacheLayout(this.options.cacheDir).root : undefined;
+    return repairingCache(root, this.options.signal, async (repairs) => {
       const opened = await this.#open(pre, started, repairs);
       try {
         const signal = this.options.signal;
@@ -120,8 +121,9 @@ export class InitramfsBuilder {
   stream(): BuildStream {
     const o = this.options;
     // Nothing goes out before the cached members are checked: a corrupt one is built again.
+    const root = o.cache !== false ? cacheLayout(o.cacheDir).root : undefined;
     const open = (pre: Preflight, started: number) =>
-      repairingCache(async (repairs) => {
+      repairingCache(root, o.signal, async (repairs) => {
         const opened = await this.#open(pre, started, repairs);
         await opened.verify?.().catch(async (error: unknown) => {
           await opened.close();
@@ -152,7 +154,7 @@ export class InitramfsBuilder {
    * Opens the image, indexes its layers, applies the overlay and returns the pipeline; `close`
    * releases the source once the pipeline was read (or abandoned).
    */
-  async #open(pre: Preflight, started: number, repairs: readonly string[]): Promise<Opened> {
+  async #open(pre: Preflight, started: number, repairs: RepairContext): Promise<Opened> {
     const o = this.options;
     const signal = o.signal;
     const emit = (event: BuildProgressEvent) => o.onProgress?.(event);
@@ -175,7 +177,7 @@ export class InitramfsBuilder {
             image.manifest(),
             pre,
             started,
-            repairs,
+            repairs.warnings,
           );
           if (opened) {
             return {
@@ -209,6 +211,7 @@ export class InitramfsBuilder {
         image.layers(),
       ]);
       const platform = platformString(config);
+      for (const layer of layers) repairs.blobs.add(layer.digest);
       const layerInfo: LayerInfo[] = layers.map((l) => ({
         digest: l.digest,
         diffId: l.diffId,
@@ -294,7 +297,7 @@ export class InitramfsBuilder {
           init: overlay.init,
           ...(overlay.initKind ? { initKind: overlay.initKind } : {}),
           ...(overlay.command ? { command: overlay.command } : {}),
-          warnings: [...traceWarnings(pre, manifestDigest), ...repairs, ...overlay.warnings],
+          warnings: [...traceWarnings(pre, manifestDigest), ...repairs.warnings, ...overlay.warnings],
         },
         started,
       });

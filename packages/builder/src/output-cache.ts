@@ -5,8 +5,8 @@ import { join, resolve } from 'node:path';
 import {
   type CacheLayout,
   cacheMaxBytes,
-  corruptEntryError,
   createDigester,
+  discardCorruptEntry,
   fileDigest,
   holdFile,
   pruneCache,
@@ -144,17 +144,22 @@ async function holdEntry(
  * Checks the held bytes at `held` against `digest`, once; on a mismatch removes the entry's
  * files (so the next lookup misses) and rejects with a cache corruption error.
  */
-function verifier(held: string, digest: string, files: readonly string[], what: string): () => Promise<void> {
+function verifier(
+  held: string,
+  digest: string,
+  files: readonly [string, string],
+  what: string,
+): () => Promise<void> {
   let checked: Promise<void> | undefined;
   return () => {
     checked ??= (async () => {
       const actual = await fileDigest(held);
       if (actual?.digest === digest) return;
-      await Promise.all(files.map((f) => unlink(f).catch(() => {})));
-      throw corruptEntryError(
+      throw await discardCorruptEntry(
+        files[0],
         'IRB_DIGEST_MISMATCH',
         `the output cache's ${what} ${files[0]} does not match the digest recorded when it was stored; it was removed, run again to build it afresh`,
-        files[0] as string,
+        { also: [files[1]] },
       );
     })();
     return checked;

@@ -1,20 +1,42 @@
-import { corruptCacheEntry } from '@irb/store';
+import { corruptCacheEntry, removeCorruptBlobs } from '@irb/store';
+
+/** What an attempt tells {@link repairingCache}: the blobs it read from the cache. */
+export interface RepairContext {
+  /** Warnings for the summary: which cached files were replaced before this attempt. */
+  readonly warnings: readonly string[];
+  /** Digests of the cached blobs the attempt reads (the image's layers). */
+  readonly blobs: Set<string>;
+}
 
 /**
- * Runs `attempt`, and once more when it failed because a file of the cache turned out corrupt
- * (a blob or a member that no longer matches the digest recorded when it was stored): the cache
- * removed that file, so the second attempt fetches or builds it afresh instead of failing. The
- * second attempt gets a warning to report, saying which file was replaced.
+ * Runs `attempt`, and once more when it failed because a file of the cache at `root` turned out
+ * corrupt: a member or blob that no longer matches the digest recorded when it was stored (the
+ * error says so), or, after any other failure, one of the blobs the attempt read that fails a
+ * check now (a decompressor may choke on a damaged blob before the blob's own check at its end).
+ * The cache removed the file, so the second attempt fetches or builds it afresh instead of
+ * failing; it reports which file was replaced. An abort is never retried.
  */
-export async function repairingCache<T>(attempt: (warnings: readonly string[]) => Promise<T>): Promise<T> {
+export async function repairingCache<T>(
+  root: string | undefined,
+  signal: AbortSignal | undefined,
+  attempt: (context: RepairContext) => Promise<T>,
+): Promise<T> {
+  const first: RepairContext = { warnings: [], blobs: new Set() };
   try {
-    return await attempt([]);
+    return await attempt(first);
   } catch (error) {
+    if (signal?.aborted || root === undefined) throw error;
     const entry = corruptCacheEntry(error);
-    if (entry === undefined) throw error;
-    return attempt([
-      `the cached ${entry} did not match its digest (disk corruption?); it was removed and fetched or built again`,
-    ]);
+    const removed =
+      entry !== undefined ? [entry] : await removeCorruptBlobs(root, first.blobs, signal).catch(() => []);
+    if (removed.length === 0) throw error;
+    return attempt({
+      warnings: removed.map(
+        (path) =>
+          `the cached ${path} did not match its digest (disk corruption?); it was removed and fetched or built again`,
+      ),
+      blobs: new Set(),
+    });
   }
 }
 

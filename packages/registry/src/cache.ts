@@ -1,14 +1,15 @@
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, readFile, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { IrbError } from '@irb/errors';
 import {
+  blobPath,
   type CacheLayout,
   cacheLayout,
   cacheMaxBytes,
   cacheWriteFailure,
-  corruptEntryError,
+  discardCorruptEntry,
   ensureDirectory,
   forgetTemporaryRoot,
   Leases,
@@ -90,8 +91,9 @@ export class BlobCache {
 
   /** Where a blob lives (whether or not it is there). */
   path(digest: string): string {
-    const { algorithm, hex } = parseDigest(digest);
-    return join(this.layout.blobs, algorithm, hex);
+    // parseDigest refuses what is no supported digest, with the error callers expect.
+    parseDigest(digest);
+    return blobPath(this.layout, digest) as string;
   }
 
   /** True when the blob is stored with the expected size (content is verified on read). */
@@ -206,12 +208,11 @@ export class BlobCache {
       if (signal?.aborted) throw signal.reason;
       const code = (error as { code?: string }).code;
       if (code === 'IRB_DIGEST_MISMATCH' || code === 'IRB_SIZE_MISMATCH') {
-        await unlink(path).catch(() => undefined);
-        throw corruptEntryError(
+        throw await discardCorruptEntry(
+          path,
           code,
           `cached blob ${digest} is corrupt and was removed from the cache (${this.dir}); run again to download it afresh`,
-          path,
-          error,
+          { cause: error },
         );
       }
       if (code === 'ENOENT') {

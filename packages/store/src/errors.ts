@@ -48,25 +48,9 @@ export type CorruptEntryError = IrbError & {
 };
 
 /**
- * The error for a cache entry whose bytes do not match what was recorded when it was stored
- * (disk corruption, a stray write): `code` is `IRB_DIGEST_MISMATCH` or `IRB_SIZE_MISMATCH`, and
- * `corruptEntry` names the removed file, so a caller can tell "the cache's copy was bad, try
- * again" (see {@link corruptCacheEntry}) from "the source sent other bytes".
- */
-export function corruptEntryError(
-  code: 'IRB_DIGEST_MISMATCH' | 'IRB_SIZE_MISMATCH',
-  message: string,
-  entry: string,
-  cause?: unknown,
-): CorruptEntryError {
-  const error = new IrbError(code, message, cause === undefined ? undefined : { cause });
-  return Object.assign(error, { corruptEntry: entry });
-}
-
-/**
- * When `error`, or an error in its `cause` chain, is a {@link corruptEntryError}: the path of the
- * cache file that failed. It was removed, so running the same operation again fetches or builds
- * it afresh. `undefined` for any other error.
+ * When `error`, or an error in its `cause` chain, is a {@link discardCorruptEntry} error: the
+ * path of the cache file that failed. It was removed, so running the same operation again
+ * fetches or builds it afresh. `undefined` for any other error.
  */
 export function corruptCacheEntry(error: unknown): string | undefined {
   let current = error;

@@ -1,10 +1,5 @@
 export { ensureCacheAreas, ensureDirectory, sweepTemps } from './ensure.ts';
-export {
-  type CorruptEntryError,
-  cacheWriteFailure,
-  corruptCacheEntry,
-  corruptEntryError,
-} from './errors.ts';
+export { type CorruptEntryError, cacheWriteFailure, corruptCacheEntry } from './errors.ts';
 export { cacheMaxBytes, DEFAULT_CACHE_MAX_BYTES, parseByteSize, parseDuration } from './limits.ts';
 export { type CacheEntry, listCache } from './list.ts';
 export {
@@ -16,6 +11,7 @@ export {
 export { makeDirectory } from './mkdir.ts';
 export { isOwnerAlive, processToken } from './owner.ts';
 export {
+  blobPath,
   type CacheArea,
   type CacheLayout,
   cacheAreas,
@@ -39,5 +35,5 @@ export {
   tempNameOwner,
   tempPath,
 } from './temp.ts';
-export { createDigester, fileDigest } from './verify.ts';
+export { createDigester, discardCorruptEntry, fileDigest, removeCorruptBlobs } from './verify.ts';
 export { holdFile, type ReplaceFileOptions, replaceFile } from './write.ts';

@@ -59,6 +59,17 @@ export function cacheLayout(root: string = defaultCacheRoot()): CacheLayout {
   };
 }
 
+/**
+ * Where the blob `digest` (`algorithm:encoded`) lives in the cache at `root`:
+ * `blobs/<algorithm>/<encoded>`; `undefined` for a string that is no digest.
+ */
+export function blobPath(root: string | CacheLayout, digest: string): string | undefined {
+  const match = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$/.exec(digest);
+  if (!match) return undefined;
+  const blobs = typeof root === 'string' ? cacheLayout(root).blobs : root.blobs;
+  return join(blobs, match[1] as string, match[2] as string);
+}
+
 /** One place in the cache, for `irb cache path`. */
 export interface CacheArea {
   /** The {@link CacheLayout} field. */

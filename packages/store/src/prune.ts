@@ -113,6 +113,9 @@ async function locked(root: string, options: PruneCacheOptions, clear: boolean):
       () => false,
     ))
   ) {
+    // No cache here (`rm -rf` of the root): only what earlier versions left beside it may be
+    // there, and no build of this version uses it, so no lock is needed to remove it.
+    await trim(root, await scanCache(root), options, result);
     return result;
   }
   for (;;) {
