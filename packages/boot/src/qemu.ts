@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { access, readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { IrbError } from '@irb/errors';
+import { cacheLayout, makeDirectory } from '@irb/store/paths';
 import { type BootArch, hostArch, initramfsArch } from './arch.ts';
 import { findKernel, kernelImageFormat, readable } from './kernel.ts';
 
@@ -170,9 +170,9 @@ export function qemuArguments(options: {
   ];
 }
 
+/** In the cache the user named (`IRB_CACHE_DIR`), else the default one: see @irb/store. */
 function probeCacheFile(): string {
-  const cache = process.env.XDG_CACHE_HOME || join(process.env.HOME || homedir(), '.cache');
-  return join(cache, 'irb', 'kvm-probe.json');
+  return cacheLayout().kvmProbe;
 }
 
 async function bootId(): Promise<string> {
@@ -189,7 +189,8 @@ const probes = new Map<string, Promise<boolean>>();
  * Whether KVM really runs a Linux guest here. An accessible /dev/kvm is not enough (some
  * sandboxes expose one that hangs the guest), so this boots `kernel` under KVM with no
  * initramfs and waits up to `timeoutMs` for its first console line. The answer is cached
- * in memory and in `~/.cache/irb/kvm-probe.json` until the host reboots.
+ * in memory and in the cache's `kvm-probe.json` (`$IRB_CACHE_DIR/kvm-probe.json`, else
+ * `~/.cache/irb/kvm-probe.json`) until the host reboots.
  */
 export function probeKvm(options: {
   kernel: string;
@@ -267,7 +268,7 @@ async function probeUncached(
     child.on('exit', () => finish(text.includes('Linux version')));
   });
   try {
-    await mkdir(dirname(file), { recursive: true });
+    await makeDirectory(dirname(file));
     await writeFile(file, JSON.stringify({ bootId: id, results: { ...cache, [cacheKey]: works } }));
   } catch {
     // a read-only cache only costs another probe next time

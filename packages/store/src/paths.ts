@@ -5,6 +5,8 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { makeDirectory } from './mkdir.ts';
 
+export { makeDirectory };
+
 /**
  * The cache root when none is given: `IRB_CACHE_DIR`, else `$XDG_CACHE_HOME/irb` (an absolute
  * `XDG_CACHE_HOME` only, as the XDG spec asks), else `~/.cache/irb`. Always absolute.
