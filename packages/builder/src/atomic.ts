@@ -2,7 +2,7 @@ import { constants, createReadStream } from 'node:fs';
 import { copyFile, lstat, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { IrbError, isIrbError } from '@irb/errors';
-import { removeStaleTemps, tempName } from '@irb/store';
+import { removeStaleTemps, tempName } from '@irb/store/temp';
 
 /** Options for {@link writeFileAtomic}. */
 export interface WriteFileAtomicOptions {

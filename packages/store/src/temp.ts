@@ -1,3 +1,5 @@
+// `@irb/store/temp`: temp names and their sweep alone, for a process that writes an output and
+// needs nothing else of the cache (`irb append`).
 import { randomBytes } from 'node:crypto';
 import { readdir, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
