@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { cp, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   buildImage,
   buildTar,
+  flipByte,
   pushImage,
   type StartedRegistry,
   startRegistry,
@@ -46,21 +47,6 @@ afterAll(async () => {
   await registry?.stop();
   await rm(dir, { recursive: true, force: true });
 });
-
-/** Flips one byte in the middle of a file, as a failing disk or a stray write would. */
-async function flipByte(path: string): Promise<void> {
-  const handle = await open(path, 'r+');
-  try {
-    const { size } = await handle.stat();
-    const at = Math.floor(size / 2);
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, at);
-    byte[0] = (byte[0] as number) ^ 0x5a;
-    await handle.write(byte, 0, 1, at);
-  } finally {
-    await handle.close();
-  }
-}
 
 async function build(cacheDir: string, name: string, cache = true, from = image) {
   const events: string[] = [];

@@ -1,4 +1,3 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
@@ -6,14 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cacheLayout, listCache, pruneCache } from '@irb/store';
+import { type LineChild, lineChild } from '@irb/test-utils';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BlobCache } from './index.ts';
 
 const CHILD = fileURLToPath(new URL('../test/cache-child.ts', import.meta.url));
 const dirs: string[] = [];
-const children: ChildProcessWithoutNullStreams[] = [];
+const children: LineChild[] = [];
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  for (const c of children) await c.kill();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -37,42 +37,11 @@ async function put(cache: BlobCache, size: number, ageMs = 0): Promise<string> {
   return digest;
 }
 
-/** A child process running test/cache-child.ts; `next()` resolves with its next stdout line. */
-function child(...args: string[]) {
-  const p = spawn(process.execPath, ['--conditions=@irb/source', CHILD, ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  children.push(p);
-  const lines: string[] = [];
-  const waiting: Array<(line: string) => void> = [];
-  let buffer = '';
-  let stderr = '';
-  p.stdout.on('data', (d: Buffer) => {
-    buffer += d.toString();
-    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
-      const line = buffer.slice(0, i);
-      buffer = buffer.slice(i + 1);
-      const w = waiting.shift();
-      if (w) w(line);
-      else lines.push(line);
-    }
-  });
-  p.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-  return {
-    process: p,
-    next: () =>
-      new Promise<string>((resolve, reject) => {
-        const line = lines.shift();
-        if (line !== undefined) return resolve(line);
-        waiting.push(resolve);
-        exited.then(() => setImmediate(() => reject(new Error(`child exited: ${stderr}`))));
-      }),
-    exited,
-    stderr: () => stderr,
-  };
+/** A child process running test/cache-child.ts, killed after the file's tests. */
+function child(...args: string[]): LineChild {
+  const c = lineChild(CHILD, ...args);
+  children.push(c);
+  return c;
 }
 
 describe('directories that cannot be created', () => {
