@@ -235,7 +235,7 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
     expect(Buffer.compare(await readFile(local), await readFile(warm))).toBe(0);
     // The fresh cache holds the image's manifest and config and the archive: no layer blob.
     const layers = (await inspectImage(image, { cache: false })).layers.map((l) => l.digest.slice(7));
-    const cached = await readdir(join(freshCache, 'sha256'));
+    const cached = await readdir(join(freshCache, 'blobs', 'sha256'));
     expect(cached.filter((hex) => layers.includes(hex))).toEqual([]);
     expect(cached).toContain(hit.pulled?.layer.digest.slice(7));
     // Other options: another key, a miss.
