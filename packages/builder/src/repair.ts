@@ -11,8 +11,9 @@ export interface RepairContext {
 /**
  * Runs `attempt`, and once more when it failed because a file of the cache at `root` turned out
  * corrupt: a member or blob that no longer matches the digest recorded when it was stored (the
- * error says so), or, after any other failure, one of the blobs the attempt read that fails a
- * check now (a decompressor may choke on a damaged blob before the blob's own check at its end).
+ * error says so), or, after a failure that damaged bytes may explain (a decoder's), one of the
+ * blobs the attempt read that fails a check now (a decompressor may choke on a damaged blob
+ * before the blob's own check at its end).
  * The cache removed the file, so the second attempt fetches or builds it afresh instead of
  * failing; it reports which file was replaced. An abort is never retried.
  */
@@ -28,7 +29,11 @@ export async function repairingCache<T>(
     if (signal?.aborted || root === undefined) throw error;
     const entry = corruptCacheEntry(error);
     const removed =
-      entry !== undefined ? [entry] : await removeCorruptBlobs(root, first.blobs, signal).catch(() => []);
+      entry !== undefined
+        ? [entry]
+        : damageMayExplain(error)
+          ? await removeCorruptBlobs(root, first.blobs, signal).catch(() => [])
+          : [];
     if (removed.length === 0) throw error;
     return attempt({
       warnings: removed.map(
@@ -38,6 +43,18 @@ export async function repairingCache<T>(
       blobs: new Set(),
     });
   }
+}
+
+/**
+ * Whether damaged layer bytes could have caused `error`: what the decoders say of bad input
+ * (tar, compression, sizes and digests), or an error that is not irb's own. Not a refused
+ * option, an output that cannot be written or a registry that cannot be reached: checking the
+ * blobs after those would only cost time.
+ */
+function damageMayExplain(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code !== 'string' || !code.startsWith('IRB_')) return true;
+  return /^IRB_(LAYER|GZIP|ZSTD|LZ4|COMPRESSION|DIGEST|SIZE|CPIO)_/.test(code);
 }
 
 /**

@@ -158,7 +158,7 @@ describe('what the cache stored is verified before it is used', () => {
     });
   }
 
-  it('a build that fails for another reason, with sound blobs, is not retried', async () => {
+  it('a build that fails for another reason is not retried', async () => {
     const cacheDir = join(dir, 'other-failure');
     await build(cacheDir, 'other-fill');
     await rm(join(cacheDir, 'output'), { recursive: true });
@@ -174,7 +174,8 @@ describe('what the cache stored is verified before it is used', () => {
       .build(join(dir, 'other-out'))
       .catch((e: unknown) => e);
     expect((failure as Error).message).toBe('stop packing');
-    // The blobs it read were checked (sound), and the build ran once.
+    // An error that is not irb's own may come from damaged bytes: the blobs it read were checked
+    // (sound), and the build ran once.
     expect(events.filter((e) => e === 'resolve')).toHaveLength(1);
   });
 });
