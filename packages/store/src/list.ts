@@ -50,16 +50,23 @@ export interface CacheScan {
   others: CacheEntry[];
 }
 
-/** The digests named by the leases of live processes; `sweep` removes the leases of dead ones. */
+/**
+ * The digests named by the leases of live processes: this version's (`leases/`), and those an
+ * earlier version's process still running keeps in the old places (`.leases` under the root or
+ * under `blobs/`, where the default cache's blobs still are).
+ */
 export async function liveLeases(layout: CacheLayout): Promise<Set<string>> {
   const leased = new Set<string>();
-  for (const name of await readdir(layout.leases).catch(() => [] as string[])) {
-    const path = join(layout.leases, name);
-    const parsed = tempNameOwner(name);
-    const info = await stat(path).catch(() => undefined);
-    if (!info?.isFile() || orphaned(parsed?.owner, info.mtimeMs)) continue;
-    const text = await readFile(path, 'utf8').catch(() => '');
-    for (const line of text.split('\n')) if (line) leased.add(line);
+  const dirs = [layout.leases, join(layout.root, '.leases'), join(layout.blobs, '.leases')];
+  for (const dir of dirs) {
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const path = join(dir, name);
+      const owner = tempNameOwner(name)?.owner ?? /^(\d+-\d+-\d+)\./.exec(name)?.[1];
+      const info = await stat(path).catch(() => undefined);
+      if (!info?.isFile() || orphaned(owner, info.mtimeMs)) continue;
+      const text = await readFile(path, 'utf8').catch(() => '');
+      for (const line of text.split('\n')) if (line) leased.add(line);
+    }
   }
   return leased;
 }

@@ -166,6 +166,23 @@ describe('pruning', () => {
     expect(after.removed.map((e) => e.digest)).toContain(again);
   });
 
+  it('an earlier version still running keeps the blobs it leased in the old place', async () => {
+    // The default cache's blobs are where they were: an old irb may be reading one right now.
+    const layout = cacheLayout(await tempDir());
+    const leased = await blob(layout, 100, DAY);
+    const old = child('token');
+    const token = await old.next();
+    const lease = join(layout.blobs, '.leases', `${token}.aabbccddeeff.lease`);
+    await put(lease, 0);
+    await writeFile(lease, `${leased}\n`);
+    const kept = await pruneCache(layout.root, { maxBytes: 0 });
+    expect(kept).toMatchObject({ keptInUse: 1, legacyRemoved: 0 });
+    expect(existsSync(lease)).toBe(true);
+    await old.kill();
+    const gone = await pruneCache(layout.root, { maxBytes: 0 });
+    expect(gone.removed.map((e) => e.digest ?? e.path)).toEqual([leased, lease]);
+  });
+
   it('a second prune of the same cache waits, or skips when asked', async () => {
     const layout = cacheLayout(await tempDir());
     await blob(layout, 100);
