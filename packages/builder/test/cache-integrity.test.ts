@@ -1,11 +1,13 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   buildImage,
   buildTar,
   flipByte,
+  lineChild,
   pushImage,
   type StartedRegistry,
   startRegistry,
@@ -22,6 +24,8 @@ let dir: string;
 let image: string;
 let pushed: TestImage;
 let plain: { image: string; pushed: TestImage };
+/** An image whose base member takes a while to compress (incompressible bytes). */
+let big: string;
 let agent: string;
 
 beforeAll(async () => {
@@ -39,6 +43,14 @@ beforeAll(async () => {
   const uncompressed = buildImage({ layers: [layer], compression: 'none', runtime: { Cmd: ['agent'] } });
   await pushImage(registry, 'lib/integrity-plain', 'v1', uncompressed);
   plain = { image: `${registry.host}/lib/integrity-plain:v1`, pushed: uncompressed };
+  const noise = await buildTar([{ type: 'file', path: 'noise', content: randomBytes(24 * 1024 * 1024) }]);
+  await pushImage(
+    registry,
+    'lib/integrity-big',
+    'v1',
+    buildImage({ layers: [noise], runtime: { Cmd: ['x'] } }),
+  );
+  big = `${registry.host}/lib/integrity-big:v1`;
   agent = join(dir, 'agent');
   await writeFile(agent, 'the agent');
 });
@@ -177,6 +189,32 @@ describe('what the cache stored is verified before it is used', () => {
     // An error that is not irb's own may come from damaged bytes: the blobs it read were checked
     // (sound), and the build ran once.
     expect(events.filter((e) => e === 'resolve')).toHaveLength(1);
+  });
+});
+
+describe('what a kill -9 leaves', () => {
+  it('is listed as debris and removed by the next prune', async () => {
+    const cacheDir = join(dir, 'killed');
+    const child = lineChild(
+      fileURLToPath(new URL('./killed-build-child.ts', import.meta.url)),
+      big,
+      cacheDir,
+      join(dir, 'killed.cpio.zst'),
+    );
+    try {
+      expect(await child.next()).toBe('writing');
+    } finally {
+      await child.kill();
+    }
+    const debris = (await listCache(cacheDir)).filter((e) => e.kind === 'debris');
+    // The base member's temp file with the bytes written so far, and the killed process's lease.
+    const where = debris.map((e) => e.path.slice(cacheDir.length + 1).split('/')[0]).sort();
+    expect(where).toEqual(['leases', 'tmp']);
+    expect(debris.find((e) => e.path.startsWith(join(cacheDir, 'tmp')))?.size).toBeGreaterThan(0);
+    const pruned = await pruneCache(cacheDir, {});
+    expect(pruned.orphansRemoved).toBe(debris.length);
+    expect((await listCache(cacheDir)).filter((e) => e.kind === 'debris')).toEqual([]);
+    expect(await readdir(join(cacheDir, 'tmp'))).toEqual([]);
   });
 });
 
