@@ -1,15 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { access, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { cacheLayout, makeDirectory } from '@irb/store/paths';
 import { type BootArch, hostArch } from './arch.ts';
 import { type BootAccel, type BootMachine, qemuArguments, qemuBinary } from './command.ts';
 import { stop, track } from './process.ts';
 
+/** In the cache the user named (`IRB_CACHE_DIR`), else the default one: see @irb/store. */
 function probeCacheFile(): string {
-  const cache = process.env.XDG_CACHE_HOME || join(process.env.HOME || homedir(), '.cache');
-  return join(cache, 'irb', 'kvm-probe.json');
+  return cacheLayout().kvmProbe;
 }
 
 async function bootId(): Promise<string> {
@@ -26,7 +26,8 @@ const probes = new Map<string, Promise<boolean>>();
  * Whether KVM really runs a Linux guest here. An accessible /dev/kvm is not enough (some
  * sandboxes expose one that hangs the guest), so this boots `kernel` under KVM with no
  * initramfs and waits up to `timeoutMs` for its first console line. The answer is cached
- * in memory and in `~/.cache/irb/kvm-probe.json` until the host reboots.
+ * in memory and in the cache's `kvm-probe.json` (`$IRB_CACHE_DIR/kvm-probe.json`, else
+ * `~/.cache/irb/kvm-probe.json`) until the host reboots.
  */
 export function probeKvm(options: {
   kernel: string;
@@ -104,7 +105,7 @@ async function probeUncached(
     child.on('exit', () => finish(text.includes('Linux version')));
   });
   try {
-    await mkdir(dirname(file), { recursive: true });
+    await makeDirectory(dirname(file));
     await writeFile(file, JSON.stringify({ bootId: id, results: { ...cache, [cacheKey]: works } }));
   } catch {
     // a read-only cache only costs another probe next time

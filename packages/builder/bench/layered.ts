@@ -110,7 +110,7 @@ try {
   push(await row('irb --help', ['node', bin, '--help']));
   push(
     await row('full build, warm blob cache (output cache emptied)', ['node', bin, ...build], () =>
-      rm(`${cache}-output`, { recursive: true, force: true }),
+      rm(join(cache, 'output'), { recursive: true, force: true }),
     ),
   );
   time(['node', bin, ...build]);

@@ -36,6 +36,7 @@ import {
   selectManifest,
   sha256Digest,
 } from '@irb/registry';
+import { corruptCacheEntry } from '@irb/store';
 import packageJson from '../package.json' with { type: 'json' };
 import { measureArchive } from './archive.ts';
 import { writeFileAtomic } from './atomic.ts';
@@ -547,14 +548,16 @@ export async function pullInitramfs(
         `${artifactRef.registry}/${artifactRef.repository}@${fetched.digest} was built with build key ${annotations[INITRAMFS_ANNOTATIONS.buildKey] ?? '(none)'}, not ${options.buildKey}`,
       );
     }
-    let done = 0;
-    const stream = client.openBlob(artifactRef, layer, signal ? { signal } : {});
-    await writeFileAtomic(output, stream, {
-      ...(signal ? { signal } : {}),
-      onWrite: (bytes) => {
-        done = bytes;
-        options.onProgress?.({ done, total: layer.size });
-      },
+    const write = () =>
+      writeFileAtomic(output, client.openBlob(artifactRef, layer, signal ? { signal } : {}), {
+        ...(signal ? { signal } : {}),
+        onWrite: (done) => options.onProgress?.({ done, total: layer.size }),
+      });
+    // A cached copy that turned out corrupt was removed, and nothing was written: once more
+    // downloads it afresh.
+    await write().catch((error: unknown) => {
+      if (corruptCacheEntry(error) === undefined || signal?.aborted) throw error;
+      return write();
     });
     const result: PullInitramfsResult = {
       output,

@@ -11,6 +11,7 @@ import {
   buildImage,
   buildIndex,
   buildTar,
+  flipByte,
   pushImage,
   type StartedRegistry,
   startFaultProxy,
@@ -107,6 +108,11 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
     expect(pulled.digest).toBe(pushed.digest);
     expect(pulled.platform).toBe('linux/amd64');
     expect(Buffer.compare(await readFile(out), await readFile(archive))).toBe(0);
+    // The cached copy of the archive goes bad: the next pull downloads it again, and succeeds.
+    await flipByte(join(cacheDir, 'blobs', 'sha256', pulled.layer.digest.slice(7)));
+    const repaired = join(dir, 'pulled-again.cpio.gz');
+    await pullInitramfs(`${registry.host}/fleet/initramfs:v1`, repaired, { cacheDir });
+    expect(Buffer.compare(await readFile(repaired), await readFile(archive))).toBe(0);
     // Pushing the same archive again uploads nothing and gives the same digest (reproducible).
     const again = await pushInitramfs(archive, `${registry.host}/fleet/initramfs:v1`, {
       source: image,
@@ -235,7 +241,7 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
     expect(Buffer.compare(await readFile(local), await readFile(warm))).toBe(0);
     // The fresh cache holds the image's manifest and config and the archive: no layer blob.
     const layers = (await inspectImage(image, { cache: false })).layers.map((l) => l.digest.slice(7));
-    const cached = await readdir(join(freshCache, 'sha256'));
+    const cached = await readdir(join(freshCache, 'blobs', 'sha256'));
     expect(cached.filter((hex) => layers.includes(hex))).toEqual([]);
     expect(cached).toContain(hit.pulled?.layer.digest.slice(7));
     // Other options: another key, a miss.

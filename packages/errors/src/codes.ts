@@ -55,7 +55,7 @@ export const ERROR_CODES = {
   IRB_CLIENT_CLOSED: 'The registry client was closed while an operation was running.',
   IRB_CACHE_BUSY: 'Another process has been pruning the cache for minutes; a build cannot use it meanwhile.',
   IRB_CACHE_MISS: 'A blob was asked of the cache alone (offline) and the cache lacks it.',
-  IRB_CACHE_WRITE_FAILED: 'The blob cache directory cannot be created or written.',
+  IRB_CACHE_WRITE_FAILED: 'The cache directory, or an area in it, cannot be created or written.',
 
   // Distribution through registries (push, pull, remote build cache)
   IRB_INITRAMFS_NOT_FOUND: 'No irb initramfs artifact is at the reference or attached to the image.',
