@@ -1,4 +1,5 @@
 import { createWriteStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,6 +15,8 @@ export interface StaticInitArchive {
   busybox: Uint8Array;
   /** Further directories to create (archive paths, parents first), e.g. the working directory. */
   directories?: { path: string; mode: number; uid?: number; gid?: number }[];
+  /** Further entries, after everything else (parents first). */
+  extra?: CpioEntry[];
 }
 
 /**
@@ -41,6 +44,7 @@ export async function writeStaticInitArchive(
     { type: 'directory', path: 'bin', mode: 0o755 },
     { type: 'file', path: 'bin/busybox', mode: 0o755, size: spec.busybox.length, body: spec.busybox },
     ...(spec.directories ?? []).map((d): CpioEntry => ({ type: 'directory', ...d })),
+    ...(spec.extra ?? []),
   );
   const path = join(dir, name);
   await pipeline(Readable.from(packCpio(entries)), createWriteStream(path));
@@ -87,4 +91,44 @@ export function bootMarks(output: string): { runInit?: number; init?: number; ex
     init: num(/^irb: init (\d+\.\d{6})$/m.exec(output)),
     exec: num(/^irb: exec (\d+\.\d{6})$/m.exec(output)),
   };
+}
+
+/** A regular file entry with these bytes. */
+export function fileEntry(
+  path: string,
+  body: Uint8Array | string,
+  mode = 0o644,
+  uid = 0,
+  gid = 0,
+): CpioEntry {
+  const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body;
+  return { type: 'file', path, mode, uid, gid, size: bytes.length, body: bytes };
+}
+
+/**
+ * Entries for kernel module files (paths relative to `modulesDir`, as moduleClosure gives them)
+ * at lib/modules/<release>/…, parent directories first; and their absolute archive paths, in order.
+ */
+export async function moduleEntries(
+  modulesDir: string,
+  release: string,
+  files: readonly string[],
+): Promise<{ entries: CpioEntry[]; paths: string[] }> {
+  const entries: CpioEntry[] = [];
+  const dirs = new Set<string>();
+  const paths: string[] = [];
+  for (const file of files) {
+    const path = `lib/modules/${release}/${file}`;
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join('/');
+      if (!dirs.has(dir)) {
+        dirs.add(dir);
+        entries.push({ type: 'directory', path: dir, mode: 0o755 });
+      }
+    }
+    entries.push(fileEntry(path, new Uint8Array(await readFile(join(modulesDir, file)))));
+    paths.push(`/${path}`);
+  }
+  return { entries, paths };
 }
