@@ -1,9 +1,9 @@
 import { createWriteStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type CpioEntry, packCpio } from '@irb/cpio';
+import { moduleFiles } from '@irb/test-utils';
 import { encodeInitConfig, type InitArch, type StaticInitConfig, staticInitBinary } from '../src/index.ts';
 
 /** Options of {@link writeStaticInitArchive}. */
@@ -105,30 +105,18 @@ export function fileEntry(
   return { type: 'file', path, mode, uid, gid, size: bytes.length, body: bytes };
 }
 
-/**
- * Entries for kernel module files (paths relative to `modulesDir`, as moduleClosure gives them)
- * at lib/modules/<release>/…, parent directories first; and their absolute archive paths, in order.
- */
+/** Kernel module files (see moduleFiles) as archive entries, and their paths in the guest. */
 export async function moduleEntries(
   modulesDir: string,
   release: string,
   files: readonly string[],
 ): Promise<{ entries: CpioEntry[]; paths: string[] }> {
-  const entries: CpioEntry[] = [];
-  const dirs = new Set<string>();
-  const paths: string[] = [];
-  for (const file of files) {
-    const path = `lib/modules/${release}/${file}`;
-    const parts = path.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const dir = parts.slice(0, i).join('/');
-      if (!dirs.has(dir)) {
-        dirs.add(dir);
-        entries.push({ type: 'directory', path: dir, mode: 0o755 });
-      }
-    }
-    entries.push(fileEntry(path, new Uint8Array(await readFile(join(modulesDir, file)))));
-    paths.push(`/${path}`);
-  }
-  return { entries, paths };
+  const found = await moduleFiles(modulesDir, release, files);
+  return {
+    entries: [
+      ...found.directories.map((path): CpioEntry => ({ type: 'directory', path, mode: 0o755 })),
+      ...found.files.map((f) => fileEntry(f.path, f.body)),
+    ],
+    paths: found.paths,
+  };
 }

@@ -17,6 +17,30 @@ export async function kernelModulesDir(kernel: string): Promise<{ dir: string; r
   return { dir: join(root, release), release };
 }
 
+/**
+ * Kernel module files (paths relative to `modulesDir`, as {@link moduleClosure} gives them) as
+ * archive members at lib/modules/<release>/…: the directories they need (parents first), the
+ * files with their bytes, and their absolute paths in the guest, in order.
+ */
+export async function moduleFiles(
+  modulesDir: string,
+  release: string,
+  files: readonly string[],
+): Promise<{ directories: string[]; files: Array<{ path: string; body: Uint8Array }>; paths: string[] }> {
+  const directories: string[] = [];
+  const out: Array<{ path: string; body: Uint8Array }> = [];
+  for (const file of files) {
+    const path = `lib/modules/${release}/${file}`;
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join('/');
+      if (!directories.includes(dir)) directories.push(dir);
+    }
+    out.push({ path, body: new Uint8Array(await readFile(join(modulesDir, file))) });
+  }
+  return { directories, files: out, paths: out.map((f) => `/${f.path}`) };
+}
+
 /** A module's name as modprobe compares it: the file name without `.ko…`, `-` read as `_`. */
 function moduleName(path: string): string {
   return basename(path)
