@@ -190,6 +190,45 @@ static long read_file(int dir, const char *path, char *buf, unsigned long max) {
   return (long)len;
 }
 
+/* The kernel command line's arguments, NUL-terminated one after another, quotes dropped and
+ * none after a "--" (those are init's), read once from /proc/cmdline. Returns the first; *end is
+ * set past the last (no arguments: the two are equal). */
+static const char *kernel_args(const char **end) {
+  static char raw[4097], args[4097];
+  static long len = -1;
+  if (len < 0) {
+    long n = read_file(IRB_AT_FDCWD, "/proc/cmdline", raw, sizeof raw - 1);
+    len = 0;
+    int quoted = 0;
+    unsigned long start = 0;
+    for (long i = 0; i < n; i++) {
+      char ch = raw[i];
+      if (ch == '"') {
+        quoted = !quoted;
+        continue;
+      }
+      if (!quoted && (ch == ' ' || ch == '\t' || ch == '\n')) {
+        if ((unsigned long)len == start) continue; /* no argument yet */
+        args[len] = '\0';
+        if (streq(args + start, "--")) {
+          len = (long)start;
+          break;
+        }
+        start = (unsigned long)++len;
+        continue;
+      }
+      args[len++] = ch;
+    }
+    if ((unsigned long)len != start) {
+      args[len] = '\0';
+      if (streq(args + start, "--")) len = (long)start;
+      else len++;
+    }
+  }
+  *end = args + len;
+  return args;
+}
+
 /* CLOCK_BOOTTIME in microseconds. */
 static unsigned long boottime_us(void) {
   struct irb_timespec ts = {0, 0};

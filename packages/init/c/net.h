@@ -367,32 +367,17 @@ static void configure_static(const struct ipspec *c, unsigned long wait_ms) {
   marker("net", 0);
 }
 
-/* The value of the last ip= on the kernel command line (before a "--", after which arguments
- * are init's), copied into out; 1 when there is one. Quotes are dropped, as the kernel does. */
+/* The value of the last ip= on the kernel command line, copied into out; 1 when there is one. */
 static int cmdline_ip(char *out, unsigned long size) {
-  static char cmd[4097];
-  long n = read_file(IRB_AT_FDCWD, "/proc/cmdline", cmd, sizeof cmd - 1);
-  if (n < 0) return 0;
+  const char *end, *arg = kernel_args(&end);
   int found = 0;
-  char *p = cmd;
-  while (*p) {
-    while (*p == ' ' || *p == '\t' || *p == '\n') p++;
-    if (!*p) break;
-    char *arg = p;
-    int quoted = 0;
-    while (*p && (quoted || (*p != ' ' && *p != '\t' && *p != '\n'))) {
-      if (*p == '"') quoted = !quoted;
-      p++;
-    }
-    if (*p) *p++ = '\0';
-    if (streq(arg, "--")) break;
-    if (starts_with(arg, "ip=")) {
-      unsigned long k = 0;
-      for (const char *v = arg + 3; *v && k < size - 1; v++)
-        if (*v != '"') out[k++] = *v;
-      out[k] = '\0';
-      found = 1;
-    }
+  for (; arg < end; arg += slen(arg) + 1) {
+    if (!starts_with(arg, "ip=")) continue;
+    unsigned long n = slen(arg + 3);
+    if (n >= size) n = size - 1;
+    memcpy(out, arg + 3, n);
+    out[n] = '\0';
+    found = 1;
   }
   return found;
 }

@@ -36,6 +36,13 @@ function markers(output: string): Record<string, number> {
   return out;
 }
 
+/** Boots an archive to its power-off; the console. */
+async function boot(initramfs: string, append: string[]): Promise<string> {
+  const result = await bootInitramfs({ kernel, initramfs, append, timeoutMs: BOOT - 20_000 });
+  expect(result, result.output).toMatchObject({ ok: true, exitCode: 0 });
+  return result.output;
+}
+
 async function archive(
   name: string,
   config: StaticInitConfig,
@@ -66,6 +73,7 @@ describe('static init (x86_64): kernel modules and the network', () => {
         `echo "probe: route=$(${bb} ip route show default)"`,
         `echo "probe: resolv=$(${bb} tr '\\n' ';' < /etc/resolv.conf)"`,
         `echo "probe: host=$(${bb} hostname) domain=$(${bb} cat /proc/sys/kernel/domainname)"`,
+        `echo "probe: params=$(${bb} cat /sys/module/virtio_net/parameters/napi_tx) $(${bb} cat /sys/module/virtio_net/parameters/gso)"`,
         'echo "probe: listening"',
         `${bb} nc -l -p 8080 -e ${bb} sh -c 'read line; echo "guest got $line from $(${bb} hostname)"'`,
         'echo "probe: served"',
@@ -89,7 +97,13 @@ describe('static init (x86_64): kernel modules and the network', () => {
           machine: 'pc',
           accel: 'tcg',
           memoryMb: 512,
-          append: ['loglevel=4', 'ip=10.0.2.15::10.0.2.2:255.255.255.0:guest.example:eth0:off:10.0.2.3'],
+          append: [
+            'loglevel=4',
+            'ip=10.0.2.15::10.0.2.2:255.255.255.0:guest.example:eth0:off:10.0.2.3',
+            // Module parameters on the kernel command line reach the module, as modprobe passes them.
+            'virtio_net.napi_tx=0',
+            'virtio-net.gso=0',
+          ],
         }),
         guestPort: 8080,
         ready: /^probe: listening$/m,
@@ -109,6 +123,7 @@ describe('static init (x86_64): kernel modules and the network', () => {
         'route=default via 10.0.2.2 dev eth0 ',
         'resolv=nameserver 10.0.2.3;',
         'host=guest domain=example',
+        'params=N N',
         'listening',
         'served',
       ]);
@@ -142,14 +157,7 @@ describe('static init (x86_64): kernel modules and the network', () => {
         },
         [fileEntry('bogus.ko', 'not an ELF file at all'), ...mods.entries],
       );
-      const result = await bootInitramfs({
-        kernel,
-        initramfs: path,
-        append: ['loglevel=4'],
-        timeoutMs: BOOT - 20_000,
-      });
-      const out = result.output;
-      expect(result, out).toMatchObject({ ok: true, exitCode: 0 });
+      const out = await boot(path, ['loglevel=4']);
       expect(linesWith(out, 'irb: module ')).toEqual([
         'bogus: Exec format error',
         'missing: No such file or directory',
@@ -187,14 +195,7 @@ describe('static init (x86_64): kernel modules and the network', () => {
         ...mods.entries,
         fileEntry('vsock-echo', new Uint8Array(await readFile(program)), 0o755),
       ]);
-      const result = await bootInitramfs({
-        kernel,
-        initramfs: path,
-        append: ['loglevel=4'],
-        timeoutMs: BOOT - 20_000,
-      });
-      const out = result.output;
-      expect(result, out).toMatchObject({ ok: true, exitCode: 0 });
+      const out = await boot(path, ['loglevel=4']);
       expect(linesWith(out, 'vsock: ').sort()).toEqual(['client got pong', 'server got ping']);
       expect(out).not.toMatch(/^irb: module /m);
       expect(out).toMatch(/^irb: exit status 0$/m);
@@ -242,14 +243,7 @@ describe('static init (x86_64): per-job files', () => {
         ...jobs.map(([p, bytes]) => fileEntry(p.slice(1), bytes, 0o600)),
         fileEntry('irb/job.d/notes.txt', 'not a job file: ignored'),
       ]);
-      const result = await bootInitramfs({
-        kernel,
-        initramfs: path,
-        append: ['loglevel=4', 'ip=dhcp'],
-        timeoutMs: BOOT - 20_000,
-      });
-      const out = result.output;
-      expect(result, out).toMatchObject({ ok: true, exitCode: 0 });
+      const out = await boot(path, ['loglevel=4', 'ip=dhcp']);
       expect(linesWith(out, 'probe: ')).toEqual([
         'args=zero|job-a job b',
         'ids=1000:1000:1000 50',
@@ -273,14 +267,7 @@ describe('static init (x86_64): per-job files', () => {
         fileEntry('irb/job.d/1.conf', encodeJobConfig({ entrypoint: '/bin/busybox', cmd: ['true'] })),
         fileEntry('irb/job.d/2.conf', encodeJobConfig({ user: 'nobody2:staff' })),
       ]);
-      const result = await bootInitramfs({
-        kernel,
-        initramfs: path,
-        append: ['loglevel=4'],
-        timeoutMs: BOOT - 20_000,
-      });
-      const out = result.output;
-      expect(result, out).toMatchObject({ ok: true, exitCode: 0 });
+      const out = await boot(path, ['loglevel=4']);
       expect(out).toMatch(
         /^irb-init: user nobody2 is not in \/etc\/passwd; give a numeric id, or add it to the image$/m,
       );
