@@ -243,13 +243,15 @@ describe('static init (x86_64): per-job files', () => {
         ...jobs.map(([p, bytes]) => fileEntry(p.slice(1), bytes, 0o600)),
         fileEntry('irb/job.d/notes.txt', 'not a job file: ignored'),
       ]);
-      const out = await boot(path, ['loglevel=4', 'ip=dhcp']);
+      // The last ip= counts, as for the kernel; what follows "--" is init's, not the kernel's.
+      const out = await boot(path, ['loglevel=4', 'ip=10.0.0.5::::::off', 'ip=dhcp', '--', 'ip=10.9.9.9']);
       expect(linesWith(out, 'probe: ')).toEqual([
         'args=zero|job-a job b',
         'ids=1000:1000:1000 50',
         'cwd=/srv',
         'env MODE=two JOB=42 KEEP=1 HOME=/home/app',
       ]);
+      expect(out).not.toContain('irb: net: no device');
       expect(out).toMatch(
         /^irb: net: ip=dhcp asks for DHCP, BOOTP or RARP; irb's init configures static addresses only: ip=<client>::<gateway>:<netmask>::<device>:off$/m,
       );
