@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -12,16 +12,25 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planInit } from '../src/init.ts';
 import { fakeRootfs, type Node } from './fake-rootfs.ts';
 
-// The generated shell /init on x86_64, with irb's static init as its helper, under the real
-// Debian kernel and its modules: what the script does with busybox, the helper does with
+// The generated shell /init on x86_64 and arm64, with irb's static init as its helper, under the
+// real Debian kernels and their modules: what the script does with busybox, the helper does with
 // system calls (modules, the network from ip=, job files, the user switch).
 const BOOT = 240_000;
 let dir: string;
-let kernel: string;
+const cache = process.env.XDG_CACHE_HOME || join(process.env.HOME || homedir(), '.cache');
+/** Each guest: its kernel, a static busybox for it, QEMU's machine. */
+const guests = [
+  { arch: 'x86_64', platform: 'amd64', busybox: '/bin/busybox', machine: 'pc' },
+  {
+    arch: 'aarch64',
+    platform: 'arm64',
+    busybox: join(cache, 'irb', 'aarch64', 'bin', 'busybox'),
+    machine: 'virt',
+  },
+] as const;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'irb-sh-net-'));
-  kernel = await findKernel();
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -36,10 +45,11 @@ const file = (path: string, body: Uint8Array, mode = 0o644): CpioEntry => ({
   body,
 });
 
-describe('the shell init with its helper (x86_64)', () => {
+describe.each(guests)('the shell init with its helper ($arch)', (guest) => {
   it(
     'loads the modules (one bogus), configures eth0 from ip=, applies a job file with a user by name, and serves the host',
     async () => {
+      const kernel = await findKernel({ arch: guest.arch });
       const modules = await kernelModulesDir(kernel);
       const found = await moduleFiles(
         modules.dir,
@@ -67,13 +77,13 @@ describe('the shell init with its helper (x86_64)', () => {
       const plan = await planInit(
         fakeRootfs(nodes),
         { Entrypoint: ['/bin/busybox', 'sh', '-c', script], Env: ['PATH=/bin'] },
-        { architecture: 'amd64', modules: ['/lib/modules/bogus.ko', ...found.paths], netWaitMs: 3000 },
+        { architecture: guest.platform, modules: ['/lib/modules/bogus.ko', ...found.paths], netWaitMs: 3000 },
       );
-      expect(plan.helper?.arch).toBe('x86_64');
+      expect(plan.helper?.arch).toBe(guest.arch);
       const job = jobConfigPath(123_456);
       const entries: CpioEntry[] = [
         { type: 'directory', path: 'bin', mode: 0o755 },
-        file('bin/busybox', new Uint8Array(await readFile('/bin/busybox')), 0o755),
+        file('bin/busybox', new Uint8Array(await readFile(guest.busybox)), 0o755),
         ...applets.map(
           (a): CpioEntry => ({ type: 'symlink', path: `bin/${a}`, mode: 0o777, target: 'busybox' }),
         ),
@@ -94,15 +104,15 @@ describe('the shell init with its helper (x86_64)', () => {
         file('lib/modules/bogus.ko', text('not a module')),
         ...found.files.map((f) => file(f.path, f.body)),
       ];
-      const path = join(dir, 'sh-net.cpio');
+      const path = join(dir, `sh-net-${guest.arch}.cpio`);
       await pipeline(Readable.from(packCpio(entries)), createWriteStream(path));
 
       const result = await bootWithNetwork({
-        qemu: 'qemu-system-x86_64',
+        qemu: `qemu-system-${guest.arch}`,
         args: qemuArguments({
           kernel,
           initramfs: path,
-          machine: 'pc',
+          machine: guest.machine,
           accel: 'tcg',
           memoryMb: 512,
           append: ['ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:10.0.2.3'],
