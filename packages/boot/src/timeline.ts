@@ -14,6 +14,10 @@ export interface BootTimeline {
   unpackedMs?: number;
   /** The kernel ran /init ("Run /init as init process"), or the init's own `irb: init` marker. */
   initMs?: number;
+  /** The init loaded its kernel modules (its `irb: modules` marker; only when it had any). */
+  modulesMs?: number;
+  /** The init configured the network (its `irb: net` marker; only when it did). */
+  netMs?: number;
   /** The init exec'd the program (its `irb: exec` marker). */
   execMs?: number;
   /** The program printed its first line on the console. */
@@ -39,6 +43,8 @@ export const TIMELINE_PHASES = [
   'unpackStartMs',
   'unpackedMs',
   'initMs',
+  'modulesMs',
+  'netMs',
   'execMs',
   'firstLineMs',
   'endMs',
@@ -74,9 +80,10 @@ function printkTime(line: string): { ms: number; text: string } | undefined {
 /**
  * Reads a boot's phases from its console lines.
  *
- * Kernel events carry printk timestamps. The init's markers (`irb: init`, `irb: exec`, written to
- * /dev/kmsg so that they carry the same clock) come as kernel lines too; a marker written to the
- * console with the guest's uptime (`irb: exec 5.361234`) is read as well. The program's first
+ * Kernel events carry printk timestamps. The init's markers (`irb: init`, `irb: modules`,
+ * `irb: net`, `irb: exec`, written to /dev/kmsg so that they carry the same clock) come as kernel
+ * lines too; a marker written to the console with the guest's uptime (`irb: exec 5.361234`) is
+ * read as well. The program's first
  * line has no guest timestamp: its time is interpolated from when it reached the host between
  * the timestamped lines around it (the guest clock under emulation does not run at the host's
  * rate, so the nearest anchors on both sides keep the error small).
@@ -93,7 +100,7 @@ export function parseBootTimeline(lines: readonly ConsoleLine[], wallMs: number)
     const printk = printkTime(line.text);
     const text = printk ? printk.text : line.text;
     let guestMs = printk?.ms;
-    const marker = /^irb: (init|exec)(?: (\d+(?:\.\d+)?))?\s*$/.exec(text);
+    const marker = /^irb: (init|modules|net|exec)(?: (\d+(?:\.\d+)?))?\s*$/.exec(text);
     if (marker && guestMs === undefined && marker[2] !== undefined) guestMs = Number(marker[2]) * 1000;
     if (guestMs !== undefined) {
       anchors.push({ index, guestMs, hostMs: line.hostMs });
@@ -111,6 +118,8 @@ export function parseBootTimeline(lines: readonly ConsoleLine[], wallMs: number)
       }
     }
     if (marker?.[1] === 'init' && guestMs !== undefined) timeline.initMs ??= guestMs;
+    if (marker?.[1] === 'modules' && guestMs !== undefined) timeline.modulesMs ??= guestMs;
+    if (marker?.[1] === 'net' && guestMs !== undefined) timeline.netMs ??= guestMs;
     if (marker?.[1] === 'exec') {
       if (guestMs !== undefined) timeline.execMs ??= guestMs;
       afterExec = true;

@@ -79,6 +79,7 @@ export {
 export {
   DEFAULT_PATH,
   type ExitAction,
+  INIT_HELPER_PATH,
   type InitPlan,
   type InitRootfsView,
   type InitScriptParts,

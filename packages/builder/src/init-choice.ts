@@ -117,7 +117,7 @@ export async function chooseInit(input: InitChoiceInput): Promise<InitChoice> {
     const blame = blameForMissingShell(input.effects);
     if (blame) throw new IrbError('IRB_OPTION_INVALID', blame);
   }
-  const plan = await planInit(input.view, input.config, planOptions);
+  const plan = await planInit(input.view, input.config, { ...planOptions, architecture: input.architecture });
   return { source: 'generated', kind: 'sh', plan };
 }
 

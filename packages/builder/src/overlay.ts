@@ -84,6 +84,8 @@ export async function planOverlay(
     scratch.inject('/init', { hostPath: choice.hostPath }, root);
   } else if (choice.source === 'generated' && choice.kind === 'sh') {
     scratch.inject('/init', { bytes: new TextEncoder().encode(choice.plan.script) }, root);
+    if (choice.plan.helper)
+      scratch.inject(choice.plan.helper.path, { bytes: choice.plan.helper.binary }, root);
     directories = choice.plan.directories;
   } else if (choice.source === 'generated') {
     scratch.inject('/init', { bytes: choice.plan.binary }, root);

@@ -105,6 +105,8 @@ export async function planStaticInit(
     groups: run.user.groups,
     hostname: run.hostname,
     onExit: options.exitAction ?? 'poweroff',
+    entrypointLength: run.entrypointLength,
+    homeFromUser: run.homeFromUser,
     ...(options.trace ? { trace: true } : {}),
     ...(typeof options.trace === 'object' ? { stopAfterSeconds: options.trace.stopAfterSeconds } : {}),
   });

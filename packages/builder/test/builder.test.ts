@@ -153,7 +153,11 @@ describe('InitramfsBuilder against a real registry', () => {
     expect(shSummary.initKind).toBe('sh');
     expect(shSummary.warnings).toEqual([]);
     const init = await fileFromArchive(sh, 'init');
-    expect(init).toContain('/usr/bin/setpriv --reuid=600 --regid=600 --groups=78 -- /app --flag');
+    // On x86_64 the script runs the program through irb's static init as its helper, which
+    // switches user (the image's setpriv is not needed) and applies /irb/job.d.
+    expect(init).toContain('/irb/init setup\n');
+    expect(init).toContain('exec /irb/init exec -u 600 -g 600 -G 78 -E 1 -H -- /app --flag)');
+    expect(await fileBytes(sh, 'irb/init')).toEqual(staticInitBinary('x86_64'));
     expect(init).toContain('export HOME=/srv/svc');
     expect(init).toContain('if cd /srv/svc/work; then');
   });

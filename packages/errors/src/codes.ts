@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   IRB_PLATFORM_INVALID: 'A platform string is not `os/arch[/variant]`.',
   IRB_ENV_INVALID: 'An environment variable name is not valid for the generated /init.',
   IRB_HOSTNAME_INVALID: 'The guest hostname is not a valid host name.',
+  IRB_NET_INVALID:
+    'A guest network setting (`--net`, an `ip=` value) cannot be parsed or is not a static address.',
   IRB_WORKDIR_INVALID: "The image's WorkingDir is not an absolute path.",
   IRB_USER_INVALID: "The image's User is not `name`, `uid`, `name:group` or `uid:gid`.",
   IRB_USER_UNKNOWN: "The image's User names a user its /etc/passwd does not have.",

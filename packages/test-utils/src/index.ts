@@ -6,6 +6,7 @@ export * from './forward-proxy.ts';
 export * from './oci-layout.ts';
 export * from './processes.ts';
 export * from './push.ts';
+export * from './qemu-net.ts';
 export * from './registry-server.ts';
 export * from './tar.ts';
 export * from './token-server.ts';
