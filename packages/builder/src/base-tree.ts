@@ -43,6 +43,15 @@ export function keyOfPath(path: CpioPath): string {
   return key === '.' ? '' : key;
 }
 
+/**
+ * A symlink target → the string {@link resolvePath} follows: its bytes as a binary string, kept as
+ * they are. Unlike {@link keyOfPath} it keeps a leading `/`, which makes the link absolute
+ * (restart at the root); stripped, `/bin/sh → /bin/busybox` would lead to `bin/bin/busybox`.
+ */
+export function targetKeyOf(target: CpioPath): string {
+  return (typeof target === 'string' ? Buffer.from(target, 'utf8') : Buffer.from(target)).toString('latin1');
+}
+
 /** Key → the bytes of the name. */
 export function bytesOfKey(key: string): Uint8Array {
   return new Uint8Array(Buffer.from(key, 'latin1'));
@@ -67,7 +76,7 @@ export function rootfsBaseTree(rootfs: Rootfs, extras: readonly CpioEntry[]): Ba
       const info = rootfs.lookup(bytesOfKey(key));
       if (!info) return added.get(key);
       const node: BaseNode = { type: info.type, mode: info.mode };
-      if (info.target !== undefined) node.target = keyOfPath(info.target);
+      if (info.target !== undefined) node.target = targetKeyOf(info.target);
       if (info.type === 'file' && info.nlink > 1) node.linked = true;
       return node;
     },
@@ -158,6 +167,36 @@ const CHAR_TYPE: Record<string, RootfsNodeType> = {
 };
 
 /**
+ * One node as a record of the tree encoding: `TYPE MODE`, key, and a field that holds a
+ * symlink's target or `L` for a file with several names (hard links); each ends with a NUL. Keys
+ * and targets are binary strings, so any name round-trips.
+ */
+export function nodeRecord(
+  key: string,
+  node: { type: string; mode: number; target?: string; linked?: boolean },
+): string {
+  const field =
+    node.type === 'symlink' ? (node.target ?? '') : node.type === 'file' && node.linked ? 'L' : '';
+  return `${TYPE_CHAR[node.type] ?? 'p'}${node.mode.toString(8)}\0${key}\0${field}\0`;
+}
+
+/** Decodes {@link nodeRecord}s (a binary string); `undefined` when one is malformed. */
+export function decodeNodeRecords(text: string): Map<string, BaseNode> | undefined {
+  const fields = text.split('\0');
+  const nodes = new Map<string, BaseNode>();
+  for (let i = 0; i + 2 < fields.length; i += 3) {
+    const head = fields[i] as string;
+    const type = CHAR_TYPE[head[0] ?? ''];
+    if (type === undefined) return undefined;
+    const node: BaseNode = { type, mode: Number.parseInt(head.slice(1), 8) };
+    if (type === 'symlink') node.target = fields[i + 2] as string;
+    else if (type === 'file' && fields[i + 2] === 'L') node.linked = true;
+    nodes.set(fields[i + 1] as string, node);
+  }
+  return nodes;
+}
+
+/**
  * Collects the base member's tree as its entries stream past (no second walk), and encodes it
  * with a header: one JSON line, then NUL-separated records `TYPE MODE`, key, target — names as
  * raw bytes, so any name round-trips. The bodies of the files init planning reads (`want`:
@@ -196,23 +235,24 @@ export function createTreeCollector(want: ReadonlySet<string> = new Set()): {
   return {
     async *tap(source) {
       for await (const entry of source) {
-        const type = TYPE_CHAR[entry.type] ?? 'p';
-        const target = entry.type === 'symlink' ? keyOfPath(entry.target) : '';
         const key = keyOfPath(entry.path);
-        parts.push(`${type}${entry.mode.toString(8)}\0${key}\0${target}\0`);
         if (entry.type !== 'file') {
+          const target = entry.type === 'symlink' ? targetKeyOf(entry.target) : undefined;
+          parts.push(
+            nodeRecord(key, {
+              type: entry.type,
+              mode: entry.mode,
+              ...(target !== undefined ? { target } : {}),
+            }),
+          );
           yield entry;
           continue;
         }
-        // A file with several names is marked (`L` in the target field): see BaseNode.linked.
+        // A file with several names is marked: see BaseNode.linked.
         const links = entry.links ?? [];
-        if (links.length > 0) parts[parts.length - 1] = `f${entry.mode.toString(8)}\0${key}\0L\0`;
-        const names = [key];
-        for (const link of links) {
-          const linkKey = keyOfPath(link);
-          names.push(linkKey);
-          parts.push(`f${entry.mode.toString(8)}\0${linkKey}\0L\0`);
-        }
+        const linked = links.length > 0;
+        const names = [key, ...links.map((link) => keyOfPath(link))];
+        for (const name of names) parts.push(nodeRecord(name, { type: 'file', mode: entry.mode, linked }));
         const wanted = names.filter((n) => want.has(n));
         yield wanted.length > 0 ? captured(entry, wanted) : entry;
       }
@@ -250,20 +290,8 @@ export function decodeBaseSnapshot(
   const header = decodeBaseHeader(bytes);
   if (!header) return undefined;
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const fields = buffer
-    .subarray(buffer.indexOf(10) + 1)
-    .toString('latin1')
-    .split('\0');
-  const nodes = new Map<string, BaseNode>();
-  for (let i = 0; i + 2 < fields.length; i += 3) {
-    const head = fields[i] as string;
-    const type = CHAR_TYPE[head[0] ?? ''];
-    if (type === undefined) return undefined;
-    const node: BaseNode = { type, mode: Number.parseInt(head.slice(1), 8) };
-    if (type === 'symlink') node.target = fields[i + 2] as string;
-    else if (type === 'file' && fields[i + 2] === 'L') node.linked = true;
-    nodes.set(fields[i + 1] as string, node);
-  }
+  const nodes = decodeNodeRecords(buffer.subarray(buffer.indexOf(10) + 1).toString('latin1'));
+  if (!nodes) return undefined;
   const files = header.files;
   return {
     header,

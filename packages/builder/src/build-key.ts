@@ -30,7 +30,7 @@ import { initArchForPlatform, staticInitPath } from '@irb/init';
 import type { InitramfsBuilderOptions } from './types.ts';
 
 /** The version of irb's output format that goes into every build key. */
-export const BUILD_FORMAT_VERSION = 2;
+export const BUILD_FORMAT_VERSION = 3;
 
 /** Builder options that never change the output bytes (not part of the key). */
 export const NEUTRAL_OPTIONS: ReadonlySet<string> = new Set([
