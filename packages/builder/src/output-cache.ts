@@ -1,9 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, lstat, open, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { link, lstat, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { cacheMaxBytes, processToken, pruneCache } from '@irb/registry';
+import { cacheMaxBytes, pruneCache } from '@irb/registry';
 import { type BaseSnapshotHeader, type BaseTree, decodeBaseHeader, decodeBaseSnapshot } from './base-tree.ts';
+import { cacheTempPath, replaceCacheFile } from './cache-file.ts';
+import { fileIdentity, recordHolds, type SeenFile } from './file-identity.ts';
 import type { MemberSink, MemberStats } from './pipeline.ts';
 import { holdsExactly } from './same-bytes.ts';
 import type { BuildSummary } from './types.ts';
@@ -58,10 +59,6 @@ export interface CachedOverlay {
   release(): Promise<void>;
 }
 
-function tempPath(path: string): string {
-  return `${path}.${processToken()}.${randomBytes(6).toString('hex')}.tmp`;
-}
-
 /**
  * Takes a private hard link to the bytes of an entry whose description is `description`, and
  * marks both used now (last use is the mtime, as for blobs: a hit keeps the entry from the
@@ -69,7 +66,7 @@ function tempPath(path: string): string {
  * entry is a miss).
  */
 async function holdEntry(bytesPath: string, description: string, size: number): Promise<string | undefined> {
-  const path = tempPath(bytesPath);
+  const path = cacheTempPath(bytesPath);
   try {
     await link(bytesPath, path);
   } catch {
@@ -139,7 +136,7 @@ function createEntrySink(
   blobsDir: string,
 ): MemberSink & { abort(): Promise<void> } {
   const final = join(dir, `${key}.${exts.bytes}`);
-  const temp = tempPath(final);
+  const temp = cacheTempPath(final);
   let handle: Awaited<ReturnType<typeof open>> | undefined;
   let failed = false;
   let done = false;
@@ -174,13 +171,7 @@ function createEntrySink(
           await drop();
           return;
         }
-        const descriptionPath = join(dir, `${key}.${exts.description}`);
-        const descriptionTemp = tempPath(descriptionPath);
-        await writeNew(descriptionTemp, description);
-        await rename(descriptionTemp, descriptionPath).catch(async (error) => {
-          await unlink(descriptionTemp).catch(() => {});
-          throw error;
-        });
+        await replaceCacheFile(join(dir, `${key}.${exts.description}`), description);
         await rename(temp, final);
         done = true;
       } catch {
@@ -229,34 +220,10 @@ export function createOverlaySink(
   );
 }
 
-async function writeNew(path: string, bytes: Uint8Array): Promise<void> {
-  const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-  try {
-    await handle.writeFile(bytes);
-  } finally {
-    await handle.close();
-  }
-}
-
 /** What {@link outputUpToDate} saw of an output it found holding a key's bytes. */
-interface OutputRecord {
+interface OutputRecord extends SeenFile {
   path: string;
-  dev: string;
-  ino: string;
-  size: string;
-  mtimeNs: string;
-  ctimeNs: string;
-  /** When it was seen (wall clock, ms). */
-  seenAtMs: number;
 }
-
-/**
- * How long before a record was made the file's ctime must lie for the record to be trusted.
- * File times come from a coarse clock (one tick, up to 10 ms): a change made in the tick of the
- * last change can leave ctime as it was, so a file seen that soon after a change is compared
- * again rather than trusted (git's "racily clean" entries).
- */
-const SETTLED_MS = 50;
 
 /**
  * True when `output` already holds exactly the bytes of `parts` (the cached members of overlay
@@ -276,34 +243,15 @@ export async function outputUpToDate(
   const path = resolve(output);
   const st = await lstat(path, { bigint: true }).catch(() => undefined);
   if (!st?.isFile()) return false;
-  const now: Omit<OutputRecord, 'seenAtMs'> = {
-    path,
-    dev: String(st.dev),
-    ino: String(st.ino),
-    size: String(st.size),
-    mtimeNs: String(st.mtimeNs),
-    ctimeNs: String(st.ctimeNs),
-  };
   const record = await readFile(recordPath, 'utf8')
     .then((text) => JSON.parse(text) as OutputRecord)
     .catch(() => undefined);
-  if (
-    record &&
-    record.path === now.path &&
-    record.dev === now.dev &&
-    record.ino === now.ino &&
-    record.size === now.size &&
-    record.mtimeNs === now.mtimeNs &&
-    record.ctimeNs === now.ctimeNs &&
-    record.seenAtMs - Number(st.ctimeNs / 1_000_000n) >= SETTLED_MS
-  ) {
-    return true;
-  }
+  if (record?.path === path && recordHolds(record, st)) return true;
   if (!(await holdsExactly(path, parts))) return false;
   // Best effort: without a record the next run compares again.
-  const temp = tempPath(recordPath);
-  await writeFile(temp, JSON.stringify({ ...now, seenAtMs: Date.now() }))
-    .then(() => rename(temp, recordPath))
-    .catch(() => unlink(temp).catch(() => {}));
+  await replaceCacheFile(
+    recordPath,
+    JSON.stringify({ path, ...fileIdentity(st), seenAtMs: Date.now() }),
+  ).catch(() => {});
   return true;
 }

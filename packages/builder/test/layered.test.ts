@@ -471,7 +471,10 @@ describe('absolute symlink targets', () => {
       const overlay: string[] = [];
       for await (const e of listArchive(out)) if (e.member === 1) overlay.push(`${e.type} ${e.name}`);
       expect(overlay, name).toContain('file srv/app/agent');
-      expect(overlay.filter((n) => n.includes('opt')), name).toEqual([]);
+      expect(
+        overlay.filter((n) => n.includes('opt')),
+        name,
+      ).toEqual([]);
     }
   });
 });

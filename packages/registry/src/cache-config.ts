@@ -1,40 +1,9 @@
-import { mkdir, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { IrbError } from '@irb/errors';
+import { makeDirectory } from './cache-dirs.ts';
 import { cacheWriteFailure } from './errors.ts';
 
-/**
- * The default blob cache directory: `IRB_CACHE_DIR`, else `$XDG_CACHE_HOME/irb/blobs`,
- * else `~/.cache/irb/blobs`.
- */
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.IRB_CACHE_DIR) return env.IRB_CACHE_DIR;
-  const xdg = env.XDG_CACHE_HOME;
-  return join(xdg?.startsWith('/') ? xdg : join(homedir(), '.cache'), 'irb', 'blobs');
-}
-
-/**
- * The layer index cache that goes with a blob cache directory: `<parent>/index` beside a
- * directory named `blobs` (so `~/.cache/irb/blobs` pairs with `~/.cache/irb/index`), else
- * `<dir>-index` beside it (`IRB_CACHE_DIR=/var/cache/irb` pairs with `/var/cache/irb-index`).
- */
-export function indexCacheDirFor(blobCacheDir: string): string {
-  const dir = resolve(blobCacheDir);
-  const name = basename(dir);
-  return join(dirname(dir), name === 'blobs' ? 'index' : `${name}-index`);
-}
-
-/**
- * The output cache directory that goes with a blob cache directory, placed like the index
- * directory: `output` beside a directory named `blobs` (`~/.cache/irb/output`), else
- * `<dir>-output` beside it. It holds built base members by build key (see @irb/builder).
- */
-export function outputCacheDirFor(blobCacheDir: string): string {
-  const dir = resolve(blobCacheDir);
-  const name = basename(dir);
-  return join(dirname(dir), name === 'blobs' ? 'output' : `${name}-output`);
-}
+export { defaultCacheDir, indexCacheDirFor, outputCacheDirFor } from './cache-dirs.ts';
 
 /** The automatic cache limit when `IRB_CACHE_MAX_SIZE` is not set: 10 GiB. */
 export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
@@ -117,32 +86,5 @@ export async function ensureCacheDirectory(dir: string, what = 'the blob cache',
     const code = (error as NodeJS.ErrnoException).code;
     const cause = code ? error : Object.assign(new Error(String(error)), { code: 'EIO', cause: error });
     throw cacheWriteFailure(root, cause, { action: 'create', what });
-  }
-}
-
-async function makeDirectory(path: string): Promise<void> {
-  const attempt = async (): Promise<boolean> => {
-    try {
-      await mkdir(path);
-      return true;
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') {
-        if ((await stat(path)).isDirectory()) return true;
-        throw Object.assign(new Error(`${path} exists and is not a directory`), { code: 'ENOTDIR' });
-      }
-      if (code === 'ENOENT') return false;
-      throw error;
-    }
-  };
-  if (await attempt()) return;
-  const parent = dirname(path);
-  if (parent === path) throw Object.assign(new Error(`cannot create ${path}`), { code: 'ENOENT' });
-  await makeDirectory(parent);
-  // The parent exists now; a second ENOENT means this filesystem refuses the name (e.g. /proc).
-  if (!(await attempt())) {
-    throw Object.assign(new Error(`mkdir ${path}: the parent exists but refuses new entries`), {
-      code: 'ENOENT',
-    });
   }
 }

@@ -58,8 +58,12 @@ export interface ListCacheOptions {
   outputDir?: string | false;
 }
 
-/** Output entries are `<hex key>.<kind>` (`base`, `tree`, `out`, `meta`). */
-const OUTPUT_NAME = /^([0-9a-f]{64})\.(base|tree|overlay|meta|out)$/;
+/**
+ * Output entries are `<hex key>.<kind>`: `base`, `tree`, `overlay`, `meta`, `out` (builds), and
+ * `atree`, `aid` (what `irb append` knows of a BASE archive: its tree by content, and which file
+ * has which content).
+ */
+const OUTPUT_NAME = /^([0-9a-f]{64})\.(base|tree|overlay|meta|out|atree|aid)$/;
 
 /** Index entries named `<algorithm>-<hex>.<keyhash>.idx` carry their layer's digest. */
 const INDEX_NAME = /^([a-z0-9]+)-([a-zA-Z0-9=_-]+)\.[0-9a-f]+\.idx$/;
