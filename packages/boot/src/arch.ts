@@ -12,21 +12,42 @@ export function hostArch(): BootArch {
 const EM_X86_64 = 62;
 const EM_AARCH64 = 183;
 
-/** The architecture an ELF file is built for (from its header's `e_machine`), or `undefined` when it is not an x86_64 or aarch64 ELF. */
-export function elfArch(header: Uint8Array): BootArch | undefined {
+/** What an ELF header says about the machine a program runs on. */
+export interface ElfHeaderInfo {
+  /** `e_machine` (62 x86-64, 183 AArch64, 243 RISC-V, 40 ARM, 3 i386, …). */
+  machine: number;
+  /** `EI_CLASS`: 32- or 64-bit. */
+  bits: 32 | 64;
+  /** `EI_DATA`: byte order. */
+  littleEndian: boolean;
+}
+
+/** The machine fields of an ELF header (its first 20 bytes), or `undefined` when the bytes are not an ELF header. */
+export function elfHeader(header: Uint8Array): ElfHeaderInfo | undefined {
   if (
     header.length < 20 ||
     header[0] !== 0x7f ||
     header[1] !== 0x45 ||
     header[2] !== 0x4c ||
-    header[3] !== 0x46
+    header[3] !== 0x46 ||
+    (header[4] !== 1 && header[4] !== 2) ||
+    (header[5] !== 1 && header[5] !== 2)
   ) {
     return undefined;
   }
-  const little = header[5] === 1;
-  const machine = little
+  const littleEndian = header[5] === 1;
+  const machine = littleEndian
     ? (header[18] ?? 0) | ((header[19] ?? 0) << 8)
     : ((header[18] ?? 0) << 8) | (header[19] ?? 0);
+  return { machine, bits: header[4] === 2 ? 64 : 32, littleEndian };
+}
+
+/** The architecture an ELF file is built for (from its header's `e_machine`), or `undefined` when it is not an x86_64 or aarch64 ELF. */
+export function elfArch(header: Uint8Array): BootArch | undefined {
+  return archOfMachine(elfHeader(header)?.machine);
+}
+
+function archOfMachine(machine: number | undefined): BootArch | undefined {
   return machine === EM_X86_64 ? 'x86_64' : machine === EM_AARCH64 ? 'aarch64' : undefined;
 }
 
@@ -88,7 +109,74 @@ function zstdMember(data: Uint8Array, at: number): { out: Uint8Array; used: numb
   return { out: result.buffer, used: result.engine.bytesWritten };
 }
 
-/** Every entry of an initramfs: a sequence of members, each plain newc, gzip or zstd, with zero padding between. */
+const LZ4_LEGACY_MAGIC = 0x184c2102;
+/** The largest block the kernel's legacy lz4 reader accepts: LZ4_compressBound(8 MiB). */
+const LZ4_MAX_BLOCK = 8 * 1024 * 1024 + Math.floor((8 * 1024 * 1024) / 255) + 16;
+
+/** Decodes one raw lz4 block (at most 8 MiB of output, as the legacy format allows). */
+function unlz4Block(src: Uint8Array): Uint8Array {
+  const out = new Uint8Array(8 * 1024 * 1024);
+  let i = 0;
+  let o = 0;
+  const length = (n: number): number => {
+    if (n !== 15) return n;
+    let byte: number;
+    do {
+      byte = src[i++] ?? 0;
+      n += byte;
+    } while (byte === 255 && i < src.length);
+    return n;
+  };
+  while (i < src.length) {
+    const token = src[i++] as number;
+    const literals = length(token >> 4);
+    if (o + literals > out.length || i + literals > src.length) throw new Error('bad lz4 block');
+    out.set(src.subarray(i, i + literals), o);
+    i += literals;
+    o += literals;
+    if (i >= src.length) break;
+    const offset = (src[i] ?? 0) | ((src[i + 1] ?? 0) << 8);
+    i += 2;
+    const match = length(token & 15) + 4;
+    if (offset === 0 || offset > o || o + match > out.length) throw new Error('bad lz4 block');
+    // Byte by byte: a match may overlap what it copies (a run).
+    for (let k = 0; k < match; k++, o++) out[o] = out[o - offset] as number;
+  }
+  return out.subarray(0, o);
+}
+
+/**
+ * An lz4 member in the kernel's legacy format: blocks after the magic, each with its length; it
+ * ends at a zero length word (the end mark, taken), at the end of the data, or at a word that
+ * cannot be a block length (the next member). A repeated magic starts another stream.
+ */
+function lz4Member(data: Uint8Array, at: number): { out: Uint8Array; used: number } {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const blocks: Uint8Array[] = [];
+  let p = at + 4;
+  while (p + 4 <= data.length) {
+    const size = view.getUint32(p, true);
+    if (size === LZ4_LEGACY_MAGIC) {
+      p += 4;
+      continue;
+    }
+    if (size === 0) {
+      p += 4;
+      break;
+    }
+    if (size > LZ4_MAX_BLOCK || p + 4 + size > data.length) break;
+    try {
+      blocks.push(unlz4Block(data.subarray(p + 4, p + 4 + size)));
+    } catch {
+      // Not a block after all: the next member starts here (written without an end mark).
+      break;
+    }
+    p += 4 + size;
+  }
+  return { out: Buffer.concat(blocks), used: p - at };
+}
+
+/** Every entry of an initramfs: a sequence of members, each plain newc, gzip, zstd or lz4 (legacy), with zero padding between. */
 function readInitramfs(data: Uint8Array, entries: Map<string, Member>): void {
   let at = 0;
   while (at < data.length) {
@@ -102,6 +190,10 @@ function readInitramfs(data: Uint8Array, entries: Map<string, Member>): void {
       at += used;
     } else if (data[at] === 0x28 && data[at + 1] === 0xb5 && data[at + 2] === 0x2f && data[at + 3] === 0xfd) {
       const { out, used } = zstdMember(data, at);
+      readInitramfs(out, entries);
+      at += used;
+    } else if (data[at] === 0x02 && data[at + 1] === 0x21 && data[at + 2] === 0x4c && data[at + 3] === 0x18) {
+      const { out, used } = lz4Member(data, at);
       readInitramfs(out, entries);
       at += used;
     } else {
@@ -136,12 +228,13 @@ function resolve(entries: Map<string, Member>, path: string): Member | undefined
 }
 
 /**
- * The architecture an initramfs was built for: that of its `/init` when it is an ELF file, or of
- * the interpreter its `#!` line names. Reads the whole archive into memory (plain newc, gzip and
- * zstd members, concatenated as the kernel accepts them; later entries replace earlier ones).
- * Returns `undefined` when it cannot tell (no /init, lz4, an unknown architecture).
+ * The ELF header of the program an initramfs starts: its `/init` when that is an ELF file, else
+ * the interpreter its `#!` line names (symlinks followed, up to four levels). Reads the whole
+ * archive into memory (plain newc, gzip, zstd and lz4 legacy members, concatenated as the kernel
+ * accepts them; later entries replace earlier ones). `undefined` when it cannot tell (no /init,
+ * no ELF at the end of the chain, an unreadable archive).
  */
-export async function initramfsArch(path: string): Promise<BootArch | undefined> {
+export async function initramfsInitElf(path: string): Promise<ElfHeaderInfo | undefined> {
   const entries = new Map<string, Member>();
   try {
     readInitramfs(new Uint8Array(await readFile(path)), entries);
@@ -152,12 +245,20 @@ export async function initramfsArch(path: string): Promise<BootArch | undefined>
   for (let depth = 0; depth < 4; depth++) {
     const member = resolve(entries, file);
     if (!member || (member.mode & S_IFMT) !== S_IFREG) return undefined;
-    const arch = elfArch(member.head);
-    if (arch) return arch;
+    const elf = elfHeader(member.head);
+    if (elf) return elf;
     const text = new TextDecoder().decode(member.head);
     const shebang = /^#!\s*(\S+)/.exec(text);
     if (!shebang?.[1]) return undefined;
     file = shebang[1];
   }
   return undefined;
+}
+
+/**
+ * The architecture an initramfs was built for: that of the program {@link initramfsInitElf}
+ * finds. `undefined` when it cannot tell, or the program is for neither x86_64 nor aarch64.
+ */
+export async function initramfsArch(path: string): Promise<BootArch | undefined> {
+  return archOfMachine((await initramfsInitElf(path))?.machine);
 }

@@ -1,4 +1,12 @@
-export { type BootArch, elfArch, hostArch, initramfsArch } from './arch.ts';
+export {
+  type BootArch,
+  type ElfHeaderInfo,
+  elfArch,
+  elfHeader,
+  hostArch,
+  initramfsArch,
+  initramfsInitElf,
+} from './arch.ts';
 export {
   compareKernelVersions,
   defaultKernelDirs,
