@@ -32,6 +32,7 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
   'keepImageInit: true': '--keep-init',
   exitAction: '--on-exit',
   initKind: '--init-kind',
+  allowArchMismatch: '--allow-arch-mismatch',
   slim: '--slim',
   keepOnly: '--keep-only',
   keep: '--keep',

@@ -207,6 +207,7 @@ try {
     fresh,
   );
   const copied = join(work, 'copied-base');
+  await copyFile(base, copied);
   await measure(
     'appendOverlay onto a new copy of a BASE seen before (hashed), streamed, -c zstd',
     async () => {

@@ -113,7 +113,7 @@ export async function planOverlay(
     ...(choice.source === 'generated'
       ? { command: choice.kind === 'sh' ? choice.plan.argv : choice.plan.run.argv }
       : {}),
-    warnings: choice.source === 'generated' && choice.kind === 'static' ? choice.warnings : [],
+    warnings: choice.source === 'generated' ? choice.warnings : [],
     entries: placed.entries,
   };
 }
@@ -140,6 +140,12 @@ export function unionView(
       const own = overlay.get(r.key);
       const bytes = (own && (await placedFileBytes(own))) ?? (await base.readFile(r.key, signal));
       return bytes === undefined ? undefined : new TextDecoder().decode(bytes);
+    },
+    async readHead(path, length) {
+      const r = resolvePath(lookup, keyOfPath(path), true);
+      if (r.node?.type !== 'file') return undefined;
+      const own = overlay.get(r.key);
+      return own ? placedFileBytes(own, length) : base.readHead(r.key, length, signal);
     },
   };
 }

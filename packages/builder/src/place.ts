@@ -82,16 +82,27 @@ export async function placeEntries(
 /** The overlay's file entries by node, so init planning can read an injected file. */
 const bodies = new WeakMap<BaseNode, CpioEntry>();
 
-/** The bytes of a file the overlay placed (`undefined`: the node is not one of the overlay's files). */
-export async function placedFileBytes(node: BaseNode): Promise<Uint8Array | undefined> {
+/**
+ * The bytes of a file the overlay placed, all of them or the first `limit` (reading stops
+ * there); `undefined`: the node is not one of the overlay's files.
+ */
+export async function placedFileBytes(
+  node: BaseNode,
+  limit = Number.POSITIVE_INFINITY,
+): Promise<Uint8Array | undefined> {
   const entry = bodies.get(node);
   if (entry?.type !== 'file') return undefined;
   const body = entry.body;
   if (body === undefined) return new Uint8Array(0);
-  if (body instanceof Uint8Array) return body;
+  if (body instanceof Uint8Array) return body.subarray(0, limit);
   const chunks: Uint8Array[] = [];
-  for await (const chunk of typeof body === 'function' ? body() : body) chunks.push(chunk);
-  return new Uint8Array(Buffer.concat(chunks));
+  let length = 0;
+  for await (const chunk of typeof body === 'function' ? body() : body) {
+    chunks.push(chunk);
+    length += chunk.byteLength;
+    if (length >= limit) break;
+  }
+  return new Uint8Array(Buffer.concat(chunks)).subarray(0, limit);
 }
 
 /** The `inject` spec that put something at (or below) the raw key, for messages. */
