@@ -51,19 +51,23 @@ function archOfMachine(machine: number | undefined): BootArch | undefined {
   return machine === EM_X86_64 ? 'x86_64' : machine === EM_AARCH64 ? 'aarch64' : undefined;
 }
 
-interface Member {
+/** One entry of an archive as {@link initElfOf} needs it. */
+export interface ArchiveFile {
+  /** The whole `mode` (type bits included). */
   mode: number;
-  /** The first bytes of a file, or a symlink's target. */
+  /** The first bytes of a file ({@link INIT_HEAD_BYTES} of them, or all of a shorter one), or a symlink's target. */
   head: Uint8Array;
 }
+
+/** How many first bytes of a file {@link initElfOf} reads: an ELF header, or a `#!` line. */
+export const INIT_HEAD_BYTES = 256;
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
-const HEAD_BYTES = 256;
 
 /** Parses the newc members starting at `at`; returns where the data after the trailer starts. */
-function readCpio(data: Uint8Array, at: number, entries: Map<string, Member>): number {
+function readCpio(data: Uint8Array, at: number, entries: Map<string, ArchiveFile>): number {
   const ascii = new TextDecoder();
   const hex = (offset: number): number =>
     Number.parseInt(ascii.decode(data.subarray(offset, offset + 8)), 16);
@@ -79,7 +83,7 @@ function readCpio(data: Uint8Array, at: number, entries: Map<string, Member>): n
     at = (body + size + 3) & ~3;
     if (name === 'TRAILER!!!') return at;
     const path = name.replace(/^(\.?\/)+/, '');
-    entries.set(path, { mode, head: data.slice(body, body + Math.min(size, HEAD_BYTES)) });
+    entries.set(path, { mode, head: data.slice(body, body + Math.min(size, INIT_HEAD_BYTES)) });
   }
   return data.length;
 }
@@ -177,7 +181,7 @@ function lz4Member(data: Uint8Array, at: number): { out: Uint8Array; used: numbe
 }
 
 /** Every entry of an initramfs: a sequence of members, each plain newc, gzip, zstd or lz4 (legacy), with zero padding between. */
-function readInitramfs(data: Uint8Array, entries: Map<string, Member>): void {
+function readInitramfs(data: Uint8Array, entries: Map<string, ArchiveFile>): void {
   let at = 0;
   while (at < data.length) {
     if (data[at] === 0) {
@@ -202,7 +206,7 @@ function readInitramfs(data: Uint8Array, entries: Map<string, Member>): void {
   }
 }
 
-function resolve(entries: Map<string, Member>, path: string): Member | undefined {
+function resolve(entries: ReadonlyMap<string, ArchiveFile>, path: string): ArchiveFile | undefined {
   let parts = path.split('/').filter((p) => p !== '' && p !== '.');
   for (let hops = 0; hops < 40; hops++) {
     let changed = false;
@@ -228,22 +232,15 @@ function resolve(entries: Map<string, Member>, path: string): Member | undefined
 }
 
 /**
- * The ELF header of the program an initramfs starts: its `/init` when that is an ELF file, else
- * the interpreter its `#!` line names (symlinks followed, up to four levels). Reads the whole
- * archive into memory (plain newc, gzip, zstd and lz4 legacy members, concatenated as the kernel
- * accepts them; later entries replace earlier ones). `undefined` when it cannot tell (no /init,
- * no ELF at the end of the chain, an unreadable archive).
+ * The ELF header of the program an initramfs starts, from its files by name (no leading `/`;
+ * the last entry of a name, as the kernel leaves it): `/init` when that is an ELF file, else the
+ * interpreter its `#!` line names (symlinks followed, up to four levels). `undefined` when it
+ * cannot tell (no /init, no ELF at the end of the chain).
  */
-export async function initramfsInitElf(path: string): Promise<ElfHeaderInfo | undefined> {
-  const entries = new Map<string, Member>();
-  try {
-    readInitramfs(new Uint8Array(await readFile(path)), entries);
-  } catch {
-    if (entries.size === 0) return undefined;
-  }
+export function initElfOf(files: ReadonlyMap<string, ArchiveFile>): ElfHeaderInfo | undefined {
   let file = '/init';
   for (let depth = 0; depth < 4; depth++) {
-    const member = resolve(entries, file);
+    const member = resolve(files, file);
     if (!member || (member.mode & S_IFMT) !== S_IFREG) return undefined;
     const elf = elfHeader(member.head);
     if (elf) return elf;
@@ -253,6 +250,21 @@ export async function initramfsInitElf(path: string): Promise<ElfHeaderInfo | un
     file = shebang[1];
   }
   return undefined;
+}
+
+/**
+ * {@link initElfOf} an archive file, read whole into memory (plain newc, gzip, zstd and lz4
+ * legacy members, concatenated as the kernel accepts them). `undefined` also for an unreadable
+ * archive. (`@irb/builder` reads an archive as a stream for the same answer.)
+ */
+export async function initramfsInitElf(path: string): Promise<ElfHeaderInfo | undefined> {
+  const entries = new Map<string, ArchiveFile>();
+  try {
+    readInitramfs(new Uint8Array(await readFile(path)), entries);
+  } catch {
+    if (entries.size === 0) return undefined;
+  }
+  return initElfOf(entries);
 }
 
 /**

@@ -1,9 +1,12 @@
 export {
+  type ArchiveFile,
   type BootArch,
   type ElfHeaderInfo,
   elfArch,
   elfHeader,
   hostArch,
+  INIT_HEAD_BYTES,
+  initElfOf,
   initramfsArch,
   initramfsInitElf,
 } from './arch.ts';

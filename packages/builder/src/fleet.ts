@@ -7,7 +7,7 @@
  */
 import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { initramfsInitElf } from '@irb/boot/arch';
+import type { ElfHeaderInfo } from '@irb/boot/arch';
 import { DETECT_BYTES, detectCompression } from '@irb/compress';
 import { IrbError } from '@irb/errors';
 import {
@@ -38,7 +38,7 @@ import {
   sha256Digest,
 } from '@irb/registry';
 import packageJson from '../package.json' with { type: 'json' };
-import { measureArchive } from './archive.ts';
+import { archiveFacts } from './archive.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { defaultKeychains } from './builder.ts';
 import { ociArchitecture, runsOn } from './elf-platform.ts';
@@ -232,16 +232,15 @@ async function archiveCompression(path: string): Promise<InitramfsLayerCompressi
 
 /**
  * The platform the archive is built for, from the ELF machine of the program its /init runs
- * (`initramfsInitElf`, what `irb boot` picks its QEMU by): `linux/<arch>`, or `undefined` when
- * the archive cannot tell (an xz archive, no ELF /init, a machine without an OCI name). An
+ * (`elf`: see `archiveFacts`; what `irb boot` picks its QEMU by): `linux/<arch>`, or `undefined`
+ * when the archive cannot tell (an xz archive, no ELF /init, a machine without an OCI name). An
  * explicit `platform` for another architecture is refused (`IRB_PLATFORM_MISMATCH`).
  */
-async function archivePlatform(
+function archivePlatform(
   archive: string,
   explicit: string | undefined,
-  compression: InitramfsLayerCompression,
-): Promise<string | undefined> {
-  const elf = compression === 'xz' ? undefined : await initramfsInitElf(archive);
+  elf: ElfHeaderInfo | undefined,
+): string | undefined {
   const architecture = elf && ociArchitecture(elf);
   if (!elf || architecture === undefined) return undefined;
   if (explicit !== undefined) {
@@ -287,7 +286,7 @@ export async function pushInitramfs(
   ref: string,
   options: PushInitramfsOptions = {},
 ): Promise<PushInitramfsResult> {
-  return pushArchive(archive, ref, options, archivePlatform);
+  return pushArchive(archive, ref, options, true);
 }
 
 /**
@@ -299,14 +298,14 @@ export function pushBuiltInitramfs(
   ref: string,
   options: PushInitramfsOptions & { platform: string },
 ): Promise<PushInitramfsResult> {
-  return pushArchive(archive, ref, options, async () => options.platform);
+  return pushArchive(archive, ref, options, false);
 }
 
 async function pushArchive(
   archive: string,
   ref: string,
   options: PushInitramfsOptions,
-  platformOf: typeof archivePlatform,
+  readPlatform: boolean,
 ): Promise<PushInitramfsResult> {
   const target = registryReference(ref, 'the push target');
   const compression = await archiveCompression(archive);
@@ -319,7 +318,13 @@ async function pushArchive(
     }
   }
   const { signal } = options;
-  const own = await platformOf(archive, options.platform, compression);
+  // One pass over the archive for both (@irb/compress reads every compression but xz).
+  const facts =
+    compression !== 'xz' && (readPlatform || options.recommendedMemoryMiB === undefined)
+      ? await archiveFacts(archive, signal ? { signal } : {})
+      : undefined;
+  const own = readPlatform ? archivePlatform(archive, options.platform, facts?.initElf) : undefined;
+  const memory = options.recommendedMemoryMiB ?? facts?.recommendedMemoryMiB;
   return withClient(options, async (client) => {
     const layer = await blobFromFile(archive, signal);
     let subject: Descriptor | undefined;
@@ -376,11 +381,6 @@ async function pushArchive(
         'IRB_OPTION_INVALID',
         `${ref} names no tag and the artifact would not be attached to an image, so nothing would refer to it (registries garbage-collect such manifests); add a tag (${ref}:TAG) or push into the repository of \`source\``,
       );
-    }
-    let memory = options.recommendedMemoryMiB;
-    // @irb/compress reads every compression but xz.
-    if (memory === undefined && compression !== 'xz') {
-      memory = (await measureArchive(archive, signal ? { signal } : {})).recommendedMemoryMiB;
     }
     const annotations: Record<string, string | undefined> = {
       ...options.annotations,
