@@ -214,6 +214,11 @@ console.log(JSON.stringify(seen));`;
       ],
       [join(dir, 'missing'), 'IRB_INPUT_UNREADABLE', /cannot read .*missing \(ENOENT\); check the path/],
     ];
+    // A BASE cut short is read to the end (for its tree) and refused, not appended to.
+    const whole = await readFile(await makeBase('base-cut', 'gzip'));
+    const cut = join(dir, 'base-cut.gz');
+    await writeFile(cut, whole.subarray(0, whole.byteLength - 20));
+    cases.push([cut, 'IRB_GZIP_TRUNCATED', /base-cut\.gz/]);
     for (const [base, code, message] of cases) {
       const err = await appendOverlay(base, [`${agent}:/a`], { output: out }).catch((e) => e);
       expect(err.code).toBe(code);
