@@ -58,6 +58,8 @@ export interface BuildArgs extends SlimArgs {
   keepInit: boolean;
   onExit: 'poweroff' | 'reboot';
   initKind: 'auto' | 'static' | 'sh';
+  /** `--allow-arch-mismatch`: a program built for another architecture is a warning, not an error. */
+  allowArchMismatch?: true;
   exclude: string[];
   cacheDir?: string;
   noCache: boolean;
@@ -379,6 +381,7 @@ function parseBuild(argv: string[]): CliArgs {
     'keep-init': { type: 'boolean' },
     'on-exit': { type: 'string' },
     'init-kind': { type: 'string' },
+    'allow-arch-mismatch': { type: 'boolean' },
     exclude: { type: 'string', multiple: true },
     ...SLIM_OPTIONS,
     'cache-dir': { type: 'string' },
@@ -488,6 +491,7 @@ function parseBuild(argv: string[]): CliArgs {
   const p = platform('build', values.platform);
   if (p !== undefined) args.platform = p;
   if (values.init !== undefined) args.init = String(values.init);
+  if (values['allow-arch-mismatch']) args.allowArchMismatch = true;
   if (values['cache-dir'] !== undefined) args.cacheDir = String(values['cache-dir']);
   Object.assign(args, remoteCacheArgs(values));
   return args;

@@ -24,8 +24,8 @@ export const CACHE_HELP = `Usage: irb cache ls [--cache-dir DIR] [--json]
 Shows or trims what builds keep on disk: verified blobs by digest in the cache
 directory ($IRB_CACHE_DIR, else ~/.cache/irb/blobs), parsed layer headers in
 the index directory beside it (~/.cache/irb/index, or DIR-index for any other DIR),
-and built members (image bases, overlays) in the output directory (~/.cache/irb/output,
-or DIR-output).
+built members (image bases, overlays) and the trees irb append read of archives in
+the output directory (~/.cache/irb/output, or DIR-output).
 
   ls                       list blobs, layer indexes and outputs: kind, digest, size, last use
                            (most recent first); "in use" marks blobs a running build holds

@@ -196,6 +196,7 @@ async function build(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<
   if (args.threads !== undefined) options.threads = args.threads;
   if (args.platform !== undefined) options.platform = args.platform;
   if (args.init !== undefined) options.init = args.init;
+  if (args.allowArchMismatch) options.allowArchMismatch = true;
   if (args.cacheDir !== undefined) options.cacheDir = args.cacheDir;
   if (args.noCache) options.cache = false;
   const custom = await keychains(args.keychains);

@@ -32,6 +32,7 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
   'keepImageInit: true': '--keep-init',
   exitAction: '--on-exit',
   initKind: '--init-kind',
+  allowArchMismatch: '--allow-arch-mismatch',
   slim: '--slim',
   keepOnly: '--keep-only',
   keep: '--keep',
@@ -126,6 +127,9 @@ function signalExit(error: unknown): number {
   return number ? 128 + number : EXIT.interrupted;
 }
 
+/** Library errors about a value given on the command line: exit 2, as a usage error. */
+const USAGE_CODES: ReadonlySet<string> = new Set(['IRB_PLATFORM_MISMATCH']);
+
 /** Errnos that freeing space cures; for every other errno, "free space" is the wrong advice. */
 const SPACE_ERRNOS = new Set(['ENOSPC', 'EDQUOT']);
 
@@ -171,7 +175,7 @@ export function describeError(
   if (isIrbError(error)) {
     const lines = [`irb: error: ${irbErrorLine(error.code, error.message, errnoOf(error))}`];
     if (verbose) lines.push(`  code: ${error.code}`, ...causeChain(error));
-    return { lines, code: EXIT.failure };
+    return { lines, code: USAGE_CODES.has(error.code) ? EXIT.usage : EXIT.failure };
   }
   const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
   const lines = [`irb: error: unexpected failure: ${message}; rerun with --verbose and report it`];

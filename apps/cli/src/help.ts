@@ -85,6 +85,9 @@ ${slimPresetLines('                                 ').join('\n')}
                                has it for the image's architecture, else sh
       --on-exit poweroff|reboot  how the generated /init ends the VM (default poweroff;
                                reboot for Firecracker, which ignores power-off)
+      --allow-arch-mismatch    build even when the program the generated /init runs is
+                               an ELF file for another architecture than the image's
+                               (it would fail at boot with 126): a warning, not an error
 Output control:
       --json                   print the summary as JSON on stdout (stderr with -o -)
   -q, --quiet                  no progress and no summary

@@ -1,6 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { gunzipSync, inflateRawSync, zstdDecompressSync } from 'node:zlib';
-import { type BootArch, elfArch } from './arch.ts';
+import {
+  type ArchiveFile,
+  archOfMachine,
+  type BootArch,
+  type ElfHeaderInfo,
+  INIT_HEAD_BYTES,
+  initElfOf,
+} from './arch.ts';
 import { unlz4Member } from './lz4.ts';
 
 /** A kernel module an initramfs carries under `lib/modules/<release>/` (or `usr/lib/modules/`). */
@@ -19,25 +26,20 @@ export interface ArchiveModule {
 export interface InitramfsInfo {
   /** The architecture of its `/init` (an ELF, or its `#!` interpreter); `undefined` when it cannot tell. */
   arch?: BootArch;
+  /** The ELF header of that program (also for machines other than x86_64 and aarch64). */
+  initElf?: ElfHeaderInfo;
   /** Every kernel module under `lib/modules/<release>/`, in archive order (a later entry of the same path wins). */
   modules: ArchiveModule[];
 }
 
-interface Member {
-  mode: number;
-  /** The first bytes of a file, or a symlink's target. */
-  head: Uint8Array;
-}
-
 interface Contents {
-  entries: Map<string, Member>;
+  entries: Map<string, ArchiveFile>;
   modules: Map<string, ArchiveModule>;
 }
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
-const HEAD_BYTES = 256;
 const MODULE_PATH = /^(?:usr\/)?lib\/modules\/([^/]+)\/(?:.+\/)?([^/]+)\.ko(?:\.gz|\.xz|\.zst)?$/;
 const VERMAGIC = new TextEncoder().encode('vermagic=');
 
@@ -77,7 +79,7 @@ function readCpio(data: Uint8Array, at: number, contents: Contents): number {
     at = (body + size + 3) & ~3;
     if (name === 'TRAILER!!!') return at;
     const path = name.replace(/^(\.?\/)+/, '');
-    contents.entries.set(path, { mode, head: data.slice(body, body + Math.min(size, HEAD_BYTES)) });
+    contents.entries.set(path, { mode, head: data.slice(body, body + Math.min(size, INIT_HEAD_BYTES)) });
     const module = (mode & S_IFMT) === S_IFREG ? MODULE_PATH.exec(path) : null;
     if (module) {
       const vermagic = vermagicOf(path, data.subarray(body, body + size));
@@ -145,46 +147,6 @@ function readInitramfs(data: Uint8Array, contents: Contents): void {
   }
 }
 
-function resolve(entries: Map<string, Member>, path: string): Member | undefined {
-  let parts = path.split('/').filter((p) => p !== '' && p !== '.');
-  for (let hops = 0; hops < 40; hops++) {
-    let changed = false;
-    for (let i = 1; i <= parts.length; i++) {
-      const prefix = parts.slice(0, i).join('/');
-      const member = entries.get(prefix);
-      if (member && (member.mode & S_IFMT) === S_IFLNK) {
-        const target = new TextDecoder().decode(member.head);
-        const base = target.startsWith('/') ? [] : parts.slice(0, i - 1);
-        const next: string[] = [];
-        for (const p of [...base, ...target.split('/'), ...parts.slice(i)]) {
-          if (p === '..') next.pop();
-          else if (p !== '' && p !== '.') next.push(p);
-        }
-        parts = next;
-        changed = true;
-        break;
-      }
-    }
-    if (!changed) return entries.get(parts.join('/'));
-  }
-  return undefined;
-}
-
-function initArch(entries: Map<string, Member>): BootArch | undefined {
-  let file = '/init';
-  for (let depth = 0; depth < 4; depth++) {
-    const member = resolve(entries, file);
-    if (!member || (member.mode & S_IFMT) !== S_IFREG) return undefined;
-    const arch = elfArch(member.head);
-    if (arch) return arch;
-    const text = new TextDecoder().decode(member.head);
-    const shebang = /^#!\s*(\S+)/.exec(text);
-    if (!shebang?.[1]) return undefined;
-    file = shebang[1];
-  }
-  return undefined;
-}
-
 /**
  * Reads what `bootInitramfs` checks before QEMU starts: the architecture of the archive's `/init`
  * and the kernel modules it carries (with their `vermagic`). Reads the whole archive into memory
@@ -198,8 +160,13 @@ export async function inspectInitramfs(path: string): Promise<InitramfsInfo> {
   } catch {
     // What was read stands: the kernel reads up to the damage too.
   }
-  const arch = initArch(contents.entries);
-  return { ...(arch ? { arch } : {}), modules: [...contents.modules.values()] };
+  const initElf = initElfOf(contents.entries);
+  const arch = archOfMachine(initElf?.machine);
+  return {
+    ...(arch ? { arch } : {}),
+    ...(initElf ? { initElf } : {}),
+    modules: [...contents.modules.values()],
+  };
 }
 
 /**
@@ -209,4 +176,13 @@ export async function inspectInitramfs(path: string): Promise<InitramfsInfo> {
  */
 export async function initramfsArch(path: string): Promise<BootArch | undefined> {
   return (await inspectInitramfs(path)).arch;
+}
+
+/**
+ * The ELF header of the program an initramfs starts (see {@link initElfOf}), from the archive file
+ * (see {@link inspectInitramfs}); `undefined` when it cannot tell. (`@irb/builder` reads an archive
+ * as a stream for the same answer.)
+ */
+export async function initramfsInitElf(path: string): Promise<ElfHeaderInfo | undefined> {
+  return (await inspectInitramfs(path)).initElf;
 }

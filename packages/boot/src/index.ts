@@ -1,5 +1,20 @@
-export { type BootArch, elfArch, hostArch } from './arch.ts';
-export { type ArchiveModule, type InitramfsInfo, initramfsArch, inspectInitramfs } from './archive.ts';
+export {
+  type ArchiveFile,
+  type BootArch,
+  type ElfHeaderInfo,
+  elfArch,
+  elfHeader,
+  hostArch,
+  INIT_HEAD_BYTES,
+  initElfOf,
+} from './arch.ts';
+export {
+  type ArchiveModule,
+  type InitramfsInfo,
+  initramfsArch,
+  initramfsInitElf,
+  inspectInitramfs,
+} from './archive.ts';
 export { type BootAccel, type BootMachine, kernelCommandLine, qemuArguments, qemuBinary } from './command.ts';
 export { bootProblem } from './diagnose.ts';
 export {

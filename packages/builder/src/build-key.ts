@@ -157,6 +157,9 @@ export async function buildKeyInput(
   if (options.slim?.length) out.slim = [...new Set(options.slim)].sort();
   else delete out.slim;
   if (!options.trace) delete out.trace;
+  // It changes no byte, only whether a mismatch fails the build or warns: in the overlay key (a
+  // cached overlay carries the warning), left out when off so that keys from before stay.
+  if (options.allowArchMismatch !== true) delete out.allowArchMismatch;
   return { manifestDigest, options: out };
 }
 
@@ -173,6 +176,7 @@ export const OVERLAY_OPTIONS: ReadonlySet<string> = new Set([
   'replaceImageInit',
   'keepImageInit',
   'trace',
+  'allowArchMismatch',
 ]);
 
 let builderVersion: string | undefined;

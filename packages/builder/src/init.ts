@@ -18,6 +18,12 @@ export interface InitRootfsView {
   stat(path: string): Promise<{ type: CpioEntryType; path: string } | undefined>;
   /** The text of a regular file (following symlinks), or `undefined` when missing. */
   readText(path: string): Promise<string | undefined>;
+  /**
+   * Up to `length` first bytes of a regular file (following symlinks; `path` as {@link stat}
+   * returns it), or `undefined` when missing or not known. Without it, the architecture of the
+   * image's program is not checked.
+   */
+  readHead?(path: string, length: number): Promise<Uint8Array | undefined>;
 }
 
 /** Options for {@link planInit}. */

@@ -14,6 +14,7 @@ import {
   tempPath,
 } from '@irb/store';
 import { type BaseSnapshotHeader, type BaseTree, decodeBaseHeader, decodeBaseSnapshot } from './base-tree.ts';
+import { fileIdentity, recordHolds, type SeenFile } from './file-identity.ts';
 import type { MemberSink, MemberStats } from './pipeline.ts';
 import { holdsExactly } from './same-bytes.ts';
 import type { BuildSummary } from './types.ts';
@@ -312,24 +313,9 @@ export function createOverlaySink(
 }
 
 /** What {@link outputUpToDate} saw of an output it found holding a key's bytes. */
-interface OutputRecord {
+interface OutputRecord extends SeenFile {
   path: string;
-  dev: string;
-  ino: string;
-  size: string;
-  mtimeNs: string;
-  ctimeNs: string;
-  /** When it was seen (wall clock, ms). */
-  seenAtMs: number;
 }
-
-/**
- * How long before a record was made the file's ctime must lie for the record to be trusted.
- * File times come from a coarse clock (one tick, up to 10 ms): a change made in the tick of the
- * last change can leave ctime as it was, so a file seen that soon after a change is compared
- * again rather than trusted (git's "racily clean" entries).
- */
-const SETTLED_MS = 50;
 
 /**
  * True when `output` already holds exactly the bytes of `parts` (the cached members of overlay
@@ -349,33 +335,16 @@ export async function outputUpToDate(
   const path = resolve(output);
   const st = await lstat(path, { bigint: true }).catch(() => undefined);
   if (!st?.isFile()) return false;
-  const now: Omit<OutputRecord, 'seenAtMs'> = {
-    path,
-    dev: String(st.dev),
-    ino: String(st.ino),
-    size: String(st.size),
-    mtimeNs: String(st.mtimeNs),
-    ctimeNs: String(st.ctimeNs),
-  };
   const record = await readFile(recordPath, 'utf8')
     .then((text) => JSON.parse(text) as OutputRecord)
     .catch(() => undefined);
-  if (
-    record &&
-    record.path === now.path &&
-    record.dev === now.dev &&
-    record.ino === now.ino &&
-    record.size === now.size &&
-    record.mtimeNs === now.mtimeNs &&
-    record.ctimeNs === now.ctimeNs &&
-    record.seenAtMs - Number(st.ctimeNs / 1_000_000n) >= SETTLED_MS
-  ) {
-    return true;
-  }
+  if (record?.path === path && recordHolds(record, st)) return true;
   if (!(await holdsExactly(path, parts))) return false;
   // Best effort: without a record the next run compares again.
-  await replaceFile(recordPath, new TextEncoder().encode(JSON.stringify({ ...now, seenAtMs: Date.now() })), {
-    tempDir: layout.tmp,
-  }).catch(() => {});
+  await replaceFile(
+    recordPath,
+    new TextEncoder().encode(JSON.stringify({ path, ...fileIdentity(st), seenAtMs: Date.now() })),
+    { tempDir: layout.tmp },
+  ).catch(() => {});
   return true;
 }

@@ -421,3 +421,60 @@ describe('the output cache', () => {
     expect(Buffer.compare(await readFile(join(dir, 'd1')), await readFile(join(dir, 'd2')))).toBe(0);
   });
 });
+
+/** Alpine's way: /bin/sh → /bin/busybox, and a directory link with an absolute target. */
+describe('absolute symlink targets', () => {
+  let registry: StartedRegistry;
+  let dir: string;
+  let image: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'irb-absolute-'));
+    registry = await startRegistry();
+    const layer = await buildTar([
+      { type: 'directory', path: 'bin/' },
+      { type: 'file', path: 'bin/busybox', content: 'busybox', mode: 0o755 },
+      { type: 'symlink', path: 'bin/sh', target: '/bin/busybox' },
+      { type: 'directory', path: 'srv/app/' },
+      { type: 'directory', path: 'opt/' },
+      { type: 'symlink', path: 'opt/app', target: '/srv/app' },
+    ]);
+    await pushImage(
+      registry,
+      'lib/absolute',
+      'v1',
+      buildImage({ layers: [layer], runtime: { Env: ['PATH=/bin'], Cmd: ['sh', '-c', 'true'] } }),
+    );
+    image = `${registry.host}/lib/absolute:v1`;
+  });
+
+  afterAll(async () => {
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('restart at the root: the program is found and an inject lands where the link leads, cold and on a cached base', async () => {
+    const agent = join(dir, 'agent');
+    await writeFile(agent, 'agent');
+    for (const [name, cacheDir] of [
+      ['cold', join(dir, 'cache')],
+      ['cached', join(dir, 'cache')],
+    ] as const) {
+      const out = join(dir, name);
+      const summary = await new InitramfsBuilder({
+        image,
+        cacheDir,
+        compression: 'none',
+        inject: [`${agent}:/opt/app/agent`],
+      }).build(out);
+      expect(summary.warnings, name).toEqual([]);
+      const overlay: string[] = [];
+      for await (const e of listArchive(out)) if (e.member === 1) overlay.push(`${e.type} ${e.name}`);
+      expect(overlay, name).toContain('file srv/app/agent');
+      expect(
+        overlay.filter((n) => n.includes('opt')),
+        name,
+      ).toEqual([]);
+    }
+  });
+});

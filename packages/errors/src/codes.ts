@@ -62,6 +62,7 @@ export const ERROR_CODES = {
   // Distribution through registries (push, pull, remote build cache)
   IRB_INITRAMFS_NOT_FOUND: 'No irb initramfs artifact is at the reference or attached to the image.',
   IRB_PLATFORM_REQUIRED: 'Initramfs artifacts for several platforms match and none was chosen.',
+  IRB_PLATFORM_MISMATCH: 'A platform given for an archive contradicts the architecture of its /init.',
 
   // Credentials (auth packages)
   IRB_AUTH_FILE_UNREADABLE: 'A Docker/Podman auth file exists but cannot be read.',
@@ -92,6 +93,7 @@ export const ERROR_CODES = {
   IRB_IMAGE_NO_USER_SWITCH: 'The image runs as a non-root User and has no tool to switch to it.',
   IRB_IMAGE_HAS_INIT: 'The image already has /init and the options do not say which to use.',
   IRB_IMAGE_NO_INIT: "Keeping the image's own /init was asked for and the image has none.",
+  IRB_IMAGE_ARCH_MISMATCH: "The image's program is built for another architecture than the image's platform.",
 
   // CPIO archives
   IRB_CPIO_MAGIC_INVALID: 'The input is not a newc/crc CPIO archive.',
