@@ -1,7 +1,7 @@
 import { IrbError } from '@irb/errors';
-import { displayKey, keyOf, splitKey } from './path.ts';
+import { displayKey, splitKey } from './path.ts';
 import type { LayerRecord } from './records.ts';
-import { type Context, type DirNode, describe, type Inode, keyOfNode, type Node, type Tree } from './tree.ts';
+import { type Context, type DirNode, describe, keyOfNode, type Node, type Tree } from './tree.ts';
 
 /*
  * Applying one layer's members to the tree, in tar order (umoci's oci/layer unpack, as metadata):
@@ -33,7 +33,7 @@ export class LayerApplier {
   }
 
   apply(entry: LayerRecord): void {
-    const { components, clamped } = splitKey(keyOf(entry.name));
+    const { components, clamped } = splitKey(entry.name);
     if (clamped) this.#tree.clampedPaths++;
     const last = components.length - 1;
     for (let i = 0; i < last; i++) {
@@ -107,7 +107,7 @@ export class LayerApplier {
     }
     const parent = tree.resolveDir(components, true, context) as DirNode;
     const existing = parent.children.get(name);
-    const base = { name, parent };
+    const base = { name, parent, upper: -1 };
     let node: Node;
     switch (entry.type) {
       case 'directory':
@@ -119,19 +119,17 @@ export class LayerApplier {
         }
         break;
       case 'file': {
-        const inode: Inode = {
+        const inode = tree.inodes.add({
           ...meta(tree, entry),
           size: entry.size,
-          body:
-            entry.size > 0
-              ? { kind: 'layer', layer: this.#index, ordinal: entry.ordinal }
-              : { kind: 'empty' },
-        };
+          layer: this.#index,
+          ordinal: entry.ordinal,
+        });
         node = { ...base, type: 'file', inode };
         break;
       }
       case 'symlink':
-        node = { ...base, type: 'symlink', target: keyOf(entry.linkname), ...meta(tree, entry) };
+        node = { ...base, type: 'symlink', target: entry.linkname, ...meta(tree, entry) };
         break;
       case 'char':
       case 'block':
@@ -145,17 +143,18 @@ export class LayerApplier {
         };
         break;
       case 'link': {
-        const target = this.#linkTarget(keyOf(entry.linkname), context);
+        const target = this.#linkTarget(entry.linkname, context);
         if (target === existing) {
           node = target;
           break;
         }
         // A hard link to a symlink, device or FIFO: newc shares only file inodes, so the name
-        // becomes an identical, separate node.
-        node =
-          target.type === 'file'
-            ? { ...base, type: 'file', inode: target.inode }
-            : ({ ...target, ...base } as Node);
+        // becomes an identical, separate node (a symlink's memo belongs to its old place).
+        if (target.type === 'file') node = { ...base, type: 'file', inode: target.inode };
+        else {
+          node = { ...target, ...base } as Node;
+          if (node.type === 'symlink') delete node.memo;
+        }
         break;
       }
     }

@@ -1,33 +1,32 @@
 import { createHash } from 'node:crypto';
+import { bytesToBinary } from '@irb/tar';
 import type { TarEntry, TarEntryType } from './tar.ts';
 
 /**
- * What the index pass needs of a tar member: its header, without the body, sparse map or
- * position. Names are copies, so a record never pins a decompressed chunk (records of layers
- * read ahead wait in memory until their layer is applied).
+ * What the applier needs of a tar member: its header, without the body, sparse map or position.
+ * Names and link targets are keys (exact bytes as binary strings, see path.ts), decoded from a
+ * {@link RecordLog} as the applier reaches them: no record outlives its application.
  */
-export type LayerRecord = Omit<TarEntry, 'offset' | 'sparse'>;
-
-/** A detached record of a tar member: names copied out of the reader's chunk, body skipped. */
-export function recordOf(entry: TarEntry): LayerRecord {
-  return {
-    ordinal: entry.ordinal,
-    type: entry.type,
-    name: entry.name.slice(),
-    linkname: entry.linkname.slice(),
-    mode: entry.mode,
-    uid: entry.uid,
-    gid: entry.gid,
-    mtime: entry.mtime,
-    size: entry.size,
-    devmajor: entry.devmajor,
-    devminor: entry.devminor,
-    xattrs: entry.xattrs,
-  };
+export interface LayerRecord {
+  ordinal: number;
+  type: TarEntryType;
+  /** The member's name as a key. */
+  name: string;
+  /** The hard-link or symlink target as a key. */
+  linkname: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: number;
+  size: number;
+  devmajor: number;
+  devminor: number;
+  xattrs: string[];
 }
 
 /*
- * Cached form of one layer's records (see IndexCache). Little-endian:
+ * One layer's records, as bytes: the layout of the index cache's entries (see IndexCache).
+ * Little-endian:
  *   magic "IRBLIDX\0", u32 format, u32 key length, key (UTF-8), u32 record count,
  *   per record: u32 ordinal, u8 type, u32 mode, u32 uid, u32 gid, f64 mtime, f64 size,
  *     f64 devmajor, f64 devminor, u32 + name bytes, u32 + linkname bytes,
@@ -35,6 +34,11 @@ export function recordOf(entry: TarEntry): LayerRecord {
  *   then the SHA-256 of everything before it.
  * Names are stored as the exact tar bytes. The key inside guards against a file that landed
  * under the wrong name; the digest against damage. Anything off: the layer is read again.
+ *
+ * The reader writes each member's record in this form into a RecordLog as it goes, the applier
+ * decodes them from there, and the log's bytes are the cache entry: about 60 bytes plus the
+ * names per member, where a record object with two copied Uint8Arrays held about 700 (a layer
+ * of a million members held 600 MiB of records until its cache entry was written).
  */
 const MAGIC = new TextEncoder().encode('IRBLIDX\0');
 /** Bump when the reader's output or this layout changes: old entries are then ignored. */
@@ -44,80 +48,196 @@ const TYPE_CODES = new Map(TYPES.map((type, code) => [type, code]));
 const utf8 = new TextEncoder();
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 const HASH_BYTES = 32;
+/** Fixed bytes of a record: ordinal, type, mode, uid, gid, 4 × f64, 3 lengths. */
+const FIXED = 4 + 1 + 12 + 32 + 12;
+const CHUNK = 256 * 1024;
 
 /**
- * Encodes a layer's records (all of them, in tar order) for an index cache under `key`;
- * `undefined` when they cannot round-trip exactly (an xattr key that is not well-formed text).
+ * Records of one layer in tar order, appended by its reader and read by the applier (possibly
+ * while the reader goes on). A record never straddles two chunks, so a chunk can be read up to
+ * its filled length while the next one is written.
  */
-export function encodeRecords(key: string, records: readonly LayerRecord[]): Uint8Array | undefined {
-  if (!records.every((r) => r.xattrs.every((x) => utf8Strict.decode(utf8.encode(x)) === x))) return undefined;
-  const keyBytes = utf8.encode(key);
-  const xattrBytes = records.map((r) => r.xattrs.map((x) => utf8.encode(x)));
-  let size = MAGIC.byteLength + 4 + 4 + keyBytes.byteLength + 4;
-  records.forEach((r, i) => {
-    size += 4 + 1 + 12 + 32 + 4 + r.name.byteLength + 4 + r.linkname.byteLength + 4;
-    for (const x of xattrBytes[i] as Uint8Array[]) size += 4 + x.byteLength;
-  });
-  const out = new Uint8Array(size + HASH_BYTES);
-  const view = new DataView(out.buffer);
-  let at = 0;
-  const u32 = (n: number) => {
-    view.setUint32(at, n, true);
+export class RecordLog {
+  readonly #chunks: Uint8Array[] = [];
+  /** Filled length of each chunk. */
+  readonly #ends: number[] = [];
+  /** Whether chunks must stay after they were read (for the index cache). */
+  readonly #keep: boolean;
+  /** False once a record could not be stored losslessly in the cache's form. */
+  #cacheable = true;
+  count = 0;
+
+  /**
+   * An empty log; `keep` keeps what was read, for {@link RecordLog.encode}. `records` starts it
+   * with the record bytes of a validated cache entry (see {@link RecordLog.fromCache}).
+   */
+  constructor(keep: boolean, records?: { bytes: Uint8Array; count: number }) {
+    this.#keep = keep;
+    if (records) {
+      this.#chunks.push(records.bytes);
+      this.#ends.push(records.bytes.byteLength);
+      this.count = records.count;
+    }
+  }
+
+  /** Appends the record of a tar member. */
+  append(entry: TarEntry): void {
+    const xattrs = entry.xattrs.map((x) => utf8.encode(x));
+    if (xattrs.some((bytes, i) => utf8Strict.decode(bytes) !== entry.xattrs[i])) this.#cacheable = false;
+    let size = FIXED + entry.name.byteLength + entry.linkname.byteLength;
+    for (const x of xattrs) size += 4 + x.byteLength;
+    let chunk = this.#chunks[this.#chunks.length - 1];
+    let at = this.#ends[this.#ends.length - 1] ?? 0;
+    if (!chunk || at + size > chunk.byteLength) {
+      chunk = new Uint8Array(Math.max(CHUNK, size));
+      this.#chunks.push(chunk);
+      this.#ends.push(0);
+      at = 0;
+    }
+    const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    view.setUint32(at, entry.ordinal, true);
+    chunk[at + 4] = TYPE_CODES.get(entry.type) ?? 0;
+    view.setUint32(at + 5, entry.mode, true);
+    view.setUint32(at + 9, entry.uid, true);
+    view.setUint32(at + 13, entry.gid, true);
+    view.setFloat64(at + 17, entry.mtime, true);
+    view.setFloat64(at + 25, entry.size, true);
+    view.setFloat64(at + 33, entry.devmajor, true);
+    view.setFloat64(at + 41, entry.devminor, true);
+    at += 49;
+    const bytes = (b: Uint8Array) => {
+      view.setUint32(at, b.byteLength, true);
+      chunk.set(b, at + 4);
+      at += 4 + b.byteLength;
+    };
+    bytes(entry.name);
+    bytes(entry.linkname);
+    view.setUint32(at, xattrs.length, true);
     at += 4;
-  };
-  const f64 = (n: number) => {
-    view.setFloat64(at, n, true);
-    at += 8;
-  };
-  const bytes = (b: Uint8Array) => {
-    u32(b.byteLength);
-    out.set(b, at);
-    at += b.byteLength;
-  };
-  out.set(MAGIC, 0);
-  at = MAGIC.byteLength;
-  u32(RECORDS_FORMAT);
-  bytes(keyBytes);
-  u32(records.length);
-  records.forEach((r, i) => {
-    u32(r.ordinal);
-    out[at++] = TYPE_CODES.get(r.type) ?? 0;
-    u32(r.mode);
-    u32(r.uid);
-    u32(r.gid);
-    f64(r.mtime);
-    f64(r.size);
-    f64(r.devmajor);
-    f64(r.devminor);
-    bytes(r.name);
-    bytes(r.linkname);
-    const xattrs = xattrBytes[i] as Uint8Array[];
-    u32(xattrs.length);
     for (const x of xattrs) bytes(x);
-  });
-  out.set(createHash('sha256').update(out.subarray(0, at)).digest(), at);
-  return out;
-}
+    this.#ends[this.#ends.length - 1] = at;
+    this.count++;
+  }
 
-/**
- * The records of a cache entry written by {@link encodeRecords} for `key`, or `undefined` when
- * the bytes are not exactly that: other format or key, damaged, truncated, or implausible.
- */
-export function decodeRecords(key: string, data: Uint8Array): LayerRecord[] | undefined {
-  try {
-    return decodeChecked(key, data);
-  } catch {
-    return undefined;
+  /** Reads the records in order, as far as they were appended; a chunk read through is dropped unless kept. */
+  cursor(): RecordCursor {
+    let index = 0;
+    let at = 0;
+    return {
+      next: () => {
+        for (;;) {
+          const chunk = this.#chunks[index];
+          const end = this.#ends[index] ?? 0;
+          if (!chunk) return undefined;
+          if (at < end) {
+            const [record, next] = decodeAt(chunk, at);
+            at = next;
+            return record;
+          }
+          // The last chunk may still grow; an earlier one is complete.
+          if (index === this.#chunks.length - 1) return undefined;
+          if (!this.#keep) this.#chunks[index] = EMPTY;
+          index++;
+          at = 0;
+        }
+      },
+    };
+  }
+
+  /**
+   * The index-cache entry of these records under `key` (all of them: only call after the
+   * layer was read to its end); `undefined` when an xattr key cannot round-trip as UTF-8.
+   */
+  encode(key: string): Uint8Array | undefined {
+    if (!this.#cacheable || !this.#keep) return undefined;
+    const keyBytes = utf8.encode(key);
+    const head = MAGIC.byteLength + 4 + 4 + keyBytes.byteLength + 4;
+    const body = this.#ends.reduce((sum, end) => sum + end, 0);
+    const out = new Uint8Array(head + body + HASH_BYTES);
+    const view = new DataView(out.buffer);
+    out.set(MAGIC, 0);
+    let at = MAGIC.byteLength;
+    view.setUint32(at, RECORDS_FORMAT, true);
+    view.setUint32(at + 4, keyBytes.byteLength, true);
+    out.set(keyBytes, at + 8);
+    at += 8 + keyBytes.byteLength;
+    view.setUint32(at, this.count, true);
+    at += 4;
+    this.#chunks.forEach((chunk, i) => {
+      const end = this.#ends[i] ?? 0;
+      out.set(chunk.subarray(0, end), at);
+      at += end;
+    });
+    out.set(createHash('sha256').update(out.subarray(0, at)).digest(), at);
+    return out;
+  }
+
+  /**
+   * The records of a cache entry written by {@link RecordLog.encode} for `key`, or `undefined`
+   * when the bytes are not exactly that: other format or key, damaged, truncated, or
+   * implausible. Validated whole before use, without building a record.
+   */
+  static fromCache(key: string, data: Uint8Array): RecordLog | undefined {
+    try {
+      return validated(key, data);
+    } catch {
+      return undefined;
+    }
   }
 }
 
-function decodeChecked(key: string, data: Uint8Array): LayerRecord[] | undefined {
+/** Sequential reader of a {@link RecordLog}. */
+export interface RecordCursor {
+  /** The next record appended so far, or `undefined`. */
+  next(): LayerRecord | undefined;
+}
+
+const EMPTY = new Uint8Array(0);
+
+function viewOf(chunk: Uint8Array): DataView {
+  return new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+/** The record at `at` in a chunk (trusted: written by append or validated) and where the next starts. */
+function decodeAt(chunk: Uint8Array, start: number): [LayerRecord, number] {
+  const view = viewOf(chunk);
+  let at = start + 49;
+  const bytes = () => {
+    const n = view.getUint32(at, true);
+    const b = chunk.subarray(at + 4, at + 4 + n);
+    at += 4 + n;
+    return b;
+  };
+  const name = bytesToBinary(bytes());
+  const linkname = bytesToBinary(bytes());
+  const xattrCount = view.getUint32(at, true);
+  at += 4;
+  const xattrs: string[] = [];
+  for (let i = 0; i < xattrCount; i++) xattrs.push(utf8Strict.decode(bytes()));
+  const record: LayerRecord = {
+    ordinal: view.getUint32(start, true),
+    type: TYPES[chunk[start + 4] as number] as TarEntryType,
+    name,
+    linkname,
+    mode: view.getUint32(start + 5, true),
+    uid: view.getUint32(start + 9, true),
+    gid: view.getUint32(start + 13, true),
+    mtime: view.getFloat64(start + 17, true),
+    size: view.getFloat64(start + 25, true),
+    devmajor: view.getFloat64(start + 33, true),
+    devminor: view.getFloat64(start + 41, true),
+    xattrs,
+  };
+  return [record, at];
+}
+
+function validated(key: string, data: Uint8Array): RecordLog | undefined {
   if (data.byteLength < MAGIC.byteLength + 12 + HASH_BYTES) return undefined;
   const end = data.byteLength - HASH_BYTES;
   const hash = createHash('sha256').update(data.subarray(0, end)).digest();
   if (!hash.equals(data.subarray(end))) return undefined;
   for (let i = 0; i < MAGIC.byteLength; i++) if (data[i] !== MAGIC[i]) return undefined;
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const view = viewOf(data);
   let at = MAGIC.byteLength;
   const need = (n: number) => {
     if (at + n > end) throw new RangeError('truncated');
@@ -128,49 +248,39 @@ function decodeChecked(key: string, data: Uint8Array): LayerRecord[] | undefined
     at += 4;
     return n;
   };
-  const f64 = () => {
-    need(8);
-    const n = view.getFloat64(at, true);
-    at += 8;
-    return n;
-  };
   const bytes = () => {
     const n = u32();
     need(n);
-    const b = data.slice(at, at + n);
     at += n;
-    return b;
+    return data.subarray(at - n, at);
   };
   if (u32() !== RECORDS_FORMAT) return undefined;
   if (utf8Strict.decode(bytes()) !== key) return undefined;
   const count = u32();
-  const records: LayerRecord[] = [];
+  const first = at;
   for (let ordinal = 0; ordinal < count; ordinal++) {
-    if (u32() !== ordinal) return undefined;
-    need(1);
-    const type = TYPES[data[at++] as number];
-    const mode = u32();
-    const uid = u32();
-    const gid = u32();
-    const mtime = f64();
-    const size = f64();
-    const devmajor = f64();
-    const devminor = f64();
-    const name = bytes();
-    const linkname = bytes();
+    const start = at;
+    need(49);
+    const type = TYPES[data[start + 4] as number];
+    const mode = view.getUint32(start + 5, true);
+    const numbers = [17, 25, 33, 41].map((offset) => view.getFloat64(start + offset, true));
+    const size = numbers[1] as number;
+    at += 49;
+    bytes();
+    bytes();
     const xattrCount = u32();
-    const xattrs: string[] = [];
-    for (let i = 0; i < xattrCount; i++) xattrs.push(utf8Strict.decode(bytes()));
+    for (let i = 0; i < xattrCount; i++) utf8Strict.decode(bytes());
     if (
+      view.getUint32(start, true) !== ordinal ||
       !type ||
       mode > 0o7777 ||
-      ![mtime, size, devmajor, devminor].every(Number.isSafeInteger) ||
+      !numbers.every(Number.isSafeInteger) ||
       size < 0 ||
       (type !== 'file' && size !== 0)
     ) {
       return undefined;
     }
-    records.push({ ordinal, type, name, linkname, mode, uid, gid, mtime, size, devmajor, devminor, xattrs });
   }
-  return at === end ? records : undefined;
+  if (at !== end) return undefined;
+  return new RecordLog(false, { bytes: data.subarray(first, end), count });
 }

@@ -14,7 +14,9 @@ import { buildOnce, logFixture } from './fixture-cache.ts';
  */
 
 const SYNTHETIC_FIXTURE_VERSION = 'v1';
-const TAG = 'synthetic';
+/** The tag of the synthetic layouts in their `index.json`. */
+export const SYNTHETIC_TAG = 'synthetic';
+const TAG = SYNTHETIC_TAG;
 const MTIME = new Date(1_700_000_000 * 1000);
 const CHUNK = 1 << 20;
 
@@ -123,17 +125,18 @@ function planLayer(random: () => number, layer: number, budget: number): FileSpe
   return files.filter((file) => file.size > 0);
 }
 
-interface Digests {
+/** Digests of a written layer blob. */
+export interface LayerDigests {
   digest: string;
   diffId: string;
   size: number;
 }
 
-/** Writes one gzip layer blob (pigz, deterministic: no name, no time) and returns its digests. */
-async function writeLayer(
+/** Writes one gzip layer blob (pigz, deterministic: no name, no time) from tar bytes and returns its digests. */
+export async function writeGzipLayer(
   blobsDir: string,
-  fill: (pack: ReturnType<typeof createPack>) => Promise<void>,
-): Promise<Digests> {
+  tar: AsyncIterable<Uint8Array>,
+): Promise<LayerDigests> {
   const tmpPath = join(blobsDir, `.layer-${process.pid}-${Date.now()}`);
   const pigz = spawn('pigz', ['-1', '-n', '-T', '-c'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const diff = createHash('sha256');
@@ -150,17 +153,11 @@ async function writeLayer(
     await once(out, 'finish');
   })();
   const exit = once(pigz, 'close');
-  const pack = createPack();
-  const source = (async () => {
-    for await (const chunk of pack as AsyncIterable<Uint8Array>) {
-      diff.update(chunk);
-      if (!pigz.stdin.write(chunk)) await once(pigz.stdin, 'drain');
-    }
-    pigz.stdin.end();
-  })();
-  await fill(pack);
-  pack.finalize();
-  await source;
+  for await (const chunk of tar) {
+    diff.update(chunk);
+    if (!pigz.stdin.write(chunk)) await once(pigz.stdin, 'drain');
+  }
+  pigz.stdin.end();
   const [code] = (await exit) as [number | null];
   await sink;
   if (code !== 0) throw new Error(`pigz exited with ${code} while writing a synthetic layer`);
@@ -169,7 +166,66 @@ async function writeLayer(
   return { digest: `sha256:${digest}`, diffId: `sha256:${diff.digest('hex')}`, size };
 }
 
+/** Writes one gzip layer whose tar `fill` writes through tar-stream's packer. */
+async function writeLayer(blobsDir: string, fill: (pack: Pack) => Promise<void>): Promise<LayerDigests> {
+  const pack = createPack();
+  const filled = fill(pack).then(
+    () => pack.finalize(),
+    (error: unknown) => {
+      pack.destroy(error as Error);
+      throw error;
+    },
+  );
+  const [digests] = await Promise.all([writeGzipLayer(blobsDir, pack as AsyncIterable<Uint8Array>), filled]);
+  return digests;
+}
+
 type Pack = ReturnType<typeof createPack>;
+
+/** Writes the config, manifest and `index.json` (tagged {@link TAG}) of an amd64 image with these gzip layers. */
+export async function writeImageLayout(
+  layout: string,
+  layers: readonly LayerDigests[],
+  containerConfig: Record<string, unknown>,
+): Promise<void> {
+  const blobsDir = join(layout, 'blobs', 'sha256');
+  const config = new TextEncoder().encode(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: containerConfig,
+      rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.diffId) },
+      history: layers.map((_, i) => ({ created_by: `synthetic layer ${i}` })),
+    }),
+  );
+  const configBlob = await writeBlob(blobsDir, config);
+  const manifest = new TextEncoder().encode(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...configBlob },
+      layers: layers.map((layer) => ({
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        digest: layer.digest,
+        size: layer.size,
+      })),
+    }),
+  );
+  const manifestBlob = await writeBlob(blobsDir, manifest);
+  await writeFile(
+    join(layout, 'index.json'),
+    `${JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifestBlob,
+          annotations: { 'org.opencontainers.image.ref.name': TAG },
+        },
+      ],
+    })}\n`,
+  );
+}
 
 async function addEntry(
   pack: Pack,
@@ -219,7 +275,7 @@ export async function ensureSyntheticImage(options: SyntheticImageOptions): Prom
       await mkdir(blobsDir, { recursive: true });
       await writeFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}\n');
       const random = prng(seed);
-      const layers: Digests[] = [];
+      const layers: LayerDigests[] = [];
       const busybox = await readFile('/bin/busybox').catch(() => {
         throw new Error('ensureSyntheticImage needs /bin/busybox (Debian package busybox-static)');
       });
@@ -271,45 +327,10 @@ export async function ensureSyntheticImage(options: SyntheticImageOptions): Prom
           `${key}: layer ${layer}/${layerCount} (${files.length} files) in ${((Date.now() - started) / 1000).toFixed(1)} s`,
         );
       }
-      const config = new TextEncoder().encode(
-        JSON.stringify({
-          architecture: 'amd64',
-          os: 'linux',
-          config: {
-            Env: ['PATH=/bin'],
-            Cmd: ['/bin/sh', '-c', 'echo irb-synthetic-ok'],
-          },
-          rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.diffId) },
-          history: layers.map((_, i) => ({ created_by: `synthetic layer ${i}` })),
-        }),
-      );
-      const configBlob = await writeBlob(blobsDir, config);
-      const manifest = new TextEncoder().encode(
-        JSON.stringify({
-          schemaVersion: 2,
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...configBlob },
-          layers: layers.map((layer) => ({
-            mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-            digest: layer.digest,
-            size: layer.size,
-          })),
-        }),
-      );
-      const manifestBlob = await writeBlob(blobsDir, manifest);
-      await writeFile(
-        join(layout, 'index.json'),
-        `${JSON.stringify({
-          schemaVersion: 2,
-          manifests: [
-            {
-              mediaType: 'application/vnd.oci.image.manifest.v1+json',
-              ...manifestBlob,
-              annotations: { 'org.opencontainers.image.ref.name': TAG },
-            },
-          ],
-        })}\n`,
-      );
+      await writeImageLayout(layout, layers, {
+        Env: ['PATH=/bin'],
+        Cmd: ['/bin/sh', '-c', 'echo irb-synthetic-ok'],
+      });
       await writeFile(
         join(tmp, 'fixture.json'),
         `${JSON.stringify({ contentBytes, files: fileCount, layers: layers.length })}\n`,
