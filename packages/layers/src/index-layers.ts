@@ -310,7 +310,7 @@ class LayerReaders {
           }
         }
         // The records, in the cache's form; kept whole for the cache, else dropped as applied.
-        const log = new RecordLog(key !== undefined);
+        const log = new RecordLog(key);
         feed.attach(log);
         // Every byte of the tar passes here anyway: bodies go to the spool, so that packing
         // does not decompress the layer again. Created at the first body; dropped on any trouble.
@@ -361,7 +361,7 @@ class LayerReaders {
         if (cache && key) {
           // The cache only saves work: a failed write costs the next build a read, nothing else.
           try {
-            const bytes = log.encode(key);
+            const bytes = log.encode();
             if (bytes) await cache.set(key, bytes);
           } catch {}
         }

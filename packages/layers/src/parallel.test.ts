@@ -130,7 +130,7 @@ describe('parallel index pass', () => {
 
   test('records are detached from the reader: names are copied into the log', () => {
     const chunk = new TextEncoder().encode('xxname-bytes');
-    const log = new RecordLog(false);
+    const log = new RecordLog();
     log.append({
       ordinal: 3,
       offset: 0,

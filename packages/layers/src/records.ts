@@ -51,49 +51,103 @@ const HASH_BYTES = 32;
 /** Fixed bytes of a record: ordinal, type, mode, uid, gid, 4 × f64, 3 lengths. */
 const FIXED = 4 + 1 + 12 + 32 + 12;
 const CHUNK = 256 * 1024;
+/** ES2024's resizable ArrayBuffer (Node 20 and later), which the project's `lib` does not declare yet. */
+interface ResizableBuffer extends ArrayBuffer {
+  resize(byteLength: number): void;
+}
+type ResizableBufferConstructor = new (
+  byteLength: number,
+  options: { maxByteLength: number },
+) => ResizableBuffer;
+/** Largest cache entry a log keeps (its lengths are u32 anyway). */
+const MAX_ENTRY = 2 ** 32 - 1;
 
 /**
  * Records of one layer in tar order, appended by its reader and read by the applier (possibly
  * while the reader goes on). A record never straddles two chunks, so a chunk can be read up to
  * its filled length while the next one is written.
+ *
+ * A log kept for the index cache is one resizable ArrayBuffer with room for the entry's header
+ * in front: it grows in place (the address space is reserved, pages are committed as they fill),
+ * and the cache entry is that buffer itself, not a copy — a layer of a million members would
+ * otherwise hold its 85 MiB of records twice while the entry is written.
  */
 export class RecordLog {
   readonly #chunks: Uint8Array[] = [];
   /** Filled length of each chunk. */
   readonly #ends: number[] = [];
   /** Whether chunks must stay after they were read (for the index cache). */
-  readonly #keep: boolean;
+  #keep: boolean;
+  /** The cache entry being built: its buffer, the key's bytes and where the records start. */
+  #entry: { buffer: ResizableBuffer; key: Uint8Array; head: number } | undefined;
   /** False once a record could not be stored losslessly in the cache's form. */
   #cacheable = true;
   count = 0;
 
   /**
-   * An empty log; `keep` keeps what was read, for {@link RecordLog.encode}. `records` starts it
+   * An empty log; with `cacheKey`, kept whole for {@link RecordLog.encode}. `records` starts it
    * with the record bytes of a validated cache entry (see {@link RecordLog.fromCache}).
    */
-  constructor(keep: boolean, records?: { bytes: Uint8Array; count: number }) {
-    this.#keep = keep;
+  constructor(cacheKey?: string, records?: { bytes: Uint8Array; count: number }) {
+    this.#keep = cacheKey !== undefined;
     if (records) {
       this.#chunks.push(records.bytes);
       this.#ends.push(records.bytes.byteLength);
       this.count = records.count;
+    } else if (cacheKey !== undefined) {
+      const key = utf8.encode(cacheKey);
+      const head = MAGIC.byteLength + 4 + 4 + key.byteLength + 4;
+      try {
+        const buffer = new (ArrayBuffer as unknown as ResizableBufferConstructor)(head + CHUNK, {
+          maxByteLength: MAX_ENTRY,
+        });
+        this.#entry = { buffer, key, head };
+        // Length-tracking: the view grows with the buffer.
+        this.#chunks.push(new Uint8Array(buffer, head));
+        this.#ends.push(0);
+      } catch {
+        // No address space for it: the layer is not cached, its records are still read.
+        this.#uncacheable();
+      }
     }
+  }
+
+  #uncacheable(): void {
+    this.#cacheable = false;
+    this.#keep = false;
+    this.#entry = undefined;
+  }
+
+  /** Makes room for `size` more bytes at the end, growing the cache entry in place when there is one. */
+  #room(size: number): [Uint8Array, number] {
+    const last = this.#chunks.length - 1;
+    const chunk = this.#chunks[last];
+    const at = this.#ends[last] ?? 0;
+    if (chunk && at + size <= chunk.byteLength) return [chunk, at];
+    const entry = this.#entry;
+    if (chunk && entry) {
+      try {
+        const want = entry.head + at + size + HASH_BYTES;
+        entry.buffer.resize(Math.min(MAX_ENTRY, Math.max(want, Math.ceil(entry.buffer.byteLength * 1.5))));
+        return [chunk, at];
+      } catch {
+        this.#uncacheable();
+      }
+    }
+    const next = new Uint8Array(Math.max(CHUNK, size));
+    this.#chunks.push(next);
+    this.#ends.push(0);
+    return [next, 0];
   }
 
   /** Appends the record of a tar member. */
   append(entry: TarEntry): void {
     const xattrs = entry.xattrs.map((x) => utf8.encode(x));
-    if (xattrs.some((bytes, i) => utf8Strict.decode(bytes) !== entry.xattrs[i])) this.#cacheable = false;
+    if (xattrs.some((bytes, i) => utf8Strict.decode(bytes) !== entry.xattrs[i])) this.#uncacheable();
     let size = FIXED + entry.name.byteLength + entry.linkname.byteLength;
     for (const x of xattrs) size += 4 + x.byteLength;
-    let chunk = this.#chunks[this.#chunks.length - 1];
-    let at = this.#ends[this.#ends.length - 1] ?? 0;
-    if (!chunk || at + size > chunk.byteLength) {
-      chunk = new Uint8Array(Math.max(CHUNK, size));
-      this.#chunks.push(chunk);
-      this.#ends.push(0);
-      at = 0;
-    }
+    const [chunk, start] = this.#room(size);
+    let at = start;
     const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     view.setUint32(at, entry.ordinal, true);
     chunk[at + 4] = TYPE_CODES.get(entry.type) ?? 0;
@@ -145,30 +199,26 @@ export class RecordLog {
   }
 
   /**
-   * The index-cache entry of these records under `key` (all of them: only call after the
-   * layer was read to its end); `undefined` when an xattr key cannot round-trip as UTF-8.
+   * The index-cache entry of these records (all of them: only call after the layer was read to
+   * its end), under the key the log was made with; `undefined` when the log is not kept for the
+   * cache or a record could not be stored in its form (an xattr key that is not well-formed text).
    */
-  encode(key: string): Uint8Array | undefined {
-    if (!this.#cacheable || !this.#keep) return undefined;
-    const keyBytes = utf8.encode(key);
-    const head = MAGIC.byteLength + 4 + 4 + keyBytes.byteLength + 4;
-    const body = this.#ends.reduce((sum, end) => sum + end, 0);
-    const out = new Uint8Array(head + body + HASH_BYTES);
-    const view = new DataView(out.buffer);
+  encode(): Uint8Array | undefined {
+    const entry = this.#entry;
+    if (!this.#cacheable || !entry) return undefined;
+    const { buffer, key, head } = entry;
+    const end = head + (this.#ends[0] ?? 0);
+    if (buffer.byteLength < end + HASH_BYTES) buffer.resize(end + HASH_BYTES);
+    const out = new Uint8Array(buffer, 0, end + HASH_BYTES);
+    const view = new DataView(buffer);
     out.set(MAGIC, 0);
     let at = MAGIC.byteLength;
     view.setUint32(at, RECORDS_FORMAT, true);
-    view.setUint32(at + 4, keyBytes.byteLength, true);
-    out.set(keyBytes, at + 8);
-    at += 8 + keyBytes.byteLength;
+    view.setUint32(at + 4, key.byteLength, true);
+    out.set(key, at + 8);
+    at += 8 + key.byteLength;
     view.setUint32(at, this.count, true);
-    at += 4;
-    this.#chunks.forEach((chunk, i) => {
-      const end = this.#ends[i] ?? 0;
-      out.set(chunk.subarray(0, end), at);
-      at += end;
-    });
-    out.set(createHash('sha256').update(out.subarray(0, at)).digest(), at);
+    out.set(createHash('sha256').update(out.subarray(0, end)).digest(), end);
     return out;
   }
 
@@ -282,5 +332,5 @@ function validated(key: string, data: Uint8Array): RecordLog | undefined {
     }
   }
   if (at !== end) return undefined;
-  return new RecordLog(false, { bytes: data.subarray(first, end), count });
+  return new RecordLog(undefined, { bytes: data.subarray(first, end), count });
 }
