@@ -221,6 +221,8 @@ export class InitramfsBuilder {
         spoolPath: (layer) =>
           dirs ? scratchPath(dirs.blobs, layer.digest) : join(tmpdir(), tempName('irb-spool')),
         ...(o.exclude ? { exclude: o.exclude } : {}),
+        ...(o.maxEntries !== undefined ? { maxEntries: o.maxEntries } : {}),
+        ...(o.maxUnpackedBytes !== undefined ? { maxUnpackedBytes: o.maxUnpackedBytes } : {}),
         ...keepOption(pathFilter, pre, o, config.config?.Env ?? []),
         ...(signal ? { signal } : {}),
         ...(pre.sourceDateEpoch !== undefined ? { sourceDateEpoch: pre.sourceDateEpoch } : {}),

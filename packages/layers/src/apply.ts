@@ -1,7 +1,15 @@
 import { IrbError } from '@irb/errors';
 import { displayKey, splitKey } from './path.ts';
 import type { LayerRecord } from './records.ts';
-import { type Context, type DirNode, describe, type FileNode, keyOfNode, type Node, type Tree } from './tree.ts';
+import {
+  type Context,
+  type DirNode,
+  describe,
+  type FileNode,
+  keyOfNode,
+  type Node,
+  type Tree,
+} from './tree.ts';
 
 /*
  * Applying one layer's members to the tree, in tar order (umoci's oci/layer unpack, as metadata):
@@ -94,7 +102,9 @@ export class LayerApplier {
   #member(entry: LayerRecord, path: readonly string[], context: Context): void {
     const tree = this.#tree;
     const components = path.slice(0, -1);
-    const name = path[path.length - 1];
+    const last = path[path.length - 1];
+    // The record's own copy of the last component, when normalization left it as it was.
+    const name = entry.leaf !== undefined && entry.leaf === last ? entry.leaf : last;
     if (name === undefined) {
       if (entry.type !== 'directory') {
         throw new IrbError(

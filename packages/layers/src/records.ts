@@ -22,6 +22,23 @@ export interface LayerRecord {
   devmajor: number;
   devminor: number;
   xattrs: string[];
+  /**
+   * The name's last component as a string of its own, when it is long: a component split out of
+   * `name` would be a slice that keeps the whole path alive for as long as the node lives (a
+   * 100-byte path cost 180 bytes per node instead of 70).
+   */
+  leaf?: string;
+}
+
+/** V8 copies substrings shorter than this instead of slicing them. */
+const SLICED_FROM = 13;
+
+/** The last component of a name's bytes (trailing `/` ignored) as its own string, if long. */
+function leafOf(name: Uint8Array): string | undefined {
+  let end = name.byteLength;
+  while (end > 0 && name[end - 1] === 0x2f) end--;
+  const start = name.lastIndexOf(0x2f, end - 1) + 1;
+  return end - start >= SLICED_FROM ? bytesToBinary(name.subarray(start, end)) : undefined;
 }
 
 /*
@@ -258,7 +275,8 @@ function decodeAt(chunk: Uint8Array, start: number): [LayerRecord, number] {
     at += 4 + n;
     return b;
   };
-  const name = bytesToBinary(bytes());
+  const nameBytes = bytes();
+  const name = bytesToBinary(nameBytes);
   const linkname = bytesToBinary(bytes());
   const xattrCount = view.getUint32(at, true);
   at += 4;
@@ -278,6 +296,8 @@ function decodeAt(chunk: Uint8Array, start: number): [LayerRecord, number] {
     devminor: view.getFloat64(start + 41, true),
     xattrs,
   };
+  const leaf = leafOf(nameBytes);
+  if (leaf !== undefined) record.leaf = leaf;
   return [record, at];
 }
 
