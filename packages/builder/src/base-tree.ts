@@ -191,11 +191,13 @@ class RecordBytes {
     this.#room(max);
     const chunk = this.#chunk;
     const start = this.#at;
-    const end =
-      start +
-      (typeof path === 'string'
-        ? utf8.encodeInto(path, chunk.subarray(start)).written
-        : (chunk.set(path, start), path.byteLength));
+    let written: number;
+    if (typeof path === 'string') written = utf8.encodeInto(path, chunk.subarray(start)).written;
+    else {
+      chunk.set(path, start);
+      written = path.byteLength;
+    }
+    const end = start + written;
     let s = start;
     let e = end;
     // As keyOfPath: leading `./` and `/` runs, trailing `/`, and `.` alone are not part of a key.

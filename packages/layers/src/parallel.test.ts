@@ -130,38 +130,18 @@ describe('parallel index pass', () => {
 
   test('records are detached from the reader: names are copied into the log', () => {
     const chunk = new TextEncoder().encode('xxname-bytes');
+    const fields = { ordinal: 3, type: 'file' as const, mode: 0o644, uid: 1, gid: 2, mtime: 3, size: 4 };
+    const more = { devmajor: 0, devminor: 0, xattrs: ['user.a'] };
     const log = new RecordLog();
     log.append({
-      ordinal: 3,
+      ...fields,
+      ...more,
       offset: 0,
-      type: 'file',
       name: chunk.subarray(2, 6),
       linkname: chunk.subarray(6),
-      mode: 0o644,
-      uid: 1,
-      gid: 2,
-      mtime: 3,
-      size: 4,
-      devmajor: 0,
-      devminor: 0,
-      xattrs: ['user.a'],
       sparse: [{ offset: 0, size: 4 }],
     });
     chunk.fill(0);
-    const record = log.cursor().next();
-    expect(record).toEqual({
-      ordinal: 3,
-      type: 'file',
-      name: 'name',
-      linkname: '-bytes',
-      mode: 0o644,
-      uid: 1,
-      gid: 2,
-      mtime: 3,
-      size: 4,
-      devmajor: 0,
-      devminor: 0,
-      xattrs: ['user.a'],
-    });
+    expect(log.cursor().next()).toEqual({ ...fields, ...more, name: 'name', linkname: '-bytes' });
   });
 });

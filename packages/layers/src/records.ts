@@ -7,21 +7,11 @@ import type { TarEntry, TarEntryType } from './tar.ts';
  * Names and link targets are keys (exact bytes as binary strings, see path.ts), decoded from a
  * {@link RecordLog} as the applier reaches them: no record outlives its application.
  */
-export interface LayerRecord {
-  ordinal: number;
-  type: TarEntryType;
+export interface LayerRecord extends Omit<TarEntry, 'offset' | 'sparse' | 'name' | 'linkname'> {
   /** The member's name as a key. */
   name: string;
   /** The hard-link or symlink target as a key. */
   linkname: string;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: number;
-  size: number;
-  devmajor: number;
-  devminor: number;
-  xattrs: string[];
   /**
    * The name's last component as a string of its own, when it is long: a component split out of
    * `name` would be a slice that keeps the whole path alive for as long as the node lives (a

@@ -1,7 +1,5 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { buildOnce, logFixture } from './fixture-cache.ts';
-import { SYNTHETIC_TAG, type SyntheticImage, writeGzipLayer, writeImageLayout } from './synthetic-image.ts';
+import { logFixture } from './fixture-cache.ts';
+import { layoutFixture, type SyntheticImage, writeGzipLayer, writeImageLayout } from './synthetic-image.ts';
 import { encodeTarHeader } from './tar.ts';
 
 /*
@@ -104,30 +102,12 @@ export async function ensureManyEntriesImage(options: ManyEntriesImageOptions): 
   const entries = Math.floor(options.entries);
   if (!(entries >= PER_DIR)) throw new Error('ensureManyEntriesImage: entries must be at least 1000');
   const key = `many-entries-${entries}-${MANY_FIXTURE_VERSION}`;
-  const dir = await buildOnce(
-    key,
-    async (tmp) => {
-      const layout = join(tmp, 'oci');
-      const blobsDir = join(layout, 'blobs', 'sha256');
-      await mkdir(blobsDir, { recursive: true });
-      await writeFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}\n');
-      const counts = { files: 0, contentBytes: 0 };
-      const started = Date.now();
-      const layer = await writeGzipLayer(blobsDir, chunked(manyEntriesTar(entries, counts), options.signal));
-      logFixture(`${key}: layer in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-      await writeImageLayout(layout, [layer], { Cmd: ['/data/p00000/f0000.txt'] });
-      await writeFile(join(tmp, 'fixture.json'), `${JSON.stringify({ ...counts, layers: 1 })}\n`);
-    },
-    {
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
-    },
-  );
-  const info = JSON.parse(await readFile(join(dir, 'fixture.json'), 'utf8')) as {
-    contentBytes: number;
-    files: number;
-    layers: number;
-  };
-  const layoutDir = join(dir, 'oci');
-  return { layoutDir, tag: SYNTHETIC_TAG, ref: `oci:${layoutDir}:${SYNTHETIC_TAG}`, ...info };
+  return layoutFixture(key, options, async (layout, blobsDir) => {
+    const counts = { files: 0, contentBytes: 0 };
+    const started = Date.now();
+    const layer = await writeGzipLayer(blobsDir, chunked(manyEntriesTar(entries, counts), options.signal));
+    logFixture(`${key}: layer in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    await writeImageLayout(layout, [layer], { Cmd: ['/data/p00000/f0000.txt'] });
+    return { ...counts, layers: 1 };
+  });
 }

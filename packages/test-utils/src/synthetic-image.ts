@@ -14,9 +14,7 @@ import { buildOnce, logFixture } from './fixture-cache.ts';
  */
 
 const SYNTHETIC_FIXTURE_VERSION = 'v1';
-/** The tag of the synthetic layouts in their `index.json`. */
-export const SYNTHETIC_TAG = 'synthetic';
-const TAG = SYNTHETIC_TAG;
+const TAG = 'synthetic';
 const MTIME = new Date(1_700_000_000 * 1000);
 const CHUNK = 1 << 20;
 
@@ -267,6 +265,84 @@ export async function ensureSyntheticImage(options: SyntheticImageOptions): Prom
   const layerCount = options.layers ?? 4;
   if (!(options.sizeBytes > 0)) throw new Error('ensureSyntheticImage: sizeBytes must be a positive number');
   const key = `synthetic-${options.sizeBytes}-s${seed}-l${layerCount}-${SYNTHETIC_FIXTURE_VERSION}`;
+  return layoutFixture(key, options, async (layout, blobsDir) => {
+    const random = prng(seed);
+    const layers: LayerDigests[] = [];
+    const busybox = await readFile('/bin/busybox').catch(() => {
+      throw new Error('ensureSyntheticImage needs /bin/busybox (Debian package busybox-static)');
+    });
+    layers.push(
+      await writeLayer(blobsDir, async (pack) => {
+        for (const name of ['bin/', 'data/', 'etc/', 'tmp/']) {
+          await addEntry(pack, {
+            name,
+            type: 'directory',
+            mode: name === 'tmp/' ? 0o1777 : 0o755,
+            mtime: MTIME,
+          });
+        }
+        await addEntry(pack, { name: 'bin/busybox', size: busybox.byteLength, mode: 0o755, mtime: MTIME }, [
+          busybox,
+        ]);
+        await addEntry(pack, { name: 'bin/sh', type: 'symlink', linkname: 'busybox', mtime: MTIME });
+      }),
+    );
+    let contentBytes = 0;
+    let fileCount = 0;
+    const budget = Math.ceil(options.sizeBytes / layerCount);
+    for (let layer = 1; layer <= layerCount; layer++) {
+      options.signal?.throwIfAborted();
+      const files = planLayer(random, layer, budget);
+      const started = Date.now();
+      layers.push(
+        await writeLayer(blobsDir, async (pack) => {
+          const dirs = new Set<string>();
+          for (const file of files) {
+            const parts = file.path.split('/');
+            for (let i = 1; i < parts.length; i++) {
+              const dirName = `${parts.slice(0, i).join('/')}/`;
+              if (dirs.has(dirName)) continue;
+              dirs.add(dirName);
+              await addEntry(pack, { name: dirName, type: 'directory', mode: 0o755, mtime: MTIME });
+            }
+            await addEntry(
+              pack,
+              { name: file.path, size: file.size, mode: 0o644, mtime: MTIME },
+              fileContent(seed, file.path, file.kind, file.size),
+            );
+            contentBytes += file.size;
+            fileCount++;
+          }
+        }),
+      );
+      logFixture(
+        `${key}: layer ${layer}/${layerCount} (${files.length} files) in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      );
+    }
+    await writeImageLayout(layout, layers, {
+      Env: ['PATH=/bin'],
+      Cmd: ['/bin/sh', '-c', 'echo irb-synthetic-ok'],
+    });
+    return { contentBytes, files: fileCount, layers: layers.length };
+  });
+}
+
+/** What a fixture layout's `fixture.json` records. */
+export interface FixtureCounts {
+  contentBytes: number;
+  files: number;
+  layers: number;
+}
+
+/**
+ * Builds (once, cached under `key`) an OCI layout fixture tagged {@link TAG}: `fill` writes its
+ * blobs, config, manifest and index into `layout` and returns the counts kept beside it.
+ */
+export async function layoutFixture(
+  key: string,
+  options: { cacheDir?: string; signal?: AbortSignal },
+  fill: (layout: string, blobsDir: string) => Promise<FixtureCounts>,
+): Promise<SyntheticImage> {
   const dir = await buildOnce(
     key,
     async (tmp) => {
@@ -274,75 +350,15 @@ export async function ensureSyntheticImage(options: SyntheticImageOptions): Prom
       const blobsDir = join(layout, 'blobs', 'sha256');
       await mkdir(blobsDir, { recursive: true });
       await writeFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}\n');
-      const random = prng(seed);
-      const layers: LayerDigests[] = [];
-      const busybox = await readFile('/bin/busybox').catch(() => {
-        throw new Error('ensureSyntheticImage needs /bin/busybox (Debian package busybox-static)');
-      });
-      layers.push(
-        await writeLayer(blobsDir, async (pack) => {
-          for (const name of ['bin/', 'data/', 'etc/', 'tmp/']) {
-            await addEntry(pack, {
-              name,
-              type: 'directory',
-              mode: name === 'tmp/' ? 0o1777 : 0o755,
-              mtime: MTIME,
-            });
-          }
-          await addEntry(pack, { name: 'bin/busybox', size: busybox.byteLength, mode: 0o755, mtime: MTIME }, [
-            busybox,
-          ]);
-          await addEntry(pack, { name: 'bin/sh', type: 'symlink', linkname: 'busybox', mtime: MTIME });
-        }),
-      );
-      let contentBytes = 0;
-      let fileCount = 0;
-      const budget = Math.ceil(options.sizeBytes / layerCount);
-      for (let layer = 1; layer <= layerCount; layer++) {
-        options.signal?.throwIfAborted();
-        const files = planLayer(random, layer, budget);
-        const started = Date.now();
-        layers.push(
-          await writeLayer(blobsDir, async (pack) => {
-            const dirs = new Set<string>();
-            for (const file of files) {
-              const parts = file.path.split('/');
-              for (let i = 1; i < parts.length; i++) {
-                const dirName = `${parts.slice(0, i).join('/')}/`;
-                if (dirs.has(dirName)) continue;
-                dirs.add(dirName);
-                await addEntry(pack, { name: dirName, type: 'directory', mode: 0o755, mtime: MTIME });
-              }
-              await addEntry(
-                pack,
-                { name: file.path, size: file.size, mode: 0o644, mtime: MTIME },
-                fileContent(seed, file.path, file.kind, file.size),
-              );
-              contentBytes += file.size;
-              fileCount++;
-            }
-          }),
-        );
-        logFixture(
-          `${key}: layer ${layer}/${layerCount} (${files.length} files) in ${((Date.now() - started) / 1000).toFixed(1)} s`,
-        );
-      }
-      await writeImageLayout(layout, layers, {
-        Env: ['PATH=/bin'],
-        Cmd: ['/bin/sh', '-c', 'echo irb-synthetic-ok'],
-      });
-      await writeFile(
-        join(tmp, 'fixture.json'),
-        `${JSON.stringify({ contentBytes, files: fileCount, layers: layers.length })}\n`,
-      );
+      const counts = await fill(layout, blobsDir);
+      await writeFile(join(tmp, 'fixture.json'), `${JSON.stringify(counts)}\n`);
     },
-    { signal: options.signal, cacheDir: options.cacheDir },
+    {
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    },
   );
-  const info = JSON.parse(await readFile(join(dir, 'fixture.json'), 'utf8')) as {
-    contentBytes: number;
-    files: number;
-    layers: number;
-  };
+  const info = JSON.parse(await readFile(join(dir, 'fixture.json'), 'utf8')) as FixtureCounts;
   const layoutDir = join(dir, 'oci');
   return { layoutDir, tag: TAG, ref: `oci:${layoutDir}:${TAG}`, ...info };
 }
