@@ -67,6 +67,12 @@ export async function indexLayers(
             progress(index, layer, count, false);
             limits.heap(label);
           }
+          if (count % 65536 === 0) {
+            // A layer whose records are all there (a cache hit) would otherwise be applied in
+            // one go, seconds long for a million members, with signals and aborts unheard.
+            await yieldToEventLoop();
+            signal?.throwIfAborted();
+          }
           limits.entry(label);
           applier.apply(record);
           if (record.type === 'file' || record.type === 'link') limits.bytes(label, record);
@@ -99,6 +105,10 @@ export async function indexLayers(
     spools,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /**
