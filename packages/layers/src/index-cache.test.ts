@@ -165,6 +165,61 @@ describe('index cache', () => {
     expect(copy.encode()).toEqual(good);
   });
 
+  test('records round-trip exactly, numbers at their limits included', () => {
+    const key = 'irb-layer-index/v3/sha256:x/application/octet-stream';
+    const base = { offset: 0, linkname: new Uint8Array(0), devmajor: 0, devminor: 0, xattrs: [] as string[] };
+    const entries = [
+      { type: 'file' as const, mode: 0o7777, uid: 2 ** 32 - 1, gid: 0, mtime: -1, size: 2 ** 45 },
+      {
+        type: 'char' as const,
+        mode: 0o600,
+        uid: 0,
+        gid: 7,
+        mtime: 2 ** 40,
+        size: 0,
+        devmajor: 4095,
+        devminor: 2 ** 20 - 1,
+      },
+      // Not a varint's range: stored as doubles.
+      { type: 'directory' as const, mode: 0o755, uid: 1, gid: 1, mtime: 2 ** 52 + 2, size: 0, devmajor: -3 },
+      {
+        type: 'symlink' as const,
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size: 0,
+        linkname: Uint8Array.of(0xff, 0x2f),
+      },
+      {
+        type: 'file' as const,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 5,
+        size: 1,
+        xattrs: ['user.é', 'security.capability'],
+      },
+    ];
+    const log = new RecordLog(key);
+    entries.forEach((entry, ordinal) => {
+      log.append({ ...base, ...entry, ordinal, name: Uint8Array.of(0x61 + ordinal, 0x80) });
+    });
+    const bytes = log.encode() as Uint8Array;
+    const back = RecordLog.fromCache(key, bytes.slice()) as RecordLog;
+    const cursor = back.cursor();
+    entries.forEach((entry, ordinal) => {
+      const record = cursor.next();
+      expect(record).toMatchObject({
+        ...entry,
+        ordinal,
+        linkname: String.fromCharCode(...(entry.linkname ?? [])),
+      });
+      expect(record?.name).toBe(String.fromCharCode(0x61 + ordinal, 0x80));
+    });
+    expect(cursor.next()).toBeUndefined();
+  });
+
   test('a failing cache never fails the build; layers without a digest are not cached', async () => {
     const blob = await buildTar([f('a', 'a')]);
     const broken: IndexCache = {

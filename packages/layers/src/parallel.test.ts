@@ -130,7 +130,7 @@ describe('parallel index pass', () => {
 
   test('records are detached from the reader: names are copied into the log', () => {
     const chunk = new TextEncoder().encode('xxname-bytes');
-    const fields = { ordinal: 3, type: 'file' as const, mode: 0o644, uid: 1, gid: 2, mtime: 3, size: 4 };
+    const fields = { ordinal: 0, type: 'file' as const, mode: 0o644, uid: 1, gid: 2, mtime: 3, size: 4 };
     const more = { devmajor: 0, devminor: 0, xattrs: ['user.a'] };
     const log = new RecordLog();
     log.append({

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { bytesToBinary } from '@irb/tar';
-import type { TarEntry, TarEntryType } from './tar.ts';
+import { type ReadRecord, readRecord, recordBound, writeRecord } from './record-codec.ts';
+import type { TarEntry } from './tar.ts';
 
 /**
  * What the applier needs of a tar member: its header, without the body, sparse map or position.
@@ -33,30 +34,23 @@ function leafOf(name: Uint8Array): string | undefined {
 
 /*
  * One layer's records, as bytes: the layout of the index cache's entries (see IndexCache).
- * Little-endian:
- *   magic "IRBLIDX\0", u32 format, u32 key length, key (UTF-8), u32 record count,
- *   per record: u32 ordinal, u8 type, u32 mode, u32 uid, u32 gid, f64 mtime, f64 size,
- *     f64 devmajor, f64 devminor, u32 + name bytes, u32 + linkname bytes,
- *     u32 xattr count, per xattr u32 + UTF-8 key,
+ *   magic "IRBLIDX\0", u32 format, u32 key length, key (UTF-8), u32 record count (LE),
+ *   the records in tar order (see record-codec.ts: varints and the exact name bytes),
  *   then the SHA-256 of everything before it.
- * Names are stored as the exact tar bytes. The key inside guards against a file that landed
- * under the wrong name; the digest against damage. Anything off: the layer is read again.
+ * The key inside guards against a file that landed under the wrong name; the digest against
+ * damage. Anything off: the layer is read again.
  *
  * The reader writes each member's record in this form into a RecordLog as it goes, the applier
- * decodes them from there, and the log's bytes are the cache entry: about 60 bytes plus the
+ * decodes them from there, and the log's bytes are the cache entry: about 15 bytes plus the
  * names per member, where a record object with two copied Uint8Arrays held about 700 (a layer
  * of a million members held 600 MiB of records until its cache entry was written).
  */
 const MAGIC = new TextEncoder().encode('IRBLIDX\0');
 /** Bump when the reader's output or this layout changes: old entries are then ignored. */
-export const RECORDS_FORMAT = 2;
-const TYPES: readonly TarEntryType[] = ['file', 'link', 'symlink', 'char', 'block', 'directory', 'fifo'];
-const TYPE_CODES = new Map(TYPES.map((type, code) => [type, code]));
+export const RECORDS_FORMAT = 3;
 const utf8 = new TextEncoder();
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 const HASH_BYTES = 32;
-/** Fixed bytes of a record: ordinal, type, mode, uid, gid, 4 × f64, 3 lengths. */
-const FIXED = 4 + 1 + 12 + 32 + 12;
 const CHUNK = 256 * 1024;
 /** ES2024's resizable ArrayBuffer (Node 20 and later), which the project's `lib` does not declare yet. */
 interface ResizableBuffer extends ArrayBuffer {
@@ -77,7 +71,7 @@ const MAX_ENTRY = 2 ** 32 - 1;
  * A log kept for the index cache is one resizable ArrayBuffer with room for the entry's header
  * in front: it grows in place (the address space is reserved, pages are committed as they fill),
  * and the cache entry is that buffer itself, not a copy — a layer of a million members would
- * otherwise hold its 85 MiB of records twice while the entry is written.
+ * otherwise hold its 37 MiB of records twice while the entry is written.
  */
 export class RecordLog {
   readonly #chunks: Uint8Array[] = [];
@@ -147,36 +141,13 @@ export class RecordLog {
     return [next, 0];
   }
 
-  /** Appends the record of a tar member. */
+  /** Appends the record of a tar member (members come in tar order: the ordinal is the position). */
   append(entry: TarEntry): void {
+    if (entry.ordinal !== this.count) throw new Error(`record ${entry.ordinal} appended as ${this.count}`);
     const xattrs = entry.xattrs.map((x) => utf8.encode(x));
     if (xattrs.some((bytes, i) => utf8Strict.decode(bytes) !== entry.xattrs[i])) this.#uncacheable();
-    let size = FIXED + entry.name.byteLength + entry.linkname.byteLength;
-    for (const x of xattrs) size += 4 + x.byteLength;
-    const [chunk, start] = this.#room(size);
-    let at = start;
-    const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    view.setUint32(at, entry.ordinal, true);
-    chunk[at + 4] = TYPE_CODES.get(entry.type) ?? 0;
-    view.setUint32(at + 5, entry.mode, true);
-    view.setUint32(at + 9, entry.uid, true);
-    view.setUint32(at + 13, entry.gid, true);
-    view.setFloat64(at + 17, entry.mtime, true);
-    view.setFloat64(at + 25, entry.size, true);
-    view.setFloat64(at + 33, entry.devmajor, true);
-    view.setFloat64(at + 41, entry.devminor, true);
-    at += 49;
-    const bytes = (b: Uint8Array) => {
-      view.setUint32(at, b.byteLength, true);
-      chunk.set(b, at + 4);
-      at += 4 + b.byteLength;
-    };
-    bytes(entry.name);
-    bytes(entry.linkname);
-    view.setUint32(at, xattrs.length, true);
-    at += 4;
-    for (const x of xattrs) bytes(x);
-    this.#ends[this.#ends.length - 1] = at;
+    const [chunk, start] = this.#room(recordBound(entry, xattrs));
+    this.#ends[this.#ends.length - 1] = writeRecord(chunk, start, entry, xattrs);
     this.count++;
   }
 
@@ -184,6 +155,7 @@ export class RecordLog {
   cursor(): RecordCursor {
     let index = 0;
     let at = 0;
+    let ordinal = 0;
     return {
       next: () => {
         for (;;) {
@@ -191,9 +163,9 @@ export class RecordLog {
           const end = this.#ends[index] ?? 0;
           if (!chunk) return undefined;
           if (at < end) {
-            const [record, next] = decodeAt(chunk, at);
-            at = next;
-            return record;
+            const read = readRecord(chunk, at, end);
+            at = read.next;
+            return recordOf(chunk, read, ordinal++);
           }
           // The last chunk may still grow; an earlier one is complete.
           if (index === this.#chunks.length - 1) return undefined;
@@ -251,44 +223,29 @@ export interface RecordCursor {
 
 const EMPTY = new Uint8Array(0);
 
-function viewOf(chunk: Uint8Array): DataView {
-  return new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-}
-
-/** The record at `at` in a chunk (trusted: written by append or validated) and where the next starts. */
-function decodeAt(chunk: Uint8Array, start: number): [LayerRecord, number] {
-  const view = viewOf(chunk);
-  let at = start + 49;
-  const bytes = () => {
-    const n = view.getUint32(at, true);
-    const b = chunk.subarray(at + 4, at + 4 + n);
-    at += 4 + n;
-    return b;
-  };
-  const nameBytes = bytes();
-  const name = bytesToBinary(nameBytes);
-  const linkname = bytesToBinary(bytes());
-  const xattrCount = view.getUint32(at, true);
-  at += 4;
-  const xattrs: string[] = [];
-  for (let i = 0; i < xattrCount; i++) xattrs.push(utf8Strict.decode(bytes()));
+/** The record the applier gets from what {@link readRecord} found (trusted bytes). */
+function recordOf(chunk: Uint8Array, read: ReadRecord, ordinal: number): LayerRecord {
+  const nameBytes = chunk.subarray(read.name[0], read.name[1]);
   const record: LayerRecord = {
-    ordinal: view.getUint32(start, true),
-    type: TYPES[chunk[start + 4] as number] as TarEntryType,
-    name,
-    linkname,
-    mode: view.getUint32(start + 5, true),
-    uid: view.getUint32(start + 9, true),
-    gid: view.getUint32(start + 13, true),
-    mtime: view.getFloat64(start + 17, true),
-    size: view.getFloat64(start + 25, true),
-    devmajor: view.getFloat64(start + 33, true),
-    devminor: view.getFloat64(start + 41, true),
-    xattrs,
+    ordinal,
+    type: read.type,
+    name: bytesToBinary(nameBytes),
+    linkname: bytesToBinary(chunk.subarray(read.linkname[0], read.linkname[1])),
+    mode: read.mode,
+    uid: read.uid,
+    gid: read.gid,
+    mtime: read.mtime,
+    size: read.size,
+    devmajor: read.devmajor,
+    devminor: read.devminor,
+    xattrs:
+      read.xattrs.length === 0
+        ? []
+        : read.xattrs.map(([from, to]) => utf8Strict.decode(chunk.subarray(from, to))),
   };
   const leaf = leafOf(nameBytes);
   if (leaf !== undefined) record.leaf = leaf;
-  return [record, at];
+  return record;
 }
 
 function validated(key: string, data: Uint8Array): RecordLog | undefined {
@@ -297,49 +254,35 @@ function validated(key: string, data: Uint8Array): RecordLog | undefined {
   const hash = createHash('sha256').update(data.subarray(0, end)).digest();
   if (!hash.equals(data.subarray(end))) return undefined;
   for (let i = 0; i < MAGIC.byteLength; i++) if (data[i] !== MAGIC[i]) return undefined;
-  const view = viewOf(data);
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   let at = MAGIC.byteLength;
-  const need = (n: number) => {
-    if (at + n > end) throw new RangeError('truncated');
-  };
   const u32 = () => {
-    need(4);
-    const n = view.getUint32(at, true);
+    if (at + 4 > end) throw new RangeError('truncated');
     at += 4;
-    return n;
-  };
-  const bytes = () => {
-    const n = u32();
-    need(n);
-    at += n;
-    return data.subarray(at - n, at);
+    return view.getUint32(at - 4, true);
   };
   if (u32() !== RECORDS_FORMAT) return undefined;
-  if (utf8Strict.decode(bytes()) !== key) return undefined;
+  const keyLength = u32();
+  if (at + keyLength > end || utf8Strict.decode(data.subarray(at, at + keyLength)) !== key) return undefined;
+  at += keyLength;
   const count = u32();
   const first = at;
   for (let ordinal = 0; ordinal < count; ordinal++) {
-    const start = at;
-    need(49);
-    const type = TYPES[data[start + 4] as number];
-    const mode = view.getUint32(start + 5, true);
-    const numbers = [17, 25, 33, 41].map((offset) => view.getFloat64(start + offset, true));
-    const size = numbers[1] as number;
-    at += 49;
-    bytes();
-    bytes();
-    const xattrCount = u32();
-    for (let i = 0; i < xattrCount; i++) utf8Strict.decode(bytes());
+    const read = readRecord(data, at, end);
+    for (const [from, to] of read.xattrs) utf8Strict.decode(data.subarray(from, to));
+    const { type, mode, size } = read;
+    const numbers = [read.uid, read.gid, read.mtime, size, read.devmajor, read.devminor];
     if (
-      view.getUint32(start, true) !== ordinal ||
-      !type ||
       mode > 0o7777 ||
       !numbers.every(Number.isSafeInteger) ||
+      read.uid < 0 ||
+      read.gid < 0 ||
       size < 0 ||
       (type !== 'file' && size !== 0)
     ) {
       return undefined;
     }
+    at = read.next;
   }
   if (at !== end) return undefined;
   return new RecordLog(undefined, { bytes: data.subarray(first, end), count });
