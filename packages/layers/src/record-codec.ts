@@ -19,15 +19,8 @@ const LIMIT = 2 ** 52;
 const VARINT_MAX = 8;
 
 /** The fields of a record read back, names as offsets into the bytes it was read from. */
-export interface ReadRecord {
-  type: TarEntryType;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: number;
-  size: number;
-  devmajor: number;
-  devminor: number;
+export interface ReadRecord
+  extends Pick<TarEntry, 'type' | 'mode' | 'uid' | 'gid' | 'mtime' | 'size' | 'devmajor' | 'devminor'> {
   name: [number, number];
   linkname: [number, number];
   /** Xattr keys as byte ranges (UTF-8). */
@@ -69,7 +62,7 @@ export function writeRecord(
   if (wide) {
     const view = new DataView(out.buffer, out.byteOffset + at, 56);
     const all = [entry.mode, entry.uid, entry.gid, entry.mtime, entry.size, entry.devmajor, entry.devminor];
-    all.forEach((value, i) => view.setFloat64(i * 8, value, true));
+    for (const [i, value] of all.entries()) view.setFloat64(i * 8, value, true);
     at += 56;
   } else {
     for (const value of [entry.mode, entry.uid, entry.gid]) uint(value);
