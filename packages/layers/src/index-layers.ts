@@ -184,7 +184,7 @@ class Limits {
     if (++this.#entries <= this.#maxEntries) return;
     throw new IrbError(
       'IRB_LAYER_TOO_MANY_ENTRIES',
-      `${label}: the layers hold more than ${this.#maxEntries} tar members (the maxEntries limit); exclude what the guest does not need, or raise maxEntries (irb build --max-entries N) on a host with the memory for it`,
+      `${label}: the layers hold more than ${this.#maxEntries} tar members (the maxEntries limit); raise it (irb build --max-entries N) on a host with the memory for it, or make the image smaller (exclude patterns apply only after indexing)`,
     );
   }
 
@@ -197,7 +197,7 @@ class Limits {
     if (used < limit * HEAP_FULL) return;
     throw new IrbError(
       'IRB_LAYER_TOO_MANY_ENTRIES',
-      `${label}: after ${this.#entries} tar members the index fills ${formatBytes(used)} of this process's ${formatBytes(limit)} heap; exclude what the guest does not need, or give Node more heap (NODE_OPTIONS=--max-old-space-size=MiB)`,
+      `${label}: after ${this.#entries} tar members the index fills ${formatBytes(used)} of this process's ${formatBytes(limit)} heap; give Node more heap (NODE_OPTIONS=--max-old-space-size=MiB) or make the image smaller`,
     );
   }
 
