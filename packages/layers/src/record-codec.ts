@@ -30,6 +30,7 @@ export interface ReadRecord
 }
 
 const fits = (value: number) => Number.isInteger(value) && Math.abs(value) <= LIMIT;
+const fitsUnsigned = (value: number) => fits(value) && value >= 0;
 const zigzag = (value: number) => (value >= 0 ? value * 2 : -value * 2 - 1);
 
 /** An upper bound of the bytes {@link writeRecord} takes for `entry`. */
@@ -55,9 +56,15 @@ export function writeRecord(
     }
     out[at++] = v;
   };
-  const unsigned = [entry.mode, entry.uid, entry.gid, entry.size];
-  const signed = [entry.mtime, entry.devmajor, entry.devminor];
-  const wide = !unsigned.every((v) => fits(v) && v >= 0) || !signed.every(fits);
+  const wide = !(
+    fitsUnsigned(entry.mode) &&
+    fitsUnsigned(entry.uid) &&
+    fitsUnsigned(entry.gid) &&
+    fitsUnsigned(entry.size) &&
+    fits(entry.mtime) &&
+    fits(entry.devmajor) &&
+    fits(entry.devminor)
+  );
   out[at++] = (TYPE_CODES.get(entry.type) ?? 0) | (wide ? WIDE : 0);
   if (wide) {
     const view = new DataView(out.buffer, out.byteOffset + at, 56);
@@ -65,7 +72,9 @@ export function writeRecord(
     for (const [i, value] of all.entries()) view.setFloat64(i * 8, value, true);
     at += 56;
   } else {
-    for (const value of [entry.mode, entry.uid, entry.gid]) uint(value);
+    uint(entry.mode);
+    uint(entry.uid);
+    uint(entry.gid);
     uint(zigzag(entry.mtime));
     uint(entry.size);
     uint(zigzag(entry.devmajor));
@@ -119,24 +128,36 @@ export function readRecord(data: Uint8Array, start: number, end: number): ReadRe
   const head = data[at++] as number;
   const type = TYPES[head & ~WIDE];
   if (!type) throw new RangeError('unknown record type');
-  let numbers: number[];
+  let mode: number;
+  let uid: number;
+  let gid: number;
+  let mtime: number;
+  let size: number;
+  let devmajor: number;
+  let devminor: number;
   if (head & WIDE) {
     need(56);
     const view = new DataView(data.buffer, data.byteOffset + at, 56);
-    numbers = Array.from({ length: 7 }, (_, i) => view.getFloat64(i * 8, true));
+    const f64 = (i: number) => view.getFloat64(i * 8, true);
+    [mode, uid, gid, mtime, size, devmajor, devminor] = [
+      f64(0),
+      f64(1),
+      f64(2),
+      f64(3),
+      f64(4),
+      f64(5),
+      f64(6),
+    ];
     at += 56;
   } else {
-    numbers = [uint(), uint(), uint(), int(), uint(), int(), int()];
+    mode = uint();
+    uid = uint();
+    gid = uint();
+    mtime = int();
+    size = uint();
+    devmajor = int();
+    devminor = int();
   }
-  const [mode, uid, gid, mtime, size, devmajor, devminor] = numbers as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
   const name = range();
   const linkname = range();
   const count = uint();

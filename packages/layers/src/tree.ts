@@ -301,6 +301,12 @@ export class Tree {
   /** Counts the names and bytes a subtree brings into the tree. */
   #attach(node: Node): void {
     const { names, size } = this.inodes;
+    if (node.type === 'file') {
+      if ((names[node.inode] as number) === 0) this.fileBytes += size[node.inode] as number;
+      names[node.inode] = (names[node.inode] as number) + 1;
+      return;
+    }
+    if (node.type !== 'directory' || node.children.size === 0) return;
     for (const n of subtree(node)) {
       if (n.type !== 'file') continue;
       if ((names[n.inode] as number) === 0) this.fileBytes += size[n.inode] as number;
@@ -312,6 +318,12 @@ export class Tree {
   #detach(node: Node): void {
     const { names, size } = this.inodes;
     if (node.type === 'directory' || node.type === 'symlink') this.#version++;
+    if (node.type === 'file') {
+      names[node.inode] = (names[node.inode] as number) - 1;
+      if ((names[node.inode] as number) === 0) this.fileBytes -= size[node.inode] as number;
+      return;
+    }
+    if (node.type !== 'directory') return;
     for (const n of subtree(node)) {
       if (n.type !== 'file') continue;
       names[n.inode] = (names[n.inode] as number) - 1;
