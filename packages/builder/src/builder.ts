@@ -235,6 +235,8 @@ export class InitramfsBuilder {
             ? tempPath(dirs.spool, spoolName(layer.digest))
             : join(tmpdir(), tempName(spoolName(layer.digest))),
         ...(o.exclude ? { exclude: o.exclude } : {}),
+        ...(o.maxEntries !== undefined ? { maxEntries: o.maxEntries } : {}),
+        ...(o.maxUnpackedBytes !== undefined ? { maxUnpackedBytes: o.maxUnpackedBytes } : {}),
         ...keepOption(pathFilter, pre, o, config.config?.Env ?? []),
         ...(signal ? { signal } : {}),
         ...(pre.sourceDateEpoch !== undefined ? { sourceDateEpoch: pre.sourceDateEpoch } : {}),

@@ -1,7 +1,7 @@
 import { buildTar, encodeTarHeader, type TarSpec, whiteout } from '@irb/test-utils';
 import { describe, expect, test } from 'vitest';
 import { byPath, emit, layerOf, MEDIA } from '../test/helpers.ts';
-import { indexLayers, type LayerSource } from './index.ts';
+import { type IndexLayersOptions, indexLayers, type LayerSource } from './index.ts';
 
 const enc = new TextEncoder();
 const f = (path: string, content = '', extra: Partial<TarSpec> = {}): TarSpec =>
@@ -27,8 +27,15 @@ const header = (name: string, extra: Partial<Parameters<typeof encodeTarHeader>[
   ...extra,
 });
 
-async function indexBlobs(blobs: Uint8Array[], mediaType: string = MEDIA.tar) {
-  return indexLayers(blobs.map((blob) => layerOf(blob, mediaType)));
+async function indexBlobs(
+  blobs: Uint8Array[],
+  mediaType: string = MEDIA.tar,
+  options: IndexLayersOptions = {},
+) {
+  return indexLayers(
+    blobs.map((blob) => layerOf(blob, mediaType)),
+    options,
+  );
 }
 
 async function indexSpecs(...layers: TarSpec[][]) {
@@ -81,7 +88,11 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
 
   test('an absurd size field (1 TiB, base-256) is a truncation, not a hang', async () => {
     const blob = await buildTar([rawMember(header('huge', { size: 2 ** 40 }), enc.encode('tiny'))]);
-    await expect(indexBlobs([blob])).rejects.toMatchObject({ code: 'IRB_LAYER_TRUNCATED' });
+    await expect(indexBlobs([blob], MEDIA.tar, { maxUnpackedBytes: Infinity })).rejects.toMatchObject({
+      code: 'IRB_LAYER_TRUNCATED',
+    });
+    // Under the default limit, the claim alone is too much to unpack: refused as it is applied.
+    await expect(indexBlobs([blob])).rejects.toMatchObject({ code: 'IRB_LAYER_UNPACKED_TOO_LARGE' });
   });
 
   test('a PAX size beyond 2^53 is refused', async () => {
