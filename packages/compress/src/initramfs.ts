@@ -174,7 +174,8 @@ export async function* decodeInitramfs(
       // Like the kernel: a plain archive only where a header may start (4-byte aligned).
       if (head[0] === 0x30 && start % 4 === 0) {
         yield* oneArchive(reader, `${label}, cpio archive at byte ${start}`);
-        options.onMember?.({ index: index++, format: 'none', start, end: reader.position });
+        options.onMember?.({ index, format: 'none', start, end: reader.position });
+        index++;
         continue;
       }
       const format = detectCompression(head);
@@ -196,7 +197,14 @@ export async function* decodeInitramfs(
         signal?.throwIfAborted();
         yield chunk;
       }
-      options.onMember?.({ index: index++, format, start, end: reader.position });
+      options.onMember?.({ index, format, start, end: reader.position });
+      index++;
+    }
+    if (index === 0) {
+      throw new IrbError(
+        'IRB_INITRAMFS_CORRUPT',
+        `${label} ${reader.position === 0 ? 'is empty' : 'holds only NUL bytes'}: no cpio archive or compressed member; give an initramfs archive`,
+      );
     }
   } finally {
     await reader.close();

@@ -183,4 +183,26 @@ describe('decodeInitramfs', () => {
     expect(unsupported.code).toBe('IRB_COMPRESSION_UNSUPPORTED');
     expect(unsupported.message).toContain(`member at byte ${a.length}`);
   });
+
+  it('fails on deflate data zlib rejects, instead of waiting for a write that never completes', async () => {
+    const a = await cpioOf(entries('a', 30));
+    // The first byte of the deflate stream set to 0xff: final block, reserved block type 3.
+    const badType = Buffer.from(gzipSync(a));
+    badType[10] = 0xff;
+    const bad = await failure(badType);
+    expect(bad.code).toBe('IRB_GZIP_CORRUPT');
+    expect(bad.message).toContain('invalid block type');
+    // The same in the second member, after one that decodes.
+    const second = await failure(Buffer.concat([gzipSync(a), badType]));
+    expect(second.code).toBe('IRB_GZIP_CORRUPT');
+  });
+
+  it('refuses an empty input and one of NUL bytes only', async () => {
+    const empty = await failure(new Uint8Array(0));
+    expect(empty.code).toBe('IRB_INITRAMFS_CORRUPT');
+    expect(empty.message).toContain('is empty');
+    const zeros = await failure(new Uint8Array(4096));
+    expect(zeros.code).toBe('IRB_INITRAMFS_CORRUPT');
+    expect(zeros.message).toContain('only NUL bytes');
+  });
 });
