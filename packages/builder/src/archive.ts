@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import type { BootOptions, BootResult, BootTimelineOptions, BootTimelineReport } from '@irb/boot';
 import { decodeInitramfs } from '@irb/compress';
 import type { CpioEntryType } from '@irb/cpio';
 import { readCpio } from '@irb/cpio';
@@ -8,7 +9,13 @@ import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
 
 /** One entry of an initramfs as {@link listArchive} reports it. */
 export interface ArchiveEntry {
-  /** Which member of a concatenated initramfs (from 0). */
+  /**
+   * Which member of the file it is in (from 0): a compressed stream (a gzip member, a zstd frame,
+   * an lz4 legacy stream) or an uncompressed run of records, which ends after a `TRAILER!!!`,
+   * before a record of another archive device number, or where a compressed member follows (see
+   * `decodeInitramfs` of `@irb/compress`). An archive irb builds has a base member (0) and an
+   * overlay member (1), then a trailer member that holds no entry; each `irb append` adds one.
+   */
   member: number;
   /** Name as stored (UTF-8 decoded; no leading `/`). */
   name: string;
@@ -22,6 +29,12 @@ export interface ArchiveEntry {
   size: number;
   mtime: number;
   ino: number;
+  /**
+   * The archive's device number for this entry: with `ino`, what makes names of one file hard
+   * links (irb gives each member its own, since no trailer between members resets the table).
+   */
+  devMajor: number;
+  devMinor: number;
   /** Symlink target. */
   target?: string;
   rdevMajor: number;
@@ -55,7 +68,7 @@ export async function* openArchive(path: string, signal?: AbortSignal): AsyncGen
 
 /**
  * Lists an initramfs like `lsinitramfs`: every entry of every member of a concatenation, plain,
- * gzip or zstd compressed, in archive order. Bodies are skipped, never held. `archive` is a file
+ * gzip, zstd or lz4 compressed, in archive order. Bodies are skipped, never held. `archive` is a file
  * path or the archive's bytes as a stream (a pipe, for example).
  */
 export async function* listArchive(
@@ -65,10 +78,20 @@ export async function* listArchive(
   const { signal } = options;
   const bytes = typeof archive === 'string' ? openArchive(archive, signal) : archive;
   const label = typeof archive === 'string' ? archive : 'the input stream';
-  const source = decodeInitramfs(bytes, { label, ...(signal ? { signal } : {}) });
+  // The member an entry is in: the last one that started at or before its header.
+  const starts: number[] = [];
+  const source = decodeInitramfs(bytes, {
+    label,
+    ...(signal ? { signal } : {}),
+    onMemberStart: (m) => {
+      starts[m.index] = m.outputStart;
+    },
+  });
+  let member = 0;
   for await (const e of readCpio(source, signal ? { signal } : {})) {
+    while (member + 1 < starts.length && (starts[member + 1] as number) <= e.offset) member++;
     const entry: ArchiveEntry = {
-      member: e.member,
+      member,
       name: e.name,
       type: e.type,
       mode: e.permissions,
@@ -78,6 +101,8 @@ export async function* listArchive(
       size: e.type === 'symlink' ? (e.targetBytes?.byteLength ?? e.fileSize) : e.fileSize,
       mtime: e.mtime,
       ino: e.ino,
+      devMajor: e.devMajor,
+      devMinor: e.devMinor,
       rdevMajor: e.rdevMajor,
       rdevMinor: e.rdevMinor,
     };
@@ -97,6 +122,17 @@ export interface ArchiveMeasure {
   recommendedMemoryMiB: number;
 }
 
+/**
+ * Archives this process read to the end without an error, by path: the file's identity (device,
+ * inode, size, times) when it was read, so a boot right after a measure does not read it again.
+ */
+const readWhole = new Map<string, string>();
+
+async function identity(path: string): Promise<string | undefined> {
+  const st = await stat(path, { bigint: true }).catch(() => undefined);
+  return st && `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
 /** Reads an archive once to tell how much guest RAM unpacking it takes. */
 export async function measureArchive(
   path: string,
@@ -104,10 +140,12 @@ export async function measureArchive(
 ): Promise<ArchiveMeasure> {
   let entries = 0;
   let unpackedBytes = 0;
+  const before = await identity(path);
   for await (const e of listArchive(path, options)) {
     entries++;
     if (e.type === 'file') unpackedBytes += tmpfsFootprint(e.size);
   }
+  if (before !== undefined && before === (await identity(path))) readWhole.set(path, before);
   const compressedBytes = (await stat(path)).size;
   return {
     entries,
@@ -115,4 +153,30 @@ export async function measureArchive(
     unpackedBytes,
     recommendedMemoryMiB: recommendGuestMemory({ tmpfsBytes: unpackedBytes, compressedBytes }),
   };
+}
+
+/**
+ * Reads the archive to its end (unless {@link measureArchive} just did, and it has not changed
+ * since), so that an archive the kernel could not unpack either — corrupt, cut short, not an
+ * initramfs — fails here with the decoder's error instead of in a VM.
+ */
+async function readableToTheEnd(path: string, signal?: AbortSignal): Promise<void> {
+  const now = await identity(path);
+  // A missing file is left to @irb/boot, which names it as the archive to boot.
+  if (now === undefined || readWhole.get(path) === now) return;
+  await measureArchive(path, signal ? { signal } : {});
+}
+
+/** `bootInitramfs` of `@irb/boot`, after the archive was read to its end: see {@link readableToTheEnd}. */
+export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
+  await readableToTheEnd(options.initramfs, options.signal);
+  const boot = await import('@irb/boot');
+  return boot.bootInitramfs(options);
+}
+
+/** `bootTimeline` of `@irb/boot`, after the archive was read to its end: see {@link readableToTheEnd}. */
+export async function bootTimeline(options: BootTimelineOptions): Promise<BootTimelineReport> {
+  await readableToTheEnd(options.initramfs, options.signal);
+  const boot = await import('@irb/boot');
+  return boot.bootTimeline(options);
 }

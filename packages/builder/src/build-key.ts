@@ -29,8 +29,12 @@ import { IrbError } from '@irb/errors';
 import { initArchForPlatform, staticInitPath } from '@irb/init';
 import type { InitramfsBuilderOptions } from './types.ts';
 
-/** The version of irb's output format that goes into every build key. */
-export const BUILD_FORMAT_VERSION = 2;
+/**
+ * The version of irb's output format that goes into every build key (and so into the output
+ * cache's keys). 3: members hold no `TRAILER!!!` and the archive ends with a trailer member, so
+ * the standard tools read every member.
+ */
+export const BUILD_FORMAT_VERSION = 3;
 
 /** Builder options that never change the output bytes (not part of the key). */
 export const NEUTRAL_OPTIONS: ReadonlySet<string> = new Set([

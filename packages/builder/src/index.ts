@@ -4,8 +4,6 @@ export {
   type BootTimeline,
   type BootTimelineOptions,
   type BootTimelineReport,
-  bootInitramfs,
-  bootTimeline,
   type FindKernelOptions,
   findKernel,
   kernelCommandLine,
@@ -37,6 +35,8 @@ export {
 export {
   type ArchiveEntry,
   type ArchiveMeasure,
+  bootInitramfs,
+  bootTimeline,
   type ListArchiveOptions,
   listArchive,
   measureArchive,
