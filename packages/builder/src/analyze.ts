@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { decodeInitramfs } from '@irb/compress';
 import type { CpioReadEntry } from '@irb/cpio';
 import { readCpio } from '@irb/cpio';
-import { openArchive } from './archive.ts';
+import { openArchive, readArchiveEntries } from './archive.ts';
 import { InitramfsBuilder } from './builder.ts';
 import { inspectImage } from './inspect.ts';
 import { localesFromEnv, SLIM_PRESETS, type SlimContext, type SlimPreset, slimRemoves } from './slim.ts';
@@ -225,7 +225,7 @@ export async function analyzeEntries(
 export async function analyzeArchive(path: string, options: AnalyzeOptions = {}): Promise<ArchiveAnalysis> {
   const { signal } = options;
   const data = decodeInitramfs(openArchive(path, signal), { label: path, ...(signal ? { signal } : {}) });
-  return analyzeEntries(readCpio(data, signal ? { signal } : {}), options);
+  return analyzeEntries(readArchiveEntries(data, path, signal), options);
 }
 
 /**

@@ -231,7 +231,7 @@ async function planAppend(
     throw new IrbError('IRB_OPTION_INVALID', 'nothing to append; give files to `inject` or an `init`');
   }
   const { format, size } = await baseFormat(base);
-  const end = baseEnd(base, format, size);
+  const end = await baseEnd(base, format, size);
   const format2 = compression ?? format;
   const epoch = options.sourceDateEpoch ?? envEpoch();
   const scratch = createScratchRootfs(epoch !== undefined ? { sourceDateEpoch: epoch } : {});

@@ -2,8 +2,8 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { BootOptions, BootResult, BootTimelineOptions, BootTimelineReport } from '@irb/boot';
 import { decodeInitramfs } from '@irb/compress';
-import type { CpioEntryType } from '@irb/cpio';
-import { readCpio } from '@irb/cpio';
+import type { CpioEntryType, CpioReadEntry } from '@irb/cpio';
+import { CpioError, readCpio } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
 
@@ -88,7 +88,7 @@ export async function* listArchive(
     },
   });
   let member = 0;
-  for await (const e of readCpio(source, signal ? { signal } : {})) {
+  for await (const e of readArchiveEntries(source, label, signal)) {
     while (member + 1 < starts.length && (starts[member + 1] as number) <= e.offset) member++;
     const entry: ArchiveEntry = {
       member,
@@ -108,6 +108,23 @@ export async function* listArchive(
     };
     if (e.target !== undefined) entry.target = e.target;
     yield entry;
+  }
+}
+
+/**
+ * `readCpio` over an archive's decoded records, with its errors naming the archive: the cpio
+ * reader only knows offsets in the decoded data.
+ */
+export async function* readArchiveEntries(
+  records: AsyncIterable<Uint8Array>,
+  label: string,
+  signal?: AbortSignal,
+): AsyncGenerator<CpioReadEntry> {
+  try {
+    yield* readCpio(records, signal ? { signal } : {});
+  } catch (error) {
+    if (!(error instanceof CpioError)) throw error;
+    throw new IrbError(error.code, `${label}, in its cpio data: ${error.message}`, { cause: error });
   }
 }
 

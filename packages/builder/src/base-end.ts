@@ -1,6 +1,6 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { IRB_ARCHIVE_NAME, TRAILER_RECORD, trailerMember } from '@irb/compress/framing';
-import { IrbError } from '@irb/errors';
+import { IrbError, isIrbError } from '@irb/errors';
 import type { InitramfsCompression } from './types.ts';
 
 /** What `irb append` keeps of BASE, and what its last member is. */
@@ -26,6 +26,8 @@ const FORMATS: readonly InitramfsCompression[] = ['gzip', 'zstd', 'lz4', 'none']
 const TAIL_BYTES = 8192;
 /** Reads a walk may do before it gives up proving anything (a plain archive costs one per entry). */
 const WALK_READS = 100_000;
+/** The largest last member a walk decodes to see it end on `TRAILER!!!` (an overlay is far smaller). */
+const LAST_MEMBER_BYTES = 16 * 1024 * 1024;
 
 function broken(base: string, what: string): IrbError {
   return new IrbError(
@@ -158,9 +160,10 @@ function plainEnd(file: FileWindow, at: number, base: string): number {
  * the walk reaches it between two members. A gzip member cannot be walked without inflating it:
  * there the walk stops and proves nothing. Throws when the walk finds BASE cut short or damaged.
  */
-function walk(file: FileWindow, base: string): InitramfsCompression | undefined {
+function walk(file: FileWindow, base: string): { last: InitramfsCompression; start: number } | undefined {
   let at = 0;
   let last: InitramfsCompression | undefined;
+  let start = 0;
   let plainWithoutTrailer = false;
   while (at < file.size) {
     if (file.reads > WALK_READS) return undefined;
@@ -170,6 +173,7 @@ function walk(file: FileWindow, base: string): InitramfsCompression | undefined 
       continue;
     }
     let end: number;
+    start = at;
     if (head[0] === 0x30 && at % 4 === 0) {
       end = plainEnd(file, at, base);
       plainWithoutTrailer = end < 0;
@@ -186,19 +190,43 @@ function walk(file: FileWindow, base: string): InitramfsCompression | undefined 
   // The kernel would take it, but GNU cpio, bsdtar and irb ls call a plain archive without its
   // trailer cut short, and it usually is.
   if (plainWithoutTrailer) throw broken(base, 'its cpio records end without TRAILER!!! (cut short?)');
-  return last;
+  return last === undefined ? undefined : { last, start };
+}
+
+/**
+ * Decodes BASE's last member, from `start`, and checks that its records end on `TRAILER!!!`, as
+ * every archive's last member does: a walk over zstd frames or lz4 blocks proves their structure
+ * whole, not that no member was lost at the end, nor the bytes inside the last one.
+ */
+async function lastMemberEndsOnTrailer(base: string, start: number): Promise<void> {
+  const [{ decodeInitramfs }, { readArchiveEntries }] = await Promise.all([
+    import('@irb/compress'),
+    import('./archive.ts'),
+  ]);
+  const label = `the last member of ${base} (at byte ${start})`;
+  const bytes = createReadStream(base, { start }) as AsyncIterable<Uint8Array>;
+  try {
+    for await (const _ of readArchiveEntries(decodeInitramfs(bytes, { label }), label)) {
+      // every record read, bodies skipped
+    }
+  } catch (error) {
+    if (!isIrbError(error)) throw error;
+    throw broken(base, (error as Error).message.replace(/; [^;]*$/, ''));
+  }
 }
 
 /**
  * How BASE ends, from a few reads near its end (and, only for archives irb did not write in its
- * current layout, a walk over its zstd, lz4 or plain members): irb's trailer member, which is
- * dropped and written anew after the new member; or, for an archive of irb's earlier layout or
- * another tool's, the whole file. Refuses a BASE it can prove cut short: a gzip archive irb wrote
- * without its trailer member, a plain archive that does not end on `TRAILER!!!`, zstd or lz4 data
- * that stops inside a frame or block.
+ * current layout, a walk over its zstd, lz4 or plain members and a decode of the last one, up to
+ * 16 MiB): irb's trailer member, which is dropped and written anew after the new member; or, for
+ * an archive of irb's earlier layout or another tool's, the whole file. Refuses a BASE it can
+ * prove cut short or damaged at its end: a gzip archive irb wrote without its trailer member, a
+ * plain archive that does not end on `TRAILER!!!`, zstd or lz4 data that stops inside a frame
+ * or block, or whose last member does not decode to records ending on `TRAILER!!!`.
  */
-export function baseEnd(base: string, head: InitramfsCompression, size: number): BaseEnd {
+export async function baseEnd(base: string, head: InitramfsCompression, size: number): Promise<BaseEnd> {
   const fd = openSync(base, 'r');
+  let walked: { last: InitramfsCompression; start: number } | undefined;
   try {
     const file = new FileWindow(fd, size);
     const tailAt = Math.max(0, size - TAIL_BYTES);
@@ -225,9 +253,13 @@ export function baseEnd(base: string, head: InitramfsCompression, size: number):
       }
       return { keep: size, trailerDropped: false };
     }
-    const last = walk(file, base);
-    return { keep: size, trailerDropped: false, ...(last !== undefined ? { last } : {}) };
+    walked = walk(file, base);
   } finally {
     closeSync(fd);
   }
+  if (walked === undefined) return { keep: size, trailerDropped: false };
+  if (walked.last !== 'none' && size - walked.start <= LAST_MEMBER_BYTES) {
+    await lastMemberEndsOnTrailer(base, walked.start);
+  }
+  return { keep: size, trailerDropped: false, last: walked.last };
 }

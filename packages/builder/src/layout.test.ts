@@ -186,13 +186,9 @@ describe('the archive layout', () => {
     for (const compression of formats) {
       const base = await built(`whole.${compression}`, compression);
       const size = (await readFile(base)).length;
-      // Cut exactly before the trailer member, zstd and lz4 data is whole (the walk cannot tell);
-      // appending then writes a complete archive again.
-      const cuts = [
-        1,
-        Math.floor(size / 2),
-        ...(compression === 'gzip' || compression === 'none' ? [trailerMember(compression).length] : []),
-      ];
+      // Cut exactly before the trailer member, zstd and lz4 data is whole: the last member,
+      // decoded, shows the missing TRAILER!!!.
+      const cuts = [1, Math.floor(size / 2), trailerMember(compression).length];
       for (const cut of cuts) {
         const broken = join(dir, `cut-${compression}-${cut}`);
         await writeFile(broken, (await readFile(base)).subarray(0, size - cut));
