@@ -13,8 +13,9 @@ export interface ArchiveEntry {
    * Which member of the file it is in (from 0): a compressed stream (a gzip member, a zstd frame,
    * an lz4 legacy stream) or an uncompressed run of records, which ends after a `TRAILER!!!`,
    * before a record of another archive device number, or where a compressed member follows (see
-   * `decodeInitramfs` of `@irb/compress`). An archive irb builds has a base member (0) and an
-   * overlay member (1), then a trailer member that holds no entry; each `irb append` adds one.
+   * `decodeInitramfs` of `@irb/compress`). Members that hold no entry are not counted: an archive
+   * irb builds has a base member (0) and an overlay member (1), then the trailer member (no
+   * entry); each `irb append` adds one.
    */
   member: number;
   /** Name as stored (UTF-8 decoded; no leading `/`). */
@@ -87,9 +88,16 @@ export async function* listArchive(
       starts[m.index] = m.outputStart;
     },
   });
-  let member = 0;
+  // Members without entries (the trailer member) are not counted.
+  let raw = 0;
+  let member = -1;
+  let counted = -1;
   for await (const e of readArchiveEntries(source, label, signal)) {
-    while (member + 1 < starts.length && (starts[member + 1] as number) <= e.offset) member++;
+    while (raw + 1 < starts.length && (starts[raw + 1] as number) <= e.offset) raw++;
+    if (counted !== raw) {
+      counted = raw;
+      member++;
+    }
     const entry: ArchiveEntry = {
       member,
       name: e.name,

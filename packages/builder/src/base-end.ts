@@ -236,11 +236,14 @@ export async function baseEnd(base: string, head: InitramfsCompression, size: nu
       if (endsWith(tail, member)) return { keep: size - member.length, last: format, trailerDropped: true };
     }
     // Another tool's plain archive: the trailer, then NUL padding to its block size.
-    let end = tail.length;
-    while (end > 0 && tail[end - 1] === 0) end--;
-    while (end < tail.length && (tailAt + end) % 4 !== 0) end++;
-    if (head === 'none' && endsWith(tail.subarray(0, end), TRAILER_RECORD)) {
-      return { keep: tailAt + end - TRAILER_RECORD.length, last: 'none', trailerDropped: true };
+    const trailerAt = Buffer.from(tail.buffer, tail.byteOffset, tail.length).lastIndexOf(TRAILER_RECORD);
+    if (
+      head === 'none' &&
+      trailerAt >= 0 &&
+      (tailAt + trailerAt) % 4 === 0 &&
+      tail.subarray(trailerAt + TRAILER_RECORD.length).every((b) => b === 0)
+    ) {
+      return { keep: tailAt + trailerAt, last: 'none', trailerDropped: true };
     }
     if (head === 'gzip') {
       const name = new TextEncoder().encode(`${IRB_ARCHIVE_NAME}\0`);

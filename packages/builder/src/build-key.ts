@@ -31,10 +31,12 @@ import type { InitramfsBuilderOptions } from './types.ts';
 
 /**
  * The version of irb's output format that goes into every build key (and so into the output
- * cache's keys). 3: members hold no `TRAILER!!!` and the archive ends with a trailer member, so
- * the standard tools read every member.
+ * cache's keys). 4: members hold no `TRAILER!!!`, each has its own archive device number, the
+ * first gzip member is named, and the archive ends with a trailer member, so the standard tools
+ * read every member (3 was that layout in the making, without the name: never released, skipped
+ * so that no member cached meanwhile is taken for one of this layout).
  */
-export const BUILD_FORMAT_VERSION = 3;
+export const BUILD_FORMAT_VERSION = 4;
 
 /** Builder options that never change the output bytes (not part of the key). */
 export const NEUTRAL_OPTIONS: ReadonlySet<string> = new Set([
