@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { cacheLayout, makeDirectory } from '@irb/store/paths';
 import { type BootArch, hostArch } from './arch.ts';
 import { type BootAccel, type BootMachine, qemuArguments, qemuBinary } from './command.ts';

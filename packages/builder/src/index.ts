@@ -6,9 +6,7 @@ export {
   type BootTimeline,
   type BootTimelineOptions,
   type BootTimelineReport,
-  bootInitramfs,
   bootProblem,
-  bootTimeline,
   type FindKernelOptions,
   FORWARD_PHASES,
   type ForwardPhase,
@@ -45,6 +43,8 @@ export {
 export {
   type ArchiveEntry,
   type ArchiveMeasure,
+  bootInitramfs,
+  bootTimeline,
   type ListArchiveOptions,
   listArchive,
   measureArchive,
