@@ -152,8 +152,9 @@ describe('the archive layout', () => {
       };
       expect(device('etc/one')).toEqual([0, 0, 3]);
       expect(device('srv/x1')).toEqual([0, 1, 3]);
-      expect(device('opt/j1/a')).toEqual([1, first.baseBytes, 1]);
-      expect(device('opt/j2/a')).toEqual([1, second.baseBytes, 1]);
+      // (Appended members start with the directories they create: their file's inode varies.)
+      expect(device('opt/j1/a').slice(0, 2)).toEqual([1, first.baseBytes]);
+      expect(device('opt/j2/a').slice(0, 2)).toEqual([1, second.baseBytes]);
       const out = join(dir, `extracted-${compression}`);
       await run('sh', [
         '-c',
