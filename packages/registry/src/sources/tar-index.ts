@@ -1,5 +1,4 @@
-import { createReadStream } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { IrbError } from '@irb/errors';
 import {
@@ -12,6 +11,7 @@ import {
   utf8OrUndefined,
 } from '@irb/tar';
 import type { OpenOptions } from '../types.ts';
+import { openRegularFile, type RegularFile, readRange } from './files.ts';
 
 /** Where one member's bytes sit inside a tar file. */
 export interface TarMember {
@@ -77,10 +77,11 @@ function fileInput(handle: FileHandle, fileSize: number): TarInput {
  * could collapse into one U+FFFD-ridden key and one shadow the other.
  */
 export async function indexTar(file: string, options: OpenOptions = {}): Promise<TarIndex> {
-  let handle: FileHandle;
+  let opened: RegularFile;
   try {
-    handle = await open(file, 'r');
+    opened = await openRegularFile(file, 'tar archive');
   } catch (error) {
+    if (error instanceof IrbError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     throw new IrbError(
       code === 'ENOENT' ? 'IRB_SOURCE_NOT_FOUND' : 'IRB_SOURCE_INVALID',
@@ -90,9 +91,10 @@ export async function indexTar(file: string, options: OpenOptions = {}): Promise
       { cause: error },
     );
   }
+  const { handle } = opened;
   const members = new Map<string, TarMember>();
   try {
-    const { size: fileSize } = await handle.stat();
+    const fileSize = opened.size;
     const invalid = (why: string) =>
       new IrbError(
         'IRB_SOURCE_INVALID',
@@ -131,10 +133,10 @@ export async function indexTar(file: string, options: OpenOptions = {}): Promise
   } finally {
     await handle.close();
   }
-  return createTarIndex(file, members);
+  return createTarIndex(file, opened, members);
 }
 
-function createTarIndex(file: string, members: Map<string, TarMember>): TarIndex {
+function createTarIndex(file: string, indexed: RegularFile, members: Map<string, TarMember>): TarIndex {
   const resolve = (name: string): TarMember | undefined => {
     let current = members.get(normalizeMemberName(name));
     for (let hops = 0; current && hops < 16; hops++) {
@@ -159,16 +161,22 @@ function createTarIndex(file: string, members: Map<string, TarMember>): TarIndex
   ): AsyncGenerator<Uint8Array, void, undefined> {
     options.signal?.throwIfAborted();
     if (member.size === 0) return;
-    const input = createReadStream(file, {
-      start: member.offset,
-      end: member.offset + member.size - 1,
-      highWaterMark: 1 << 20,
-      ...(options.signal && { signal: options.signal }),
-    });
+    // Opened again by name: it must still be the regular file that was indexed, long enough.
+    const opened = await openRegularFile(file, 'tar archive');
     try {
-      for await (const chunk of input) yield chunk as Uint8Array;
+      if (
+        opened.dev !== indexed.dev ||
+        opened.ino !== indexed.ino ||
+        opened.size < member.offset + member.size
+      ) {
+        throw new IrbError(
+          'IRB_SOURCE_INVALID',
+          `archive ${file} was replaced or truncated after it was opened; run again on an archive nothing writes to`,
+        );
+      }
+      yield* readRange(opened.handle, member.offset, member.size, options.signal);
     } finally {
-      input.destroy();
+      await opened.handle.close();
     }
   }
 
