@@ -1,9 +1,14 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, open, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, symlink, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { buildTar, writeLayoutBlob, writeOciLayout } from '@irb/test-utils';
+import {
+  buildTar,
+  fifo,
+  layoutBlobPath,
+  rewriteLayoutManifest,
+  sparseFile,
+  writeOciLayout,
+} from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliResult, filesIn, runCli } from './harness.ts';
 
@@ -14,7 +19,6 @@ import { type CliResult, filesIn, runCli } from './harness.ts';
  * must end by itself with one error line and exit 1; and a signal must end irb whatever it reads.
  */
 
-const run = promisify(execFile);
 const GiB = 2 ** 30;
 
 let root: string;
@@ -25,41 +29,11 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const blobPath = (dir: string, digest: string) =>
-  join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length));
-
 async function layout(name: string, compression: 'gzip' | 'none' = 'gzip') {
   const dir = join(root, name);
   const tar = await buildTar([{ type: 'file', path: 'hello', content: 'hi\n' }]);
   const [entry] = await writeOciLayout(dir, [{ images: [{ layers: [tar], compression }] }]);
   return { dir, image: entry!.images[0]! };
-}
-
-/** Rewrites the manifest through `edit` and points index.json at the result. */
-async function editManifest(
-  dir: string,
-  digest: string,
-  edit: (manifest: { config: { size: number }; layers: Array<{ size: number; digest: string }> }) => void,
-): Promise<void> {
-  const manifest = JSON.parse(await readFile(blobPath(dir, digest), 'utf8'));
-  edit(manifest);
-  const blob = await writeLayoutBlob(dir, new TextEncoder().encode(JSON.stringify(manifest)));
-  await writeFile(
-    join(dir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: manifest.mediaType, ...blob }] }),
-  );
-}
-
-async function sparseFile(path: string, size: number): Promise<void> {
-  await rm(path, { force: true });
-  const file = await open(path, 'w');
-  await file.truncate(size);
-  await file.close();
-}
-
-async function fifo(path: string): Promise<void> {
-  await rm(path, { force: true });
-  await run('mkfifo', [path]);
 }
 
 /** `irb build SOURCE` into a fresh directory; the output directory must stay empty. */
@@ -90,13 +64,13 @@ describe('irb build on hostile oci: and docker-archive: inputs ends by itself, i
 
   it('a layer blob that is a FIFO', async () => {
     const { dir, image } = await layout('fifo-layer');
-    await fifo(blobPath(dir, image.layerDigests[0]!));
+    await fifo(layoutBlobPath(dir, image.layerDigests[0]!));
     failedOnce(await build(`oci:${dir}`), /^irb: error: OCI layout blob .* is a FIFO, not a regular file/);
   });
 
   it('a layer blob symlinked to /dev/zero', async () => {
     const { dir, image } = await layout('dev-zero');
-    const path = blobPath(dir, image.layerDigests[0]!);
+    const path = layoutBlobPath(dir, image.layerDigests[0]!);
     await unlink(path);
     await symlink('/dev/zero', path);
     failedOnce(await build(`oci:${dir}`), /is a character device, not a regular file/);
@@ -104,14 +78,14 @@ describe('irb build on hostile oci: and docker-archive: inputs ends by itself, i
 
   it('a 3 GiB sparse config, claimed by its descriptor or not', async () => {
     const claimed = await layout('config-bomb');
-    await sparseFile(blobPath(claimed.dir, claimed.image.configDigest), 3 * GiB);
-    await editManifest(claimed.dir, claimed.image.manifestDigest, (m) => {
+    await sparseFile(layoutBlobPath(claimed.dir, claimed.image.configDigest), 3 * GiB);
+    await rewriteLayoutManifest(claimed.dir, claimed.image.manifestDigest, (m) => {
       m.config.size = 3 * GiB;
     });
     failedOnce(await build(`oci:${claimed.dir}`), /claims 3221225472 bytes, over the 64 MiB limit/);
 
     const lying = await layout('config-lie');
-    await sparseFile(blobPath(lying.dir, lying.image.configDigest), 3 * GiB);
+    await sparseFile(layoutBlobPath(lying.dir, lying.image.configDigest), 3 * GiB);
     failedOnce(await build(`oci:${lying.dir}`), /holds 3221225472 bytes, its descriptor says \d+/);
   });
 
@@ -129,8 +103,8 @@ describe('a signal ends irb while it reads a source', () => {
   beforeAll(async () => {
     const { dir, image } = await layout('endless', 'none');
     const digest = `sha256:${'ab'.repeat(32)}`;
-    await sparseFile(blobPath(dir, digest), 64 * GiB);
-    await editManifest(dir, image.manifestDigest, (m) => {
+    await sparseFile(layoutBlobPath(dir, digest), 64 * GiB);
+    await rewriteLayoutManifest(dir, image.manifestDigest, (m) => {
       m.layers[0] = { ...m.layers[0]!, digest, size: 64 * GiB };
     });
     big = dir;

@@ -1,11 +1,21 @@
-import { mkdtemp, open, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, symlink, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTar, encodeTarHeader, writeLayoutBlob, writeOciLayout } from '@irb/test-utils';
+import {
+  buildTar,
+  encodeTarHeader,
+  fifo,
+  layoutBlobPath,
+  rewriteLayoutManifest,
+  sparseFile,
+  writeLayoutBlob,
+  writeLayoutIndex,
+  writeOciLayout,
+} from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDockerArchive } from '../src/sources/docker-archive.ts';
 import { openOciLayout } from '../src/sources/oci-layout.ts';
-import { readLayer, run } from '../src/sources/test-helpers.ts';
+import { readLayer } from '../src/sources/test-helpers.ts';
 
 /*
  * Layouts and archives as an attacker or an unlucky user leaves them: FIFOs, a blob that is a
@@ -23,55 +33,12 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const blobPath = (dir: string, digest: string) =>
-  join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length));
-
 /** A one-layer layout whose index.json points straight at its manifest. */
 async function layout(name: string) {
   const dir = join(root, name);
   const tar = await buildTar([{ type: 'file', path: 'hello', content: 'hi\n' }]);
   const [entry] = await writeOciLayout(dir, [{ tag: 'v1', images: [{ layers: [tar] }] }]);
   return { dir, image: entry!.images[0]! };
-}
-
-/** Rewrites the layout's manifest through `edit` and points index.json at the result. */
-interface EditableManifest {
-  mediaType: string;
-  config: { size: number; digest: string };
-  layers: Array<{ size: number }>;
-}
-
-async function editManifest(
-  dir: string,
-  digest: string,
-  edit: (manifest: EditableManifest) => void,
-): Promise<void> {
-  const manifest = JSON.parse(await readFile(blobPath(dir, digest), 'utf8'));
-  edit(manifest);
-  const bytes = new TextEncoder().encode(JSON.stringify(manifest));
-  const blob = await writeLayoutBlob(dir, bytes);
-  await writeIndex(dir, [{ mediaType: manifest.mediaType, ...blob }]);
-}
-
-async function writeIndex(dir: string, manifests: unknown[]): Promise<void> {
-  await writeFile(
-    join(dir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests }),
-  );
-}
-
-/** Replaces `path` with a sparse file of `size` bytes (holes: nothing is written). */
-async function sparseFile(path: string, size: number): Promise<void> {
-  await rm(path, { force: true });
-  const file = await open(path, 'w');
-  await file.truncate(size);
-  await file.close();
-}
-
-/** Replaces `path` with a FIFO nobody writes to. */
-async function fifo(path: string): Promise<void> {
-  await rm(path, { force: true });
-  await run('mkfifo', [path]);
 }
 
 async function failure(promise: Promise<unknown>): Promise<{ code: string; message: string }> {
@@ -102,21 +69,21 @@ describe('oci: layouts that are not regular files, or lie about sizes', () => {
     for (const which of ['manifestDigest', 'configDigest', 'layer'] as const) {
       const { dir, image } = await layout(`fifo-${which}`);
       const digest = which === 'layer' ? image.layerDigests[0]! : image[which];
-      await fifo(blobPath(dir, digest));
+      await fifo(layoutBlobPath(dir, digest));
       const opening = openOciLayout(dir);
       const error = await failure(
         which === 'layer' ? opening.then(async (i) => readLayer((await i.layers())[0]!)) : opening,
       );
       expect(error.code).toBe('IRB_SOURCE_INVALID');
       expect(error.message).toContain(
-        `OCI layout blob ${blobPath(dir, digest)} is a FIFO, not a regular file`,
+        `OCI layout blob ${layoutBlobPath(dir, digest)} is a FIFO, not a regular file`,
       );
     }
   });
 
   it('a layer blob that is a symlink to /dev/zero is refused, not read forever', async () => {
     const { dir, image } = await layout('dev-zero');
-    const layer = blobPath(dir, image.layerDigests[0]!);
+    const layer = layoutBlobPath(dir, image.layerDigests[0]!);
     await unlink(layer);
     await symlink('/dev/zero', layer);
     const error = await failure(openOciLayout(dir).then(async (i) => readLayer((await i.layers())[0]!)));
@@ -126,8 +93,8 @@ describe('oci: layouts that are not regular files, or lie about sizes', () => {
 
   it('a config whose descriptor claims 3 GiB is refused before it is read (the registry path caps it at 64 MiB)', async () => {
     const { dir, image } = await layout('huge-config');
-    await sparseFile(blobPath(dir, image.configDigest), 3 * GiB);
-    await editManifest(dir, image.manifestDigest, (m) => {
+    await sparseFile(layoutBlobPath(dir, image.configDigest), 3 * GiB);
+    await rewriteLayoutManifest(dir, image.manifestDigest, (m) => {
       m.config.size = 3 * GiB;
     });
     const rss = process.memoryUsage().rss;
@@ -141,7 +108,7 @@ describe('oci: layouts that are not regular files, or lie about sizes', () => {
 
   it('a blob file larger than its descriptor (a 3 GiB sparse config) is refused without reading it', async () => {
     const { dir, image } = await layout('lying-config');
-    await sparseFile(blobPath(dir, image.configDigest), 3 * GiB);
+    await sparseFile(layoutBlobPath(dir, image.configDigest), 3 * GiB);
     const rss = process.memoryUsage().rss;
     const error = await failure(openOciLayout(dir));
     expect(error.code).toBe('IRB_SIZE_MISMATCH');
@@ -152,7 +119,7 @@ describe('oci: layouts that are not regular files, or lie about sizes', () => {
   it('descriptor sizes of -1, 1.5 or beyond 2^53 are refused when the manifest is parsed, not when read', async () => {
     for (const size of [-1, 1.5, 2 ** 53 + 2]) {
       const { dir, image } = await layout(`size-${size}`);
-      await editManifest(dir, image.manifestDigest, (m) => {
+      await rewriteLayoutManifest(dir, image.manifestDigest, (m) => {
         m.layers[0]!.size = size;
       });
       const error = await failure(openOciLayout(dir));
@@ -163,10 +130,10 @@ describe('oci: layouts that are not regular files, or lie about sizes', () => {
 
   it('a diff_id that is not a digest is refused when the config is parsed', async () => {
     const { dir, image } = await layout('bad-diff-id');
-    const config = JSON.parse(await readFile(blobPath(dir, image.configDigest), 'utf8'));
+    const config = JSON.parse(await readFile(layoutBlobPath(dir, image.configDigest), 'utf8'));
     config.rootfs.diff_ids = ['sha256:not-hex'];
     const blob = await writeLayoutBlob(dir, new TextEncoder().encode(JSON.stringify(config)));
-    await editManifest(dir, image.manifestDigest, (m) => {
+    await rewriteLayoutManifest(dir, image.manifestDigest, (m) => {
       m.config = { ...m.config, ...blob };
     });
     const error = await failure(openOciLayout(dir));
@@ -176,8 +143,8 @@ describe('oci: layouts that are not regular files, or lie about sizes', () => {
 
   it('an index.json entry with size -1 is refused when index.json is parsed', async () => {
     const { dir, image } = await layout('index-size');
-    const manifest = await readFile(blobPath(dir, image.manifestDigest));
-    await writeIndex(dir, [
+    const manifest = await readFile(layoutBlobPath(dir, image.manifestDigest));
+    await writeLayoutIndex(dir, [
       {
         mediaType: 'application/vnd.oci.image.manifest.v1+json',
         digest: image.manifestDigest,
