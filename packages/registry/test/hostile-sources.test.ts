@@ -14,7 +14,7 @@ import {
 } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDockerArchive } from '../src/sources/docker-archive.ts';
-import { openOciLayout } from '../src/sources/oci-layout.ts';
+import { ociLayoutPlatforms, openOciLayout } from '../src/sources/oci-layout.ts';
 import { readLayer } from '../src/sources/test-helpers.ts';
 
 /*
@@ -57,6 +57,20 @@ describe('oci: layouts that are not regular files, or lie about sizes', () => {
     const error = await failure(openOciLayout(dir));
     expect(error.code).toBe('IRB_SOURCE_INVALID');
     expect(error.message).toMatch(/^OCI layout file .*\/index\.json is a FIFO, not a regular file/);
+  });
+
+  it('listing the platforms of a layout whose nested index is a FIFO refuses it at once', async () => {
+    const dir = join(root, 'fifo-nested');
+    const tar = await buildTar([{ type: 'file', path: 'hello', content: 'hi\n' }]);
+    const [entry] = await writeOciLayout(dir, [
+      {
+        tag: 'v1',
+        images: [{ layers: [tar] }, { platform: { os: 'linux', architecture: 'arm64' }, layers: [tar] }],
+      },
+    ]);
+    await fifo(layoutBlobPath(dir, entry!.indexDigest!));
+    const error = await failure(ociLayoutPlatforms(dir, { tag: 'v1' }));
+    expect(error.message).toMatch(/^OCI layout blob .* is a FIFO, not a regular file/);
   });
 
   it('an oci-layout that is a FIFO is refused at once', async () => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { IrbError } from '@irb/errors';
 import { parseDigest } from '../digest.ts';
 import { MAX_MANIFEST_BYTES } from '../manifest.ts';
+import { isIndexMediaType } from '../media-types.ts';
 import { selectManifest } from '../platform.ts';
 import { parseReference } from '../reference.ts';
 import type { Descriptor, Image, ImageIndex, OpenOptions, Platform } from '../types.ts';
@@ -13,6 +14,7 @@ import {
   isObject,
   manifestKind,
   parseJson,
+  readBlob,
   resolveManifest,
   wantedPlatform,
 } from './common.ts';
@@ -116,6 +118,40 @@ export async function openOciLayout(dir: string, options: OciLayoutOptions = {})
   });
   await checkPlatform(image, resolved, platform, name);
   return image;
+}
+
+/** What {@link ociLayoutPlatforms} found. */
+export interface OciLayoutPlatforms {
+  /** The nested index the platforms come from, when there is one. */
+  indexDigest?: string;
+  /** Each platform-tagged manifest: its platform and digest. */
+  platforms: Array<{ platform: Platform; digest: string }>;
+}
+
+/**
+ * The platforms an OCI layout offers under `tag` (default: every entry): the manifests of a
+ * nested index the tag names, or several same-tag index.json entries with platforms (fewer than
+ * two: none). Read as {@link openOciLayout} reads: regular files only, capped, the nested index
+ * verified against its digest.
+ */
+export async function ociLayoutPlatforms(
+  dir: string,
+  options: { tag?: string; signal?: AbortSignal } = {},
+): Promise<OciLayoutPlatforms> {
+  const { tag, signal } = options;
+  const index = await readIndex(dir, signal);
+  const entries = index.manifests.filter((d) => tag === undefined || matchesTag(d, tag));
+  const nested = entries.length === 1 && isIndexMediaType(entries[0]?.mediaType) ? entries[0] : undefined;
+  let list = entries;
+  if (nested) {
+    const what = `oci:${dir} index (${nested.digest})`;
+    const bytes = await readBlob(ociLayoutBlobReader(dir), nested, what, MAX_MANIFEST_BYTES, signal);
+    const doc = parseJson(bytes, what);
+    if (manifestKind(doc, nested.mediaType, what) === 'index') list = (doc as ImageIndex).manifests;
+  }
+  const platforms = list.flatMap((d) => (d.platform ? [{ platform: d.platform, digest: d.digest }] : []));
+  if (nested) return { indexDigest: nested.digest, platforms };
+  return { platforms: platforms.length < 2 ? [] : platforms };
 }
 
 async function checkLayout(dir: string, signal: AbortSignal | undefined): Promise<void> {
