@@ -76,6 +76,7 @@ export const ERROR_CODES = {
   IRB_LAYER_CORRUPT: 'A layer tar has a bad header checksum or malformed fields.',
   IRB_LAYER_TRUNCATED: 'A layer tar ends in the middle of an entry.',
   IRB_LAYER_CHANGED: 'A layer read back in the second pass differs from the first.',
+  IRB_LAYER_DIFF_ID_MISMATCH: "A layer's uncompressed tar does not match its diff_id in the image config.",
   IRB_LAYER_UNSUPPORTED_ENTRY: 'A layer holds a tar entry type that has no meaning in a root filesystem.',
   IRB_LAYER_SPARSE_INVALID: 'A sparse file map in a layer is malformed.',
   IRB_LAYER_LINK_INVALID: 'A hard link in a layer points to nothing, or outside the root.',

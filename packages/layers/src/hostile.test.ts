@@ -117,6 +117,25 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
     });
   });
 
+  test('a NUL inside a PAX path or linkpath is refused, naming the layer and offset, not cut', async () => {
+    // Cut at the NUL, the two names below would be one file: etc/passwd.
+    const nul = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
+    for (const [key, spec] of [
+      ['path', f('x', 'evil', { pax: { path: nul('etc/passwd\0.bak') } })],
+      ['linkpath', { type: 'symlink', path: 'l', target: 't', pax: { linkpath: nul('etc/passwd\0x') } }],
+    ] as const) {
+      const blob = await buildTar([f('etc/passwd', 'root'), spec as TarSpec]);
+      await expect(indexBlobs([blob])).rejects.toMatchObject({
+        code: 'IRB_LAYER_CORRUPT',
+        message: expect.stringMatching(
+          new RegExp(
+            `^layer 1/1 \\(sha256:[0-9a-f]{12}\\): PAX ${key} contains a NUL byte, which no name can hold \\(tar offset 1024\\)`,
+          ),
+        ),
+      });
+    }
+  });
+
   test('a bad header checksum', async () => {
     const blob = await buildTar([rawMember(header('a', { checksum: 1234 }))]);
     await expect(indexBlobs([blob])).rejects.toMatchObject({

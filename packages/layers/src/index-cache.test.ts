@@ -223,6 +223,33 @@ describe('index cache', () => {
     expect(cursor.next()).toBeUndefined();
   });
 
+  test('a hit stands for the diff_id check passed when the entry was written; another diff_id misses and is checked', async () => {
+    const tar = await buildTar([f('etc/os-release', 'ID=test')]);
+    const blob = await buildTar([f('etc/os-release', 'ID=test')], { compression: 'gzip' });
+    const diffId = `sha256:${createHash('sha256').update(tar).digest('hex')}`;
+    const cache = memoryCache();
+    const layer = (id?: string) =>
+      Object.assign(layerOf(blob, MEDIA.gzip), id === undefined ? {} : { diffId: id });
+
+    const cold = layer(diffId);
+    await indexLayers([cold], { indexCache: cache });
+    expect(cold.opens).toBe(1);
+    expect(indexCacheKey(cold)).toContain(`;diff_id=${diffId}`);
+    const warm = layer(diffId);
+    await indexLayers([warm], { indexCache: cache });
+    expect(warm.opens).toBe(0);
+
+    // The same blob under a config naming another tar: not a hit, so the tar is hashed and refused.
+    const other = layer(`sha256:${'0'.repeat(64)}`);
+    await expect(indexLayers([other], { indexCache: cache })).rejects.toMatchObject({
+      code: 'IRB_LAYER_DIFF_ID_MISMATCH',
+    });
+    expect(other.opens).toBe(1);
+    expect(cache.store.has(indexCacheKey(other) as string)).toBe(false);
+    // Nor does a layer without a diff_id take the checked entry, or the other way round.
+    expect(indexCacheKey(layer())).not.toBe(indexCacheKey(cold));
+  });
+
   test('a failing cache never fails the build; layers without a digest are not cached', async () => {
     const blob = await buildTar([f('a', 'a')]);
     const broken: IndexCache = {

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import { IrbError } from '@irb/errors';
 import { LayerApplier } from './apply.ts';
+import { DiffIdCheck } from './diff-id.ts';
 import { indexCacheKey } from './index-cache.ts';
 import { layerLabel, openLayerTar } from './layer-tar.ts';
 import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED_BYTES, formatBytes } from './limits.ts';
@@ -332,7 +333,10 @@ class LayerReaders {
           await spool?.close();
           spool = undefined;
         };
-        const reader = openLayerTar(layer, label, signal);
+        // The tar is decompressed here anyway: its diff_id is checked on the way, once per layer
+        // (a cache hit above stands for a check passed when it was written).
+        const check = DiffIdCheck.of(layer, label);
+        const reader = openLayerTar(layer, label, signal, check);
         try {
           for (;;) {
             const entry = await reader.next();
@@ -355,6 +359,7 @@ class LayerReaders {
             }
             if (!(await spool.append(entry.ordinal, reader.body()))) await drop();
           }
+          check?.verify();
           if (spool && !(await spool.finish())) await drop();
         } catch (error) {
           await drop();
