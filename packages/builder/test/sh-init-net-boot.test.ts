@@ -47,7 +47,7 @@ const file = (path: string, body: Uint8Array, mode = 0o644): CpioEntry => ({
 
 describe.each(guests)('the shell init with its helper ($arch)', (guest) => {
   it(
-    'loads the modules (one bogus), configures eth0 from ip=, applies a job file with a user by name, and serves the host',
+    "loads the modules (one bogus, the rest from a job file), configures eth0 from ip= (over the job's network), applies a job file with a user by name, and serves the host",
     async () => {
       const kernel = await findKernel({ arch: guest.arch });
       const modules = await kernelModulesDir(kernel);
@@ -77,7 +77,9 @@ describe.each(guests)('the shell init with its helper ($arch)', (guest) => {
       const plan = await planInit(
         fakeRootfs(nodes),
         { Entrypoint: ['/bin/busybox', 'sh', '-c', script], Env: ['PATH=/bin'] },
-        { architecture: guest.platform, modules: ['/lib/modules/bogus.ko', ...found.paths], netWaitMs: 3000 },
+        // The script's own list has the bogus module; the job file (an appended modules member)
+        // brings the real ones, and a network that the kernel command line's ip= overrides.
+        { architecture: guest.platform, modules: ['/lib/modules/bogus.ko'], netWaitMs: 3000 },
       );
       expect(plan.helper?.arch).toBe(guest.arch);
       const job = jobConfigPath(123_456);
@@ -99,7 +101,17 @@ describe.each(guests)('the shell init with its helper ($arch)', (guest) => {
         file('irb/init', plan.helper?.binary ?? new Uint8Array(), 0o755),
         // What a job's `irb append --env JOB=7 --user app --workdir /srv` carries.
         { type: 'directory', path: 'irb/job.d', mode: 0o755 },
-        file(job.slice(1), encodeJobConfig({ env: ['JOB=7'], user: 'app', workingDir: '/srv' }), 0o600),
+        file(
+          job.slice(1),
+          encodeJobConfig({
+            env: ['JOB=7'],
+            user: 'app',
+            workingDir: '/srv',
+            modules: found.paths,
+            net: { address: '10.0.2.99', prefix: 24 },
+          }),
+          0o600,
+        ),
         ...found.directories.map((d): CpioEntry => ({ type: 'directory', path: d, mode: 0o755 })),
         file('lib/modules/bogus.ko', text('not a module')),
         ...found.files.map((f) => file(f.path, f.body)),

@@ -8,11 +8,11 @@
  * job.h, trace.h), whose functions are all static.
  *
  * As PID 1 it does what a container runtime does, plus what a VM needs: mount the API file
- * systems, load the kernel modules the configuration lists, set the hostname, bring lo up,
- * configure the network from the kernel's ip= (or the baked value), apply the per-job files of
- * /irb/job.d, then run the program with exactly the configured environment, working directory
- * and user; reap zombies while it waits, forward SIGTERM and SIGINT to the program, print
- * "irb: exit status N" and power off (or reboot).
+ * systems, apply the per-job files of /irb/job.d over the configuration, load the kernel
+ * modules both list, set the hostname, bring lo up, configure the network from the kernel's
+ * ip= (or the baked value), then run the program with exactly the configured environment,
+ * working directory and user; reap zombies while it waits, forward SIGTERM and SIGINT to the
+ * program, print "irb: exit status N" and power off (or reboot).
  *
  * Its parameters come from /irb/init.conf (INIT_CONFIG_PATH in the TypeScript API), a
  * sequence of NUL-terminated fields: the magic "irb-init/1", then one field per value,
@@ -26,7 +26,8 @@
  *   E  how many argv words are the Entrypoint      H  "1": HOME follows the user
  *
  * Run as any other process (not PID 1) it is the shell init's helper:
- *   init setup [-m MODULE]... [-n IP] [-w MS]      modules, lo, network; always exits 0
+ *   init setup [-m MODULE]... [-n IP] [-w MS]      modules, lo, network (with those of
+ *                                                  /irb/job.d); always exits 0
  *   init exec [-u UID] [-g GID] [-G GID]... [-E N] [-H] [-e NAME=VALUE]... -- ARGV...
  *                                                  applies /irb/job.d, switches user, execs
  *   init ip VALUE                                  prints how an ip= value is read
@@ -355,16 +356,27 @@ static int helper(long argc, char **argv, char **envp) {
     } else return usage();
   }
   if (setup) {
-    load_modules(modules_, nmodules);
+    /* The job files' modules and network join the script's; a file that cannot be applied is
+     * left to `exec`, which reports it and does not run the program. */
+    struct job_extras x = {modules_, nmodules, MAX_MODULES, net};
+    struct program scratch;
+    memset(&scratch, 0, sizeof scratch);
+    jobs_quiet = 1;
+    if (apply_jobs(&scratch, &x, 0) < 0) {
+      x.nmodules = nmodules;
+      x.net = net;
+    }
+    load_modules(modules_, x.nmodules);
     loopback_up();
-    net_setup(net, wait_ms);
+    net_setup(x.net, wait_ms);
     return 0;
   }
   for (i++; i < argc && p.argc < MAX_FIELDS; i++) argv_[p.argc++] = argv[i];
   argv_[p.argc] = 0;
   if (p.argc == 0) return usage();
   if (p.entry_n > p.argc) p.entry_n = p.argc;
-  if (apply_jobs(&p) < 0) return 126;
+  struct job_extras x = {modules_, 0, MAX_MODULES, 0};
+  if (apply_jobs(&p, &x, 1) < 0) return 126;
   if (p.workdir && !enter_workdir(p.workdir)) return 126;
   run_program(&p);
 }
@@ -387,12 +399,15 @@ void irb_main(long *sp) {
   c.hostname = "irb";
   c.net_wait_ms = NET_WAIT_MS;
   if (read_config(&c) < 0) finish();
+  /* The job files first: an appended member may bring modules and a network of its own. A job
+   * that cannot be applied does not run half-configured. */
+  struct job_extras x = {modules_, c.nmodules, MAX_MODULES, c.net};
+  if (apply_jobs(&c.prog, &x, 1) < 0) finish_with_status(126);
   /* Modules before anything else: the network and the program may need them. */
-  load_modules(modules_, c.nmodules);
+  load_modules(modules_, x.nmodules);
   sys_sethostname(c.hostname, slen(c.hostname));
   loopback_up();
-  net_setup(c.net, c.net_wait_ms);
-  if (apply_jobs(&c.prog) < 0) finish_with_status(126);
+  net_setup(x.net, c.net_wait_ms);
   if (!enter_workdir(c.prog.workdir)) finish_with_status(126);
 
   /* Signals are taken from a signalfd, not handlers: no sigreturn trampoline is needed, and a

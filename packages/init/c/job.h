@@ -10,6 +10,9 @@
  *   c  one Cmd word (in order): the words replace the Cmd (after p's, when both are given)
  *   e  one NAME=value: added, or replacing the variable of that name
  *   w  the working directory       U  the user: UID[:GID] or NAME[:GROUP]
+ *   m  one kernel module file (absolute, in load order): loaded after init.conf's and earlier
+ *      files' modules (the modules member an append adds)
+ *   n  the network in ip= syntax: replaces the baked one (ip= on the command line still wins)
  * Each file changes only what it names; a later file wins field by field.
  */
 #ifndef IRB_JOB_H
@@ -187,7 +190,24 @@ static int resolve_user(struct program *p, char *spec) {
 
 static char jobs[1 << 20];
 
+/* What job files set beyond the program: module files to load after init.conf's (appended to
+ * `modules`, which holds `max`), and the network to configure. */
+struct job_extras {
+  char **modules;
+  unsigned long nmodules, max;
+  const char *net;
+};
+
+/* The shell init's `setup` reads the job files only for their modules and network: a file it
+ * cannot apply is reported once, by `exec`, which then refuses to run the program. */
+static int jobs_quiet;
+
+static void jobs_fail(const char *what, const char *arg, long err) {
+  if (!jobs_quiet) fail(what, arg, err);
+}
+
 static void job_failed(const char *name, const char *why) {
+  if (jobs_quiet) return;
   struct line l = {.len = 0};
   put(&l, "irb-init: " JOB_DIR "/");
   put(&l, name);
@@ -198,7 +218,8 @@ static void job_failed(const char *name, const char *why) {
 }
 
 /* Applies one job file's fields (NUL-terminated, magic first) to p; 0, or -1 after a line. */
-static int apply_job(struct program *p, const char *name, char *buf, unsigned long len, char **user) {
+static int apply_job(struct program *p, const char *name, char *buf, unsigned long len, char **user,
+                     struct job_extras *x) {
   if (len == 0 || buf[len - 1] != '\0') {
     job_failed(name, "is truncated (its last field has no NUL terminator)");
     return -1;
@@ -214,7 +235,7 @@ static int apply_job(struct program *p, const char *name, char *buf, unsigned lo
     char tag = buf[pos];
     if (tag == 'p') entry = buf + pos + 1;
     else if (tag == 'c') ncmd++;
-    else if (tag != 'e' && tag != 'w' && tag != 'U') {
+    else if (tag != 'e' && tag != 'w' && tag != 'U' && tag != 'm' && tag != 'n') {
       job_failed(name, "has an unknown field");
       return -1;
     }
@@ -250,6 +271,18 @@ static int apply_job(struct program *p, const char *name, char *buf, unsigned lo
         p->workdir = value;
         break;
       case 'U': *user = value; break;
+      case 'm':
+        if (value[0] != '/') {
+          job_failed(name, "has a module path that is not absolute");
+          return -1;
+        }
+        if (x->nmodules >= x->max) {
+          job_failed(name, "has too many modules");
+          return -1;
+        }
+        x->modules[x->nmodules++] = value;
+        break;
+      case 'n': x->net = value; break;
       default: break;
     }
   }
@@ -257,13 +290,14 @@ static int apply_job(struct program *p, const char *name, char *buf, unsigned lo
   return 0;
 }
 
-/* Reads JOB_DIR's *.conf files in name order and applies them, then resolves the user the last
- * one named. Without the directory nothing changes. 0, or -1 after a line. */
-static int apply_jobs(struct program *p) {
+/* Reads JOB_DIR's *.conf files in name order and applies them (modules and network to `x`), then
+ * resolves the user the last one named when `resolve` is set. Without the directory nothing
+ * changes. 0, or -1 after a line. */
+static int apply_jobs(struct program *p, struct job_extras *x, int resolve) {
   long dir = sys_openat(IRB_AT_FDCWD, JOB_DIR, IRB_O_RDONLY | IRB_O_DIRECTORY | IRB_O_CLOEXEC, 0);
   if (dir == -IRB_ENOENT) return 0;
   if (dir < 0) {
-    fail("cannot read " JOB_DIR, 0, -dir);
+    jobs_fail("cannot read " JOB_DIR, 0, -dir);
     return -1;
   }
   /* Names, then their contents, share one buffer: names from the front, files after them. */
@@ -282,7 +316,7 @@ static int apply_jobs(struct program *p) {
       unsigned long nl = slen(name);
       if (name[0] == '.' || nl < 6 || !streq(name + nl - 5, ".conf")) continue;
       if (count >= MAX_JOBS || used + nl + 1 > sizeof jobs / 4) {
-        fail(JOB_DIR " holds too many job files", 0, 0);
+        jobs_fail(JOB_DIR " holds too many job files", 0, 0);
         result = -1;
         break;
       }
@@ -303,15 +337,15 @@ static int apply_jobs(struct program *p) {
   for (unsigned long i = 0; i < count && result == 0; i++) {
     long len = read_file((int)dir, names[i], jobs + used, sizeof jobs - used - 1);
     if (len < 0) {
-      fail("cannot read " JOB_DIR "/", names[i], -len);
+      jobs_fail("cannot read " JOB_DIR "/", names[i], -len);
       result = -1;
       break;
     }
-    result = apply_job(p, names[i], jobs + used, (unsigned long)len, &user);
+    result = apply_job(p, names[i], jobs + used, (unsigned long)len, &user, x);
     used += (unsigned long)len + 1;
   }
   sys_close((int)dir);
-  if (result == 0 && user) result = resolve_user(p, user);
+  if (result == 0 && user && resolve) result = resolve_user(p, user);
   return result;
 }
 

@@ -10,6 +10,7 @@ import {
   JOB_CONFIG_MAGIC,
   jobConfigPath,
   type ProgramConfig,
+  parseNetOption,
   type RunOverrides,
 } from './index.ts';
 
@@ -165,6 +166,7 @@ describe('job files', () => {
     const agent: RunOverrides = { entrypoint: '/agent', cmd: ['--port', '8080'], env: ['MODE=agent'] };
     const job: RunOverrides = { env: ['JOB=1', 'MODE=job'], workingDir: '/tmp', user: 'nobody' };
     expect(applyJobConfigs(base, [agent, job])).toEqual({
+      modules: [],
       argv: ['/agent', '--port', '8080'],
       entrypointLength: 1,
       env: ['PATH=/bin', 'MODE=job', 'JOB=1'],
@@ -184,5 +186,48 @@ describe('job files', () => {
     const old = decodeInitConfig(encodeInitConfig({ argv: ['a', 'b'] }));
     expect(applyJobConfigs(old, [{ cmd: ['c'] }]).argv).toEqual(['c']);
     expect(applyJobConfigs(old, [])).toMatchObject({ argv: ['a', 'b'], env: [], workingDir: '/' });
+  });
+
+  it('carry modules (after the program fields, in load order) and a network as its ip= value', () => {
+    const job = {
+      env: ['JOB=1'],
+      modules: ['/usr/lib/modules/6.1/kernel/a.ko', '/usr/lib/modules/6.1/kernel/b.ko.xz'],
+      net: parseNetOption('10.0.2.15/24,gw=10.0.2.2,dns=10.0.2.3'),
+    };
+    expect(shown(encodeJobConfig(job))).toBe(
+      'irb-job/1|eJOB=1|m/usr/lib/modules/6.1/kernel/a.ko|m/usr/lib/modules/6.1/kernel/b.ko.xz|' +
+        'n10.0.2.15::10.0.2.2:255.255.255.0:::off:10.0.2.3|',
+    );
+    expect(decodeJobConfig(encodeJobConfig(job))).toEqual({
+      env: ['JOB=1'],
+      modules: job.modules,
+      net: '10.0.2.15::10.0.2.2:255.255.255.0:::off:10.0.2.3',
+    });
+    // An ip= value is taken as it is; one that configures no address is refused.
+    expect(shown(encodeJobConfig({ net: '10.0.0.2:::255.0.0.0::eth1:off' }))).toBe(
+      'irb-job/1|n10.0.0.2:::255.0.0.0::eth1:off|',
+    );
+    expect(thrown(() => encodeJobConfig({ net: 'dhcp' })).code).toBe('IRB_NET_INVALID');
+    expect(thrown(() => encodeJobConfig({ modules: ['rel/a.ko'] })).message).toMatch(
+      /module path "rel\/a.ko" is not an absolute path/,
+    );
+    const bytes = (s: string) => new TextEncoder().encode(s);
+    expect(() => decodeJobConfig(bytes('irb-job/1\0mrel.ko\0'))).toThrow(/not an absolute path/);
+    expect(() => decodeJobConfig(bytes('irb-job/1\0ndhcp\0'))).toThrow(/refuses/);
+
+    // Modules load after the parameter file's, each job's in turn; the last network wins.
+    const base = decodeInitConfig(
+      encodeInitConfig({ argv: ['/agent'], modules: ['/m/base.ko'], net: parseNetOption('10.0.0.2/8') }),
+    );
+    expect(applyJobConfigs(base, [])).toMatchObject({
+      modules: ['/m/base.ko'],
+      net: '10.0.0.2:::255.0.0.0:::off',
+    });
+    const effective = applyJobConfigs(base, [
+      { modules: ['/m/a.ko'], net: '10.0.2.15:::255.255.255.0::eth0:off' },
+      { modules: ['/m/b.ko'] },
+    ]);
+    expect(effective.modules).toEqual(['/m/base.ko', '/m/a.ko', '/m/b.ko']);
+    expect(effective.net).toBe('10.0.2.15:::255.255.255.0::eth0:off');
   });
 });

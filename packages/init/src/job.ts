@@ -1,6 +1,7 @@
 import { IrbError } from '@irb/errors';
 import type { DecodedInitConfig } from './config.ts';
 import { joinFields, splitFields } from './fields.ts';
+import { type NetConfig, staticIpValue } from './net.ts';
 
 /**
  * Where per-job files go in the guest: irb's inits apply every `*.conf` file of this directory,
@@ -32,6 +33,42 @@ export interface RunOverrides {
    * guest's.
    */
   user?: string;
+}
+
+/**
+ * What one job file carries: the program's overrides, and what an appended member brings for
+ * the init to set up before it — kernel modules and a network. For `irb append`, which cannot
+ * rewrite the parameter file of the archive it extends.
+ */
+export interface JobConfig extends RunOverrides {
+  /**
+   * Kernel module files to load after the parameter file's (absolute guest paths, dependencies
+   * first), e.g. the load list of a modules member the same append adds.
+   */
+  modules?: readonly string[];
+  /**
+   * The network, replacing the one baked into the parameter file (`ip=` on the kernel command
+   * line still wins): a {@link NetConfig} (`--net`) or a static `ip=` value.
+   */
+  net?: NetConfig | string;
+}
+
+/** A job file read back: the network as its `ip=` value. */
+export interface DecodedJobConfig extends RunOverrides {
+  modules?: string[];
+  net?: string;
+}
+
+/** Checks a job's module paths the way the init reads them. */
+function checkJobModules(modules: readonly string[] | undefined): void {
+  for (const path of modules ?? []) {
+    if (!path.startsWith('/') || path.includes('\0')) {
+      throw new IrbError(
+        'IRB_OPTION_INVALID',
+        `module path ${JSON.stringify(path)} is not an absolute path without NUL bytes; give the module's path in the archive`,
+      );
+    }
+  }
 }
 
 /** The fields of an image config that {@link RunOverrides} change. */
@@ -145,12 +182,16 @@ export function applyRunOverrides<T extends ProgramConfig>(
  * Encodes a job file (to be stored in {@link JOB_CONFIG_DIR}, e.g. at {@link jobConfigPath},
  * mode 0600, owned by root): NUL-terminated fields, {@link JOB_CONFIG_MAGIC} first, then `p` the
  * entrypoint, `c` one Cmd word each, `e` one `NAME=VALUE` each, `w` the working directory, `U`
- * the user; only what is set. Same overrides, same bytes.
+ * the user, `m` one module file each (load order), `n` the network as a static `ip=` value; only
+ * what is set. Same job, same bytes.
  *
- * @throws IrbError what {@link checkRunOverrides} throws; `IRB_OPTION_INVALID` when larger than 1 MiB.
+ * @throws IrbError what {@link checkRunOverrides} throws; `IRB_OPTION_INVALID` for a relative
+ *   module path or when larger than 1 MiB; `IRB_NET_INVALID` for a network without an address.
  */
-export function encodeJobConfig(overrides: RunOverrides): Uint8Array {
+export function encodeJobConfig(overrides: JobConfig): Uint8Array {
   checkRunOverrides(overrides);
+  checkJobModules(overrides.modules);
+  const net = overrides.net === undefined ? undefined : staticIpValue(overrides.net);
   const encoder = new TextEncoder();
   const fields: Array<[string, Uint8Array]> = [];
   if (overrides.entrypoint !== undefined) fields.push(['p', encoder.encode(overrides.entrypoint)]);
@@ -158,6 +199,8 @@ export function encodeJobConfig(overrides: RunOverrides): Uint8Array {
   for (const kv of overrides.env ?? []) fields.push(['e', encoder.encode(kv)]);
   if (overrides.workingDir !== undefined) fields.push(['w', encoder.encode(overrides.workingDir)]);
   if (overrides.user !== undefined) fields.push(['U', encoder.encode(overrides.user)]);
+  for (const path of overrides.modules ?? []) fields.push(['m', encoder.encode(path)]);
+  if (net !== undefined) fields.push(['n', encoder.encode(net)]);
   return joinFields('the job file', JOB_CONFIG_MAGIC, fields);
 }
 
@@ -165,25 +208,31 @@ export function encodeJobConfig(overrides: RunOverrides): Uint8Array {
  * Reads a job file back, with the init's rules.
  * @throws IrbError `IRB_OPTION_INVALID` when the init would refuse it.
  */
-export function decodeJobConfig(bytes: Uint8Array): RunOverrides {
+export function decodeJobConfig(bytes: Uint8Array): DecodedJobConfig {
   const bad = (why: string): IrbError =>
     new IrbError('IRB_OPTION_INVALID', `job file ${why}; write it with encodeJobConfig`);
   const text = (b: Uint8Array): string => new TextDecoder().decode(b);
-  const out: { entrypoint?: string; cmd?: string[]; env?: string[]; workingDir?: string; user?: string } = {};
+  const out: DecodedJobConfig = {};
   const cmd: string[] = [];
   const env: string[] = [];
+  const modules: string[] = [];
   for (const [tag, value] of splitFields(bytes, JOB_CONFIG_MAGIC, bad)) {
     if (tag === 'p') out.entrypoint = text(value);
     else if (tag === 'c') cmd.push(text(value));
     else if (tag === 'e') env.push(text(value));
     else if (tag === 'w') out.workingDir = text(value);
     else if (tag === 'U') out.user = text(value);
+    else if (tag === 'm') modules.push(text(value));
+    else if (tag === 'n') out.net = text(value);
     else throw bad('has an unknown field');
   }
   if (cmd.length > 0) out.cmd = cmd;
   if (env.length > 0) out.env = env;
+  if (modules.length > 0) out.modules = modules;
   try {
     checkRunOverrides(out);
+    checkJobModules(out.modules);
+    if (out.net !== undefined) staticIpValue(out.net);
   } catch (error) {
     throw bad(`has a value the init refuses (${(error as Error).message})`);
   }
@@ -207,6 +256,10 @@ export function jobConfigPath(baseBytes: number): string {
 
 /** What the init runs once the job files are applied (see {@link applyJobConfigs}). */
 export interface EffectiveProgram {
+  /** Kernel module files the init loads, in order: the parameter file's, then each job's. */
+  modules: string[];
+  /** The network it configures when the kernel command line has no `ip=`: the last job's, else the baked one. */
+  net?: string;
   argv: string[];
   entrypointLength: number;
   env: string[];
@@ -222,17 +275,25 @@ export interface EffectiveProgram {
  * Applies job files (in order) to a decoded parameter file the way the init does: each file
  * changes only what it names; an entrypoint clears the Cmd (its own `cmd` words follow it), `cmd`
  * replaces the words after the Entrypoint, env entries replace the variable of their name or are
- * added, the last working directory and user win. HOME follows a job's user when `homeFromUser`
- * (resolved at boot, so it is left as it is here). Values are read as UTF-8.
+ * added, the last working directory, user and network win, modules are loaded after the
+ * parameter file's. HOME follows a job's user when `homeFromUser` (resolved at boot, so it is
+ * left as it is here). Values are read as UTF-8.
  */
-export function applyJobConfigs(base: DecodedInitConfig, jobs: readonly RunOverrides[]): EffectiveProgram {
+export function applyJobConfigs(
+  base: DecodedInitConfig,
+  jobs: readonly DecodedJobConfig[],
+): EffectiveProgram {
   const text = (b: Uint8Array): string => new TextDecoder().decode(b);
   let argv = base.argv.map(text);
   let entrypointLength = base.entrypointLength;
   let env = base.env.map(text);
   let workingDir = text(base.workingDir);
   let user: string | undefined;
+  const modules = base.modules.map(text);
+  let net = base.net;
   for (const job of jobs) {
+    modules.push(...(job.modules ?? []));
+    if (job.net !== undefined) net = job.net;
     if (job.entrypoint !== undefined) {
       argv = [job.entrypoint];
       entrypointLength = 1;
@@ -245,6 +306,8 @@ export function applyJobConfigs(base: DecodedInitConfig, jobs: readonly RunOverr
     if (job.user !== undefined) user = job.user;
   }
   const out: EffectiveProgram = {
+    modules,
+    ...(net !== undefined ? { net } : {}),
     argv,
     entrypointLength,
     env,

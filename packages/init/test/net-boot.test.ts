@@ -261,6 +261,56 @@ describe('static init (x86_64): per-job files', () => {
   );
 
   it(
+    'loads the modules and configures the network a job file brings (an appended modules member), with neither in init.conf nor ip=',
+    async () => {
+      const closure = await moduleClosure(modules.dir, ['virtio_net', 'virtio_pci']);
+      const mods = await moduleEntries(modules.dir, modules.release, closure);
+      const script = [
+        `echo "probe: addr=$(${bb} ip -4 -o addr show dev eth0 | ${bb} awk '{print $4}') JOB=$JOB"`,
+        'echo "probe: listening"',
+        `${bb} nc -l -p 8080 -e ${bb} sh -c 'read line; echo "job got $line"'`,
+      ].join('\n');
+      const path = await archive('job-net.cpio', { argv: [bb, 'sh', '-c', script], env: ['PATH=/bin'] }, [
+        ...mods.entries,
+        { type: 'directory', path: 'irb/job.d', mode: 0o755 },
+        // Two appends: the first brings half the modules, the second the rest, a variable and the network.
+        fileEntry(jobConfigPath(10).slice(1), encodeJobConfig({ modules: mods.paths.slice(0, 3) }), 0o600),
+        fileEntry(
+          jobConfigPath(20).slice(1),
+          encodeJobConfig({
+            env: ['JOB=9'],
+            modules: mods.paths.slice(3),
+            net: { address: '10.0.2.15', prefix: 24, gateway: '10.0.2.2' },
+          }),
+          0o600,
+        ),
+      ]);
+      const result = await bootWithNetwork({
+        qemu: 'qemu-system-x86_64',
+        args: qemuArguments({
+          kernel,
+          initramfs: path,
+          machine: 'pc',
+          accel: 'tcg',
+          memoryMb: 512,
+          append: ['loglevel=4'],
+        }),
+        guestPort: 8080,
+        ready: /^probe: listening$/m,
+        message: 'ping\n',
+        timeoutMs: BOOT - 20_000,
+      });
+      const out = result.output;
+      expect(result.answer, out).toBe('job got ping\n');
+      expect(out).not.toMatch(/^irb: module /m);
+      expect(out).toMatch(/^irb: net: eth0 10\.0\.2\.15\/24 via 10\.0\.2\.2$/m);
+      expect(linesWith(out, 'probe: ')).toEqual(['addr=10.0.2.15/24 JOB=9', 'listening']);
+      expect(out).toMatch(/^irb: exit status 0$/m);
+    },
+    BOOT,
+  );
+
+  it(
     'refuses to run a job whose user the guest does not know, in one line, with status 126',
     async () => {
       const path = await archive('bad-job.cpio', base('echo "probe: ran"'), [
