@@ -27,6 +27,7 @@ import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IrbError } from '@irb/errors';
 import { initArchForPlatform, staticInitPath } from '@irb/init';
+import { netValueOf } from './run-options.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
 
 /**
@@ -51,6 +52,15 @@ export const NEUTRAL_OPTIONS: ReadonlySet<string> = new Set([
   'signal',
   'onProgress',
 ]);
+
+/**
+ * What the options resolve to before a key can be computed: the key of the kernel module set
+ * (`kernelModules` + `modules`), which names the modules' bytes, not where they were read.
+ */
+export interface ResolvedKeyParts {
+  /** @irb/kmod's key of the module set; resolved from the options when missing and they ask for modules. */
+  modules?: string;
+}
 
 /** What the key is computed from: the resolved image and the normalized, content-addressed options. */
 export interface BuildKeyInput {
@@ -122,11 +132,14 @@ function sourceDateEpoch(options: InitramfsBuilderOptions): number | undefined {
 
 /**
  * The {@link BuildKeyInput} of builder options for an image resolved to `manifestDigest`:
- * defaults filled in, neutral options dropped, host files replaced by their content digests.
+ * defaults filled in, neutral options dropped, host files replaced by their content digests, the
+ * kernel modules by their set's key (`resolved.modules`, else resolved here: a source read only
+ * when its resolution is not cached), the network by its `ip=` value.
  */
 export async function buildKeyInput(
   options: InitramfsBuilderOptions,
   manifestDigest: string,
+  resolved: ResolvedKeyParts = {},
 ): Promise<BuildKeyInput> {
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(options)) {
@@ -164,6 +177,15 @@ export async function buildKeyInput(
   if (options.slim?.length) out.slim = [...new Set(options.slim)].sort();
   else delete out.slim;
   if (!options.trace) delete out.trace;
+  // The modules by what they are (the set's key covers release, paths and bytes), not by where
+  // they were read: the same set from a directory, a .deb or an image is the same member.
+  delete out.kernelModules;
+  delete out.modules;
+  const modulesKey = resolved.modules ?? (await modulesKeyOf(options));
+  if (modulesKey !== undefined) out.modules = modulesKey;
+  const net = netValueOf(options);
+  if (net !== undefined) out.net = net;
+  if (options.env !== undefined && options.env.length === 0) delete out.env;
   // It changes no byte, only whether a mismatch fails the build or warns: in the overlay key (a
   // cached overlay carries the warning), left out when off so that keys from before stay.
   if (options.allowArchMismatch !== true) delete out.allowArchMismatch;
@@ -175,6 +197,14 @@ export async function buildKeyInput(
  * of the {@link baseKey}, so one base member serves every job on the same image.
  */
 export const OVERLAY_OPTIONS: ReadonlySet<string> = new Set([
+  'kernelModules',
+  'modules',
+  'net',
+  'entrypoint',
+  'cmd',
+  'env',
+  'workdir',
+  'user',
   'inject',
   'init',
   'initKind',
@@ -204,7 +234,9 @@ export function irbBuilderVersion(): string {
  * SOURCE_DATE_EPOCH, and any option added later (a new option can only split keys).
  */
 export async function baseKey(options: InitramfsBuilderOptions, manifestDigest: string): Promise<string> {
-  const { inject: _inject, init: _init, ...rest } = options;
+  const rest = Object.fromEntries(
+    Object.entries(options).filter(([name]) => !OVERLAY_OPTIONS.has(name)),
+  ) as InitramfsBuilderOptions;
   const input = await buildKeyInput(rest, manifestDigest);
   for (const name of OVERLAY_OPTIONS) delete input.options[name];
   const text = canonicalJson({
@@ -226,16 +258,18 @@ export function buildCacheTag(key: string): string {
  * The key of a build's overlay member in the local output cache (64 hex digits): sha256 over the
  * canonical JSON of the format version, the {@link baseKey} (the overlay is planned against that
  * base and compressed like it), the {@link OVERLAY_OPTIONS} normalized as for
- * {@link buildKeyInput} (host files by content digest), and the digest of the static init
+ * {@link buildKeyInput} (host files by content digest, the modules by their set's key, which
+ * also decides the overlay's place after a modules member), and the digest of the static init
  * binary `architecture` would get (it is not part of irb's version while developing it).
  */
 export async function overlayKey(
   options: InitramfsBuilderOptions,
   base: string,
   architecture: string,
+  resolved: ResolvedKeyParts = {},
 ): Promise<string> {
   const picked = Object.fromEntries(Object.entries(options).filter(([name]) => OVERLAY_OPTIONS.has(name)));
-  const input = await buildKeyInput({ ...picked, image: options.image }, '');
+  const input = await buildKeyInput({ ...picked, image: options.image }, '', resolved);
   const normalized = Object.fromEntries(
     Object.entries(input.options).filter(([name]) => OVERLAY_OPTIONS.has(name)),
   );
@@ -247,6 +281,40 @@ export async function overlayKey(
     staticInit: staticInitDigest(architecture),
   });
   return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * The key of a modules member in the local output cache (64 hex digits): the module set's key,
+ * the compression and level (defaults filled in) and its place in the archive (member 1, so its
+ * archive device number is 0:1). Nothing of the image: every image, and every agent, built with
+ * the same modules shares the member.
+ */
+export function modulesMemberKey(
+  setKey: string,
+  options: Pick<InitramfsBuilderOptions, 'compression' | 'level'>,
+): string {
+  const compression = options.compression ?? 'gzip';
+  const defaultLevel: Record<string, number> = { gzip: 6, zstd: 3, lz4: 1 };
+  const text = canonicalJson({
+    format: BUILD_FORMAT_VERSION,
+    modules: setKey,
+    compression,
+    ...(compression !== 'none' ? { level: options.level ?? defaultLevel[compression] } : {}),
+    member: 1,
+  });
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The module set's key of options that ask for modules (resolved, then released), else `undefined`. */
+async function modulesKeyOf(options: InitramfsBuilderOptions): Promise<string | undefined> {
+  if (options.kernelModules === undefined && !options.modules?.length) return undefined;
+  const [{ resolveBuildModules }, { sourceOptions }] = await Promise.all([
+    import('./kernel-modules.ts'),
+    import('./builder.ts'),
+  ]);
+  const set = await resolveBuildModules(options, () => sourceOptions(options));
+  await set?.close();
+  return set?.key;
 }
 
 /** sha256 of the static init binary for `architecture`, or `null` when there is none (or it is missing). */

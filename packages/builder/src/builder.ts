@@ -11,19 +11,29 @@ import type { ImageManifest, Keychain } from '@irb/registry';
 import { type CacheLayout, cacheLayout, tempName, tempPath } from '@irb/store';
 import { writeFileAtomic } from './atomic.ts';
 import type { BaseTree } from './base-tree.ts';
-import { baseKey, overlayKey } from './build-key.ts';
+import { baseKey, modulesMemberKey, overlayKey } from './build-key.ts';
 import { consoleEntries, withExtras } from './extras.ts';
+import { type BuildModules, resolveBuildModules } from './kernel-modules.ts';
 import {
   type CachedBase,
   type CachedOverlay,
   createBaseSink,
+  createModulesSink,
   createOverlaySink,
   lookupBase,
+  lookupModules,
   lookupOverlay,
   outputUpToDate,
 } from './output-cache.ts';
 import type { Overlay } from './overlay.ts';
-import { type BuildPipeline, createBuildPipeline, type MemberSink, memberThreads } from './pipeline.ts';
+import {
+  type BuildPipeline,
+  createBuildPipeline,
+  type MemberSink,
+  memberThreads,
+  type PipelineMember,
+  type StoredMember,
+} from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
 import { type RepairContext, repairingCache, verifiedAtEnd } from './repair.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
@@ -160,14 +170,28 @@ export class InitramfsBuilder {
     const signal = o.signal;
     const emit = (event: BuildProgressEvent) => o.onProgress?.(event);
     emit({ type: 'resolve', image: o.image });
-    const source = await openSource(o.image, sourceOptions(o, emit));
+    // The modules first: a name the kernel does not have fails before the image is pulled.
+    const mods = pre.modules ? await resolveBuildModules(o, () => sourceOptions(o)) : undefined;
+    let source: Awaited<ReturnType<typeof openSource>>;
+    try {
+      source = await openSource(o.image, sourceOptions(o, emit));
+    } catch (error) {
+      await mods?.close();
+      throw error;
+    }
     let indexed: Rootfs | undefined;
+    let modsMember: ModulesMember | undefined;
     try {
       const image = source.image;
       const manifestDigest = await image.digest();
       const dirs = o.cache !== false ? cacheLayout(o.cacheDir) : undefined;
       const key = dirs && (await baseKey(o, manifestDigest));
       const hit = dirs && key ? await lookupBase(dirs, key) : undefined;
+      modsMember = mods ? await this.#modulesMember(dirs, mods) : undefined;
+      const closeModules = async () => {
+        await modsMember?.release();
+        await mods?.close();
+      };
       if (hit && dirs && key) {
         try {
           const opened = await this.#fromCachedBase(
@@ -179,6 +203,8 @@ export class InitramfsBuilder {
             pre,
             started,
             repairs.warnings,
+            mods,
+            modsMember,
           );
           if (opened) {
             return {
@@ -186,6 +212,7 @@ export class InitramfsBuilder {
               close: async () => {
                 await opened.release();
                 await hit.release();
+                await closeModules();
                 await source.close();
               },
             };
@@ -255,8 +282,8 @@ export class InitramfsBuilder {
       );
       const baseTree = rootfsBaseTree(rootfs, extras);
       const architecture = config.architecture ?? 'amd64';
-      const overlayCache = dirs && key ? await this.#overlayCache(dirs, key, architecture) : undefined;
-      const overlay = await planOverlay(baseTree, config.config, architecture, o, pre);
+      const overlayCache = dirs && key ? await this.#overlayCache(dirs, key, architecture, mods) : undefined;
+      const overlay = await planOverlay(baseTree, config.config, architecture, o, pre, mods);
       const lost = lostXattrs(rootfs);
       const overlaySink = overlayCache?.sink(overlay);
       // With the cache on, the base member is kept as it streams out, with the tree the next
@@ -281,6 +308,7 @@ export class InitramfsBuilder {
       const pipeline = createBuildPipeline({
         members: [
           sink ? { entries: collector.tap(baseEntries), sink } : baseEntries,
+          ...(modsMember ? [modsMember.member] : []),
           overlayMember(overlay.entries, o.threads, overlaySink),
         ],
         compression: pre.compression,
@@ -300,33 +328,74 @@ export class InitramfsBuilder {
           init: overlay.init,
           ...(overlay.initKind ? { initKind: overlay.initKind } : {}),
           ...(overlay.command ? { command: overlay.command } : {}),
-          warnings: [...traceWarnings(pre, manifestDigest), ...repairs.warnings, ...overlay.warnings],
+          ...modulesFacts(mods, pre),
+          warnings: [
+            ...traceWarnings(pre, manifestDigest),
+            ...repairs.warnings,
+            ...(mods?.warnings ?? []),
+            ...overlay.warnings,
+          ],
         },
         started,
       });
       return {
         pipeline,
+        ...(modsMember?.verify ? { verify: modsMember.verify } : {}),
         close: async () => {
           await sink?.abort();
           await overlaySink?.abort();
+          await closeModules();
           await rootfs.close();
           await source.close();
         },
       };
     } catch (error) {
       await indexed?.close();
+      await modsMember?.release();
+      await mods?.close();
       await source.close();
       throw error;
     }
   }
 
   /**
+   * The modules member: from the output cache by {@link modulesMemberKey} (no image in the key:
+   * every image shares it), else packed from the module source and stored as it streams out.
+   */
+  async #modulesMember(dirs: CacheLayout | undefined, mods: BuildModules): Promise<ModulesMember> {
+    const o = this.options;
+    const signal = o.signal;
+    const threads = memberThreads(0, o.threads);
+    const fresh = (sink?: MemberSink & { abort(): Promise<void> }): ModulesMember => ({
+      member: {
+        entries: mods.entries(signal),
+        ...(threads !== undefined ? { threads } : {}),
+        ...(sink ? { sink } : {}),
+      },
+      release: async () => {
+        await sink?.abort();
+      },
+    });
+    if (!dirs) return fresh();
+    const key = modulesMemberKey(mods.key, o);
+    const hit = await lookupModules(dirs, key);
+    if (!hit) return fresh(createModulesSink(dirs, key));
+    return {
+      member: { file: hit.path, stats: hit.meta.stats },
+      path: hit.path,
+      verify: hit.verify,
+      release: hit.release,
+    };
+  }
+
+  /**
    * The overlay member's place in the output cache: its key (computed before any injected file
    * is read) and a sink that stores the member under it, unless a file changed meanwhile.
    */
-  async #overlayCache(dirs: CacheLayout, base: string, architecture: string) {
+  async #overlayCache(dirs: CacheLayout, base: string, architecture: string, mods: BuildModules | undefined) {
     const o = this.options;
-    const key = await overlayKey(o, base, architecture);
+    const resolved = mods ? { modules: mods.key } : {};
+    const key = await overlayKey(o, base, architecture, resolved);
     return {
       key,
       sink: (overlay: Overlay) =>
@@ -339,7 +408,7 @@ export class InitramfsBuilder {
             ...(overlay.command ? { command: overlay.command } : {}),
             warnings: overlay.warnings,
           },
-          async () => (await overlayKey(o, base, architecture)) === key,
+          async () => (await overlayKey(o, base, architecture, resolved)) === key,
         ),
     };
   }
@@ -359,12 +428,14 @@ export class InitramfsBuilder {
     pre: Preflight,
     started: number,
     repairs: readonly string[],
+    mods: BuildModules | undefined,
+    modsMember: ModulesMember | undefined,
   ): Promise<(Omit<Opened, 'close'> & { release(): Promise<void> }) | undefined> {
     const o = this.options;
     const signal = o.signal;
     const emit = (event: BuildProgressEvent) => o.onProgress?.(event);
     const h = hit.header;
-    const overlayCache = await this.#overlayCache(dirs, key, h.architecture);
+    const overlayCache = await this.#overlayCache(dirs, key, h.architecture, mods);
     const cachedOverlay: CachedOverlay | undefined = await lookupOverlay(dirs, overlayCache.key);
     let tree: BaseTree | undefined;
     if (!cachedOverlay) {
@@ -393,13 +464,13 @@ export class InitramfsBuilder {
       member = { file: cachedOverlay.path, stats: cachedOverlay.meta.stats };
     } else {
       const { planOverlay } = await import('./overlay.ts');
-      const overlay = await planOverlay(tree as BaseTree, h.config, h.architecture, o, pre);
+      const overlay = await planOverlay(tree as BaseTree, h.config, h.architecture, o, pre, mods);
       described = overlay;
       sink = overlayCache.sink(overlay);
       member = overlayMember(overlay.entries, o.threads, sink);
     }
     const pipeline = createBuildPipeline({
-      members: [member],
+      members: [...(modsMember ? [modsMember.member] : []), member],
       prefix: h.stats,
       compression: pre.compression,
       ...(o.level !== undefined ? { level: o.level } : {}),
@@ -418,7 +489,13 @@ export class InitramfsBuilder {
         init: described.init,
         ...(described.initKind ? { initKind: described.initKind } : {}),
         ...(described.command ? { command: described.command } : {}),
-        warnings: [...traceWarnings(pre, manifestDigest), ...repairs, ...described.warnings],
+        ...modulesFacts(mods, pre),
+        warnings: [
+          ...traceWarnings(pre, manifestDigest),
+          ...repairs,
+          ...(mods?.warnings ?? []),
+          ...described.warnings,
+        ],
       },
       started,
     });
@@ -426,13 +503,15 @@ export class InitramfsBuilder {
       pipeline,
       prefixFile: hit.path,
       verify: async () => {
-        await Promise.all([hit.verify(), cachedOverlay?.verify()]);
+        await Promise.all([hit.verify(), modsMember?.verify?.(), cachedOverlay?.verify()]);
       },
-      ...(cachedOverlay
+      // Every member from the cache: the output may already hold exactly these bytes.
+      ...(cachedOverlay && (!modsMember || modsMember.path !== undefined)
         ? {
             upToDate: (output: string) =>
               outputUpToDate(dirs, overlayCache.key, output, [
                 hit.path,
+                ...(modsMember?.path !== undefined ? [modsMember.path] : []),
                 cachedOverlay.path,
                 trailerMember(pre.compression),
               ]),
@@ -449,6 +528,27 @@ export class InitramfsBuilder {
 /** The name a layer's spool file is written under (it is unlinked at once: only a kill leaves it). */
 function spoolName(digest: string): string {
   return `spool-${digest.slice(digest.indexOf(':') + 1, digest.indexOf(':') + 17)}`;
+}
+
+/** The modules member of a build, from the output cache or to be packed. */
+interface ModulesMember {
+  member: StoredMember | PipelineMember;
+  /** The cached member's file (a private hard link), when it came from the cache. */
+  path?: string;
+  /** Checks a cached member against its recorded digest. */
+  verify?: () => Promise<void>;
+  /** Drops the private link, or the sink's temp file of a member not finished. */
+  release(): Promise<void>;
+}
+
+/** What the summary says of the modules and the network. */
+function modulesFacts(mods: BuildModules | undefined, pre: Preflight): Pick<BuildSummary, 'modules' | 'net'> {
+  return {
+    ...(mods
+      ? { modules: { release: mods.release, key: mods.key, names: mods.names, loadList: mods.loadList } }
+      : {}),
+    ...(pre.net !== undefined ? { net: pre.net } : {}),
+  };
 }
 
 /** A build ready to be read: the pipeline, a file whose bytes come first (a cached base member), and cleanup. */

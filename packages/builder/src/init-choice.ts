@@ -51,6 +51,8 @@ export interface InitChoiceInput {
   view: InitRootfsView;
   config: ContainerConfig | undefined;
   effects: OptionEffects;
+  /** What the generated init sets up before the program: module files to load (load order), the baked network (`ip=` value). */
+  setup?: { modules?: readonly string[]; net?: string };
 }
 
 /**
@@ -77,9 +79,12 @@ export async function chooseInit(input: InitChoiceInput): Promise<InitChoice> {
   }
   if (o.init !== undefined) return { source: 'file', hostPath: o.init };
   if (injectsInit) return { source: 'file' };
+  const setup = input.setup ?? {};
   const planOptions = {
     ...(o.hostname !== undefined ? { hostname: o.hostname } : {}),
     ...(o.exitAction !== undefined ? { exitAction: o.exitAction } : {}),
+    ...(setup.modules?.length ? { modules: setup.modules } : {}),
+    ...(setup.net !== undefined ? { net: setup.net } : {}),
   };
   const kind = o.initKind ?? 'auto';
   if (o.trace && (kind === 'sh' || initArchForPlatform(input.architecture) === undefined)) {

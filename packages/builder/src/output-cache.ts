@@ -25,6 +25,10 @@ import type { BuildSummary } from './types.ts';
  *   <key>.base  the compressed base member, byte for byte as it went into the output;
  *   <key>.tree  what overlay planning needs from the base (names, kinds, link targets, modes,
  *               /etc/passwd and /etc/group) and the summary's facts (base-tree.ts).
+ * - Modules members, by modules key (`modulesMemberKey`: the module set's key, compression,
+ *   level and the member's place; no image in it, so every image shares one), two files:
+ *   <key>.modules  the compressed member;   <key>.mmeta  its counts.
+ *   Beside them <key>.kmod (kernel-modules.ts): what a module source resolved to.
  * - Overlay members, by overlay key (`overlayKey`: the base key plus the overlay's options and
  *   the digests of the files it holds), two files:
  *   <key>.overlay  the compressed overlay member;
@@ -193,24 +197,65 @@ export async function lookupBase(layout: CacheLayout, key: string): Promise<Cach
 
 /** The cached overlay member of `key`, or `undefined` (all failures are misses). */
 export async function lookupOverlay(layout: CacheLayout, key: string): Promise<CachedOverlay | undefined> {
-  const metaPath = join(layout.output, `${key}.meta`);
+  return lookupMember<OverlayMeta>(
+    layout,
+    key,
+    { bytes: 'overlay', description: 'meta', what: 'overlay member' },
+    (meta) => Array.isArray(meta.warnings),
+  );
+}
+
+/** What a cached modules member's description holds. */
+export interface ModulesMeta {
+  stats: MemberStats;
+}
+
+/**
+ * The cached modules member of `key` (`modulesMemberKey`: the module set's key, compression,
+ * level, its place), or `undefined` (all failures are misses).
+ */
+export async function lookupModules(
+  layout: CacheLayout,
+  key: string,
+): Promise<CachedMember<ModulesMeta> | undefined> {
+  return lookupMember<ModulesMeta>(layout, key, MODULES_EXTS, () => true);
+}
+
+const MODULES_EXTS = { bytes: 'modules', description: 'mmeta', what: 'modules member' };
+
+/** A usable cached member and what its description says. */
+export interface CachedMember<M> {
+  path: string;
+  meta: M;
+  verify(): Promise<void>;
+  release(): Promise<void>;
+}
+
+/** A member stored as `<key>.<bytes>` with its JSON description `<key>.<description>` (version 1, `stats`). */
+async function lookupMember<M extends { stats: MemberStats }>(
+  layout: CacheLayout,
+  key: string,
+  exts: { bytes: string; description: string; what: string },
+  valid: (meta: M) => boolean,
+): Promise<CachedMember<M> | undefined> {
+  const metaPath = join(layout.output, `${key}.${exts.description}`);
   const description = await readDescription(metaPath);
   if (!description) return undefined;
-  let meta: OverlayMeta & { v?: number };
+  let meta: M & { v?: number };
   try {
     meta = JSON.parse(new TextDecoder().decode(description.body));
   } catch {
     return undefined;
   }
-  if (meta.v !== 1 || typeof meta.stats !== 'object' || !Array.isArray(meta.warnings)) return undefined;
+  if (meta.v !== 1 || typeof meta.stats !== 'object' || meta.stats === null || !valid(meta)) return undefined;
   const { v: _v, ...rest } = meta;
-  const overlayPath = join(layout.output, `${key}.overlay`);
-  const path = await holdEntry(layout, overlayPath, metaPath, rest.stats.compressedBytes);
+  const bytesPath = join(layout.output, `${key}.${exts.bytes}`);
+  const path = await holdEntry(layout, bytesPath, metaPath, rest.stats.compressedBytes);
   if (path === undefined) return undefined;
   return {
     path,
-    meta: rest,
-    verify: verifier(path, description.memberDigest, [overlayPath, metaPath], 'overlay member'),
+    meta: rest as unknown as M,
+    verify: verifier(path, description.memberDigest, [bytesPath, metaPath], exts.what),
     release: () => unlink(path).catch(() => {}),
   };
 }
@@ -309,6 +354,13 @@ export function createOverlaySink(
 ): MemberSink & { abort(): Promise<void> } {
   return createEntrySink(layout, key, { bytes: 'overlay', description: 'meta' }, async (stats) =>
     (await stillValid()) ? new TextEncoder().encode(JSON.stringify({ v: 1, ...meta, stats })) : undefined,
+  );
+}
+
+/** A sink that stores the modules member of `key` (see {@link lookupModules}). */
+export function createModulesSink(layout: CacheLayout, key: string): MemberSink & { abort(): Promise<void> } {
+  return createEntrySink(layout, key, MODULES_EXTS, async (stats) =>
+    new TextEncoder().encode(JSON.stringify({ v: 1, stats })),
   );
 }
 

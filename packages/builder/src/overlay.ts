@@ -1,4 +1,5 @@
 import type { CpioEntry } from '@irb/cpio';
+import { applyRunOverrides } from '@irb/init';
 import { indexLayers } from '@irb/layers';
 import type { ContainerConfig } from '@irb/registry';
 import { type BaseNode, type BaseTree, cpioPathOf, displayOf, keyOfPath, resolvePath } from './base-tree.ts';
@@ -44,11 +45,15 @@ export interface Overlay {
  */
 export async function planOverlay(
   base: BaseTree,
-  config: ContainerConfig | undefined,
+  imageConfig: ContainerConfig | undefined,
   architecture: string,
   o: InitramfsBuilderOptions,
   pre: Preflight,
+  modules?: { loadList: readonly string[] },
 ): Promise<Overlay> {
+  // `docker run`'s overrides, applied to the image's config before the init is planned.
+  const config =
+    Object.keys(pre.overrides).length > 0 ? applyRunOverrides(imageConfig, pre.overrides) : imageConfig;
   const signal = o.signal;
   const baseLookup = (key: string) => base.node(key);
   const baseView = unionView(new Map(), base, signal);
@@ -80,6 +85,10 @@ export async function planOverlay(
     config,
     architecture,
     effects,
+    setup: {
+      ...(modules ? { modules: modules.loadList } : {}),
+      ...(pre.net !== undefined ? { net: pre.net } : {}),
+    },
   });
   const root = { mode: 0o755, uid: 0, gid: 0 };
   let directories: string[] = [];
@@ -115,7 +124,14 @@ export async function planOverlay(
     ...(choice.source === 'generated'
       ? { command: choice.kind === 'sh' ? choice.plan.argv : choice.plan.run.argv }
       : {}),
-    warnings: choice.source === 'generated' ? choice.warnings : [],
+    warnings:
+      choice.source === 'generated'
+        ? choice.warnings
+        : modules
+          ? [
+              `the archive holds kernel modules, but its /init is ${choice.source === 'image' ? "the image's" : 'yours'}, which must load them itself, in the order of the summary's \`modules.loadList\``,
+            ]
+          : [],
     entries: placed.entries,
   };
 }

@@ -11,8 +11,8 @@ export interface BuildPipelineOptions {
    * compressed on its own, and the archive ends with the trailer member (`trailerMember` of
    * `@irb/compress/framing`): the kernel unpacks the members one after the other, and gzip, zstd
    * or lz4 -dc piped into GNU cpio, bsdtar and lsinitramfs read them as one archive. The
-   * builder passes a base member (the image's files) and an overlay member (injected files and
-   * /init).
+   * builder passes a base member (the image's files), a modules member when the build has kernel
+   * modules, and an overlay member (injected files and /init).
    *
    * Without trailers between them, the kernel's hard-link table (and GNU cpio's) spans the
    * members, keyed by (device, inode): member `n` (counting `prefix` as member 0) is packed with
@@ -243,6 +243,8 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
         init: f.init,
         ...(f.initKind ? { initKind: f.initKind } : {}),
         ...(f.command ? { command: f.command } : {}),
+        ...(f.modules ? { modules: f.modules } : {}),
+        ...(f.net !== undefined ? { net: f.net } : {}),
         warnings: f.warnings,
         durationMs: Math.round(performance.now() - options.started),
       };

@@ -4,9 +4,12 @@ import { dirname, resolve } from 'node:path';
 // The list alone: the compressors themselves load when a member is compressed.
 import { COMPRESSION_FORMATS } from '@irb/compress/types';
 import { IrbError } from '@irb/errors';
+import type { RunOverrides } from '@irb/init';
 import { parseInjectSpec } from '@irb/layers/inject-spec';
 import { ensureCacheAreas } from '@irb/store';
 import type { KeepOnlySet } from './filter.ts';
+import { modulesRequested } from './kernel-modules.ts';
+import { hasOverrides, netValueOf, runOverridesOf } from './run-options.ts';
 import { parseSlimPresets, type SlimPreset } from './slim.ts';
 import type { InitramfsBuilderOptions, InitramfsCompression } from './types.ts';
 
@@ -30,6 +33,12 @@ export interface Preflight {
   slim: SlimPreset[];
   /** The `keepOnly` traces, read and merged. */
   keepOnly?: KeepOnlySet;
+  /** `entrypoint`, `cmd`, `env`, `workdir`, `user`, checked. */
+  overrides: RunOverrides;
+  /** `net` as the `ip=` value the init reads. */
+  net?: string;
+  /** `kernelModules` and `modules` ask for a modules member. */
+  modules: boolean;
 }
 
 /**
@@ -106,6 +115,27 @@ export async function preflight(o: InitramfsBuilderOptions, output?: string): Pr
       `\`inject\` targets /init and \`${o.init !== undefined ? 'init' : 'keepImageInit'}\` says otherwise; keep only one of them`,
     );
   }
+  const overrides = runOverridesOf(o);
+  const net = netValueOf(o);
+  const modules = modulesRequested(o);
+  const custom =
+    o.init !== undefined
+      ? 'init'
+      : o.keepImageInit
+        ? 'keepImageInit'
+        : injectsInit
+          ? 'inject /init'
+          : undefined;
+  if (custom !== undefined && (hasOverrides(overrides) || net !== undefined)) {
+    const what =
+      net !== undefined && !hasOverrides(overrides)
+        ? '`net`'
+        : 'the program overrides (`entrypoint`, `cmd`, `env`, `workdir`, `user`)';
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `${what} need the generated /init, and \`${custom}\` says not to generate one; keep only one of them`,
+    );
+  }
   if (output !== undefined) await checkOutput(output);
   // A cache directory that cannot be created fails here, naming `cacheDir`, not mid-download.
   if (o.cache !== false) await ensureCacheAreas(o.cacheDir);
@@ -116,6 +146,9 @@ export async function preflight(o: InitramfsBuilderOptions, output?: string): Pr
     sourceDateEpoch: sourceDateEpoch(o),
     slim,
     ...(keepOnly ? { keepOnly } : {}),
+    overrides,
+    ...(net !== undefined ? { net } : {}),
+    modules,
   };
 }
 

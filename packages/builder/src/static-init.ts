@@ -110,6 +110,9 @@ export async function planStaticInit(
     onExit: options.exitAction ?? 'poweroff',
     entrypointLength: run.entrypointLength,
     homeFromUser: run.homeFromUser,
+    ...(options.modules?.length ? { modules: options.modules } : {}),
+    ...(options.net !== undefined ? { net: options.net } : {}),
+    ...(options.netWaitMs !== undefined ? { netWaitMs: options.netWaitMs } : {}),
     ...(options.trace ? { trace: true } : {}),
     ...(typeof options.trace === 'object' ? { stopAfterSeconds: options.trace.stopAfterSeconds } : {}),
   });

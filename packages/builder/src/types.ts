@@ -1,4 +1,5 @@
 import type { CompressionFormat } from '@irb/compress';
+import type { NetConfig } from '@irb/init';
 import type { Keychain } from '@irb/registry';
 import type { SlimPreset } from './slim.ts';
 
@@ -69,6 +70,36 @@ export interface InitramfsBuilderOptions {
   keep?: readonly string[];
   /** Hostname the generated `/init` sets. Default `irb`. */
   hostname?: string;
+  /**
+   * Where the kernel modules come from: a `/lib/modules/<release>` directory (or a root that
+   * holds `lib/modules`), a kernel `.deb` (`linux-image-…`, read without installing it), or an
+   * image — a registry reference, `oci:DIR[:TAG]` or `docker-archive:FILE` — holding
+   * `/lib/modules/<release>` or LinuxKit's `/kernel.tar`. Needs `modules`. Default: none.
+   */
+  kernelModules?: string;
+  /**
+   * Modules to put into the archive and load at boot, dependencies first: names (`virtio_net`),
+   * aliases, or presets `net`, `vsock`, `console`, `blk`, `fs` (each with the virtio transports).
+   * They go into a member of their own between the image and the overlay, cached by kernel
+   * release and module set: every image built with the same modules shares it. Needs
+   * `kernelModules` and the generated `/init` (or an init of yours that loads them). Default: none.
+   */
+  modules?: readonly string[];
+  /**
+   * The network the generated `/init` configures when the kernel command line has no `ip=`
+   * (`ip=` wins): `CIDR[,gw=IP][,dns=IP][,dns=IP][,dev=NAME]` or a `NetConfig`. Default: none.
+   */
+  net?: string | NetConfig;
+  /** Replaces the image's Entrypoint and clears its Cmd, as `docker run --entrypoint`. Default: the image's. */
+  entrypoint?: string;
+  /** Replaces the image's Cmd (the Entrypoint's arguments), as `docker run IMAGE ARG…`. Default: the image's. */
+  cmd?: readonly string[];
+  /** `NAME=VALUE` entries that add or replace variables of the image's Env (in place). Default: none. */
+  env?: readonly string[];
+  /** The program's working directory (absolute), replacing the image's WorkingDir. */
+  workdir?: string;
+  /** `UID[:GID]` or `NAME[:GROUP]` the program runs as, replacing the image's User. */
+  user?: string;
   /** Where credentials come from, asked in order. Default: `IRB_AUTH_*` variables, then Docker/Podman config. */
   keychains?: readonly Keychain[];
   /** Blob cache directory. Default `$IRB_CACHE_DIR`, else the XDG cache dir. */
@@ -159,6 +190,10 @@ export interface BuildSummary {
   initKind?: 'static' | 'sh';
   /** The program a generated `/init` runs (Entrypoint + Cmd). */
   command?: string[];
+  /** The kernel modules member, when `modules` asked for one: the release, the set's key, what loads in which order. */
+  modules?: { release: string; key: string; names: string[]; loadList: string[] };
+  /** The network the generated `/init` configures without `ip=`, as its `ip=` value. */
+  net?: string;
   /** What the build noticed that will likely stop the VM from working (e.g. the image's program is missing). */
   warnings: string[];
   /** Wall time of the build in milliseconds. */

@@ -32,7 +32,7 @@ export interface CacheEntry {
 }
 
 /** Output entries are `<hex key>.<kind>`. */
-const OUTPUT_NAME = /^([0-9a-f]{64})\.(base|tree|overlay|meta|out|atree|aid)$/;
+const OUTPUT_NAME = /^([0-9a-f]{64})\.(base|tree|modules|mmeta|kmod|overlay|meta|out|atree|aid)$/;
 /** Index entries named `<algorithm>-<hex>.<keyhash>.idx` carry their layer's digest. */
 const INDEX_NAME = /^([a-z0-9]+)-([a-zA-Z0-9=_-]+)\.[0-9a-f]+\.idx$/;
 /** Blob algorithms earlier versions stored straight under the cache directory. */

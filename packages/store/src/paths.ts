@@ -25,7 +25,7 @@ export interface CacheLayout {
   blobs: string;
   /** Parsed tar headers of layers, one file per layer (@irb/layers). */
   index: string;
-  /** Built members by key: `<key>.base|tree|overlay|meta|out` (@irb/builder), and what `irb append` knows of a BASE archive: `<content sha256>.atree` (its tree), `<sha256 of dev:ino>.aid` (which content that file had). */
+  /** Built members by key: `<key>.base|tree|modules|mmeta|overlay|meta|out` (@irb/builder), what a kernel module source resolved to (`<key>.kmod`), and what `irb append` knows of a BASE archive: `<content sha256>.atree` (its tree), `<sha256 of dev:ino>.aid` (which content that file had). */
   output: string;
   /** Spool files of a build's layer bodies; nameless while used, so normally empty (@irb/layers). */
   spool: string;
