@@ -4,19 +4,47 @@ import { COMPRESSION_FORMATS, compress } from '@irb/compress';
 import { memberJoint, trailerMember } from '@irb/compress/framing';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
+import { encodeJobConfig, jobConfigPath } from '@irb/init';
 // The light entry: `irb append` loads neither the layer indexing code nor the registry client.
 import { createScratchRootfs, parseInjectSpec } from '@irb/layers/scratch';
+import type { Keychain } from '@irb/registry';
 import { archiveTree } from './archive-tree.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { baseEnd } from './base-end.ts';
+import type { BuildModules } from './kernel-modules.ts';
 import { blameInject, placeEntries } from './place.ts';
+import {
+  hasOverrides,
+  modulesRequested,
+  netValueOf,
+  type RunOptions,
+  runOverridesOf,
+} from './run-options.ts';
 import { summarizedStream } from './summarized-stream.ts';
 import type { InitramfsCompression } from './types.ts';
 
-/** Options of {@link appendOverlay}. */
-export interface AppendOverlayOptions {
+/**
+ * Options of {@link appendOverlay}. The program overrides (`entrypoint`, `cmd`, `env`, `workdir`,
+ * `user`) and `net` go into a job file (`/irb/job.d/<BASE's size>.conf`) that BASE's generated
+ * init applies at boot; `kernelModules` + `modules` add a modules member before the new member,
+ * and the job file lists them for the init to load.
+ */
+export interface AppendOverlayOptions extends RunOptions {
   /** A host file to put at `/init` (0755, root). Default: none, BASE's /init stays. */
   init?: string;
+  /**
+   * Where the kernel modules come from (see `InitramfsBuilderOptions.kernelModules`): a
+   * `/lib/modules/<release>` directory, a kernel `.deb`, or an image. Needs `modules`.
+   */
+  kernelModules?: string;
+  /** Modules to add and load at boot: names, aliases, presets (`net`, `vsock`, `console`, `blk`, `fs`). */
+  modules?: readonly string[];
+  /** For an image in `kernelModules`: its platform. Default `linux/amd64`. */
+  platform?: string;
+  /** For an image in `kernelModules` (see the builder's options). */
+  keychains?: readonly Keychain[];
+  insecureRegistries?: readonly string[];
+  mirrors?: Readonly<Record<string, readonly string[]>>;
   /**
    * Compression of the new member. Default: BASE's (that of its first member; `none` for a plain
    * CPIO BASE). The kernel reads a different compression for each member.
@@ -53,8 +81,12 @@ export interface AppendSummary {
   baseBytes: number;
   /** Compression of the new member. */
   compression: InitramfsCompression;
-  /** Records in the new member. */
+  /** Records in the new members (the modules member's included). */
   entries: number;
+  /** The modules member appended, when `modules` asked for one. */
+  modules?: { release: string; key: string; names: string[]; loadList: string[] };
+  /** The job file the new member carries (the overrides, `net`, the modules to load). */
+  job?: string;
   /** Bytes of the new member, with what goes before it (if anything) and the trailer member after it. */
   memberBytes: number;
   /** Bytes of the whole output. */
@@ -237,8 +269,21 @@ async function planAppend(
       `\`compression\` "${String(compression)}" is unknown; use ${COMPRESSION_FORMATS.join(', ')}`,
     );
   }
-  if (files.length === 0 && options.init === undefined) {
-    throw new IrbError('IRB_OPTION_INVALID', 'nothing to append; give files to `inject` or an `init`');
+  const overrides = runOverridesOf(options);
+  const net = netValueOf(options);
+  const wantsModules = modulesRequested(options);
+  const wantsJob = hasOverrides(overrides) || net !== undefined || wantsModules;
+  if (files.length === 0 && options.init === undefined && !wantsJob) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      'nothing to append; give files to `inject`, an `init`, modules, a network or program overrides',
+    );
+  }
+  if (options.init !== undefined && (hasOverrides(overrides) || net !== undefined)) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      "the program overrides and `net` go into a job file that irb's generated /init applies, and `init` replaces that init; keep only one of them",
+    );
   }
   const { format, size } = await baseFormat(base);
   const end = await baseEnd(base, format, size);
@@ -277,35 +322,85 @@ async function planAppend(
     ...(options.cache !== undefined ? { cache: options.cache } : {}),
     ...(signal ? { signal } : {}),
   });
+  // Job files are applied by irb's generated init (static, or the script's helper), which keeps
+  // its parameters under /irb: without that directory nobody would read one.
+  if (wantsJob && tree('irb')?.type !== 'directory') {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `${base} has no /irb directory, so its /init is not irb's generated init, which applies job files; program overrides, \`net\` and \`modules\` need an archive irb built with its init`,
+    );
+  }
+  const mods = wantsModules ? await appendedModules(options) : undefined;
+  let job: string | undefined;
+  try {
+    if (wantsJob) {
+      job = jobConfigPath(end.keep);
+      const bytes = encodeJobConfig({
+        ...overrides,
+        ...(mods ? { modules: mods.loadList } : {}),
+        ...(net !== undefined ? { net } : {}),
+      });
+      // Root only, as /irb/init.conf: a job's environment may hold secrets.
+      scratch.inject(job, { bytes }, { mode: 0o600, uid: 0, gid: 0 });
+    }
+  } catch (error) {
+    await mods?.close();
+    throw error;
+  }
   const placed = await placeEntries(scratch.entries(signal ? { signal } : {}), tree, epoch ?? 0, (key) =>
     key === 'init' && options.init !== undefined ? '`init` (the /init file)' : blameInject(injects, key),
-  );
-  const records = placed.entries.length;
+  ).catch(async (error: unknown) => {
+    await mods?.close();
+    throw error;
+  });
+  let records = placed.entries.length;
+  async function* counted(source: AsyncIterable<CpioEntry>): AsyncGenerator<CpioEntry> {
+    for await (const entry of source) {
+      records++;
+      yield entry;
+    }
+  }
   async function* entries(): AsyncGenerator<CpioEntry> {
     yield* placed.entries;
   }
-  async function* member(baseBytes: number): AsyncGenerator<Uint8Array> {
-    // After an unknown end: a zero word ends an lz4 member without end mark, more NULs align.
-    const joint =
-      end.last !== undefined
-        ? memberJoint(end.last, format2, baseBytes)
-        : new Uint8Array(4 + ((4 - (baseBytes % 4)) % 4));
-    if (joint.length > 0) yield joint;
-    const offset = baseBytes + joint.length;
+  // One member at `offset`: its device number is its offset in the output, so its hard links
+  // never meet an earlier member's (irb's build members use major 0).
+  async function* packed(source: AsyncIterable<CpioEntry>, offset: number): AsyncGenerator<Uint8Array> {
     const device = { major: 1 + Math.floor(offset / 2 ** 32), minor: offset % 2 ** 32 };
-    const packed = packCpio(entries(), { trailer: false, device, ...(signal ? { signal } : {}) });
-    if (format2 === 'none') yield* packed;
+    const cpio = packCpio(source, { trailer: false, device, ...(signal ? { signal } : {}) });
+    if (format2 === 'none') yield* cpio;
     else {
       // All cores by default: a short gzip member deflates its blocks on libuv's pool (no worker
       // starts), zstd reuses its context across calls (see @irb/compress).
-      yield* compress(packed, {
+      yield* compress(cpio, {
         format: format2,
         ...(options.level !== undefined ? { level: options.level } : {}),
         ...(options.threads !== undefined ? { threads: options.threads } : {}),
         ...(signal ? { signal } : {}),
       });
     }
-    yield trailerMember(format2);
+  }
+  async function* member(baseBytes: number): AsyncGenerator<Uint8Array> {
+    try {
+      // After an unknown end: a zero word ends an lz4 member without end mark, more NULs align.
+      const joint =
+        end.last !== undefined
+          ? memberJoint(end.last, format2, baseBytes)
+          : new Uint8Array(4 + ((4 - (baseBytes % 4)) % 4));
+      if (joint.length > 0) yield joint;
+      let offset = baseBytes + joint.length;
+      if (mods) {
+        // The modules member first, as in a build: image | modules | overlay.
+        for await (const chunk of packed(counted(mods.entries(signal)), offset)) {
+          offset += chunk.byteLength;
+          yield chunk;
+        }
+      }
+      yield* packed(entries(), offset);
+      yield trailerMember(format2);
+    } finally {
+      await mods?.close();
+    }
   }
   return {
     baseBytes: end.keep,
@@ -316,11 +411,36 @@ async function planAppend(
       baseBytes,
       compression: format2,
       entries: records,
+      ...(mods
+        ? { modules: { release: mods.release, key: mods.key, names: mods.names, loadList: mods.loadList } }
+        : {}),
+      ...(job !== undefined ? { job } : {}),
       memberBytes,
       compressedBytes: baseBytes + memberBytes,
       durationMs: Math.round(performance.now() - started),
     }),
   };
+}
+
+/**
+ * The modules an append adds, resolved as a build resolves them (and from the same cache): the
+ * kernel module code and, for an image source, the registry client load only here.
+ */
+async function appendedModules(options: AppendOverlayOptions): Promise<BuildModules | undefined> {
+  const [{ resolveBuildModules }, { createEnvKeychain }, { createDockerKeychain }] = await Promise.all([
+    import('./kernel-modules.ts'),
+    import('@irb/auth-env'),
+    import('@irb/auth-docker'),
+  ]);
+  return resolveBuildModules(options, () => ({
+    keychains: options.keychains ?? [createEnvKeychain(), createDockerKeychain()],
+    ...(options.platform !== undefined ? { platform: options.platform } : {}),
+    ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
+    ...(options.cache !== undefined ? { cache: options.cache } : {}),
+    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+    ...(options.mirrors ? { mirrors: options.mirrors } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  }));
 }
 
 function envEpoch(): number | undefined {

@@ -49,6 +49,13 @@ export {
   listArchive,
   measureArchive,
 } from './archive.ts';
+export {
+  type ArchiveConfig,
+  type ArchiveConfigOptions,
+  type ArchiveJob,
+  archiveConfig,
+  decodeInitScript,
+} from './archive-config.ts';
 export { type WriteFileAtomicOptions, writeFileAtomic } from './atomic.ts';
 export {
   BUILD_FORMAT_VERSION,
@@ -105,6 +112,7 @@ export {
   type CachedBuildResult,
   type RemoteCacheOptions,
 } from './remote-cache.ts';
+export type { RunOptions } from './run-options.ts';
 export { isShellName, shellJoin, shellQuote } from './shell.ts';
 export {
   localesFromEnv,

@@ -7,6 +7,7 @@ import type { ModuleSource, ModuleSourceBody, ResolvedModules } from '@irb/kmod'
 import { type CacheLayout, cacheLayout, replaceFile } from '@irb/store';
 import { BUILD_FORMAT_VERSION, irbBuilderVersion } from './build-key.ts';
 import { fileIdentity, recordHolds, type SeenFile } from './file-identity.ts';
+import { modulesRequested } from './run-options.ts';
 import type { SourceOptions } from './source.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
 
@@ -56,33 +57,6 @@ type SourceSpec =
 
 const RECORD_HEADER = 'irb-kmod';
 const LOOKS_LIKE_PATH = /^(\/|\.\.?\/|~)|\.(deb|tar|tar\.\w+|tgz)$/;
-
-/** Checks that `kernelModules` and `modules` come together; `undefined` when neither is set. */
-export function modulesRequested(o: Pick<InitramfsBuilderOptions, 'kernelModules' | 'modules'>): boolean {
-  const listed = (o.modules ?? []).some((m) => m.trim() !== '');
-  if (o.kernelModules === undefined && !listed) {
-    if (o.modules !== undefined && o.modules.length > 0) {
-      throw new IrbError(
-        'IRB_OPTION_INVALID',
-        '`modules` is empty; name modules or presets (net, vsock, console, blk, fs)',
-      );
-    }
-    return false;
-  }
-  if (o.kernelModules === undefined) {
-    throw new IrbError(
-      'IRB_OPTION_INVALID',
-      "`modules` needs `kernelModules`: the kernel's /lib/modules/<release> directory, its .deb, or an image that holds them",
-    );
-  }
-  if (!listed) {
-    throw new IrbError(
-      'IRB_OPTION_INVALID',
-      '`kernelModules` is set but `modules` names nothing to load; name modules or presets (net, vsock, console, blk, fs)',
-    );
-  }
-  return true;
-}
 
 async function sourceSpec(spec: string): Promise<SourceSpec> {
   if (spec === '') {

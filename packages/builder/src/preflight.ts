@@ -8,8 +8,7 @@ import type { RunOverrides } from '@irb/init';
 import { parseInjectSpec } from '@irb/layers/inject-spec';
 import { ensureCacheAreas } from '@irb/store';
 import type { KeepOnlySet } from './filter.ts';
-import { modulesRequested } from './kernel-modules.ts';
-import { hasOverrides, netValueOf, runOverridesOf } from './run-options.ts';
+import { hasOverrides, modulesRequested, netValueOf, runOverridesOf } from './run-options.ts';
 import { parseSlimPresets, type SlimPreset } from './slim.ts';
 import type { InitramfsBuilderOptions, InitramfsCompression } from './types.ts';
 

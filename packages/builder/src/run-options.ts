@@ -58,3 +58,36 @@ export function netValueOf(o: Pick<RunOptions, 'net'>): string | undefined {
   }
   return formatKernelIp(o.net);
 }
+
+/**
+ * Whether the options ask for kernel modules, checking that `kernelModules` and `modules` come
+ * together (`IRB_OPTION_INVALID` in one line otherwise).
+ */
+export function modulesRequested(o: {
+  kernelModules?: string | undefined;
+  modules?: readonly string[] | undefined;
+}): boolean {
+  const listed = (o.modules ?? []).some((m) => m.trim() !== '');
+  if (o.kernelModules === undefined && !listed) {
+    if (o.modules !== undefined && o.modules.length > 0) {
+      throw new IrbError(
+        'IRB_OPTION_INVALID',
+        '`modules` is empty; name modules or presets (net, vsock, console, blk, fs)',
+      );
+    }
+    return false;
+  }
+  if (o.kernelModules === undefined) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      "`modules` needs `kernelModules`: the kernel's /lib/modules/<release> directory, its .deb, or an image that holds them",
+    );
+  }
+  if (!listed) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      '`kernelModules` is set but `modules` names nothing to load; name modules or presets (net, vsock, console, blk, fs)',
+    );
+  }
+  return true;
+}
