@@ -212,23 +212,33 @@ export function decodeJobConfig(bytes: Uint8Array): DecodedJobConfig {
   const bad = (why: string): IrbError =>
     new IrbError('IRB_OPTION_INVALID', `job file ${why}; write it with encodeJobConfig`);
   const text = (b: Uint8Array): string => new TextDecoder().decode(b);
-  const out: DecodedJobConfig = {};
+  let entrypoint: string | undefined;
+  let workingDir: string | undefined;
+  let user: string | undefined;
+  let net: string | undefined;
   const cmd: string[] = [];
   const env: string[] = [];
   const modules: string[] = [];
   for (const [tag, value] of splitFields(bytes, JOB_CONFIG_MAGIC, bad)) {
-    if (tag === 'p') out.entrypoint = text(value);
+    if (tag === 'p') entrypoint = text(value);
     else if (tag === 'c') cmd.push(text(value));
     else if (tag === 'e') env.push(text(value));
-    else if (tag === 'w') out.workingDir = text(value);
-    else if (tag === 'U') out.user = text(value);
+    else if (tag === 'w') workingDir = text(value);
+    else if (tag === 'U') user = text(value);
     else if (tag === 'm') modules.push(text(value));
-    else if (tag === 'n') out.net = text(value);
+    else if (tag === 'n') net = text(value);
     else throw bad('has an unknown field');
   }
-  if (cmd.length > 0) out.cmd = cmd;
-  if (env.length > 0) out.env = env;
-  if (modules.length > 0) out.modules = modules;
+  // Fields in the order of the format's table, only what is set.
+  const out: DecodedJobConfig = {
+    ...(entrypoint !== undefined ? { entrypoint } : {}),
+    ...(cmd.length > 0 ? { cmd } : {}),
+    ...(env.length > 0 ? { env } : {}),
+    ...(workingDir !== undefined ? { workingDir } : {}),
+    ...(user !== undefined ? { user } : {}),
+    ...(modules.length > 0 ? { modules } : {}),
+    ...(net !== undefined ? { net } : {}),
+  };
   try {
     checkRunOverrides(out);
     checkJobModules(out.modules);
