@@ -89,8 +89,11 @@ export async function openImageModules(
       });
       rootfs = indexed;
       const label = `${ref} (${manifestDigest})`;
-      const modules = indexed.lookup('/lib/modules', { follow: true });
-      if (modules?.type === 'directory') return rootfsModuleSource(indexed, label);
+      // Only the trees were kept (not a `lib -> usr/lib` link): either place holds one.
+      const tree = ['/lib/modules', '/usr/lib/modules'].some(
+        (path) => indexed.lookup(path, { follow: true })?.type === 'directory',
+      );
+      if (tree) return rootfsModuleSource(indexed, label);
       const kernelTar = indexed.lookup('/kernel.tar', { follow: true });
       if (kernelTar?.type === 'file' && typeof kernelTar.path === 'string') {
         const key = kernelTar.path;
