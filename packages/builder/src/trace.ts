@@ -29,7 +29,10 @@ export interface BootTrace {
   other: string[];
 }
 
-/** Options of {@link traceImage}: a build's, and the boot's. */
+/**
+ * Options of {@link traceImage}: a build's (modules, network and program overrides included:
+ * the traced run is the program the archive will run), and the boot's.
+ */
 export interface TraceOptions
   extends Omit<
     InitramfsBuilderOptions,
@@ -142,6 +145,9 @@ export async function traceImage(options: TraceOptions): Promise<BootTrace> {
       ...(kernel !== undefined ? { kernel } : {}),
       memoryMb: memoryMb ?? summary.recommendedMemoryMiB,
       stopOnMatch: false,
+      // A traced program that configures or uses its network meets one: QEMU's user network, which
+      // reaches nothing outside the VM (its `ip=` wins over the baked value, as on any platform).
+      ...(build.net !== undefined ? { net: true } : {}),
       // Unpacking and the kernel take seconds under emulation; the program gets its own time on top.
       timeoutMs: ((timeoutSeconds ?? 600) + 300) * 1000,
       ...(boot ?? {}),
