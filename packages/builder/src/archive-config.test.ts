@@ -13,6 +13,7 @@ import {
   jobConfigPath,
   staticInitBinary,
 } from '@irb/init';
+import { fileEntry } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fakeRootfs, type Node } from '../test/fake-rootfs.ts';
 import { archiveConfig, decodeInitScript, shellWords } from './archive-config.ts';
@@ -105,13 +106,6 @@ describe('archiveConfig', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const file = (path: string, body: Uint8Array, mode = 0o644): CpioEntry => ({
-    type: 'file',
-    path,
-    mode,
-    size: body.length,
-    body,
-  });
   /** Members as separate compressed streams, the later replacing what the earlier left. */
   const write = async (name: string, members: CpioEntry[][]) => {
     const path = join(dir, name);
@@ -142,14 +136,17 @@ describe('archiveConfig', () => {
     const path = await write('static.cpio.zst', [
       [
         { type: 'directory', path: 'irb', mode: 0o755 },
-        file('init', staticInitBinary('x86_64'), 0o755),
-        file('irb/init.conf', conf, 0o600),
+        fileEntry('init', staticInitBinary('x86_64'), 0o755),
+        fileEntry('irb/init.conf', conf, 0o600),
       ],
       [
         { type: 'directory', path: 'irb/job.d', mode: 0o755 },
-        file(jobConfigPath(200).slice(1), encodeJobConfig({ env: ['JOB=2', 'MODE=job'], user: 'app' })),
-        file(jobConfigPath(100).slice(1), encodeJobConfig({ cmd: ['--port', '9090'], modules: ['/m/b.ko'] })),
-        file('irb/job.d/notes.txt', new TextEncoder().encode('not a job')),
+        fileEntry(jobConfigPath(200).slice(1), encodeJobConfig({ env: ['JOB=2', 'MODE=job'], user: 'app' })),
+        fileEntry(
+          jobConfigPath(100).slice(1),
+          encodeJobConfig({ cmd: ['--port', '9090'], modules: ['/m/b.ko'] }),
+        ),
+        fileEntry('irb/job.d/notes.txt', new TextEncoder().encode('not a job')),
       ],
     ]);
     const config = await archiveConfig(path);
@@ -177,13 +174,13 @@ describe('archiveConfig', () => {
 
   it("says when /init is not irb's, or missing; refuses a job file the init would refuse", async () => {
     const other = await write('other.cpio.zst', [
-      [file('init', new TextEncoder().encode('#!/bin/sh\nexec /app\n'), 0o755)],
+      [fileEntry('init', new TextEncoder().encode('#!/bin/sh\nexec /app\n'), 0o755)],
     ]);
     expect(await archiveConfig(other)).toEqual({ init: 'other', jobs: [] });
     const none = await write('none.cpio.zst', [[{ type: 'directory', path: 'etc', mode: 0o755 }]]);
     expect(await archiveConfig(none)).toEqual({ init: 'none', jobs: [] });
     const bad = await write('bad.cpio.zst', [
-      [file('irb/job.d/1.conf', new TextEncoder().encode('irb-job/1\0x\0'))],
+      [fileEntry('irb/job.d/1.conf', new TextEncoder().encode('irb-job/1\0x\0'))],
     ]);
     const error = await archiveConfig(bad).catch((e) => e);
     expect(error.code).toBe('IRB_OPTION_INVALID');

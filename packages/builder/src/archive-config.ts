@@ -8,8 +8,8 @@ import {
   decodeInitConfig,
   decodeJobConfig,
   INIT_CONFIG_PATH,
+  initConfigDefaults,
   JOB_CONFIG_DIR,
-  NET_WAIT_MS_DEFAULT,
 } from '@irb/init';
 import { openArchive, readArchiveEntries } from './archive.ts';
 import { INIT_HELPER_PATH } from './init.ts';
@@ -203,22 +203,7 @@ const encoder = new TextEncoder();
 export function decodeInitScript(script: string): DecodedInitConfig | undefined {
   const lines = script.split('\n');
   if (lines[0] !== '#!/bin/sh' || !lines[1]?.startsWith(GENERATED)) return undefined;
-  const out: DecodedInitConfig = {
-    argv: [],
-    env: [],
-    workingDir: encoder.encode('/'),
-    uid: 0,
-    gid: 0,
-    groups: [],
-    hostname: 'irb',
-    onExit: 'poweroff',
-    trace: false,
-    stopAfterSeconds: 0,
-    modules: [],
-    netWaitMs: NET_WAIT_MS_DEFAULT,
-    entrypointLength: 0,
-    homeFromUser: false,
-  };
+  const out = initConfigDefaults();
   const env: string[] = [];
   let runArgv: string[] | undefined;
   // The line shapes renderInitScript writes, each with what it sets.

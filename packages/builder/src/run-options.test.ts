@@ -1,16 +1,8 @@
+import { thrown } from '@irb/test-utils';
 import { describe, expect, it } from 'vitest';
 import { baseKey, buildKey, buildKeyInput, modulesMemberKey, overlayKey } from './build-key.ts';
 import { modulesRequested, netValueOf, runOverridesOf } from './run-options.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
-
-const thrown = (fn: () => unknown): { code?: string; message: string } => {
-  try {
-    fn();
-  } catch (error) {
-    return error as { code?: string; message: string };
-  }
-  throw new Error('expected a throw');
-};
 
 describe('the options that change how the program runs', () => {
   it("map to the init's overrides (`workdir` is `workingDir`; an empty env is none)", () => {

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { findKernel, qemuArguments } from '@irb/boot';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { encodeJobConfig, jobConfigPath } from '@irb/init';
-import { bootWithNetwork, kernelModulesDir, moduleClosure, moduleFiles } from '@irb/test-utils';
+import { bootWithNetwork, fileEntry, kernelModulesDir, moduleClosure, moduleFiles } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planInit } from '../src/init.ts';
 import { fakeRootfs, type Node } from './fake-rootfs.ts';
@@ -37,13 +37,6 @@ afterAll(async () => {
 });
 
 const text = (s: string) => new TextEncoder().encode(s);
-const file = (path: string, body: Uint8Array, mode = 0o644): CpioEntry => ({
-  type: 'file',
-  path,
-  mode,
-  size: body.length,
-  body,
-});
 
 describe.each(guests)('the shell init with its helper ($arch)', (guest) => {
   it(
@@ -85,23 +78,23 @@ describe.each(guests)('the shell init with its helper ($arch)', (guest) => {
       const job = jobConfigPath(123_456);
       const entries: CpioEntry[] = [
         { type: 'directory', path: 'bin', mode: 0o755 },
-        file('bin/busybox', new Uint8Array(await readFile(guest.busybox)), 0o755),
+        fileEntry('bin/busybox', new Uint8Array(await readFile(guest.busybox)), 0o755),
         ...applets.map(
           (a): CpioEntry => ({ type: 'symlink', path: `bin/${a}`, mode: 0o777, target: 'busybox' }),
         ),
         { type: 'directory', path: 'dev', mode: 0o755 },
         { type: 'char', path: 'dev/console', mode: 0o600, rdevMajor: 5, rdevMinor: 1 },
         { type: 'directory', path: 'etc', mode: 0o755 },
-        file('etc/passwd', text(passwd)),
-        file('etc/group', text(group)),
+        fileEntry('etc/passwd', text(passwd)),
+        fileEntry('etc/group', text(group)),
         { type: 'directory', path: 'srv', mode: 0o755 },
         ...plan.directories.map((d): CpioEntry => ({ type: 'directory', path: d.slice(1), mode: 0o755 })),
-        file('init', text(plan.script), 0o755),
+        fileEntry('init', text(plan.script), 0o755),
         { type: 'directory', path: 'irb', mode: 0o755 },
-        file('irb/init', plan.helper?.binary ?? new Uint8Array(), 0o755),
+        fileEntry('irb/init', plan.helper?.binary ?? new Uint8Array(), 0o755),
         // What a job's `irb append --env JOB=7 --user app --workdir /srv` carries.
         { type: 'directory', path: 'irb/job.d', mode: 0o755 },
-        file(
+        fileEntry(
           job.slice(1),
           encodeJobConfig({
             env: ['JOB=7'],
@@ -113,8 +106,8 @@ describe.each(guests)('the shell init with its helper ($arch)', (guest) => {
           0o600,
         ),
         ...found.directories.map((d): CpioEntry => ({ type: 'directory', path: d, mode: 0o755 })),
-        file('lib/modules/bogus.ko', text('not a module')),
-        ...found.files.map((f) => file(f.path, f.body)),
+        fileEntry('lib/modules/bogus.ko', text('not a module')),
+        ...found.files.map((f) => fileEntry(f.path, f.body)),
       ];
       const path = join(dir, `sh-net-${guest.arch}.cpio`);
       await pipeline(Readable.from(packCpio(entries)), createWriteStream(path));

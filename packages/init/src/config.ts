@@ -246,17 +246,12 @@ export function encodeInitConfig(config: StaticInitConfig): Uint8Array {
 }
 
 /**
- * Reads a parameter file back, with the same rules as the static init itself (for tests, and for
- * tools that show what an archive will run).
- *
- * @throws IrbError `IRB_OPTION_INVALID` when the bytes are not a parameter file the init accepts.
+ * A decoded parameter file with every field at the init's default and no program (`argv`
+ * empty): what a file that sets nothing else reads as, for tools that fill one in from
+ * elsewhere (the builder reads its shell init back into this shape).
  */
-export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
-  const bad = (why: string): IrbError =>
-    new IrbError('IRB_OPTION_INVALID', `static init parameter file ${why}; rebuild it with encodeInitConfig`);
-  const fields = splitFields(bytes, INIT_CONFIG_MAGIC, bad);
-  const text = (b: Uint8Array): string => new TextDecoder().decode(b);
-  const out: DecodedInitConfig = {
+export function initConfigDefaults(): DecodedInitConfig {
+  return {
     argv: [],
     env: [],
     workingDir: encoder.encode('/'),
@@ -272,6 +267,20 @@ export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
     entrypointLength: 0,
     homeFromUser: false,
   };
+}
+
+/**
+ * Reads a parameter file back, with the same rules as the static init itself (for tests, and for
+ * tools that show what an archive will run).
+ *
+ * @throws IrbError `IRB_OPTION_INVALID` when the bytes are not a parameter file the init accepts.
+ */
+export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
+  const bad = (why: string): IrbError =>
+    new IrbError('IRB_OPTION_INVALID', `static init parameter file ${why}; rebuild it with encodeInitConfig`);
+  const fields = splitFields(bytes, INIT_CONFIG_MAGIC, bad);
+  const text = (b: Uint8Array): string => new TextDecoder().decode(b);
+  const out = initConfigDefaults();
   const id = (b: Uint8Array): number => {
     const s = text(b);
     if (!/^\d+$/.test(s) || Number(s) > 0xffff_ffff) throw bad(`has a bad id "${s}"`);

@@ -15,6 +15,7 @@ export {
   INIT_CONFIG_PATH,
   type InitBytes,
   type InitExitAction,
+  initConfigDefaults,
   type StaticInitConfig,
 } from './config.ts';
 export {

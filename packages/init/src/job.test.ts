@@ -1,3 +1,4 @@
+import { thrown } from '@irb/test-utils';
 import { describe, expect, it } from 'vitest';
 import {
   applyJobConfigs,
@@ -15,15 +16,6 @@ import {
 } from './index.ts';
 
 const shown = (bytes: Uint8Array): string => Buffer.from(bytes).toString('latin1').replaceAll('\0', '|');
-const thrown = (fn: () => unknown): { code?: string; message: string } => {
-  try {
-    fn();
-  } catch (error) {
-    return error as { code?: string; message: string };
-  }
-  throw new Error('expected a throw');
-};
-
 describe('applyRunOverrides: docker run semantics at build time', () => {
   const image = {
     Entrypoint: ['python3', '-u'],

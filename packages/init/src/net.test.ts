@@ -1,17 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { arch } from 'node:os';
+import { thrown } from '@irb/test-utils';
 import { describe, expect, it } from 'vitest';
 import { staticInitPath } from './binary.ts';
 import { formatKernelIp, type KernelIpConfig, parseKernelIp, parseNetOption, readKernelIp } from './net.ts';
-
-const code = (fn: () => unknown): { code?: string; message: string } => {
-  try {
-    fn();
-  } catch (error) {
-    return error as { code?: string; message: string };
-  }
-  throw new Error('expected a throw');
-};
 
 describe('parseKernelIp: every field of ip=', () => {
   it('reads the full form: client, server, gateway, netmask, hostname.domain, device, autoconf, dns0, dns1, ntp0', () => {
@@ -144,7 +136,7 @@ describe('parseKernelIp: every field of ip=', () => {
     for (const [value, field, message] of cases) {
       const read = readKernelIp(value);
       expect('problem' in read && read.problem.field, value).toBe(field);
-      const error = code(() => parseKernelIp(value));
+      const error = thrown(() => parseKernelIp(value));
       expect(error.code, value).toBe('IRB_NET_INVALID');
       expect(error.message, value).toMatch(message);
       expect(error.message).toContain(`ip=${value}: ${field}`);
@@ -191,7 +183,7 @@ describe('parseNetOption: --net CIDR[,gw=IP][,dns=IP][,dev=NAME]', () => {
       ['10.0.2.15/24,', /"" is not gw=IP/],
     ];
     for (const [spec, message] of cases) {
-      const error = code(() => parseNetOption(spec));
+      const error = thrown(() => parseNetOption(spec));
       expect(error.code, spec).toBe('IRB_NET_INVALID');
       expect(error.message, spec).toMatch(message);
       expect(error.message).toMatch(/^--net .*: .*; write CIDR\[,gw=IP\]\[,dns=IP\]\[,dev=NAME\], e\.g\. /);
@@ -212,10 +204,10 @@ describe('parseNetOption: --net CIDR[,gw=IP][,dns=IP][,dev=NAME]', () => {
       device: 'eth0',
     });
     expect(formatKernelIp({ address: '10.9.8.7', prefix: 32 })).toBe('10.9.8.7:::255.255.255.255:::off');
-    expect(code(() => formatKernelIp({ address: '10.0.0.1', prefix: 8, gateway: '11.0.0.1' })).code).toBe(
+    expect(thrown(() => formatKernelIp({ address: '10.0.0.1', prefix: 8, gateway: '11.0.0.1' })).code).toBe(
       'IRB_NET_INVALID',
     );
-    expect(code(() => formatKernelIp({ address: '10.0.0.1', prefix: 0 })).code).toBe('IRB_NET_INVALID');
+    expect(thrown(() => formatKernelIp({ address: '10.0.0.1', prefix: 0 })).code).toBe('IRB_NET_INVALID');
   });
 });
 

@@ -3,8 +3,10 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type CpioEntry, packCpio } from '@irb/cpio';
-import { moduleFiles } from '@irb/test-utils';
+import { fileEntry, moduleFiles } from '@irb/test-utils';
 import { encodeInitConfig, type InitArch, type StaticInitConfig, staticInitBinary } from '../src/index.ts';
+
+export { fileEntry };
 
 /** Options of {@link writeStaticInitArchive}. */
 export interface StaticInitArchive {
@@ -91,18 +93,6 @@ export function bootMarks(output: string): { runInit?: number; init?: number; ex
     init: num(/^irb: init (\d+\.\d{6})$/m.exec(output)),
     exec: num(/^irb: exec (\d+\.\d{6})$/m.exec(output)),
   };
-}
-
-/** A regular file entry with these bytes. */
-export function fileEntry(
-  path: string,
-  body: Uint8Array | string,
-  mode = 0o644,
-  uid = 0,
-  gid = 0,
-): CpioEntry {
-  const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body;
-  return { type: 'file', path, mode, uid, gid, size: bytes.length, body: bytes };
 }
 
 /** Kernel module files (see moduleFiles) as archive entries, and their paths in the guest. */

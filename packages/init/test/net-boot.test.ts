@@ -43,6 +43,21 @@ async function boot(initramfs: string, append: string[]): Promise<string> {
   return result.output;
 }
 
+/**
+ * Boots with QEMU's user network and a forward to the guest's port 8080; once the guest prints
+ * `probe: listening`, the host sends `ping` and keeps the answer.
+ */
+function serve(initramfs: string, append: string[]) {
+  return bootWithNetwork({
+    qemu: 'qemu-system-x86_64',
+    args: qemuArguments({ kernel, initramfs, machine: 'pc', accel: 'tcg', memoryMb: 512, append }),
+    guestPort: 8080,
+    ready: /^probe: listening$/m,
+    message: 'ping\n',
+    timeoutMs: BOOT - 20_000,
+  });
+}
+
 async function archive(
   name: string,
   config: StaticInitConfig,
@@ -89,27 +104,13 @@ describe('static init (x86_64): kernel modules and the network', () => {
         },
         mods.entries,
       );
-      const result = await bootWithNetwork({
-        qemu: 'qemu-system-x86_64',
-        args: qemuArguments({
-          kernel,
-          initramfs: path,
-          machine: 'pc',
-          accel: 'tcg',
-          memoryMb: 512,
-          append: [
-            'loglevel=4',
-            'ip=10.0.2.15::10.0.2.2:255.255.255.0:guest.example:eth0:off:10.0.2.3',
-            // Module parameters on the kernel command line reach the module, as modprobe passes them.
-            'virtio_net.napi_tx=0',
-            'virtio-net.gso=0',
-          ],
-        }),
-        guestPort: 8080,
-        ready: /^probe: listening$/m,
-        message: 'ping\n',
-        timeoutMs: BOOT - 20_000,
-      });
+      const result = await serve(path, [
+        'loglevel=4',
+        'ip=10.0.2.15::10.0.2.2:255.255.255.0:guest.example:eth0:off:10.0.2.3',
+        // Module parameters on the kernel command line reach the module, as modprobe passes them.
+        'virtio_net.napi_tx=0',
+        'virtio-net.gso=0',
+      ]);
       const out = result.output;
       expect(result.command.join(' ')).toMatch(
         /-netdev user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:\d+-:8080 -device virtio-net-pci,netdev=n0$/,
@@ -285,21 +286,7 @@ describe('static init (x86_64): per-job files', () => {
           0o600,
         ),
       ]);
-      const result = await bootWithNetwork({
-        qemu: 'qemu-system-x86_64',
-        args: qemuArguments({
-          kernel,
-          initramfs: path,
-          machine: 'pc',
-          accel: 'tcg',
-          memoryMb: 512,
-          append: ['loglevel=4'],
-        }),
-        guestPort: 8080,
-        ready: /^probe: listening$/m,
-        message: 'ping\n',
-        timeoutMs: BOOT - 20_000,
-      });
+      const result = await serve(path, ['loglevel=4']);
       const out = result.output;
       expect(result.answer, out).toBe('job got ping\n');
       expect(out).not.toMatch(/^irb: module /m);

@@ -1,3 +1,4 @@
+export * from './assert.ts';
 export * from './bytes.ts';
 export * from './debian-image.ts';
 export * from './fault-proxy.ts';
