@@ -243,6 +243,48 @@ describe('kernel modules in a build', () => {
     expect(overlay?.some((e) => e.name === 'work' && e.type === 'directory')).toBe(true);
   });
 
+  it('the shell init carries the same modules, network and overrides (its helper loads and applies them)', async () => {
+    const sh = `${registry.host}/lib/sh:v1`;
+    await pushImage(
+      registry,
+      'lib/sh',
+      'v1',
+      buildImage({
+        layers: [
+          await buildTar([
+            { type: 'file', path: 'bin/busybox', content: 'busybox', mode: 0o755 },
+            { type: 'symlink', path: 'bin/sh', target: 'busybox' },
+            { type: 'symlink', path: 'bin/mount', target: 'busybox' },
+            { type: 'file', path: 'etc/passwd', content: 'root:x:0:0::/root:/bin/sh\n' },
+          ]),
+        ],
+        runtime: { Cmd: ['/bin/sh', '-c', 'true'] },
+      }),
+    );
+    const out = join(dir, 'sh.cpio.gz');
+    const summary = await new InitramfsBuilder({
+      image: sh,
+      initKind: 'sh',
+      cacheDir: join(dir, 'cache-sh'),
+      kernelModules: modulesDir,
+      modules: ['net'],
+      net: '10.0.2.15/24',
+      entrypoint: '/bin/busybox',
+      cmd: ['httpd', '-f'],
+      env: ['JOB=sh'],
+    }).build(out);
+    expect(summary.initKind).toBe('sh');
+    expect(await archiveConfig(out)).toMatchObject({
+      init: 'sh',
+      initArch: 'x86_64',
+      entrypoint: ['/bin/busybox'],
+      cmd: ['httpd', '-f'],
+      env: expect.arrayContaining(['JOB=sh']),
+      modules: summary.modules?.loadList,
+      net: '10.0.2.15:::255.255.255.0:::off',
+    });
+  });
+
   it('the same member bytes from the directory, the .deb, an image with /lib/modules and a LinuxKit image', async () => {
     const sources = [modulesDir, debianKernel, linuxkitKernel, ...(deb ? [deb] : [])];
     const outputs: Buffer[] = [];
