@@ -13,7 +13,7 @@ import {
   startRegistry,
 } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultMemoryMiB } from '../src/boot-command.ts';
+import { defaultMemoryMiB } from '../src/commands/boot.ts';
 import { bin, busyboxLayer, cliCommand, filesIn, repoRoot, runCli, runProgram } from './harness.ts';
 
 const run = promisify(execFile);

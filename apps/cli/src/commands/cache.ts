@@ -1,12 +1,14 @@
+/** `irb cache ls|prune`: what builds keep on disk, listed or trimmed (see `listCache`, `pruneCache`). */
 import type { CacheEntry } from '@irb/builder';
-import { didYouMean, parseOptions, UsageError } from './args.ts';
-import type { CliIo } from './cli.ts';
-import { formatBytes, table } from './format.ts';
-import { builder } from './lib.ts';
+import { EXIT } from '../kit/errors.ts';
+import { formatBytes, table } from '../kit/format.ts';
+import type { CliIo } from '../kit/io.ts';
+import { builder } from '../kit/library.ts';
+import { parseOptions } from '../kit/options.ts';
+import { didYouMean, UsageError } from '../kit/usage.ts';
 
 /** Parsed `irb cache ls` / `irb cache prune`. */
 export interface CacheArgs {
-  command: 'cache';
   action: 'ls' | 'prune';
   cacheDir?: string;
   /** `--max-size` as given (checked by {@link runCache}, which loads the parser). */
@@ -17,8 +19,10 @@ export interface CacheArgs {
   verbose: boolean;
 }
 
-/** `irb cache --help`. */
-export const CACHE_HELP = `Usage: irb cache ls [--cache-dir DIR] [--json]
+export const name = 'cache';
+export const synopsis = 'cache ls|prune';
+export const summary = 'list or trim the blob, layer index and output caches';
+export const help = `Usage: irb cache ls [--cache-dir DIR] [--json]
        irb cache prune [--max-size SIZE] [--older-than DURATION] [--cache-dir DIR] [--json]
 
 Shows or trims what builds keep on disk: verified blobs by digest in the cache
@@ -40,34 +44,30 @@ A prune never removes a blob a running build is reading or writing, and removes 
 partial downloads of killed builds. After a build that downloaded something, the
 cache is trimmed to $IRB_CACHE_MAX_SIZE (default 10G; "off" disables it).`;
 
-/** Parses the arguments after `irb cache`; throws {@link UsageError} on mistakes. */
-export function parseCacheArgs(argv: string[]): CacheArgs | { command: 'help'; topic: 'cache' } {
+export function parse(argv: string[]): CacheArgs | 'help' {
   const [action, ...rest] = argv;
-  if (action === undefined || action === '-h' || action === '--help')
-    return { command: 'help', topic: 'cache' };
+  if (action === undefined || action === '-h' || action === '--help') return 'help';
   if (action !== 'ls' && action !== 'prune') {
     const guess = didYouMean(action, ['ls', 'prune']);
     throw new UsageError(
       `unknown cache action "${action}" (${guess ? `did you mean "${guess}"?` : 'actions: ls, prune'})`,
-      'cache',
     );
   }
-  const { values, positionals } = parseOptions('cache', rest, {
+  const { values, positionals } = parseOptions(rest, {
     'cache-dir': { type: 'string' },
     json: { type: 'boolean' },
     verbose: { type: 'boolean' },
     ...(action === 'prune' ? { 'max-size': { type: 'string' }, 'older-than': { type: 'string' } } : {}),
   });
-  if (values.help) return { command: 'help', topic: 'cache' };
-  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`, 'cache');
+  if (values.help) return 'help';
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const args: CacheArgs = {
-    command: 'cache',
     action,
     json: Boolean(values.json),
     verbose: Boolean(values.verbose),
   };
   if (values['cache-dir'] !== undefined) {
-    if (values['cache-dir'] === '') throw new UsageError('--cache-dir needs a directory', 'cache');
+    if (values['cache-dir'] === '') throw new UsageError('--cache-dir needs a directory');
     args.cacheDir = String(values['cache-dir']);
   }
   if (values['max-size'] !== undefined) args.maxSize = String(values['max-size']);
@@ -92,7 +92,7 @@ function when(date: Date): string {
 }
 
 /** Runs `irb cache ls|prune` through the builder's public API; returns the exit code. */
-export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+export async function run(args: CacheArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const {
     cacheDirectories,
     cacheMaxBytes,
@@ -106,16 +106,13 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
   if (args.maxSize !== undefined) {
     limits.maxBytes = parseByteSize(args.maxSize);
     if (limits.maxBytes === undefined) {
-      throw new UsageError(`--max-size wants a size such as 5G, 500M or 2GB, not "${args.maxSize}"`, 'cache');
+      throw new UsageError(`--max-size wants a size such as 5G, 500M or 2GB, not "${args.maxSize}"`);
     }
   }
   if (args.olderThan !== undefined) {
     limits.olderThanMs = parseDuration(args.olderThan);
     if (limits.olderThanMs === undefined) {
-      throw new UsageError(
-        `--older-than wants a duration such as 30d, 12h or 90m, not "${args.olderThan}"`,
-        'cache',
-      );
+      throw new UsageError(`--older-than wants a duration such as 30d, 12h or 90m, not "${args.olderThan}"`);
     }
   }
   const dirs = cacheDirectories(args.cacheDir);
@@ -136,7 +133,7 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
           2,
         )}\n`,
       );
-      return 0;
+      return EXIT.ok;
     }
     const rows = [
       ['KIND', 'DIGEST', 'SIZE', 'LAST USED', ''],
@@ -157,7 +154,7 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
       `${blobs.length} blobs (${sum(blobs)}) in ${dirs.blobs}, ${indexes.length} layer indexes (${sum(indexes)}) in ${dirs.index}, ${outputs.length} output files (${sum(outputs)}) in ${dirs.output}; ${formatBytes(total)} in all`,
     );
     io.stdout.write(`${lines.join('\n')}\n`);
-    return 0;
+    return EXIT.ok;
   }
   let maxBytes = limits.maxBytes;
   if (maxBytes === undefined && limits.olderThanMs === undefined) {
@@ -165,7 +162,6 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
     if (maxBytes === undefined) {
       throw new UsageError(
         'IRB_CACHE_MAX_SIZE is off, so there is no limit to trim to; give --max-size or --older-than',
-        'cache',
       );
     }
   }
@@ -194,7 +190,7 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
         2,
       )}\n`,
     );
-    return 0;
+    return EXIT.ok;
   }
   const limit = [
     maxBytes !== undefined
@@ -214,5 +210,5 @@ export async function runCache(args: CacheArgs, io: CliIo, signal?: AbortSignal)
       lines.push(`  removed ${e.kind} ${e.digest ?? e.path} (${formatBytes(e.size)})`);
   }
   io.stdout.write(`${lines.join('\n')}\n`);
-  return 0;
+  return EXIT.ok;
 }

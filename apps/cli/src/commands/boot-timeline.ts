@@ -1,19 +1,25 @@
 /**
  * `irb boot ARCHIVE --timeline [--runs N] [--json]`: when each phase of a boot was reached (see
- * `bootTimeline` in @irb/boot), as a small table with a bar per phase, or one JSON object.
+ * `bootTimeline` in @irb/boot), as a small table with a bar per phase, or one JSON object. Loaded
+ * by boot.ts for --timeline only.
  */
-import {
-  type BootResult,
-  type BootTimeline,
-  bootTimeline,
-  measureArchive,
-  TIMELINE_PHASES,
-} from '@irb/builder';
-import type { BootArgs } from './args.ts';
-import { defaultMemoryMiB } from './boot-command.ts';
-import type { CliIo } from './cli.ts';
-import { EXIT } from './errors.ts';
-import { bar, table } from './format.ts';
+import { type BootResult, type BootTimeline, bootTimeline, TIMELINE_PHASES } from '@irb/builder';
+import { EXIT } from '../kit/errors.ts';
+import { bar, table } from '../kit/format.ts';
+import type { CliIo } from '../kit/io.ts';
+
+/** What a timeline run needs: boot.ts has chosen the memory and the timeout. */
+export interface TimelineArgs {
+  archive: string;
+  kernel?: string;
+  memoryMb: number;
+  timeoutS: number;
+  kernelArgs: string[];
+  runs: number;
+  json: boolean;
+  quiet: boolean;
+  verbose: boolean;
+}
 
 /** What each phase is called in the table, in boot order. */
 export const PHASE_LABELS: Readonly<Record<(typeof TIMELINE_PHASES)[number], string>> = {
@@ -119,11 +125,8 @@ function failure(result: BootResult, timeoutS: number): string | undefined {
 }
 
 /** Runs `irb boot --timeline`: exit code as `irb boot` (the guest program's status of the last boot). */
-export async function runTimeline(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  const memoryMb =
-    args.memoryMb ??
-    defaultMemoryMiB((await measureArchive(args.archive, signal ? { signal } : {})).recommendedMemoryMiB);
-  const timeoutS = args.timeoutS ?? 120;
+export async function runTimeline(args: TimelineArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  const { memoryMb, timeoutS } = args;
   const runs: BootTimeline[] = [];
   for (let run = 1; run <= args.runs; run++) {
     if (!args.quiet) io.stderr.write(`irb: boot ${run} of ${args.runs}…\n`);

@@ -91,3 +91,8 @@ export function formatPercent(part: number, whole: number): string {
   const p = (100 * part) / whole;
   return p > 0 && p < 0.1 ? '<0.1%' : `${p.toFixed(1)}%`;
 }
+
+/** An argv word as a shell would need it, so the command line reads unambiguously. */
+export function showWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}

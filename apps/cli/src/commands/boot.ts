@@ -1,9 +1,107 @@
-// `irb boot ARCHIVE`: QEMU with the console on this terminal.
-import { bootInitramfs, measureArchive } from '@irb/builder';
-import type { BootArgs } from './args.ts';
-import { bytesOf, type CliInput, type CliIo } from './cli.ts';
-import { EXIT } from './errors.ts';
-import { runTimeline } from './timeline-command.ts';
+/** `irb boot ARCHIVE`: QEMU with the console on this terminal (or `--timeline`: when each phase was reached). */
+import type { BootResult } from '@irb/builder';
+import { EXIT } from '../kit/errors.ts';
+import { bytesOf, type CliInput, type CliIo } from '../kit/io.ts';
+import { builder } from '../kit/library.ts';
+import { integer, one, parseOptions, seconds } from '../kit/options.ts';
+import { UsageError } from '../kit/usage.ts';
+
+/** Parsed `irb boot`. */
+export interface BootArgs {
+  archive: string;
+  kernel?: string;
+  memoryMb?: number;
+  timeoutS?: number;
+  expect?: string;
+  kernelArgs: string[];
+  /** `--timeline`: boot `runs` times and print each phase's median instead of the console. */
+  timeline: boolean;
+  runs: number;
+  json: boolean;
+  quiet: boolean;
+  verbose: boolean;
+}
+
+export const name = 'boot';
+export const synopsis = 'boot ARCHIVE [-- ARGS]';
+export const summary =
+  'boot an initramfs in QEMU and stream the console\n(--timeline: when each boot phase was reached)';
+export const help = `Usage: irb boot ARCHIVE [options] [-- KERNEL_ARGS...]
+
+Boots ARCHIVE in QEMU for the architecture of its /init (x86_64: microvm with KVM
+when usable, otherwise software emulation on the pc machine; aarch64: virt) and
+streams the console to stdout.
+
+  --kernel PATH      kernel image: bzImage, arm64 Image, EFI zboot or ELF vmlinux (default:
+                     $IRB_KERNEL_X86_64 / $IRB_KERNEL_AARCH64, else $IRB_KERNEL, else
+                     the newest /boot/vmlinuz-*, else the one scripts/ensure-env.sh
+                     unpacked in ~/.cache/irb/kernel or kernel-aarch64)
+  -m, --memory MB    guest RAM (default: what the archive needs to unpack + 256, at
+                     least 512)
+  --timeout S        give up after S seconds (default 120)
+  --expect TEXT      succeed as soon as TEXT appears on the console; fail if it never does
+  --timeline         do not stream the console; print when each phase was reached
+                     (kernel unpack start, unpacked, /init, program exec, first line, VM
+                     end, wall), in ms on the guest's clock, with a bar per phase
+  --runs N           with --timeline: boot N times and print each phase's median
+  --json             with --timeline: one JSON object, a field per phase in ms
+  -q, --quiet        do not stream the console
+  --verbose          also print the QEMU command line
+
+Console input: on a terminal, keys go to the guest (Ctrl-C too); Ctrl-A x stops
+the VM (exit 130), Ctrl-A Ctrl-A sends Ctrl-A. Piped stdin is sent to the console
+once the kernel has started /init.
+
+Exits with N when a generated /init reports "irb: exit status N" (0 when the guest
+program succeeded), 0 when TEXT appeared or the guest powered off by itself, 1 on
+a kernel panic, too little memory, a timeout or a missing TEXT.`;
+
+export function parse(argv: string[]): BootArgs | 'help' {
+  const dash = argv.indexOf('--');
+  const own = dash < 0 ? argv : argv.slice(0, dash);
+  const kernelArgs = dash < 0 ? [] : argv.slice(dash + 1);
+  const { values, positionals } = parseOptions(own, {
+    kernel: { type: 'string' },
+    memory: { type: 'string', short: 'm' },
+    timeout: { type: 'string' },
+    expect: { type: 'string' },
+    timeline: { type: 'boolean' },
+    runs: { type: 'string' },
+    json: { type: 'boolean' },
+    quiet: { type: 'boolean', short: 'q' },
+    verbose: { type: 'boolean' },
+  });
+  if (values.help) return 'help';
+  const args: BootArgs = {
+    archive: one(positionals, 'ARCHIVE'),
+    kernelArgs,
+    timeline: Boolean(values.timeline),
+    runs: integer('runs', values.runs, 1, 100) ?? 1,
+    json: Boolean(values.json),
+    quiet: Boolean(values.quiet),
+    verbose: Boolean(values.verbose),
+  };
+  if (!args.timeline) {
+    // Both only shape the timeline's report; without it they would be silently ignored.
+    const stray = values.runs !== undefined ? '--runs' : values.json ? '--json' : undefined;
+    if (stray)
+      throw new UsageError(
+        `${stray} goes with --timeline (irb boot ARCHIVE --timeline ${stray === '--runs' ? '--runs N' : '--json'})`,
+      );
+  } else if (values.expect !== undefined) {
+    throw new UsageError('--timeline boots until the guest powers off; it excludes --expect');
+  }
+  if (values.kernel !== undefined) args.kernel = String(values.kernel);
+  const memory = integer('memory', values.memory, 64, 1024 * 1024);
+  if (memory !== undefined) args.memoryMb = memory;
+  const timeout = seconds('timeout', values.timeout);
+  if (timeout !== undefined) args.timeoutS = timeout;
+  if (values.expect !== undefined) {
+    if (values.expect === '') throw new UsageError('--expect needs a non-empty text');
+    args.expect = String(values.expect);
+  }
+  return args;
+}
 
 /** Console text of a guest that ran out of memory (unpacking the archive or later). */
 const OUT_OF_MEMORY =
@@ -54,12 +152,14 @@ export function defaultMemoryMiB(recommendedMemoryMiB: number): number {
 }
 
 /** `irb boot`: boots an archive in QEMU, streams the console, forwards input, exits with the guest program's status. */
-export async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  if (args.timeline) return runTimeline(args, io, signal);
+export async function run(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+  const { bootInitramfs, measureArchive } = await builder();
   const measure = async () =>
     defaultMemoryMiB((await measureArchive(args.archive, signal ? { signal } : {})).recommendedMemoryMiB);
   const memoryMb = args.memoryMb ?? (await measure());
   const timeoutS = args.timeoutS ?? 120;
+  if (args.timeline)
+    return (await import('./boot-timeline.ts')).runTimeline({ ...args, memoryMb, timeoutS }, io, signal);
   const stdin = io.stdin;
   const interactive = stdin?.isTTY === true;
   const escapeKey = new AbortController();
@@ -81,7 +181,7 @@ export async function boot(args: BootArgs, io: CliIo, signal?: AbortSignal): Pro
     stdin.setRawMode?.(true);
     io.stderr.write('irb: console input goes to the guest; Ctrl-A x stops the VM\n');
   }
-  let result: Awaited<ReturnType<typeof bootInitramfs>>;
+  let result: BootResult;
   try {
     result = await bootInitramfs({
       // Without --kernel, the kernel for the archive's architecture (its /init says which).

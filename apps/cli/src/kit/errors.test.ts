@@ -1,11 +1,11 @@
 import { IrbError } from '@irb/builder';
 import { describe, expect, it } from 'vitest';
-import { UsageError } from './args.ts';
 import { describeError, OPTION_FLAGS } from './errors.ts';
+import { UsageError } from './usage.ts';
 
 describe('describeError', () => {
   it('maps usage errors to exit 2 with a pointer to --help', () => {
-    expect(describeError(new UsageError('missing IMAGE', 'build'), false)).toEqual({
+    expect(describeError(new UsageError('missing IMAGE'), false, 'build')).toEqual({
       lines: ['irb: error: missing IMAGE; see "irb build --help"'],
       code: 2,
     });

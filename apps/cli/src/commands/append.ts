@@ -1,11 +1,12 @@
+/** `irb append BASE -o OUT`: a new member with files after a built initramfs (see `appendOverlay`). */
 import { parseArgs } from 'node:util';
 import type { AppendSummary } from '@irb/builder/append';
-import { UsageError } from './args.ts';
-import type { CliIo } from './cli.ts';
+import { EXIT } from '../kit/errors.ts';
+import { type CliIo, writeWithBackpressure } from '../kit/io.ts';
+import { UsageError } from '../kit/usage.ts';
 
 /** Parsed `irb append`. */
 export interface AppendArgs {
-  command: 'append';
   base: string;
   output: string;
   inject: string[];
@@ -16,8 +17,10 @@ export interface AppendArgs {
   verbose: boolean;
 }
 
-/** `irb append --help`. */
-export const APPEND_HELP = `Usage: irb append BASE -o OUT --inject SRC:DEST… [--init FILE] [-c NAME]
+export const name = 'append';
+export const synopsis = 'append BASE -o OUT --inject SRC:DEST';
+export const summary = 'add a member with files to a built initramfs';
+export const help = `Usage: irb append BASE -o OUT --inject SRC:DEST… [--init FILE] [-c NAME]
 
 Writes BASE (an initramfs, e.g. one irb build wrote) followed by a new member
 holding the given files: the kernel unpacks it over BASE, so a per-job agent or
@@ -42,8 +45,7 @@ file of BASE is rewritten in place, hard-linked names of it included.`;
 
 const LEVELS = { gzip: [1, 9], zstd: [1, 19] } as const;
 
-/** Parses the arguments after `irb append`; throws {@link UsageError} on mistakes. */
-export function parseAppendArgs(argv: string[]): AppendArgs | { command: 'help'; topic: 'append' } {
+export function parse(argv: string[]): AppendArgs | 'help' {
   let values: Record<string, unknown>;
   let positionals: string[];
   try {
@@ -64,22 +66,20 @@ export function parseAppendArgs(argv: string[]): AppendArgs | { command: 'help';
     }));
   } catch (error) {
     const message = error instanceof Error ? error.message.split('. ')[0]!.replace(/\.$/, '') : String(error);
-    throw new UsageError(message, 'append');
+    throw new UsageError(message);
   }
-  if (values.help) return { command: 'help', topic: 'append' };
+  if (values.help) return 'help';
   if (positionals.length !== 1) {
     throw new UsageError(
       positionals.length === 0 ? 'missing BASE' : `unexpected argument "${positionals[1]}"`,
-      'append',
     );
   }
-  if (values.output === undefined || values.output === '') throw new UsageError('missing -o OUT', 'append');
+  if (values.output === undefined || values.output === '') throw new UsageError('missing -o OUT');
   const inject = (values.inject as string[] | undefined) ?? [];
   if (inject.length === 0 && values.init === undefined) {
-    throw new UsageError('nothing to append: give --inject SRC:DEST or --init FILE', 'append');
+    throw new UsageError('nothing to append: give --inject SRC:DEST or --init FILE');
   }
   const args: AppendArgs = {
-    command: 'append',
     base: positionals[0] as string,
     output: String(values.output),
     inject,
@@ -90,17 +90,17 @@ export function parseAppendArgs(argv: string[]): AppendArgs | { command: 'help';
   if (values.compression !== undefined) {
     const c = String(values.compression);
     if (c !== 'gzip' && c !== 'zstd' && c !== 'lz4' && c !== 'none') {
-      throw new UsageError(`-c must be gzip, zstd, lz4 or none, not "${c}"`, 'append');
+      throw new UsageError(`-c must be gzip, zstd, lz4 or none, not "${c}"`);
     }
     args.compression = c;
   }
   if (values.level !== undefined) {
     const c = args.compression;
-    if (c !== 'gzip' && c !== 'zstd') throw new UsageError('--level needs -c gzip or -c zstd', 'append');
+    if (c !== 'gzip' && c !== 'zstd') throw new UsageError('--level needs -c gzip or -c zstd');
     const level = Number(values.level);
     const [lo, hi] = LEVELS[c];
     if (!Number.isInteger(level) || level < lo || level > hi) {
-      throw new UsageError(`--level for ${c} must be ${lo}-${hi}, not "${values.level}"`, 'append');
+      throw new UsageError(`--level for ${c} must be ${lo}-${hi}, not "${values.level}"`);
     }
     args.level = level;
   }
@@ -108,8 +108,9 @@ export function parseAppendArgs(argv: string[]): AppendArgs | { command: 'help';
 }
 
 /** Runs `irb append`: the library is loaded only now, so other commands do not pay for it. */
-export async function runAppend(args: AppendArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+export async function run(args: AppendArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const { appendOverlay } = await import('@irb/builder/append');
+  io.beforeWork?.();
   const options = {
     ...(args.init !== undefined ? { init: args.init } : {}),
     ...(args.compression !== undefined ? { compression: args.compression } : {}),
@@ -119,11 +120,7 @@ export async function runAppend(args: AppendArgs, io: CliIo, signal?: AbortSigna
   let summary: AppendSummary;
   if (args.output === '-') {
     const stream = appendOverlay(args.base, args.inject, options);
-    for await (const chunk of stream) {
-      if (io.stdout.write(chunk) === false && io.stdout.once) {
-        await new Promise<void>((resolve) => io.stdout.once?.('drain', resolve));
-      }
-    }
+    for await (const chunk of stream) await writeWithBackpressure(io.stdout, chunk);
     summary = await stream.summary;
   } else {
     summary = await appendOverlay(args.base, args.inject, { ...options, output: args.output });
@@ -135,5 +132,5 @@ export async function runAppend(args: AppendArgs, io: CliIo, signal?: AbortSigna
       `${summary.output}: ${summary.baseBytes} bytes of ${summary.base} + a ${summary.compression} member of ${summary.entries} entries (${summary.memberBytes} bytes) in ${summary.durationMs} ms\n`,
     );
   }
-  return 0;
+  return EXIT.ok;
 }

@@ -1,6 +1,6 @@
 import { constants } from 'node:os';
 import { isIrbError } from '@irb/errors';
-import { UsageError } from './args.ts';
+import { UsageError } from './usage.ts';
 
 /**
  * Exit codes of `irb`. A signal exits 128 + its number (SIGINT 130, SIGTERM 143), as shells report
@@ -150,14 +150,17 @@ function irbErrorLine(code: string, message: string, errno: string | undefined):
   return `${head}; ${ERRNO_ADVICE[errno]}, or ${place}`;
 }
 
-/** Turns any error into what the CLI prints and the exit code: one line unless `verbose`. */
+/**
+ * Turns any error into what the CLI prints and the exit code: one line unless `verbose`.
+ * `command` is the command that ran, when one was recognized: usage errors point to its help.
+ */
 export function describeError(
   error: unknown,
   verbose: boolean,
   command?: string,
 ): { lines: string[]; code: number } {
   if (error instanceof UsageError) {
-    const help = error.command ? `irb ${error.command} --help` : 'irb --help';
+    const help = command ? `irb ${command} --help` : 'irb --help';
     return { lines: [`irb: error: ${error.message}; see "${help}"`], code: EXIT.usage };
   }
   if (isAbort(error)) {

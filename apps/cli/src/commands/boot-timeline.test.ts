@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { medianTimeline, timelineJson, timelineText } from './timeline-command.ts';
+import { medianTimeline, timelineJson, timelineText } from './boot-timeline.ts';
 
 describe('boot --timeline output', () => {
   it('takes each phase’s median over the runs that showed it', () => {

@@ -1,0 +1,295 @@
+import { describe, expect, it } from 'vitest';
+import { compressionFromName, defaultOutput } from '../kit/compression.ts';
+import { normalizePlatform } from '../kit/options.ts';
+import { didYouMean } from '../kit/usage.ts';
+import { main } from '../main.ts';
+import { COMMAND_NAMES, loadCommand } from './index.ts';
+
+/** What the command `argv[0]` parses the rest of `argv` to. */
+async function parse(argv: string[]): Promise<unknown> {
+  const [name = '', ...rest] = argv;
+  const command = loadCommand(name);
+  if (!command) throw new Error(`no command ${name}`);
+  return (await command).parse(rest);
+}
+
+/** Runs irb on `argv`; the usage error it prints (exit 2), without the pointer to --help. */
+async function usage(argv: string[]): Promise<string> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, {
+    stdout: { write: (t) => (stdout += String(t)) },
+    stderr: { write: (t) => (stderr += String(t)) },
+  });
+  const message = /^irb: error: (.*); see "irb( \S+)? --help"\n$/s.exec(stderr)?.[1];
+  if (code !== 2 || message === undefined)
+    throw new Error(`no usage error for ${argv.join(' ')}: ${code} ${stdout}${stderr}`);
+  return message;
+}
+
+describe('parseCli', async () => {
+  it('parses a full build command', async () => {
+    const args = await parse([
+      'build',
+      'host:5000/app:1',
+      '-o',
+      'out.img',
+      '-c',
+      'zstd',
+      '--level',
+      '19',
+      '--platform',
+      'linux/arm64/v8',
+      '--inject',
+      'agent:/usr/bin/agent',
+      '--inject',
+      './etc:/etc/app',
+      '--exclude',
+      '/usr/share/doc/**',
+      '--slim',
+      'docs,locales',
+      '--slim',
+      'docs',
+      '--keep-only',
+      'a.json',
+      '--keep-only',
+      'b.json',
+      '--keep',
+      '/etc/ssl/**',
+      '--init',
+      'init.sh',
+      '--replace-init',
+      '--on-exit',
+      'reboot',
+      '--no-cache',
+      '--insecure-registry',
+      'reg.lan:5000',
+      '--keychain',
+      '@acme/irb-auth#createVault',
+      '--json',
+    ]);
+    expect(args).toEqual({
+      image: 'host:5000/app:1',
+      output: 'out.img',
+      compression: 'zstd',
+      level: 19,
+      platform: 'linux/arm64/v8',
+      inject: ['agent:/usr/bin/agent', './etc:/etc/app'],
+      init: 'init.sh',
+      replaceInit: true,
+      keepInit: false,
+      onExit: 'reboot',
+      initKind: 'auto',
+      exclude: ['/usr/share/doc/**'],
+      slim: ['docs', 'locales'],
+      keepOnly: ['a.json', 'b.json'],
+      keep: ['/etc/ssl/**'],
+      noCache: true,
+      insecureRegistries: ['reg.lan:5000'],
+      keychains: ['@acme/irb-auth#createVault'],
+      json: true,
+      quiet: false,
+      verbose: false,
+    });
+  });
+
+  it('picks the output name from the compression', async () => {
+    expect(await parse(['build', 'alpine'])).toMatchObject({
+      output: 'initramfs.cpio.gz',
+      compression: 'gzip',
+    });
+    expect(await parse(['build', 'alpine', '-c', 'zstd'])).toMatchObject({ output: 'initramfs.cpio.zst' });
+    expect(await parse(['build', 'alpine', '-c', 'none'])).toMatchObject({ output: 'initramfs.cpio' });
+    expect(defaultOutput('gzip')).toBe('initramfs.cpio.gz');
+  });
+
+  it('refuses bad flags with a message naming the problem', async () => {
+    expect(await usage(['build'])).toBe('missing IMAGE');
+    expect(await usage(['build', 'a', 'b'])).toContain('unexpected argument "b"');
+    expect(await usage(['build', 'a', '--frobnicate'])).toBe('unknown option "--frobnicate"');
+    expect(await usage(['build', 'a', '-c', 'xz'])).toBe('-c must be gzip, zstd, lz4 or none, not "xz"');
+    expect(await usage(['build', 'a', '-c', 'lz4', '--level', '2'])).toContain(
+      '--level must be a whole number from 1 to 1',
+    );
+    expect(await usage(['build', 'a', '--level', '10'])).toContain(
+      '--level must be a whole number from 1 to 9',
+    );
+    expect(await usage(['build', 'a', '-c', 'zstd', '--level', 'x'])).toContain('from 1 to 19');
+    expect(await usage(['build', 'a', '-c', 'none', '--level', '1'])).toContain('does not apply');
+    expect(await usage(['build', 'a', '--cache-dir', 'd', '--no-cache'])).toContain('exclude each other');
+    expect(await usage(['build', 'a', '--inject', 'nocolon'])).toContain('SRC:DEST');
+    expect(await usage(['build', 'a', '--on-exit', 'halt'])).toContain(
+      '--on-exit must be poweroff or reboot',
+    );
+    expect(await usage(['build', 'a', '--keep-init', '--init', 'x'])).toContain('--keep-init');
+    expect(await usage(['build', 'a', '--init-kind', 'busybox'])).toBe(
+      '--init-kind must be auto, static or sh, not "busybox"',
+    );
+    expect(await usage(['build', 'a', '--init-kind', 'sh', '--init', 'x'])).toContain('it excludes --init');
+    expect(await parse(['build', 'a', '--init-kind', 'sh'])).toMatchObject({ initKind: 'sh' });
+    expect(await usage(['build', 'a', '--level'])).toContain("Option '--level <value>' argument missing");
+    expect(await usage(['build', 'a', '--platform', 'linux'])).toContain('--platform wants os/arch');
+    expect(await usage(['inspect', 'a', '--platform', 'a/b/c/d'])).toContain('--platform wants os/arch');
+    expect(await usage(['frob'])).toBe(`unknown command "frob" (commands: ${COMMAND_NAMES.join(', ')})`);
+    expect(await usage(['boot'])).toBe('missing ARCHIVE');
+    expect(await usage(['boot', 'a', '--memory', '12'])).toContain('--memory must be a whole number from 64');
+    expect(await usage(['boot', 'a', '--timeout', '-1'])).toContain('--timeout');
+  });
+
+  it('suggests the closest command or flag for a typo', async () => {
+    expect(await usage(['buld', 'alpine'])).toBe('unknown command "buld" (did you mean "build"?)');
+    expect(await usage(['inpsect', 'alpine'])).toBe('unknown command "inpsect" (did you mean "inspect"?)');
+    expect(await usage(['--verison'])).toBe('unknown option "--verison" (did you mean --version?)');
+    expect(await usage(['build', 'a', '--cach-dir', 'd'])).toBe(
+      'unknown option "--cach-dir" (did you mean --cache-dir?)',
+    );
+    expect(await usage(['build', 'a', '--no-cach'])).toBe(
+      'unknown option "--no-cach" (did you mean --no-cache?)',
+    );
+    expect(await usage(['build', 'a', '--insecure', 'h'])).toBe(
+      'unknown option "--insecure" (did you mean --insecure-registry?)',
+    );
+    expect(await usage(['boot', 'a', '--memroy', '512'])).toBe(
+      'unknown option "--memroy" (did you mean --memory?)',
+    );
+    expect(didYouMean('zzzzzz', ['build', 'boot'])).toBeUndefined();
+  });
+
+  it('reads an architecture alone as linux/ARCH, as docker does', async () => {
+    expect(await parse(['build', 'a', '--platform', 'arm64'])).toMatchObject({ platform: 'linux/arm64' });
+    expect(await parse(['inspect', 'a', '--platform', 'arm64/v8'])).toMatchObject({
+      platform: 'linux/arm64/v8',
+    });
+    expect(await parse(['inspect', 'a', '--platform', 'linux/amd64'])).toMatchObject({
+      platform: 'linux/amd64',
+    });
+    expect(normalizePlatform('windows/amd64')).toBe('windows/amd64');
+    expect(await usage(['build', 'a', '--platform', 'sparc'])).toContain(
+      '--platform wants os/arch[/variant]',
+    );
+  });
+
+  it('infers the compression from a known -o ending, and refuses a contradiction', async () => {
+    expect(await parse(['build', 'a', '-o', 'x.cpio.zst'])).toMatchObject({ compression: 'zstd' });
+    expect(await parse(['build', 'a', '-o', 'x.ZSTD'])).toMatchObject({ compression: 'zstd' });
+    expect(await parse(['build', 'a', '-o', 'x.cpio.gz'])).toMatchObject({ compression: 'gzip' });
+    expect(await parse(['build', 'a', '-o', 'x.cpio'])).toMatchObject({ compression: 'none' });
+    expect(await parse(['build', 'a', '-o', 'initrd.img'])).toMatchObject({ compression: 'gzip' });
+    expect(await parse(['build', 'a', '-o', 'initrd.img', '-c', 'zstd'])).toMatchObject({
+      compression: 'zstd',
+    });
+    expect(await parse(['build', 'a', '-o', '-', '-c', 'zstd'])).toMatchObject({
+      output: '-',
+      compression: 'zstd',
+    });
+    expect(await parse(['build', 'a', '-o', 'x.zst', '-c', 'zstd'])).toMatchObject({ compression: 'zstd' });
+    expect(await usage(['build', 'a', '-o', 'x.cpio.zst', '-c', 'gzip'])).toBe(
+      '-o x.cpio.zst names zstd but -c gzip was given; drop -c or rename the output',
+    );
+    expect(await usage(['build', 'a', '-o', 'x.cpio', '-c', 'gzip'])).toContain(
+      'names a plain cpio but -c gzip',
+    );
+    expect(await parse(['build', 'a', '-o', 'x.cpio.lz4'])).toMatchObject({ compression: 'lz4' });
+    expect(await parse(['build', 'a', '-c', 'lz4'])).toMatchObject({ output: 'initramfs.cpio.lz4' });
+    expect(await usage(['build', 'a', '-o', 'x.cpio.xz'])).toBe(
+      '-o x.cpio.xz: irb does not write xz; name the file .gz, .zst, .lz4 or .cpio',
+    );
+    // The level range follows the inferred compression (zstd goes to 19, gzip to 9).
+    expect(await parse(['build', 'a', '-o', 'x.cpio.zst', '--level', '12'])).toMatchObject({ level: 12 });
+    expect(compressionFromName('a.tar.xz')).toEqual({ foreign: 'xz' });
+    expect(compressionFromName('a.GZ')).toEqual({ writes: 'gzip' });
+    expect(compressionFromName('initrd.img')).toBeUndefined();
+  });
+
+  it('refuses a relative --inject DEST', async () => {
+    expect(await usage(['build', 'a', '--inject', 'agent:usr/bin/agent'])).toBe(
+      '--inject agent:usr/bin/agent: DEST must be an absolute path in the image, e.g. agent:/usr/bin/agent',
+    );
+  });
+
+  it('passes everything after -- to the kernel', async () => {
+    expect(
+      await parse(['boot', 'x.cpio.gz', '--expect', 'ok', '--timeout', '30', '--', 'quiet', '--x']),
+    ).toEqual({
+      archive: 'x.cpio.gz',
+      expect: 'ok',
+      timeoutS: 30,
+      kernelArgs: ['quiet', '--x'],
+      timeline: false,
+      runs: 1,
+      json: false,
+      quiet: false,
+      verbose: false,
+    });
+  });
+
+  it('reads --slim presets (all, commas, repeats) and refuses unknown ones with a guess', async () => {
+    expect(await parse(['build', 'a', '--slim', 'all'])).toMatchObject({
+      slim: ['docs', 'locales', 'caches', 'devel'],
+    });
+    expect(await parse(['build', 'a', '--slim', 'caches, docs', '--slim', 'caches'])).toMatchObject({
+      slim: ['caches', 'docs'],
+    });
+    expect(await usage(['build', 'a', '--slim', 'doc'])).toBe(
+      'unknown slim preset "doc" (did you mean "docs"?)',
+    );
+    expect(await usage(['build', 'a', '--slim', 'python'])).toBe(
+      'unknown slim preset "python" (presets: docs, locales, caches, devel, all)',
+    );
+    expect(await usage(['build', 'a', '--slim', ','])).toBe(
+      '--slim needs a preset: docs, locales, caches, devel, all',
+    );
+    expect(await usage(['build', 'a', '--keep', '/etc/**'])).toMatch(
+      /^--keep adds paths to what a trace keeps; give the trace with --keep-only/,
+    );
+    expect(await usage(['trace', 'a', '--slim', 'locale'])).toBe(
+      'unknown slim preset "locale" (did you mean "locales"?)',
+    );
+  });
+
+  it('reads boot --timeline, --runs and --json, which go together', async () => {
+    expect(await parse(['boot', 'x.cpio', '--timeline', '--runs', '5', '--json'])).toMatchObject({
+      timeline: true,
+      runs: 5,
+      json: true,
+    });
+    expect(await usage(['boot', 'x.cpio', '--runs', '5'])).toBe(
+      '--runs goes with --timeline (irb boot ARCHIVE --timeline --runs N)',
+    );
+    expect(await usage(['boot', 'x.cpio', '--json'])).toBe(
+      '--json goes with --timeline (irb boot ARCHIVE --timeline --json)',
+    );
+    expect(await usage(['boot', 'x.cpio', '--timeline', '--runs', '0'])).toBe(
+      '--runs must be a whole number from 1 to 100, not "0"',
+    );
+    expect(await usage(['boot', 'x.cpio', '--timeline', '--expect', 'hi'])).toBe(
+      '--timeline boots until the guest powers off; it excludes --expect',
+    );
+  });
+
+  it('reads irb trace and irb analyze', async () => {
+    expect(await parse(['trace', 'app:1', '--timeout', '30', '--slim', 'docs'])).toMatchObject({
+      image: 'app:1',
+      output: 'trace.json',
+      timeoutS: 30,
+      slim: ['docs'],
+    });
+    expect(await usage(['trace', 'app:1', '--timeout', '1.5'])).toBe(
+      '--timeout must be a whole number from 1 to 86400, not "1.5"',
+    );
+    expect(await usage(['trace', 'app:1', '-o', '-'])).toMatch(/^-o needs a file name/);
+    expect(await usage(['trace', 'app:1', '--keep-only', 't.json'])).toBe('unknown option "--keep-only"');
+    expect(await parse(['analyze', 'x.cpio.gz', '--top', '5', '--json'])).toMatchObject({
+      target: 'x.cpio.gz',
+      top: 5,
+      json: true,
+    });
+    expect(await parse(['analyze', '-'])).toMatchObject({ target: '-' });
+  });
+
+  it('answers help', async () => {
+    expect(await parse(['build', '--help'])).toBe('help');
+    expect(await parse(['ls', '-h'])).toBe('help');
+    expect(await parse(['boot', 'x', '--', '-h'])).toMatchObject({ kernelArgs: ['-h'] });
+  });
+});
