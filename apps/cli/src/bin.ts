@@ -18,13 +18,28 @@ if (major < needMajor || (major === needMajor && minor < needMinor)) {
 }
 // Node's on-disk compile cache (22.1+): later runs skip compiling irb and its dependencies, which
 // is most of a cache hit's start-up. Beside irb's other caches; NODE_COMPILE_CACHE still wins, and
-// an unwritable directory only means no cache.
-import('node:module')
-  .then((mod) => {
+// a directory that cannot be made only means no cache.
+Promise.all([import('node:module'), import('node:fs')])
+  .then(([mod, fs]) => {
     if (process.env.NODE_COMPILE_CACHE || process.env.NODE_DISABLE_COMPILE_CACHE) return;
+    if (typeof mod.enableCompileCache !== 'function') return;
     const home = process.env.HOME || '/tmp';
-    const base = process.env.XDG_CACHE_HOME || `${home}/.cache`;
-    if (typeof mod.enableCompileCache === 'function') mod.enableCompileCache(`${base}/irb/compile-cache`);
+    const dir = `${process.env.XDG_CACHE_HOME || `${home}/.cache`}/irb/compile-cache`;
+    if (!dir.startsWith('/')) return;
+    // One component at a time (0700, as irb's other cache directories), giving up at the first
+    // that cannot be made: where a parent cannot be made inside /proc (HOME=/proc/1/x), Node's
+    // recursive mkdir, also inside enableCompileCache, retries forever.
+    const parts = dir.split('/');
+    for (let i = 2; i <= parts.length; i++) {
+      const path = parts.slice(0, i).join('/');
+      if (fs.existsSync(path)) continue;
+      try {
+        fs.mkdirSync(path, 0o700);
+      } catch {
+        if (!fs.existsSync(path)) return;
+      }
+    }
+    if (fs.statSync(dir).isDirectory()) mod.enableCompileCache(dir);
   })
   .catch(() => {})
   .then(() => import('./run.ts'))

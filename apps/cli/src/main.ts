@@ -69,9 +69,29 @@ async function help(io: CliIo, topic: string | undefined): Promise<number> {
   return EXIT.ok;
 }
 
+/** Where `--json` sends a command's report: stdout, or stderr when the archive goes to stdout. */
+type ReportStream = 'stdout' | 'stderr';
+
+/**
+ * Where a `--json` error goes when the arguments could not be read: the report's stream as far
+ * as the words say (`-o -` puts the archive on stdout), or `undefined` without `--json`.
+ */
+function jsonStreamOf(argv: readonly string[]): ReportStream | undefined {
+  const own = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  if (!own.includes('--json')) return undefined;
+  const toStdout = own.some(
+    (word, i) =>
+      word === '--output=-' ||
+      word === '-o-' ||
+      ((word === '-o' || word === '--output') && own[i + 1] === '-'),
+  );
+  return toStdout ? 'stderr' : 'stdout';
+}
+
 /** Runs `irb` with `argv` (without node and script) and returns the exit code. */
 export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Promise<number> {
   let verbose = argv.includes('--verbose');
+  let json = jsonStreamOf(argv);
   const [first, ...rest] = argv;
   let running: string | undefined;
   try {
@@ -86,12 +106,18 @@ export async function main(argv: string[], io: CliIo, signal?: AbortSignal): Pro
       io.stdout.write(`${command.help}\n`);
       return EXIT.ok;
     }
-    if (typeof args === 'object' && args !== null && 'verbose' in args) verbose = Boolean(args.verbose);
+    const report = args as { verbose?: unknown; json?: unknown };
+    if ('verbose' in report) verbose = Boolean(report.verbose);
+    json = report.json === true ? (command.reportsTo?.(args) ?? 'stdout') : undefined;
     return await command.run(args, io, signal);
   } catch (error) {
     const aborted = signal?.aborted && !(error instanceof UsageError);
-    const { lines, code } = describeError(aborted ? signal?.reason : error, verbose, running);
-    io.stderr.write(`${lines.join('\n')}\n`);
-    return code;
+    const failure = describeError(aborted ? signal?.reason : error, verbose, running);
+    // With --json the error is JSON too, where the report would have gone, so a script reading
+    // that stream gets one document either way.
+    if (json)
+      io[json].write(`${JSON.stringify({ error: { code: failure.code, message: failure.message } })}\n`);
+    else io.stderr.write(`${failure.lines.join('\n')}\n`);
+    return failure.exit;
   }
 }

@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { chooseAccel, findKernel } from '@irb/builder';
 import {
   buildImage,
   buildIndex,
@@ -104,10 +105,30 @@ describe('irb CLI conventions and edges (no VM)', () => {
     expect(lines).toContain(`node      ${process.version} (irb needs ${pkg.engines.node})`);
     const { stdout: qemu } = await run('qemu-system-x86_64', ['--version']);
     expect(lines).toContain(`qemu x86_64 ${qemu.split('\n')[0]!.trim()}`);
-    expect(verbose.stdout).toMatch(/^kvm {7}(\/dev\/kvm is usable|no \/dev\/kvm|\/dev\/kvm is not usable)/m);
+    // The accelerator a boot will really use, not whether /dev/kvm opens (a probe boot decides).
+    const kvm = /^kvm {7}(.*)$/m.exec(verbose.stdout)?.[1] ?? '';
+    const kernel = await findKernel().catch(() => undefined);
+    if (kernel !== undefined && !/^no \/dev\/kvm|not usable/.test(kvm)) {
+      const accel = await chooseAccel({ kernel });
+      expect(kvm).toMatch(
+        accel === 'kvm' ? /irb boot uses KVM$/ : /irb boot uses software emulation \(TCG\)$/,
+      );
+    }
+    const forcedTcg = await runCli(['--version', '--verbose'], { env: { IRB_ACCEL: 'tcg' } });
+    expect(forcedTcg.stdout).toMatch(/^kvm {7}IRB_ACCEL=tcg: irb boot uses software emulation \(TCG\)$/m);
     expect(verbose.stdout).toMatch(/^zstd {6}(zstd-napi|node:zlib)$/m);
     const forced = await runCli(['--version', '--verbose'], { env: { IRB_ZSTD_BACKEND: 'node' } });
     expect(forced.stdout).toMatch(/^zstd {6}node:zlib$/m);
+  });
+
+  it('a HOME where the compile cache cannot be made only means no compile cache', async () => {
+    // Node's recursive mkdir retries forever under /proc; irb must still answer at once.
+    const result = await runCli(['--version'], {
+      env: { HOME: '/proc/1/x', XDG_CACHE_HOME: undefined, NODE_COMPILE_CACHE: undefined },
+      timeoutMs: 30_000,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^irb \S+\n$/);
   });
 
   it('boot --help, the README and the code agree on the memory default', async () => {
@@ -157,6 +178,25 @@ describe('irb CLI conventions and edges (no VM)', () => {
       result.stderr,
       /DEST must be an absolute path in the image, e\.g\. .*agent:\/usr\/bin\/agent/,
     );
+    expect(await filesIn(sub)).toEqual([]);
+  });
+
+  it('a missing --inject source and an output directory that does not exist are usage errors (exit 2)', async () => {
+    const sub = await mkdtemp(join(dir, 'bad-values-'));
+    const inject = await runCli([
+      'build',
+      image,
+      '-q',
+      '--inject',
+      '/nonexistent:/x',
+      '-o',
+      join(sub, 'x.gz'),
+    ]);
+    expect(inject.code).toBe(2);
+    expectOneLine(inject.stderr, /^irb: error: --inject \/nonexistent:\/x: \/nonexistent does not exist/);
+    const output = await runCli(['build', image, '-q', '-o', join(sub, 'no/such/dir/x.gz')]);
+    expect(output.code).toBe(2);
+    expectOneLine(output.stderr, /^irb: error: cannot write the output .*no\/such\/dir\/x\.gz/);
     expect(await filesIn(sub)).toEqual([]);
   });
 

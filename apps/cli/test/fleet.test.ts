@@ -122,6 +122,21 @@ describe('irb push / irb pull against a real registry', () => {
     expect((await runCli(['pull', image, '--for', image, '-o', join(dir, 'x')])).code).toBe(2);
     expect((await runCli(['push', join(dir, 'app.cpio.gz')])).code).toBe(2);
     expect((await runCli(['push', 'a', 'b', '--annotation', 'novalue'])).code).toBe(2);
+    // Values the library refuses are usage errors too: a reserved annotation, a push by digest
+    // that nothing would refer to.
+    const archive = join(dir, 'app.cpio.gz');
+    const reserved = await runCli([
+      'push',
+      archive,
+      `${registry.host}/x/y:t`,
+      '--annotation',
+      'dev.irb.version=9',
+    ]);
+    expect(reserved.code).toBe(2);
+    expect(reserved.stderr).toMatch(/^irb: error: annotation dev\.irb\.version is set by irb itself/);
+    const untagged = await runCli(['push', archive, `${registry.host}/x/y`]);
+    expect(untagged.code).toBe(2);
+    expect(untagged.stderr).toMatch(/names no tag/);
     const notArtifact = await runCli(['pull', image, '-o', join(dir, 'x')]);
     expect(notArtifact.code).toBe(1);
     expect(notArtifact.stderr).toMatch(/container image, not an irb initramfs/);

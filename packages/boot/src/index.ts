@@ -13,6 +13,7 @@ export {
   type BootOptions,
   type BootResult,
   bootInitramfs,
+  chooseAccel,
   kernelCommandLine,
   probeKvm,
   qemuArguments,

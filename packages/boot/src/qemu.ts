@@ -275,6 +275,21 @@ async function probeUncached(
   return works;
 }
 
+/**
+ * The accelerator {@link bootInitramfs} uses for an `arch` guest booting `kernel` when the caller
+ * does not choose: `IRB_ACCEL` when set, else KVM when {@link probeKvm} shows it runs a guest,
+ * else TCG. For reports (`irb --version --verbose`) that must say what a boot will do.
+ */
+export async function chooseAccel(options: {
+  kernel: string;
+  qemu?: string;
+  arch?: BootArch;
+}): Promise<BootAccel> {
+  const arch = options.arch ?? hostArch();
+  const qemu = options.qemu ?? qemuBinary(arch);
+  return accelFromEnv() ?? ((await probeKvm({ kernel: options.kernel, qemu, arch })) ? 'kvm' : 'tcg');
+}
+
 function accelFromEnv(): BootAccel | undefined {
   const value = process.env.IRB_ACCEL;
   return value === 'kvm' || value === 'tcg' ? value : undefined;
@@ -329,8 +344,8 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
       `initramfs ${options.initramfs} is not a readable file; build it first`,
     );
   }
-  const wantedAccel = options.accel && options.accel !== 'auto' ? options.accel : accelFromEnv();
-  const accel: BootAccel = wantedAccel ?? ((await probeKvm({ kernel, qemu, arch })) ? 'kvm' : 'tcg');
+  const accel: BootAccel =
+    options.accel && options.accel !== 'auto' ? options.accel : await chooseAccel({ kernel, qemu, arch });
   const machine: BootMachine =
     options.machine && options.machine !== 'auto'
       ? options.machine

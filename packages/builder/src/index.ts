@@ -6,6 +6,7 @@ export {
   type BootTimelineReport,
   bootInitramfs,
   bootTimeline,
+  chooseAccel,
   type FindKernelOptions,
   findKernel,
   kernelCommandLine,

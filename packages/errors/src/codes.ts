@@ -127,6 +127,12 @@ export const ERROR_CODES = {
   IRB_BOOT_INITRAMFS_NOT_FOUND: 'The archive to boot does not exist.',
   IRB_BOOT_QEMU_NOT_FOUND: 'QEMU for the guest architecture is not installed.',
   IRB_TRACE_INCOMPLETE: 'A traced boot ended without the complete list of paths the program used.',
+
+  // The command line (irb)
+  IRB_COMMAND_LINE_INVALID:
+    'The command line names an unknown command or flag, misses an argument, or gives a flag a bad value.',
+  IRB_COMMAND_INTERRUPTED: 'A command was stopped by SIGINT or SIGTERM (or Ctrl-A x) before it finished.',
+  IRB_INTERNAL_FAILURE: 'An unexpected failure inside irb: a bug, to report with the output of --verbose.',
 } as const satisfies Record<`IRB_${string}`, string>;
 
 /** A code an irb error can carry; the list with meanings is {@link ERROR_CODES}. */

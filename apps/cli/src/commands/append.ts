@@ -108,6 +108,11 @@ export function parse(argv: string[]): AppendArgs | 'help' {
 }
 
 /** Runs `irb append`: the library is loaded only now, so other commands do not pay for it. */
+/** With the archive on stdout (`-o -`), the report goes to stderr. */
+export function reportsTo(args: AppendArgs): 'stdout' | 'stderr' {
+  return args.output === '-' ? 'stderr' : 'stdout';
+}
+
 export async function run(args: AppendArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const { appendOverlay } = await import('@irb/builder/append');
   io.beforeWork?.();

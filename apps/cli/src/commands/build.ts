@@ -184,6 +184,11 @@ export function parse(argv: string[]): BuildArgs | 'help' {
   return Object.assign(args, remoteCacheArgs(values, output));
 }
 
+/** With the archive on stdout (`-o -`), the report goes to stderr. */
+export function reportsTo(args: BuildArgs): 'stdout' | 'stderr' {
+  return args.output === '-' ? 'stderr' : 'stdout';
+}
+
 export async function run(args: BuildArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const toStdout = args.output === '-';
   // With the archive on stdout and --json, stderr carries the JSON summary and nothing else, so

@@ -46,7 +46,8 @@ cache is trimmed to $IRB_CACHE_MAX_SIZE (default 10G; "off" disables it).`;
 
 export function parse(argv: string[]): CacheArgs | 'help' {
   const [action, ...rest] = argv;
-  if (action === undefined || action === '-h' || action === '--help') return 'help';
+  if (action === '-h' || action === '--help') return 'help';
+  if (action === undefined) throw new UsageError('missing the action: ls or prune');
   if (action !== 'ls' && action !== 'prune') {
     const guess = didYouMean(action, ['ls', 'prune']);
     throw new UsageError(

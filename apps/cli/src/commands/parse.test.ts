@@ -21,7 +21,9 @@ async function usage(argv: string[]): Promise<string> {
     stdout: { write: (t) => (stdout += String(t)) },
     stderr: { write: (t) => (stderr += String(t)) },
   });
-  const message = /^irb: error: (.*); see "irb( \S+)? --help"\n$/s.exec(stderr)?.[1];
+  // With --json the error is a JSON document on stdout instead of a line on stderr.
+  const line = stdout.startsWith('{') ? `irb: error: ${JSON.parse(stdout).error.message}\n` : stderr;
+  const message = /^irb: error: (.*); see "irb( \S+)? --help"\n$/s.exec(line)?.[1];
   if (code !== 2 || message === undefined)
     throw new Error(`no usage error for ${argv.join(' ')}: ${code} ${stdout}${stderr}`);
   return message;
@@ -108,9 +110,10 @@ describe('parseCli', async () => {
     expect(await usage(['build', 'a', 'b'])).toContain('unexpected argument "b"');
     expect(await usage(['build', 'a', '--frobnicate'])).toBe('unknown option "--frobnicate"');
     expect(await usage(['build', 'a', '-c', 'xz'])).toBe('-c must be gzip, zstd, lz4 or none, not "xz"');
-    expect(await usage(['build', 'a', '-c', 'lz4', '--level', '2'])).toContain(
-      '--level must be a whole number from 1 to 1',
+    expect(await usage(['build', 'a', '-c', 'lz4', '--level', '2'])).toBe(
+      '--level 2: lz4 has one level (1); leave --level out',
     );
+    expect(await parse(['build', 'a', '-c', 'lz4', '--level', '1'])).toMatchObject({ level: 1 });
     expect(await usage(['build', 'a', '--level', '10'])).toContain(
       '--level must be a whole number from 1 to 9',
     );
@@ -127,13 +130,31 @@ describe('parseCli', async () => {
     );
     expect(await usage(['build', 'a', '--init-kind', 'sh', '--init', 'x'])).toContain('it excludes --init');
     expect(await parse(['build', 'a', '--init-kind', 'sh'])).toMatchObject({ initKind: 'sh' });
-    expect(await usage(['build', 'a', '--level'])).toContain("Option '--level <value>' argument missing");
+    expect(await usage(['build', 'a', '--level'])).toBe('--level needs a value');
     expect(await usage(['build', 'a', '--platform', 'linux'])).toContain('--platform wants os/arch');
     expect(await usage(['inspect', 'a', '--platform', 'a/b/c/d'])).toContain('--platform wants os/arch');
     expect(await usage(['frob'])).toBe(`unknown command "frob" (commands: ${COMMAND_NAMES.join(', ')})`);
     expect(await usage(['boot'])).toBe('missing ARCHIVE');
     expect(await usage(['boot', 'a', '--memory', '12'])).toContain('--memory must be a whole number from 64');
-    expect(await usage(['boot', 'a', '--timeout', '-1'])).toContain('--timeout');
+    expect(await usage(['boot', 'a', '--timeout', '-1'])).toBe(
+      '--timeout must be a positive number of seconds, not "-1"',
+    );
+  });
+
+  it("says node:util's parse errors in one line of its own", async () => {
+    expect(await usage(['build', 'a', '--inject'])).toBe('--inject needs a value');
+    expect(await usage(['build', 'a', '-o'])).toBe('-o/--output needs a value');
+    expect(await usage(['build', 'a', '--json=1'])).toBe('--json takes no value');
+    expect(await usage(['build', 'a', '-o', '-x'])).toBe(
+      '-o/--output needs a value; "-x" looks like an option (if it is the value, write --output=-x)',
+    );
+    expect(await usage(['boot', 'a', '-m', '-5'])).toBe(
+      '--memory must be a whole number from 64 to 1048576, not "-5"',
+    );
+    expect(await usage(['trace', 'a', '--timeout', '-1'])).toBe(
+      '--timeout must be a whole number from 1 to 86400, not "-1"',
+    );
+    expect(await usage(['cache'])).toBe('missing the action: ls or prune');
   });
 
   it('suggests the closest command or flag for a typo', async () => {

@@ -23,6 +23,33 @@ function firstLineOf(command: string, args: string[]): Promise<string | undefine
   });
 }
 
+const TCG = 'irb boot uses software emulation (TCG)';
+
+/**
+ * What `irb boot` will use on this host, not merely whether /dev/kvm opens: some sandboxes expose
+ * a /dev/kvm that hangs the guest, and boot then uses TCG after its probe (cached per host boot).
+ */
+async function kvmReport(): Promise<string> {
+  const forced = process.env.IRB_ACCEL;
+  if (forced === 'kvm' || forced === 'tcg') {
+    return `IRB_ACCEL=${forced}: ${forced === 'kvm' ? 'irb boot uses KVM' : TCG}`;
+  }
+  try {
+    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? `no /dev/kvm; ${TCG}` : `/dev/kvm is not usable (${code}); ${TCG}`;
+  }
+  const { chooseAccel, findKernel } = await builder();
+  const kernel = await findKernel().catch(() => undefined);
+  if (kernel === undefined) {
+    return '/dev/kvm is accessible; no kernel was found to probe it with, so irb boot probes at its first boot whether KVM runs a guest';
+  }
+  return (await chooseAccel({ kernel })) === 'kvm'
+    ? '/dev/kvm works (a probe boot ran a guest under it); irb boot uses KVM'
+    : `/dev/kvm is accessible but a probe boot under it failed; ${TCG}`;
+}
+
 /** `irb --version --verbose`: what irb runs on, the things bug reports need. */
 async function environmentReport(): Promise<string[]> {
   const lines = [`node      ${process.version} (irb needs ${packageJson().engines.node})`];
@@ -32,17 +59,7 @@ async function environmentReport(): Promise<string[]> {
       `${qemu.replace('qemu-system-', 'qemu ').padEnd(9)} ${found ?? `not found (${qemu} is not on PATH)`}`,
     );
   }
-  let kvm: string;
-  try {
-    await access('/dev/kvm', constants.R_OK | constants.W_OK);
-    kvm = '/dev/kvm is usable (irb boot checks with a probe boot that KVM really runs a guest)';
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    kvm =
-      code === 'ENOENT'
-        ? 'no /dev/kvm; irb boot uses software emulation (TCG)'
-        : `/dev/kvm is not usable (${code}); irb boot uses software emulation (TCG)`;
-  }
+  const kvm = await kvmReport();
   lines.push(`kvm       ${kvm}`);
   let zstd: string;
   try {

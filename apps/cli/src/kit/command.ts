@@ -15,6 +15,8 @@ export interface Command<Args = unknown> {
   readonly help: string;
   /** Reads argv after the command name: its arguments, or `'help'` for -h/--help; throws UsageError. */
   parse(argv: string[]): Args | 'help';
+  /** Where the `--json` report goes (and so a `--json` error). Default: stdout. */
+  reportsTo?(args: Args): 'stdout' | 'stderr';
   /** Runs the parsed command; returns the exit code (errors are thrown to the dispatcher). */
   run(args: Args, io: CliIo, signal?: AbortSignal): Promise<number>;
 }

@@ -93,6 +93,10 @@ export function compressionArgs(
     throw new UsageError('--level does not apply to -c none');
   }
   const [lo, hi] = COMPRESSIONS[compression].levels;
+  // "from 1 to 1" would read like a typo of ours: a compression with one level says so.
+  if (lo === hi && values.level !== undefined && String(values.level) !== String(lo)) {
+    throw new UsageError(`--level ${values.level}: ${compression} has one level (${lo}); leave --level out`);
+  }
   const level = integer('level', values.level, lo, hi);
   return level === undefined ? { compression } : { compression, level };
 }
