@@ -87,6 +87,13 @@ describe('irb push / irb pull against a real registry', () => {
     const pull = await runCli(['pull', ref, '-o', out, '--platform', 'linux/amd64']);
     expect(pull.code).toBe(0);
     expect(Buffer.compare(await readFile(out), await readFile(archive))).toBe(0);
+    // An output named for another compression is refused, as irb build refuses it, and not written.
+    const misnamed = await runCli(['pull', ref, '-o', join(dir, 'byref.cpio.lz4')]);
+    expect(misnamed.code).toBe(2);
+    expect(misnamed.stderr).toMatch(
+      /the archive is gzip-compressed, but the output .*byref\.cpio\.lz4 is named for lz4/,
+    );
+    expect(await filesIn(dir)).not.toContain('byref.cpio.lz4');
     // skopeo reads it as an artifact and refuses image-specific operations on it.
     const asImage = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${ref}`]).then(
       () => 'inspected as an image',

@@ -1,8 +1,9 @@
 /** `irb append BASE -o OUT`: a new member with files after a built initramfs (see `appendOverlay`). */
-import { parseArgs } from 'node:util';
 import type { AppendSummary } from '@irb/builder/append';
+import { COMPRESSION_FLAGS, type CompressionName, chosenCompression, levelFor } from '../kit/compression.ts';
 import { EXIT } from '../kit/errors.ts';
 import { type CliIo, writeWithBackpressure } from '../kit/io.ts';
+import { parseOptions, strings } from '../kit/options.ts';
 import { UsageError } from '../kit/usage.ts';
 
 /** Parsed `irb append`. */
@@ -11,7 +12,7 @@ export interface AppendArgs {
   output: string;
   inject: string[];
   init?: string;
-  compression?: 'gzip' | 'zstd' | 'lz4' | 'none';
+  compression?: CompressionName;
   level?: number;
   json: boolean;
   verbose: boolean;
@@ -28,12 +29,15 @@ holding the given files: the kernel unpacks it over BASE, so a per-job agent or
 bytes (to check it is a CPIO, gzip, zstd or lz4 archive); its bytes are copied
 as they are.
 
-  -o, --output FILE         the result (written atomically); - writes it to stdout
+  -o, --output FILE         the result (written atomically); - writes it to stdout; a
+                            .gz, .zst, .lz4 or .cpio ending picks the new member's
+                            compression (a contradicting -c is refused, as for irb build)
       --inject SRC:DEST     copy host file or directory SRC to DEST; repeatable
       --init FILE           put FILE at /init (replacing BASE's)
-  -c, --compression NAME    gzip, zstd, lz4 or none (default: BASE's)
-      --level N             gzip 1-9 (default 6), zstd 1-19 (default 3)
-      --json                print the summary as JSON
+  -c, --compression NAME    gzip, zstd, lz4 or none (default: what -o's name says, else BASE's)
+      --level N             gzip 1-9 (default 6), zstd 1-19 (default 3), lz4 1; needs -c
+      --json                print the summary as JSON (on stderr with -o -)
+      --verbose             with errors, the error code and the cause chain
 
 DEST's parent directories must exist in BASE: the new member holds no parent
 directory entries (BASE is not read, and a directory entry would reset the mode
@@ -43,31 +47,15 @@ symlinks on the way (/bin/x lands in /usr/bin/x when /bin -> usr/bin). A file
 cannot replace a non-empty directory of BASE; nothing of BASE can be deleted; a
 file of BASE is rewritten in place, hard-linked names of it included.`;
 
-const LEVELS = { gzip: [1, 9], zstd: [1, 19] } as const;
-
 export function parse(argv: string[]): AppendArgs | 'help' {
-  let values: Record<string, unknown>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
-        output: { type: 'string', short: 'o' },
-        inject: { type: 'string', multiple: true },
-        init: { type: 'string' },
-        compression: { type: 'string', short: 'c' },
-        level: { type: 'string' },
-        json: { type: 'boolean' },
-        verbose: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (error) {
-    const message = error instanceof Error ? error.message.split('. ')[0]!.replace(/\.$/, '') : String(error);
-    throw new UsageError(message);
-  }
+  const { values, positionals } = parseOptions(argv, {
+    output: { type: 'string', short: 'o' },
+    inject: { type: 'string', multiple: true },
+    init: { type: 'string' },
+    ...COMPRESSION_FLAGS,
+    json: { type: 'boolean' },
+    verbose: { type: 'boolean' },
+  });
   if (values.help) return 'help';
   if (positionals.length !== 1) {
     throw new UsageError(
@@ -75,34 +63,30 @@ export function parse(argv: string[]): AppendArgs | 'help' {
     );
   }
   if (values.output === undefined || values.output === '') throw new UsageError('missing -o OUT');
-  const inject = (values.inject as string[] | undefined) ?? [];
+  const inject = strings(values.inject);
   if (inject.length === 0 && values.init === undefined) {
     throw new UsageError('nothing to append: give --inject SRC:DEST or --init FILE');
   }
+  const output = String(values.output);
   const args: AppendArgs = {
     base: positionals[0] as string,
-    output: String(values.output),
+    output,
     inject,
     json: Boolean(values.json),
     verbose: Boolean(values.verbose),
   };
   if (values.init !== undefined) args.init = String(values.init);
-  if (values.compression !== undefined) {
-    const c = String(values.compression);
-    if (c !== 'gzip' && c !== 'zstd' && c !== 'lz4' && c !== 'none') {
-      throw new UsageError(`-c must be gzip, zstd, lz4 or none, not "${c}"`);
-    }
-    args.compression = c;
-  }
+  // -c, else what -o's name says (as for irb build), else BASE's: known only once BASE is read.
+  const compression = chosenCompression(values, output);
+  if (compression !== undefined) args.compression = compression;
   if (values.level !== undefined) {
-    const c = args.compression;
-    if (c !== 'gzip' && c !== 'zstd') throw new UsageError('--level needs -c gzip or -c zstd');
-    const level = Number(values.level);
-    const [lo, hi] = LEVELS[c];
-    if (!Number.isInteger(level) || level < lo || level > hi) {
-      throw new UsageError(`--level for ${c} must be ${lo}-${hi}, not "${values.level}"`);
+    if (compression === undefined) {
+      throw new UsageError(
+        "--level needs -c (the new member takes BASE's compression, unknown until it is read)",
+      );
     }
-    args.level = level;
+    const level = levelFor(values, compression);
+    if (level !== undefined) args.level = level;
   }
   return args;
 }

@@ -222,6 +222,33 @@ describe('parseCli', async () => {
     expect(compressionFromName('initrd.img')).toBeUndefined();
   });
 
+  it('refuses an append output named for another compression, as build does', async () => {
+    expect(await usage(['append', 'b', '-o', 'x.cpio.lz4', '-c', 'gzip', '--inject', 'a:/a'])).toBe(
+      '-o x.cpio.lz4 names lz4 but -c gzip was given; drop -c or rename the output',
+    );
+    expect(await usage(['append', 'b', '-o', 'x.cpio.xz', '--inject', 'a:/a'])).toBe(
+      '-o x.cpio.xz: irb does not write xz; name the file .gz, .zst, .lz4 or .cpio',
+    );
+    expect(
+      await parse(['append', 'b', '-o', 'x.cpio.zst', '--inject', 'a:/a', '--level', '12']),
+    ).toMatchObject({
+      compression: 'zstd',
+      level: 12,
+    });
+    expect(await parse(['append', 'b', '-o', 'x.img', '--inject', 'a:/a'])).not.toHaveProperty('compression');
+    expect(await usage(['append', 'b', '-o', 'x', '--inject', 'a:/a', '--level', '5'])).toMatch(
+      /^--level needs -c/,
+    );
+    expect(await usage(['append', 'b', '-o', 'x', '--inject', 'a:/a', '-c', 'lz4', '--level', '3'])).toBe(
+      '--level 3: lz4 has one level (1); leave --level out',
+    );
+    expect(await usage(['append', 'b', '-o', 'x', '--inject'])).toBe('--inject needs a value');
+    expect(await usage(['pull', 'r', '-o', 'x.cpio.bz2'])).toBe(
+      '-o x.cpio.bz2: irb does not write bzip2; name the file .gz, .zst, .lz4 or .cpio',
+    );
+    expect(await parse(['pull', 'r', '-o', 'x.cpio.gz'])).toMatchObject({ compression: 'gzip' });
+  });
+
   it('refuses a relative --inject DEST', async () => {
     expect(await usage(['build', 'a', '--inject', 'agent:usr/bin/agent'])).toBe(
       '--inject agent:usr/bin/agent: DEST must be an absolute path in the image, e.g. agent:/usr/bin/agent',

@@ -1,5 +1,6 @@
 /** `irb pull REF -o FILE` / `irb pull --for IMAGE -o FILE`: an initramfs from a registry (see `pullInitramfs`). */
 import type { PullInitramfsOptions } from '@irb/builder';
+import { type CompressionName, namedCompression } from '../kit/compression.ts';
 import { EXIT } from '../kit/errors.ts';
 import { formatBytes, table } from '../kit/format.ts';
 import type { CliIo } from '../kit/io.ts';
@@ -13,6 +14,8 @@ export interface PullArgs extends SourceFlagArgs {
   /** A reference, or the image whose attached initramfs is wanted (`--for`). */
   from: string | { for: string };
   output: string;
+  /** What `-o`'s name says the archive is (`x.cpio.gz`): another is refused. */
+  compression?: CompressionName;
 }
 
 export const name = 'pull';
@@ -26,7 +29,8 @@ and through the blob cache (a second pull downloads nothing); FILE appears only
 once complete. --for finds the initramfs attached to IMAGE; --platform chooses
 when several platforms are attached.
 
-  -o, --output FILE       where to write the archive
+  -o, --output FILE       where to write the archive; a .gz, .zst, .lz4 or .cpio ending
+                          must match the artifact's compression (else nothing is written)
   --for IMAGE             the image the initramfs was built from
   --platform OS/ARCH[/V]  which one, when several are attached
   --insecure-registry HOST, --keychain MODULE, --cache-dir DIR, --no-cache
@@ -49,9 +53,11 @@ export function parse(argv: string[]): PullArgs | 'help' {
   }
   const output = values.output as string | undefined;
   if (!output) throw new UsageError('pull wants -o FILE (where to write the initramfs)');
+  const compression = namedCompression(output);
   return {
     from: values.for !== undefined ? { for: String(values.for) } : positionals[0]!,
     output,
+    ...(compression !== undefined ? { compression } : {}),
     ...sourceFlagArgs(values),
   };
 }
@@ -59,6 +65,7 @@ export function parse(argv: string[]): PullArgs | 'help' {
 export async function run(args: PullArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const { pullInitramfs } = await builder();
   const options: PullInitramfsOptions = await toSourceOptions(args, signal);
+  if (args.compression !== undefined) options.compression = args.compression;
   const r = await pullInitramfs(args.from, args.output, options);
   if (args.json) {
     io.stdout.write(

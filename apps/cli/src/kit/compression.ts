@@ -63,19 +63,10 @@ export interface CompressionArgs {
 }
 
 /**
- * Reads `-c` and `--level` against `-o`'s name: a known ending decides the compression when `-c`
- * is not given, and must agree with `-c` when it is (`-o x.cpio.zst` holding gzip would be a trap
- * for whoever reads the name).
+ * The compression `-o`'s name says (`x.cpio.zst`: zstd), `undefined` for a name that says none
+ * (`x.img`, `-`); a compression irb does not write (`x.xz`) is refused.
  */
-export function compressionArgs(
-  values: Record<string, unknown>,
-  output: string | undefined,
-): CompressionArgs {
-  const names = Object.keys(COMPRESSIONS);
-  const given = values.compression as string | undefined;
-  if (given !== undefined && !isCompressionName(given)) {
-    throw new UsageError(`-c must be ${names.slice(0, -1).join(', ')} or ${names.at(-1)}, not "${given}"`);
-  }
+export function namedCompression(output: string | undefined): CompressionName | undefined {
   const named = output !== undefined && output !== '-' ? compressionFromName(output) : undefined;
   if (named !== undefined && 'foreign' in named) {
     const endings = Object.values(COMPRESSIONS).map((c) => c.endings[0]);
@@ -83,20 +74,50 @@ export function compressionArgs(
       `-o ${output}: irb does not write ${named.foreign}; name the file ${endings.slice(0, -1).join(', ')} or ${endings.at(-1)}`,
     );
   }
-  if (given !== undefined && named !== undefined && given !== named.writes) {
+  return named?.writes;
+}
+
+/**
+ * The compression `-c` and `-o`'s name choose, `undefined` when neither says. A known ending
+ * decides when `-c` is not given, and must agree with `-c` when it is: `-o x.cpio.zst` holding
+ * gzip would be a trap for whoever reads the name.
+ */
+export function chosenCompression(
+  values: Record<string, unknown>,
+  output: string | undefined,
+): CompressionName | undefined {
+  const names = Object.keys(COMPRESSIONS);
+  const given = values.compression as string | undefined;
+  if (given !== undefined && !isCompressionName(given)) {
+    throw new UsageError(`-c must be ${names.slice(0, -1).join(', ')} or ${names.at(-1)}, not "${given}"`);
+  }
+  const named = namedCompression(output);
+  if (given !== undefined && named !== undefined && given !== named) {
     throw new UsageError(
-      `-o ${output} names ${named.writes === 'none' ? 'a plain cpio' : named.writes} but -c ${given} was given; drop -c or rename the output`,
+      `-o ${output} names ${named === 'none' ? 'a plain cpio' : named} but -c ${given} was given; drop -c or rename the output`,
     );
   }
-  const compression: CompressionName = given ?? named?.writes ?? 'gzip';
-  if (compression === 'none' && values.level !== undefined) {
-    throw new UsageError('--level does not apply to -c none');
-  }
+  return given ?? named;
+}
+
+/** `--level` checked against `compression`'s levels; `undefined` when not given. */
+export function levelFor(values: Record<string, unknown>, compression: CompressionName): number | undefined {
+  if (values.level === undefined) return undefined;
+  if (compression === 'none') throw new UsageError('--level does not apply to -c none');
   const [lo, hi] = COMPRESSIONS[compression].levels;
   // "from 1 to 1" would read like a typo of ours: a compression with one level says so.
-  if (lo === hi && values.level !== undefined && String(values.level) !== String(lo)) {
+  if (lo === hi && String(values.level) !== String(lo)) {
     throw new UsageError(`--level ${values.level}: ${compression} has one level (${lo}); leave --level out`);
   }
-  const level = integer('level', values.level, lo, hi);
+  return integer('level', values.level, lo, hi);
+}
+
+/** Reads `-c` and `--level` against `-o`'s name for a command that writes gzip by default. */
+export function compressionArgs(
+  values: Record<string, unknown>,
+  output: string | undefined,
+): CompressionArgs {
+  const compression = chosenCompression(values, output) ?? 'gzip';
+  const level = levelFor(values, compression);
   return level === undefined ? { compression } : { compression, level };
 }
