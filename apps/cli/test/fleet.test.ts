@@ -191,7 +191,21 @@ describe('irb push / irb pull against a real registry', () => {
       { env: { IRB_CACHE_DIR: join(dir, 'later-cache') } },
     );
     expect(later.code).toBe(0);
-    expect((JSON.parse(later.stdout) as { cache: string }).cache).toBe('hit');
+    // A hit reports everything a miss does, with the values the build had.
+    const hit = JSON.parse(later.stdout) as Record<string, unknown>;
+    expect(hit.cache).toBe('hit');
+    const miss = JSON.parse(runs.find((r) => JSON.parse(r.stdout).cache === 'miss')!.stdout) as Record<
+      string,
+      unknown
+    >;
+    // (`pushed` only with --cache-to, which the later host does not give.)
+    for (const key of Object.keys(miss).filter((k) => k !== 'pushed')) expect(hit, key).toHaveProperty(key);
+    for (const key of Object.keys(miss).filter(
+      (k) => !['output', 'durationMs', 'cache', 'pushed'].includes(k),
+    )) {
+      expect(hit[key], key).toEqual(miss[key]);
+    }
+    expect(hit.entries).toBeGreaterThan(0);
     expect(Buffer.compare(await readFile(join(dir, 'later.cpio.gz')), reference)).toBe(0);
     const local = await runCli(['build', image, '-o', join(dir, 'plain.cpio.gz'), '-q', '--no-cache']);
     expect(local.code).toBe(0);

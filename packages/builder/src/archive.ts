@@ -10,8 +10,10 @@ import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
 export interface ArchiveEntry {
   /** Which member of a concatenated initramfs (from 0). */
   member: number;
-  /** Name as stored (UTF-8 decoded; no leading `/`). */
+  /** Name as stored (UTF-8 decoded, invalid sequences as U+FFFD; no leading `/`). */
   name: string;
+  /** The name's exact bytes (names are bytes; `name` is their UTF-8 reading). */
+  nameBytes: Uint8Array;
   type: CpioEntryType | 'unknown';
   /** Permission bits incl. setuid/setgid/sticky. */
   mode: number;
@@ -24,6 +26,8 @@ export interface ArchiveEntry {
   ino: number;
   /** Symlink target. */
   target?: string;
+  /** The symlink target's exact bytes. */
+  targetBytes?: Uint8Array;
   rdevMajor: number;
   rdevMinor: number;
 }
@@ -70,6 +74,7 @@ export async function* listArchive(
     const entry: ArchiveEntry = {
       member: e.member,
       name: e.name,
+      nameBytes: e.nameBytes,
       type: e.type,
       mode: e.permissions,
       uid: e.uid,
@@ -82,6 +87,7 @@ export async function* listArchive(
       rdevMinor: e.rdevMinor,
     };
     if (e.target !== undefined) entry.target = e.target;
+    if (e.targetBytes !== undefined) entry.targetBytes = e.targetBytes;
     yield entry;
   }
 }

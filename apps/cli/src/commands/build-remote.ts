@@ -34,54 +34,47 @@ export async function buildCached(
     );
   }
   const pushed = result.pushed?.reference;
-  if (result.summary) {
-    if (args.json) {
-      io.stdout.write(
-        `${JSON.stringify({ ...summaryJson(result.summary), cache: 'miss', buildKey: result.key, ...(pushed ? { pushed } : {}) }, null, 2)}\n`,
-      );
-    } else if (!args.quiet) {
-      const lines = summaryText(result.summary);
-      lines.push(`  cache    miss, key ${result.key}${pushed ? `; pushed ${pushed}` : ''}`);
-      io.stdout.write(`${lines.join('\n')}\n`);
-    }
+  const pulled = result.pulled;
+  const memory = pulled?.annotations['dev.irb.memory.recommended-mib'];
+  // A hit reports what a miss does: the summary its pusher recorded, else what the artifact says.
+  const summary = result.summary ?? {
+    output: args.output,
+    image: args.image,
+    manifestDigest: result.manifestDigest,
+    ...(pulled?.platform ? { platform: pulled.platform } : {}),
+    ...(pulled ? { compression: pulled.compression, compressedBytes: pulled.layer.size } : {}),
+    ...(memory !== undefined ? { recommendedMemoryMiB: Number(memory) } : {}),
+  };
+  if (args.json) {
+    const cache = pulled
+      ? { cache: 'hit', buildKey: result.key, from: pulled.reference }
+      : { cache: 'miss', buildKey: result.key };
+    io.stdout.write(
+      `${JSON.stringify({ ...summaryJson(summary), ...cache, ...(pushed ? { pushed } : {}) }, null, 2)}\n`,
+    );
     return 0;
   }
-  const pulled = result.pulled!;
-  const memory = pulled.annotations['dev.irb.memory.recommended-mib'];
-  if (args.json) {
-    io.stdout.write(
-      `${JSON.stringify(
-        {
-          output: args.output,
-          image: args.image,
-          manifestDigest: result.manifestDigest,
-          platform: pulled.platform,
-          compression: pulled.compression,
-          compressedBytes: pulled.layer.size,
-          recommendedMemoryMiB: memory === undefined ? undefined : Number(memory),
-          cache: 'hit',
-          buildKey: result.key,
-          from: pulled.reference,
-          ...(pushed ? { pushed } : {}),
-        },
-        null,
-        2,
-      )}\n`,
-    );
-  } else if (!args.quiet) {
-    const rows = [
-      ['image', `${args.image}${pulled.platform ? ` (${pulled.platform})` : ''}`],
-      ['manifest', result.manifestDigest],
-      ['size', `${formatBytes(pulled.layer.size)} ${pulled.compression}`],
-      ['cache', `hit, pulled ${pulled.reference}`],
-      ['key', result.key],
-    ];
-    if (memory) rows.push(['memory', `boot with at least ${memory} MiB (mem=${memory}M)`]);
-    io.stdout.write(
-      `wrote ${args.output} (remote cache hit, not built)\n${table(rows)
-        .map((l) => `  ${l}`)
-        .join('\n')}\n`,
-    );
+  if (args.quiet) return 0;
+  const how = `${pulled ? `hit, pulled ${pulled.reference}` : 'miss'}, key ${result.key}${pushed ? `; pushed ${pushed}` : ''}`;
+  if (result.summary) {
+    const lines = summaryText(result.summary);
+    if (pulled) lines[0] += ' (remote cache hit, not built)';
+    lines.push(`  cache    ${how}`);
+    io.stdout.write(`${lines.join('\n')}\n`);
+    return 0;
   }
+  // A hit on an artifact that recorded no summary: what its manifest says.
+  const rows = [
+    ['image', `${args.image}${pulled?.platform ? ` (${pulled.platform})` : ''}`],
+    ['manifest', result.manifestDigest],
+    ['size', `${formatBytes(pulled?.layer.size ?? 0)} ${pulled?.compression}`],
+    ['cache', how],
+  ];
+  if (memory) rows.push(['memory', `boot with at least ${memory} MiB (mem=${memory}M)`]);
+  io.stdout.write(
+    `wrote ${args.output} (remote cache hit, not built)\n${table(rows)
+      .map((l) => `  ${l}`)
+      .join('\n')}\n`,
+  );
   return 0;
 }

@@ -3,28 +3,35 @@ import type { BuildSummary } from '@irb/builder';
 import { cliWording } from '../kit/errors.ts';
 import { formatBytes, formatDuration, showWord, table } from '../kit/format.ts';
 
-/** The `--json` summary: stable keys, sizes in bytes, duration in milliseconds. */
-export function summaryJson(s: BuildSummary): Record<string, unknown> {
+/**
+ * The `--json` summary: stable keys, sizes in bytes, duration in milliseconds. Every key is
+ * always there; what a summary does not know (a remote-cache hit on an artifact that recorded
+ * none) is `null`.
+ */
+export function summaryJson(
+  s: Pick<BuildSummary, 'output' | 'image'> &
+    Partial<Omit<BuildSummary, 'compression'>> & { compression?: string },
+): Record<string, unknown> {
   return {
     output: s.output,
     image: s.image,
-    manifestDigest: s.manifestDigest,
-    configDigest: s.configDigest,
-    platform: s.platform,
-    compression: s.compression,
-    init: s.init,
+    manifestDigest: s.manifestDigest ?? null,
+    configDigest: s.configDigest ?? null,
+    platform: s.platform ?? null,
+    compression: s.compression ?? null,
+    init: s.init ?? null,
     initKind: s.initKind ?? null,
     command: s.command ?? null,
-    entries: s.entries,
-    excluded: s.excluded,
-    filtered: s.filtered,
-    uncompressedBytes: s.uncompressedBytes,
-    compressedBytes: s.compressedBytes,
-    unpackedBytes: s.unpackedBytes,
-    recommendedMemoryMiB: s.recommendedMemoryMiB,
-    lostXattrs: s.lostXattrs,
-    warnings: s.warnings.map(cliWording),
-    durationMs: s.durationMs,
+    entries: s.entries ?? null,
+    excluded: s.excluded ?? null,
+    filtered: s.filtered ?? null,
+    uncompressedBytes: s.uncompressedBytes ?? null,
+    compressedBytes: s.compressedBytes ?? null,
+    unpackedBytes: s.unpackedBytes ?? null,
+    recommendedMemoryMiB: s.recommendedMemoryMiB ?? null,
+    lostXattrs: s.lostXattrs ?? null,
+    warnings: s.warnings?.map(cliWording) ?? null,
+    durationMs: s.durationMs ?? null,
   };
 }
 
