@@ -1,5 +1,9 @@
+import type { BootTimeline } from '@irb/builder';
 import { describe, expect, it } from 'vitest';
-import { medianTimeline, timelineJson, timelineText } from './boot-timeline.ts';
+import { medianTimeline, timelineJson, timelineStats, timelineText } from './boot-timeline.ts';
+
+/** `runs` boots that all took `t`. */
+const same = (t: BootTimeline, runs = 1) => ({ runs, median: t, min: t, max: t });
 
 describe('boot --timeline output', () => {
   it('takes each phase’s median over the runs that showed it', () => {
@@ -14,23 +18,22 @@ describe('boot --timeline output', () => {
   it('draws each step’s bar where the previous phase ended, on the guest scale; wall has none', () => {
     const lines = timelineText(
       'a.cpio',
-      {
-        unpackStartMs: 1000,
-        unpackedMs: 2000,
-        initMs: 2000,
-        execMs: 3000,
-        firstLineMs: 3500,
-        endMs: 4000,
-        wallMs: 9000,
-      },
-      5,
+      same(
+        {
+          unpackStartMs: 1000,
+          unpackedMs: 2000,
+          initMs: 2000,
+          execMs: 3000,
+          firstLineMs: 3500,
+          endMs: 4000,
+          wallMs: 9000,
+        },
+        5,
+      ),
       3,
     );
     expect(lines[0]).toBe(
-      'boot timeline of a.cpio (median of 5 boots; ms since the kernel started, on the guest’s clock)'.replace(
-        '’',
-        "'",
-      ),
+      "boot timeline of a.cpio (median of 5 boots, min and max beside it; ms since the kernel started, on the guest's clock)",
     );
     const row = (label: string) => lines.find((l) => l.startsWith(`  ${label} `)) as string;
     const barOf = (label: string) => {
@@ -49,29 +52,53 @@ describe('boot --timeline output', () => {
   });
 
   it('says why phases are missing', () => {
-    const noTimestamps = timelineText('a', { wallMs: 100 }, 1);
+    const noTimestamps = timelineText('a', same({ wallMs: 100 }));
     expect(noTimestamps.join('\n')).toContain('the console had no kernel timestamps');
     expect(noTimestamps.find((l) => l.includes('kernel unpack start'))).toMatch(/kernel unpack start +—$/);
     const foreignInit = timelineText(
       'a',
-      { unpackStartMs: 1, unpackedMs: 2, initMs: 3, endMs: 9, wallMs: 100 },
-      1,
+      same({ unpackStartMs: 1, unpackedMs: 2, initMs: 3, endMs: 9, wallMs: 100 }),
     );
     expect(foreignInit.join('\n')).toContain("no program exec: the /init is not irb's generated one");
   });
 
-  it('--json has one field per phase, null when not seen', () => {
-    expect(timelineJson('a', { unpackStartMs: 5, wallMs: 10 }, 2)).toEqual({
+  it('--json has one field per phase, null when not seen, and the min and max of each', () => {
+    const phases = { unpackedMs: null, initMs: null, execMs: null, firstLineMs: null, endMs: null };
+    expect(
+      timelineJson(
+        'a',
+        timelineStats([
+          { unpackStartMs: 5, wallMs: 10 },
+          { unpackStartMs: 7, wallMs: 30 },
+        ]),
+      ),
+    ).toEqual({
       archive: 'a',
       runs: 2,
-      unpackStartMs: 5,
-      unpackedMs: null,
-      initMs: null,
-      execMs: null,
-      firstLineMs: null,
-      endMs: null,
-      wallMs: 10,
+      unpackStartMs: 6,
+      ...phases,
+      wallMs: 20,
+      min: { unpackStartMs: 5, ...phases, wallMs: 10 },
+      max: { unpackStartMs: 7, ...phases, wallMs: 30 },
       exitStatus: null,
     });
+  });
+
+  it('shows min and max beside the median over several boots, and not for one', () => {
+    const stats = timelineStats([
+      { unpackStartMs: 100, initMs: 900, wallMs: 3000 },
+      { unpackStartMs: 300, initMs: 700, wallMs: 5000 },
+      { unpackStartMs: 200, initMs: 800, wallMs: 4000 },
+    ]);
+    expect(stats.min).toEqual({ unpackStartMs: 100, initMs: 700, wallMs: 3000 });
+    expect(stats.max).toEqual({ unpackStartMs: 300, initMs: 900, wallMs: 5000 });
+    const lines = timelineText('a', stats);
+    expect(lines[1]).toMatch(/^ {2}phase +at ms +min +max +\+ms$/);
+    expect(lines.find((l) => l.startsWith('  kernel unpack start'))).toMatch(
+      /kernel unpack start +200\.0 +100\.0 +300\.0 +\+200\.0 /,
+    );
+    expect(lines.find((l) => l.startsWith('  wall'))).toMatch(/wall +4000\.0 +3000\.0 +5000\.0 +host clock/);
+    const one = timelineText('a', timelineStats([{ unpackStartMs: 100, wallMs: 3000 }]));
+    expect(one[1]).toMatch(/^ {2}phase +at ms +\+ms$/);
   });
 });

@@ -7,6 +7,7 @@ import { type BootResult, type BootTimeline, bootTimeline, TIMELINE_PHASES } fro
 import { EXIT } from '../kit/errors.ts';
 import { bar, table } from '../kit/format.ts';
 import type { CliIo } from '../kit/io.ts';
+import { corruptArchiveReason, OUT_OF_MEMORY, unpackFailure } from './boot-verdict.ts';
 
 /** What a timeline run needs: boot.ts has chosen the memory and the timeout. */
 export interface TimelineArgs {
@@ -42,14 +43,42 @@ function median(values: number[]): number | undefined {
   return Math.round(value * 10) / 10;
 }
 
-/** Each phase's median over the runs that showed it. */
-export function medianTimeline(runs: readonly BootTimeline[]): BootTimeline {
+/** Each phase's value over the runs that showed it, reduced by `reduce`. */
+function across(
+  runs: readonly BootTimeline[],
+  reduce: (values: number[]) => number | undefined,
+): BootTimeline {
   const out: BootTimeline = { wallMs: 0 };
   for (const phase of TIMELINE_PHASES) {
-    const value = median(runs.map((r) => r[phase]).filter((v): v is number => v !== undefined));
+    const value = reduce(runs.map((r) => r[phase]).filter((v): v is number => v !== undefined));
     if (value !== undefined) out[phase] = value;
   }
   return out;
+}
+
+/** Each phase's median over the runs that showed it. */
+export function medianTimeline(runs: readonly BootTimeline[]): BootTimeline {
+  return across(runs, median);
+}
+
+/** A series of boots: each phase's median, and its spread (min and max) beside it. */
+export interface TimelineStats {
+  runs: number;
+  median: BootTimeline;
+  min: BootTimeline;
+  max: BootTimeline;
+}
+
+/** The median, min and max of each phase over `runs`. */
+export function timelineStats(runs: readonly BootTimeline[]): TimelineStats {
+  const extreme = (pick: (...values: number[]) => number) => (values: number[]) =>
+    values.length === 0 ? undefined : pick(...values);
+  return {
+    runs: runs.length,
+    median: medianTimeline(runs),
+    min: across(runs, extreme(Math.min)),
+    max: across(runs, extreme(Math.max)),
+  };
 }
 
 function ms(value: number | undefined): string {
@@ -62,17 +91,22 @@ function ms(value: number | undefined): string {
  * on the guest's clock (0 = the kernel started); `wall` is the host's, firmware and QEMU included,
  * and has no bar.
  */
-export function timelineText(archive: string, t: BootTimeline, runs: number, exitStatus?: number): string[] {
+export function timelineText(archive: string, stats: TimelineStats, exitStatus?: number): string[] {
+  const t = stats.median;
   const guest = TIMELINE_PHASES.filter((p) => p !== 'wallMs');
   // Bars share the guest's scale: the wall time holds firmware and QEMU start-up (seconds under
   // emulation), which would squeeze the phases a user can change into slivers.
   const scale = Math.max(1, ...guest.map((p) => t[p] ?? 0));
-  const rows: string[][] = [['phase', 'at ms', '+ms', '']];
+  // Over several boots, the spread stands beside the median: one slow boot shows as a wide one.
+  const spread = stats.runs > 1;
+  const range = (phase: (typeof TIMELINE_PHASES)[number]) =>
+    spread ? [ms(stats.min[phase]), ms(stats.max[phase])] : [];
+  const rows: string[][] = [['phase', 'at ms', ...(spread ? ['min', 'max'] : []), '+ms', '']];
   let previous = 0;
   for (const phase of guest) {
     const at = t[phase];
     if (at === undefined) {
-      rows.push([PHASE_LABELS[phase], '—', '', '']);
+      rows.push([PHASE_LABELS[phase], '—', ...(spread ? ['', ''] : []), '', '']);
       continue;
     }
     const step = Math.max(0, at - previous);
@@ -80,16 +114,24 @@ export function timelineText(archive: string, t: BootTimeline, runs: number, exi
     rows.push([
       PHASE_LABELS[phase],
       ms(at),
+      ...range(phase),
       `+${ms(step)}`,
       `${offset}${bar(step, scale, BAR_WIDTH) || '▏'}`,
     ]);
     previous = Math.max(previous, at);
   }
-  rows.push(['wall', ms(t.wallMs), '', 'host clock: QEMU start to exit, firmware included']);
-  const what = runs === 1 ? 'one boot' : `median of ${runs} boots`;
+  rows.push([
+    'wall',
+    ms(t.wallMs),
+    ...range('wallMs'),
+    '',
+    'host clock: QEMU start to exit, firmware included',
+  ]);
+  const what = stats.runs === 1 ? 'one boot' : `median of ${stats.runs} boots, min and max beside it`;
+  const right = [false, true, ...(spread ? [true, true] : []), true, false];
   const lines = [
     `boot timeline of ${archive} (${what}; ms since the kernel started, on the guest's clock)`,
-    ...table(rows, [false, true, true, false]).map((l) => `  ${l.trimEnd()}`),
+    ...table(rows, right).map((l) => `  ${l.trimEnd()}`),
   ];
   const missing = guest.filter((p) => t[p] === undefined).map((p) => PHASE_LABELS[p]);
   if (missing.includes('kernel unpack start')) {
@@ -105,18 +147,29 @@ export function timelineText(archive: string, t: BootTimeline, runs: number, exi
   return lines;
 }
 
-/** The `--json` object: one field per phase (the BootTimeline names, ms, `null` when not seen). */
-export function timelineJson(archive: string, t: BootTimeline, runs: number, exitStatus?: number) {
-  const phases = Object.fromEntries(TIMELINE_PHASES.map((p) => [p, t[p] ?? null]));
-  return { archive, runs, ...phases, exitStatus: exitStatus ?? null };
+/**
+ * The `--json` object: one field per phase with its median (the BootTimeline names, ms, `null`
+ * when not seen), and `min` and `max` objects of the same fields.
+ */
+export function timelineJson(archive: string, stats: TimelineStats, exitStatus?: number) {
+  const phases = (t: BootTimeline) => Object.fromEntries(TIMELINE_PHASES.map((p) => [p, t[p] ?? null]));
+  return {
+    archive,
+    runs: stats.runs,
+    ...phases(stats.median),
+    min: phases(stats.min),
+    max: phases(stats.max),
+    exitStatus: exitStatus ?? null,
+  };
 }
 
 /** Why a boot did not end the way a timeline needs (powered off by itself), or `undefined`. */
 function failure(result: BootResult, timeoutS: number): string | undefined {
   if (result.output.trim() === '')
     return 'the kernel printed nothing on the console; check the kernel (--kernel) and --memory';
-  if (/Initramfs unpacking failed|invoked oom-killer|Out of memory/.test(result.output))
-    return 'the guest ran out of memory; give it more with --memory';
+  const corrupt = unpackFailure(result.output);
+  if (corrupt !== undefined) return corruptArchiveReason(corrupt);
+  if (OUT_OF_MEMORY.test(result.output)) return 'the guest ran out of memory; give it more with --memory';
   if (result.panicked) return 'the kernel panicked; boot without --timeline to read the console';
   if (result.timedOut) return `the VM did not power off within ${timeoutS} s; raise --timeout`;
   if (!result.ok)
@@ -150,11 +203,10 @@ export async function runTimeline(args: TimelineArgs, io: CliIo, signal?: AbortS
     }
     runs.push(report.runs[0]!);
   }
-  const t = medianTimeline(runs);
+  const stats = timelineStats(runs);
   const status = runs.at(-1)?.exitStatus;
-  if (args.json)
-    io.stdout.write(`${JSON.stringify(timelineJson(args.archive, t, runs.length, status), null, 2)}\n`);
-  else io.stdout.write(`${timelineText(args.archive, t, runs.length, status).join('\n')}\n`);
+  if (args.json) io.stdout.write(`${JSON.stringify(timelineJson(args.archive, stats, status), null, 2)}\n`);
+  else io.stdout.write(`${timelineText(args.archive, stats, status).join('\n')}\n`);
   if (status !== undefined && status !== 0)
     io.stderr.write(`irb: the guest program exited with status ${status}\n`);
   return status ?? EXIT.ok;

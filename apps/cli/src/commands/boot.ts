@@ -5,6 +5,7 @@ import { bytesOf, type CliInput, type CliIo } from '../kit/io.ts';
 import { builder } from '../kit/library.ts';
 import { integer, one, parseOptions, seconds } from '../kit/options.ts';
 import { UsageError } from '../kit/usage.ts';
+import { corruptArchiveReason, OUT_OF_MEMORY, unpackFailure } from './boot-verdict.ts';
 
 /** Parsed `irb boot`. */
 export interface BootArgs {
@@ -102,10 +103,6 @@ export function parse(argv: string[]): BootArgs | 'help' {
   }
   return args;
 }
-
-/** Console text of a guest that ran out of memory (unpacking the archive or later). */
-const OUT_OF_MEMORY =
-  /Initramfs unpacking failed|invoked oom-killer|Out of memory|System is deadlocked on memory|Unable to allocate initrd|initrd overlaps in-use memory/;
 
 /** The escape key of the interactive console, as in QEMU: Ctrl-A, then x. */
 const CTRL_A = 0x01;
@@ -224,7 +221,9 @@ export async function run(args: BootArgs, io: CliIo, signal?: AbortSignal): Prom
   }
   // A kernel short of memory either says so or, below about 64 MiB, stops before its first line.
   // The default for this archive is what to suggest, unless the guest already had that much.
-  const oom = OUT_OF_MEMORY.test(result.output);
+  // "Initramfs unpacking failed" is memory only for a full tmpfs; a broken archive says so too.
+  const corrupt = unpackFailure(result.output);
+  const oom = corrupt === undefined && OUT_OF_MEMORY.test(result.output);
   const defaultMb =
     oom || silent
       ? args.memoryMb === undefined
@@ -233,23 +232,26 @@ export async function run(args: BootArgs, io: CliIo, signal?: AbortSignal): Prom
       : undefined;
   const tooLittle = oom || (silent && defaultMb !== undefined && memoryMb < defaultMb);
   const suggestMb = defaultMb !== undefined && memoryMb < defaultMb ? defaultMb : memoryMb * 2;
-  const reason = tooLittle
-    ? `the guest ran out of memory with ${memoryMb} MiB${silent ? ' (the kernel stopped before printing anything)' : ''}; ` +
-      `give it more with --memory ${suggestMb}${args.memoryMb !== undefined && suggestMb === defaultMb ? ' or leave --memory out' : ''}`
-    : silent
-      ? `the kernel printed nothing on the console; check that ${args.kernel !== undefined ? `--kernel ${args.kernel}` : 'the kernel'} is built for ${result.arch} with a serial console`
-      : result.panicked
-        ? 'the kernel panicked; read the console above for the cause'
-        : result.timedOut
-          ? args.expect !== undefined
-            ? `"${args.expect}" did not appear within ${timeoutS} s; check the console above or raise --timeout`
-            : `the VM did not power off within ${timeoutS} s; raise --timeout or check the console above` +
-              (interactive
-                ? ''
-                : ' (a program waiting for input, such as a shell, gets it from a terminal or a pipe on stdin)')
-          : args.expect !== undefined && !result.matched
-            ? `"${args.expect}" did not appear before the VM stopped; check the console above`
-            : `QEMU exited with status ${result.exitCode}: ${result.stderr.trim().split('\n')[0] ?? ''}`;
+  const reason =
+    corrupt !== undefined
+      ? corruptArchiveReason(corrupt)
+      : tooLittle
+        ? `the guest ran out of memory with ${memoryMb} MiB${silent ? ' (the kernel stopped before printing anything)' : ''}; ` +
+          `give it more with --memory ${suggestMb}${args.memoryMb !== undefined && suggestMb === defaultMb ? ' or leave --memory out' : ''}`
+        : silent
+          ? `the kernel printed nothing on the console; check that ${args.kernel !== undefined ? `--kernel ${args.kernel}` : 'the kernel'} is built for ${result.arch} with a serial console`
+          : result.panicked
+            ? 'the kernel panicked; read the console above for the cause'
+            : result.timedOut
+              ? args.expect !== undefined
+                ? `"${args.expect}" did not appear within ${timeoutS} s; check the console above or raise --timeout`
+                : `the VM did not power off within ${timeoutS} s; raise --timeout or check the console above` +
+                  (interactive
+                    ? ''
+                    : ' (a program waiting for input, such as a shell, gets it from a terminal or a pipe on stdin)')
+              : args.expect !== undefined && !result.matched
+                ? `"${args.expect}" did not appear before the VM stopped; check the console above`
+                : `QEMU exited with status ${result.exitCode}: ${result.stderr.trim().split('\n')[0] ?? ''}`;
   // On a terminal, the console may have stopped mid-line (a prompt): start the verdict on its own line.
   const midLine = !args.quiet && io.stdout.isTTY && io.stderr.isTTY && !result.output.endsWith('\n');
   io.stderr.write(`${midLine ? '\n' : ''}irb: error: boot failed: ${reason}\n`);
