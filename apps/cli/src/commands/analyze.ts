@@ -226,6 +226,7 @@ anything else is an image reference, analysed as irb build would pack it
       --top N                  largest files and duplicate groups to list (default 10)
       --json                   the whole analysis as JSON (sizes in bytes)
   -q, --quiet                  no progress while an image is pulled
+      --verbose                with errors, the error code and the cause chain
 Image (as for irb build):
       --platform OS/ARCH[/V]   platform of a multi-platform image (default linux/amd64)
       --insecure-registry HOST use plain HTTP for HOST; repeatable

@@ -35,8 +35,10 @@ streams the console to stdout.
 
   --kernel PATH      kernel image: bzImage, arm64 Image, EFI zboot or ELF vmlinux (default:
                      $IRB_KERNEL_X86_64 / $IRB_KERNEL_AARCH64, else $IRB_KERNEL, else
-                     the newest /boot/vmlinuz-*, else the one scripts/ensure-env.sh
-                     unpacked in ~/.cache/irb/kernel or kernel-aarch64)
+                     the newest readable /boot/vmlinuz-*, else one unpacked in
+                     ~/.cache/irb/kernel or kernel-aarch64: scripts/ensure-env.sh puts
+                     Debian's there in a checkout of irb; installed from npm, point
+                     $IRB_KERNEL at a distribution kernel, e.g. linux-image-amd64's)
   -m, --memory MB    guest RAM (default: what the archive needs to unpack + 256, at
                      least 512)
   --timeout S        give up after S seconds (default 120)
@@ -47,7 +49,7 @@ streams the console to stdout.
   --runs N           with --timeline: boot N times and print each phase's median
   --json             with --timeline: one JSON object, a field per phase in ms
   -q, --quiet        do not stream the console
-  --verbose          also print the QEMU command line
+  --verbose          also print the QEMU command line; with errors, the code and causes
 
 Console input: on a terminal, keys go to the guest (Ctrl-C too); Ctrl-A x stops
 the VM (exit 130), Ctrl-A Ctrl-A sends Ctrl-A. Piped stdin is sent to the console

@@ -22,8 +22,8 @@ export interface CacheArgs {
 export const name = 'cache';
 export const synopsis = 'cache ls|prune';
 export const summary = 'list or trim the blob, layer index and output caches';
-export const help = `Usage: irb cache ls [--cache-dir DIR] [--json]
-       irb cache prune [--max-size SIZE] [--older-than DURATION] [--cache-dir DIR] [--json]
+export const help = `Usage: irb cache ls [--cache-dir DIR] [--json] [--verbose]
+       irb cache prune [--max-size SIZE] [--older-than DURATION] [--cache-dir DIR] [--json] [--verbose]
 
 Shows or trims what builds keep on disk: verified blobs by digest in the cache
 directory ($IRB_CACHE_DIR, else ~/.cache/irb/blobs), parsed layer headers in
@@ -39,6 +39,7 @@ or DIR-output).
       --older-than DURATION  remove entries unused for longer (e.g. 30d, 12h, 90m)
       --cache-dir DIR      the cache directory (default $IRB_CACHE_DIR or ~/.cache/irb/blobs)
       --json               print the result as JSON
+      --verbose            prune: list what was removed; with errors, the code and causes
 
 A prune never removes a blob a running build is reading or writing, and removes the
 partial downloads of killed builds. After a build that downloaded something, the

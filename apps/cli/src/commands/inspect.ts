@@ -13,11 +13,12 @@ import { type ImageArgs, layerRows, parseImageArgs } from './list-layers.ts';
 export const name = 'inspect';
 export const synopsis = 'inspect IMAGE';
 export const summary = "show an image's digest, platforms, config and layers";
-export const help = `Usage: irb inspect IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--keychain MODULE]... [--json]
+export const help = `Usage: irb inspect IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--keychain MODULE]... [--json] [--verbose]
 
 Shows the manifest digest, the platforms of a multi-platform image, the config
 (Entrypoint, Cmd, Env, WorkingDir, User) and the layers with their sizes. --json
-uses the keys of build --json: manifestDigest, configDigest, indexDigest.`;
+uses the keys of build --json: manifestDigest, configDigest, indexDigest.
+--verbose adds the error code and the cause chain to an error.`;
 
 export const parse = parseImageArgs;
 

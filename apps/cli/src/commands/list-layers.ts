@@ -17,9 +17,10 @@ export interface ImageArgs extends SourceArgs {
 export const name = 'list-layers';
 export const synopsis = 'list-layers IMAGE';
 export const summary = "list an image's layers with digests and sizes";
-export const help = `Usage: irb list-layers IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--keychain MODULE]... [--json]
+export const help = `Usage: irb list-layers IMAGE [--platform OS/ARCH[/V]] [--insecure-registry HOST]... [--keychain MODULE]... [--json] [--verbose]
 
-Lists the layers of IMAGE, base first: digest, media type, size, diff id.`;
+Lists the layers of IMAGE, base first: digest, media type, size, diff id.
+--verbose adds the error code and the cause chain to an error.`;
 
 /** Reads `IMAGE` and the registry flags (no cache flags: nothing is downloaded but metadata). */
 export function parseImageArgs(argv: string[]): ImageArgs | 'help' {

@@ -17,11 +17,21 @@ export interface LsArgs {
 export const name = 'ls';
 export const synopsis = 'ls ARCHIVE|-';
 export const summary = 'list an initramfs (compressed, concatenated members too)';
-export const help = `Usage: irb ls ARCHIVE|- [--json]
+export const help = `Usage: irb ls ARCHIVE|- [--json] [--verbose]
 
 Lists an initramfs like lsinitramfs -l: mode, owner, size, mtime, name and link
-target, over gzip/zstd/plain members concatenated in one file. - reads the
-archive from stdin (irb build IMAGE -o - | irb ls -).`;
+target, over gzip/zstd/lz4/plain members concatenated in one file; a later member
+starts with "--- archive member N". - reads the archive from stdin
+(irb build IMAGE -o - | irb ls -).
+
+Names are printed as ls -b and bsdtar print them: control bytes and bytes that are
+not UTF-8 as \\n, \\t, \\033-style escapes, a backslash as \\\\; a later name of a
+hard-linked file ends in "link to NAME".
+
+  --json      one JSON object per entry (member counted from 1, as the headers);
+              names, link targets and hard-link names that are not valid UTF-8
+              also as base64 bytes (nameBytes, targetBytes, hardlinkBytes)
+  --verbose   with errors, the error code and the cause chain`;
 
 export function parse(argv: string[]): LsArgs | 'help' {
   const { values, positionals } = parseOptions(argv, {

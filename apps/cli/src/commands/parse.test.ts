@@ -335,6 +335,19 @@ describe('parseCli', async () => {
     expect(await parse(['analyze', '-'])).toMatchObject({ target: '-' });
   });
 
+  it('names --verbose in the help of every command that takes it', async () => {
+    for (const name of COMMAND_NAMES) {
+      const command = await loadCommand(name)!;
+      const args = name === 'cache' ? ['ls', '--verbose'] : ['x', '--verbose'];
+      const accepted = await parse([name, ...args]).then(
+        () => true,
+        (error: Error) => !/unknown option "--verbose"/.test(error.message),
+      );
+      expect(accepted, name).toBe(true);
+      expect(command.help, name).toMatch(/--verbose/);
+    }
+  });
+
   it('answers help', async () => {
     expect(await parse(['build', '--help'])).toBe('help');
     expect(await parse(['ls', '-h'])).toBe('help');

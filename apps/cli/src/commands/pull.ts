@@ -34,7 +34,7 @@ when several platforms are attached.
   --for IMAGE             the image the initramfs was built from
   --platform OS/ARCH[/V]  which one, when several are attached
   --insecure-registry HOST, --keychain MODULE, --cache-dir DIR, --no-cache
-  --json, -q/--quiet, --verbose`;
+  --json, -q/--quiet, --verbose (with errors, the error code and the cause chain)`;
 
 export function parse(argv: string[]): PullArgs | 'help' {
   const { values, positionals } = parseOptions(argv, {

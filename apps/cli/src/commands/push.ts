@@ -34,7 +34,7 @@ pushing into the repository of --source attaches it to that image (subject), so
   --platform OS/ARCH[/V]  the archive's platform (default: the source image's)
   --chunk-size SIZE       upload in chunks (e.g. 5MiB) instead of one request
   --insecure-registry HOST, --keychain MODULE, --cache-dir DIR, --no-cache
-  --json, -q/--quiet, --verbose
+  --json, -q/--quiet, --verbose (with errors, the error code and the cause chain)
 
 REF without a tag pushes by digest only; that needs --source in the same repository.
 Credentials need push permission.`;
