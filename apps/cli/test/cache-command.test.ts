@@ -121,7 +121,8 @@ describe('irb cache', () => {
     ).toEqual(blobsOf(second));
     expect(entries.indexDir).toBe(`${cacheDir}-index`);
     const bad = await build('second', cacheDir, { IRB_CACHE_MAX_SIZE: 'lots' });
-    expect(bad.code).toBe(1);
+    // A bad value, if in the environment: exit 2, as a usage error.
+    expect(bad.code).toBe(2);
     expect(bad.stderr.trimEnd()).toMatch(
       /^irb: error: IRB_CACHE_MAX_SIZE="lots" is not a size; use e\.g\. 10G/,
     );
