@@ -374,8 +374,8 @@ async function main(): Promise<void> {
     };
     let warmCache: string | undefined;
     if (!options.noIrb) {
-      // One cache serves every warm row: blobs and layer indexes, and beside them the output
-      // cache, which holds members per compression. Filled untimed, once per compression, so
+      // One cache serves every warm row: blobs, layer indexes and the output cache, which holds
+      // members per compression. Filled untimed, once per compression, so
       // every timed warm run is the same unchanged rebuild.
       warmCache = await scratch('cache-warm-');
       const warmOut = join(work, 'warmup');

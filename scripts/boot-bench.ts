@@ -17,7 +17,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BootTimeline, bootTimeline, findKernel, probeKvm } from '../packages/boot/src/index.ts';
-import { cacheDirectories, InitramfsBuilder, traceImage } from '../packages/builder/src/index.ts';
+import { cacheLayout, InitramfsBuilder, traceImage } from '../packages/builder/src/index.ts';
 import { ensureDebianPythonImage } from '../packages/test-utils/src/debian-image.ts';
 
 type Format = 'none' | 'lz4' | 'zstd' | 'gzip';
@@ -86,7 +86,7 @@ try {
       // What the column means: a rebuild on a cached base with the overlay packed anew (an agent
       // changed). The overlay members (and output records) are dropped before each one, or it
       // would be an unchanged rebuild that finds the archive already written.
-      const outputDir = cacheDirectories().output;
+      const outputDir = cacheLayout().output;
       const dropOverlays = async () => {
         for (const name of await readdir(outputDir).catch(() => [] as string[])) {
           if (/\.(overlay|meta|out)$/.test(name)) await rm(join(outputDir, name), { force: true });

@@ -223,6 +223,38 @@ describe('irb CLI conventions and edges (no VM)', () => {
     expect(JSON.parse(built.stdout)).toMatchObject({ platform: 'linux/arm64/v8', compression: 'none' });
   });
 
+  it('an arm64 build whose program is an x86_64 ELF fails in one line naming --allow-arch-mismatch; with it, a warning', async () => {
+    const layer = await busyboxLayer();
+    const runtime = { Env: ['PATH=/bin'], Cmd: ['/bin/sh', '-c', 'echo hi'] };
+    const variant = (architecture: string) =>
+      buildImage({ layers: [layer], runtime, platform: { os: 'linux', architecture } });
+    await pushImage(registry, 'multi/broken', 'v1', buildIndex([variant('amd64'), variant('arm64')]));
+    const ref = `${registry.host}/multi/broken:v1`;
+    const out = join(dir, 'broken.cpio.gz');
+    const refused = await runCli(['build', ref, '--platform', 'arm64', '-o', out, '--no-cache', '-q']);
+    expect(refused.code).toBe(1);
+    expectOneLine(
+      refused.stderr,
+      /^irb: error: the image's command "\/bin\/sh" \(\/bin\/busybox\) is built for amd64, but the image is arm64: the arm64 kernel cannot run it \(exit 126 at boot\); build another --platform of the image or fix the image, or set --allow-arch-mismatch to build anyway$/,
+    );
+    expect(existsSync(out)).toBe(false);
+    const allowed = await runCli([
+      'build',
+      ref,
+      '--platform',
+      'arm64',
+      '-o',
+      out,
+      '--no-cache',
+      '--allow-arch-mismatch',
+      '--json',
+    ]);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(JSON.parse(allowed.stdout).warnings).toEqual([
+      'the image\'s command "/bin/sh" (/bin/busybox) is built for amd64, but the image is arm64: the arm64 kernel cannot run it (exit 126 at boot); built anyway, as --allow-arch-mismatch is set',
+    ]);
+  });
+
   it('inspect --json and build --json share one vocabulary; inspect carries User and Env', async () => {
     const inspected = await runCli(['inspect', image, '--json']);
     expect(inspected.code, inspected.stderr).toBe(0);

@@ -144,6 +144,18 @@ describe('irb push / irb pull against a real registry', () => {
     const untagged = await runCli(['push', archive, `${registry.host}/x/y`]);
     expect(untagged.code).toBe(2);
     expect(untagged.stderr).toMatch(/names no tag/);
+    // A platform that contradicts the archive (its /init is x86_64) is a bad value: exit 2, one line.
+    const contradicted = await runCli([
+      'push',
+      archive,
+      `${registry.host}/demo/app:arm`,
+      '--platform',
+      'linux/arm64',
+    ]);
+    expect(contradicted.code).toBe(2);
+    expect(contradicted.stderr).toBe(
+      `irb: error: --platform linux/arm64 contradicts ${archive}, whose /init is built for amd64; drop --platform (the archive's own is used) or push the arm64 archive\n`,
+    );
     const notArtifact = await runCli(['pull', image, '-o', join(dir, 'x')]);
     expect(notArtifact.code).toBe(1);
     expect(notArtifact.stderr).toMatch(/container image, not an irb initramfs/);

@@ -248,6 +248,8 @@ describe('irb trace → irb build --keep-only → irb boot', () => {
       'unpackStartMs',
       'unpackedMs',
       'initMs',
+      'modulesMs',
+      'netMs',
       'execMs',
       'firstLineMs',
       'endMs',

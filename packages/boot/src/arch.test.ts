@@ -1,10 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { elfArch, hostArch, initramfsArch } from './index.ts';
+import { elfArch, elfHeader, hostArch, initramfsArch, initramfsInitElf } from './index.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -48,6 +49,17 @@ describe('elfArch', () => {
     expect(elfArch(new Uint8Array(4))).toBeUndefined();
   });
 
+  it('tells machine, class and byte order of any ELF header', () => {
+    expect(elfHeader(elf(243))).toEqual({ machine: 243, bits: 64, littleEndian: true });
+    const big = elf(22);
+    big[4] = 1;
+    big[5] = 2;
+    big[18] = 0;
+    big[19] = 22;
+    expect(elfHeader(big)).toEqual({ machine: 22, bits: 32, littleEndian: false });
+    expect(elfHeader(text('#!/bin/sh\n'.padEnd(20)))).toBeUndefined();
+  });
+
   it('knows the host', () => {
     expect(hostArch()).toBe(process.arch === 'arm64' ? 'aarch64' : 'x86_64');
   });
@@ -86,6 +98,21 @@ describe('initramfsArch', () => {
     const gzOnly = join(dir, 'gz.cpio');
     await writeFile(gzOnly, base);
     expect(await initramfsArch(gzOnly)).toBe('x86_64');
+  });
+
+  it("reads lz4 members in the kernel's legacy format (lz4 -l), ended by a zero word or by the data's end", async () => {
+    // Compressible and larger than one 8 MiB block: several blocks, matches that overlap.
+    const filler = new Uint8Array(9 * 1024 * 1024).map((_, i) => (i % 7919) & 0xff);
+    const archive = await cpio([file('bin/filler', filler), file('init', elf(243))]);
+    const lz4 = spawnSync('lz4', ['-l', '-c'], { input: archive, maxBuffer: 64 * 1024 * 1024 });
+    expect(lz4.status, String(lz4.stderr)).toBe(0);
+    const path = join(dir, 'lz4.cpio');
+    await writeFile(path, lz4.stdout);
+    expect(await initramfsInitElf(path)).toEqual({ machine: 243, bits: 64, littleEndian: true });
+    // A zero word, then a gzip member with the /init that wins.
+    const later = gzipSync(await cpio([file('init', elf(183))]));
+    await writeFile(path, Buffer.concat([lz4.stdout, new Uint8Array(4), later]));
+    expect(await initramfsArch(path)).toBe('aarch64');
   });
 
   it('says undefined when it cannot tell', async () => {

@@ -1,12 +1,14 @@
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   compareKernelVersions,
   defaultKernelDirs,
   findKernel,
   hostArch,
+  inspectKernel,
   kernelImageFormat,
 } from './index.ts';
 
@@ -139,5 +141,73 @@ describe('kernelImageFormat', () => {
     expect(await kernelImageFormat(await image('pe', [[0, 'MZ']]))).toBeUndefined();
     expect(await kernelImageFormat(await image('short', [[0, 'MZ']], 0x100))).toBeUndefined();
     expect(await kernelImageFormat(await image('empty', [], 0))).toBeUndefined();
+  });
+});
+
+describe('inspectKernel', () => {
+  const release = (path: string): string => basename(path).replace(/^vmlinuz-/, '');
+
+  it("reads a bzImage's architecture and release from its setup header", async () => {
+    const kernel = await findKernel({ arch: 'x86_64' });
+    expect(await inspectKernel(kernel)).toEqual({
+      format: 'bzImage',
+      arch: 'x86_64',
+      release: release(kernel),
+    });
+    // Without the 64-bit entry flag (a 32-bit kernel) the architecture is not claimed.
+    const head = new Uint8Array(await readFile(kernel)).slice(0, 65 * 512);
+    head[0x236] = (head[0x236] ?? 0) & ~1;
+    const path = join(dir, 'bzImage-32');
+    await writeFile(path, head);
+    expect(await inspectKernel(path)).toEqual({ format: 'bzImage', release: release(kernel) });
+  });
+
+  it('reads an arm64 Image, plain and gzip-compressed, from its magic and banner', async () => {
+    const kernel = await findKernel({ arch: 'aarch64' });
+    const info = await inspectKernel(kernel);
+    expect(info).toMatchObject({ arch: 'aarch64', release: release(kernel) });
+    expect(['arm64-image', 'gzip-image', 'efi-zboot']).toContain(info?.format);
+    const image = info?.format === 'gzip-image' ? gunzipSync(await readFile(kernel)) : await readFile(kernel);
+    const gz = join(dir, 'Image.gz');
+    await writeFile(gz, gzipSync(image, { level: 1 }));
+    expect(await inspectKernel(gz)).toEqual({
+      format: 'gzip-image',
+      arch: 'aarch64',
+      release: release(kernel),
+    });
+  });
+
+  it("reads an EFI zboot image's PE machine and the banner of its payload", async () => {
+    const inner = Buffer.alloc(4096);
+    inner.write('ARM\x64', 0x38, 'latin1');
+    inner.write(
+      'Linux version %s (%s)\0Linux version 6.6.0-zboot-arm64 (builder@host) #1 SMP\0',
+      0x400,
+      'latin1',
+    );
+    const payload = gzipSync(inner);
+    const header = Buffer.alloc(0x200);
+    header.write('MZ', 0, 'latin1');
+    header.write('zimg', 4, 'latin1');
+    header.writeUInt32LE(0x200, 8);
+    header.writeUInt32LE(payload.length, 12);
+    header.write('gzip', 24, 'latin1');
+    header.writeUInt32LE(0x80, 0x3c);
+    header.write('PE\0\0', 0x80, 'latin1');
+    header.writeUInt16LE(0xaa64, 0x84);
+    const path = join(dir, 'vmlinuz.efi');
+    await writeFile(path, Buffer.concat([header, payload]));
+    expect(await inspectKernel(path)).toEqual({
+      format: 'efi-zboot',
+      arch: 'aarch64',
+      release: '6.6.0-zboot-arm64',
+    });
+  });
+
+  it("reads an ELF's machine, and nothing from a file that is no kernel", async () => {
+    expect(await inspectKernel('/bin/busybox')).toEqual({ format: 'elf', arch: hostArch() });
+    const path = join(dir, 'not-a-kernel');
+    await writeFile(path, 'hello');
+    expect(await inspectKernel(path)).toBeUndefined();
   });
 });

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, open, readdir } from 'node:fs/promises';
+import { access, readdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { IrbError } from '@irb/errors';
@@ -99,43 +99,4 @@ export async function findKernel(options: FindKernelOptions = {}): Promise<strin
     'IRB_BOOT_KERNEL_NOT_FOUND',
     `no readable ${arch} Linux kernel (vmlinuz-*) in ${dirs.join(', ')}; set ${names.at(-1)}=/path/to/vmlinuz (installed from npm: a distribution kernel, e.g. the ${arch === 'x86_64' ? 'linux-image-amd64' : 'linux-image-arm64'} package's /boot/vmlinuz-*, made readable), or in a checkout of irb's repository run scripts/ensure-env.sh, which unpacks Debian's kernel into the cache`,
   );
-}
-
-/**
- * The kinds of kernel image QEMU boots with `-kernel`: an x86 bzImage, an arm64 `Image`, an EFI
- * zboot image (a compressed arm64 or RISC-V kernel in a PE wrapper), an ELF `vmlinux`, and a
- * gzip-compressed `Image` (the `vmlinuz` of some arm64 distributions; QEMU's arm loader unpacks it).
- */
-export type KernelImageFormat = 'bzImage' | 'arm64-image' | 'efi-zboot' | 'elf' | 'gzip-image';
-
-function hasBytes(header: Uint8Array, offset: number, magic: string): boolean {
-  if (header.byteLength < offset + magic.length) return false;
-  for (let i = 0; i < magic.length; i++) if (header[offset + i] !== magic.charCodeAt(i)) return false;
-  return true;
-}
-
-/**
- * Tells what kind of kernel image `path` holds from its header (`undefined`: none of
- * {@link KernelImageFormat}). QEMU itself only says "linux kernel too old to load a ram disk" of
- * a file that is not a kernel, which sends users looking for the wrong problem.
- */
-export async function kernelImageFormat(path: string): Promise<KernelImageFormat | undefined> {
-  const handle = await open(path, 'r');
-  let header: Uint8Array;
-  try {
-    const buffer = new Uint8Array(0x240);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, 0);
-    header = buffer.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-  // Linux boot protocol: "HdrS" at 0x202 (Documentation/arch/x86/boot.rst).
-  if (hasBytes(header, 0x202, 'HdrS')) return 'bzImage';
-  // arm64 Image header: magic "ARM\x64" at 0x38 (Documentation/arch/arm64/booting.rst).
-  if (hasBytes(header, 0x38, 'ARM\x64')) return 'arm64-image';
-  // EFI zboot: a PE image ("MZ") whose header carries "zimg" at offset 4 (drivers/firmware/efi/libstub/zboot-header.S).
-  if (hasBytes(header, 0, 'MZ') && hasBytes(header, 4, 'zimg')) return 'efi-zboot';
-  if (hasBytes(header, 0, '\x7fELF')) return 'elf';
-  if (header[0] === 0x1f && header[1] === 0x8b) return 'gzip-image';
-  return undefined;
 }

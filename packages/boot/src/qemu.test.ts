@@ -172,8 +172,13 @@ describe('bootInitramfs', () => {
     await expect(
       bootInitramfs({ kernel, initramfs: path, accel: 'tcg', qemu: 'qemu-system-does-not-exist' }),
     ).rejects.toMatchObject({ code: 'IRB_BOOT_QEMU_NOT_FOUND' });
+    const arm64 = await findKernel({ arch: 'aarch64' });
+    await expect(
+      bootInitramfs({ kernel: arm64, initramfs: path, arch: 'aarch64', machine: 'pc', accel: 'tcg' }),
+    ).rejects.toMatchObject({ code: 'IRB_OPTION_INVALID', message: expect.stringContaining('use virt') });
+    // The x86 kernel is no aarch64 kernel: its header says so before the machine is looked at.
     await expect(
       bootInitramfs({ kernel, initramfs: path, arch: 'aarch64', machine: 'pc', accel: 'tcg' }),
-    ).rejects.toMatchObject({ code: 'IRB_OPTION_INVALID', message: expect.stringContaining('use virt') });
+    ).rejects.toMatchObject({ code: 'IRB_BOOT_KERNEL_ARCH_MISMATCH' });
   });
 });

@@ -1,23 +1,28 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { constants } from 'node:fs';
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
 import { IrbError } from '@irb/errors';
-import { type BootArch, hostArch, initramfsArch } from './arch.ts';
-import { findKernel, kernelImageFormat, readable } from './kernel.ts';
-
-/**
- * QEMU machine type: on x86_64 `microvm` (fast, minimal) or `pc` (boots reliably under TCG);
- * on aarch64 `virt` (the only one).
- */
-export type BootMachine = 'microvm' | 'pc' | 'virt';
-/** QEMU accelerator: `kvm` (hardware) or `tcg` (software emulation). */
-export type BootAccel = 'kvm' | 'tcg';
+import { type BootArch, hostArch } from './arch.ts';
+import { type InitramfsInfo, inspectInitramfs } from './archive.ts';
+import { type BootAccel, type BootMachine, qemuArguments, qemuBinary } from './command.ts';
+import { findKernel, readable } from './kernel.ts';
+import { inspectKernel, type KernelInfo } from './kernel-image.ts';
+import { chooseAccel } from './kvm.ts';
+import { checkModuleReleases, checkNetDriver } from './modules.ts';
+import {
+  type BootForward,
+  type BootNetOptions,
+  bindForwards,
+  HOSTFWD_FAILED,
+  type NoNetDevice,
+  netForwards,
+  noNetDeviceMessage,
+  type PortForward,
+  parseNoNetDevice,
+  portInUse,
+} from './net.ts';
+import { runQemu } from './process.ts';
 
 /** Options of {@link bootInitramfs}. */
 export interface BootOptions {
-  /** Kernel image. Default: {@link findKernel}. */
+  /** Kernel image. Default: {@link findKernel} for the guest's architecture. */
   kernel?: string;
   /** The initramfs file to boot. */
   initramfs: string;
@@ -35,13 +40,18 @@ export interface BootOptions {
   append?: string[];
   /** Kills QEMU; the promise rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** Stops QEMU; the promise resolves with `stopped: true` (a caller that has what it wanted). */
+  stopSignal?: AbortSignal;
   /** Receives console output as it arrives (carriage returns removed). */
   onOutput?: (text: string) => void;
+  /** Called when QEMU has started (again, if a picked host port was lost to another process and QEMU was restarted). */
+  onStart?: (start: BootStart) => void;
   /** Bytes for the guest's serial console (what a user types), forwarded until QEMU exits. Default: none. */
   input?: AsyncIterable<Uint8Array>;
   /**
    * Guest architecture. Default: the host's. `'auto'` reads it from the archive's /init (the ELF
-   * itself, or a script's interpreter; see {@link initramfsArch}), falling back to the host's.
+   * itself, or a script's interpreter; see {@link inspectInitramfs}), else from the kernel image,
+   * else the host's.
    */
   arch?: 'auto' | BootArch;
   /** Default `'auto'`: on x86_64 `microvm` with KVM, `pc` with TCG; on aarch64 `virt`. */
@@ -53,11 +63,39 @@ export interface BootOptions {
   accel?: 'auto' | BootAccel;
   /** QEMU binary. Default `qemu-system-<arch>`. */
   qemu?: string;
+  /**
+   * A network for the guest: QEMU's user networking with `restrict=on` (the guest reaches nothing
+   * outside this VM), a virtio-net device on the machine's bus, the matching `ip=` kernel argument
+   * (unless `append` has an `ip=`), and `forwards` from 127.0.0.1 on the host into the guest.
+   * `true`: a network without forwards.
+   */
+  net?: boolean | BootNetOptions;
+  /**
+   * The kernel's module tree (`…/lib/modules/<release>`), whose `modules.builtin` tells whether
+   * the network driver is built in. Default: `lib/modules/<release>` beside the kernel's
+   * directory, else `/lib/modules/<release>`.
+   */
+  kernelModules?: string;
+}
+
+/** What {@link BootOptions.onStart} learns. */
+export interface BootStart {
+  /** QEMU's process id. */
+  pid: number | undefined;
+  /** `performance.now()` just before QEMU was spawned: the zero of the host-clock times. */
+  startMs: number;
+  /** The forwards as bound (picked ports filled in). */
+  forwards: readonly BootForward[];
+  /** The full QEMU command line. */
+  command: readonly string[];
 }
 
 /** What happened during {@link bootInitramfs}. */
 export interface BootResult {
-  /** `expect` matched (or, without `expect`, the guest powered off with QEMU exiting 0), no panic, no timeout. */
+  /**
+   * `expect` matched (or, without `expect`, the guest powered off with QEMU exiting 0, or the
+   * caller stopped it with `stopSignal`), no panic, no timeout.
+   */
   ok: boolean;
   /** `expect` was seen on the console. */
   matched: boolean;
@@ -67,6 +105,12 @@ export interface BootResult {
   exitCode: number | null;
   /** `timeoutMs` passed first. */
   timedOut: boolean;
+  /** `stopSignal` stopped QEMU. */
+  stopped: boolean;
+  /** The timeout the boot had, in ms. */
+  timeoutMs: number;
+  /** Host ms from QEMU's start to the first console byte; `undefined`: the console stayed empty. */
+  firstOutputMs?: number;
   /** The console output (carriage returns removed; the last 4 MiB at most). */
   output: string;
   /** QEMU's own messages (warnings, errors). */
@@ -77,273 +121,98 @@ export interface BootResult {
   machine: BootMachine;
   /** The accelerator used. */
   accel: BootAccel;
+  /** The kernel image booted. */
+  kernel: string;
+  /** Its release, when the image says (see {@link inspectKernel}). */
+  kernelRelease?: string;
+  /** The forwards as bound (empty without `net`). */
+  forwards: BootForward[];
+  /** The guest's init said no network device appeared (`irb: net: no device …`), with the one line that says which modules to add. */
+  noNetDevice?: NoNetDevice & { message: string };
   /** The full QEMU command line. */
   command: string[];
   /** QEMU's process id (it has exited when the promise settles). */
   pid: number | undefined;
 }
 
-const MAX_OUTPUT = 4 * 1024 * 1024;
-const PANIC = /Kernel panic - not syncing/;
-/** How far back before new console text a match may start. */
-const MATCH_MARGIN = 64 * 1024;
+/** How often QEMU is started again when a picked host port was taken before QEMU bound it. */
+const PORT_RACE_ATTEMPTS = 3;
 
-/** Every QEMU this module started and that still runs: killed if the process exits. */
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function track(child: ChildProcess): void {
-  running.add(child);
-  child.once('exit', () => running.delete(child));
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const c of running) c.kill('SIGKILL');
-    });
-  }
-}
-
-/** Stops a QEMU: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
-function stop(child: ChildProcess, graceMs = 3000): void {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  timer.unref();
-  child.once('exit', () => clearTimeout(timer));
-}
-
-/** The QEMU binary for a guest architecture. */
-export function qemuBinary(arch: BootArch): string {
-  return `qemu-system-${arch}`;
-}
-
-/** The kernel command line irb boots with. */
-export function kernelCommandLine(machine: BootMachine, append: readonly string[] = []): string {
-  // virt's first UART is a PL011 (ttyAMA0); the x86 machines have a 16550 (ttyS0).
-  const args = [machine === 'virt' ? 'console=ttyAMA0' : 'console=ttyS0', 'panic=-1', 'rdinit=/init'];
-  // microvm has no PIT or HPET to calibrate the TSC against; without a given frequency
-  // the calibration hangs in about one boot of three under TCG.
-  if (machine === 'microvm') args.push('tsc_early_khz=2000000');
-  return [...args, ...append].join(' ');
-}
-
-/** The QEMU arguments for a boot (exposed for logging and for `irb boot --dry-run`). */
-export function qemuArguments(options: {
-  kernel: string;
-  initramfs: string;
-  machine: BootMachine;
-  accel: BootAccel;
-  memoryMb?: number;
-  cpus?: number;
-  append?: readonly string[];
-}): string[] {
-  const { machine, accel } = options;
-  // virt has no default CPU model under TCG; cortex-a57 is the one Debian's arm64 kernel and
-  // every QEMU version know.
-  const cpu = accel === 'kvm' ? ['-cpu', 'host'] : machine === 'virt' ? ['-cpu', 'cortex-a57'] : [];
-  return [
-    '-accel',
-    accel,
-    '-M',
-    machine,
-    ...cpu,
-    '-m',
-    String(options.memoryMb ?? 256),
-    '-smp',
-    String(options.cpus ?? 1),
-    '-nodefaults',
-    '-no-user-config',
-    '-display',
-    'none',
-    '-no-reboot',
-    // The console on our stdout; signal=off so bytes on stdin never become signals.
-    '-chardev',
-    'stdio,id=console,signal=off',
-    '-serial',
-    'chardev:console',
-    '-kernel',
-    options.kernel,
-    '-initrd',
-    options.initramfs,
-    '-append',
-    kernelCommandLine(machine, options.append),
-  ];
-}
-
-function probeCacheFile(): string {
-  const cache = process.env.XDG_CACHE_HOME || join(process.env.HOME || homedir(), '.cache');
-  return join(cache, 'irb', 'kvm-probe.json');
-}
-
-async function bootId(): Promise<string> {
-  try {
-    return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
-const probes = new Map<string, Promise<boolean>>();
-
-/**
- * Whether KVM really runs a Linux guest here. An accessible /dev/kvm is not enough (some
- * sandboxes expose one that hangs the guest), so this boots `kernel` under KVM with no
- * initramfs and waits up to `timeoutMs` for its first console line. The answer is cached
- * in memory and in `~/.cache/irb/kvm-probe.json` until the host reboots.
- */
-export function probeKvm(options: {
-  kernel: string;
-  qemu?: string;
-  timeoutMs?: number;
-  /** The guest's architecture; KVM runs only the host's. Default: the host's. */
-  arch?: BootArch;
-}): Promise<boolean> {
-  const arch = options.arch ?? hostArch();
-  if (arch !== hostArch()) return Promise.resolve(false);
-  const qemu = options.qemu ?? qemuBinary(arch);
-  const key = `${qemu}\0${options.kernel}`;
-  let probe = probes.get(key);
-  if (!probe) {
-    probe = probeUncached(qemu, options.kernel, options.timeoutMs ?? 4000, arch);
-    probes.set(key, probe);
-  }
-  return probe;
-}
-
-async function probeUncached(
-  qemu: string,
-  kernel: string,
-  timeoutMs: number,
-  arch: BootArch,
-): Promise<boolean> {
-  try {
-    await access('/dev/kvm', constants.R_OK | constants.W_OK);
-  } catch {
-    return false;
-  }
-  const id = await bootId();
-  const file = probeCacheFile();
-  const cacheKey = `${qemu}|${kernel}`;
-  let cache: Record<string, unknown> = {};
-  try {
-    const parsed = JSON.parse(await readFile(file, 'utf8')) as {
-      bootId?: string;
-      results?: Record<string, unknown>;
-    };
-    if (parsed.bootId === id && parsed.results) cache = parsed.results;
-  } catch {
-    // no cache yet
-  }
-  const known = cache[cacheKey];
-  if (typeof known === 'boolean') return known;
-
-  const machine: BootMachine = arch === 'aarch64' ? 'virt' : 'microvm';
-  const args = [...qemuArguments({ kernel, initramfs: '/dev/null', machine, accel: 'kvm', memoryMb: 128 })];
-  // No initrd for the probe: drop it, and print from the very first instruction on.
-  const initrd = args.indexOf('-initrd');
-  args.splice(initrd, 2);
-  args[args.length - 1] += arch === 'aarch64' ? ' earlycon=pl011,0x9000000' : ' earlyprintk=serial,ttyS0';
-  const works = await new Promise<boolean>((resolve) => {
-    let child: ChildProcess;
-    try {
-      child = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'ignore'] });
-    } catch {
-      resolve(false);
-      return;
-    }
-    track(child);
-    let text = '';
-    const timer = setTimeout(() => finish(false), timeoutMs);
-    function finish(result: boolean): void {
-      clearTimeout(timer);
-      stop(child, 500);
-      resolve(result);
-    }
-    child.stdout?.on('data', (d: Buffer) => {
-      text += d.toString('latin1');
-      if (text.includes('Linux version')) finish(true);
-    });
-    child.on('error', () => finish(false));
-    child.on('exit', () => finish(text.includes('Linux version')));
-  });
-  try {
-    await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, JSON.stringify({ bootId: id, results: { ...cache, [cacheKey]: works } }));
-  } catch {
-    // a read-only cache only costs another probe next time
-  }
-  return works;
-}
-
-/**
- * The accelerator {@link bootInitramfs} uses for an `arch` guest booting `kernel` when the caller
- * does not choose: `IRB_ACCEL` when set, else KVM when {@link probeKvm} shows it runs a guest,
- * else TCG. For reports (`irb --version --verbose`) that must say what a boot will do.
- */
-export async function chooseAccel(options: {
-  kernel: string;
-  qemu?: string;
-  arch?: BootArch;
-}): Promise<BootAccel> {
-  const arch = options.arch ?? hostArch();
-  const qemu = options.qemu ?? qemuBinary(arch);
-  return accelFromEnv() ?? ((await probeKvm({ kernel: options.kernel, qemu, arch })) ? 'kvm' : 'tcg');
-}
-
-function accelFromEnv(): BootAccel | undefined {
-  const value = process.env.IRB_ACCEL;
-  return value === 'kvm' || value === 'tcg' ? value : undefined;
-}
-
-function matcher(expect: string | RegExp | undefined): ((text: string) => boolean) | undefined {
-  if (expect === undefined) return undefined;
-  if (typeof expect === 'string') return (text) => text.includes(expect);
-  const re = new RegExp(expect.source, expect.flags.replace(/[gy]/g, ''));
-  return (text) => re.test(text);
-}
-
-/**
- * Boots `kernel` with `initramfs` under QEMU and watches the serial console: resolves when
- * `expect` appeared (QEMU is then stopped), the guest powered off, the kernel panicked
- * (`panic=-1` with `-no-reboot` makes QEMU exit), or `timeoutMs` passed (QEMU is killed).
- * QEMU never outlives the call; it is also killed if the Node process exits.
- *
- * @throws IrbError `IRB_BOOT_KERNEL_NOT_FOUND`, `IRB_BOOT_KERNEL_INVALID`, `IRB_BOOT_INITRAMFS_NOT_FOUND`,
- *   `IRB_BOOT_QEMU_NOT_FOUND`; the signal's reason on abort.
- */
-export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
-  const { signal } = options;
-  signal?.throwIfAborted();
-  const arch: BootArch =
-    options.arch === 'auto'
-      ? ((await initramfsArch(options.initramfs).catch(() => undefined)) ?? hostArch())
-      : (options.arch ?? hostArch());
-  if (arch !== 'x86_64' && arch !== 'aarch64') {
-    throw new IrbError(
-      'IRB_OPTION_INVALID',
-      `guest architecture "${String(arch)}" is unknown; use x86_64 or aarch64`,
-    );
-  }
-  const qemu = options.qemu ?? qemuBinary(arch);
-  const kernel = options.kernel ?? (await findKernel({ arch }));
+async function kernelInfo(kernel: string): Promise<KernelInfo> {
   if (!(await readable(kernel))) {
     throw new IrbError(
       'IRB_BOOT_KERNEL_NOT_FOUND',
       `kernel ${kernel} is not a readable file; pass another kernel`,
     );
   }
-  if ((await kernelImageFormat(kernel)) === undefined) {
+  const info = await inspectKernel(kernel);
+  if (info === undefined) {
     throw new IrbError(
       'IRB_BOOT_KERNEL_INVALID',
       `${kernel} is not a bootable Linux kernel (no bzImage, arm64 Image, EFI zboot, ELF or gzip header); pass a kernel image (vmlinuz) as \`kernel\``,
     );
   }
+  return info;
+}
+
+function archMismatch(
+  kernel: string,
+  info: KernelInfo,
+  arch: BootArch,
+  archive: InitramfsInfo | undefined,
+): IrbError {
+  const what =
+    archive?.arch === arch ? `the archive's /init is ${arch}` : `the guest architecture asked for is ${arch}`;
+  return new IrbError(
+    'IRB_BOOT_KERNEL_ARCH_MISMATCH',
+    `kernel ${kernel} is an ${info.arch} kernel (its ${info.format} header says so) but ${what}; boot it with an ${arch} kernel, or without one to use the ${arch} kernel irb finds`,
+  );
+}
+
+/**
+ * Boots `kernel` with `initramfs` under QEMU and watches the serial console: resolves when
+ * `expect` appeared (QEMU is then stopped), the guest powered off, the kernel panicked
+ * (`panic=-1` with `-no-reboot` makes QEMU exit), `stopSignal` aborted, or `timeoutMs` passed
+ * (QEMU is killed). QEMU never outlives the call; it is also killed if the Node process exits.
+ *
+ * Before QEMU starts, the kernel image's header is checked against the guest's architecture, and
+ * (with `arch: 'auto'` or `net`, which read the archive) the archive's kernel modules against the
+ * kernel's release, and with `net` the network driver (see {@link checkNetDriver}).
+ *
+ * @throws IrbError `IRB_BOOT_KERNEL_NOT_FOUND`, `IRB_BOOT_KERNEL_INVALID`, `IRB_BOOT_KERNEL_ARCH_MISMATCH`,
+ *   `IRB_BOOT_INITRAMFS_NOT_FOUND`, `IRB_BOOT_MODULES_MISMATCH`, `IRB_BOOT_NET_DRIVER_MISSING`,
+ *   `IRB_BOOT_FORWARD_PORT_IN_USE`, `IRB_BOOT_QEMU_NOT_FOUND`, `IRB_OPTION_INVALID`; the signal's
+ *   reason on abort.
+ */
+export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
+  const { signal } = options;
+  signal?.throwIfAborted();
+  const net = options.net === true ? {} : options.net || undefined;
+  // Bad forwards are the caller's mistake: say so before anything is read.
+  const asked: PortForward[] | undefined = net ? netForwards(net) : undefined;
   if (!(await readable(options.initramfs))) {
     throw new IrbError(
       'IRB_BOOT_INITRAMFS_NOT_FOUND',
       `initramfs ${options.initramfs} is not a readable file; build it first`,
     );
   }
+  const archive = options.arch === 'auto' || net ? await inspectInitramfs(options.initramfs) : undefined;
+  let info = options.kernel !== undefined ? await kernelInfo(options.kernel) : undefined;
+  const arch: BootArch =
+    options.arch === 'auto' ? (archive?.arch ?? info?.arch ?? hostArch()) : (options.arch ?? hostArch());
+  if (arch !== 'x86_64' && arch !== 'aarch64') {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `guest architecture "${String(arch)}" is unknown; use x86_64 or aarch64`,
+    );
+  }
+  const kernel = options.kernel ?? (await findKernel({ arch }));
+  info ??= await kernelInfo(kernel);
+  if (info.arch !== undefined && info.arch !== arch) throw archMismatch(kernel, info, arch, archive);
+  const release = info.release;
+  if (archive && release !== undefined) checkModuleReleases(archive.modules, { path: kernel, release });
+
+  const qemu = options.qemu ?? qemuBinary(arch);
   const accel: BootAccel =
     options.accel && options.accel !== 'auto' ? options.accel : await chooseAccel({ kernel, qemu, arch });
   const machine: BootMachine =
@@ -360,135 +229,70 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
       `machine ${machine} does not run ${arch} guests; use ${arch === 'aarch64' ? 'virt' : 'microvm or pc'} (or auto)`,
     );
   }
-  const args = qemuArguments({
-    kernel,
-    initramfs: options.initramfs,
-    machine,
-    accel,
-    ...(options.memoryMb !== undefined ? { memoryMb: options.memoryMb } : {}),
-    ...(options.cpus !== undefined ? { cpus: options.cpus } : {}),
-    ...(options.append !== undefined ? { append: options.append } : {}),
-  });
-  signal?.throwIfAborted();
-  const matches = matcher(options.expect);
-  const stopOnMatch = options.stopOnMatch ?? true;
+  if (archive && net && release !== undefined) {
+    await checkNetDriver(archive.modules, { path: kernel, release }, machine, options.kernelModules);
+  }
 
-  return new Promise<BootResult>((resolve, reject) => {
-    const child = spawn(qemu, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    track(child);
-    if (options.input) void forwardInput(options.input, child);
-    let output = '';
-    let stderr = '';
-    let matched = false;
-    let panicked = false;
-    let timedOut = false;
-    let aborted = false;
-    let spawnError: unknown;
-    const decoder = new TextDecoder();
-
-    const timer = setTimeout(() => {
-      timedOut = true;
-      stop(child);
-    }, options.timeoutMs ?? 120_000);
-    const onAbort = (): void => {
-      aborted = true;
-      stop(child);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-
-    child.stdout!.on('data', (data: Buffer) => {
-      const text = decoder.decode(data, { stream: true }).replace(/\r/g, '');
-      if (text === '') return;
-      options.onOutput?.(text);
-      const before = output.length;
-      output += text;
-      if (output.length > MAX_OUTPUT) output = output.slice(output.length - MAX_OUTPUT);
-      // Only the new text and a margin before it can hold a new match: keeps a chatty
-      // guest from making every chunk rescan megabytes.
-      const recent = output.slice(Math.max(0, Math.min(before, output.length - text.length) - MATCH_MARGIN));
-      if (!panicked && PANIC.test(recent)) {
-        panicked = true;
-        // QEMU exits by itself (panic=-1, -no-reboot); give the trace a moment, then make sure.
-        setTimeout(() => stop(child), 5000).unref();
-      }
-      if (!matched && matches?.(recent)) {
-        matched = true;
-        if (stopOnMatch) stop(child);
-      }
+  for (let attempt = 1; ; attempt++) {
+    signal?.throwIfAborted();
+    const forwards = asked ? await bindForwards(asked) : [];
+    const args = qemuArguments({
+      kernel,
+      initramfs: options.initramfs,
+      machine,
+      accel,
+      ...(options.memoryMb !== undefined ? { memoryMb: options.memoryMb } : {}),
+      ...(options.cpus !== undefined ? { cpus: options.cpus } : {}),
+      ...(options.append !== undefined ? { append: options.append } : {}),
+      ...(asked ? { net: { forwards } } : {}),
     });
-    child.stderr!.on('data', (data: Buffer) => {
-      stderr += data.toString();
-      if (stderr.length > 65536) stderr = stderr.slice(-65536);
+    const command = [qemu, ...args];
+    const timeoutMs = options.timeoutMs ?? 120_000;
+    const run = await runQemu({
+      qemu,
+      args,
+      arch,
+      timeoutMs,
+      stopOnMatch: options.stopOnMatch ?? true,
+      ...(options.expect !== undefined ? { expect: options.expect } : {}),
+      ...(signal ? { signal } : {}),
+      ...(options.stopSignal ? { stopSignal: options.stopSignal } : {}),
+      ...(options.onOutput ? { onOutput: options.onOutput } : {}),
+      ...(options.input ? { input: options.input } : {}),
+      onSpawn: (pid, startMs) => options.onStart?.({ pid, startMs, forwards, command }),
     });
-    child.stdin!.on('error', () => {});
-    let settled = false;
-    const finish = (code: number | null): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      child.stdin!.destroy();
-      if (spawnError !== undefined) {
-        const missing = (spawnError as { code?: string }).code === 'ENOENT';
-        reject(
-          missing
-            ? new IrbError(
-                'IRB_BOOT_QEMU_NOT_FOUND',
-                `${qemu} was not found; install QEMU (Debian: apt-get install ${arch === 'aarch64' ? 'qemu-system-arm' : 'qemu-system-x86'})`,
-                { cause: spawnError },
-              )
-            : spawnError,
-        );
-        return;
-      }
-      if (aborted) {
-        reject(signal?.reason ?? new Error('aborted'));
-        return;
-      }
-      const success = matches ? matched : code === 0;
-      resolve({
-        ok: success && !panicked && !timedOut,
-        matched,
-        panicked,
-        exitCode: code,
-        timedOut,
-        output,
-        stderr,
-        arch,
-        machine,
-        accel,
-        command: [qemu, ...args],
-        pid: child.pid,
-      });
-    };
-    child.on('error', (error) => {
-      spawnError = error;
-      // A process that never started emits no 'close' we could rely on.
-      if (child.pid === undefined) finish(null);
-    });
-    child.on('close', (code) => finish(code));
-  });
-}
-
-/** Copies `input` into QEMU's stdin, which is the guest's serial console, until either ends. */
-async function forwardInput(input: AsyncIterable<Uint8Array>, child: ChildProcess): Promise<void> {
-  const stdin = child.stdin;
-  if (!stdin) return;
-  const iterator = input[Symbol.asyncIterator]();
-  // Stop asking for input once QEMU is gone (the pending read ends whenever its source does).
-  child.once('close', () => void iterator.return?.()?.catch(() => {}));
-  try {
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done || stdin.destroyed) return;
-      if (!stdin.write(next.value)) {
-        await new Promise<void>((resolve) => {
-          stdin.once('drain', resolve);
-          stdin.once('close', resolve);
-        });
-      }
+    // QEMU binds the forwards at start: a picked port another process took in the meantime
+    // fails it at once, and a new pick fixes that.
+    const lost = run.output === '' ? HOSTFWD_FAILED.exec(run.stderr) : null;
+    if (lost) {
+      const port = Number(lost[1]);
+      if (forwards.find((f) => f.hostPort === port)?.picked && attempt < PORT_RACE_ATTEMPTS) continue;
+      throw portInUse(port);
     }
-  } catch {
-    // A failing input source ends the forwarding, not the boot.
+    const success = options.expect !== undefined ? run.matched : run.exitCode === 0 || run.stopped;
+    const noDevice = parseNoNetDevice(run.output);
+    return {
+      ok: success && !run.panicked && !run.timedOut,
+      matched: run.matched,
+      panicked: run.panicked,
+      exitCode: run.exitCode,
+      timedOut: run.timedOut,
+      stopped: run.stopped,
+      timeoutMs,
+      ...(run.firstOutputMs !== undefined ? { firstOutputMs: run.firstOutputMs } : {}),
+      output: run.output,
+      stderr: run.stderr,
+      arch,
+      machine,
+      accel,
+      kernel,
+      ...(release !== undefined ? { kernelRelease: release } : {}),
+      forwards,
+      ...(noDevice
+        ? { noNetDevice: { ...noDevice, message: noNetDeviceMessage(noDevice, machine, release) } }
+        : {}),
+      command,
+      pid: run.pid,
+    };
   }
 }

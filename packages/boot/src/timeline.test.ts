@@ -51,6 +51,42 @@ describe('parseBootTimeline', () => {
     expect(bare).toEqual({ unpackedMs: 2000, initMs: 3000, endMs: 3000, wallMs: 5 });
   });
 
+  it('reads the modules and net markers, from kmsg or with their uptime, and not the lines around them', () => {
+    const lines: ConsoleLine[] = [
+      { hostMs: 1, text: '[    3.000000] Run /init as init process' },
+      { hostMs: 2, text: 'irb: init 3.010000' },
+      { hostMs: 3, text: 'irb: module bogus: Exec format error' },
+      { hostMs: 4, text: '[    3.300000] virtio_net virtio0 eth0: renamed' },
+      { hostMs: 5, text: 'irb: modules 3.420000' },
+      { hostMs: 6, text: 'irb: net: eth0 10.0.2.15/24 via 10.0.2.2' },
+      { hostMs: 7, text: 'irb: net 3.500500' },
+      { hostMs: 8, text: 'irb: exec 3.600000' },
+      { hostMs: 9, text: 'listening' },
+      { hostMs: 10, text: '[    3.700000] reboot: Power down' },
+    ];
+    expect(parseBootTimeline(lines, 20)).toEqual({
+      initMs: 3000,
+      modulesMs: 3420,
+      netMs: 3500.5,
+      execMs: 3600,
+      firstLineMs: 3650,
+      endMs: 3700,
+      wallMs: 20,
+    });
+    // The shell init writes its own markers to /dev/kmsg: kernel lines with the kernel's time.
+    const kmsg = parseBootTimeline(
+      [
+        { hostMs: 1, text: '[    1.000000] irb: init' },
+        { hostMs: 2, text: '[    1.250000] irb: modules' },
+        { hostMs: 3, text: 'irb: net: no device eth0 after 5000 ms' },
+        { hostMs: 4, text: '[    6.300000] irb: exec' },
+      ],
+      10,
+    );
+    expect(kmsg).toMatchObject({ initMs: 1000, modulesMs: 1250, execMs: 6300 });
+    expect(kmsg.netMs).toBeUndefined();
+  });
+
   it('does not take kernel lines or irb lines for the program', () => {
     const t = parseBootTimeline(
       [

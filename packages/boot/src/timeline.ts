@@ -1,3 +1,6 @@
+import { IrbError } from '@irb/errors';
+import { netForwards, type PortForward } from './net.ts';
+import { type ForwardProbeOptions, type ForwardProbeResult, probeForward } from './probe.ts';
 import { type BootOptions, type BootResult, bootInitramfs } from './qemu.ts';
 
 /**
@@ -11,6 +14,10 @@ export interface BootTimeline {
   unpackedMs?: number;
   /** The kernel ran /init ("Run /init as init process"), or the init's own `irb: init` marker. */
   initMs?: number;
+  /** The init loaded its kernel modules (its `irb: modules` marker; only when it had any). */
+  modulesMs?: number;
+  /** The init configured the network (its `irb: net` marker; only when it did). */
+  netMs?: number;
   /** The init exec'd the program (its `irb: exec` marker). */
   execMs?: number;
   /** The program printed its first line on the console. */
@@ -21,6 +28,14 @@ export interface BootTimeline {
   wallMs: number;
   /** The status the init reported (`irb: exit status N`), when it did. */
   exitStatus?: number;
+  /** Host clock, ms since QEMU started: the guest's network first answered (see {@link probeForward}). With forwards only. */
+  netUpMs?: number;
+  /** Host clock, ms since QEMU started: the guest first accepted a connection on the probed forward. */
+  acceptedMs?: number;
+  /** Host clock, ms since QEMU started: the first answer came back on the probed forward (VM start → the agent's first answer). */
+  answerMs?: number;
+  /** The first line of that answer (`HTTP/1.0 200 OK`). */
+  answerLine?: string;
 }
 
 /** The phase fields of a {@link BootTimeline}, in boot order. */
@@ -28,6 +43,8 @@ export const TIMELINE_PHASES = [
   'unpackStartMs',
   'unpackedMs',
   'initMs',
+  'modulesMs',
+  'netMs',
   'execMs',
   'firstLineMs',
   'endMs',
@@ -36,6 +53,12 @@ export const TIMELINE_PHASES = [
 
 /** One phase field of a {@link BootTimeline}. */
 export type TimelinePhase = (typeof TIMELINE_PHASES)[number];
+
+/** The fields a boot with forwards adds, on the host's clock from QEMU's start, in order. */
+export const FORWARD_PHASES = ['netUpMs', 'acceptedMs', 'answerMs'] as const;
+
+/** One field of {@link FORWARD_PHASES}. */
+export type ForwardPhase = (typeof FORWARD_PHASES)[number];
 
 /** A console line and when it reached the host (any monotonic clock, in ms). */
 export interface ConsoleLine {
@@ -57,9 +80,10 @@ function printkTime(line: string): { ms: number; text: string } | undefined {
 /**
  * Reads a boot's phases from its console lines.
  *
- * Kernel events carry printk timestamps. The init's markers (`irb: init`, `irb: exec`, written to
- * /dev/kmsg so that they carry the same clock) come as kernel lines too; a marker written to the
- * console with the guest's uptime (`irb: exec 5.361234`) is read as well. The program's first
+ * Kernel events carry printk timestamps. The init's markers (`irb: init`, `irb: modules`,
+ * `irb: net`, `irb: exec`, written to /dev/kmsg so that they carry the same clock) come as kernel
+ * lines too; a marker written to the console with the guest's uptime (`irb: exec 5.361234`) is
+ * read as well. The program's first
  * line has no guest timestamp: its time is interpolated from when it reached the host between
  * the timestamped lines around it (the guest clock under emulation does not run at the host's
  * rate, so the nearest anchors on both sides keep the error small).
@@ -76,7 +100,7 @@ export function parseBootTimeline(lines: readonly ConsoleLine[], wallMs: number)
     const printk = printkTime(line.text);
     const text = printk ? printk.text : line.text;
     let guestMs = printk?.ms;
-    const marker = /^irb: (init|exec)(?: (\d+(?:\.\d+)?))?\s*$/.exec(text);
+    const marker = /^irb: (init|modules|net|exec)(?: (\d+(?:\.\d+)?))?\s*$/.exec(text);
     if (marker && guestMs === undefined && marker[2] !== undefined) guestMs = Number(marker[2]) * 1000;
     if (guestMs !== undefined) {
       anchors.push({ index, guestMs, hostMs: line.hostMs });
@@ -94,6 +118,8 @@ export function parseBootTimeline(lines: readonly ConsoleLine[], wallMs: number)
       }
     }
     if (marker?.[1] === 'init' && guestMs !== undefined) timeline.initMs ??= guestMs;
+    if (marker?.[1] === 'modules' && guestMs !== undefined) timeline.modulesMs ??= guestMs;
+    if (marker?.[1] === 'net' && guestMs !== undefined) timeline.netMs ??= guestMs;
     if (marker?.[1] === 'exec') {
       if (guestMs !== undefined) timeline.execMs ??= guestMs;
       afterExec = true;
@@ -143,12 +169,30 @@ export function parseBootTimeline(lines: readonly ConsoleLine[], wallMs: number)
   return timeline;
 }
 
+/** How {@link bootTimeline} probes a forward (see {@link probeForward}). */
+export interface TimelineProbeOptions
+  extends Pick<ForwardProbeOptions, 'request' | 'intervalMs' | 'graceMs'> {
+  /** The guest port of the forward to probe. Default: the first forward's. */
+  guestPort?: number;
+  /**
+   * A guest port nothing listens on, forwarded from a picked host port for the probe: its
+   * refusals tell when the guest's network is up. Default: 1, or the first of 9, 7, 13 the
+   * forwards do not use.
+   */
+  closedGuestPort?: number;
+  /** Keep the VM running after the answer until it powers off. Default `false`: QEMU is stopped once the answer came (an agent serves forever). */
+  untilPowerOff?: boolean;
+}
+
 /** Options of {@link bootTimeline}: those of a boot, and how many boots to make. */
-export interface BootTimelineOptions extends Omit<BootOptions, 'onOutput' | 'expect' | 'stopOnMatch'> {
+export interface BootTimelineOptions
+  extends Omit<BootOptions, 'onOutput' | 'expect' | 'stopOnMatch' | 'stopSignal'> {
   /** How many times to boot; the report gives each phase's median. Default 1. */
   runs?: number;
   /** Called after each boot with its timeline (for progress output). */
   onRun?: (timeline: BootTimeline, run: number) => void;
+  /** With forwards in `net`: how to probe one (default: the first, with an HTTP request); `false`: no probe, each boot runs until the guest powers off. */
+  probe?: TimelineProbeOptions | false;
 }
 
 /** The result of {@link bootTimeline}. */
@@ -170,27 +214,72 @@ function median(values: number[]): number | undefined {
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
+/** The forwards of `net`, parsed; `[]` without any. */
+function forwardsOf(net: BootOptions['net']): PortForward[] {
+  if (!net || net === true) return [];
+  return netForwards(net);
+}
+
 /**
  * Boots an initramfs `runs` times, each until the guest powers off, and reports when each phase
  * was reached (see {@link BootTimeline}), with each phase's median.
+ *
+ * With forwards in `net`, one forward is probed from the host (see {@link probeForward}): when the
+ * guest's network answered, when the guest accepted a connection, and when the first answer came,
+ * on the host's clock from QEMU's start. QEMU is then stopped, unless `probe.untilPowerOff`.
  *
  * The kernel must print its messages on the console with timestamps (Debian's kernels do, unless
  * `quiet` or `printk.time=0` is appended). irb's generated inits write the `irb: init` and
  * `irb: exec` markers; another /init shows the kernel's phases and the end only.
  */
 export async function bootTimeline(options: BootTimelineOptions): Promise<BootTimelineReport> {
-  const { runs: count = 1, onRun, ...boot } = options;
+  const { runs: count = 1, onRun, probe: probeOptions, ...boot } = options;
   if (!Number.isInteger(count) || count < 1)
     throw new RangeError(`runs must be a positive integer, got ${count}`);
+  const forwards = forwardsOf(boot.net);
+  const probe = probeOptions === false || forwards.length === 0 ? undefined : (probeOptions ?? {});
+  const probed = probe ? (probe.guestPort ?? forwards[0]?.guestPort) : undefined;
+  if (probe && !forwards.some((f) => f.guestPort === probed)) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `the probed guest port ${probed} is not forwarded; forward it or probe another`,
+    );
+  }
+  const closed =
+    probe?.closedGuestPort ?? [1, 9, 7, 13].find((p) => !forwards.some((f) => f.guestPort === p)) ?? 1;
+  if (probe) boot.net = { forwards: [...forwards, { hostPort: 0, guestPort: closed }] };
   const runs: BootTimeline[] = [];
   let last: BootResult | undefined;
   for (let run = 0; run < count; run++) {
-    const lines: ConsoleLine[] = [];
+    let lines: ConsoleLine[] = [];
     let partial = '';
-    const started = performance.now();
+    let started = performance.now();
+    const stopper = new AbortController();
+    let probing: { stop: AbortController; result: Promise<ForwardProbeResult> } | undefined;
     const result = await bootInitramfs({
       ...boot,
       stopOnMatch: false,
+      stopSignal: stopper.signal,
+      onStart: (start) => {
+        // A restart (a picked port was taken) starts the clock and the probe anew.
+        started = start.startMs;
+        lines = [];
+        partial = '';
+        probing?.stop.abort();
+        const port = start.forwards.find((f) => f.guestPort === probed)?.hostPort;
+        const closedPort = start.forwards.findLast((f) => f.guestPort === closed)?.hostPort;
+        if (!probe || port === undefined || closedPort === undefined) return;
+        const stop = new AbortController();
+        const result = probeForward({
+          ...probe,
+          port,
+          closedPort,
+          originMs: start.startMs,
+          signal: stop.signal,
+        });
+        probing = { stop, result };
+        if (!probe.untilPowerOff) void result.then((r) => r.answerMs !== undefined && stopper.abort());
+      },
       onOutput: (text) => {
         const now = performance.now() - started;
         const parts = (partial + text).split('\n');
@@ -199,14 +288,16 @@ export async function bootTimeline(options: BootTimelineOptions): Promise<BootTi
       },
     });
     const wallMs = performance.now() - started;
+    probing?.stop.abort();
+    const seen = probing ? await probing.result : {};
     if (partial !== '') lines.push({ text: partial, hostMs: wallMs });
-    const timeline = parseBootTimeline(lines, wallMs);
+    const timeline = { ...parseBootTimeline(lines, wallMs), ...seen };
     runs.push(timeline);
     onRun?.(timeline, run);
     last = result;
   }
   const medianTimeline: BootTimeline = { wallMs: 0 };
-  for (const phase of TIMELINE_PHASES) {
+  for (const phase of [...TIMELINE_PHASES, ...FORWARD_PHASES]) {
     const value = median(runs.map((r) => r[phase]).filter((v): v is number => v !== undefined));
     if (value !== undefined) medianTimeline[phase] = Math.round(value * 10) / 10;
   }

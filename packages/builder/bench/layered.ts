@@ -8,13 +8,15 @@
 //     [--in-process-only]   # skip the CLI rows (the BASE is still built once by the CLI)
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { compress } from '@irb/compress';
+import { packCpio } from '@irb/cpio';
 import { ensureDebianPythonImage, pushOciLayout, startRegistry } from '@irb/test-utils';
-import { appendOverlay, type InitramfsCompression } from '../src/index.ts';
+import { appendOverlay } from '../src/index.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const { values } = parseArgs({
@@ -110,7 +112,7 @@ try {
   push(await row('irb --help', ['node', bin, '--help']));
   push(
     await row('full build, warm blob cache (output cache emptied)', ['node', bin, ...build], () =>
-      rm(`${cache}-output`, { recursive: true, force: true }),
+      rm(join(cache, 'output'), { recursive: true, force: true }),
     ),
   );
   time(['node', bin, ...build]);
@@ -187,18 +189,45 @@ try {
   await measure('the same, replacing the previous output', () =>
     appendOverlay(base, inject, { output: appended, compression: 'zstd' }),
   );
-  // The member alone: the same files appended to a BASE of a few bytes (just the magic of its
-  // format), so that copying BASE costs nothing.
-  const head = (await readFile(base)).subarray(0, 4);
-  const magic: Record<InitramfsCompression, Uint8Array> = {
-    zstd: head,
-    gzip: Uint8Array.of(0x1f, 0x8b, 8, 0),
-    lz4: Uint8Array.of(0x02, 0x21, 0x4c, 0x18),
-    none: new TextEncoder().encode('07070100'),
-  };
+  // What append learns of BASE (its tree, for placing the member): read once per content, then
+  // kept in the output cache. Each run on a fresh cache directory: the first append onto an
+  // archive it has not seen; onto a copy of it (another inode: hashed, not decoded).
+  const treeCache = join(work, 'tree-cache');
+  const onto = (archive: string) => () =>
+    appendOverlay(archive, inject, {
+      output: appended,
+      compression: 'zstd',
+      cacheDir: join(treeCache, 'blobs'),
+    });
+  await measure(
+    "appendOverlay onto a BASE not seen before (BASE's tree read and stored) to a new file, -c zstd",
+    onto(base),
+    async () => {
+      await rm(treeCache, { recursive: true, force: true });
+      await rm(appended, { force: true });
+    },
+  );
+  const copied = join(work, 'copied-base');
+  await copyFile(base, copied);
+  await measure(
+    'the same onto a new copy of a BASE seen before (hashed, not decoded)',
+    onto(copied),
+    async () => {
+      await rm(copied, { force: true });
+      await copyFile(base, copied);
+      await rm(appended, { force: true });
+    },
+  );
+  // The member alone: the same files appended to an empty archive (just a trailer) of each
+  // format, so that copying BASE costs nothing; BASE's tree comes from the cache, as on every
+  // append but the first onto a file.
   for (const compression of ['zstd', 'gzip', 'lz4', 'none'] as const) {
     const tiny = join(work, `tiny-base-${compression}`);
-    await writeFile(tiny, magic[compression]);
+    const trailer = packCpio((async function* () {})());
+    const bytes: Uint8Array[] = [];
+    for await (const c of compression === 'none' ? trailer : compress(trailer, { format: compression }))
+      bytes.push(c);
+    await writeFile(tiny, Buffer.concat(bytes));
     await measure(`new member alone, -c ${compression}, to a file (fsync, rename)`, () =>
       appendOverlay(tiny, inject, { output: appended, compression }),
     );

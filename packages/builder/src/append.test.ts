@@ -15,12 +15,19 @@ const run = promisify(execFile);
 let dir: string;
 let agent: string;
 
+const cacheEnv = process.env.IRB_CACHE_DIR;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'irb-append-'));
+  // What append learns of BASE goes to this cache, not the user's.
+  process.env.IRB_CACHE_DIR = join(dir, 'cache');
   agent = join(dir, 'agent');
   await writeFile(agent, '#!/bin/sh\necho agent B\n');
 });
-afterAll(() => rm(dir, { recursive: true, force: true }));
+afterAll(async () => {
+  if (cacheEnv === undefined) delete process.env.IRB_CACHE_DIR;
+  else process.env.IRB_CACHE_DIR = cacheEnv;
+  await rm(dir, { recursive: true, force: true });
+});
 
 async function* entries(): AsyncGenerator<CpioEntry> {
   yield { type: 'directory', path: '.', mode: 0o755 };
@@ -91,7 +98,7 @@ describe('appendOverlay', () => {
     expect((await unpack(out, 'usr/bin/agent')).text).toBe('#!/bin/sh\necho agent B\n');
   });
 
-  it('emits no parent directories, only what a directory SRC brings below DEST; /init from `init`', async () => {
+  it('places the member over BASE like a build: DEST and missing parents emitted, BASE directories and symlinks kept; /init from `init`', async () => {
     const base = await makeBase('base-tree', 'gzip');
     const tree = join(dir, 'tree');
     await mkdir(join(tree, 'lib', 'deep'), { recursive: true });
@@ -99,18 +106,34 @@ describe('appendOverlay', () => {
     const init = join(dir, 'init');
     await writeFile(init, '#!/bin/sh\n');
     const out = join(dir, 'out-tree');
-    await appendOverlay(base, [`${agent}:/opt/app/bin/agent`, `${tree}:/opt/app`], { output: out, init });
-    const names: string[] = [];
-    for await (const e of listArchive(out)) if (e.member === 1) names.push(`${e.type} ${e.name}`);
-    expect(names.sort()).toEqual(
-      [
-        'directory opt/app/lib',
-        'directory opt/app/lib/deep',
-        'file init',
-        'file opt/app/bin/agent',
-        'file opt/app/lib/deep/x',
-      ].sort(),
+    await appendOverlay(
+      base,
+      [`${agent}:/opt/app/bin/agent`, `${tree}:/opt/app`, `${tree}:/usr`, `${agent}:/bin/b`],
+      {
+        output: out,
+        init,
+      },
     );
+    const names: string[] = [];
+    for await (const e of listArchive(out))
+      if (e.member === 1) names.push(`${e.type} ${e.name} ${e.mode.toString(8)}`);
+    // Directories first (parents before children), then the files: /opt and its parents are
+    // new; /usr and /usr/bin are BASE's (not emitted, their modes stay); /bin/b went through
+    // BASE's /bin → usr/bin.
+    expect(names).toEqual([
+      'directory opt 755',
+      'directory opt/app 755',
+      'directory opt/app/bin 755',
+      'directory opt/app/lib 755',
+      'directory opt/app/lib/deep 755',
+      'directory usr/lib 755',
+      'directory usr/lib/deep 755',
+      'file usr/bin/b 755',
+      'file init 755',
+      'file opt/app/bin/agent 755',
+      'file opt/app/lib/deep/x 755',
+      'file usr/lib/deep/x 755',
+    ]);
   });
 
   it('streams the same bytes it writes to a file, and the summary after the last byte', async () => {
@@ -191,6 +214,11 @@ console.log(JSON.stringify(seen));`;
       ],
       [join(dir, 'missing'), 'IRB_INPUT_UNREADABLE', /cannot read .*missing \(ENOENT\); check the path/],
     ];
+    // A BASE cut short is read to the end (for its tree) and refused, not appended to.
+    const whole = await readFile(await makeBase('base-cut', 'gzip'));
+    const cut = join(dir, 'base-cut.gz');
+    await writeFile(cut, whole.subarray(0, whole.byteLength - 20));
+    cases.push([cut, 'IRB_GZIP_TRUNCATED', /base-cut\.gz/]);
     for (const [base, code, message] of cases) {
       const err = await appendOverlay(base, [`${agent}:/a`], { output: out }).catch((e) => e);
       expect(err.code).toBe(code);

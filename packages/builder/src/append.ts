@@ -1,13 +1,13 @@
 import { constants, createReadStream } from 'node:fs';
-import { open, readdir, stat } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { open, stat } from 'node:fs/promises';
 import { COMPRESSION_FORMATS, compress } from '@irb/compress';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 // The light entry: `irb append` loads neither the layer indexing code nor the registry client.
 import { createScratchRootfs, parseInjectSpec } from '@irb/layers/scratch';
+import { archiveTree } from './archive-tree.ts';
 import { writeFileAtomic } from './atomic.ts';
-import { keyOfPath } from './base-tree.ts';
+import { blameInject, placeEntries } from './place.ts';
 import { summarizedStream } from './summarized-stream.ts';
 import type { InitramfsCompression } from './types.ts';
 
@@ -31,6 +31,13 @@ export interface AppendOverlayOptions {
    * written in place) and resolve to the summary. Default: return the bytes as a stream.
    */
   output?: string;
+  /**
+   * Blob cache directory; what append knows of BASE (its tree, see below) is kept in the output
+   * cache beside it. Default `$IRB_CACHE_DIR`, else the XDG cache dir, as for a build.
+   */
+  cacheDir?: string;
+  /** `false`: read BASE's tree every time and store nothing. Default `true`. */
+  cache?: boolean;
   signal?: AbortSignal;
 }
 
@@ -60,15 +67,18 @@ export interface AppendStream extends AsyncIterable<Uint8Array> {
 
 /**
  * Writes BASE followed by a new member holding `files` (`SRC:DEST` host files or directories) and
- * optionally `/init`, WITHOUT reading BASE's contents: only its first bytes, to check that it is
- * an initramfs (CPIO, gzip, zstd or lz4 legacy). Memory and time do not grow with BASE; the bytes
- * of BASE are copied by the kernel (`copy_file_range`/reflink) when writing a file.
+ * optionally `/init`; the bytes of BASE are copied unchanged (by the kernel,
+ * `copy_file_range`/reflink, when writing a file).
  *
- * Since BASE is not read, the member has no parent directory entries: DEST's parent directories
- * must exist in BASE (the kernel skips a file whose directory is missing). A directory SRC brings
- * its own subdirectories, but DEST itself is not emitted (a directory entry would rewrite the
- * mode and owner of one BASE has). Paths are taken literally; the kernel follows BASE's
- * symlinks in parent components (`/bin/x` on a merged-/usr BASE lands in `/usr/bin/x`).
+ * The member is planned against BASE's tree, as a build plans its overlay against the image, so
+ * the guest gets the same tree as from `build` with the same `inject`s: DEST is resolved through
+ * BASE's symlinks (`/bin/x` on a merged-/usr BASE goes to `/usr/bin/x`), missing parents are
+ * created (0755, root), a directory BASE has is never emitted again (that would rewrite its mode
+ * and owner: `/tmp` keeps 1777), a file where BASE has a directory is refused
+ * (`IRB_INJECT_DEST_INVALID`), and one name of a hard-linked file of BASE is replaced alone.
+ * BASE's tree is read once per archive content (every member decoded) and kept in the output
+ * cache (see archive-tree.ts): later appends onto the same unchanged file read only its first
+ * bytes and a small cache entry.
  *
  * Before the member, 4 to 7 NUL bytes: they end an lz4 member that has no end mark (the kernel
  * would otherwise read the next member as lz4 data) and align the new member to 4 bytes, as a
@@ -213,13 +223,11 @@ async function planAppend(
   const format2 = compression ?? format;
   const epoch = options.sourceDateEpoch ?? envEpoch();
   const scratch = createScratchRootfs(epoch !== undefined ? { sourceDateEpoch: epoch } : {});
-  // Directories that a directory SRC brings (below its DEST): the only directories emitted.
-  const contentDirs = new Set<string>();
+  const injects: Array<{ spec: string; dest: string }> = [];
   for (const spec of files) {
     const { src, dest } = parseInjectSpec(spec);
-    let st: Awaited<ReturnType<typeof stat>>;
     try {
-      st = await stat(src);
+      await stat(src);
     } catch (error) {
       throw new IrbError(
         'IRB_INJECT_SOURCE_UNREADABLE',
@@ -227,15 +235,8 @@ async function planAppend(
         { cause: error },
       );
     }
-    if (st.isDirectory()) {
-      const root = keyOfPath(dest);
-      for (const rel of await readdir(src, { recursive: true, withFileTypes: true })) {
-        if (!rel.isDirectory()) continue;
-        const sub = relative(src, join(rel.parentPath, rel.name));
-        contentDirs.add(keyOfPath(root === '' ? sub : `${root}/${sub}`));
-      }
-    }
     await scratch.injectHostPath(src, dest);
+    injects.push({ spec, dest });
   }
   if (options.init !== undefined) {
     const st = await stat(options.init).catch(() => undefined);
@@ -247,14 +248,19 @@ async function planAppend(
     }
     scratch.inject('/init', { hostPath: options.init }, { mode: 0o755, uid: 0, gid: 0 });
   }
-  let records = 0;
+  // Placed over BASE's tree exactly as a build places its overlay over the image: the same guest
+  // tree for the same `inject`s (parents created, BASE's directories and symlinks kept).
+  const tree = await archiveTree(base, {
+    ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
+    ...(options.cache !== undefined ? { cache: options.cache } : {}),
+    ...(signal ? { signal } : {}),
+  });
+  const placed = await placeEntries(scratch.entries(signal ? { signal } : {}), tree, epoch ?? 0, (key) =>
+    key === 'init' && options.init !== undefined ? '`init` (the /init file)' : blameInject(injects, key),
+  );
+  const records = placed.entries.length;
   async function* entries(): AsyncGenerator<CpioEntry> {
-    for await (const entry of scratch.entries(signal ? { signal } : {})) {
-      const key = keyOfPath(entry.path);
-      if (key === '' || (entry.type === 'directory' && !contentDirs.has(key))) continue;
-      records++;
-      yield entry;
-    }
+    yield* placed.entries;
   }
   async function* member(baseBytes: number): AsyncGenerator<Uint8Array> {
     // A zero word ends an lz4 member without end mark; more NULs align the next member to 4 bytes.

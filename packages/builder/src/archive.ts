@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { type ArchiveFile, type ElfHeaderInfo, INIT_HEAD_BYTES, initElfOf } from '@irb/boot/arch';
 import { decodeInitramfs } from '@irb/compress';
 import type { CpioEntryType } from '@irb/cpio';
 import { readCpio } from '@irb/cpio';
@@ -108,17 +109,52 @@ export async function measureArchive(
   path: string,
   options: ListArchiveOptions = {},
 ): Promise<ArchiveMeasure> {
+  const { initElf: _, ...measure } = await archiveFacts(path, options);
+  return measure;
+}
+
+/** What {@link archiveFacts} reads of an archive. */
+export interface ArchiveFacts extends ArchiveMeasure {
+  /** The ELF header of the program its `/init` runs (see `initElfOf` of `@irb/boot`), when it can tell. */
+  initElf?: ElfHeaderInfo;
+}
+
+/**
+ * One pass over an archive, as a stream (memory holds names and a few bytes of executables, not
+ * files): what {@link measureArchive} measures, and the ELF header of the program its `/init`
+ * runs, decided by `@irb/boot`'s `initElfOf` (what `irb boot` picks its QEMU by).
+ */
+export async function archiveFacts(path: string, options: ListArchiveOptions = {}): Promise<ArchiveFacts> {
+  const { signal } = options;
   let entries = 0;
   let unpackedBytes = 0;
-  for await (const e of listArchive(path, options)) {
+  // The executables and symlinks by name, the last entry of a name winning, as the kernel leaves them.
+  const files = new Map<string, ArchiveFile>();
+  const source = decodeInitramfs(openArchive(path, signal), { label: path, ...(signal ? { signal } : {}) });
+  for await (const e of readCpio(source, signal ? { signal } : {})) {
     entries++;
-    if (e.type === 'file') unpackedBytes += tmpfsFootprint(e.size);
+    const name = e.name.replace(/^(\.?\/)+/, '');
+    files.delete(name);
+    if (e.type === 'symlink') files.set(name, { mode: e.mode, head: e.targetBytes ?? new Uint8Array(0) });
+    if (e.type !== 'file') continue;
+    unpackedBytes += tmpfsFootprint(e.fileSize);
+    if ((e.mode & 0o111) === 0) continue;
+    const head: Uint8Array[] = [];
+    let length = 0;
+    for await (const chunk of e.body) {
+      head.push(chunk.slice(0, INIT_HEAD_BYTES - length));
+      length += Math.min(chunk.byteLength, INIT_HEAD_BYTES - length);
+      if (length >= INIT_HEAD_BYTES) break;
+    }
+    files.set(name, { mode: e.mode, head: new Uint8Array(Buffer.concat(head)) });
   }
   const compressedBytes = (await stat(path)).size;
+  const initElf = initElfOf(files);
   return {
     entries,
     compressedBytes,
     unpackedBytes,
     recommendedMemoryMiB: recommendGuestMemory({ tmpfsBytes: unpackedBytes, compressedBytes }),
+    ...(initElf ? { initElf } : {}),
   };
 }

@@ -1,12 +1,12 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { isIrbError } from '@irb/errors';
+import { isStaleTemp } from '@irb/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileAtomic } from './atomic.ts';
-import { isStaleTemp, removeStaleTemps, tempName } from './temp-files.ts';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -211,30 +211,5 @@ describe('temporary files of killed writers', () => {
     await writeFileAtomic(join(sub, 'c.cpio.gz'), chunks([new Uint8Array([1])]));
     expect((await readdir(sub)).sort()).toEqual([live.temp, 'c.cpio.gz'].sort());
     live.child.kill('SIGKILL');
-  });
-
-  it('tells a reused pid from the writer by its start time, and leaves unknown names alone', async () => {
-    const sub = await mkdtemp(join(dir, 'reuse-'));
-    const mine = tempName('x');
-    // This process's pid with another start time: the pid was reused, the writer is gone.
-    const reused = mine.replace(
-      /\.irb-(\d+)-(\d+)-/,
-      (_m, pid, start) => `.irb-${pid}-${Number(start) + 1}-`,
-    );
-    // Another pid namespace: cannot be judged from here, so it stays.
-    const elsewhere = mine.replace(
-      /-(\d+)\.([0-9a-f]+)\.irb-tmp$/,
-      (_m, ns, hex) => `-${Number(ns) + 1}.${hex}.irb-tmp`,
-    );
-    // Names from before temp files carried their writer: removed only once untouched for a day.
-    const legacyFresh = '.x.0123456789ab.irb-tmp';
-    const legacyOld = '.y.0123456789ab.irb-tmp';
-    for (const name of [mine, reused, elsewhere, legacyFresh, legacyOld, 'plain-file']) {
-      await writeFile(join(sub, name), '');
-    }
-    const twoDaysAgo = new Date(Date.now() - 2 * 24 * 3600 * 1000);
-    await utimes(join(sub, legacyOld), twoDaysAgo, twoDaysAgo);
-    expect((await removeStaleTemps(sub)).sort()).toEqual([legacyOld, reused].sort());
-    expect((await readdir(sub)).sort()).toEqual([mine, elsewhere, legacyFresh, 'plain-file'].sort());
   });
 });

@@ -2,7 +2,7 @@ import { constants, createReadStream } from 'node:fs';
 import { copyFile, lstat, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { IrbError, isIrbError } from '@irb/errors';
-import { removeStaleTemps, tempName } from './temp-files.ts';
+import { removeStaleTemps, tempName } from '@irb/store/temp';
 
 /** Options for {@link writeFileAtomic}. */
 export interface WriteFileAtomicOptions {
@@ -29,7 +29,7 @@ type Handle = Awaited<ReturnType<typeof open>>;
  * `path`. Anything else that exists at `path` — a character device such as `/dev/null`, a FIFO,
  * a socket — is opened and written in place: renaming over it would replace the device node
  * itself. Temporary files that earlier writers killed mid-write left in the directory are
- * removed first (see temp-files.ts). Returns the number of bytes written.
+ * removed first (@irb/store's `removeStaleTemps`). Returns the number of bytes written.
  */
 export async function writeFileAtomic(
   path: string,

@@ -6,7 +6,8 @@ import type { ContainerConfig } from '@irb/registry';
  * The overlay member is planned against the base member without holding the base's files: a
  * tree of names, kinds, link targets and directory modes (from the image's Rootfs on a build
  * that packs the base, from a stored snapshot when the base comes from the output cache), plus
- * the bytes of /etc/passwd and /etc/group, the only files init planning reads.
+ * the bytes of /etc/passwd and /etc/group, the only files init planning reads, and the first
+ * bytes of executable files (ELF header or `#!` line: what the program's architecture check reads).
  *
  * Keys are archive paths as binary strings (one code unit per byte, Buffer's `latin1`, which is
  * ISO-8859-1 and round-trips every byte — unlike TextDecoder('latin1')), no leading `/`; the
@@ -29,6 +30,12 @@ export interface BaseTree {
   node(key: string): BaseNode | undefined;
   /** The bytes of a regular file at a resolved key; only `etc/passwd` and `etc/group` are asked for. */
   readFile(key: string, signal?: AbortSignal): Promise<Uint8Array | undefined>;
+  /**
+   * Up to `length` first bytes of a regular file at a resolved key, as far as they are known: a
+   * stored snapshot keeps only {@link fileSignature}s of executable files (`undefined` for
+   * others: cannot tell).
+   */
+  readHead(key: string, length: number, signal?: AbortSignal): Promise<Uint8Array | undefined>;
   /** Paths `exclude` (and slimming) removed from the image. */
   excluded: number;
 }
@@ -41,6 +48,15 @@ export function keyOfPath(path: CpioPath): string {
     .replace(/^(\.?\/)+/, '')
     .replace(/\/+$/, '');
   return key === '.' ? '' : key;
+}
+
+/**
+ * A symlink target → the string {@link resolvePath} follows: its bytes as a binary string, kept as
+ * they are. Unlike {@link keyOfPath} it keeps a leading `/`, which makes the link absolute
+ * (restart at the root); stripped, `/bin/sh → /bin/busybox` would lead to `bin/bin/busybox`.
+ */
+export function targetKeyOf(target: CpioPath): string {
+  return (typeof target === 'string' ? Buffer.from(target, 'utf8') : Buffer.from(target)).toString('latin1');
 }
 
 /** Key → the bytes of the name. */
@@ -67,12 +83,15 @@ export function rootfsBaseTree(rootfs: Rootfs, extras: readonly CpioEntry[]): Ba
       const info = rootfs.lookup(bytesOfKey(key));
       if (!info) return added.get(key);
       const node: BaseNode = { type: info.type, mode: info.mode };
-      if (info.target !== undefined) node.target = keyOfPath(info.target);
+      if (info.target !== undefined) node.target = targetKeyOf(info.target);
       if (info.type === 'file' && info.nlink > 1) node.linked = true;
       return node;
     },
     readFile(key, signal) {
       return rootfs.readFile(bytesOfKey(key), signal ? { signal } : {});
+    },
+    readHead(key, length, signal) {
+      return rootfs.readHead(bytesOfKey(key), length, signal ? { signal } : {});
     },
     excluded: rootfs.stats.excluded,
   };
@@ -137,6 +156,8 @@ export interface BaseSnapshotHeader {
   architecture: string;
   /** Files init planning reads (`etc/passwd`, `etc/group`), by resolved key, base64. */
   files: Record<string, string>;
+  /** {@link fileSignature}s of the executable files, by key, base64 (absent in older snapshots). */
+  heads?: Record<string, string>;
 }
 
 const TYPE_CHAR: Record<string, string> = {
@@ -158,6 +179,53 @@ const CHAR_TYPE: Record<string, RootfsNodeType> = {
 };
 
 /**
+ * One node as a record of the tree encoding: `TYPE MODE`, key, and a field that holds a
+ * symlink's target or `L` for a file with several names (hard links); each ends with a NUL. Keys
+ * and targets are binary strings, so any name round-trips.
+ */
+export function nodeRecord(
+  key: string,
+  node: { type: string; mode: number; target?: string; linked?: boolean },
+): string {
+  const field =
+    node.type === 'symlink' ? (node.target ?? '') : node.type === 'file' && node.linked ? 'L' : '';
+  return `${TYPE_CHAR[node.type] ?? 'p'}${node.mode.toString(8)}\0${key}\0${field}\0`;
+}
+
+/** Decodes {@link nodeRecord}s (a binary string); `undefined` when one is malformed. */
+export function decodeNodeRecords(text: string): Map<string, BaseNode> | undefined {
+  const fields = text.split('\0');
+  const nodes = new Map<string, BaseNode>();
+  for (let i = 0; i + 2 < fields.length; i += 3) {
+    const head = fields[i] as string;
+    const type = CHAR_TYPE[head[0] ?? ''];
+    if (type === undefined) return undefined;
+    const node: BaseNode = { type, mode: Number.parseInt(head.slice(1), 8) };
+    if (type === 'symlink') node.target = fields[i + 2] as string;
+    else if (type === 'file' && fields[i + 2] === 'L') node.linked = true;
+    nodes.set(fields[i + 1] as string, node);
+  }
+  return nodes;
+}
+
+/** How many first bytes of an executable file {@link fileSignature} looks at. */
+export const SIGNATURE_BYTES = 128;
+
+/**
+ * What tells how the kernel runs a file, from its first bytes: the ELF header (20 bytes:
+ * class, byte order, machine), or a script's `#!` line (up to {@link SIGNATURE_BYTES}, without
+ * the newline); `undefined` for anything else.
+ */
+export function fileSignature(head: Uint8Array): Uint8Array | undefined {
+  if (head.length >= 20 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c && head[3] === 0x46) {
+    return head.subarray(0, 20);
+  }
+  if (head[0] !== 0x23 || head[1] !== 0x21) return undefined;
+  const end = head.subarray(0, SIGNATURE_BYTES).indexOf(10);
+  return head.subarray(0, end < 0 ? Math.min(head.length, SIGNATURE_BYTES) : end);
+}
+
+/**
  * Collects the base member's tree as its entries stream past (no second walk), and encodes it
  * with a header: one JSON line, then NUL-separated records `TYPE MODE`, key, target — names as
  * raw bytes, so any name round-trips. The bodies of the files init planning reads (`want`:
@@ -166,59 +234,73 @@ const CHAR_TYPE: Record<string, RootfsNodeType> = {
  */
 export function createTreeCollector(want: ReadonlySet<string> = new Set()): {
   tap(source: AsyncIterable<CpioEntry>): AsyncGenerator<CpioEntry>;
-  encode(header: Omit<BaseSnapshotHeader, 'files'>): Uint8Array;
+  encode(header: Omit<BaseSnapshotHeader, 'files' | 'heads'>): Uint8Array;
 } {
   const parts: string[] = [];
   const files: Record<string, string> = {};
-  const keep = (keys: string[], bytes: Uint8Array) => {
-    for (const key of keys) files[key] = Buffer.from(bytes).toString('base64');
-  };
-  const captured = (entry: CpioEntry & { type: 'file' }, keys: string[]): CpioEntry => {
+  const heads: Record<string, string> = {};
+  const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
+  /** The entry with its body passed through, its first `limit` bytes handed to `seen` at its end. */
+  const watched = (
+    entry: CpioEntry & { type: 'file' },
+    limit: number,
+    seen: (bytes: Uint8Array) => void,
+  ): CpioEntry => {
     const body = entry.body;
-    if (body === undefined) {
-      keep(keys, new Uint8Array(0));
-      return entry;
-    }
-    if (body instanceof Uint8Array) {
-      keep(keys, body);
+    if (body === undefined || body instanceof Uint8Array) {
+      seen((body ?? new Uint8Array(0)).subarray(0, limit));
       return entry;
     }
     async function* tee(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
       const chunks: Uint8Array[] = [];
+      let kept = 0;
       for await (const chunk of source) {
-        chunks.push(chunk.slice());
+        if (kept < limit) {
+          chunks.push(chunk.slice(0, limit - kept));
+          kept += Math.min(chunk.byteLength, limit - kept);
+        }
         yield chunk;
       }
-      keep(keys, new Uint8Array(Buffer.concat(chunks)));
+      seen(new Uint8Array(Buffer.concat(chunks)));
     }
     return { ...entry, body: typeof body === 'function' ? () => tee(body()) : tee(body) };
   };
   return {
     async *tap(source) {
       for await (const entry of source) {
-        const type = TYPE_CHAR[entry.type] ?? 'p';
-        const target = entry.type === 'symlink' ? keyOfPath(entry.target) : '';
         const key = keyOfPath(entry.path);
-        parts.push(`${type}${entry.mode.toString(8)}\0${key}\0${target}\0`);
         if (entry.type !== 'file') {
+          const target = entry.type === 'symlink' ? targetKeyOf(entry.target) : undefined;
+          parts.push(
+            nodeRecord(key, {
+              type: entry.type,
+              mode: entry.mode,
+              ...(target !== undefined ? { target } : {}),
+            }),
+          );
           yield entry;
           continue;
         }
-        // A file with several names is marked (`L` in the target field): see BaseNode.linked.
+        // A file with several names is marked: see BaseNode.linked.
         const links = entry.links ?? [];
-        if (links.length > 0) parts[parts.length - 1] = `f${entry.mode.toString(8)}\0${key}\0L\0`;
-        const names = [key];
-        for (const link of links) {
-          const linkKey = keyOfPath(link);
-          names.push(linkKey);
-          parts.push(`f${entry.mode.toString(8)}\0${linkKey}\0L\0`);
-        }
+        const linked = links.length > 0;
+        const names = [key, ...links.map((link) => keyOfPath(link))];
+        for (const name of names) parts.push(nodeRecord(name, { type: 'file', mode: entry.mode, linked }));
         const wanted = names.filter((n) => want.has(n));
-        yield wanted.length > 0 ? captured(entry, wanted) : entry;
+        const executable = (entry.mode & 0o111) !== 0;
+        if (wanted.length === 0 && !executable) {
+          yield entry;
+          continue;
+        }
+        yield watched(entry, wanted.length > 0 ? Number.POSITIVE_INFINITY : SIGNATURE_BYTES, (bytes) => {
+          for (const name of wanted) files[name] = base64(bytes);
+          const signature = executable ? fileSignature(bytes) : undefined;
+          if (signature) for (const name of names) heads[name] = base64(signature);
+        });
       }
     },
     encode(header) {
-      const head = Buffer.from(`${JSON.stringify({ v: 1, ...header, files })}\n`, 'utf8');
+      const head = Buffer.from(`${JSON.stringify({ v: 1, ...header, files, heads })}\n`, 'utf8');
       return new Uint8Array(Buffer.concat([head, Buffer.from(parts.join(''), 'latin1')]));
     },
   };
@@ -250,21 +332,10 @@ export function decodeBaseSnapshot(
   const header = decodeBaseHeader(bytes);
   if (!header) return undefined;
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const fields = buffer
-    .subarray(buffer.indexOf(10) + 1)
-    .toString('latin1')
-    .split('\0');
-  const nodes = new Map<string, BaseNode>();
-  for (let i = 0; i + 2 < fields.length; i += 3) {
-    const head = fields[i] as string;
-    const type = CHAR_TYPE[head[0] ?? ''];
-    if (type === undefined) return undefined;
-    const node: BaseNode = { type, mode: Number.parseInt(head.slice(1), 8) };
-    if (type === 'symlink') node.target = fields[i + 2] as string;
-    else if (type === 'file' && fields[i + 2] === 'L') node.linked = true;
-    nodes.set(fields[i + 1] as string, node);
-  }
+  const nodes = decodeNodeRecords(buffer.subarray(buffer.indexOf(10) + 1).toString('latin1'));
+  if (!nodes) return undefined;
   const files = header.files;
+  const heads = header.heads ?? {};
   return {
     header,
     tree: {
@@ -272,6 +343,12 @@ export function decodeBaseSnapshot(
       async readFile(key) {
         const data = files[key];
         return data === undefined ? undefined : new Uint8Array(Buffer.from(data, 'base64'));
+      },
+      async readHead(key, length) {
+        const data = heads[key];
+        return data === undefined
+          ? undefined
+          : new Uint8Array(Buffer.from(data, 'base64')).subarray(0, length);
       },
       excluded: header.excluded,
     },

@@ -30,7 +30,7 @@ import { initArchForPlatform, staticInitPath } from '@irb/init';
 import type { InitramfsBuilderOptions } from './types.ts';
 
 /** The version of irb's output format that goes into every build key. */
-export const BUILD_FORMAT_VERSION = 2;
+export const BUILD_FORMAT_VERSION = 3;
 
 /** Builder options that never change the output bytes (not part of the key). */
 export const NEUTRAL_OPTIONS: ReadonlySet<string> = new Set([
@@ -157,6 +157,9 @@ export async function buildKeyInput(
   if (options.slim?.length) out.slim = [...new Set(options.slim)].sort();
   else delete out.slim;
   if (!options.trace) delete out.trace;
+  // It changes no byte, only whether a mismatch fails the build or warns: in the overlay key (a
+  // cached overlay carries the warning), left out when off so that keys from before stay.
+  if (options.allowArchMismatch !== true) delete out.allowArchMismatch;
   return { manifestDigest, options: out };
 }
 
@@ -173,6 +176,7 @@ export const OVERLAY_OPTIONS: ReadonlySet<string> = new Set([
   'replaceImageInit',
   'keepImageInit',
   'trace',
+  'allowArchMismatch',
 ]);
 
 let builderVersion: string | undefined;

@@ -7,10 +7,10 @@ import type { CpioEntry } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 import type { Rootfs } from '@irb/layers';
 import type { ImageManifest, Keychain } from '@irb/registry';
+import { type CacheLayout, cacheLayout, tempName, tempPath } from '@irb/store';
 import { writeFileAtomic } from './atomic.ts';
 import type { BaseTree } from './base-tree.ts';
 import { baseKey, overlayKey } from './build-key.ts';
-import { type CacheDirectories, cacheDirectories } from './cache.ts';
 import { consoleEntries, withExtras } from './extras.ts';
 import {
   type CachedBase,
@@ -24,6 +24,7 @@ import {
 import type { Overlay } from './overlay.ts';
 import { type BuildPipeline, createBuildPipeline, type MemberSink, memberThreads } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
+import { type RepairContext, repairingCache, verifiedAtEnd } from './repair.ts';
 import { openSource, platformString, type SourceOptions } from './source.ts';
 import { summarizedStream } from './summarized-stream.ts';
 import type {
@@ -87,22 +88,29 @@ export class InitramfsBuilder {
   async build(output: string): Promise<BuildSummary> {
     const started = performance.now();
     const pre = await preflight(this.options, output);
-    const opened = await this.#open(pre, started);
-    try {
-      const signal = this.options.signal;
-      // An unchanged rebuild whose output already holds exactly these bytes (the same command run
-      // again) leaves the file alone: copying the same bytes over it would only cost the copy, an
-      // fsync and freeing the old blocks. Compared byte for byte once, then trusted while the
-      // file's identity and times are unchanged (see outputUpToDate).
-      if (await opened.upToDate?.(output)) return opened.pipeline.summary(output);
-      await writeFileAtomic(output, opened.pipeline.data, {
-        ...(signal ? { signal } : {}),
-        ...(opened.prefixFile !== undefined ? { prefixFile: opened.prefixFile } : {}),
-      });
-      return opened.pipeline.summary(output);
-    } finally {
-      await opened.close();
-    }
+    const root = this.options.cache !== false ? cacheLayout(this.options.cacheDir).root : undefined;
+    return repairingCache(root, this.options.signal, async (repairs) => {
+      const opened = await this.#open(pre, started, repairs);
+      try {
+        const signal = this.options.signal;
+        // An unchanged rebuild whose output already holds exactly these bytes (the same command
+        // run again) leaves the file alone: copying the same bytes over it would only cost the
+        // copy, an fsync and freeing the old blocks. Compared byte for byte once, then trusted
+        // while the file's identity and times are unchanged (see outputUpToDate).
+        if (await opened.upToDate?.(output)) return opened.pipeline.summary(output);
+        // Cached members are checked against their digests while they are copied.
+        const data = opened.verify
+          ? verifiedAtEnd(opened.pipeline.data, opened.verify)
+          : opened.pipeline.data;
+        await writeFileAtomic(output, data, {
+          ...(signal ? { signal } : {}),
+          ...(opened.prefixFile !== undefined ? { prefixFile: opened.prefixFile } : {}),
+        });
+        return opened.pipeline.summary(output);
+      } finally {
+        await opened.close();
+      }
+    });
   }
 
   /**
@@ -112,7 +120,17 @@ export class InitramfsBuilder {
    */
   stream(): BuildStream {
     const o = this.options;
-    const open = (pre: Preflight, started: number) => this.#open(pre, started);
+    // Nothing goes out before the cached members are checked: a corrupt one is built again.
+    const root = o.cache !== false ? cacheLayout(o.cacheDir).root : undefined;
+    const open = (pre: Preflight, started: number) =>
+      repairingCache(root, o.signal, async (repairs) => {
+        const opened = await this.#open(pre, started, repairs);
+        await opened.verify?.().catch(async (error: unknown) => {
+          await opened.close();
+          throw error;
+        });
+        return opened;
+      });
     return summarizedStream<BuildSummary>(async function* (finish) {
       const started = performance.now();
       const opened = await open(await preflight(o), started);
@@ -136,7 +154,7 @@ export class InitramfsBuilder {
    * Opens the image, indexes its layers, applies the overlay and returns the pipeline; `close`
    * releases the source once the pipeline was read (or abandoned).
    */
-  async #open(pre: Preflight, started: number): Promise<Opened> {
+  async #open(pre: Preflight, started: number, repairs: RepairContext): Promise<Opened> {
     const o = this.options;
     const signal = o.signal;
     const emit = (event: BuildProgressEvent) => o.onProgress?.(event);
@@ -146,9 +164,9 @@ export class InitramfsBuilder {
     try {
       const image = source.image;
       const manifestDigest = await image.digest();
-      const dirs = o.cache !== false ? cacheDirectories(o.cacheDir) : undefined;
+      const dirs = o.cache !== false ? cacheLayout(o.cacheDir) : undefined;
       const key = dirs && (await baseKey(o, manifestDigest));
-      const hit = dirs && key ? await lookupBase(dirs.output, key) : undefined;
+      const hit = dirs && key ? await lookupBase(dirs, key) : undefined;
       if (hit && dirs && key) {
         try {
           const opened = await this.#fromCachedBase(
@@ -159,6 +177,7 @@ export class InitramfsBuilder {
             image.manifest(),
             pre,
             started,
+            repairs.warnings,
           );
           if (opened) {
             return {
@@ -178,21 +197,13 @@ export class InitramfsBuilder {
       }
       // Everything below runs only when the base member must be built: the layer machinery,
       // the overlay planner and the tree collector are loaded here, not by a cached rebuild.
-      const [
-        { createDirectoryIndexCache, indexLayers },
-        { planOverlay },
-        baseTrees,
-        { pathFilter },
-        { scratchPath },
-        { tempName },
-      ] = await Promise.all([
-        import('@irb/layers'),
-        import('./overlay.ts'),
-        import('./base-tree.ts'),
-        import('./filter.ts'),
-        import('@irb/registry'),
-        import('./temp-files.ts'),
-      ]);
+      const [{ createDirectoryIndexCache, indexLayers }, { planOverlay }, baseTrees, { pathFilter }] =
+        await Promise.all([
+          import('@irb/layers'),
+          import('./overlay.ts'),
+          import('./base-tree.ts'),
+          import('./filter.ts'),
+        ]);
       const { createTreeCollector, plannedFiles, rootfsBaseTree } = baseTrees;
       const [manifest, config, layers] = await Promise.all([
         image.manifest(),
@@ -200,6 +211,7 @@ export class InitramfsBuilder {
         image.layers(),
       ]);
       const platform = platformString(config);
+      for (const layer of layers) repairs.blobs.add(layer.digest);
       const layerInfo: LayerInfo[] = layers.map((l) => ({
         digest: l.digest,
         diffId: l.diffId,
@@ -215,11 +227,13 @@ export class InitramfsBuilder {
       // With the blob cache on, the layers' parsed headers are cached too (keyed by digest; every
       // source verifies blobs against it), so a warm rebuild does not decompress a layer twice.
       // The index pass keeps the file bodies of the layers it decompresses in nameless spool
-      // files (beside the blob cache), so packing does not decompress them a second time.
+      // files (in the cache's spool area), so packing does not decompress them a second time.
       const rootfs = await indexLayers(layers, {
-        ...(dirs ? { indexCache: createDirectoryIndexCache(dirs.index) } : {}),
+        ...(dirs ? { indexCache: createDirectoryIndexCache(dirs.index, { tempDir: dirs.tmp }) } : {}),
         spoolPath: (layer) =>
-          dirs ? scratchPath(dirs.blobs, layer.digest) : join(tmpdir(), tempName('irb-spool')),
+          dirs
+            ? tempPath(dirs.spool, spoolName(layer.digest))
+            : join(tmpdir(), tempName(spoolName(layer.digest))),
         ...(o.exclude ? { exclude: o.exclude } : {}),
         ...keepOption(pathFilter, pre, o, config.config?.Env ?? []),
         ...(signal ? { signal } : {}),
@@ -247,21 +261,17 @@ export class InitramfsBuilder {
       const collector = createTreeCollector(plannedFiles(baseTree));
       const sink =
         dirs && key
-          ? createBaseSink(
-              dirs.output,
-              key,
-              async (stats) =>
-                collector.encode({
-                  stats,
-                  configDigest: manifest.config.digest,
-                  platform,
-                  excluded: rootfs.stats.excluded,
-                  filtered: rootfs.stats.filtered,
-                  lostXattrs: lost,
-                  config: config.config,
-                  architecture,
-                }),
-              dirs.blobs,
+          ? createBaseSink(dirs, key, async (stats) =>
+              collector.encode({
+                stats,
+                configDigest: manifest.config.digest,
+                platform,
+                excluded: rootfs.stats.excluded,
+                filtered: rootfs.stats.filtered,
+                lostXattrs: lost,
+                config: config.config,
+                architecture,
+              }),
             )
           : undefined;
       const baseEntries = withExtras(rootfs.entries(signal ? { signal } : {}), extras);
@@ -287,7 +297,7 @@ export class InitramfsBuilder {
           init: overlay.init,
           ...(overlay.initKind ? { initKind: overlay.initKind } : {}),
           ...(overlay.command ? { command: overlay.command } : {}),
-          warnings: [...traceWarnings(pre, manifestDigest), ...overlay.warnings],
+          warnings: [...traceWarnings(pre, manifestDigest), ...repairs.warnings, ...overlay.warnings],
         },
         started,
       });
@@ -311,14 +321,14 @@ export class InitramfsBuilder {
    * The overlay member's place in the output cache: its key (computed before any injected file
    * is read) and a sink that stores the member under it, unless a file changed meanwhile.
    */
-  async #overlayCache(dirs: CacheDirectories, base: string, architecture: string) {
+  async #overlayCache(dirs: CacheLayout, base: string, architecture: string) {
     const o = this.options;
     const key = await overlayKey(o, base, architecture);
     return {
       key,
       sink: (overlay: Overlay) =>
         createOverlaySink(
-          dirs.output,
+          dirs,
           key,
           {
             init: overlay.init,
@@ -327,7 +337,6 @@ export class InitramfsBuilder {
             warnings: overlay.warnings,
           },
           async () => (await overlayKey(o, base, architecture)) === key,
-          dirs.blobs,
         ),
     };
   }
@@ -340,19 +349,20 @@ export class InitramfsBuilder {
    */
   async #fromCachedBase(
     hit: CachedBase,
-    dirs: CacheDirectories,
+    dirs: CacheLayout,
     key: string,
     manifestDigest: string,
     manifestPromise: Promise<ImageManifest>,
     pre: Preflight,
     started: number,
+    repairs: readonly string[],
   ): Promise<(Omit<Opened, 'close'> & { release(): Promise<void> }) | undefined> {
     const o = this.options;
     const signal = o.signal;
     const emit = (event: BuildProgressEvent) => o.onProgress?.(event);
     const h = hit.header;
     const overlayCache = await this.#overlayCache(dirs, key, h.architecture);
-    const cachedOverlay: CachedOverlay | undefined = await lookupOverlay(dirs.output, overlayCache.key);
+    const cachedOverlay: CachedOverlay | undefined = await lookupOverlay(dirs, overlayCache.key);
     let tree: BaseTree | undefined;
     if (!cachedOverlay) {
       tree = hit.tree();
@@ -405,17 +415,20 @@ export class InitramfsBuilder {
         init: described.init,
         ...(described.initKind ? { initKind: described.initKind } : {}),
         ...(described.command ? { command: described.command } : {}),
-        warnings: [...traceWarnings(pre, manifestDigest), ...described.warnings],
+        warnings: [...traceWarnings(pre, manifestDigest), ...repairs, ...described.warnings],
       },
       started,
     });
     return {
       pipeline,
       prefixFile: hit.path,
+      verify: async () => {
+        await Promise.all([hit.verify(), cachedOverlay?.verify()]);
+      },
       ...(cachedOverlay
         ? {
             upToDate: (output: string) =>
-              outputUpToDate(dirs.output, overlayCache.key, output, [hit.path, cachedOverlay.path]),
+              outputUpToDate(dirs, overlayCache.key, output, [hit.path, cachedOverlay.path]),
           }
         : {}),
       release: async () => {
@@ -424,6 +437,11 @@ export class InitramfsBuilder {
       },
     };
   }
+}
+
+/** The name a layer's spool file is written under (it is unlinked at once: only a kill leaves it). */
+function spoolName(digest: string): string {
+  return `spool-${digest.slice(digest.indexOf(':') + 1, digest.indexOf(':') + 17)}`;
 }
 
 /** A build ready to be read: the pipeline, a file whose bytes come first (a cached base member), and cleanup. */
@@ -435,6 +453,11 @@ interface Opened {
    * holds the archive's bytes, so that `summary` can be asked without reading `data`.
    */
   upToDate?: (output: string) => Promise<boolean>;
+  /**
+   * Checks the members that come from the output cache against their recorded digests; rejects
+   * with a cache corruption error (the entry removed) when one does not match.
+   */
+  verify?: () => Promise<void>;
   close: () => Promise<void>;
 }
 

@@ -7,6 +7,7 @@
  */
 import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
+import type { ElfHeaderInfo } from '@irb/boot/arch';
 import { DETECT_BYTES, detectCompression } from '@irb/compress';
 import { IrbError } from '@irb/errors';
 import {
@@ -36,10 +37,12 @@ import {
   selectManifest,
   sha256Digest,
 } from '@irb/registry';
+import { corruptCacheEntry } from '@irb/store';
 import packageJson from '../package.json' with { type: 'json' };
-import { measureArchive } from './archive.ts';
+import { archiveFacts } from './archive.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { defaultKeychains } from './builder.ts';
+import { ociArchitecture, runsOn } from './elf-platform.ts';
 import { createRegistry } from './source.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
 
@@ -66,7 +69,12 @@ export interface PushInitramfsOptions extends FleetOptions {
   source?: string;
   /** The source's platform manifest digest, when known (a build's `manifestDigest`); else resolved. */
   sourceDigest?: string;
-  /** `os/arch[/variant]` of the archive. Default: the source image's, else unset. */
+  /**
+   * `os/arch[/variant]` of the archive. Default: the archive's own, from the ELF machine of the
+   * program its `/init` runs (what `irb boot` reads too); it also picks the manifest of
+   * `source`. Given, it must agree with that (`IRB_PLATFORM_MISMATCH`); it is needed only when
+   * the archive cannot tell (an xz archive, no ELF /init) and `source` is set.
+   */
   platform?: string;
   /** Guest memory to recommend (MiB). Default: measured from the archive (every compression irb reads; not xz). */
   recommendedMemoryMiB?: number;
@@ -228,6 +236,31 @@ async function archiveCompression(path: string): Promise<InitramfsLayerCompressi
   return known;
 }
 
+/**
+ * The platform the archive is built for, from the ELF machine of the program its /init runs
+ * (`elf`: see `archiveFacts`; what `irb boot` picks its QEMU by): `linux/<arch>`, or `undefined`
+ * when the archive cannot tell (an xz archive, no ELF /init, a machine without an OCI name). An
+ * explicit `platform` for another architecture is refused (`IRB_PLATFORM_MISMATCH`).
+ */
+function archivePlatform(
+  archive: string,
+  explicit: string | undefined,
+  elf: ElfHeaderInfo | undefined,
+): string | undefined {
+  const architecture = elf && ociArchitecture(elf);
+  if (!elf || architecture === undefined) return undefined;
+  if (explicit !== undefined) {
+    const wanted = parsePlatform(explicit).architecture;
+    if (!runsOn(elf, wanted)) {
+      throw new IrbError(
+        'IRB_PLATFORM_MISMATCH',
+        `\`platform\` ${explicit} contradicts ${archive}, whose /init is built for ${architecture}; drop \`platform\` (the archive's own is used) or push the ${wanted} archive`,
+      );
+    }
+  }
+  return `linux/${architecture}`;
+}
+
 /** The descriptor (media type, digest, size) of a registry manifest, verified. */
 async function manifestDescriptor(
   client: RegistryClient,
@@ -259,6 +292,27 @@ export async function pushInitramfs(
   ref: string,
   options: PushInitramfsOptions = {},
 ): Promise<PushInitramfsResult> {
+  return pushArchive(archive, ref, options, true);
+}
+
+/**
+ * {@link pushInitramfs} of an archive a build just wrote for `platform` (the remote build cache):
+ * the platform is the build's, so the archive is not decoded to tell it.
+ */
+export function pushBuiltInitramfs(
+  archive: string,
+  ref: string,
+  options: PushInitramfsOptions & { platform: string },
+): Promise<PushInitramfsResult> {
+  return pushArchive(archive, ref, options, false);
+}
+
+async function pushArchive(
+  archive: string,
+  ref: string,
+  options: PushInitramfsOptions,
+  readPlatform: boolean,
+): Promise<PushInitramfsResult> {
   const target = registryReference(ref, 'the push target');
   const compression = await archiveCompression(archive);
   for (const key of Object.keys(options.annotations ?? {})) {
@@ -270,11 +324,25 @@ export async function pushInitramfs(
     }
   }
   const { signal } = options;
+  // One pass over the archive for both (@irb/compress reads every compression but xz).
+  const facts =
+    compression !== 'xz' && (readPlatform || options.recommendedMemoryMiB === undefined)
+      ? await archiveFacts(archive, signal ? { signal } : {})
+      : undefined;
+  const own = readPlatform ? archivePlatform(archive, options.platform, facts?.initElf) : undefined;
+  const memory = options.recommendedMemoryMiB ?? facts?.recommendedMemoryMiB;
   return withClient(options, async (client) => {
     const layer = await blobFromFile(archive, signal);
     let subject: Descriptor | undefined;
     let sourceDigest = options.sourceDigest;
-    let platform = options.platform;
+    // The archive's own platform picks the source's manifest: never the default (amd64) one.
+    let platform = options.platform ?? own;
+    if (options.source && platform === undefined) {
+      throw new IrbError(
+        'IRB_PLATFORM_REQUIRED',
+        `cannot tell which platform ${archive} is for (its /init is neither an ELF program irb knows nor a script whose interpreter is one); set \`platform\``,
+      );
+    }
     if (options.source) {
       const sourceRef = registryReference(options.source, 'the source image');
       const sameRepository =
@@ -319,11 +387,6 @@ export async function pushInitramfs(
         'IRB_OPTION_INVALID',
         `${ref} names no tag and the artifact would not be attached to an image, so nothing would refer to it (registries garbage-collect such manifests); add a tag (${ref}:TAG) or push into the repository of \`source\``,
       );
-    }
-    let memory = options.recommendedMemoryMiB;
-    // @irb/compress reads every compression but xz.
-    if (memory === undefined && compression !== 'xz') {
-      memory = (await measureArchive(archive, signal ? { signal } : {})).recommendedMemoryMiB;
     }
     const annotations: Record<string, string | undefined> = {
       ...options.annotations,
@@ -558,14 +621,16 @@ export async function pullInitramfs(
         `${artifactRef.registry}/${artifactRef.repository}@${fetched.digest} was built with build key ${annotations[INITRAMFS_ANNOTATIONS.buildKey] ?? '(none)'}, not ${options.buildKey}`,
       );
     }
-    let done = 0;
-    const stream = client.openBlob(artifactRef, layer, signal ? { signal } : {});
-    await writeFileAtomic(output, stream, {
-      ...(signal ? { signal } : {}),
-      onWrite: (bytes) => {
-        done = bytes;
-        options.onProgress?.({ done, total: layer.size });
-      },
+    const write = () =>
+      writeFileAtomic(output, client.openBlob(artifactRef, layer, signal ? { signal } : {}), {
+        ...(signal ? { signal } : {}),
+        onWrite: (done) => options.onProgress?.({ done, total: layer.size }),
+      });
+    // A cached copy that turned out corrupt was removed, and nothing was written: once more
+    // downloads it afresh.
+    await write().catch((error: unknown) => {
+      if (corruptCacheEntry(error) === undefined || signal?.aborted) throw error;
+      return write();
     });
     const result: PullInitramfsResult = {
       output,

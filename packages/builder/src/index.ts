@@ -1,17 +1,25 @@
 export {
+  type BootForward,
+  type BootNetOptions,
   type BootOptions,
   type BootResult,
   type BootTimeline,
   type BootTimelineOptions,
   type BootTimelineReport,
   bootInitramfs,
+  bootProblem,
   bootTimeline,
   chooseAccel,
   type FindKernelOptions,
+  FORWARD_PHASES,
+  type ForwardPhase,
   findKernel,
   kernelCommandLine,
+  type PortForward,
+  parseForward,
   TIMELINE_PHASES,
   type TimelinePhase,
+  type TimelineProbeOptions,
 } from '@irb/boot';
 export { type ZstdBackend, zstdBackend } from '@irb/compress';
 export { IrbError, isIrbError } from '@irb/errors';
@@ -72,6 +80,7 @@ export {
 export {
   DEFAULT_PATH,
   type ExitAction,
+  INIT_HELPER_PATH,
   type InitPlan,
   type InitRootfsView,
   type InitScriptParts,

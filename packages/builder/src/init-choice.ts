@@ -3,7 +3,8 @@ import { initArchForPlatform } from '@irb/init';
 import { compileGlob, type Glob } from '@irb/layers';
 import type { ContainerConfig } from '@irb/registry';
 import { type InitPlan, type InitRootfsView, planInit } from './init.ts';
-import { planStaticInit, type StaticInitPlan } from './static-init.ts';
+import { archMismatch, type ExecutedProgram } from './program-arch.ts';
+import { findProgram, planStaticInit, type StaticInitPlan } from './static-init.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
 
 /** Where `/init` comes from, decided by {@link chooseInit}. */
@@ -11,7 +12,7 @@ export type InitChoice =
   | { source: 'image' }
   /** `hostPath` is the `init` file; absent when an `inject` already put a file at /init. */
   | { source: 'file'; hostPath?: string }
-  | { source: 'generated'; kind: 'sh'; plan: InitPlan }
+  | { source: 'generated'; kind: 'sh'; plan: InitPlan; warnings: string[] }
   | { source: 'generated'; kind: 'static'; plan: StaticInitPlan; warnings: string[] };
 
 /** What an option changed in the image, so a missing piece can be blamed on the right option. */
@@ -31,7 +32,14 @@ export interface OptionEffects {
 export interface InitChoiceInput {
   options: Pick<
     InitramfsBuilderOptions,
-    'init' | 'keepImageInit' | 'replaceImageInit' | 'hostname' | 'exitAction' | 'initKind' | 'trace'
+    | 'init'
+    | 'keepImageInit'
+    | 'replaceImageInit'
+    | 'hostname'
+    | 'exitAction'
+    | 'initKind'
+    | 'trace'
+    | 'allowArchMismatch'
   >;
   /** The image's architecture (`amd64`, `arm64`, …), which picks the static init binary. */
   architecture: string;
@@ -110,6 +118,11 @@ export async function chooseInit(input: InitChoiceInput): Promise<InitChoice> {
           `${missing}; fix the image's Entrypoint/Cmd, or add the program with \`inject\``,
       );
     }
+    const program =
+      plan.program === undefined
+        ? []
+        : [{ role: 'command' as const, name: plan.run.argv[0] as string, path: plan.program }];
+    await checkArch(input, program, warnings);
     return { source: 'generated', kind: 'static', plan, warnings };
   }
   const sh = await input.view.stat('/bin/sh');
@@ -117,8 +130,42 @@ export async function chooseInit(input: InitChoiceInput): Promise<InitChoice> {
     const blame = blameForMissingShell(input.effects);
     if (blame) throw new IrbError('IRB_OPTION_INVALID', blame);
   }
-  const plan = await planInit(input.view, input.config, planOptions);
-  return { source: 'generated', kind: 'sh', plan };
+  const plan = await planInit(input.view, input.config, { ...planOptions, architecture: input.architecture });
+  const warnings: string[] = [];
+  // The kernel execs the script's shell first, then the shell execs the program.
+  const program = await findProgram(input.view, plan);
+  await checkArch(
+    input,
+    [
+      { role: 'shell', name: '/bin/sh', path: '/bin/sh' },
+      ...(program === undefined
+        ? []
+        : [{ role: 'command' as const, name: plan.argv[0] as string, path: program }]),
+    ],
+    warnings,
+  );
+  return { source: 'generated', kind: 'sh', plan, warnings };
+}
+
+/**
+ * Whether the kernel can run what the generated init execs (see program-arch.ts): a mismatch is
+ * `IRB_IMAGE_ARCH_MISMATCH`, or with `allowArchMismatch` a warning.
+ */
+async function checkArch(
+  input: InitChoiceInput,
+  programs: ExecutedProgram[],
+  warnings: string[],
+): Promise<void> {
+  const mismatch = await archMismatch(input.view, programs, input.architecture);
+  if (mismatch === undefined) return;
+  if (input.options.allowArchMismatch) {
+    warnings.push(`${mismatch}; built anyway, as \`allowArchMismatch\` is set`);
+    return;
+  }
+  throw new IrbError(
+    'IRB_IMAGE_ARCH_MISMATCH',
+    `${mismatch}; build another \`platform\` of the image or fix the image, or set \`allowArchMismatch\` to build anyway`,
+  );
 }
 
 /** What the image itself had at a few paths, before `inject` changes them (see {@link OptionEffects}). */

@@ -4,46 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { isIrbError } from '@irb/errors';
+import { staticInitBinary, staticInitPath } from '@irb/init';
 import type { ContainerConfig } from '@irb/registry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_PATH, type InitRootfsView, planInit, renderRunSection } from './init.ts';
+import { fakeRootfs, type Node } from '../test/fake-rootfs.ts';
+import { DEFAULT_PATH, INIT_HELPER_PATH, planInit, renderRunSection } from './init.ts';
 import { shellJoin, shellQuote } from './shell.ts';
 
 const run = promisify(execFile);
-
-type Node = { type: 'file' | 'directory'; text?: string } | { type: 'symlink'; target: string };
-
-/** An in-memory rootfs with symlink resolution, standing in for @irb/layers' Rootfs. */
-function fakeRootfs(nodes: Record<string, Node>): InitRootfsView {
-  const resolve = (path: string, depth = 0): { path: string; node: Node } | undefined => {
-    if (depth > 40) return undefined;
-    const parts = path.split('/').filter(Boolean);
-    let cur = '';
-    for (let i = 0; i < parts.length; i++) {
-      const next = `${cur}/${parts[i]}`;
-      const node = nodes[next];
-      if (!node) return undefined;
-      if (node.type === 'symlink') {
-        const base = node.target.startsWith('/') ? node.target : `${cur}/${node.target}`;
-        const r = resolve(`${base}/${parts.slice(i + 1).join('/')}`, depth + 1);
-        return r;
-      }
-      cur = next;
-    }
-    const node = nodes[cur] ?? { type: 'directory' };
-    return { path: cur || '/', node };
-  };
-  return {
-    async stat(path) {
-      const r = resolve(path);
-      return r ? { type: r.node.type === 'symlink' ? 'symlink' : r.node.type, path: r.path } : undefined;
-    },
-    async readText(path) {
-      const r = resolve(path);
-      return r?.node.type === 'file' ? (r.node.text ?? '') : undefined;
-    },
-  };
-}
 
 const busyboxTree: Record<string, Node> = {
   '/bin': { type: 'directory' },
@@ -165,6 +133,84 @@ describe('planInit', () => {
   });
 });
 
+describe("planInit with irb's helper (x86_64, aarch64)", () => {
+  it('runs the program through the helper: user, groups, Entrypoint length, HOME and odd names as options', async () => {
+    const plan = await planInit(
+      fakeRootfs(busyboxTree),
+      { Entrypoint: ['python3', '-u'], Cmd: ['app.py'], User: 'app', Env: ['my.var=1', 'A=2'] },
+      { architecture: 'amd64' },
+    );
+    // busybox's setpriv cannot change uid, and no other tool is needed: the helper switches.
+    expect(plan.userSwitch?.tool).toBe(INIT_HELPER_PATH);
+    expect(plan.helper).toEqual({ path: '/irb/init', arch: 'x86_64', binary: staticInitBinary('x86_64') });
+    expect(plan.script).toContain(
+      "(echo 'irb: exec' 2>/dev/null >/dev/kmsg; exec /irb/init exec -u 1000 -g 1000 -G 29 -G 44 -E 2 -H -e my.var=1 -- python3 -u app.py)",
+    );
+    expect(plan.script).toContain('\n/irb/init setup\n');
+    expect(plan.script).not.toContain('link set lo up');
+    expect(plan.script).not.toContain('/irb/job.d');
+    const arm = await planInit(
+      fakeRootfs(busyboxTree),
+      { Cmd: ['true'], Env: ['HOME=/x'] },
+      { architecture: 'arm64' },
+    );
+    expect(arm.helper?.arch).toBe('aarch64');
+    expect(arm.userSwitch).toBeUndefined();
+    expect(arm.script).toContain('; exec /irb/init exec -- true)');
+  });
+
+  it('passes the modules, the baked network and the wait to setup, checked at build time', async () => {
+    const plan = await planInit(
+      fakeRootfs(busyboxTree),
+      { Cmd: ['true'] },
+      {
+        architecture: 'amd64',
+        modules: [
+          '/lib/modules/6.1.0/kernel/net/core/failover.ko',
+          '/lib/modules/6.1.0/kernel/drivers/net/virtio_net.ko',
+        ],
+        net: { address: '10.0.2.15', prefix: 24, gateway: '10.0.2.2', dns: ['10.0.2.3'] },
+        netWaitMs: 2000,
+      },
+    );
+    expect(plan.script).toContain(
+      '\n/irb/init setup -m /lib/modules/6.1.0/kernel/net/core/failover.ko -m /lib/modules/6.1.0/kernel/drivers/net/virtio_net.ko -n 10.0.2.15::10.0.2.2:255.255.255.0:::off:10.0.2.3 -w 2000\n',
+    );
+    // The setup runs after the hostname and before the program.
+    expect(plan.script.indexOf('/proc/sys/kernel/hostname')).toBeLessThan(
+      plan.script.indexOf('/irb/init setup'),
+    );
+    expect(plan.script.indexOf('/irb/init setup')).toBeLessThan(plan.script.indexOf('/irb/init exec'));
+    await run('busybox', ['sh', '-n', '-c', plan.script]);
+    const refused = async (options: Parameters<typeof planInit>[2], code: string, message: RegExp) => {
+      const err = await planInit(fakeRootfs(busyboxTree), { Cmd: ['true'] }, options).catch((e) => e);
+      expect(err.code).toBe(code);
+      expect(err.message).toMatch(message);
+    };
+    await refused(
+      { architecture: 's390x', modules: ['/m.ko'] },
+      'IRB_OPTION_INVALID',
+      /helper, which exists for x86_64 and aarch64, not for s390x/,
+    );
+    await refused({ net: '10.0.0.2::::::off' }, 'IRB_OPTION_INVALID', /not for an unknown architecture/);
+    await refused(
+      { architecture: 'amd64', modules: ['m.ko'] },
+      'IRB_OPTION_INVALID',
+      /"m.ko" is not absolute/,
+    );
+    await refused({ architecture: 'amd64', net: 'dhcp' }, 'IRB_NET_INVALID', /no static address/);
+    await refused({ architecture: 'amd64', netWaitMs: 1.5 }, 'IRB_OPTION_INVALID', /netWaitMs 1.5/);
+  });
+
+  it('without a helper, says on the console that job files are not applied', async () => {
+    const plan = await planInit(fakeRootfs(busyboxTree), { Cmd: ['true'] }, { architecture: 's390x' });
+    expect(plan.helper).toBeUndefined();
+    expect(plan.script).toContain(
+      "[ -d /irb/job.d ] && echo 'irb: warning: /irb/job.d is not applied: this architecture has no irb init helper' >&2",
+    );
+  });
+});
+
 describe('the generated program section under a real shell', () => {
   let dir: string;
   beforeAll(async () => {
@@ -224,6 +270,47 @@ describe('the generated program section under a real shell', () => {
     const missing = await runSection({ Cmd: ['/no/such/program'] });
     expect(missing.stdout).toBe('irb: exit status 127\n');
   });
+
+  // The helper is irb's static init binary: on an x86_64 host it runs as a plain process.
+  it.skipIf(process.arch !== 'x64')(
+    'runs the program through the real helper with the env sh cannot export',
+    async () => {
+      // The program's argv, then its environment as `env` (not a shell, which drops odd names) sees it.
+      const viaHelper = async (config: ContainerConfig) => {
+        const plan = await planInit(fakeRootfs(busyboxTree), config, { architecture: 'amd64' });
+        const section = renderRunSection({
+          exports: plan.env.filter((kv) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(kv)),
+          workingDir: plan.workingDir,
+          runArgv: plan.runArgv.map((w) => (w === INIT_HELPER_PATH ? staticInitPath('x86_64') : w)),
+        });
+        return (await run('busybox', ['sh', '-c', section], { env: { HOME: '/', TERM: 'linux' } })).stdout;
+      };
+      const Env = ['PATH=/usr/bin:/bin', 'odd.name=x y', 'B=2'];
+      const args = await viaHelper({
+        Entrypoint: ['printf'],
+        Cmd: ['arg=[%s]\\n', 'a b', ''],
+        Env,
+        WorkingDir: dir,
+      });
+      expect(args).toBe('arg=[a b]\narg=[]\nirb: exit status 0\n');
+      const env = await viaHelper({ Entrypoint: ['env'], Env, WorkingDir: dir });
+      expect(
+        env
+          .split('\n')
+          .filter((l) => l !== `PWD=${dir}` && !l.startsWith('SHLVL=') && !l.startsWith('_=') && l !== '')
+          .sort(),
+      ).toEqual([
+        'B=2',
+        'HOME=/root',
+        'HOSTNAME=irb',
+        'PATH=/usr/bin:/bin',
+        'irb: exit status 0',
+        'odd.name=x y',
+      ]);
+      const missing = await viaHelper({ Cmd: ['no-such-program'], Env });
+      expect(missing).toBe('irb: exit status 127\n');
+    },
+  );
 
   it('reports a WorkingDir it cannot enter', async () => {
     const out = await runSection({ Cmd: ['true'], WorkingDir: join(dir, 'missing') });

@@ -1,5 +1,13 @@
 import type { CpioEntryType } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
+import {
+  type InitArch,
+  initArchForPlatform,
+  JOB_CONFIG_DIR,
+  type NetConfig,
+  staticInitBinary,
+  staticIpValue,
+} from '@irb/init';
 import type { ContainerConfig } from '@irb/registry';
 import { isShellName, shellJoin, shellQuote } from './shell.ts';
 import { parseGroup, parsePasswd, type ResolvedUser, resolveUser } from './user.ts';
@@ -10,6 +18,12 @@ export interface InitRootfsView {
   stat(path: string): Promise<{ type: CpioEntryType; path: string } | undefined>;
   /** The text of a regular file (following symlinks), or `undefined` when missing. */
   readText(path: string): Promise<string | undefined>;
+  /**
+   * Up to `length` first bytes of a regular file (following symlinks; `path` as {@link stat}
+   * returns it), or `undefined` when missing or not known. Without it, the architecture of the
+   * image's program is not checked.
+   */
+  readHead?(path: string, length: number): Promise<Uint8Array | undefined>;
 }
 
 /** Options for {@link planInit}. */
@@ -24,7 +38,24 @@ export interface PlanInitOptions {
    * `reboot` for VMMs that end the VM on a guest reboot but ignore power-off (Firecracker on x86).
    */
   exitAction?: ExitAction;
+  /**
+   * The image's architecture (OCI `amd64`, `arm64`, …). Where irb has its static init for it
+   * (x86_64, aarch64), the archive also carries that binary at `/irb/init` as the script's
+   * helper: it loads kernel modules, configures the network from `ip=`, applies the job files of
+   * /irb/job.d and switches to the user (so the image needs no setpriv or su-exec). Default: none,
+   * a script without the helper (as for other architectures).
+   */
+  architecture?: string;
+  /** Kernel module files to load first (absolute archive paths, in load order). Needs the helper. */
+  modules?: readonly string[];
+  /** The network to configure when the kernel command line has no `ip=`. Needs the helper. */
+  net?: NetConfig | string;
+  /** How long the helper waits for the network device, in ms. Default 5000. */
+  netWaitMs?: number;
 }
+
+/** Where the shell init's helper (irb's static init binary) goes in the archive. */
+export const INIT_HELPER_PATH = '/irb/init';
 
 /** How the generated /init ends the VM. */
 export type ExitAction = 'poweroff' | 'reboot';
@@ -50,8 +81,12 @@ export interface InitPlan {
   env: string[];
   /** Working directory of the program. */
   workingDir: string;
+  /** What the script execs: argv behind the env, user switch or helper words. */
+  runArgv: string[];
   /** Present when the program runs as a user other than root. */
   userSwitch?: UserSwitch;
+  /** The helper the script calls, when irb has one for the architecture: store it at `path`, 0755, root. */
+  helper?: { path: string; arch: InitArch; binary: Uint8Array };
 }
 
 /** The PATH container runtimes set when the image has none. */
@@ -148,6 +183,10 @@ export interface RunPlan {
   hostname: string;
   /** Directories the init needs that the image lacks (mount points, WorkingDir and its parents), parents first. */
   directories: string[];
+  /** How many leading `argv` words are the Entrypoint (a job's `--cmd` replaces the rest). */
+  entrypointLength: number;
+  /** HOME came from the user's passwd entry (the config has none), so a job's user changes it. */
+  homeFromUser: boolean;
 }
 
 /**
@@ -205,7 +244,8 @@ export async function planRun(
   }
   if (!names.has('PATH')) env.unshift(`PATH=${DEFAULT_PATH}`);
   if (!names.has('HOSTNAME')) env.push(`HOSTNAME=${hostname}`);
-  if (!names.has('HOME')) env.push(`HOME=${user.home}`);
+  const homeFromUser = !names.has('HOME');
+  if (homeFromUser) env.push(`HOME=${user.home}`);
 
   const workingDir = config?.WorkingDir || '/';
   if (!workingDir.startsWith('/')) {
@@ -235,7 +275,8 @@ export async function planRun(
     }
   }
 
-  return { argv, env, workingDir, user, userSpec, hostname, directories };
+  const entrypointLength = config?.Entrypoint?.length ?? 0;
+  return { argv, env, workingDir, user, userSpec, hostname, directories, entrypointLength, homeFromUser };
 }
 
 /**
@@ -267,24 +308,49 @@ export async function planInit(
   }
   const run = await planRun(view, config, options);
   const { argv, env, workingDir, user, userSpec, hostname, directories } = run;
-  const userSwitch = await planUserSwitch(view, user, userSpec);
+  const arch = options.architecture === undefined ? undefined : initArchForPlatform(options.architecture);
+  const setup = planSetup(arch, options);
   const odd = env.filter((kv) => !isShellName(kv.slice(0, kv.indexOf('='))));
-  let envPrefix: string[] = [];
-  if (odd.length > 0) {
-    const envTool = await toolArgv(view, 'env');
-    if (!envTool) {
-      throw new IrbError(
-        'IRB_ENV_INVALID',
-        `the image's Env has names sh cannot export (${odd.map((kv) => kv.split('=')[0]).join(', ')}) and no env command to pass them; ` +
-          'fix the image config or set `init` to your own init program',
-      );
+  let userSwitch: UserSwitch | undefined;
+  let runArgv: string[];
+  if (arch) {
+    // The helper switches user and passes the names sh cannot export: no tool from the image.
+    const ids = user.uid === 0 && user.gid === 0 ? [] : ['-u', String(user.uid), '-g', String(user.gid)];
+    const groups = user.groups.flatMap((g) => ['-G', String(g)]);
+    if (ids.length > 0)
+      userSwitch = { user, tool: INIT_HELPER_PATH, argv: [INIT_HELPER_PATH, 'exec', ...ids, ...groups] };
+    runArgv = [
+      INIT_HELPER_PATH,
+      'exec',
+      ...ids,
+      ...groups,
+      ...(run.entrypointLength > 0 ? ['-E', String(run.entrypointLength)] : []),
+      ...(run.homeFromUser ? ['-H'] : []),
+      ...odd.flatMap((kv) => ['-e', kv]),
+      '--',
+      ...argv,
+    ];
+  } else {
+    userSwitch = await planUserSwitch(view, user, userSpec);
+    let envPrefix: string[] = [];
+    if (odd.length > 0) {
+      const envTool = await toolArgv(view, 'env');
+      if (!envTool) {
+        throw new IrbError(
+          'IRB_ENV_INVALID',
+          `the image's Env has names sh cannot export (${odd.map((kv) => kv.split('=')[0]).join(', ')}) and no env command to pass them; ` +
+            'fix the image config or set `init` to your own init program',
+        );
+      }
+      envPrefix = [...envTool, ...odd];
     }
-    envPrefix = [...envTool, ...odd];
+    runArgv = [...envPrefix, ...(userSwitch?.argv ?? []), ...argv];
   }
 
   const mkdir = await toolArgv(view, 'mkdir');
   const ln = await toolArgv(view, 'ln');
-  const ip = await toolArgv(view, 'ip');
+  // With the helper, its setup brings lo up; without it, the image's ip command does, if it has one.
+  const ip = arch ? undefined : await toolArgv(view, 'ip');
   const exitAction = options.exitAction ?? 'poweroff';
   if (exitAction !== 'poweroff' && exitAction !== 'reboot') {
     throw new IrbError(
@@ -295,7 +361,6 @@ export async function planInit(
   const poweroff = await toolArgv(view, exitAction);
   const sleep = await toolArgv(view, 'sleep');
 
-  const runArgv = [...envPrefix, ...(userSwitch?.argv ?? []), ...argv];
   const script = renderInitScript({
     imageName: options.imageName,
     hostname,
@@ -309,10 +374,44 @@ export async function planInit(
     exports: env.filter((kv) => isShellName(kv.slice(0, kv.indexOf('=')))),
     workingDir,
     runArgv,
+    ...(arch ? { setup } : { jobWarning: true }),
   });
-  const plan: InitPlan = { script, directories, argv, env, workingDir };
+  const plan: InitPlan = { script, directories, argv, env, workingDir, runArgv };
   if (userSwitch) plan.userSwitch = userSwitch;
+  if (arch) plan.helper = { path: INIT_HELPER_PATH, arch, binary: staticInitBinary(arch) };
   return plan;
+}
+
+/** The helper's `setup` command line: modules, the baked network, the wait. */
+function planSetup(arch: InitArch | undefined, options: PlanInitOptions): string[] {
+  const modules = options.modules ?? [];
+  if (!arch && (modules.length > 0 || options.net !== undefined)) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `kernel modules and a baked network need irb's init helper, which exists for x86_64 and aarch64, not for ${options.architecture ?? 'an unknown architecture'}; drop them, or pass ip= and load the modules yourself`,
+    );
+  }
+  const argv = [INIT_HELPER_PATH, 'setup'];
+  for (const module of modules) {
+    if (!module.startsWith('/') || module.includes('\0')) {
+      throw new IrbError(
+        'IRB_OPTION_INVALID',
+        `module path ${JSON.stringify(module)} is not absolute; give the module's path in the archive`,
+      );
+    }
+    argv.push('-m', module);
+  }
+  if (options.net !== undefined) argv.push('-n', staticIpValue(options.net));
+  if (options.netWaitMs !== undefined) {
+    if (!Number.isInteger(options.netWaitMs) || options.netWaitMs < 0 || options.netWaitMs > 0xffff_ffff) {
+      throw new IrbError(
+        'IRB_OPTION_INVALID',
+        `netWaitMs ${options.netWaitMs} is not a whole number of milliseconds`,
+      );
+    }
+    argv.push('-w', String(options.netWaitMs));
+  }
+  return argv;
 }
 
 function normalizeAbs(path: string): string {
@@ -343,6 +442,10 @@ export interface InitScriptParts {
   workingDir: string;
   /** The full argv run with exec semantics (env / user switch prefixes included). */
   runArgv: string[];
+  /** The helper's setup command (modules, network), run after the hostname is set. */
+  setup?: string[] | undefined;
+  /** Without a helper: say on the console that job files in /irb/job.d are not applied. */
+  jobWarning?: boolean | undefined;
 }
 
 /**
@@ -417,6 +520,13 @@ export function renderInitScript(parts: InitScriptParts): string {
   }
   lines.push(`echo ${shellQuote(parts.hostname)} > /proc/sys/kernel/hostname`);
   if (parts.ip) lines.push(`${shellJoin(parts.ip)} link set lo up 2>/dev/null`);
+  // Modules, lo and the network (ip= or the baked value), by irb's static init as a helper.
+  if (parts.setup) lines.push(shellJoin(parts.setup));
+  if (parts.jobWarning) {
+    lines.push(
+      `[ -d ${JOB_CONFIG_DIR} ] && echo ${shellQuote(`irb: warning: ${JOB_CONFIG_DIR} is not applied: this architecture has no irb init helper`)} >&2`,
+    );
+  }
   lines.push(renderRunSection(parts, { timelineMarker: true }));
   // sysrq acts asynchronously, so init must stay alive until it happens: PID 1 exiting
   // would panic the kernel instead.

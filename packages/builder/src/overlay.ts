@@ -1,10 +1,10 @@
 import type { CpioEntry } from '@irb/cpio';
-import { IrbError } from '@irb/errors';
-import { indexLayers, type Rootfs } from '@irb/layers';
+import { indexLayers } from '@irb/layers';
 import type { ContainerConfig } from '@irb/registry';
 import { type BaseNode, type BaseTree, cpioPathOf, displayOf, keyOfPath, resolvePath } from './base-tree.ts';
 import type { InitRootfsView } from './init.ts';
 import { chooseInit, optionEffectsBefore } from './init-choice.ts';
+import { blameInject, placedFileBytes, placeEntries } from './place.ts';
 import type { Preflight } from './preflight.ts';
 import type { BuildSummary, InitramfsBuilderOptions } from './types.ts';
 
@@ -67,7 +67,10 @@ export async function planOverlay(
     ...(pre.sourceDateEpoch !== undefined ? { sourceDateEpoch: pre.sourceDateEpoch } : {}),
   });
   for (const i of pre.injects) await scratch.injectHostPath(i.src, i.dest);
-  const injected = await placeEntries(scratch, base, pre, signal, (key) => blameInject(pre, key));
+  const mtime = pre.sourceDateEpoch ?? 0;
+  const place = (blame: (key: string) => string) =>
+    placeEntries(scratch.entries(signal ? { signal } : {}), baseLookup, mtime, blame);
+  const injected = await place((key) => blameInject(pre.injects, key));
 
   const choice = await chooseInit({
     options: o,
@@ -84,6 +87,8 @@ export async function planOverlay(
     scratch.inject('/init', { hostPath: choice.hostPath }, root);
   } else if (choice.source === 'generated' && choice.kind === 'sh') {
     scratch.inject('/init', { bytes: new TextEncoder().encode(choice.plan.script) }, root);
+    if (choice.plan.helper)
+      scratch.inject(choice.plan.helper.path, { bytes: choice.plan.helper.binary }, root);
     directories = choice.plan.directories;
   } else if (choice.source === 'generated') {
     scratch.inject('/init', { bytes: choice.plan.binary }, root);
@@ -94,11 +99,8 @@ export async function planOverlay(
   const placed =
     choice.source === 'image'
       ? injected
-      : await placeEntries(scratch, base, pre, signal, (key) =>
-          key === 'init' ? '`init` (the /init file)' : blameInject(pre, key),
-        );
+      : await place((key) => (key === 'init' ? '`init` (the /init file)' : blameInject(pre.injects, key)));
   // The directories the init needs that neither member has (mount points, WorkingDir).
-  const mtime = pre.sourceDateEpoch ?? 0;
   // Resolved like the rest: a WorkingDir below a symlink of the image is made where it leads.
   const lookup = (key: string) => placed.nodes.get(key) ?? base.node(key);
   for (const dir of directories) {
@@ -113,96 +115,9 @@ export async function planOverlay(
     ...(choice.source === 'generated'
       ? { command: choice.kind === 'sh' ? choice.plan.argv : choice.plan.run.argv }
       : {}),
-    warnings: choice.source === 'generated' && choice.kind === 'static' ? choice.warnings : [],
+    warnings: choice.source === 'generated' ? choice.warnings : [],
     entries: placed.entries,
   };
-}
-
-/** The overlay's entries placed over the base, and the nodes they make (by resolved key). */
-interface Placed {
-  entries: CpioEntry[];
-  nodes: Map<string, BaseNode>;
-}
-
-/**
- * Places the scratch Rootfs's entries over the base: each path resolved through the symlinks
- * of both (overlay first), directories the base has dropped, missing parents synthesized.
- */
-async function placeEntries(
-  scratch: Rootfs,
-  base: BaseTree,
-  pre: Preflight,
-  signal: AbortSignal | undefined,
-  blame: (key: string) => string,
-): Promise<Placed> {
-  const nodes = new Map<string, BaseNode>();
-  const entries: CpioEntry[] = [];
-  const lookup = (key: string) => nodes.get(key) ?? base.node(key);
-  const mtime = pre.sourceDateEpoch ?? 0;
-  const ensureParents = (key: string) => {
-    const parts = key.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const parent = parts.slice(0, i).join('/');
-      if (lookup(parent)?.type === 'directory') continue;
-      entries.push({ type: 'directory', path: cpioPathOf(parent), mode: 0o755, mtime });
-      nodes.set(parent, { type: 'directory', mode: 0o755 });
-    }
-  };
-  // Injected bodies are bytes or host files opened lazily: listing them reads nothing.
-  for await (const entry of scratch.entries(signal ? { signal } : {})) {
-    const raw = keyOfPath(entry.path);
-    if (raw === '') continue;
-    if (entry.type === 'directory') {
-      // "This directory exists": follow a symlink the base has here, keep what the base has.
-      const r = resolvePath(lookup, raw, true);
-      if (r.node?.type === 'directory') continue;
-      ensureParents(r.key);
-      entries.push({ ...entry, path: cpioPathOf(r.key) });
-      nodes.set(r.key, { type: 'directory', mode: entry.mode });
-      continue;
-    }
-    const r = resolvePath(lookup, raw, false);
-    if (r.node?.type === 'directory' && !nodes.has(r.key)) {
-      throw new IrbError(
-        'IRB_INJECT_DEST_INVALID',
-        `${blame(raw)} puts a file at ${displayOf(r.key)}, where the image has a directory; an overlay member cannot replace a directory (the kernel removes only empty ones): choose a path below it`,
-      );
-    }
-    ensureParents(r.key);
-    if (r.node?.type === 'file' && r.node.linked && !nodes.has(r.key) && entry.type === 'file') {
-      // The kernel writes a file over a file in place (same type: O_TRUNC on the existing inode),
-      // which would change every hard-linked name of it. An entry of another type first makes it
-      // unlink the name, so only this name gets the new file, as in a one-member archive.
-      entries.push({ type: 'symlink', path: cpioPathOf(r.key), target: '.', mode: 0o777, mtime });
-    }
-    entries.push({ ...entry, path: cpioPathOf(r.key) });
-    const node: BaseNode = { type: entry.type === 'socket' ? 'fifo' : entry.type, mode: entry.mode };
-    if (entry.type === 'symlink') node.target = keyOfPath(entry.target);
-    if (entry.type === 'file') bodies.set(node, entry);
-    nodes.set(r.key, node);
-  }
-  return { entries, nodes };
-}
-
-/** The overlay's file entries by node, so init planning can read an injected /etc/passwd. */
-const bodies = new WeakMap<BaseNode, CpioEntry>();
-
-async function bodyBytes(entry: CpioEntry): Promise<Uint8Array> {
-  if (entry.type !== 'file' || entry.body === undefined) return new Uint8Array(0);
-  const body = entry.body;
-  if (body instanceof Uint8Array) return body;
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of typeof body === 'function' ? body() : body) chunks.push(chunk);
-  return new Uint8Array(Buffer.concat(chunks));
-}
-
-/** The `inject` spec that put something at (or below) the raw key, for messages. */
-function blameInject(pre: Preflight, key: string): string {
-  const hit = [...pre.injects].reverse().find((i) => {
-    const dest = keyOfPath(i.dest);
-    return key === dest || key.startsWith(`${dest}/`) || dest === '';
-  });
-  return hit ? `\`inject\` ${hit.spec}` : '`inject`';
 }
 
 /**
@@ -225,9 +140,14 @@ export function unionView(
       const r = resolvePath(lookup, keyOfPath(path), true);
       if (r.node?.type !== 'file') return undefined;
       const own = overlay.get(r.key);
-      const entry = own ? bodies.get(own) : undefined;
-      const bytes = entry ? await bodyBytes(entry) : await base.readFile(r.key, signal);
+      const bytes = (own && (await placedFileBytes(own))) ?? (await base.readFile(r.key, signal));
       return bytes === undefined ? undefined : new TextDecoder().decode(bytes);
+    },
+    async readHead(path, length) {
+      const r = resolvePath(lookup, keyOfPath(path), true);
+      if (r.node?.type !== 'file') return undefined;
+      const own = overlay.get(r.key);
+      return own ? placedFileBytes(own, length) : base.readHead(r.key, length, signal);
     },
   };
 }

@@ -5,7 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { COMPRESSION_FORMATS } from '@irb/compress/types';
 import { IrbError } from '@irb/errors';
 import { parseInjectSpec } from '@irb/layers/inject-spec';
-import { ensureCacheDirectories } from './cache.ts';
+import { ensureCacheAreas } from '@irb/store';
 import type { KeepOnlySet } from './filter.ts';
 import { parseSlimPresets, type SlimPreset } from './slim.ts';
 import type { InitramfsBuilderOptions, InitramfsCompression } from './types.ts';
@@ -93,7 +93,7 @@ export async function preflight(o: InitramfsBuilderOptions, output?: string): Pr
   }
   if (output !== undefined) await checkOutput(output);
   // A cache directory that cannot be created fails here, naming `cacheDir`, not mid-download.
-  if (o.cache !== false) await ensureCacheDirectories(o.cacheDir);
+  if (o.cache !== false) await ensureCacheAreas(o.cacheDir);
   return {
     compression,
     injects,

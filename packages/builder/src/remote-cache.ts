@@ -20,6 +20,7 @@ import {
   type PullInitramfsResult,
   type PushInitramfsResult,
   pullInitramfs,
+  pushBuiltInitramfs,
   pushInitramfs,
   withClient,
 } from './fleet.ts';
@@ -237,17 +238,21 @@ async function pushResult(
   const memory = Number(annotations['dev.irb.memory.recommended-mib']);
   const registrySource = parseImageSpec(options.image).transport === 'registry';
   const recorded = annotations[BUILD_SUMMARY_ANNOTATION];
-  return pushInitramfs(output, cacheReference(cacheTo, key), {
+  const push = {
     ...fleet,
     ...(recorded !== undefined ? { annotations: { [BUILD_SUMMARY_ANNOTATION]: recorded } } : {}),
     buildKey: key,
     sourceDigest: manifestDigest,
     ...(registrySource ? { source: options.image } : {}),
-    ...(platform ? { platform } : {}),
     ...(Number.isFinite(memory) && memory > 0 ? { recommendedMemoryMiB: memory } : {}),
     ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
     ...(mountFrom ? { mountFrom: [parseReference(mountFrom).repository] } : {}),
     // The cache repository is not the image's: never attach there.
     subject: false,
-  });
+  };
+  // The build's (or the pulled artifact's) platform: the archive need not be decoded to tell it.
+  const ref = cacheReference(cacheTo, key);
+  return platform !== undefined
+    ? pushBuiltInitramfs(output, ref, { ...push, platform })
+    : pushInitramfs(output, ref, push);
 }

@@ -22,6 +22,8 @@ describe('static init planning', () => {
       userSpec: '',
       hostname: 'irb',
       directories: [],
+      entrypointLength: 0,
+      homeFromUser: false,
     });
     expect(await findProgram(view, plan('python3'))).toBe('/usr/bin/python3');
     expect(await findProgram(view, plan('./run'))).toBe('/app/run');

@@ -58,7 +58,10 @@ function resolveIn(base: string, path: string): string {
  * Where the init will find `argv[0]`: the path itself when it has a `/` (relative to WorkingDir),
  * else the first regular file of that name along the environment's PATH (as execvp looks).
  */
-export async function findProgram(view: InitRootfsView, run: RunPlan): Promise<string | undefined> {
+export async function findProgram(
+  view: InitRootfsView,
+  run: Pick<RunPlan, 'argv' | 'env' | 'workingDir'>,
+): Promise<string | undefined> {
   const name = run.argv[0] as string;
   if (name.includes('/')) {
     const path = resolveIn(run.workingDir, name);
@@ -105,6 +108,8 @@ export async function planStaticInit(
     groups: run.user.groups,
     hostname: run.hostname,
     onExit: options.exitAction ?? 'poweroff',
+    entrypointLength: run.entrypointLength,
+    homeFromUser: run.homeFromUser,
     ...(options.trace ? { trace: true } : {}),
     ...(typeof options.trace === 'object' ? { stopAfterSeconds: options.trace.stopAfterSeconds } : {}),
   });

@@ -8,6 +8,24 @@ import { parseTraceOutput } from './trace.ts';
 const hex = (s: string | Uint8Array) => Buffer.from(s).toString('hex');
 
 describe('parseTraceOutput', () => {
+  it('puts back together a trace line that a kernel message cut in two', () => {
+    const path = hex('/usr/lib/x86_64-linux-gnu/libc.so.6');
+    const console = [
+      'irb-trace: begin',
+      `irb-trace: f ${path.slice(0, 20)}[   12.345678] clocksource: timekeeping watchdog on CPU0: Marking clocksource 'tsc' as unstable`,
+      `${path.slice(20)}`,
+      '[   12.400000] clocksource: Switched to clocksource hpet',
+      `irb-trace: l ${hex('/lib')}`,
+      'irb-trace: end 2',
+    ].join('\r\n');
+    expect(parseTraceOutput(console)).toEqual({
+      files: ['/usr/lib/x86_64-linux-gnu/libc.so.6'],
+      directories: [],
+      symlinks: ['/lib'],
+      other: [],
+    });
+  });
+
   it('reads the trace lines between begin and end, text or hex paths, around program output', () => {
     const console = [
       '[    1.0] Run /init as init process',

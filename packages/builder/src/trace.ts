@@ -68,7 +68,12 @@ function pathText(hex: string): string {
 export function parseTraceOutput(
   console: string,
 ): Pick<BootTrace, 'files' | 'directories' | 'symlinks' | 'other'> {
-  const lines = console.split('\n').map((l) => l.replace(/\r$/, ''));
+  // The kernel shares the serial console: a late message (a clocksource warning under load, …)
+  // can land in the middle of a trace line. Its text, up to its newline, is cut out first.
+  const lines = console
+    .replace(/\r\n/g, '\n')
+    .replace(/\[\s*\d+\.\d+\] [^\n]*\n/g, '')
+    .split('\n');
   const begin = lines.lastIndexOf('irb-trace: begin');
   const endIndex = lines.findIndex((l, i) => i > begin && l.startsWith('irb-trace: end '));
   if (begin < 0 || endIndex < 0) {

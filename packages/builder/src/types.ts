@@ -49,6 +49,14 @@ export interface InitramfsBuilderOptions {
    * that long first (for servers). Needs the static init. Default `false`.
    */
   trace?: boolean | { stopAfterSeconds: number };
+  /**
+   * Build even when the program the generated `/init` execs (the image's command found along
+   * PATH, the shell of `initKind: 'sh'`, or the interpreter of a `#!` script) is an ELF file for
+   * another architecture than the image's platform, which the kernel cannot run (exit 126 at
+   * boot). Default `false`: such a build fails with `IRB_IMAGE_ARCH_MISMATCH`; with `true` it is a
+   * warning in the summary.
+   */
+  allowArchMismatch?: boolean;
   /** Slim presets: remove well-known dead weight (`docs`, `locales`, `caches`, `devel`; see SLIM_PRESET_INFO). */
   slim?: readonly SlimPreset[];
   /**

@@ -153,7 +153,11 @@ describe('InitramfsBuilder against a real registry', () => {
     expect(shSummary.initKind).toBe('sh');
     expect(shSummary.warnings).toEqual([]);
     const init = await fileFromArchive(sh, 'init');
-    expect(init).toContain('/usr/bin/setpriv --reuid=600 --regid=600 --groups=78 -- /app --flag');
+    // On x86_64 the script runs the program through irb's static init as its helper, which
+    // switches user (the image's setpriv is not needed) and applies /irb/job.d.
+    expect(init).toContain('/irb/init setup\n');
+    expect(init).toContain('exec /irb/init exec -u 600 -g 600 -G 78 -E 1 -H -- /app --flag)');
+    expect(await fileBytes(sh, 'irb/init')).toEqual(staticInitBinary('x86_64'));
     expect(init).toContain('export HOME=/srv/svc');
     expect(init).toContain('if cd /srv/svc/work; then');
   });
@@ -218,9 +222,9 @@ describe('InitramfsBuilder against a real registry', () => {
     expect(err.code).toBe('IRB_OPTION_INVALID');
   });
 
-  it('caches parsed layer headers beside the blob cache; a warm rebuild gives the same bytes', async () => {
+  it('caches parsed layer headers in the cache; a warm rebuild gives the same bytes', async () => {
     const sub = await mkdtemp(join(dir, 'index-cache-'));
-    const cacheDir = join(sub, 'blobs');
+    const cacheDir = sub;
     const first = join(sub, 'first.cpio');
     await new InitramfsBuilder({ image, compression: 'none', cacheDir }).build(first);
     const index = await readdir(join(sub, 'index'));
@@ -239,18 +243,19 @@ describe('InitramfsBuilder against a real registry', () => {
       image,
       compression: 'none',
       cache: false,
-      cacheDir: join(off, 'blobs'),
+      cacheDir: join(off, 'cache'),
     }).build(join(off, 'x.cpio'));
     expect(await readdir(off)).toEqual(['x.cpio']);
   });
 
   it('a cold build packs the bodies its index pass spooled: same bytes as reading the layers again, nothing left', async () => {
     const sub = await mkdtemp(join(dir, 'spool-'));
-    const cacheDir = join(sub, 'blobs');
+    const cacheDir = sub;
     const cold = join(sub, 'cold.cpio.gz');
     await new InitramfsBuilder({ image, cacheDir }).build(cold);
-    // The spool files lived in the blob cache's staging directory, without a name.
-    expect(await readdir(join(cacheDir, '.tmp'))).toEqual([]);
+    // The spool files lived in the cache's spool area, without a name.
+    expect(await readdir(join(cacheDir, 'spool'))).toEqual([]);
+    expect(await readdir(join(cacheDir, 'tmp'))).toEqual([]);
     // Index cache hit, output cache miss: no spool, every body decompressed from its blob again.
     await rm(join(sub, 'output'), { recursive: true });
     const reread = join(sub, 'reread.cpio.gz');
@@ -258,11 +263,11 @@ describe('InitramfsBuilder against a real registry', () => {
     expect(Buffer.compare(await readFile(cold), await readFile(reread))).toBe(0);
 
     // Without the cache the spool goes to the system's temp directory, and leaves it as it was.
-    const before = (await readdir(tmpdir())).filter((name) => name.startsWith('.irb-spool.'));
+    const before = (await readdir(tmpdir())).filter((name) => name.startsWith('.spool-'));
     const off = join(sub, 'off.cpio.gz');
     await new InitramfsBuilder({ image, cache: false }).build(off);
     expect(Buffer.compare(await readFile(cold), await readFile(off))).toBe(0);
-    expect((await readdir(tmpdir())).filter((name) => name.startsWith('.irb-spool.'))).toEqual(before);
+    expect((await readdir(tmpdir())).filter((name) => name.startsWith('.spool-'))).toEqual(before);
 
     // A build that fails after the index pass releases the spools too.
     const failed = await new InitramfsBuilder({
@@ -275,7 +280,8 @@ describe('InitramfsBuilder against a real registry', () => {
       .build(join(sub, 'failed.cpio.gz'))
       .catch((e: unknown) => e);
     expect((failed as Error).message).toBe('stop packing');
-    expect(await readdir(join(sub, 'again', '.tmp'))).toEqual([]);
+    expect(await readdir(join(sub, 'again', 'spool'))).toEqual([]);
+    expect(await readdir(join(sub, 'again', 'tmp'))).toEqual([]);
   });
 
   it('blames `exclude` and `inject`, not the image, when they take /bin/sh away', async () => {

@@ -11,6 +11,7 @@ import {
   buildImage,
   buildIndex,
   buildTar,
+  flipByte,
   pushImage,
   type StartedRegistry,
   startFaultProxy,
@@ -117,6 +118,11 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
       /the archive is gzip-compressed, but the output .* is named for zstd/,
     );
     await expect(readFile(misnamed)).rejects.toThrow(/ENOENT/);
+    // The cached copy of the archive goes bad: the next pull downloads it again, and succeeds.
+    await flipByte(join(cacheDir, 'blobs', 'sha256', pulled.layer.digest.slice(7)));
+    const repaired = join(dir, 'pulled-again.cpio.gz');
+    await pullInitramfs(`${registry.host}/fleet/initramfs:v1`, repaired, { cacheDir });
+    expect(Buffer.compare(await readFile(repaired), await readFile(archive))).toBe(0);
     // Pushing the same archive again uploads nothing and gives the same digest (reproducible).
     const again = await pushInitramfs(archive, `${registry.host}/fleet/initramfs:v1`, {
       source: image,
@@ -158,12 +164,14 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
     });
     await pushImage(registry, 'fleet/multi', 'v1', buildIndex([amd, arm]));
     const multi = `${registry.host}/fleet/multi:v1`;
+    const armArchive = join(dir, 'multi-arm.cpio.gz');
+    await new InitramfsBuilder({ image: multi, platform: 'linux/arm64', cache: false }).build(armArchive);
     const a = await pushInitramfs(archive, `${registry.host}/fleet/multi`, {
       source: multi,
       platform: 'linux/amd64',
       cache: false,
     });
-    const b = await pushInitramfs(archive, `${registry.host}/fleet/multi`, {
+    const b = await pushInitramfs(armArchive, `${registry.host}/fleet/multi`, {
       source: multi,
       platform: 'linux/arm64',
       annotations: { variant: 'arm' },
@@ -180,6 +188,67 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
       pullInitramfs({ for: multi }, out, { platform: 'linux/riscv64', cache: false }),
     );
     expect(none.code).toMatch(/IRB_(INITRAMFS|PLATFORM)_NOT_FOUND/);
+  });
+
+  it("labels an archive with its /init's platform, attaches it to that manifest of the source, and refuses a platform that contradicts it", async () => {
+    const layers = [await buildTar([{ type: 'file', path: 'x', content: 'x' }])];
+    const amd = buildImage({ layers, platform: { os: 'linux', architecture: 'amd64' } });
+    const arm = buildImage({ layers, platform: { os: 'linux', architecture: 'arm64' } });
+    await pushImage(registry, 'fleet/arch', 'v1', buildIndex([amd, arm]));
+    const multi = `${registry.host}/fleet/arch:v1`;
+    // Its /init is irb's static init for aarch64: a real arm64 ELF program.
+    const armArchive = join(dir, 'arch-arm.cpio.lz4');
+    await new InitramfsBuilder({
+      image: multi,
+      platform: 'linux/arm64',
+      compression: 'lz4',
+      cache: false,
+    }).build(armArchive);
+    const pushed = await pushInitramfs(armArchive, `${registry.host}/fleet/arch`, {
+      source: multi,
+      cache: false,
+    });
+    expect(pushed.manifest.annotations?.[INITRAMFS_ANNOTATIONS.platform]).toBe('linux/arm64');
+    expect(pushed.subject).toBe(arm.manifest.digest);
+    expect(pushed.manifest.annotations?.[INITRAMFS_ANNOTATIONS.sourceDigest]).toBe(arm.manifest.digest);
+    // An amd64 host asking for the image's initramfs does not get the arm64 one.
+    const forAmd = await rejection(
+      pullInitramfs({ for: multi }, join(dir, 'amd.cpio'), { platform: 'linux/amd64', cache: false }),
+    );
+    expect(forAmd.code).toBe('IRB_INITRAMFS_NOT_FOUND');
+    const forArm = await pullInitramfs({ for: multi }, join(dir, 'arm.cpio'), {
+      platform: 'linux/arm64',
+      cache: false,
+    });
+    expect(forArm.digest).toBe(pushed.digest);
+    // Saying amd64 for it is refused, before anything is uploaded.
+    const contradicted = await rejection(
+      pushInitramfs(armArchive, `${registry.host}/fleet/arch:wrong`, {
+        source: multi,
+        platform: 'linux/amd64',
+        cache: false,
+      }),
+    );
+    expect(contradicted.code).toBe('IRB_PLATFORM_MISMATCH');
+    expect(contradicted.message).toBe(
+      `\`platform\` linux/amd64 contradicts ${armArchive}, whose /init is built for arm64; drop \`platform\` (the archive's own is used) or push the amd64 archive`,
+    );
+    // An archive whose /init is no ELF program (nor a script whose interpreter is one) cannot
+    // tell: with a source, the platform must be given.
+    const script = join(dir, 'init.sh');
+    await writeFile(script, '#!/bin/sh\nexec /app\n');
+    const unknown = join(dir, 'script-init.cpio.gz');
+    await new InitramfsBuilder({ image, init: script, cache: false }).build(unknown);
+    const required = await rejection(
+      pushInitramfs(unknown, `${registry.host}/fleet/app:script`, { source: image, cache: false }),
+    );
+    expect(required.code).toBe('IRB_PLATFORM_REQUIRED');
+    const given = await pushInitramfs(unknown, `${registry.host}/fleet/app:script`, {
+      source: image,
+      platform: 'linux/amd64',
+      cache: false,
+    });
+    expect(given.manifest.annotations?.[INITRAMFS_ANNOTATIONS.platform]).toBe('linux/amd64');
   });
 
   it('refuses clearly: a container image pulled as an initramfs, no initramfs attached, a non-archive', async () => {
@@ -248,7 +317,7 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
     expect(Buffer.compare(await readFile(local), await readFile(warm))).toBe(0);
     // The fresh cache holds the image's manifest and config and the archive: no layer blob.
     const layers = (await inspectImage(image, { cache: false })).layers.map((l) => l.digest.slice(7));
-    const cached = await readdir(join(freshCache, 'sha256'));
+    const cached = await readdir(join(freshCache, 'blobs', 'sha256'));
     expect(cached.filter((hex) => layers.includes(hex))).toEqual([]);
     expect(cached).toContain(hit.pulled?.layer.digest.slice(7));
     // Other options: another key, a miss.

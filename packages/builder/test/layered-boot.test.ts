@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
@@ -15,6 +15,9 @@ const agent = (name: string) =>
     '[ -L /bin ] && echo "bin is still a symlink"',
     'echo "tmp mode $(/bin/busybox stat -c %a /tmp)"',
     '/bin/busybox grep -q "agent A" /usr/lib/agent-a && echo "the hard link still has agent A"',
+    '[ -f /etc/job/sub/x ] && echo "job: $(/bin/busybox cat /etc/job/top.txt) $(/bin/busybox cat /etc/job/sub/x)"',
+    '[ -f /new/deep/agent ] && echo "new parents are there"',
+    'exit 0',
     '',
   ].join('\n');
 
@@ -42,6 +45,8 @@ describe('layered archives boot with the overlay on top of the base', () => {
       { type: 'link', path: 'usr/lib/agent-a', target: 'usr/bin/agent' },
       { type: 'symlink', path: 'bin', target: 'usr/bin' },
       { type: 'directory', path: 'tmp/', mode: 0o1777 },
+      // Not a mount point of the init (as /tmp is): an overlay must keep its mode.
+      { type: 'directory', path: 'srv/', mode: 0o750 },
     ]);
     await pushImage(
       registry,
@@ -51,6 +56,18 @@ describe('layered archives boot with the overlay on top of the base', () => {
     );
     image = `${registry.host}/layered/agent:v1`;
   }, 60_000);
+  /** A host directory to inject: files, a nested directory, relative and absolute symlinks. */
+  const jobTree = async () => {
+    const job = join(dir, 'job');
+    await mkdir(join(job, 'sub', 'deep'), { recursive: true });
+    await writeFile(join(job, 'top.txt'), 'top');
+    await writeFile(join(job, 'sub', 'x'), 'x');
+    await writeFile(join(job, 'sub', 'deep', 'y'), 'y');
+    await symlink('top.txt', join(job, 'rel')).catch(() => {});
+    await symlink('/usr/bin/busybox', join(job, 'sub', 'abs')).catch(() => {});
+    return job;
+  };
+
   afterAll(async () => {
     await registry?.stop();
     await rm(dir, { recursive: true, force: true });
@@ -83,12 +100,73 @@ describe('layered archives boot with the overlay on top of the base', () => {
       const agentC = join(dir, 'agent-c');
       await writeFile(agentC, agent('C'), { mode: 0o755 });
       const appended = join(dir, 'appended.cpio');
-      await appendOverlay(out, [`${agentC}:/bin/agent`], { output: appended, compression: 'gzip' });
+      // The image has no /etc and no /new: append creates the parents, and /etc/job itself.
+      const job = await jobTree();
+      await appendOverlay(
+        out,
+        [`${agentC}:/bin/agent`, `${job}:/etc/job`, `${job}:/tmp`, `${agentC}:/new/deep/agent`],
+        { output: appended, compression: 'gzip', cacheDir },
+      );
       const boot = await bootInitramfs({ kernel, initramfs: appended, stopOnMatch: false, timeoutMs: BOOT });
       expect(boot.output).toContain('agent C runs');
       expect(boot.output).toContain('bin is still a symlink');
       expect(boot.output).toContain('tmp mode 1777');
+      expect(boot.output).toContain('job: top x');
+      expect(boot.output).toContain('new parents are there');
       expect(boot.output).toContain('irb: exit status 0');
+    },
+    BOOT * 2,
+  );
+
+  it(
+    'the guest sees the same tree from a build with injects as from an append of them onto a build without',
+    async () => {
+      const cacheDir = join(dir, 'cache-tree');
+      const lister = join(dir, 'lister');
+      // Every path outside the kernel's file systems, with its type, mode, owner and link target.
+      await writeFile(
+        lister,
+        [
+          '#!/bin/busybox sh',
+          'echo "listing start"',
+          '/bin/busybox find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o -print | /bin/busybox sort | while read -r f; do /bin/busybox stat -c \'%A %u:%g %N\' "$f"; done',
+          'echo "listing end"',
+          '',
+        ].join('\n'),
+        { mode: 0o755 },
+      );
+      const job = await jobTree();
+      const specs = [
+        `${lister}:/bin/agent`,
+        `${job}:/etc/job`,
+        `${job}:/srv`,
+        `${job}:/usr/lib`,
+        `${lister}:/usr/lib/agent-a`,
+        `${lister}:/new/deep/agent`,
+      ];
+      const built = join(dir, 'tree-built.cpio.gz');
+      const plain = join(dir, 'tree-plain.cpio.gz');
+      const appended = join(dir, 'tree-appended.cpio.gz');
+      await new InitramfsBuilder({ image, cacheDir, inject: specs }).build(built);
+      await new InitramfsBuilder({ image, cacheDir }).build(plain);
+      await appendOverlay(plain, specs, { output: appended, cacheDir });
+      const listing = async (path: string) => {
+        const boot = await bootInitramfs({ kernel, initramfs: path, stopOnMatch: false, timeoutMs: BOOT });
+        const text = boot.output.replace(/\r/g, '');
+        const start = text.indexOf('listing start\n');
+        const end = text.indexOf('listing end');
+        expect(start, text).toBeGreaterThan(-1);
+        expect(end, text).toBeGreaterThan(start);
+        return text
+          .slice(start, end)
+          .split('\n')
+          .filter((line) => /^[-dlcbps][-rwxsStT]{9} /.test(line));
+      };
+      const fromBuild = await listing(built);
+      expect(fromBuild, fromBuild.join('\n')).toContain('drwxr-x--- 0:0 /srv');
+      expect(fromBuild).toContain('-rwxr-xr-x 0:0 /srv/sub/deep/y');
+      expect(fromBuild.some((l) => l.includes("'/etc/job/sub/abs' -> '/usr/bin/busybox'"))).toBe(true);
+      expect(await listing(appended)).toEqual(fromBuild);
     },
     BOOT * 2,
   );

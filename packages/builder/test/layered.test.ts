@@ -204,10 +204,10 @@ describe('the output cache', () => {
     };
     const cold = await build(agentA, 'cold', false);
     // `cache: false` neither reads nor writes the output cache.
-    await expect(readdir(`${cacheDir}-output`)).rejects.toThrow(/ENOENT/);
+    await expect(readdir(join(cacheDir, 'output'))).rejects.toThrow(/ENOENT/);
     const first = await build(agentA, 'first');
     expect(first.events).toContain('index');
-    const outputs = await readdir(`${cacheDir}-output`);
+    const outputs = await readdir(join(cacheDir, 'output'));
     const kinds = (names: string[]) => names.map((n) => n.replace(/^[0-9a-f]{64}/, 'KEY')).sort();
     // The base member and its tree, the overlay member and its description.
     expect(kinds(outputs)).toEqual(['KEY.base', 'KEY.meta', 'KEY.overlay', 'KEY.tree']);
@@ -229,7 +229,7 @@ describe('the output cache', () => {
     const changedCold = await build(agentB, 'changed-cold', false);
     expect(Buffer.compare(changed.bytes, changedCold.bytes)).toBe(0);
     const baseBytes = await readFile(
-      join(`${cacheDir}-output`, outputs.find((n) => n.endsWith('.base')) as string),
+      join(cacheDir, 'output', outputs.find((n) => n.endsWith('.base')) as string),
     );
     expect(Buffer.compare(changed.bytes.subarray(0, baseBytes.byteLength), baseBytes)).toBe(0);
     const [, overlay] = await (async () => {
@@ -257,7 +257,7 @@ describe('the output cache', () => {
     // One base (member and tree) and two overlays (agents A and B, member and description each).
     expect(listed.filter((e) => e.kind === 'output')).toHaveLength(6);
     await pruneCache(cacheDir, { maxBytes: 0 });
-    expect((await readdir(`${cacheDir}-output`)).filter((n) => !n.startsWith('.'))).toEqual([]);
+    expect((await readdir(join(cacheDir, 'output'))).filter((n) => !n.startsWith('.'))).toEqual([]);
     const again = await build(agentA, 'again');
     expect(again.events).toContain('index');
     expect(Buffer.compare(again.bytes, cold.bytes)).toBe(0);
@@ -279,7 +279,7 @@ describe('the output cache', () => {
     const bytes = await Promise.all(outs.map((o) => readFile(o)));
     for (const b of bytes) expect(Buffer.compare(b, bytes[0] as Buffer)).toBe(0);
     expect(
-      (await readdir(`${cacheDir}-output`)).map((n) => n.replace(/^[0-9a-f]{64}/, 'KEY')).sort(),
+      (await readdir(join(cacheDir, 'output'))).map((n) => n.replace(/^[0-9a-f]{64}/, 'KEY')).sort(),
     ).toEqual(['KEY.base', 'KEY.meta', 'KEY.overlay', 'KEY.tree']);
   });
 
@@ -297,9 +297,9 @@ describe('the output cache', () => {
     await utimes(out, old, old);
     const before = await lstat(out, { bigint: true });
     const record = async () => {
-      const names = await readdir(`${cacheDir}-output`);
+      const names = await readdir(join(cacheDir, 'output'));
       const name = names.find((n) => n.endsWith('.out'));
-      return name === undefined ? undefined : join(`${cacheDir}-output`, name);
+      return name === undefined ? undefined : join(cacheDir, 'output', name);
     };
     expect(await record()).toBeUndefined();
     // Run 2 compares the bytes, finds them equal, and records what it saw; run 3 trusts that.
@@ -389,7 +389,7 @@ describe('the output cache', () => {
       return { events, bytes: await readFile(join(dir, name)) };
     };
     const first = await run('o1');
-    const out = `${cacheDir}-output`;
+    const out = join(cacheDir, 'output');
     const named = async (ext: string) =>
       join(out, (await readdir(out)).find((n) => n.endsWith(ext)) as string);
     await writeFile(await named('.meta'), '{"v":1,"stats":');
@@ -413,11 +413,68 @@ describe('the output cache', () => {
     await writeFile(agent, 'agent');
     const options = { image, compression: 'gzip' as const, cacheDir, inject: [`${agent}:/bin/agent`] };
     await new InitramfsBuilder(options).build(join(dir, 'd1'));
-    const tree = (await readdir(`${cacheDir}-output`)).find((n) => n.endsWith('.tree')) as string;
-    await writeFile(join(`${cacheDir}-output`, tree), 'garbage');
+    const tree = (await readdir(join(cacheDir, 'output'))).find((n) => n.endsWith('.tree')) as string;
+    await writeFile(join(cacheDir, 'output', tree), 'garbage');
     const events: string[] = [];
     await new InitramfsBuilder({ ...options, onProgress: (e) => events.push(e.type) }).build(join(dir, 'd2'));
     expect(events).toContain('index');
     expect(Buffer.compare(await readFile(join(dir, 'd1')), await readFile(join(dir, 'd2')))).toBe(0);
+  });
+});
+
+/** Alpine's way: /bin/sh → /bin/busybox, and a directory link with an absolute target. */
+describe('absolute symlink targets', () => {
+  let registry: StartedRegistry;
+  let dir: string;
+  let image: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'irb-absolute-'));
+    registry = await startRegistry();
+    const layer = await buildTar([
+      { type: 'directory', path: 'bin/' },
+      { type: 'file', path: 'bin/busybox', content: 'busybox', mode: 0o755 },
+      { type: 'symlink', path: 'bin/sh', target: '/bin/busybox' },
+      { type: 'directory', path: 'srv/app/' },
+      { type: 'directory', path: 'opt/' },
+      { type: 'symlink', path: 'opt/app', target: '/srv/app' },
+    ]);
+    await pushImage(
+      registry,
+      'lib/absolute',
+      'v1',
+      buildImage({ layers: [layer], runtime: { Env: ['PATH=/bin'], Cmd: ['sh', '-c', 'true'] } }),
+    );
+    image = `${registry.host}/lib/absolute:v1`;
+  });
+
+  afterAll(async () => {
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('restart at the root: the program is found and an inject lands where the link leads, cold and on a cached base', async () => {
+    const agent = join(dir, 'agent');
+    await writeFile(agent, 'agent');
+    for (const [name, cacheDir] of [
+      ['cold', join(dir, 'cache')],
+      ['cached', join(dir, 'cache')],
+    ] as const) {
+      const out = join(dir, name);
+      const summary = await new InitramfsBuilder({
+        image,
+        cacheDir,
+        compression: 'none',
+        inject: [`${agent}:/opt/app/agent`],
+      }).build(out);
+      expect(summary.warnings, name).toEqual([]);
+      const overlay: string[] = [];
+      for await (const e of listArchive(out)) if (e.member === 1) overlay.push(`${e.type} ${e.name}`);
+      expect(overlay, name).toContain('file srv/app/agent');
+      expect(
+        overlay.filter((n) => n.includes('opt')),
+        name,
+      ).toEqual([]);
+    }
   });
 });

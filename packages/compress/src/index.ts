@@ -4,6 +4,7 @@ export { compressionFromMediaType, DETECT_BYTES, detectCompression } from './det
 export { GZIP_BLOCK_SIZE } from './gzip.ts';
 export { type DecodeInitramfsOptions, decodeInitramfs, type InitramfsMember } from './initramfs.ts';
 export { LZ4_BLOCK_SIZE, LZ4_LEGACY_MAGIC } from './lz4.ts';
+export { ByteReader, drain } from './reader.ts';
 export {
   COMPRESSION_FORMATS,
   type CompressionFormat,

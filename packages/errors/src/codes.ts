@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   IRB_PLATFORM_INVALID: 'A platform string is not `os/arch[/variant]`.',
   IRB_ENV_INVALID: 'An environment variable name is not valid for the generated /init.',
   IRB_HOSTNAME_INVALID: 'The guest hostname is not a valid host name.',
+  IRB_NET_INVALID:
+    'A guest network setting (`--net`, an `ip=` value) cannot be parsed or is not a static address.',
   IRB_WORKDIR_INVALID: "The image's WorkingDir is not an absolute path.",
   IRB_USER_INVALID: "The image's User is not `name`, `uid`, `name:group` or `uid:gid`.",
   IRB_USER_UNKNOWN: "The image's User names a user its /etc/passwd does not have.",
@@ -55,11 +57,12 @@ export const ERROR_CODES = {
   IRB_CLIENT_CLOSED: 'The registry client was closed while an operation was running.',
   IRB_CACHE_BUSY: 'Another process has been pruning the cache for minutes; a build cannot use it meanwhile.',
   IRB_CACHE_MISS: 'A blob was asked of the cache alone (offline) and the cache lacks it.',
-  IRB_CACHE_WRITE_FAILED: 'The blob cache directory cannot be created or written.',
+  IRB_CACHE_WRITE_FAILED: 'The cache directory, or an area in it, cannot be created or written.',
 
   // Distribution through registries (push, pull, remote build cache)
   IRB_INITRAMFS_NOT_FOUND: 'No irb initramfs artifact is at the reference or attached to the image.',
   IRB_PLATFORM_REQUIRED: 'Initramfs artifacts for several platforms match and none was chosen.',
+  IRB_PLATFORM_MISMATCH: 'A platform given for an archive contradicts the architecture of its /init.',
 
   // Credentials (auth packages)
   IRB_AUTH_FILE_UNREADABLE: 'A Docker/Podman auth file exists but cannot be read.',
@@ -90,6 +93,7 @@ export const ERROR_CODES = {
   IRB_IMAGE_NO_USER_SWITCH: 'The image runs as a non-root User and has no tool to switch to it.',
   IRB_IMAGE_HAS_INIT: 'The image already has /init and the options do not say which to use.',
   IRB_IMAGE_NO_INIT: "Keeping the image's own /init was asked for and the image has none.",
+  IRB_IMAGE_ARCH_MISMATCH: "The image's program is built for another architecture than the image's platform.",
 
   // CPIO archives
   IRB_CPIO_MAGIC_INVALID: 'The input is not a newc/crc CPIO archive.',
@@ -119,6 +123,8 @@ export const ERROR_CODES = {
   IRB_LZ4_CORRUPT: 'lz4 (legacy format) data is malformed.',
   IRB_LZ4_TRUNCATED: 'lz4 (legacy format) data ends early.',
   IRB_COMPRESSOR_UNAVAILABLE: 'The library a compression format needs cannot be loaded on this machine.',
+  IRB_XZ_CORRUPT: 'xz data is malformed or fails its check.',
+  IRB_XZ_TRUNCATED: 'xz data ends early.',
   IRB_INITRAMFS_CORRUPT: 'An initramfs member is neither CPIO nor a compression the kernel reads.',
 
   // Booting
@@ -126,6 +132,13 @@ export const ERROR_CODES = {
   IRB_BOOT_KERNEL_INVALID: 'The kernel file is not a bootable Linux kernel image.',
   IRB_BOOT_INITRAMFS_NOT_FOUND: 'The archive to boot does not exist.',
   IRB_BOOT_QEMU_NOT_FOUND: 'QEMU for the guest architecture is not installed.',
+  IRB_BOOT_KERNEL_ARCH_MISMATCH:
+    'The kernel image is built for another architecture than the archive to boot.',
+  IRB_BOOT_MODULES_MISMATCH:
+    "The archive's kernel modules are for another kernel release than the kernel to boot.",
+  IRB_BOOT_NET_DRIVER_MISSING:
+    "A boot with a network lacks the kernel's network driver: neither built in nor in the archive.",
+  IRB_BOOT_FORWARD_PORT_IN_USE: 'A host port to forward to the guest cannot be bound on 127.0.0.1.',
   IRB_TRACE_INCOMPLETE: 'A traced boot ended without the complete list of paths the program used.',
 
   // The command line (irb)
@@ -133,6 +146,22 @@ export const ERROR_CODES = {
     'The command line names an unknown command or flag, misses an argument, or gives a flag a bad value.',
   IRB_COMMAND_INTERRUPTED: 'A command was stopped by SIGINT or SIGTERM (or Ctrl-A x) before it finished.',
   IRB_INTERNAL_FAILURE: 'An unexpected failure inside irb: a bug, to report with the output of --verbose.',
+
+  // Kernel modules
+  IRB_KMOD_SOURCE_INVALID: 'A kernel module source cannot be read, or holds no `lib/modules/<release>` tree.',
+  IRB_KMOD_RELEASE_REQUIRED: 'A kernel module source holds several kernel releases and none was chosen.',
+  IRB_KMOD_RELEASE_NOT_FOUND: 'The chosen kernel release is not in the module source.',
+  IRB_KMOD_RELEASE_MISMATCH: "A module's vermagic names another kernel release than its tree.",
+  IRB_KMOD_MODULE_UNKNOWN: 'A requested name is no module, alias, builtin or preset of the kernel.',
+  IRB_KMOD_INDEX_MISSING:
+    'A module tree has no modules.dep (depmod did not run) and its dependencies cannot be derived.',
+  IRB_KMOD_FILE_MISSING: 'A module that modules.dep or a dependency names is missing from the tree.',
+  IRB_KMOD_DEPENDENCY_CYCLE: 'Module dependencies form a cycle, so no load order exists.',
+  IRB_KMOD_MODULE_INVALID:
+    'A module file is not a kernel module (not ELF, no .modinfo, damaged compression).',
+  IRB_KMOD_COMPRESSION_UNSUPPORTED:
+    'Modules were to stay compressed and the kernel cannot decompress them itself.',
+  IRB_KMOD_SOURCE_CHANGED: 'A module read again to pack it differs from the one resolved.',
 } as const satisfies Record<`IRB_${string}`, string>;
 
 /** A code an irb error can carry; the list with meanings is {@link ERROR_CODES}. */

@@ -41,6 +41,10 @@
 #define NR_getdents64 217
 #define NR_setitimer 38
 #define NR_statx 332
+#define NR_getpid 39
+#define NR_setdomainname 171
+#define NR_finit_module 313
+#define NR_renameat2 316
 
 static inline long irb_syscall6(long n, long a, long b, long c, long d, long e, long f) {
   long ret;
@@ -54,11 +58,13 @@ static inline long irb_syscall6(long n, long a, long b, long c, long d, long e, 
   return ret;
 }
 
-/* The kernel enters with the stack 16-byte aligned and argc on it; C wants rsp = 8 mod 16 after a call. */
+/* The kernel enters with the stack 16-byte aligned and argc on it; C wants rsp = 8 mod 16 after a
+ * call. irb_main gets the stack pointer: argc, then argv, a NULL, envp, a NULL. */
 __asm__(".text\n"
         ".global _start\n"
         "_start:\n"
         "  xor %rbp, %rbp\n"
+        "  mov %rsp, %rdi\n"
         "  and $-16, %rsp\n"
         "  call irb_main\n"
         "  hlt\n");
@@ -96,6 +102,10 @@ __asm__(".text\n"
 #define NR_getdents64 61
 #define NR_setitimer 103
 #define NR_statx 291
+#define NR_getpid 172
+#define NR_setdomainname 162
+#define NR_finit_module 273
+#define NR_renameat2 276
 
 static inline long irb_syscall6(long n, long a, long b, long c, long d, long e, long f) {
   register long x8 __asm__("x8") = n;
@@ -117,6 +127,7 @@ __asm__(".text\n"
         "_start:\n"
         "  mov x29, #0\n"
         "  mov x30, #0\n"
+        "  mov x0, sp\n"
         "  bl irb_main\n"
         "  brk #0\n");
 
@@ -144,6 +155,18 @@ __asm__(".text\n"
 #define IRB_ENAMETOOLONG 36
 #define IRB_ELOOP 40
 #define IRB_EPIPE 32
+#define IRB_ENXIO 6
+#define IRB_EEXIST 17
+#define IRB_EFBIG 27
+#define IRB_ENOSPC 28
+#define IRB_EROFS 30
+#define IRB_ERANGE 34
+#define IRB_ENOSYS 38
+#define IRB_ENOKEY 126
+#define IRB_EKEYREJECTED 129
+#define IRB_EOPNOTSUPP 95
+#define IRB_EADDRNOTAVAIL 99
+#define IRB_ENETUNREACH 101
 
 #define IRB_AT_FDCWD (-100)
 #define IRB_O_RDONLY 0
@@ -153,9 +176,16 @@ __asm__(".text\n"
 #define IRB_O_CLOEXEC 02000000
 #define IRB_O_DIRECTORY_X86 0200000
 #define IRB_O_DIRECTORY_ARM 040000
+#if defined(__x86_64__)
+#define IRB_O_DIRECTORY IRB_O_DIRECTORY_X86
+#else
+#define IRB_O_DIRECTORY IRB_O_DIRECTORY_ARM
+#endif
 #define IRB_AT_SYMLINK_NOFOLLOW 0x100
 #define IRB_STATX_BASIC_STATS 0x7ffU
 #define IRB_SEEK_END 2
+#define IRB_O_CREAT 0100
+#define IRB_O_TRUNC 01000
 #define IRB_F_GETFD 1
 
 #define IRB_MS_NOSUID 2UL
@@ -180,7 +210,14 @@ __asm__(".text\n"
 #define IRB_SOCK_CLOEXEC 02000000
 #define IRB_SIOCGIFFLAGS 0x8913
 #define IRB_SIOCSIFFLAGS 0x8914
+#define IRB_SIOCGIFADDR 0x8915
+#define IRB_SIOCSIFADDR 0x8916
+#define IRB_SIOCSIFNETMASK 0x891c
+#define IRB_SIOCADDRT 0x890b
 #define IRB_IFF_UP 0x1
+#define IRB_RTF_UP 0x1
+#define IRB_RTF_GATEWAY 0x2
+#define IRB_MODULE_INIT_COMPRESSED_FILE 4
 
 #define IRB_REBOOT_MAGIC1 0xfee1deadL
 #define IRB_REBOOT_MAGIC2 0x28121969L
@@ -251,6 +288,21 @@ static inline long sys_setitimer_seconds(unsigned long seconds) {
 static inline long sys_getdents64(int fd, void *buf, unsigned long n) { return SC(NR_getdents64, fd, buf, n, 0, 0, 0); }
 static inline long sys_statx(int dir, const char *path, int flags, unsigned int mask, void *buf) {
   return SC(NR_statx, dir, path, flags, mask, buf, 0);
+}
+static inline long sys_getpid(void) { return SC(NR_getpid, 0, 0, 0, 0, 0, 0); }
+static inline long sys_setdomainname(const char *name, unsigned long len) {
+  return SC(NR_setdomainname, name, len, 0, 0, 0, 0);
+}
+static inline long sys_finit_module(int fd, const char *params, int flags) {
+  return SC(NR_finit_module, fd, params, flags, 0, 0, 0);
+}
+static inline long sys_renameat(int olddir, const char *oldpath, int newdir, const char *newpath) {
+  return SC(NR_renameat2, olddir, oldpath, newdir, newpath, 0, 0);
+}
+/* Sleeps `ms` milliseconds (ppoll with no descriptors: nanosleep under another name on both). */
+static inline long sys_sleep_ms(unsigned long ms) {
+  struct irb_timespec ts = {(long)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  return SC(NR_ppoll, 0, 0, &ts, 0, sizeof(irb_sigset_t), 0);
 }
 /* Blocks until a signal that is not blocked arrives: pause(), which aarch64 lacks. */
 static inline long sys_ppoll_forever(void) { return SC(NR_ppoll, 0, 0, 0, 0, 0, 0); }

@@ -46,6 +46,44 @@ describe('encodeInitConfig', () => {
     expect(back).toMatchObject({ uid: 0, gid: 0, groups: [], hostname: 'irb', onExit: 'poweroff' });
   });
 
+  it('writes the fields since trace only when set, after the others', () => {
+    const bytes = encodeInitConfig({
+      argv: ['python3', '-u', 'app.py'],
+      entrypointLength: 2,
+      homeFromUser: true,
+      modules: ['/lib/modules/6.1.0/kernel/net/core/failover.ko', '/lib/modules/6.1.0/x/virtio_net.ko.xz'],
+      net: { address: '10.0.2.15', prefix: 24, gateway: '10.0.2.2', dns: ['10.0.2.3'] },
+      netWaitMs: 2000,
+    });
+    expect(shown(bytes)).toBe(
+      'irb-init/1|apython3|a-u|aapp.py|w/|u0|g0|hirb|xpoweroff|E2|H1|' +
+        'm/lib/modules/6.1.0/kernel/net/core/failover.ko|m/lib/modules/6.1.0/x/virtio_net.ko.xz|' +
+        'n10.0.2.15::10.0.2.2:255.255.255.0:::off:10.0.2.3|N2000|',
+    );
+    const back = decodeInitConfig(bytes);
+    expect(back).toMatchObject({
+      entrypointLength: 2,
+      homeFromUser: true,
+      net: '10.0.2.15::10.0.2.2:255.255.255.0:::off:10.0.2.3',
+      netWaitMs: 2000,
+    });
+    expect(back.modules.map((m) => new TextDecoder().decode(m))).toEqual([
+      '/lib/modules/6.1.0/kernel/net/core/failover.ko',
+      '/lib/modules/6.1.0/x/virtio_net.ko.xz',
+    ]);
+    // A static ip= value is taken as it is; without these options the bytes are the old ones.
+    expect(shown(encodeInitConfig({ argv: ['/a'], net: '10.0.0.2::::::off' }))).toContain(
+      '|n10.0.0.2::::::off|',
+    );
+    expect(decodeInitConfig(encodeInitConfig({ argv: ['/a'] }))).toMatchObject({
+      modules: [],
+      netWaitMs: 5000,
+      entrypointLength: 0,
+      homeFromUser: false,
+    });
+    expect(decodeInitConfig(encodeInitConfig({ argv: ['/a'] })).net).toBeUndefined();
+  });
+
   it('gives the same bytes for the same config', () => {
     const config = { argv: ['a', 'b'], env: ['X=1'], uid: 5, gid: 6, groups: [7] };
     expect(encodeInitConfig(config)).toEqual(encodeInitConfig({ ...config }));
@@ -83,6 +121,21 @@ describe('encodeInitConfig', () => {
     bad({ argv: ['a'], hostname: 'bad host' }, 'IRB_HOSTNAME_INVALID', /not a valid hostname/);
     bad({ argv: ['a'], onExit: 'halt' as 'reboot' }, 'IRB_OPTION_INVALID', /poweroff or reboot/);
     bad({ argv: ['a', 'x'.repeat(INIT_CONFIG_MAX_BYTES)] }, 'IRB_OPTION_INVALID', /more than the init reads/);
+    bad(
+      { argv: ['a'], entrypointLength: 2 },
+      'IRB_OPTION_INVALID',
+      /entrypointLength 2 is more than the 1 argv/,
+    );
+    bad(
+      { argv: ['a'], modules: ['virtio.ko'] },
+      'IRB_OPTION_INVALID',
+      /module path "virtio.ko" is not absolute/,
+    );
+    bad({ argv: ['a'], modules: ['/x\0.ko'] }, 'IRB_OPTION_INVALID', /NUL/);
+    bad({ argv: ['a'], net: 'dhcp' }, 'IRB_NET_INVALID', /configures no static address/);
+    bad({ argv: ['a'], net: '10.0.0.1/8' }, 'IRB_NET_INVALID', /client "10.0.0.1\/8" is not an IPv4 address/);
+    bad({ argv: ['a'], net: { address: '10.0.0.1', prefix: 40 } }, 'IRB_NET_INVALID', /not valid/);
+    bad({ argv: ['a'], netWaitMs: -5 }, 'IRB_OPTION_INVALID', /netWaitMs -5/);
   });
 });
 
@@ -97,5 +150,7 @@ describe('decodeInitConfig', () => {
     bad(text('irb-init/1\0a/x\0zwhat\0'), /unknown field/);
     bad(text('irb-init/1\0a/x\0u-1\0'), /bad id/);
     bad(text('irb-init/1\0a/x\0xhalt\0'), /unknown exit action/);
+    bad(text('irb-init/1\0a/x\0Ex\0'), /bad id/);
+    bad(text('irb-init/1\0a/x\0N-1\0'), /bad id/);
   });
 });

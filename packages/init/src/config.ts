@@ -1,4 +1,6 @@
 import { IrbError } from '@irb/errors';
+import { FIELDS_MAX_BYTES, joinFields, splitFields } from './fields.ts';
+import { NET_WAIT_MS_DEFAULT, type NetConfig, staticIpValue } from './net.ts';
 
 /** Where the static init reads its parameters, inside the guest. */
 export const INIT_CONFIG_PATH = '/irb/init.conf';
@@ -7,7 +9,7 @@ export const INIT_CONFIG_PATH = '/irb/init.conf';
 export const INIT_CONFIG_MAGIC = 'irb-init/1';
 
 /** The static init refuses a parameter file larger than this (it reads it into a fixed buffer). */
-export const INIT_CONFIG_MAX_BYTES = 1 << 20;
+export const INIT_CONFIG_MAX_BYTES = FIELDS_MAX_BYTES;
 
 /** At most this many argv words, env entries or supplementary groups (the init's fixed tables). */
 export const INIT_CONFIG_MAX_ENTRIES = 65536;
@@ -51,6 +53,26 @@ export interface StaticInitConfig {
    * tracing a server, which does not exit by itself). Default: never.
    */
   stopAfterSeconds?: number;
+  /**
+   * Kernel module files to load before anything else (absolute archive paths, dependencies
+   * first: the order is the load order). `.ko.xz`, `.ko.zst` and `.ko.gz` are handed to the
+   * kernel compressed. Default: none.
+   */
+  modules?: readonly InitBytes[];
+  /**
+   * The network to configure when the kernel command line has no `ip=` (`ip=` wins): a
+   * {@link NetConfig} (`--net`), or a static `ip=` value. Default: none.
+   */
+  net?: NetConfig | string;
+  /** How long to wait for the network device to appear, in ms. Default 5000 (not written). */
+  netWaitMs?: number;
+  /**
+   * How many leading `argv` words are the image's Entrypoint (the rest is its Cmd), so that a
+   * job's `--cmd` replaces only the Cmd. Default 0: all of argv is Cmd.
+   */
+  entrypointLength?: number;
+  /** HOME is the user's home directory (irb added it), so a job that changes the user changes HOME. */
+  homeFromUser?: boolean;
 }
 
 /** A parameter file read back by {@link decodeInitConfig}: every default filled in, byte values as bytes. */
@@ -66,6 +88,12 @@ export interface DecodedInitConfig {
   trace: boolean;
   /** 0: never. */
   stopAfterSeconds: number;
+  modules: Uint8Array[];
+  /** The baked network, in `ip=` syntax. */
+  net?: string;
+  netWaitMs: number;
+  entrypointLength: number;
+  homeFromUser: boolean;
 }
 
 const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/;
@@ -106,10 +134,15 @@ function checkNoNul(what: string, value: Uint8Array): void {
  * then one field per value, a tag byte followed by the value's bytes (any byte but NUL):
  * `a` argv word, `e` env entry, `w` working directory, `u` uid, `g` gid, `G` one supplementary
  * group (ids in decimal ASCII), `h` hostname, `x` exit action, `t` trace (`1`), `T` seconds
- * after which the program is stopped. Same config, same bytes.
+ * after which the program is stopped, `E` how many argv words are the Entrypoint, `H` HOME
+ * follows the user (`1`), `m` one kernel module file, `n` the network (an `ip=` value), `N` ms
+ * to wait for its device. The fields since `t` are written only when set, so a config that does
+ * not use them has the bytes it had before they existed. Same config, same bytes.
  *
  * @throws IrbError `IRB_OPTION_INVALID` (empty argv, NUL bytes, bad ids, unknown exit action, too
- *   large), `IRB_ENV_INVALID` (an entry without `NAME=`), `IRB_WORKDIR_INVALID`, `IRB_HOSTNAME_INVALID`.
+ *   large, a module path that is not absolute), `IRB_ENV_INVALID` (an entry without `NAME=`),
+ *   `IRB_WORKDIR_INVALID`, `IRB_HOSTNAME_INVALID`, `IRB_NET_INVALID` (a network that is not a
+ *   static address).
  */
 export function encodeInitConfig(config: StaticInitConfig): Uint8Array {
   const argv = (config.argv ?? []).map(bytesOf);
@@ -169,12 +202,9 @@ export function encodeInitConfig(config: StaticInitConfig): Uint8Array {
     );
   }
 
-  const fields: Uint8Array[] = [encoder.encode(INIT_CONFIG_MAGIC)];
+  const fields: Array<[string, Uint8Array]> = [];
   const field = (tag: string, value: Uint8Array): void => {
-    const out = new Uint8Array(value.length + 1);
-    out[0] = tag.charCodeAt(0);
-    out.set(value, 1);
-    fields.push(out);
+    fields.push([tag, value]);
   };
   for (const word of argv) field('a', word);
   for (const kv of env) field('e', kv);
@@ -189,21 +219,30 @@ export function encodeInitConfig(config: StaticInitConfig): Uint8Array {
   if (config.stopAfterSeconds !== undefined && config.stopAfterSeconds > 0) {
     field('T', encoder.encode(String(checkId('stopAfterSeconds', config.stopAfterSeconds))));
   }
-
-  const size = fields.reduce((n, f) => n + f.length + 1, 0);
-  if (size > INIT_CONFIG_MAX_BYTES) {
+  const entrypointLength = checkId('entrypointLength', config.entrypointLength ?? 0);
+  if (entrypointLength > argv.length) {
     throw new IrbError(
       'IRB_OPTION_INVALID',
-      `static init parameters take ${size} bytes, more than the init reads (${INIT_CONFIG_MAX_BYTES}); shorten argv or env`,
+      `static init entrypointLength ${entrypointLength} is more than the ${argv.length} argv words; give the Entrypoint's length`,
     );
   }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const f of fields) {
-    out.set(f, at);
-    at += f.length + 1; // the NUL terminator is already 0
+  if (entrypointLength > 0) field('E', encoder.encode(String(entrypointLength)));
+  if (config.homeFromUser) field('H', encoder.encode('1'));
+  for (const module of (config.modules ?? []).map(bytesOf)) {
+    checkNoNul('module path', module);
+    if (module[0] !== 0x2f) {
+      throw new IrbError(
+        'IRB_OPTION_INVALID',
+        `static init module path ${show(module)} is not absolute; give the module's path in the archive`,
+      );
+    }
+    field('m', module);
   }
-  return out;
+  if (config.net !== undefined) field('n', encoder.encode(staticIpValue(config.net)));
+  if (config.netWaitMs !== undefined)
+    field('N', encoder.encode(String(checkId('netWaitMs', config.netWaitMs))));
+
+  return joinFields('the static init parameter file', INIT_CONFIG_MAGIC, fields);
 }
 
 /**
@@ -215,20 +254,8 @@ export function encodeInitConfig(config: StaticInitConfig): Uint8Array {
 export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
   const bad = (why: string): IrbError =>
     new IrbError('IRB_OPTION_INVALID', `static init parameter file ${why}; rebuild it with encodeInitConfig`);
-  if (bytes.length === 0) throw bad('is empty');
-  if (bytes.length > INIT_CONFIG_MAX_BYTES) throw bad('is larger than 1 MiB');
-  if (bytes[bytes.length - 1] !== 0) throw bad('is truncated (no NUL after its last field)');
-  const fields: Uint8Array[] = [];
-  let start = 0;
-  for (let i = 0; i < bytes.length; i++) {
-    if (bytes[i] === 0) {
-      fields.push(bytes.subarray(start, i));
-      start = i + 1;
-    }
-  }
+  const fields = splitFields(bytes, INIT_CONFIG_MAGIC, bad);
   const text = (b: Uint8Array): string => new TextDecoder().decode(b);
-  if (text(fields[0] ?? new Uint8Array()) !== INIT_CONFIG_MAGIC)
-    throw bad(`does not start with ${INIT_CONFIG_MAGIC}`);
   const out: DecodedInitConfig = {
     argv: [],
     env: [],
@@ -240,23 +267,26 @@ export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
     onExit: 'poweroff',
     trace: false,
     stopAfterSeconds: 0,
+    modules: [],
+    netWaitMs: NET_WAIT_MS_DEFAULT,
+    entrypointLength: 0,
+    homeFromUser: false,
   };
   const id = (b: Uint8Array): number => {
     const s = text(b);
     if (!/^\d+$/.test(s) || Number(s) > 0xffff_ffff) throw bad(`has a bad id "${s}"`);
     return Number(s);
   };
-  for (const f of fields.slice(1)) {
-    const value = f.subarray(1);
-    switch (String.fromCharCode(f[0] ?? 0)) {
+  for (const [tag, value] of fields) {
+    switch (tag) {
       case 'a':
-        out.argv.push(value.slice());
+        out.argv.push(value);
         break;
       case 'e':
-        out.env.push(value.slice());
+        out.env.push(value);
         break;
       case 'w':
-        out.workingDir = value.slice();
+        out.workingDir = value;
         break;
       case 'u':
         out.uid = id(value);
@@ -282,10 +312,26 @@ export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
       case 'T':
         out.stopAfterSeconds = id(value);
         break;
+      case 'E':
+        out.entrypointLength = id(value);
+        break;
+      case 'H':
+        out.homeFromUser = text(value) === '1';
+        break;
+      case 'm':
+        out.modules.push(value);
+        break;
+      case 'n':
+        out.net = text(value);
+        break;
+      case 'N':
+        out.netWaitMs = id(value);
+        break;
       default:
         throw bad('has an unknown field');
     }
   }
   if (out.argv.length === 0) throw bad('has no program to run (no argv)');
+  out.entrypointLength = Math.min(out.entrypointLength, out.argv.length);
   return out;
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type CpioEntry, packCpio } from '@irb/cpio';
+import { moduleFiles } from '@irb/test-utils';
 import { encodeInitConfig, type InitArch, type StaticInitConfig, staticInitBinary } from '../src/index.ts';
 
 /** Options of {@link writeStaticInitArchive}. */
@@ -14,6 +15,8 @@ export interface StaticInitArchive {
   busybox: Uint8Array;
   /** Further directories to create (archive paths, parents first), e.g. the working directory. */
   directories?: { path: string; mode: number; uid?: number; gid?: number }[];
+  /** Further entries, after everything else (parents first). */
+  extra?: CpioEntry[];
 }
 
 /**
@@ -41,6 +44,7 @@ export async function writeStaticInitArchive(
     { type: 'directory', path: 'bin', mode: 0o755 },
     { type: 'file', path: 'bin/busybox', mode: 0o755, size: spec.busybox.length, body: spec.busybox },
     ...(spec.directories ?? []).map((d): CpioEntry => ({ type: 'directory', ...d })),
+    ...(spec.extra ?? []),
   );
   const path = join(dir, name);
   await pipeline(Readable.from(packCpio(entries)), createWriteStream(path));
@@ -86,5 +90,33 @@ export function bootMarks(output: string): { runInit?: number; init?: number; ex
     runInit: num(/^\[\s*(\d+\.\d+)\] Run \/init as init process$/m.exec(output)),
     init: num(/^irb: init (\d+\.\d{6})$/m.exec(output)),
     exec: num(/^irb: exec (\d+\.\d{6})$/m.exec(output)),
+  };
+}
+
+/** A regular file entry with these bytes. */
+export function fileEntry(
+  path: string,
+  body: Uint8Array | string,
+  mode = 0o644,
+  uid = 0,
+  gid = 0,
+): CpioEntry {
+  const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body;
+  return { type: 'file', path, mode, uid, gid, size: bytes.length, body: bytes };
+}
+
+/** Kernel module files (see moduleFiles) as archive entries, and their paths in the guest. */
+export async function moduleEntries(
+  modulesDir: string,
+  release: string,
+  files: readonly string[],
+): Promise<{ entries: CpioEntry[]; paths: string[] }> {
+  const found = await moduleFiles(modulesDir, release, files);
+  return {
+    entries: [
+      ...found.directories.map((path): CpioEntry => ({ type: 'directory', path, mode: 0o755 })),
+      ...found.files.map((f) => fileEntry(f.path, f.body)),
+    ],
+    paths: found.paths,
   };
 }

@@ -190,20 +190,32 @@ export async function* emitEntries(
   }
 }
 
-/** The whole content of one file node, from its layer blob, memory or host file. */
+/**
+ * The content of one file node, from its layer blob, memory or host file: all of it, or its
+ * first `limit` bytes (reading stops there).
+ */
 export async function readBody(
   { layers, spools }: Pick<EmitContext, 'layers' | 'spools'>,
   node: FileNode,
   signal?: AbortSignal,
+  limit = Number.POSITIVE_INFINITY,
 ): Promise<Uint8Array> {
   const { inode } = node;
   const body = inode.body;
   if (body.kind === 'empty') return new Uint8Array(0);
-  if (body.kind === 'bytes') return body.bytes.slice();
-  const out = new Uint8Array(inode.size);
+  if (body.kind === 'bytes') return body.bytes.slice(0, limit);
+  const out = new Uint8Array(Math.min(inode.size, limit));
   let at = 0;
   const take = async (chunks: AsyncIterable<Uint8Array>) => {
     for await (const chunk of chunks) {
+      if (out.byteLength < inode.size) {
+        // A prefix: take what fits, then stop reading.
+        const part = chunk.subarray(0, out.byteLength - at);
+        out.set(part, at);
+        at += part.byteLength;
+        if (at === out.byteLength) break;
+        continue;
+      }
       if (at + chunk.byteLength > out.byteLength) break;
       out.set(chunk, at);
       at += chunk.byteLength;
@@ -228,7 +240,7 @@ export async function readBody(
       await reader.close();
     }
   }
-  if (at !== inode.size) {
+  if (at !== out.byteLength) {
     throw new IrbError(
       'IRB_LAYER_CHANGED',
       `${displayKey(keyOfNode(node))}: its layer blob changed since it was indexed; re-pull the image`,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IrbError } from '@irb/errors';
@@ -80,11 +80,14 @@ describe('index cache', () => {
     const plain = await indexLayers(data.map((b) => layerOf(b, MEDIA.unknown, 211)));
     const expected = { out: await emit(plain), stats: plain.stats };
 
-    const cache = createDirectoryIndexCache(join(dir, 'index'));
+    // Entries are written in a temp directory of the same file system and renamed into place.
+    await mkdir(join(dir, 'tmp'));
+    const cache = createDirectoryIndexCache(join(dir, 'index'), { tempDir: join(dir, 'tmp') });
     const cold = data.map((b) => layerOf(b, MEDIA.unknown, 211));
     const first = await indexLayers(cold, { indexCache: cache });
     expect(cold.map((l) => l.opens)).toEqual([1, 1, 1]);
     expect(await readdir(join(dir, 'index'))).toHaveLength(3);
+    expect(await readdir(join(dir, 'tmp'))).toEqual([]);
     expect({ out: await emit(first), stats: first.stats }).toEqual(expected);
 
     const warm = data.map((b) => layerOf(b, MEDIA.unknown, 211));

@@ -1,6 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { readFile, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { makeDirectory, replaceFile } from '@irb/store';
 import { RECORDS_FORMAT } from './records.ts';
 import type { IndexCache, LayerSource } from './types.ts';
 
@@ -28,16 +29,25 @@ export function indexCacheFileName(key: string): string {
   return digest ? `${digest[1]}-${digest[2]}.${hash.slice(0, 16)}.idx` : `${hash}.idx`;
 }
 
+/** Options of {@link createDirectoryIndexCache}. */
+export interface DirectoryIndexCacheOptions {
+  /**
+   * Where entries are written before they are renamed into place: a directory on the same file
+   * system (the cache's `tmp` area, see @irb/store). Default: the index directory itself.
+   */
+  tempDir?: string;
+}
+
 /**
- * An {@link IndexCache} in a directory: one file per key (see {@link indexCacheFileName}), written
- * to a temp file (`<entry>.<pid>.<random>.tmp`, so a prune can tell a killed writer's leftover)
- * and renamed into place, so readers see a whole entry or none. A hit sets the entry's mtime to
- * now: that is its last use, which a size-limited prune goes by. Entries are not trusted here:
- * `indexLayers` checks each one (format, key, checksum, structure) and reads the layer again when
- * it does not pass. Unreadable entries read as missing; a directory that cannot be created fails
- * the write at once.
+ * An {@link IndexCache} in a directory: one file per key (see {@link indexCacheFileName}),
+ * replaced atomically (@irb/store's `replaceFile`: a temp file named after this process, so a
+ * prune can tell a killed writer's leftover, then a rename), so readers see a whole entry or
+ * none. A hit sets the entry's mtime to now: that is its last use, which a size-limited prune
+ * goes by. Entries are not trusted here: `indexLayers` checks each one (format, key, checksum,
+ * structure) and reads the layer again when it does not pass. Unreadable entries read as
+ * missing; a directory that cannot be created fails the write at once.
  */
-export function createDirectoryIndexCache(dir: string): IndexCache {
+export function createDirectoryIndexCache(dir: string, options: DirectoryIndexCacheOptions = {}): IndexCache {
   const file = (key: string) => join(dir, indexCacheFileName(key));
   return {
     async get(key) {
@@ -52,43 +62,8 @@ export function createDirectoryIndexCache(dir: string): IndexCache {
       }
     },
     async set(key, bytes) {
-      await makeDirectory(resolve(dir));
-      const target = file(key);
-      const temp = `${target}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-      try {
-        await writeFile(temp, bytes);
-        await rename(temp, target);
-      } catch (error) {
-        await rm(temp, { force: true });
-        throw error;
-      }
+      await makeDirectory(dir);
+      await replaceFile(file(key), bytes, options.tempDir !== undefined ? { tempDir: options.tempDir } : {});
     },
   };
-}
-
-/**
- * `mkdir -p` that tries each level at most twice. Node's recursive mkdir never returns for a
- * path the filesystem refuses to create although its parent exists (under `/proc`: ENOENT for the
- * child, EEXIST for the parent, forever).
- */
-async function makeDirectory(path: string): Promise<void> {
-  const attempt = async (): Promise<boolean> => {
-    try {
-      await mkdir(path);
-      return true;
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST' && (await stat(path)).isDirectory()) return true;
-      if (code === 'ENOENT') return false;
-      throw error;
-    }
-  };
-  if (await attempt()) return;
-  const parent = dirname(path);
-  if (parent !== path) await makeDirectory(parent);
-  if (parent === path || !(await attempt())) {
-    throw Object.assign(new Error(`cannot create ${path}: its parent refuses new entries`), {
-      code: 'ENOENT',
-    });
-  }
 }

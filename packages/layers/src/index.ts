@@ -1,4 +1,4 @@
-export { createDirectoryIndexCache, indexCacheKey } from './index-cache.ts';
+export { createDirectoryIndexCache, type DirectoryIndexCacheOptions, indexCacheKey } from './index-cache.ts';
 export { indexLayers } from './index-layers.ts';
 export { parseInjectSpec } from './inject-spec.ts';
 export { compileGlob, type Glob } from './path.ts';

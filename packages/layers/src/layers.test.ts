@@ -765,4 +765,20 @@ describe('readFile', () => {
       code: 'IRB_LAYER_FILE_TOO_LARGE',
     });
   });
+
+  test('readHead reads the first bytes of a file of any size, from a layer, an injection or a host file', async () => {
+    const rootfs = await build([
+      [f('big', `\x7fELF${'x'.repeat(100_000)}`), sl('link', 'big'), f('small', 'ab')],
+    ]);
+    rootfs.inject('/injected', { bytes: new TextEncoder().encode('#!/bin/sh\necho') });
+    const head = async (path: string, length: number) => {
+      const bytes = await rootfs.readHead(path, length);
+      return bytes && new TextDecoder().decode(bytes);
+    };
+    expect(await head('/link', 6)).toBe('\x7fELFxx');
+    expect(await head('/small', 20)).toBe('ab');
+    expect(await head('/injected', 9)).toBe('#!/bin/sh');
+    expect(await head('/missing', 4)).toBeUndefined();
+    expect(await rootfs.readHead('/big', 0)).toEqual(new Uint8Array(0));
+  });
 });

@@ -70,6 +70,22 @@ export class Rootfs {
   }
 
   /**
+   * The first `length` bytes of the regular file at `path` (symlinks followed inside the root;
+   * fewer when the file is shorter), read from its layer blob (stopping there), spool, memory
+   * or host file; `undefined` when there is no such file. For file signatures such as an ELF
+   * header or a `#!` line, whatever the file's size.
+   */
+  async readHead(
+    path: string | Uint8Array,
+    length: number,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<Uint8Array | undefined> {
+    const node = this.#tree.nodeAt(path, true);
+    if (node?.type !== 'file') return undefined;
+    return readBody({ layers: this.#layers, spools: this.#spools }, node, options.signal, length);
+  }
+
+  /**
    * The node at `path` after all layers, exclusions and injections, or undefined. Parent
    * symlinks are resolved inside the root; the last component is followed only with
    * `follow: true`.

@@ -102,11 +102,15 @@ describe('body spool', () => {
       'root:x:0:0::/root:/bin/sh\n',
     );
     expect(await rootfs.readFile('/usr/big', { maxBytes: 4_000_000 })).toEqual(noise(1_048_577, 10));
+    expect(await rootfs.readHead('/usr/big', 100)).toEqual(noise(1_048_577, 10).subarray(0, 100));
     expect(layers.map((layer) => layer.opens)).toEqual([1, 1, 1]);
     await rootfs.close();
+    // From the blob: the layer is read only up to the file's first bytes.
+    expect(await rootfs.readHead('/usr/big', 100)).toEqual(noise(1_048_577, 10).subarray(0, 100));
+    expect(layers.map((layer) => layer.opens)).toEqual([1, 1, 2]);
     const reference = await build(blobs);
     expect(await emit(rootfs)).toEqual(reference.out);
-    expect(layers.map((layer) => layer.opens)).toEqual([2, 2, 2]);
+    expect(layers.map((layer) => layer.opens)).toEqual([2, 2, 3]);
   });
 
   test('entries() releases each spool once its bodies are out; a second pass reads the blobs', async () => {

@@ -1,6 +1,7 @@
-import { type FileHandle, mkdir, open, statfs, unlink } from 'node:fs/promises';
+import { type FileHandle, open, statfs, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { IrbError } from '@irb/errors';
+import { makeDirectory } from '@irb/store';
 
 /*
  * The body spool: while the index pass decompresses a layer it must read every byte of the tar
@@ -11,8 +12,8 @@ import { IrbError } from '@irb/errors';
  * The file is unlinked as soon as it is open: it has no name while it is used, so neither an
  * error, an abort nor a killed process can leave it behind (the kernel frees it with the last
  * descriptor). Only a kill in the instant between open and unlink leaves a file, under the name
- * the caller chose — which is why the builder names it like the blob cache's partial downloads,
- * swept by the next run.
+ * the caller chose — which is why the builder names it as a temp file of this process in the
+ * cache's spool area (@irb/store's `tempPath`), swept by the next run.
  */
 
 /** Bytes gathered before one write, and read at once when bodies are read back. */
@@ -61,7 +62,7 @@ export class LayerSpool {
     try {
       handle = await open(path, 'wx+', 0o600).catch(async (error: NodeJS.ErrnoException) => {
         if (error.code !== 'ENOENT') throw error;
-        await mkdir(dirname(path), { recursive: true });
+        await makeDirectory(dirname(path));
         return open(path, 'wx+', 0o600);
       });
     } catch {

@@ -11,8 +11,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { cacheLayout, listCache, pruneCache } from '@irb/store';
 import { BlobCache } from '../src/cache.ts';
-import { listCache, pruneCache } from '../src/cache-prune.ts';
 
 const { values } = parseArgs({
   options: { blobs: { type: 'string', default: '100,1000,5000' }, runs: { type: 'string', default: '3' } },
@@ -28,11 +28,12 @@ console.log('| ---: | ---: | ---: | ---: | ---: |');
 for (const count of counts) {
   const dir = await mkdtemp(join(tmpdir(), 'irb-cache-bench-'));
   const digests: string[] = [];
-  await mkdir(join(dir, 'sha256'), { recursive: true });
+  const blobs = join(cacheLayout(dir).blobs, 'sha256');
+  await mkdir(blobs, { recursive: true });
   for (let i = 0; i < count; i++) {
     const bytes = randomBytes(64);
     const hex = createHash('sha256').update(bytes).digest('hex');
-    await writeFile(join(dir, 'sha256', hex), bytes);
+    await writeFile(join(blobs, hex), bytes);
     digests.push(`sha256:${hex}`);
   }
   const lease: number[] = [];

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { credentialSecrets, parseChallenges, parseTokenAnswer, resolveCredential } from './auth.ts';
-import { defaultCacheDir } from './cache-config.ts';
 import { parseMirrorsEnv } from './mirrors.ts';
 import { redactHeaders, redactUrl, scrub } from './redact.ts';
 import { isRetryableStatus } from './transport/http.ts';
@@ -138,33 +137,5 @@ describe('redaction and configuration', () => {
       'ghcr.io': ['http://c:5000'],
     });
     expect(() => parseMirrorsEnv('docker.io=')).toThrow(/not registry=URL/);
-  });
-
-  it('picks the cache directory from IRB_CACHE_DIR, XDG_CACHE_HOME, then ~/.cache', () => {
-    expect(defaultCacheDir({ IRB_CACHE_DIR: '/c', XDG_CACHE_HOME: '/x' })).toBe('/c');
-    expect(defaultCacheDir({ XDG_CACHE_HOME: '/x' })).toBe('/x/irb/blobs');
-    expect(defaultCacheDir({ XDG_CACHE_HOME: 'relative' })).toMatch(/\/\.cache\/irb\/blobs$/);
-  });
-});
-
-describe('blob cache housekeeping', () => {
-  it('sweeps stale temp files but leaves fresh ones alone', async () => {
-    const { mkdtemp, mkdir, writeFile, utimes, readdir, rm } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const { BlobCache } = await import('./cache.ts');
-    const dir = await mkdtemp(join(tmpdir(), 'irb-sweep-'));
-    try {
-      await mkdir(join(dir, '.tmp'));
-      await writeFile(join(dir, '.tmp', 'old.1.a.partial'), 'x');
-      await writeFile(join(dir, '.tmp', 'new.2.b.partial'), 'y');
-      const twoDaysAgo = new Date(Date.now() - 2 * 24 * 3600 * 1000);
-      await utimes(join(dir, '.tmp', 'old.1.a.partial'), twoDaysAgo, twoDaysAgo);
-      const cache = new BlobCache(dir);
-      expect(await cache.sweep()).toBe(1);
-      expect(await readdir(join(dir, '.tmp'))).toEqual(['new.2.b.partial']);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
   });
 });

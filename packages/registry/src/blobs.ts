@@ -3,19 +3,16 @@
  * digest at a time (callers asking for the same blob share it), `concurrency` downloads at
  * once, mirrors first, and a broken transfer resumes with a `Range` request where it stopped.
  */
-import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
 import { IrbError, isIrbError } from '@irb/errors';
+import { cacheWriteFailure } from '@irb/store';
 import type { BlobCache } from './cache.ts';
-import { TMP } from './cache-lock.ts';
 import { createDigestHasher, parseDigest } from './digest.ts';
-import { cacheWriteFailure, dump, statusError } from './errors.ts';
+import { dump, statusError } from './errors.ts';
 import { followBlob, LiveDownload } from './follow.ts';
 import { Limiter } from './limiter.ts';
 import { validateDescriptor } from './manifest.ts';
 import type { Endpoint, Mirrors } from './mirrors.ts';
-import { processToken } from './owner.ts';
 import type { Secrets } from './redact.ts';
 import { formatReference, type Reference } from './reference.ts';
 import { header, isRetryableNetworkError } from './transport/http.ts';
@@ -217,7 +214,7 @@ export class BlobFetcher {
     const { digest, size } = descriptor;
     const name = formatReference(ref);
     const staged = await cache.stage(digest);
-    const handle = await open(staged.path, 'w').catch((error: unknown) => {
+    const handle = await open(staged.path, 'w', 0o600).catch((error: unknown) => {
       throw cacheWriteFailure(cache.dir, error);
     });
     let closed = false;
@@ -352,18 +349,4 @@ export class BlobFetcher {
     }
     return 'verified';
   }
-}
-
-/**
- * A new path for a temporary file of this process in the blob cache's staging directory, named
- * like a partial download (`<hex>.<processToken>.<random>.partial`): on the cache's file system,
- * and removed by the next run's sweep if this process is killed before it removed the file.
- */
-export function scratchPath(cacheDir: string, digest: string): string {
-  const { hex } = parseDigest(digest);
-  return join(
-    cacheDir,
-    TMP,
-    `${hex.slice(0, 16)}.${processToken()}.${randomBytes(6).toString('hex')}.partial`,
-  );
 }

@@ -1,31 +1,19 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cacheLayout, listCache, pruneCache } from '@irb/store';
+import { type LineChild, lineChild } from '@irb/test-utils';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  BlobCache,
-  cacheMaxBytes,
-  DEFAULT_CACHE_MAX_BYTES,
-  ensureCacheDirectory,
-  indexCacheDirFor,
-  isOwnerAlive,
-  listCache,
-  outputCacheDirFor,
-  parseByteSize,
-  parseDuration,
-  processToken,
-  pruneCache,
-} from './index.ts';
+import { BlobCache } from './index.ts';
 
 const CHILD = fileURLToPath(new URL('../test/cache-child.ts', import.meta.url));
 const dirs: string[] = [];
-const children: ChildProcessWithoutNullStreams[] = [];
+const children: LineChild[] = [];
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  for (const c of children) await c.kill();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -49,132 +37,26 @@ async function put(cache: BlobCache, size: number, ageMs = 0): Promise<string> {
   return digest;
 }
 
-/** A child process running test/cache-child.ts; `next()` resolves with its next stdout line. */
-function child(...args: string[]) {
-  const p = spawn(process.execPath, ['--conditions=@irb/source', CHILD, ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  children.push(p);
-  const lines: string[] = [];
-  const waiting: Array<(line: string) => void> = [];
-  let buffer = '';
-  let stderr = '';
-  p.stdout.on('data', (d: Buffer) => {
-    buffer += d.toString();
-    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
-      const line = buffer.slice(0, i);
-      buffer = buffer.slice(i + 1);
-      const w = waiting.shift();
-      if (w) w(line);
-      else lines.push(line);
-    }
-  });
-  p.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-  return {
-    process: p,
-    next: () =>
-      new Promise<string>((resolve, reject) => {
-        const line = lines.shift();
-        if (line !== undefined) return resolve(line);
-        waiting.push(resolve);
-        exited.then(() => setImmediate(() => reject(new Error(`child exited: ${stderr}`))));
-      }),
-    exited,
-    stderr: () => stderr,
-  };
+/** A child process running test/cache-child.ts, killed after the file's tests. */
+function child(...args: string[]): LineChild {
+  const c = lineChild(CHILD, ...args);
+  children.push(c);
+  return c;
 }
 
-describe('sizes and durations', () => {
-  it('reads binary and decimal units, and refuses the rest', () => {
-    expect(parseByteSize('10G')).toBe(10 * 1024 ** 3);
-    expect(parseByteSize('10GiB')).toBe(10 * 1024 ** 3);
-    expect(parseByteSize('2GB')).toBe(2e9);
-    expect(parseByteSize('1.5m')).toBe(1.5 * 1024 ** 2);
-    expect(parseByteSize('4096')).toBe(4096);
-    expect(parseByteSize('0')).toBe(0);
-    for (const bad of ['', 'ten', '-1G', '5X', '1e9']) expect(parseByteSize(bad)).toBeUndefined();
-    expect(parseDuration('30d')).toBe(30 * 86_400_000);
-    expect(parseDuration('12h')).toBe(12 * 3_600_000);
-    expect(parseDuration('90s')).toBe(90_000);
-    expect(parseDuration('2w')).toBe(14 * 86_400_000);
-    for (const bad of ['', '30', 'd', '3y']) expect(parseDuration(bad)).toBeUndefined();
-  });
-
-  it('IRB_CACHE_MAX_SIZE sets the automatic limit, off disables it, nonsense is refused', () => {
-    expect(cacheMaxBytes({})).toBe(DEFAULT_CACHE_MAX_BYTES);
-    expect(DEFAULT_CACHE_MAX_BYTES).toBe(10 * 1024 ** 3);
-    expect(cacheMaxBytes({ IRB_CACHE_MAX_SIZE: '500M' })).toBe(500 * 1024 ** 2);
-    expect(cacheMaxBytes({ IRB_CACHE_MAX_SIZE: 'off' })).toBeUndefined();
-    expect(() => cacheMaxBytes({ IRB_CACHE_MAX_SIZE: 'lots' })).toThrow(
-      /IRB_CACHE_MAX_SIZE="lots" is not a size; use e\.g\. 10G/,
-    );
-  });
-
-  it('the index directory sits beside the blob directory', () => {
-    expect(indexCacheDirFor('/home/u/.cache/irb/blobs')).toBe('/home/u/.cache/irb/index');
-    expect(indexCacheDirFor('/var/cache/irb')).toBe('/var/cache/irb-index');
-    expect(indexCacheDirFor('/var/cache/irb/')).toBe('/var/cache/irb-index');
-    expect(outputCacheDirFor('/home/u/.cache/irb/blobs')).toBe('/home/u/.cache/irb/output');
-    expect(outputCacheDirFor('/var/cache/irb')).toBe('/var/cache/irb-output');
-  });
-});
-
-describe('process tokens', () => {
-  it('names this process by pid, start time and pid namespace', () => {
-    const token = processToken();
-    expect(token).toMatch(new RegExp(`^${process.pid}-\\d+-\\d+$`));
-    expect(isOwnerAlive(token)).toBe(true);
-  });
-
-  it.runIf(existsSync('/proc/self/stat'))(
-    'a reused pid (same pid, other start time) is not the writer',
-    () => {
-      const [pid, start, ns] = processToken().split('-') as [string, string, string];
-      expect(isOwnerAlive(`${pid}-${Number(start) + 1}-${ns}`)).toBe(false);
-      // Another pid namespace cannot be judged from here.
-      expect(isOwnerAlive(`${pid}-${start}-${Number(ns) + 1}`)).toBeUndefined();
-    },
-  );
-
-  it('a process that ended is gone', async () => {
-    const c = child('reader', await tempDir(), '0');
-    expect(await c.next()).toBe('done 0');
-    await c.exited;
-    expect(isOwnerAlive(String(c.process.pid))).toBe(false);
-  });
-});
-
 describe('directories that cannot be created', () => {
-  it('a path below a regular file fails at once naming the option', async () => {
-    const dir = await tempDir();
-    await writeFile(join(dir, 'file'), 'x');
-    const target = join(dir, 'file', 'cache', 'deeper');
-    await expect(ensureCacheDirectory(target)).rejects.toMatchObject({
-      code: 'IRB_CACHE_WRITE_FAILED',
-      message: expect.stringMatching(
-        /^cannot create the blob cache at .*file\/cache\/deeper: a part of the path is a file, not a directory \(ENOTDIR\); set `cacheDir` \(or IRB_CACHE_DIR\) to a writable directory, or pass `cache: false`$/,
-      ),
-    });
-  });
-
   // /proc/self/… belongs to this test process: nothing is created, and no one else's directory is touched.
   it.runIf(existsSync('/proc/self'))(
-    'a path in /proc fails at once instead of looping (Node recursive mkdir never returns there)',
+    'a cache in /proc fails at once instead of looping (Node recursive mkdir never returns there)',
     async () => {
-      const target = `/proc/self/irb-nope-${randomBytes(4).toString('hex')}/blobs`;
-      await expect(ensureCacheDirectory(target)).rejects.toMatchObject({
-        code: 'IRB_CACHE_WRITE_FAILED',
-        message: expect.stringContaining(
-          '(ENOENT); set `cacheDir` (or IRB_CACHE_DIR) to a writable directory, or pass `cache: false`',
-        ),
-      });
+      const target = `/proc/self/irb-nope-${randomBytes(4).toString('hex')}/cache`;
       const cache = new BlobCache(target, { maxBytes: false });
       const bytes = randomBytes(10);
       await expect(cache.writeBytes(digestOf(bytes), bytes)).rejects.toMatchObject({
         code: 'IRB_CACHE_WRITE_FAILED',
+        message: expect.stringContaining(
+          '(ENOENT); set `cacheDir` (or IRB_CACHE_DIR) to a writable directory, or pass `cache: false`',
+        ),
       });
       expect(await cache.has(digestOf(bytes))).toBe(false);
       await cache.dispose();
@@ -185,7 +67,7 @@ describe('directories that cannot be created', () => {
 describe('listing', () => {
   it('lists blobs and index entries with digest, size and last use, most recent first', async () => {
     const root = await tempDir();
-    const dir = join(root, 'blobs');
+    const dir = root;
     const cache = new BlobCache(dir, { maxBytes: false });
     const old = await put(cache, 300, 3 * 86_400_000);
     const fresh = await put(cache, 200);
@@ -227,8 +109,7 @@ describe('listing', () => {
 
 describe('pruning', () => {
   it('removes least recently used entries first until under the size, and entries older than a duration', async () => {
-    const root = await tempDir();
-    const dir = join(root, 'blobs');
+    const dir = await tempDir();
     const cache = new BlobCache(dir, { maxBytes: false });
     const a = await put(cache, 1000, 4 * 86_400_000);
     const b = await put(cache, 1000, 3 * 86_400_000);
@@ -242,7 +123,7 @@ describe('pruning', () => {
     const byAge = await pruneCache(dir, { olderThanMs: 86_400_000 });
     expect(byAge.removed.map((e) => e.digest)).toEqual([c]);
     expect((await listCache(dir)).map((e) => e.digest)).toEqual([d]);
-    expect(await readdir(dir)).not.toContain('.prune.lock');
+    expect(await readdir(dir)).not.toContain('prune.lock');
   });
 
   it('a blob another process holds is kept; it stays readable there', async () => {
@@ -358,7 +239,7 @@ describe('the prune lock', () => {
     await writer.dispose();
     const holder = child('token', dir);
     const token = await holder.next();
-    await writeFile(join(dir, '.prune.lock'), `${token}\n`);
+    await writeFile(cacheLayout(dir).pruneLock, `${token}\n`);
     const patient = new BlobCache(dir, { maxBytes: false, pruneWaitMs: 300 });
     await expect(patient.has(digest)).rejects.toMatchObject({
       code: 'IRB_CACHE_BUSY',
@@ -371,7 +252,7 @@ describe('the prune lock', () => {
     await holder.exited;
     // The holder is gone: its lock is broken and the blob is there.
     expect(await patient.has(digest)).toBe(true);
-    expect(await readdir(dir)).not.toContain('.prune.lock');
+    expect(await readdir(dir)).not.toContain('prune.lock');
     await patient.dispose();
   });
 });
@@ -387,8 +268,9 @@ describe('leftovers of killed processes', () => {
     killed.process.kill('SIGKILL');
     await killed.exited;
     expect(existsSync(killedPath)).toBe(true);
+    const layout = cacheLayout(dir);
     // The killed writer's lease file is left too.
-    expect((await readdir(join(dir, '.leases'))).length).toBe(2);
+    expect((await readdir(layout.leases)).length).toBe(2);
 
     const next = new BlobCache(dir, { maxBytes: false });
     const staged = await next.stage(digest);
@@ -396,47 +278,17 @@ describe('leftovers of killed processes', () => {
     expect(existsSync(alivePath)).toBe(true);
     expect(staged.path).not.toBe(alivePath);
     await next.dispose();
+    // The partial went with the sweep; the prune removes the killed writer's lease.
     const pruned = await pruneCache(dir, {});
-    expect(pruned.orphansRemoved).toBe(0);
-    expect(
-      (await readdir(join(dir, '.leases'))).filter((n) => n.startsWith(`${killed.process.pid}-`)),
-    ).toEqual([]);
+    expect(pruned.orphansRemoved).toBe(1);
+    expect((await readdir(layout.leases)).filter((n) => n.includes(`.irb-${killed.process.pid}-`))).toEqual(
+      [],
+    );
 
     alive.process.kill('SIGKILL');
     await alive.exited;
-    expect((await pruneCache(dir, {})).orphansRemoved).toBe(1);
-    expect(await readdir(join(dir, '.tmp'))).toEqual([]);
-  });
-
-  it('leftovers of an older irb (bare pid) go once that pid runs no more; unjudgeable owners wait a day', async () => {
-    const dir = await tempDir();
-    const tmp = join(dir, '.tmp');
-    await mkdir(tmp, { recursive: true });
-    const ended = child('reader', await tempDir(), '0');
-    await ended.exited;
-    const gone = join(tmp, `0123456789abcdef.${ended.process.pid}.aabbccddeeff.partial`);
-    const mine = join(tmp, `0123456789abcdef.${process.pid}.aabbccddeeff.partial`);
-    const [pid, start, ns] = processToken().split('-') as [string, string, string];
-    const foreign = join(tmp, `0123456789abcdef.${pid}-${start}-${Number(ns) + 1}.aabbccddeeff.partial`);
-    const foreignOld = join(tmp, `0123456789abcdef.${pid}-${start}-${Number(ns) + 1}.001122334455.partial`);
-    for (const path of [gone, mine, foreign, foreignOld]) await writeFile(path, 'x');
-    const dayAndMore = new Date(Date.now() - 25 * 3_600_000);
-    await utimes(foreignOld, dayAndMore, dayAndMore);
-    const cache = new BlobCache(dir, { maxBytes: false });
-    const removed = await cache.sweep();
-    const left = await readdir(tmp);
-    expect(left).toContain('0123456789abcdef.' + process.pid + '.aabbccddeeff.partial');
-    expect(left).not.toContain(`0123456789abcdef.${ended.process.pid}.aabbccddeeff.partial`);
-    if (existsSync('/proc/self/ns/pid')) {
-      expect(removed).toBe(2);
-      expect(left.sort()).toEqual(
-        [
-          `0123456789abcdef.${pid}-${start}-${Number(ns) + 1}.aabbccddeeff.partial`,
-          `0123456789abcdef.${process.pid}.aabbccddeeff.partial`,
-        ].sort(),
-      );
-    }
-    expect((await stat(mine)).isFile()).toBe(true);
-    await cache.dispose();
+    // Its partial download and its lease.
+    expect((await pruneCache(dir, {})).orphansRemoved).toBe(2);
+    expect(await readdir(layout.tmp)).toEqual([]);
   });
 });

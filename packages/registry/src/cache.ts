@@ -1,15 +1,25 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { appendFile, mkdtemp, open, readFile, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { IrbError } from '@irb/errors';
-import { cacheMaxBytes, ensureCacheDirectory, indexCacheDirFor } from './cache-config.ts';
-import { installExitHook, LEASES, liveLeaseFiles, TMP, temporaryDirs, waitForPrune } from './cache-lock.ts';
-import { pruneCache, sweepPartials } from './cache-prune.ts';
+import {
+  blobPath,
+  type CacheLayout,
+  cacheLayout,
+  cacheMaxBytes,
+  cacheWriteFailure,
+  discardCorruptEntry,
+  ensureDirectory,
+  forgetTemporaryRoot,
+  Leases,
+  pruneCache,
+  registerTemporaryRoot,
+  sweepTemps,
+  tempPath,
+  waitForPrune,
+} from '@irb/store';
 import { parseDigest, verifyBytes, verifyStream } from './digest.ts';
-import { cacheWriteFailure } from './errors.ts';
-import { processToken } from './owner.ts';
 
 /** A file being written into the cache; becomes visible only through {@link BlobCache.commit}. */
 export interface StagedBlob {
@@ -23,12 +33,10 @@ export interface BlobCacheOptions {
   temporary?: boolean;
   /**
    * Limit applied by {@link BlobCache.dispose} when this cache stored a blob: least recently used
-   * blobs and layer indexes are removed until the cache is under it. Default {@link cacheMaxBytes}
-   * (`IRB_CACHE_MAX_SIZE`, else 10 GiB); `false` turns the limit off.
+   * blobs, layer indexes and outputs are removed until the cache is under it. Default
+   * {@link cacheMaxBytes} (`IRB_CACHE_MAX_SIZE`, else 10 GiB); `false` turns the limit off.
    */
   maxBytes?: number | false;
-  /** The layer index directory counted and trimmed with the blobs. Default {@link indexCacheDirFor}`(dir)`. */
-  indexDir?: string | false;
   /**
    * How long to wait for another process's prune before failing with `IRB_CACHE_BUSY`. Default
    * two minutes (a prune takes seconds; longer means it is stopped or stuck).
@@ -37,39 +45,42 @@ export interface BlobCacheOptions {
 }
 
 /**
- * A content-addressed blob store: `<dir>/<algorithm>/<hex>`.
+ * The content-addressed blobs of the cache at a root (see @irb/store for the layout):
+ * `<root>/blobs/<algorithm>/<hex>`.
  *
- * Blobs are written to a uniquely named file in `<dir>/.tmp` (same filesystem), verified,
+ * Blobs are written to a uniquely named file in `<root>/tmp` (same filesystem), verified,
  * then renamed into place. Rename is atomic, so readers see either nothing or a complete
  * verified blob, and two processes fetching the same blob each write their own temp file and
  * both renames succeed with identical content. Reads verify again, and a blob that fails (disk
  * corruption, tampering) is removed. Every blob a persistent store touches is leased (see
- * {@link pruneCache}) and its mtime set to now: the mtime is the blob's last use.
+ * @irb/store's `pruneCache`) and its mtime set to now: the mtime is the blob's last use.
  */
 export class BlobCache {
-  /** Root directory of the store. */
+  /** The cache root (`cacheDir`). */
   readonly dir: string;
+  /** Where everything of this cache lives. */
+  readonly layout: CacheLayout;
   /** True when the store lives in a per-process temp dir removed by {@link dispose}. */
   readonly temporary: boolean;
   readonly #maxBytes: number | undefined;
-  readonly #indexDir: string | false;
   readonly #pruneWaitMs: number | undefined;
+  readonly #leaseFile: Leases;
   #disposed = false;
   #swept: Promise<void> | undefined;
-  #leaseFile: Promise<string> | undefined;
   #leases = new Map<string, Promise<void>>();
   #stored = false;
 
-  constructor(dir: string, options: BlobCacheOptions = {}) {
-    this.dir = dir;
+  /** The blobs of the cache at `root`. */
+  constructor(root: string, options: BlobCacheOptions = {}) {
+    this.layout = cacheLayout(root);
+    this.dir = this.layout.root;
     this.temporary = options.temporary === true;
-    this.#indexDir = options.indexDir ?? indexCacheDirFor(dir);
     this.#pruneWaitMs = options.pruneWaitMs;
     // Read now, so a bad IRB_CACHE_MAX_SIZE fails before any download rather than after.
     this.#maxBytes =
       this.temporary || options.maxBytes === false ? undefined : (options.maxBytes ?? cacheMaxBytes());
-    if (this.temporary) temporaryDirs.add(dir);
-    installExitHook();
+    this.#leaseFile = new Leases(this.dir);
+    if (this.temporary) registerTemporaryRoot(this.dir);
   }
 
   /** A store in a fresh temp dir, removed on {@link dispose} or at process exit (used when caching is off). */
@@ -80,8 +91,9 @@ export class BlobCache {
 
   /** Where a blob lives (whether or not it is there). */
   path(digest: string): string {
-    const { algorithm, hex } = parseDigest(digest);
-    return join(this.dir, algorithm, hex);
+    // parseDigest refuses what is no supported digest, with the error callers expect.
+    parseDigest(digest);
+    return blobPath(this.layout, digest) as string;
   }
 
   /** True when the blob is stored with the expected size (content is verified on read). */
@@ -119,9 +131,9 @@ export class BlobCache {
     const staged = await this.stage(digest);
     try {
       try {
-        const handle = await open(staged.path, 'w');
+        const handle = await open(staged.path, 'w', 0o600);
         try {
-          // Not synced: reads verify the digest (see the download path in client.ts).
+          // Not synced: reads verify the digest (see the download path in blobs.ts).
           await handle.writeFile(bytes);
         } finally {
           await handle.close();
@@ -136,38 +148,32 @@ export class BlobCache {
   }
 
   /**
-   * A new unique temp file path for a blob about to be downloaded, named after this process
-   * ({@link processToken}) so a later run can tell an orphan from a download in progress.
+   * A new unique temp file path for a blob about to be downloaded, named as a temp file of this
+   * process (@irb/store's `tempName`) so a later run can tell an orphan from a download in progress.
    */
   async stage(digest: string): Promise<StagedBlob> {
     this.#assertOpen();
     const { hex } = parseDigest(digest);
-    await ensureCacheDirectory(join(this.dir, TMP), 'the blob cache', this.dir);
+    await ensureDirectory(this.layout.tmp, 'the blob cache', this.dir);
     await this.#lease(digest);
     await this.#sweepOnce();
-    return {
-      path: join(
-        this.dir,
-        TMP,
-        `${hex.slice(0, 16)}.${processToken()}.${randomBytes(6).toString('hex')}.partial`,
-      ),
-      digest,
-    };
+    return { path: tempPath(this.layout.tmp, hex.slice(0, 16)), digest };
   }
 
   /**
-   * Removes partial downloads whose writer is gone: killed (its pid runs no more, or runs a
-   * process started at another time). Files of a writer in another pid namespace, which this
-   * process cannot judge, are removed after a day. Best effort; returns how many were removed.
+   * Removes what killed processes left in the cache's temp areas (partial downloads, spools):
+   * files whose writer's pid runs no more, or runs a process started at another time. Files of
+   * a writer in another pid namespace, which this process cannot judge, are removed after a
+   * day. Best effort; returns how many were removed.
    */
   async sweep(): Promise<number> {
-    return sweepPartials(this.dir);
+    return sweepTemps(this.dir);
   }
 
   /** Moves a fully written and verified staged file into place (atomic). */
   async commit(staged: StagedBlob): Promise<void> {
     const target = this.path(staged.digest);
-    await ensureCacheDirectory(dirname(target), 'the blob cache', this.dir);
+    await ensureDirectory(dirname(target), 'the blob cache', this.dir);
     try {
       await rename(staged.path, target);
     } catch (error) {
@@ -178,7 +184,9 @@ export class BlobCache {
 
   /**
    * Streams a stored blob, verifying size and digest as it goes; when the bytes turn out
-   * corrupt the blob is removed and the stream throws `IRB_DIGEST_MISMATCH`/`IRB_SIZE_MISMATCH`.
+   * corrupt the blob is removed and the stream throws `IRB_DIGEST_MISMATCH`/`IRB_SIZE_MISMATCH`
+   * marked as a cache corruption (@irb/store's `corruptCacheEntry`): reading it again fetches it
+   * afresh.
    */
   async *open(
     digest: string,
@@ -200,8 +208,8 @@ export class BlobCache {
       if (signal?.aborted) throw signal.reason;
       const code = (error as { code?: string }).code;
       if (code === 'IRB_DIGEST_MISMATCH' || code === 'IRB_SIZE_MISMATCH') {
-        await unlink(path).catch(() => undefined);
-        throw new IrbError(
+        throw await discardCorruptEntry(
+          path,
           code,
           `cached blob ${digest} is corrupt and was removed from the cache (${this.dir}); run again to download it afresh`,
           { cause: error },
@@ -229,24 +237,17 @@ export class BlobCache {
     if (this.temporary) {
       if (this.#disposed) return;
       this.#disposed = true;
-      temporaryDirs.delete(this.dir);
+      forgetTemporaryRoot(this.dir);
       await rm(this.dir, { recursive: true, force: true });
       return;
     }
     await Promise.allSettled(this.#leases.values());
     if (this.#stored && this.#maxBytes !== undefined) {
       this.#stored = false;
-      await pruneCache(this.dir, { maxBytes: this.#maxBytes, indexDir: this.#indexDir, busy: 'skip' }).catch(
-        () => undefined,
-      );
+      await pruneCache(this.dir, { maxBytes: this.#maxBytes, busy: 'skip' }).catch(() => undefined);
     }
-    const file = await this.#leaseFile?.catch(() => undefined);
-    this.#leaseFile = undefined;
     this.#leases.clear();
-    if (file) {
-      liveLeaseFiles.delete(file);
-      await unlink(file).catch(() => undefined);
-    }
+    await this.#leaseFile.release();
   }
 
   /** Records `digest` as in use by this process (once per digest) and marks it used now. */
@@ -261,15 +262,8 @@ export class BlobCache {
   }
 
   async #writeLease(digest: string): Promise<void> {
-    const path = this.path(digest);
-    try {
-      // One lease file per cache object, created once even when many blobs are leased at once.
-      this.#leaseFile ??= this.#createLeaseFile();
-      await appendFile(await this.#leaseFile, `${digest}\n`);
-    } catch {
-      // A cache this process cannot write is one no other user can prune either: reading goes on.
-      return;
-    }
+    // A cache this process cannot write is one no other user can prune either: reading goes on.
+    if (!(await this.#leaseFile.add(digest))) return;
     try {
       await waitForPrune(this.dir, this.#pruneWaitMs);
     } catch (error) {
@@ -280,18 +274,11 @@ export class BlobCache {
     await this.#sweepOnce();
     // The mtime is the last use, set once per process and blob: no scan, no atime dependence.
     const now = new Date();
-    await utimes(path, now, now).catch(() => undefined);
-  }
-
-  async #createLeaseFile(): Promise<string> {
-    await ensureCacheDirectory(join(this.dir, LEASES), 'the blob cache', this.dir);
-    const file = join(this.dir, LEASES, `${processToken()}.${randomBytes(6).toString('hex')}.lease`);
-    liveLeaseFiles.add(file);
-    return file;
+    await utimes(this.path(digest), now, now).catch(() => undefined);
   }
 
   #sweepOnce(): Promise<void> {
-    this.#swept ??= sweepPartials(this.dir).then(
+    this.#swept ??= sweepTemps(this.dir).then(
       () => undefined,
       () => undefined,
     );

@@ -3,14 +3,13 @@
  * the files it composes: `mirrors.ts` (where to fetch from), `transport/` (scheme, auth, retry,
  * HTTP), `manifest.ts`, `blobs.ts` and `image.ts`.
  */
-import { join } from 'node:path';
 import { IrbError } from '@irb/errors';
+import { cacheLayout, defaultCacheRoot } from '@irb/store/paths';
 import packageJson from '../package.json' with { type: 'json' };
 import type { ReferrerDescriptor } from './artifact.ts';
 import { sha256Digest } from './artifact.ts';
 import { BlobFetcher } from './blobs.ts';
 import { BlobCache } from './cache.ts';
-import { defaultCacheDir } from './cache-config.ts';
 import { loadImage, type RegistryImage } from './image.ts';
 import { type FetchedManifest, fetchManifest } from './manifest.ts';
 import { type Endpoint, Mirrors } from './mirrors.ts';
@@ -70,7 +69,11 @@ export interface RegistryClientOptions {
   retry?: RetryOptions;
   /** Keep blobs in the on-disk cache. `false` uses a per-client temp dir removed by `close()`. Default true. */
   cache?: boolean;
-  /** Cache directory. Default `IRB_CACHE_DIR`, else `$XDG_CACHE_HOME/irb/blobs`, else `~/.cache/irb/blobs`. */
+  /**
+   * The cache root (see @irb/store): blobs go to `<cacheDir>/blobs`, and every other file the
+   * client keeps lives under it too. Default `IRB_CACHE_DIR`, else `$XDG_CACHE_HOME/irb`, else
+   * `~/.cache/irb`.
+   */
   cacheDir?: string;
   /**
    * Milliseconds to wait for response headers or for the next body bytes before the attempt
@@ -167,10 +170,10 @@ export class RegistryClient {
       timeoutMs: options.timeoutMs ?? 60_000,
     });
     this.#secrets.addProxyCredentials();
-    const cacheDir = options.cacheDir ?? defaultCacheDir();
+    const cacheDir = options.cacheDir ?? defaultCacheRoot();
     const schemes = new Schemes(
       options.insecureRegistries,
-      options.cache !== false ? join(cacheDir, '.schemes') : undefined,
+      options.cache !== false ? cacheLayout(cacheDir).schemes : undefined,
     );
     const auth = new Authenticator({
       keychains: [...(options.keychains ?? [])],

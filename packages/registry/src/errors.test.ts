@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { cacheWriteFailure, formatSize, readLimited, statusError } from './errors.ts';
+import { formatSize, readLimited, statusError } from './errors.ts';
 import type { HttpResponse } from './transport/http.ts';
 
 function response(status: number, chunks: Array<string | Uint8Array>): HttpResponse {
@@ -59,33 +59,5 @@ describe('statusError', () => {
   it('a 429 is a rate limit', async () => {
     const error = await statusError(response(429, []), 'r/a:1', 'blob sha256:x', clean);
     expect(error.code).toBe('IRB_REGISTRY_RATE_LIMITED');
-  });
-});
-
-describe('cacheWriteFailure', () => {
-  const errno = (code: string) => Object.assign(new Error(`${code}: failed`), { code });
-
-  it('gives the advice that fits the errno', () => {
-    const full = cacheWriteFailure('/c', errno('ENOSPC')) as Error & { code: string };
-    expect(full.code).toBe('IRB_CACHE_WRITE_FAILED');
-    expect(full.message).toBe(
-      'cannot write the blob cache at /c: the disk is full (ENOSPC); free space on that disk, or set `cacheDir` (or IRB_CACHE_DIR) to a writable directory, or pass `cache: false`',
-    );
-    const denied = (cacheWriteFailure('/c', errno('EACCES')) as Error).message;
-    expect(denied).toMatch(/permission denied \(EACCES\); make the directory writable for this user/);
-    expect(denied).not.toMatch(/free space/);
-    for (const code of ['EPERM', 'EROFS', 'ENOTDIR', 'EEXIST', 'EIO']) {
-      const message = (cacheWriteFailure('/c', errno(code)) as Error).message;
-      expect(message).toContain(`(${code})`);
-      expect(message).not.toMatch(/free space/);
-      expect(message).toContain('`cacheDir`');
-    }
-  });
-
-  it('passes other failures through unchanged', () => {
-    const other = errno('EBADF');
-    expect(cacheWriteFailure('/c', other)).toBe(other);
-    const plain = new Error('x');
-    expect(cacheWriteFailure('/c', plain)).toBe(plain);
   });
 });

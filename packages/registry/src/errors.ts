@@ -39,46 +39,6 @@ export async function statusError(
   );
 }
 
-/** Where to put the cache instead, or how to do without it: the tail of every cache write advice. */
-const ELSEWHERE = 'set `cacheDir` (or IRB_CACHE_DIR) to a writable directory, or pass `cache: false`';
-
-/** What went wrong, and the first thing to try, for each errno a cache write can fail with. */
-const STORAGE_ADVICE: Record<string, [why: string, fix: string]> = {
-  ENOSPC: ['the disk is full', `free space on that disk, or ${ELSEWHERE}`],
-  EDQUOT: ['your disk quota is used up', `free space within your quota, or ${ELSEWHERE}`],
-  EACCES: ['permission denied', `make the directory writable for this user, or ${ELSEWHERE}`],
-  EPERM: ['the operation is not permitted', `make the directory writable for this user, or ${ELSEWHERE}`],
-  EROFS: ['the file system is read-only', ELSEWHERE],
-  ENOTDIR: ['a part of the path is a file, not a directory', ELSEWHERE],
-  EEXIST: ['a file stands where a directory must be', `remove it, or ${ELSEWHERE}`],
-  EIO: ['the disk reported an I/O error', `check the disk (dmesg), or ${ELSEWHERE}`],
-  // mkdir of a child says ENOENT although its parent exists: /proc, /sys and the like.
-  ENOENT: ['its parent directory does not accept new directories', ELSEWHERE],
-};
-
-/**
- * Wraps a filesystem failure while writing into the blob cache in an `IRB_CACHE_WRITE_FAILED`
- * that says where, why, and the fix that errno calls for (EACCES is not cured by freeing
- * space); other errors pass through unchanged.
- */
-export function cacheWriteFailure(
-  dir: string,
-  error: unknown,
-  context: { action?: 'write' | 'create'; what?: string } = {},
-): unknown {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  const advice = code ? STORAGE_ADVICE[code] : undefined;
-  if (!advice) return error;
-  const [why, fix] = advice;
-  return new IrbError(
-    'IRB_CACHE_WRITE_FAILED',
-    `cannot ${context.action ?? 'write'} ${context.what ?? 'the blob cache'} at ${dir}: ${why} (${code}); ${fix}`,
-    {
-      cause: error,
-    },
-  );
-}
-
 /** Up to `limit` bytes of a body; a body that breaks off gives what arrived. */
 export async function readBytes(res: HttpResponse, limit: number): Promise<Uint8Array> {
   const chunks: Buffer[] = [];

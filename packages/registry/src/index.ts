@@ -19,14 +19,10 @@ export {
   sha256Digest,
 } from './artifact.ts';
 export * from './auth.ts';
-export { scratchPath } from './blobs.ts';
 export * from './cache.ts';
-export * from './cache-config.ts';
-export * from './cache-prune.ts';
 export * from './client.ts';
 export * from './digest.ts';
 export * from './media-types.ts';
-export { isOwnerAlive, processToken } from './owner.ts';
 export * from './platform.ts';
 export { redactHeaders, redactUrl, scrub } from './redact.ts';
 export * from './reference.ts';

@@ -7,8 +7,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import { processToken } from '@irb/store';
 import { BlobCache } from '../src/cache.ts';
-import { processToken } from '../src/owner.ts';
 
 const [mode, dir, ...rest] = process.argv.slice(2) as [string, string, ...string[]];
 let cache = new BlobCache(dir, { maxBytes: false });

@@ -3,10 +3,12 @@ import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
+import { corruptCacheEntry } from '@irb/store';
 import {
   buildImage,
   buildIndex,
   buildTar,
+  flipByte,
   pushImage,
   type StartedFaultProxy,
   type StartedRegistry,
@@ -427,8 +429,8 @@ describe('cache', () => {
     // read-ahead may still be finishing a download the other client won; close() waits for it
     await Promise.all([a.close(), b.close()]);
     const stored = await files(dir);
-    expect(stored.filter((f) => f.startsWith('.tmp/'))).toEqual([]);
-    for (const layer of dockerImage.layers) expect(stored).toContain(`sha256/${layer.digest.slice(7)}`);
+    expect(stored.filter((f) => f.startsWith('tmp/'))).toEqual([]);
+    for (const layer of dockerImage.layers) expect(stored).toContain(`blobs/sha256/${layer.digest.slice(7)}`);
   });
 
   it('an unwritable cache directory is a clear error', async () => {
@@ -440,21 +442,37 @@ describe('cache', () => {
     );
   });
 
-  it('a corrupted cache entry is detected on read and removed', async () => {
+  it('a corrupted cache entry is detected on read, removed, and the next read fetches it again', async () => {
     const dir = await tempDir();
     const c = client({ cacheDir: dir });
     const image = await c.image(`${reg.host}/test/plain:v1`);
     await image.prefetch();
     const layer = (await image.layers())[0]!;
-    const { open: openFile } = await import('node:fs/promises');
-    const handle = await openFile(join(dir, 'sha256', layer.digest.slice(7)), 'r+');
-    await handle.write(new Uint8Array([0x58]), 0, 1, 700);
-    await handle.close();
+    await flipByte(join(dir, 'blobs', 'sha256', layer.digest.slice(7)), 700);
     const failure = await codeOf(readAll(layer.open()));
     expect(failure.code).toBe('IRB_DIGEST_MISMATCH');
     expect(failure.message).toMatch(/removed from the cache/);
-    // next open downloads it again
+    // Marked as the cache's own copy gone bad: doing the same again fetches it afresh.
+    expect(corruptCacheEntry(failure.error)).toBe(join(dir, 'blobs', 'sha256', layer.digest.slice(7)));
     expect((await readAll(layer.open())).equals(Buffer.from(plainImage.layers[0]!.bytes))).toBe(true);
+  });
+
+  it('a corrupt cached config or manifest is fetched again without a word', async () => {
+    const px = await startFaultProxy(reg.url);
+    cleanups.push(() => px.stop());
+    const dir = await tempDir();
+    const ref = `${px.host}/test/oci@${ociImage.manifest.digest}`;
+    await pullAndCompare(client({ cacheDir: dir }), ref, ociImage);
+    const blobs = join(dir, 'blobs', 'sha256');
+    await flipByte(join(blobs, ociImage.config.digest.slice(7)), 3);
+    await flipByte(join(blobs, ociImage.manifest.digest.slice(7)), 3);
+    const before = px.requests.length;
+    await pullAndCompare(client({ cacheDir: dir }), ref, ociImage);
+    const again = px.requests.slice(before).map((r) => `${r.method} ${r.path}`);
+    expect(again).toContain(`GET /v2/test/oci/manifests/${ociImage.manifest.digest}`);
+    expect(again).toContain(`GET /v2/test/oci/blobs/${ociImage.config.digest}`);
+    // The layers were intact: not downloaded again.
+    expect(again.filter((r) => r.includes('/blobs/') && !r.includes(ociImage.config.digest))).toEqual([]);
   });
 });
 
@@ -709,7 +727,7 @@ describe('faults', () => {
     const image = await c.image(`${own.host}/test/docker:v1`);
     const [first, second] = await image.layers();
     await readAll(first!.open());
-    const bigFile = join(dir, 'sha256', dockerImage.layers[1]!.digest.slice(7));
+    const bigFile = join(dir, 'blobs', 'sha256', dockerImage.layers[1]!.digest.slice(7));
     for (let i = 0; i < 250 && !(await stat(bigFile).catch(() => undefined)); i++) {
       await new Promise((r) => setTimeout(r, 20));
     }

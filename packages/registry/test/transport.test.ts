@@ -182,10 +182,10 @@ describe('TLS and extra CAs', () => {
   it('a host remembered as plain HTTP that now speaks TLS is forgotten and reached with HTTPS', async () => {
     const cacheDir = await tempDir();
     // As if an earlier process had learned plain HTTP for this (loopback) host.
-    await writeFile(join(cacheDir, '.schemes'), `${proxyHost} http\n`);
+    await writeFile(join(cacheDir, 'schemes'), `${proxyHost} http\n`);
     const ca = await readFile(join(dir, 'ca.pem'), 'utf8');
     await pullAll(client({ cacheDir, ca: [ca] }), `${proxyHost}/tls/app:v1`, image);
-    expect(await readFile(join(cacheDir, '.schemes'), 'utf8')).toBe('');
+    expect(await readFile(join(cacheDir, 'schemes'), 'utf8')).toBe('');
   });
 
   it('an unreadable NODE_EXTRA_CA_CERTS is a clear error', () => {
@@ -228,7 +228,7 @@ describe('the scheme learned for a plain-HTTP registry', () => {
     await pullAll(client({ cacheDir }), `${r.host}/tls/app:v1`, image);
     // The first client tried TLS (0x16, a handshake record) before plain HTTP.
     expect(r.firstBytes[0]).toBe(0x16);
-    expect(await readFile(join(cacheDir, '.schemes'), 'utf8')).toBe(`${r.host} http\n`);
+    expect(await readFile(join(cacheDir, 'schemes'), 'utf8')).toBe(`${r.host} http\n`);
     r.firstBytes.length = 0;
     await pullAll(client({ cacheDir }), `${r.host}/tls/app:v1`, image);
     expect(r.firstBytes.length).toBeGreaterThan(0);
@@ -335,9 +335,9 @@ describe('two processes, one cache', () => {
     const results = await Promise.all([pull(), pull(), pull()]);
     const total = image.layers.reduce((n, l) => n + l.size, 0);
     expect(results).toEqual(Array(3).fill(`${image.manifest.digest} ${total}`));
-    const stored = await readdir(join(dir, 'sha256'));
+    const stored = await readdir(join(dir, 'blobs', 'sha256'));
     for (const layer of image.layers) expect(stored).toContain(layer.digest.slice(7));
-    expect(await readdir(join(dir, '.tmp'))).toEqual([]);
+    expect(await readdir(join(dir, 'tmp'))).toEqual([]);
   });
 });
 

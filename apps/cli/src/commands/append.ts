@@ -25,9 +25,7 @@ export const help = `Usage: irb append BASE -o OUT --inject SRC:DEST… [--init 
 
 Writes BASE (an initramfs, e.g. one irb build wrote) followed by a new member
 holding the given files: the kernel unpacks it over BASE, so a per-job agent or
-/init is added without rebuilding. BASE's contents are not read, only its first
-bytes (to check it is a CPIO, gzip, zstd or lz4 archive); its bytes are copied
-as they are.
+/init is added without rebuilding. BASE's bytes are copied as they are.
 
   -o, --output FILE         the result (written atomically); - writes it to stdout; a
                             .gz, .zst, .lz4 or .cpio ending picks the new member's
@@ -39,13 +37,12 @@ as they are.
       --json                print the summary as JSON (on stderr with -o -)
       --verbose             with errors, the error code and the cause chain
 
-DEST's parent directories must exist in BASE: the new member holds no parent
-directory entries (BASE is not read, and a directory entry would reset the mode
-of one BASE has), and the kernel skips a file whose directory is missing.
-A directory SRC brings its own subdirectories. The kernel follows BASE's
-symlinks on the way (/bin/x lands in /usr/bin/x when /bin -> usr/bin). A file
-cannot replace a non-empty directory of BASE; nothing of BASE can be deleted; a
-file of BASE is rewritten in place, hard-linked names of it included.`;
+The guest gets the tree irb build --inject gives: DEST goes through BASE's
+symlinks (/bin/x lands in /usr/bin/x when /bin -> usr/bin), missing parents and
+DEST itself are created (0755, root), directories BASE has keep their mode, and
+a file where BASE has a directory is refused. BASE's tree is read once per
+archive and kept in the output cache ($IRB_CACHE_DIR); later appends onto the
+same file read only that.`;
 
 export function parse(argv: string[]): AppendArgs | 'help' {
   const { values, positionals } = parseOptions(argv, {

@@ -48,6 +48,14 @@ describe('boot --timeline output', () => {
     // A step of 0 ms still marks where it happened.
     expect(barOf('/init')).toEqual({ start: 20, cells: 1 });
     expect(row('wall')).toMatch(/9000\.0 +host clock: QEMU start to exit, firmware included$/);
+    // An archive without modules or network shows no rows for them; one with them does.
+    expect(lines.some((l) => l.includes('modules loaded') || l.includes('network up'))).toBe(false);
+    const net = timelineText(
+      'b',
+      same({ initMs: 2000, modulesMs: 2500, netMs: 2600, execMs: 3000, wallMs: 9000 }),
+    );
+    expect(net.find((l) => l.startsWith('  modules loaded '))).toMatch(/2500\.0 +\+500\.0/);
+    expect(net.find((l) => l.startsWith('  network up '))).toMatch(/2600\.0 +\+100\.0/);
     expect(lines.at(-1)).toBe('  exit status 3');
   });
 
@@ -63,7 +71,15 @@ describe('boot --timeline output', () => {
   });
 
   it('--json has one field per phase, null when not seen, and the min and max of each', () => {
-    const phases = { unpackedMs: null, initMs: null, execMs: null, firstLineMs: null, endMs: null };
+    const phases = {
+      unpackedMs: null,
+      initMs: null,
+      modulesMs: null,
+      netMs: null,
+      execMs: null,
+      firstLineMs: null,
+      endMs: null,
+    };
     expect(
       timelineJson(
         'a',

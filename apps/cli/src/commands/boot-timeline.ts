@@ -27,6 +27,8 @@ export const PHASE_LABELS: Readonly<Record<(typeof TIMELINE_PHASES)[number], str
   unpackStartMs: 'kernel unpack start',
   unpackedMs: 'unpacked',
   initMs: '/init',
+  modulesMs: 'modules loaded',
+  netMs: 'network up',
   execMs: 'program exec',
   firstLineMs: 'first line',
   endMs: 'VM end',
@@ -93,7 +95,10 @@ function ms(value: number | undefined): string {
  */
 export function timelineText(archive: string, stats: TimelineStats, exitStatus?: number): string[] {
   const t = stats.median;
-  const guest = TIMELINE_PHASES.filter((p) => p !== 'wallMs');
+  // Modules and network are phases only of archives that load modules or configure a network.
+  const guest = TIMELINE_PHASES.filter(
+    (p) => p !== 'wallMs' && !((p === 'modulesMs' || p === 'netMs') && t[p] === undefined),
+  );
   // Bars share the guest's scale: the wall time holds firmware and QEMU start-up (seconds under
   // emulation), which would squeeze the phases a user can change into slivers.
   const scale = Math.max(1, ...guest.map((p) => t[p] ?? 0));

@@ -40,6 +40,8 @@ export interface BuildArgs extends SlimArgs, SourceArgs, ReportArgs, Compression
   keepInit: boolean;
   onExit: 'poweroff' | 'reboot';
   initKind: 'auto' | 'static' | 'sh';
+  /** `--allow-arch-mismatch`: a program built for another architecture is a warning, not an error. */
+  allowArchMismatch?: true;
   exclude: string[];
 }
 
@@ -95,6 +97,9 @@ ${slimPresetLines('                                 ').join('\n')}
                                has it for the image's architecture, else sh
       --on-exit poweroff|reboot  how the generated /init ends the VM (default poweroff;
                                reboot for Firecracker, which ignores power-off)
+      --allow-arch-mismatch    build even when the program the generated /init runs is
+                               an ELF file for another architecture than the image's
+                               (it would fail at boot with 126): a warning, not an error
 Output control:
       --json                   print the summary as JSON on stdout (stderr with -o -)
   -q, --quiet                  no progress and no summary
@@ -117,6 +122,7 @@ export function parse(argv: string[]): BuildArgs | 'help' {
     'keep-init': { type: 'boolean' },
     'on-exit': { type: 'string' },
     'init-kind': { type: 'string' },
+    'allow-arch-mismatch': { type: 'boolean' },
     exclude: { type: 'string', multiple: true },
     ...SLIM_FLAGS,
     ...CACHE_FLAGS,
@@ -181,6 +187,7 @@ export function parse(argv: string[]): BuildArgs | 'help' {
   const threads = integer('threads', values.threads, 1, 1024);
   if (threads !== undefined) args.threads = threads;
   if (values.init !== undefined) args.init = String(values.init);
+  if (values['allow-arch-mismatch']) args.allowArchMismatch = true;
   return Object.assign(args, remoteCacheArgs(values, output));
 }
 
@@ -222,6 +229,7 @@ export async function run(args: BuildArgs, io: CliIo, signal?: AbortSignal): Pro
   if (args.level !== undefined) options.level = args.level;
   if (args.threads !== undefined) options.threads = args.threads;
   if (args.init !== undefined) options.init = args.init;
+  if (args.allowArchMismatch) options.allowArchMismatch = true;
   if (args.cacheFrom !== undefined || args.cacheTo !== undefined)
     return (await import('./build-remote.ts')).buildCached(args, options, io, renderer);
   if (toStdout && io.stdout.isTTY) {

@@ -28,8 +28,8 @@ export const help = `Usage: irb cache ls [--cache-dir DIR] [--json] [--verbose]
 Shows or trims what builds keep on disk: verified blobs by digest in the cache
 directory ($IRB_CACHE_DIR, else ~/.cache/irb/blobs), parsed layer headers in
 the index directory beside it (~/.cache/irb/index, or DIR-index for any other DIR),
-and built members (image bases, overlays) in the output directory (~/.cache/irb/output,
-or DIR-output).
+built members (image bases, overlays) and the trees irb append read of archives in
+the output directory (~/.cache/irb/output, or DIR-output).
 
   ls                       list blobs, layer indexes and outputs: kind, digest, size, last use
                            (most recent first); "in use" marks blobs a running build holds
@@ -96,7 +96,7 @@ function when(date: Date): string {
 /** Runs `irb cache ls|prune` through the builder's public API; returns the exit code. */
 export async function run(args: CacheArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const {
-    cacheDirectories,
+    cacheLayout,
     cacheMaxBytes,
     DEFAULT_CACHE_MAX_BYTES,
     listCache,
@@ -117,17 +117,15 @@ export async function run(args: CacheArgs, io: CliIo, signal?: AbortSignal): Pro
       throw new UsageError(`--older-than wants a duration such as 30d, 12h or 90m, not "${args.olderThan}"`);
     }
   }
-  const dirs = cacheDirectories(args.cacheDir);
+  const { root } = cacheLayout(args.cacheDir);
   if (args.action === 'ls') {
-    const entries = await listCache(dirs.blobs, { indexDir: dirs.index });
+    const entries = await listCache(root);
     const total = entries.reduce((sum, e) => sum + e.size, 0);
     if (args.json) {
       io.stdout.write(
         `${JSON.stringify(
           {
-            cacheDir: dirs.blobs,
-            indexDir: dirs.index,
-            outputDir: dirs.output,
+            root,
             totalBytes: total,
             entries: entries.map(entryJson),
           },
@@ -153,7 +151,7 @@ export async function run(args: CacheArgs, io: CliIo, signal?: AbortSignal): Pro
     const outputs = entries.filter((e) => e.kind === 'output');
     const sum = (list: CacheEntry[]) => formatBytes(list.reduce((s, e) => s + e.size, 0));
     lines.push(
-      `${blobs.length} blobs (${sum(blobs)}) in ${dirs.blobs}, ${indexes.length} layer indexes (${sum(indexes)}) in ${dirs.index}, ${outputs.length} output files (${sum(outputs)}) in ${dirs.output}; ${formatBytes(total)} in all`,
+      `${blobs.length} blobs (${sum(blobs)}), ${indexes.length} layer indexes (${sum(indexes)}), ${outputs.length} output files (${sum(outputs)}) in ${root}; ${formatBytes(total)} in all`,
     );
     io.stdout.write(`${lines.join('\n')}\n`);
     return EXIT.ok;
@@ -167,8 +165,7 @@ export async function run(args: CacheArgs, io: CliIo, signal?: AbortSignal): Pro
       );
     }
   }
-  const result = await pruneCache(dirs.blobs, {
-    indexDir: dirs.index,
+  const result = await pruneCache(root, {
     ...(maxBytes !== undefined ? { maxBytes } : {}),
     ...(limits.olderThanMs !== undefined ? { olderThanMs: limits.olderThanMs } : {}),
     ...(signal ? { signal } : {}),
@@ -177,8 +174,7 @@ export async function run(args: CacheArgs, io: CliIo, signal?: AbortSignal): Pro
     io.stdout.write(
       `${JSON.stringify(
         {
-          cacheDir: dirs.blobs,
-          indexDir: dirs.index,
+          root,
           maxBytes: maxBytes ?? null,
           olderThanMs: limits.olderThanMs ?? null,
           removedBytes: result.removedBytes,
@@ -203,7 +199,7 @@ export async function run(args: CacheArgs, io: CliIo, signal?: AbortSignal): Pro
     .filter(Boolean)
     .join(' and ');
   const lines = [
-    `pruned ${dirs.blobs} ${limit}: removed ${result.removed.length} entries (${formatBytes(result.removedBytes)}), kept ${result.kept} (${formatBytes(result.keptBytes)})`,
+    `pruned ${root} ${limit}: removed ${result.removed.length} entries (${formatBytes(result.removedBytes)}), kept ${result.kept} (${formatBytes(result.keptBytes)})`,
   ];
   if (result.keptInUse > 0) lines.push(`  ${result.keptInUse} kept because a running build uses them`);
   if (result.orphansRemoved > 0) lines.push(`  ${result.orphansRemoved} leftovers of killed builds removed`);

@@ -31,7 +31,8 @@ pushing into the repository of --source attaches it to that image (subject), so
   --source IMAGE          the image the archive was built from (annotations; subject
                           when REF is in the same repository)
   --annotation K=V        extra manifest annotation; repeatable
-  --platform OS/ARCH[/V]  the archive's platform (default: the source image's)
+  --platform OS/ARCH[/V]  the archive's platform (default: its own, from its /init's
+                          ELF machine; it also picks the --source manifest)
   --chunk-size SIZE       upload in chunks (e.g. 5MiB) instead of one request
   --insecure-registry HOST, --keychain MODULE, --cache-dir DIR, --no-cache
   --json, -q/--quiet, --verbose (with errors, the error code and the cause chain)

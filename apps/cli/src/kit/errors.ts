@@ -32,6 +32,7 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
   'keepImageInit: true': '--keep-init',
   exitAction: '--on-exit',
   initKind: '--init-kind',
+  allowArchMismatch: '--allow-arch-mismatch',
   slim: '--slim',
   keepOnly: '--keep-only',
   keep: '--keep',
@@ -168,6 +169,8 @@ const BAD_VALUE_CODES: ReadonlySet<string> = new Set<IrbErrorCode>([
   'IRB_SOURCE_NOT_FOUND',
   'IRB_TAG_REQUIRED',
   'IRB_PLATFORM_REQUIRED',
+  // An explicit --platform that the archive's /init contradicts (push).
+  'IRB_PLATFORM_MISMATCH',
   'IRB_BOOT_INITRAMFS_NOT_FOUND',
 ]);
 

@@ -4,7 +4,7 @@
  * and for registries listed in `insecureRegistries`, and only once the HTTPS attempt showed the
  * server speaks plain HTTP (or refused the connection).
  *
- * With a cache directory, what was learned is remembered there (`.schemes`, one `host http`
+ * With a cache directory, what was learned is remembered there (`schemes`, one `host http`
  * line per host): the next process starts with plain HTTP for such a host instead of paying
  * for a TLS attempt (loading TLS and a failed handshake: ~30 ms of a cached rebuild). Only hosts
  * that may use plain HTTP anyway are ever remembered or looked up, and a remembered host that
@@ -108,7 +108,7 @@ export class Schemes {
       .map((host) => `${host} http\n`)
       .join('');
     try {
-      writeFileSync(this.#memoryFile, text);
+      writeFileSync(this.#memoryFile, text, { mode: 0o600 });
     } catch {
       // Not remembered; the next process tries HTTPS first again.
     }
