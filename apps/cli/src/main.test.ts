@@ -27,7 +27,7 @@ describe('irb errors', () => {
     expect(await irb(['cache'])).toEqual({
       code: 2,
       stdout: '',
-      stderr: 'irb: error: missing the action: ls or prune; see "irb cache --help"\n',
+      stderr: 'irb: error: missing the action: ls, prune, clear or path; see "irb cache --help"\n',
     });
   });
 

@@ -231,4 +231,4 @@ Image (as for irb build):
       --platform OS/ARCH[/V]   platform of a multi-platform image (default linux/amd64)
       --insecure-registry HOST use plain HTTP for HOST; repeatable
       --keychain MODULE[#EXPORT]  credentials from your own auth package; repeatable
-      --cache-dir DIR / --no-cache  blob cache location, or none`;
+      --cache-dir DIR / --no-cache  the cache directory, or none`;

@@ -41,8 +41,8 @@ The guest gets the tree irb build --inject gives: DEST goes through BASE's
 symlinks (/bin/x lands in /usr/bin/x when /bin -> usr/bin), missing parents and
 DEST itself are created (0755, root), directories BASE has keep their mode, and
 a file where BASE has a directory is refused. BASE's tree is read once per
-archive and kept in the output cache ($IRB_CACHE_DIR); later appends onto the
-same file read only that.`;
+archive and kept in irb's cache (output/ in $IRB_CACHE_DIR, else ~/.cache/irb);
+later appends onto the same file read only that.`;
 
 export function parse(argv: string[]): AppendArgs | 'help' {
   const { values, positionals } = parseOptions(argv, {

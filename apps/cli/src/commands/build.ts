@@ -71,9 +71,10 @@ Image:
       --keychain MODULE[#EXPORT]  credentials from your own auth package (a file or an
                                installed package exporting createKeychain()); asked before
                                IRB_AUTH_* and Docker/Podman config; repeatable
-      --cache-dir DIR          blob cache (default $IRB_CACHE_DIR or ~/.cache/irb/blobs); the
-                               layer index goes beside it (DIR-index, or ~/.cache/irb/index)
-      --no-cache               do not read or write the blob cache
+      --cache-dir DIR          the cache directory (default $IRB_CACHE_DIR, else
+                               $XDG_CACHE_HOME/irb or ~/.cache/irb): everything irb caches
+                               goes inside it, nothing beside it (see irb cache path)
+      --no-cache               do not read or write the cache
       --cache-from REPO        remote build cache: on a hit (tag irb-<build key> in REPO)
                                pull the archive instead of building
       --cache-to REPO          push the result to REPO under irb-<build key>

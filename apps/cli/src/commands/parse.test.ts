@@ -154,7 +154,16 @@ describe('parseCli', async () => {
     expect(await usage(['trace', 'a', '--timeout', '-1'])).toBe(
       '--timeout must be a whole number from 1 to 86400, not "-1"',
     );
-    expect(await usage(['cache'])).toBe('missing the action: ls or prune');
+    expect(await usage(['cache'])).toBe('missing the action: ls, prune, clear or path');
+    expect(await usage(['cache', 'clear', '--max-size', '1G'])).toBe('unknown option "--max-size"');
+    expect(await usage(['cache', 'path', 'extra'])).toBe('unexpected argument "extra"');
+    expect(await usage(['cache', 'clean'])).toBe('unknown cache action "clean" (did you mean "clear"?)');
+    expect(await parse(['cache', 'clear', '--cache-dir', 'd', '--json'])).toMatchObject({
+      action: 'clear',
+      cacheDir: 'd',
+      json: true,
+    });
+    expect(await parse(['cache', 'path'])).toMatchObject({ action: 'path', json: false });
   });
 
   it('suggests the closest command or flag for a typo', async () => {
