@@ -131,6 +131,38 @@ describe('irb CLI conventions and edges (no VM)', () => {
     expect(result.stdout).toMatch(/^irb \S+\n$/);
   });
 
+  it('the compile cache lives in the cache directory --cache-dir names; --no-cache and -- keep it out', async () => {
+    const noCompileEnv = { NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined };
+    const home = join(dir, 'compile-home');
+    const env = { ...noCompileEnv, HOME: home, XDG_CACHE_HOME: undefined };
+    const named = join(dir, 'compile-named');
+    const listed = await runCli(['cache', 'ls', '--cache-dir', named], { env });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect((await filesIn(join(named, 'compile-cache'))).length).toBeGreaterThan(0);
+    const equals = join(dir, 'compile-equals');
+    expect((await runCli(['cache', 'ls', `--cache-dir=${equals}`], { env })).code).toBe(0);
+    expect(existsSync(join(equals, 'compile-cache'))).toBe(true);
+    // Neither named directory is the default one: nothing went to ~/.cache/irb.
+    expect(existsSync(join(home, '.cache'))).toBe(false);
+    // --no-cache: no cache at all, the compiled code included.
+    const uncached = await runCli(
+      ['build', image, '-o', join(dir, 'compile-uncached.cpio.gz'), '--no-cache', '-q'],
+      {
+        env,
+      },
+    );
+    expect(uncached.code, uncached.stderr).toBe(0);
+    expect(existsSync(join(home, '.cache'))).toBe(false);
+    // After --, the words are the guest kernel's: they choose no cache directory.
+    const kernelWords = join(dir, 'compile-kernel-words');
+    const boot = await runCli(['boot', join(dir, 'missing.cpio'), '--', `--cache-dir=${kernelWords}`], {
+      env,
+    });
+    expect(boot.code).toBe(2);
+    expect(existsSync(kernelWords)).toBe(false);
+    expect(existsSync(join(home, '.cache', 'irb', 'compile-cache'))).toBe(true);
+  });
+
   it('boot --help, the README and the code agree on the memory default', async () => {
     const help = await runCli(['boot', '--help']);
     expect(help.stdout).toMatch(/default: what the archive needs to unpack \+ 256, at\s+least 512\)/);
