@@ -80,6 +80,7 @@ describe('boot --timeline output', () => {
       firstLineMs: null,
       endMs: null,
     };
+    const forward = { netUpMs: null, acceptedMs: null, answerMs: null };
     expect(
       timelineJson(
         'a',
@@ -94,8 +95,10 @@ describe('boot --timeline output', () => {
       unpackStartMs: 6,
       ...phases,
       wallMs: 20,
-      min: { unpackStartMs: 5, ...phases, wallMs: 10 },
-      max: { unpackStartMs: 7, ...phases, wallMs: 30 },
+      ...forward,
+      answerLine: null,
+      min: { unpackStartMs: 5, ...phases, wallMs: 10, ...forward },
+      max: { unpackStartMs: 7, ...phases, wallMs: 30, ...forward },
       exitStatus: null,
     });
   });
@@ -116,5 +119,50 @@ describe('boot --timeline output', () => {
     expect(lines.find((l) => l.startsWith('  wall'))).toMatch(/wall +4000\.0 +3000\.0 +5000\.0 +host clock/);
     const one = timelineText('a', timelineStats([{ unpackStartMs: 100, wallMs: 3000 }]));
     expect(one[1]).toMatch(/^ {2}phase +at ms +\+ms$/);
+  });
+
+  it('a probed forward adds its phases on the host clock, and the answer', () => {
+    const runs = [
+      {
+        initMs: 900,
+        wallMs: 3000,
+        netUpMs: 2000,
+        acceptedMs: 2100,
+        answerMs: 2105,
+        answerLine: 'HTTP/1.0 200 OK',
+      },
+      {
+        initMs: 700,
+        wallMs: 5000,
+        netUpMs: 4000,
+        acceptedMs: 4300,
+        answerMs: 4302,
+        answerLine: 'HTTP/1.0 503 Busy',
+      },
+    ];
+    const stats = timelineStats(runs);
+    expect(stats).toMatchObject({
+      median: { netUpMs: 3000, acceptedMs: 3200, answerMs: 3203.5 },
+      min: { netUpMs: 2000, acceptedMs: 2100, answerMs: 2105 },
+      max: { netUpMs: 4000, acceptedMs: 4300, answerMs: 4302 },
+      // The last answer: what the guest says now.
+      answerLine: 'HTTP/1.0 503 Busy',
+    });
+    const lines = timelineText('a', stats);
+    const row = (label: string) => lines.find((l) => l.startsWith(`  ${label} `));
+    expect(row('network answers')).toMatch(
+      /network answers +3000\.0 +2000\.0 +4000\.0 +\+3000\.0 +host clock, since QEMU started$/,
+    );
+    expect(row('port accepts')).toMatch(/port accepts +3200\.0 +2100\.0 +4300\.0 +\+200\.0$/);
+    expect(row('first answer')).toMatch(
+      /first answer +3203\.5 +2105\.0 +4302\.0 +\+3\.5 +HTTP\/1\.0 503 Busy$/,
+    );
+    // Between the guest's phases and the wall time.
+    expect(lines.indexOf(row('first answer') as string)).toBe(lines.indexOf(row('wall') as string) - 1);
+    expect(timelineJson('a', stats)).toMatchObject({ netUpMs: 3000, answerLine: 'HTTP/1.0 503 Busy' });
+    // Without a forward, no rows for it.
+    expect(timelineText('a', same({ initMs: 1, wallMs: 2 })).some((l) => l.includes('first answer'))).toBe(
+      false,
+    );
   });
 });

@@ -3,11 +3,19 @@
  * `bootTimeline` in @irb/boot), as a small table with a bar per phase, or one JSON object. Loaded
  * by boot.ts for --timeline only.
  */
-import { type BootResult, type BootTimeline, bootTimeline, TIMELINE_PHASES } from '@irb/builder';
+import {
+  type BootResult,
+  type BootTimeline,
+  bootProblem,
+  bootTimeline,
+  FORWARD_PHASES,
+  type PortForward,
+  TIMELINE_PHASES,
+} from '@irb/builder';
 import { EXIT } from '../kit/errors.ts';
 import { bar, table } from '../kit/format.ts';
 import type { CliIo } from '../kit/io.ts';
-import { corruptArchiveReason, OUT_OF_MEMORY, unpackFailure } from './boot-verdict.ts';
+import { corruptArchiveReason, forwardLine, OUT_OF_MEMORY, unpackFailure } from './boot-verdict.ts';
 
 /** What a timeline run needs: boot.ts has chosen the memory and the timeout. */
 export interface TimelineArgs {
@@ -16,6 +24,8 @@ export interface TimelineArgs {
   memoryMb: number;
   timeoutS: number;
   kernelArgs: string[];
+  /** `--net` (`true`) or `--forward`s: with forwards, the first is probed (see bootTimeline). */
+  network?: true | { forwards: PortForward[] };
   runs: number;
   json: boolean;
   quiet: boolean;
@@ -35,6 +45,16 @@ export const PHASE_LABELS: Readonly<Record<(typeof TIMELINE_PHASES)[number], str
   wallMs: 'wall',
 };
 
+/** Every phase a timeline reports: the guest's, then those of a probed forward (host clock). */
+const ALL_PHASES = [...TIMELINE_PHASES, ...FORWARD_PHASES] as const;
+
+/** What each forward phase is called in the table. */
+export const FORWARD_LABELS: Readonly<Record<(typeof FORWARD_PHASES)[number], string>> = {
+  netUpMs: 'network answers',
+  acceptedMs: 'port accepts',
+  answerMs: 'first answer',
+};
+
 const BAR_WIDTH = 40;
 
 function median(values: number[]): number | undefined {
@@ -51,7 +71,7 @@ function across(
   reduce: (values: number[]) => number | undefined,
 ): BootTimeline {
   const out: BootTimeline = { wallMs: 0 };
-  for (const phase of TIMELINE_PHASES) {
+  for (const phase of ALL_PHASES) {
     const value = reduce(runs.map((r) => r[phase]).filter((v): v is number => v !== undefined));
     if (value !== undefined) out[phase] = value;
   }
@@ -69,17 +89,21 @@ export interface TimelineStats {
   median: BootTimeline;
   min: BootTimeline;
   max: BootTimeline;
+  /** The first line of the last answer a probed forward gave. */
+  answerLine?: string;
 }
 
 /** The median, min and max of each phase over `runs`. */
 export function timelineStats(runs: readonly BootTimeline[]): TimelineStats {
   const extreme = (pick: (...values: number[]) => number) => (values: number[]) =>
     values.length === 0 ? undefined : pick(...values);
+  const answerLine = runs.findLast((r) => r.answerLine !== undefined)?.answerLine;
   return {
     runs: runs.length,
     median: medianTimeline(runs),
     min: across(runs, extreme(Math.min)),
     max: across(runs, extreme(Math.max)),
+    ...(answerLine !== undefined ? { answerLine } : {}),
   };
 }
 
@@ -104,7 +128,7 @@ export function timelineText(archive: string, stats: TimelineStats, exitStatus?:
   const scale = Math.max(1, ...guest.map((p) => t[p] ?? 0));
   // Over several boots, the spread stands beside the median: one slow boot shows as a wide one.
   const spread = stats.runs > 1;
-  const range = (phase: (typeof TIMELINE_PHASES)[number]) =>
+  const range = (phase: (typeof ALL_PHASES)[number]) =>
     spread ? [ms(stats.min[phase]), ms(stats.max[phase])] : [];
   const rows: string[][] = [['phase', 'at ms', ...(spread ? ['min', 'max'] : []), '+ms', '']];
   let previous = 0;
@@ -124,6 +148,15 @@ export function timelineText(archive: string, stats: TimelineStats, exitStatus?:
       `${offset}${bar(step, scale, BAR_WIDTH) || '▏'}`,
     ]);
     previous = Math.max(previous, at);
+  }
+  // A probed forward's phases are on the host's clock, from QEMU's start: no bar on the guest's scale.
+  let since = 0;
+  for (const phase of FORWARD_PHASES.filter((p) => t[p] !== undefined)) {
+    const at = t[phase] as number;
+    const note =
+      phase === 'answerMs' ? (stats.answerLine ?? '') : since === 0 ? 'host clock, since QEMU started' : '';
+    rows.push([FORWARD_LABELS[phase], ms(at), ...range(phase), `+${ms(Math.max(0, at - since))}`, note]);
+    since = Math.max(since, at);
   }
   rows.push([
     'wall',
@@ -154,29 +187,37 @@ export function timelineText(archive: string, stats: TimelineStats, exitStatus?:
 
 /**
  * The `--json` object: one field per phase with its median (the BootTimeline names, ms, `null`
- * when not seen), and `min` and `max` objects of the same fields.
+ * when not seen; the forward phases too), the probed forward's `answerLine`, and `min` and `max`
+ * objects of the phase fields.
  */
 export function timelineJson(archive: string, stats: TimelineStats, exitStatus?: number) {
-  const phases = (t: BootTimeline) => Object.fromEntries(TIMELINE_PHASES.map((p) => [p, t[p] ?? null]));
+  const phases = (t: BootTimeline) => Object.fromEntries(ALL_PHASES.map((p) => [p, t[p] ?? null]));
   return {
     archive,
     runs: stats.runs,
     ...phases(stats.median),
+    answerLine: stats.answerLine ?? null,
     min: phases(stats.min),
     max: phases(stats.max),
     exitStatus: exitStatus ?? null,
   };
 }
 
-/** Why a boot did not end the way a timeline needs (powered off by itself), or `undefined`. */
-function failure(result: BootResult, timeoutS: number): string | undefined {
+/** Why a boot did not end the way a timeline needs (powered off, or answered on the forward), or `undefined`. */
+function failure(result: BootResult, timeoutS: number, probed: boolean): string | undefined {
   if (result.output.trim() === '')
-    return 'the kernel printed nothing on the console; check the kernel (--kernel) and --memory';
+    return (
+      bootProblem(result) ??
+      'the kernel printed nothing on the console; check the kernel (--kernel) and --memory'
+    );
   const corrupt = unpackFailure(result.output);
   if (corrupt !== undefined) return corruptArchiveReason(corrupt);
   if (OUT_OF_MEMORY.test(result.output)) return 'the guest ran out of memory; give it more with --memory';
   if (result.panicked) return 'the kernel panicked; boot without --timeline to read the console';
-  if (result.timedOut) return `the VM did not power off within ${timeoutS} s; raise --timeout`;
+  if (result.timedOut)
+    return probed
+      ? `the guest neither answered on guest port ${result.forwards[0]?.guestPort} nor powered off within ${timeoutS} s; raise --timeout or check the console`
+      : `the VM did not power off within ${timeoutS} s; raise --timeout`;
   if (!result.ok)
     return `QEMU exited with status ${result.exitCode}: ${result.stderr.trim().split('\n')[0] ?? ''}`;
   return undefined;
@@ -185,6 +226,7 @@ function failure(result: BootResult, timeoutS: number): string | undefined {
 /** Runs `irb boot --timeline`: exit code as `irb boot` (the guest program's status of the last boot). */
 export async function runTimeline(args: TimelineArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const { memoryMb, timeoutS } = args;
+  const forwards = args.network === true || args.network === undefined ? [] : args.network.forwards;
   const runs: BootTimeline[] = [];
   for (let run = 1; run <= args.runs; run++) {
     if (!args.quiet) io.stderr.write(`irb: boot ${run} of ${args.runs}…\n`);
@@ -196,10 +238,16 @@ export async function runTimeline(args: TimelineArgs, io: CliIo, signal?: AbortS
       memoryMb,
       timeoutMs: Math.round(timeoutS * 1000),
       append: args.kernelArgs,
+      ...(args.network ? { net: args.network } : {}),
       ...(signal ? { signal } : {}),
     });
-    if (args.verbose && run === 1) io.stderr.write(`irb: ${report.last.command.join(' ')}\n`);
-    const why = failure(report.last, timeoutS);
+    if (args.verbose && run === 1) {
+      io.stderr.write(`irb: ${report.last.command.join(' ')}\n`);
+      // The user's forwards; the probe's own (to a closed guest port) comes after them.
+      for (const forward of report.last.forwards.slice(0, forwards.length))
+        io.stderr.write(`${forwardLine(forward)}\n`);
+    }
+    const why = failure(report.last, timeoutS, forwards.length > 0);
     if (why !== undefined) {
       const tail = report.last.output.trimEnd().split('\n').slice(-15);
       if (!args.quiet && tail.join('').trim() !== '') io.stderr.write(`${tail.join('\n')}\n`);

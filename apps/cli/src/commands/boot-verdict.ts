@@ -1,4 +1,5 @@
-/** What the kernel's console says went wrong in a boot, for `irb boot` and `irb boot --timeline`. */
+/** What `irb boot` and `irb boot --timeline` both say: what went wrong in a boot, where a forward is. */
+import type { BootForward } from '@irb/builder';
 
 /** Console text of a guest that ran out of memory (unpacking the archive or later). */
 export const OUT_OF_MEMORY =
@@ -17,4 +18,9 @@ export function unpackFailure(console: string): string | undefined {
 /** The one-line verdict for an archive the kernel could not unpack. */
 export function corruptArchiveReason(reason: string): string {
   return `the kernel could not unpack the archive ("${reason}"): it is corrupt or cut short, not too big for the memory; build it again`;
+}
+
+/** The stderr line for a bound forward: where on this machine the guest's port is reached. */
+export function forwardLine(forward: BootForward): string {
+  return `irb: forward ${forward.host}:${forward.hostPort} -> guest port ${forward.guestPort}${forward.picked ? ' (a free port)' : ''}`;
 }

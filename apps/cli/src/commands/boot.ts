@@ -1,11 +1,11 @@
 /** `irb boot ARCHIVE`: QEMU with the console on this terminal (or `--timeline`: when each phase was reached). */
-import type { BootResult } from '@irb/builder';
+import type { BootResult, PortForward } from '@irb/builder';
 import { EXIT } from '../kit/errors.ts';
 import { bytesOf, type CliInput, type CliIo } from '../kit/io.ts';
 import { builder } from '../kit/library.ts';
-import { integer, one, parseOptions, seconds } from '../kit/options.ts';
+import { integer, one, parseOptions, seconds, strings } from '../kit/options.ts';
 import { UsageError } from '../kit/usage.ts';
-import { corruptArchiveReason, OUT_OF_MEMORY, unpackFailure } from './boot-verdict.ts';
+import { corruptArchiveReason, forwardLine, OUT_OF_MEMORY, unpackFailure } from './boot-verdict.ts';
 
 /** Parsed `irb boot`. */
 export interface BootArgs {
@@ -15,6 +15,10 @@ export interface BootArgs {
   timeoutS?: number;
   expect?: string;
   kernelArgs: string[];
+  /** `--net`, or `--forward` (which implies it): a network for the guest. */
+  net: boolean;
+  /** `--forward [127.0.0.1:]HOSTPORT:GUESTPORT` as given (checked by {@link run}, which loads the parser). */
+  forwards: string[];
   /** `--timeline`: boot `runs` times and print each phase's median instead of the console. */
   timeline: boolean;
   runs: number;
@@ -43,13 +47,27 @@ streams the console to stdout.
                      least 512)
   --timeout S        give up after S seconds (default 120)
   --expect TEXT      succeed as soon as TEXT appears on the console; fail if it never does
+  --net              give the guest a network: QEMU's user networking, which reaches
+                     nothing outside the VM (not the host, not the internet), virtio-net,
+                     and ip= for it (unless -- KERNEL_ARGS has one); the archive needs the
+                     kernel's virtio_net and virtio_pci (virtio_mmio on microvm) modules
+                     unless the kernel has them built in
+  --forward [127.0.0.1:]HOSTPORT:GUESTPORT
+                     make guest port GUESTPORT reachable at 127.0.0.1:HOSTPORT (0: a free
+                     port); implies --net; repeatable. Each bound port is printed on
+                     stderr ("irb: forward 127.0.0.1:41234 -> guest port 80")
   --timeline         do not stream the console; print when each phase was reached
-                     (kernel unpack start, unpacked, /init, program exec, first line, VM
-                     end, wall), in ms on the guest's clock, with a bar per phase
+                     (kernel unpack start, unpacked, /init, modules loaded, network up,
+                     program exec, first line, VM end, wall), in ms on the guest's clock,
+                     with a bar per phase; with --forward, the first forward is asked
+                     (an HTTP GET) until it answers: network answers, port accepts, first
+                     answer, in ms on the host's clock since QEMU started, and the VM is
+                     stopped once the answer came
   --runs N           with --timeline: boot N times and print each phase's median
   --json             with --timeline: one JSON object, a field per phase in ms
   -q, --quiet        do not stream the console
-  --verbose          also print the QEMU command line; with errors, the code and causes
+  --verbose          also print the QEMU command line (with its forwards); with errors,
+                     the code and causes
 
 Console input: on a terminal, keys go to the guest (Ctrl-C too); Ctrl-A x stops
 the VM (exit 130), Ctrl-A Ctrl-A sends Ctrl-A. Piped stdin is sent to the console
@@ -57,7 +75,9 @@ once the kernel has started /init.
 
 Exits with N when a generated /init reports "irb: exit status N" (0 when the guest
 program succeeded), 0 when TEXT appeared or the guest powered off by itself, 1 on
-a kernel panic, too little memory, a timeout or a missing TEXT.`;
+a kernel panic, too little memory, a timeout or a missing TEXT, 2 for a bad value
+(a kernel of another architecture, modules for another kernel release, a --forward
+that is malformed or whose host port is taken).`;
 
 export function parse(argv: string[]): BootArgs | 'help' {
   const dash = argv.indexOf('--');
@@ -68,6 +88,8 @@ export function parse(argv: string[]): BootArgs | 'help' {
     memory: { type: 'string', short: 'm' },
     timeout: { type: 'string' },
     expect: { type: 'string' },
+    net: { type: 'boolean' },
+    forward: { type: 'string', multiple: true },
     timeline: { type: 'boolean' },
     runs: { type: 'string' },
     json: { type: 'boolean' },
@@ -75,9 +97,12 @@ export function parse(argv: string[]): BootArgs | 'help' {
     verbose: { type: 'boolean' },
   });
   if (values.help) return 'help';
+  const forwards = strings(values.forward);
   const args: BootArgs = {
     archive: one(positionals, 'ARCHIVE'),
     kernelArgs,
+    net: Boolean(values.net) || forwards.length > 0,
+    forwards,
     timeline: Boolean(values.timeline),
     runs: integer('runs', values.runs, 1, 100) ?? 1,
     json: Boolean(values.json),
@@ -150,15 +175,39 @@ export function defaultMemoryMiB(recommendedMemoryMiB: number): number {
   return Math.max(512, recommendedMemoryMiB + 256);
 }
 
+/** `--net`/`--forward` as the library's `net`: each forward read by `parse`, a bad one a usage error. */
+function bootNet(
+  args: BootArgs,
+  parse: (spec: string) => PortForward,
+): true | { forwards: PortForward[] } | undefined {
+  if (!args.net) return undefined;
+  if (args.forwards.length === 0) return true;
+  return {
+    forwards: args.forwards.map((spec) => {
+      try {
+        return parse(spec);
+      } catch (error) {
+        // The library's own words ('forward "x": …, write 8080:80 …'), as the flag's.
+        const message = error instanceof Error ? error.message : String(error);
+        throw new UsageError(message.replace(/^forward /, '--forward '));
+      }
+    }),
+  };
+}
+
 /** `irb boot`: boots an archive in QEMU, streams the console, forwards input, exits with the guest program's status. */
 export async function run(args: BootArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  const { bootInitramfs, measureArchive } = await builder();
+  const { bootInitramfs, bootProblem, measureArchive, parseForward } = await builder();
+  // Before any work: a malformed --forward is a mistake on the command line.
+  const net = bootNet(args, parseForward);
   const measure = async () =>
     defaultMemoryMiB((await measureArchive(args.archive, signal ? { signal } : {})).recommendedMemoryMiB);
   const memoryMb = args.memoryMb ?? (await measure());
   const timeoutS = args.timeoutS ?? 120;
-  if (args.timeline)
-    return (await import('./boot-timeline.ts')).runTimeline({ ...args, memoryMb, timeoutS }, io, signal);
+  if (args.timeline) {
+    const timeline = { ...args, memoryMb, timeoutS, ...(net ? { network: net } : {}) };
+    return (await import('./boot-timeline.ts')).runTimeline(timeline, io, signal);
+  }
   const stdin = io.stdin;
   const interactive = stdin?.isTTY === true;
   const escapeKey = new AbortController();
@@ -192,7 +241,12 @@ export async function run(args: BootArgs, io: CliIo, signal?: AbortSignal): Prom
       // Match through the end of the line, so the console shows the whole line before QEMU is stopped.
       ...(args.expect !== undefined ? { expect: new RegExp(`${escapeRegExp(args.expect)}[^\n]*\n`) } : {}),
       append: args.kernelArgs,
+      ...(net ? { net } : {}),
       signal: bootSignal,
+      // The ports are bound when QEMU starts (a free one for HOSTPORT 0): what a client needs now.
+      onStart: (start) => {
+        for (const forward of start.forwards) io.stderr.write(`${forwardLine(forward)}\n`);
+      },
       ...(stdin ? { input: consoleInput(stdin, consoleOpen, () => escapeKey.abort(stopped)) } : {}),
       onOutput: (text: string) => {
         watchConsole(text);
@@ -217,6 +271,8 @@ export async function run(args: BootArgs, io: CliIo, signal?: AbortSignal): Prom
   const status = [...result.output.matchAll(/irb: exit status (\d+)/g)].at(-1)?.[1];
   const silent = result.output.trim() === '';
   if (result.ok && !silent) {
+    // The program ran, but without the network it was given: say which modules to add.
+    if (result.noNetDevice) io.stderr.write(`irb: warning: ${result.noNetDevice.message}\n`);
     if (args.expect !== undefined || status === undefined) return EXIT.ok;
     if (status !== '0') io.stderr.write(`irb: the guest program exited with status ${status}\n`);
     return Number(status);
@@ -240,20 +296,22 @@ export async function run(args: BootArgs, io: CliIo, signal?: AbortSignal): Prom
       : tooLittle
         ? `the guest ran out of memory with ${memoryMb} MiB${silent ? ' (the kernel stopped before printing anything)' : ''}; ` +
           `give it more with --memory ${suggestMb}${args.memoryMb !== undefined && suggestMb === defaultMb ? ' or leave --memory out' : ''}`
-        : silent
-          ? `the kernel printed nothing on the console; check that ${args.kernel !== undefined ? `--kernel ${args.kernel}` : 'the kernel'} is built for ${result.arch} with a serial console`
-          : result.panicked
-            ? 'the kernel panicked; read the console above for the cause'
-            : result.timedOut
-              ? args.expect !== undefined
-                ? `"${args.expect}" did not appear within ${timeoutS} s; check the console above or raise --timeout`
-                : `the VM did not power off within ${timeoutS} s; raise --timeout or check the console above` +
-                  (interactive
-                    ? ''
-                    : ' (a program waiting for input, such as a shell, gets it from a terminal or a pipe on stdin)')
-              : args.expect !== undefined && !result.matched
-                ? `"${args.expect}" did not appear before the VM stopped; check the console above`
-                : `QEMU exited with status ${result.exitCode}: ${result.stderr.trim().split('\n')[0] ?? ''}`;
+        : // What the console cannot say: a timeout before the first line, QEMU's own error, no network device.
+          (bootProblem(result) ??
+          (silent
+            ? `the kernel printed nothing on the console; check that ${args.kernel !== undefined ? `--kernel ${args.kernel}` : 'the kernel'} is built for ${result.arch} with a serial console`
+            : result.panicked
+              ? 'the kernel panicked; read the console above for the cause'
+              : result.timedOut
+                ? args.expect !== undefined
+                  ? `"${args.expect}" did not appear within ${timeoutS} s; check the console above or raise --timeout`
+                  : `the VM did not power off within ${timeoutS} s; raise --timeout or check the console above` +
+                    (interactive
+                      ? ''
+                      : ' (a program waiting for input, such as a shell, gets it from a terminal or a pipe on stdin)')
+                : args.expect !== undefined && !result.matched
+                  ? `"${args.expect}" did not appear before the VM stopped; check the console above`
+                  : `QEMU exited with status ${result.exitCode}: ${result.stderr.trim().split('\n')[0] ?? ''}`));
   // On a terminal, the console may have stopped mid-line (a prompt): start the verdict on its own line.
   const midLine = !args.quiet && io.stdout.isTTY && io.stderr.isTTY && !result.output.endsWith('\n');
   io.stderr.write(`${midLine ? '\n' : ''}irb: error: boot failed: ${reason}\n`);

@@ -272,6 +272,8 @@ describe('parseCli', async () => {
       expect: 'ok',
       timeoutS: 30,
       kernelArgs: ['quiet', '--x'],
+      net: false,
+      forwards: [],
       timeline: false,
       runs: 1,
       json: false,
@@ -302,6 +304,20 @@ describe('parseCli', async () => {
     expect(await usage(['trace', 'a', '--slim', 'locale'])).toBe(
       'unknown slim preset "locale" (did you mean "locales"?)',
     );
+  });
+
+  it("reads boot --net and --forward, which implies --net; words after -- are the kernel's", async () => {
+    expect(await parse(['boot', 'x.cpio', '--net'])).toMatchObject({ net: true, forwards: [] });
+    expect(
+      await parse(['boot', 'x.cpio', '--forward', '8080:80', '--forward=127.0.0.1:0:22', '--timeline']),
+    ).toMatchObject({ net: true, forwards: ['8080:80', '127.0.0.1:0:22'], timeline: true });
+    expect(await parse(['boot', 'x.cpio', '--', '--forward', '1:2'])).toMatchObject({
+      net: false,
+      forwards: [],
+      kernelArgs: ['--forward', '1:2'],
+    });
+    expect(await usage(['boot', 'x.cpio', '--forward'])).toBe('--forward needs a value');
+    expect(await usage(['boot', 'x.cpio', '--net=1'])).toBe('--net takes no value');
   });
 
   it('reads boot --timeline, --runs and --json, which go together', async () => {

@@ -50,6 +50,8 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
   timeoutMs: '--timeout',
   expect: '--expect',
   append: '-- KERNEL_ARGS',
+  net: '--net',
+  forwards: '--forward',
   // TraceOptions
   timeoutSeconds: '--timeout',
   // Fleet: PushInitramfsOptions / PullInitramfsOptions (`subject` has no flag: push decides it)
@@ -172,6 +174,11 @@ const BAD_VALUE_CODES: ReadonlySet<string> = new Set<IrbErrorCode>([
   // An explicit --platform that the archive's /init contradicts (push).
   'IRB_PLATFORM_MISMATCH',
   'IRB_BOOT_INITRAMFS_NOT_FOUND',
+  // irb boot, before QEMU starts: a --kernel (or the archive given) of another architecture,
+  // modules for another kernel release, a --forward host port that is taken.
+  'IRB_BOOT_KERNEL_ARCH_MISMATCH',
+  'IRB_BOOT_MODULES_MISMATCH',
+  'IRB_BOOT_FORWARD_PORT_IN_USE',
 ]);
 
 /** Errnos that make an output path unusable as given (not a full disk, not an I/O error). */
