@@ -16,6 +16,16 @@ interface ListedEntry {
   path: string;
 }
 
+/** What `irb cache prune --json` and `irb cache clear --json` print. */
+interface Removal {
+  root: string;
+  removed: ListedEntry[];
+  removedBytes: number;
+  kept: number;
+  keptInUse: number;
+  legacyRemoved: number;
+}
+
 /** The entries of one kind. */
 const kinds = (entries: ListedEntry[], kind: ListedEntry['kind']) => entries.filter((e) => e.kind === kind);
 
@@ -130,12 +140,7 @@ describe('irb cache', () => {
 
     const all = await runCli(['cache', 'prune', '--max-size', '0', '--cache-dir', cacheDir, '--json']);
     expect(all.code, all.stderr).toBe(0);
-    const pruned = JSON.parse(all.stdout) as {
-      root: string;
-      removed: ListedEntry[];
-      kept: number;
-      legacyRemoved: number;
-    };
+    const pruned = JSON.parse(all.stdout) as Removal;
     expect(pruned).toMatchObject({ root: cacheDir, kept: 0, legacyRemoved: 0 });
     expect(pruned.removed).toHaveLength(8);
     const empty = await runCli(['cache', 'ls', '--cache-dir', cacheDir, '--json']);
@@ -200,12 +205,7 @@ describe('irb cache', () => {
     expect(before.length).toBeGreaterThan(0);
     const cleared = await runCli(['cache', 'clear', '--cache-dir', cacheDir, '--json']);
     expect(cleared.code, cleared.stderr).toBe(0);
-    const result = JSON.parse(cleared.stdout) as {
-      root: string;
-      removed: ListedEntry[];
-      removedBytes: number;
-      keptInUse: number;
-    };
+    const result = JSON.parse(cleared.stdout) as Removal;
     expect(result.root).toBe(cacheDir);
     expect(result.keptInUse).toBe(0);
     expect(
