@@ -39,7 +39,6 @@ interface Contents {
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
 const MODULE_PATH = /^(?:usr\/)?lib\/modules\/([^/]+)\/(?:.+\/)?([^/]+)\.ko(?:\.gz|\.xz|\.zst)?$/;
 const VERMAGIC = new TextEncoder().encode('vermagic=');
 

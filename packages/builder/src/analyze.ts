@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { decodeInitramfs } from '@irb/compress';
 import type { CpioReadEntry } from '@irb/cpio';
 import { readCpio } from '@irb/cpio';
-import { openArchive } from './archive.ts';
+import { openArchive, readArchiveEntries } from './archive.ts';
 import { InitramfsBuilder } from './builder.ts';
 import { inspectImage } from './inspect.ts';
 import { localesFromEnv, SLIM_PRESETS, type SlimContext, type SlimPreset, slimRemoves } from './slim.ts';
@@ -129,7 +129,9 @@ export async function analyzeEntries(
   const presets = new Map<string, SizeGroup>(SLIM_PRESETS.map((p) => [p, { name: p, bytes: 0, files: 0 }]));
   const largest: { path: string; bytes: number; kind: FileKind }[] = [];
   const byContent = new Map<string, { bytes: number; paths: string[] }>();
-  // Hard-linked names share (member, ino); the body comes with the last name (GNU convention).
+  // Hard-linked names share (archive, device, ino), as the kernel keys them: the archive counts
+  // trailers (the kernel's table empties at each), and irb's members, written without trailers
+  // between them, each have a device number of their own. The body comes with the last name.
   const linkNames = new Map<string, string[]>();
   const result = { totalBytes: 0, files: 0, directories: 0, symlinks: 0, other: 0 };
 
@@ -152,7 +154,7 @@ export async function analyzeEntries(
       result.other++;
       continue;
     }
-    const inode = `${entry.member}:${entry.ino}`;
+    const inode = `${entry.member}:${entry.devMajor}:${entry.devMinor}:${entry.ino}`;
     if (entry.nlink > 1 && entry.fileSize === 0) {
       // A further name of a hard-linked file whose body comes later (or an empty file).
       const names = linkNames.get(inode) ?? [];
@@ -223,7 +225,7 @@ export async function analyzeEntries(
 export async function analyzeArchive(path: string, options: AnalyzeOptions = {}): Promise<ArchiveAnalysis> {
   const { signal } = options;
   const data = decodeInitramfs(openArchive(path, signal), { label: path, ...(signal ? { signal } : {}) });
-  return analyzeEntries(readCpio(data, signal ? { signal } : {}), options);
+  return analyzeEntries(readArchiveEntries(data, path, signal), options);
 }
 
 /**

@@ -1,12 +1,14 @@
 import { constants, createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { COMPRESSION_FORMATS, compress } from '@irb/compress';
+import { memberJoint, trailerMember } from '@irb/compress/framing';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 // The light entry: `irb append` loads neither the layer indexing code nor the registry client.
 import { createScratchRootfs, parseInjectSpec } from '@irb/layers/scratch';
 import { archiveTree } from './archive-tree.ts';
 import { writeFileAtomic } from './atomic.ts';
+import { baseEnd } from './base-end.ts';
 import { blameInject, placeEntries } from './place.ts';
 import { summarizedStream } from './summarized-stream.ts';
 import type { InitramfsCompression } from './types.ts';
@@ -47,13 +49,13 @@ export interface AppendSummary {
   output: string;
   /** BASE as given. */
   base: string;
-  /** Bytes of BASE, copied unchanged. */
+  /** Bytes of BASE copied unchanged: all of it but its trailer member, when it ends with one. */
   baseBytes: number;
   /** Compression of the new member. */
   compression: InitramfsCompression;
   /** Records in the new member. */
   entries: number;
-  /** Bytes of the new member, NUL padding before it included. */
+  /** Bytes of the new member, with what goes before it (if anything) and the trailer member after it. */
   memberBytes: number;
   /** Bytes of the whole output. */
   compressedBytes: number;
@@ -68,7 +70,8 @@ export interface AppendStream extends AsyncIterable<Uint8Array> {
 /**
  * Writes BASE followed by a new member holding `files` (`SRC:DEST` host files or directories) and
  * optionally `/init`; the bytes of BASE are copied unchanged (by the kernel,
- * `copy_file_range`/reflink, when writing a file).
+ * `copy_file_range`/reflink, when writing a file), after a check of its first and last bytes that
+ * it is an initramfs (CPIO, gzip, zstd or lz4 legacy) whose end is intact.
  *
  * The member is planned against BASE's tree, as a build plans its overlay against the image, so
  * the guest gets the same tree as from `build` with the same `inject`s: DEST is resolved through
@@ -80,9 +83,17 @@ export interface AppendStream extends AsyncIterable<Uint8Array> {
  * cache (see archive-tree.ts): later appends onto the same unchanged file read only its first
  * bytes and a small cache entry.
  *
- * Before the member, 4 to 7 NUL bytes: they end an lz4 member that has no end mark (the kernel
- * would otherwise read the next member as lz4 data) and align the new member to 4 bytes, as a
- * plain CPIO member must be; after any other member the kernel skips them as padding.
+ * An archive irb wrote ends with a trailer member (see `@irb/compress/framing`): it is dropped,
+ * and the new member and a new trailer member take its place, so GNU cpio, bsdtar and lsinitramfs
+ * list BASE's entries and the new ones, as the kernel unpacks them. Between BASE and the member
+ * goes only what a change of compression needs (`memberJoint`). A BASE that irb did not write in
+ * this layout (an older irb's, another tool's) is kept whole, followed by 4 to 7 NUL bytes (they
+ * end an lz4 member without end mark and align a plain member; the kernel skips them); the
+ * standard tools then stop at BASE's first `TRAILER!!!`. A BASE whose end is provably broken is
+ * refused (`IRB_INITRAMFS_CORRUPT`): see `baseEnd`.
+ *
+ * The member's device number is its offset in the output (major 1 + offset / 2^32, minor the
+ * rest), so its hard links never meet those of an earlier member: irb's build members use major 0.
  */
 export function appendOverlay(
   base: string,
@@ -105,9 +116,18 @@ export function appendOverlay(
   return summarizedStream<AppendSummary>(async function* (finish) {
     const plan = await planAppend(base, files, options);
     let baseBytes = 0;
-    for await (const chunk of createReadStream(base, signal ? { signal } : {})) {
-      baseBytes += (chunk as Uint8Array).byteLength;
-      yield chunk as Uint8Array;
+    const kept = { end: plan.baseBytes - 1, ...(signal ? { signal } : {}) };
+    if (plan.baseBytes > 0) {
+      for await (const chunk of createReadStream(base, kept)) {
+        baseBytes += (chunk as Uint8Array).byteLength;
+        yield chunk as Uint8Array;
+      }
+    }
+    if (baseBytes !== plan.baseBytes) {
+      throw new IrbError(
+        'IRB_INPUT_UNREADABLE',
+        `${base} changed while irb read it; run again once nothing writes to it`,
+      );
     }
     let memberBytes = 0;
     for await (const chunk of plan.member(baseBytes)) {
@@ -129,6 +149,7 @@ async function appendToFile(
   const signal = options.signal;
   const memberBytes = await writeFileAtomic(output, plan.member(plan.baseBytes), {
     prefixFile: base,
+    prefixBytes: plan.baseBytes,
     ...(signal ? { signal } : {}),
   });
   return plan.summary(output, plan.baseBytes, memberBytes, started);
@@ -220,6 +241,7 @@ async function planAppend(
     throw new IrbError('IRB_OPTION_INVALID', 'nothing to append; give files to `inject` or an `init`');
   }
   const { format, size } = await baseFormat(base);
+  const end = await baseEnd(base, format, size);
   const format2 = compression ?? format;
   const epoch = options.sourceDateEpoch ?? envEpoch();
   const scratch = createScratchRootfs(epoch !== undefined ? { sourceDateEpoch: epoch } : {});
@@ -263,24 +285,30 @@ async function planAppend(
     yield* placed.entries;
   }
   async function* member(baseBytes: number): AsyncGenerator<Uint8Array> {
-    // A zero word ends an lz4 member without end mark; more NULs align the next member to 4 bytes.
-    yield new Uint8Array(4 + ((4 - (baseBytes % 4)) % 4));
-    const packed = packCpio(entries(), signal ? { signal } : {});
-    if (format2 === 'none') {
-      yield* packed;
-      return;
+    // After an unknown end: a zero word ends an lz4 member without end mark, more NULs align.
+    const joint =
+      end.last !== undefined
+        ? memberJoint(end.last, format2, baseBytes)
+        : new Uint8Array(4 + ((4 - (baseBytes % 4)) % 4));
+    if (joint.length > 0) yield joint;
+    const offset = baseBytes + joint.length;
+    const device = { major: 1 + Math.floor(offset / 2 ** 32), minor: offset % 2 ** 32 };
+    const packed = packCpio(entries(), { trailer: false, device, ...(signal ? { signal } : {}) });
+    if (format2 === 'none') yield* packed;
+    else {
+      // All cores by default: a short gzip member deflates its blocks on libuv's pool (no worker
+      // starts), zstd reuses its context across calls (see @irb/compress).
+      yield* compress(packed, {
+        format: format2,
+        ...(options.level !== undefined ? { level: options.level } : {}),
+        ...(options.threads !== undefined ? { threads: options.threads } : {}),
+        ...(signal ? { signal } : {}),
+      });
     }
-    // All cores by default: a short gzip member deflates its blocks on libuv's pool (no worker
-    // starts), zstd reuses its context across calls (see @irb/compress).
-    yield* compress(packed, {
-      format: format2,
-      ...(options.level !== undefined ? { level: options.level } : {}),
-      ...(options.threads !== undefined ? { threads: options.threads } : {}),
-      ...(signal ? { signal } : {}),
-    });
+    yield trailerMember(format2);
   }
   return {
-    baseBytes: size,
+    baseBytes: end.keep,
     member,
     summary: (output, baseBytes, memberBytes, started) => ({
       output,

@@ -1,15 +1,23 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import type { BootOptions, BootResult, BootTimelineOptions, BootTimelineReport } from '@irb/boot';
 import { type ArchiveFile, type ElfHeaderInfo, INIT_HEAD_BYTES, initElfOf } from '@irb/boot/arch';
 import { decodeInitramfs } from '@irb/compress';
-import type { CpioEntryType } from '@irb/cpio';
-import { readCpio } from '@irb/cpio';
+import type { CpioEntryType, CpioReadEntry } from '@irb/cpio';
+import { CpioError, readCpio } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
 
 /** One entry of an initramfs as {@link listArchive} reports it. */
 export interface ArchiveEntry {
-  /** Which member of a concatenated initramfs (from 0). */
+  /**
+   * Which member of the file it is in (from 0): a compressed stream (a gzip member, a zstd frame,
+   * an lz4 legacy stream) or an uncompressed run of records, which ends after a `TRAILER!!!`,
+   * before a record of another archive device number, or where a compressed member follows (see
+   * `decodeInitramfs` of `@irb/compress`). Members that hold no entry are not counted: an archive
+   * irb builds has a base member (0) and an overlay member (1), then the trailer member (no
+   * entry); each `irb append` adds one.
+   */
   member: number;
   /** Name as stored (UTF-8 decoded, invalid sequences as U+FFFD; no leading `/`). */
   name: string;
@@ -25,6 +33,12 @@ export interface ArchiveEntry {
   size: number;
   mtime: number;
   ino: number;
+  /**
+   * The archive's device number for this entry: with `ino`, what makes names of one file hard
+   * links (irb gives each member its own, since no trailer between members resets the table).
+   */
+  devMajor: number;
+  devMinor: number;
   /** Symlink target. */
   target?: string;
   /** The symlink target's exact bytes. */
@@ -60,7 +74,7 @@ export async function* openArchive(path: string, signal?: AbortSignal): AsyncGen
 
 /**
  * Lists an initramfs like `lsinitramfs`: every entry of every member of a concatenation, plain,
- * gzip or zstd compressed, in archive order. Bodies are skipped, never held. `archive` is a file
+ * gzip, zstd or lz4 compressed, in archive order. Bodies are skipped, never held. `archive` is a file
  * path or the archive's bytes as a stream (a pipe, for example).
  */
 export async function* listArchive(
@@ -70,10 +84,27 @@ export async function* listArchive(
   const { signal } = options;
   const bytes = typeof archive === 'string' ? openArchive(archive, signal) : archive;
   const label = typeof archive === 'string' ? archive : 'the input stream';
-  const source = decodeInitramfs(bytes, { label, ...(signal ? { signal } : {}) });
-  for await (const e of readCpio(source, signal ? { signal } : {})) {
+  // The member an entry is in: the last one that started at or before its header.
+  const starts: number[] = [];
+  const source = decodeInitramfs(bytes, {
+    label,
+    ...(signal ? { signal } : {}),
+    onMemberStart: (m) => {
+      starts[m.index] = m.outputStart;
+    },
+  });
+  // Members without entries (the trailer member) are not counted.
+  let raw = 0;
+  let member = -1;
+  let counted = -1;
+  for await (const e of readArchiveEntries(source, label, signal)) {
+    while (raw + 1 < starts.length && (starts[raw + 1] as number) <= e.offset) raw++;
+    if (counted !== raw) {
+      counted = raw;
+      member++;
+    }
     const entry: ArchiveEntry = {
-      member: e.member,
+      member,
       name: e.name,
       nameBytes: e.nameBytes,
       type: e.type,
@@ -84,12 +115,31 @@ export async function* listArchive(
       size: e.type === 'symlink' ? (e.targetBytes?.byteLength ?? e.fileSize) : e.fileSize,
       mtime: e.mtime,
       ino: e.ino,
+      devMajor: e.devMajor,
+      devMinor: e.devMinor,
       rdevMajor: e.rdevMajor,
       rdevMinor: e.rdevMinor,
     };
     if (e.target !== undefined) entry.target = e.target;
     if (e.targetBytes !== undefined) entry.targetBytes = e.targetBytes;
     yield entry;
+  }
+}
+
+/**
+ * `readCpio` over an archive's decoded records, with its errors naming the archive: the cpio
+ * reader only knows offsets in the decoded data.
+ */
+export async function* readArchiveEntries(
+  records: AsyncIterable<Uint8Array>,
+  label: string,
+  signal?: AbortSignal,
+): AsyncGenerator<CpioReadEntry> {
+  try {
+    yield* readCpio(records, signal ? { signal } : {});
+  } catch (error) {
+    if (!(error instanceof CpioError)) throw error;
+    throw new IrbError(error.code, `${label}, in its cpio data: ${error.message}`, { cause: error });
   }
 }
 
@@ -102,6 +152,17 @@ export interface ArchiveMeasure {
   unpackedBytes: number;
   /** See `recommendGuestMemory`. */
   recommendedMemoryMiB: number;
+}
+
+/**
+ * Archives this process read to the end without an error, by path: the file's identity (device,
+ * inode, size, times) when it was read, so a boot right after a measure does not read it again.
+ */
+const readWhole = new Map<string, string>();
+
+async function identity(path: string): Promise<string | undefined> {
+  const st = await stat(path, { bigint: true }).catch(() => undefined);
+  return st && `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
 /** Reads an archive once to tell how much guest RAM unpacking it takes. */
@@ -128,10 +189,11 @@ export async function archiveFacts(path: string, options: ListArchiveOptions = {
   const { signal } = options;
   let entries = 0;
   let unpackedBytes = 0;
+  const before = await identity(path);
   // The executables and symlinks by name, the last entry of a name winning, as the kernel leaves them.
   const files = new Map<string, ArchiveFile>();
   const source = decodeInitramfs(openArchive(path, signal), { label: path, ...(signal ? { signal } : {}) });
-  for await (const e of readCpio(source, signal ? { signal } : {})) {
+  for await (const e of readArchiveEntries(source, path, signal)) {
     entries++;
     const name = e.name.replace(/^(\.?\/)+/, '');
     files.delete(name);
@@ -148,6 +210,7 @@ export async function archiveFacts(path: string, options: ListArchiveOptions = {
     }
     files.set(name, { mode: e.mode, head: new Uint8Array(Buffer.concat(head)) });
   }
+  if (before !== undefined && before === (await identity(path))) readWhole.set(path, before);
   const compressedBytes = (await stat(path)).size;
   const initElf = initElfOf(files);
   return {
@@ -157,4 +220,30 @@ export async function archiveFacts(path: string, options: ListArchiveOptions = {
     recommendedMemoryMiB: recommendGuestMemory({ tmpfsBytes: unpackedBytes, compressedBytes }),
     ...(initElf ? { initElf } : {}),
   };
+}
+
+/**
+ * Reads the archive to its end (unless {@link measureArchive} just did, and it has not changed
+ * since), so that an archive the kernel could not unpack either — corrupt, cut short, not an
+ * initramfs — fails here with the decoder's error instead of in a VM.
+ */
+async function readableToTheEnd(path: string, signal?: AbortSignal): Promise<void> {
+  const now = await identity(path);
+  // A missing file is left to @irb/boot, which names it as the archive to boot.
+  if (now === undefined || readWhole.get(path) === now) return;
+  await measureArchive(path, signal ? { signal } : {});
+}
+
+/** `bootInitramfs` of `@irb/boot`, after the archive was read to its end: see {@link readableToTheEnd}. */
+export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
+  await readableToTheEnd(options.initramfs, options.signal);
+  const boot = await import('@irb/boot');
+  return boot.bootInitramfs(options);
+}
+
+/** `bootTimeline` of `@irb/boot`, after the archive was read to its end: see {@link readableToTheEnd}. */
+export async function bootTimeline(options: BootTimelineOptions): Promise<BootTimelineReport> {
+  await readableToTheEnd(options.initramfs, options.signal);
+  const boot = await import('@irb/boot');
+  return boot.bootTimeline(options);
 }

@@ -1,5 +1,5 @@
 import { constants, createReadStream } from 'node:fs';
-import { copyFile, lstat, open, rename, stat, unlink } from 'node:fs/promises';
+import { copyFile, lstat, open, rename, stat, truncate, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { IrbError, isIrbError } from '@irb/errors';
 import { removeStaleTemps, tempName } from '@irb/store/temp';
@@ -18,6 +18,8 @@ export interface WriteFileAtomicOptions {
    * this process. Not counted in the returned byte count.
    */
   prefixFile?: string;
+  /** Only the first this many bytes of `prefixFile`. Default: all of it. */
+  prefixBytes?: number;
 }
 
 type Handle = Awaited<ReturnType<typeof open>>;
@@ -56,8 +58,11 @@ async function writeInPlace(
     throw outputError(path, error);
   }
   try {
-    if (options.prefixFile !== undefined) {
-      const prefix = createReadStream(options.prefixFile, options.signal ? { signal: options.signal } : {});
+    if (options.prefixFile !== undefined && options.prefixBytes !== 0) {
+      const prefix = createReadStream(options.prefixFile, {
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.prefixBytes !== undefined ? { end: options.prefixBytes - 1 } : {}),
+      });
       await copy(prefix as AsyncIterable<Uint8Array>, handle, {});
     }
     return await copy(source, handle, options);
@@ -83,6 +88,7 @@ async function writeReplacing(
   try {
     if (options.prefixFile !== undefined) {
       await copyPrefix(options.prefixFile, temp);
+      if (options.prefixBytes !== undefined) await cutPrefix(temp, options.prefixFile, options.prefixBytes);
       handle = await open(temp, constants.O_WRONLY | constants.O_APPEND);
       await handle.chmod(options.mode ?? 0o644);
     } else {
@@ -185,6 +191,17 @@ async function copyPrefix(prefix: string, temp: string): Promise<void> {
     );
   }
   await copyFile(prefix, temp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+}
+
+/** Cuts the copied prefix to its first `bytes`; a prefix that shrank meanwhile is an input error. */
+async function cutPrefix(copied: string, prefix: string, bytes: number): Promise<void> {
+  if ((await stat(copied)).size < bytes) {
+    throw new IrbError(
+      'IRB_INPUT_UNREADABLE',
+      `${prefix} became shorter while irb read it; run again once nothing writes to it`,
+    );
+  }
+  await truncate(copied, bytes);
 }
 
 /** Writes `source` to `handle`; an array of chunks is written with one writev. */

@@ -68,6 +68,27 @@ describe('the base tree snapshot', () => {
   });
 });
 
+describe('a large snapshot', () => {
+  it('finds every key through its index, the last record of a key winning, and nothing else', async () => {
+    const entries: CpioEntry[] = [{ type: 'directory', path: '.', mode: 0o755 }];
+    for (let i = 0; i < 5000; i++)
+      entries.push({ type: 'file', path: `d/${i}`, mode: 0o600 + (i % 8), size: 0 });
+    entries.push({ type: 'symlink', path: 'd/7', target: 'x/./y', mode: 0o777 });
+    const collector = createTreeCollector();
+    for await (const _ of collector.tap(stream(entries)));
+    const tree = decodeBaseSnapshot(collector.encode(header))?.tree as NonNullable<
+      ReturnType<typeof decodeBaseSnapshot>
+    >['tree'];
+    for (let i = 0; i < 5000; i++) {
+      if (i !== 7) expect(tree.node(`d/${i}`)).toEqual({ type: 'file', mode: 0o600 + (i % 8) });
+    }
+    expect(tree.node('d/7')).toEqual({ type: 'symlink', mode: 0o777, target: 'x/./y' });
+    expect(tree.node('d/5000')).toBeUndefined();
+    expect(tree.node('d')).toBeUndefined();
+    expect(tree.node('')).toEqual({ type: 'directory', mode: 0o755 });
+  });
+});
+
 describe('resolvePath', () => {
   const nodes = new Map<string, BaseNode>([
     ['bin', { type: 'symlink', mode: 0o777, target: 'usr/bin' }],

@@ -178,6 +178,86 @@ const CHAR_TYPE: Record<string, RootfsNodeType> = {
   p: 'fifo',
 };
 
+/** Chunk size of a snapshot being collected: entries are appended, never a growing buffer copied. */
+const CHUNK = 256 * 1024;
+const utf8 = new TextEncoder();
+
+/**
+ * The bytes of a snapshot's records as they are collected, in chunks: about 30 bytes per entry
+ * (a string per entry, as before, took about 100 bytes of heap, then three copies to encode).
+ */
+class RecordBytes {
+  readonly #done: Uint8Array[] = [];
+  #chunk = new Uint8Array(CHUNK);
+  #at = 0;
+
+  #room(n: number): void {
+    if (this.#at + n <= this.#chunk.byteLength) return;
+    this.#done.push(this.#chunk.subarray(0, this.#at));
+    this.#chunk = new Uint8Array(Math.max(CHUNK, n));
+    this.#at = 0;
+  }
+
+  /** `TYPE MODE \0` (type char, octal mode). */
+  head(type: string, mode: number): void {
+    const text = `${type}${mode.toString(8)}`;
+    this.#room(text.length + 1);
+    for (let i = 0; i < text.length; i++) this.#chunk[this.#at++] = text.charCodeAt(i);
+    this.#chunk[this.#at++] = 0;
+  }
+
+  /** The bytes of `keyOfPath(path)` and a NUL. */
+  key(path: CpioPath): void {
+    const max = (typeof path === 'string' ? path.length * 3 : path.byteLength) + 1;
+    this.#room(max);
+    const chunk = this.#chunk;
+    const start = this.#at;
+    let written: number;
+    if (typeof path === 'string') written = utf8.encodeInto(path, chunk.subarray(start)).written;
+    else {
+      chunk.set(path, start);
+      written = path.byteLength;
+    }
+    const end = start + written;
+    let s = start;
+    let e = end;
+    // As keyOfPath: leading `./` and `/` runs, trailing `/`, and `.` alone are not part of a key.
+    for (;;) {
+      if (chunk[s] === SLASH && s < e) s++;
+      else if (chunk[s] === DOT && chunk[s + 1] === SLASH && s + 1 < e) s += 2;
+      else break;
+    }
+    while (e > s && chunk[e - 1] === SLASH) e--;
+    if (e - s === 1 && chunk[s] === DOT) e = s;
+    chunk.copyWithin(start, s, e);
+    this.#at = start + (e - s);
+    chunk[this.#at++] = 0;
+  }
+
+  /** The bytes of `path` exactly as given, and a NUL. */
+  raw(path: CpioPath): void {
+    const bytes = typeof path === 'string' ? utf8.encode(path) : path;
+    this.#room(bytes.byteLength + 1);
+    this.#chunk.set(bytes, this.#at);
+    this.#at += bytes.byteLength;
+    this.#chunk[this.#at++] = 0;
+  }
+
+  /** `text` (ASCII) and a NUL. */
+  field(text: string): void {
+    this.#room(text.length + 1);
+    for (let i = 0; i < text.length; i++) this.#chunk[this.#at++] = text.charCodeAt(i);
+    this.#chunk[this.#at++] = 0;
+  }
+
+  chunks(): Uint8Array[] {
+    return [...this.#done, this.#chunk.subarray(0, this.#at)];
+  }
+}
+
+const SLASH = 0x2f;
+const DOT = 0x2e;
+
 /**
  * One node as a record of the tree encoding: `TYPE MODE`, key, and a field that holds a
  * symlink's target or `L` for a file with several names (hard links); each ends with a NUL. Keys
@@ -236,7 +316,7 @@ export function createTreeCollector(want: ReadonlySet<string> = new Set()): {
   tap(source: AsyncIterable<CpioEntry>): AsyncGenerator<CpioEntry>;
   encode(header: Omit<BaseSnapshotHeader, 'files' | 'heads'>): Uint8Array;
 } {
-  const parts: string[] = [];
+  const records = new RecordBytes();
   const files: Record<string, string> = {};
   const heads: Record<string, string> = {};
   const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
@@ -268,26 +348,33 @@ export function createTreeCollector(want: ReadonlySet<string> = new Set()): {
   return {
     async *tap(source) {
       for await (const entry of source) {
-        const key = keyOfPath(entry.path);
         if (entry.type !== 'file') {
-          const target = entry.type === 'symlink' ? targetKeyOf(entry.target) : undefined;
-          parts.push(
-            nodeRecord(key, {
-              type: entry.type,
-              mode: entry.mode,
-              ...(target !== undefined ? { target } : {}),
-            }),
-          );
+          records.head(TYPE_CHAR[entry.type] ?? 'p', entry.mode);
+          records.key(entry.path);
+          // The target as stored (an absolute one keeps its leading `/`): see targetKeyOf.
+          if (entry.type === 'symlink') records.raw(entry.target);
+          else records.field('');
           yield entry;
           continue;
         }
         // A file with several names is marked: see BaseNode.linked.
         const links = entry.links ?? [];
-        const linked = links.length > 0;
-        const names = [key, ...links.map((link) => keyOfPath(link))];
-        for (const name of names) parts.push(nodeRecord(name, { type: 'file', mode: entry.mode, linked }));
-        const wanted = names.filter((n) => want.has(n));
+        const mark = links.length > 0 ? 'L' : '';
+        records.head('f', entry.mode);
+        records.key(entry.path);
+        records.field(mark);
+        for (const link of links) {
+          records.head('f', entry.mode);
+          records.key(link);
+          records.field(mark);
+        }
         const executable = (entry.mode & 0o111) !== 0;
+        if (want.size === 0 && !executable) {
+          yield entry;
+          continue;
+        }
+        const names = [entry.path, ...links].map(keyOfPath);
+        const wanted = names.filter((n) => want.has(n));
         if (wanted.length === 0 && !executable) {
           yield entry;
           continue;
@@ -301,7 +388,7 @@ export function createTreeCollector(want: ReadonlySet<string> = new Set()): {
     },
     encode(header) {
       const head = Buffer.from(`${JSON.stringify({ v: 1, ...header, files, heads })}\n`, 'utf8');
-      return new Uint8Array(Buffer.concat([head, Buffer.from(parts.join(''), 'latin1')]));
+      return new Uint8Array(Buffer.concat([head, ...records.chunks()]));
     },
   };
 }
@@ -325,21 +412,27 @@ export function decodeBaseHeader(bytes: Uint8Array): BaseSnapshotHeader | undefi
   return header;
 }
 
-/** Decodes what {@link createTreeCollector} encoded; `undefined` for anything malformed (a cache miss). */
+/**
+ * Decodes what {@link createTreeCollector} encoded; `undefined` for anything malformed (a cache
+ * miss). The records stay bytes, found through a hash table of their offsets (about 12 bytes per
+ * entry): overlay planning looks up a handful of paths, and a map of a million node objects cost
+ * about 200 bytes each.
+ */
 export function decodeBaseSnapshot(
   bytes: Uint8Array,
 ): { header: BaseSnapshotHeader; tree: BaseTree } | undefined {
   const header = decodeBaseHeader(bytes);
   if (!header) return undefined;
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const nodes = decodeNodeRecords(buffer.subarray(buffer.indexOf(10) + 1).toString('latin1'));
-  if (!nodes) return undefined;
+  const data = buffer.subarray(buffer.indexOf(10) + 1);
+  const index = indexRecords(data);
+  if (!index) return undefined;
   const files = header.files;
   const heads = header.heads ?? {};
   return {
     header,
     tree: {
-      node: (key) => (key === '' ? ROOT : nodes.get(key)),
+      node: (key) => (key === '' ? ROOT : index(key)),
       async readFile(key) {
         const data = files[key];
         return data === undefined ? undefined : new Uint8Array(Buffer.from(data, 'base64'));
@@ -352,6 +445,86 @@ export function decodeBaseSnapshot(
       },
       excluded: header.excluded,
     },
+  };
+}
+
+/** FNV-1a of a key's bytes (a binary string's code units, or a byte range). */
+function hashOf(at: (i: number) => number, length: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < length; i++) h = Math.imul(h ^ at(i), 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * Checks every record of a snapshot (`TYPE MODE`, key, target, NUL-separated) and returns a
+ * lookup by key, or `undefined` when one is malformed. A key stored twice: the later record wins.
+ */
+function indexRecords(data: Buffer): ((key: string) => BaseNode | undefined) | undefined {
+  const starts: number[] = [];
+  const ends: number[] = [];
+  let at = 0;
+  let field = 0;
+  while (at < data.byteLength) {
+    const nul = data.indexOf(0, at);
+    if (nul < 0) break;
+    if (field % 3 === 0) {
+      if (CHAR_TYPE[String.fromCharCode(data[at] as number)] === undefined) return undefined;
+      starts.push(at);
+    }
+    if (field % 3 === 2) ends.push(nul);
+    field++;
+    at = nul + 1;
+  }
+  const count = ends.length;
+  const recordStart = Int32Array.from(starts.slice(0, count));
+  const recordEnd = Int32Array.from(ends);
+  const keyStart = new Int32Array(count);
+  const keyEnd = new Int32Array(count);
+  let capacity = 16;
+  while (capacity < count * 2) capacity *= 2;
+  const slots = new Int32Array(capacity).fill(-1);
+  const mask = capacity - 1;
+  const sameKey = (r: number, s: number) => {
+    const length = (keyEnd[r] as number) - (keyStart[r] as number);
+    if (length !== (keyEnd[s] as number) - (keyStart[s] as number)) return false;
+    return data.compare(data, keyStart[s], keyEnd[s], keyStart[r], keyEnd[r]) === 0;
+  };
+  for (let r = 0; r < count; r++) {
+    const head = data.indexOf(0, recordStart[r]);
+    keyStart[r] = head + 1;
+    keyEnd[r] = data.indexOf(0, head + 1);
+    const from = keyStart[r] as number;
+    let slot = hashOf((i) => data[from + i] as number, (keyEnd[r] as number) - from) & mask;
+    for (;;) {
+      const held = slots[slot] as number;
+      if (held === -1 || sameKey(r, held)) break;
+      slot = (slot + 1) & mask;
+    }
+    slots[slot] = r;
+  }
+  const nodeAt = (r: number): BaseNode => {
+    const start = recordStart[r] as number;
+    const head = data.toString('latin1', start, (keyStart[r] as number) - 1);
+    const type = CHAR_TYPE[head[0] ?? ''] as RootfsNodeType;
+    const node: BaseNode = { type, mode: Number.parseInt(head.slice(1), 8) };
+    const target = data.toString('latin1', (keyEnd[r] as number) + 1, recordEnd[r]);
+    if (type === 'symlink') node.target = target;
+    else if (type === 'file' && target === 'L') node.linked = true;
+    return node;
+  };
+  return (key) => {
+    let slot = hashOf((i) => key.charCodeAt(i), key.length) & mask;
+    for (;;) {
+      const r = slots[slot] as number;
+      if (r === -1) return undefined;
+      const from = keyStart[r] as number;
+      if ((keyEnd[r] as number) - from === key.length) {
+        let i = 0;
+        while (i < key.length && data[from + i] === key.charCodeAt(i)) i++;
+        if (i === key.length) return nodeAt(r);
+      }
+      slot = (slot + 1) & mask;
+    }
   };
 }
 

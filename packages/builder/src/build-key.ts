@@ -29,8 +29,15 @@ import { IrbError } from '@irb/errors';
 import { initArchForPlatform, staticInitPath } from '@irb/init';
 import type { InitramfsBuilderOptions } from './types.ts';
 
-/** The version of irb's output format that goes into every build key. */
-export const BUILD_FORMAT_VERSION = 3;
+/**
+ * The version of irb's output format that goes into every build key (and so into the output
+ * cache's keys). 5: members hold no `TRAILER!!!`, each has its own archive device number, the
+ * first gzip member is named, and the archive ends with a trailer member, so the standard tools
+ * read every member; the generated inits load kernel modules, configure the network and apply
+ * job files. (3 and 4 were these changes in the making, never released: skipped so that no
+ * member cached meanwhile is taken for one of this layout.)
+ */
+export const BUILD_FORMAT_VERSION = 5;
 
 /** Builder options that never change the output bytes (not part of the key). */
 export const NEUTRAL_OPTIONS: ReadonlySet<string> = new Set([

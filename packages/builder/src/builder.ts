@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDockerKeychain } from '@irb/auth-docker';
 import { createEnvKeychain } from '@irb/auth-env';
+import { trailerMember } from '@irb/compress/framing';
 import type { CpioEntry } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 import type { Rootfs } from '@irb/layers';
@@ -235,6 +236,8 @@ export class InitramfsBuilder {
             ? tempPath(dirs.spool, spoolName(layer.digest))
             : join(tmpdir(), tempName(spoolName(layer.digest))),
         ...(o.exclude ? { exclude: o.exclude } : {}),
+        ...(o.maxEntries !== undefined ? { maxEntries: o.maxEntries } : {}),
+        ...(o.maxUnpackedBytes !== undefined ? { maxUnpackedBytes: o.maxUnpackedBytes } : {}),
         ...keepOption(pathFilter, pre, o, config.config?.Env ?? []),
         ...(signal ? { signal } : {}),
         ...(pre.sourceDateEpoch !== undefined ? { sourceDateEpoch: pre.sourceDateEpoch } : {}),
@@ -428,7 +431,11 @@ export class InitramfsBuilder {
       ...(cachedOverlay
         ? {
             upToDate: (output: string) =>
-              outputUpToDate(dirs, overlayCache.key, output, [hit.path, cachedOverlay.path]),
+              outputUpToDate(dirs, overlayCache.key, output, [
+                hit.path,
+                cachedOverlay.path,
+                trailerMember(pre.compression),
+              ]),
           }
         : {}),
       release: async () => {

@@ -6,9 +6,7 @@ export {
   type BootTimeline,
   type BootTimelineOptions,
   type BootTimelineReport,
-  bootInitramfs,
   bootProblem,
-  bootTimeline,
   chooseAccel,
   type FindKernelOptions,
   FORWARD_PHASES,
@@ -46,6 +44,8 @@ export {
 export {
   type ArchiveEntry,
   type ArchiveMeasure,
+  bootInitramfs,
+  bootTimeline,
   type ListArchiveOptions,
   listArchive,
   measureArchive,

@@ -319,7 +319,7 @@ interface OutputRecord extends SeenFile {
 
 /**
  * True when `output` already holds exactly the bytes of `parts` (the cached members of overlay
- * key `key`). Trusts the record `<key>.out` (written
+ * key `key` and the trailer member). Trusts the record `<key>.out` (written
  * by an earlier call that compared the bytes) when the file's identity and times are unchanged
  * since — ctime moves on any write, chmod or rename and cannot be set back — and otherwise
  * compares byte for byte ({@link holdsExactly}), recording what it saw when they are equal. The
@@ -329,7 +329,7 @@ export async function outputUpToDate(
   layout: CacheLayout,
   key: string,
   output: string,
-  parts: readonly string[],
+  parts: ReadonlyArray<string | Uint8Array>,
 ): Promise<boolean> {
   const recordPath = join(layout.output, `${key}.out`);
   const path = resolve(output);

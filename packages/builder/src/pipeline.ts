@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import { IRB_ARCHIVE_NAME, TRAILER_RECORD, trailerMember } from '@irb/compress/framing';
 import type { CpioEntry } from '@irb/cpio';
 import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
 import type { BuildProgressEvent, BuildSummary, InitramfsCompression } from './types.ts';
@@ -6,15 +7,22 @@ import type { BuildProgressEvent, BuildSummary, InitramfsCompression } from './t
 /** Options of {@link createBuildPipeline}. */
 export interface BuildPipelineOptions {
   /**
-   * The archive's members, in order. Each is packed as its own CPIO archive (ending in
-   * `TRAILER!!!`) and compressed on its own; the kernel unpacks a concatenation member by member.
-   * The builder passes a base member (the image's files) and an overlay member (injected files
-   * and /init).
+   * The archive's members, in order. Each is packed as CPIO records without a `TRAILER!!!` and
+   * compressed on its own, and the archive ends with the trailer member (`trailerMember` of
+   * `@irb/compress/framing`): the kernel unpacks the members one after the other, and gzip, zstd
+   * or lz4 -dc piped into GNU cpio, bsdtar and lsinitramfs read them as one archive. The
+   * builder passes a base member (the image's files) and an overlay member (injected files and
+   * /init).
+   *
+   * Without trailers between them, the kernel's hard-link table (and GNU cpio's) spans the
+   * members, keyed by (device, inode): member `n` (counting `prefix` as member 0) is packed with
+   * device 0:`n`, so hard links of two members never meet, and a member's bytes depend only on
+   * its entries and its place, which the output cache relies on.
    */
   members: ReadonlyArray<AsyncIterable<CpioEntry> | PipelineMember | StoredMember>;
   /**
    * A member that comes before `data`'s bytes and that the caller writes itself (a base member
-   * copied from the output cache): its counts go into the summary.
+   * copied from the output cache): its counts go into the summary, and it is member 0.
    */
   prefix?: MemberStats;
   compression: InitramfsCompression;
@@ -118,6 +126,10 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
     outputBytes += m.stats.compressedBytes;
   }
   const allStored = options.members.every((m) => 'file' in m);
+  // The trailer member: known bytes, counted from the start like a stored member.
+  const end = trailerMember(options.compression);
+  cpioBytes += TRAILER_RECORD.byteLength;
+  outputBytes += end.byteLength;
 
   async function* counted(source: AsyncIterable<CpioEntry>): AsyncGenerator<CpioEntry> {
     for await (const entry of source) {
@@ -130,9 +142,10 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
 
   // The packer and the compressors are loaded when a member must be packed: an unchanged rebuild
   // (every member from the output cache) never loads them.
-  async function* packed(source: AsyncIterable<CpioEntry>): AsyncGenerator<Uint8Array> {
+  async function* packed(source: AsyncIterable<CpioEntry>, ordinal: number): AsyncGenerator<Uint8Array> {
     const { packCpio } = await import('@irb/cpio');
-    for await (const chunk of packCpio(counted(source), withSignal)) {
+    const framing = { trailer: false, device: { major: 0, minor: ordinal } };
+    for await (const chunk of packCpio(counted(source), { ...framing, ...withSignal })) {
       cpioBytes += chunk.byteLength;
       // Progress at most every 256 KiB keeps event overhead negligible next to the data.
       if (cpioBytes - lastPack >= 256 * 1024) {
@@ -150,15 +163,19 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
 
   async function* member(
     source: AsyncIterable<CpioEntry>,
+    ordinal: number,
     threads = options.threads,
   ): AsyncGenerator<Uint8Array> {
     if (options.compression === 'none') {
-      yield* packed(source);
+      yield* packed(source, ordinal);
       return;
     }
     const { compress } = await import('@irb/compress');
-    yield* compress(packed(source), {
+    // lz4 without its end mark (compress's default): every member after it is lz4 too. The
+    // first gzip member carries the name that tells `irb append` the archive ends on a trailer member.
+    yield* compress(packed(source, ordinal), {
       format: options.compression,
+      ...(ordinal === 0 ? { name: IRB_ARCHIVE_NAME } : {}),
       ...(options.level !== undefined ? { level: options.level } : {}),
       ...(threads !== undefined ? { threads } : {}),
       ...withSignal,
@@ -170,7 +187,8 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
   }
 
   async function* data(): AsyncGenerator<Uint8Array> {
-    for (const m of options.members) {
+    for (const [i, m] of options.members.entries()) {
+      const ordinal = i + (prefix ? 1 : 0);
       if ('file' in m) {
         yield* stored(m);
         continue;
@@ -181,7 +199,7 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
         threads,
       } = Symbol.asyncIterator in m ? { entries: m, sink: undefined, threads: undefined } : m;
       const before = { records, unpackedBytes, cpioBytes, compressedBytes: outputBytes };
-      for await (const chunk of member(source, threads ?? options.threads)) {
+      for await (const chunk of member(source, ordinal, threads ?? options.threads)) {
         outputBytes += chunk.byteLength;
         emit?.({ type: 'compress', inputBytes: cpioBytes, bytes: outputBytes });
         if (sink) await sink.write(chunk);
@@ -194,6 +212,7 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
         compressedBytes: outputBytes - before.compressedBytes,
       });
     }
+    yield end;
   }
 
   return {

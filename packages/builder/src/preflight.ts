@@ -74,6 +74,21 @@ export async function preflight(o: InitramfsBuilderOptions, output?: string): Pr
   } catch (error) {
     throw new IrbError('IRB_OPTION_INVALID', `\`slim\`: ${(error as Error).message}`, { cause: error });
   }
+  if (
+    o.maxEntries !== undefined &&
+    !(o.maxEntries === Infinity || (Number.isSafeInteger(o.maxEntries) && o.maxEntries > 0))
+  ) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `\`maxEntries\` must be a positive whole number (or Infinity), not ${o.maxEntries}`,
+    );
+  }
+  if (o.maxUnpackedBytes !== undefined && !(o.maxUnpackedBytes >= 0)) {
+    throw new IrbError(
+      'IRB_OPTION_INVALID',
+      `\`maxUnpackedBytes\` must be a number of bytes (or Infinity), not ${o.maxUnpackedBytes}`,
+    );
+  }
   if (o.keep?.length && !o.keepOnly?.length) {
     throw new IrbError(
       'IRB_OPTION_INVALID',

@@ -17,28 +17,48 @@ async function readFully(handle: Handle, buffer: Buffer, length: number, positio
 
 /**
  * True when `path` is a regular file (not a symlink to one) that holds exactly the bytes of
- * `parts`, one after the other. Sizes are compared first, so a different file usually costs one
- * `stat` per part; an equal one is read through (page cache), both sides at once, and compared
- * chunk by chunk. Anything unreadable is "not the same".
+ * `parts` (files, or bytes given as they are), one after the other. Sizes are compared first, so
+ * a different file usually costs one `stat` per part; an equal one is read through (page cache),
+ * both sides at once, and compared chunk by chunk. Anything unreadable is "not the same".
  */
-export async function holdsExactly(path: string, parts: readonly string[]): Promise<boolean> {
+export async function holdsExactly(
+  path: string,
+  parts: ReadonlyArray<string | Uint8Array>,
+): Promise<boolean> {
   // lstat: a symlink at `path` is not "the file"; a build replaces the link itself.
   const [target, ...sizes] = await Promise.all([
     lstat(path).catch(() => undefined),
-    ...parts.map((p) => stat(p).catch(() => undefined)),
+    ...parts.map((p) =>
+      typeof p === 'string'
+        ? stat(p)
+            .then((s) => s.size)
+            .catch(() => undefined)
+        : p.byteLength,
+    ),
   ]);
   if (!target?.isFile() || sizes.some((s) => s === undefined)) return false;
-  if (sizes.reduce((sum, s) => sum + (s?.size ?? 0), 0) !== target.size) return false;
+  if (sizes.reduce((sum: number, s) => sum + (s ?? 0), 0) !== target.size) return false;
   const out = await open(path).catch(() => undefined);
   if (!out) return false;
   const mine = Buffer.allocUnsafe(CHUNK);
   const theirs = Buffer.allocUnsafe(CHUNK);
   try {
     let position = 0;
-    for (const [i, part] of parts.entries()) {
-      const size = sizes[i]?.size ?? 0;
+    for (const part of parts) {
+      if (typeof part !== 'string') {
+        for (let offset = 0; offset < part.byteLength; ) {
+          const length = Math.min(CHUNK, part.byteLength - offset);
+          if ((await readFully(out, theirs, length, position)) !== length) return false;
+          if (Buffer.compare(part.subarray(offset, offset + length), theirs.subarray(0, length)) !== 0)
+            return false;
+          offset += length;
+          position += length;
+        }
+        continue;
+      }
       const input = await open(part);
       try {
+        const size = (await input.stat()).size;
         for (let offset = 0; offset < size; ) {
           const length = Math.min(CHUNK, size - offset);
           const [a, b] = await Promise.all([

@@ -1,5 +1,3 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
   type BlobProgress,
   createRegistryClient,
@@ -7,6 +5,7 @@ import {
   type ImageConfigFile,
   type ImageIndex,
   type Keychain,
+  ociLayoutPlatforms,
   openImage,
   parseImageSpec,
   parseReference,
@@ -72,7 +71,7 @@ export async function registryPlatforms(
   options: SourceOptions,
 ): Promise<{ indexDigest?: string; platforms: Array<{ platform: string; digest: string }> }> {
   const parsed = parseImageSpec(spec);
-  if (parsed.transport === 'oci') return layoutPlatforms(parsed.path, parsed.tag);
+  if (parsed.transport === 'oci') return layoutPlatforms(parsed.path, parsed.tag, options.signal);
   if (parsed.transport !== 'registry') return { platforms: [] };
   const client = createRegistry(options);
   try {
@@ -93,31 +92,22 @@ export async function registryPlatforms(
   }
 }
 
-const INDEX_TYPES = new Set([
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-]);
-const REF_NAME = 'org.opencontainers.image.ref.name';
-
 /** Platforms of an OCI layout entry: a nested index's manifests, or several manifests under one tag. */
 async function layoutPlatforms(
   dir: string,
   tag: string | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<{ indexDigest?: string; platforms: Array<{ platform: string; digest: string }> }> {
   try {
-    const top = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as ImageIndex;
-    const entries = top.manifests.filter((d) => tag === undefined || d.annotations?.[REF_NAME] === tag);
-    const nested = entries.length === 1 && INDEX_TYPES.has(entries[0]!.mediaType) ? entries[0] : undefined;
-    let list = entries;
-    if (nested) {
-      const hex = nested.digest.slice(nested.digest.indexOf(':') + 1);
-      list = (JSON.parse(await readFile(join(dir, 'blobs', 'sha256', hex), 'utf8')) as ImageIndex).manifests;
-    }
-    const platforms = list
-      .filter((d) => d.platform)
-      .map((d) => ({ platform: platformString(d.platform!), digest: d.digest }));
-    if (platforms.length < 2 && !nested) return { platforms: [] };
-    return nested ? { indexDigest: nested.digest, platforms } : { platforms };
+    const found = await ociLayoutPlatforms(dir, {
+      ...(tag !== undefined && { tag }),
+      ...(signal && { signal }),
+    });
+    const platforms = found.platforms.map((d) => ({
+      platform: platformString(d.platform),
+      digest: d.digest,
+    }));
+    return found.indexDigest ? { indexDigest: found.indexDigest, platforms } : { platforms };
   } catch {
     // The image itself was opened and verified already; this listing is a best-effort extra.
     return { platforms: [] };

@@ -79,6 +79,18 @@ export interface InitramfsBuilderOptions {
   insecureRegistries?: readonly string[];
   /** Mirrors tried before a registry: `{ 'docker.io': ['mirror.example:5000'] }`. */
   mirrors?: Readonly<Record<string, readonly string[]>>;
+  /**
+   * Tar members (all layers together) the build indexes at most; more fails the build with
+   * `IRB_LAYER_TOO_MANY_ENTRIES` before anything is packed, as does a V8 heap close to full,
+   * whatever this says. Default 8 000 000 (see `@irb/layers`' `maxEntries`).
+   */
+  maxEntries?: number;
+  /**
+   * Bytes of file content the image may unpack to (each inode once, sparse files at full size),
+   * counted as the layers are indexed: more fails the build with `IRB_LAYER_UNPACKED_TOO_LARGE`.
+   * `Infinity` turns it off. Default 64 GiB (see `@irb/layers`' `maxUnpackedBytes`).
+   */
+  maxUnpackedBytes?: number;
   /** Clamp mtimes to this (seconds since the epoch). Default `$SOURCE_DATE_EPOCH` when set. */
   sourceDateEpoch?: number;
   /** Cancels the build; the output file is not created. */

@@ -51,9 +51,18 @@ export function compress(
           ? `${format} has one level, ${range.min}`
           : `use ${range.min} … ${range.max} (default ${range.default})`,
       );
-      if (format === 'gzip') return gzipStream(source, level, threads, signal);
+      if (format === 'gzip') {
+        const { name } = options;
+        if (name !== undefined && !/^[\x20-\x7e]{1,255}$/.test(name)) {
+          throw new IrbError(
+            'IRB_OPTION_INVALID',
+            `gzip name ${JSON.stringify(name)} is not 1 to 255 printable ASCII characters; give such a name or none`,
+          );
+        }
+        return gzipStream(source, level, threads, signal, name);
+      }
       if (format === 'zstd') return zstdStream(source, level, threads, signal);
-      return lz4Stream(source, threads, options.endMark ?? true, signal);
+      return lz4Stream(source, threads, options.endMark ?? false, signal);
     }
     case 'none':
       return passThrough(source, signal);

@@ -2,6 +2,7 @@ import { crc32, createInflateRaw } from 'node:zlib';
 import { IrbError } from '@irb/errors';
 import { gzipError } from './gunzip.ts';
 import type { ByteReader } from './reader.ts';
+import { settledWrite } from './settled-write.ts';
 
 // Input handed to zlib per write. Bounds the output held at once to about 1 032 × this
 // (deflate's best ratio) even for a pathological member.
@@ -81,8 +82,11 @@ export async function* gunzipMember(reader: ByteReader, label: string): AsyncGen
       const slice = chunk.subarray(0, WRITE_SIZE);
       reader.unshift(chunk.subarray(slice.length));
       const before = inflate.bytesWritten;
-      const writeError = await new Promise<unknown>((resolve) => inflate.write(slice, resolve));
-      failure ??= writeError ?? undefined;
+      try {
+        await settledWrite(inflate, slice);
+      } catch (error) {
+        failure ??= error;
+      }
       if (failure !== undefined) throw gzipError(failure, label);
       for (const out of output.splice(0)) {
         crc = crc32(out, crc);

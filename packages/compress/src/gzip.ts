@@ -13,10 +13,18 @@ import { DeflatePool } from './pool.ts';
 export const GZIP_BLOCK_SIZE = 256 * 1024;
 const DICTIONARY_SIZE = 32 * 1024;
 
-/** A fixed gzip header: no name, no mtime, OS = Unix, XFL as zlib sets it for the level. */
-export function gzipHeader(level: number): Uint8Array {
+/**
+ * A fixed gzip header: no mtime, OS = Unix, XFL as zlib sets it for the level, and `name` (the
+ * FNAME field, which the kernel's gunzip skips too) when given.
+ */
+export function gzipHeader(level: number, name?: string): Uint8Array {
   const xfl = level === 9 ? 2 : level === 1 ? 4 : 0;
-  return Uint8Array.of(0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3);
+  const fixed = Uint8Array.of(0x1f, 0x8b, 8, name === undefined ? 0 : 0x08, 0, 0, 0, 0, xfl, 3);
+  if (name === undefined) return fixed;
+  const out = new Uint8Array(fixed.length + name.length + 1);
+  out.set(fixed);
+  for (let i = 0; i < name.length; i++) out[fixed.length + i] = name.charCodeAt(i);
+  return out;
 }
 
 function gzipTrailer(crc: number, size: number): Uint8Array {
@@ -92,9 +100,10 @@ export async function* gzipStream(
   level: number,
   threads: number,
   signal?: AbortSignal,
+  name?: string,
 ): AsyncGenerator<Uint8Array> {
   signal?.throwIfAborted();
-  yield gzipHeader(level);
+  yield gzipHeader(level, name);
   // Blocks in flight: enough to keep every worker busy while the consumer drains the
   // oldest; memory stays at about 3 × threads × 256 KiB of input plus its output.
   // With one thread, one block at a time: libuv's pool would otherwise run two at once.

@@ -1,6 +1,7 @@
 export { COMPRESSION_LEVELS, compress } from './compress.ts';
 export { decompress } from './decompress.ts';
 export { compressionFromMediaType, DETECT_BYTES, detectCompression } from './detect.ts';
+export { IRB_ARCHIVE_NAME, memberJoint, TRAILER_RECORD, trailerMember } from './framing.ts';
 export { GZIP_BLOCK_SIZE } from './gzip.ts';
 export { type DecodeInitramfsOptions, decodeInitramfs, type InitramfsMember } from './initramfs.ts';
 export { LZ4_BLOCK_SIZE, LZ4_LEGACY_MAGIC } from './lz4.ts';

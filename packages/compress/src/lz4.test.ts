@@ -36,12 +36,10 @@ async function failure(promise: Promise<unknown>): Promise<{ code: string; messa
 }
 
 describe('compress lz4 (legacy format)', () => {
-  it('writes what lz4 -d reads: 8 MiB blocks, exactly the lz4 -l layout without the end mark', async () => {
+  it('writes what lz4 -d reads by default: 8 MiB blocks, exactly the lz4 -l layout', async () => {
     for (const size of [0, 1, 100_000, LZ4_BLOCK_SIZE, LZ4_BLOCK_SIZE + 1, data.length]) {
       const input = data.subarray(0, size);
-      const lz = await collect(
-        compress(chunked(input, 300_001), { format: 'lz4', endMark: false, threads: 2 }),
-      );
+      const lz = await collect(compress(chunked(input, 300_001), { format: 'lz4', threads: 2 }));
       const { blocks, end } = layout(lz);
       expect(end, `size ${size}`).toBe(lz.length);
       expect(blocks.length).toBe(Math.ceil(size / LZ4_BLOCK_SIZE));
@@ -52,9 +50,9 @@ describe('compress lz4 (legacy format)', () => {
     }
   });
 
-  it('ends with a zero word padded to 4 bytes by default; lz4 -d still writes every byte', async () => {
+  it('ends with a zero word padded to 4 bytes with endMark; lz4 -d still writes every byte', async () => {
     const input = data.subarray(0, LZ4_BLOCK_SIZE + 12_345);
-    const lz = await collect(compress(chunked(input), { format: 'lz4' }));
+    const lz = await collect(compress(chunked(input), { format: 'lz4', endMark: true }));
     const { blocks, end } = layout(lz);
     expect(blocks.length).toBe(2);
     expect(lz.length % 4).toBe(0);
@@ -97,7 +95,7 @@ describe('compress lz4 (legacy format)', () => {
 
   it('reports truncated, corrupt and oversized blocks, the frame format and junk', async () => {
     const input = data.subarray(0, 3_000_000);
-    const lz = await collect(compress(chunked(input), { format: 'lz4', endMark: false }));
+    const lz = await collect(compress(chunked(input), { format: 'lz4' }));
     const cut = await failure(
       collect(decompress(chunked(lz.subarray(0, lz.length - 100)), { label: 'blob Z' })),
     );

@@ -140,11 +140,13 @@ function truncated(label: string, what: string): IrbError {
 }
 
 /**
- * Decodes one lz4 legacy stream from `reader` the way the kernel's unlz4 does: after the
- * magic, blocks until the end of the input or a zero length word; the magic word again
- * (back-to-back streams) is skipped. The zero word and whatever follows stay in `reader`
- * (for an initramfs they are NUL padding before the next member). Every block must decode
- * to at most 8 MiB, the kernel's buffer.
+ * Decodes one lz4 legacy stream from `reader` as the kernel's unlz4 reads it: after the magic,
+ * blocks until the end of the input, a zero length word, or the magic word again. The kernel
+ * reads on past a magic word (streams written back to back are one stream to it); stopping
+ * there instead lets a caller count each stream, with the same bytes decoded. The zero word,
+ * the next magic and whatever follows stay in `reader` (for an initramfs a zero word ends the
+ * member: NUL padding before the next one). Every block must decode to at most 8 MiB, the
+ * kernel's buffer.
  */
 export async function* unlz4Legacy(reader: ByteReader, label: string): AsyncGenerator<Uint8Array> {
   const lz4 = lz4Library();
@@ -168,8 +170,7 @@ export async function* unlz4Legacy(reader: ByteReader, label: string): AsyncGene
       return;
     }
     const size = readLe32(head);
-    if (size === LZ4_LEGACY_MAGIC) continue;
-    if (size === 0) {
+    if (size === 0 || size === LZ4_LEGACY_MAGIC) {
       reader.unshift(head);
       return;
     }

@@ -26,15 +26,21 @@ export interface CompressOptions {
    */
   threads?: number;
   /**
-   * lz4 only. Default `true`: the stream ends with a zero length word, padded with NULs to
-   * a multiple of 4 bytes, so that the kernel ends the lz4 member there and reads whatever
-   * member is appended after it (without it the kernel reads the next member as more lz4
-   * blocks and fails). The `lz4` tool (1.9.4) decodes all the data but then reports
-   * "Decoding Failed" (exit 54) on that word. `false`: exactly the layout `lz4 -l` writes,
-   * for files meant for the lz4 tools; safe only as the last member of an initramfs or
-   * followed by another lz4 member.
+   * lz4 only. Default `false`: exactly the layout `lz4 -l` writes, which the `lz4` tool reads,
+   * and which the kernel reads to the end of its input or on into another lz4 stream. `true`
+   * ends the stream with a zero length word, padded with NULs to a multiple of 4 bytes: the
+   * kernel then ends the lz4 member there and reads a member of another compression after it
+   * (without it, it reads the next member as more lz4 blocks and fails), while the `lz4` tool
+   * (1.9.4) decodes all the data and then reports "Decoding Failed" (exit 54) on that word.
+   * `memberJoint` writes the same word only where a member of another compression follows.
    */
   endMark?: boolean;
+  /**
+   * gzip only: the original file name (the header's FNAME field, 1 to 255 printable ASCII
+   * characters). Default none. irb names the first member of its archives
+   * (`IRB_ARCHIVE_NAME` of `@irb/compress/framing`).
+   */
+  name?: string;
   /** Aborts the stream; the pending read rejects with the signal's reason. */
   signal?: AbortSignal;
 }

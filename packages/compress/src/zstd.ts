@@ -4,6 +4,7 @@ import { constants, createZstdCompress, createZstdDecompress } from 'node:zlib';
 import { IrbError, isIrbError } from '@irb/errors';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
 import { ByteReader } from './reader.ts';
+import { settledWrite } from './settled-write.ts';
 
 /**
  * Largest window a zstd frame may ask for: the kernel's initramfs decompressor refuses
@@ -134,10 +135,6 @@ async function* nodeZstdStream(
     },
   });
   if (signal) addAbortSignal(signal, zstd);
-  const written = (chunk: Uint8Array): Promise<void> =>
-    new Promise((resolve, reject) => {
-      zstd.write(chunk, (error) => (error ? reject(error) : resolve()));
-    });
   // Each piece is written once the one before it has been compressed, and end() comes
   // after the last: with writes still queued at end(), node:zlib compresses the last one
   // with ZSTD_e_end and may append an empty frame (nodejs/node#66078), so the bytes would
@@ -146,7 +143,7 @@ async function* nodeZstdStream(
   const pump = (async () => {
     for await (const chunk of coalesce(source, NODE_WRITE_SIZE)) {
       if (zstd.destroyed) return;
-      await written(chunk);
+      await settledWrite(zstd, chunk);
     }
     zstd.end();
   })();

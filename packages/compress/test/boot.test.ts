@@ -9,7 +9,13 @@ import { pipeline } from 'node:stream/promises';
 import { bootInitramfs, findKernel } from '@irb/boot';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CompressionFormat, type CompressOptions, compress } from '../src/index.ts';
+import {
+  type CompressionFormat,
+  type CompressOptions,
+  compress,
+  memberJoint,
+  trailerMember,
+} from '../src/index.ts';
 
 const BOOT_TIMEOUT = 240_000;
 let dir: string;
@@ -61,12 +67,21 @@ async function writeMember(
   path: string,
   entries: CpioEntry[],
   format: CompressionFormat,
-  options: Partial<CompressOptions> = {},
+  options: Partial<CompressOptions> & Parameters<typeof packCpio>[1] = {},
 ): Promise<void> {
+  const { trailer, device, ...compression } = options;
+  const cpio = packCpio(entries, {
+    ...(trailer !== undefined ? { trailer } : {}),
+    ...(device ? { device } : {}),
+  });
   await pipeline(
-    Readable.from(compress(packCpio(entries), { format, ...options })),
+    Readable.from(format === 'none' ? cpio : compress(cpio, { format, ...compression })),
     createWriteStream(path, { flags: 'a' }),
   );
+}
+
+async function writeBytes(path: string, bytes: Uint8Array): Promise<void> {
+  await pipeline(Readable.from([bytes]), createWriteStream(path, { flags: 'a' }));
 }
 
 async function boot(initramfs: string, marker: string) {
@@ -115,13 +130,14 @@ describe('boot in QEMU', () => {
   );
 
   it(
-    'boots an lz4 member followed by a gzip member: the end mark is where the kernel stops the lz4 one',
+    'boots an lz4 member followed by a gzip member: the joint (a zero word) is where the kernel stops the lz4 one',
     async () => {
       const path = join(dir, 'initramfs-lz4-concat');
       const marker = 'IRB-BOOT-OK-lz4-concat';
       // Over 8 MiB, so the lz4 member has two blocks.
       const filler = new Uint8Array(9 * 1024 * 1024).map((_, i) => (i * 2654435761) >>> 24);
       await writeMember(path, [...baseEntries(marker), file('etc/filler', filler, 0o644)], 'lz4');
+      await writeBytes(path, memberJoint('lz4', 'gzip', (await readFile(path)).length));
       await writeMember(path, [file('etc/extra', 'after-the-lz4-member', 0o644)], 'gzip');
       const result = await boot(path, marker);
       expect(result.output).toContain('IRB-EXTRA after-the-lz4-member');
@@ -131,11 +147,11 @@ describe('boot in QEMU', () => {
   );
 
   it(
-    'shows why the end mark is there: without it the kernel reads the next member as lz4 blocks',
+    'shows why the joint is there: without it the kernel reads the next member as lz4 blocks',
     async () => {
       const path = join(dir, 'initramfs-lz4-bare');
       const marker = 'IRB-BOOT-OK-lz4-bare';
-      await writeMember(path, baseEntries(marker), 'lz4', { endMark: false });
+      await writeMember(path, baseEntries(marker), 'lz4');
       await writeMember(path, [file('etc/extra', 'never-unpacked', 0o644)], 'gzip');
       const result = await bootInitramfs({
         kernel,
@@ -146,6 +162,61 @@ describe('boot in QEMU', () => {
       });
       expect(result.output).toMatch(/Initramfs unpacking failed/);
       expect(result.output).not.toContain('IRB-EXTRA never-unpacked');
+    },
+    BOOT_TIMEOUT,
+  );
+
+  it(
+    "boots irb's layout: members without trailers across every change of compression, then the trailer member; hard links stay apart by device",
+    async () => {
+      const path = join(dir, 'initramfs-layout');
+      const marker = 'IRB-BOOT-OK-layout';
+      // Hard-linked pairs with the same inode number (1, the first of each member): in
+      // members with their own device numbers, and in one that reuses the base's (0:0).
+      const pair = (name: string, body: string): CpioEntry => {
+        const bytes = new TextEncoder().encode(body);
+        return {
+          type: 'file',
+          path: `${name}1`,
+          mode: 0o644,
+          size: bytes.length,
+          body: bytes,
+          links: [`${name}2`],
+        };
+      };
+      const init = [
+        '#!/bin/sh',
+        'mount -t proc proc /proc',
+        'echo "IRB-STAT $(stat -c %u:%g:%a /etc/owned) $(cat /etc/owned)"',
+        'for n in a b c d; do echo "IRB-LINK $n $(cat /"$n"1) $(cat /"$n"2) $(stat -c %h /"$n"1)"; done',
+        'echo "IRB-EXTRA $(cat /etc/extra)"',
+        `echo ${marker}`,
+        'poweroff -f',
+        '',
+      ].join('\n');
+      const members: Array<[CpioEntry[], CompressionFormat, number]> = [
+        [[pair('a', 'from-a'), ...baseEntries(marker).filter((e) => e.path !== 'init')], 'lz4', 0],
+        [[pair('b', 'from-b')], 'gzip', 1],
+        [[pair('c', 'from-c')], 'none', 2],
+        [[pair('d', 'from-d')], 'zstd', 0],
+        [[file('etc/extra', 'last-member', 0o644)], 'none', 4],
+        [[file('init', init, 0o755)], 'lz4', 5],
+      ];
+      let previous: CompressionFormat | undefined;
+      for (const [entries, format, minor] of members) {
+        if (previous) await writeBytes(path, memberJoint(previous, format, (await readFile(path)).length));
+        await writeMember(path, entries, format, { trailer: false, device: { major: 0, minor } });
+        previous = format;
+      }
+      await writeBytes(path, trailerMember('lz4'));
+      const result = await boot(path, marker);
+      expect(result.output).toContain('IRB-EXTRA last-member');
+      expect(result.output).not.toMatch(/Initramfs unpacking failed/);
+      for (const n of ['b', 'c']) expect(result.output).toContain(`IRB-LINK ${n} from-${n} from-${n} 2`);
+      // The same device and inode as the base's pair: the kernel links d1 to a1, and the body
+      // meant for d2 lands in that one file. What a device per member prevents.
+      expect(result.output).toContain('IRB-LINK d from-d from-d 4');
+      expect(result.output).toMatch(/IRB-LINK a from-d from-d 4/);
     },
     BOOT_TIMEOUT,
   );

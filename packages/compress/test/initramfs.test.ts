@@ -66,7 +66,15 @@ describe('decodeInitramfs', () => {
           ...Array(7).fill('d'),
         ]);
         expect(members.map((m) => m.format)).toEqual(['none', 'gzip', 'zstd', 'gzip', 'zstd', 'none']);
-        expect(members[0]).toEqual({ index: 0, format: 'none', start: 0, end: a.length });
+        expect(members[0]).toEqual({
+          index: 0,
+          format: 'none',
+          start: 0,
+          end: a.length,
+          outputStart: 0,
+          outputEnd: a.length,
+        });
+        expect(members[1]!.outputStart).toBe(a.length);
         expect(members[1]!.start).toBe(a.length + 8);
         expect(members[1]!.end).toBe(a.length + 8 + gz.length);
       }
@@ -74,14 +82,14 @@ describe('decodeInitramfs', () => {
     });
   }
 
-  it('walks lz4 members: the end mark ends one before any other member, back-to-back lz4 is one member', async () => {
+  it('walks lz4 members: the end mark ends one before any other member, each stream is a member', async () => {
     const a = await cpioOf(entries('a', 30));
     const b = await cpioOf(entries('b', 20));
     const c = await cpioOf(entries('c', 10));
     const d = await cpioOf(entries('d', 5));
-    const lzA = await collect(compress(chunked(a), { format: 'lz4' }));
+    const lzA = await collect(compress(chunked(a), { format: 'lz4', endMark: true }));
     const gz = await collect(compress(chunked(b), { format: 'gzip' }));
-    const bare = await collect(compress(chunked(c), { format: 'lz4', endMark: false }));
+    const bare = await collect(compress(chunked(c), { format: 'lz4' }));
     // lz4 -l output, as the tool writes it, after the gzip member.
     const cli = (await run('lz4', ['-l', '-c'], d)).stdout;
     const gzPad = Buffer.alloc((4 - (gz.length % 4)) % 4);
@@ -99,16 +107,18 @@ describe('decodeInitramfs', () => {
         ...Array(32).fill('a'),
         ...Array(7).fill('d'),
       ]);
-      expect(members.map((m) => m.format)).toEqual(['lz4', 'gzip', 'lz4', 'lz4', 'none']);
+      // The kernel reads lz4 streams back to back as one (it skips the magic word); each is a member here.
+      expect(members.map((m) => m.format)).toEqual(['lz4', 'gzip', 'lz4', 'lz4', 'lz4', 'lz4', 'none']);
       // The member ends where the kernel's unlz4 stops: at the zero word, which is padding.
-      expect(members[0]).toEqual({ index: 0, format: 'lz4', start: 0, end: lzA.length - 4 });
+      expect(members[0]).toMatchObject({ index: 0, format: 'lz4', start: 0, end: lzA.length - 4 });
       expect(members[1]!.start).toBe(lzA.length);
+      expect(members[3]!.start).toBe(members[2]!.end);
     }
   });
 
   it('fails like the kernel when another member follows an lz4 member without the end mark', async () => {
     const a = await cpioOf(entries('a', 3));
-    const bare = await collect(compress(chunked(a), { format: 'lz4', endMark: false }));
+    const bare = await collect(compress(chunked(a), { format: 'lz4' }));
     const gz = await collect(compress(chunked(a), { format: 'gzip' }));
     // The gzip header reads as a block length longer than what is left.
     const beforeGzip = await failure(Buffer.concat([bare, gz]));
@@ -167,11 +177,15 @@ describe('decodeInitramfs', () => {
     const badCrc = Buffer.from(gz);
     badCrc[badCrc.length - 8]! ^= 1;
     expect((await failure(badCrc)).code).toBe('IRB_GZIP_CORRUPT');
-    // A compressed member must end on a trailer.
+    // A compressed member must end between two records (the kernel: "junk at the end of compressed archive").
     const noTrailer = await collect(packCpio(entries('n', 2), { trailer: false }));
-    const cut = await failure(Buffer.concat([gzipSync(noTrailer), a]));
+    const cut = await failure(Buffer.concat([gzipSync(noTrailer.subarray(0, noTrailer.length - 8)), gz]));
     expect(cut.code).toBe('IRB_INITRAMFS_CORRUPT');
     expect(cut.message).toContain('gzip member at byte 0');
+    expect(cut.message).toContain('cut short');
+    // A zstd skippable frame where a member starts: the kernel knows no such magic.
+    const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]), gz]);
+    expect((await failure(skippable)).message).toContain('skippable frame');
     // Junk inside a compressed member.
     expect((await failure(gzipSync(Buffer.concat([a, Buffer.from('xx')])))).code).toBe(
       'IRB_INITRAMFS_CORRUPT',
@@ -182,5 +196,27 @@ describe('decodeInitramfs', () => {
     const unsupported = await failure(Buffer.concat([a, xz]));
     expect(unsupported.code).toBe('IRB_COMPRESSION_UNSUPPORTED');
     expect(unsupported.message).toContain(`member at byte ${a.length}`);
+  });
+
+  it('fails on deflate data zlib rejects, instead of waiting for a write that never completes', async () => {
+    const a = await cpioOf(entries('a', 30));
+    // The first byte of the deflate stream set to 0xff: final block, reserved block type 3.
+    const badType = Buffer.from(gzipSync(a));
+    badType[10] = 0xff;
+    const bad = await failure(badType);
+    expect(bad.code).toBe('IRB_GZIP_CORRUPT');
+    expect(bad.message).toContain('invalid block type');
+    // The same in the second member, after one that decodes.
+    const second = await failure(Buffer.concat([gzipSync(a), badType]));
+    expect(second.code).toBe('IRB_GZIP_CORRUPT');
+  });
+
+  it('refuses an empty input and one of NUL bytes only', async () => {
+    const empty = await failure(new Uint8Array(0));
+    expect(empty.code).toBe('IRB_INITRAMFS_CORRUPT');
+    expect(empty.message).toContain('is empty');
+    const zeros = await failure(new Uint8Array(4096));
+    expect(zeros.code).toBe('IRB_INITRAMFS_CORRUPT');
+    expect(zeros.message).toContain('only NUL bytes');
   });
 });

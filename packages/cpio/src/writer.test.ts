@@ -175,6 +175,37 @@ describe('packCpio round trip', () => {
     expect(got.map((g) => g.ino)).toEqual([1000, 1001, 1001, 1002]);
   });
 
+  it('writes the archive device number on every entry but the trailer', async () => {
+    const bytes = await pack(
+      [
+        { type: 'directory', path: 'd', mode: 0o755 },
+        { type: 'file', path: 'd/f', mode: 0o644, size: 0, links: ['d/g'] },
+      ],
+      { device: { major: 1, minor: 0xffff_ffff } },
+    );
+    const got = await readBack(bytes);
+    expect(got.map((g) => [g.devMajor, g.devMinor])).toEqual([
+      [1, 0xffff_ffff],
+      [1, 0xffff_ffff],
+      [1, 0xffff_ffff],
+    ]);
+    const trailer = parseCpioHeader(bytes, bytes.length - 124);
+    expect([trailer.devMajor, trailer.devMinor]).toEqual([0, 0]);
+    // Without the trailer, the records alone.
+    const bare = await pack([{ type: 'fifo', path: 'p', mode: 0o600 }], {
+      trailer: false,
+      device: { major: 0, minor: 2 },
+    });
+    expect(new TextDecoder().decode(bare)).not.toContain('TRAILER!!!');
+    for (const device of [
+      { major: -1, minor: 0 },
+      { major: 0, minor: 2 ** 32 },
+      { major: 0.5, minor: 0 },
+    ]) {
+      await expect(pack([], { device })).rejects.toMatchObject({ code: 'IRB_OPTION_INVALID' });
+    }
+  });
+
   it('writes 070702 with the GNU checksum rules', async () => {
     const body = pseudoRandomBytes(100_003, 3);
     const sum = body.reduce((s, b) => s + b, 0) >>> 0;

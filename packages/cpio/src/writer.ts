@@ -30,6 +30,14 @@ export interface PackCpioOptions {
    * table at each trailer, so separate initramfs members may reuse numbers).
    */
   firstInode?: number;
+  /**
+   * The archive's own device number (`devmajor`/`devminor` of every entry but the trailer).
+   * Default 0:0. Readers tell hard links apart by (device, inode): the kernel until the next
+   * `TRAILER!!!`, GNU cpio and bsdtar over the whole archive. Give each of several archives that
+   * are read as one (initramfs members written back to back without trailers between them) its
+   * own device number, and their inode numbers may overlap.
+   */
+  device?: { major: number; minor: number };
   /** Stops packing: the iterator throws `signal.reason` at the next entry or body chunk. */
   signal?: AbortSignal;
   /** Called once after the last byte (including the trailer) was handed out. */
@@ -135,6 +143,16 @@ class ChunkBuilder {
   }
 }
 
+function checkDevice(value: number, which: string): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+    throw new CpioError(
+      'IRB_OPTION_INVALID',
+      `device ${which} ${String(value)} must be an integer from 0 to ${0xffff_ffff}`,
+    );
+  }
+  return value;
+}
+
 function isBodyChunk(chunk: unknown): chunk is Uint8Array {
   return chunk instanceof Uint8Array;
 }
@@ -218,8 +236,9 @@ function badChunk(path: CpioPath, chunk: unknown): CpioError {
  *
  * Each entry is fully validated before any of its bytes are produced; a body whose length
  * differs from its declared size fails with `IRB_CPIO_SIZE_MISMATCH` while streaming.
- * Inode numbers count up from {@link PackCpioOptions.firstInode}; device numbers of the
- * archive itself are 0, so the same entries always give the same bytes.
+ * Inode numbers count up from {@link PackCpioOptions.firstInode}; the device number of the
+ * archive itself is {@link PackCpioOptions.device} (0:0), so the same entries always give the
+ * same bytes.
  * Hard links (`links` of a file) are written GNU-style: every name with the same inode and
  * nlink, size 0, and the body on the last name.
  *
@@ -246,6 +265,8 @@ export async function* packCpio(
       `firstInode ${String(firstInode)} must be an integer from 0 to ${0xffff_ffff}`,
     );
   }
+  const devMajor = checkDevice(options.device?.major ?? 0, 'major');
+  const devMinor = checkDevice(options.device?.minor ?? 0, 'minor');
   signal?.throwIfAborted();
   const out = new ChunkBuilder();
   let ino = firstInode;
@@ -279,8 +300,8 @@ export async function* packCpio(
       nlink: 1,
       mtime,
       fileSize: 0,
-      devMajor: 0,
-      devMinor: 0,
+      devMajor,
+      devMinor,
       rdevMajor: 0,
       rdevMinor: 0,
       nameSize: name.length + 1,

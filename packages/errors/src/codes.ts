@@ -76,15 +76,20 @@ export const ERROR_CODES = {
   IRB_LAYER_CORRUPT: 'A layer tar has a bad header checksum or malformed fields.',
   IRB_LAYER_TRUNCATED: 'A layer tar ends in the middle of an entry.',
   IRB_LAYER_CHANGED: 'A layer read back in the second pass differs from the first.',
+  IRB_LAYER_DIFF_ID_MISMATCH: "A layer's uncompressed tar does not match its diff_id in the image config.",
   IRB_LAYER_UNSUPPORTED_ENTRY: 'A layer holds a tar entry type that has no meaning in a root filesystem.',
   IRB_LAYER_SPARSE_INVALID: 'A sparse file map in a layer is malformed.',
   IRB_LAYER_LINK_INVALID: 'A hard link in a layer points to nothing, or outside the root.',
   IRB_LAYER_ROOT_INVALID: 'A layer replaces the root directory with something that is not a directory.',
   IRB_LAYER_WHITEOUT_INVALID: 'A whiteout marker in a layer is malformed.',
   IRB_LAYER_NOT_A_DIRECTORY: 'A layer path goes through something that is not a directory.',
-  IRB_LAYER_SYMLINK_LOOP: 'Resolving a path in the image loops through symlinks.',
+  IRB_LAYER_SYMLINK_LOOP:
+    'Resolving a path in the image needs more than 40 symlinks (a loop, or a chain the kernel would refuse).',
   IRB_LAYER_NAME_TOO_LONG: 'A name or link target is longer than the kernel accepts (4096 bytes).',
   IRB_LAYER_FILE_TOO_LARGE: 'A file is 4 GiB or larger, which newc cannot hold.',
+  IRB_LAYER_TOO_MANY_ENTRIES:
+    'The layers hold more tar members than the entry limit, or than the heap can index.',
+  IRB_LAYER_UNPACKED_TOO_LARGE: 'The files of the image add up to more than the unpacked-size limit.',
 
   // The image's fitness for the generated /init
   IRB_IMAGE_NO_COMMAND: 'The image has neither Entrypoint nor Cmd, and no /init was given.',

@@ -1,15 +1,10 @@
 import { ByteReader } from '@irb/compress';
 import { IrbError } from '@irb/errors';
 import {
-  BLOCK_SIZE,
-  checksumOk,
-  decodeHeader,
-  entryTypeOf,
-  isZeroBlock,
-  paddingOf,
-  parsePax,
-  paxInteger,
   TarFormatError,
+  type TarInput,
+  type TarMemberHeader,
+  TarMembers,
   TYPEFLAG,
   utf8OrUndefined,
 } from '@irb/tar';
@@ -21,9 +16,6 @@ import {
   type ModuleSourceFile,
 } from './source.ts';
 
-/** Largest PAX or GNU long-name record read; real ones are a few hundred bytes. */
-const MAX_META = 1024 * 1024;
-
 function corrupt(label: string, offset: number, what: string, cause?: unknown): IrbError {
   return new IrbError(
     'IRB_KMOD_SOURCE_INVALID',
@@ -32,29 +24,31 @@ function corrupt(label: string, offset: number, what: string, cause?: unknown): 
   );
 }
 
-async function skip(reader: ByteReader, n: number, label: string): Promise<void> {
-  let left = n;
-  while (left > 0) {
-    const chunk = await reader.next();
-    if (chunk === undefined) throw corrupt(label, reader.position, 'the archive ends inside a member');
-    if (chunk.length > left) {
-      reader.unshift(chunk.subarray(left));
-      left = 0;
-    } else left -= chunk.length;
-  }
-}
-
-async function exactly(reader: ByteReader, n: number, label: string): Promise<Uint8Array> {
-  const bytes = await reader.read(n);
-  if (bytes.length < n) throw corrupt(label, reader.position, 'the archive ends inside a member');
-  return bytes;
+/** The stream as @irb/tar's member iterator reads it. */
+function tarInput(reader: ByteReader): TarInput {
+  return {
+    get offset() {
+      return reader.position;
+    },
+    read: (length) => reader.read(length),
+    async skip(length) {
+      let left = length;
+      while (left > 0) {
+        const chunk = await reader.next();
+        if (chunk === undefined) break;
+        if (chunk.length > left) reader.unshift(chunk.subarray(left));
+        left -= Math.min(left, chunk.length);
+      }
+      return length - left;
+    },
+  };
 }
 
 /**
  * The regular files of an uncompressed tar stream, in order, each offered to `wanted`; the
- * content of wanted ones comes with them and must be read before the next. PAX `path`/`size`
- * and GNU long names are applied; names that are not UTF-8 are passed over (no module tree
- * has them), and so are links and special files.
+ * content of wanted ones comes with them and must be read before the next. Members come from
+ * `@irb/tar`'s iterator (PAX and GNU long names folded in); names that are not UTF-8 are passed
+ * over (no module tree has them), and so are links and special files.
  */
 export async function* tarFiles(
   source: AsyncIterable<Uint8Array>,
@@ -63,73 +57,37 @@ export async function* tarFiles(
   signal?: AbortSignal,
 ): AsyncGenerator<ModuleSourceBody> {
   const reader = new ByteReader(source);
+  const members = new TarMembers(tarInput(reader));
   try {
-    let longName: Uint8Array | undefined;
-    let pax: { path?: Uint8Array; size?: number } = {};
     for (;;) {
       signal?.throwIfAborted();
-      const offset = reader.position;
-      const block = await reader.read(BLOCK_SIZE);
-      // A tar without its end-of-archive blocks is accepted, as GNU tar accepts it.
-      if (block.length === 0) return;
-      if (block.length < BLOCK_SIZE) throw corrupt(label, offset, 'the archive ends inside a header');
-      if (isZeroBlock(block)) return;
-      if (!checksumOk(block)) throw corrupt(label, offset, 'bad header checksum');
-      let header: ReturnType<typeof decodeHeader>;
+      let member: TarMemberHeader | undefined;
       try {
-        header = decodeHeader(block);
+        member = await members.next();
       } catch (error) {
-        if (error instanceof TarFormatError) throw corrupt(label, offset, error.problem, error);
-        throw error;
+        if (!(error instanceof TarFormatError)) throw error;
+        const what = error.truncated ? 'the archive ends inside a member' : error.problem;
+        throw corrupt(label, error.offset ?? reader.position, what, error);
       }
-      const { typeflag } = header;
-      if (typeflag === TYPEFLAG.pax || typeflag === TYPEFLAG.gnuLongName) {
-        if (header.size > MAX_META) throw corrupt(label, offset, 'an extension record is too large');
-        const data = await exactly(reader, header.size, label);
-        await skip(reader, paddingOf(header.size), label);
-        if (typeflag === TYPEFLAG.gnuLongName) {
-          const nul = data.indexOf(0);
-          longName = nul < 0 ? data : data.subarray(0, nul);
-        } else {
-          try {
-            for (const { key, value } of parsePax(data)) {
-              if (key === 'path') pax.path = value;
-              else if (key === 'size') pax.size = paxInteger(value, key);
-            }
-          } catch (error) {
-            if (error instanceof TarFormatError) throw corrupt(label, offset, error.problem, error);
-            throw error;
-          }
+      // A tar without its end-of-archive blocks is accepted, as GNU tar accepts it.
+      if (!member) return;
+      const isFile = member.type === 'file' && member.header.typeflag !== TYPEFLAG.gnuSparse;
+      const name = isFile ? utf8OrUndefined(member.name) : undefined;
+      const file = name === undefined ? undefined : { path: canonicalSourcePath(name), size: member.size };
+      if (!file || !wanted(file)) continue;
+      // What the consumer leaves of the body, the iterator skips.
+      let left = member.stored;
+      const body = async function* () {
+        while (left > 0) {
+          const chunk = await reader.next();
+          if (chunk === undefined) throw corrupt(label, reader.position, 'the archive ends inside a member');
+          if (chunk.length > left) reader.unshift(chunk.subarray(left));
+          const take = chunk.subarray(0, Math.min(left, chunk.length));
+          left -= take.length;
+          yield take;
         }
-        continue;
-      }
-      const size = pax.size ?? header.size;
-      const nameBytes = pax.path ?? longName ?? header.name;
-      longName = undefined;
-      pax = {};
-      // Extension records of other kinds (global PAX, long link names, volume labels) and
-      // everything that is not a regular file carry no module: their data is passed over.
-      const isFile = entryTypeOf(typeflag, nameBytes) === 'file' && typeflag !== TYPEFLAG.gnuSparse;
-      const name = isFile ? utf8OrUndefined(nameBytes) : undefined;
-      const file = name === undefined ? undefined : { path: canonicalSourcePath(name), size };
-      if (file && wanted(file)) {
-        let left = size;
-        const body = async function* () {
-          while (left > 0) {
-            const chunk = await reader.next();
-            if (chunk === undefined)
-              throw corrupt(label, reader.position, 'the archive ends inside a member');
-            const take = chunk.length > left ? chunk.subarray(0, left) : chunk;
-            if (chunk.length > left) reader.unshift(chunk.subarray(left));
-            left -= take.length;
-            yield take;
-          }
-        };
-        yield { ...file, body: body() };
-        await skip(reader, left + paddingOf(size), label);
-      } else {
-        await skip(reader, size + paddingOf(size), label);
-      }
+      };
+      yield { ...file, body: body() };
     }
   } finally {
     await reader.close();

@@ -1,7 +1,15 @@
 import { IrbError } from '@irb/errors';
-import { displayKey, keyOf, splitKey } from './path.ts';
+import { displayKey, splitKey } from './path.ts';
 import type { LayerRecord } from './records.ts';
-import { type Context, type DirNode, describe, type Inode, keyOfNode, type Node, type Tree } from './tree.ts';
+import {
+  type Context,
+  type DirNode,
+  describe,
+  type FileNode,
+  keyOfNode,
+  type Node,
+  type Tree,
+} from './tree.ts';
 
 /*
  * Applying one layer's members to the tree, in tar order (umoci's oci/layer unpack, as metadata):
@@ -33,7 +41,7 @@ export class LayerApplier {
   }
 
   apply(entry: LayerRecord): void {
-    const { components, clamped } = splitKey(keyOf(entry.name));
+    const { components, clamped } = splitKey(entry.name);
     if (clamped) this.#tree.clampedPaths++;
     const last = components.length - 1;
     for (let i = 0; i < last; i++) {
@@ -94,7 +102,9 @@ export class LayerApplier {
   #member(entry: LayerRecord, path: readonly string[], context: Context): void {
     const tree = this.#tree;
     const components = path.slice(0, -1);
-    const name = path[path.length - 1];
+    const last = path[path.length - 1];
+    // The record's own copy of the last component, when normalization left it as it was.
+    const name = entry.leaf !== undefined && entry.leaf === last ? entry.leaf : last;
     if (name === undefined) {
       if (entry.type !== 'directory') {
         throw new IrbError(
@@ -107,7 +117,7 @@ export class LayerApplier {
     }
     const parent = tree.resolveDir(components, true, context) as DirNode;
     const existing = parent.children.get(name);
-    const base = { name, parent };
+    const base = { name, parent, upper: -1 };
     let node: Node;
     switch (entry.type) {
       case 'directory':
@@ -119,19 +129,17 @@ export class LayerApplier {
         }
         break;
       case 'file': {
-        const inode: Inode = {
+        const inode = tree.inodes.add({
           ...meta(tree, entry),
           size: entry.size,
-          body:
-            entry.size > 0
-              ? { kind: 'layer', layer: this.#index, ordinal: entry.ordinal }
-              : { kind: 'empty' },
-        };
-        node = { ...base, type: 'file', inode };
+          layer: this.#index,
+          ordinal: entry.ordinal,
+        });
+        node = fileNode(name, parent, inode);
         break;
       }
       case 'symlink':
-        node = { ...base, type: 'symlink', target: keyOf(entry.linkname), ...meta(tree, entry) };
+        node = { ...base, type: 'symlink', target: entry.linkname, ...meta(tree, entry) };
         break;
       case 'char':
       case 'block':
@@ -145,17 +153,18 @@ export class LayerApplier {
         };
         break;
       case 'link': {
-        const target = this.#linkTarget(keyOf(entry.linkname), context);
+        const target = this.#linkTarget(entry.linkname, context);
         if (target === existing) {
           node = target;
           break;
         }
         // A hard link to a symlink, device or FIFO: newc shares only file inodes, so the name
-        // becomes an identical, separate node.
-        node =
-          target.type === 'file'
-            ? { ...base, type: 'file', inode: target.inode }
-            : ({ ...target, ...base } as Node);
+        // becomes an identical, separate node (a symlink's memo belongs to its old place).
+        if (target.type === 'file') node = fileNode(name, parent, target.inode);
+        else {
+          node = { ...target, ...base } as Node;
+          if (node.type === 'symlink') delete node.memo;
+        }
         break;
       }
     }
@@ -201,6 +210,14 @@ export class LayerApplier {
     }
     return undefined;
   }
+}
+
+/**
+ * A file node as a literal with exactly its fields: 66 bytes of heap, where a spread of the
+ * common fields made a 90-byte object (a million files: 24 MiB).
+ */
+function fileNode(name: string, parent: DirNode, inode: number): FileNode {
+  return { name, parent, upper: -1, type: 'file', inode };
 }
 
 function meta(

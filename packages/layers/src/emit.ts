@@ -32,26 +32,31 @@ export async function* emitEntries(
   signal?: AbortSignal,
 ): AsyncGenerator<CpioEntry> {
   signal?.throwIfAborted();
-  const { first, links } = tree.analyze();
+  const { links } = tree.analyze();
+  const { inodes } = tree;
   const fileEntry = (node: FileNode, key = keyOfNode(node)): CpioFileEntry => {
-    const { inode } = node;
+    const i = node.inode;
     const entry: CpioFileEntry = {
       type: 'file',
       path: cpioPathOfKey(key),
-      mode: inode.mode,
-      uid: inode.uid,
-      gid: inode.gid,
-      mtime: inode.mtime,
-      size: inode.size,
+      mode: inodes.mode[i] as number,
+      uid: inodes.uid[i] as number,
+      gid: inodes.gid[i] as number,
+      mtime: inodes.mtime[i] as number,
+      size: inodes.size[i] as number,
     };
-    const more = links.get(inode);
+    const more = links.get(i);
     if (more) entry.links = more.map(cpioPathOfKey);
     return entry;
   };
+  const sizeOf = (node: FileNode) => inodes.size[node.inode] as number;
 
   const { root } = tree;
   yield { type: 'directory', path: '.', mode: root.mode, uid: root.uid, gid: root.gid, mtime: root.mtime };
-  const byLayer = new Map<number, Map<number, FileNode>>();
+  // Per layer, the first name of each inode whose body it holds (a node, not a path string).
+  const byLayer = new Map<number, FileNode[]>();
+  // The walk is analyze()'s: an inode's first name here is the one its links were counted against.
+  const seen = new Uint8Array(inodes.count);
   const injected: FileNode[] = [];
   const emptyLinked: FileNode[] = [];
   for (const [node, key] of walk(root)) {
@@ -89,19 +94,17 @@ export async function* emitEntries(
         yield { type: 'fifo', path, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime };
         break;
       case 'file': {
-        if (first.get(node.inode) !== node) break;
-        const body = node.inode.body;
+        if (seen[node.inode] === 1) break;
+        seen[node.inode] = 1;
+        const body = inodes.body(node.inode);
         // An empty file with several names waits until every directory is out: a later
         // name may sit in a directory the walk has not reached yet.
         if (body.kind === 'empty' && links.has(node.inode)) emptyLinked.push(node);
         else if (body.kind === 'empty') yield fileEntry(node, key);
         else if (body.kind === 'layer') {
-          let wanted = byLayer.get(body.layer);
-          if (!wanted) {
-            wanted = new Map();
-            byLayer.set(body.layer, wanted);
-          }
-          wanted.set(body.ordinal, node);
+          const wanted = byLayer.get(body.layer);
+          if (wanted) wanted.push(node);
+          else byLayer.set(body.layer, [node]);
         } else injected.push(node);
         break;
       }
@@ -111,7 +114,9 @@ export async function* emitEntries(
   for (const node of emptyLinked) yield fileEntry(node);
 
   for (const index of [...byLayer.keys()].sort((a, b) => a - b)) {
-    const wanted = byLayer.get(index) as Map<number, FileNode>;
+    const ordinalOf = (node: FileNode) => inodes.ordinal[node.inode] as number;
+    // In tar order, as the blob gives them.
+    const wanted = (byLayer.get(index) as FileNode[]).sort((a, b) => ordinalOf(a) - ordinalOf(b));
     const layer = layers[index] as LayerSource;
     const label = layerLabel(index, layers.length, layer);
     const progress = (entries: number, done: boolean) =>
@@ -124,17 +129,16 @@ export async function* emitEntries(
         done,
       });
     const spool = spools.get(index);
-    const ordinals = [...wanted.keys()].sort((a, b) => a - b);
-    if (spool && !spool.closed && ordinals.every((ordinal) => spool.has(ordinal))) {
+    if (spool && !spool.closed && wanted.every((node) => spool.has(ordinalOf(node)))) {
       // The bodies in tar order, as the blob would give them, without decompressing it again.
       // Progress counts tar members up to the body, as reading the blob would.
       const reader = spool.reader();
       let seen = 0;
-      for (const ordinal of ordinals) {
+      for (const node of wanted) {
         signal?.throwIfAborted();
-        const node = wanted.get(ordinal) as FileNode;
+        const ordinal = ordinalOf(node);
         seen = ordinal + 1;
-        yield { ...fileEntry(node), body: reader.body(ordinal, node.inode.size) };
+        yield { ...fileEntry(node), body: reader.body(ordinal, sizeOf(node)) };
         if (seen % 1024 === 0) progress(seen, false);
       }
       // Its space is not needed any more: later layers' spools are still held.
@@ -146,28 +150,28 @@ export async function* emitEntries(
     // reference): the layer is read from its blob.
     await spool?.close();
     const reader = openLayerTar(layer, label, signal);
-    let left = wanted.size;
+    let next = 0;
     let seen = 0;
     try {
-      while (left > 0) {
+      while (next < wanted.length) {
         signal?.throwIfAborted();
         const member = await reader.next();
+        const node = wanted[next] as FileNode;
         if (!member) {
           throw new IrbError(
             'IRB_LAYER_CHANGED',
-            `${label}: the blob ended before member ${Math.min(...wanted.keys())}; it changed since it was indexed — re-pull the image`,
+            `${label}: the blob ended before member ${ordinalOf(node)}; it changed since it was indexed — re-pull the image`,
           );
         }
         seen++;
-        const node = wanted.get(member.ordinal);
-        if (!node) continue;
-        if (member.type !== 'file' || member.size !== node.inode.size) {
+        if (member.ordinal !== ordinalOf(node)) continue;
+        if (member.type !== 'file' || member.size !== sizeOf(node)) {
           throw new IrbError(
             'IRB_LAYER_CHANGED',
             `${label}: member ${member.ordinal} is not the file indexed earlier; the blob changed — re-pull the image`,
           );
         }
-        left--;
+        next++;
         yield { ...fileEntry(node), body: reader.body() };
         if (seen % 1024 === 0) progress(seen, false);
       }
@@ -182,7 +186,8 @@ export async function* emitEntries(
     .sort((a, b) => (a.key < b.key ? -1 : 1));
   for (const { node, key } of injectedSorted) {
     signal?.throwIfAborted();
-    const { body, size } = node.inode;
+    const body = inodes.body(node.inode);
+    const size = sizeOf(node);
     if (body.kind === 'bytes') yield { ...fileEntry(node, key), body: body.bytes };
     else if (body.kind === 'host') {
       yield { ...fileEntry(node, key), body: () => hostBody(body.path, size, signal) };
@@ -195,20 +200,20 @@ export async function* emitEntries(
  * first `limit` bytes (reading stops there).
  */
 export async function readBody(
-  { layers, spools }: Pick<EmitContext, 'layers' | 'spools'>,
+  { tree, layers, spools }: Pick<EmitContext, 'tree' | 'layers' | 'spools'>,
   node: FileNode,
   signal?: AbortSignal,
   limit = Number.POSITIVE_INFINITY,
 ): Promise<Uint8Array> {
-  const { inode } = node;
-  const body = inode.body;
+  const body = tree.inodes.body(node.inode);
+  const size = tree.sizeOf(node);
   if (body.kind === 'empty') return new Uint8Array(0);
   if (body.kind === 'bytes') return body.bytes.slice(0, limit);
-  const out = new Uint8Array(Math.min(inode.size, limit));
+  const out = new Uint8Array(Math.min(size, limit));
   let at = 0;
   const take = async (chunks: AsyncIterable<Uint8Array>) => {
     for await (const chunk of chunks) {
-      if (out.byteLength < inode.size) {
+      if (out.byteLength < size) {
         // A prefix: take what fits, then stop reading.
         const part = chunk.subarray(0, out.byteLength - at);
         out.set(part, at);
@@ -222,8 +227,8 @@ export async function readBody(
     }
   };
   const spool = body.kind === 'layer' ? spools.get(body.layer) : undefined;
-  if (body.kind === 'host') await take(hostBody(body.path, inode.size, signal));
-  else if (spool?.has(body.ordinal)) await take(spool.reader().body(body.ordinal, inode.size));
+  if (body.kind === 'host') await take(hostBody(body.path, size, signal));
+  else if (spool?.has(body.ordinal)) await take(spool.reader().body(body.ordinal, size));
   else {
     const layer = layers[body.layer] as LayerSource;
     const reader = openLayerTar(layer, layerLabel(body.layer, layers.length, layer), signal);
@@ -231,7 +236,7 @@ export async function readBody(
       for (;;) {
         const member = await reader.next();
         if (!member || member.ordinal > body.ordinal) break;
-        if (member.ordinal === body.ordinal && member.type === 'file' && member.size === inode.size) {
+        if (member.ordinal === body.ordinal && member.type === 'file' && member.size === size) {
           await take(reader.body());
           break;
         }

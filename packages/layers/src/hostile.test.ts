@@ -1,7 +1,7 @@
 import { buildTar, encodeTarHeader, type TarSpec, whiteout } from '@irb/test-utils';
 import { describe, expect, test } from 'vitest';
 import { byPath, emit, layerOf, MEDIA } from '../test/helpers.ts';
-import { indexLayers, type LayerSource } from './index.ts';
+import { type IndexLayersOptions, indexLayers, type LayerSource } from './index.ts';
 
 const enc = new TextEncoder();
 const f = (path: string, content = '', extra: Partial<TarSpec> = {}): TarSpec =>
@@ -27,8 +27,15 @@ const header = (name: string, extra: Partial<Parameters<typeof encodeTarHeader>[
   ...extra,
 });
 
-async function indexBlobs(blobs: Uint8Array[], mediaType: string = MEDIA.tar) {
-  return indexLayers(blobs.map((blob) => layerOf(blob, mediaType)));
+async function indexBlobs(
+  blobs: Uint8Array[],
+  mediaType: string = MEDIA.tar,
+  options: IndexLayersOptions = {},
+) {
+  return indexLayers(
+    blobs.map((blob) => layerOf(blob, mediaType)),
+    options,
+  );
 }
 
 async function indexSpecs(...layers: TarSpec[][]) {
@@ -81,7 +88,11 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
 
   test('an absurd size field (1 TiB, base-256) is a truncation, not a hang', async () => {
     const blob = await buildTar([rawMember(header('huge', { size: 2 ** 40 }), enc.encode('tiny'))]);
-    await expect(indexBlobs([blob])).rejects.toMatchObject({ code: 'IRB_LAYER_TRUNCATED' });
+    await expect(indexBlobs([blob], MEDIA.tar, { maxUnpackedBytes: Infinity })).rejects.toMatchObject({
+      code: 'IRB_LAYER_TRUNCATED',
+    });
+    // Under the default limit, the claim alone is too much to unpack: refused as it is applied.
+    await expect(indexBlobs([blob])).rejects.toMatchObject({ code: 'IRB_LAYER_UNPACKED_TOO_LARGE' });
   });
 
   test('a PAX size beyond 2^53 is refused', async () => {
@@ -104,6 +115,25 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
     await expect(indexBlobs([await buildTar([{ type: 'raw', bytes: block }])])).rejects.toMatchObject({
       code: 'IRB_LAYER_CORRUPT',
     });
+  });
+
+  test('a NUL inside a PAX path or linkpath is refused, naming the layer and offset, not cut', async () => {
+    // Cut at the NUL, the two names below would be one file: etc/passwd.
+    const nul = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
+    for (const [key, spec] of [
+      ['path', f('x', 'evil', { pax: { path: nul('etc/passwd\0.bak') } })],
+      ['linkpath', { type: 'symlink', path: 'l', target: 't', pax: { linkpath: nul('etc/passwd\0x') } }],
+    ] as const) {
+      const blob = await buildTar([f('etc/passwd', 'root'), spec as TarSpec]);
+      await expect(indexBlobs([blob])).rejects.toMatchObject({
+        code: 'IRB_LAYER_CORRUPT',
+        message: expect.stringMatching(
+          new RegExp(
+            `^layer 1/1 \\(sha256:[0-9a-f]{12}\\): PAX ${key} contains a NUL byte, which no name can hold \\(tar offset 1024\\)`,
+          ),
+        ),
+      });
+    }
   });
 
   test('a bad header checksum', async () => {

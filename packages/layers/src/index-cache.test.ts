@@ -14,7 +14,7 @@ import {
   indexLayers,
   type LayerSource,
 } from './index.ts';
-import { decodeRecords, encodeRecords, RECORDS_FORMAT } from './records.ts';
+import { type LayerRecord, RECORDS_FORMAT, RecordLog } from './records.ts';
 
 const f = (path: string, content = '', extra: Partial<TarSpec> = {}): TarSpec =>
   ({ type: 'file', path, content, ...extra }) as TarSpec;
@@ -130,7 +130,15 @@ describe('index cache', () => {
     const cache = memoryCache();
     await indexLayers([layer], { indexCache: cache });
     const good = cache.store.get(key) as Uint8Array;
-    expect(decodeRecords(key, good)?.map((r) => new TextDecoder().decode(r.name))).toEqual(['a', 'b']);
+    const decodeRecords = (k: string, bytes: Uint8Array): LayerRecord[] | undefined => {
+      const log = RecordLog.fromCache(k, bytes);
+      if (!log) return undefined;
+      const records: LayerRecord[] = [];
+      const cursor = log.cursor();
+      for (let r = cursor.next(); r; r = cursor.next()) records.push(r);
+      return records;
+    };
+    expect(decodeRecords(key, good)?.map((r) => r.name)).toEqual(['a', 'b']);
 
     const rehash = (bytes: Uint8Array) => {
       const out = bytes.slice();
@@ -152,7 +160,94 @@ describe('index cache', () => {
     longer.set(good.subarray(0, good.byteLength - 32));
     expect(decodeRecords(key, rehash(longer))).toBeUndefined();
     expect(decodeRecords(`${key}x`, good)).toBeUndefined();
-    expect(encodeRecords(key, decodeRecords(key, good) ?? [])).toEqual(good);
+    const copy = new RecordLog(key);
+    for (const r of decodeRecords(key, good) ?? []) {
+      const bytes = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
+      copy.append({ ...r, name: bytes(r.name), linkname: bytes(r.linkname), offset: 0 });
+    }
+    expect(copy.encode()).toEqual(good);
+  });
+
+  test('records round-trip exactly, numbers at their limits included', () => {
+    const key = 'irb-layer-index/v3/sha256:x/application/octet-stream';
+    const base = { offset: 0, linkname: new Uint8Array(0), devmajor: 0, devminor: 0, xattrs: [] as string[] };
+    const entries = [
+      { type: 'file' as const, mode: 0o7777, uid: 2 ** 32 - 1, gid: 0, mtime: -1, size: 2 ** 45 },
+      {
+        type: 'char' as const,
+        mode: 0o600,
+        uid: 0,
+        gid: 7,
+        mtime: 2 ** 40,
+        size: 0,
+        devmajor: 4095,
+        devminor: 2 ** 20 - 1,
+      },
+      // Not a varint's range: stored as doubles.
+      { type: 'directory' as const, mode: 0o755, uid: 1, gid: 1, mtime: 2 ** 52 + 2, size: 0, devmajor: -3 },
+      {
+        type: 'symlink' as const,
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size: 0,
+        linkname: Uint8Array.of(0xff, 0x2f),
+      },
+      {
+        type: 'file' as const,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 5,
+        size: 1,
+        xattrs: ['user.é', 'security.capability'],
+      },
+    ];
+    const log = new RecordLog(key);
+    entries.forEach((entry, ordinal) => {
+      log.append({ ...base, ...entry, ordinal, name: Uint8Array.of(0x61 + ordinal, 0x80) });
+    });
+    const bytes = log.encode() as Uint8Array;
+    const back = RecordLog.fromCache(key, bytes.slice()) as RecordLog;
+    const cursor = back.cursor();
+    entries.forEach((entry, ordinal) => {
+      const record = cursor.next();
+      expect(record).toMatchObject({
+        ...entry,
+        ordinal,
+        linkname: String.fromCharCode(...(entry.linkname ?? [])),
+      });
+      expect(record?.name).toBe(String.fromCharCode(0x61 + ordinal, 0x80));
+    });
+    expect(cursor.next()).toBeUndefined();
+  });
+
+  test('a hit stands for the diff_id check passed when the entry was written; another diff_id misses and is checked', async () => {
+    const tar = await buildTar([f('etc/os-release', 'ID=test')]);
+    const blob = await buildTar([f('etc/os-release', 'ID=test')], { compression: 'gzip' });
+    const diffId = `sha256:${createHash('sha256').update(tar).digest('hex')}`;
+    const cache = memoryCache();
+    const layer = (id?: string) =>
+      Object.assign(layerOf(blob, MEDIA.gzip), id === undefined ? {} : { diffId: id });
+
+    const cold = layer(diffId);
+    await indexLayers([cold], { indexCache: cache });
+    expect(cold.opens).toBe(1);
+    expect(indexCacheKey(cold)).toContain(`;diff_id=${diffId}`);
+    const warm = layer(diffId);
+    await indexLayers([warm], { indexCache: cache });
+    expect(warm.opens).toBe(0);
+
+    // The same blob under a config naming another tar: not a hit, so the tar is hashed and refused.
+    const other = layer(`sha256:${'0'.repeat(64)}`);
+    await expect(indexLayers([other], { indexCache: cache })).rejects.toMatchObject({
+      code: 'IRB_LAYER_DIFF_ID_MISMATCH',
+    });
+    expect(other.opens).toBe(1);
+    expect(cache.store.has(indexCacheKey(other) as string)).toBe(false);
+    // Nor does a layer without a diff_id take the checked entry, or the other way round.
+    expect(indexCacheKey(layer())).not.toBe(indexCacheKey(cold));
   });
 
   test('a failing cache never fails the build; layers without a digest are not cached', async () => {

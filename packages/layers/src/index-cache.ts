@@ -9,12 +9,15 @@ import type { IndexCache, LayerSource } from './types.ts';
 const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 
 /**
- * The cache key of a layer's header records: format version, blob digest and media type (which
- * decides how the blob is decompressed). `undefined` when the layer has no usable digest.
+ * The cache key of a layer's header records: format version, blob digest, media type (which
+ * decides how the blob is decompressed) and the diff_id the uncompressed tar was checked against,
+ * if any: an entry is written only after that check passed, so a hit stands for it and a warm
+ * build need not decompress the layer to know. `undefined` when the layer has no usable digest.
  */
 export function indexCacheKey(layer: LayerSource): string | undefined {
   if (!DIGEST.test(layer.digest)) return undefined;
-  return `irb-layer-index/v${RECORDS_FORMAT}/${layer.digest}/${layer.mediaType}`;
+  const key = `irb-layer-index/v${RECORDS_FORMAT}/${layer.digest}/${layer.mediaType}`;
+  return layer.diffId ? `${key};diff_id=${layer.diffId}` : key;
 }
 
 /**

@@ -1,9 +1,13 @@
 import { availableParallelism } from 'node:os';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
+import { IrbError } from '@irb/errors';
 import { LayerApplier } from './apply.ts';
+import { DiffIdCheck } from './diff-id.ts';
 import { indexCacheKey } from './index-cache.ts';
 import { layerLabel, openLayerTar } from './layer-tar.ts';
-import { compileGlob } from './path.ts';
-import { decodeRecords, encodeRecords, type LayerRecord, recordOf } from './records.ts';
+import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED_BYTES, formatBytes } from './limits.ts';
+import { compileGlob, displayKey } from './path.ts';
+import { type LayerRecord, type RecordCursor, RecordLog } from './records.ts';
 import { Rootfs } from './rootfs.ts';
 import { LayerSpool } from './spool.ts';
 import { Tree } from './tree.ts';
@@ -37,6 +41,7 @@ export async function indexLayers(
       entries,
       done,
     } satisfies LayersProgress);
+  const limits = new Limits(tree, options);
   const readers = new LayerReaders(
     layers,
     options.concurrency ?? availableParallelism(),
@@ -55,13 +60,25 @@ export async function indexLayers(
       let count = 0;
       for (;;) {
         signal?.throwIfAborted();
-        const batch = feed.take();
-        for (const record of batch) {
+        let applied = false;
+        for (let record = feed.next(); record; record = feed.next()) {
+          applied = true;
           count++;
-          if (count % 4096 === 0) progress(index, layer, count, false);
+          if (count % 4096 === 0) {
+            progress(index, layer, count, false);
+            limits.heap(label);
+          }
+          if (count % 65536 === 0) {
+            // A layer whose records are all there (a cache hit) would otherwise be applied in
+            // one go, seconds long for a million members, with signals and aborts unheard.
+            await yieldToEventLoop();
+            signal?.throwIfAborted();
+          }
+          limits.entry(label);
           applier.apply(record);
+          if (record.type === 'file' || record.type === 'link') limits.bytes(label, record);
         }
-        if (batch.length > 0) continue;
+        if (applied) continue;
         if (feed.failed) throw feed.error;
         if (feed.done) break;
         await feed.changed();
@@ -91,19 +108,30 @@ export async function indexLayers(
   });
 }
 
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /**
- * Header records of one layer as its reader produces them. Only metadata is held: a record
- * per tar member (name bytes, owner, mode, …), taken away in batches by the applier.
+ * Header records of one layer as its reader produces them, in a {@link RecordLog}: only metadata
+ * is held, in the compact form of the index cache, and decoded one record at a time by the
+ * applier.
  */
 class LayerFeed {
-  #records: LayerRecord[] = [];
+  #cursor: RecordCursor | undefined;
   #wake: (() => void) | undefined;
   done = false;
   failed = false;
   error: unknown;
 
-  push(record: LayerRecord): void {
-    this.#records.push(record);
+  /** Where the reader appends (or the cache hit that holds every record). */
+  attach(log: RecordLog): void {
+    this.#cursor = log.cursor();
+    this.#notify();
+  }
+
+  /** The reader appended a record. */
+  appended(): void {
     this.#notify();
   }
 
@@ -118,11 +146,9 @@ class LayerFeed {
     this.#notify();
   }
 
-  /** Everything buffered so far (handed over, no longer held here). */
-  take(): LayerRecord[] {
-    const records = this.#records;
-    if (records.length > 0) this.#records = [];
-    return records;
+  /** The next record appended so far, or `undefined`. */
+  next(): LayerRecord | undefined {
+    return this.#cursor?.next();
   }
 
   /** Resolves on the next record, end or failure. */
@@ -137,6 +163,76 @@ class LayerFeed {
     this.#wake = undefined;
     wake?.();
   }
+}
+
+/**
+ * The bounds of the index pass (see `maxEntries` and `maxUnpackedBytes`), checked as records are
+ * applied, so an image over them fails in the layer that crosses them, before anything is packed.
+ */
+class Limits {
+  readonly #tree: Tree;
+  readonly #maxEntries: number;
+  readonly #maxBytes: number;
+  #entries = 0;
+
+  constructor(tree: Tree, options: IndexLayersOptions) {
+    this.#tree = tree;
+    this.#maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.#maxBytes = options.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES;
+  }
+
+  entry(label: string): void {
+    if (++this.#entries <= this.#maxEntries) return;
+    throw new IrbError(
+      'IRB_LAYER_TOO_MANY_ENTRIES',
+      `${label}: the layers hold more than ${this.#maxEntries} tar members (the maxEntries limit); raise it (irb build --max-entries N) on a host with the memory for it, or make the image smaller (exclude patterns apply only after indexing)`,
+    );
+  }
+
+  /**
+   * Refuses to go on when the V8 heap is nearly full, before Node would die of it: an index too
+   * large for this process (its --max-old-space-size) ends in one line instead of a crash.
+   */
+  heap(label: string): void {
+    const { used, limit } = oldGeneration();
+    if (used < limit * HEAP_FULL) return;
+    throw new IrbError(
+      'IRB_LAYER_TOO_MANY_ENTRIES',
+      `${label}: after ${this.#entries} tar members the index fills ${formatBytes(used)} of this process's ${formatBytes(limit)} heap; give Node more heap (NODE_OPTIONS=--max-old-space-size=MiB) or make the image smaller`,
+    );
+  }
+
+  /** After a file or hard link was applied: the files' total so far, each inode once. */
+  bytes(label: string, record: LayerRecord): void {
+    const total = this.#tree.fileBytes;
+    if (total <= this.#maxBytes) return;
+    throw new IrbError(
+      'IRB_LAYER_UNPACKED_TOO_LARGE',
+      `${label}: with ${displayKey(record.name)} the files add up to ${formatBytes(total)}, more than the ${formatBytes(this.#maxBytes)} the guest would have to unpack into memory (maxUnpackedBytes); exclude large files, or raise the limit (irb build --max-unpacked SIZE)`,
+    );
+  }
+}
+
+/**
+ * Share of the old generation's limit past which the index pass stops: V8 collects garbage well
+ * before, and packing still needs some room after the index.
+ */
+const HEAP_FULL = 0.8;
+/**
+ * What `heap_size_limit` holds beyond the old generation: the young generation's reserve, 192 MiB
+ * in Node 22 and 24 on 64-bit hosts whatever --max-old-space-size says. Node dies when the old
+ * generation cannot grow, so that is the limit to watch.
+ */
+const YOUNG_RESERVE = 192 * 2 ** 20;
+
+/** Bytes used by the old generation (every space but the young ones) and its limit. */
+function oldGeneration(): { used: number; limit: number } {
+  const total = getHeapStatistics().heap_size_limit;
+  let used = 0;
+  for (const space of getHeapSpaceStatistics()) {
+    if (!space.space_name.startsWith('new_')) used += space.space_used_size;
+  }
+  return { used, limit: Math.max(total - YOUNG_RESERVE, total / 8) };
 }
 
 /**
@@ -216,16 +312,17 @@ class LayerReaders {
         if (cache && key) {
           // A hit spares decompressing the layer; anything not exactly valid is a miss.
           const bytes = await cache.get(key).catch(() => undefined);
-          const records = bytes && decodeRecords(key, bytes);
+          const records = bytes && RecordLog.fromCache(key, bytes);
           if (records) {
-            for (const record of records) feed.push(record);
+            feed.attach(records);
             feed.end();
             release();
             return;
           }
         }
-        // Kept for the cache: the same record objects the applier gets, metadata only.
-        const kept: LayerRecord[] | undefined = key ? [] : undefined;
+        // The records, in the cache's form; kept whole for the cache, else dropped as applied.
+        const log = new RecordLog(key);
+        feed.attach(log);
         // Every byte of the tar passes here anyway: bodies go to the spool, so that packing
         // does not decompress the layer again. Created at the first body; dropped on any trouble.
         let spooling = this.#spoolPath !== undefined;
@@ -236,14 +333,16 @@ class LayerReaders {
           await spool?.close();
           spool = undefined;
         };
-        const reader = openLayerTar(layer, label, signal);
+        // The tar is decompressed here anyway: its diff_id is checked on the way, once per layer
+        // (a cache hit above stands for a check passed when it was written).
+        const check = DiffIdCheck.of(layer, label);
+        const reader = openLayerTar(layer, label, signal, check);
         try {
           for (;;) {
             const entry = await reader.next();
             if (!entry) break;
-            const record = recordOf(entry);
-            kept?.push(record);
-            feed.push(record);
+            log.append(entry);
+            feed.appended();
             if (!spooling || entry.type !== 'file' || entry.size === 0) continue;
             // A sparse file's holes would be spooled as zeros: such a layer is read again instead.
             if (entry.sparse) {
@@ -260,6 +359,7 @@ class LayerReaders {
             }
             if (!(await spool.append(entry.ordinal, reader.body()))) await drop();
           }
+          check?.verify();
           if (spool && !(await spool.finish())) await drop();
         } catch (error) {
           await drop();
@@ -273,10 +373,10 @@ class LayerReaders {
         }
         feed.end();
         release();
-        if (cache && key && kept) {
+        if (cache && key) {
           // The cache only saves work: a failed write costs the next build a read, nothing else.
           try {
-            const bytes = encodeRecords(key, kept);
+            const bytes = log.encode();
             if (bytes) await cache.set(key, bytes);
           } catch {}
         }

@@ -5,8 +5,9 @@ import { CPIO_MAX_FILE_SIZE } from '@irb/cpio';
 import { IrbError, isIrbError } from '@irb/errors';
 import { utf8OrUndefined } from '@irb/tar';
 import { hostText } from './emit.ts';
+import type { InjectedBody } from './inodes.ts';
 import { displayKey, keyOf, keyOfInput, splitKey } from './path.ts';
-import { type BodyRef, checkNode, type DirNode, type Inode, keyOfNode, type Tree, tooLarge } from './tree.ts';
+import { checkNode, type DirNode, keyOfNode, type Tree, tooLarge } from './tree.ts';
 import type { InjectOptions } from './types.ts';
 
 /*
@@ -36,11 +37,11 @@ export function injectFile(
       `${context}: the destination must name a file, not the root directory`,
     );
   }
-  let body: BodyRef;
+  let body: InjectedBody | undefined;
   let size: number;
   if ('bytes' in source) {
     size = source.bytes.byteLength;
-    body = size === 0 ? { kind: 'empty' } : { kind: 'bytes', bytes: source.bytes };
+    body = size === 0 ? undefined : { kind: 'bytes', bytes: source.bytes };
   } else {
     let stat: ReturnType<typeof statSync>;
     try {
@@ -59,23 +60,23 @@ export function injectFile(
       );
     }
     size = stat.size;
-    body = size === 0 ? { kind: 'empty' } : { kind: 'host', path: source.hostPath };
+    body = size === 0 ? undefined : { kind: 'host', path: source.hostPath };
   }
   if (size > CPIO_MAX_FILE_SIZE) throw tooLarge(context, destKey, size);
-  const inode: Inode = {
+  // Checked before any parent is made (nothing is left behind), and again where parent symlinks led.
+  const probe = { type: 'file' as const, name, parent: tree.root, upper: -1, inode: -1 };
+  checkNode(probe, joinKey(components.join('/'), name), context, size);
+  const parent = injectParent(tree, components, context);
+  checkNode(probe, joinKey(keyOfNode(parent), name), context, size);
+  const inode = tree.inodes.add({
     mode: (options.mode ?? 0o755) & 0o7777,
     uid: options.uid ?? 0,
     gid: options.gid ?? 0,
     mtime: options.mtime ?? tree.synthesizedTime(),
     size,
-    body,
-  };
-  const node = { type: 'file' as const, name, parent: tree.root, inode };
-  // Checked before any parent is made (nothing is left behind), and again where parent symlinks led.
-  checkNode(node, joinKey(components.join('/'), name), context);
-  const parent = injectParent(tree, components, context);
-  checkNode(node, joinKey(keyOfNode(parent), name), context);
-  tree.place(parent, node);
+    ...(body ? { injected: body } : {}),
+  });
+  tree.place(parent, { ...probe, inode });
 }
 
 /** Resolves (creating) the parent directory of an injected path, with an injection-worded error. */
@@ -157,6 +158,7 @@ async function injectDir(tree: Tree, src: string | Buffer, destKey: string): Pro
         type: 'symlink' as const,
         name: keyOf(entry),
         parent: dir,
+        upper: -1,
         mode: 0o777,
         uid: 0,
         gid: 0,

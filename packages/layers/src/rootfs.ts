@@ -4,7 +4,7 @@ import { emitEntries, readBody } from './emit.ts';
 import { injectFile, injectHostPath } from './inject.ts';
 import { cpioPathOfKey, displayKey, keyOfInput } from './path.ts';
 import type { LayerSpool } from './spool.ts';
-import { keyOfNode, metaOf, Tree } from './tree.ts';
+import { keyOfNode, Tree } from './tree.ts';
 import type {
   InjectOptions,
   InjectSource,
@@ -60,13 +60,14 @@ export class Rootfs {
     const node = this.#tree.nodeAt(path, true);
     if (node?.type !== 'file') return undefined;
     const maxBytes = options.maxBytes ?? 16 * 1024 * 1024;
-    if (node.inode.size > maxBytes) {
+    const size = this.#tree.sizeOf(node);
+    if (size > maxBytes) {
       throw new IrbError(
         'IRB_LAYER_FILE_TOO_LARGE',
-        `${displayKey(keyOfNode(node))} is ${node.inode.size} bytes, more than the ${maxBytes} readFile() allows; stream it with entries() instead`,
+        `${displayKey(keyOfNode(node))} is ${size} bytes, more than the ${maxBytes} readFile() allows; stream it with entries() instead`,
       );
     }
-    return readBody({ layers: this.#layers, spools: this.#spools }, node, options.signal);
+    return readBody({ tree: this.#tree, layers: this.#layers, spools: this.#spools }, node, options.signal);
   }
 
   /**
@@ -82,7 +83,12 @@ export class Rootfs {
   ): Promise<Uint8Array | undefined> {
     const node = this.#tree.nodeAt(path, true);
     if (node?.type !== 'file') return undefined;
-    return readBody({ layers: this.#layers, spools: this.#spools }, node, options.signal, length);
+    return readBody(
+      { tree: this.#tree, layers: this.#layers, spools: this.#spools },
+      node,
+      options.signal,
+      length,
+    );
   }
 
   /**
@@ -95,15 +101,15 @@ export class Rootfs {
     const node = tree.nodeAt(path, options.follow ?? false);
     if (!node) return undefined;
     const key = node === tree.root ? '' : keyOfNode(node);
-    const meta = metaOf(node);
+    const meta = tree.metaOf(node);
     const info: RootfsNodeInfo = {
       type: node.type,
       mode: meta.mode,
       uid: meta.uid,
       gid: meta.gid,
       mtime: meta.mtime,
-      size: node.type === 'file' ? node.inode.size : 0,
-      nlink: node.type === 'file' ? 1 + (tree.analyze().links.get(node.inode)?.length ?? 0) : 1,
+      size: tree.sizeOf(node),
+      nlink: node.type === 'file' ? (tree.inodes.names[node.inode] as number) : 1,
       path: key === '' ? '.' : cpioPathOfKey(key),
       xattrs: [...(meta.xattrs ?? [])],
     };

@@ -2,29 +2,25 @@ import { IrbError } from '@irb/errors';
 import {
   BLOCK_SIZE,
   bytesToBinary,
-  checksumOk,
-  decodeHeader,
-  entryTypeOf,
-  FIELDS,
   GNU_SPARSE,
-  isZeroBlock,
-  type PaxRecord,
-  paddingOf,
+  MAX_EXTENSION_SIZE,
   parseNumber,
   paxInteger as parsePaxInteger,
-  parsePax as parsePaxRecords,
   type TarEntryType,
   TarFormatError,
-  type TarHeader,
+  type TarInput,
+  type TarMemberHeader,
+  TarMembers,
   TYPEFLAG,
 } from '@irb/tar';
 
 /*
- * A pull-based tar reader on @irb/tar's header decoder. tar-stream is not used here on purpose
- * (see the README's design section): it decodes names and PAX records as UTF-8 (names that are
- * not UTF-8 lose their bytes), drops PAX uid/gid/mtime, and does not understand GNU sparse
- * files — all of which a layer applier must get exactly right. This reader follows Go's
- * archive/tar (what Docker, containerd and umoci use) wherever the formats leave room.
+ * A pull-based tar reader on @irb/tar's member iterator, which folds PAX and GNU long-name
+ * records. tar-stream is not used here on purpose (see the README's design section): it decodes
+ * names and PAX records as UTF-8 (names that are not UTF-8 lose their bytes), drops PAX
+ * uid/gid/mtime, and does not understand GNU sparse files — all of which a layer applier must
+ * get exactly right. This reader follows Go's archive/tar (what Docker, containerd and umoci
+ * use) wherever the formats leave room.
  */
 
 /** Kind of a tar member after long-name, PAX and sparse records were folded in. */
@@ -62,8 +58,6 @@ export interface TarEntry {
   sparse?: SparseChunk[];
 }
 
-/** Largest PAX or GNU long-name record accepted; real ones are a few KiB. */
-const MAX_META_SIZE = 1024 * 1024;
 const ZERO = new Uint8Array(64 * 1024);
 
 function tarError(label: string, offset: number, what: string, cause?: unknown): IrbError {
@@ -75,7 +69,7 @@ function tarError(label: string, offset: number, what: string, cause?: unknown):
 }
 
 /** Reads exact byte counts out of an async chunk stream without copying more than needed. */
-class ByteSource {
+class ByteSource implements TarInput {
   private readonly iterator: AsyncIterator<Uint8Array>;
   private chunk: Uint8Array = new Uint8Array(0);
   private pos = 0;
@@ -160,16 +154,6 @@ class ByteSource {
   }
 }
 
-/** Parses PAX records; a malformed one is a corrupt layer. */
-function parsePax(data: Uint8Array, label: string, offset: number): PaxRecord[] {
-  try {
-    return parsePaxRecords(data);
-  } catch (error) {
-    if (error instanceof TarFormatError) throw tarError(label, offset, error.problem);
-    throw error;
-  }
-}
-
 function paxInteger(value: Uint8Array, label: string, offset: number, key: string): number {
   try {
     return parsePaxInteger(value, key);
@@ -244,10 +228,10 @@ function numberPairs(values: number[]): SparseChunk[] {
  */
 export class TarReader {
   private readonly source: ByteSource;
+  private readonly members: TarMembers;
   private readonly label: string;
-  /** Bytes of the current member not yet consumed (stored size incl. nothing of the padding). */
+  /** Bytes of the current member's data not yet consumed (its padding is the iterator's). */
   private remaining = 0;
-  private padding = 0;
   private current: TarEntry | undefined;
   private bodyTaken = false;
   private ordinal = 0;
@@ -255,15 +239,8 @@ export class TarReader {
 
   constructor(source: AsyncIterable<Uint8Array>, label: string) {
     this.source = new ByteSource(source);
+    this.members = new TarMembers(this.source);
     this.label = label;
-  }
-
-  private async skipCurrent(): Promise<void> {
-    const want = this.remaining + this.padding;
-    const skipped = await this.source.skip(want);
-    this.remaining = 0;
-    this.padding = 0;
-    if (skipped < want) throw this.truncated();
   }
 
   private truncated(): IrbError {
@@ -273,117 +250,40 @@ export class TarReader {
     );
   }
 
-  private async readBlock(): Promise<Uint8Array | undefined> {
-    const block = await this.source.read(BLOCK_SIZE);
-    if (block.byteLength === 0) return undefined;
-    if (block.byteLength < BLOCK_SIZE) throw this.truncated();
-    return block;
-  }
-
-  private async readMeta(size: number, offset: number): Promise<Uint8Array> {
-    if (size > MAX_META_SIZE)
-      throw tarError(this.label, offset, `extended header of ${size} bytes is absurdly large`);
-    const data = await this.source.read(size);
-    if (data.byteLength < size) throw this.truncated();
-    const pad = paddingOf(size);
-    if ((await this.source.skip(pad)) < pad) throw this.truncated();
-    // Copy: the reader's chunk may be reused by the producer.
-    return data.slice();
-  }
-
   /** The next member, or `undefined` at the end of the archive. */
   async next(): Promise<TarEntry | undefined> {
     if (this.ended) return undefined;
-    if (this.current) await this.skipCurrent();
     this.current = undefined;
     this.bodyTaken = false;
-
-    let longName: Uint8Array | undefined;
-    let longLink: Uint8Array | undefined;
-    let pax: PaxRecord[] | undefined;
-    let firstOffset: number | undefined;
-
-    for (;;) {
-      const offset = this.source.offset;
-      const block = await this.readBlock();
-      if (!block) {
-        // A tar that simply stops at a member boundary is accepted (as Go does).
-        if (longName || longLink || pax) throw this.truncated();
-        this.ended = true;
-        return undefined;
-      }
-      if (isZeroBlock(block)) {
-        if (longName || longLink || pax)
-          throw tarError(this.label, offset, 'extended header without a member');
-        // End of archive: read to the end so a digest-verifying source sees every byte.
-        this.ended = true;
-        await this.source.drain();
-        return undefined;
-      }
-      if (!checksumOk(block)) throw tarError(this.label, offset, 'bad header checksum');
-      firstOffset ??= offset;
-      const typeflag = String.fromCharCode(block[FIELDS.typeflag.offset] ?? 0);
-      // Extension records are judged by their size alone, as Go does: their other fields are noise.
-      const size = parseNumber(block, FIELDS.size);
-      if (size === undefined || size < 0) throw tarError(this.label, offset, 'invalid size field');
-
-      if (typeflag === TYPEFLAG.gnuLongName || typeflag === TYPEFLAG.gnuLongLink) {
-        const data = await this.readMeta(size, offset);
-        const nul = data.indexOf(0);
-        const value = nul === -1 ? data : data.subarray(0, nul);
-        if (typeflag === TYPEFLAG.gnuLongName) longName = value;
-        else longLink = value;
-        continue;
-      }
-      if (typeflag === TYPEFLAG.pax) {
-        const data = await this.readMeta(size, offset);
-        pax = [...(pax ?? []), ...parsePax(data, this.label, offset)];
-        continue;
-      }
-      if (typeflag === TYPEFLAG.paxGlobal || typeflag === TYPEFLAG.gnuVolume) {
-        // Global PAX headers and volume labels describe the archive, not a member. Go's
-        // reader (and so Docker, containerd, umoci) does not apply global records either.
-        await this.readMeta(size, offset);
-        continue;
-      }
-      return this.member(block, firstOffset, longName, longLink, pax);
+    this.remaining = 0;
+    let member: TarMemberHeader | undefined;
+    try {
+      member = await this.members.next();
+    } catch (error) {
+      if (!(error instanceof TarFormatError)) throw error;
+      if (error.truncated) throw this.truncated();
+      throw tarError(this.label, error.offset ?? this.source.offset, error.problem);
     }
+    if (!member) {
+      this.ended = true;
+      // Read to the end so a digest-verifying source sees every byte.
+      await this.source.drain();
+      return undefined;
+    }
+    return this.member(member);
   }
 
-  private async member(
-    block: Uint8Array,
-    offset: number,
-    longName: Uint8Array | undefined,
-    longLink: Uint8Array | undefined,
-    pax: PaxRecord[] | undefined,
-  ): Promise<TarEntry> {
-    let header: TarHeader;
-    try {
-      header = decodeHeader(block);
-    } catch (error) {
-      if (error instanceof TarFormatError) throw tarError(this.label, offset, error.problem);
-      throw error;
-    }
+  private async member(member: TarMemberHeader): Promise<TarEntry> {
+    const { offset, header, name: folded, linkname, type, pax } = member;
     const { typeflag, mode, devmajor, devminor } = header;
-    const gnu = header.format === 'gnu';
-    let { name, linkname, uid, gid, mtime } = header;
-    if (longName) name = longName;
-    if (longLink) linkname = longLink;
-    let size = header.size;
+    let name = folded;
+    let { uid, gid, mtime } = header;
+    const size = member.size;
     const xattrs: string[] = [];
     const sparseKeys = new Map<string, Uint8Array>();
     const sparse00: number[] = [];
-    for (const { key, value } of pax ?? []) {
+    for (const { key, value } of pax) {
       switch (key) {
-        case 'path':
-          name = value;
-          break;
-        case 'linkpath':
-          linkname = value;
-          break;
-        case 'size':
-          size = paxInteger(value, this.label, offset, key);
-          break;
         case 'uid':
           uid = paxInteger(value, this.label, offset, key);
           break;
@@ -404,17 +304,10 @@ export class TarReader {
           } else if (key.startsWith('GNU.sparse.')) sparseKeys.set(key, value);
       }
     }
-    if (size < 0) throw tarError(this.label, offset, 'negative size');
     if (uid < 0 || uid > 0xffff_ffff || gid < 0 || gid > 0xffff_ffff) {
       throw tarError(this.label, offset, `owner ${uid}:${gid} is outside 0 … 4294967295`);
     }
-    // PAX and GNU strings may end in NULs; a NUL inside a name cannot reach the kernel.
-    const nameNul = name.indexOf(0);
-    if (nameNul !== -1) name = name.subarray(0, nameNul);
-    const linkNul = linkname.indexOf(0);
-    if (linkNul !== -1) linkname = linkname.subarray(0, linkNul);
 
-    const type = entryTypeOf(typeflag, name);
     if (type === undefined) {
       throw new IrbError(
         'IRB_LAYER_UNSUPPORTED_ENTRY',
@@ -422,13 +315,13 @@ export class TarReader {
       );
     }
 
-    // Header-only types carry no data whatever the size field says (as in Go's archive/tar).
-    let stored = type === 'file' || typeflag === TYPEFLAG.gnuDumpDir ? size : 0;
+    // What the member stores after its header; header-only types store nothing (as in Go).
+    let stored = member.stored;
     let sparse: SparseChunk[] | undefined;
     let logical = type === 'file' ? size : 0;
 
     if (typeflag === TYPEFLAG.gnuSparse) {
-      if (!gnu) throw tarError(this.label, offset, 'GNU sparse member without GNU magic');
+      if (header.format !== 'gnu') throw tarError(this.label, offset, 'GNU sparse member without GNU magic');
       const values: number[] = [];
       const readMap = (from: Uint8Array, start: number, count: number): void => {
         for (let i = 0; i < count; i++) {
@@ -440,15 +333,9 @@ export class TarReader {
           values.push(o, n);
         }
       };
-      readMap(block, GNU_SPARSE.map.offset, GNU_SPARSE.map.length / GNU_SPARSE.pairLength);
-      let extended = block[GNU_SPARSE.isExtended.offset] !== 0;
-      while (extended) {
-        const ext = await this.source.read(BLOCK_SIZE);
-        if (ext.byteLength < BLOCK_SIZE) throw this.truncated();
-        readMap(ext, 0, GNU_SPARSE.extensionPairs);
-        extended = ext[GNU_SPARSE.extensionIsExtended] !== 0;
-      }
-      const realSize = parseNumber(block, GNU_SPARSE.realSize);
+      readMap(member.block, GNU_SPARSE.map.offset, GNU_SPARSE.map.length / GNU_SPARSE.pairLength);
+      for (const extension of member.sparseExtensions) readMap(extension, 0, GNU_SPARSE.extensionPairs);
+      const realSize = parseNumber(member.block, GNU_SPARSE.realSize);
       if (realSize === undefined || realSize < 0)
         throw tarError(this.label, offset, 'invalid sparse real size');
       logical = realSize;
@@ -464,10 +351,9 @@ export class TarReader {
       let values: number[];
       if (major && bytesToBinary(major) === '1' && minor && bytesToBinary(minor) === '0') {
         // Sparse 1.0: the map sits at the start of the data, as decimal lines, padded to a block.
-        const map = await this.readSparse10Map(offset);
+        const map = await this.readSparse10Map(offset, stored);
         values = map.values;
-        stored = size - map.mapBytes;
-        if (stored < 0) throw tarError(this.label, offset, 'sparse map larger than the member');
+        stored -= map.mapBytes;
       } else if (sparseKeys.has('GNU.sparse.map')) {
         const text = bytesToBinary(sparseKeys.get('GNU.sparse.map') as Uint8Array);
         values =
@@ -490,7 +376,6 @@ export class TarReader {
       throw tarError(this.label, offset, 'size out of range');
     }
     this.remaining = stored;
-    this.padding = paddingOf(stored);
     const entry: TarEntry = {
       ordinal: this.ordinal++,
       offset,
@@ -512,16 +397,22 @@ export class TarReader {
   }
 
   /** Reads the sparse 1.0 map at the start of the data; returns the numbers and the bytes it took. */
-  private async readSparse10Map(offset: number): Promise<{ values: number[]; mapBytes: number }> {
+  private async readSparse10Map(
+    offset: number,
+    stored: number,
+  ): Promise<{ values: number[]; mapBytes: number }> {
     let text = '';
     let mapBytes = 0;
     const numbers: number[] = [];
     let expected: number | undefined;
     for (;;) {
+      // The map is part of the member's data: it never reads into the next header.
+      if (mapBytes + BLOCK_SIZE > stored)
+        throw tarError(this.label, offset, 'sparse map larger than the member');
       const block = await this.source.read(BLOCK_SIZE);
       if (block.byteLength < BLOCK_SIZE) throw this.truncated();
       mapBytes += BLOCK_SIZE;
-      if (mapBytes > MAX_META_SIZE) throw tarError(this.label, offset, 'sparse map is absurdly large');
+      if (mapBytes > MAX_EXTENSION_SIZE) throw tarError(this.label, offset, 'sparse map is absurdly large');
       text += bytesToBinary(block);
       const lines = text.split('\n');
       text = lines.pop() ?? '';

@@ -1,5 +1,6 @@
 import { CPIO_MAX_FILE_SIZE, CPIO_MAX_PATH_BYTES } from '@irb/cpio';
 import { IrbError, isIrbError } from '@irb/errors';
+import { Inodes, type Meta } from './inodes.ts';
 import { absoluteText, bytesOfKey, displayKey, type Glob, keyOf, keyOfInput, splitKey } from './path.ts';
 import type { PathFilterEntry, RootfsStats } from './types.ts';
 
@@ -10,40 +11,14 @@ import type { PathFilterEntry, RootfsStats } from './types.ts';
  * the public `Rootfs` only wraps it.
  */
 
-/** Where a file's bytes come from when `entries()` streams it. */
-export type BodyRef =
-  | { kind: 'empty' }
-  | { kind: 'layer'; layer: number; ordinal: number }
-  | { kind: 'bytes'; bytes: Uint8Array }
-  /** A host file; a Buffer path when its name is not UTF-8 (host names are bytes too). */
-  | { kind: 'host'; path: string | Buffer };
-
-/** A file's inode: shared by all of its hard-link names. */
-export interface Inode {
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: number;
-  size: number;
-  body: BodyRef;
-  xattrs?: string[];
-}
+export type { BodyRef, Meta } from './inodes.ts';
 
 interface NodeBase {
   /** The name in its parent, as a key (exact bytes). */
   name: string;
   parent: DirNode | undefined;
-  /** Index of the last layer that wrote this node or something below it (see apply.ts). */
-  upper?: number;
-}
-
-/** Owner, mode, mtime and xattr keys of anything but a file (a file keeps them in its inode). */
-export interface Meta {
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: number;
-  xattrs?: string[];
+  /** Index of the last layer that wrote this node or something below it (see apply.ts); -1 for none. */
+  upper: number;
 }
 
 /** A directory. */
@@ -55,7 +30,8 @@ export interface DirNode extends NodeBase, Meta {
 /** One name of a regular file. */
 export interface FileNode extends NodeBase {
   type: 'file';
-  inode: Inode;
+  /** Its inode's number in {@link Tree.inodes}, shared by all of its hard-link names. */
+  inode: number;
 }
 
 /** A symbolic link. */
@@ -63,6 +39,10 @@ export interface SymlinkNode extends NodeBase, Meta {
   type: 'symlink';
   /** Target as a key (exact bytes). */
   target: string;
+  /** The target's components without `.` and empty ones, split once (see {@link Tree.resolveDir}). */
+  parts?: string[];
+  /** Where the target led as a directory, valid while the tree's version is `version`. */
+  memo?: { dir: DirNode; hops: number; version: number };
 }
 
 /** A device node or FIFO. */
@@ -83,8 +63,12 @@ export function describe(context: Context): string {
   return typeof context === 'function' ? context() : context;
 }
 
-/** Symlinks followed while resolving one path before giving up (Linux stops at 40, securejoin at 255). */
-const MAX_SYMLINKS = 255;
+/**
+ * Symlinks followed while resolving one path, nested ones included, before it fails: Linux's
+ * MAXSYMLINKS (path lookup gives ELOOP past 40), so no path irb places an entry under is one the
+ * guest's kernel could not walk. securejoin (umoci) stops at 255.
+ */
+export const MAX_SYMLINKS = 40;
 const MTIME_MAX = 0xffff_ffff;
 
 /** The key of a node in the tree (no leading `/`; the root is ''). */
@@ -92,11 +76,6 @@ export function keyOfNode(node: Node): string {
   const parts: string[] = [];
   for (let n: Node | undefined = node; n?.parent; n = n.parent) parts.push(n.name);
   return parts.reverse().join('/');
-}
-
-/** Owner, mode, mtime and xattrs of a node (a file's come from its inode). */
-export function metaOf(node: Node): Meta {
-  return node.type === 'file' ? node.inode : node;
 }
 
 function sortedChildren(dir: DirNode): Node[] {
@@ -113,19 +92,19 @@ export function* walk(dir: DirNode, prefix = ''): Generator<[Node, string]> {
   }
 }
 
-function countNodes(node: Node): number {
-  if (node.type !== 'directory') return 1;
-  let n = 1;
-  for (const child of node.children.values()) n += countNodes(child);
-  return n;
+/** Every node of a subtree, `node` first (any order below it). */
+function* subtree(node: Node): Generator<Node> {
+  const stack: Node[] = [node];
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    yield next;
+    if (next.type === 'directory') for (const child of next.children.values()) stack.push(child);
+  }
 }
 
 /** The hard-link groups and counts of the current tree (recomputed after each change). */
 export interface Analysis {
-  /** The first name (in walk order) of each file inode. */
-  first: Map<Inode, FileNode>;
-  /** Further names of hard-linked inodes, in walk order (absent for single-name files). */
-  links: Map<Inode, string[]>;
+  /** Further names of hard-linked inodes, by inode number, in walk order (absent for single-name files). */
+  links: Map<number, string[]>;
   stats: Omit<RootfsStats, 'excluded' | 'filtered' | 'clampedPaths' | 'clampedMtimes'>;
 }
 
@@ -137,28 +116,36 @@ export function tooLarge(context: string, key: string, size: number): IrbError {
   );
 }
 
+/** Where a resolution got to, and how many symlinks it followed on the way. */
+interface Reached {
+  dir: DirNode;
+  hops: number;
+}
+
 /** The tree with its counters. Internal to the package: `Rootfs` is the public face. */
 export class Tree {
   readonly root: DirNode;
+  readonly inodes = new Inodes();
   readonly #epoch: number | undefined;
   #analysis: Analysis | undefined;
+  /**
+   * Bumped when a directory or symlink leaves the tree (removed or replaced): only that can change
+   * where a path that resolved before leads now, so symlink memos of an older version are stale.
+   * Adding names never invalidates one: a resolution that succeeded walked existing nodes only.
+   */
+  #version = 0;
   excluded = 0;
   filtered = 0;
   clampedPaths = 0;
   clampedMtimes = 0;
+  /** File body bytes in the tree, each inode once (kept as names come and go). */
+  fileBytes = 0;
+  /** Path components walked by resolutions so far: what a symlink-heavy layer costs (tests read it). */
+  steps = 0;
 
   constructor(sourceDateEpoch: number | undefined) {
     this.#epoch = sourceDateEpoch;
-    this.root = {
-      type: 'directory',
-      name: '',
-      parent: undefined,
-      mode: 0o755,
-      uid: 0,
-      gid: 0,
-      mtime: this.synthesizedTime(),
-      children: new Map(),
-    };
+    this.root = this.newDir('', undefined);
   }
 
   /** The mtime of synthesized parents and injected files: SOURCE_DATE_EPOCH, else 0. */
@@ -176,11 +163,12 @@ export class Tree {
   }
 
   /** A new directory (0755, root) named `name` below `parent`, not yet placed. */
-  newDir(name: string, parent: DirNode): DirNode {
+  newDir(name: string, parent: DirNode | undefined): DirNode {
     return {
       type: 'directory',
       name,
       parent,
+      upper: -1,
       mode: 0o755,
       uid: 0,
       gid: 0,
@@ -189,19 +177,38 @@ export class Tree {
     };
   }
 
+  /** Owner, mode, mtime and xattrs of a node (a file's come from its inode). */
+  metaOf(node: Node): Meta {
+    return node.type === 'file' ? this.inodes.meta(node.inode) : node;
+  }
+
   /**
    * Resolves a directory path inside the root, following symlinks the way securejoin does for
    * umoci (absolute targets start at the root, `..` stops there), so a name under a symlinked
    * parent lands where the link points and never outside the root. With `create`, missing
    * directories are synthesized (0755, root); a non-directory in the way is an error. Without
-   * `create`, returns undefined when the path does not resolve.
+   * `create`, returns undefined when the path does not resolve. More than {@link MAX_SYMLINKS}
+   * links on the way: `IRB_LAYER_SYMLINK_LOOP`.
+   *
+   * Each symlink's directory is memoized (until a directory or symlink leaves the tree), with
+   * its target split once without its `.` and empty components: ten thousand names below a chain
+   * of links with long `./././…` targets cost a walk of the chain once, not once per name.
    */
   resolveDir(components: readonly string[], create: boolean, context: Context): DirNode | undefined {
-    let dir = this.root;
-    const queue = [...components].reverse();
-    let links = 0;
-    while (queue.length > 0) {
-      const part = queue.pop() as string;
+    return this.#resolveFrom(this.root, components, 0, create, context)?.dir;
+  }
+
+  #resolveFrom(
+    start: DirNode,
+    components: readonly string[],
+    hops: number,
+    create: boolean,
+    context: Context,
+  ): Reached | undefined {
+    let dir = start;
+    let followed = hops;
+    for (const part of components) {
+      this.steps++;
       if (part === '' || part === '.') continue;
       if (part === '..') {
         dir = dir.parent ?? this.root;
@@ -220,15 +227,10 @@ export class Tree {
         continue;
       }
       if (child.type === 'symlink') {
-        if (++links > MAX_SYMLINKS) {
-          throw new IrbError(
-            'IRB_LAYER_SYMLINK_LOOP',
-            `${describe(context)}: resolving ${displayKey(keyOfNode(child))} went through more than ${MAX_SYMLINKS} symlinks; fix the symlink loop in the image`,
-          );
-        }
-        if (child.target.startsWith('/')) dir = this.root;
-        const parts = child.target.split('/');
-        for (let i = parts.length - 1; i >= 0; i--) queue.push(parts[i] as string);
+        const reached = this.#through(child, followed, create, context);
+        if (!reached) return undefined;
+        dir = reached.dir;
+        followed = reached.hops;
         continue;
       }
       if (!create) return undefined;
@@ -237,7 +239,29 @@ export class Tree {
         `${describe(context)}: needs a directory at ${displayKey(keyOfNode(child))}, which is a ${child.type}; the layer is malformed (a container runtime refuses it too) — rebuild the image`,
       );
     }
-    return dir;
+    return { dir, hops: followed };
+  }
+
+  /** The directory a symlink leads to (memoized), after `hops` links already followed. */
+  #through(link: SymlinkNode, hops: number, create: boolean, context: Context): Reached | undefined {
+    const memo = link.memo;
+    if (memo && memo.version === this.#version) {
+      this.steps++;
+      if (hops + memo.hops > MAX_SYMLINKS) throw this.#loop(link, context);
+      return { dir: memo.dir, hops: hops + memo.hops };
+    }
+    if (hops + 1 > MAX_SYMLINKS) throw this.#loop(link, context);
+    const start = link.target.startsWith('/') ? this.root : (link.parent ?? this.root);
+    const reached = this.#resolveFrom(start, partsOf(link), hops + 1, create, context);
+    if (reached) link.memo = { dir: reached.dir, hops: reached.hops - hops, version: this.#version };
+    return reached;
+  }
+
+  #loop(link: SymlinkNode, context: Context): IrbError {
+    return new IrbError(
+      'IRB_LAYER_SYMLINK_LOOP',
+      `${describe(context)}: resolving ${displayKey(keyOfNode(link))} needs more than ${MAX_SYMLINKS} symlinks (the kernel's limit: the guest could not reach that path either); fix the symlink loop or chain in the image`,
+    );
   }
 
   /** Resolves a full path without following its last component. */
@@ -255,14 +279,56 @@ export class Tree {
 
   /** Places `node` at its name in `parent`, replacing whatever was there. */
   place(parent: DirNode, node: Node): void {
-    node.parent = parent;
-    parent.children.set(node.name, node);
+    const existing = parent.children.get(node.name);
+    if (existing !== node) {
+      if (existing) this.#detach(existing);
+      node.parent = parent;
+      parent.children.set(node.name, node);
+      this.#attach(node);
+    }
     this.#analysis = undefined;
   }
 
   /** Removes `name` (and everything below) from `parent`. */
   remove(parent: DirNode, name: string): void {
-    if (parent.children.delete(name)) this.#analysis = undefined;
+    const node = parent.children.get(name);
+    if (!node) return;
+    parent.children.delete(name);
+    this.#detach(node);
+    this.#analysis = undefined;
+  }
+
+  /** Counts the names and bytes a subtree brings into the tree. */
+  #attach(node: Node): void {
+    const { names, size } = this.inodes;
+    if (node.type === 'file') {
+      if ((names[node.inode] as number) === 0) this.fileBytes += size[node.inode] as number;
+      names[node.inode] = (names[node.inode] as number) + 1;
+      return;
+    }
+    if (node.type !== 'directory' || node.children.size === 0) return;
+    for (const n of subtree(node)) {
+      if (n.type !== 'file') continue;
+      if ((names[n.inode] as number) === 0) this.fileBytes += size[n.inode] as number;
+      names[n.inode] = (names[n.inode] as number) + 1;
+    }
+  }
+
+  /** Uncounts a subtree that leaves the tree; stale symlink memos if a directory or link went. */
+  #detach(node: Node): void {
+    const { names, size } = this.inodes;
+    if (node.type === 'directory' || node.type === 'symlink') this.#version++;
+    if (node.type === 'file') {
+      names[node.inode] = (names[node.inode] as number) - 1;
+      if ((names[node.inode] as number) === 0) this.fileBytes -= size[node.inode] as number;
+      return;
+    }
+    if (node.type !== 'directory') return;
+    for (const n of subtree(node)) {
+      if (n.type !== 'file') continue;
+      names[n.inode] = (names[n.inode] as number) - 1;
+      if ((names[n.inode] as number) === 0) this.fileBytes -= size[n.inode] as number;
+    }
   }
 
   /**
@@ -293,7 +359,7 @@ export class Tree {
       for (const child of sortedChildren(dir)) {
         const key = prefix === '' ? child.name : `${prefix}/${child.name}`;
         if (globs.some((glob) => glob.test(key))) {
-          this.excluded += countNodes(child);
+          for (const _ of subtree(child)) this.excluded++;
           this.remove(dir, child.name);
         } else if (child.type === 'directory') {
           visit(child, key);
@@ -306,18 +372,18 @@ export class Tree {
   /** Follows a node that is a symlink (and the next, …) inside the root; undefined when dangling. */
   #follow(node: Node | undefined, context: Context): Node | undefined {
     let current = node;
-    let links = 0;
+    let hops = 0;
     while (current?.type === 'symlink') {
-      if (++links > MAX_SYMLINKS) return undefined;
+      if (++hops > MAX_SYMLINKS) return undefined;
       const start = current.target.startsWith('/') ? this.root : (current.parent ?? this.root);
-      const components = current.target.split('/');
-      const name = components.pop() ?? '';
-      const base = start === this.root ? [] : keyOfNode(start).split('/');
-      const dir = this.resolveDir([...base, ...components], false, context);
-      if (!dir) return undefined;
-      if (name === '' || name === '.') current = dir;
-      else if (name === '..') current = dir.parent ?? this.root;
-      else current = dir.children.get(name);
+      const parts = partsOf(current);
+      const name = parts[parts.length - 1];
+      const reached = this.#resolveFrom(start, parts.slice(0, -1), hops, false, context);
+      if (!reached) return undefined;
+      hops = reached.hops;
+      if (name === undefined) current = reached.dir;
+      else if (name === '..') current = reached.dir.parent ?? this.root;
+      else current = reached.dir.children.get(name);
     }
     return current;
   }
@@ -339,11 +405,13 @@ export class Tree {
   /** Hard-link groups and counts, computed once per state of the tree. */
   analyze(): Analysis {
     if (this.#analysis) return this.#analysis;
-    // Only node references for single-name files: no path strings held for the whole tree.
-    const first = new Map<Inode, FileNode>();
-    const links = new Map<Inode, string[]>();
+    const { inodes } = this;
+    // No path strings held for single-name files: only the further names of linked inodes.
+    const seen = new Uint8Array(inodes.count);
+    const links = new Map<number, string[]>();
     let entries = 1;
     let directories = 1;
+    let files = 0;
     let uncompressedBytes = 0;
     let fileNames = 0;
     const lostXattrs: Array<{ path: string; keys: string[] }> = [];
@@ -353,26 +421,26 @@ export class Tree {
       if (node.type === 'directory') directories++;
       if (node.type === 'file') {
         fileNames++;
-        if (!first.has(node.inode)) {
-          first.set(node.inode, node);
-          uncompressedBytes += node.inode.size;
+        if (seen[node.inode] === 0) {
+          seen[node.inode] = 1;
+          files++;
+          uncompressedBytes += inodes.size[node.inode] as number;
         } else {
           const list = links.get(node.inode);
           if (list) list.push(key);
           else links.set(node.inode, [key]);
         }
       }
-      const xattrs = metaOf(node).xattrs;
+      const xattrs = node.type === 'file' ? inodes.xattrs(node.inode) : node.xattrs;
       if (xattrs && xattrs.length > 0) lostXattrs.push({ path: absoluteText(key), keys: [...xattrs] });
     }
     this.#analysis = {
-      first,
       links,
       stats: {
         entries,
-        files: first.size,
+        files,
         directories,
-        hardlinks: fileNames - first.size,
+        hardlinks: fileNames - files,
         uncompressedBytes,
         lostXattrs,
       },
@@ -386,12 +454,23 @@ export class Tree {
    * adds with {@link checkNode}, so emitting needs no second walk.
    */
   checkLimits(): void {
-    for (const [node, key] of walk(this.root)) checkNode(node, key);
+    for (const [node, key] of walk(this.root)) checkNode(node, key, 'rootfs', this.sizeOf(node));
+  }
+
+  /** A file's size (0 for anything else). */
+  sizeOf(node: Node): number {
+    return node.type === 'file' ? (this.inodes.size[node.inode] as number) : 0;
   }
 }
 
-/** The kernel's limits for one node at `key` (see {@link Tree.checkLimits}). */
-export function checkNode(node: Node, key: string, context = 'rootfs'): void {
+/** A symlink's target components without `.` and empty ones (split once, kept on the node). */
+function partsOf(link: SymlinkNode): string[] {
+  link.parts ??= link.target.split('/').filter((part) => part !== '' && part !== '.');
+  return link.parts;
+}
+
+/** The kernel's limits for one node at `key` of `size` bytes (see {@link Tree.checkLimits}). */
+export function checkNode(node: Node, key: string, context = 'rootfs', size = 0): void {
   if (key.length > CPIO_MAX_PATH_BYTES) {
     throw new IrbError(
       'IRB_LAYER_NAME_TOO_LONG',
@@ -404,6 +483,5 @@ export function checkNode(node: Node, key: string, context = 'rootfs'): void {
       `symlink ${displayKey(key)} has a ${node.target.length}-byte target; the kernel accepts at most ${CPIO_MAX_PATH_BYTES} — exclude it`,
     );
   }
-  if (node.type === 'file' && node.inode.size > CPIO_MAX_FILE_SIZE)
-    throw tooLarge(context, key, node.inode.size);
+  if (size > CPIO_MAX_FILE_SIZE) throw tooLarge(context, key, size);
 }

@@ -79,6 +79,18 @@ export interface IndexLayersOptions {
    * blob again, as without this option. Default: none (`entries()` decompresses every layer again).
    */
   spoolPath?: (layer: LayerSource, index: number) => string;
+  /**
+   * Tar members (all layers together) the index pass reads at most, so the index of a huge image
+   * fails in one line (`IRB_LAYER_TOO_MANY_ENTRIES`) instead of exhausting memory; the pass also
+   * stops that way when the V8 heap is nearly full, whatever this says. Default 8 000 000.
+   */
+  maxEntries?: number;
+  /**
+   * Bytes of file content (each inode once, sparse files at their full size) the image may unpack
+   * to, counted as the layers are applied: a layer that takes the total over it fails at once
+   * with `IRB_LAYER_UNPACKED_TOO_LARGE`. `Infinity` turns the check off. Default 64 GiB.
+   */
+  maxUnpackedBytes?: number;
 }
 
 /**

@@ -11,7 +11,7 @@ import { sha256Digest } from './artifact.ts';
 import { BlobFetcher } from './blobs.ts';
 import { BlobCache } from './cache.ts';
 import { loadImage, type RegistryImage } from './image.ts';
-import { type FetchedManifest, fetchManifest } from './manifest.ts';
+import { checkDocumentSize, type FetchedManifest, fetchManifest } from './manifest.ts';
 import { type Endpoint, Mirrors } from './mirrors.ts';
 import { DEFAULT_PLATFORM, parsePlatform } from './platform.ts';
 import { Secrets } from './redact.ts';
@@ -289,11 +289,8 @@ export class RegistryClient {
     options: CallOptions & { maxBytes?: number } = {},
   ): Promise<Uint8Array> {
     const ref = toReference(reference);
-    if (options.maxBytes !== undefined && descriptor.size > options.maxBytes) {
-      throw new IrbError(
-        'IRB_MANIFEST_INVALID',
-        `${formatReference(ref)}: blob ${descriptor.digest} claims ${descriptor.size} bytes, over the ${options.maxBytes}-byte limit for this kind of blob`,
-      );
+    if (options.maxBytes !== undefined) {
+      checkDocumentSize(descriptor, options.maxBytes, `${formatReference(ref)}: blob ${descriptor.digest}`);
     }
     const signal = combineSignals(this.#signal, options.signal);
     const cache = await this.cache();

@@ -5,8 +5,13 @@
  */
 import { IrbError } from '@irb/errors';
 import type { CallOptions, RegistryClient } from './client.ts';
-import { parseDigest } from './digest.ts';
-import { type FetchedManifest, parseJsonBytes, validateDescriptor } from './manifest.ts';
+import {
+  type FetchedManifest,
+  MAX_CONFIG_BYTES,
+  parseJsonBytes,
+  validateDescriptor,
+  validateDiffIds,
+} from './manifest.ts';
 import { isImageManifestMediaType } from './media-types.ts';
 import { checkConfigPlatform, formatPlatform, selectManifest } from './platform.ts';
 import { formatReference, type Reference, withDigest } from './reference.ts';
@@ -20,9 +25,6 @@ import type {
   OpenOptions,
   Platform,
 } from './types.ts';
-
-/** Largest image config accepted. */
-const MAX_CONFIG_BYTES = 64 * 1024 * 1024;
 
 /**
  * Resolves `ref` to a single-platform image: fetches and verifies the manifest (selecting
@@ -75,16 +77,7 @@ export async function loadImage(
       `${name}: the config lists ${Array.isArray(diffIds) ? diffIds.length : 'no'} diff_ids for ${manifest.layers.length} layers; the image is malformed`,
     );
   }
-  for (const id of diffIds) {
-    try {
-      parseDigest(id);
-    } catch (error) {
-      throw new IrbError(
-        'IRB_MANIFEST_INVALID',
-        `${name}: config rootfs.diff_ids: ${(error as Error).message}`,
-      );
-    }
-  }
+  validateDiffIds(diffIds, name);
   return new RegistryImage(client, withDigest(ref, chosen.digest), name, platform, chosen, manifest, config);
 }
 

@@ -36,8 +36,30 @@ export interface FetchedManifest {
   isIndex: boolean;
 }
 
-/** Largest manifest or index accepted (the distribution spec's recommended limit). */
+/**
+ * Largest manifest or index accepted (the distribution spec's recommended limit), from a
+ * registry, an OCI layout or a docker archive alike.
+ */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/** Largest image config accepted, from a registry, an OCI layout or a docker archive alike. */
+export const MAX_CONFIG_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Refuses a document (manifest, index, config) whose descriptor claims more than `limit` bytes,
+ * before a byte is read: it is held in memory whole. `what` names the blob, digest included.
+ */
+export function checkDocumentSize(
+  descriptor: Pick<Descriptor, 'digest' | 'size'>,
+  limit: number,
+  what: string,
+): void {
+  if (descriptor.size <= limit) return;
+  throw new IrbError(
+    'IRB_MANIFEST_INVALID',
+    `${what} claims ${descriptor.size} bytes, over the ${formatSize(limit)} limit for this kind of blob; the image is malformed or hostile`,
+  );
+}
 
 /** What {@link fetchManifest} needs from its client. */
 export interface ManifestContext {
@@ -179,6 +201,7 @@ export function parseManifest(
     if (!Array.isArray(json.manifests)) {
       throw new IrbError('IRB_MANIFEST_INVALID', `${name}: the index has no manifests list`);
     }
+    validateIndexDescriptors(json as unknown as ImageIndex, name);
     return {
       digest,
       mediaType: mediaType as string,
@@ -191,10 +214,7 @@ export function parseManifest(
     if (!Array.isArray(json.layers)) {
       throw new IrbError('IRB_MANIFEST_INVALID', `${name}: the manifest has no layers list`);
     }
-    validateDescriptor(json.config, `${name} config`);
-    json.layers.forEach((layer, i) => {
-      validateDescriptor(layer, `${name} layer ${i + 1}`);
-    });
+    validateManifestDescriptors(json as unknown as ImageManifest, name);
     const configType = (json.config as Descriptor).mediaType;
     if (
       !options.artifacts &&
@@ -241,7 +261,45 @@ export function parseJsonBytes(bytes: Uint8Array, what: string): unknown {
   }
 }
 
-/** Checks that `descriptor` has a media type, a valid digest and a whole, non-negative size. */
+/** Checks the config and layer descriptors of an image manifest (see {@link validateDescriptor}). */
+export function validateManifestDescriptors(manifest: ImageManifest, name: string): void {
+  validateDescriptor(manifest.config, `${name} config`);
+  manifest.layers.forEach((layer, i) => {
+    validateDescriptor(layer, `${name} layer ${i + 1}`);
+  });
+}
+
+/**
+ * Checks every entry of an index (see {@link validateDescriptor}), not only the one a platform
+ * picks: a size of -1 or 2^60 is refused when the index is parsed, not when a blob is read.
+ */
+export function validateIndexDescriptors(index: ImageIndex, name: string): void {
+  index.manifests.forEach((entry, i) => {
+    validateDescriptor(entry, `${name} index entry ${i + 1}`);
+  });
+}
+
+/** Checks that every `rootfs.diff_ids` entry of a config is a digest (sha256 or sha512). */
+export function validateDiffIds(diffIds: readonly unknown[], name: string): void {
+  for (const id of diffIds) {
+    try {
+      parseDigest(typeof id === 'string' ? id : String(id));
+    } catch (error) {
+      throw new IrbError(
+        'IRB_MANIFEST_INVALID',
+        `${name}: config rootfs.diff_ids: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+}
+
+/**
+ * Checks that `descriptor` has a media type, a valid digest and a size that is a whole number
+ * from 0 to 2^53 - 1 (JSON numbers beyond are not exact, so no blob could be checked against them).
+ */
 export function validateDescriptor(descriptor: unknown, what: string): Descriptor {
   const d = descriptor as Partial<Descriptor> | undefined;
   if (

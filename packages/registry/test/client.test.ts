@@ -307,6 +307,33 @@ describe('hostile manifests', () => {
     serve('unknown-type', enc({ schemaVersion: 2, things: [] }), 'application/vnd.example.thing+json');
     serve('bad-layer-digest', enc({ ...m, layers: [{ ...m.layers[0], digest: 'sha256:xyz' }] }));
     serve('negative-size', enc({ ...m, layers: [{ ...m.layers[0], size: -1 }] }));
+    serve('fractional-size', enc({ ...m, layers: [{ ...m.layers[0], size: 1.5 }] }));
+    // 2^53 + 2: JSON can write it, but no blob size beyond 2^53 - 1 can be checked exactly.
+    serve('unsafe-size', enc({ ...m, layers: [{ ...m.layers[0], size: 2 ** 53 + 2 }] }));
+    serve('huge-config', enc({ ...m, config: { ...m.config, size: 3 * 2 ** 30 } }));
+    // An index whose other platform's entry is malformed: refused as the index is parsed.
+    serve(
+      'index-bad-entry',
+      enc({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          {
+            mediaType: ociImage.manifest.mediaType,
+            digest: ociImage.manifest.digest,
+            size: ociImage.manifest.size,
+            platform: { os: 'linux', architecture: 'amd64' },
+          },
+          {
+            mediaType: ociImage.manifest.mediaType,
+            digest: ociImage.manifest.digest,
+            size: -1,
+            platform: { os: 'linux', architecture: 'arm64' },
+          },
+        ],
+      }),
+      'application/vnd.oci.image.index.v1+json',
+    );
     serve('no-layers', enc({ ...m, layers: undefined }));
     serve('schema3', enc({ ...m, schemaVersion: 3 }));
     // a valid manifest but for one byte that is not UTF-8, inside an annotation
@@ -354,6 +381,10 @@ describe('hostile manifests', () => {
     ['unknown-type', 'IRB_MANIFEST_UNSUPPORTED', /application\/vnd\.example\.thing\+json/],
     ['bad-layer-digest', 'IRB_MANIFEST_INVALID', /layer 1: invalid digest/],
     ['negative-size', 'IRB_MANIFEST_INVALID', /malformed descriptor/],
+    ['fractional-size', 'IRB_MANIFEST_INVALID', /layer 1 has a malformed descriptor/],
+    ['unsafe-size', 'IRB_MANIFEST_INVALID', /layer 1 has a malformed descriptor/],
+    ['huge-config', 'IRB_MANIFEST_INVALID', /claims 3221225472 bytes, over the 64 MiB limit/],
+    ['index-bad-entry', 'IRB_MANIFEST_INVALID', /index entry 2 has a malformed descriptor/],
     ['no-layers', 'IRB_MANIFEST_INVALID', /no layers list/],
     ['schema3', 'IRB_MANIFEST_INVALID', /schemaVersion 3/],
     ['not-utf8', 'IRB_MANIFEST_INVALID', /the manifest is not UTF-8 text, so not valid JSON/],

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTar, writeLayoutBlob, writeOciLayout } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openOciLayout } from '../src/sources/oci-layout.ts';
+import { ociLayoutPlatforms, openOciLayout } from '../src/sources/oci-layout.ts';
 import { layerTar, readLayer, run, sha256, tarContents } from '../src/sources/test-helpers.ts';
 
 let root: string;
@@ -98,6 +98,12 @@ describe('openOciLayout selection', () => {
     const error = await openOciLayout(dir, { platform: 'linux/riscv64' }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'IRB_PLATFORM_NOT_FOUND' });
     expect((error as Error).message).toContain('linux/amd64, linux/arm64, linux/arm/v7');
+
+    const listed = await ociLayoutPlatforms(dir, { tag: 'latest' });
+    expect(listed.indexDigest).toBe(written[0]!.indexDigest);
+    expect(listed.platforms.map((p) => [p.platform.architecture, p.digest])).toEqual(
+      written[0]!.images.map((i, n) => [['amd64', 'arm64', 'arm'][n], i.manifestDigest]),
+    );
   });
 
   it('picks the platform among same-tag entries listed directly in index.json', async () => {
@@ -114,6 +120,9 @@ describe('openOciLayout selection', () => {
     const image = await openOciLayout(dir, { tag: 'v2', platform: 'linux/arm64' });
     expect((await image.config()).architecture).toBe('arm64');
     expect((await (await openOciLayout(dir)).config()).architecture).toBe('amd64');
+    const listed = await ociLayoutPlatforms(dir, { tag: 'v2' });
+    expect(listed.indexDigest).toBeUndefined();
+    expect(listed.platforms.map((p) => p.platform.architecture)).toEqual(['arm64', 'amd64']);
   });
 
   it('lists the tags it has when the tag is wrong or missing', async () => {

@@ -106,6 +106,23 @@ describe('indexTar', () => {
     expect(Buffer.from(await index.read(index.members.get('after')!)).toString()).toBe('x'.repeat(1000));
   });
 
+  it('passes over a GNU sparse member with extension blocks (its map is header, not data)', async () => {
+    // Nine data regions: four pairs fit the header, the other five need an extension block.
+    const chunks = Array.from({ length: 9 }, (_, i) => ({
+      offset: i * 4096,
+      data: new Uint8Array(512).fill(i + 1),
+    }));
+    const tar = await buildTar([
+      { type: 'sparse', path: 'holes', size: 9 * 4096, chunks },
+      { type: 'file', path: 'manifest.json', content: '[]' },
+    ]);
+    const file = join(root, 'sparse.tar');
+    await writeFile(file, tar);
+    const index = await indexTar(file);
+    expect([...index.members.keys()]).toEqual(['manifest.json']);
+    expect(Buffer.from(await index.read(index.members.get('manifest.json')!)).toString()).toBe('[]');
+  });
+
   it('refuses truncated archives and headers with bad checksums', async () => {
     const tar = await buildTar([{ type: 'file', path: 'f', content: 'y'.repeat(5000) }]);
     const truncated = join(root, 'truncated.tar');

@@ -1,43 +1,17 @@
 import { describe, expect, it } from 'vitest';
+import { ascii, base, GNU, header, USTAR } from '../test/blocks.ts';
 import { TarFormatError } from './errors.ts';
 import {
   BLOCK_SIZE,
   checksumOk,
   decodeHeader,
   entryTypeOf,
-  FIELDS,
   formatOf,
   isZeroBlock,
   paddingOf,
   parseNumber,
   type TarField,
 } from './header.ts';
-
-const ascii = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
-
-/** A header written field by field (independently of the decoder) with a correct checksum. */
-function header(fields: Partial<Record<keyof typeof FIELDS, Uint8Array | string>>): Uint8Array {
-  const block = new Uint8Array(BLOCK_SIZE);
-  for (const [key, value] of Object.entries(fields)) {
-    const { offset, length } = FIELDS[key as keyof typeof FIELDS];
-    block.set((typeof value === 'string' ? ascii(value) : value).subarray(0, length), offset);
-  }
-  block.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const byte of block) sum += byte;
-  block.set(ascii(`${sum.toString(8).padStart(6, '0')}\0 `), 148);
-  return block;
-}
-
-const USTAR = { magic: 'ustar\0', version: '00' };
-const GNU = { magic: 'ustar ', version: ' \0' };
-const base = {
-  mode: '0000644\0',
-  uid: '0001750\0',
-  gid: '0001750\0',
-  size: '00000000012\0',
-  mtime: '14172410000\0',
-};
 
 function field(bytes: number[], length = bytes.length): [Uint8Array, TarField] {
   const block = new Uint8Array(length);

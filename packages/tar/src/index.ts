@@ -1,5 +1,5 @@
 export { binaryToBytes, bytesToBinary, utf8OrUndefined } from './bytes.ts';
-export { TarFormatError } from './errors.ts';
+export { TarFormatError, type TarFormatErrorOptions } from './errors.ts';
 export {
   BLOCK_SIZE,
   checksumOk,
@@ -19,4 +19,5 @@ export {
   type TarHeader,
   TYPEFLAG,
 } from './header.ts';
+export { MAX_EXTENSION_SIZE, type TarInput, type TarMemberHeader, TarMembers } from './members.ts';
 export { type PaxRecord, parsePax, paxInteger } from './pax.ts';

@@ -12,9 +12,17 @@ export interface PaxRecord {
 const keyDecoder = new TextDecoder('utf-8');
 
 /**
+ * Keys whose value is a name: a NUL inside one would be cut by every C reader, so two different
+ * names would become one file. Go's archive/tar refuses them (`validPAXRecord`), and so do we.
+ */
+const NAME_KEYS = new Set(['path', 'linkpath', 'uname', 'gname', 'GNU.sparse.name']);
+
+/**
  * Parses PAX records (`<length> <key>=<value>\n`, the length counting the whole record) from an
  * extended header's data. NUL padding after the last record ends the list. Values stay bytes.
- * Throws {@link TarFormatError} on a record whose length, newline or key is missing or wrong.
+ * Throws {@link TarFormatError} on a record whose length, newline or key is missing or wrong, a
+ * key with a NUL byte, or a NUL byte in a name's value (`path`, `linkpath`, `uname`, `gname`,
+ * `GNU.sparse.name`).
  */
 export function parsePax(data: Uint8Array): PaxRecord[] {
   const records: PaxRecord[] = [];
@@ -32,10 +40,14 @@ export function parsePax(data: Uint8Array): PaxRecord[] {
     if (record[record.byteLength - 1] !== 0x0a) throw new TarFormatError('PAX record without newline');
     const equals = record.indexOf(0x3d);
     if (equals <= 0) throw new TarFormatError('PAX record without key');
-    records.push({
-      key: keyDecoder.decode(record.subarray(0, equals)),
-      value: record.subarray(equals + 1, record.byteLength - 1),
-    });
+    const keyBytes = record.subarray(0, equals);
+    if (keyBytes.includes(0)) throw new TarFormatError('PAX record key contains a NUL byte');
+    const key = keyDecoder.decode(keyBytes);
+    const value = record.subarray(equals + 1, record.byteLength - 1);
+    if (NAME_KEYS.has(key) && value.includes(0)) {
+      throw new TarFormatError(`PAX ${key} contains a NUL byte, which no name can hold`);
+    }
+    records.push({ key, value });
     pos += length;
   }
   return records;

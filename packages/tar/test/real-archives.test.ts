@@ -1,28 +1,28 @@
 import { execFile } from 'node:child_process';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import {
-  BLOCK_SIZE,
-  checksumOk,
-  cString,
-  decodeHeader,
-  entryTypeOf,
-  FIELDS,
-  isZeroBlock,
-  paddingOf,
-  parseNumber,
-  parsePax,
-  paxInteger,
-  TYPEFLAG,
-} from '../src/index.ts';
+import { GNU_SPARSE, parseNumber, paxInteger, TarMembers, TYPEFLAG } from '../src/index.ts';
+import { memoryInput } from './blocks.ts';
 
 /*
  * Headers written by GNU tar (gnu, oldgnu, posix, ustar, v7) and bsdtar (pax, ustar), decoded
  * with this package alone (extension records folded in by a few lines here), must describe
  * exactly the files they were made from: name bytes, type, size, mode, owner, link target.
+ * GNU's formats also carry a sparse file whose map needs extension blocks.
  */
 
 const run = promisify(execFile);
@@ -37,55 +37,30 @@ interface Member {
   target?: string;
 }
 
-/** Walks a whole tar with @irb/tar: PAX and GNU long records applied to the next member. */
-function members(tar: Uint8Array): Map<string, Member> {
+/** Walks a whole tar with @irb/tar's member iterator, PAX and GNU records folded in. */
+async function members(tar: Uint8Array): Promise<{ files: Map<string, Member>; sparse: number[] }> {
   const out = new Map<string, Member>();
-  let at = 0;
-  let path: Uint8Array | undefined;
-  let linkpath: Uint8Array | undefined;
-  let uid: number | undefined;
-  while (at + BLOCK_SIZE <= tar.byteLength) {
-    const block = tar.subarray(at, at + BLOCK_SIZE);
-    if (isZeroBlock(block)) break;
-    expect(checksumOk(block)).toBe(true);
-    const typeflag = String.fromCharCode(block[FIELDS.typeflag.offset] as number);
-    const size = parseNumber(block, FIELDS.size) as number;
-    const data = tar.subarray(at + BLOCK_SIZE, at + BLOCK_SIZE + size);
-    at += BLOCK_SIZE + size + paddingOf(size);
-    if (typeflag === TYPEFLAG.pax) {
-      for (const { key, value } of parsePax(data)) {
-        if (key === 'path') path = value;
-        if (key === 'linkpath') linkpath = value;
-        if (key === 'uid') uid = paxInteger(value, key);
-      }
-      continue;
-    }
-    if (typeflag === TYPEFLAG.gnuLongName || typeflag === TYPEFLAG.gnuLongLink) {
-      const value = cString(data, { offset: 0, length: data.byteLength });
-      if (typeflag === TYPEFLAG.gnuLongName) path = value;
-      else linkpath = value;
-      continue;
-    }
-    if (typeflag === TYPEFLAG.paxGlobal) continue;
-    const header = decodeHeader(block);
-    const name = Buffer.from(path ?? header.name)
-      .toString('latin1')
-      .replace(/^\.\//, '')
-      .replace(/\/$/, '');
-    const type = entryTypeOf(header.typeflag, path ?? header.name) as string;
-    const target = linkpath ?? header.linkname;
+  const sparse: number[] = [];
+  const iterator = new TarMembers(memoryInput(tar));
+  for (let member = await iterator.next(); member; member = await iterator.next()) {
+    const { header, name: path, type, pax } = member;
+    const uidRecord = pax.find((r) => r.key === 'uid');
+    const name = Buffer.from(path).toString('latin1').replace(/^\.\//, '').replace(/\/$/, '');
+    // GNU's old sparse format stores the data regions; the file is as long as its real size.
+    const size =
+      header.typeflag === TYPEFLAG.gnuSparse ? parseNumber(member.block, GNU_SPARSE.realSize) : header.size;
     if (name !== '.' && name !== '') {
       out.set(hex(Buffer.from(name, 'latin1')), {
-        type,
-        size: type === 'file' ? header.size : 0,
+        type: type as string,
+        size: type === 'file' ? (size as number) : 0,
         mode: header.mode & 0o7777,
-        uid: uid ?? header.uid,
-        ...(target.byteLength > 0 ? { target: hex(target) } : {}),
+        uid: uidRecord ? paxInteger(uidRecord.value, 'uid') : header.uid,
+        ...(member.linkname.byteLength > 0 ? { target: hex(member.linkname) } : {}),
       });
+      if (header.typeflag === TYPEFLAG.gnuSparse) sparse.push(member.sparseExtensions.length);
     }
-    path = linkpath = uid = undefined;
   }
-  return out;
+  return { files: out, sparse };
 }
 
 /** The same view of the files on disk (names as bytes). */
@@ -125,6 +100,13 @@ beforeAll(async () => {
   await writeFile(Buffer.concat([Buffer.from(`${src}/sub/`), CP866]), Buffer.alloc(1500, 1));
   await symlink(CP866, join(src, 'link'));
   await writeFile(join(src, 'sub', 'x'.repeat(99)), '99');
+  // Longer than the 100-byte linkname field: a GNU long link (K) or a PAX linkpath.
+  await symlink(`${'t'.repeat(150)}/target`, join(src, 'long-link'));
+  // Nine data regions between holes: more than the header's four map pairs.
+  const holes = await open(join(src, 'holes'), 'w');
+  for (let i = 0; i < 9; i++) await holes.write(Buffer.alloc(4096, i + 1), 0, 4096, i * 65536);
+  await holes.truncate(9 * 65536);
+  await holes.close();
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -149,13 +131,25 @@ describe('headers of real archives', () => {
     const owner = tool === 'tar' ? ['--numeric-owner', `--owner=${big ? 4_000_000 : 0}`] : ['--uid=0'];
     // v7 names have 100 bytes and no prefix: `./sub/` + 99 bytes does not fit.
     const v7 = flags[0] === '--format=v7';
-    const exclude = v7 ? ['--exclude=./sub/xxx*'] : [];
+    const ustar = v7 || flags[0] === '--format=ustar';
+    const gnu = big && flags[0] !== '--format=posix';
+    const exclude = [
+      ...(v7 ? ['--exclude=./sub/xxx*'] : []),
+      // Only the GNU formats can hold the long target; sparse files are only GNU's old format here.
+      ...(ustar ? ['--exclude=./long-link'] : []),
+      ...(gnu ? ['--sparse'] : ['--exclude=./holes']),
+    ];
     await run(tool, ['-c', '-f', file, ...flags, ...owner, ...exclude, '-C', src, '.'], {
       env: { ...process.env, LC_ALL: 'C' },
     });
     const want = await onDisk(Buffer.from(src));
     for (const member of want.values()) member.uid = big ? 4_000_000 : 0;
     if (v7) want.delete(Buffer.from(`sub/${'x'.repeat(99)}`).toString('hex'));
-    expect(members(new Uint8Array(await readFile(file)))).toEqual(want);
+    if (ustar) want.delete(Buffer.from('long-link').toString('hex'));
+    if (!gnu) want.delete(Buffer.from('holes').toString('hex'));
+    const { files, sparse } = await members(new Uint8Array(await readFile(file)));
+    expect(files).toEqual(want);
+    // GNU tar stores the nine regions as a sparse member: four pairs in the header, the rest in one extension block.
+    expect(sparse).toEqual(gnu ? [1] : []);
   });
 });

@@ -6,6 +6,12 @@ import { buildOnce, logFixture, runLogged } from './fixture-cache.ts';
 export { type DetectDebianMirrorOptions, detectDebianMirror } from './debian-base.ts';
 export { type DebianRustImage, ensureDebianRustImage } from './debian-rust-image.ts';
 export { fixtureCacheRoot } from './fixture-cache.ts';
+export {
+  ensureManyEntriesImage,
+  type ManyEntriesImage,
+  type ManyEntriesImageOptions,
+  manyEntriesTar,
+} from './many-entries-image.ts';
 export type { SyntheticImage, SyntheticImageOptions } from './synthetic-image.ts';
 export { ensureSyntheticImage, prng } from './synthetic-image.ts';
 

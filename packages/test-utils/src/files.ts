@@ -1,4 +1,6 @@
-import { open } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { open, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
 
 /**
  * Flips one byte of a file in place (its size stays), as a failing disk or a stray write would:
@@ -15,4 +17,21 @@ export async function flipByte(path: string, offset?: number): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** Replaces `path` with a sparse file of `size` bytes: all holes, so gigabytes cost no disk. */
+export async function sparseFile(path: string, size: number): Promise<void> {
+  await rm(path, { force: true });
+  const handle = await open(path, 'w');
+  try {
+    await handle.truncate(size);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Replaces `path` with a FIFO (a real one, made by mkfifo) that nobody writes to. */
+export async function fifo(path: string): Promise<void> {
+  await rm(path, { force: true });
+  await promisify(execFile)('mkfifo', [path]);
 }

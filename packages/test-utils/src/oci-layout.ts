@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 
@@ -65,6 +65,42 @@ export async function writeLayoutBlob(
   return { digest, size: bytes.byteLength };
 }
 
+/** Where a layout keeps the blob of a sha256 `digest`. */
+export function layoutBlobPath(dir: string, digest: string): string {
+  return join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length));
+}
+
+/** The fields of a manifest a test may rewrite (see {@link rewriteLayoutManifest}). */
+export interface EditableManifest {
+  mediaType: string;
+  config: { mediaType: string; digest: string; size: number };
+  layers: Array<{ mediaType: string; digest: string; size: number }>;
+}
+
+/**
+ * Rewrites the manifest `digest` of a layout through `edit` (sizes that lie, other blobs), stores
+ * the result as a new blob and makes it index.json's only entry. Returns its digest.
+ */
+export async function rewriteLayoutManifest(
+  dir: string,
+  digest: string,
+  edit: (manifest: EditableManifest) => void,
+): Promise<string> {
+  const manifest = JSON.parse(await readFile(layoutBlobPath(dir, digest), 'utf8')) as EditableManifest;
+  edit(manifest);
+  const blob = await writeLayoutBlob(dir, new TextEncoder().encode(JSON.stringify(manifest)));
+  await writeLayoutIndex(dir, [{ mediaType: manifest.mediaType, ...blob }]);
+  return blob.digest;
+}
+
+/** Writes index.json with these entries, as given (valid or not). */
+export async function writeLayoutIndex(dir: string, manifests: unknown[]): Promise<void> {
+  await writeFile(
+    join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests }),
+  );
+}
+
 /** Writes a complete OCI image layout (oci-layout, index.json, blobs) into `dir`. */
 export async function writeOciLayout(dir: string, entries: LayoutEntrySpec[]): Promise<WrittenEntry[]> {
   await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
@@ -100,14 +136,7 @@ export async function writeOciLayout(dir: string, entries: LayoutEntrySpec[]): P
     }
     written.push({ tag: entry.tag, indexDigest, images });
   }
-  await writeFile(
-    join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: top,
-    }),
-  );
+  await writeLayoutIndex(dir, top);
   return written;
 }
 

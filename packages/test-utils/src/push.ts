@@ -49,6 +49,8 @@ export interface BuildImageOptions {
   runtime?: Record<string, unknown>;
   /** Extra manifest annotations (OCI only). */
   annotations?: Record<string, string>;
+  /** The config's `rootfs.diff_ids`. Default: the sha256 of each layer tar (others make a corrupt image). */
+  diffIds?: string[];
 }
 
 const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -99,7 +101,7 @@ export function buildImage(options: BuildImageOptions): TestImage {
       os: platform.os,
       ...(platform.variant ? { variant: platform.variant } : {}),
       config: options.runtime ?? { Env: ['PATH=/usr/bin:/bin'], Cmd: ['/bin/sh'] },
-      rootfs: { type: 'layers', diff_ids: diffIds },
+      rootfs: { type: 'layers', diff_ids: options.diffIds ?? diffIds },
       history: diffIds.map(() => ({ created_by: 'irb test harness' })),
     }),
   );
@@ -118,7 +120,7 @@ export function buildImage(options: BuildImageOptions): TestImage {
       ...(options.annotations && format === 'oci' ? { annotations: options.annotations } : {}),
     }),
   );
-  return { kind: 'image', manifest, config, layers, diffIds, platform };
+  return { kind: 'image', manifest, config, layers, diffIds: options.diffIds ?? diffIds, platform };
 }
 
 /** Builds an index (OCI) or manifest list (Docker) over images. */

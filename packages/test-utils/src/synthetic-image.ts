@@ -123,17 +123,18 @@ function planLayer(random: () => number, layer: number, budget: number): FileSpe
   return files.filter((file) => file.size > 0);
 }
 
-interface Digests {
+/** Digests of a written layer blob. */
+export interface LayerDigests {
   digest: string;
   diffId: string;
   size: number;
 }
 
-/** Writes one gzip layer blob (pigz, deterministic: no name, no time) and returns its digests. */
-async function writeLayer(
+/** Writes one gzip layer blob (pigz, deterministic: no name, no time) from tar bytes and returns its digests. */
+export async function writeGzipLayer(
   blobsDir: string,
-  fill: (pack: ReturnType<typeof createPack>) => Promise<void>,
-): Promise<Digests> {
+  tar: AsyncIterable<Uint8Array>,
+): Promise<LayerDigests> {
   const tmpPath = join(blobsDir, `.layer-${process.pid}-${Date.now()}`);
   const pigz = spawn('pigz', ['-1', '-n', '-T', '-c'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const diff = createHash('sha256');
@@ -150,17 +151,11 @@ async function writeLayer(
     await once(out, 'finish');
   })();
   const exit = once(pigz, 'close');
-  const pack = createPack();
-  const source = (async () => {
-    for await (const chunk of pack as AsyncIterable<Uint8Array>) {
-      diff.update(chunk);
-      if (!pigz.stdin.write(chunk)) await once(pigz.stdin, 'drain');
-    }
-    pigz.stdin.end();
-  })();
-  await fill(pack);
-  pack.finalize();
-  await source;
+  for await (const chunk of tar) {
+    diff.update(chunk);
+    if (!pigz.stdin.write(chunk)) await once(pigz.stdin, 'drain');
+  }
+  pigz.stdin.end();
   const [code] = (await exit) as [number | null];
   await sink;
   if (code !== 0) throw new Error(`pigz exited with ${code} while writing a synthetic layer`);
@@ -169,7 +164,66 @@ async function writeLayer(
   return { digest: `sha256:${digest}`, diffId: `sha256:${diff.digest('hex')}`, size };
 }
 
+/** Writes one gzip layer whose tar `fill` writes through tar-stream's packer. */
+async function writeLayer(blobsDir: string, fill: (pack: Pack) => Promise<void>): Promise<LayerDigests> {
+  const pack = createPack();
+  const filled = fill(pack).then(
+    () => pack.finalize(),
+    (error: unknown) => {
+      pack.destroy(error as Error);
+      throw error;
+    },
+  );
+  const [digests] = await Promise.all([writeGzipLayer(blobsDir, pack as AsyncIterable<Uint8Array>), filled]);
+  return digests;
+}
+
 type Pack = ReturnType<typeof createPack>;
+
+/** Writes the config, manifest and `index.json` (tagged {@link TAG}) of an amd64 image with these gzip layers. */
+export async function writeImageLayout(
+  layout: string,
+  layers: readonly LayerDigests[],
+  containerConfig: Record<string, unknown>,
+): Promise<void> {
+  const blobsDir = join(layout, 'blobs', 'sha256');
+  const config = new TextEncoder().encode(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: containerConfig,
+      rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.diffId) },
+      history: layers.map((_, i) => ({ created_by: `synthetic layer ${i}` })),
+    }),
+  );
+  const configBlob = await writeBlob(blobsDir, config);
+  const manifest = new TextEncoder().encode(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...configBlob },
+      layers: layers.map((layer) => ({
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        digest: layer.digest,
+        size: layer.size,
+      })),
+    }),
+  );
+  const manifestBlob = await writeBlob(blobsDir, manifest);
+  await writeFile(
+    join(layout, 'index.json'),
+    `${JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifestBlob,
+          annotations: { 'org.opencontainers.image.ref.name': TAG },
+        },
+      ],
+    })}\n`,
+  );
+}
 
 async function addEntry(
   pack: Pack,
@@ -211,6 +265,84 @@ export async function ensureSyntheticImage(options: SyntheticImageOptions): Prom
   const layerCount = options.layers ?? 4;
   if (!(options.sizeBytes > 0)) throw new Error('ensureSyntheticImage: sizeBytes must be a positive number');
   const key = `synthetic-${options.sizeBytes}-s${seed}-l${layerCount}-${SYNTHETIC_FIXTURE_VERSION}`;
+  return layoutFixture(key, options, async (layout, blobsDir) => {
+    const random = prng(seed);
+    const layers: LayerDigests[] = [];
+    const busybox = await readFile('/bin/busybox').catch(() => {
+      throw new Error('ensureSyntheticImage needs /bin/busybox (Debian package busybox-static)');
+    });
+    layers.push(
+      await writeLayer(blobsDir, async (pack) => {
+        for (const name of ['bin/', 'data/', 'etc/', 'tmp/']) {
+          await addEntry(pack, {
+            name,
+            type: 'directory',
+            mode: name === 'tmp/' ? 0o1777 : 0o755,
+            mtime: MTIME,
+          });
+        }
+        await addEntry(pack, { name: 'bin/busybox', size: busybox.byteLength, mode: 0o755, mtime: MTIME }, [
+          busybox,
+        ]);
+        await addEntry(pack, { name: 'bin/sh', type: 'symlink', linkname: 'busybox', mtime: MTIME });
+      }),
+    );
+    let contentBytes = 0;
+    let fileCount = 0;
+    const budget = Math.ceil(options.sizeBytes / layerCount);
+    for (let layer = 1; layer <= layerCount; layer++) {
+      options.signal?.throwIfAborted();
+      const files = planLayer(random, layer, budget);
+      const started = Date.now();
+      layers.push(
+        await writeLayer(blobsDir, async (pack) => {
+          const dirs = new Set<string>();
+          for (const file of files) {
+            const parts = file.path.split('/');
+            for (let i = 1; i < parts.length; i++) {
+              const dirName = `${parts.slice(0, i).join('/')}/`;
+              if (dirs.has(dirName)) continue;
+              dirs.add(dirName);
+              await addEntry(pack, { name: dirName, type: 'directory', mode: 0o755, mtime: MTIME });
+            }
+            await addEntry(
+              pack,
+              { name: file.path, size: file.size, mode: 0o644, mtime: MTIME },
+              fileContent(seed, file.path, file.kind, file.size),
+            );
+            contentBytes += file.size;
+            fileCount++;
+          }
+        }),
+      );
+      logFixture(
+        `${key}: layer ${layer}/${layerCount} (${files.length} files) in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      );
+    }
+    await writeImageLayout(layout, layers, {
+      Env: ['PATH=/bin'],
+      Cmd: ['/bin/sh', '-c', 'echo irb-synthetic-ok'],
+    });
+    return { contentBytes, files: fileCount, layers: layers.length };
+  });
+}
+
+/** What a fixture layout's `fixture.json` records. */
+export interface FixtureCounts {
+  contentBytes: number;
+  files: number;
+  layers: number;
+}
+
+/**
+ * Builds (once, cached under `key`) an OCI layout fixture tagged {@link TAG}: `fill` writes its
+ * blobs, config, manifest and index into `layout` and returns the counts kept beside it.
+ */
+export async function layoutFixture(
+  key: string,
+  options: { cacheDir?: string; signal?: AbortSignal },
+  fill: (layout: string, blobsDir: string) => Promise<FixtureCounts>,
+): Promise<SyntheticImage> {
   const dir = await buildOnce(
     key,
     async (tmp) => {
@@ -218,110 +350,15 @@ export async function ensureSyntheticImage(options: SyntheticImageOptions): Prom
       const blobsDir = join(layout, 'blobs', 'sha256');
       await mkdir(blobsDir, { recursive: true });
       await writeFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}\n');
-      const random = prng(seed);
-      const layers: Digests[] = [];
-      const busybox = await readFile('/bin/busybox').catch(() => {
-        throw new Error('ensureSyntheticImage needs /bin/busybox (Debian package busybox-static)');
-      });
-      layers.push(
-        await writeLayer(blobsDir, async (pack) => {
-          for (const name of ['bin/', 'data/', 'etc/', 'tmp/']) {
-            await addEntry(pack, {
-              name,
-              type: 'directory',
-              mode: name === 'tmp/' ? 0o1777 : 0o755,
-              mtime: MTIME,
-            });
-          }
-          await addEntry(pack, { name: 'bin/busybox', size: busybox.byteLength, mode: 0o755, mtime: MTIME }, [
-            busybox,
-          ]);
-          await addEntry(pack, { name: 'bin/sh', type: 'symlink', linkname: 'busybox', mtime: MTIME });
-        }),
-      );
-      let contentBytes = 0;
-      let fileCount = 0;
-      const budget = Math.ceil(options.sizeBytes / layerCount);
-      for (let layer = 1; layer <= layerCount; layer++) {
-        options.signal?.throwIfAborted();
-        const files = planLayer(random, layer, budget);
-        const started = Date.now();
-        layers.push(
-          await writeLayer(blobsDir, async (pack) => {
-            const dirs = new Set<string>();
-            for (const file of files) {
-              const parts = file.path.split('/');
-              for (let i = 1; i < parts.length; i++) {
-                const dirName = `${parts.slice(0, i).join('/')}/`;
-                if (dirs.has(dirName)) continue;
-                dirs.add(dirName);
-                await addEntry(pack, { name: dirName, type: 'directory', mode: 0o755, mtime: MTIME });
-              }
-              await addEntry(
-                pack,
-                { name: file.path, size: file.size, mode: 0o644, mtime: MTIME },
-                fileContent(seed, file.path, file.kind, file.size),
-              );
-              contentBytes += file.size;
-              fileCount++;
-            }
-          }),
-        );
-        logFixture(
-          `${key}: layer ${layer}/${layerCount} (${files.length} files) in ${((Date.now() - started) / 1000).toFixed(1)} s`,
-        );
-      }
-      const config = new TextEncoder().encode(
-        JSON.stringify({
-          architecture: 'amd64',
-          os: 'linux',
-          config: {
-            Env: ['PATH=/bin'],
-            Cmd: ['/bin/sh', '-c', 'echo irb-synthetic-ok'],
-          },
-          rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.diffId) },
-          history: layers.map((_, i) => ({ created_by: `synthetic layer ${i}` })),
-        }),
-      );
-      const configBlob = await writeBlob(blobsDir, config);
-      const manifest = new TextEncoder().encode(
-        JSON.stringify({
-          schemaVersion: 2,
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...configBlob },
-          layers: layers.map((layer) => ({
-            mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-            digest: layer.digest,
-            size: layer.size,
-          })),
-        }),
-      );
-      const manifestBlob = await writeBlob(blobsDir, manifest);
-      await writeFile(
-        join(layout, 'index.json'),
-        `${JSON.stringify({
-          schemaVersion: 2,
-          manifests: [
-            {
-              mediaType: 'application/vnd.oci.image.manifest.v1+json',
-              ...manifestBlob,
-              annotations: { 'org.opencontainers.image.ref.name': TAG },
-            },
-          ],
-        })}\n`,
-      );
-      await writeFile(
-        join(tmp, 'fixture.json'),
-        `${JSON.stringify({ contentBytes, files: fileCount, layers: layers.length })}\n`,
-      );
+      const counts = await fill(layout, blobsDir);
+      await writeFile(join(tmp, 'fixture.json'), `${JSON.stringify(counts)}\n`);
     },
-    { signal: options.signal, cacheDir: options.cacheDir },
+    {
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    },
   );
-  const info = JSON.parse(await readFile(join(dir, 'fixture.json'), 'utf8')) as {
-    contentBytes: number;
-    files: number;
-    layers: number;
-  };
+  const info = JSON.parse(await readFile(join(dir, 'fixture.json'), 'utf8')) as FixtureCounts;
   const layoutDir = join(dir, 'oci');
   return { layoutDir, tag: TAG, ref: `oci:${layoutDir}:${TAG}`, ...info };
 }

@@ -1,6 +1,14 @@
 import { IrbError } from '@irb/errors';
 import { readVerified, verifyStream } from '../digest.ts';
 import {
+  checkDocumentSize,
+  MAX_CONFIG_BYTES,
+  MAX_MANIFEST_BYTES,
+  validateDiffIds,
+  validateIndexDescriptors,
+  validateManifestDescriptors,
+} from '../manifest.ts';
+import {
   DOCKER_CONFIG,
   isImageManifestMediaType,
   isIndexMediaType,
@@ -31,13 +39,19 @@ export function wantedPlatform(platform: string | Platform | undefined): Platfor
   return typeof platform === 'string' ? parsePlatform(platform) : platform;
 }
 
-/** Reads a small blob (manifest, index, config) whole, returning it only once it is verified. */
-export function readBlob(
+/**
+ * Reads a small blob (manifest, index, config) whole, returning it only once it is verified. A
+ * descriptor claiming more than `maxBytes` (the registry path's limit for its kind) is refused
+ * before a byte is read.
+ */
+export async function readBlob(
   reader: BlobReader,
   descriptor: Pick<Descriptor, 'digest' | 'size'>,
   what: string,
+  maxBytes: number,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
+  checkDocumentSize(descriptor, maxBytes, what);
   return readVerified(reader.stream(descriptor, signal ? { signal } : {}), {
     digest: descriptor.digest,
     size: descriptor.size,
@@ -56,7 +70,10 @@ export function parseJson(bytes: Uint8Array | string, what: string): unknown {
   }
 }
 
-/** The kind of a manifest document, from its descriptor's media type, its own, or its shape. */
+/**
+ * The kind of a manifest document, from its descriptor's media type, its own, or its shape.
+ * Its descriptors (index entries, or config and layers) are checked here, as it is parsed.
+ */
 export function manifestKind(
   doc: unknown,
   descriptorMediaType: string | undefined,
@@ -78,12 +95,14 @@ export function manifestKind(
   if (isIndexMediaType(mediaType) || (mediaType === undefined && Array.isArray(doc.manifests))) {
     if (!Array.isArray(doc.manifests))
       throw new IrbError('IRB_MANIFEST_INVALID', `${what} is an index without manifests`);
+    validateIndexDescriptors(doc as unknown as ImageIndex, what);
     return 'index';
   }
   if (isImageManifestMediaType(mediaType) || (mediaType === undefined && isObject(doc.config))) {
     if (!isObject(doc.config) || !Array.isArray(doc.layers)) {
       throw new IrbError('IRB_MANIFEST_INVALID', `${what} is a manifest without config or layers`);
     }
+    validateManifestDescriptors(doc as unknown as ImageManifest, what);
     return 'manifest';
   }
   throw new IrbError(
@@ -120,7 +139,7 @@ export async function resolveManifest(
     );
   }
   const what = `${name} (${descriptor.digest})`;
-  const bytes = await readBlob(reader, descriptor, what, signal);
+  const bytes = await readBlob(reader, descriptor, what, MAX_MANIFEST_BYTES, signal);
   const doc = parseJson(bytes, what);
   if (manifestKind(doc, descriptor.mediaType, what) === 'index') {
     const chosen = selectManifest(doc as ImageIndex, platform, name);
@@ -138,6 +157,8 @@ export interface CreateImageOptions {
   name: string;
   /** Config bytes already read and verified (docker-archive reads them to pick the image). */
   configBytes?: Uint8Array;
+  /** Aborts reading the config (when it is read later, on the first `config()`). */
+  signal?: AbortSignal;
 }
 
 /** An {@link Image} over a manifest whose blobs `reader` serves; every blob is verified as it is read. */
@@ -157,7 +178,13 @@ export function createImage(options: CreateImageOptions): Image {
     configPromise ??= (async () => {
       const bytes =
         options.configBytes ??
-        (await readBlob(reader, manifest.config, `${name} config (${manifest.config.digest})`));
+        (await readBlob(
+          reader,
+          manifest.config,
+          `${name} config (${manifest.config.digest})`,
+          MAX_CONFIG_BYTES,
+          options.signal,
+        ));
       return parseConfig(bytes, name);
     })();
     return configPromise;
@@ -183,6 +210,7 @@ export function parseConfig(bytes: Uint8Array, name: string): ImageConfigFile {
       `${name} config has no rootfs.diff_ids; the image is malformed`,
     );
   }
+  validateDiffIds(doc.rootfs.diff_ids, name);
   return doc as unknown as ImageConfigFile;
 }
 

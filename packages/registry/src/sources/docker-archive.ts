@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { open as openFile } from 'node:fs/promises';
 import { IrbError } from '@irb/errors';
 import { digestOf, parseDigest, verifyBytes } from '../digest.ts';
+import { formatSize } from '../errors.ts';
+import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES } from '../manifest.ts';
 import { DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_ZSTD, DOCKER_MANIFEST } from '../media-types.ts';
 import { checkConfigPlatform } from '../platform.ts';
 import { parseReference } from '../reference.ts';
@@ -15,6 +16,7 @@ import {
   parseJson,
   wantedPlatform,
 } from './common.ts';
+import { openRegularFile, type RegularFile } from './files.ts';
 import { indexTar, type TarIndex, type TarMember } from './tar-index.ts';
 
 /** Options of {@link openDockerArchive}. */
@@ -56,7 +58,13 @@ export async function openDockerArchive(file: string, options: DockerArchiveOpti
   const entry = pickEntry(entries, options.tag, file);
 
   const configMember = member(tar, entry.Config, file, 'config');
-  const configBytes = await tar.read(configMember, signal ? { signal } : {});
+  const configBytes = await readSmall(
+    tar,
+    configMember,
+    MAX_CONFIG_BYTES,
+    `config ${entry.Config} in ${file}`,
+    signal,
+  );
   const configDigest = contentDigest(entry.Config, configBytes, file);
   const config = parseConfig(configBytes, name);
   checkConfigPlatform(config, platform, name);
@@ -99,12 +107,30 @@ export async function openDockerArchive(file: string, options: DockerArchiveOpti
   return createImage({ reader, manifest, manifestDigest, name, configBytes });
 }
 
+/** A member held in memory whole (manifest.json, index.json, a config), refused over `limit` before it is read. */
+function readSmall(
+  tar: TarIndex,
+  m: TarMember,
+  limit: number,
+  what: string,
+  signal: AbortSignal | undefined,
+): Promise<Uint8Array> {
+  if (m.size > limit) {
+    throw new IrbError(
+      'IRB_MANIFEST_INVALID',
+      `${what} is ${m.size} bytes, over the ${formatSize(limit)} limit for this kind of document; the archive is malformed or hostile`,
+    );
+  }
+  return tar.read(m, signal ? { signal } : {});
+}
+
 /** `docker save | gzip` output cannot be read by byte range: say how to fix it. */
 async function refuseCompressed(file: string): Promise<void> {
-  let handle: Awaited<ReturnType<typeof openFile>>;
+  let opened: RegularFile;
   try {
-    handle = await openFile(file, 'r');
+    opened = await openRegularFile(file, 'docker archive');
   } catch (error) {
+    if (error instanceof IrbError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     throw new IrbError(
       code === 'ENOENT' ? 'IRB_SOURCE_NOT_FOUND' : 'IRB_SOURCE_INVALID',
@@ -114,6 +140,7 @@ async function refuseCompressed(file: string): Promise<void> {
       { cause: error },
     );
   }
+  const { handle } = opened;
   try {
     const head = new Uint8Array(4);
     const { bytesRead } = await handle.read(head, 0, 4, 0);
@@ -185,7 +212,10 @@ async function readManifestJson(tar: TarIndex, file: string, signal?: AbortSigna
       `${file} has no manifest.json, so it is not a docker save archive; ${hint}`,
     );
   }
-  const doc = parseJson(await tar.read(m, signal ? { signal } : {}), `${file} manifest.json`);
+  const doc = parseJson(
+    await readSmall(tar, m, MAX_MANIFEST_BYTES, `${file} manifest.json`, signal),
+    `${file} manifest.json`,
+  );
   if (!Array.isArray(doc) || doc.length === 0) {
     throw new IrbError('IRB_SOURCE_INVALID', `${file} manifest.json lists no images`);
   }
@@ -298,12 +328,13 @@ async function findOciManifest(
   const opts: OpenOptions = signal ? { signal } : {};
   const queue: Descriptor[] = [];
   try {
-    const index = parseJson(await tar.read(indexMember, opts), 'index.json') as ImageIndex;
+    const indexBytes = await readSmall(tar, indexMember, MAX_MANIFEST_BYTES, 'index.json', signal);
+    const index = parseJson(indexBytes, 'index.json') as ImageIndex;
     if (Array.isArray(index.manifests)) queue.push(...index.manifests);
     for (let seen = 0; queue.length > 0 && seen < 64; seen++) {
       const d = queue.shift() as Descriptor;
       const m = tar.resolve(blobPath(d.digest));
-      if (!m || m.size > 4 << 20) continue;
+      if (!m || m.size > MAX_MANIFEST_BYTES) continue;
       const bytes = await tar.read(m, opts);
       verifyBytes(bytes, { digest: d.digest, size: d.size });
       const doc = parseJson(bytes, d.digest);

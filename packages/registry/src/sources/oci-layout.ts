@@ -1,8 +1,9 @@
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IrbError } from '@irb/errors';
 import { parseDigest } from '../digest.ts';
+import { MAX_MANIFEST_BYTES } from '../manifest.ts';
+import { isIndexMediaType } from '../media-types.ts';
 import { selectManifest } from '../platform.ts';
 import { parseReference } from '../reference.ts';
 import type { Descriptor, Image, ImageIndex, OpenOptions, Platform } from '../types.ts';
@@ -13,9 +14,11 @@ import {
   isObject,
   manifestKind,
   parseJson,
+  readBlob,
   resolveManifest,
   wantedPlatform,
 } from './common.ts';
+import { openRegularFile, type RegularFile, readRange, readRegularFile } from './files.ts';
 
 /** Options of {@link openOciLayout}. */
 export interface OciLayoutOptions {
@@ -33,12 +36,15 @@ export interface OciLayoutOptions {
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 const CONTAINERD_NAME_ANNOTATION = 'io.containerd.image.name';
 
-/** Reads blobs from `<dir>/blobs/<algorithm>/<hex>`. */
+/**
+ * Reads blobs from `<dir>/blobs/<algorithm>/<hex>`: regular files only, whose size must be the
+ * descriptor's, read no further than that.
+ */
 export function ociLayoutBlobReader(dir: string): BlobReader {
   return {
     stream(descriptor, options) {
       const { algorithm, hex } = parseDigest(descriptor.digest);
-      return readBlobFile(join(dir, 'blobs', algorithm, hex), dir, descriptor.digest, options);
+      return readBlobFile(join(dir, 'blobs', algorithm, hex), dir, descriptor, options);
     },
   };
 }
@@ -46,15 +52,14 @@ export function ociLayoutBlobReader(dir: string): BlobReader {
 async function* readBlobFile(
   path: string,
   dir: string,
-  digest: string,
+  descriptor: Pick<Descriptor, 'digest' | 'size'>,
   options?: OpenOptions,
 ): AsyncGenerator<Uint8Array, void, undefined> {
-  const stream = createReadStream(path, {
-    highWaterMark: 1 << 20,
-    ...(options?.signal && { signal: options.signal }),
-  });
+  const { digest, size } = descriptor;
+  options?.signal?.throwIfAborted();
+  let file: RegularFile;
   try {
-    for await (const chunk of stream) yield chunk as Uint8Array;
+    file = await openRegularFile(path, 'OCI layout blob');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new IrbError(
@@ -64,8 +69,17 @@ async function* readBlobFile(
       );
     }
     throw error;
+  }
+  try {
+    if (file.size !== size) {
+      throw new IrbError(
+        'IRB_SIZE_MISMATCH',
+        `OCI layout blob ${path} holds ${file.size} bytes, its descriptor says ${size}; the layout is damaged — copy the image into it again`,
+      );
+    }
+    yield* readRange(file.handle, 0, size, options?.signal);
   } finally {
-    stream.destroy();
+    await file.handle.close();
   }
 }
 
@@ -77,9 +91,10 @@ async function* readBlobFile(
 export async function openOciLayout(dir: string, options: OciLayoutOptions = {}): Promise<Image> {
   const name = `oci:${dir}${options.tag ? `:${options.tag}` : ''}`;
   const platform = wantedPlatform(options.platform);
-  options.signal?.throwIfAborted();
-  await checkLayout(dir);
-  const index = await readIndex(dir);
+  const { signal } = options;
+  signal?.throwIfAborted();
+  await checkLayout(dir, signal);
+  const index = await readIndex(dir, signal);
   const entry = pickEntry(index, options.tag, dir);
   const reader = ociLayoutBlobReader(dir);
   const resolved =
@@ -99,16 +114,56 @@ export async function openOciLayout(dir: string, options: OciLayoutOptions = {})
     manifestDigest: resolved.descriptor.digest,
     manifest: resolved.manifest,
     name,
+    ...(signal && { signal }),
   });
   await checkPlatform(image, resolved, platform, name);
   return image;
 }
 
-async function checkLayout(dir: string): Promise<void> {
-  let text: string;
+/** What {@link ociLayoutPlatforms} found. */
+export interface OciLayoutPlatforms {
+  /** The nested index the platforms come from, when there is one. */
+  indexDigest?: string;
+  /** Each platform-tagged manifest: its platform and digest. */
+  platforms: Array<{ platform: Platform; digest: string }>;
+}
+
+/**
+ * The platforms an OCI layout offers under `tag` (default: every entry): the manifests of a
+ * nested index the tag names, or several same-tag index.json entries with platforms (fewer than
+ * two: none). Read as {@link openOciLayout} reads: regular files only, capped, the nested index
+ * verified against its digest.
+ */
+export async function ociLayoutPlatforms(
+  dir: string,
+  options: { tag?: string; signal?: AbortSignal } = {},
+): Promise<OciLayoutPlatforms> {
+  const { tag, signal } = options;
+  const index = await readIndex(dir, signal);
+  const entries = index.manifests.filter((d) => tag === undefined || matchesTag(d, tag));
+  const nested = entries.length === 1 && isIndexMediaType(entries[0]?.mediaType) ? entries[0] : undefined;
+  let list = entries;
+  if (nested) {
+    const what = `oci:${dir} index (${nested.digest})`;
+    const bytes = await readBlob(ociLayoutBlobReader(dir), nested, what, MAX_MANIFEST_BYTES, signal);
+    const doc = parseJson(bytes, what);
+    if (manifestKind(doc, nested.mediaType, what) === 'index') list = (doc as ImageIndex).manifests;
+  }
+  const platforms = list.flatMap((d) => (d.platform ? [{ platform: d.platform, digest: d.digest }] : []));
+  if (nested) return { indexDigest: nested.digest, platforms };
+  return { platforms: platforms.length < 2 ? [] : platforms };
+}
+
+async function checkLayout(dir: string, signal: AbortSignal | undefined): Promise<void> {
+  let bytes: Uint8Array;
   try {
-    text = await readFile(join(dir, 'oci-layout'), 'utf8');
+    bytes = await readRegularFile(join(dir, 'oci-layout'), {
+      what: 'OCI layout file',
+      maxBytes: MAX_MANIFEST_BYTES,
+      ...(signal && { signal }),
+    });
   } catch (error) {
+    if (error instanceof IrbError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     const exists = await stat(dir).then(
       (s) => s.isDirectory(),
@@ -129,7 +184,7 @@ async function checkLayout(dir: string): Promise<void> {
       { cause: error },
     );
   }
-  const doc = parseJson(text, `${dir}/oci-layout`);
+  const doc = parseJson(bytes, `${dir}/oci-layout`);
   const version = isObject(doc) ? doc.imageLayoutVersion : undefined;
   if (typeof version !== 'string' || !version.startsWith('1.')) {
     throw new IrbError(
@@ -139,18 +194,23 @@ async function checkLayout(dir: string): Promise<void> {
   }
 }
 
-async function readIndex(dir: string): Promise<ImageIndex> {
-  let text: string;
+async function readIndex(dir: string, signal: AbortSignal | undefined): Promise<ImageIndex> {
+  let bytes: Uint8Array;
   try {
-    text = await readFile(join(dir, 'index.json'), 'utf8');
+    bytes = await readRegularFile(join(dir, 'index.json'), {
+      what: 'OCI layout file',
+      maxBytes: MAX_MANIFEST_BYTES,
+      ...(signal && { signal }),
+    });
   } catch (error) {
+    if (error instanceof IrbError) throw error;
     throw new IrbError(
       'IRB_SOURCE_INVALID',
       `OCI layout ${dir} has no readable index.json (${(error as NodeJS.ErrnoException).code}); the layout is incomplete`,
       { cause: error },
     );
   }
-  const doc = parseJson(text, `${dir}/index.json`);
+  const doc = parseJson(bytes, `${dir}/index.json`);
   manifestKind(doc, undefined, `${dir}/index.json`);
   if (!isObject(doc) || !Array.isArray(doc.manifests)) {
     throw new IrbError('IRB_SOURCE_INVALID', `${dir}/index.json is not an image index (no manifests list)`);

@@ -1,26 +1,17 @@
-import { createReadStream } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { IrbError } from '@irb/errors';
 import {
-  BLOCK_SIZE,
-  checksumOk,
-  cString,
-  decodeHeader,
-  entryTypeOf,
-  FIELDS,
-  isZeroBlock,
-  type PaxRecord,
-  paddingOf,
-  parseNumber,
-  parsePax,
-  paxInteger,
   type TarEntryType,
   TarFormatError,
+  type TarInput,
+  type TarMemberHeader,
+  TarMembers,
   TYPEFLAG,
   utf8OrUndefined,
 } from '@irb/tar';
 import type { OpenOptions } from '../types.ts';
+import { openRegularFile, type RegularFile, readRange } from './files.ts';
 
 /** Where one member's bytes sit inside a tar file. */
 export interface TarMember {
@@ -53,13 +44,31 @@ export function normalizeMemberName(name: string): string {
   return normal === '.' ? '' : normal;
 }
 
-/** Long-header payloads are names and a few records; anything bigger is a damaged archive. */
-const MAX_LONG_HEADER = 1 << 20;
+/** A tar file read by position: member data is passed over without reading it. */
+function fileInput(handle: FileHandle, fileSize: number): TarInput {
+  let offset = 0;
+  return {
+    get offset() {
+      return offset;
+    },
+    async read(length) {
+      const buffer = new Uint8Array(Math.max(0, Math.min(length, fileSize - offset)));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, offset);
+      offset += bytesRead;
+      return buffer.subarray(0, bytesRead);
+    },
+    async skip(length) {
+      const skipped = Math.max(0, Math.min(length, fileSize - offset));
+      offset += skipped;
+      return skipped;
+    },
+  };
+}
 
 /**
  * Indexes a tar file by walking its headers and seeking over member data, so indexing a
- * multi-gigabyte `docker save` archive reads a few kilobytes instead of the whole file. Headers
- * are decoded by `@irb/tar` (ustar, GNU `L`/`K` long names, base-256 numbers, PAX `path`,
+ * multi-gigabyte `docker save` archive reads a few kilobytes instead of the whole file. Members
+ * come from `@irb/tar`'s iterator (ustar, GNU `L`/`K` long names, base-256 numbers, PAX `path`,
  * `linkpath`, `size`), each header's checksum checked. Members can then be streamed by byte range.
  *
  * Member names are looked up by the text manifest.json and index.json hold, so they are read as
@@ -68,10 +77,11 @@ const MAX_LONG_HEADER = 1 << 20;
  * could collapse into one U+FFFD-ridden key and one shadow the other.
  */
 export async function indexTar(file: string, options: OpenOptions = {}): Promise<TarIndex> {
-  let handle: FileHandle;
+  let opened: RegularFile;
   try {
-    handle = await open(file, 'r');
+    opened = await openRegularFile(file, 'tar archive');
   } catch (error) {
+    if (error instanceof IrbError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     throw new IrbError(
       code === 'ENOENT' ? 'IRB_SOURCE_NOT_FOUND' : 'IRB_SOURCE_INVALID',
@@ -81,99 +91,52 @@ export async function indexTar(file: string, options: OpenOptions = {}): Promise
       { cause: error },
     );
   }
+  const { handle } = opened;
   const members = new Map<string, TarMember>();
   try {
-    const { size: fileSize } = await handle.stat();
+    const fileSize = opened.size;
     const invalid = (why: string) =>
       new IrbError(
         'IRB_SOURCE_INVALID',
         `${file} is not a readable tar archive (${why}); produce it with docker save or skopeo copy ... docker-archive:FILE`,
       );
-    const readAt = async (position: number, length: number): Promise<Uint8Array> => {
-      const buffer = new Uint8Array(length);
-      const { bytesRead } = await handle.read(buffer, 0, length, position);
-      if (bytesRead !== length)
-        throw invalid(`truncated at byte ${position + bytesRead} of ${position + length}`);
-      return buffer;
-    };
-    const decoded = <T>(position: number, decode: () => T): T => {
-      try {
-        return decode();
-      } catch (error) {
-        if (error instanceof TarFormatError)
-          throw invalid(`${error.problem} in the header at byte ${position}`);
-        throw error;
-      }
-    };
-
-    let position = 0;
-    let pax: PaxRecord[] = [];
-    let longName: Uint8Array | undefined;
-    let longLink: Uint8Array | undefined;
-    while (position + BLOCK_SIZE <= fileSize) {
+    const tar = new TarMembers(fileInput(handle, fileSize));
+    for (;;) {
       options.signal?.throwIfAborted();
-      const header = await readAt(position, BLOCK_SIZE);
-      if (isZeroBlock(header)) break; // end-of-archive marker
-      if (!checksumOk(header)) throw invalid(`bad header checksum at byte ${position}`);
-      const typeflag = String.fromCharCode(header[FIELDS.typeflag.offset] as number);
-      const dataOffset = position + BLOCK_SIZE;
-
-      if (
-        typeflag === TYPEFLAG.pax ||
-        typeflag === TYPEFLAG.paxGlobal ||
-        typeflag === TYPEFLAG.gnuLongName ||
-        typeflag === TYPEFLAG.gnuLongLink ||
-        typeflag === TYPEFLAG.gnuVolume
-      ) {
-        const size = parseNumber(header, FIELDS.size);
-        if (size === undefined || size < 0) throw invalid(`bad size in header at byte ${position}`);
-        if (size > MAX_LONG_HEADER) throw invalid(`oversized extended header at byte ${position}`);
-        if (dataOffset + size > fileSize)
-          throw invalid(`member data runs past the end of the file at byte ${position}`);
-        const payload = await readAt(dataOffset, size);
-        if (typeflag === TYPEFLAG.pax) pax = [...pax, ...decoded(position, () => parsePax(payload))];
-        else if (typeflag === TYPEFLAG.gnuLongName) longName = cString(payload, { offset: 0, length: size });
-        else if (typeflag === TYPEFLAG.gnuLongLink) longLink = cString(payload, { offset: 0, length: size });
-        // Global PAX records (git archive's comment) and volume labels name no member.
-        position = dataOffset + size + paddingOf(size);
-        continue;
+      let header: TarMemberHeader | undefined;
+      try {
+        header = await tar.next();
+      } catch (error) {
+        if (!(error instanceof TarFormatError)) throw error;
+        throw invalid(
+          error.truncated
+            ? `it ends inside a member, at byte ${error.offset}`
+            : `${error.problem} at byte ${error.offset}`,
+        );
       }
-
-      const fields = decoded(position, () => decodeHeader(header));
-      let nameBytes = longName ?? fields.name;
-      let linkBytes = longLink ?? fields.linkname;
-      let size = fields.size;
-      for (const { key, value } of pax) {
-        if (key === 'path') nameBytes = value;
-        else if (key === 'linkpath') linkBytes = value;
-        else if (key === 'size') size = decoded(position, () => paxInteger(value, key));
-      }
-      if (!Number.isSafeInteger(size) || size < 0) throw invalid(`bad size in header at byte ${position}`);
-      const type = entryTypeOf(typeflag, nameBytes);
-      // Only regular files and GNU dump directories store data; other types store none whatever the size says.
-      const stored = type === 'file' || typeflag === TYPEFLAG.gnuDumpDir ? size : 0;
-      if (dataOffset + stored > fileSize)
-        throw invalid(`member data runs past the end of the file at byte ${position}`);
-      const name = utf8OrUndefined(nameBytes);
-      const linkname = linkBytes.byteLength > 0 ? utf8OrUndefined(linkBytes) : undefined;
+      if (!header) break;
+      const { type, stored } = header;
+      const name = utf8OrUndefined(header.name);
+      const linkname = header.linkname.byteLength > 0 ? utf8OrUndefined(header.linkname) : undefined;
       // A GNU sparse member's data is not its content; `docker save` never writes one.
-      if (type !== undefined && name !== undefined && typeflag !== TYPEFLAG.gnuSparse) {
-        const member: TarMember = { name: normalizeMemberName(name), type, offset: dataOffset, size: stored };
+      if (type !== undefined && name !== undefined && header.header.typeflag !== TYPEFLAG.gnuSparse) {
+        const member: TarMember = {
+          name: normalizeMemberName(name),
+          type,
+          offset: header.dataOffset,
+          size: stored,
+        };
         if (linkname !== undefined) member.linkname = linkname;
         members.set(member.name, member);
       }
-      pax = [];
-      longName = undefined;
-      longLink = undefined;
-      position = dataOffset + stored + paddingOf(stored);
     }
   } finally {
     await handle.close();
   }
-  return createTarIndex(file, members);
+  return createTarIndex(file, opened, members);
 }
 
-function createTarIndex(file: string, members: Map<string, TarMember>): TarIndex {
+function createTarIndex(file: string, indexed: RegularFile, members: Map<string, TarMember>): TarIndex {
   const resolve = (name: string): TarMember | undefined => {
     let current = members.get(normalizeMemberName(name));
     for (let hops = 0; current && hops < 16; hops++) {
@@ -198,16 +161,22 @@ function createTarIndex(file: string, members: Map<string, TarMember>): TarIndex
   ): AsyncGenerator<Uint8Array, void, undefined> {
     options.signal?.throwIfAborted();
     if (member.size === 0) return;
-    const input = createReadStream(file, {
-      start: member.offset,
-      end: member.offset + member.size - 1,
-      highWaterMark: 1 << 20,
-      ...(options.signal && { signal: options.signal }),
-    });
+    // Opened again by name: it must still be the regular file that was indexed, long enough.
+    const opened = await openRegularFile(file, 'tar archive');
     try {
-      for await (const chunk of input) yield chunk as Uint8Array;
+      if (
+        opened.dev !== indexed.dev ||
+        opened.ino !== indexed.ino ||
+        opened.size < member.offset + member.size
+      ) {
+        throw new IrbError(
+          'IRB_SOURCE_INVALID',
+          `archive ${file} was replaced or truncated after it was opened; run again on an archive nothing writes to`,
+        );
+      }
+      yield* readRange(opened.handle, member.offset, member.size, options.signal);
     } finally {
-      input.destroy();
+      await opened.handle.close();
     }
   }
 
