@@ -244,6 +244,9 @@ describe('presets and unknown names', () => {
       '"virtio_nett" is no module, alias or preset of my tree (1.0-test); did you mean virtio_net? (presets: net, vsock, console, blk, fs)',
     );
     expect(thrown(() => resolveRequest(index, ['vsok'], 't')).message).toContain('did you mean vsock?');
+    // The preset and the module of its name are suggested once.
+    const withVsock = tree({ dep: `${dep}\nkernel/vsock.ko:` });
+    expect(thrown(() => resolveRequest(withVsock, ['vsok'], 't')).message).toContain('did you mean vsock?');
     expect(thrown(() => resolveRequest(index, ['qqqqqqq'], 't')).message).toContain('list it with modinfo');
   });
 });

@@ -23,7 +23,10 @@ export interface ModuleRequest {
 }
 
 function unknown(index: ModuleIndex, word: string, label: string): IrbError {
-  const guesses = nearest(word, [...Object.keys(MODULE_PRESETS), ...index.modules.keys(), ...index.builtin]);
+  // A preset and the module it is named after (`vsock`) are one suggestion.
+  const guesses = nearest(word, [
+    ...new Set([...Object.keys(MODULE_PRESETS), ...index.modules.keys(), ...index.builtin]),
+  ]);
   const hint =
     guesses.length > 0
       ? `did you mean ${guesses.join(', ')}?`
