@@ -22,6 +22,8 @@ describe('irb append', () => {
       level: 5,
       json: false,
       verbose: false,
+      insecureRegistries: [],
+      keychains: [],
     });
     for (const argv of [
       ['base', '--inject', 'a:/a'],

@@ -81,6 +81,8 @@ describe('irb CLI against a real registry (no VM)', () => {
       'init',
       'initKind',
       'command',
+      'modules',
+      'net',
       'entries',
       'excluded',
       'filtered',

@@ -25,7 +25,7 @@ export interface ArchiveJob extends DecodedJobConfig {
  * (or the generated script) and the job files, applied in order as the init applies them.
  */
 export type ArchiveConfig =
-  | ({
+  | {
       /** irb's static init, or irb's generated shell script. */
       init: 'static' | 'sh';
       /** The architecture of the static init (or of the script's helper), when it has one. */
@@ -52,7 +52,9 @@ export type ArchiveConfig =
       netWaitMs: number;
       /** A tracing archive (`irb trace`). */
       trace: boolean;
-    } & { jobs: ArchiveJob[] })
+      /** The job files, in the order the init applies them. */
+      jobs: ArchiveJob[];
+    }
   | {
       /** `/init` is not irb's generated init (the image's, or a file given to `init`), or there is none. */
       init: 'other' | 'none';

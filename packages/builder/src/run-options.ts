@@ -91,3 +91,18 @@ export function modulesRequested(o: {
   }
   return true;
 }
+
+/**
+ * Checks what a build or an append will check of these options, without reading anything: the
+ * overrides, the network's syntax, `kernelModules` and `modules` together. For a command line's
+ * parse step (`@irb/builder/run-options` loads only `@irb/init`'s parsers).
+ *
+ * @throws IrbError as {@link runOverridesOf}, {@link netValueOf} and {@link modulesRequested}.
+ */
+export function checkRunOptions(
+  o: RunOptions & { kernelModules?: string | undefined; modules?: readonly string[] | undefined },
+): void {
+  runOverridesOf(o);
+  netValueOf(o);
+  modulesRequested(o);
+}

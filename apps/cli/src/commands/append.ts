@@ -4,10 +4,19 @@ import { COMPRESSION_FLAGS, type CompressionName, chosenCompression, levelFor } 
 import { EXIT } from '../kit/errors.ts';
 import { type CliIo, writeWithBackpressure } from '../kit/io.ts';
 import { parseOptions, strings } from '../kit/options.ts';
+import {
+  joinProgramWords,
+  PROGRAM_FLAGS,
+  PROGRAM_HELP,
+  type ProgramArgs,
+  programArgs,
+  programOptions,
+} from '../kit/program.ts';
+import { REGISTRY_FLAGS, sourceArgs, toSourceOptions } from '../kit/source.ts';
 import { UsageError } from '../kit/usage.ts';
 
 /** Parsed `irb append`. */
-export interface AppendArgs {
+export interface AppendArgs extends ProgramArgs {
   base: string;
   output: string;
   inject: string[];
@@ -16,16 +25,28 @@ export interface AppendArgs {
   level?: number;
   json: boolean;
   verbose: boolean;
+  /** For an image in --kernel-modules. */
+  platform?: string;
+  insecureRegistries: string[];
+  keychains: string[];
 }
 
 export const name = 'append';
-export const synopsis = 'append BASE -o OUT --inject SRC:DEST';
-export const summary = 'add a member with files to a built initramfs';
-export const help = `Usage: irb append BASE -o OUT --inject SRC:DEST… [--init FILE] [-c NAME]
+export const synopsis = 'append BASE -o OUT [--inject SRC:DEST] [--env NAME=VALUE]';
+export const summary = "add a member (files, a job's program, modules) to a built initramfs";
+export const help = `Usage: irb append BASE -o OUT [--inject SRC:DEST]… [--init FILE] [-c NAME]
+                  [--env NAME=VALUE]… [--cmd ARG]… [--entrypoint PATH] [--workdir DIR]
+                  [--user U] [--net CIDR…] [--kernel-modules SOURCE --modules LIST]
 
 Writes BASE (an initramfs, e.g. one irb build wrote) followed by a new member
 holding the given files: the kernel unpacks it over BASE, so a per-job agent or
 /init is added without rebuilding. BASE's bytes are copied as they are.
+
+The program flags (--env, --cmd, --entrypoint, --workdir, --user) and --net do
+what they do for irb build, without rebuilding: they go into a job file
+(/irb/job.d/<BASE's size>.conf) that BASE's generated /init applies at boot, after
+the job files of earlier appends. --kernel-modules with --modules adds a modules
+member before the new one, and the job file has the init load them.
 
   -o, --output FILE         the result (written atomically); - writes it to stdout; a
                             .gz, .zst, .lz4 or .cpio ending picks the new member's
@@ -34,6 +55,9 @@ holding the given files: the kernel unpacks it over BASE, so a per-job agent or
       --init FILE           put FILE at /init (replacing BASE's)
   -c, --compression NAME    gzip, zstd, lz4 or none (default: what -o's name says, else BASE's)
       --level N             gzip 1-9 (default 6), zstd 1-19 (default 3), lz4 1; needs -c
+      --platform OS/ARCH[/V]  --insecure-registry HOST  --keychain MODULE[#EXPORT]
+                            for an image in --kernel-modules (as for irb build)
+${PROGRAM_HELP}
       --json                print the summary as JSON (on stderr with -o -)
       --verbose             with errors, the error code and the cause chain
 
@@ -45,11 +69,13 @@ archive and kept in irb's cache (output/ in $IRB_CACHE_DIR, else ~/.cache/irb);
 later appends onto the same file read only that.`;
 
 export function parse(argv: string[]): AppendArgs | 'help' {
-  const { values, positionals } = parseOptions(argv, {
+  const { values, positionals } = parseOptions(joinProgramWords(argv), {
     output: { type: 'string', short: 'o' },
     inject: { type: 'string', multiple: true },
     init: { type: 'string' },
     ...COMPRESSION_FLAGS,
+    ...REGISTRY_FLAGS,
+    ...PROGRAM_FLAGS,
     json: { type: 'boolean' },
     verbose: { type: 'boolean' },
   });
@@ -61,17 +87,33 @@ export function parse(argv: string[]): AppendArgs | 'help' {
   }
   if (values.output === undefined || values.output === '') throw new UsageError('missing -o OUT');
   const inject = strings(values.inject);
-  if (inject.length === 0 && values.init === undefined) {
-    throw new UsageError('nothing to append: give --inject SRC:DEST or --init FILE');
+  const program = programArgs(values);
+  if (inject.length === 0 && values.init === undefined && Object.keys(program).length === 0) {
+    throw new UsageError(
+      'nothing to append: give --inject SRC:DEST, --init FILE, program flags (--env, --cmd, …), --net or --modules',
+    );
+  }
+  if (
+    values.init !== undefined &&
+    Object.keys(program).some((k) => k !== 'kernelModules' && k !== 'modules')
+  ) {
+    throw new UsageError(
+      "--init replaces BASE's /init, which is what applies --env, --cmd, … and --net; give one or the other",
+    );
   }
   const output = String(values.output);
+  const source = sourceArgs(values);
   const args: AppendArgs = {
     base: positionals[0] as string,
     output,
     inject,
     json: Boolean(values.json),
     verbose: Boolean(values.verbose),
+    insecureRegistries: source.insecureRegistries,
+    keychains: source.keychains,
+    ...program,
   };
+  if (source.platform !== undefined) args.platform = source.platform;
   if (values.init !== undefined) args.init = String(values.init);
   // -c, else what -o's name says (as for irb build), else BASE's: known only once BASE is read.
   const compression = chosenCompression(values, output);
@@ -97,10 +139,19 @@ export function reportsTo(args: AppendArgs): 'stdout' | 'stderr' {
 export async function run(args: AppendArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const { appendOverlay } = await import('@irb/builder/append');
   io.beforeWork?.();
+  // The registry's options only for an image in --kernel-modules (a --keychain loads the library).
+  const registry =
+    args.kernelModules !== undefined ? await toSourceOptions({ ...args, noCache: false }, signal) : undefined;
   const options = {
     ...(args.init !== undefined ? { init: args.init } : {}),
     ...(args.compression !== undefined ? { compression: args.compression } : {}),
     ...(args.level !== undefined ? { level: args.level } : {}),
+    ...programOptions(args),
+    ...(registry?.keychains ? { keychains: registry.keychains } : {}),
+    ...(registry && registry.insecureRegistries.length > 0
+      ? { insecureRegistries: registry.insecureRegistries }
+      : {}),
+    ...(args.platform !== undefined ? { platform: args.platform } : {}),
     ...(signal ? { signal } : {}),
   };
   let summary: AppendSummary;
@@ -114,8 +165,11 @@ export async function run(args: AppendArgs, io: CliIo, signal?: AbortSignal): Pr
   const out = args.output === '-' ? io.stderr : io.stdout;
   if (args.json) out.write(`${JSON.stringify(summary)}\n`);
   else {
+    const what = summary.modules
+      ? `a ${summary.compression} modules member (${summary.modules.names.length} for ${summary.modules.release}) and a member`
+      : `a ${summary.compression} member`;
     out.write(
-      `${summary.output}: ${summary.baseBytes} bytes of ${summary.base} + a ${summary.compression} member of ${summary.entries} entries (${summary.memberBytes} bytes) in ${summary.durationMs} ms\n`,
+      `${summary.output}: ${summary.baseBytes} bytes of ${summary.base} + ${what} of ${summary.entries} entries (${summary.memberBytes} bytes) in ${summary.durationMs} ms${summary.job ? `; job file ${summary.job}` : ''}\n`,
     );
   }
   return EXIT.ok;

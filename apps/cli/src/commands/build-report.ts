@@ -22,6 +22,8 @@ export function summaryJson(
     init: s.init ?? null,
     initKind: s.initKind ?? null,
     command: s.command ?? null,
+    modules: s.modules ?? null,
+    net: s.net ?? null,
     entries: s.entries ?? null,
     excluded: s.excluded ?? null,
     filtered: s.filtered ?? null,
@@ -43,6 +45,10 @@ export function summaryText(s: BuildSummary): string[] {
     ['config', s.configDigest],
     ['entries', `${s.entries}${leftOut(s)}, /init ${s.init}${s.initKind ? ` (${s.initKind})` : ''}`],
     ...(s.command ? [['command', s.command.map(showWord).join(' ')]] : []),
+    ...(s.modules
+      ? [['modules', `${s.modules.names.length} for ${s.modules.release}: ${s.modules.names.join(', ')}`]]
+      : []),
+    ...(s.net !== undefined ? [['net', `ip=${s.net} (when the kernel command line has none)`]] : []),
     [
       'size',
       `${formatBytes(s.uncompressedBytes)} cpio → ${formatBytes(s.compressedBytes)} ${s.compression}` +

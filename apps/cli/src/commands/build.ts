@@ -3,6 +3,7 @@
  * `--cache-from` / `--cache-to`, through the remote build cache.
  */
 import type { BuildSummary, InitramfsBuilderOptions } from '@irb/builder';
+import { BOUNDS_FLAGS, BOUNDS_HELP, type BoundsArgs, boundsArgs, boundsOptions } from '../kit/bounds.ts';
 import {
   COMPRESSION_FLAGS,
   type CompressionArgs,
@@ -13,6 +14,14 @@ import { cliWording, EXIT } from '../kit/errors.ts';
 import { type CliIo, writeWithBackpressure } from '../kit/io.ts';
 import { builder } from '../kit/library.ts';
 import { integer, one, parseOptions, strings } from '../kit/options.ts';
+import {
+  joinProgramWords,
+  PROGRAM_FLAGS,
+  PROGRAM_HELP,
+  type ProgramArgs,
+  programArgs,
+  programOptions,
+} from '../kit/program.ts';
 import { createProgressRenderer } from '../kit/progress.ts';
 import { REMOTE_CACHE_FLAGS, type RemoteCacheArgs, remoteCacheArgs } from '../kit/remote-cache.ts';
 import { SLIM_FLAGS, type SlimArgs, slimArgs, slimPresetLines } from '../kit/slim.ts';
@@ -30,7 +39,14 @@ import { UsageError } from '../kit/usage.ts';
 import { summaryJson, summaryText } from './build-report.ts';
 
 /** Parsed `irb build` (`slim`, `keepOnly`, `keep`: see kit/slim.ts). */
-export interface BuildArgs extends SlimArgs, SourceArgs, ReportArgs, CompressionArgs, RemoteCacheArgs {
+export interface BuildArgs
+  extends SlimArgs,
+    SourceArgs,
+    ReportArgs,
+    CompressionArgs,
+    RemoteCacheArgs,
+    ProgramArgs,
+    BoundsArgs {
   image: string;
   output: string;
   threads?: number;
@@ -101,6 +117,8 @@ ${slimPresetLines('                                 ').join('\n')}
       --allow-arch-mismatch    build even when the program the generated /init runs is
                                an ELF file for another architecture than the image's
                                (it would fail at boot with 126): a warning, not an error
+${BOUNDS_HELP}
+${PROGRAM_HELP}
 Output control:
       --json                   print the summary as JSON on stdout (stderr with -o -)
   -q, --quiet                  no progress and no summary
@@ -109,10 +127,14 @@ Output control:
 Without --init, irb generates an /init (its static program, or a POSIX sh script
 with --init-kind sh) that mounts /proc, /sys, /dev
 (+ /dev/pts, /dev/shm), /run and /tmp, sets the config's Env, WorkingDir and User,
-runs Entrypoint + Cmd, prints "irb: exit status N" and powers the VM off.`;
+runs Entrypoint + Cmd, prints "irb: exit status N" and powers the VM off.
+
+The kernel modules go into a member of their own, cached and shared by every image
+built for that kernel; a changed --env, --cmd, --net or agent reuses the cached image.
+irb config ARCHIVE shows what an archive runs.`;
 
 export function parse(argv: string[]): BuildArgs | 'help' {
-  const { values, positionals } = parseOptions(argv, {
+  const { values, positionals } = parseOptions(joinProgramWords(argv), {
     output: { type: 'string', short: 'o' },
     ...COMPRESSION_FLAGS,
     threads: { type: 'string' },
@@ -126,6 +148,8 @@ export function parse(argv: string[]): BuildArgs | 'help' {
     'allow-arch-mismatch': { type: 'boolean' },
     exclude: { type: 'string', multiple: true },
     ...SLIM_FLAGS,
+    ...BOUNDS_FLAGS,
+    ...PROGRAM_FLAGS,
     ...CACHE_FLAGS,
     ...REMOTE_CACHE_FLAGS,
     ...REPORT_FLAGS,
@@ -182,6 +206,8 @@ export function parse(argv: string[]): BuildArgs | 'help' {
     initKind,
     exclude: strings(values.exclude),
     ...slimArgs(values),
+    ...boundsArgs(values),
+    ...programArgs(values),
     ...source,
     ...report,
   };
@@ -224,9 +250,12 @@ export async function run(args: BuildArgs, io: CliIo, signal?: AbortSignal): Pro
     keepImageInit: args.keepInit,
     exitAction: args.onExit,
     initKind: args.initKind,
+    ...programOptions(args),
     onProgress: (event) => renderer.onEvent(event),
     ...(await toSourceOptions(args, signal)),
   };
+  if (args.maxEntries !== undefined || args.maxUnpacked !== undefined)
+    Object.assign(options, boundsOptions(args, (await builder()).parseByteSize));
   if (args.level !== undefined) options.level = args.level;
   if (args.threads !== undefined) options.threads = args.threads;
   if (args.init !== undefined) options.init = args.init;

@@ -10,6 +10,7 @@ export const COMMANDS = {
   inspect: () => import('./inspect.ts'),
   'list-layers': () => import('./list-layers.ts'),
   ls: () => import('./ls.ts'),
+  config: () => import('./config.ts'),
   analyze: () => import('./analyze.ts'),
   boot: () => import('./boot.ts'),
   trace: () => import('./trace.ts'),

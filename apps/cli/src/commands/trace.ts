@@ -8,11 +8,20 @@ import { access, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BootTrace, SlimPreset, TraceOptions } from '@irb/builder';
 import { IrbError, isIrbError } from '@irb/errors';
+import { BOUNDS_FLAGS, BOUNDS_HELP, type BoundsArgs, boundsArgs, boundsOptions } from '../kit/bounds.ts';
 import { EXIT } from '../kit/errors.ts';
 import { showWord, table } from '../kit/format.ts';
 import type { CliIo } from '../kit/io.ts';
 import { builder } from '../kit/library.ts';
 import { integer, one, parseOptions, strings } from '../kit/options.ts';
+import {
+  joinProgramWords,
+  PROGRAM_FLAGS,
+  PROGRAM_HELP,
+  type ProgramArgs,
+  programArgs,
+  programOptions,
+} from '../kit/program.ts';
 import { createProgressRenderer } from '../kit/progress.ts';
 import { parseSlim } from '../kit/slim.ts';
 import { SOURCE_FLAGS, type SourceFlagArgs, sourceFlagArgs, toSourceOptions } from '../kit/source.ts';
@@ -22,7 +31,7 @@ import { UsageError } from '../kit/usage.ts';
 export const DEFAULT_TRACE_OUTPUT = 'trace.json';
 
 /** Parsed `irb trace`. */
-export interface TraceArgs extends SourceFlagArgs {
+export interface TraceArgs extends SourceFlagArgs, ProgramArgs, BoundsArgs {
   image: string;
   output: string;
   inject: string[];
@@ -40,9 +49,11 @@ export const synopsis = 'trace IMAGE -o TRACE.json';
 export const summary = 'record what the program uses (for build --keep-only)';
 
 export function parse(argv: string[]): TraceArgs | 'help' {
-  const { values, positionals } = parseOptions(argv, {
+  const { values, positionals } = parseOptions(joinProgramWords(argv), {
     output: { type: 'string', short: 'o' },
     ...SOURCE_FLAGS,
+    ...PROGRAM_FLAGS,
+    ...BOUNDS_FLAGS,
     inject: { type: 'string', multiple: true },
     exclude: { type: 'string', multiple: true },
     slim: { type: 'string', multiple: true },
@@ -73,6 +84,8 @@ export function parse(argv: string[]): TraceArgs | 'help' {
     slim: parseSlim(strings(values.slim)),
     replaceInit: Boolean(values['replace-init']),
     ...flags,
+    ...programArgs(values),
+    ...boundsArgs(values),
   };
   // The init counts whole seconds before it stops the program.
   const timeout = integer('timeout', values.timeout, 1, 86_400);
@@ -135,6 +148,10 @@ export async function run(args: TraceArgs, io: CliIo, signal?: AbortSignal): Pro
     exclude: args.exclude,
     slim: args.slim,
     replaceImageInit: args.replaceInit,
+    ...programOptions(args),
+    ...(args.maxEntries !== undefined || args.maxUnpacked !== undefined
+      ? boundsOptions(args, (await builder()).parseByteSize)
+      : {}),
     ...(await toSourceOptions(args, signal)),
     onProgress: (event) => {
       renderer.onEvent(event);
@@ -266,6 +283,10 @@ Image and contents (as for irb build):
       --cache-dir DIR / --no-cache
       --inject SRC:DEST        --exclude GLOB             --slim PRESET[,PRESET]
       --replace-init           the image has its own /init: trace with irb's instead
+${BOUNDS_HELP}
+${PROGRAM_HELP}
+                               (with --net the guest boots with QEMU's user network,
+                               which reaches nothing outside the VM)
 Output control:
       --json                   print the summary as JSON (the lists stay in the file)
   -q, --quiet                  no progress, no program output, no summary

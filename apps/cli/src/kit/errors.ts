@@ -36,6 +36,15 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
   slim: '--slim',
   keepOnly: '--keep-only',
   keep: '--keep',
+  kernelModules: '--kernel-modules',
+  modules: '--modules',
+  entrypoint: '--entrypoint',
+  cmd: '--cmd',
+  env: '--env',
+  workdir: '--workdir',
+  user: '--user',
+  maxEntries: '--max-entries',
+  maxUnpackedBytes: '--max-unpacked',
   // The builder's trace mode is what `irb trace` turns on.
   trace: 'irb trace',
   cacheDir: '--cache-dir',
@@ -179,6 +188,14 @@ const BAD_VALUE_CODES: ReadonlySet<string> = new Set<IrbErrorCode>([
   'IRB_BOOT_KERNEL_ARCH_MISMATCH',
   'IRB_BOOT_MODULES_MISMATCH',
   'IRB_BOOT_FORWARD_PORT_IN_USE',
+  // --kernel-modules, --modules, --net: a source that is none (or lacks modules.dep), a name the
+  // kernel has not (with the nearest ones), a network the init cannot configure.
+  'IRB_KMOD_SOURCE_INVALID',
+  'IRB_KMOD_INDEX_MISSING',
+  'IRB_KMOD_MODULE_UNKNOWN',
+  'IRB_KMOD_RELEASE_REQUIRED',
+  'IRB_KMOD_RELEASE_NOT_FOUND',
+  'IRB_NET_INVALID',
 ]);
 
 /** Errnos that make an output path unusable as given (not a full disk, not an I/O error). */
