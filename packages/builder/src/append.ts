@@ -3,6 +3,7 @@ import { open, stat } from 'node:fs/promises';
 import { COMPRESSION_FORMATS, compress } from '@irb/compress';
 import { memberJoint, trailerMember } from '@irb/compress/framing';
 import { type CpioEntry, packCpio } from '@irb/cpio';
+import { sourceDateEpoch } from '@irb/cpio/node';
 import { IrbError } from '@irb/errors';
 // The light entry: `irb append` loads neither the layer indexing code nor the registry client.
 import { createScratchRootfs, parseInjectSpec } from '@irb/layers/scratch';
@@ -243,7 +244,7 @@ async function planAppend(
   const { format, size } = await baseFormat(base);
   const end = await baseEnd(base, format, size);
   const format2 = compression ?? format;
-  const epoch = options.sourceDateEpoch ?? envEpoch();
+  const epoch = sourceDateEpoch(options.sourceDateEpoch);
   const scratch = createScratchRootfs(epoch !== undefined ? { sourceDateEpoch: epoch } : {});
   const injects: Array<{ spec: string; dest: string }> = [];
   for (const spec of files) {
@@ -321,9 +322,4 @@ async function planAppend(
       durationMs: Math.round(performance.now() - started),
     }),
   };
-}
-
-function envEpoch(): number | undefined {
-  const env = process.env.SOURCE_DATE_EPOCH;
-  return env !== undefined && /^\d+$/.test(env) ? Number(env) : undefined;
 }

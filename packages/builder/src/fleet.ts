@@ -9,6 +9,7 @@ import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { ElfHeaderInfo } from '@irb/boot/arch';
 import { DETECT_BYTES, detectCompression } from '@irb/compress';
+import { sourceDateEpoch } from '@irb/cpio/node';
 import { IrbError } from '@irb/errors';
 import {
   type ArtifactManifest,
@@ -267,9 +268,7 @@ async function manifestDescriptor(
 
 /** `SOURCE_DATE_EPOCH` as an RFC 3339 time, or undefined: pushes stay reproducible. */
 function createdFrom(epoch: number | undefined): string | undefined {
-  const value =
-    epoch ??
-    (/^\d+$/.test(process.env.SOURCE_DATE_EPOCH ?? '') ? Number(process.env.SOURCE_DATE_EPOCH) : undefined);
+  const value = sourceDateEpoch(epoch);
   return value === undefined ? undefined : new Date(value * 1000).toISOString().replace(/\.000Z$/, 'Z');
 }
 

@@ -1,4 +1,4 @@
-export { COMPRESSION_LEVELS, compress } from './compress.ts';
+export { compress } from './compress.ts';
 export { decompress } from './decompress.ts';
 export { compressionFromMediaType, DETECT_BYTES, detectCompression } from './detect.ts';
 export { IRB_ARCHIVE_NAME, memberJoint, TRAILER_RECORD, trailerMember } from './framing.ts';
@@ -8,6 +8,7 @@ export { LZ4_BLOCK_SIZE, LZ4_LEGACY_MAGIC } from './lz4.ts';
 export { ByteReader, drain } from './reader.ts';
 export {
   COMPRESSION_FORMATS,
+  COMPRESSION_LEVELS,
   type CompressionFormat,
   type CompressOptions,
   type DecompressOptions,
