@@ -16,12 +16,18 @@ describe('initOptionsConflict', () => {
       option: 'init',
       conflictsWith: 'keepImageInit',
     });
-    expect(initOptionsConflict({ initKind: 'busybox' as 'sh' })).toEqual({ option: 'initKind', value: 'busybox' });
+    expect(initOptionsConflict({ initKind: 'busybox' as 'sh' })).toEqual({
+      option: 'initKind',
+      value: 'busybox',
+    });
     expect(initOptionsConflict({ initKind: 'static', keepImageInit: true })).toEqual({
       option: 'initKind',
       conflictsWith: 'keepImageInit',
     });
-    expect(initOptionsConflict({ trace: true, init: 'x' })).toEqual({ option: 'trace', conflictsWith: 'init' });
+    expect(initOptionsConflict({ trace: true, init: 'x' })).toEqual({
+      option: 'trace',
+      conflictsWith: 'init',
+    });
     expect(initOptionsConflict({ injectsInit: true, keepImageInit: true })).toEqual({
       option: 'inject',
       conflictsWith: 'keepImageInit',
