@@ -20,7 +20,6 @@ export {
 export { kernelCommandLine, qemuArguments, qemuBinary } from './command.ts';
 export { bootProblem } from './diagnose.ts';
 export {
-  compareKernelVersions,
   defaultKernelDirs,
   type FindKernelOptions,
   findKernel,
@@ -32,7 +31,6 @@ export {
   checkNetDriver,
   kernelModulesDir,
   type ModuleCheckKernel,
-  moduleName,
 } from './modules.ts';
 export {
   type BootForward,

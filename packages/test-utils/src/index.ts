@@ -18,6 +18,7 @@ export {
 } from './many-entries-image.ts';
 export * from './oci-layout.ts';
 export * from './processes.ts';
+export * from './public-surface.ts';
 export * from './push.ts';
 export * from './qemu-net.ts';
 export * from './registry-server.ts';
