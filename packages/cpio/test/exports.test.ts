@@ -1,11 +1,7 @@
-import { fileURLToPath } from 'node:url';
 import { publicSurface } from '@irb/test-utils';
 import { expect, it } from 'vitest';
 
 it('exports what its README documents, and nothing else', () => {
-  expect(publicSurface(fileURLToPath(new URL('..', import.meta.url)))).toEqual({
-    undocumented: [],
-    missing: [],
-    undocumentedEntries: [],
-  });
+  const none = { undocumented: [], missing: [], undocumentedEntries: [] };
+  expect(publicSurface(new URL('..', import.meta.url))).toEqual(none);
 });

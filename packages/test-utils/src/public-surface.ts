@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** The names an entry module exports, split as a consumer sees them. */
 export interface ModuleExports {
@@ -130,12 +131,13 @@ export function documentedExports(readme: string): string[] {
  * the README does not name (an internal helper leaking out), `missing` are names the README
  * documents that the entry does not export, and `undocumentedEntries` are subpath entries of
  * `package.json`'s `exports` (`@irb/x/sub`) that the README never mentions. All empty when the
- * README and the package agree.
+ * README and the package agree. `packageDir` may be a `file:` URL (`new URL('..', import.meta.url)`).
  */
 export function publicSurface(
-  packageDir: string,
+  packageDir: string | URL,
   entry = 'src/index.ts',
 ): { undocumented: string[]; missing: string[]; undocumentedEntries: string[] } {
+  if (packageDir instanceof URL) packageDir = fileURLToPath(packageDir);
   const exported = moduleExports(join(packageDir, entry));
   const all = new Set([...exported.values, ...exported.types]);
   const readme = join(packageDir, 'README.md');
