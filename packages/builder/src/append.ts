@@ -3,7 +3,7 @@ import { open, stat } from 'node:fs/promises';
 import { COMPRESSION_FORMATS, compress } from '@irb/compress';
 import { memberJoint, trailerMember } from '@irb/compress/framing';
 import { type CpioEntry, packCpio } from '@irb/cpio';
-import { sourceDateEpoch } from '@irb/cpio/node';
+import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
 // The light entry: `irb append` loads neither the layer indexing code nor the registry client.
 import { createScratchRootfs, parseInjectSpec } from '@irb/layers/scratch';

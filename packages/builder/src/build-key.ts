@@ -26,7 +26,7 @@ import { readFileSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { COMPRESSION_LEVELS } from '@irb/compress/types';
-import { sourceDateEpoch } from '@irb/cpio/node';
+import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
 import { initArchForPlatform, staticInitPath } from '@irb/init';
 import { parseInjectSpec } from '@irb/layers/inject-spec';

@@ -9,7 +9,7 @@ import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { ElfHeaderInfo } from '@irb/boot/arch';
 import { DETECT_BYTES, detectCompression } from '@irb/compress';
-import { sourceDateEpoch } from '@irb/cpio/node';
+import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
 import {
   type ArtifactManifest,

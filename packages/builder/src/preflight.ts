@@ -3,7 +3,7 @@ import { access, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 // The list alone: the compressors themselves load when a member is compressed.
 import { COMPRESSION_FORMATS } from '@irb/compress/types';
-import { sourceDateEpoch } from '@irb/cpio/node';
+import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
 import { parseInjectSpec } from '@irb/layers/inject-spec';
 import { ensureCacheAreas } from '@irb/store';

@@ -1,4 +1,4 @@
-import { sourceDateEpoch } from '@irb/cpio/node';
+import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
 import { readAll, sha256, unpackModule } from './bytes.ts';
 import { moduleClosure, resolveRequest } from './closure.ts';
