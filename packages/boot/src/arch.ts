@@ -1,6 +1,14 @@
 /** Guest architecture, as the kernel names it (`uname -m`). */
 export type BootArch = 'x86_64' | 'aarch64';
 
+/**
+ * QEMU machine type: on x86_64 `microvm` (fast, minimal) or `pc` (boots reliably under TCG);
+ * on aarch64 `virt` (the only one).
+ */
+export type BootMachine = 'microvm' | 'pc' | 'virt';
+/** QEMU accelerator: `kvm` (hardware) or `tcg` (software emulation). */
+export type BootAccel = 'kvm' | 'tcg';
+
 /** The architecture of the machine running this process. */
 export function hostArch(): BootArch {
   return process.arch === 'arm64' ? 'aarch64' : 'x86_64';

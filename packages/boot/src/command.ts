@@ -1,13 +1,5 @@
-import type { BootArch } from './arch.ts';
+import type { BootAccel, BootArch, BootMachine } from './arch.ts';
 import { qemuNetArguments, USER_NET_IP_ARGUMENT } from './net.ts';
-
-/**
- * QEMU machine type: on x86_64 `microvm` (fast, minimal) or `pc` (boots reliably under TCG);
- * on aarch64 `virt` (the only one).
- */
-export type BootMachine = 'microvm' | 'pc' | 'virt';
-/** QEMU accelerator: `kvm` (hardware) or `tcg` (software emulation). */
-export type BootAccel = 'kvm' | 'tcg';
 
 /** The QEMU binary for a guest architecture. */
 export function qemuBinary(arch: BootArch): string {

@@ -1,6 +1,8 @@
 export {
   type ArchiveFile,
+  type BootAccel,
   type BootArch,
+  type BootMachine,
   type ElfHeaderInfo,
   elfArch,
   elfHeader,
@@ -15,10 +17,9 @@ export {
   initramfsInitElf,
   inspectInitramfs,
 } from './archive.ts';
-export { type BootAccel, type BootMachine, kernelCommandLine, qemuArguments, qemuBinary } from './command.ts';
+export { kernelCommandLine, qemuArguments, qemuBinary } from './command.ts';
 export { bootProblem } from './diagnose.ts';
 export {
-  compareKernelVersions,
   defaultKernelDirs,
   type FindKernelOptions,
   findKernel,
@@ -30,7 +31,6 @@ export {
   checkNetDriver,
   kernelModulesDir,
   type ModuleCheckKernel,
-  moduleName,
 } from './modules.ts';
 export {
   type BootForward,

@@ -3,14 +3,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  compareKernelVersions,
-  defaultKernelDirs,
-  findKernel,
-  hostArch,
-  inspectKernel,
-  kernelImageFormat,
-} from './index.ts';
+import { defaultKernelDirs, findKernel, hostArch, inspectKernel, kernelImageFormat } from './index.ts';
+import { compareKernelVersions } from './kernel.ts';
 
 let dir: string;
 beforeAll(async () => {

@@ -3,8 +3,9 @@ import { constants } from 'node:fs';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { cacheLayout, makeDirectory } from '@irb/store/paths';
+import type { BootAccel, BootMachine } from './arch.ts';
 import { type BootArch, hostArch } from './arch.ts';
-import { type BootAccel, type BootMachine, qemuArguments, qemuBinary } from './command.ts';
+import { qemuArguments, qemuBinary } from './command.ts';
 import { stop, track } from './process.ts';
 
 /** In the cache the user named (`IRB_CACHE_DIR`), else the default one: see @irb/store. */

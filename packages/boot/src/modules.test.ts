@@ -11,9 +11,9 @@ import {
   checkNetDriver,
   inspectInitramfs,
   kernelModulesDir,
-  moduleName,
 } from './index.ts';
 import { unlz4Member } from './lz4.ts';
+import { moduleName } from './modules.ts';
 
 const cache = process.env.XDG_CACHE_HOME || join(process.env.HOME || homedir(), '.cache');
 const X86 = '6.1.0-57-amd64';

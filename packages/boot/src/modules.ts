@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { IrbError } from '@irb/errors';
+import type { BootMachine } from './arch.ts';
 import type { ArchiveModule } from './archive.ts';
-import type { BootMachine } from './command.ts';
 import { readable } from './kernel.ts';
 import { netDriverModules } from './net.ts';
 

@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import { IrbError } from '@irb/errors';
-import type { BootMachine } from './command.ts';
+import type { BootMachine } from './arch.ts';
 
 /** A guest TCP port reachable from the host at `127.0.0.1:hostPort` (0: a free port is picked). */
 export interface PortForward {

@@ -1,7 +1,8 @@
 import { IrbError } from '@irb/errors';
+import type { BootAccel, BootMachine } from './arch.ts';
 import { type BootArch, hostArch } from './arch.ts';
 import { type InitramfsInfo, inspectInitramfs } from './archive.ts';
-import { type BootAccel, type BootMachine, qemuArguments, qemuBinary } from './command.ts';
+import { qemuArguments, qemuBinary } from './command.ts';
 import { findKernel, readable } from './kernel.ts';
 import { inspectKernel, type KernelInfo } from './kernel-image.ts';
 import { chooseAccel } from './kvm.ts';

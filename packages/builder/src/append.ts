@@ -3,6 +3,7 @@ import { open, stat } from 'node:fs/promises';
 import { COMPRESSION_FORMATS, compress } from '@irb/compress';
 import { memberJoint, trailerMember } from '@irb/compress/framing';
 import { type CpioEntry, packCpio } from '@irb/cpio';
+import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
 import { encodeJobConfig, jobConfigPath } from '@irb/init';
 // The light entry: `irb append` loads neither the layer indexing code nor the registry client.
@@ -288,7 +289,7 @@ async function planAppend(
   const { format, size } = await baseFormat(base);
   const end = await baseEnd(base, format, size);
   const format2 = compression ?? format;
-  const epoch = options.sourceDateEpoch ?? envEpoch();
+  const epoch = sourceDateEpoch(options.sourceDateEpoch);
   const scratch = createScratchRootfs(epoch !== undefined ? { sourceDateEpoch: epoch } : {});
   const injects: Array<{ spec: string; dest: string }> = [];
   for (const spec of files) {
@@ -441,9 +442,4 @@ async function appendedModules(options: AppendOverlayOptions): Promise<BuildModu
     ...(options.mirrors ? { mirrors: options.mirrors } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   }));
-}
-
-function envEpoch(): number | undefined {
-  const env = process.env.SOURCE_DATE_EPOCH;
-  return env !== undefined && /^\d+$/.test(env) ? Number(env) : undefined;
 }

@@ -25,8 +25,11 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { COMPRESSION_LEVELS } from '@irb/compress/types';
+import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
 import { initArchForPlatform, staticInitPath } from '@irb/init';
+import { parseInjectSpec } from '@irb/layers/inject-spec';
 import { netValueOf } from './run-options.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
 
@@ -124,12 +127,6 @@ export async function contentDigest(path: string): Promise<string> {
   return `sha256:${hash.digest('hex')}`;
 }
 
-function sourceDateEpoch(options: InitramfsBuilderOptions): number | undefined {
-  if (options.sourceDateEpoch !== undefined) return options.sourceDateEpoch;
-  const env = process.env.SOURCE_DATE_EPOCH;
-  return env !== undefined && /^\d+$/.test(env) ? Number(env) : undefined;
-}
-
 /**
  * The {@link BuildKeyInput} of builder options for an image resolved to `manifestDigest`:
  * defaults filled in, neutral options dropped, host files replaced by their content digests, the
@@ -147,8 +144,9 @@ export async function buildKeyInput(
   }
   const compression = options.compression ?? 'gzip';
   out.compression = compression;
-  const defaultLevel: Record<string, number> = { gzip: 6, zstd: 3, lz4: 1 };
-  if (compression !== 'none') out.level = options.level ?? defaultLevel[compression];
+  // Looked up by name: the key of options with an unknown compression (refused later) has no level.
+  const levels: Partial<Record<string, { default: number }>> = COMPRESSION_LEVELS;
+  if (compression !== 'none') out.level = options.level ?? levels[compression]?.default;
   else delete out.level;
   out.initKind = options.initKind ?? 'auto';
   out.platform = options.platform ?? 'linux/amd64';
@@ -157,14 +155,14 @@ export async function buildKeyInput(
   out.replaceImageInit = options.replaceImageInit === true;
   out.keepImageInit = options.keepImageInit === true;
   out.exclude = [...(options.exclude ?? [])];
-  const epoch = sourceDateEpoch(options);
+  const epoch = sourceDateEpoch(options.sourceDateEpoch);
   if (epoch !== undefined) out.sourceDateEpoch = epoch;
   else delete out.sourceDateEpoch;
   // Order matters for inject (a later source wins over an earlier one at the same path): keep it.
   out.inject = await Promise.all(
     (options.inject ?? []).map(async (spec) => {
-      const colon = spec.lastIndexOf(':');
-      return { source: await contentDigest(spec.slice(0, colon)), dest: spec.slice(colon + 1) };
+      const { src, dest } = parseInjectSpec(spec);
+      return { source: await contentDigest(src), dest };
     }),
   );
   if (options.init !== undefined) out.init = await contentDigest(options.init);

@@ -13,6 +13,7 @@ import { writeFileAtomic } from './atomic.ts';
 import type { BaseTree } from './base-tree.ts';
 import { baseKey, modulesMemberKey, overlayKey } from './build-key.ts';
 import { consoleEntries, withExtras } from './extras.ts';
+import { checkInitOptions } from './init-options.ts';
 import { type BuildModules, resolveBuildModules } from './kernel-modules.ts';
 import {
   type CachedBase,
@@ -82,12 +83,7 @@ export class InitramfsBuilder {
     if (!options || typeof options.image !== 'string' || options.image === '') {
       throw new IrbError('IRB_OPTION_INVALID', 'InitramfsBuilder needs an image; pass { image: "name:tag" }');
     }
-    if (options.init !== undefined && options.keepImageInit) {
-      throw new IrbError(
-        'IRB_OPTION_INVALID',
-        '`init` and `keepImageInit` exclude each other; set one of them',
-      );
-    }
+    checkInitOptions(options);
     this.options = { ...options };
   }
 

@@ -1,9 +1,7 @@
-import { readFile } from 'node:fs/promises';
-import { IrbError } from '@irb/errors';
 import { compileGlob, type PathFilterEntry } from '@irb/layers';
 import { globMatches } from './init-choice.ts';
 import { localesFromEnv, SLIM_PRESETS, type SlimPreset, slimRemoves } from './slim.ts';
-import type { BootTrace } from './trace.ts';
+import { readTraceFile } from './trace-file.ts';
 
 /** The `keepOnly` trace files, read and merged once (in preflight). */
 export interface KeepOnlySet {
@@ -39,34 +37,7 @@ export async function readKeepOnly(files: readonly string[]): Promise<KeepOnlySe
   const listed = new Set<string>();
   const manifestDigests: string[] = [];
   for (const file of files) {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (error) {
-      throw new IrbError(
-        'IRB_INPUT_UNREADABLE',
-        `\`keepOnly\` ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'}); give the path of a trace written by irb trace`,
-        { cause: error },
-      );
-    }
-    let trace: Partial<BootTrace>;
-    try {
-      trace = JSON.parse(text) as Partial<BootTrace>;
-    } catch (error) {
-      throw new IrbError(
-        'IRB_OPTION_INVALID',
-        `\`keepOnly\` ${file} is not JSON; give a trace written by irb trace`,
-        {
-          cause: error,
-        },
-      );
-    }
-    if (trace.irbTrace !== 1 || !Array.isArray(trace.files)) {
-      throw new IrbError(
-        'IRB_OPTION_INVALID',
-        `\`keepOnly\` ${file} is not an irb trace (version 1); write one with irb trace`,
-      );
-    }
+    const trace = await readTraceFile(file, '`keepOnly`');
     for (const list of [trace.files, trace.directories, trace.symlinks, trace.other]) {
       for (const path of list ?? []) if (typeof path === 'string') keys.add(keyOfTracePath(path));
     }

@@ -9,6 +9,7 @@ import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { ElfHeaderInfo } from '@irb/boot/arch';
 import { DETECT_BYTES, detectCompression } from '@irb/compress';
+import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
 import {
   type ArtifactManifest,
@@ -17,13 +18,9 @@ import {
   type Descriptor,
   EMPTY_CONFIG_BYTES,
   type FetchedManifest,
-  type ImageIndex,
   INITRAMFS_ANNOTATIONS,
-  INITRAMFS_ARTIFACT_TYPE,
   type InitramfsLayerCompression,
-  initramfsLayerCompression,
   initramfsManifest,
-  isInitramfsManifest,
   manifestBytes,
   OCI_MANIFEST,
   type PushBlobResult,
@@ -31,16 +28,12 @@ import {
   parsePlatform,
   parseReference,
   type Reference,
-  type ReferrerDescriptor,
   type RegistryClient,
   referrerDescriptor,
-  selectManifest,
   sha256Digest,
 } from '@irb/registry';
-import { corruptCacheEntry } from '@irb/store';
 import packageJson from '../package.json' with { type: 'json' };
 import { archiveFacts } from './archive.ts';
-import { writeFileAtomic } from './atomic.ts';
 import { defaultKeychains } from './builder.ts';
 import { ociArchitecture, runsOn } from './elf-platform.ts';
 import { createRegistry } from './source.ts';
@@ -110,51 +103,6 @@ export interface PushInitramfsResult {
   referrers?: 'api' | 'tag';
 }
 
-/** Options of {@link pullInitramfs}. */
-export interface PullInitramfsOptions extends FleetOptions {
-  /** Which artifact when several platforms are attached (`os/arch[/variant]`); also picks from an index. */
-  platform?: string;
-  /**
-   * Accept the artifact only when its `dev.irb.build-key` annotation is this key (the remote
-   * build cache); otherwise `IRB_INITRAMFS_NOT_FOUND` and nothing is written.
-   */
-  buildKey?: string;
-  /**
-   * Accept only an archive of this compression (what the output's name says, `x.cpio.gz`);
-   * another is `IRB_OPTION_INVALID` and nothing is written. Default: any.
-   */
-  compression?: InitramfsLayerCompression;
-  /** Bytes written so far, as the archive is copied out of the blob cache. */
-  onProgress?: (event: { done: number; total: number }) => void;
-}
-
-/** What {@link pullInitramfs} wrote. */
-export interface PullInitramfsResult {
-  output: string;
-  /** `registry/repository@sha256:…` of the artifact manifest. */
-  reference: string;
-  digest: string;
-  /** The archive's blob digest and size. */
-  layer: Descriptor;
-  compression: InitramfsLayerCompression;
-  annotations: Record<string, string>;
-  platform?: string;
-}
-
-/** One initramfs artifact attached to an image. */
-export interface AttachedInitramfs {
-  /** `registry/repository@sha256:…` of the artifact manifest. */
-  reference: string;
-  digest: string;
-  platform?: string;
-  compression?: InitramfsLayerCompression;
-  annotations: Record<string, string>;
-  /** The manifest it refers to (the platform manifest, or the index). */
-  subject: string;
-  /** `api` or `tag` (the OCI 1.1 fallback). */
-  via: 'api' | 'tag';
-}
-
 /** Runs `fn` with `options.client`, or with a client made from the options and closed after. */
 export async function withClient<T>(
   options: FleetOptions,
@@ -176,7 +124,7 @@ export async function withClient<T>(
   }
 }
 
-function registryReference(spec: string, what: string): Reference {
+export function registryReference(spec: string, what: string): Reference {
   const parsed = parseImageSpec(spec);
   if (parsed.transport !== 'registry') {
     throw new IrbError(
@@ -193,7 +141,13 @@ function namesTag(spec: string): boolean {
   return last.includes(':') || last.includes('@');
 }
 
-const KERNEL_COMPRESSIONS: readonly InitramfsLayerCompression[] = ['none', 'gzip', 'zstd', 'lz4', 'xz'];
+export const KERNEL_COMPRESSIONS: readonly InitramfsLayerCompression[] = [
+  'none',
+  'gzip',
+  'zstd',
+  'lz4',
+  'xz',
+];
 
 /** The archive's compression from its magic; refuses what is not an initramfs the kernel reads. */
 async function archiveCompression(path: string): Promise<InitramfsLayerCompression> {
@@ -272,9 +226,7 @@ async function manifestDescriptor(
 
 /** `SOURCE_DATE_EPOCH` as an RFC 3339 time, or undefined: pushes stay reproducible. */
 function createdFrom(epoch: number | undefined): string | undefined {
-  const value =
-    epoch ??
-    (/^\d+$/.test(process.env.SOURCE_DATE_EPOCH ?? '') ? Number(process.env.SOURCE_DATE_EPOCH) : undefined);
+  const value = sourceDateEpoch(epoch);
   return value === undefined ? undefined : new Date(value * 1000).toISOString().replace(/\.000Z$/, 'Z');
 }
 
@@ -453,194 +405,6 @@ async function pushArchive(
   });
 }
 
-/**
- * The initramfs artifacts attached to an image (its platform manifest for `platform`, and its
- * index when it has one), through the referrers API or the tag-schema fallback.
- */
-export async function findInitramfs(
-  image: string,
-  options: FleetOptions & { platform?: string } = {},
-): Promise<AttachedInitramfs[]> {
-  const ref = registryReference(image, 'the image');
-  const { signal } = options;
-  return withClient(options, async (client) => {
-    const top = await client.manifest(ref, signal ? { signal } : {});
-    const subjects = [top.digest];
-    if (top.isIndex) {
-      const wanted = options.platform ? parsePlatform(options.platform) : undefined;
-      const index = top.json as ImageIndex;
-      if (wanted) subjects.unshift(selectManifest(index, wanted, ref.identifier).digest);
-      else for (const m of index.manifests) if (m.platform) subjects.push(m.digest);
-    }
-    const found: AttachedInitramfs[] = [];
-    for (const subject of subjects) {
-      const listed = await client.referrers(ref, subject, {
-        artifactType: INITRAMFS_ARTIFACT_TYPE,
-        ...(signal ? { signal } : {}),
-      });
-      for (const m of listed.manifests) {
-        if (found.some((f) => f.digest === m.digest)) continue;
-        found.push(attached(ref, m, subject, listed.via));
-      }
-    }
-    return found;
-  });
-}
-
-function attached(
-  ref: Reference,
-  m: ReferrerDescriptor,
-  subject: string,
-  via: 'api' | 'tag',
-): AttachedInitramfs {
-  const annotations = { ...m.annotations };
-  const out: AttachedInitramfs = {
-    reference: `${ref.registry}/${ref.repository}@${m.digest}`,
-    digest: m.digest,
-    annotations,
-    subject,
-    via,
-  };
-  const platform = annotations[INITRAMFS_ANNOTATIONS.platform];
-  if (platform) out.platform = platform;
-  const compression = annotations[INITRAMFS_ANNOTATIONS.compression];
-  const known = KERNEL_COMPRESSIONS.find((c) => c === compression);
-  if (known) out.compression = known;
-  return out;
-}
-
-function platformName(p: { os: string; architecture: string; variant?: string }): string {
+export function platformName(p: { os: string; architecture: string; variant?: string }): string {
   return `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
-}
-
-function samePlatform(a: string | undefined, b: string): boolean {
-  if (!a) return false;
-  try {
-    const x = parsePlatform(a);
-    const y = parsePlatform(b);
-    return x.os === y.os && x.architecture === y.architecture && (x.variant ?? '') === (y.variant ?? '');
-  } catch {
-    return false;
-  }
-}
-
-/** Picks one artifact: by `platform` when given, else the only one (or the only platform). */
-function choose(
-  candidates: AttachedInitramfs[],
-  platform: string | undefined,
-  what: string,
-): AttachedInitramfs {
-  const matching = platform ? candidates.filter((c) => samePlatform(c.platform, platform)) : candidates;
-  if (matching.length === 0) {
-    const have = [...new Set(candidates.map((c) => c.platform ?? '(no platform)'))].join(', ');
-    throw new IrbError(
-      'IRB_INITRAMFS_NOT_FOUND',
-      candidates.length === 0
-        ? `no irb initramfs is attached to ${what}; build and push one with \`source\` set to it (irb push ARCHIVE ${what.replace(/[@:][^/]*$/, '')} --source ${what})`
-        : `no initramfs for ${platform} is attached to ${what} (there are: ${have}); set \`platform\` to one of them`,
-    );
-  }
-  const platforms = new Set(matching.map((c) => c.platform ?? ''));
-  if (platforms.size > 1) {
-    throw new IrbError(
-      'IRB_PLATFORM_REQUIRED',
-      `initramfs artifacts for several platforms are attached to ${what} (${[...platforms].join(', ')}); set \`platform\` to choose one`,
-    );
-  }
-  // Several pushes for one platform: the newest by `created`, else the last one listed.
-  return matching.reduce((best, c) =>
-    (c.annotations[INITRAMFS_ANNOTATIONS.created] ?? '') >=
-    (best.annotations[INITRAMFS_ANNOTATIONS.created] ?? '')
-      ? c
-      : best,
-  );
-}
-
-/**
- * Pulls an initramfs artifact into `output`: by reference (`host/repo:tag`, `…@sha256:…`, an
- * index of artifacts chosen among by `platform`) or `{ for: image }`, which finds the artifact
- * attached to the image through referrers. The archive goes through the verified blob cache
- * (downloads resume where they broke off) and appears at `output` atomically.
- */
-export async function pullInitramfs(
-  from: string | { for: string },
-  output: string,
-  options: PullInitramfsOptions = {},
-): Promise<PullInitramfsResult> {
-  const { signal } = options;
-  return withClient(options, async (client) => {
-    let artifactRef: Reference;
-    if (typeof from === 'string') {
-      artifactRef = registryReference(from, 'the artifact');
-    } else {
-      const found = await findInitramfs(from.for, { ...options, client });
-      const chosen = choose(found, options.platform, from.for);
-      artifactRef = registryReference(chosen.reference, 'the artifact');
-    }
-    let fetched = await client.manifest(artifactRef, { artifacts: true, ...(signal ? { signal } : {}) });
-    if (fetched.isIndex) {
-      // An index of initramfs artifacts, one per platform.
-      const entries = (fetched.json as ImageIndex).manifests.map((m) => {
-        const annotations = { ...m.annotations };
-        if (m.platform && !annotations[INITRAMFS_ANNOTATIONS.platform]) {
-          annotations[INITRAMFS_ANNOTATIONS.platform] = platformName(m.platform);
-        }
-        return attached(artifactRef, { ...m, annotations }, fetched.digest, 'api');
-      });
-      const chosen = choose(entries, options.platform, typeof from === 'string' ? from : from.for);
-      artifactRef = { ...artifactRef, digest: chosen.digest, identifier: chosen.digest };
-      fetched = await client.manifest(artifactRef, { artifacts: true, ...(signal ? { signal } : {}) });
-    }
-    const manifest = fetched.json as unknown;
-    if (!isInitramfsManifest(manifest)) {
-      const artifactType = (manifest as { artifactType?: string }).artifactType;
-      throw new IrbError(
-        'IRB_INITRAMFS_NOT_FOUND',
-        `${typeof from === 'string' ? from : artifactRef.repository} is ${artifactType ? `an artifact of type ${artifactType}` : 'a container image'}, not an irb initramfs${artifactType ? '' : '; to get the initramfs built from an image, pull with `for` set to it (irb pull --for IMAGE)'}`,
-      );
-    }
-    const layer = manifest.layers[0] as Descriptor;
-    const compression = initramfsLayerCompression(layer.mediaType) as InitramfsLayerCompression;
-    const annotations = { ...manifest.annotations };
-    const platform = annotations[INITRAMFS_ANNOTATIONS.platform];
-    if (options.platform && platform && !samePlatform(platform, options.platform)) {
-      throw new IrbError(
-        'IRB_PLATFORM_NOT_FOUND',
-        `${typeof from === 'string' ? from : from.for} is an initramfs for ${platform}, not ${options.platform}; drop \`platform\` or pull another artifact`,
-      );
-    }
-    if (options.compression !== undefined && compression !== options.compression) {
-      throw new IrbError(
-        'IRB_OPTION_INVALID',
-        `${typeof from === 'string' ? from : from.for}: the archive is ${compression === 'none' ? 'a plain cpio' : `${compression}-compressed`}, but the output ${output} is named for ${options.compression === 'none' ? 'a plain cpio' : options.compression}; name it for ${compression}`,
-      );
-    }
-    if (options.buildKey !== undefined && annotations[INITRAMFS_ANNOTATIONS.buildKey] !== options.buildKey) {
-      throw new IrbError(
-        'IRB_INITRAMFS_NOT_FOUND',
-        `${artifactRef.registry}/${artifactRef.repository}@${fetched.digest} was built with build key ${annotations[INITRAMFS_ANNOTATIONS.buildKey] ?? '(none)'}, not ${options.buildKey}`,
-      );
-    }
-    const write = () =>
-      writeFileAtomic(output, client.openBlob(artifactRef, layer, signal ? { signal } : {}), {
-        ...(signal ? { signal } : {}),
-        onWrite: (done) => options.onProgress?.({ done, total: layer.size }),
-      });
-    // A cached copy that turned out corrupt was removed, and nothing was written: once more
-    // downloads it afresh.
-    await write().catch((error: unknown) => {
-      if (corruptCacheEntry(error) === undefined || signal?.aborted) throw error;
-      return write();
-    });
-    const result: PullInitramfsResult = {
-      output,
-      reference: `${artifactRef.registry}/${artifactRef.repository}@${fetched.digest}`,
-      digest: fetched.digest,
-      layer: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size },
-      compression,
-      annotations,
-    };
-    if (platform) result.platform = platform;
-    return result;
-  });
 }

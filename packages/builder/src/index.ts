@@ -73,17 +73,19 @@ export * from './cache.ts';
 export { withExtras } from './extras.ts';
 export { type KeepOnlySet, type PathFilterInput, pathFilter, readKeepOnly } from './filter.ts';
 export {
-  type AttachedInitramfs,
   type FleetOptions,
-  findInitramfs,
   IRB_VERSION,
-  type PullInitramfsOptions,
-  type PullInitramfsResult,
   type PushInitramfsOptions,
   type PushInitramfsResult,
-  pullInitramfs,
   pushInitramfs,
 } from './fleet.ts';
+export {
+  type AttachedInitramfs,
+  findInitramfs,
+  type PullInitramfsOptions,
+  type PullInitramfsResult,
+  pullInitramfs,
+} from './fleet-pull.ts';
 export {
   DEFAULT_PATH,
   type ExitAction,

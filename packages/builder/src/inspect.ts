@@ -1,6 +1,6 @@
 import { type ContainerConfig, parseImageSpec } from '@irb/registry';
 import { sourceOptions } from './builder.ts';
-import { type AttachedInitramfs, findInitramfs } from './fleet.ts';
+import { type AttachedInitramfs, findInitramfs } from './fleet-pull.ts';
 import { openSource, platformString, registryPlatforms } from './source.ts';
 import type { InitramfsBuilderOptions, LayerInfo } from './types.ts';
 

@@ -3,11 +3,13 @@ import { access, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 // The list alone: the compressors themselves load when a member is compressed.
 import { COMPRESSION_FORMATS } from '@irb/compress/types';
+import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
 import type { RunOverrides } from '@irb/init';
 import { parseInjectSpec } from '@irb/layers/inject-spec';
 import { ensureCacheAreas } from '@irb/store';
 import type { KeepOnlySet } from './filter.ts';
+import { checkInitOptions } from './init-options.ts';
 import { hasOverrides, modulesRequested, netValueOf, runOverridesOf } from './run-options.ts';
 import { parseSlimPresets, type SlimPreset } from './slim.ts';
 import type { InitramfsBuilderOptions, InitramfsCompression } from './types.ts';
@@ -54,28 +56,9 @@ export async function preflight(o: InitramfsBuilderOptions, output?: string): Pr
       `\`compression\` "${String(compression)}" is unknown; use ${COMPRESSION_FORMATS.join(', ')}`,
     );
   }
-  const initKind = o.initKind ?? 'auto';
-  if (initKind !== 'auto' && initKind !== 'static' && initKind !== 'sh') {
-    throw new IrbError(
-      'IRB_OPTION_INVALID',
-      `\`initKind\` "${String(initKind)}" is unknown; use auto, static or sh`,
-    );
-  }
-  if (o.initKind !== undefined && o.initKind !== 'auto' && (o.init !== undefined || o.keepImageInit)) {
-    throw new IrbError(
-      'IRB_OPTION_INVALID',
-      `\`initKind\` chooses the generated /init, and \`${o.init !== undefined ? 'init' : 'keepImageInit'}\` says not to generate one; keep only one of them`,
-    );
-  }
   const injects = (o.inject ?? []).map((spec) => ({ spec, ...parseInjectSpec(spec) }));
   for (const i of injects) await requireHostPath(i.src, `\`inject\` ${i.spec}`);
   if (o.init !== undefined) await requireHostPath(o.init, `\`init\` ${o.init}`, true);
-  if (o.trace && (o.init !== undefined || o.keepImageInit)) {
-    throw new IrbError(
-      'IRB_OPTION_INVALID',
-      `\`trace\` needs irb's static init, and \`${o.init !== undefined ? 'init' : 'keepImageInit'}\` says not to generate one; keep only one of them`,
-    );
-  }
   let slim: SlimPreset[];
   try {
     slim = parseSlimPresets(o.slim ?? []);
@@ -108,12 +91,8 @@ export async function preflight(o: InitramfsBuilderOptions, output?: string): Pr
     ? await (await import('./filter.ts')).readKeepOnly(o.keepOnly)
     : undefined;
   const injectsInit = injects.some((i) => i.dest.replace(/^\/+|\/+$/g, '') === 'init');
-  if (injectsInit && (o.init !== undefined || o.keepImageInit)) {
-    throw new IrbError(
-      'IRB_OPTION_INVALID',
-      `\`inject\` targets /init and \`${o.init !== undefined ? 'init' : 'keepImageInit'}\` says otherwise; keep only one of them`,
-    );
-  }
+  // The other init rules were checked when the builder was made; this one needs the inject specs.
+  checkInitOptions({ ...o, injectsInit });
   const overrides = runOverridesOf(o);
   const net = netValueOf(o);
   const modules = modulesRequested(o);
@@ -142,19 +121,13 @@ export async function preflight(o: InitramfsBuilderOptions, output?: string): Pr
     compression,
     injects,
     injectsInit,
-    sourceDateEpoch: sourceDateEpoch(o),
+    sourceDateEpoch: sourceDateEpoch(o.sourceDateEpoch),
     slim,
     ...(keepOnly ? { keepOnly } : {}),
     overrides,
     ...(net !== undefined ? { net } : {}),
     modules,
   };
-}
-
-function sourceDateEpoch(o: InitramfsBuilderOptions): number | undefined {
-  if (o.sourceDateEpoch !== undefined) return o.sourceDateEpoch;
-  const env = process.env.SOURCE_DATE_EPOCH;
-  return env !== undefined && /^\d+$/.test(env) ? Number(env) : undefined;
 }
 
 async function requireHostPath(path: string, what: string, file = false): Promise<void> {

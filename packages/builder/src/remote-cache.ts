@@ -17,13 +17,12 @@ import { buildCacheTag, buildKey, buildKeyInput } from './build-key.ts';
 import { InitramfsBuilder } from './builder.ts';
 import {
   type FleetOptions,
-  type PullInitramfsResult,
   type PushInitramfsResult,
-  pullInitramfs,
   pushBuiltInitramfs,
   pushInitramfs,
   withClient,
 } from './fleet.ts';
+import { type PullInitramfsResult, pullInitramfs } from './fleet-pull.ts';
 import type { BuildSummary, InitramfsBuilderOptions } from './types.ts';
 
 /** Where the remote build cache lives. */

@@ -4,30 +4,10 @@ import { join } from 'node:path';
 import { type BootOptions, bootInitramfs } from '@irb/boot';
 import { IrbError } from '@irb/errors';
 import { InitramfsBuilder } from './builder.ts';
+import type { BootTrace } from './trace-file.ts';
 import type { BuildSummary, InitramfsBuilderOptions } from './types.ts';
 
-/**
- * What a traced run used: every file, directory and symlink of the image's root filesystem that
- * the program read, executed, mapped or followed. Written by `irb trace`, read by `keepOnly`.
- * Paths are absolute text; a path whose bytes are not UTF-8 is written `hex:<its bytes in hex>`.
- */
-export interface BootTrace {
-  irbTrace: 1;
-  image: string;
-  manifestDigest: string;
-  platform: string;
-  /** Entrypoint + Cmd as the init ran them. */
-  argv: string[];
-  /** The program's exit status, as the init reported it. */
-  exitStatus?: number;
-  /** The run was stopped after `timeoutSeconds` (a server that does not exit by itself). */
-  stopped: boolean;
-  files: string[];
-  directories: string[];
-  symlinks: string[];
-  /** Devices, FIFOs and sockets. */
-  other: string[];
-}
+export type { BootTrace } from './trace-file.ts';
 
 /**
  * Options of {@link traceImage}: a build's (modules, network and program overrides included:

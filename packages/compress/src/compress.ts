@@ -2,15 +2,8 @@ import { availableParallelism } from 'node:os';
 import { IrbError } from '@irb/errors';
 import { gzipStream } from './gzip.ts';
 import { lz4Stream } from './lz4.ts';
-import type { CompressOptions } from './types.ts';
+import { COMPRESSION_LEVELS, type CompressOptions } from './types.ts';
 import { zstdStream } from './zstd.ts';
-
-/** Level ranges and defaults per format. */
-export const COMPRESSION_LEVELS = {
-  gzip: { min: 1, max: 9, default: 6 },
-  zstd: { min: 1, max: 19, default: 3 },
-  lz4: { min: 1, max: 1, default: 1 },
-} as const;
 
 function checkInteger(name: string, value: number, min: number, max: number, fix: string): void {
   if (!Number.isInteger(value) || value < min || value > max) {

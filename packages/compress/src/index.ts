@@ -1,16 +1,15 @@
-export { COMPRESSION_LEVELS, compress } from './compress.ts';
+export { compress } from './compress.ts';
 export { decompress } from './decompress.ts';
 export { compressionFromMediaType, DETECT_BYTES, detectCompression } from './detect.ts';
 export { IRB_ARCHIVE_NAME, memberJoint, TRAILER_RECORD, trailerMember } from './framing.ts';
-export { GZIP_BLOCK_SIZE } from './gzip.ts';
 export { type DecodeInitramfsOptions, decodeInitramfs, type InitramfsMember } from './initramfs.ts';
-export { LZ4_BLOCK_SIZE, LZ4_LEGACY_MAGIC } from './lz4.ts';
 export { ByteReader, drain } from './reader.ts';
 export {
   COMPRESSION_FORMATS,
+  COMPRESSION_LEVELS,
   type CompressionFormat,
   type CompressOptions,
   type DecompressOptions,
   type DetectedCompression,
 } from './types.ts';
-export { ZSTD_BACKEND_ENV, ZSTD_MAX_WINDOW_LOG, type ZstdBackend, zstdBackend } from './zstd.ts';
+export { ZSTD_BACKEND_ENV, type ZstdBackend, zstdBackend } from './zstd.ts';

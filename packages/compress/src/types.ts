@@ -1,6 +1,16 @@
 /** Every format `compress` writes and `decompress` reads, in the order to offer them. */
 export const COMPRESSION_FORMATS = ['gzip', 'zstd', 'lz4', 'none'] as const;
 
+/**
+ * Level ranges and defaults per format: the one table behind `compress`'s `level` check, the
+ * defaults a build key records, and a CLI's `--level` help.
+ */
+export const COMPRESSION_LEVELS = {
+  gzip: { min: 1, max: 9, default: 6 },
+  zstd: { min: 1, max: 19, default: 3 },
+  lz4: { min: 1, max: 1, default: 1 },
+} as const;
+
 /** A format `compress` can write: gzip, zstd, lz4 (the kernel's legacy lz4 format), or plain bytes. */
 export type CompressionFormat = (typeof COMPRESSION_FORMATS)[number];
 

@@ -11,6 +11,8 @@ import { Readable, type ReadableOptions } from 'node:stream';
 import { CpioError } from './errors.ts';
 import type { CpioEntry, CpioPath } from './types.ts';
 
+export { sourceDateEpoch } from './epoch.ts';
+
 /** A Node `Readable` (byte mode) over a byte stream such as `packCpio`'s output; pipe it to a file or a socket. */
 export function toNodeReadable(
   source: AsyncIterable<Uint8Array>,

@@ -1,44 +1,9 @@
-export {
-  type ClosureOptions,
-  type ModuleClosure,
-  type ModuleReason,
-  type ModuleRequest,
-  moduleClosure,
-  type ResolvedRequest,
-  resolveRequest,
-} from './closure.ts';
-export { type DebModuleSourceOptions, debDataTar, debModuleSource } from './deb.ts';
+export type { ModuleReason, ResolvedRequest } from './closure.ts';
+export { type DebModuleSourceOptions, debModuleSource } from './deb.ts';
 export { directoryModuleSource } from './directory.ts';
 export { type ModuleEntriesOptions, moduleEntries } from './entries.ts';
-export {
-  type AliasLine,
-  type ModulesDepLine,
-  parseBuiltinModinfo,
-  parseKernelConfig,
-  parseModulesAlias,
-  parseModulesBuiltin,
-  parseModulesDep,
-  parseModulesSoftdep,
-  type SoftDeps,
-} from './indexes.ts';
-export { type ModuleInfo, modinfoRecords, readModinfo, releaseOfVermagic } from './modinfo.ts';
-export {
-  type DepmodFiles,
-  type IndexedModule,
-  indexFromDepmod,
-  indexFromModinfo,
-  type Lookup,
-  lookupModule,
-  type ModuleIndex,
-} from './module-index.ts';
-export {
-  aliasMatches,
-  type ModuleCompression,
-  moduleFileOf,
-  normalizeAlias,
-  normalizeModuleName,
-} from './names.ts';
-export { MODULE_PRESETS, type ModulePreset, VIRTIO_TRANSPORTS } from './presets.ts';
+export type { ModuleCompression } from './names.ts';
+export { MODULE_PRESETS, type ModulePreset } from './presets.ts';
 export { DEFAULT_MODULES_PREFIX, resolveModules } from './resolve.ts';
 export {
   canonicalSourcePath,

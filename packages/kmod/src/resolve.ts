@@ -1,3 +1,4 @@
+import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
 import { readAll, sha256, unpackModule } from './bytes.ts';
 import { moduleClosure, resolveRequest } from './closure.ts';
@@ -58,8 +59,7 @@ function splitTreePath(path: string): { release: string; rest: string } | undefi
 }
 
 function mtimeOf(options: ResolveModulesOptions): number {
-  const env = process.env.SOURCE_DATE_EPOCH;
-  const value = options.sourceDateEpoch ?? (env !== undefined && /^\d+$/.test(env) ? Number(env) : 0);
+  const value = sourceDateEpoch(options.sourceDateEpoch) ?? 0;
   if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
     throw new IrbError(
       'IRB_OPTION_INVALID',

@@ -22,7 +22,7 @@ import { resolveCa, Transport } from './transport/http.ts';
 import { RegistryTransport } from './transport/request.ts';
 import { DEFAULT_RETRY, type RetryOptions } from './transport/retry.ts';
 import { Schemes } from './transport/scheme.ts';
-import type { Descriptor, Keychain, Platform, ProgressListener } from './types.ts';
+import type { CallOptions, Descriptor, Keychain, Platform, ProgressListener } from './types.ts';
 import {
   type BlobSource,
   blobExists,
@@ -94,12 +94,6 @@ export interface RegistryClientOptions {
    * parallel downloads. Default true.
    */
   readAhead?: boolean;
-}
-
-/** Options for a single client call. */
-export interface CallOptions {
-  signal?: AbortSignal;
-  onProgress?: ProgressListener;
 }
 
 /** Options of {@link RegistryClient.image}. */

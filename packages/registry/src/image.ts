@@ -4,7 +4,6 @@
  * cache, with read-ahead of the other layers.
  */
 import { IrbError } from '@irb/errors';
-import type { CallOptions, RegistryClient } from './client.ts';
 import {
   type FetchedManifest,
   MAX_CONFIG_BYTES,
@@ -16,6 +15,7 @@ import { isImageManifestMediaType } from './media-types.ts';
 import { checkConfigPlatform, formatPlatform, selectManifest } from './platform.ts';
 import { formatReference, type Reference, withDigest } from './reference.ts';
 import type {
+  CallOptions,
   Descriptor,
   Image,
   ImageConfigFile,
@@ -27,11 +27,35 @@ import type {
 } from './types.ts';
 
 /**
+ * What an image needs of a registry client: its verified manifests and blobs, by reference.
+ * `RegistryClient` is one; the image asks no more of it, so it does not depend on the client.
+ */
+export interface ImageFetcher {
+  /** A manifest or index, verified (against `expected` when given). */
+  manifest(
+    ref: Reference,
+    options: { signal?: AbortSignal; expected?: Descriptor },
+  ): Promise<FetchedManifest>;
+  /** A small blob's bytes (configs), verified, refused above `maxBytes`. */
+  blobBytes(
+    ref: Reference,
+    descriptor: Descriptor,
+    options: CallOptions & { maxBytes?: number },
+  ): Promise<Uint8Array>;
+  /** A blob as a stream, verified by the time it ends. */
+  openBlob(ref: Reference, descriptor: Descriptor, options?: CallOptions): AsyncIterable<Uint8Array>;
+  /** Makes sure blobs are in the cache, in parallel. */
+  fetchBlobs(ref: Reference, descriptors: readonly Descriptor[], options?: CallOptions): Promise<void>;
+  /** Opening a layer starts downloading the image's other layers. */
+  readonly readAhead: boolean;
+}
+
+/**
  * Resolves `ref` to a single-platform image: fetches and verifies the manifest (selecting
  * `platform` from an index) and the config, and checks the platform and the layer count.
  */
 export async function loadImage(
-  client: RegistryClient,
+  client: ImageFetcher,
   ref: Reference,
   platform: Platform,
   signal: AbortSignal | undefined,
@@ -89,12 +113,12 @@ class RegistryLayer implements Layer {
   readonly size: number;
   /** The descriptor from the manifest. */
   readonly descriptor: Descriptor;
-  readonly #client: RegistryClient;
+  readonly #client: ImageFetcher;
   readonly #ref: Reference;
   readonly #onOpen: ((signal: AbortSignal | undefined) => void) | undefined;
 
   constructor(
-    client: RegistryClient,
+    client: ImageFetcher,
     ref: Reference,
     descriptor: Descriptor,
     diffId: string,
@@ -126,7 +150,7 @@ export class RegistryImage implements Image {
   readonly platform: Platform;
   /** The manifest's media type. */
   readonly mediaType: string;
-  readonly #client: RegistryClient;
+  readonly #client: ImageFetcher;
   readonly #fetched: FetchedManifest;
   readonly #manifest: ImageManifest;
   readonly #config: ImageConfigFile;
@@ -134,7 +158,7 @@ export class RegistryImage implements Image {
   #readAheadStarted = false;
 
   constructor(
-    client: RegistryClient,
+    client: ImageFetcher,
     reference: Reference,
     name: string,
     platform: Platform,

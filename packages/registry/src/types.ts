@@ -58,6 +58,12 @@ export interface ImageConfigFile {
   history?: Array<{ created?: string; created_by?: string; empty_layer?: boolean; comment?: string }>;
 }
 
+/** Options for a single client call. */
+export interface CallOptions {
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+}
+
 /** Options for opening a layer stream. */
 export interface OpenOptions {
   signal?: AbortSignal;

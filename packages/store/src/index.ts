@@ -27,7 +27,6 @@ export {
   staleTemps,
   type TempNameOptions,
   tempName,
-  tempNameOwner,
   tempPath,
 } from './temp.ts';
 export { createDigester, discardCorruptEntry, fileDigest, removeCorruptBlobs } from './verify.ts';

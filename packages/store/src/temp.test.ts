@@ -10,9 +10,9 @@ import {
   removeStaleTemps,
   sweepTemps,
   tempName,
-  tempNameOwner,
   tempPath,
 } from './index.ts';
+import { tempNameOwner } from './temp.ts';
 
 const twoDaysAgo = () => new Date(Date.now() - 2 * 24 * 3600 * 1000);
 

@@ -9,7 +9,6 @@ export {
   FIELDS,
   formatOf,
   GNU_SPARSE,
-  isExtensionTypeflag,
   isZeroBlock,
   paddingOf,
   parseNumber,

@@ -5,6 +5,15 @@ import { runLogged } from './fixture-cache.ts';
 /** The Debian suite every fixture is bootstrapped from. */
 export const SUITE = 'bookworm';
 
+/** Options of the Debian fixture images (`ensureDebianPythonImage`, `ensureDebianRustImage`). */
+export interface DebianImageOptions {
+  /** Debian mirror. Default: {@link detectDebianMirror} (`$IRB_DEBIAN_MIRROR`, else the machine's apt sources). */
+  mirror?: string;
+  /** Cache root. Default `fixtureCacheRoot()`. */
+  cacheDir?: string;
+  signal?: AbortSignal;
+}
+
 /** `deb [options] URI SUITE COMPONENT…` lines of a `.list` file: URIs serving {@link SUITE}. */
 function parseOneLineSources(text: string): string[] {
   const uris: string[] = [];

@@ -1,19 +1,14 @@
 import { chown, link, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { aptLayer, debootstrapLayer, detectDebianMirror, newBundle, SUITE } from './debian-base.ts';
+import {
+  aptLayer,
+  type DebianImageOptions,
+  debootstrapLayer,
+  detectDebianMirror,
+  newBundle,
+  SUITE,
+} from './debian-base.ts';
 import { buildOnce, logFixture, runLogged } from './fixture-cache.ts';
-
-export { type DetectDebianMirrorOptions, detectDebianMirror } from './debian-base.ts';
-export { type DebianRustImage, ensureDebianRustImage } from './debian-rust-image.ts';
-export { fixtureCacheRoot } from './fixture-cache.ts';
-export {
-  ensureManyEntriesImage,
-  type ManyEntriesImage,
-  type ManyEntriesImageOptions,
-  manyEntriesTar,
-} from './many-entries-image.ts';
-export type { SyntheticImage, SyntheticImageOptions } from './synthetic-image.ts';
-export { ensureSyntheticImage, prng } from './synthetic-image.ts';
 
 /**
  * A real distribution image for end-to-end tests and the benchmark: Debian bookworm minbase
@@ -67,13 +62,7 @@ export interface DebianPythonImage {
 }
 
 /** Options of {@link ensureDebianPythonImage}. */
-export interface DebianPythonImageOptions {
-  /** Debian mirror. Default: {@link detectDebianMirror} (`$IRB_DEBIAN_MIRROR`, else the machine's apt sources). */
-  mirror?: string;
-  /** Cache root. Default {@link fixtureCacheRoot}. */
-  cacheDir?: string;
-  signal?: AbortSignal;
-}
+export type DebianPythonImageOptions = DebianImageOptions;
 
 const MARKER = 'irb-fixture-python-ok';
 const SCRIPT = '/opt/fixture/hello.py';

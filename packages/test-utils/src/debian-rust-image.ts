@@ -1,7 +1,13 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { aptLayer, debootstrapLayer, detectDebianMirror, newBundle, SUITE } from './debian-base.ts';
-import type { DebianPythonImageOptions } from './debian-image.ts';
+import {
+  aptLayer,
+  type DebianImageOptions,
+  debootstrapLayer,
+  detectDebianMirror,
+  newBundle,
+  SUITE,
+} from './debian-base.ts';
 import { buildOnce, logFixture, runLogged } from './fixture-cache.ts';
 
 const RUST_FIXTURE_VERSION = 'v1';
@@ -25,9 +31,7 @@ export interface DebianRustImage {
  * {@link ensureDebianPythonImage}, for a big image with many files (peak memory of a cold build).
  * Needs root, debootstrap, umoci and the Debian mirror; the first build takes a few minutes.
  */
-export async function ensureDebianRustImage(
-  options: DebianPythonImageOptions = {},
-): Promise<DebianRustImage> {
+export async function ensureDebianRustImage(options: DebianImageOptions = {}): Promise<DebianRustImage> {
   const key = `debian-${SUITE}-rustc-${RUST_FIXTURE_VERSION}`;
   const dir = await buildOnce(
     key,

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { detectDebianMirror, ensureDebianPythonImage, ensureSyntheticImage } from '../src/debian-image.ts';
 import { buildOnce } from '../src/fixture-cache.ts';
+import { detectDebianMirror, ensureDebianPythonImage, ensureSyntheticImage } from '../src/index.ts';
 
 const run = promisify(execFile);
 let scratch: string;

@@ -3,6 +3,7 @@
  * `--cache-from` / `--cache-to`, through the remote build cache.
  */
 import type { BuildSummary, InitramfsBuilderOptions } from '@irb/builder';
+import { initOptionsConflict } from '@irb/builder/options';
 import { BOUNDS_FLAGS, BOUNDS_HELP, type BoundsArgs, boundsArgs, boundsOptions } from '../kit/bounds.ts';
 import {
   COMPRESSION_FLAGS,
@@ -11,6 +12,7 @@ import {
   defaultOutput,
 } from '../kit/compression.ts';
 import { cliWording, EXIT } from '../kit/errors.ts';
+import { injectSpec } from '../kit/inject.ts';
 import { type CliIo, writeWithBackpressure } from '../kit/io.ts';
 import { builder } from '../kit/library.ts';
 import { integer, one, parseOptions, strings } from '../kit/options.ts';
@@ -133,6 +135,30 @@ The kernel modules go into a member of their own, cached and shared by every ima
 built for that kernel; a changed --env, --cmd, --net or agent reuses the cached image.
 irb config ARCHIVE shows what an archive runs.`;
 
+/**
+ * `--init-kind`, checked with the library's init rules (`initOptionsConflict`) and worded in
+ * flags; `--keep-init` with `--replace-init` is the CLI's own rule.
+ */
+function initKindArg(values: Record<string, unknown>): 'auto' | 'static' | 'sh' {
+  const given = values['init-kind'] as string | undefined;
+  const conflict = initOptionsConflict({
+    ...(values.init !== undefined ? { init: String(values.init) } : {}),
+    keepImageInit: Boolean(values['keep-init']),
+    ...(given !== undefined ? { initKind: given as 'auto' } : {}),
+  });
+  if ((values['keep-init'] && values['replace-init']) || conflict?.option === 'init') {
+    throw new UsageError('--keep-init excludes --replace-init and --init');
+  }
+  if (conflict?.option === 'initKind') {
+    throw new UsageError(
+      conflict.conflictsWith === undefined
+        ? `--init-kind must be auto, static or sh, not "${conflict.value}"`
+        : `--init-kind chooses the generated /init; it excludes ${conflict.conflictsWith === 'init' ? '--init' : '--keep-init'}`,
+    );
+  }
+  return (given ?? 'auto') as 'auto' | 'static' | 'sh';
+}
+
 export function parse(argv: string[]): BuildArgs | 'help' {
   const { values, positionals } = parseOptions(joinProgramWords(argv), {
     output: { type: 'string', short: 'o' },
@@ -159,37 +185,25 @@ export function parse(argv: string[]): BuildArgs | 'help' {
   const given = values.output as string | undefined;
   const compression = compressionArgs(values, given);
   const source = sourceArgs(values);
-  if (values['keep-init'] && (values['replace-init'] || values.init !== undefined)) {
-    throw new UsageError('--keep-init excludes --replace-init and --init');
-  }
+  const initKind = initKindArg(values);
   const report = reportArgs(values);
-  const initKind = (values['init-kind'] ?? 'auto') as string;
-  if (initKind !== 'auto' && initKind !== 'static' && initKind !== 'sh') {
-    throw new UsageError(`--init-kind must be auto, static or sh, not "${initKind}"`);
-  }
-  if (values['init-kind'] !== undefined && (values.init !== undefined || values['keep-init'])) {
-    throw new UsageError(
-      `--init-kind chooses the generated /init; it excludes ${values.init !== undefined ? '--init' : '--keep-init'}`,
-    );
-  }
   const onExit = (values['on-exit'] ?? 'poweroff') as string;
   if (onExit !== 'poweroff' && onExit !== 'reboot') {
     throw new UsageError(`--on-exit must be poweroff or reboot, not "${onExit}"`);
   }
   const inject = strings(values.inject);
   for (const spec of inject) {
-    const colon = spec.lastIndexOf(':');
-    if (colon <= 0 || colon === spec.length - 1) {
+    const split = injectSpec(spec);
+    if (split === undefined) {
       throw new UsageError(
         `--inject wants SRC:DEST (a host path and an absolute path in the image), not "${spec}"`,
       );
     }
     // A relative DEST has no meaning in an image (there is no working directory at build time);
     // guessing "relative to /" would hide a typo such as a missing leading slash.
-    const dest = spec.slice(colon + 1);
-    if (!dest.startsWith('/')) {
+    if (!split.dest.startsWith('/')) {
       throw new UsageError(
-        `--inject ${spec}: DEST must be an absolute path in the image, e.g. ${spec.slice(0, colon)}:/${dest}`,
+        `--inject ${spec}: DEST must be an absolute path in the image, e.g. ${split.src}:/${split.dest}`,
       );
     }
   }

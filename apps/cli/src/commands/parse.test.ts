@@ -130,6 +130,19 @@ describe('parseCli', async () => {
     );
     expect(await usage(['build', 'a', '--init-kind', 'sh', '--init', 'x'])).toContain('it excludes --init');
     expect(await parse(['build', 'a', '--init-kind', 'sh'])).toMatchObject({ initKind: 'sh' });
+    // The library's rule: only a kind other than auto chooses the generated /init.
+    expect(await parse(['build', 'a', '--init-kind', 'auto', '--init', 'x'])).toMatchObject({ init: 'x' });
+    expect(await usage(['build', 'a', '--init-kind', 'static', '--keep-init'])).toContain(
+      'it excludes --keep-init',
+    );
+    expect(await usage(['build', 'a', '--keep-init', '--replace-init'])).toBe(
+      '--keep-init excludes --replace-init and --init',
+    );
+    expect(await usage(['build', 'a', '--inject', ':/x'])).toContain('SRC:DEST');
+    expect(await usage(['build', 'a', '--inject', 'x:usr/x'])).toBe(
+      '--inject x:usr/x: DEST must be an absolute path in the image, e.g. x:/usr/x',
+    );
+    expect(await usage(['trace', 'a', '--inject', 'x:'])).toContain('SRC:DEST');
     expect(await usage(['build', 'a', '--level'])).toBe('--level needs a value');
     expect(await usage(['build', 'a', '--platform', 'linux'])).toContain('--platform wants os/arch');
     expect(await usage(['inspect', 'a', '--platform', 'a/b/c/d'])).toContain('--platform wants os/arch');

@@ -11,6 +11,7 @@ import { IrbError, isIrbError } from '@irb/errors';
 import { BOUNDS_FLAGS, BOUNDS_HELP, type BoundsArgs, boundsArgs, boundsOptions } from '../kit/bounds.ts';
 import { EXIT } from '../kit/errors.ts';
 import { showWord, table } from '../kit/format.ts';
+import { injectSpec } from '../kit/inject.ts';
 import type { CliIo } from '../kit/io.ts';
 import { builder } from '../kit/library.ts';
 import { integer, one, parseOptions, strings } from '../kit/options.ts';
@@ -71,8 +72,7 @@ export function parse(argv: string[]): TraceArgs | 'help' {
   }
   const inject = strings(values.inject);
   for (const spec of inject) {
-    const colon = spec.lastIndexOf(':');
-    if (colon <= 0 || !spec.slice(colon + 1).startsWith('/')) {
+    if (!injectSpec(spec)?.dest.startsWith('/')) {
       throw new UsageError(`--inject wants SRC:DEST with DEST an absolute path in the image, not "${spec}"`);
     }
   }

@@ -1,18 +1,20 @@
 /** `-o`, `-c` and `--level`: the compressions irb writes and what a file name's ending says. */
+import { COMPRESSION_LEVELS } from '@irb/builder/options';
 import { integer } from './options.ts';
 import { UsageError } from './usage.ts';
 
 /**
- * The compressions `irb build` writes: the one table behind `-c`, its levels, the default output
- * name and the `-o` endings that pick it. A new compression is one more row.
+ * The compressions `irb build` writes: the one table behind `-c`, the default output name and
+ * the `-o` endings that pick it (the levels are the library's, `COMPRESSION_LEVELS`). A new
+ * compression is one more row.
  */
 export const COMPRESSIONS = {
-  gzip: { levels: [1, 9], output: 'initramfs.cpio.gz', endings: ['.gz', '.gzip'] },
-  zstd: { levels: [1, 19], output: 'initramfs.cpio.zst', endings: ['.zst', '.zstd'] },
+  gzip: { output: 'initramfs.cpio.gz', endings: ['.gz', '.gzip'] },
+  zstd: { output: 'initramfs.cpio.zst', endings: ['.zst', '.zstd'] },
   // The kernel's legacy lz4 format: one level; fast to unpack, larger than zstd.
-  lz4: { levels: [1, 1], output: 'initramfs.cpio.lz4', endings: ['.lz4'] },
-  none: { levels: [0, 0], output: 'initramfs.cpio', endings: ['.cpio'] },
-} as const satisfies Record<string, { levels: [number, number]; output: string; endings: readonly string[] }>;
+  lz4: { output: 'initramfs.cpio.lz4', endings: ['.lz4'] },
+  none: { output: 'initramfs.cpio', endings: ['.cpio'] },
+} as const satisfies Record<string, { output: string; endings: readonly string[] }>;
 
 /** Compression names the CLI accepts. */
 export type CompressionName = keyof typeof COMPRESSIONS;
@@ -104,7 +106,7 @@ export function chosenCompression(
 export function levelFor(values: Record<string, unknown>, compression: CompressionName): number | undefined {
   if (values.level === undefined) return undefined;
   if (compression === 'none') throw new UsageError('--level does not apply to -c none');
-  const [lo, hi] = COMPRESSIONS[compression].levels;
+  const { min: lo, max: hi } = COMPRESSION_LEVELS[compression];
   // "from 1 to 1" would read like a typo of ours: a compression with one level says so.
   if (lo === hi && String(values.level) !== String(lo)) {
     throw new UsageError(`--level ${values.level}: ${compression} has one level (${lo}); leave --level out`);

@@ -2,35 +2,28 @@ import { readFileSync } from 'node:fs';
 import type { SecureContext } from 'node:tls';
 import { IrbError } from '@irb/errors';
 import { redactUrl } from '../redact.ts';
+import {
+  type Engine,
+  type EngineOptions,
+  type HttpBody,
+  type HttpHeaders,
+  type HttpMethod,
+  proxyFromEnv,
+  type ResponseBody,
+} from './engine.ts';
 import { createLightEngine } from './light.ts';
 
-/**
- * A response body as callers use it, whichever engine sent the request: read it to the end
- * (async iteration gives `Buffer` chunks), `dump()` it so its connection returns to the pool,
- * or `destroy()` it to drop the connection.
- */
-export interface ResponseBody extends AsyncIterable<Uint8Array> {
-  /** Reads and drops a short rest; a long one closes the connection instead. */
-  dump(): Promise<void>;
-  /** Stops reading and closes the connection; a pending read fails with `error`. */
-  destroy(error?: Error): void;
-}
+export type { HttpBody, HttpHeaders, HttpMethod, ResponseBody } from './engine.ts';
 
 /** A response whose body must be consumed or dumped by the caller. */
 export interface HttpResponse {
   status: number;
   /** Lowercase names; a repeated header as an array; values as latin1 strings (see {@link headerBytes}). */
-  headers: Record<string, string | string[] | undefined>;
+  headers: HttpHeaders;
   body: ResponseBody;
   /** The URL that answered (after redirects). */
   url: URL;
 }
-
-/** HTTP methods the client sends: reads, token requests, and the upload flow. */
-export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-
-/** A request body: text, bytes, or a stream (used once; a retry asks its factory for a new one). */
-export type HttpBody = string | Uint8Array | AsyncIterable<Uint8Array>;
 
 /** One HTTP request. */
 export interface HttpRequest {
@@ -46,42 +39,6 @@ interface TransportOptions {
   connections: number;
   ca: string[] | undefined;
   timeoutMs: number;
-}
-
-/** What {@link Transport} hands an engine for one hop (no redirects: the transport follows them). */
-export interface EngineRequest {
-  url: URL;
-  method: HttpMethod;
-  headers: Record<string, string>;
-  body: HttpBody | undefined;
-  signal: AbortSignal | undefined;
-  skipTlsVerify: boolean;
-}
-
-/** One hop's answer, in undici's shape (see {@link HttpResponse}). */
-export interface EngineResponse {
-  status: number;
-  headers: HttpResponse['headers'];
-  body: ResponseBody;
-}
-
-/** What both engines are made from. */
-export interface EngineOptions {
-  /** Connections per host. */
-  connections: number;
-  /** Wait for headers, and between body bytes, before the attempt fails (retryably). */
-  timeoutMs: number;
-  /** The TLS options for verified connections, made on first call (see `Transport`). */
-  tls: () => { secureContext?: SecureContext };
-}
-
-/** An HTTP client with its own connection pools: the light one (`node:http`) or the bulk one (undici). */
-export interface Engine {
-  send(req: EngineRequest): Promise<EngineResponse>;
-  /** Closes idle connections now and the others once their response ends. */
-  close(): Promise<void>;
-  /** Closes every connection at once. */
-  destroy(): Promise<void>;
 }
 
 const MAX_REDIRECTS = 10;
@@ -210,13 +167,6 @@ export function trustedCa(added: readonly string[]): string[] {
       ? tls.getCACertificates('default')
       : [...tls.rootCertificates];
   return [...defaults, ...added];
-}
-
-/** True when any proxy variable is set (upper or lower case): then every request goes through undici. */
-export function proxyFromEnv(): boolean {
-  return Boolean(
-    process.env.HTTPS_PROXY || process.env.https_proxy || process.env.HTTP_PROXY || process.env.http_proxy,
-  );
 }
 
 /** Options of one {@link Transport.send}. */

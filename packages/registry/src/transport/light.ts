@@ -7,7 +7,7 @@
  */
 import type http from 'node:http';
 import type https from 'node:https';
-import type { Engine, EngineOptions, EngineRequest, EngineResponse, ResponseBody } from './http.ts';
+import type { Engine, EngineOptions, EngineRequest, EngineResponse, ResponseBody } from './engine.ts';
 
 /*
  * `node:http` and `node:https` are taken with `process.getBuiltinModule`, not `import`: an ESM

@@ -10,7 +10,8 @@ import type { Endpoint } from '../mirrors.ts';
 import type { Secrets } from '../redact.ts';
 import type { Reference } from '../reference.ts';
 import type { Authenticator } from './authenticator.ts';
-import { errorCode, type HttpBody, type HttpMethod, type HttpResponse, type Transport } from './http.ts';
+import type { HttpBody, HttpMethod } from './engine.ts';
+import { errorCode, type HttpResponse, type Transport } from './http.ts';
 import { HTTP_TRANSIENT, type RetryOptions, withRetry } from './retry.ts';
 import type { Schemes } from './scheme.ts';
 

@@ -12,7 +12,7 @@ import {
   type EngineRequest,
   type EngineResponse,
   proxyFromEnv,
-} from './http.ts';
+} from './engine.ts';
 
 /** Creates the undici engine: one connection pool for verified TLS, one for insecure registries. */
 export function createUndiciEngine(options: EngineOptions): Engine {
