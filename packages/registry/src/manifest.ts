@@ -297,6 +297,28 @@ export function validateDiffIds(diffIds: readonly unknown[], name: string): void
 }
 
 /**
+ * Checks a descriptor's `platform`, when it has one: an object whose `os` and `architecture` are
+ * strings, and `variant` too when present (the fields platform matching reads as text).
+ */
+function validatePlatform(platform: unknown, what: string): void {
+  if (platform === undefined) return;
+  const p = platform as Record<string, unknown> | null;
+  if (
+    p === null ||
+    typeof p !== 'object' ||
+    Array.isArray(p) ||
+    typeof p.os !== 'string' ||
+    typeof p.architecture !== 'string' ||
+    (p.variant !== undefined && typeof p.variant !== 'string')
+  ) {
+    throw new IrbError(
+      'IRB_MANIFEST_INVALID',
+      `${what} has a malformed platform (needs os and architecture as strings, and a string variant if any)`,
+    );
+  }
+}
+
+/**
  * Checks that `descriptor` has a media type, a valid digest and a size that is a whole number
  * from 0 to 2^53 - 1 (JSON numbers beyond are not exact, so no blob could be checked against them).
  */
@@ -321,5 +343,6 @@ export function validateDescriptor(descriptor: unknown, what: string): Descripto
   } catch (error) {
     throw new IrbError('IRB_MANIFEST_INVALID', `${what}: ${(error as Error).message}`, { cause: error });
   }
+  validatePlatform(d.platform, what);
   return d as Descriptor;
 }

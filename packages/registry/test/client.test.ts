@@ -334,6 +334,23 @@ describe('hostile manifests', () => {
       }),
       'application/vnd.oci.image.index.v1+json',
     );
+    // An index entry whose platform is not an object: refused as the index is parsed, not a TypeError.
+    serve(
+      'index-platform-not-object',
+      enc({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          {
+            mediaType: ociImage.manifest.mediaType,
+            digest: ociImage.manifest.digest,
+            size: ociImage.manifest.size,
+            platform: [],
+          },
+        ],
+      }),
+      'application/vnd.oci.image.index.v1+json',
+    );
     serve('no-layers', enc({ ...m, layers: undefined }));
     serve('schema3', enc({ ...m, schemaVersion: 3 }));
     // a valid manifest but for one byte that is not UTF-8, inside an annotation
@@ -391,6 +408,7 @@ describe('hostile manifests', () => {
     ['huge', 'IRB_MANIFEST_INVALID', /: manifest is (larger than|\d+ bytes, over) the 4 MiB limit$/],
     ['wrong-content-digest', 'IRB_DIGEST_MISMATCH', /manifest of/],
     ['diffids', 'IRB_MANIFEST_INVALID', /0 diff_ids for 2 layers/],
+    ['index-platform-not-object', 'IRB_MANIFEST_INVALID', /index entry 1 has a malformed platform/],
   ])('%s → %s', async (tag, code, message) => {
     const c = client({ cacheDir: await tempDir() });
     const failure = await codeOf(c.image(`${px.host}/test/oci:${tag}`));
