@@ -37,4 +37,12 @@ describe('parseManifest refuses fields of the wrong type', () => {
       });
     }
   });
+
+  it('a manifest without a media type whose config media type is not a string', () => {
+    const manifest = { schemaVersion: 2, config: { ...descriptor, mediaType: [] }, layers: [] };
+    expect(failure(() => parseManifest('img', enc(manifest), digest, 'application/json'))).toMatchObject({
+      code: 'IRB_MANIFEST_INVALID',
+      message: 'img config has a malformed descriptor (needs mediaType, digest, size)',
+    });
+  });
 });

@@ -181,7 +181,7 @@ export function parseManifest(
         : Array.isArray(json.manifests)
           ? OCI_INDEX
           : json.config && typeof json.config === 'object'
-            ? (json.config as { mediaType?: string }).mediaType?.startsWith('application/vnd.docker')
+            ? String((json.config as { mediaType?: unknown }).mediaType).startsWith('application/vnd.docker')
               ? DOCKER_MANIFEST
               : OCI_MANIFEST
             : undefined;

@@ -351,6 +351,12 @@ describe('hostile manifests', () => {
       }),
       'application/vnd.oci.image.index.v1+json',
     );
+    // No media type of its own nor from Content-Type: the kind comes from the shape, whatever config.mediaType holds.
+    serve(
+      'config-media-type-not-string',
+      enc({ schemaVersion: 2, config: { ...m.config, mediaType: [] }, layers: m.layers }),
+      'application/json',
+    );
     serve('no-layers', enc({ ...m, layers: undefined }));
     serve('schema3', enc({ ...m, schemaVersion: 3 }));
     // a valid manifest but for one byte that is not UTF-8, inside an annotation
@@ -409,6 +415,7 @@ describe('hostile manifests', () => {
     ['wrong-content-digest', 'IRB_DIGEST_MISMATCH', /manifest of/],
     ['diffids', 'IRB_MANIFEST_INVALID', /0 diff_ids for 2 layers/],
     ['index-platform-not-object', 'IRB_MANIFEST_INVALID', /index entry 1 has a malformed platform/],
+    ['config-media-type-not-string', 'IRB_MANIFEST_INVALID', /config has a malformed descriptor/],
   ])('%s → %s', async (tag, code, message) => {
     const c = client({ cacheDir: await tempDir() });
     const failure = await codeOf(c.image(`${px.host}/test/oci:${tag}`));
