@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseManifest } from './manifest.ts';
+import { parseManifest, validateConfig } from './manifest.ts';
 
 const enc = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
 const digest = `sha256:${'a'.repeat(64)}`;
@@ -43,6 +43,56 @@ describe('parseManifest refuses fields of the wrong type', () => {
     expect(failure(() => parseManifest('img', enc(manifest), digest, 'application/json'))).toMatchObject({
       code: 'IRB_MANIFEST_INVALID',
       message: 'img config has a malformed descriptor (needs mediaType, digest, size)',
+    });
+  });
+});
+
+describe('validateConfig', () => {
+  const config = { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [digest] } };
+
+  it('takes a config with every field irb reads, and one with none of the optional ones', () => {
+    const full = {
+      ...config,
+      variant: 'v1',
+      config: { User: 'app', WorkingDir: '/', Env: ['A=1'], Entrypoint: null, Cmd: ['sh'] },
+    };
+    expect(validateConfig(full, 'img')).toBe(full);
+    expect(validateConfig({ rootfs: { diff_ids: [] }, config: null }, 'img')).toBeDefined();
+    // Go writes nil lists as null.
+    const nulls = { ...config, config: { User: null, Env: null, Entrypoint: null, Cmd: null } };
+    expect(validateConfig(nulls, 'img')).toBe(nulls);
+  });
+
+  it.each([
+    ['not an object', null, 'img config has no rootfs.diff_ids; the image is malformed'],
+    ['an array', [config], 'img config has no rootfs.diff_ids; the image is malformed'],
+    [
+      'architecture',
+      { ...config, architecture: [] },
+      'img config architecture is not a string; the image is malformed',
+    ],
+    ['os', { ...config, os: 1 }, 'img config os is not a string; the image is malformed'],
+    ['variant', { ...config, variant: {} }, 'img config variant is not a string; the image is malformed'],
+    ['config', { ...config, config: 'x' }, 'img config config is not an object; the image is malformed'],
+    [
+      'a string Cmd (not split into letters)',
+      { ...config, config: { Cmd: 'sh -c true' } },
+      'img config config.Cmd is not a list of strings; the image is malformed',
+    ],
+    [
+      'Env',
+      { ...config, config: { Env: ['A=1', 2] } },
+      'img config config.Env is not a list of strings; the image is malformed',
+    ],
+    [
+      'User',
+      { ...config, config: { User: 0 } },
+      'img config config.User is not a string; the image is malformed',
+    ],
+  ])('refuses %s of the wrong type', (_, doc, message) => {
+    expect(failure(() => validateConfig(doc, 'img'))).toMatchObject({
+      code: 'IRB_MANIFEST_INVALID',
+      message,
     });
   });
 });
