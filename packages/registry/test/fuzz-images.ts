@@ -153,24 +153,40 @@ function replaced(value: Json, path: readonly (string | number)[], by: Json, rem
   return object;
 }
 
-/** One damage: which document, which of its values (by position in its list of paths), and what instead. */
-const damage = fc.record({
-  doc: fc.constantFrom('index' as const, 'manifest' as const, 'config' as const),
+/** Where one damage lands in a document (by position in its list of paths), and what it leaves there. */
+export interface JsonDamage {
+  at: number;
+  by: Json;
+  remove: boolean;
+}
+
+/** One damage to some JSON document. */
+export const jsonDamage: fc.Arbitrary<JsonDamage> = fc.record({
   at: fc.nat(),
   by: hostileValue,
   remove: fc.boolean(),
 });
 
+/** `doc` with `damage` done to it: one of its values replaced or removed. */
+export function damaged(doc: Json, damage: JsonDamage): Json {
+  const all = paths(doc);
+  return replaced(doc, all[damage.at % all.length] as (string | number)[], damage.by, damage.remove);
+}
+
 /** An image whose documents carry zero to three damages. */
 export const imageDocs: fc.Arbitrary<ImageDocs> = fc
-  .tuple(intact, fc.array(damage, { maxLength: 3 }))
+  .tuple(
+    intact,
+    fc.array(
+      fc.tuple(fc.constantFrom('index' as const, 'manifest' as const, 'config' as const), jsonDamage),
+      { maxLength: 3 },
+    ),
+  )
   .map(([docs, damages]) => {
     const out = { ...docs };
-    for (const d of damages) {
-      const doc = out[d.doc];
-      if (doc === undefined) continue;
-      const all = paths(doc);
-      out[d.doc] = replaced(doc, all[d.at % all.length] as (string | number)[], d.by, d.remove);
+    for (const [which, damage] of damages) {
+      const doc = out[which];
+      if (doc !== undefined) out[which] = damaged(doc, damage);
     }
     return out;
   });
