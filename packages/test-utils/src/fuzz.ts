@@ -204,7 +204,10 @@ export async function runFuzz<T>(
   let cases = 0;
   const property = fc.asyncProperty(arbitrary, async (value) => {
     cases++;
-    watchdog.begin(`${name}, IRB_FUZZ_SEED=${seed}, case ${cases} (shrink steps counted)`, limit + 5_000);
+    watchdog.begin(
+      `${name}, IRB_FUZZ_SEED=${seed}, case ${cases} (shrink steps counted)`,
+      limit + Math.min(limit, 5_000),
+    );
     const started = performance.now();
     try {
       await predicate(value);
@@ -227,9 +230,14 @@ export async function runFuzz<T>(
   } catch (error) {
     const found = /seed: (-?\d+), path: "?([\d:]+)"?/.exec(String((error as Error).message));
     const replay = found ? `IRB_FUZZ_SEED=${found[1]} IRB_FUZZ_PATH=${found[2]}` : `IRB_FUZZ_SEED=${seed}`;
-    throw new Error(`fuzz property "${name}" failed; replay it with ${replay}\n${(error as Error).message}`, {
-      cause: error,
-    });
+    const cause = (error as Error).cause;
+    const why = cause instanceof Error ? `\nbecause: ${cause.message}` : '';
+    throw new Error(
+      `fuzz property "${name}" failed; replay it with ${replay}\n${(error as Error).message}${why}`,
+      {
+        cause: error,
+      },
+    );
   } finally {
     watchdog.stop();
   }
