@@ -129,7 +129,7 @@ describe('gzip, zstd and lz4 readers under fuzzing', () => {
             detect === 'auto' ? undefined : CODES,
           );
         },
-        { runs: 250 },
+        { runs: 500 },
       );
     },
     fuzzTestTimeout(),

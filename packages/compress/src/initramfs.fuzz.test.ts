@@ -102,7 +102,7 @@ describe('decodeInitramfs under fuzzing', () => {
           const bytes = applyEdits(await initramfs(list), edits);
           await onlyIrbErrors(() => decodeAll(bytes, sizes));
         },
-        { runs: 300 },
+        { runs: 500 },
       );
     },
     fuzzTestTimeout(),

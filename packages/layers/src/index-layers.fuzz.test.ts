@@ -83,7 +83,7 @@ describe('indexLayers and entries() under fuzzing', () => {
             }
           });
         },
-        { runs: 300 },
+        { runs: 600 },
       );
     },
     fuzzTestTimeout(),

@@ -98,7 +98,7 @@ describe('docker-archive under fuzzing', () => {
             await rm(file, { force: true });
           }
         },
-        { runs: 200 },
+        { runs: 400 },
       );
     },
     fuzzTestTimeout(),

@@ -132,7 +132,7 @@ describe('manifest, index and config parsing under fuzzing', () => {
               await client.close();
             }
           },
-          { runs: 250 },
+          { runs: 400 },
         );
       },
       fuzzTestTimeout(),
@@ -182,7 +182,7 @@ describe('manifest, index and config parsing under fuzzing', () => {
               await rm(dir, { recursive: true, force: true });
             }
           },
-          { runs: 250 },
+          { runs: 400 },
         );
       },
       fuzzTestTimeout(),

@@ -186,7 +186,7 @@ describe('TarMembers under fuzzing', () => {
           const tar = applyEdits(await buildTar(specs), edits);
           await walk(tar, chunk, take);
         },
-        { runs: 300 },
+        { runs: 600 },
       );
     },
     fuzzTestTimeout(),
