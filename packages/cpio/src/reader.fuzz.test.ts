@@ -4,8 +4,10 @@ import {
   chunked,
   chunkSizes,
   cpioEntries,
+  cpioRecordsOf,
   type FuzzCpioEntry,
   fuzzTestTimeout,
+  joined,
   onlyIrbErrors,
   runFuzz,
 } from '@irb/test-utils/fuzz';
@@ -85,14 +87,7 @@ const record = fc
     const name = new Uint8Array(r.name.byteLength + 1);
     name.set(r.name);
     const pad = (n: number) => new Uint8Array(r.pad ? (4 - (n % 4)) % 4 : 0);
-    const parts = [head, name, pad(CPIO_HEADER_SIZE + name.byteLength), r.body, pad(r.body.byteLength)];
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-    let at = 0;
-    for (const part of parts) {
-      out.set(part, at);
-      at += part.byteLength;
-    }
-    return out;
+    return joined(head, name, pad(CPIO_HEADER_SIZE + name.byteLength), r.body, pad(r.body.byteLength));
   });
 
 const recordSoup = fc
@@ -187,21 +182,7 @@ describe('readCpio under fuzzing', () => {
         async ([[members], sizes]) => {
           const { entries } = await readAll(await pack(members), sizes, 'all');
           const expected = members.flatMap(([list], member) =>
-            list.flatMap((e) => {
-              const names = [e.path, ...(e.links ?? [])];
-              return names.map((name, i) => ({
-                name,
-                type: e.type,
-                // The body is stored once, on the last name; a symlink's body is its target.
-                data:
-                  e.type === 'symlink'
-                    ? (e.target as Uint8Array)
-                    : i === names.length - 1 && e.body
-                      ? e.body
-                      : new Uint8Array(0),
-                member,
-              }));
-            }),
+            cpioRecordsOf(list).map((record) => ({ ...record, member })),
           );
           expect(entries).toEqual(expected);
         },

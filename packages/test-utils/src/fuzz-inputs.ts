@@ -52,7 +52,8 @@ export const byteEdits: fc.Arbitrary<ByteEdit[]> = fc.array(
   { minLength: 1, maxLength: 4 },
 );
 
-function joined(...parts: ArrayLike<number>[]): Uint8Array {
+/** Byte arrays (or lists of bytes) one after the other. */
+export function joined(...parts: ArrayLike<number>[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const part of parts) {
@@ -292,3 +293,30 @@ export const cpioEntries: fc.Arbitrary<FuzzCpioEntry[]> = fc.array(
     }),
   { maxLength: 10 },
 );
+
+/** One record as a cpio reader gives it back: name, kind, and the bytes stored with it. */
+export interface CpioRecordSeen {
+  name: Uint8Array;
+  type: string;
+  data: Uint8Array;
+}
+
+/**
+ * The records packCpio writes for `entries`, as a reader gives them back: a file with links is
+ * one record per name, its body stored once, on the last; a symlink's body is its target.
+ */
+export function cpioRecordsOf(entries: readonly FuzzCpioEntry[]): CpioRecordSeen[] {
+  return entries.flatMap((e) => {
+    const names = [e.path, ...(e.links ?? [])];
+    return names.map((name, i) => ({
+      name,
+      type: e.type,
+      data:
+        e.type === 'symlink'
+          ? (e.target as Uint8Array)
+          : i === names.length - 1 && e.body
+            ? e.body
+            : new Uint8Array(0),
+    }));
+  });
+}
