@@ -188,7 +188,8 @@ export interface FuzzStats {
 /**
  * Checks `predicate` on cases drawn from `arbitrary`: {@link fuzzRuns} of them with
  * {@link fuzzSeed}, each within {@link fuzzCaseMs} (awaiting longer fails the case; a thread stuck
- * in a loop is killed by the watchdog with the case's seed and number on stderr). A failure is
+ * in a loop is killed by the watchdog with the case's seed and number on stderr; one leaving a
+ * rejected promise nobody handled fails too). A failure is
  * shrunk and reported with the line that replays it. In a campaign the rate is printed.
  */
 export async function runFuzz<T>(
@@ -202,6 +203,11 @@ export async function runFuzz<T>(
   const limit = fuzzCaseMs();
   const path = env.IRB_FUZZ_PATH?.trim() || undefined;
   let cases = 0;
+  // A promise a case rejects and nobody awaits is a failure of that case, not a note at the end.
+  const leaked: unknown[] = [];
+  const onRejection = (reason: unknown): void => {
+    leaked.push(reason);
+  };
   const property = fc.asyncProperty(arbitrary, async (value) => {
     cases++;
     watchdog.begin(
@@ -217,9 +223,18 @@ export async function runFuzz<T>(
     const took = performance.now() - started;
     if (took > limit)
       throw new Error(`the case took ${Math.round(took)} ms, over the ${limit} ms limit (a hang)`);
+    // Node reports a rejection nobody handled once the microtasks ran: a turn of the loop later.
+    await new Promise((resolve) => setImmediate(resolve));
+    const reason = leaked.splice(0)[0];
+    if (reason !== undefined) {
+      throw new Error(
+        `the case left an unhandled rejection: ${reason instanceof Error ? reason.stack : String(reason)}`,
+      );
+    }
   });
   const started = performance.now();
   watchdog.start();
+  process.on('unhandledRejection', onRejection);
   try {
     await fc.assert(property, {
       seed,
@@ -239,6 +254,7 @@ export async function runFuzz<T>(
       },
     );
   } finally {
+    process.off('unhandledRejection', onRejection);
     watchdog.stop();
   }
   const ms = performance.now() - started;

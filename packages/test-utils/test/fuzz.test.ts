@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,27 @@ import { assertIrbError, fuzzSeed, runFuzz } from '../src/fuzz.ts';
 
 /* The harness itself: a hang is a failure with a replay line, whether the case awaits forever,
  * runs past the limit, or spins in a loop no timer can interrupt. */
+
+/** Runs `body` (with `fc` and `runFuzz` imported) as a Node process of its own, per-case limit 300 ms. */
+async function script(body: string): Promise<SpawnSyncReturns<string>> {
+  const dir = await mkdtemp(join(tmpdir(), 'irb-fuzz-harness-'));
+  try {
+    const file = join(dir, 'case.ts');
+    await writeFile(
+      file,
+      `import fc from ${JSON.stringify(import.meta.resolve('fast-check'))};\n` +
+        `import { runFuzz } from ${JSON.stringify(join(import.meta.dirname, '../src/fuzz.ts'))};\n${body}`,
+    );
+    return spawnSync(process.execPath, ['--conditions=@irb/source', file], {
+      cwd: join(import.meta.dirname, '..'),
+      env: { ...process.env, IRB_FUZZ_CASE_MS: '300' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 afterEach(() => {
   delete process.env.IRB_FUZZ_CASE_MS;
@@ -36,29 +57,24 @@ describe('runFuzz', () => {
     expect(failure.message).toMatch(/the case took \d+ ms, over the 200 ms limit \(a hang\)/);
   });
 
+  it('fails a case that leaves a rejected promise nobody handles', async () => {
+    // In a process of its own: vitest would count the leak against this test file too.
+    const run = await script(
+      `await runFuzz('leaks', fc.constant(1), () => { void Promise.reject(new Error('nobody awaits me')); }, { runs: 3 });\n`,
+    );
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('the case left an unhandled rejection: Error: nobody awaits me');
+    expect(run.stderr).toMatch(/replay it with IRB_FUZZ_SEED=-?\d+ IRB_FUZZ_PATH=0/);
+  });
+
   it('kills a process stuck in a loop and says which case it was', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'irb-fuzz-harness-'));
-    try {
-      const script = join(dir, 'spin.ts');
-      await writeFile(
-        script,
-        `import fc from ${JSON.stringify(import.meta.resolve('fast-check'))};\n` +
-          `import { runFuzz } from ${JSON.stringify(join(import.meta.dirname, '../src/fuzz.ts'))};\n` +
-          `await runFuzz('spins', fc.nat(), (n) => { if (n >= 0) for (;;); }, { runs: 5 });\n`,
-      );
-      const run = spawnSync(process.execPath, ['--conditions=@irb/source', script], {
-        cwd: join(import.meta.dirname, '..'),
-        env: { ...process.env, IRB_FUZZ_CASE_MS: '300' },
-        encoding: 'utf8',
-        timeout: 60_000,
-      });
-      expect({ signal: run.signal, stderr: run.stderr }).toMatchObject({ signal: 'SIGKILL' });
-      expect(run.stderr).toContain(
-        `fuzz: HANG: spins, IRB_FUZZ_SEED=${fuzzSeed('spins')}, case 1 (shrink steps counted) still runs after`,
-      );
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const run = await script(
+      `await runFuzz('spins', fc.nat(), (n) => { if (n >= 0) for (;;); }, { runs: 5 });\n`,
+    );
+    expect({ signal: run.signal, stderr: run.stderr }).toMatchObject({ signal: 'SIGKILL' });
+    expect(run.stderr).toContain(
+      `fuzz: HANG: spins, IRB_FUZZ_SEED=${fuzzSeed('spins')}, case 1 (shrink steps counted) still runs after`,
+    );
   });
 
   it('passes and counts the cases of a property that holds', async () => {
