@@ -153,4 +153,14 @@ describe('decodeInitConfig', () => {
     bad(text('irb-init/1\0a/x\0Ex\0'), /bad id/);
     bad(text('irb-init/1\0a/x\0N-1\0'), /bad id/);
   });
+
+  // Found by the fuzz harness: the value went into the message raw, a newline and all.
+  it('shows a bad value escaped, so the message stays one line', () => {
+    expect(() => decodeInitConfig(text('irb-init/1\0a/x\0G\n\0'))).toThrow(
+      'static init parameter file has a bad id "\\n"; rebuild it with encodeInitConfig',
+    );
+    expect(() => decodeInitConfig(text('irb-init/1\0a/x\0xoff\r\n\0'))).toThrow(
+      'static init parameter file has an unknown exit action "off\\r\\n"; rebuild it with encodeInitConfig',
+    );
+  });
 });

@@ -283,7 +283,7 @@ export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
   const out = initConfigDefaults();
   const id = (b: Uint8Array): number => {
     const s = text(b);
-    if (!/^\d+$/.test(s) || Number(s) > 0xffff_ffff) throw bad(`has a bad id "${s}"`);
+    if (!/^\d+$/.test(s) || Number(s) > 0xffff_ffff) throw bad(`has a bad id ${show(b)}`);
     return Number(s);
   };
   for (const [tag, value] of fields) {
@@ -311,7 +311,8 @@ export function decodeInitConfig(bytes: Uint8Array): DecodedInitConfig {
         break;
       case 'x': {
         const action = text(value);
-        if (action !== 'poweroff' && action !== 'reboot') throw bad(`has an unknown exit action "${action}"`);
+        if (action !== 'poweroff' && action !== 'reboot')
+          throw bad(`has an unknown exit action ${show(value)}`);
         out.onExit = action;
         break;
       }

@@ -68,6 +68,16 @@ describe('broken and hostile layers fail with a clear IrbError (or a clamped, sa
     });
   });
 
+  // Found by the fuzz harness: a name with a newline split the error message in two.
+  test('a name with control characters stays on the one line of the error', async () => {
+    const failure = await indexSpecs([{ type: 'link', path: '\nx/\x1b[0', target: 'missing' }]).catch(
+      (e) => e,
+    );
+    expect(failure).toMatchObject({ code: 'IRB_LAYER_LINK_INVALID' });
+    expect(failure.message).toContain('/\\nx/\\x1b[0');
+    expect(failure.message).not.toMatch(/[\n\x1b]/);
+  });
+
   test('a tar truncated inside a body', async () => {
     const blob = await buildTar([f('a', 'x'.repeat(4000))], { end: false });
     await expect(indexBlobs([blob.subarray(0, 1500)])).rejects.toMatchObject({ code: 'IRB_LAYER_TRUNCATED' });

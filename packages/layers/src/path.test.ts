@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { compileGlob, cpioPathOfKey, keyOfInput, splitKey } from './path.ts';
+import { compileGlob, cpioPathOfKey, displayKey, keyOfInput, splitKey } from './path.ts';
 
 describe('exclude globs', () => {
   test.each([
@@ -55,4 +55,12 @@ test('a glob with many ** on a 2 000-component path answers at once', () => {
   const glob = compileGlob('**/a/**/a/**/a/**/a/**/a/**/b');
   expect(glob.test(key)).toBe(false);
   expect(compileGlob('**/a/**/a/**/a').test(key)).toBe(true);
+});
+
+describe('names in messages', () => {
+  test('control characters are escaped, so a name keeps a message on one line and out of the terminal', () => {
+    expect(displayKey(keyOfInput('a\nb/c\td\re'))).toBe('/a\\nb/c\\td\\re');
+    expect(displayKey(keyOfInput('\x1b[31mred\x7f\u0085'))).toBe('/\\x1b[31mred\\x7f\\x85');
+    expect(displayKey(keyOfInput('café/ü'))).toBe('/café/ü');
+  });
 });

@@ -39,9 +39,18 @@ export function absoluteText(key: string): string {
   return `/${ASCII.test(key) ? key : display.decode(binaryToBytes(key))}`;
 }
 
-/** Key → text for messages: absolute, cut after 300 characters. */
+const CONTROL_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * Key → text for messages: absolute, control characters (C0, DEL, C1) escaped as `\n` or
+ * `\xNN` as `ls -b` shows them, so a name can neither break the message's one line nor send
+ * escape sequences to a terminal; cut after 300 characters.
+ */
 export function displayKey(key: string): string {
-  const text = absoluteText(key);
+  const text = absoluteText(key).replace(
+    /[\x00-\x1f\x7f-\x9f]/g,
+    (c) => CONTROL_ESCAPES[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 

@@ -8,8 +8,8 @@ import {
   type FetchedManifest,
   MAX_CONFIG_BYTES,
   parseJsonBytes,
+  validateConfig,
   validateDescriptor,
-  validateDiffIds,
 } from './manifest.ts';
 import { isImageManifestMediaType } from './media-types.ts';
 import { checkConfigPlatform, formatPlatform, selectManifest } from './platform.ts';
@@ -92,16 +92,15 @@ export async function loadImage(
     ...(signal ? { signal } : {}),
     maxBytes: MAX_CONFIG_BYTES,
   });
-  const config = parseJsonBytes(configBytes, `${name}: the image config`) as ImageConfigFile;
+  const config = validateConfig(parseJsonBytes(configBytes, `${name}: the image config`), name);
   if (checkConfig) checkConfigPlatform(config, platform, name);
-  const diffIds = config.rootfs?.diff_ids;
-  if (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length) {
+  const diffIds = config.rootfs.diff_ids;
+  if (diffIds.length !== manifest.layers.length) {
     throw new IrbError(
       'IRB_MANIFEST_INVALID',
-      `${name}: the config lists ${Array.isArray(diffIds) ? diffIds.length : 'no'} diff_ids for ${manifest.layers.length} layers; the image is malformed`,
+      `${name}: the config lists ${diffIds.length} diff_ids for ${manifest.layers.length} layers; the image is malformed`,
     );
   }
-  validateDiffIds(diffIds, name);
   return new RegistryImage(client, withDigest(ref, chosen.digest), name, platform, chosen, manifest, config);
 }
 

@@ -21,7 +21,7 @@ import type { Secrets } from './redact.ts';
 import { formatReference, type Reference } from './reference.ts';
 import { header } from './transport/http.ts';
 import type { RegistryTransport } from './transport/request.ts';
-import type { Descriptor, ImageIndex, ImageManifest } from './types.ts';
+import type { Descriptor, ImageConfigFile, ImageIndex, ImageManifest } from './types.ts';
 
 /** A fetched, verified manifest or index. */
 export interface FetchedManifest {
@@ -181,7 +181,7 @@ export function parseManifest(
         : Array.isArray(json.manifests)
           ? OCI_INDEX
           : json.config && typeof json.config === 'object'
-            ? (json.config as { mediaType?: string }).mediaType?.startsWith('application/vnd.docker')
+            ? String((json.config as { mediaType?: unknown }).mediaType).startsWith('application/vnd.docker')
               ? DOCKER_MANIFEST
               : OCI_MANIFEST
             : undefined;
@@ -279,6 +279,50 @@ export function validateIndexDescriptors(index: ImageIndex, name: string): void 
   });
 }
 
+/** The fields of a config's `config` irb reads, with the type each must have when present (null too: Go writes nil lists so). */
+const CONTAINER_FIELDS: Record<string, 'string' | 'strings'> = {
+  User: 'string',
+  WorkingDir: 'string',
+  Env: 'strings',
+  Entrypoint: 'strings',
+  Cmd: 'strings',
+};
+
+/**
+ * Checks an image config's shape where irb reads it: an object with `rootfs.diff_ids` a list of
+ * digests, `os`, `architecture` and `variant` strings when present, and in `config` the user,
+ * working directory, environment, entrypoint and command of the types the OCI spec gives them (a
+ * `Cmd` that is a string is refused, not split into letters).
+ *
+ * @throws IrbError `IRB_MANIFEST_INVALID` naming the field.
+ */
+export function validateConfig(doc: unknown, name: string): ImageConfigFile {
+  const bad = (what: string) =>
+    new IrbError('IRB_MANIFEST_INVALID', `${name} config ${what}; the image is malformed`);
+  const object = (value: unknown): value is Record<string, unknown> =>
+    typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (!object(doc) || !object(doc.rootfs) || !Array.isArray(doc.rootfs.diff_ids)) {
+    throw bad('has no rootfs.diff_ids');
+  }
+  validateDiffIds(doc.rootfs.diff_ids, name);
+  for (const key of ['os', 'architecture', 'variant']) {
+    if (doc[key] !== undefined && typeof doc[key] !== 'string') throw bad(`${key} is not a string`);
+  }
+  const container = doc.config;
+  if (container === undefined || container === null) return doc as unknown as ImageConfigFile;
+  if (!object(container)) throw bad('config is not an object');
+  for (const [key, kind] of Object.entries(CONTAINER_FIELDS)) {
+    const value = container[key];
+    if (value === undefined || value === null) continue;
+    const ok =
+      kind === 'string'
+        ? typeof value === 'string'
+        : Array.isArray(value) && value.every((v) => typeof v === 'string');
+    if (!ok) throw bad(`config.${key} is not ${kind === 'string' ? 'a string' : 'a list of strings'}`);
+  }
+  return doc as unknown as ImageConfigFile;
+}
+
 /** Checks that every `rootfs.diff_ids` entry of a config is a digest (sha256 or sha512). */
 export function validateDiffIds(diffIds: readonly unknown[], name: string): void {
   for (const id of diffIds) {
@@ -293,6 +337,28 @@ export function validateDiffIds(diffIds: readonly unknown[], name: string): void
         },
       );
     }
+  }
+}
+
+/**
+ * Checks a descriptor's `platform`, when it has one: an object whose `os` and `architecture` are
+ * strings, and `variant` too when present (the fields platform matching reads as text).
+ */
+function validatePlatform(platform: unknown, what: string): void {
+  if (platform === undefined) return;
+  const p = platform as Record<string, unknown> | null;
+  if (
+    p === null ||
+    typeof p !== 'object' ||
+    Array.isArray(p) ||
+    typeof p.os !== 'string' ||
+    typeof p.architecture !== 'string' ||
+    (p.variant !== undefined && typeof p.variant !== 'string')
+  ) {
+    throw new IrbError(
+      'IRB_MANIFEST_INVALID',
+      `${what} has a malformed platform (needs os and architecture as strings, and a string variant if any)`,
+    );
   }
 }
 
@@ -321,5 +387,6 @@ export function validateDescriptor(descriptor: unknown, what: string): Descripto
   } catch (error) {
     throw new IrbError('IRB_MANIFEST_INVALID', `${what}: ${(error as Error).message}`, { cause: error });
   }
+  validatePlatform(d.platform, what);
   return d as Descriptor;
 }

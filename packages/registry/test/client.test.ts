@@ -334,6 +334,29 @@ describe('hostile manifests', () => {
       }),
       'application/vnd.oci.image.index.v1+json',
     );
+    // An index entry whose platform is not an object: refused as the index is parsed, not a TypeError.
+    serve(
+      'index-platform-not-object',
+      enc({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          {
+            mediaType: ociImage.manifest.mediaType,
+            digest: ociImage.manifest.digest,
+            size: ociImage.manifest.size,
+            platform: [],
+          },
+        ],
+      }),
+      'application/vnd.oci.image.index.v1+json',
+    );
+    // No media type of its own nor from Content-Type: the kind comes from the shape, whatever config.mediaType holds.
+    serve(
+      'config-media-type-not-string',
+      enc({ schemaVersion: 2, config: { ...m.config, mediaType: [] }, layers: m.layers }),
+      'application/json',
+    );
     serve('no-layers', enc({ ...m, layers: undefined }));
     serve('schema3', enc({ ...m, schemaVersion: 3 }));
     // a valid manifest but for one byte that is not UTF-8, inside an annotation
@@ -356,23 +379,26 @@ describe('hostile manifests', () => {
       'short-size',
       enc({ ...m, layers: [m.layers[0], { ...m.layers[1], size: m.layers[1].size - 100 }] }),
     );
-    // a real config whose diff_ids do not match the layer count
+    // real configs, pushed with a manifest naming them: one whose diff_ids do not match the
+    // layer count, and ones whose fields have the wrong type
     const config = JSON.parse(new TextDecoder().decode(ociImage.config.bytes));
-    const badConfig = testBlob(
-      ociImage.config.mediaType,
-      new TextEncoder().encode(enc({ ...config, rootfs: { type: 'layers', diff_ids: [] } })),
-    );
-    const broken = {
-      ...ociImage,
-      config: badConfig,
-      manifest: testBlob(
-        ociImage.manifest.mediaType,
-        new TextEncoder().encode(
-          enc({ ...m, config: { ...m.config, digest: badConfig.digest, size: badConfig.size } }),
+    const withConfig = async (tag: string, doc: unknown) => {
+      const badConfig = testBlob(ociImage.config.mediaType, new TextEncoder().encode(enc(doc)));
+      await pushImage(reg, 'test/oci', tag, {
+        ...ociImage,
+        config: badConfig,
+        manifest: testBlob(
+          ociImage.manifest.mediaType,
+          new TextEncoder().encode(
+            enc({ ...m, config: { ...m.config, digest: badConfig.digest, size: badConfig.size } }),
+          ),
         ),
-      ),
+      });
     };
-    await pushImage(reg, 'test/oci', 'diffids', broken);
+    await withConfig('diffids', { ...config, rootfs: { type: 'layers', diff_ids: [] } });
+    await withConfig('config-null', null);
+    await withConfig('config-architecture', { ...config, architecture: [] });
+    await withConfig('config-cmd-string', { ...config, config: { ...config.config, Cmd: 'sh -c true' } });
   });
 
   it.each([
@@ -391,6 +417,11 @@ describe('hostile manifests', () => {
     ['huge', 'IRB_MANIFEST_INVALID', /: manifest is (larger than|\d+ bytes, over) the 4 MiB limit$/],
     ['wrong-content-digest', 'IRB_DIGEST_MISMATCH', /manifest of/],
     ['diffids', 'IRB_MANIFEST_INVALID', /0 diff_ids for 2 layers/],
+    ['index-platform-not-object', 'IRB_MANIFEST_INVALID', /index entry 1 has a malformed platform/],
+    ['config-media-type-not-string', 'IRB_MANIFEST_INVALID', /config has a malformed descriptor/],
+    ['config-null', 'IRB_MANIFEST_INVALID', /config has no rootfs\.diff_ids/],
+    ['config-architecture', 'IRB_MANIFEST_INVALID', /config architecture is not a string/],
+    ['config-cmd-string', 'IRB_MANIFEST_INVALID', /config config\.Cmd is not a list of strings/],
   ])('%s → %s', async (tag, code, message) => {
     const c = client({ cacheDir: await tempDir() });
     const failure = await codeOf(c.image(`${px.host}/test/oci:${tag}`));

@@ -4,7 +4,7 @@ import {
   checkDocumentSize,
   MAX_CONFIG_BYTES,
   MAX_MANIFEST_BYTES,
-  validateDiffIds,
+  validateConfig,
   validateIndexDescriptors,
   validateManifestDescriptors,
 } from '../manifest.ts';
@@ -201,17 +201,9 @@ export function createImage(options: CreateImageOptions): Image {
   };
 }
 
-/** Parses and sanity-checks an image config. */
+/** Parses and sanity-checks an image config (see {@link validateConfig}). */
 export function parseConfig(bytes: Uint8Array, name: string): ImageConfigFile {
-  const doc = parseJson(bytes, `${name} config`);
-  if (!isObject(doc) || !isObject(doc.rootfs) || !Array.isArray(doc.rootfs.diff_ids)) {
-    throw new IrbError(
-      'IRB_MANIFEST_INVALID',
-      `${name} config has no rootfs.diff_ids; the image is malformed`,
-    );
-  }
-  validateDiffIds(doc.rootfs.diff_ids, name);
-  return doc as unknown as ImageConfigFile;
+  return validateConfig(parseJson(bytes, `${name} config`), name);
 }
 
 /** Pairs manifest layers with the config's diff_ids into {@link Layer}s that verify on every `open()`. */
