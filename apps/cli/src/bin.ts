@@ -17,15 +17,31 @@ if (major < needMajor || (major === needMajor && minor < needMinor)) {
   process.exit(1);
 }
 // Node's on-disk compile cache (22.1+): later runs skip compiling irb and its dependencies, which
-// is most of a cache hit's start-up. Beside irb's other caches; NODE_COMPILE_CACHE still wins, and
-// an unwritable directory only means no cache.
-import('node:module')
-  .then((mod) => {
-    if (process.env.NODE_COMPILE_CACHE || process.env.NODE_DISABLE_COMPILE_CACHE) return;
-    const home = process.env.HOME || '/tmp';
-    const base = process.env.XDG_CACHE_HOME || `${home}/.cache`;
-    if (typeof mod.enableCompileCache === 'function') mod.enableCompileCache(`${base}/irb/compile-cache`);
-  })
+// is most of a cache hit's start-up. It lives in irb's cache directory, so --cache-dir counts
+// from here on: the directory named before `--` (what follows is the guest kernel's) becomes
+// IRB_CACHE_DIR for this process, and the KVM probe's answer follows it too. --no-cache means
+// no cache at all; NODE_COMPILE_CACHE or NODE_DISABLE_COMPILE_CACHE still win.
+const own = process.argv.slice(2);
+const end = own.indexOf('--');
+const words = end < 0 ? own : own.slice(0, end);
+let cacheDir = process.env.IRB_CACHE_DIR;
+words.forEach((word, i) => {
+  if (word === '--cache-dir') cacheDir = words[i + 1];
+  else if (word.startsWith('--cache-dir=')) cacheDir = word.slice('--cache-dir='.length);
+});
+if (cacheDir) process.env.IRB_CACHE_DIR = cacheDir;
+const compileCache =
+  words.includes('--no-cache') || process.env.NODE_COMPILE_CACHE || process.env.NODE_DISABLE_COMPILE_CACHE
+    ? Promise.resolve()
+    : Promise.all([import('node:module'), import('@irb/builder/paths')]).then(([mod, paths]) => {
+        if (typeof mod.enableCompileCache !== 'function') return;
+        // undefined where the directory cannot be made (HOME=/proc/1/x, where Node's own recursive
+        // mkdir inside enableCompileCache would retry forever): run without one.
+        return paths.compileCacheDirectory().then((dir) => {
+          if (dir) mod.enableCompileCache(dir);
+        });
+      });
+compileCache
   .catch(() => {})
   .then(() => import('./run.ts'))
   .catch((error) => {

@@ -1,14 +1,17 @@
 import { constants } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
-import { main } from './cli.ts';
+import { main } from './main.ts';
 
 // Loaded by bin.ts once the Node version is known to be enough.
 
 // V8 grows the young generation up to 32–64 MiB during a build (the layer index keeps many small
 // objects alive, so scavenges look worthwhile), while the heap in use stays near 20 MiB. Keeping it
 // at its starting size costs no measurable CPU and keeps a cold build of an 830 MB image under
-// 256 MiB of peak RSS (scripts/bench.ts). Set here, not in the library: it is process-wide.
-setFlagsFromString('--semi-space-growth-factor=1');
+// 256 MiB of peak RSS (scripts/bench.ts). Set here, not in the library: it is process-wide. Set
+// only once the command has loaded the library: a changed flag makes V8 refuse Node's built-in
+// code cache, so every Node module loaded after it is compiled from source (an unchanged rebuild
+// paid 7% more CPU, `irb --help` a third more).
+const beforeWork = () => setFlagsFromString('--semi-space-growth-factor=1');
 
 // `pnpm irb …` runs in the repository root; relative paths should mean what the user typed them against.
 if (process.env.npm_lifecycle_event === 'irb' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
@@ -33,6 +36,6 @@ for (const stream of [process.stdout, process.stderr]) {
 
 process.exitCode = await main(
   process.argv.slice(2),
-  { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
+  { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, beforeWork },
   controller.signal,
 );

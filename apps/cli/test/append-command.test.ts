@@ -3,9 +3,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAppendArgs } from '../src/append-command.ts';
-import { UsageError } from '../src/args.ts';
-import { main } from '../src/cli.ts';
+import { parse } from '../src/commands/append.ts';
+import { UsageError } from '../src/kit/usage.ts';
+import { main } from '../src/main.ts';
 
 const collector = () => {
   const chunks: Array<string | Uint8Array> = [];
@@ -14,8 +14,7 @@ const collector = () => {
 
 describe('irb append', () => {
   it('parses its flags and refuses mistakes with a usage error', () => {
-    expect(parseAppendArgs(['base', '-o', 'out', '--inject', 'a:/a', '-c', 'zstd', '--level', '5'])).toEqual({
-      command: 'append',
+    expect(parse(['base', '-o', 'out', '--inject', 'a:/a', '-c', 'zstd', '--level', '5'])).toEqual({
       base: 'base',
       output: 'out',
       inject: ['a:/a'],
@@ -30,7 +29,7 @@ describe('irb append', () => {
       ['base', '-o', 'x'],
       ['b', '-o', 'x', '--init', 'i', '-c', 'xz'],
     ]) {
-      expect(() => parseAppendArgs(argv)).toThrow(UsageError);
+      expect(() => parse(argv)).toThrow(UsageError);
     }
   });
 

@@ -243,6 +243,8 @@ describe('irb CLI against a real registry (no VM)', () => {
     expect(same.trim()).toBe('same');
   });
 
+  // A usage error or a bad value exits 2: also a value the library refuses (a path that does not
+  // exist or cannot be written); a failure of the work (an image that is not there) exits 1.
   describe('bad inputs: one clear line, the right exit code, no output file', () => {
     const cases: Array<{ name: string; args: (out: string) => string[]; code: number; message: RegExp }> = [
       {
@@ -266,13 +268,13 @@ describe('irb CLI against a real registry (no VM)', () => {
       {
         name: 'unwritable output',
         args: () => ['build', image, '-o', '/proc/irb-out.cpio.gz'],
-        code: 1,
+        code: 2,
         message: /cannot write the output .*-o FILE/,
       },
       {
         name: 'output in a missing directory',
         args: (out) => ['build', image, '-o', join(out, 'missing', 'x.cpio.gz')],
-        code: 1,
+        code: 2,
         message: /directory does not exist/,
       },
       {
@@ -296,13 +298,13 @@ describe('irb CLI against a real registry (no VM)', () => {
       {
         name: 'missing --init file',
         args: (out) => ['build', image, '--init', '/no/such/init', '-o', out],
-        code: 1,
+        code: 2,
         message: /--init \/no\/such\/init: .*does not exist/,
       },
       {
         name: 'missing --inject source',
         args: (out) => ['build', image, '--inject', '/no/agent:/usr/bin/agent', '-o', out],
-        code: 1,
+        code: 2,
         message: /\/no\/agent/,
       },
     ];
@@ -363,11 +365,12 @@ describe('irb CLI against a real registry (no VM)', () => {
     const built = await runCli(['build', locked1, '--keychain', module, '-o', out, '--no-cache', '-q']);
     expect(built.code, built.stderr).toBe(0);
     expect((await readFile(out)).length).toBeGreaterThan(0);
+    // A --keychain that is not a keychain is a bad value: exit 2.
     const wrongExport = await runCli(['inspect', locked1, '--keychain', `${module}#broken`]);
-    expect(wrongExport.code).toBe(1);
+    expect(wrongExport.code).toBe(2);
     expectOneLineError(wrongExport.stderr, /keychain module .*#broken: broken is not a Keychain/);
     const missing = await runCli(['inspect', locked1, '--keychain', './no-such-keychain.mjs']);
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(2);
     expectOneLineError(missing.stderr, /keychain module \.\/no-such-keychain\.mjs: cannot be loaded/);
   });
 

@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { chooseAccel, findKernel } from '@irb/builder';
 import {
   buildImage,
   buildIndex,
@@ -13,7 +14,7 @@ import {
   startRegistry,
 } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultMemoryMiB } from '../src/boot-command.ts';
+import { defaultMemoryMiB } from '../src/commands/boot.ts';
 import { bin, busyboxLayer, cliCommand, filesIn, repoRoot, runCli, runProgram } from './harness.ts';
 
 const run = promisify(execFile);
@@ -104,10 +105,62 @@ describe('irb CLI conventions and edges (no VM)', () => {
     expect(lines).toContain(`node      ${process.version} (irb needs ${pkg.engines.node})`);
     const { stdout: qemu } = await run('qemu-system-x86_64', ['--version']);
     expect(lines).toContain(`qemu x86_64 ${qemu.split('\n')[0]!.trim()}`);
-    expect(verbose.stdout).toMatch(/^kvm {7}(\/dev\/kvm is usable|no \/dev\/kvm|\/dev\/kvm is not usable)/m);
+    // The accelerator a boot will really use, not whether /dev/kvm opens (a probe boot decides).
+    const kvm = /^kvm {7}(.*)$/m.exec(verbose.stdout)?.[1] ?? '';
+    const kernel = await findKernel().catch(() => undefined);
+    if (kernel !== undefined && !/^no \/dev\/kvm|not usable/.test(kvm)) {
+      const accel = await chooseAccel({ kernel });
+      expect(kvm).toMatch(
+        accel === 'kvm' ? /irb boot uses KVM$/ : /irb boot uses software emulation \(TCG\)$/,
+      );
+    }
+    const forcedTcg = await runCli(['--version', '--verbose'], { env: { IRB_ACCEL: 'tcg' } });
+    expect(forcedTcg.stdout).toMatch(/^kvm {7}IRB_ACCEL=tcg: irb boot uses software emulation \(TCG\)$/m);
     expect(verbose.stdout).toMatch(/^zstd {6}(zstd-napi|node:zlib)$/m);
     const forced = await runCli(['--version', '--verbose'], { env: { IRB_ZSTD_BACKEND: 'node' } });
     expect(forced.stdout).toMatch(/^zstd {6}node:zlib$/m);
+  });
+
+  it('a HOME where the compile cache cannot be made only means no compile cache', async () => {
+    // Node's recursive mkdir retries forever under /proc; irb must still answer at once.
+    const result = await runCli(['--version'], {
+      env: { HOME: '/proc/1/x', XDG_CACHE_HOME: undefined, NODE_COMPILE_CACHE: undefined },
+      timeoutMs: 30_000,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^irb \S+\n$/);
+  });
+
+  it('the compile cache lives in the cache directory --cache-dir names; --no-cache and -- keep it out', async () => {
+    const noCompileEnv = { NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined };
+    const home = join(dir, 'compile-home');
+    const env = { ...noCompileEnv, HOME: home, XDG_CACHE_HOME: undefined };
+    const named = join(dir, 'compile-named');
+    const listed = await runCli(['cache', 'ls', '--cache-dir', named], { env });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect((await filesIn(join(named, 'compile-cache'))).length).toBeGreaterThan(0);
+    const equals = join(dir, 'compile-equals');
+    expect((await runCli(['cache', 'ls', `--cache-dir=${equals}`], { env })).code).toBe(0);
+    expect(existsSync(join(equals, 'compile-cache'))).toBe(true);
+    // Neither named directory is the default one: nothing went to ~/.cache/irb.
+    expect(existsSync(join(home, '.cache'))).toBe(false);
+    // --no-cache: no cache at all, the compiled code included.
+    const uncached = await runCli(
+      ['build', image, '-o', join(dir, 'compile-uncached.cpio.gz'), '--no-cache', '-q'],
+      {
+        env,
+      },
+    );
+    expect(uncached.code, uncached.stderr).toBe(0);
+    expect(existsSync(join(home, '.cache'))).toBe(false);
+    // After --, the words are the guest kernel's: they choose no cache directory.
+    const kernelWords = join(dir, 'compile-kernel-words');
+    const boot = await runCli(['boot', join(dir, 'missing.cpio'), '--', `--cache-dir=${kernelWords}`], {
+      env,
+    });
+    expect(boot.code).toBe(2);
+    expect(existsSync(kernelWords)).toBe(false);
+    expect(existsSync(join(home, '.cache', 'irb', 'compile-cache'))).toBe(true);
   });
 
   it('boot --help, the README and the code agree on the memory default', async () => {
@@ -157,6 +210,25 @@ describe('irb CLI conventions and edges (no VM)', () => {
       result.stderr,
       /DEST must be an absolute path in the image, e\.g\. .*agent:\/usr\/bin\/agent/,
     );
+    expect(await filesIn(sub)).toEqual([]);
+  });
+
+  it('a missing --inject source and an output directory that does not exist are usage errors (exit 2)', async () => {
+    const sub = await mkdtemp(join(dir, 'bad-values-'));
+    const inject = await runCli([
+      'build',
+      image,
+      '-q',
+      '--inject',
+      '/nonexistent:/x',
+      '-o',
+      join(sub, 'x.gz'),
+    ]);
+    expect(inject.code).toBe(2);
+    expectOneLine(inject.stderr, /^irb: error: --inject \/nonexistent:\/x: \/nonexistent does not exist/);
+    const output = await runCli(['build', image, '-q', '-o', join(sub, 'no/such/dir/x.gz')]);
+    expect(output.code).toBe(2);
+    expectOneLine(output.stderr, /^irb: error: cannot write the output .*no\/such\/dir\/x\.gz/);
     expect(await filesIn(sub)).toEqual([]);
   });
 

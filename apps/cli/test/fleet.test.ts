@@ -87,6 +87,13 @@ describe('irb push / irb pull against a real registry', () => {
     const pull = await runCli(['pull', ref, '-o', out, '--platform', 'linux/amd64']);
     expect(pull.code).toBe(0);
     expect(Buffer.compare(await readFile(out), await readFile(archive))).toBe(0);
+    // An output named for another compression is refused, as irb build refuses it, and not written.
+    const misnamed = await runCli(['pull', ref, '-o', join(dir, 'byref.cpio.lz4')]);
+    expect(misnamed.code).toBe(2);
+    expect(misnamed.stderr).toMatch(
+      /the archive is gzip-compressed, but the output .*byref\.cpio\.lz4 is named for lz4/,
+    );
+    expect(await filesIn(dir)).not.toContain('byref.cpio.lz4');
     // skopeo reads it as an artifact and refuses image-specific operations on it.
     const asImage = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${ref}`]).then(
       () => 'inspected as an image',
@@ -122,17 +129,32 @@ describe('irb push / irb pull against a real registry', () => {
     expect((await runCli(['pull', image, '--for', image, '-o', join(dir, 'x')])).code).toBe(2);
     expect((await runCli(['push', join(dir, 'app.cpio.gz')])).code).toBe(2);
     expect((await runCli(['push', 'a', 'b', '--annotation', 'novalue'])).code).toBe(2);
+    // Values the library refuses are usage errors too: a reserved annotation, a push by digest
+    // that nothing would refer to.
+    const archive = join(dir, 'app.cpio.gz');
+    const reserved = await runCli([
+      'push',
+      archive,
+      `${registry.host}/x/y:t`,
+      '--annotation',
+      'dev.irb.version=9',
+    ]);
+    expect(reserved.code).toBe(2);
+    expect(reserved.stderr).toMatch(/^irb: error: annotation dev\.irb\.version is set by irb itself/);
+    const untagged = await runCli(['push', archive, `${registry.host}/x/y`]);
+    expect(untagged.code).toBe(2);
+    expect(untagged.stderr).toMatch(/names no tag/);
     // A platform that contradicts the archive (its /init is x86_64) is a bad value: exit 2, one line.
     const contradicted = await runCli([
       'push',
-      join(dir, 'app.cpio.gz'),
+      archive,
       `${registry.host}/demo/app:arm`,
       '--platform',
       'linux/arm64',
     ]);
     expect(contradicted.code).toBe(2);
     expect(contradicted.stderr).toBe(
-      `irb: error: --platform linux/arm64 contradicts ${join(dir, 'app.cpio.gz')}, whose /init is built for amd64; drop --platform (the archive's own is used) or push the arm64 archive\n`,
+      `irb: error: --platform linux/arm64 contradicts ${archive}, whose /init is built for amd64; drop --platform (the archive's own is used) or push the arm64 archive\n`,
     );
     const notArtifact = await runCli(['pull', image, '-o', join(dir, 'x')]);
     expect(notArtifact.code).toBe(1);
@@ -181,7 +203,21 @@ describe('irb push / irb pull against a real registry', () => {
       { env: { IRB_CACHE_DIR: join(dir, 'later-cache') } },
     );
     expect(later.code).toBe(0);
-    expect((JSON.parse(later.stdout) as { cache: string }).cache).toBe('hit');
+    // A hit reports everything a miss does, with the values the build had.
+    const hit = JSON.parse(later.stdout) as Record<string, unknown>;
+    expect(hit.cache).toBe('hit');
+    const miss = JSON.parse(runs.find((r) => JSON.parse(r.stdout).cache === 'miss')!.stdout) as Record<
+      string,
+      unknown
+    >;
+    // (`pushed` only with --cache-to, which the later host does not give.)
+    for (const key of Object.keys(miss).filter((k) => k !== 'pushed')) expect(hit, key).toHaveProperty(key);
+    for (const key of Object.keys(miss).filter(
+      (k) => !['output', 'durationMs', 'cache', 'pushed'].includes(k),
+    )) {
+      expect(hit[key], key).toEqual(miss[key]);
+    }
+    expect(hit.entries).toBeGreaterThan(0);
     expect(Buffer.compare(await readFile(join(dir, 'later.cpio.gz')), reference)).toBe(0);
     const local = await runCli(['build', image, '-o', join(dir, 'plain.cpio.gz'), '-q', '--no-cache']);
     expect(local.code).toBe(0);

@@ -107,7 +107,8 @@ describe('irb build --slim and the new summary fields', () => {
     const notTrace = join(dir, 'not-a-trace.json');
     await writeFile(notTrace, '{"files": []}');
     const bad = await runCli(['build', image, '--keep-only', notTrace, '-o', join(dir, 'never.cpio.gz')]);
-    expect(bad.code).toBe(1);
+    // A file that is not a trace is a bad value: exit 2, as a usage error.
+    expect(bad.code).toBe(2);
     expect(bad.stderr).toBe(
       `irb: error: --keep-only ${notTrace} is not an irb trace (version 1); write one with irb trace\n`,
     );
@@ -253,9 +254,20 @@ describe('irb trace → irb build --keep-only → irb boot', () => {
       'firstLineMs',
       'endMs',
       'wallMs',
+      'netUpMs',
+      'acceptedMs',
+      'answerMs',
+      'answerLine',
+      'min',
+      'max',
       'exitStatus',
     ]);
     expect(t).toMatchObject({ runs: 2, exitStatus: 0 });
+    // The spread of each phase beside its median.
+    for (const phase of ['unpackStartMs', 'firstLineMs', 'wallMs']) {
+      expect(t.min[phase]).toBeLessThanOrEqual(t[phase]);
+      expect(t.max[phase]).toBeGreaterThanOrEqual(t[phase]);
+    }
     // The phases come in boot order on the guest's clock.
     const order = [t.unpackStartMs, t.unpackedMs, t.initMs, t.execMs, t.firstLineMs, t.endMs];
     for (const v of order) expect(typeof v).toBe('number');

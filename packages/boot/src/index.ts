@@ -24,7 +24,7 @@ export {
   findKernel,
 } from './kernel.ts';
 export { inspectKernel, type KernelImageFormat, type KernelInfo, kernelImageFormat } from './kernel-image.ts';
-export { probeKvm } from './kvm.ts';
+export { chooseAccel, probeKvm } from './kvm.ts';
 export {
   checkModuleReleases,
   checkNetDriver,

@@ -58,6 +58,10 @@ describe('findKernel', () => {
         code: 'IRB_BOOT_KERNEL_NOT_FOUND',
       });
     await expect(findKernel({ env: {}, searchDirs: [join(dir, 'empty')] })).rejects.toThrow(/ensure-env\.sh/);
+    // The hint also serves whoever installed irb from npm, who has no scripts/ directory.
+    await expect(findKernel({ env: {}, searchDirs: [join(dir, 'empty')] })).rejects.toThrow(
+      /installed from npm: a distribution kernel, e\.g\. the linux-image-(amd64|arm64) package's \/boot\/vmlinuz-\*/,
+    );
   });
 
   it('looks in /boot, then the irb cache (XDG_CACHE_HOME respected)', () => {

@@ -97,6 +97,6 @@ export async function findKernel(options: FindKernelOptions = {}): Promise<strin
   }
   throw new IrbError(
     'IRB_BOOT_KERNEL_NOT_FOUND',
-    `no readable ${arch} Linux kernel (vmlinuz-*) in ${dirs.join(', ')}; set ${names.at(-1)}=/path/to/vmlinuz or run scripts/ensure-env.sh, which unpacks Debian's kernel into the cache`,
+    `no readable ${arch} Linux kernel (vmlinuz-*) in ${dirs.join(', ')}; set ${names.at(-1)}=/path/to/vmlinuz (installed from npm: a distribution kernel, e.g. the ${arch === 'x86_64' ? 'linux-image-amd64' : 'linux-image-arm64'} package's /boot/vmlinuz-*, made readable), or in a checkout of irb's repository run scripts/ensure-env.sh, which unpacks Debian's kernel into the cache`,
   );
 }

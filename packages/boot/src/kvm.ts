@@ -118,3 +118,18 @@ export function accelFromEnv(): BootAccel | undefined {
   const value = process.env.IRB_ACCEL;
   return value === 'kvm' || value === 'tcg' ? value : undefined;
 }
+
+/**
+ * The accelerator {@link bootInitramfs} uses for an `arch` guest booting `kernel` when the caller
+ * does not choose: `IRB_ACCEL` when set, else KVM when {@link probeKvm} shows it runs a guest,
+ * else TCG. For reports (`irb --version --verbose`) that must say what a boot will do.
+ */
+export async function chooseAccel(options: {
+  kernel: string;
+  qemu?: string;
+  arch?: BootArch;
+}): Promise<BootAccel> {
+  const arch = options.arch ?? hostArch();
+  const qemu = options.qemu ?? qemuBinary(arch);
+  return accelFromEnv() ?? ((await probeKvm({ kernel: options.kernel, qemu, arch })) ? 'kvm' : 'tcg');
+}

@@ -4,7 +4,7 @@ import { type InitramfsInfo, inspectInitramfs } from './archive.ts';
 import { type BootAccel, type BootMachine, qemuArguments, qemuBinary } from './command.ts';
 import { findKernel, readable } from './kernel.ts';
 import { inspectKernel, type KernelInfo } from './kernel-image.ts';
-import { accelFromEnv, probeKvm } from './kvm.ts';
+import { chooseAccel } from './kvm.ts';
 import { checkModuleReleases, checkNetDriver } from './modules.ts';
 import {
   type BootForward,
@@ -213,8 +213,8 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
   if (archive && release !== undefined) checkModuleReleases(archive.modules, { path: kernel, release });
 
   const qemu = options.qemu ?? qemuBinary(arch);
-  const wantedAccel = options.accel && options.accel !== 'auto' ? options.accel : accelFromEnv();
-  const accel: BootAccel = wantedAccel ?? ((await probeKvm({ kernel, qemu, arch })) ? 'kvm' : 'tcg');
+  const accel: BootAccel =
+    options.accel && options.accel !== 'auto' ? options.accel : await chooseAccel({ kernel, qemu, arch });
   const machine: BootMachine =
     options.machine && options.machine !== 'auto'
       ? options.machine

@@ -19,8 +19,10 @@ export interface ArchiveEntry {
    * entry); each `irb append` adds one.
    */
   member: number;
-  /** Name as stored (UTF-8 decoded; no leading `/`). */
+  /** Name as stored (UTF-8 decoded, invalid sequences as U+FFFD; no leading `/`). */
   name: string;
+  /** The name's exact bytes (names are bytes; `name` is their UTF-8 reading). */
+  nameBytes: Uint8Array;
   type: CpioEntryType | 'unknown';
   /** Permission bits incl. setuid/setgid/sticky. */
   mode: number;
@@ -39,6 +41,8 @@ export interface ArchiveEntry {
   devMinor: number;
   /** Symlink target. */
   target?: string;
+  /** The symlink target's exact bytes. */
+  targetBytes?: Uint8Array;
   rdevMajor: number;
   rdevMinor: number;
 }
@@ -102,6 +106,7 @@ export async function* listArchive(
     const entry: ArchiveEntry = {
       member,
       name: e.name,
+      nameBytes: e.nameBytes,
       type: e.type,
       mode: e.permissions,
       uid: e.uid,
@@ -116,6 +121,7 @@ export async function* listArchive(
       rdevMinor: e.rdevMinor,
     };
     if (e.target !== undefined) entry.target = e.target;
+    if (e.targetBytes !== undefined) entry.targetBytes = e.targetBytes;
     yield entry;
   }
 }

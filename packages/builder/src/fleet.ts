@@ -119,6 +119,11 @@ export interface PullInitramfsOptions extends FleetOptions {
    * build cache); otherwise `IRB_INITRAMFS_NOT_FOUND` and nothing is written.
    */
   buildKey?: string;
+  /**
+   * Accept only an archive of this compression (what the output's name says, `x.cpio.gz`);
+   * another is `IRB_OPTION_INVALID` and nothing is written. Default: any.
+   */
+  compression?: InitramfsLayerCompression;
   /** Bytes written so far, as the archive is copied out of the blob cache. */
   onProgress?: (event: { done: number; total: number }) => void;
 }
@@ -602,6 +607,12 @@ export async function pullInitramfs(
       throw new IrbError(
         'IRB_PLATFORM_NOT_FOUND',
         `${typeof from === 'string' ? from : from.for} is an initramfs for ${platform}, not ${options.platform}; drop \`platform\` or pull another artifact`,
+      );
+    }
+    if (options.compression !== undefined && compression !== options.compression) {
+      throw new IrbError(
+        'IRB_OPTION_INVALID',
+        `${typeof from === 'string' ? from : from.for}: the archive is ${compression === 'none' ? 'a plain cpio' : `${compression}-compressed`}, but the output ${output} is named for ${options.compression === 'none' ? 'a plain cpio' : options.compression}; name it for ${compression}`,
       );
     }
     if (options.buildKey !== undefined && annotations[INITRAMFS_ANNOTATIONS.buildKey] !== options.buildKey) {

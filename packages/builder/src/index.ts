@@ -7,6 +7,7 @@ export {
   type BootTimelineOptions,
   type BootTimelineReport,
   bootProblem,
+  chooseAccel,
   type FindKernelOptions,
   FORWARD_PHASES,
   type ForwardPhase,

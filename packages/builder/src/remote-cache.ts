@@ -43,7 +43,10 @@ export interface CachedBuildResult {
   output: string;
   /** The image's platform manifest digest the key was computed from. */
   manifestDigest: string;
-  /** The build's summary (misses only). */
+  /**
+   * The build's summary. For a hit, the one its pusher recorded (the key decides it), with this
+   * run's `output`, `image` and `durationMs`; absent for a hit whose artifact carries none.
+   */
   summary?: BuildSummary;
   /** The pulled artifact (hits only). */
   pulled?: PullInitramfsResult;
@@ -51,6 +54,59 @@ export interface CachedBuildResult {
   pushed?: PushInitramfsResult;
   /** Why `cacheFrom` could not be asked (unreachable, unauthorized…); the build went ahead. */
   lookupError?: Error;
+}
+
+/** The annotation carrying a build's summary, so that a hit reports everything a miss does. */
+const BUILD_SUMMARY_ANNOTATION = 'dev.irb.build-summary';
+
+/**
+ * What the build key decides in a summary, in a fixed order: pushers of one key write
+ * byte-identical manifests. Not where the output went, how long it took or how the image was
+ * spelled (`alpine` and `docker.io/library/alpine` share a key).
+ */
+const DECIDED = [
+  'manifestDigest',
+  'configDigest',
+  'platform',
+  'compression',
+  'entries',
+  'excluded',
+  'filtered',
+  'uncompressedBytes',
+  'compressedBytes',
+  'unpackedBytes',
+  'recommendedMemoryMiB',
+  'lostXattrs',
+  'init',
+  'initKind',
+  'command',
+  'warnings',
+] as const satisfies ReadonlyArray<keyof BuildSummary>;
+
+function storedSummary(summary: BuildSummary): string {
+  return JSON.stringify(Object.fromEntries(DECIDED.map((key) => [key, summary[key] ?? null])));
+}
+
+/** The recorded summary of a hit, or `undefined` when the artifact has none (or a malformed one). */
+function restoredSummary(
+  text: string | undefined,
+  run: Pick<BuildSummary, 'output' | 'image' | 'durationMs'>,
+): BuildSummary | undefined {
+  if (text === undefined) return undefined;
+  let stored: Record<string, unknown>;
+  try {
+    stored = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  const numbers = DECIDED.filter((key) => key.endsWith('Bytes') || key.endsWith('MiB') || key === 'entries');
+  if (typeof stored !== 'object' || stored === null || numbers.some((key) => typeof stored[key] !== 'number'))
+    return undefined;
+  if (!Array.isArray(stored.warnings) || !Array.isArray(stored.lostXattrs)) return undefined;
+  const summary = { ...run } as Record<string, unknown>;
+  for (const key of DECIDED)
+    if (stored[key] !== null && stored[key] !== undefined) summary[key] = stored[key];
+  return summary as unknown as BuildSummary;
 }
 
 function fleetOptions(options: InitramfsBuilderOptions): FleetOptions {
@@ -92,6 +148,7 @@ export async function buildWithRemoteCache(
   output: string,
   remote: RemoteCacheOptions,
 ): Promise<CachedBuildResult> {
+  const started = performance.now();
   const fleet = fleetOptions(options);
   const manifestDigest = await resolveDigest(options, fleet);
   const key = buildKey(await buildKeyInput(options, manifestDigest));
@@ -103,6 +160,12 @@ export async function buildWithRemoteCache(
         buildKey: key,
       });
       const result: CachedBuildResult = { cache: 'hit', key, output, manifestDigest, pulled };
+      const summary = restoredSummary(pulled.annotations[BUILD_SUMMARY_ANNOTATION], {
+        output,
+        image: options.image,
+        durationMs: Math.round(performance.now() - started),
+      });
+      if (summary) result.summary = summary;
       if (
         remote.cacheTo !== undefined &&
         parseReference(remote.cacheTo).repository !== parseReference(remote.cacheFrom).repository
@@ -152,6 +215,7 @@ export async function buildWithRemoteCache(
       summary.platform,
       {
         'dev.irb.memory.recommended-mib': String(summary.recommendedMemoryMiB),
+        [BUILD_SUMMARY_ANNOTATION]: storedSummary(summary),
       },
       fleet,
       remote.cacheFrom,
@@ -173,8 +237,10 @@ async function pushResult(
 ): Promise<PushInitramfsResult> {
   const memory = Number(annotations['dev.irb.memory.recommended-mib']);
   const registrySource = parseImageSpec(options.image).transport === 'registry';
+  const recorded = annotations[BUILD_SUMMARY_ANNOTATION];
   const push = {
     ...fleet,
+    ...(recorded !== undefined ? { annotations: { [BUILD_SUMMARY_ANNOTATION]: recorded } } : {}),
     buildKey: key,
     sourceDigest: manifestDigest,
     ...(registrySource ? { source: options.image } : {}),

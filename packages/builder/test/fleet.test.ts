@@ -108,6 +108,16 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
     expect(pulled.digest).toBe(pushed.digest);
     expect(pulled.platform).toBe('linux/amd64');
     expect(Buffer.compare(await readFile(out), await readFile(archive))).toBe(0);
+    // An output meant for another compression is refused before anything is written.
+    const misnamed = join(dir, 'pulled.cpio.zst');
+    const refusedName = await rejection(
+      pullInitramfs(`${registry.host}/fleet/initramfs:v1`, misnamed, { cacheDir, compression: 'zstd' }),
+    );
+    expect(refusedName.code).toBe('IRB_OPTION_INVALID');
+    expect(refusedName.message).toMatch(
+      /the archive is gzip-compressed, but the output .* is named for zstd/,
+    );
+    await expect(readFile(misnamed)).rejects.toThrow(/ENOENT/);
     // The cached copy of the archive goes bad: the next pull downloads it again, and succeeds.
     await flipByte(join(cacheDir, 'blobs', 'sha256', pulled.layer.digest.slice(7)));
     const repaired = join(dir, 'pulled-again.cpio.gz');
@@ -297,6 +307,9 @@ describe('pushInitramfs / pullInitramfs against a real registry', () => {
     });
     expect(hit.cache).toBe('hit');
     expect(hit.key).toBe(miss.key);
+    // A hit reports the summary the build had: what the key decides, with its own output.
+    const { output: _missOutput, durationMs: _missMs, ...built } = miss.summary!;
+    expect(hit.summary).toMatchObject({ ...built, output: warm });
     expect(Buffer.compare(await readFile(warm), await readFile(cold))).toBe(0);
     // A plain local build gives the same bytes.
     const local = join(dir, 'local.cpio.zst');

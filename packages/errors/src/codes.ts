@@ -146,6 +146,12 @@ export const ERROR_CODES = {
   IRB_BOOT_FORWARD_PORT_IN_USE: 'A host port to forward to the guest cannot be bound on 127.0.0.1.',
   IRB_TRACE_INCOMPLETE: 'A traced boot ended without the complete list of paths the program used.',
 
+  // The command line (irb)
+  IRB_COMMAND_LINE_INVALID:
+    'The command line names an unknown command or flag, misses an argument, or gives a flag a bad value.',
+  IRB_COMMAND_INTERRUPTED: 'A command was stopped by SIGINT or SIGTERM (or Ctrl-A x) before it finished.',
+  IRB_INTERNAL_FAILURE: 'An unexpected failure inside irb: a bug, to report with the output of --verbose.',
+
   // Kernel modules
   IRB_KMOD_SOURCE_INVALID: 'A kernel module source cannot be read, or holds no `lib/modules/<release>` tree.',
   IRB_KMOD_RELEASE_REQUIRED: 'A kernel module source holds several kernel releases and none was chosen.',

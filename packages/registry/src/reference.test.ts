@@ -49,8 +49,9 @@ describe('parseReference', () => {
 
   it.each([
     ['', /empty/],
-    ['Alpine', /lowercase.*"library\/alpine"/],
-    ['docker.io/Library/x', /lowercase/],
+    ['Alpine', /lowercase; did you mean "alpine"\?/],
+    ['docker.io/Library/x', /lowercase; did you mean "docker.io\/library\/x"\?/],
+    ['Kit/Entry:v1', /lowercase; did you mean "kit\/entry:v1"\?/],
     ['app:', /tag after ":" is empty/],
     ['app:-bad', /tag "-bad" is not valid/],
     ['app@sha256:abc', /64 lowercase hex/],

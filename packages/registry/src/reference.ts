@@ -141,7 +141,10 @@ export function parseReference(input: string): Reference {
 
   if (remainder.length === 0) throw invalid(input, 'the repository name is missing');
   if (remainder !== remainder.toLowerCase()) {
-    throw invalid(input, `repository names must be lowercase; did you mean "${remainder.toLowerCase()}"?`);
+    // The name as typed, lowercased, with its tag and digest: an upper-case first component was
+    // taken for a registry host, so the repository alone would drop it ("Kit/Entry" is not "entry").
+    const suggestion = `${rest.toLowerCase()}${tag !== undefined ? `:${tag}` : ''}${digest !== undefined ? `@${digest}` : ''}`;
+    throw invalid(input, `repository names must be lowercase; did you mean "${suggestion}"?`);
   }
   for (const component of remainder.split('/')) {
     if (component.length === 0)

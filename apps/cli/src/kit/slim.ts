@@ -1,12 +1,13 @@
 /**
  * `--slim`, `--keep-only` and `--keep`: what `irb build` (and `irb trace`, `--slim` only) leaves
- * out of the image. Parsing and help words live here; args.ts and trace-command.ts use them.
+ * out of the image. Parsing and help words live here.
  */
 import { SLIM_PRESETS, type SlimPreset } from '@irb/builder/slim';
-import { didYouMean, UsageError } from './args.ts';
+import { strings } from './options.ts';
+import { didYouMean, UsageError } from './usage.ts';
 
 /** The parseArgs table of the three flags. */
-export const SLIM_OPTIONS = {
+export const SLIM_FLAGS = {
   slim: { type: 'string', multiple: true },
   'keep-only': { type: 'string', multiple: true },
   keep: { type: 'string', multiple: true },
@@ -20,13 +21,13 @@ export interface SlimArgs {
 }
 
 /** `--slim docs,locales --slim caches` → the presets (`all` is every one), in the order given. */
-export function parseSlim(command: string, values: readonly string[]): SlimPreset[] {
+export function parseSlim(values: readonly string[]): SlimPreset[] {
   const names = [...SLIM_PRESETS, 'all'];
   const out: SlimPreset[] = [];
   for (const value of values) {
     const parts = value.split(',').map((p) => p.trim());
     if (parts.every((p) => p === '')) {
-      throw new UsageError(`--slim needs a preset: ${names.join(', ')}`, command);
+      throw new UsageError(`--slim needs a preset: ${names.join(', ')}`);
     }
     for (const part of parts) {
       if (part === '') continue;
@@ -39,7 +40,6 @@ export function parseSlim(command: string, values: readonly string[]): SlimPrese
         const guess = didYouMean(name, names);
         throw new UsageError(
           `unknown slim preset "${part}" (${guess ? `did you mean "${guess}"?` : `presets: ${names.join(', ')}`})`,
-          command,
         );
       }
       if (!out.includes(name as SlimPreset)) out.push(name as SlimPreset);
@@ -49,17 +49,16 @@ export function parseSlim(command: string, values: readonly string[]): SlimPrese
 }
 
 /** Reads the three flags from parseArgs values; `--keep` without `--keep-only` is a mistake. */
-export function slimArgs(command: string, values: Record<string, unknown>): SlimArgs {
-  const keepOnly = (values['keep-only'] as string[] | undefined) ?? [];
-  const keep = (values.keep as string[] | undefined) ?? [];
-  if (keepOnly.some((f) => f === '')) throw new UsageError('--keep-only needs a trace file', command);
+export function slimArgs(values: Record<string, unknown>): SlimArgs {
+  const keepOnly = strings(values['keep-only']);
+  const keep = strings(values.keep);
+  if (keepOnly.some((f) => f === '')) throw new UsageError('--keep-only needs a trace file');
   if (keep.length > 0 && keepOnly.length === 0) {
     throw new UsageError(
       '--keep adds paths to what a trace keeps; give the trace with --keep-only TRACE.json (irb trace writes one), or leave paths out with --exclude',
-      command,
     );
   }
-  return { slim: parseSlim(command, (values.slim as string[] | undefined) ?? []), keepOnly, keep };
+  return { slim: parseSlim(strings(values.slim)), keepOnly, keep };
 }
 
 /**

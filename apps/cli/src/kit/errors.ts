@@ -1,6 +1,6 @@
 import { constants } from 'node:os';
-import { isIrbError } from '@irb/errors';
-import { UsageError } from './args.ts';
+import { type IrbError, type IrbErrorCode, isIrbError } from '@irb/errors';
+import { UsageError } from './usage.ts';
 
 /**
  * Exit codes of `irb`. A signal exits 128 + its number (SIGINT 130, SIGTERM 143), as shells report
@@ -50,6 +50,8 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
   timeoutMs: '--timeout',
   expect: '--expect',
   append: '-- KERNEL_ARGS',
+  net: '--net',
+  forwards: '--forward',
   // TraceOptions
   timeoutSeconds: '--timeout',
   // Fleet: PushInitramfsOptions / PullInitramfsOptions (`subject` has no flag: push decides it)
@@ -127,9 +129,6 @@ function signalExit(error: unknown): number {
   return number ? 128 + number : EXIT.interrupted;
 }
 
-/** Library errors about a value given on the command line: exit 2, as a usage error. */
-const USAGE_CODES: ReadonlySet<string> = new Set(['IRB_PLATFORM_MISMATCH']);
-
 /** Errnos that freeing space cures; for every other errno, "free space" is the wrong advice. */
 const SPACE_ERRNOS = new Set(['ENOSPC', 'EDQUOT']);
 
@@ -154,31 +153,91 @@ function irbErrorLine(code: string, message: string, errno: string | undefined):
   return `${head}; ${ERRNO_ADVICE[errno]}, or ${place}`;
 }
 
-/** Turns any error into what the CLI prints and the exit code: one line unless `verbose`. */
-export function describeError(
-  error: unknown,
-  verbose: boolean,
-  command?: string,
-): { lines: string[]; code: number } {
+/**
+ * Library codes that mean a bad value on the command line (a malformed reference, a file that
+ * does not exist, a reserved annotation): exit code 2, like a usage error.
+ */
+const BAD_VALUE_CODES: ReadonlySet<string> = new Set<IrbErrorCode>([
+  'IRB_OPTION_INVALID',
+  'IRB_INPUT_UNREADABLE',
+  'IRB_REFERENCE_INVALID',
+  'IRB_DIGEST_INVALID',
+  'IRB_PLATFORM_INVALID',
+  'IRB_INJECT_SPEC_INVALID',
+  'IRB_INJECT_SOURCE_UNREADABLE',
+  'IRB_INJECT_DEST_INVALID',
+  'IRB_KEYCHAIN_MODULE_INVALID',
+  'IRB_SOURCE_UNSUPPORTED',
+  'IRB_SOURCE_NOT_FOUND',
+  'IRB_TAG_REQUIRED',
+  'IRB_PLATFORM_REQUIRED',
+  // An explicit --platform that the archive's /init contradicts (push).
+  'IRB_PLATFORM_MISMATCH',
+  'IRB_BOOT_INITRAMFS_NOT_FOUND',
+  // irb boot, before QEMU starts: a --kernel (or the archive given) of another architecture,
+  // modules for another kernel release, a --forward host port that is taken.
+  'IRB_BOOT_KERNEL_ARCH_MISMATCH',
+  'IRB_BOOT_MODULES_MISMATCH',
+  'IRB_BOOT_FORWARD_PORT_IN_USE',
+]);
+
+/** Errnos that make an output path unusable as given (not a full disk, not an I/O error). */
+const BAD_PATH_ERRNOS = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOENT', 'ENOTDIR', 'EISDIR', 'EEXIST']);
+
+/**
+ * The exit code of a library error: 2 for a bad value given on the command line, else 1. An
+ * output that cannot be written is a bad value when its path is (the check before the build has
+ * no errno), a failure when the disk is (full, quota, I/O).
+ */
+function irbErrorExit(error: IrbError): number {
+  if (BAD_VALUE_CODES.has(error.code)) return EXIT.usage;
+  if (error.code === 'IRB_OUTPUT_FAILED') {
+    const errno = causes(error)
+      .map((cause) => (cause as { code?: unknown }).code)
+      .find((code): code is string => typeof code === 'string' && /^E[A-Z]+$/.test(code));
+    if (errno === undefined || BAD_PATH_ERRNOS.has(errno)) return EXIT.usage;
+  }
+  return EXIT.failure;
+}
+
+/** How a command failed: what stderr gets, the exit code, and the `--json` error object. */
+export interface Failure {
+  /** What stderr prints: the one line; with `verbose`, the code and the cause chain (or stack) too. */
+  lines: string[];
+  /** The exit code. */
+  exit: number;
+  /** The stable `IRB_…` code. */
+  code: string;
+  /** The one line without its `irb: error: ` prefix. */
+  message: string;
+}
+
+/**
+ * Turns any error into what the CLI prints and the exit code: one line unless `verbose`.
+ * `command` is the command that ran, when one was recognized: usage errors point to its help.
+ */
+export function describeError(error: unknown, verbose: boolean, command?: string): Failure {
   if (error instanceof UsageError) {
-    const help = error.command ? `irb ${error.command} --help` : 'irb --help';
-    return { lines: [`irb: error: ${error.message}; see "${help}"`], code: EXIT.usage };
+    const help = command ? `irb ${command} --help` : 'irb --help';
+    const message = `${error.message}; see "${help}"`;
+    return { lines: [`irb: error: ${message}`], exit: EXIT.usage, code: 'IRB_COMMAND_LINE_INVALID', message };
   }
   if (isAbort(error)) {
     // Build and trace write a file only once complete; saying so reassures that no half-written output is left.
-    const line =
-      command === 'build' || command === 'trace'
-        ? 'irb: interrupted; nothing was written'
-        : 'irb: interrupted';
-    return { lines: [line], code: signalExit(error) };
+    const message =
+      command === 'build' || command === 'trace' ? 'interrupted; nothing was written' : 'interrupted';
+    return { lines: [`irb: ${message}`], exit: signalExit(error), code: 'IRB_COMMAND_INTERRUPTED', message };
   }
   if (isIrbError(error)) {
-    const lines = [`irb: error: ${irbErrorLine(error.code, error.message, errnoOf(error))}`];
+    const errno = errnoOf(error);
+    const message = irbErrorLine(error.code, error.message, errno);
+    const lines = [`irb: error: ${message}`];
     if (verbose) lines.push(`  code: ${error.code}`, ...causeChain(error));
-    return { lines, code: USAGE_CODES.has(error.code) ? EXIT.usage : EXIT.failure };
+    return { lines, exit: irbErrorExit(error), code: error.code, message };
   }
-  const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
-  const lines = [`irb: error: unexpected failure: ${message}; rerun with --verbose and report it`];
+  const text = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  const message = `unexpected failure: ${text}; rerun with --verbose and report it`;
+  const lines = [`irb: error: ${message}`];
   if (verbose && error instanceof Error && error.stack) lines.push(error.stack, ...causeChain(error));
-  return { lines, code: EXIT.failure };
+  return { lines, exit: EXIT.failure, code: 'IRB_INTERNAL_FAILURE', message };
 }

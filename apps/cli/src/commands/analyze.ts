@@ -8,19 +8,19 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { AnalyzeOptions, ArchiveAnalysis, InitramfsBuilderOptions, SizeGroup } from '@irb/builder';
-import { integer, one, parseOptions, UsageError } from './args.ts';
-import type { CliIo } from './cli.ts';
-import { EXIT } from './errors.ts';
-import { bar, formatBytes, formatPercent, table } from './format.ts';
-import { builder, keychains } from './lib.ts';
-import { createProgressRenderer } from './progress.ts';
-import { SLIM_SHORT } from './slim-options.ts';
-import { SOURCE_OPTIONS, type SourceArgs, sourceArgs } from './source-options.ts';
+import type { AnalyzeOptions, ArchiveAnalysis, BuildProgressEvent, SizeGroup } from '@irb/builder';
+import { EXIT } from '../kit/errors.ts';
+import { bar, formatBytes, formatPercent, table } from '../kit/format.ts';
+import type { CliIo } from '../kit/io.ts';
+import { builder } from '../kit/library.ts';
+import { integer, one, parseOptions } from '../kit/options.ts';
+import { createProgressRenderer } from '../kit/progress.ts';
+import { SLIM_SHORT } from '../kit/slim.ts';
+import { SOURCE_FLAGS, type SourceFlagArgs, sourceFlagArgs, toSourceOptions } from '../kit/source.ts';
+import { UsageError } from '../kit/usage.ts';
 
 /** Parsed `irb analyze`. */
-export interface AnalyzeArgs extends SourceArgs {
-  command: 'analyze';
+export interface AnalyzeArgs extends SourceFlagArgs {
   /** An existing file is an archive; anything else an image reference. */
   target: string;
   top: number;
@@ -29,21 +29,19 @@ export interface AnalyzeArgs extends SourceArgs {
 /** Endings that say "a file", so a missing one is not looked up in a registry. */
 const ARCHIVE_NAME = /\.(cpio|gz|gzip|zst|zstd|lz4|img|xz)$/i;
 
-/** Parses `irb analyze …` (argv after the command). */
-export function parseAnalyze(argv: string[]): AnalyzeArgs | { command: 'help'; topic: string } {
-  const { values, positionals } = parseOptions('analyze', argv, {
-    ...SOURCE_OPTIONS,
-    top: { type: 'string' },
-  });
-  if (values.help) return { command: 'help', topic: 'analyze' };
-  const target = one('analyze', positionals, 'IMAGE or ARCHIVE');
-  const args: AnalyzeArgs = {
-    command: 'analyze',
+export const name = 'analyze';
+export const synopsis = 'analyze IMAGE|ARCHIVE|-';
+export const summary = 'where the bytes are, and what --slim would save';
+
+export function parse(argv: string[]): AnalyzeArgs | 'help' {
+  const { values, positionals } = parseOptions(argv, { ...SOURCE_FLAGS, top: { type: 'string' } });
+  if (values.help) return 'help';
+  const target = one(positionals, 'IMAGE or ARCHIVE');
+  return {
     target,
-    top: integer('analyze', 'top', values.top, 1, 10_000) ?? 10,
-    ...sourceArgs('analyze', values),
+    top: integer('top', values.top, 1, 10_000) ?? 10,
+    ...sourceFlagArgs(values),
   };
-  return args;
 }
 
 /**
@@ -52,10 +50,7 @@ export function parseAnalyze(argv: string[]): AnalyzeArgs | { command: 'help'; t
  */
 async function analyzeStdin(io: CliIo, options: AnalyzeOptions): Promise<ArchiveAnalysis> {
   if (!io.stdin || io.stdin.isTTY) {
-    throw new UsageError(
-      '"-" reads the archive from stdin; pipe one in (irb build … -o - | irb analyze -)',
-      'analyze',
-    );
+    throw new UsageError('"-" reads the archive from stdin; pipe one in (irb build … -o - | irb analyze -)');
   }
   const dir = await mkdtemp(join(tmpdir(), 'irb-analyze-'));
   try {
@@ -74,23 +69,20 @@ async function archiveFile(target: string): Promise<boolean> {
   if (info?.isDirectory()) {
     throw new UsageError(
       `${target} is a directory; give an archive file, or oci:${target} for an OCI image layout`,
-      'analyze',
     );
   }
   if (info) return true;
   // "./x.cpio.gz" or "out/initramfs.cpio.zst" that does not exist is a typo, not an image name.
   if (/^\.{0,2}\//.test(target) || (ARCHIVE_NAME.test(target) && !target.includes(':'))) {
-    throw new UsageError(
-      `${target}: no such file (an image reference would not look like a path)`,
-      'analyze',
-    );
+    throw new UsageError(`${target}: no such file (an image reference would not look like a path)`);
   }
   return false;
 }
 
 /** Runs `irb analyze`. */
-export async function runAnalyze(args: AnalyzeArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+export async function run(args: AnalyzeArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const { analyzeArchive, analyzeImage } = await builder();
+  io.beforeWork?.();
   const analysis: AnalyzeOptions = { top: args.top, topDuplicates: args.top, ...(signal ? { signal } : {}) };
   let result: ArchiveAnalysis;
   const isArchive = await archiveFile(args.target);
@@ -98,7 +90,6 @@ export async function runAnalyze(args: AnalyzeArgs, io: CliIo, signal?: AbortSig
     if (args.platform !== undefined || args.insecureRegistries.length || args.keychains.length) {
       throw new UsageError(
         `${args.target} is an archive file; --platform, --insecure-registry and --keychain are for an IMAGE`,
-        'analyze',
       );
     }
     result =
@@ -108,17 +99,11 @@ export async function runAnalyze(args: AnalyzeArgs, io: CliIo, signal?: AbortSig
       mode: args.quiet ? 'none' : io.stderr.isTTY ? 'tty' : 'plain',
       compression: 'none',
     });
-    const options: Omit<InitramfsBuilderOptions, 'compression' | 'level'> = {
+    const options = {
       image: args.target,
-      insecureRegistries: args.insecureRegistries,
-      onProgress: (event) => renderer.onEvent(event),
-      ...(args.platform !== undefined ? { platform: args.platform } : {}),
-      ...(args.cacheDir !== undefined ? { cacheDir: args.cacheDir } : {}),
-      ...(args.noCache ? { cache: false } : {}),
-      ...(signal ? { signal } : {}),
+      onProgress: (event: BuildProgressEvent) => renderer.onEvent(event),
+      ...(await toSourceOptions(args, signal)),
     };
-    const custom = await keychains(args.keychains);
-    if (custom) options.keychains = custom;
     try {
       result = await analyzeImage({ ...options, ...analysis });
     } finally {
@@ -225,8 +210,7 @@ export function analysisText(target: string, a: ArchiveAnalysis, top: number): s
   return lines;
 }
 
-/** `irb analyze --help`. */
-export const ANALYZE_HELP = `Usage: irb analyze IMAGE|ARCHIVE|- [--top N] [--json] [image options]
+export const help = `Usage: irb analyze IMAGE|ARCHIVE|- [--top N] [--json] [image options]
 
 Shows where the bytes are: the total, sizes by top directory and by kind of file
 (executables, shared and static libraries, headers, Python sources and bytecode,
@@ -242,8 +226,9 @@ anything else is an image reference, analysed as irb build would pack it
       --top N                  largest files and duplicate groups to list (default 10)
       --json                   the whole analysis as JSON (sizes in bytes)
   -q, --quiet                  no progress while an image is pulled
+      --verbose                with errors, the error code and the cause chain
 Image (as for irb build):
       --platform OS/ARCH[/V]   platform of a multi-platform image (default linux/amd64)
       --insecure-registry HOST use plain HTTP for HOST; repeatable
       --keychain MODULE[#EXPORT]  credentials from your own auth package; repeatable
-      --cache-dir DIR / --no-cache  blob cache location, or none`;
+      --cache-dir DIR / --no-cache  the cache directory, or none`;

@@ -8,22 +8,21 @@ import { access, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BootTrace, SlimPreset, TraceOptions } from '@irb/builder';
 import { IrbError, isIrbError } from '@irb/errors';
-import { integer, one, parseOptions, UsageError } from './args.ts';
-import type { CliIo } from './cli.ts';
-import { showWord } from './cli.ts';
-import { EXIT } from './errors.ts';
-import { table } from './format.ts';
-import { builder, keychains } from './lib.ts';
-import { createProgressRenderer } from './progress.ts';
-import { parseSlim } from './slim-options.ts';
-import { SOURCE_OPTIONS, type SourceArgs, sourceArgs } from './source-options.ts';
+import { EXIT } from '../kit/errors.ts';
+import { showWord, table } from '../kit/format.ts';
+import type { CliIo } from '../kit/io.ts';
+import { builder } from '../kit/library.ts';
+import { integer, one, parseOptions, strings } from '../kit/options.ts';
+import { createProgressRenderer } from '../kit/progress.ts';
+import { parseSlim } from '../kit/slim.ts';
+import { SOURCE_FLAGS, type SourceFlagArgs, sourceFlagArgs, toSourceOptions } from '../kit/source.ts';
+import { UsageError } from '../kit/usage.ts';
 
 /** Where `irb trace` writes without `-o`. */
 export const DEFAULT_TRACE_OUTPUT = 'trace.json';
 
 /** Parsed `irb trace`. */
-export interface TraceArgs extends SourceArgs {
-  command: 'trace';
+export interface TraceArgs extends SourceFlagArgs {
   image: string;
   output: string;
   inject: string[];
@@ -36,11 +35,14 @@ export interface TraceArgs extends SourceArgs {
   memoryMb?: number;
 }
 
-/** Parses `irb trace …` (argv after the command). */
-export function parseTrace(argv: string[]): TraceArgs | { command: 'help'; topic: string } {
-  const { values, positionals } = parseOptions('trace', argv, {
+export const name = 'trace';
+export const synopsis = 'trace IMAGE -o TRACE.json';
+export const summary = 'record what the program uses (for build --keep-only)';
+
+export function parse(argv: string[]): TraceArgs | 'help' {
+  const { values, positionals } = parseOptions(argv, {
     output: { type: 'string', short: 'o' },
-    ...SOURCE_OPTIONS,
+    ...SOURCE_FLAGS,
     inject: { type: 'string', multiple: true },
     exclude: { type: 'string', multiple: true },
     slim: { type: 'string', multiple: true },
@@ -49,37 +51,34 @@ export function parseTrace(argv: string[]): TraceArgs | { command: 'help'; topic
     kernel: { type: 'string' },
     memory: { type: 'string', short: 'm' },
   });
-  if (values.help) return { command: 'help', topic: 'trace' };
-  const image = one('trace', positionals, 'IMAGE');
-  const source = sourceArgs('trace', values);
+  if (values.help) return 'help';
+  const image = one(positionals, 'IMAGE');
+  const flags = sourceFlagArgs(values);
   const output = (values.output as string | undefined) ?? DEFAULT_TRACE_OUTPUT;
   if (output === '' || output === '-') {
-    throw new UsageError('-o needs a file name (the trace is read back by build --keep-only)', 'trace');
+    throw new UsageError('-o needs a file name (the trace is read back by build --keep-only)');
   }
-  for (const spec of (values.inject as string[] | undefined) ?? []) {
+  const inject = strings(values.inject);
+  for (const spec of inject) {
     const colon = spec.lastIndexOf(':');
     if (colon <= 0 || !spec.slice(colon + 1).startsWith('/')) {
-      throw new UsageError(
-        `--inject wants SRC:DEST with DEST an absolute path in the image, not "${spec}"`,
-        'trace',
-      );
+      throw new UsageError(`--inject wants SRC:DEST with DEST an absolute path in the image, not "${spec}"`);
     }
   }
   const args: TraceArgs = {
-    command: 'trace',
     image,
     output,
-    inject: (values.inject as string[] | undefined) ?? [],
-    exclude: (values.exclude as string[] | undefined) ?? [],
-    slim: parseSlim('trace', (values.slim as string[] | undefined) ?? []),
+    inject,
+    exclude: strings(values.exclude),
+    slim: parseSlim(strings(values.slim)),
     replaceInit: Boolean(values['replace-init']),
-    ...source,
+    ...flags,
   };
   // The init counts whole seconds before it stops the program.
-  const timeout = integer('trace', 'timeout', values.timeout, 1, 86_400);
+  const timeout = integer('timeout', values.timeout, 1, 86_400);
   if (timeout !== undefined) args.timeoutS = timeout;
   if (values.kernel !== undefined) args.kernel = String(values.kernel);
-  const memory = integer('trace', 'memory', values.memory, 64, 1024 * 1024);
+  const memory = integer('memory', values.memory, 64, 1024 * 1024);
   if (memory !== undefined) args.memoryMb = memory;
   return args;
 }
@@ -87,14 +86,13 @@ export function parseTrace(argv: string[]): TraceArgs | { command: 'help'; topic
 /** Fails before the build and the boot when the trace could not be written at the end. */
 async function checkOutput(output: string): Promise<void> {
   const info = await stat(output).catch(() => undefined);
-  if (info?.isDirectory()) throw new UsageError(`-o ${output} is a directory; name a file`, 'trace');
+  if (info?.isDirectory()) throw new UsageError(`-o ${output} is a directory; name a file`);
   try {
     await access(dirname(output), constants.W_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new UsageError(
       `-o ${output}: ${code === 'ENOENT' ? 'its directory does not exist' : 'its directory is not writable'}; choose another path`,
-      'trace',
     );
   }
 }
@@ -123,9 +121,10 @@ function programConsole(io: CliIo, verbose: boolean): (text: string) => void {
 }
 
 /** Runs `irb trace`. */
-export async function runTrace(args: TraceArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
+export async function run(args: TraceArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   await checkOutput(args.output);
   const { traceImage, writeFileAtomic } = await builder();
+  io.beforeWork?.();
   const renderer = createProgressRenderer(io.stderr, {
     mode: args.quiet ? 'none' : io.stderr.isTTY ? 'tty' : 'plain',
     compression: 'lz4',
@@ -136,7 +135,7 @@ export async function runTrace(args: TraceArgs, io: CliIo, signal?: AbortSignal)
     exclude: args.exclude,
     slim: args.slim,
     replaceImageInit: args.replaceInit,
-    insecureRegistries: args.insecureRegistries,
+    ...(await toSourceOptions(args, signal)),
     onProgress: (event) => {
       renderer.onEvent(event);
       if (event.type === 'done') {
@@ -150,15 +149,9 @@ export async function runTrace(args: TraceArgs, io: CliIo, signal?: AbortSignal)
     },
     ...(args.quiet ? {} : { onConsole: programConsole(io, args.verbose) }),
   };
-  if (args.platform !== undefined) options.platform = args.platform;
-  if (args.cacheDir !== undefined) options.cacheDir = args.cacheDir;
-  if (args.noCache) options.cache = false;
   if (args.timeoutS !== undefined) options.timeoutSeconds = args.timeoutS;
   if (args.kernel !== undefined) options.kernel = args.kernel;
   if (args.memoryMb !== undefined) options.memoryMb = args.memoryMb;
-  const custom = await keychains(args.keychains);
-  if (custom) options.keychains = custom;
-  if (signal) options.signal = signal;
   let trace: BootTrace;
   try {
     trace = await traceImage(options);
@@ -246,8 +239,7 @@ export function traceSummaryText(output: string, image: string, t: BootTrace): s
   return lines;
 }
 
-/** `irb trace --help`. */
-export const TRACE_HELP = `Usage: irb trace IMAGE [options] [-o TRACE.json]
+export const help = `Usage: irb trace IMAGE [options] [-o TRACE.json]
 
 Builds IMAGE with irb's static /init in trace mode, boots it under QEMU, runs its
 Entrypoint + Cmd, and writes every file, directory and symlink the run read,

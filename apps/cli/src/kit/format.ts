@@ -91,3 +91,70 @@ export function formatPercent(part: number, whole: number): string {
   const p = (100 * part) / whole;
   return p > 0 && p < 0.1 ? '<0.1%' : `${p.toFixed(1)}%`;
 }
+
+/** An argv word as a shell would need it, so the command line reads unambiguously. */
+export function showWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+const UTF8 = new TextDecoder();
+
+/** C's escapes for the control bytes that have one, and the backslash itself. */
+const C_ESCAPES: Readonly<Record<number, string>> = {
+  7: '\\a',
+  8: '\\b',
+  9: '\\t',
+  10: '\\n',
+  11: '\\v',
+  12: '\\f',
+  13: '\\r',
+  92: '\\\\',
+};
+
+/** The length of the well-formed UTF-8 sequence at `i`, 0 when none starts there. */
+function utf8Length(bytes: Uint8Array, i: number): number {
+  const lead = bytes[i]!;
+  let length: number;
+  let lo = 0x80;
+  let hi = 0xbf;
+  if (lead >= 0xc2 && lead <= 0xdf) length = 2;
+  else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    if (lead === 0xe0) lo = 0xa0;
+    if (lead === 0xed) hi = 0x9f;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    if (lead === 0xf0) lo = 0x90;
+    if (lead === 0xf4) hi = 0x8f;
+  } else return 0;
+  if (i + length > bytes.length || bytes[i + 1]! < lo || bytes[i + 1]! > hi) return 0;
+  for (let k = 2; k < length; k++) if (bytes[i + k]! < 0x80 || bytes[i + k]! > 0xbf) return 0;
+  return length;
+}
+
+/**
+ * A name (bytes) as one safe line of text, as `ls -b` and bsdtar print it: control bytes and
+ * bytes that are not UTF-8 become `\n`, `\t`, `\033`-style escapes and a backslash `\\`, so a
+ * newline cannot split a line and no escape sequence reaches the terminal. Printable UTF-8 stays.
+ */
+export function escapeName(bytes: Uint8Array): string {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < bytes.length; ) {
+    const byte = bytes[i]!;
+    if (byte >= 0x20 && byte < 0x7f && byte !== 0x5c) {
+      i++;
+      continue;
+    }
+    const length = byte >= 0x80 ? utf8Length(bytes, i) : 0;
+    // U+0080–U+009F (C2 80–C2 9F) are control characters too: a terminal may act on them.
+    if (length > 0 && !(byte === 0xc2 && bytes[i + 1]! < 0xa0)) {
+      i += length;
+      continue;
+    }
+    out +=
+      UTF8.decode(bytes.subarray(from, i)) + (C_ESCAPES[byte] ?? `\\${byte.toString(8).padStart(3, '0')}`);
+    from = ++i;
+  }
+  return from === 0 ? UTF8.decode(bytes) : out + UTF8.decode(bytes.subarray(from));
+}

@@ -1,6 +1,6 @@
 import type { ArchiveAnalysis } from '@irb/builder';
 import { describe, expect, it } from 'vitest';
-import { analysisText } from './analyze-command.ts';
+import { analysisText } from './analyze.ts';
 
 const MiB = 1024 * 1024;
 

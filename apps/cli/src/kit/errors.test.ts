@@ -1,13 +1,15 @@
 import { IrbError } from '@irb/builder';
 import { describe, expect, it } from 'vitest';
-import { UsageError } from './args.ts';
 import { describeError, OPTION_FLAGS } from './errors.ts';
+import { UsageError } from './usage.ts';
 
 describe('describeError', () => {
   it('maps usage errors to exit 2 with a pointer to --help', () => {
-    expect(describeError(new UsageError('missing IMAGE', 'build'), false)).toEqual({
+    expect(describeError(new UsageError('missing IMAGE'), false, 'build')).toEqual({
       lines: ['irb: error: missing IMAGE; see "irb build --help"'],
-      code: 2,
+      exit: 2,
+      code: 'IRB_COMMAND_LINE_INVALID',
+      message: 'missing IMAGE; see "irb build --help"',
     });
   });
 
@@ -18,7 +20,9 @@ describe('describeError', () => {
     });
     expect(describeError(error, false)).toEqual({
       lines: ['irb: error: cannot reach registry x; check the name'],
-      code: 1,
+      exit: 1,
+      code: 'IRB_REGISTRY_UNREACHABLE',
+      message: 'cannot reach registry x; check the name',
     });
     expect(describeError(error, true).lines).toEqual([
       'irb: error: cannot reach registry x; check the name',
@@ -33,6 +37,7 @@ describe('describeError', () => {
     expect(quiet.lines).toEqual([
       'irb: error: unexpected failure: x is not a function; rerun with --verbose and report it',
     ]);
+    expect(quiet).toMatchObject({ exit: 1, code: 'IRB_INTERNAL_FAILURE' });
     expect(describeError(bug, true).lines.join('\n')).toContain('at ');
   });
 
@@ -166,17 +171,47 @@ describe('describeError', () => {
     });
     expect(describeError(term, false, 'build')).toEqual({
       lines: ['irb: interrupted; nothing was written'],
-      code: 143,
+      exit: 143,
+      code: 'IRB_COMMAND_INTERRUPTED',
+      message: 'interrupted; nothing was written',
     });
     const int = Object.assign(new Error('interrupted by SIGINT'), { name: 'AbortError', signal: 'SIGINT' });
-    expect(describeError(int, false, 'boot').code).toBe(130);
+    expect(describeError(int, false, 'boot').exit).toBe(130);
+  });
+
+  it('exits 2 for a bad value the library refused, 1 for a failure', () => {
+    const exit = (
+      code:
+        | 'IRB_OPTION_INVALID'
+        | 'IRB_REFERENCE_INVALID'
+        | 'IRB_INJECT_SOURCE_UNREADABLE'
+        | 'IRB_IMAGE_NOT_FOUND',
+    ) => describeError(new IrbError(code, 'x'), false).exit;
+    expect(exit('IRB_OPTION_INVALID')).toBe(2);
+    expect(exit('IRB_REFERENCE_INVALID')).toBe(2);
+    expect(exit('IRB_INJECT_SOURCE_UNREADABLE')).toBe(2);
+    expect(exit('IRB_IMAGE_NOT_FOUND')).toBe(1);
+    // An output path that cannot be written is a bad value; a full disk is a failure.
+    const output = (errno: string) =>
+      describeError(
+        new IrbError('IRB_OUTPUT_FAILED', 'cannot write x', {
+          cause: Object.assign(new Error(errno), { code: errno }),
+        }),
+        false,
+      ).exit;
+    expect(
+      describeError(new IrbError('IRB_OUTPUT_FAILED', 'cannot write x (it is a directory)'), false).exit,
+    ).toBe(2);
+    expect(output('EACCES')).toBe(2);
+    expect(output('ENOENT')).toBe(2);
+    expect(output('ENOSPC')).toBe(1);
   });
 
   it('reports an interrupt with exit 130', () => {
     const abort = Object.assign(new Error('interrupted by SIGINT'), { name: 'AbortError' });
-    expect(describeError(abort, false, 'build')).toEqual({
+    expect(describeError(abort, false, 'build')).toMatchObject({
       lines: ['irb: interrupted; nothing was written'],
-      code: 130,
+      exit: 130,
     });
     expect(describeError(abort, false, 'boot').lines).toEqual(['irb: interrupted']);
   });
