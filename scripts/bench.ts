@@ -8,6 +8,8 @@
  * Usage: pnpm bench [--runs N] [--quick] [--only gzip|zstd] [--big-size BYTES] [--skip-big] [--skip-rust]
  *                   [--cli dist|source] [--no-build] [--no-irb] [--out FILE]
  *        pnpm bench --profile DIR [--only gzip|zstd]   (CPU profiles of irb cold and warm, no table)
+ *        pnpm bench --before DIR [--before-label TEXT]   (adds the built CLI of another checkout, DIR,
+ *                   as "irb before" rows, interleaved with the others: a before/after in one run)
  *
  * Measured, never asserted: the targets of issue 6 are printed next to the results as PASS/MISS.
  */
@@ -49,12 +51,16 @@ interface Options {
   quick: boolean;
   /** Only the classic and floor rows (when the CLI does not work yet). */
   noIrb: boolean;
+  /** Another checkout whose built CLI (`apps/cli/dist/bin.js`) also runs, as "irb before" rows. */
+  before?: string;
+  /** What the before rows are called. */
+  beforeLabel: string;
 }
 
 function usage(message: string): never {
   process.stderr.write(
     `bench: ${message}\nusage: pnpm bench [--runs N] [--quick] [--only gzip|zstd] [--big-size BYTES] [--skip-big] [--skip-rust]\n` +
-      '                  [--cli dist|source] [--no-build] [--profile DIR] [--out FILE]\n',
+      '                  [--cli dist|source] [--no-build] [--profile DIR] [--out FILE] [--before DIR [--before-label TEXT]]\n',
   );
   process.exit(2);
 }
@@ -76,6 +82,8 @@ function parseOptions(argv: string[]): Options {
         'no-irb': { type: 'boolean' },
         profile: { type: 'string' },
         out: { type: 'string' },
+        before: { type: 'string' },
+        'before-label': { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -105,7 +113,9 @@ function parseOptions(argv: string[]): Options {
     build: !v['no-build'] && !v['no-irb'],
     quick,
     noIrb: v['no-irb'] === true,
+    beforeLabel: typeof v['before-label'] === 'string' ? v['before-label'] : 'before',
   };
+  if (typeof v.before === 'string') options.before = resolve(v.before);
   if (typeof v.profile === 'string') options.profileDir = resolve(v.profile);
   if (typeof v.out === 'string') options.out = resolve(v.out);
   return options;
@@ -322,6 +332,9 @@ async function main(): Promise<void> {
       : ['--conditions=@irb/source', join(ROOT, 'apps/cli/src/bin.ts')];
   if (!options.noIrb && !existsSync(cliArgs.at(-1)!))
     throw new Error(`${cliArgs.at(-1)} does not exist: run pnpm build`);
+  const beforeArgs = options.before ? [join(options.before, 'apps/cli/dist/bin.js')] : undefined;
+  if (beforeArgs && !existsSync(beforeArgs[0]!))
+    throw new Error(`${beforeArgs[0]} does not exist: build that checkout's CLI first`);
 
   log('fixtures: Debian bookworm + python3 (built once, cached)');
   const debian = await ensureDebianPythonImage();
@@ -367,8 +380,14 @@ async function main(): Promise<void> {
         })
       : undefined;
 
-    const irbCommand = (ref: string, compression: Compression, out: string, cache: string, prefix = '') =>
-      `T irb ${prefix}node ${cliArgs.map(shellQuote).join(' ')} build ${shellQuote(ref)} -o ${shellQuote(out)}` +
+    const irbCommand = (
+      ref: string,
+      compression: Compression,
+      out: string,
+      cache: string,
+      cli: string[] = cliArgs,
+    ) =>
+      `T irb node ${cli.map(shellQuote).join(' ')} build ${shellQuote(ref)} -o ${shellQuote(out)}` +
       ` -c ${compression} --level ${COMPRESSORS[compression].level} --insecure-registry ${host}` +
       ` --cache-dir ${shellQuote(cache)} --quiet`;
     const classicBody = (ref: string, compressor: string, out: string, dir: string) =>
@@ -410,29 +429,44 @@ async function main(): Promise<void> {
     const plan = (row: Omit<Row, 'samples'>, body: (out: string) => Promise<string>) => {
       plans.push({ row: { ...row, samples: [] }, body });
     };
-    let warmCache: string | undefined;
-    if (!options.noIrb) {
-      // One cache serves every warm row: blobs, layer indexes and the output cache, which holds
-      // members per compression. Filled untimed, once per compression, so
-      // every timed warm run is the same unchanged rebuild.
-      warmCache = await scratch('cache-warm-');
+    // The CLIs measured: this checkout's, and the one of `--before` (rows "irb before").
+    const clis: Array<{ args: string[]; label: string; cold: Row['kind']; warm: Row['kind'] }> = [];
+    if (!options.noIrb) clis.push({ args: cliArgs, label: 'irb', cold: 'irb-cold', warm: 'irb-warm' });
+    if (!options.noIrb && beforeArgs) {
+      clis.push({
+        args: beforeArgs,
+        label: `irb ${options.beforeLabel}`,
+        cold: 'before-cold',
+        warm: 'before-warm',
+      });
+    }
+    // One cache per CLI serves its warm rows: blobs, layer indexes and the output cache, which
+    // holds members per compression. Filled untimed, once per compression, so every timed warm
+    // run is the same unchanged rebuild.
+    const warmCaches = new Map<string, string>();
+    for (const cli of clis) {
+      const warmCache = await scratch('cache-warm-');
+      warmCaches.set(cli.label, warmCache);
       const warmOut = join(work, 'warmup');
       for (const compression of options.only) {
-        await timeScript(work, irbCommand(debianRef, compression, warmOut, warmCache), warmOut);
+        await timeScript(work, irbCommand(debianRef, compression, warmOut, warmCache, cli.args), warmOut);
         await rm(warmOut, { force: true });
       }
     }
     const name = 'Debian + python3';
     for (const compression of options.only) {
       const c = COMPRESSORS[compression];
-      if (warmCache !== undefined) {
-        const cache = warmCache;
-        plan({ workload: name, compression, name: 'irb, cold cache', kind: 'irb-cold' }, async (out) => {
-          const fresh = await scratch('cache-cold-');
-          return `${irbCommand(debianRef, compression, out, fresh)}\nrm -rf ${shellQuote(fresh)}`;
-        });
-        plan({ workload: name, compression, name: 'irb, warm cache', kind: 'irb-warm' }, async (out) =>
-          irbCommand(debianRef, compression, out, cache),
+      for (const cli of clis) {
+        const cache = warmCaches.get(cli.label) as string;
+        plan(
+          { workload: name, compression, name: `${cli.label}, cold cache`, kind: cli.cold },
+          async (out) => {
+            const fresh = await scratch('cache-cold-');
+            return `${irbCommand(debianRef, compression, out, fresh, cli.args)}\nrm -rf ${shellQuote(fresh)}`;
+          },
+        );
+        plan({ workload: name, compression, name: `${cli.label}, warm cache`, kind: cli.warm }, async (out) =>
+          irbCommand(debianRef, compression, out, cache, cli.args),
         );
       }
       for (const compressor of c.classic) {
@@ -466,13 +500,15 @@ async function main(): Promise<void> {
     }
     if (rustRef) {
       for (const compression of options.only) {
-        plan(
-          { workload: RUST_WORKLOAD, compression, name: 'irb, cold cache', kind: 'irb-cold' },
-          async (out) => {
-            const fresh = await scratch('cache-rust-');
-            return `${irbCommand(rustRef, compression, out, fresh)}\nrm -rf ${shellQuote(fresh)}`;
-          },
-        );
+        for (const cli of clis) {
+          plan(
+            { workload: RUST_WORKLOAD, compression, name: `${cli.label}, cold cache`, kind: cli.cold },
+            async (out) => {
+              const fresh = await scratch('cache-rust-');
+              return `${irbCommand(rustRef, compression, out, fresh, cli.args)}\nrm -rf ${shellQuote(fresh)}`;
+            },
+          );
+        }
       }
     }
     if (big && bigRef) {
@@ -502,7 +538,7 @@ async function main(): Promise<void> {
         );
       }
     }
-    if (warmCache !== undefined) await rm(warmCache, { recursive: true, force: true });
+    for (const cache of warmCaches.values()) await rm(cache, { recursive: true, force: true });
     const rows = plans
       .map((p) => p.row)
       .filter((row) => !row.workload.startsWith('synthetic') && row.workload !== RUST_WORKLOAD);
@@ -559,7 +595,7 @@ function renderReport(
     options.only.length === 1 ? ` --only ${options.only[0]}` : ''
   }${options.skipBig ? ' --skip-big' : options.bigSize !== 1_000_000_000 ? ` --big-size ${options.bigSize}` : ''}${
     options.skipRust ? ' --skip-rust' : ''
-  }`;
+  }${options.before ? ` --before CHECKOUT --before-label '${options.beforeLabel}'` : ''}`;
   const loads = (values: number[]) => values.map((l) => l.toFixed(2)).join(' ');
   lines.push(
     `Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}; ` +
@@ -691,10 +727,12 @@ function renderReport(
     );
     for (const row of rustRows) {
       const rss = Math.max(...row.samples.map((s) => s.rssKb)) * 1024;
+      const who = row.kind === 'irb-cold' ? '' : ` (${row.name.replace(/, cold cache$/, '')})`;
       lines.push(
-        `| ${row.compression} | ${fmtSeconds(med(row))} | ${median(row.samples.map((s) => s.cpuSeconds)).toFixed(1)} s | ` +
+        `| ${row.compression}${who} | ${fmtSeconds(med(row))} | ${median(row.samples.map((s) => s.cpuSeconds)).toFixed(1)} s | ` +
           `${fmtMiB(rss)} | ${fmtMiB(row.samples.at(-1)!.outputBytes)} | ${row.entries ?? '—'} |`,
       );
+      if (row.kind !== 'irb-cold') continue;
       targets.push(
         check(
           `peak RSS ≤ 256 MiB (Debian + rustc/cargo, ${row.compression}, cold)`,
