@@ -50,7 +50,7 @@ describe('chunksOf', () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
     // Not the whole stream: a few chunks ahead of the reader at most.
     expect(produced).toBeLessThan(20);
-    await iterator.return?.();
+    await iterator.return?.(undefined);
     expect(stream.destroyed).toBe(true);
   });
 
