@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 /**
  * `pnpm bench`: irb against the classic `skopeo | umoci | find | sort | cpio | gzip` pipeline and
- * against the floor (the compressor alone over the same uncompressed cpio), side by side, in one
- * run on this machine. Prints a markdown table; `--out FILE` also writes it into FILE between
+ * against the floor (what any tool must at least spend: decompressing the image's layers, then
+ * compressing the archive), side by side, in one run on this machine. Prints a markdown table; `--out FILE` also writes it into FILE between
  * `<!-- bench:start -->` and `<!-- bench:end -->` (hand-written text around the markers is kept).
  *
  * Usage: pnpm bench [--runs N] [--quick] [--only gzip|zstd] [--big-size BYTES] [--skip-big] [--skip-rust]
  *                   [--cli dist|source] [--no-build] [--no-irb] [--out FILE]
  *        pnpm bench --profile DIR [--only gzip|zstd]   (CPU profiles of irb cold and warm, no table)
+ *        pnpm bench --before DIR [--before-label TEXT]   (adds the built CLI of another checkout, DIR,
+ *                   as "irb before" rows, interleaved with the others: a before/after in one run)
  *
  * Measured, never asserted: the targets of issue 6 are printed next to the results as PASS/MISS.
  */
@@ -46,7 +48,7 @@ const TIME = '/usr/bin/time';
 function usage(message: string): never {
   process.stderr.write(
     `bench: ${message}\nusage: pnpm bench [--runs N] [--quick] [--only gzip|zstd] [--big-size BYTES] [--skip-big] [--skip-rust]\n` +
-      '                  [--cli dist|source] [--no-build] [--profile DIR] [--out FILE]\n',
+      '                  [--cli dist|source] [--no-build] [--profile DIR] [--out FILE] [--before DIR [--before-label TEXT]]\n',
   );
   process.exit(2);
 }
@@ -68,6 +70,8 @@ function parseOptions(argv: string[]): Options {
         'no-irb': { type: 'boolean' },
         profile: { type: 'string' },
         out: { type: 'string' },
+        before: { type: 'string' },
+        'before-label': { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -97,7 +101,9 @@ function parseOptions(argv: string[]): Options {
     build: !v['no-build'] && !v['no-irb'],
     quick,
     noIrb: v['no-irb'] === true,
+    beforeLabel: typeof v['before-label'] === 'string' ? v['before-label'] : 'before',
   };
+  if (typeof v.before === 'string') options.before = resolve(v.before);
   if (typeof v.profile === 'string') options.profileDir = resolve(v.profile);
   if (typeof v.out === 'string') options.out = resolve(v.out);
   return options;
@@ -190,6 +196,30 @@ const COMPRESSORS: Record<
 
 const DECOMPRESS: Record<Compression, string> = { gzip: 'gzip -dc', zstd: 'zstd -dcq' };
 
+/** The fastest decompressor of a layer blob by its media type (pigz for gzip, as the floor rows use). */
+function layerDecompressor(mediaType: string): string {
+  if (mediaType.endsWith('+zstd') || mediaType.endsWith('.zstd')) return 'zstd -dcq';
+  if (mediaType.endsWith('+gzip') || mediaType.endsWith('.gzip')) return 'pigz -dc';
+  return 'cat';
+}
+
+/**
+ * The layer blobs of the layout's only image, each with the command that decompresses it: what
+ * the floor's decompression step reads (from the page cache, like a warm blob cache).
+ */
+async function layerBlobs(layoutDir: string): Promise<Array<{ path: string; decompress: string }>> {
+  const blob = (digest: string) => join(layoutDir, 'blobs', ...digest.split(':'));
+  const index = JSON.parse(await readFile(join(layoutDir, 'index.json'), 'utf8')) as {
+    manifests: Array<{ digest: string }>;
+  };
+  const first = index.manifests[0];
+  if (!first) throw new Error(`${layoutDir} has no image`);
+  const manifest = JSON.parse(await readFile(blob(first.digest), 'utf8')) as {
+    layers: Array<{ digest: string; mediaType: string }>;
+  };
+  return manifest.layers.map((l) => ({ path: blob(l.digest), decompress: layerDecompressor(l.mediaType) }));
+}
+
 async function countEntries(path: string, compression: Compression): Promise<number> {
   const out = await run(
     'bash',
@@ -228,6 +258,9 @@ async function main(): Promise<void> {
       : ['--conditions=@irb/source', join(ROOT, 'apps/cli/src/bin.ts')];
   if (!options.noIrb && !existsSync(cliArgs.at(-1)!))
     throw new Error(`${cliArgs.at(-1)} does not exist: run pnpm build`);
+  const beforeArgs = options.before ? [join(options.before, 'apps/cli/dist/bin.js')] : undefined;
+  if (beforeArgs && !existsSync(beforeArgs[0]!))
+    throw new Error(`${beforeArgs[0]} does not exist: build that checkout's CLI first`);
 
   log('fixtures: Debian bookworm + python3 (built once, cached)');
   const debian = await ensureDebianPythonImage();
@@ -273,8 +306,14 @@ async function main(): Promise<void> {
         })
       : undefined;
 
-    const irbCommand = (ref: string, compression: Compression, out: string, cache: string, prefix = '') =>
-      `T irb ${prefix}node ${cliArgs.map(shellQuote).join(' ')} build ${shellQuote(ref)} -o ${shellQuote(out)}` +
+    const irbCommand = (
+      ref: string,
+      compression: Compression,
+      out: string,
+      cache: string,
+      cli: string[] = cliArgs,
+    ) =>
+      `T irb node ${cli.map(shellQuote).join(' ')} build ${shellQuote(ref)} -o ${shellQuote(out)}` +
       ` -c ${compression} --level ${COMPRESSORS[compression].level} --insecure-registry ${host}` +
       ` --cache-dir ${shellQuote(cache)} --quiet`;
     const classicBody = (ref: string, compressor: string, out: string, dir: string) =>
@@ -305,6 +344,9 @@ async function main(): Promise<void> {
       10,
     );
     await rm(floorDir, { recursive: true, force: true });
+    // Every layer decompressed at once (to nowhere), as a tool reading them in parallel would.
+    const blobs = await layerBlobs(debian.layoutDir);
+    const decompressLayers = `T decompress bash -c ${shellQuote(`${blobs.map((b) => `${b.decompress} ${shellQuote(b.path)} >/dev/null &`).join(' ')} wait`)}`;
 
     // Runs are interleaved (run 1 of every row, then run 2 of every row, …) so that load from
     // other processes on a shared machine spreads over all rows instead of skewing one.
@@ -313,29 +355,44 @@ async function main(): Promise<void> {
     const plan = (row: Omit<Row, 'samples'>, body: (out: string) => Promise<string>) => {
       plans.push({ row: { ...row, samples: [] }, body });
     };
-    let warmCache: string | undefined;
-    if (!options.noIrb) {
-      // One cache serves every warm row: blobs, layer indexes and the output cache, which holds
-      // members per compression. Filled untimed, once per compression, so
-      // every timed warm run is the same unchanged rebuild.
-      warmCache = await scratch('cache-warm-');
+    // The CLIs measured: this checkout's, and the one of `--before` (rows "irb before").
+    const clis: Array<{ args: string[]; label: string; cold: Row['kind']; warm: Row['kind'] }> = [];
+    if (!options.noIrb) clis.push({ args: cliArgs, label: 'irb', cold: 'irb-cold', warm: 'irb-warm' });
+    if (!options.noIrb && beforeArgs) {
+      clis.push({
+        args: beforeArgs,
+        label: `irb ${options.beforeLabel}`,
+        cold: 'before-cold',
+        warm: 'before-warm',
+      });
+    }
+    // One cache per CLI serves its warm rows: blobs, layer indexes and the output cache, which
+    // holds members per compression. Filled untimed, once per compression, so every timed warm
+    // run is the same unchanged rebuild.
+    const warmCaches = new Map<string, string>();
+    for (const cli of clis) {
+      const warmCache = await scratch('cache-warm-');
+      warmCaches.set(cli.label, warmCache);
       const warmOut = join(work, 'warmup');
       for (const compression of options.only) {
-        await timeScript(work, irbCommand(debianRef, compression, warmOut, warmCache), warmOut);
+        await timeScript(work, irbCommand(debianRef, compression, warmOut, warmCache, cli.args), warmOut);
         await rm(warmOut, { force: true });
       }
     }
     const name = 'Debian + python3';
     for (const compression of options.only) {
       const c = COMPRESSORS[compression];
-      if (warmCache !== undefined) {
-        const cache = warmCache;
-        plan({ workload: name, compression, name: 'irb, cold cache', kind: 'irb-cold' }, async (out) => {
-          const fresh = await scratch('cache-cold-');
-          return `${irbCommand(debianRef, compression, out, fresh)}\nrm -rf ${shellQuote(fresh)}`;
-        });
-        plan({ workload: name, compression, name: 'irb, warm cache', kind: 'irb-warm' }, async (out) =>
-          irbCommand(debianRef, compression, out, cache),
+      for (const cli of clis) {
+        const cache = warmCaches.get(cli.label) as string;
+        plan(
+          { workload: name, compression, name: `${cli.label}, cold cache`, kind: cli.cold },
+          async (out) => {
+            const fresh = await scratch('cache-cold-');
+            return `${irbCommand(debianRef, compression, out, fresh, cli.args)}\nrm -rf ${shellQuote(fresh)}`;
+          },
+        );
+        plan({ workload: name, compression, name: `${cli.label}, warm cache`, kind: cli.warm }, async (out) =>
+          irbCommand(debianRef, compression, out, cache, cli.args),
         );
       }
       for (const compressor of c.classic) {
@@ -346,20 +403,38 @@ async function main(): Promise<void> {
           return `${classicBody(debianRef, compressor, out, dir)}\ncd /\nrm -rf ${shellQuote(dir)}`;
         });
       }
+      const compressor = c.floor.replace(' -q', '');
+      const decompressors = [...new Set(blobs.map((b) => b.decompress.replace(/q$/, '')))].join(', ');
       plan(
-        { workload: name, compression, name: `floor: ${c.floor.replace(' -q', '')} < cpio`, kind: 'floor' },
+        {
+          workload: name,
+          compression,
+          name: `floor: ${decompressors} of the layers, in parallel`,
+          kind: 'floor-decompress',
+        },
+        async (out) => `${decompressLayers}\n: > ${shellQuote(out)}`,
+      );
+      plan(
+        { workload: name, compression, name: `floor: ${compressor} < cpio`, kind: 'floor-compress' },
         async (out) => `T compress ${c.floor} < ${shellQuote(floorCpio)} > ${shellQuote(out)}`,
+      );
+      plan(
+        { workload: name, compression, name: `floor: both, one after the other`, kind: 'floor' },
+        async (out) =>
+          `${decompressLayers}\nT compress ${c.floor} < ${shellQuote(floorCpio)} > ${shellQuote(out)}`,
       );
     }
     if (rustRef) {
       for (const compression of options.only) {
-        plan(
-          { workload: RUST_WORKLOAD, compression, name: 'irb, cold cache', kind: 'irb-cold' },
-          async (out) => {
-            const fresh = await scratch('cache-rust-');
-            return `${irbCommand(rustRef, compression, out, fresh)}\nrm -rf ${shellQuote(fresh)}`;
-          },
-        );
+        for (const cli of clis) {
+          plan(
+            { workload: RUST_WORKLOAD, compression, name: `${cli.label}, cold cache`, kind: cli.cold },
+            async (out) => {
+              const fresh = await scratch('cache-rust-');
+              return `${irbCommand(rustRef, compression, out, fresh, cli.args)}\nrm -rf ${shellQuote(fresh)}`;
+            },
+          );
+        }
       }
     }
     if (big && bigRef) {
@@ -380,7 +455,8 @@ async function main(): Promise<void> {
       for (const [index, { row, body }] of plans.entries()) {
         const out = join(work, `out-${index}-${i}`);
         const sample = await timeScript(work, await body(out), out);
-        if (i === 0) row.entries = await countEntries(out, row.compression);
+        if (i === 0 && row.kind !== 'floor-decompress')
+          row.entries = await countEntries(out, row.compression);
         row.samples.push(sample);
         await rm(out, { force: true });
         log(
@@ -388,7 +464,7 @@ async function main(): Promise<void> {
         );
       }
     }
-    if (warmCache !== undefined) await rm(warmCache, { recursive: true, force: true });
+    for (const cache of warmCaches.values()) await rm(cache, { recursive: true, force: true });
     const rows = plans
       .map((p) => p.row)
       .filter((row) => !row.workload.startsWith('synthetic') && row.workload !== RUST_WORKLOAD);

@@ -1,6 +1,7 @@
 import { addAbortSignal, pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { IrbError } from '@irb/errors';
+import { chunksOf } from './chunks.ts';
 
 /** Maps a zlib failure to an irb error that names what was being read. */
 export function gzipError(error: unknown, label: string): unknown {
@@ -39,9 +40,9 @@ export async function* gunzipStream(
   pipeline(Readable.from(source), gunzip, () => {});
   let sawInput = false;
   try {
-    for await (const chunk of gunzip as AsyncIterable<Uint8Array>) {
+    for await (const chunk of chunksOf(gunzip)) {
       sawInput = true;
-      yield new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      yield chunk;
     }
   } catch (error) {
     throw gzipError(error, label);
