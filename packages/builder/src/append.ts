@@ -428,18 +428,9 @@ async function planAppend(
  * kernel module code and, for an image source, the registry client load only here.
  */
 async function appendedModules(options: AppendOverlayOptions): Promise<BuildModules | undefined> {
-  const [{ resolveBuildModules }, { createEnvKeychain }, { createDockerKeychain }] = await Promise.all([
+  const [{ resolveBuildModules }, { sourceOptions }] = await Promise.all([
     import('./kernel-modules.ts'),
-    import('@irb/auth-env'),
-    import('@irb/auth-docker'),
+    import('./source-options.ts'),
   ]);
-  return resolveBuildModules(options, () => ({
-    keychains: options.keychains ?? [createEnvKeychain(), createDockerKeychain()],
-    ...(options.platform !== undefined ? { platform: options.platform } : {}),
-    ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
-    ...(options.cache !== undefined ? { cache: options.cache } : {}),
-    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
-    ...(options.mirrors ? { mirrors: options.mirrors } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-  }));
+  return resolveBuildModules(options, () => sourceOptions(options));
 }

@@ -6,7 +6,7 @@ import { compress } from '@irb/compress';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { listCache, pruneCache } from '@irb/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { archiveTree, readArchiveTree } from './archive-tree.ts';
+import { archiveTree, readArchiveTree, treeFileBytes } from './archive-tree.ts';
 import { SETTLED_MS } from './file-identity.ts';
 import type { InitramfsCompression } from './types.ts';
 
@@ -125,16 +125,24 @@ describe('archiveTree', () => {
     const record = JSON.parse(await readFile(aid, 'utf8'));
     // Point the record at another stored tree: an unchanged file takes it without hashing.
     const fake = 'f'.repeat(64);
-    await writeFile(join(output, `${fake}.atree`), '{"v":1}\nd755\0proof\0\0');
+    await writeFile(join(output, `${fake}.atree`), treeFileBytes(Buffer.from('d755\0proof\0\0')));
     await writeFile(aid, JSON.stringify({ ...record, digest: fake }));
     expect((await archiveTree(path, { cacheDir }))('proof')?.type).toBe('directory');
     // A copy (another inode) is hashed: its content's tree is found, not read again.
-    await writeFile(join(output, `${record.digest}.atree`), '{"v":1}\nd700\0copied\0\0');
+    const copiedTree = treeFileBytes(Buffer.from('d700\0copied\0\0'));
+    await writeFile(join(output, `${record.digest}.atree`), copiedTree);
     const copy = join(dir, 'copy');
     await copyFile(path, copy);
     const copied = await archiveTree(copy, { cacheDir });
     expect(copied('copied')).toEqual({ type: 'directory', mode: 0o700 });
-    // A damaged tree is read again from the archive.
+    // A damaged tree is read again from the archive: one whose records no longer match the
+    // digest in its header (a mode flipped, the records still well-formed), and garbage.
+    const flipped = Buffer.from(copiedTree);
+    flipped[flipped.indexOf('d700')! + 2] = '5'.charCodeAt(0);
+    await writeFile(join(output, `${record.digest}.atree`), flipped);
+    const notTrusted = await archiveTree(join(dir, 'copy'), { cacheDir });
+    expect(notTrusted('copied')).toBeUndefined();
+    expect(notTrusted('usr/bin')?.type).toBe('directory');
     await writeFile(join(output, `${record.digest}.atree`), 'garbage');
     const reread = await archiveTree(join(dir, 'copy'), { cacheDir });
     expect(reread('copied')).toBeUndefined();

@@ -32,7 +32,12 @@ import { fileIdentity, recordHolds, type SeenFile, sameIdentity } from './file-i
  */
 
 const ROOT: BaseNode = { type: 'directory', mode: 0o755 };
-const TREE_HEADER = '{"v":1}\n';
+/**
+ * A stored tree starts with a line naming its version and the sha256 of the records after it:
+ * a tree whose records do not match is read again from the archive, as every store entry is
+ * checked before it is used (a bit flipped in a mode would otherwise place the next overlay wrong).
+ */
+const TREE_VERSION = 2;
 
 /** How a tree of {@link archiveTree} is looked up: by exact key, parents already resolved. */
 export type NodeLookup = (key: string) => BaseNode | undefined;
@@ -118,9 +123,18 @@ async function fileDigest(path: string, signal: AbortSignal | undefined): Promis
 /** A stored tree, marked used now (last use is the mtime, as for every cache entry); `undefined` when missing or damaged. */
 async function loadTree(file: string): Promise<NodeLookup | undefined> {
   const bytes = await readFile(file).catch(() => undefined);
-  if (bytes === undefined || !bytes.subarray(0, TREE_HEADER.length).equals(Buffer.from(TREE_HEADER)))
+  const end = bytes?.indexOf(0x0a) ?? -1;
+  if (bytes === undefined || end < 0) return undefined;
+  let header: { v?: unknown; sha256?: unknown };
+  try {
+    header = JSON.parse(bytes.subarray(0, end).toString('utf8'));
+  } catch {
     return undefined;
-  const nodes = decodeNodeRecords(bytes.subarray(TREE_HEADER.length).toString('latin1'));
+  }
+  const body = bytes.subarray(end + 1);
+  if (header?.v !== TREE_VERSION || header.sha256 !== createHash('sha256').update(body).digest('hex'))
+    return undefined;
+  const nodes = decodeNodeRecords(body.toString('latin1'));
   if (nodes === undefined) return undefined;
   const now = new Date();
   await utimes(file, now, now).catch(() => {});
@@ -130,7 +144,13 @@ async function loadTree(file: string): Promise<NodeLookup | undefined> {
 function encodeTree(nodes: ReadonlyMap<string, BaseNode>): Uint8Array {
   const records: string[] = [];
   for (const [key, node] of nodes) records.push(nodeRecord(key, node));
-  return new Uint8Array(Buffer.concat([Buffer.from(TREE_HEADER), Buffer.from(records.join(''), 'latin1')]));
+  return treeFileBytes(Buffer.from(records.join(''), 'latin1'));
+}
+
+/** A stored tree's bytes: the header line with the records' sha256, then the records. */
+export function treeFileBytes(records: Uint8Array): Uint8Array {
+  const sum = createHash('sha256').update(records).digest('hex');
+  return new Uint8Array(Buffer.concat([Buffer.from(`{"v":${TREE_VERSION},"sha256":"${sum}"}\n`), records]));
 }
 
 /**

@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  BUILD_FORMAT_VERSION,
   baseKey,
   buildCacheTag,
   buildKey,
@@ -12,6 +11,7 @@ import {
   contentDigest,
 } from './build-key.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
+import { BUILD_FORMAT_VERSION } from './version.ts';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 const key = async (options: Partial<InitramfsBuilderOptions>, digest = DIGEST) =>

@@ -32,16 +32,7 @@ import { initArchForPlatform, staticInitPath } from '@irb/init';
 import { parseInjectSpec } from '@irb/layers/inject-spec';
 import { netValueOf } from './run-options.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
-
-/**
- * The version of irb's output format that goes into every build key (and so into the output
- * cache's keys). 5: members hold no `TRAILER!!!`, each has its own archive device number, the
- * first gzip member is named, and the archive ends with a trailer member, so the standard tools
- * read every member; the generated inits load kernel modules, configure the network and apply
- * job files. (3 and 4 were these changes in the making, never released: skipped so that no
- * member cached meanwhile is taken for one of this layout.)
- */
-export const BUILD_FORMAT_VERSION = 5;
+import { BUILD_FORMAT_VERSION, irbBuilderVersion } from './version.ts';
 
 /** Builder options that never change the output bytes (not part of the key). */
 export const NEUTRAL_OPTIONS: ReadonlySet<string> = new Set([
@@ -214,16 +205,6 @@ export const OVERLAY_OPTIONS: ReadonlySet<string> = new Set([
   'allowArchMismatch',
 ]);
 
-let builderVersion: string | undefined;
-
-/** This package's version (src/ and dist/ both sit beside package.json): part of every base key. */
-export function irbBuilderVersion(): string {
-  builderVersion ??= (
-    JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-  ).version;
-  return builderVersion;
-}
-
 /**
  * The key of a build's base member in the local output cache (64 hex digits): sha256 over the
  * canonical JSON of the format version, irb's builder version, the platform manifest digest and
@@ -308,7 +289,7 @@ async function modulesKeyOf(options: InitramfsBuilderOptions): Promise<string | 
   if (options.kernelModules === undefined && !options.modules?.length) return undefined;
   const [{ resolveBuildModules }, { sourceOptions }] = await Promise.all([
     import('./kernel-modules.ts'),
-    import('./builder.ts'),
+    import('./source-options.ts'),
   ]);
   const set = await resolveBuildModules(options, () => sourceOptions(options));
   await set?.close();

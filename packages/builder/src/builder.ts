@@ -1,13 +1,11 @@
 import { createReadStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDockerKeychain } from '@irb/auth-docker';
-import { createEnvKeychain } from '@irb/auth-env';
 import { trailerMember } from '@irb/compress/framing';
 import type { CpioEntry } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 import type { Rootfs } from '@irb/layers';
-import type { ImageManifest, Keychain } from '@irb/registry';
+import type { ImageManifest } from '@irb/registry';
 import { type CacheLayout, cacheLayout, tempName, tempPath } from '@irb/store';
 import { writeFileAtomic } from './atomic.ts';
 import type { BaseTree } from './base-tree.ts';
@@ -37,7 +35,8 @@ import {
 } from './pipeline.ts';
 import { type Preflight, preflight } from './preflight.ts';
 import { type RepairContext, repairingCache, verifiedAtEnd } from './repair.ts';
-import { openSource, platformString, type SourceOptions } from './source.ts';
+import { openSource, platformString } from './source.ts';
+import { sourceOptions } from './source-options.ts';
 import { summarizedStream } from './summarized-stream.ts';
 import type {
   BuildProgressEvent,
@@ -47,15 +46,6 @@ import type {
   LayerInfo,
   LostXattr,
 } from './types.ts';
-
-/**
- * The keychains used when none are given: `IRB_AUTH_*` variables, then Docker/Podman config files.
- * Variables come first because they are set for this run on purpose, while a config file may
- * name a credential helper that is missing on this machine (a `credsStore` copied from a desktop).
- */
-export function defaultKeychains(): Keychain[] {
-  return [createEnvKeychain(), createDockerKeychain()];
-}
 
 /**
  * Builds a bootable initramfs from an image: pull (registry, OCI layout or docker-archive), apply
@@ -562,25 +552,6 @@ interface Opened {
    */
   verify?: () => Promise<void>;
   close: () => Promise<void>;
-}
-
-/** Registry/source options shared by build, inspect and list-layers. */
-export function sourceOptions(
-  o: Pick<
-    InitramfsBuilderOptions,
-    'platform' | 'keychains' | 'cacheDir' | 'cache' | 'insecureRegistries' | 'mirrors' | 'signal'
-  >,
-  emit?: (event: BuildProgressEvent) => void,
-): SourceOptions {
-  const options: SourceOptions = { keychains: o.keychains ?? defaultKeychains() };
-  if (o.platform !== undefined) options.platform = o.platform;
-  if (o.cacheDir !== undefined) options.cacheDir = o.cacheDir;
-  if (o.cache !== undefined) options.cache = o.cache;
-  if (o.insecureRegistries) options.insecureRegistries = o.insecureRegistries;
-  if (o.mirrors) options.mirrors = o.mirrors;
-  if (o.signal) options.signal = o.signal;
-  if (emit) options.onProgress = (p) => emit({ ...p, type: 'blob' });
-  return options;
 }
 
 function traceWarnings(pre: Preflight, manifestDigest: string): string[] {

@@ -34,9 +34,9 @@ import {
 } from '@irb/registry';
 import packageJson from '../package.json' with { type: 'json' };
 import { archiveFacts } from './archive.ts';
-import { defaultKeychains } from './builder.ts';
 import { ociArchitecture, runsOn } from './elf-platform.ts';
 import { createRegistry } from './source.ts';
+import { defaultKeychains } from './source-options.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
 
 /** The irb version written into pushed artifacts (`dev.irb.version`). */

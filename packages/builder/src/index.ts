@@ -26,11 +26,8 @@ export {
   type AnalyzeOptions,
   type ArchiveAnalysis,
   analyzeArchive,
-  analyzeEntries,
   analyzeImage,
   type DuplicateGroup,
-  type FileKind,
-  fileKind,
   type SizeGroup,
 } from './analyze.ts';
 export {
@@ -59,19 +56,14 @@ export {
 } from './archive-config.ts';
 export { type WriteFileAtomicOptions, writeFileAtomic } from './atomic.ts';
 export {
-  BUILD_FORMAT_VERSION,
   type BuildKeyInput,
   buildCacheTag,
   buildKey,
   buildKeyInput,
-  canonicalJson,
-  contentDigest,
-  NEUTRAL_OPTIONS,
 } from './build-key.ts';
-export { defaultKeychains, InitramfsBuilder } from './builder.ts';
+export { InitramfsBuilder } from './builder.ts';
 export * from './cache.ts';
-export { withExtras } from './extras.ts';
-export { type KeepOnlySet, type PathFilterInput, pathFilter, readKeepOnly } from './filter.ts';
+export { type KeepOnlySet, readKeepOnly } from './filter.ts';
 export {
   type FleetOptions,
   IRB_VERSION,
@@ -86,39 +78,17 @@ export {
   type PullInitramfsResult,
   pullInitramfs,
 } from './fleet-pull.ts';
-export {
-  DEFAULT_PATH,
-  type ExitAction,
-  INIT_HELPER_PATH,
-  type InitPlan,
-  type InitRootfsView,
-  type InitScriptParts,
-  type PlanInitOptions,
-  planInit,
-  renderInitScript,
-  renderRunSection,
-  type UserSwitch,
-} from './init.ts';
+export type { ExitAction } from './init.ts';
 export { type ImageInspection, type InspectOptions, inspectImage, listLayers } from './inspect.ts';
 export { type LoadKeychainModuleOptions, loadKeychainModule } from './keychain-module.ts';
-export {
-  BOOT_WORKING_BYTES,
-  type GuestMemoryInput,
-  KERNEL_OVERHEAD_BYTES,
-  MEMORY_MARGIN,
-  PAGE_SIZE,
-  recommendGuestMemory,
-  tmpfsFootprint,
-} from './memory.ts';
+export { type GuestMemoryInput, recommendGuestMemory } from './memory.ts';
 export {
   buildWithRemoteCache,
   type CachedBuildResult,
   type RemoteCacheOptions,
 } from './remote-cache.ts';
 export type { RunOptions } from './run-options.ts';
-export { isShellName, shellJoin, shellQuote } from './shell.ts';
 export {
-  localesFromEnv,
   parseSlimPresets,
   SLIM_PRESET_INFO,
   SLIM_PRESETS,
@@ -127,14 +97,7 @@ export {
   type SlimPresetInfo,
   slimRemoves,
 } from './slim.ts';
-export { planStaticInit, type StaticInitPlan } from './static-init.ts';
+export { defaultKeychains } from './source-options.ts';
 export { type BootTrace, parseTraceOutput, type TraceOptions, traceImage } from './trace.ts';
 export type * from './types.ts';
-export {
-  type GroupEntry,
-  type PasswdEntry,
-  parseGroup,
-  parsePasswd,
-  type ResolvedUser,
-  resolveUser,
-} from './user.ts';
+export { BUILD_FORMAT_VERSION } from './version.ts';

@@ -1,7 +1,7 @@
 import { type ContainerConfig, parseImageSpec } from '@irb/registry';
-import { sourceOptions } from './builder.ts';
 import { type AttachedInitramfs, findInitramfs } from './fleet-pull.ts';
 import { openSource, platformString, registryPlatforms } from './source.ts';
+import { sourceOptions } from './source-options.ts';
 import type { InitramfsBuilderOptions, LayerInfo } from './types.ts';
 
 /** Options of {@link inspectImage} and {@link listLayers}. */

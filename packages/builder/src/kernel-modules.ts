@@ -5,11 +5,11 @@ import type { CpioEntry } from '@irb/cpio';
 import { IrbError } from '@irb/errors';
 import type { ModuleSource, ModuleSourceBody, ResolvedModules } from '@irb/kmod';
 import { type CacheLayout, cacheLayout, replaceFile } from '@irb/store';
-import { BUILD_FORMAT_VERSION, irbBuilderVersion } from './build-key.ts';
 import { fileIdentity, recordHolds, type SeenFile } from './file-identity.ts';
 import { modulesRequested } from './run-options.ts';
 import type { SourceOptions } from './source.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
+import { BUILD_FORMAT_VERSION, irbBuilderVersion } from './version.ts';
 
 /*
  * The kernel modules of a build (`kernelModules` + `modules`): where they come from — a

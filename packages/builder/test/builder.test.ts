@@ -9,13 +9,9 @@ import { type CpioEntry, readCpio } from '@irb/cpio';
 import { decodeInitConfig, staticInitBinary } from '@irb/init';
 import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type BuildProgressEvent,
-  DEFAULT_PATH,
-  InitramfsBuilder,
-  listArchive,
-  withExtras,
-} from '../src/index.ts';
+import { withExtras } from '../src/extras.ts';
+import { type BuildProgressEvent, InitramfsBuilder, listArchive } from '../src/index.ts';
+import { DEFAULT_PATH } from '../src/init.ts';
 
 const run = promisify(execFile);
 
