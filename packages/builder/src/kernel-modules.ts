@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { open, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { CpioEntry } from '@irb/cpio';
+import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
 import type { ModuleSource, ModuleSourceBody, ResolvedModules } from '@irb/kmod';
 import { type CacheLayout, cacheLayout, replaceFile } from '@irb/store';
@@ -219,7 +220,7 @@ export async function resolveBuildModules(
     ...(signal ? { signal } : {}),
   };
   const words = [...new Set(options.modules.map((m) => m.trim()).filter((m) => m !== ''))].sort();
-  const mtime = o.sourceDateEpoch ?? envEpoch() ?? 0;
+  const mtime = sourceDateEpoch(o.sourceDateEpoch) ?? 0;
   let image: Awaited<ReturnType<typeof import('./image-modules.ts').openImageModules>> | undefined;
   try {
     let identity: string;
@@ -321,9 +322,4 @@ export async function resolveBuildModules(
     await image?.close();
     throw error;
   }
-}
-
-function envEpoch(): number | undefined {
-  const env = process.env.SOURCE_DATE_EPOCH;
-  return env !== undefined && /^\d+$/.test(env) ? Number(env) : undefined;
 }
