@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -24,8 +24,14 @@ describe('irb append', () => {
       verbose: false,
       insecureRegistries: [],
       keychains: [],
+      noCache: false,
     });
+    expect(parse(['base', '-o', 'out', '--env', 'A=1', '--cache-dir', '/c'])).toMatchObject({
+      cacheDir: '/c',
+    });
+    expect(parse(['base', '-o', 'out', '--env', 'A=1', '--no-cache'])).toMatchObject({ noCache: true });
     for (const argv of [
+      ['base', '-o', 'x', '--env', 'A=1', '--cache-dir', '/c', '--no-cache'],
       ['base', '--inject', 'a:/a'],
       ['-o', 'x', '--inject', 'a:/a'],
       ['base', '-o', 'x'],
@@ -68,6 +74,44 @@ describe('irb append', () => {
       expect(await main(['ls', out], { stdout: ls.stream, stderr: collector().stream })).toBe(0);
       expect(ls.chunks.join('')).toMatch(/agent/);
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps BASE's tree in the cache --cache-dir names; with --no-cache it stores nothing", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'irb-cli-append-cache-'));
+    const saved = process.env.IRB_CACHE_DIR;
+    try {
+      execFileSync('sh', [
+        '-c',
+        `cd '${dir}' && echo hello > hello && echo hello | cpio -o -H newc --quiet > base.cpio`,
+      ]);
+      const quiet = { stdout: collector().stream, stderr: collector().stream };
+      const named = join(dir, 'named');
+      const append = (out: string, ...flags: string[]) =>
+        main(
+          [
+            'append',
+            join(dir, 'base.cpio'),
+            '-o',
+            join(dir, out),
+            '--inject',
+            `${join(dir, 'hello')}:/job/hello`,
+            ...flags,
+          ],
+          quiet,
+        );
+      expect(await append('a.cpio', '--cache-dir', named)).toBe(0);
+      const stored = (await readdir(join(named, 'output'))).map((n) => n.slice(65)).sort();
+      expect(stored).toEqual(['aid', 'atree']);
+      // The default cache is another empty directory here: --no-cache leaves it untouched.
+      process.env.IRB_CACHE_DIR = join(dir, 'default');
+      expect(await append('b.cpio', '--no-cache')).toBe(0);
+      await expect(readdir(join(dir, 'default'))).rejects.toThrow(/ENOENT/);
+      expect(await readFile(join(dir, 'b.cpio'))).toEqual(await readFile(join(dir, 'a.cpio')));
+    } finally {
+      if (saved === undefined) delete process.env.IRB_CACHE_DIR;
+      else process.env.IRB_CACHE_DIR = saved;
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -12,7 +12,7 @@ import {
   programArgs,
   programOptions,
 } from '../kit/program.ts';
-import { REGISTRY_FLAGS, sourceArgs, toSourceOptions } from '../kit/source.ts';
+import { CACHE_FLAGS, REGISTRY_FLAGS, sourceArgs, toSourceOptions } from '../kit/source.ts';
 import { UsageError } from '../kit/usage.ts';
 
 /** Parsed `irb append`. */
@@ -29,6 +29,9 @@ export interface AppendArgs extends ProgramArgs {
   platform?: string;
   insecureRegistries: string[];
   keychains: string[];
+  /** The cache that holds BASE's tree (and a module source's resolution): another directory, or none. */
+  cacheDir?: string;
+  noCache: boolean;
 }
 
 export const name = 'append';
@@ -57,6 +60,9 @@ member before the new one, and the job file has the init load them.
       --level N             gzip 1-9 (default 6), zstd 1-19 (default 3), lz4 1; needs -c
       --platform OS/ARCH[/V]  --insecure-registry HOST  --keychain MODULE[#EXPORT]
                             for an image in --kernel-modules (as for irb build)
+      --cache-dir DIR       irb's cache directory (default $IRB_CACHE_DIR, else
+                            $XDG_CACHE_HOME/irb or ~/.cache/irb)
+      --no-cache            read BASE's tree again, store nothing
 ${PROGRAM_HELP}
       --json                print the summary as JSON (on stderr with -o -)
       --verbose             with errors, the error code and the cause chain
@@ -65,8 +71,8 @@ The guest gets the tree irb build --inject gives: DEST goes through BASE's
 symlinks (/bin/x lands in /usr/bin/x when /bin -> usr/bin), missing parents and
 DEST itself are created (0755, root), directories BASE has keep their mode, and
 a file where BASE has a directory is refused. BASE's tree is read once per
-archive and kept in irb's cache (output/ in $IRB_CACHE_DIR, else ~/.cache/irb);
-later appends onto the same file read only that.`;
+archive and kept in irb's cache (output/ of --cache-dir); later appends onto the
+same file read only that.`;
 
 export function parse(argv: string[]): AppendArgs | 'help' {
   const { values, positionals } = parseOptions(joinProgramWords(argv), {
@@ -75,6 +81,7 @@ export function parse(argv: string[]): AppendArgs | 'help' {
     init: { type: 'string' },
     ...COMPRESSION_FLAGS,
     ...REGISTRY_FLAGS,
+    ...CACHE_FLAGS,
     ...PROGRAM_FLAGS,
     json: { type: 'boolean' },
     verbose: { type: 'boolean' },
@@ -111,6 +118,8 @@ export function parse(argv: string[]): AppendArgs | 'help' {
     verbose: Boolean(values.verbose),
     insecureRegistries: source.insecureRegistries,
     keychains: source.keychains,
+    noCache: source.noCache,
+    ...(source.cacheDir !== undefined ? { cacheDir: source.cacheDir } : {}),
     ...program,
   };
   if (source.platform !== undefined) args.platform = source.platform;
@@ -140,8 +149,7 @@ export async function run(args: AppendArgs, io: CliIo, signal?: AbortSignal): Pr
   const { appendOverlay } = await import('@irb/builder/append');
   io.beforeWork?.();
   // The registry's options only for an image in --kernel-modules (a --keychain loads the library).
-  const registry =
-    args.kernelModules !== undefined ? await toSourceOptions({ ...args, noCache: false }, signal) : undefined;
+  const registry = args.kernelModules !== undefined ? await toSourceOptions(args, signal) : undefined;
   const options = {
     ...(args.init !== undefined ? { init: args.init } : {}),
     ...(args.compression !== undefined ? { compression: args.compression } : {}),
@@ -152,6 +160,8 @@ export async function run(args: AppendArgs, io: CliIo, signal?: AbortSignal): Pr
       ? { insecureRegistries: registry.insecureRegistries }
       : {}),
     ...(args.platform !== undefined ? { platform: args.platform } : {}),
+    ...(args.cacheDir !== undefined ? { cacheDir: args.cacheDir } : {}),
+    ...(args.noCache ? { cache: false } : {}),
     ...(signal ? { signal } : {}),
   };
   let summary: AppendSummary;
