@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import type { AnalyzeOptions, ArchiveAnalysis, BuildProgressEvent, SizeGroup } from '@irb/builder';
 import { EXIT } from '../kit/errors.ts';
 import { bar, formatBytes, formatPercent, table } from '../kit/format.ts';
-import type { CliIo } from '../kit/io.ts';
+import { archiveInput, type CliIo } from '../kit/io.ts';
 import { builder } from '../kit/library.ts';
 import { integer, one, parseOptions } from '../kit/options.ts';
 import { createProgressRenderer } from '../kit/progress.ts';
@@ -49,13 +49,11 @@ export function parse(argv: string[]): AnalyzeArgs | 'help' {
  * an archive by path), which is removed afterwards whatever happens.
  */
 async function analyzeStdin(io: CliIo, options: AnalyzeOptions): Promise<ArchiveAnalysis> {
-  if (!io.stdin || io.stdin.isTTY) {
-    throw new UsageError('"-" reads the archive from stdin; pipe one in (irb build … -o - | irb analyze -)');
-  }
+  const input = archiveInput('-', io, 'analyze');
   const dir = await mkdtemp(join(tmpdir(), 'irb-analyze-'));
   try {
     const file = join(dir, 'stdin.cpio');
-    await pipeline(io.stdin, createWriteStream(file), options.signal ? { signal: options.signal } : {});
+    await pipeline(input, createWriteStream(file), options.signal ? { signal: options.signal } : {});
     return await (await builder()).analyzeArchive(file, options);
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -9,17 +9,12 @@
 import type { ArchiveConfig } from '@irb/builder';
 import { EXIT } from '../kit/errors.ts';
 import { showWord, table } from '../kit/format.ts';
-import { bytesOf, type CliIo } from '../kit/io.ts';
+import { archiveInput, bytesOf, type CliIo } from '../kit/io.ts';
 import { builder } from '../kit/library.ts';
-import { one, parseOptions } from '../kit/options.ts';
-import { UsageError } from '../kit/usage.ts';
+import { type ArchiveArgs, parseArchiveArgs } from '../kit/options.ts';
 
 /** Parsed `irb config`. */
-export interface ConfigArgs {
-  archive: string;
-  json: boolean;
-  verbose: boolean;
-}
+export type ConfigArgs = ArchiveArgs;
 
 export const name = 'config';
 export const synopsis = 'config ARCHIVE|-';
@@ -40,26 +35,12 @@ not known.
   --verbose   with errors, the error code and the cause chain`;
 
 export function parse(argv: string[]): ConfigArgs | 'help' {
-  const { values, positionals } = parseOptions(argv, {
-    json: { type: 'boolean' },
-    verbose: { type: 'boolean' },
-  });
-  if (values.help) return 'help';
-  return {
-    archive: one(positionals, 'ARCHIVE'),
-    json: Boolean(values.json),
-    verbose: Boolean(values.verbose),
-  };
+  return parseArchiveArgs(argv);
 }
 
 export async function run(args: ConfigArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  let archive: string | AsyncIterable<Uint8Array> = args.archive;
-  if (args.archive === '-') {
-    if (!io.stdin || io.stdin.isTTY) {
-      throw new UsageError('"-" reads the archive from stdin; pipe one in (irb build … -o - | irb config -)');
-    }
-    archive = bytesOf(io.stdin);
-  }
+  const input = archiveInput(args.archive, io, 'config');
+  const archive = typeof input === 'string' ? input : bytesOf(input);
   const { archiveConfig } = await builder();
   io.beforeWork?.();
   const config = await archiveConfig(archive, signal ? { signal } : {});

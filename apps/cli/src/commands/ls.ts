@@ -2,17 +2,12 @@
 import type { ArchiveEntry } from '@irb/builder';
 import { EXIT } from '../kit/errors.ts';
 import { escapeName, formatMode, formatTime } from '../kit/format.ts';
-import { bytesOf, type CliIo } from '../kit/io.ts';
+import { archiveInput, bytesOf, type CliIo } from '../kit/io.ts';
 import { builder } from '../kit/library.ts';
-import { one, parseOptions } from '../kit/options.ts';
-import { UsageError } from '../kit/usage.ts';
+import { type ArchiveArgs, parseArchiveArgs } from '../kit/options.ts';
 
 /** Parsed `irb ls`. */
-export interface LsArgs {
-  archive: string;
-  json: boolean;
-  verbose: boolean;
-}
+export type LsArgs = ArchiveArgs;
 
 export const name = 'ls';
 export const synopsis = 'ls ARCHIVE|-';
@@ -34,26 +29,12 @@ hard-linked file ends in "link to NAME".
   --verbose   with errors, the error code and the cause chain`;
 
 export function parse(argv: string[]): LsArgs | 'help' {
-  const { values, positionals } = parseOptions(argv, {
-    json: { type: 'boolean' },
-    verbose: { type: 'boolean' },
-  });
-  if (values.help) return 'help';
-  return {
-    archive: one(positionals, 'ARCHIVE'),
-    json: Boolean(values.json),
-    verbose: Boolean(values.verbose),
-  };
+  return parseArchiveArgs(argv);
 }
 
 export async function run(args: LsArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
-  let archive: string | AsyncIterable<Uint8Array> = args.archive;
-  if (args.archive === '-') {
-    if (!io.stdin || io.stdin.isTTY) {
-      throw new UsageError('"-" reads the archive from stdin; pipe one in (irb build … -o - | irb ls -)');
-    }
-    archive = bytesOf(io.stdin);
-  }
+  const input = archiveInput(args.archive, io, 'ls');
+  const archive = typeof input === 'string' ? input : bytesOf(input);
   const { listArchive } = await builder();
   io.beforeWork?.();
   const links = hardLinks();

@@ -1,4 +1,5 @@
 /** What the CLI talks to: its streams, in types a test can fill with collectors. */
+import { UsageError } from './usage.ts';
 
 /** A writable text stream (process.stdout in production, a collector in tests). */
 export interface CliStream {
@@ -41,4 +42,18 @@ export async function writeWithBackpressure(stream: CliStream, chunk: Uint8Array
 /** Bytes of a text-or-bytes stream (process.stdin yields Buffers unless an encoding was set). */
 export async function* bytesOf(input: AsyncIterable<Uint8Array | string>): AsyncGenerator<Uint8Array> {
   for await (const chunk of input) yield typeof chunk === 'string' ? new TextEncoder().encode(chunk) : chunk;
+}
+
+/**
+ * What a command that reads an archive (`irb ls`, `irb config`, `irb analyze`) reads: the path,
+ * or for `-` the bytes of stdin, refused in one line when nothing is piped in.
+ */
+export function archiveInput(archive: string, io: CliIo, command: string): string | CliInput {
+  if (archive !== '-') return archive;
+  if (!io.stdin || io.stdin.isTTY) {
+    throw new UsageError(
+      `"-" reads the archive from stdin; pipe one in (irb build … -o - | irb ${command} -)`,
+    );
+  }
+  return io.stdin;
 }

@@ -156,3 +156,24 @@ export function normalizePlatform(raw: string): string {
 export function strings(raw: unknown): string[] {
   return (raw as string[] | undefined) ?? [];
 }
+
+/** What a command that reads one archive and prints it (`irb ls`, `irb config`) parses. */
+export interface ArchiveArgs {
+  archive: string;
+  json: boolean;
+  verbose: boolean;
+}
+
+/** Parses `ARCHIVE|- [--json] [--verbose]`. */
+export function parseArchiveArgs(argv: string[]): ArchiveArgs | 'help' {
+  const { values, positionals } = parseOptions(argv, {
+    json: { type: 'boolean' },
+    verbose: { type: 'boolean' },
+  });
+  if (values.help) return 'help';
+  return {
+    archive: one(positionals, 'ARCHIVE'),
+    json: Boolean(values.json),
+    verbose: Boolean(values.verbose),
+  };
+}
