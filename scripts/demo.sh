@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The README's first quick start, offline: a throwaway local registry, a small demo image made
-# from Debian's busybox-static and pushed to it, an initramfs built from that image with an
-# injected agent, and a QEMU boot that shows the agent's line.
+# The README's first quick start, offline: the whole serverless loop on this machine. A throwaway
+# local registry, a small demo image made from Debian's busybox-static and pushed to it, the
+# example agent (examples/agent/) built and injected as the image's program with the Debian
+# kernel's network drivers, a job's own variable appended, a QEMU boot with a network whose
+# port 8080 is forwarded to the host, and a shell snippet sent from the host to the agent in the
+# guest, whose stdout, stderr and exit status come back; then the VM is stopped.
 #
 #   bash scripts/demo.sh
 #
 # It first installs what is missing (scripts/ensure-env.sh: Debian packages, Node 24, pnpm,
-# node modules, a kernel), quickly when everything is there.
+# node modules, a kernel and its modules), quickly when everything is there.
 #
-# Leaves initramfs.cpio.gz (the demo image with the agent) in the current directory; everything else is removed on exit.
+# Leaves initramfs.cpio.gz (the demo image with the agent) in the current directory; everything
+# else is removed on exit, and no VM is left running.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,11 +20,17 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${IRB_DEMO_OUTPUT:-$PWD/initramfs.cpio.gz}
 work=$(mktemp -d "${TMPDIR:-/tmp}/irb-demo.XXXXXX")
 registry_pid=
+boot_pid=
+# Stopping `irb boot` stops its QEMU (SIGTERM, then SIGKILL); it exits once QEMU has.
+stop() { if [ -n "$1" ]; then kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; fi; }
 cleanup() {
-  if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi
+  stop "$boot_pid"
+  stop "$registry_pid"
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 # Debian's busybox-static package installs a static /bin/busybox: it runs in any image.
@@ -82,7 +92,7 @@ put_blob() { # file -> prints digest, size
 }
 read -r layer_digest layer_size < <(put_blob "$layer")
 cat >"$work/config.json" <<JSON
-{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","GREETING=hello from the demo image"],"Entrypoint":["/usr/bin/agent"],"Cmd":["--serve"],"WorkingDir":"/home/demo"},"rootfs":{"type":"layers","diff_ids":["$diff_id"]},"history":[{"created_by":"scripts/demo.sh: busybox-static"}]}
+{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","GREETING=hello from the demo image"],"Cmd":["/bin/sh"],"WorkingDir":"/home/demo"},"rootfs":{"type":"layers","diff_ids":["$diff_id"]},"history":[{"created_by":"scripts/demo.sh: busybox-static"}]}
 JSON
 read -r config_digest config_size < <(put_blob "$work/config.json")
 cat >"$work/manifest.json" <<JSON
@@ -96,19 +106,94 @@ JSON
 skopeo copy --quiet --dest-tls-verify=false "oci:$oci:latest" "docker://127.0.0.1:$port/demo:latest"
 echo "pushed 127.0.0.1:$port/demo:latest ($manifest_digest)"
 
-say "writing a tiny agent"
-cat >"$work/agent" <<'AGENT'
-#!/bin/sh
-# The demo agent: what a serverless platform would inject into every microVM.
-echo "agent: up on $(uname -r) as uid $(id -u) in $(pwd), pid $$; args: $*; GREETING=$GREETING"
-echo "agent: mounts: $(cut -d' ' -f2 /proc/mounts | tr '\n' ' ')"
-AGENT
-chmod 755 "$work/agent"
+# The guest kernel is the Debian kernel ensure-env.sh unpacked, named explicitly: irb boot would
+# otherwise take a newer /boot/vmlinuz-* of this machine, for which these modules are not made.
+kernel_dir=$IRB_TEST_KERNEL_DIR
+release=$(find "$kernel_dir/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
+kernel=$kernel_dir/boot/vmlinuz-$release
+modules=$kernel_dir/lib/modules/$release
+if [ ! -r "$kernel" ] || [ ! -f "$modules/modules.dep" ]; then
+  echo "demo: no kernel with its modules in $kernel_dir; run scripts/ensure-env.sh" >&2
+  exit 1
+fi
 
-say "irb build 127.0.0.1:$port/demo:latest --inject agent:/usr/bin/agent"
-(cd "$root" && pnpm --silent irb build "127.0.0.1:$port/demo:latest" --inject "$work/agent:/usr/bin/agent" -o "$out" --no-cache)
+# What `pnpm irb` runs, started directly: the background boot's pid is then irb's own (pnpm
+# would not pass a kill on to it, and irb and QEMU would outlive the demo).
+irb=(node --conditions=@irb/source "$root/apps/cli/src/bin.ts")
 
-say "irb boot $(basename "$out") --expect 'irb: exit status 0'"
-(cd "$root" && pnpm --silent irb boot "$out" --expect 'irb: exit status 0' --timeout 120)
+say "building the example agent (examples/agent/build.sh: static C, HTTP on port 8080)"
+"$root/examples/agent/build.sh" "$work/agent"
+echo "agent-x86_64: $(stat -c %s "$work/agent/agent-x86_64") bytes, static"
 
-say "done: the microVM booted the image and ran the agent ($out)"
+say "irb build 127.0.0.1:$port/demo:latest --inject agent-x86_64:/usr/bin/agent --entrypoint /usr/bin/agent --kernel-modules $modules --modules net"
+"${irb[@]}" build "127.0.0.1:$port/demo:latest" -o "$out" --no-cache \
+  --inject "$work/agent/agent-x86_64:/usr/bin/agent" --entrypoint /usr/bin/agent \
+  --kernel-modules "$modules" --modules net
+
+# A platform builds the base once and appends what differs per job: here, the job's variable.
+# (In a cache directory of its own: append keeps the base's tree in irb's cache, and the demo
+# leaves nothing behind.)
+job=$work/job-42.cpio.gz
+say "irb append $(basename "$out") -o job-42.cpio.gz --env JOB=42 (a job's own variable, no rebuild)"
+IRB_CACHE_DIR=$work/cache "${irb[@]}" append "$out" -o "$job" --env JOB=42
+
+say "irb boot job-42.cpio.gz --kernel vmlinuz-$release --net --forward 127.0.0.1:0:8080 (in the background)"
+started=$(date +%s%N)
+"${irb[@]}" boot "$job" --kernel "$kernel" --net --forward 127.0.0.1:0:8080 --timeout 600 \
+  </dev/null >"$work/console" 2>"$work/boot.err" &
+boot_pid=$!
+# irb prints "irb: forward 127.0.0.1:HOSTPORT -> guest port 8080" once QEMU holds a free port.
+hostport=
+for _ in $(seq 600); do
+  hostport=$(sed -n 's/^irb: forward 127\.0\.0\.1:\([0-9]*\) -> guest port 8080.*/\1/p' "$work/boot.err")
+  if [ -n "$hostport" ] || ! kill -0 "$boot_pid" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+[ -n "$hostport" ] || { cat "$work/console" "$work/boot.err" >&2; echo "demo: irb boot did not start QEMU" >&2; exit 1; }
+cat "$work/boot.err"
+# QEMU is irb boot's child; named here so that the end can show it is gone.
+qemu_pid=$(cat /proc/"$boot_pid"/task/*/children 2>/dev/null | tr ' ' '\n' | sed -n 1p || true)
+
+snippet=$(cat <<'SNIPPET'
+echo "hello from the guest: kernel $(uname -r), hostname $(hostname), eth0 $(ip -4 -o addr show eth0 | awk '{print $4}')"
+echo "JOB=$JOB, pid 1 is $(cat /proc/1/comm), $(grep -c ^processor /proc/cpuinfo) cpu(s)"
+echo "this line went to stderr" >&2
+exit 3
+SNIPPET
+)
+say "node examples/agent/send.mjs http://127.0.0.1:$hostport \"\$SNIPPET\" --wait 120"
+printf '%s\n' "$snippet" | sed 's/^/  | /'
+echo
+status=0
+node "$root/examples/agent/send.mjs" "http://127.0.0.1:$hostport" "$snippet" --wait 120 || status=$?
+answered=$(date +%s%N)
+case $status in 130 | 143) exit "$status" ;; esac # Ctrl-C or a kill, not the agent's answer
+echo "exit status $status"
+if [ "$status" != 3 ]; then
+  echo "demo: the agent did not answer as the snippet says (exit status 3); the guest's console:" >&2
+  cat "$work/console" "$work/boot.err" >&2
+  exit 1
+fi
+echo "(the answer came $(((answered - started) / 1000000)) ms after irb boot started; this machine: kernel $(uname -r), hostname $(hostname))"
+
+# What send.mjs reads: the agent's JSON (curl --data-binary CODE http://127.0.0.1:PORT/run does the same).
+say "POST /run without send.mjs: the agent's JSON answer"
+# shellcheck disable=SC2016 # the script is JavaScript, the snippet the guest's shell
+node -e '
+const [url, code] = process.argv.slice(1);
+fetch(url, { method: "POST", body: code }).then(async (r) => process.stdout.write(`${r.status} ${await r.text()}`));
+' "http://127.0.0.1:$hostport/run" 'echo "6*7 = $((6*7))"; echo oops >&2; exit 1'
+
+say "the guest's console: its init and the agent"
+grep -E '^(irb|agent)' "$work/console" || true
+
+say "stopping the VM (irb boot stops QEMU)"
+stop "$boot_pid"
+boot_pid=
+if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+  echo "demo: QEMU (pid $qemu_pid) is still running" >&2
+  exit 1
+fi
+echo "QEMU${qemu_pid:+ (pid $qemu_pid)} has exited"
+
+say "done: the host sent code to the agent in the microVM and got its answer ($out)"

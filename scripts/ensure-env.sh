@@ -8,8 +8,8 @@ set -euo pipefail
 IRB_NODE_PREFIX=${IRB_NODE_PREFIX:-/opt/node24}
 IRB_PNPM_VERSION=12.4.2
 IRB_APT_PACKAGES=(docker-registry skopeo umoci qemu-system-x86 busybox-static cpio libarchive-tools pigz zstd lz4
-  debootstrap apache2-utils ca-certificates openssl python3 make g++ time qemu-system-arm gcc-aarch64-linux-gnu
-  kmod initramfs-tools-core xz-utils libc6-dev-arm64-cross)
+  debootstrap apache2-utils ca-certificates openssl python3 make gcc libc6-dev g++ time qemu-system-arm
+  gcc-aarch64-linux-gnu kmod initramfs-tools-core xz-utils libc6-dev-arm64-cross)
 
 _irb_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 _irb_sudo() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -10,7 +10,7 @@
  *
  * Protocol: HTTP/1.1, one request per connection.
  *   POST /run   body: the code; optional header `X-Interpreter: python3`
- *               → 200 {"stdout":"…","stderr":"…","status":N,"signal":N,"ms":N}
+ *               → 200 {"stdout":"…","stderr":"…","status":N,"signal":N,"ms":N,"timedOut":B,"truncated":B}
  *   GET /health → 200 ok
  * Defaults: --port 8080 ($AGENT_PORT), --vsock-port 1024 ($AGENT_VSOCK_PORT; 0 turns it off),
  * --interpreter /bin/sh ($AGENT_INTERPRETER), --timeout 30 ($AGENT_TIMEOUT). The snippet runs
