@@ -93,7 +93,8 @@ describe('irb build + irb boot: images booted by a real kernel', () => {
     const out = join(dir, 'probe.cpio.zst');
     const built = await runCli(['build', `${registry.host}/demo/probe:v1`, '-c', 'zstd', '-o', out, '-q']);
     expect(built.code, built.stderr).toBe(0);
-    const booted = await runCli(['boot', out, '--timeout', '120']);
+    // --timeout none: no timer at all (a serving VM runs until it is stopped); this one powers off.
+    const booted = await runCli(['boot', out, '--timeout', 'none']);
     // The program exits 3: the VM powers off, and `irb boot` exits with that status.
     expect(booted.code).toBe(3);
     expect(booted.stderr).toBe('irb: the guest program exited with status 3\n');

@@ -95,10 +95,14 @@ export function runQemu(options: RunQemuOptions): Promise<QemuRun> {
     let spawnError: unknown;
     const decoder = new TextDecoder();
 
-    const timer = setTimeout(() => {
-      timedOut = true;
-      stop(child);
-    }, options.timeoutMs);
+    // An infinite timeout (a VM that serves until it is stopped) sets no timer: setTimeout would
+    // read Infinity as 1 ms.
+    const timer = Number.isFinite(options.timeoutMs)
+      ? setTimeout(() => {
+          timedOut = true;
+          stop(child);
+        }, options.timeoutMs)
+      : undefined;
     const onAbort = (): void => {
       aborted = true;
       stop(child);

@@ -45,7 +45,8 @@ streams the console to stdout.
                      $IRB_KERNEL at a distribution kernel, e.g. linux-image-amd64's)
   -m, --memory MB    guest RAM (default: what the archive needs to unpack + 256, at
                      least 512)
-  --timeout S        give up after S seconds (default 120)
+  --timeout S|none   give up after S seconds (default 120); none: run until the guest
+                     powers off or irb is stopped (a VM that serves, such as an agent)
   --expect TEXT      succeed as soon as TEXT appears on the console; fail if it never does
   --net              give the guest a network: QEMU's user networking, which reaches
                      nothing outside the VM (not the host, not the internet), virtio-net,
@@ -122,7 +123,8 @@ export function parse(argv: string[]): BootArgs | 'help' {
   if (values.kernel !== undefined) args.kernel = String(values.kernel);
   const memory = integer('memory', values.memory, 64, 1024 * 1024);
   if (memory !== undefined) args.memoryMb = memory;
-  const timeout = seconds('timeout', values.timeout);
+  // `none`: a VM that serves (an agent) runs until it powers off or is stopped.
+  const timeout = values.timeout === 'none' ? Number.POSITIVE_INFINITY : seconds('timeout', values.timeout);
   if (timeout !== undefined) args.timeoutS = timeout;
   if (values.expect !== undefined) {
     if (values.expect === '') throw new UsageError('--expect needs a non-empty text');

@@ -277,6 +277,15 @@ describe('parseCli', async () => {
     );
   });
 
+  it('--timeout none boots without a time limit', async () => {
+    expect(await parse(['boot', 'x.cpio.gz', '--timeout', 'none'])).toMatchObject({
+      timeoutS: Number.POSITIVE_INFINITY,
+    });
+    expect(await usage(['boot', 'a', '--timeout', 'never'])).toBe(
+      '--timeout must be a positive number of seconds, not "never"',
+    );
+  });
+
   it('passes everything after -- to the kernel', async () => {
     expect(
       await parse(['boot', 'x.cpio.gz', '--expect', 'ok', '--timeout', '30', '--', 'quiet', '--x']),
