@@ -295,6 +295,8 @@ describe('static init (x86_64): per-job files', () => {
       ]);
       const result = await serve(path, ['loglevel=4']);
       const out = result.output;
+      // The network is the job file's: the kernel command line has no ip= to override it.
+      expect(result.command.at(-1)).not.toMatch(/\bip=/);
       expect(result.answer, out).toBe('job got ping\n');
       expect(out).not.toMatch(/^irb: module /m);
       expect(out).toMatch(/^irb: net: eth0 10\.0\.2\.15\/24 via 10\.0\.2\.2$/m);
