@@ -115,6 +115,17 @@ describe('initramfsArch', () => {
     expect(await initramfsArch(path)).toBe('aarch64');
   });
 
+  it('gives what was read before the damage, as the kernel unpacks up to it', async () => {
+    const base = gzipSync(await cpio([file('init', elf(183))]));
+    const path = join(dir, 'damaged.cpio');
+    await writeFile(path, Buffer.concat([base, text('junk, not a member')]));
+    expect(await initramfsArch(path)).toBe('aarch64');
+    // A member cut short: the entries before the cut stand.
+    const plain = await cpio([file('init', elf(62)), file('bin/x', new Uint8Array(10_000))]);
+    await writeFile(path, plain.subarray(0, plain.length - 5000));
+    expect(await initramfsArch(path)).toBe('x86_64');
+  });
+
   it('says undefined when it cannot tell', async () => {
     const none = join(dir, 'none.cpio');
     await writeFile(none, await cpio([file('bin/sh', elf(62))]));

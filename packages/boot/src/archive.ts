@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { gunzipSync, inflateRawSync, zstdDecompressSync } from 'node:zlib';
+import { createReadStream } from 'node:fs';
+import { gunzipSync, zstdDecompressSync } from 'node:zlib';
 import {
   type ArchiveFile,
   archOfMachine,
@@ -8,7 +8,6 @@ import {
   INIT_HEAD_BYTES,
   initElfOf,
 } from './arch.ts';
-import { unlz4Member } from './lz4.ts';
 
 /** A kernel module an initramfs carries under `lib/modules/<release>/` (or `usr/lib/modules/`). */
 export interface ArchiveModule {
@@ -32,11 +31,6 @@ export interface InitramfsInfo {
   modules: ArchiveModule[];
 }
 
-interface Contents {
-  entries: Map<string, ArchiveFile>;
-  modules: Map<string, ArchiveModule>;
-}
-
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const MODULE_PATH = /^(?:usr\/)?lib\/modules\/([^/]+)\/(?:.+\/)?([^/]+)\.ko(?:\.gz|\.xz|\.zst)?$/;
@@ -48,7 +42,6 @@ function vermagicOf(path: string, body: Uint8Array): string | undefined {
   try {
     if (path.endsWith('.gz')) elf = gunzipSync(body);
     else if (path.endsWith('.zst')) elf = zstdDecompressSync(body);
-    else if (path.endsWith('.xz')) return undefined;
     else elf = body;
   } catch {
     return undefined;
@@ -61,110 +54,69 @@ function vermagicOf(path: string, body: Uint8Array): string | undefined {
   return new TextDecoder().decode(elf.subarray(start, end)).trim();
 }
 
-/** Parses the newc members starting at `at`; returns where the data after the trailer starts. */
-function readCpio(data: Uint8Array, at: number, contents: Contents): number {
-  const ascii = new TextDecoder();
-  const hex = (offset: number): number =>
-    Number.parseInt(ascii.decode(data.subarray(offset, offset + 8)), 16);
-  while (at + 110 <= data.length) {
-    const magic = ascii.decode(data.subarray(at, at + 6));
-    if (magic !== '070701' && magic !== '070702') throw new Error('not a newc archive');
-    const mode = hex(at + 14);
-    const size = hex(at + 54);
-    const nameSize = hex(at + 94);
-    if (!Number.isFinite(mode + size + nameSize)) throw new Error('bad newc header');
-    const name = ascii.decode(data.subarray(at + 110, at + 110 + nameSize - 1));
-    const body = (at + 110 + nameSize + 3) & ~3;
-    at = (body + size + 3) & ~3;
-    if (name === 'TRAILER!!!') return at;
-    const path = name.replace(/^(\.?\/)+/, '');
-    contents.entries.set(path, { mode, head: data.slice(body, body + Math.min(size, INIT_HEAD_BYTES)) });
-    const module = (mode & S_IFMT) === S_IFREG ? MODULE_PATH.exec(path) : null;
-    if (module) {
-      const vermagic = vermagicOf(path, data.subarray(body, body + size));
-      contents.modules.set(path, {
-        path,
-        release: module[1] as string,
-        name: (module[2] as string).replaceAll('-', '_'),
-        ...(vermagic !== undefined ? { vermagic } : {}),
-      });
-    } else contents.modules.delete(path);
+/** The first {@link INIT_HEAD_BYTES} of a body, reading no further. */
+async function headOf(body: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const head = new Uint8Array(INIT_HEAD_BYTES);
+  let length = 0;
+  for await (const chunk of body) {
+    const take = Math.min(chunk.length, INIT_HEAD_BYTES - length);
+    head.set(chunk.subarray(0, take), length);
+    length += take;
+    if (length === INIT_HEAD_BYTES) break;
   }
-  return data.length;
-}
-
-/** gzip member → its inflated bytes and how many input bytes it took. */
-function gunzipMember(data: Uint8Array, at: number): { out: Uint8Array; used: number } {
-  const flags = data[at + 3] ?? 0;
-  let p = at + 10;
-  if (flags & 4) p += 2 + ((data[p] ?? 0) | ((data[p + 1] ?? 0) << 8));
-  if (flags & 8) while (p < data.length && data[p++] !== 0);
-  if (flags & 16) while (p < data.length && data[p++] !== 0);
-  if (flags & 2) p += 2;
-  // Raw inflate stops at the end of the deflate stream and says how much it read, which
-  // gunzip will not when a member is followed by something that is not gzip.
-  const result = inflateRawSync(data.subarray(p), { info: true }) as unknown as {
-    buffer: Buffer;
-    engine: { bytesWritten: number };
-  };
-  return { out: result.buffer, used: p - at + result.engine.bytesWritten + 8 };
-}
-
-function zstdMember(data: Uint8Array, at: number): { out: Uint8Array; used: number } {
-  const result = zstdDecompressSync(data.subarray(at), { info: true }) as unknown as {
-    buffer: Buffer;
-    engine: { bytesWritten: number };
-  };
-  return { out: result.buffer, used: result.engine.bytesWritten };
-}
-
-/**
- * Every entry of an initramfs: a sequence of members, each plain newc or gzip, zstd or lz4
- * (legacy), with zero padding between them. Each compressed member ends on a cpio trailer, as
- * the kernel requires.
- */
-function readInitramfs(data: Uint8Array, contents: Contents): void {
-  let at = 0;
-  while (at < data.length) {
-    if (data[at] === 0) {
-      at++;
-      continue;
-    }
-    let member: { out: Uint8Array; used: number } | undefined;
-    if (data[at] === 0x1f && data[at + 1] === 0x8b) member = gunzipMember(data, at);
-    else if (data[at] === 0x28 && data[at + 1] === 0xb5 && data[at + 2] === 0x2f && data[at + 3] === 0xfd) {
-      member = zstdMember(data, at);
-    } else if (data[at] === 0x02 && data[at + 1] === 0x21 && data[at + 2] === 0x4c && data[at + 3] === 0x18) {
-      member = unlz4Member(data, at);
-    }
-    if (member) {
-      readInitramfs(member.out, contents);
-      at += member.used;
-    } else {
-      at = readCpio(data, at, contents);
-    }
-  }
+  return head.slice(0, length);
 }
 
 /**
  * Reads what `bootInitramfs` checks before QEMU starts: the architecture of the archive's `/init`
- * and the kernel modules it carries (with their `vermagic`). Reads the whole archive into memory
- * (plain newc, gzip, zstd and lz4 legacy members, concatenated as the kernel accepts them; later
- * entries replace earlier ones). A damaged archive gives what was read before the damage.
+ * and the kernel modules it carries (with their `vermagic`). Reads the archive as a stream (plain
+ * newc, gzip, zstd and lz4 legacy members, concatenated as the kernel accepts them, through
+ * `decodeInitramfs` of `@irb/compress`; later entries replace earlier ones): memory holds the
+ * first bytes of each file and one module at a time. A damaged archive gives what was read
+ * before the damage.
  */
 export async function inspectInitramfs(path: string): Promise<InitramfsInfo> {
-  const contents: Contents = { entries: new Map(), modules: new Map() };
+  // Loaded here: a boot that does not read the archive does not load the decoders.
+  const [{ decodeInitramfs }, { readCpio }] = await Promise.all([
+    import('@irb/compress'),
+    import('@irb/cpio'),
+  ]);
+  const files = new Map<string, ArchiveFile>();
+  const modules = new Map<string, ArchiveModule>();
   try {
-    readInitramfs(new Uint8Array(await readFile(path)), contents);
+    const records = decodeInitramfs(createReadStream(path, { highWaterMark: 1 << 20 }), { label: path });
+    // Checksums are not what is asked here; the kernel checks them when it unpacks.
+    for await (const entry of readCpio(records, { verifyChecksum: false })) {
+      const name = entry.name.replace(/^(\.?\/)+/, '');
+      const regular = (entry.mode & S_IFMT) === S_IFREG;
+      const module = regular ? MODULE_PATH.exec(name) : null;
+      // A module is read whole for its .modinfo (an .xz one is not read), any other file up to its head.
+      const body = module && !name.endsWith('.xz') ? await entry.bytes() : undefined;
+      const head = body
+        ? body.slice(0, INIT_HEAD_BYTES)
+        : regular
+          ? await headOf(entry.body)
+          : (entry.targetBytes ?? new Uint8Array(0));
+      files.set(name, { mode: entry.mode, head });
+      if (module) {
+        const vermagic = body && vermagicOf(name, body);
+        modules.set(name, {
+          path: name,
+          release: module[1] as string,
+          name: (module[2] as string).replaceAll('-', '_'),
+          ...(vermagic !== undefined ? { vermagic } : {}),
+        });
+      } else modules.delete(name);
+    }
   } catch {
     // What was read stands: the kernel reads up to the damage too.
   }
-  const initElf = initElfOf(contents.entries);
+  const initElf = initElfOf(files);
   const arch = archOfMachine(initElf?.machine);
   return {
     ...(arch ? { arch } : {}),
     ...(initElf ? { initElf } : {}),
-    modules: [...contents.modules.values()],
+    modules: [...modules.values()],
   };
 }
 
@@ -179,8 +131,8 @@ export async function initramfsArch(path: string): Promise<BootArch | undefined>
 
 /**
  * The ELF header of the program an initramfs starts (see {@link initElfOf}), from the archive file
- * (see {@link inspectInitramfs}); `undefined` when it cannot tell. (`@irb/builder` reads an archive
- * as a stream for the same answer.)
+ * (see {@link inspectInitramfs}); `undefined` when it cannot tell. (`@irb/builder` finds the same
+ * answer in the pass that also measures the archive.)
  */
 export async function initramfsInitElf(path: string): Promise<ElfHeaderInfo | undefined> {
   return (await inspectInitramfs(path)).initElf;

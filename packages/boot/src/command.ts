@@ -25,12 +25,13 @@ export function qemuArguments(options: {
   memoryMb?: number;
   cpus?: number;
   append?: readonly string[];
-  /** User networking with these forwards (see {@link qemuNetArguments}), and `ip=` for it unless `append` has one. */
-  net?: { forwards: readonly { hostPort: number; guestPort: number }[] };
+  /** User networking with these forwards (see {@link qemuNetArguments}), and `ip=` for it unless `append` has one or `ip` is false. */
+  net?: { forwards: readonly { hostPort: number; guestPort: number }[]; ip?: boolean };
 }): string[] {
   const { machine, accel, net } = options;
   const append = options.append ?? [];
-  const ip = net && !append.some((a) => a.startsWith('ip=')) ? [USER_NET_IP_ARGUMENT] : [];
+  const ip =
+    net && net.ip !== false && !append.some((a) => a.startsWith('ip=')) ? [USER_NET_IP_ARGUMENT] : [];
   // virt has no default CPU model under TCG; cortex-a57 is the one Debian's arm64 kernel and
   // every QEMU version know.
   const cpu = accel === 'kvm' ? ['-cpu', 'host'] : machine === 'virt' ? ['-cpu', 'cortex-a57'] : [];

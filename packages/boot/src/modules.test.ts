@@ -12,7 +12,6 @@ import {
   inspectInitramfs,
   kernelModulesDir,
 } from './index.ts';
-import { unlz4Member } from './lz4.ts';
 import { moduleName } from './modules.ts';
 
 const cache = process.env.XDG_CACHE_HOME || join(process.env.HOME || homedir(), '.cache');
@@ -97,7 +96,7 @@ describe('inspectInitramfs', () => {
     expect(module?.vermagic).toMatch(new RegExp(`^${X86} SMP`));
   });
 
-  it('decodes lz4 streams of several 8 MiB blocks, matches and all', async () => {
+  it('finds a vermagic in the second 8 MiB block of an lz4 stream, after long and overlapping matches', async () => {
     // A module of 9 MiB whose vermagic sits in the second block, after text that compresses
     // into long and overlapping matches.
     const body = new Uint8Array(9 * 1024 * 1024 + 64);
@@ -113,9 +112,6 @@ describe('inspectInitramfs', () => {
     const archive = join(dir, 'big.cpio.lz4');
     const lz4 = execFileSync('lz4', ['-l', '-c', plain], { maxBuffer: 64 * 1024 * 1024 });
     await writeFile(archive, lz4);
-    const decoded = unlz4Member(lz4, 0);
-    expect(decoded.used).toBe(lz4.length);
-    expect(Buffer.compare(decoded.out, await readFile(plain))).toBe(0);
     const [module] = (await inspectInitramfs(archive)).modules;
     expect(module?.vermagic).toBe('6.1.0-42-amd64 SMP');
   });

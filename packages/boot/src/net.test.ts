@@ -125,6 +125,10 @@ describe('QEMU arguments for a network', () => {
       net: { forwards: [] },
     });
     expect(own.at(-1)).toBe(kernelCommandLine('pc', ['ip=192.0.2.2::192.0.2.1:255.255.255.0::eth0:off']));
+    // An archive that configures its own network: the device and forwards, no ip=.
+    const none = qemuArguments({ ...base, append: ['quiet'], net: { forwards: [], ip: false } });
+    expect(none).toContain('virtio-net-pci,netdev=net0');
+    expect(none.at(-1)).toBe(kernelCommandLine('pc', ['quiet']));
     expect(qemuArguments(base).join(' ')).not.toMatch(/netdev|ip=/);
   });
 });

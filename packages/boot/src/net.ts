@@ -26,6 +26,12 @@ export interface BootForward {
 export interface BootNetOptions {
   /** Ports to forward: `[127.0.0.1:]HOSTPORT:GUESTPORT` strings (see {@link parseForward}) or objects. */
   forwards?: readonly (string | PortForward)[];
+  /**
+   * `false`: no `ip=` kernel argument, for an archive that configures the network itself (irb's
+   * init: a baked `--net` or a job file's network, which any `ip=` would override; slirp's
+   * network is 10.0.2.0/24, gateway 10.0.2.2). Default `true`, unless `append` has an `ip=`.
+   */
+  ip?: boolean;
 }
 
 /**

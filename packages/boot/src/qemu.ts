@@ -67,7 +67,7 @@ export interface BootOptions {
   /**
    * A network for the guest: QEMU's user networking with `restrict=on` (the guest reaches nothing
    * outside this VM), a virtio-net device on the machine's bus, the matching `ip=` kernel argument
-   * (unless `append` has an `ip=`), and `forwards` from 127.0.0.1 on the host into the guest.
+   * (unless `append` has an `ip=`, or `ip` is false), and `forwards` from 127.0.0.1 on the host into the guest.
    * `true`: a network without forwards.
    */
   net?: boolean | BootNetOptions;
@@ -245,7 +245,7 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
       ...(options.memoryMb !== undefined ? { memoryMb: options.memoryMb } : {}),
       ...(options.cpus !== undefined ? { cpus: options.cpus } : {}),
       ...(options.append !== undefined ? { append: options.append } : {}),
-      ...(asked ? { net: { forwards } } : {}),
+      ...(net ? { net: { forwards, ...(net.ip === false ? { ip: false } : {}) } } : {}),
     });
     const command = [qemu, ...args];
     const timeoutMs = options.timeoutMs ?? 120_000;

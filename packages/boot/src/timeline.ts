@@ -1,5 +1,5 @@
 import { IrbError } from '@irb/errors';
-import { netForwards, type PortForward } from './net.ts';
+import { type BootNetOptions, netForwards, type PortForward } from './net.ts';
 import { type ForwardProbeOptions, type ForwardProbeResult, probeForward } from './probe.ts';
 import { type BootOptions, type BootResult, bootInitramfs } from './qemu.ts';
 
@@ -247,7 +247,11 @@ export async function bootTimeline(options: BootTimelineOptions): Promise<BootTi
   }
   const closed =
     probe?.closedGuestPort ?? [1, 9, 7, 13].find((p) => !forwards.some((f) => f.guestPort === p)) ?? 1;
-  if (probe) boot.net = { forwards: [...forwards, { hostPort: 0, guestPort: closed }] };
+  if (probe)
+    boot.net = {
+      ...(boot.net as BootNetOptions),
+      forwards: [...forwards, { hostPort: 0, guestPort: closed }],
+    };
   const runs: BootTimeline[] = [];
   let last: BootResult | undefined;
   for (let run = 0; run < count; run++) {

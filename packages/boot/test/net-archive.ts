@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type CpioEntry, packCpio } from '@irb/cpio';
+import { moduleClosure, moduleFiles } from '@irb/test-utils';
 import type { BootArch } from '../src/index.ts';
 
 const cache = process.env.XDG_CACHE_HOME || join(process.env.HOME || homedir(), '.cache');
@@ -19,28 +20,6 @@ export function debianKernel(arch: BootArch): { root: string; busybox: string } 
       };
 }
 
-/** The modules `names` need, dependencies first, as modules.dep lists them (paths relative to the release's tree). */
-export async function loadOrder(tree: string, names: readonly string[]): Promise<string[]> {
-  const dep = new Map<string, string[]>();
-  for (const line of (await readFile(join(tree, 'modules.dep'), 'utf8')).split('\n')) {
-    const [module, deps] = line.split(':');
-    if (module) dep.set(module, (deps ?? '').trim().split(/\s+/).filter(Boolean));
-  }
-  const order: string[] = [];
-  const visit = (module: string): void => {
-    if (order.includes(module)) return;
-    // modprobe loads a module's dependencies from the last one modules.dep lists to the first.
-    for (const d of [...(dep.get(module) ?? [])].reverse()) visit(d);
-    order.push(module);
-  };
-  for (const name of names) {
-    const module = [...dep.keys()].find((m) => m.endsWith(`/${name}.ko`));
-    if (!module) throw new Error(`${name} is not a module of ${tree}`);
-    visit(module);
-  }
-  return order;
-}
-
 /** Options of {@link netArchive}. */
 export interface NetArchiveOptions {
   arch: BootArch;
@@ -48,7 +27,7 @@ export interface NetArchiveOptions {
   modules?: readonly string[];
   /** Take the modules from this architecture's kernel instead (modules that do not fit). Default `arch`. */
   moduleArch?: BootArch;
-  /** Changes a module's bytes before it is packed (a patched vermagic). */
+  /** Changes a module's bytes (by its path in the archive) before it is packed (a patched vermagic). */
   patch?: (path: string, body: Uint8Array) => Uint8Array;
   /** Shell run once eth0 is configured (or found missing). */
   script: string;
@@ -62,10 +41,10 @@ export interface NetArchiveOptions {
 export async function netArchive(path: string, options: NetArchiveOptions): Promise<string> {
   const { busybox: busyboxPath } = debianKernel(options.arch);
   const { root } = debianKernel(options.moduleArch ?? options.arch);
-  const [into] = await readdir(join(root, 'lib', 'modules'));
-  if (into === undefined) throw new Error(`no modules in ${root}; run scripts/ensure-env.sh`);
-  const tree = join(root, 'lib', 'modules', into);
-  const order = options.modules ? await loadOrder(tree, options.modules) : [];
+  const [release] = await readdir(join(root, 'lib', 'modules'));
+  if (release === undefined) throw new Error(`no modules in ${root}; run scripts/ensure-env.sh`);
+  const tree = join(root, 'lib', 'modules', release);
+  const modules = await moduleFiles(tree, release, await moduleClosure(tree, options.modules ?? []));
   const busybox = await readFile(busyboxPath);
   const applets = [
     'sh',
@@ -87,7 +66,7 @@ export async function netArchive(path: string, options: NetArchiveOptions): Prom
     [
       '#!/bin/sh',
       'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev',
-      `for m in ${order.map((m) => `/lib/modules/${into}/${m}`).join(' ')}; do insmod "$m" || echo "insmod $m failed"; done`,
+      `for m in ${modules.paths.join(' ')}; do insmod "$m" || echo "insmod $m failed"; done`,
       'for a in $(cat /proc/cmdline); do case $a in ip=*) IP="$a";; esac; done',
       'IP=$(echo "$IP" | sed s/^ip=//)',
       'IFS=: read client server gw mask host dev auto dns0 dns1 <<EOF',
@@ -113,17 +92,10 @@ export async function netArchive(path: string, options: NetArchiveOptions): Prom
     { type: 'directory', path: 'proc', mode: 0o755 },
     { type: 'directory', path: 'sys', mode: 0o755 },
   ];
-  const dirs = new Set<string>();
-  for (const module of order) {
-    const parts = `lib/modules/${into}/${module}`.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const dir = parts.slice(0, i).join('/');
-      if (!dirs.has(dir)) entries.push({ type: 'directory', path: dir, mode: 0o755 });
-      dirs.add(dir);
-    }
-    let body: Uint8Array = new Uint8Array(await readFile(join(tree, module)));
-    if (options.patch) body = options.patch(module, body);
-    entries.push({ type: 'file', path: parts.join('/'), mode: 0o644, size: body.length, body });
+  entries.push(...modules.directories.map((path): CpioEntry => ({ type: 'directory', path, mode: 0o755 })));
+  for (const { path, body: read } of modules.files) {
+    const body = options.patch ? options.patch(path, read) : read;
+    entries.push({ type: 'file', path, mode: 0o644, size: body.length, body });
   }
   entries.push({ type: 'file', path: 'init', mode: 0o755, size: init.length, body: init });
   await pipeline(Readable.from(packCpio(entries)), createWriteStream(path));

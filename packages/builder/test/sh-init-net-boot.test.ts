@@ -4,10 +4,10 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { findKernel, qemuArguments } from '@irb/boot';
+import { bootInitramfs, findKernel } from '@irb/boot';
 import { type CpioEntry, packCpio } from '@irb/cpio';
 import { encodeJobConfig, jobConfigPath } from '@irb/init';
-import { bootWithNetwork, fileEntry, kernelModulesDir, moduleClosure, moduleFiles } from '@irb/test-utils';
+import { fileEntry, kernelModulesDir, moduleClosure, moduleFiles, talkWhenReady } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planInit } from '../src/init.ts';
 import { fakeRootfs, type Node } from './fake-rootfs.ts';
@@ -112,23 +112,26 @@ describe.each(guests)('the shell init with its helper ($arch)', (guest) => {
       const path = join(dir, `sh-net-${guest.arch}.cpio`);
       await pipeline(Readable.from(packCpio(entries)), createWriteStream(path));
 
-      const result = await bootWithNetwork({
-        qemu: `qemu-system-${guest.arch}`,
-        args: qemuArguments({
-          kernel,
-          initramfs: path,
-          machine: guest.machine,
-          accel: 'tcg',
-          memoryMb: 512,
-          append: ['ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:10.0.2.3'],
-        }),
-        guestPort: 8080,
+      const talk = talkWhenReady({
         ready: /^probe: listening$/m,
         message: 'ping\n',
         timeoutMs: BOOT - 20_000,
       });
+      const result = await bootInitramfs({
+        kernel,
+        initramfs: path,
+        arch: guest.arch,
+        machine: guest.machine,
+        accel: 'tcg',
+        memoryMb: 512,
+        append: ['ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:10.0.2.3'],
+        net: { forwards: [{ hostPort: 0, guestPort: 8080 }] },
+        timeoutMs: BOOT - 20_000,
+        onStart: talk.onStart,
+        onOutput: talk.onOutput,
+      });
       const out = result.output;
-      expect(result.answer, out).toBe('sh init got ping as app:1000 50 in /srv for job 7\n');
+      expect(await talk.answer(), out).toBe('sh init got ping as app:1000 50 in /srv for job 7\n');
       expect(result, out).toMatchObject({ exitCode: 0, timedOut: false });
       expect(out).toMatch(/^irb: module bogus: Exec format error$/m);
       expect(out).toMatch(/^irb: net: eth0 10\.0\.2\.15\/24 via 10\.0\.2\.2$/m);

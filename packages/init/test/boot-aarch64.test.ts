@@ -1,8 +1,8 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bootInitramfs, findKernel, qemuArguments } from '@irb/boot';
-import { bootWithNetwork, kernelModulesDir, moduleClosure } from '@irb/test-utils';
+import { bootInitramfs, findKernel } from '@irb/boot';
+import { kernelModulesDir, moduleClosure, talkWhenReady } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootMarks, linesWith, moduleEntries, writeStaticInitArchive } from './archive.ts';
 
@@ -104,23 +104,26 @@ describe('static init (aarch64) under qemu-system-aarch64 -M virt', () => {
         config: { argv: [bb, 'sh', '-c', script], env: ['PATH=/bin'], modules: mods.paths },
         extra: mods.entries,
       });
-      const result = await bootWithNetwork({
-        qemu: 'qemu-system-aarch64',
-        args: qemuArguments({
-          kernel,
-          initramfs: path,
-          machine: 'virt',
-          accel: 'tcg',
-          memoryMb: 512,
-          append: ['loglevel=4', 'ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:10.0.2.3'],
-        }),
-        guestPort: 7000,
+      const talk = talkWhenReady({
         ready: /^probe: listening$/m,
         message: 'ping\n',
         timeoutMs: BOOT - 20_000,
       });
+      const result = await bootInitramfs({
+        kernel,
+        initramfs: path,
+        arch: 'aarch64',
+        machine: 'virt',
+        accel: 'tcg',
+        memoryMb: 512,
+        append: ['loglevel=4', 'ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:10.0.2.3'],
+        net: { forwards: [{ hostPort: 0, guestPort: 7000 }] },
+        timeoutMs: BOOT - 20_000,
+        onStart: talk.onStart,
+        onOutput: talk.onOutput,
+      });
       const out = result.output;
-      expect(result.answer, out).toBe('arm64 got ping\n');
+      expect(await talk.answer(), out).toBe('arm64 got ping\n');
       expect(result, out).toMatchObject({ exitCode: 0, timedOut: false });
       expect(out).not.toMatch(/^irb: module /m);
       expect(out).toMatch(/^irb: net: eth0 10\.0\.2\.15\/24 via 10\.0\.2\.2$/m);

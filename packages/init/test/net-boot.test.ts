@@ -2,9 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bootInitramfs, findKernel, qemuArguments } from '@irb/boot';
+import { bootInitramfs, findKernel } from '@irb/boot';
 import type { CpioEntry } from '@irb/cpio';
-import { bootWithNetwork, kernelModulesDir, moduleClosure } from '@irb/test-utils';
+import { kernelModulesDir, moduleClosure, talkWhenReady } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeJobConfig, jobConfigPath, type StaticInitConfig } from '../src/index.ts';
 import { fileEntry, linesWith, moduleEntries, writeStaticInitArchive } from './archive.ts';
@@ -44,18 +44,25 @@ async function boot(initramfs: string, append: string[]): Promise<string> {
 }
 
 /**
- * Boots with QEMU's user network and a forward to the guest's port 8080; once the guest prints
+ * Boots with QEMU's user network and a forward to the guest's port 8080, with no `ip=` but the
+ * one in `append` (the init's own configuration is under test); once the guest prints
  * `probe: listening`, the host sends `ping` and keeps the answer.
  */
-function serve(initramfs: string, append: string[]) {
-  return bootWithNetwork({
-    qemu: 'qemu-system-x86_64',
-    args: qemuArguments({ kernel, initramfs, machine: 'pc', accel: 'tcg', memoryMb: 512, append }),
-    guestPort: 8080,
-    ready: /^probe: listening$/m,
-    message: 'ping\n',
+async function serve(initramfs: string, append: string[]) {
+  const talk = talkWhenReady({ ready: /^probe: listening$/m, message: 'ping\n', timeoutMs: BOOT - 20_000 });
+  const result = await bootInitramfs({
+    kernel,
+    initramfs,
+    machine: 'pc',
+    accel: 'tcg',
+    memoryMb: 512,
+    append,
+    net: { forwards: [{ hostPort: 0, guestPort: 8080 }], ip: false },
     timeoutMs: BOOT - 20_000,
+    onStart: talk.onStart,
+    onOutput: talk.onOutput,
   });
+  return { ...result, answer: await talk.answer() };
 }
 
 async function archive(
@@ -113,7 +120,7 @@ describe('static init (x86_64): kernel modules and the network', () => {
       ]);
       const out = result.output;
       expect(result.command.join(' ')).toMatch(
-        /-netdev user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:\d+-:8080 -device virtio-net-pci,netdev=n0$/,
+        /-netdev user,id=net0,restrict=on,hostfwd=tcp:127\.0\.0\.1:\d+-:8080 -device virtio-net-pci,netdev=net0 /,
       );
       expect(result.answer, out).toBe('guest got ping from guest\n');
       expect(result, out).toMatchObject({ exitCode: 0, timedOut: false });
@@ -288,6 +295,8 @@ describe('static init (x86_64): per-job files', () => {
       ]);
       const result = await serve(path, ['loglevel=4']);
       const out = result.output;
+      // The network is the job file's: the kernel command line has no ip= to override it.
+      expect(result.command.at(-1)).not.toMatch(/\bip=/);
       expect(result.answer, out).toBe('job got ping\n');
       expect(out).not.toMatch(/^irb: module /m);
       expect(out).toMatch(/^irb: net: eth0 10\.0\.2\.15\/24 via 10\.0\.2\.2$/m);

@@ -1,11 +1,9 @@
 import { buildTar, encodeTarHeader, type TarSpec, whiteout } from '@irb/test-utils';
 import { describe, expect, test } from 'vitest';
-import { byPath, emit, layerOf, MEDIA } from '../test/helpers.ts';
+import { byPath, emit, f, layerOf, MEDIA } from '../test/helpers.ts';
 import { type IndexLayersOptions, indexLayers, type LayerSource } from './index.ts';
 
 const enc = new TextEncoder();
-const f = (path: string, content = '', extra: Partial<TarSpec> = {}): TarSpec =>
-  ({ type: 'file', path, content, ...extra }) as TarSpec;
 
 /** A raw header member (header block + data + padding). */
 function rawMember(fields: Parameters<typeof encodeTarHeader>[0], data = new Uint8Array(0)): TarSpec {

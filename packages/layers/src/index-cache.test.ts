@@ -4,9 +4,9 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IrbError } from '@irb/errors';
-import { buildTar, opaque, type TarSpec, whiteout } from '@irb/test-utils';
+import { buildTar, opaque, whiteout } from '@irb/test-utils';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { emit, layerOf, MEDIA } from '../test/helpers.ts';
+import { emit, f, layerOf, MEDIA } from '../test/helpers.ts';
 import {
   createDirectoryIndexCache,
   type IndexCache,
@@ -15,9 +15,6 @@ import {
   type LayerSource,
 } from './index.ts';
 import { type LayerRecord, RECORDS_FORMAT, RecordLog } from './records.ts';
-
-const f = (path: string, content = '', extra: Partial<TarSpec> = {}): TarSpec =>
-  ({ type: 'file', path, content, ...extra }) as TarSpec;
 
 /** Layers with what records must carry exactly: non-UTF-8 and long names, xattrs, devices, links, owners. */
 async function blobs(): Promise<Uint8Array[]> {

@@ -1,12 +1,8 @@
-import { buildTar, opaque, type TarSpec, whiteout } from '@irb/test-utils';
+import { buildTar, opaque, whiteout } from '@irb/test-utils';
 import { describe, expect, test } from 'vitest';
-import { emit, layerOf, MEDIA } from '../test/helpers.ts';
+import { d, emit, f, layerOf, MEDIA } from '../test/helpers.ts';
 import { indexLayers, type LayerSource, type LayersProgress } from './index.ts';
 import { RecordLog } from './records.ts';
-
-const f = (path: string, content = '', extra: Partial<TarSpec> = {}): TarSpec =>
-  ({ type: 'file', path, content, ...extra }) as TarSpec;
-const d = (path: string): TarSpec => ({ type: 'directory', path });
 
 /** Five layers that lean on each other: whiteouts, opaque dirs, links to lower layers, re-creation. */
 async function stackedBlobs(): Promise<Uint8Array[]> {

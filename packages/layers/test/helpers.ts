@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { CpioEntry, CpioPath } from '@irb/cpio';
-import type { LayerSource, Rootfs } from '../src/index.ts';
+import { buildTar, type TarSpec } from '@irb/test-utils';
+import { type IndexLayersOptions, indexLayers, type LayerSource, type Rootfs } from '../src/index.ts';
 
 /** Media types of OCI layers. */
 export const MEDIA = {
@@ -94,4 +95,24 @@ export function byPath(emitted: Emitted[]): Map<string, Emitted> {
     if (item.entry.type === 'file') for (const link of item.entry.links ?? []) map.set(pathText(link), item);
   }
   return map;
+}
+
+/** A file of a test layer, with `content` (text) and other fields of its tar header. */
+export const f = (path: string, content = '', extra: Partial<TarSpec> = {}): TarSpec =>
+  ({ type: 'file', path, content, ...extra }) as TarSpec;
+/** A directory of a test layer. */
+export const d = (path: string, extra: Partial<TarSpec> = {}): TarSpec =>
+  ({ type: 'directory', path, ...extra }) as TarSpec;
+/** A symlink of a test layer. */
+export const sl = (path: string, target: string): TarSpec => ({ type: 'symlink', path, target });
+/** A hard link of a test layer, to `target` (a path of the same layer tar). */
+export const hl = (path: string, target: string): TarSpec => ({ type: 'link', path, target });
+
+/** The rootfs of layers built from `layers` (one tar per list, base first). */
+export async function build(layers: TarSpec[][], options?: IndexLayersOptions): Promise<Rootfs> {
+  const blobs = await Promise.all(layers.map((specs) => buildTar(specs)));
+  return indexLayers(
+    blobs.map((blob) => layerOf(blob)),
+    options,
+  );
 }

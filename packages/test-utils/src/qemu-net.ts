@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-import { freePort } from './registry-server.ts';
 
 /** The `lib/modules/<release>` directory beside a cached kernel (`…/boot/vmlinuz-<release>`). */
 export async function kernelModulesDir(kernel: string): Promise<{ dir: string; release: string }> {
@@ -110,71 +108,35 @@ export async function exchange(port: number, message: string, deadline: number):
   }
 }
 
-/** Options of {@link bootWithNetwork}. */
-export interface NetworkBootOptions {
-  /** `qemu-system-x86_64` or `qemu-system-aarch64`. */
-  qemu: string;
-  /** The machine's arguments (e.g. @irb/boot's qemuArguments), to which the network is added. */
-  args: readonly string[];
-  /** The guest port that 127.0.0.1:<a free port> forwards to. */
-  guestPort: number;
-  /** Console text after which the host connects. */
-  ready: RegExp;
-  /** What the host sends once connected. */
-  message: string;
-  timeoutMs: number;
-}
-
-/** What {@link bootWithNetwork} saw. */
-export interface NetworkBoot {
-  output: string;
+/** A host client for a guest booted with a forward: see {@link talkWhenReady}. */
+export interface GuestTalk {
+  /** For the boot's `onStart`: takes the host port of the first forward. */
+  onStart: (start: { forwards: readonly { hostPort: number }[] }) => void;
+  /** For the boot's `onOutput`: once the console shows `ready`, the host connects. */
+  onOutput: (text: string) => void;
   /** What the guest answered on the forwarded port ('' when the host never got an answer). */
-  answer: string;
-  exitCode: number | null;
-  timedOut: boolean;
-  /** The full command line. */
-  command: string[];
+  answer: () => Promise<string>;
 }
 
 /**
- * Boots with QEMU user networking that reaches nothing but loopback forwards (`restrict=on`,
- * hostfwd bound to 127.0.0.1) and a virtio-net PCI device, waits for `ready` on the console,
- * talks to the guest through the forward, and waits for the guest to power off.
+ * Talks to a guest through its first forward once its console shows `ready` (@irb/boot's
+ * `bootInitramfs` with `net: { forwards }` boots it: hand it `onStart` and `onOutput`): sends
+ * `message` and keeps what the guest answered, retrying an empty answer until `timeoutMs` passed.
  */
-export async function bootWithNetwork(options: NetworkBootOptions): Promise<NetworkBoot> {
-  const port = await freePort();
-  const command = [
-    options.qemu,
-    ...options.args,
-    '-netdev',
-    `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${port}-:${options.guestPort}`,
-    '-device',
-    'virtio-net-pci,netdev=n0',
-  ];
-  const child = spawn(command[0] as string, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  let answer = '';
-  let talking: Promise<void> | undefined;
-  let timedOut = false;
+export function talkWhenReady(options: { ready: RegExp; message: string; timeoutMs: number }): GuestTalk {
   const deadline = Date.now() + options.timeoutMs;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    child.kill('SIGKILL');
-  }, options.timeoutMs);
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (text: string) => {
-    output += text.replaceAll('\r', '');
-    if (!talking && options.ready.test(output)) {
-      talking = exchange(port, options.message, deadline).then((a) => {
-        answer = a;
-      });
-    }
-  });
-  child.stderr.on('data', (text: Buffer) => {
-    output += `[qemu] ${text.toString()}`;
-  });
-  const exitCode = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  clearTimeout(timer);
-  await talking;
-  return { output, answer, exitCode, timedOut, command };
+  let port: number | undefined;
+  let seen = '';
+  let talking: Promise<string> | undefined;
+  return {
+    onStart: ({ forwards }) => {
+      port = forwards[0]?.hostPort;
+    },
+    onOutput: (text) => {
+      if (talking) return;
+      seen += text;
+      if (port !== undefined && options.ready.test(seen)) talking = exchange(port, options.message, deadline);
+    },
+    answer: async () => (await talking) ?? '',
+  };
 }

@@ -1,21 +1,22 @@
-// Boots archives made only with @irb/cpio's packCpio and this package's compress in a real
-// Linux kernel under QEMU: the kernel is the reader that matters most.
+// Boots archives made only with @irb/cpio's packCpio and @irb/compress in a real Linux kernel
+// under QEMU: the kernel is the reader that matters most. (These tests live here because
+// @irb/boot depends on @irb/compress: from there they would make a circle of packages.)
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { bootInitramfs, findKernel } from '@irb/boot';
-import { type CpioEntry, packCpio } from '@irb/cpio';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type CompressionFormat,
   type CompressOptions,
   compress,
   memberJoint,
   trailerMember,
-} from '../src/index.ts';
+} from '@irb/compress';
+import { type CpioEntry, packCpio } from '@irb/cpio';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bootInitramfs, findKernel } from '../src/index.ts';
 
 const BOOT_TIMEOUT = 240_000;
 let dir: string;
