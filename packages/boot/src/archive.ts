@@ -33,6 +33,7 @@ export interface InitramfsInfo {
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
 const MODULE_PATH = /^(?:usr\/)?lib\/modules\/([^/]+)\/(?:.+\/)?([^/]+)\.ko(?:\.gz|\.xz|\.zst)?$/;
 const VERMAGIC = new TextEncoder().encode('vermagic=');
 
@@ -67,37 +68,49 @@ async function headOf(body: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
   return head.slice(0, length);
 }
 
+/** One entry of an archive as {@link InitramfsInspector} reads it (a `readCpio` entry of `@irb/cpio`). */
+export interface InspectedEntry {
+  name: string;
+  mode: number;
+  targetBytes?: Uint8Array;
+  body: AsyncIterable<Uint8Array>;
+  bytes(): Promise<Uint8Array>;
+}
+
+/** A fold over an archive's entries that ends in its {@link InitramfsInfo}. */
+export interface InitramfsInspector {
+  /** Reads what it needs of one entry (the head of a file, a module whole), in archive order. */
+  add(entry: InspectedEntry): Promise<void>;
+  /** What the entries added so far say. */
+  result(): InitramfsInfo;
+}
+
 /**
- * Reads what `bootInitramfs` checks before QEMU starts: the architecture of the archive's `/init`
- * and the kernel modules it carries (with their `vermagic`). Reads the archive as a stream (plain
- * newc, gzip, zstd and lz4 legacy members, concatenated as the kernel accepts them, through
- * `decodeInitramfs` of `@irb/compress`; later entries replace earlier ones): memory holds the
- * first bytes of each file and one module at a time. A damaged archive gives what was read
- * before the damage.
+ * What {@link inspectInitramfs} does to each entry, for a caller that reads the archive itself
+ * for other reasons (`@irb/builder` measures it in the same pass and hands the result to
+ * `bootInitramfs` as `initramfsInfo`, so `irb boot` reads the archive once).
  */
-export async function inspectInitramfs(path: string): Promise<InitramfsInfo> {
-  // Loaded here: a boot that does not read the archive does not load the decoders.
-  const [{ decodeInitramfs }, { readCpio }] = await Promise.all([
-    import('@irb/compress'),
-    import('@irb/cpio'),
-  ]);
+export function createInitramfsInspector(): InitramfsInspector {
   const files = new Map<string, ArchiveFile>();
   const modules = new Map<string, ArchiveModule>();
-  try {
-    const records = decodeInitramfs(createReadStream(path, { highWaterMark: 1 << 20 }), { label: path });
-    // Checksums are not what is asked here; the kernel checks them when it unpacks.
-    for await (const entry of readCpio(records, { verifyChecksum: false })) {
+  return {
+    async add(entry) {
       const name = entry.name.replace(/^(\.?\/)+/, '');
       const regular = (entry.mode & S_IFMT) === S_IFREG;
       const module = regular ? MODULE_PATH.exec(name) : null;
-      // A module is read whole for its .modinfo (an .xz one is not read), any other file up to its head.
+      // A module is read whole for its .modinfo (an .xz one is not read), an executable up to its
+      // head. Only executables and symlinks are kept (the kernel execs nothing else as /init or
+      // its interpreter), so memory does not grow with the archive's other files.
       const body = module && !name.endsWith('.xz') ? await entry.bytes() : undefined;
-      const head = body
-        ? body.slice(0, INIT_HEAD_BYTES)
-        : regular
-          ? await headOf(entry.body)
-          : (entry.targetBytes ?? new Uint8Array(0));
-      files.set(name, { mode: entry.mode, head });
+      const executable = regular && (entry.mode & 0o111) !== 0;
+      if (executable) {
+        files.set(name, {
+          mode: entry.mode,
+          head: body ? body.slice(0, INIT_HEAD_BYTES) : await headOf(entry.body),
+        });
+      } else if ((entry.mode & S_IFMT) === S_IFLNK) {
+        files.set(name, { mode: entry.mode, head: entry.targetBytes ?? new Uint8Array(0) });
+      } else files.delete(name);
       if (module) {
         const vermagic = body && vermagicOf(name, body);
         modules.set(name, {
@@ -107,17 +120,42 @@ export async function inspectInitramfs(path: string): Promise<InitramfsInfo> {
           ...(vermagic !== undefined ? { vermagic } : {}),
         });
       } else modules.delete(name);
-    }
+    },
+    result() {
+      const initElf = initElfOf(files);
+      const arch = archOfMachine(initElf?.machine);
+      return {
+        ...(arch ? { arch } : {}),
+        ...(initElf ? { initElf } : {}),
+        modules: [...modules.values()],
+      };
+    },
+  };
+}
+
+/**
+ * Reads what `bootInitramfs` checks before QEMU starts: the architecture of the archive's `/init`
+ * and the kernel modules it carries (with their `vermagic`). Reads the archive as a stream (plain
+ * newc, gzip, zstd and lz4 legacy members, concatenated as the kernel accepts them, through
+ * `decodeInitramfs` of `@irb/compress`; later entries replace earlier ones): memory holds the
+ * first bytes of each executable and one module at a time. A damaged archive gives what was read
+ * before the damage.
+ */
+export async function inspectInitramfs(path: string): Promise<InitramfsInfo> {
+  // Loaded here: a boot that does not read the archive does not load the decoders.
+  const [{ decodeInitramfs }, { readCpio }] = await Promise.all([
+    import('@irb/compress'),
+    import('@irb/cpio'),
+  ]);
+  const inspector = createInitramfsInspector();
+  try {
+    const records = decodeInitramfs(createReadStream(path, { highWaterMark: 1 << 20 }), { label: path });
+    // Checksums are not what is asked here; the kernel checks them when it unpacks.
+    for await (const entry of readCpio(records, { verifyChecksum: false })) await inspector.add(entry);
   } catch {
     // What was read stands: the kernel reads up to the damage too.
   }
-  const initElf = initElfOf(files);
-  const arch = archOfMachine(initElf?.machine);
-  return {
-    ...(arch ? { arch } : {}),
-    ...(initElf ? { initElf } : {}),
-    modules: [...modules.values()],
-  };
+  return inspector.result();
 }
 
 /**

@@ -12,7 +12,10 @@ export {
 } from './arch.ts';
 export {
   type ArchiveModule,
+  createInitramfsInspector,
   type InitramfsInfo,
+  type InitramfsInspector,
+  type InspectedEntry,
   initramfsArch,
   initramfsInitElf,
   inspectInitramfs,

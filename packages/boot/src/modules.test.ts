@@ -7,6 +7,7 @@ import { type CpioEntry, packCpio } from '@irb/cpio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ArchiveModule,
+  bootInitramfs,
   checkModuleReleases,
   checkNetDriver,
   inspectInitramfs,
@@ -139,6 +140,23 @@ describe('checkModuleReleases', () => {
         message: `the archive's kernel modules are for 6.1.0-57-arm64 (lib/modules/6.1.0-57-arm64/) but the kernel /boot/vmlinuz-6.1.0-57-amd64 is ${X86}; boot the kernel they were built for, or rebuild the archive with the modules of ${X86}`,
       }),
     );
+  });
+
+  it('bootInitramfs checks the initramfsInfo a caller read, without reading the archive again', async () => {
+    // An archive without modules, described as one with modules of another release: the
+    // description is what is checked, before QEMU starts.
+    const archive = join(dir, 'described.cpio');
+    await writeFile(archive, await cpio([file('hello', text('hi'))]));
+    const described = { modules: [module('6.1.0-57-arm64')] };
+    await expect(
+      bootInitramfs({
+        kernel: join(cache, 'irb', 'kernel', 'boot', `vmlinuz-${X86}`),
+        initramfs: archive,
+        arch: 'auto',
+        initramfsInfo: described,
+      }),
+    ).rejects.toMatchObject({ code: 'IRB_BOOT_MODULES_MISMATCH' });
+    expect((await inspectInitramfs(archive)).modules).toEqual([]);
   });
 
   it("refuses a module whose vermagic names another release, even in the kernel's directory", () => {

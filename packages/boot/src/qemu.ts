@@ -55,6 +55,11 @@ export interface BootOptions {
    * else the host's.
    */
   arch?: 'auto' | BootArch;
+  /**
+   * What {@link inspectInitramfs} says of `initramfs`, when the caller already read it (see
+   * `createInitramfsInspector`): `arch: 'auto'` and `net` then read the archive no more.
+   */
+  initramfsInfo?: InitramfsInfo;
   /** Default `'auto'`: on x86_64 `microvm` with KVM, `pc` with TCG; on aarch64 `virt`. */
   machine?: 'auto' | BootMachine;
   /**
@@ -197,7 +202,10 @@ export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
       `initramfs ${options.initramfs} is not a readable file; build it first`,
     );
   }
-  const archive = options.arch === 'auto' || net ? await inspectInitramfs(options.initramfs) : undefined;
+  const archive =
+    options.arch === 'auto' || net
+      ? (options.initramfsInfo ?? (await inspectInitramfs(options.initramfs)))
+      : undefined;
   let info = options.kernel !== undefined ? await kernelInfo(options.kernel) : undefined;
   const arch: BootArch =
     options.arch === 'auto' ? (archive?.arch ?? info?.arch ?? hostArch()) : (options.arch ?? hostArch());

@@ -1,7 +1,8 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { BootOptions, BootResult, BootTimelineOptions, BootTimelineReport } from '@irb/boot';
-import { type ArchiveFile, type ElfHeaderInfo, INIT_HEAD_BYTES, initElfOf } from '@irb/boot/arch';
+import type { ElfHeaderInfo } from '@irb/boot/arch';
+import { createInitramfsInspector, type InitramfsInfo } from '@irb/boot/archive';
 import { decodeInitramfs } from '@irb/compress';
 import type { CpioEntryType, CpioReadEntry } from '@irb/cpio';
 import { CpioError, readCpio } from '@irb/cpio';
@@ -158,7 +159,7 @@ export interface ArchiveMeasure {
  * Archives this process read to the end without an error, by path: the file's identity (device,
  * inode, size, times) when it was read, so a boot right after a measure does not read it again.
  */
-const readWhole = new Map<string, string>();
+const readWhole = new Map<string, { identity: string; info: InitramfsInfo }>();
 
 async function identity(path: string): Promise<string | undefined> {
   const st = await stat(path, { bigint: true }).catch(() => undefined);
@@ -186,40 +187,39 @@ export interface ArchiveFacts extends ArchiveMeasure {
  * runs, decided by `@irb/boot`'s `initElfOf` (what `irb boot` picks its QEMU by).
  */
 export async function archiveFacts(path: string, options: ListArchiveOptions = {}): Promise<ArchiveFacts> {
+  return (await readArchiveFacts(path, options)).facts;
+}
+
+/** {@link archiveFacts}, and what `@irb/boot` reads of the archive before a boot, in the same pass. */
+async function readArchiveFacts(
+  path: string,
+  options: ListArchiveOptions = {},
+): Promise<{ facts: ArchiveFacts; info: InitramfsInfo }> {
   const { signal } = options;
   let entries = 0;
   let unpackedBytes = 0;
   const before = await identity(path);
-  // The executables and symlinks by name, the last entry of a name winning, as the kernel leaves them.
-  const files = new Map<string, ArchiveFile>();
+  // The heads of executables, symlink targets and modules, the last entry of a name winning, as
+  // the kernel leaves them: what decides /init's architecture and the modules' releases.
+  const inspector = createInitramfsInspector();
   const source = decodeInitramfs(openArchive(path, signal), { label: path, ...(signal ? { signal } : {}) });
   for await (const e of readArchiveEntries(source, path, signal)) {
     entries++;
-    const name = e.name.replace(/^(\.?\/)+/, '');
-    files.delete(name);
-    if (e.type === 'symlink') files.set(name, { mode: e.mode, head: e.targetBytes ?? new Uint8Array(0) });
-    if (e.type !== 'file') continue;
-    unpackedBytes += tmpfsFootprint(e.fileSize);
-    if ((e.mode & 0o111) === 0) continue;
-    const head: Uint8Array[] = [];
-    let length = 0;
-    for await (const chunk of e.body) {
-      head.push(chunk.slice(0, INIT_HEAD_BYTES - length));
-      length += Math.min(chunk.byteLength, INIT_HEAD_BYTES - length);
-      if (length >= INIT_HEAD_BYTES) break;
-    }
-    files.set(name, { mode: e.mode, head: new Uint8Array(Buffer.concat(head)) });
+    if (e.type === 'file') unpackedBytes += tmpfsFootprint(e.fileSize);
+    await inspector.add(e);
   }
-  if (before !== undefined && before === (await identity(path))) readWhole.set(path, before);
+  const info = inspector.result();
+  if (before !== undefined && before === (await identity(path)))
+    readWhole.set(path, { identity: before, info });
   const compressedBytes = (await stat(path)).size;
-  const initElf = initElfOf(files);
-  return {
+  const facts: ArchiveFacts = {
     entries,
     compressedBytes,
     unpackedBytes,
     recommendedMemoryMiB: recommendGuestMemory({ tmpfsBytes: unpackedBytes, compressedBytes }),
-    ...(initElf ? { initElf } : {}),
+    ...(info.initElf ? { initElf: info.initElf } : {}),
   };
+  return { facts, info };
 }
 
 /**
@@ -227,23 +227,29 @@ export async function archiveFacts(path: string, options: ListArchiveOptions = {
  * since), so that an archive the kernel could not unpack either — corrupt, cut short, not an
  * initramfs — fails here with the decoder's error instead of in a VM.
  */
-async function readableToTheEnd(path: string, signal?: AbortSignal): Promise<void> {
+async function readableToTheEnd(path: string, signal?: AbortSignal): Promise<InitramfsInfo | undefined> {
   const now = await identity(path);
   // A missing file is left to @irb/boot, which names it as the archive to boot.
-  if (now === undefined || readWhole.get(path) === now) return;
-  await measureArchive(path, signal ? { signal } : {});
+  if (now === undefined) return undefined;
+  const seen = readWhole.get(path);
+  if (seen?.identity === now) return seen.info;
+  return (await readArchiveFacts(path, signal ? { signal } : {})).info;
 }
 
-/** `bootInitramfs` of `@irb/boot`, after the archive was read to its end: see {@link readableToTheEnd}. */
+/**
+ * `bootInitramfs` of `@irb/boot`, after the archive was read to its end (see
+ * {@link readableToTheEnd}); what that pass found of `/init` and the modules goes along, so the
+ * archive is read once.
+ */
 export async function bootInitramfs(options: BootOptions): Promise<BootResult> {
-  await readableToTheEnd(options.initramfs, options.signal);
+  const info = await readableToTheEnd(options.initramfs, options.signal);
   const boot = await import('@irb/boot');
-  return boot.bootInitramfs(options);
+  return boot.bootInitramfs({ ...(info ? { initramfsInfo: info } : {}), ...options });
 }
 
-/** `bootTimeline` of `@irb/boot`, after the archive was read to its end: see {@link readableToTheEnd}. */
+/** `bootTimeline` of `@irb/boot`, after the archive was read to its end: see {@link bootInitramfs}. */
 export async function bootTimeline(options: BootTimelineOptions): Promise<BootTimelineReport> {
-  await readableToTheEnd(options.initramfs, options.signal);
+  const info = await readableToTheEnd(options.initramfs, options.signal);
   const boot = await import('@irb/boot');
-  return boot.bootTimeline(options);
+  return boot.bootTimeline({ ...(info ? { initramfsInfo: info } : {}), ...options });
 }
