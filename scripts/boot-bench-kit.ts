@@ -26,7 +26,8 @@ export function medianOf(values: readonly (number | undefined)[]): number | unde
 }
 
 /** The machine, the accelerator and the kernel a table was measured with, and the load at its end. */
-export function machineLine(accel: 'kvm' | 'tcg', kernel: string, note: string): string {
+export function machineLine(accel: 'kvm' | 'tcg', kernel: string): string {
+  const note = accel === 'tcg' ? 'software emulation; KVM does not work on this machine' : 'hardware';
   const load = loadavg()
     .map((l) => l.toFixed(2))
     .join(' ');

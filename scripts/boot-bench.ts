@@ -177,11 +177,7 @@ try {
   }
   const s = seconds;
   const lines = [
-    machineLine(
-      accel,
-      kernel,
-      accel === 'tcg' ? 'software emulation; KVM does not work on this machine' : 'hardware',
-    ),
+    machineLine(accel, kernel),
     '',
     `Image: Debian bookworm minbase + python3 (test-utils' fixture; its program prints one line and exits). Medians of ${runs} boots (guest clock, from printk and the init's markers) and ${Math.min(runs, 3)} rebuilds in process (the image's member comes from the output cache, the overlay is built anew).`,
     '',
