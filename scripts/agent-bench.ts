@@ -45,9 +45,11 @@ import {
 } from './agent-bench-host.ts';
 import { log, machineLine, medianOf, seconds, writeMarked } from './boot-bench-kit.ts';
 
-/** The compressions, variants and inits of the agent table. */
+/** The archive's compression. */
 export type AgentFormat = 'lz4' | 'zstd';
+/** The whole image, or only what a traced run of the agent answering the snippet used. */
 export type AgentVariant = 'full' | 'traced';
+/** irb's static init, or the generated shell script. */
 export type AgentInit = 'static' | 'sh';
 /** The Debian kernel as it ships (a bzImage that decompresses itself), or its ELF taken out of it. */
 export type AgentKernel = 'bzImage' | 'vmlinux';
@@ -303,7 +305,7 @@ function render(
     '',
     `Load average (1 min) after each round: ${loads.map((l) => l.toFixed(1)).join(', ')}.`,
     '',
-    `Medians of ${runs} boots per row, interleaved across rows (round 1 of every row, then round 2, …); a run counts only when the host holds the agent's answer to \`${SNIPPET}\` and it is \`42\`, and the init reported no failed module or mount. Every time is on the host's clock from QEMU's spawn: the boot's phases are when their console lines reached the host (the kernel's lines and the init's markers, read by \`parseBootTimeline\`); "kernel start" is where the kernel's own clock began on the host's (the smallest arrival − printk time of its lines), so before it lie QEMU, the firmware and, for the bzImage, the kernel decompressing itself. "agent listening" is the agent's first console line, "port accepting" the first connection \`probeForward\` saw the agent accept through the forward; the host then sends \`GET /health\` and, once answered, POSTs the snippet with \`X-Interpreter: python3\`: "→ 42" includes that readiness round trip. The \`vmlinux\` rows boot the same kernel's ELF, taken out of the bzImage on the host (its compressed payload undone, as the kernel's \`extract-vmlinux\` does) and started by QEMU through its PVH entry, the way Firecracker boots x86_64 kernels.`,
+    `Medians of ${runs} boots per row, each column its own median (so neighbours can cross), rows interleaved (round 1 of every row, then round 2, …); a run counts only when the host holds the agent's answer to \`${SNIPPET}\` and it is \`42\`, and the init reported no failed module or mount. Every time is on the host's clock from QEMU's spawn: the boot's phases are when their console lines reached the host (the kernel's lines and the init's markers, read by \`parseBootTimeline\`); "kernel start" is where the kernel's own clock began on the host's (the smallest arrival − printk time of its lines), so before it lie QEMU, the firmware and, for the bzImage, the kernel decompressing itself. "agent listening" is the agent's first console line, "port accepting" the first connection \`probeForward\` saw the agent accept through the forward; the host then sends \`GET /health\` and, once answered, POSTs the snippet with \`X-Interpreter: python3\`: "→ 42" includes that readiness round trip. The \`vmlinux\` rows boot the same kernel's ELF, taken out of the bzImage on the host (its compressed payload undone, as the kernel's \`extract-vmlinux\` does) and started by QEMU through its PVH entry, the way Firecracker boots x86_64 kernels.`,
     '',
     '| kernel | variant | init | format | archive | kernel start | unpacked | /init | modules loaded | net up | agent exec | agent listening | port accepting | **→ 42** |',
     '| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
