@@ -7,47 +7,102 @@
  * `--out FILE` also writes it into FILE between `<!-- boot-bench:start -->` and
  * `<!-- boot-bench:end -->`.
  *
- * Usage: pnpm bench:boot [--runs N] [--only none,lz4,...] [--variants full,slim,traced] [--out FILE]
+ * With `--agent`, the other table instead: QEMU's start → the agent's first answer, for the
+ * python3 image with the example agent as its program (`scripts/agent-bench.ts`), written between
+ * `<!-- boot-bench-agent:start -->` and `<!-- boot-bench-agent:end -->`.
+ *
+ * Usage: pnpm bench:boot [--runs N] [--only none,lz4,...] [--variants full,slim,traced,sh] [--out FILE]
+ *        pnpm bench:boot --agent [--runs N] [--only lz4,zstd] [--variants full,traced] [--inits static,sh] [--kernels bzImage,vmlinux] [--out FILE]
  *
  * Measured, never asserted. Boots are interleaved across rows so that load on this shared
  * machine spreads over all of them.
  */
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BootTimeline, bootTimeline, findKernel, probeKvm } from '../packages/boot/src/index.ts';
 import { cacheLayout, InitramfsBuilder, traceImage } from '../packages/builder/src/index.ts';
 import { ensureDebianPythonImage } from '../packages/test-utils/src/debian-image.ts';
+import {
+  type AgentFormat,
+  type AgentInit,
+  type AgentKernel,
+  type AgentVariant,
+  agentBench,
+} from './agent-bench.ts';
+import { log, machineLine, medianOf, seconds, writeMarked } from './boot-bench-kit.ts';
 
 type Format = 'none' | 'lz4' | 'zstd' | 'gzip';
 type Variant = 'full' | 'slim' | 'traced' | 'full, sh init';
 
-const { values } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '5' },
-    only: { type: 'string', default: 'none,lz4,zstd,gzip' },
-    variants: { type: 'string', default: 'full,slim,traced,sh' },
-    out: { type: 'string' },
-  },
-});
-const runs = Number(values.runs);
-const formats = (values.only as string).split(',') as Format[];
-const variants = (values.variants as string)
-  .split(',')
-  .map((v) => (v === 'sh' ? 'full, sh init' : v)) as Variant[];
+function usage(message: string): never {
+  process.stderr.write(
+    `boot-bench: ${message}\nusage: pnpm bench:boot [--runs N] [--only none,lz4,zstd,gzip] [--variants full,slim,traced,sh] [--out FILE]\n` +
+      '       pnpm bench:boot --agent [--runs N] [--only lz4,zstd] [--variants full,traced] [--inits static,sh] [--kernels bzImage,vmlinux] [--out FILE]\n',
+  );
+  process.exit(2);
+}
 
-const log = (m: string) =>
-  process.stderr.write(`[boot-bench ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0
-    ? Number.NaN
-    : s.length % 2
-      ? (s[m] as number)
-      : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
+let parsed: ReturnType<typeof parseOptions>;
+function parseOptions() {
+  return parseArgs({
+    options: {
+      agent: { type: 'boolean', default: false },
+      runs: { type: 'string', default: '5' },
+      only: { type: 'string' },
+      variants: { type: 'string' },
+      inits: { type: 'string' },
+      kernels: { type: 'string' },
+      out: { type: 'string' },
+    },
+    strict: true,
+  }).values;
+}
+try {
+  parsed = parseOptions();
+} catch (error) {
+  usage((error as Error).message);
+}
+const values = parsed;
+const runs = Number(values.runs);
+if (!Number.isInteger(runs) || runs < 1) usage(`--runs takes a whole number ≥ 1, not ${values.runs}`);
+/** The comma-separated `value`, or `fallback`; each item must be one of `allowed`. */
+function list<T extends string>(
+  flag: string,
+  value: string | undefined,
+  fallback: string,
+  allowed: readonly T[],
+): T[] {
+  const items = (value ?? fallback).split(',').filter((v) => v !== '');
+  for (const item of items) {
+    if (!allowed.includes(item as T)) usage(`${flag} takes ${allowed.join(', ')}; not ${item}`);
+  }
+  return items as T[];
+}
+
+if (values.agent) {
+  await agentBench({
+    runs,
+    formats: list<AgentFormat>('--only', values.only, 'lz4,zstd', ['lz4', 'zstd']),
+    variants: list<AgentVariant>('--variants', values.variants, 'full,traced', ['full', 'traced']),
+    inits: list<AgentInit>('--inits', values.inits, 'static,sh', ['static', 'sh']),
+    kernels: list<AgentKernel>('--kernels', values.kernels, 'bzImage,vmlinux', ['bzImage', 'vmlinux']),
+    ...(values.out ? { out: values.out } : {}),
+  });
+  process.exit(0);
+}
+if (values.inits !== undefined || values.kernels !== undefined) {
+  usage('--inits and --kernels are for --agent; the default table has the `sh` variant');
+}
+const formats = list<Format>('--only', values.only, 'none,lz4,zstd,gzip', ['none', 'lz4', 'zstd', 'gzip']);
+const variants = list('--variants', values.variants, 'full,slim,traced,sh', [
+  'full',
+  'slim',
+  'traced',
+  'sh',
+]).map((v) => (v === 'sh' ? 'full, sh init' : v)) as Variant[];
+const median = (xs: number[]) => medianOf(xs) ?? Number.NaN;
 
 const fixture = await ensureDebianPythonImage();
 const kernel = await findKernel();
@@ -120,11 +175,9 @@ try {
     }
     log(`boot round ${run + 1}/${runs} done`);
   }
-  const s = (ms: number) => (Number.isNaN(ms) ? '–' : `${(ms / 1000).toFixed(2)} s`);
+  const s = seconds;
   const lines = [
-    `Machine: ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'CPU'}, QEMU ${accel.toUpperCase()} (${accel === 'tcg' ? 'software emulation: about 10× slower than KVM, proportions hold' : 'hardware'}), kernel ${kernel.split('/').pop()}; load ${loadavg()
-      .map((l) => l.toFixed(2))
-      .join(' ')} at the end.`,
+    machineLine(accel, kernel),
     '',
     `Image: Debian bookworm minbase + python3 (test-utils' fixture; its program prints one line and exits). Medians of ${runs} boots (guest clock, from printk and the init's markers) and ${Math.min(runs, 3)} rebuilds in process (the image's member comes from the output cache, the overlay is built anew).`,
     '',
@@ -140,18 +193,7 @@ try {
   }
   const table = lines.join('\n');
   process.stdout.write(`${table}\n`);
-  if (values.out) {
-    const file = values.out;
-    const text = await readFile(file, 'utf8').catch(() => '');
-    const start = '<!-- boot-bench:start -->';
-    const end = '<!-- boot-bench:end -->';
-    const block = `${start}\n${table}\n${end}`;
-    const next =
-      text.includes(start) && text.includes(end)
-        ? text.slice(0, text.indexOf(start)) + block + text.slice(text.indexOf(end) + end.length)
-        : `${text.trimEnd()}\n\n## Boot time\n\n${block}\n`;
-    await writeFile(file, next);
-  }
+  if (values.out) await writeMarked(values.out, 'boot-bench', 'Boot time', table);
 } finally {
   await rm(dir, { recursive: true, force: true });
 }
