@@ -54,6 +54,10 @@ static int trace_on_exit;
 static unsigned long stop_after;
 
 __attribute__((noreturn)) static void finish(void) {
+  /* The console's last lines (the exit status, a trace's list) are still in the serial driver's
+     buffer; powering off now would cut them. Wait until they are sent. */
+  sys_ioctl(1, IRB_TCSBRK, (void *)1);
+  sys_ioctl(2, IRB_TCSBRK, (void *)1);
   sys_sync();
   long r = sys_reboot(reboot_on_exit ? IRB_RB_AUTOBOOT : IRB_RB_POWER_OFF);
   fail(reboot_on_exit ? "cannot reboot" : "cannot power off", 0, -r);

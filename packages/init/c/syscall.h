@@ -223,6 +223,8 @@ __asm__(".text\n"
 #define IRB_REBOOT_MAGIC2 0x28121969L
 #define IRB_RB_AUTOBOOT 0x01234567L
 #define IRB_RB_POWER_OFF 0x4321fedcL
+/* tcdrain(): TCSBRK with a non-zero argument waits until the tty has sent its output (asm-generic: both arches). */
+#define IRB_TCSBRK 0x5409
 
 typedef unsigned long irb_sigset_t;
 struct irb_timespec {

@@ -165,4 +165,26 @@ describe('static init (x86_64) booted by a real kernel, in an archive with no sh
     },
     BOOT,
   );
+
+  it(
+    'powers off only once the console has sent everything: the end of a long output and the status arrive',
+    async () => {
+      // 192 KiB just before the exit: the serial driver still holds the last KiB of it when the
+      // program ends, and the init's status line behind them.
+      const script = `${bb} yes drain-probe-line | ${bb} head -n 10000; echo drain-probe-end`;
+      const path = await writeStaticInitArchive(dir, 'drain.cpio', {
+        arch: 'x86_64',
+        busybox,
+        config: { argv: [bb, 'sh', '-c', script], env: ['PATH=/bin'] },
+      });
+      const result = await bootInitramfs({ kernel, initramfs: path, timeoutMs: BOOT - 20_000 });
+      const out = result.output;
+      expect(result, out.slice(-2000)).toMatchObject({ ok: true, exitCode: 0 });
+      // (A kernel message may land inside a line of the program's, so lines are not counted.)
+      expect(out).toMatch(/^drain-probe-end\r?$/m);
+      expect(out).toMatch(/^irb: exit status 0\r?$/m);
+      expect(out.indexOf('drain-probe-end')).toBeLessThan(out.indexOf('irb: exit status 0'));
+    },
+    BOOT,
+  );
 });
