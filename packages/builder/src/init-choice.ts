@@ -40,6 +40,7 @@ export interface InitChoiceInput {
     | 'initKind'
     | 'trace'
     | 'allowArchMismatch'
+    | 'keepOnly'
   >;
   /** The image's architecture (`amd64`, `arm64`, …), which picks the static init binary. */
   architecture: string;
@@ -134,6 +135,13 @@ export async function chooseInit(input: InitChoiceInput): Promise<InitChoice> {
   if (sh?.type !== 'file') {
     const blame = blameForMissingShell(input.effects);
     if (blame) throw new IrbError('IRB_OPTION_INVALID', blame);
+    if (input.options.keepOnly?.length) {
+      // A trace runs irb's static init, so it never lists the shell init's own tools.
+      throw new IrbError(
+        'IRB_OPTION_INVALID',
+        "`keepOnly` left out /bin/sh, which the shell init (`initKind` sh) needs: a trace runs irb's static init, so it does not list the shell, mount, mkdir and the libraries they load; build with the static init (`initKind` auto or static), or keep them with `keep` globs",
+      );
+    }
   }
   const plan = await planInit(input.view, input.config, { ...planOptions, architecture: input.architecture });
   const warnings: string[] = [];

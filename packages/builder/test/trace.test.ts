@@ -54,6 +54,17 @@ describe('trace and keepOnly on the Debian python3 image', () => {
     });
     expect(boot.output).toContain(fixture.marker);
     expect(boot.output).toContain('irb: exit status 0');
+
+    // The shell init needs tools the trace (taken with the static init) does not list: said as such.
+    await expect(
+      new InitramfsBuilder({ image: fixture.ref, keepOnly: [traceFile], initKind: 'sh' }).build(
+        join(dir, 'traced-sh.cpio.gz'),
+      ),
+    ).rejects.toMatchObject({
+      code: 'IRB_OPTION_INVALID',
+      message: expect.stringMatching(/^`keepOnly` left out \/bin\/sh/),
+    });
+    await expect(stat(join(dir, 'traced-sh.cpio.gz'))).rejects.toThrow(/ENOENT/);
   }, 900_000);
 
   it('slim presets remove what they promise and the program still runs', async () => {
