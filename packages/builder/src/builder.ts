@@ -11,6 +11,7 @@ import { writeFileAtomic } from './atomic.ts';
 import type { BaseTree } from './base-tree.ts';
 import { baseKey, modulesMemberKey, overlayKey } from './build-key.ts';
 import { consoleEntries, withExtras } from './extras.ts';
+import { buildFacts } from './facts.ts';
 import { checkInitOptions } from './init-options.ts';
 import { type BuildModules, resolveBuildModules } from './kernel-modules.ts';
 import {
@@ -303,25 +304,21 @@ export class InitramfsBuilder {
         ...(signal ? { signal } : {}),
         expectedBytes: rootfs.stats.uncompressedBytes,
         onProgress: emit,
-        facts: {
+        facts: buildFacts({
           image: o.image,
           manifestDigest,
-          configDigest: manifest.config.digest,
-          platform,
-          excluded: rootfs.stats.excluded,
-          filtered: rootfs.stats.filtered,
-          lostXattrs: lost,
-          init: overlay.init,
-          ...(overlay.initKind ? { initKind: overlay.initKind } : {}),
-          ...(overlay.command ? { command: overlay.command } : {}),
-          ...modulesFacts(mods, pre),
-          warnings: [
-            ...traceWarnings(pre, manifestDigest),
-            ...repairs.warnings,
-            ...(mods?.warnings ?? []),
-            ...overlay.warnings,
-          ],
-        },
+          base: {
+            configDigest: manifest.config.digest,
+            platform,
+            excluded: rootfs.stats.excluded,
+            filtered: rootfs.stats.filtered,
+            lostXattrs: lost,
+          },
+          overlay,
+          pre,
+          mods,
+          repairs: repairs.warnings,
+        }),
         started,
       });
       return {
@@ -464,25 +461,21 @@ export class InitramfsBuilder {
       ...(signal ? { signal } : {}),
       expectedBytes: h.stats.cpioBytes,
       onProgress: emit,
-      facts: {
+      facts: buildFacts({
         image: o.image,
         manifestDigest,
-        configDigest: h.configDigest,
-        platform: h.platform,
-        excluded: h.excluded,
-        filtered: h.filtered,
-        lostXattrs: h.lostXattrs,
-        init: described.init,
-        ...(described.initKind ? { initKind: described.initKind } : {}),
-        ...(described.command ? { command: described.command } : {}),
-        ...modulesFacts(mods, pre),
-        warnings: [
-          ...traceWarnings(pre, manifestDigest),
-          ...repairs,
-          ...(mods?.warnings ?? []),
-          ...described.warnings,
-        ],
-      },
+        base: {
+          configDigest: h.configDigest,
+          platform: h.platform,
+          excluded: h.excluded,
+          filtered: h.filtered,
+          lostXattrs: h.lostXattrs,
+        },
+        overlay: described,
+        pre,
+        mods,
+        repairs,
+      }),
       started,
     });
     return {
@@ -527,16 +520,6 @@ interface ModulesMember {
   release(): Promise<void>;
 }
 
-/** What the summary says of the modules and the network. */
-function modulesFacts(mods: BuildModules | undefined, pre: Preflight): Pick<BuildSummary, 'modules' | 'net'> {
-  return {
-    ...(mods
-      ? { modules: { release: mods.release, key: mods.key, names: mods.names, loadList: mods.loadList } }
-      : {}),
-    ...(pre.net !== undefined ? { net: pre.net } : {}),
-  };
-}
-
 /** A build ready to be read: the pipeline, a file whose bytes come first (a cached base member), and cleanup. */
 interface Opened {
   pipeline: BuildPipeline;
@@ -552,14 +535,6 @@ interface Opened {
    */
   verify?: () => Promise<void>;
   close: () => Promise<void>;
-}
-
-function traceWarnings(pre: Preflight, manifestDigest: string): string[] {
-  const other = pre.keepOnly?.manifestDigests.filter((d) => d !== manifestDigest) ?? [];
-  if (other.length === 0) return [];
-  return [
-    `\`keepOnly\` traces were taken of another image (${[...new Set(other)].join(', ')}, not ${manifestDigest}): what the program needs may have moved; trace this image again`,
-  ];
 }
 
 function keepOption(
