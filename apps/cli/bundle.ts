@@ -46,8 +46,9 @@ export function packageOf(specifier: string): string {
 /**
  * The packages the bundle leaves to node_modules: the CLI's "dependencies". Fails when one of
  * them imports an @irb package that would be bundled (that package would then run twice, with
- * two copies of its state), or when a bundled @irb package needs a third-party package the CLI
- * does not depend on (the bundle could not resolve it at run time).
+ * two copies of its state), or when a bundled @irb package needs a third-party package that is
+ * neither a dependency of the CLI (the bundle could not resolve it at run time) nor in
+ * {@link BUNDLED_THIRD_PARTY}.
  */
 export async function externalPackages(): Promise<Set<string>> {
   const cli = await readManifest(join(here, 'package.json'));
