@@ -15,7 +15,7 @@ import {
 } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultMemoryMiB } from '../src/commands/boot.ts';
-import { bin, busyboxLayer, cliCommand, filesIn, repoRoot, runCli, runProgram } from './harness.ts';
+import { busyboxLayer, cliCommand, filesIn, repoRoot, runCli, runProgram } from './harness.ts';
 
 const run = promisify(execFile);
 
@@ -57,14 +57,16 @@ describe('irb CLI conventions and edges (no VM)', () => {
 
   it('on an old Node, the bin says which Node it needs in one line before importing anything', async () => {
     const pkg = JSON.parse(await readFile(join(repoRoot, 'apps/cli/package.json'), 'utf8'));
-    const source = await readFile(bin, 'utf8');
+    const entry = join(repoRoot, 'apps/cli/src/bin.ts');
+    const source = await readFile(entry, 'utf8');
     expect(pkg.engines.node).toBe(`>=${/const MINIMUM = '([\d.]+)'/.exec(source)?.[1]}`);
     const oldNode = '/usr/bin/node';
     if (!existsSync(oldNode)) return;
     const { stdout: found } = await run(oldNode, ['--version']);
     const [major = 0, minor = 0] = found.trim().slice(1).split('.').map(Number);
     if (major > 22 || (major === 22 && minor >= 19)) return;
-    // The bin as it ships: compiled by tsc alone, types stripped, `./run.ts` rewritten to `./run.js`.
+    // The entry compiled by tsc alone, types stripped, `./run.ts` rewritten to `./run.js` (the
+    // bundle that ships is checked the same way in bundle.test.ts).
     const out = await mkdtemp(join(dir, 'bin-'));
     await run(join(repoRoot, 'node_modules/.bin/tsc'), [
       '--outDir',
@@ -78,7 +80,7 @@ describe('irb CLI conventions and edges (no VM)', () => {
       '--noCheck',
       '--noResolve',
       '--ignoreConfig',
-      bin,
+      entry,
     ]);
     const compiled = join(out, 'bin.js');
     expect(await readFile(compiled, 'utf8')).toContain("import('./run.js')");

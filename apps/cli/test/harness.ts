@@ -7,10 +7,16 @@ import { buildTar, type TarSpec } from '@irb/test-utils';
 const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root. */
 export const repoRoot = join(here, '..', '..', '..');
-/** The CLI's entry point (TypeScript, run by Node's type stripping). */
-export const bin = join(here, '..', 'src', 'bin.ts');
+/**
+ * Which CLI the tests run: the TypeScript sources (default), or with `IRB_TEST_CLI=dist` the
+ * bundle that ships (`pnpm --filter @irb/cli build` first), which must pass the same tests.
+ */
+export const testedCli: 'source' | 'dist' = process.env.IRB_TEST_CLI === 'dist' ? 'dist' : 'source';
+/** The CLI's entry point: src/bin.ts (run by Node's type stripping), or the bundle's dist/bin.js. */
+export const bin = join(here, '..', ...(testedCli === 'dist' ? ['dist', 'bin.js'] : ['src', 'bin.ts']));
 /** The command line that runs the CLI, for shell pipelines and `script`. */
-export const cliCommand = [process.execPath, '--conditions=@irb/source', bin];
+export const cliCommand =
+  testedCli === 'dist' ? [process.execPath, bin] : [process.execPath, '--conditions=@irb/source', bin];
 
 /** What a CLI run produced. */
 export interface CliResult {
@@ -37,7 +43,7 @@ export interface RunCliOptions {
   timeoutMs?: number;
 }
 
-/** Runs the real CLI as `pnpm irb` does: a separate Node process on the TypeScript sources. */
+/** Runs the real CLI as `pnpm irb` does: a separate Node process (see {@link testedCli}). */
 export function runCli(args: string[], options: RunCliOptions = {}): Promise<CliResult> {
   const [node, ...flags] = cliCommand;
   return runProgram(node!, [...flags, ...args], options);

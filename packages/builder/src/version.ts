@@ -1,5 +1,7 @@
 /** What goes into every key of the output cache besides the options: the format and irb's version. */
-import { readFileSync } from 'node:fs';
+// An import, not a read of the file beside this module: a bundler (the CLI's) inlines it, where
+// `../package.json` from a bundled chunk would be another package's.
+import packageJson from '../package.json' with { type: 'json' };
 
 /**
  * The version of irb's output format that goes into every build key (and so into the output
@@ -11,12 +13,7 @@ import { readFileSync } from 'node:fs';
  */
 export const BUILD_FORMAT_VERSION = 5;
 
-let builderVersion: string | undefined;
-
-/** This package's version (src/ and dist/ both sit beside package.json): part of every base key. */
+/** This package's version: part of every base key. */
 export function irbBuilderVersion(): string {
-  builderVersion ??= (
-    JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-  ).version;
-  return builderVersion;
+  return packageJson.version;
 }

@@ -2,7 +2,7 @@
  * `irb build IMAGE`: an initramfs from an image (see `InitramfsBuilder` in @irb/builder); with
  * `--cache-from` / `--cache-to`, through the remote build cache.
  */
-import type { BuildSummary, InitramfsBuilderOptions } from '@irb/builder';
+import type { BuildProgressEvent, BuildSummary, InitramfsBuilderOptions } from '@irb/builder';
 import { initOptionsConflict } from '@irb/builder/options';
 import { BOUNDS_FLAGS, BOUNDS_HELP, type BoundsArgs, boundsArgs, boundsOptions } from '../kit/bounds.ts';
 import {
@@ -248,7 +248,18 @@ export async function run(args: BuildArgs, io: CliIo, signal?: AbortSignal): Pro
   });
   // The facade alone (`@irb/builder/build`): a cached rebuild loads no more than it needs.
   const { InitramfsBuilder } = await import('@irb/builder/build');
-  io.beforeWork?.();
+  // V8's heap settings for the work (run.ts) at the build's first download, layer or pack event,
+  // not before: a changed V8 flag makes V8 refuse Node's built-in code cache, so the modules an
+  // unchanged rebuild loads afterwards (node:http, to revalidate the manifest) were compiled from
+  // source, 5–15 ms of its ~130 ms. (Such a rebuild reads only the config blob from the cache.)
+  let tuned = false;
+  const onWork = (event: BuildProgressEvent) => {
+    const work =
+      (event.type === 'blob' && event.phase === 'network') || event.type === 'index' || event.type === 'pack';
+    if (tuned || !work) return;
+    tuned = true;
+    io.beforeWork?.();
+  };
   // Said once: zstd output bytes depend on the library that wrote them (zstd-napi or node:zlib).
   if (args.verbose && args.compression === 'zstd')
     io.stderr.write(`irb: zstd backend: ${(await builder()).zstdBackend()}\n`);
@@ -265,7 +276,10 @@ export async function run(args: BuildArgs, io: CliIo, signal?: AbortSignal): Pro
     exitAction: args.onExit,
     initKind: args.initKind,
     ...programOptions(args),
-    onProgress: (event) => renderer.onEvent(event),
+    onProgress: (event) => {
+      onWork(event);
+      renderer.onEvent(event);
+    },
     ...(await toSourceOptions(args, signal)),
   };
   if (args.maxEntries !== undefined || args.maxUnpacked !== undefined)

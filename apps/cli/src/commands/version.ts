@@ -1,14 +1,12 @@
 /** `irb --version` (`-v`, `irb version`): the version; with --verbose, what irb runs on. */
 import { spawn } from 'node:child_process';
-import { constants, readFileSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
+// An import, not a read beside this module: the bundle (dist/) inlines it.
+import packageJson from '../../package.json' with { type: 'json' };
 import { EXIT } from '../kit/errors.ts';
 import type { CliIo } from '../kit/io.ts';
 import { builder } from '../kit/library.ts';
-
-function packageJson(): { version: string; engines: { node: string } } {
-  return JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-}
 
 /** First line of `command --version`, or `undefined` when it cannot be run. */
 function firstLineOf(command: string, args: string[]): Promise<string | undefined> {
@@ -52,7 +50,7 @@ async function kvmReport(): Promise<string> {
 
 /** `irb --version --verbose`: what irb runs on, the things bug reports need. */
 async function environmentReport(): Promise<string[]> {
-  const lines = [`node      ${process.version} (irb needs ${packageJson().engines.node})`];
+  const lines = [`node      ${process.version} (irb needs ${packageJson.engines.node})`];
   for (const qemu of ['qemu-system-x86_64', 'qemu-system-aarch64']) {
     const found = await firstLineOf(qemu, ['--version']);
     lines.push(
@@ -75,7 +73,7 @@ async function environmentReport(): Promise<string[]> {
 
 /** Prints the version, and with `verbose` the environment report; returns the exit code. */
 export async function printVersion(verbose: boolean, io: CliIo): Promise<number> {
-  io.stdout.write(`irb ${packageJson().version}\n`);
+  io.stdout.write(`irb ${packageJson.version}\n`);
   if (verbose) io.stdout.write(`${(await environmentReport()).join('\n')}\n`);
   return EXIT.ok;
 }
