@@ -29,8 +29,8 @@ import {
   type BootTrace,
   InitramfsBuilder,
   type InitramfsBuilderOptions,
-  parseTraceOutput,
   traceImage,
+  traceOfRun,
 } from '../packages/builder/src/index.ts';
 import { ensureDebianPythonImage } from '../packages/test-utils/src/debian-image.ts';
 import {
@@ -262,24 +262,13 @@ async function traceAgent(setup: BootSetup, base: InitramfsBuilderOptions, dir: 
     Math.max(summary.recommendedMemoryMiB, 256),
     true,
   );
-  const status = /irb: exit status (\d+)/.exec(trip.output);
-  let lists: ReturnType<typeof parseTraceOutput>;
+  let trace: BootTrace;
   try {
-    lists = parseTraceOutput(trip.output);
+    trace = traceOfRun(summary, trip.output);
   } catch (error) {
     const tail = trip.output.trimEnd().split('\n').slice(-8).join('\n');
     throw new Error(`the traced run: ${(error as Error).message}. Console's end:\n${tail}`, { cause: error });
   }
-  const trace: BootTrace = {
-    irbTrace: 1,
-    image: summary.image,
-    manifestDigest: summary.manifestDigest,
-    platform: summary.platform,
-    argv: summary.command ?? [],
-    ...(status ? { exitStatus: Number(status[1]) } : {}),
-    stopped: trip.output.includes('irb: time is up; stopping the program'),
-    ...lists,
-  };
   const file = join(dir, 'agent.trace.json');
   await writeFile(file, JSON.stringify(trace));
   log(`traced: ${trace.files.length} files (answer at ${seconds(trip.answerMs)})`);

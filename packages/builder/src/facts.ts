@@ -5,10 +5,11 @@
  */
 import type { BuildModules } from './kernel-modules.ts';
 import type { Overlay } from './overlay.ts';
+import type { BuildPipelineOptions } from './pipeline.ts';
 import type { Preflight } from './preflight.ts';
 
 /** The facts a build pipeline reports (see `createBuildPipeline`). */
-export type BuildFacts = Parameters<typeof import('./pipeline.ts').createBuildPipeline>[0]['facts'];
+export type BuildFacts = BuildPipelineOptions['facts'];
 
 /** What {@link buildFacts} assembles the summary's facts from. */
 export interface BuildFactsInput {

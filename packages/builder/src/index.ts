@@ -98,6 +98,6 @@ export {
   slimRemoves,
 } from './slim.ts';
 export { defaultKeychains } from './source-options.ts';
-export { type BootTrace, parseTraceOutput, type TraceOptions, traceImage } from './trace.ts';
+export { type BootTrace, parseTraceOutput, type TraceOptions, traceImage, traceOfRun } from './trace.ts';
 export type * from './types.ts';
 export { BUILD_FORMAT_VERSION } from './version.ts';

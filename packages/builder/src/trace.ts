@@ -43,6 +43,32 @@ function pathText(hex: string): string {
 }
 
 /**
+ * The trace of one run of a tracing archive (`trace: true`): what the build's summary says of the
+ * image and the program, and what the init printed on the console (the lists, the exit status,
+ * whether `stopAfterSeconds` stopped it). For a caller that boots the archive itself (with its own
+ * forwards, say) instead of through {@link traceImage}.
+ *
+ * @throws IrbError `IRB_TRACE_INCOMPLETE` when the console has no complete trace.
+ */
+export function traceOfRun(
+  summary: Pick<BuildSummary, 'image' | 'manifestDigest' | 'platform' | 'command'>,
+  console: string,
+): BootTrace {
+  const lists = parseTraceOutput(console);
+  const status = /irb: exit status (\d+)/.exec(console);
+  return {
+    irbTrace: 1,
+    image: summary.image,
+    manifestDigest: summary.manifestDigest,
+    platform: summary.platform,
+    argv: summary.command ?? [],
+    ...(status ? { exitStatus: Number(status[1]) } : {}),
+    stopped: console.includes('irb: time is up; stopping the program'),
+    ...lists,
+  };
+}
+
+/**
  * Reads the init's trace lines (`irb-trace: <kind> <hex>` between `irb-trace: begin` and
  * `irb-trace: end <count>`) from a console transcript.
  *
@@ -134,18 +160,7 @@ export async function traceImage(options: TraceOptions): Promise<BootTrace> {
       ...(onConsole ? { onOutput: onConsole } : {}),
       ...(build.signal ? { signal: build.signal } : {}),
     });
-    const lists = parseTraceOutput(result.output);
-    const status = /irb: exit status (\d+)/.exec(result.output);
-    return {
-      irbTrace: 1,
-      image: summary.image,
-      manifestDigest: summary.manifestDigest,
-      platform: summary.platform,
-      argv: summary.command ?? [],
-      ...(status ? { exitStatus: Number(status[1]) } : {}),
-      stopped: result.output.includes('irb: time is up; stopping the program'),
-      ...lists,
-    };
+    return traceOfRun(summary, result.output);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
