@@ -36,7 +36,7 @@ import packageJson from '../package.json' with { type: 'json' };
 import { archiveFacts } from './archive.ts';
 import { ociArchitecture, runsOn } from './elf-platform.ts';
 import { createRegistry } from './source.ts';
-import { defaultKeychains } from './source-options.ts';
+import { sourceOptions } from './source-options.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
 
 /** The irb version written into pushed artifacts (`dev.irb.version`). */
@@ -109,14 +109,7 @@ export async function withClient<T>(
   fn: (client: RegistryClient) => Promise<T>,
 ): Promise<T> {
   if (options.client) return fn(options.client);
-  const client = createRegistry({
-    keychains: options.keychains ?? defaultKeychains(),
-    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
-    ...(options.mirrors ? { mirrors: options.mirrors } : {}),
-    ...(options.cache !== undefined ? { cache: options.cache } : {}),
-    ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
+  const client = createRegistry(sourceOptions(options));
   try {
     return await fn(client);
   } finally {
