@@ -148,21 +148,18 @@ export function reportsTo(args: AppendArgs): 'stdout' | 'stderr' {
 export async function run(args: AppendArgs, io: CliIo, signal?: AbortSignal): Promise<number> {
   const { appendOverlay } = await import('@irb/builder/append');
   io.beforeWork?.();
-  // The registry's options only for an image in --kernel-modules (a --keychain loads the library).
-  const registry = args.kernelModules !== undefined ? await toSourceOptions(args, signal) : undefined;
+  // The cache, and the registry for an image in --kernel-modules: a --keychain (which loads the
+  // library) only counts there, the one thing append may pull.
+  const source = await toSourceOptions(
+    args.kernelModules !== undefined ? args : { ...args, keychains: [] },
+    signal,
+  );
   const options = {
     ...(args.init !== undefined ? { init: args.init } : {}),
     ...(args.compression !== undefined ? { compression: args.compression } : {}),
     ...(args.level !== undefined ? { level: args.level } : {}),
     ...programOptions(args),
-    ...(registry?.keychains ? { keychains: registry.keychains } : {}),
-    ...(registry && registry.insecureRegistries.length > 0
-      ? { insecureRegistries: registry.insecureRegistries }
-      : {}),
-    ...(args.platform !== undefined ? { platform: args.platform } : {}),
-    ...(args.cacheDir !== undefined ? { cacheDir: args.cacheDir } : {}),
-    ...(args.noCache ? { cache: false } : {}),
-    ...(signal ? { signal } : {}),
+    ...source,
   };
   let summary: AppendSummary;
   if (args.output === '-') {
