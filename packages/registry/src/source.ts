@@ -1,6 +1,5 @@
 import { IrbError } from '@irb/errors';
 import { createRegistryClient, type RegistryClient, type RegistryClientOptions } from './client.ts';
-import { openDockerArchive } from './sources/docker-archive.ts';
 import { openOciLayout } from './sources/oci-layout.ts';
 import type { Image, Platform, ProgressListener } from './types.ts';
 
@@ -81,11 +80,15 @@ export async function openImage(spec: string, options: OpenImageOptions = {}): P
   switch (parsed.transport) {
     case 'oci':
       return openOciLayout(parsed.path, { ...common, ...(parsed.tag !== undefined && { tag: parsed.tag }) });
-    case 'docker-archive':
+    case 'docker-archive': {
+      // Loaded only for an archive: with its tar index and @irb/tar it is ~10 modules that a
+      // build from a registry or a layout never runs, on every start of the CLI.
+      const { openDockerArchive } = await import('./sources/docker-archive.ts');
       return openDockerArchive(parsed.path, {
         ...common,
         ...(parsed.tag !== undefined && { tag: parsed.tag }),
       });
+    }
     case 'registry': {
       const client = options.client ?? createRegistryClient(options.registry);
       return client.image(parsed.reference, {

@@ -1,5 +1,4 @@
 /** `irb --version` (`-v`, `irb version`): the version; with --verbose, what irb runs on. */
-import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 // An import, not a read beside this module: the bundle (dist/) inlines it.
@@ -10,6 +9,9 @@ import { builder } from '../kit/library.ts';
 
 /** First line of `command --version`, or `undefined` when it cannot be run. */
 function firstLineOf(command: string, args: string[]): Promise<string | undefined> {
+  // Taken here, not imported: this module shares the chunk every command loads, and only
+  // `--version --verbose` runs a program.
+  const { spawn } = process.getBuiltinModule('node:child_process');
   return new Promise((resolve) => {
     let out = '';
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
