@@ -28,6 +28,105 @@ const here = dirname(fileURLToPath(import.meta.url));
  */
 const BUNDLED_THIRD_PARTY = new Set(['undici']);
 
+/**
+ * Node's modules taken with `process.getBuiltinModule` instead of `import`. An ESM import of a
+ * built-in module builds its namespace from every export, which runs the module's lazy getters:
+ * `node:crypto`'s load WebCrypto and its key, cipher and X.509 modules, `node:util`'s its diff
+ * and MIME modules. A cache hit imports both only to hash and to parse its arguments; the import
+ * cost 4–7 ms each, the same names taken from the module object nothing. The named imports
+ * rolldown writes (`import { a, b as c } from "node:x";`, one per line at the top of a chunk) become
+ * `const { a, b: c } = process.getBuiltinModule("node:x");` on the same line, so the source maps
+ * still hold; any other form of import is left as it is.
+ */
+export function builtinsByGetter(code: string): string {
+  return code.replace(
+    /^import \{([^}]*)\} from "(node:[^"]+)";$/gm,
+    (_line, names: string, id: string) =>
+      `const {${names.replace(/\b([\w$]+) as ([\w$]+)/g, '$1: $2')}} = process.getBuiltinModule(${JSON.stringify(id)});`,
+  );
+}
+
+/**
+ * What a module of the start chunks may import statically from outside the bundle: what every
+ * build loads anyway (the error catalog, the init's options, the names of the compressions, the
+ * member framing, the archive epoch).
+ */
+const START_EXTERNALS = new Set([
+  '@irb/errors',
+  '@irb/init',
+  '@irb/compress/types',
+  '@irb/compress/framing',
+  '@irb/cpio/epoch',
+]);
+
+/** The packages whose light modules join the `library` chunk. */
+const LIBRARY = /[\\/]packages[\\/](builder|registry|store|auth-[a-z]+)[\\/]/;
+const CLI = /[\\/]apps[\\/]cli[\\/]src[\\/]/;
+const RUN = /[\\/]apps[\\/]cli[\\/]src[\\/]run\.ts$/;
+
+interface ModuleGraph {
+  getModuleInfo(
+    id: string,
+  ): { importedIds: readonly string[]; dynamicallyImportedIds: readonly string[] } | null;
+}
+
+/**
+ * Two chunks for what a start of the CLI loads, instead of the ~35 small ones rolldown's own
+ * splitting makes of it (Node's ESM loader pays for every file: resolving, reading, linking):
+ * `cli`, the CLI's kit, `main` and its commands; `library`, the modules of the builder, the
+ * registry client, the store and the keychains that an unchanged `irb build` runs. A module joins
+ * one only when its static imports are "light" all the way down: within the bundle's own
+ * sources, Node's modules, or {@link START_EXTERNALS}. A module that reaches anything else (a
+ * compressor, the CPIO reader, the layer or kernel-module machinery, QEMU's driver, undici) stays
+ * in rolldown's chunks, loaded when a run needs it, so the two chunks never make a command load
+ * that. Left out as well: the entry's own closure (bin.ts and what it imports before the compile
+ * cache is on, so the large chunks are always read with it) and run.ts, whose top-level await
+ * must not sit in a chunk that other chunks import. An unchanged `irb build` loads 22 files
+ * instead of 53 (BENCHMARKS.md has the time).
+ */
+export function startChunks(entry: string, isExternal: (id: string) => boolean) {
+  let boot: Set<string> | undefined;
+  const light = new Map<string, boolean>();
+  const isLight = (id: string, graph: ModuleGraph): boolean => {
+    const seen = new Set<string>();
+    const todo = [id];
+    for (let next = todo.pop(); next !== undefined; next = todo.pop()) {
+      if (seen.has(next)) continue;
+      seen.add(next);
+      const known = light.get(next);
+      if (known === false) return false;
+      if (known) continue;
+      if (isExternal(next)) {
+        if (!isBuiltin(next) && !START_EXTERNALS.has(next)) return false;
+        continue;
+      }
+      if (/[\\/]node_modules[\\/]/.test(next)) return false;
+      todo.push(...(graph.getModuleInfo(next)?.importedIds ?? []));
+    }
+    return true;
+  };
+  /** What bin.ts loads before run.ts, static or dynamic. */
+  const bootOf = (graph: ModuleGraph) => {
+    const found = new Set<string>();
+    const todo = [entry];
+    for (let next = todo.pop(); next !== undefined; next = todo.pop()) {
+      if (found.has(next) || isExternal(next) || RUN.test(next)) continue;
+      found.add(next);
+      const info = graph.getModuleInfo(next);
+      todo.push(...(info?.importedIds ?? []), ...(info?.dynamicallyImportedIds ?? []));
+    }
+    return found;
+  };
+  return (id: string, graph: ModuleGraph): string | null => {
+    boot ??= bootOf(graph);
+    const group = CLI.test(id) ? 'cli' : LIBRARY.test(id) ? 'library' : null;
+    if (!group || boot.has(id) || RUN.test(id)) return null;
+    const verdict = light.get(id) ?? isLight(id, graph);
+    light.set(id, verdict);
+    return verdict ? group : null;
+  };
+}
+
 interface Manifest {
   name: string;
   dependencies?: Record<string, string>;
@@ -90,17 +189,21 @@ export interface BundledFile {
 export async function bundleCli(outDir: string): Promise<BundledFile[]> {
   const external = await externalPackages();
   await rm(outDir, { recursive: true, force: true });
+  const isExternal = (id: string) =>
+    isBuiltin(id) || (!id.startsWith('.') && !id.startsWith('/') && external.has(packageOf(id)));
   const bundle = await rolldown({
     input: { bin: join(here, 'src', 'bin.ts') },
     platform: 'node',
     cwd: here,
     // The packages as they are published (their dist/), not their TypeScript sources.
     resolve: { conditionNames: ['import', 'node', 'default'] },
-    external: (id) =>
-      isBuiltin(id) || (!id.startsWith('.') && !id.startsWith('/') && external.has(packageOf(id))),
+    external: isExternal,
     // The packages say "sideEffects": false, and so did the CLI, whose bin.ts and run.ts are
     // nothing but side effects; its package.json now names them.
     treeshake: true,
+    plugins: [
+      { name: 'builtins-by-getter', renderChunk: (code) => ({ code: builtinsByGetter(code), map: null }) },
+    ],
   });
   const { output } = await bundle.write({
     dir: outDir,
@@ -108,6 +211,11 @@ export async function bundleCli(outDir: string): Promise<BundledFile[]> {
     entryFileNames: '[name].js',
     chunkFileNames: 'chunks/[name]-[hash].js',
     sourcemap: true,
+    codeSplitting: {
+      // The entry's closure stays out of the groups (see startChunks), though the chunks import it.
+      includeDependenciesRecursively: false,
+      groups: [{ name: startChunks(join(here, 'src', 'bin.ts'), isExternal) }],
+    },
   });
   await bundle.close();
   await chmod(join(outDir, 'bin.js'), 0o755);
