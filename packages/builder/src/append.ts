@@ -12,6 +12,7 @@ import type { Keychain } from '@irb/registry';
 import { archiveTree } from './archive-tree.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { baseEnd } from './base-end.ts';
+import { monotonicMs } from './clock.ts';
 import type { BuildModules } from './kernel-modules.ts';
 import { blameInject, placeEntries } from './place.ts';
 import {
@@ -143,7 +144,7 @@ export function appendOverlay(
   files: readonly string[],
   options: AppendOverlayOptions = {},
 ): AppendStream | Promise<AppendSummary> {
-  const started = performance.now();
+  const started = monotonicMs();
   if (options.output !== undefined) return appendToFile(base, files, options.output, options, started);
   const signal = options.signal;
   return summarizedStream<AppendSummary>(async function* (finish) {
@@ -418,7 +419,7 @@ async function planAppend(
       ...(job !== undefined ? { job } : {}),
       memberBytes,
       compressedBytes: baseBytes + memberBytes,
-      durationMs: Math.round(performance.now() - started),
+      durationMs: Math.round(monotonicMs() - started),
     }),
   };
 }

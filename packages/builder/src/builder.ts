@@ -10,6 +10,7 @@ import { type CacheLayout, cacheLayout, tempName, tempPath } from '@irb/store';
 import { writeFileAtomic } from './atomic.ts';
 import type { BaseTree } from './base-tree.ts';
 import { baseKey, modulesMemberKey, overlayKey } from './build-key.ts';
+import { monotonicMs } from './clock.ts';
 import { consoleEntries, withExtras } from './extras.ts';
 import { buildFacts } from './facts.ts';
 import { checkInitOptions } from './init-options.ts';
@@ -84,7 +85,7 @@ export class InitramfsBuilder {
    * saying what to fix.
    */
   async build(output: string): Promise<BuildSummary> {
-    const started = performance.now();
+    const started = monotonicMs();
     const pre = await preflight(this.options, output);
     const root = this.options.cache !== false ? cacheLayout(this.options.cacheDir).root : undefined;
     return repairingCache(root, this.options.signal, async (repairs) => {
@@ -130,7 +131,7 @@ export class InitramfsBuilder {
         return opened;
       });
     return summarizedStream<BuildSummary>(async function* (finish) {
-      const started = performance.now();
+      const started = monotonicMs();
       const opened = await open(await preflight(o), started);
       try {
         if (opened.prefixFile !== undefined) {

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { IRB_ARCHIVE_NAME, TRAILER_RECORD, trailerMember } from '@irb/compress/framing';
 import type { CpioEntry } from '@irb/cpio';
+import { monotonicMs } from './clock.ts';
 import { recommendGuestMemory, tmpfsFootprint } from './memory.ts';
 import type { BuildProgressEvent, BuildSummary, InitramfsCompression } from './types.ts';
 
@@ -44,7 +45,7 @@ export interface BuildPipelineOptions {
     | 'recommendedMemoryMiB'
     | 'durationMs'
   >;
-  /** `performance.now()` when the build started, for `durationMs`. */
+  /** `monotonicMs()` when the build started, for `durationMs`. */
   started: number;
 }
 
@@ -246,7 +247,7 @@ export function createBuildPipeline(options: BuildPipelineOptions): BuildPipelin
         ...(f.modules ? { modules: f.modules } : {}),
         ...(f.net !== undefined ? { net: f.net } : {}),
         warnings: f.warnings,
-        durationMs: Math.round(performance.now() - options.started),
+        durationMs: Math.round(monotonicMs() - options.started),
       };
       emit?.({ type: 'done', summary });
       return summary;

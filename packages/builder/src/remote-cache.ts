@@ -11,10 +11,12 @@
  * tag are byte-identical (no wall-clock time in them), so whoever wins, the tag names the same
  * artifact.
  */
+
 import { isIrbError } from '@irb/errors';
 import { openImage, parseImageSpec, parseReference } from '@irb/registry';
 import { buildCacheTag, buildKey, buildKeyInput } from './build-key.ts';
 import { InitramfsBuilder } from './builder.ts';
+import { monotonicMs } from './clock.ts';
 import {
   type FleetOptions,
   type PushInitramfsResult,
@@ -147,7 +149,7 @@ export async function buildWithRemoteCache(
   output: string,
   remote: RemoteCacheOptions,
 ): Promise<CachedBuildResult> {
-  const started = performance.now();
+  const started = monotonicMs();
   const fleet = fleetOptions(options);
   const manifestDigest = await resolveDigest(options, fleet);
   const key = buildKey(await buildKeyInput(options, manifestDigest));
@@ -162,7 +164,7 @@ export async function buildWithRemoteCache(
       const summary = restoredSummary(pulled.annotations[BUILD_SUMMARY_ANNOTATION], {
         output,
         image: options.image,
-        durationMs: Math.round(performance.now() - started),
+        durationMs: Math.round(monotonicMs() - started),
       });
       if (summary) result.summary = summary;
       if (
