@@ -183,6 +183,8 @@ export interface BundledFile {
   fileName: string;
   /** Specifiers imported statically and dynamically: other files of the bundle, Node's modules, dependencies. */
   imports: string[];
+  /** The specifiers of {@link imports} that are static imports (loaded with the file itself). */
+  staticImports: string[];
 }
 
 /** Bundles the CLI into `outDir` (emptied first); returns the JavaScript files written. */
@@ -221,7 +223,13 @@ export async function bundleCli(outDir: string): Promise<BundledFile[]> {
   await chmod(join(outDir, 'bin.js'), 0o755);
   return output.flatMap((file) =>
     file.type === 'chunk'
-      ? [{ fileName: file.fileName, imports: [...file.imports, ...file.dynamicImports] }]
+      ? [
+          {
+            fileName: file.fileName,
+            imports: [...file.imports, ...file.dynamicImports],
+            staticImports: [...file.imports],
+          },
+        ]
       : [],
   );
 }

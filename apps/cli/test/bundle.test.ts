@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BundledFile, bundleCli, packageOf } from '../bundle.ts';
+import { type BundledFile, builtinsByGetter, bundleCli, packageOf } from '../bundle.ts';
 import { busyboxLayer, repoRoot, runProgram } from './harness.ts';
 
 const run = promisify(execFile);
@@ -84,6 +84,60 @@ describe('the bundled CLI (dist/bin.js)', () => {
     const entry = files.find((f) => f.fileName === 'bin.js')!;
     expect(entry.imports.filter((i) => !names.has(i) && !isBuiltin(i))).toEqual([]);
     expect(pkg.bin.irb).toBe('./dist/bin.js');
+  });
+
+  it('starts from two chunks that load none of the machinery a run may not need', async () => {
+    const names = new Set(files.map((f) => f.fileName));
+    const byName = new Map(files.map((f) => [f.fileName, f]));
+    const start = ['cli', 'library'].map((group) => {
+      const found = files.filter((f) => f.fileName.startsWith(`chunks/${group}-`));
+      expect(found, group).toHaveLength(1);
+      return found[0]!;
+    });
+    // Everything the two chunks load with them, following static imports through the bundle.
+    const seen = new Set<string>();
+    const outside = new Set<string>();
+    const todo = start.map((f) => f.fileName);
+    for (let next = todo.pop(); next !== undefined; next = todo.pop()) {
+      if (seen.has(next)) continue;
+      seen.add(next);
+      for (const specifier of byName.get(next)?.staticImports ?? []) {
+        if (names.has(specifier)) todo.push(specifier);
+        else if (!isBuiltin(specifier)) outside.add(specifier);
+      }
+    }
+    // What every build loads anyway; never a compressor, the CPIO reader, the layer machinery.
+    const allowed = [
+      '@irb/compress/framing',
+      '@irb/compress/types',
+      '@irb/cpio/epoch',
+      '@irb/errors',
+      '@irb/init',
+    ];
+    for (const specifier of outside) expect(allowed, specifier).toContain(specifier);
+    expect(outside.has('@irb/errors')).toBe(true);
+    // Node's modules are taken from the module object, not through an ESM namespace.
+    for (const file of start) {
+      const text = await readFile(join(out, file.fileName), 'utf8');
+      expect(text, file.fileName).not.toMatch(/^import [^;]* from "node:/m);
+    }
+  });
+
+  it('takes named imports of Node modules with process.getBuiltinModule, line for line', () => {
+    const code = [
+      'import { a, b as c } from "node:fs";',
+      'import { createHash as h } from "node:crypto";',
+      'import * as path from "node:path";',
+      'import { x } from "./other.js";',
+      'const y = 1;',
+    ].join('\n');
+    expect(builtinsByGetter(code).split('\n')).toEqual([
+      'const { a, b: c } = process.getBuiltinModule("node:fs");',
+      'const { createHash: h } = process.getBuiltinModule("node:crypto");',
+      'import * as path from "node:path";',
+      'import { x } from "./other.js";',
+      'const y = 1;',
+    ]);
   });
 
   it("keeps run.ts's side effects: --version prints, --version --verbose finds zstd-napi as the sources do", async () => {
