@@ -3,11 +3,11 @@
 // A rebuild from the cache spends most of its time loading modules (Node's ESM loader costs about
 // half a millisecond per file), and the packages are about a hundred files.
 //
-// Not bundled: what package.json lists under "dependencies". Those are the packages that find
-// files beside their own modules — @irb/compress its deflate worker and the zstd-napi and
-// lz4-napi addons (a missing addon would switch zstd to node:zlib, whose bytes differ), @irb/init
-// its static binaries, @irb/kmod the xz decoder — and every @irb package they import, so that no
-// module is loaded twice (once bundled, once from node_modules). They are resolved from
+// Not bundled: what package.json lists under "dependencies" (except BUNDLED_DEPENDENCIES). Those
+// are the packages that find files beside their own modules — @irb/compress its deflate worker and
+// the zstd-napi and lz4-napi addons (a missing addon would switch zstd to node:zlib, whose bytes
+// differ), @irb/kmod the xz decoder — and every @irb package they import, so that no module is
+// loaded twice (once bundled, once from node_modules). They are resolved from
 // node_modules at run time, exactly as the unbundled packages find them. A third-party package
 // that a bundled one imports is bundled only when it is listed in BUNDLED_THIRD_PARTY.
 //
@@ -27,6 +27,13 @@ const here = dirname(fileURLToPath(import.meta.url));
  * ~50 ms, on every build that downloads a blob, before its first request.
  */
 const BUNDLED_THIRD_PARTY = new Set(['undici']);
+
+/**
+ * Dependencies of the CLI that are bundled all the same: they are installed for their files
+ * (@irb/init's static binaries, which it finds through its package name), while their code loads
+ * with the CLI's chunks (six files fewer on every build).
+ */
+const BUNDLED_DEPENDENCIES = new Set(['@irb/init']);
 
 /**
  * Node's modules taken with `process.getBuiltinModule` instead of `import`. An ESM import of a
@@ -53,14 +60,13 @@ export function builtinsByGetter(code: string): string {
  */
 const START_EXTERNALS = new Set([
   '@irb/errors',
-  '@irb/init',
   '@irb/compress/types',
   '@irb/compress/framing',
   '@irb/cpio/epoch',
 ]);
 
 /** The packages whose light modules join the `library` chunk. */
-const LIBRARY = /[\\/]packages[\\/](builder|registry|store|auth-[a-z]+)[\\/]/;
+const LIBRARY = /[\\/]packages[\\/](builder|registry|store|init|auth-[a-z]+)[\\/]/;
 const CLI = /[\\/]apps[\\/]cli[\\/]src[\\/]/;
 const RUN = /[\\/]apps[\\/]cli[\\/]src[\\/]run\.ts$/;
 
@@ -81,7 +87,7 @@ interface ModuleGraph {
  * in rolldown's chunks, loaded when a run needs it, so the two chunks never make a command load
  * that. Left out as well: the entry's own closure (bin.ts and what it imports before the compile
  * cache is on, so the large chunks are always read with it) and run.ts, whose top-level await
- * must not sit in a chunk that other chunks import. An unchanged `irb build` loads 22 files
+ * must not sit in a chunk that other chunks import. An unchanged `irb build` loads 21 files
  * instead of 53 (BENCHMARKS.md has the time).
  */
 export function startChunks(entry: string, isExternal: (id: string) => boolean) {
@@ -151,7 +157,9 @@ export function packageOf(specifier: string): string {
  */
 export async function externalPackages(): Promise<Set<string>> {
   const cli = await readManifest(join(here, 'package.json'));
-  const external = new Set(Object.keys(cli.dependencies ?? {}));
+  const external = new Set(
+    Object.keys(cli.dependencies ?? {}).filter((name) => !BUNDLED_DEPENDENCIES.has(name)),
+  );
   const problems: string[] = [];
   const seen = new Set<string>();
   const visit = async (name: string, fromDir: string): Promise<void> => {
@@ -203,6 +211,8 @@ export async function bundleCli(outDir: string): Promise<BundledFile[]> {
     // The packages say "sideEffects": false, and so did the CLI, whose bin.ts and run.ts are
     // nothing but side effects; its package.json now names them.
     treeshake: true,
+    // What the entry exports is nothing: a chunk may add exports to it (the start groups need that).
+    preserveEntrySignatures: 'allow-extension',
     plugins: [
       { name: 'builtins-by-getter', renderChunk: (code) => ({ code: builtinsByGetter(code), map: null }) },
     ],
@@ -216,7 +226,7 @@ export async function bundleCli(outDir: string): Promise<BundledFile[]> {
     codeSplitting: {
       // The entry's closure stays out of the groups (see startChunks), though the chunks import it.
       includeDependenciesRecursively: false,
-      groups: [{ name: startChunks(join(here, 'src', 'bin.ts'), isExternal) }],
+      groups: [{ name: startChunks(join(here, 'src', 'bin.ts'), isExternal), debugName: 'start' }],
     },
   });
   await bundle.close();

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { IrbError } from '@irb/errors';
 
 /** The architectures the static init is built for (the kernel's names, as `uname -m` prints them). */
@@ -36,8 +37,10 @@ export function staticInitPath(arch: InitArch): string {
       `the static init is built for ${INIT_ARCHES.join(' and ')}, not "${String(arch)}"; pick one of them`,
     );
   }
-  // src/ and dist/ are both one level below the package root, where bin/ is.
-  return fileURLToPath(new URL(`../bin/init-${arch}`, import.meta.url));
+  // Found through the package's name, not beside this module: a bundle that inlines this code
+  // (the CLI's) still finds bin/ in node_modules, and the package itself resolves to its own root.
+  const root = dirname(createRequire(import.meta.url).resolve('@irb/init/package.json'));
+  return join(root, 'bin', `init-${arch}`);
 }
 
 /**
