@@ -295,7 +295,10 @@ export class InitramfsBuilder {
       // (the tree collector, packCpio, the compressors), so the bodies may be read back into the
       // same buffers; uncompressed, packCpio's chunks would reach the caller as they are.
       const transientBodies = pre.compression !== 'none';
-      const baseEntries = withExtras(rootfs.entries({ ...(signal ? { signal } : {}), transientBodies }), extras);
+      const baseEntries = withExtras(
+        rootfs.entries({ ...(signal ? { signal } : {}), transientBodies }),
+        extras,
+      );
       const pipeline = createBuildPipeline({
         members: [
           sink ? { entries: collector.tap(baseEntries), sink } : baseEntries,

@@ -262,18 +262,21 @@ describe('a source that reads into its chunk buffer again', () => {
     ['lz4', undefined],
     ['zstd', 'napi'],
     ['zstd', 'node'],
-  ] as const)('%s (%s) copies what it keeps: the same bytes as from fresh chunks', async (format, backend) => {
-    if (backend === 'napi' && zstdBackend() !== 'zstd-napi') return;
-    const before = process.env[ZSTD_BACKEND_ENV];
-    if (backend) process.env[ZSTD_BACKEND_ENV] = backend;
-    try {
-      const input = data.subarray(0, 3 * 1024 * 1024);
-      const fresh = await collect(compress(chunked(input, 65_536), { format, threads: 2 }));
-      const reused = await collect(compress(reusing(input), { format, threads: 2 }));
-      expect(sha(reused)).toBe(sha(fresh));
-    } finally {
-      if (before === undefined) delete process.env[ZSTD_BACKEND_ENV];
-      else process.env[ZSTD_BACKEND_ENV] = before;
-    }
-  });
+  ] as const)(
+    '%s (%s) copies what it keeps: the same bytes as from fresh chunks',
+    async (format, backend) => {
+      if (backend === 'napi' && zstdBackend() !== 'zstd-napi') return;
+      const before = process.env[ZSTD_BACKEND_ENV];
+      if (backend) process.env[ZSTD_BACKEND_ENV] = backend;
+      try {
+        const input = data.subarray(0, 3 * 1024 * 1024);
+        const fresh = await collect(compress(chunked(input, 65_536), { format, threads: 2 }));
+        const reused = await collect(compress(reusing(input), { format, threads: 2 }));
+        expect(sha(reused)).toBe(sha(fresh));
+      } finally {
+        if (before === undefined) delete process.env[ZSTD_BACKEND_ENV];
+        else process.env[ZSTD_BACKEND_ENV] = before;
+      }
+    },
+  );
 });
