@@ -292,7 +292,14 @@ export class InitramfsBuilder {
               }),
             )
           : undefined;
-      const baseEntries = withExtras(rootfs.entries(signal ? { signal } : {}), extras);
+      // Every stage between the entries and the output copies what it keeps past its next pull
+      // (the tree collector, packCpio, the compressors), so the bodies may be read back into the
+      // same buffers; uncompressed, packCpio's chunks would reach the caller as they are.
+      const transientBodies = pre.compression !== 'none';
+      const baseEntries = withExtras(
+        rootfs.entries({ ...(signal ? { signal } : {}), transientBodies }),
+        extras,
+      );
       const pipeline = createBuildPipeline({
         members: [
           sink ? { entries: collector.tap(baseEntries), sink } : baseEntries,

@@ -15,7 +15,9 @@ function checkInteger(name: string, value: number, min: number, max: number, fix
  * Compresses a byte stream. Pull-based: input is read only as output is consumed, with a
  * bounded amount in flight (gzip: about 3 × threads × 256 KiB; lz4: 2 × threads × 8 MiB).
  * Output is byte-identical for the same input, level and format, whatever the thread count
- * or input chunking (zstd: for the same backend, see `zstdBackend`).
+ * or input chunking (zstd: for the same backend, see `zstdBackend`). gzip, zstd and lz4 copy
+ * what they keep of an input chunk before they pull the next one, so a source may read into a
+ * chunk's buffer again once the next chunk is pulled; `none` hands its input on as it is.
  *
  * @example
  * ```ts

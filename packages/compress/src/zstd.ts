@@ -90,24 +90,33 @@ export function zstdStream(
 /** Input handed to node:zlib per write: one thread-pool round trip per 128 KiB, not per cpio header. */
 const NODE_WRITE_SIZE = 128 * 1024;
 
-/** Joins small chunks into pieces of at least `size` bytes (the last one may be shorter). */
+/**
+ * Joins small chunks into pieces of at least `size` bytes (the last one may be shorter). Small
+ * chunks are copied as they come, not kept: a source may read into a chunk's buffer again once
+ * the next one is pulled (see `compress`).
+ */
 async function* coalesce(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Uint8Array> {
-  let parts: Uint8Array[] = [];
+  let piece = Buffer.allocUnsafe(0);
   let length = 0;
   for await (const chunk of source) {
     if (chunk.length >= size && length === 0) {
       yield chunk;
       continue;
     }
-    parts.push(chunk);
+    if (length + chunk.length > piece.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * size, length + chunk.length));
+      grown.set(piece.subarray(0, length));
+      piece = grown;
+    }
+    piece.set(chunk, length);
     length += chunk.length;
     if (length >= size) {
-      yield Buffer.concat(parts, length);
-      parts = [];
+      yield piece.subarray(0, length);
+      piece = Buffer.allocUnsafe(0);
       length = 0;
     }
   }
-  if (length > 0) yield Buffer.concat(parts, length);
+  if (length > 0) yield piece.subarray(0, length);
 }
 
 /**

@@ -243,8 +243,10 @@ function badChunk(path: CpioPath, chunk: unknown): CpioError {
  * nlink, size 0, and the body on the last name.
  *
  * Output chunks are at most 64 KiB of gathered headers and small bodies, except that body
- * chunks of 16 KiB or more are handed on as the very same objects (no copy): do not reuse
- * or change a body chunk after yielding it.
+ * chunks of 16 KiB or more are handed on as the very same objects (no copy), before the next
+ * body chunk is pulled: a body may read into a chunk's buffer again once the next chunk is
+ * pulled only when the consumer of this stream copies what it keeps (as `compress` does).
+ * Smaller body chunks are copied at once.
  */
 export async function* packCpio(
   entries: AsyncIterable<CpioEntry> | Iterable<CpioEntry>,

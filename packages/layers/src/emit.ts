@@ -30,6 +30,7 @@ export interface EmitContext {
 export async function* emitEntries(
   { tree, layers, spools, onProgress }: EmitContext,
   signal?: AbortSignal,
+  transientBodies = false,
 ): AsyncGenerator<CpioEntry> {
   signal?.throwIfAborted();
   const { links } = tree.analyze();
@@ -132,7 +133,7 @@ export async function* emitEntries(
     if (spool && !spool.closed && wanted.every((node) => spool.has(ordinalOf(node)))) {
       // The bodies in tar order, as the blob would give them, without decompressing it again.
       // Progress counts tar members up to the body, as reading the blob would.
-      const reader = spool.reader();
+      const reader = spool.reader({ transient: transientBodies });
       let seen = 0;
       for (const node of wanted) {
         signal?.throwIfAborted();

@@ -161,12 +161,16 @@ export class Rootfs {
    * devices, FIFOs and empty files in depth-first byte order (parents before children), then
    * file bodies layer by layer in tar order (each needed layer blob reopened once and read
    * sequentially), then injected files. Hard links come as one entry with `links`. Bodies are
-   * streamed: read each entry's body before asking for the next entry.
+   * streamed: read each entry's body before asking for the next entry. With `transientBodies`,
+   * a body chunk read back from the index pass's spool is valid only until the next chunk is
+   * pulled (its buffer is read into again): for consumers that copy what they keep, such as
+   * `packCpio` into a compressor, it saves a new buffer per MiB of bodies.
    */
-  entries(options: { signal?: AbortSignal } = {}): AsyncGenerator<CpioEntry> {
+  entries(options: { signal?: AbortSignal; transientBodies?: boolean } = {}): AsyncGenerator<CpioEntry> {
     return emitEntries(
       { tree: this.#tree, layers: this.#layers, spools: this.#spools, onProgress: this.#onProgress },
       options.signal,
+      options.transientBodies,
     );
   }
 

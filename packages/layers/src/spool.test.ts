@@ -94,6 +94,41 @@ describe('body spool', () => {
     expect(await openDescriptors()).toBe(fds);
   });
 
+  test('transientBodies: the same bodies, read back into two blocks used over and over', async () => {
+    const blobs = [
+      ...(await stack()),
+      await buildTar([f('large', noise(5_000_000, 12)), f('small', 's'), f('larger', noise(3_000_000, 13))], {
+        compression: 'gzip',
+      }),
+    ];
+    /** Bodies (copied before the next pull, as the contract asks) and the buffers they came in. */
+    const read = async (transientBodies: boolean) => {
+      const layers = blobs.map((blob) => layerOf(blob, MEDIA.unknown, 4099));
+      const rootfs = await indexLayers(layers, { concurrency: 2, spoolPath: inDir });
+      const bodies: Buffer[] = [];
+      const buffers = new Set<ArrayBufferLike>();
+      for await (const entry of rootfs.entries({ transientBodies })) {
+        if (entry.type !== 'file' || entry.body === undefined || entry.body instanceof Uint8Array) continue;
+        const parts: Buffer[] = [];
+        for await (const chunk of typeof entry.body === 'function' ? entry.body() : entry.body) {
+          parts.push(Buffer.from(chunk));
+          buffers.add(chunk.buffer);
+        }
+        bodies.push(Buffer.concat(parts));
+      }
+      await rootfs.close();
+      expect(layers.map((layer) => layer.opens)).toEqual([1, 1, 1, 1]);
+      return { bodies, buffers: buffers.size };
+    };
+    const fresh = await read(false);
+    const reused = await read(true);
+    expect(reused.bodies).toEqual(fresh.bodies);
+    expect(reused.bodies.length).toBeGreaterThan(900);
+    // At most two blocks per layer, where every block read was a new buffer before.
+    expect(reused.buffers).toBeLessThanOrEqual(2 * blobs.length);
+    expect(fresh.buffers).toBeGreaterThan(2 * blobs.length);
+  });
+
   test('readFile reads from the spool; after close() everything comes from the blobs again', async () => {
     const blobs = await stack();
     const layers = blobs.map((blob) => layerOf(blob, MEDIA.unknown));
