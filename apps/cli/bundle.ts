@@ -16,7 +16,7 @@ import { chmod, readFile, rm } from 'node:fs/promises';
 import { createRequire, isBuiltin } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { rolldown } from 'rolldown';
+import { type InputOptions, type OutputAsset, type OutputChunk, rolldown } from 'rolldown';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -65,8 +65,8 @@ const START_EXTERNALS = new Set([
   '@irb/cpio/epoch',
 ]);
 
-/** The packages whose light modules join the `library` chunk. */
-const LIBRARY = /[\\/]packages[\\/](builder|registry|store|init|auth-[a-z]+)[\\/]/;
+/** The packages whose light modules join the `library` chunk (of @irb/layers: the `--inject` parser). */
+const LIBRARY = /[\\/]packages[\\/](builder|registry|store|init|layers|auth-[a-z]+)[\\/]/;
 const CLI = /[\\/]apps[\\/]cli[\\/]src[\\/]/;
 const RUN = /[\\/]apps[\\/]cli[\\/]src[\\/]run\.ts$/;
 
@@ -80,37 +80,17 @@ interface ModuleGraph {
  * Two chunks for what a start of the CLI loads, instead of the ~35 small ones rolldown's own
  * splitting makes of it (Node's ESM loader pays for every file: resolving, reading, linking):
  * `cli`, the CLI's kit, `main` and its commands; `library`, the modules of the builder, the
- * registry client, the store and the keychains that an unchanged `irb build` runs. A module joins
- * one only when its static imports are "light" all the way down: within the bundle's own
- * sources, Node's modules, or {@link START_EXTERNALS}. A module that reaches anything else (a
- * compressor, the CPIO reader, the layer or kernel-module machinery, QEMU's driver, undici) stays
- * in rolldown's chunks, loaded when a run needs it, so the two chunks never make a command load
- * that. Left out as well: the entry's own closure (bin.ts and what it imports before the compile
- * cache is on, so the large chunks are always read with it) and run.ts, whose top-level await
- * must not sit in a chunk that other chunks import. An unchanged `irb build` loads 21 files
- * instead of 53 (BENCHMARKS.md has the time).
+ * registry client, the store, the keychains and the init's options that an unchanged `irb build`
+ * runs. A module joins one only when it is `light` (see {@link lightModules}): a module that
+ * reaches anything else (a compressor, the CPIO reader, the layer or kernel-module machinery,
+ * QEMU's driver, undici) stays in rolldown's chunks, loaded when a run needs it, so the two chunks
+ * never make a command load that. Left out as well: the entry's own closure (bin.ts and what it
+ * imports before the compile cache is on, so the large chunks are always read with it) and
+ * run.ts, whose top-level await must not sit in a chunk that other chunks import. An unchanged
+ * `irb build` loads 16 files instead of 53 (BENCHMARKS.md has the time).
  */
-export function startChunks(entry: string, isExternal: (id: string) => boolean) {
+export function startChunks(entry: string, isExternal: (id: string) => boolean, light: ReadonlySet<string>) {
   let boot: Set<string> | undefined;
-  const light = new Map<string, boolean>();
-  const isLight = (id: string, graph: ModuleGraph): boolean => {
-    const seen = new Set<string>();
-    const todo = [id];
-    for (let next = todo.pop(); next !== undefined; next = todo.pop()) {
-      if (seen.has(next)) continue;
-      seen.add(next);
-      const known = light.get(next);
-      if (known === false) return false;
-      if (known) continue;
-      if (isExternal(next)) {
-        if (!isBuiltin(next) && !START_EXTERNALS.has(next)) return false;
-        continue;
-      }
-      if (/[\\/]node_modules[\\/]/.test(next)) return false;
-      todo.push(...(graph.getModuleInfo(next)?.importedIds ?? []));
-    }
-    return true;
-  };
   /** What bin.ts loads before run.ts, static or dynamic. */
   const bootOf = (graph: ModuleGraph) => {
     const found = new Set<string>();
@@ -126,11 +106,46 @@ export function startChunks(entry: string, isExternal: (id: string) => boolean) 
   return (id: string, graph: ModuleGraph): string | null => {
     boot ??= bootOf(graph);
     const group = CLI.test(id) ? 'cli' : LIBRARY.test(id) ? 'library' : null;
-    if (!group || boot.has(id) || RUN.test(id)) return null;
-    const verdict = light.get(id) ?? isLight(id, graph);
-    light.set(id, verdict);
-    return verdict ? group : null;
+    if (!group || boot.has(id) || RUN.test(id) || !light.has(id)) return null;
+    return group;
   };
+}
+
+/**
+ * The modules whose chunk, in a bundle split by rolldown alone, loads nothing from outside the
+ * bundle but Node's modules and {@link START_EXTERNALS}, following its static imports through
+ * the other chunks. Judged on that bundle, not on the module graph: the graph still holds the
+ * imports tree-shaking drops (a package's index re-exports everything it has, so through the
+ * registry client's index every keychain would seem to load the docker-archive reader and
+ * @irb/tar).
+ */
+export async function lightModules(output: readonly (OutputChunk | OutputAsset)[]): Promise<Set<string>> {
+  const chunks = new Map(output.flatMap((c) => (c.type === 'chunk' ? [[c.fileName, c] as const] : [])));
+  const verdicts = new Map<string, boolean>();
+  const isLight = (fileName: string): boolean => {
+    const seen = new Set<string>();
+    const todo = [fileName];
+    for (let next = todo.pop(); next !== undefined; next = todo.pop()) {
+      if (seen.has(next)) continue;
+      seen.add(next);
+      if (verdicts.get(next) === false) return false;
+      const chunk = chunks.get(next);
+      if (chunk === undefined) {
+        if (!isBuiltin(next) && !START_EXTERNALS.has(next)) return false;
+        continue;
+      }
+      if (chunk.moduleIds.some((id) => /[\\/]node_modules[\\/]/.test(id))) return false;
+      todo.push(...chunk.imports);
+    }
+    return true;
+  };
+  const light = new Set<string>();
+  for (const [fileName, chunk] of chunks) {
+    const verdict = isLight(fileName);
+    verdicts.set(fileName, verdict);
+    if (verdict) for (const id of chunk.moduleIds) light.add(id);
+  }
+  return light;
 }
 
 interface Manifest {
@@ -201,7 +216,7 @@ export async function bundleCli(outDir: string): Promise<BundledFile[]> {
   await rm(outDir, { recursive: true, force: true });
   const isExternal = (id: string) =>
     isBuiltin(id) || (!id.startsWith('.') && !id.startsWith('/') && external.has(packageOf(id)));
-  const bundle = await rolldown({
+  const input: InputOptions = {
     input: { bin: join(here, 'src', 'bin.ts') },
     platform: 'node',
     cwd: here,
@@ -216,17 +231,25 @@ export async function bundleCli(outDir: string): Promise<BundledFile[]> {
     plugins: [
       { name: 'builtins-by-getter', renderChunk: (code) => ({ code: builtinsByGetter(code), map: null }) },
     ],
-  });
-  const { output } = await bundle.write({
-    dir: outDir,
+  };
+  const format = {
     format: 'esm',
     entryFileNames: '[name].js',
     chunkFileNames: 'chunks/[name]-[hash].js',
+  } as const;
+  // First rolldown's own splitting, to see which modules load nothing heavy (lightModules).
+  const probe = await rolldown(input);
+  const light = await lightModules((await probe.generate(format)).output);
+  await probe.close();
+  const bundle = await rolldown(input);
+  const { output } = await bundle.write({
+    ...format,
+    dir: outDir,
     sourcemap: true,
     codeSplitting: {
       // The entry's closure stays out of the groups (see startChunks), though the chunks import it.
       includeDependenciesRecursively: false,
-      groups: [{ name: startChunks(join(here, 'src', 'bin.ts'), isExternal), debugName: 'start' }],
+      groups: [{ name: startChunks(join(here, 'src', 'bin.ts'), isExternal, light), debugName: 'start' }],
     },
   });
   await bundle.close();
