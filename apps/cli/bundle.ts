@@ -77,17 +77,17 @@ interface ModuleGraph {
 }
 
 /**
- * Two chunks for what a start of the CLI loads, instead of the ~35 small ones rolldown's own
+ * Three chunks for what a start of the CLI loads, instead of the ~35 small ones rolldown's own
  * splitting makes of it (Node's ESM loader pays for every file: resolving, reading, linking):
- * `cli`, the CLI's kit, `main` and its commands; `library`, the modules of the builder, the
- * registry client, the store, the keychains and the init's options that an unchanged `irb build`
- * runs. A module joins one only when it is `light` (see {@link lightModules}): a module that
- * reaches anything else (a compressor, the CPIO reader, the layer or kernel-module machinery,
- * QEMU's driver, undici) stays in rolldown's chunks, loaded when a run needs it, so the two chunks
- * never make a command load that. Left out as well: the entry's own closure (bin.ts and what it
- * imports before the compile cache is on, so the large chunks are always read with it) and
- * run.ts, whose top-level await must not sit in a chunk that other chunks import. An unchanged
- * `irb build` loads 16 files instead of 53 (BENCHMARKS.md has the time).
+ * `entry`, what bin.ts loads before the compile cache is on (kept apart and small, so the large
+ * chunks are always read with the cache); `cli`, the CLI's kit, `main` and its commands;
+ * `library`, the modules of the builder, the registry client, the store, the keychains and the
+ * init's options that an unchanged `irb build` runs. A module joins `cli` or `library` only when
+ * it is light (see {@link lightModules}): a module that reaches anything else (a compressor, the
+ * CPIO reader, the layer or kernel-module machinery, QEMU's driver, undici) stays in rolldown's
+ * chunks, loaded when a run needs it, so the chunks never make a command load that. run.ts stays
+ * out: its top-level await must not sit in a chunk that other chunks import. An unchanged
+ * `irb build` loads 15 files instead of 53 (BENCHMARKS.md has the time).
  */
 export function startChunks(entry: string, isExternal: (id: string) => boolean, light: ReadonlySet<string>) {
   let boot: Set<string> | undefined;
@@ -105,8 +105,9 @@ export function startChunks(entry: string, isExternal: (id: string) => boolean, 
   };
   return (id: string, graph: ModuleGraph): string | null => {
     boot ??= bootOf(graph);
+    if (boot.has(id)) return 'entry';
     const group = CLI.test(id) ? 'cli' : LIBRARY.test(id) ? 'library' : null;
-    if (!group || boot.has(id) || RUN.test(id) || !light.has(id)) return null;
+    if (!group || RUN.test(id) || !light.has(id)) return null;
     return group;
   };
 }
