@@ -55,10 +55,10 @@ export function builtinsByGetter(code: string): string {
 
 /**
  * What a module of the start chunks may import statically from outside the bundle: what every
- * build loads anyway (the error catalog, the init's options, the names of the compressions, the
- * member framing, the archive epoch).
+ * build loads anyway (the error catalog, the names of the compressions, the member framing, the
+ * archive epoch).
  */
-const START_EXTERNALS = new Set([
+export const START_EXTERNALS: ReadonlySet<string> = new Set([
   '@irb/errors',
   '@irb/compress/types',
   '@irb/compress/framing',
@@ -120,7 +120,7 @@ export function startChunks(entry: string, isExternal: (id: string) => boolean, 
  * registry client's index every keychain would seem to load the docker-archive reader and
  * @irb/tar).
  */
-export async function lightModules(output: readonly (OutputChunk | OutputAsset)[]): Promise<Set<string>> {
+export function lightModules(output: readonly (OutputChunk | OutputAsset)[]): Set<string> {
   const chunks = new Map(output.flatMap((c) => (c.type === 'chunk' ? [[c.fileName, c] as const] : [])));
   const verdicts = new Map<string, boolean>();
   const isLight = (fileName: string): boolean => {
@@ -213,12 +213,13 @@ export interface BundledFile {
 
 /** Bundles the CLI into `outDir` (emptied first); returns the JavaScript files written. */
 export async function bundleCli(outDir: string): Promise<BundledFile[]> {
+  const entry = join(here, 'src', 'bin.ts');
   const external = await externalPackages();
   await rm(outDir, { recursive: true, force: true });
   const isExternal = (id: string) =>
     isBuiltin(id) || (!id.startsWith('.') && !id.startsWith('/') && external.has(packageOf(id)));
   const input: InputOptions = {
-    input: { bin: join(here, 'src', 'bin.ts') },
+    input: { bin: entry },
     platform: 'node',
     cwd: here,
     // The packages as they are published (their dist/), not their TypeScript sources.
@@ -238,11 +239,9 @@ export async function bundleCli(outDir: string): Promise<BundledFile[]> {
     entryFileNames: '[name].js',
     chunkFileNames: 'chunks/[name]-[hash].js',
   } as const;
-  // First rolldown's own splitting, to see which modules load nothing heavy (lightModules).
-  const probe = await rolldown(input);
-  const light = await lightModules((await probe.generate(format)).output);
-  await probe.close();
   const bundle = await rolldown(input);
+  // First rolldown's own splitting, in memory, to see which modules load nothing heavy.
+  const light = lightModules((await bundle.generate(format)).output);
   const { output } = await bundle.write({
     ...format,
     dir: outDir,
@@ -250,7 +249,7 @@ export async function bundleCli(outDir: string): Promise<BundledFile[]> {
     codeSplitting: {
       // The entry's closure stays out of the groups (see startChunks), though the chunks import it.
       includeDependenciesRecursively: false,
-      groups: [{ name: startChunks(join(here, 'src', 'bin.ts'), isExternal, light), debugName: 'start' }],
+      groups: [{ name: startChunks(entry, isExternal, light), debugName: 'start' }],
     },
   });
   await bundle.close();

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildImage, buildTar, pushImage, type StartedRegistry, startRegistry } from '@irb/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BundledFile, builtinsByGetter, bundleCli, packageOf } from '../bundle.ts';
+import { type BundledFile, builtinsByGetter, bundleCli, packageOf, START_EXTERNALS } from '../bundle.ts';
 import { busyboxLayer, repoRoot, runProgram } from './harness.ts';
 
 const run = promisify(execFile);
@@ -88,15 +88,15 @@ describe('the bundled CLI (dist/bin.js)', () => {
     expect(pkg.bin.irb).toBe('./dist/bin.js');
   });
 
-  it('starts from two chunks that load none of the machinery a run may not need', async () => {
+  it('starts from three chunks that load none of the machinery a run may not need', async () => {
     const names = new Set(files.map((f) => f.fileName));
     const byName = new Map(files.map((f) => [f.fileName, f]));
-    const start = ['cli', 'library'].map((group) => {
+    const start = ['entry', 'cli', 'library'].map((group) => {
       const found = files.filter((f) => f.fileName.startsWith(`chunks/${group}-`));
       expect(found, group).toHaveLength(1);
       return found[0]!;
     });
-    // Everything the two chunks load with them, following static imports through the bundle.
+    // Everything the three chunks load with them, following static imports through the bundle.
     const seen = new Set<string>();
     const outside = new Set<string>();
     const todo = start.map((f) => f.fileName);
@@ -110,6 +110,7 @@ describe('the bundled CLI (dist/bin.js)', () => {
     }
     // What every build loads anyway; never a compressor, the CPIO reader, the layer machinery.
     const allowed = ['@irb/compress/framing', '@irb/compress/types', '@irb/cpio/epoch', '@irb/errors'];
+    expect([...START_EXTERNALS].sort()).toEqual(allowed);
     for (const specifier of outside) expect(allowed, specifier).toContain(specifier);
     expect(outside.has('@irb/errors')).toBe(true);
     // Node's modules are taken from the module object, not through an ESM namespace.
