@@ -22,13 +22,12 @@
  * keys differ, never make two different outputs share one.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { COMPRESSION_LEVELS } from '@irb/compress/types';
 import { sourceDateEpoch } from '@irb/cpio/epoch';
 import { IrbError } from '@irb/errors';
-import { initArchForPlatform, staticInitPath } from '@irb/init';
+import { initArchForPlatform, staticInitBinary } from '@irb/init';
 import { parseInjectSpec } from '@irb/layers/inject-spec';
 import { netValueOf } from './run-options.ts';
 import type { InitramfsBuilderOptions } from './types.ts';
@@ -301,9 +300,8 @@ function staticInitDigest(architecture: string): string | null {
   const arch = initArchForPlatform(architecture);
   if (arch === undefined) return null;
   try {
-    return createHash('sha256')
-      .update(readFileSync(staticInitPath(arch)))
-      .digest('hex');
+    // The bytes staticInitBinary keeps: a build that then packs /init reads the file once.
+    return createHash('sha256').update(staticInitBinary(arch)).digest('hex');
   } catch {
     return null;
   }

@@ -11,7 +11,6 @@
  * tag are byte-identical (no wall-clock time in them), so whoever wins, the tag names the same
  * artifact.
  */
-
 import { isIrbError } from '@irb/errors';
 import { openImage, parseImageSpec, parseReference } from '@irb/registry';
 import { buildCacheTag, buildKey, buildKeyInput } from './build-key.ts';
