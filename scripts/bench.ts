@@ -351,32 +351,44 @@ async function main(): Promise<void> {
     // Runs are interleaved (run 1 of every row, then run 2 of every row, …) so that load from
     // other processes on a shared machine spreads over all rows instead of skewing one.
     const scratch = async (prefix: string) => mkdtemp(join(work, prefix));
-    const plans: Array<{ row: Row; body: (out: string) => Promise<string> }> = [];
-    const plan = (row: Omit<Row, 'samples'>, body: (out: string) => Promise<string>) => {
-      plans.push({ row: { ...row, samples: [] }, body });
+    // `fixedOut`: the row writes this file every run (kept between runs) instead of a new one.
+    const plans: Array<{ row: Row; body: (out: string) => Promise<string>; fixedOut?: string }> = [];
+    const plan = (row: Omit<Row, 'samples'>, body: (out: string) => Promise<string>, fixedOut?: string) => {
+      plans.push({ row: { ...row, samples: [] }, body, ...(fixedOut ? { fixedOut } : {}) });
     };
     // The CLIs measured: this checkout's, and the one of `--before` (rows "irb before").
-    const clis: Array<{ args: string[]; label: string; cold: Row['kind']; warm: Row['kind'] }> = [];
-    if (!options.noIrb) clis.push({ args: cliArgs, label: 'irb', cold: 'irb-cold', warm: 'irb-warm' });
+    const clis: Array<{
+      args: string[];
+      label: string;
+      cold: Row['kind'];
+      warm: Row['kind'];
+      rebuild: Row['kind'];
+    }> = [];
+    if (!options.noIrb) {
+      clis.push({ args: cliArgs, label: 'irb', cold: 'irb-cold', warm: 'irb-warm', rebuild: 'irb-rebuild' });
+    }
     if (!options.noIrb && beforeArgs) {
       clis.push({
         args: beforeArgs,
         label: `irb ${options.beforeLabel}`,
         cold: 'before-cold',
         warm: 'before-warm',
+        rebuild: 'before-rebuild',
       });
     }
     // One cache per CLI serves its warm rows: blobs, layer indexes and the output cache, which
     // holds members per compression. Filled untimed, once per compression, so every timed warm
     // run is the same unchanged rebuild.
+    // The untimed build's output stays: the rebuild rows build into it again, already up to date.
     const warmCaches = new Map<string, string>();
-    for (const cli of clis) {
+    const rebuildOuts = new Map<string, string>();
+    for (const [index, cli] of clis.entries()) {
       const warmCache = await scratch('cache-warm-');
       warmCaches.set(cli.label, warmCache);
-      const warmOut = join(work, 'warmup');
       for (const compression of options.only) {
+        const warmOut = join(work, `rebuild-${index}.${compression}`);
+        rebuildOuts.set(`${cli.label}/${compression}`, warmOut);
         await timeScript(work, irbCommand(debianRef, compression, warmOut, warmCache, cli.args), warmOut);
-        await rm(warmOut, { force: true });
       }
     }
     const name = 'Debian + python3';
@@ -400,6 +412,17 @@ async function main(): Promise<void> {
         );
         plan({ workload: name, compression, name: `${cli.label}, warm cache`, kind: cli.warm }, async (out) =>
           irbCommand(debianRef, compression, out, cache, cli.args),
+        );
+        const rebuildOut = rebuildOuts.get(`${cli.label}/${compression}`) as string;
+        plan(
+          {
+            workload: name,
+            compression,
+            name: `${cli.label}, unchanged rebuild, output up to date`,
+            kind: cli.rebuild,
+          },
+          async (out) => irbCommand(debianRef, compression, out, cache, cli.args),
+          rebuildOut,
         );
       }
       for (const compressor of c.classic) {
@@ -459,13 +482,13 @@ async function main(): Promise<void> {
       );
     }
     for (let i = 0; i < options.runs; i++) {
-      for (const [index, { row, body }] of plans.entries()) {
-        const out = join(work, `out-${index}-${i}`);
+      for (const [index, { row, body, fixedOut }] of plans.entries()) {
+        const out = fixedOut ?? join(work, `out-${index}-${i}`);
         const sample = await timeScript(work, await body(out), out);
         if (i === 0 && row.kind !== 'floor-decompress' && row.kind !== 'node')
           row.entries = await countEntries(out, row.compression);
         row.samples.push(sample);
-        await rm(out, { force: true });
+        if (!fixedOut) await rm(out, { force: true });
         log(
           `${row.workload} ${row.compression} ${row.name} run ${i + 1}/${options.runs}: ${fmtSeconds(sample.wallMs)}`,
         );
