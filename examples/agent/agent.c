@@ -248,52 +248,78 @@ static int header_value(const char *head, const char *name, char *out, size_t ca
   return 0;
 }
 
-static void serve(int fd) {
+/*
+ * Closes a connection whose request was answered before its body was read (413, 404, …). A
+ * close with unread bytes makes the kernel reset the connection, and a client still sending its
+ * body then gets EPIPE or ECONNRESET instead of the answer. So: stop writing, read and drop what
+ * still comes until the client closes, at most 2 s between reads and 10 s in all, then close.
+ */
+static void close_lingering(int fd) {
+  shutdown(fd, SHUT_WR);
+  char sink[65536];
+  long deadline = now_ms() + 10000;
+  for (;;) {
+    long left = deadline - now_ms();
+    if (left <= 0) break;
+    struct pollfd p = {fd, POLLIN, 0};
+    int ready = poll(&p, 1, left < 2000 ? (int)left : 2000);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) break;
+    ssize_t n = read(fd, sink, sizeof sink);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+  }
+  close(fd);
+}
+
+/* Answers one request on `fd`; returns 1 when the whole request was read, 0 when bytes of it
+ * may still be coming (answered early, or the client went away). */
+static int serve(int fd) {
   struct buf req = {0};
   char chunk[65536];
   char *end = NULL;
   while (!end) {
     ssize_t n = read(fd, chunk, sizeof chunk);
-    if (n <= 0) return;
+    if (n <= 0) return 0;
     buf_add(&req, chunk, (size_t)n);
     end = strstr(req.data, "\r\n\r\n");
     if (!end && req.len > MAX_HEADER) {
       respond_text(fd, 431, "Request Header Fields Too Large", "headers too large\n");
-      return;
+      return 0;
     }
   }
   size_t head_len = (size_t)(end - req.data) + 4;
   char method[8] = {0}, target[256] = {0};
   if (sscanf(req.data, "%7s %255s", method, target) != 2) {
     respond_text(fd, 400, "Bad Request", "bad request line\n");
-    return;
+    return 0;
   }
   if (strcmp(target, "/health") == 0) {
     respond_text(fd, 200, "OK", "ok\n");
-    return;
+    return 0;
   }
   if (strcmp(target, "/run") != 0) {
     respond_text(fd, 404, "Not Found", "POST code to /run\n");
-    return;
+    return 0;
   }
   if (strcmp(method, "POST") != 0) {
     respond_text(fd, 405, "Method Not Allowed", "POST code to /run\n");
-    return;
+    return 0;
   }
   char value[256];
   if (!header_value(req.data, "Content-Length", value, sizeof value)) {
     respond_text(fd, 411, "Length Required", "send Content-Length\n");
-    return;
+    return 0;
   }
   char *tail;
   unsigned long want = strtoul(value, &tail, 10);
   if (*tail || want > MAX_REQUEST) {
     respond_text(fd, 413, "Content Too Large", "code too large\n");
-    return;
+    return 0;
   }
   while (req.len - head_len < want) {
     ssize_t n = read(fd, chunk, sizeof chunk);
-    if (n <= 0) return;
+    if (n <= 0) return 0;
     buf_add(&req, chunk, (size_t)n);
   }
   char program[256];
@@ -305,7 +331,7 @@ static void serve(int fd) {
     char msg[256];
     snprintf(msg, sizeof msg, "cannot run the snippet: %s\n", strerror(errno));
     respond_text(fd, 500, "Internal Server Error", msg);
-    return;
+    return 1;
   }
   struct buf body = {0};
   buf_add(&body, "{\"stdout\":", 10);
@@ -315,6 +341,7 @@ static void serve(int fd) {
   buf_printf(&body, ",\"status\":%d,\"signal\":%d,\"ms\":%ld,\"timedOut\":%s,\"truncated\":%s}\n", r.status,
              r.signal, r.ms, r.timed_out ? "true" : "false", r.cut ? "true" : "false");
   respond(fd, 200, "OK", "application/json", body.data, body.len);
+  return 1;
 }
 
 static int listen_tcp(unsigned port) {
@@ -417,12 +444,17 @@ static int send_main(int argc, char **argv) {
   if (program) buf_printf(&req, "X-Interpreter: %s\r\n", program);
   buf_add(&req, "\r\n", 2);
   if (code.len) buf_add(&req, code.data, code.len);
-  if (write_all(fd, req.data, req.len) < 0) {
-    fprintf(stderr, "agent send: cannot send: %s\n", strerror(errno));
-    return 1;
-  }
+  /* An agent may answer (413) and stop reading before the code is all sent: the write then
+   * fails, but the answer is there to read. */
+  signal(SIGPIPE, SIG_IGN);
+  int sent = write_all(fd, req.data, req.len);
+  int send_errno = errno;
   struct buf answer = {0};
   while ((n = read(fd, chunk, sizeof chunk)) > 0) buf_add(&answer, chunk, (size_t)n);
+  if (sent < 0 && !answer.data) {
+    fprintf(stderr, "agent send: cannot send: %s\n", strerror(send_errno));
+    return 1;
+  }
   char *body = answer.data ? strstr(answer.data, "\r\n\r\n") : NULL;
   if (!body || strncmp(answer.data, "HTTP/1.1 200", 12) != 0) {
     fprintf(stderr, "agent send: the agent answered: %s\n", answer.data ? answer.data : "nothing");
@@ -486,9 +518,12 @@ int main(int argc, char **argv) {
         sigaction(SIGCHLD, &dfl, NULL);
         close(fds[0]);
         if (fds[1] >= 0) close(fds[1]);
-        serve(c);
-        shutdown(c, SHUT_WR);
-        close(c);
+        if (serve(c)) {
+          shutdown(c, SHUT_WR);
+          close(c);
+        } else {
+          close_lingering(c);
+        }
         _exit(0);
       }
       close(c);
