@@ -78,7 +78,7 @@ _irb_ensure_modules() {
 # under lib/modules/<release> with modules.dep made by depmod (the .deb ships none; its postinst
 # makes it), and the .deb itself, for tests of a .deb module source.
 _irb_unpack_kernel() { # dir apt-package
-  local dir=$1 pkg=$2 tmp release
+  local dir=$1 pkg=$2 tmp release path
   tmp=$(mktemp -d)
   chmod 777 "$tmp"
   (cd "$tmp" && { apt-get download -qq "$pkg" >/dev/null 2>&1 || _irb_sudo apt-get download -qq "$pkg" >/dev/null; })
@@ -88,7 +88,10 @@ _irb_unpack_kernel() { # dir apt-package
   dpkg-deb --fsys-tarfile "$tmp"/linux-image-*.deb | tar -x -C "$dir" --wildcards './boot/vmlinuz-*' './lib/modules/*'
   local depmod
   depmod=$(command -v depmod || echo /sbin/depmod)
-  for release in $(ls "$dir"/lib/modules); do "$depmod" -b "$dir" "$release"; done
+  for path in "$dir"/lib/modules/*/; do
+    release=$(basename "$path")
+    "$depmod" -b "$dir" "$release"
+  done
   rm -rf "$tmp"
 }
 
