@@ -4,9 +4,13 @@ import { gzipError } from './gunzip.ts';
 import type { ByteReader } from './reader.ts';
 import { settledWrite } from './settled-write.ts';
 
-// Input handed to zlib per write. Bounds the output held at once to about 1 032 × this
-// (deflate's best ratio) even for a pathological member.
-const WRITE_SIZE = 16 * 1024;
+// Input handed to zlib per write, and zlib's output chunk: a thread-pool round trip per 256 KiB
+// instead of per 16 KiB (zlib's default), which cost as much CPU again as inflating did.
+const WRITE_SIZE = 256 * 1024;
+const CHUNK_SIZE = 256 * 1024;
+// Output chunks waiting for the consumer before the inflater is paused: a member that inflates
+// a thousandfold holds a few chunks, not a write's whole output.
+const READ_AHEAD = 4;
 
 const FHCRC = 0x02;
 const FEXTRA = 0x04;
@@ -48,8 +52,9 @@ async function skipZeroTerminated(reader: ByteReader, label: string, what: strin
 /**
  * Decodes exactly one gzip member from `reader` and leaves the reader just past its
  * trailer, so whatever follows (another member of any kind, NUL padding) is still there.
- * Streams: the deflate body goes through node:zlib's raw inflater in small writes, and
- * zlib's count of consumed input tells where the body ended. CRC-32 and length are checked.
+ * Streams: the deflate body goes through node:zlib's raw inflater in writes of 256 KiB whose
+ * output is handed on while zlib produces it (paused when the consumer lags), and zlib's count
+ * of consumed input tells where the body ended. CRC-32 and length are checked.
  */
 export async function* gunzipMember(reader: ByteReader, label: string): AsyncGenerator<Uint8Array> {
   const header = await readExactly(reader, 10, label, 'header');
@@ -65,12 +70,24 @@ export async function* gunzipMember(reader: ByteReader, label: string): AsyncGen
   if (flags & FCOMMENT) await skipZeroTerminated(reader, label, 'comment');
   if (flags & FHCRC) await readExactly(reader, 2, label, 'header CRC');
 
-  const inflate = createInflateRaw();
-  const output: Uint8Array[] = [];
+  const inflate = createInflateRaw({ chunkSize: CHUNK_SIZE });
+  const output: Buffer[] = [];
   let failure: unknown;
-  inflate.on('data', (chunk: Buffer) => output.push(chunk));
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  inflate.on('data', (chunk: Buffer) => {
+    output.push(chunk);
+    // Paused, zlib stops between output chunks until they are taken: backpressure inside a write.
+    if (output.length >= READ_AHEAD) inflate.pause();
+    notify();
+  });
   inflate.on('error', (error) => {
     failure ??= error;
+    notify();
   });
   let crc = 0;
   let size = 0;
@@ -82,16 +99,36 @@ export async function* gunzipMember(reader: ByteReader, label: string): AsyncGen
       const slice = chunk.subarray(0, WRITE_SIZE);
       reader.unshift(chunk.subarray(slice.length));
       const before = inflate.bytesWritten;
-      try {
-        await settledWrite(inflate, slice);
-      } catch (error) {
-        failure ??= error;
-      }
-      if (failure !== undefined) throw gzipError(failure, label);
-      for (const out of output.splice(0)) {
-        crc = crc32(out, crc);
-        size += out.length;
-        yield new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+      let written = false;
+      settledWrite(inflate, slice).then(
+        () => {
+          written = true;
+          notify();
+        },
+        (error: unknown) => {
+          failure ??= error;
+          written = true;
+          notify();
+        },
+      );
+      // The write settles once zlib consumed the slice (or the deflate stream ended in it);
+      // meanwhile its output is handed on as it comes.
+      for (;;) {
+        const out = output.shift();
+        if (out !== undefined) {
+          if (output.length < READ_AHEAD && inflate.isPaused()) inflate.resume();
+          crc = crc32(out, crc);
+          size += out.length;
+          yield new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+          continue;
+        }
+        if (failure !== undefined) throw gzipError(failure, label);
+        // Settled, every output chunk of the slice was pushed; a paused stream may still hold some.
+        if (written && inflate.readableLength === 0) break;
+        if (inflate.isPaused()) inflate.resume();
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
       }
       fed += slice.length;
       // zlib stops consuming at the end of the deflate stream: the unconsumed rest of this

@@ -1,4 +1,5 @@
-import { gzipSync } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { createGzip, gzipSync } from 'node:zlib';
 import { type CpioEntry, packCpio, readCpio } from '@irb/cpio';
 import { describe, expect, it } from 'vitest';
 import { compress, decodeInitramfs, type InitramfsMember, ZSTD_BACKEND_ENV } from '../src/index.ts';
@@ -209,6 +210,31 @@ describe('decodeInitramfs', () => {
     // The same in the second member, after one that decodes.
     const second = await failure(Buffer.concat([gzipSync(a), badType]));
     expect(second.code).toBe('IRB_GZIP_CORRUPT');
+  });
+
+  it('holds a few chunks of a member that inflates a thousandfold, not the output of a whole write', async () => {
+    // 512 MiB of zeros in one file: about 0.5 MiB of gzip, handed over in 1 MiB chunks, so every
+    // 256 KiB written to zlib inflates to ~260 MiB.
+    const size = 512 << 20;
+    const zeros = new Uint8Array(1 << 20);
+    async function* body() {
+      for (let i = 0; i < size / zeros.length; i++) yield zeros;
+    }
+    const entry: CpioEntry = { type: 'file', path: 'big', mode: 0o644, size, body: body() };
+    const bomb = await collect(Readable.from(packCpio([entry])).pipe(createGzip()));
+    expect(bomb.length).toBeLessThan(1 << 20);
+    let total = 0;
+    let biggest = 0;
+    let heldMost = 0;
+    for await (const chunk of decodeInitramfs(chunked(bomb, 1 << 20))) {
+      total += chunk.length;
+      biggest = Math.max(biggest, chunk.length);
+      heldMost = Math.max(heldMost, process.memoryUsage().arrayBuffers);
+    }
+    expect(total).toBeGreaterThan(size);
+    expect(biggest).toBeLessThanOrEqual(256 * 1024);
+    // Chunks already handed on wait for V8's collector too; a write's whole output would be ~260 MiB.
+    expect(heldMost).toBeLessThan(160 << 20);
   });
 
   it('refuses an empty input and one of NUL bytes only', async () => {
