@@ -378,8 +378,8 @@ async function main(): Promise<void> {
     }
     // One cache per CLI serves its warm rows: blobs, layer indexes and the output cache, which
     // holds members per compression. Filled untimed, once per compression, so every timed warm
-    // run is the same unchanged rebuild.
-    // The untimed build's output stays: the rebuild rows build into it again, already up to date.
+    // run is the same unchanged rebuild. Its output stays: the rebuild rows build into it again,
+    // already up to date.
     const warmCaches = new Map<string, string>();
     const rebuildOuts = new Map<string, string>();
     for (const [index, cli] of clis.entries()) {
