@@ -70,7 +70,10 @@ export async function* openArchive(path: string, signal?: AbortSignal): AsyncGen
       { cause: error },
     );
   }
-  for await (const chunk of createReadStream(path, signal ? { signal } : {})) yield chunk as Uint8Array;
+  // 1 MiB reads: at the stream's default 64 KiB, a 150 MB archive took 2 300 thread-pool round
+  // trips, and `irb ls` spent a third of its time waiting on them.
+  const reads = createReadStream(path, { highWaterMark: 1 << 20, ...(signal ? { signal } : {}) });
+  for await (const chunk of reads) yield chunk as Uint8Array;
 }
 
 /**
