@@ -1,5 +1,6 @@
 import { crc32, createInflateRaw } from 'node:zlib';
 import { IrbError } from '@irb/errors';
+import { chunksOf } from './chunks.ts';
 import { gzipError } from './gunzip.ts';
 import type { ByteReader } from './reader.ts';
 import { settledWrite } from './settled-write.ts';
@@ -7,10 +8,9 @@ import { settledWrite } from './settled-write.ts';
 // Input handed to zlib per write, and zlib's output chunk: a thread-pool round trip per 256 KiB
 // instead of per 16 KiB (zlib's default), which cost as much CPU again as inflating did.
 const WRITE_SIZE = 256 * 1024;
+// chunksOf pauses zlib while a few of these wait: a member that inflates a thousandfold holds
+// a few chunks, not a write's whole output.
 const CHUNK_SIZE = 256 * 1024;
-// Output chunks waiting for the consumer before the inflater is paused: a member that inflates
-// a thousandfold holds a few chunks, not a write's whole output.
-const READ_AHEAD = 4;
 
 const FHCRC = 0x02;
 const FEXTRA = 0x04;
@@ -71,73 +71,39 @@ export async function* gunzipMember(reader: ByteReader, label: string): AsyncGen
   if (flags & FHCRC) await readExactly(reader, 2, label, 'header CRC');
 
   const inflate = createInflateRaw({ chunkSize: CHUNK_SIZE });
-  const output: Buffer[] = [];
-  let failure: unknown;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  inflate.on('data', (chunk: Buffer) => {
-    output.push(chunk);
-    // Paused, zlib stops between output chunks until they are taken: backpressure inside a write.
-    if (output.length >= READ_AHEAD) inflate.pause();
-    notify();
-  });
-  inflate.on('error', (error) => {
-    failure ??= error;
-    notify();
-  });
-  let crc = 0;
-  let size = 0;
-  let fed = 0;
-  try {
+  // Fed a slice at a time while chunksOf hands the output on, pausing zlib when the consumer
+  // lags. Where the deflate stream ends, zlib stops consuming and ends its output; its count of
+  // consumed input tells where: the rest belongs to the trailer and whatever follows the member.
+  const feeding = (async () => {
+    let fed = 0;
     for (;;) {
       const chunk = await reader.next();
       if (chunk === undefined) throw truncated(label, 'compressed data');
       const slice = chunk.subarray(0, WRITE_SIZE);
       reader.unshift(chunk.subarray(slice.length));
       const before = inflate.bytesWritten;
-      let written = false;
-      settledWrite(inflate, slice).then(
-        () => {
-          written = true;
-          notify();
-        },
-        (error: unknown) => {
-          failure ??= error;
-          written = true;
-          notify();
-        },
-      );
-      // The write settles once zlib consumed the slice (or the deflate stream ended in it);
-      // meanwhile its output is handed on as it comes.
-      for (;;) {
-        const out = output.shift();
-        if (out !== undefined) {
-          if (output.length < READ_AHEAD && inflate.isPaused()) inflate.resume();
-          crc = crc32(out, crc);
-          size += out.length;
-          yield new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-          continue;
-        }
-        if (failure !== undefined) throw gzipError(failure, label);
-        // Settled, every output chunk of the slice was pushed; a paused stream may still hold some.
-        if (written && inflate.readableLength === 0) break;
-        if (inflate.isPaused()) inflate.resume();
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-      }
+      await settledWrite(inflate, slice);
       fed += slice.length;
-      // zlib stops consuming at the end of the deflate stream: the unconsumed rest of this
-      // write belongs to the trailer and whatever follows the member.
       if (inflate.bytesWritten < fed) {
         reader.unshift(slice.subarray(inflate.bytesWritten - before));
-        break;
+        return;
       }
     }
+  })();
+  // A feed that fails (truncated input) ends the output with its error.
+  feeding.catch((error: unknown) => inflate.destroy(error as Error));
+  let crc = 0;
+  let size = 0;
+  try {
+    for await (const out of chunksOf(inflate)) {
+      crc = crc32(out, crc);
+      size += out.length;
+      yield out;
+    }
+    // The output ended: the feed's last write settles with the rest of its slice given back.
+    await feeding;
+  } catch (error) {
+    throw gzipError(error, label);
   } finally {
     inflate.destroy();
   }
