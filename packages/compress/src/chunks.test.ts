@@ -54,6 +54,25 @@ describe('chunksOf', () => {
     expect(stream.destroyed).toBe(true);
   });
 
+  it('a reader that stops while an error is on its way does not leave it unheard', async () => {
+    const stream = new PassThrough();
+    stream.write(Buffer.from('first'));
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.prependListener('uncaughtException', onUncaught);
+    try {
+      for await (const _ of chunksOf(stream)) {
+        // destroy(error) emits the error a tick later; the loop ends before that.
+        stream.destroy(new Error('late'));
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(uncaught).toEqual([]);
+  });
+
   it('throws the stream error after the chunks before it', async () => {
     const stream = new PassThrough();
     stream.write(Buffer.from('first'));

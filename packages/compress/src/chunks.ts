@@ -63,6 +63,11 @@ export async function* chunksOf(stream: Readable): AsyncGenerator<Uint8Array> {
     stream.off('end', onEnd);
     stream.off('error', onError);
     stream.off('close', onClose);
+    // An error may still be on its way (destroy(error) emits it a tick later) when the reader
+    // stops: nobody is left to hear it, and an 'error' without a listener ends the process.
+    stream.on('error', ignore);
     if (!ended) stream.destroy();
   }
 }
+
+function ignore(): void {}
